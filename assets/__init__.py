@@ -1,0 +1,1 @@
+"""Thin software-defined assets: resolve partitions -> read via resources -> pure code -> write."""

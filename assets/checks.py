@@ -1,0 +1,51 @@
+"""Turn data-quality query results into Dagster ``AssetCheckResult`` s (rules documented per check)."""
+from __future__ import annotations
+
+import dagster as dg
+import pandas as pd
+
+from assets.common import md_table, ts_iso
+
+
+def candle_integrity_result(integ: pd.DataFrame, name: str, asset: dg.AssetKey) -> dg.AssetCheckResult:
+    """Fails (ERROR) when any slice has duplicate ``ts``, an OHLC/price/volume violation or off-grid ``ts``."""
+    bad = integ[(integ["duplicates"] > 0) | (integ["bad_ohlc"] > 0) | (integ["off_grid"] > 0)] if len(integ) else integ
+    return dg.AssetCheckResult(
+        check_name=name, asset_key=asset, passed=bool(bad.empty), severity=dg.AssetCheckSeverity.ERROR,
+        metadata={"slices": len(integ), "failing": md_table(bad[["symbol", "timeframe", "duplicates", "bad_ohlc", "off_grid"]]),
+                  "duplicates": int(integ["duplicates"].sum()) if len(integ) else 0,
+                  "bad_ohlc": int(integ["bad_ohlc"].sum()) if len(integ) else 0},
+        description="duplicates, OHLC sanity (low <= open,close <= high, prices > 0), monotonic grid-aligned ts")
+
+
+def gap_budget_result(integ: pd.DataFrame, gaps: pd.DataFrame, max_gap_bars: int, max_missing_fraction: float,
+                      asset: dg.AssetKey) -> dg.AssetCheckResult:
+    """WARN when a slice has a gap longer than ``max_gap_bars`` or misses more than ``max_missing_fraction``.
+
+    Gaps are real exchange outages or coverage holes between data windows; they are reported, never filled.
+    """
+    if integ.empty:
+        return dg.AssetCheckResult(check_name="gaps_within_budget", asset_key=asset, passed=True, metadata={"slices": 0})
+    expected = (integ["last_ts"] - integ["first_ts"]) // integ["step"] + 1
+    frac = integ["missing_bars"] / expected.where(expected > 0, 1)
+    over = integ.assign(missing_fraction=frac.round(5))[(integ["max_gap_bars"] > max_gap_bars) | (frac > max_missing_fraction)]
+    g = gaps.copy()
+    return dg.AssetCheckResult(
+        check_name="gaps_within_budget", asset_key=asset, passed=bool(over.empty), severity=dg.AssetCheckSeverity.WARN,
+        metadata={"gaps_total": int(integ["n_gaps"].sum()), "missing_bars_total": int(integ["missing_bars"].sum()),
+                  "over_budget": md_table(over[["symbol", "timeframe", "n_gaps", "missing_bars", "max_gap_bars", "missing_fraction"]]),
+                  "largest_gaps": md_table(g, 40), "budget": f"max_gap_bars={max_gap_bars}, max_missing_fraction={max_missing_fraction}"})
+
+
+def staleness_result(fresh: pd.DataFrame, max_bars: int, asset: dg.AssetKey) -> dg.AssetCheckResult:
+    """WARN when a slice's last candle trails the expected last closed candle by more than ``max_bars``.
+
+    ``fresh`` columns: symbol, timeframe, last_ts, expected_ts, lag_bars, age_hours.
+    """
+    over = fresh[fresh["lag_bars"] > max_bars] if len(fresh) else fresh
+    view = fresh.assign(last=fresh["last_ts"].map(ts_iso), expected=fresh["expected_ts"].map(ts_iso)) if len(fresh) else fresh
+    cols = [c for c in ["symbol", "timeframe", "last", "expected", "lag_bars", "age_hours"] if c in view.columns]
+    return dg.AssetCheckResult(
+        check_name="fresh", asset_key=asset, passed=bool(over.empty), severity=dg.AssetCheckSeverity.WARN,
+        metadata={"stale_slices": len(over), "max_lag_bars": int(fresh["lag_bars"].max()) if len(fresh) else 0,
+                  "slices": md_table(view[cols])})

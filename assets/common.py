@@ -1,0 +1,35 @@
+"""Shared wiring for assets: pool, partitions of a run, config, metadata helpers."""
+from __future__ import annotations
+
+import dagster as dg
+import pandas as pd
+from pydantic import Field
+
+from pipeline.partitions import parse_key
+
+POOL = "duckdb_warehouse"
+SINGLE_RUN = dg.BackfillPolicy.single_run()
+
+
+class IncrementalConfig(dg.Config):
+    """Launchpad options of the incremental candle assets."""
+
+    full_refresh: bool = Field(False, description="Recompute the selected partitions from scratch instead of only new rows.")
+
+
+def run_slices(context: dg.AssetExecutionContext) -> list[tuple[str, str]]:
+    """``(BASE/QUOTE, timeframe)`` for every partition of this run (single-run ranges included)."""
+    if not context.has_partition_key and not context.has_partition_key_range:
+        return []
+    return [parse_key(k) for k in context.partition_keys]
+
+
+def md_table(df: pd.DataFrame, max_rows: int = 60) -> dg.MetadataValue:
+    """A markdown preview table (first ``max_rows`` rows)."""
+    if df is None or df.empty:
+        return dg.MetadataValue.md("_(empty)_")
+    return dg.MetadataValue.md(df.head(max_rows).to_markdown(index=False))
+
+
+def ts_iso(ts: int | None) -> str | None:
+    return None if ts is None or pd.isna(ts) else pd.Timestamp(int(ts), unit="ms").isoformat()

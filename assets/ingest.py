@@ -1,0 +1,146 @@
+"""Group ``ingest``: ``raw.ohlcv`` (symbol × timeframe, incremental) and ``raw.onchain_metrics``."""
+
+import dagster as dg
+import pandas as pd
+
+from assets.common import POOL, SINGLE_RUN, IncrementalConfig, md_table, run_slices, ts_iso
+from assets.checks import candle_integrity_result
+from pipeline.config import settings
+from pipeline.core.timeframes import timeframe_ms
+from pipeline.partitions import SYMBOL_TIMEFRAME
+from resources.exchange import ExchangeSource, utc_ms
+from resources.files import FilesSource, file_fingerprint
+from resources.sheets import SheetsSource
+from resources.warehouse import WarehouseResource
+from warehouse import io
+from warehouse.quality import candle_integrity
+
+RAW_OHLCV = dg.AssetKey(["raw", "ohlcv"])
+EXTERNAL_FILES = dg.AssetSpec(["external", "data_folder"], group_name="ingest", kinds={"csv", "parquet"},
+                              description="The local data folder (TRADER_DATA_DIR), laid out like shared/data.")
+EXTERNAL_EXCHANGE = dg.AssetSpec(["external", "exchange"], group_name="ingest", kinds={"ccxt"},
+                                 description="The configured exchange's public candle API via ccxt.")
+EXTERNAL_SHEET = dg.AssetSpec(["external", "onchain_sheet"], group_name="ingest", kinds={"googlesheets"},
+                              description="Optional Google Sheet of on-chain metric columns (gspread).")
+
+
+def _checkpoint(con, kind: str, exchange: str, symbol: str, tf: str, locator: str) -> tuple[str | None, int | None]:
+    r = con.execute("SELECT fingerprint, last_ts FROM raw.ingest_checkpoints WHERE source_kind=? AND exchange=? AND "
+                    "symbol=? AND timeframe=? AND locator=?", [kind, exchange, symbol, tf, locator]).fetchone()
+    return (r[0], r[1]) if r else (None, None)
+
+
+CANDLE_KEYS = ["exchange", "symbol", "timeframe", "ts"]
+CHECKPOINT_KEYS = ["source_kind", "exchange", "symbol", "timeframe", "locator"]
+
+
+def write_with_checkpoint(con, candles: pd.DataFrame, kind: str, exchange: str, symbol: str, tf: str, locator: str,
+                          fingerprint: str | None, last_ts: int | None, rows: int) -> None:
+    """Upsert new candles and move the slice's checkpoint in one transaction (never one without the other)."""
+    now = io.now_utc()
+    cp = pd.DataFrame([{"source_kind": kind, "exchange": exchange, "symbol": symbol, "timeframe": tf, "locator": locator,
+                        "fingerprint": fingerprint, "last_ts": last_ts, "rows": rows, "updated_at": now}])
+    candles = candles.assign(exchange=exchange, symbol=symbol, timeframe=tf, locator=locator, ingested_at=now)
+    io.upsert_many(con, [("raw.ohlcv", candles, CANDLE_KEYS), ("raw.ingest_checkpoints", cp, CHECKPOINT_KEYS)])
+
+
+def ingest_files_slice(con, files: FilesSource, exchange: str, symbol: str, tf: str, full_refresh: bool) -> dict:
+    """Ingest new rows of every file of one slice. A file whose fingerprint is unchanged is not read."""
+    out = {"symbol": symbol, "timeframe": tf, "files": 0, "new_rows": 0, "skipped_unchanged": 0}
+    if full_refresh:
+        io.replace_slice(con, "raw.ohlcv", pd.DataFrame(), {"exchange": exchange, "symbol": symbol, "timeframe": tf})
+        con.execute("DELETE FROM raw.ingest_checkpoints WHERE source_kind='files' AND exchange=? AND symbol=? AND timeframe=?",
+                    [exchange, symbol, tf])
+    for path in files.ohlcv_files(exchange, symbol, tf):
+        out["files"] += 1
+        loc = files.rel(path)
+        fp = file_fingerprint(path)
+        old_fp, last_ts = _checkpoint(con, "files", exchange, symbol, tf, loc)
+        if fp == old_fp:
+            out["skipped_unchanged"] += 1
+            continue
+        df = files.read_ohlcv(path, tf)  # raises CandleValidationError before anything is written
+        new = df[df["ts"] > last_ts] if last_ts is not None else df
+        write_with_checkpoint(con, new, "files", exchange, symbol, tf, loc, fp,
+                              int(df["ts"].iloc[-1]) if len(df) else last_ts, len(df))
+        out["new_rows"] += len(new)
+    return out
+
+
+def ingest_exchange_slice(con, exchange_src: ExchangeSource, exchange: str, symbol: str, tf: str, since: str) -> dict:
+    """Sync one slice from the exchange, resuming after the stored checkpoint."""
+    _, last_ts = _checkpoint(con, "exchange", exchange, symbol, tf, "ccxt")
+    stored = io.max_ts(con, "raw.ohlcv", {"exchange": exchange, "symbol": symbol, "timeframe": tf})
+    step = timeframe_ms(tf)
+    since_ms = max(utc_ms(since), (last_ts + step) if last_ts is not None else 0, (stored + step) if stored is not None else 0)
+    since_ms = -(-since_ms // step) * step  # align up to the timeframe grid
+
+    def write_page(page: pd.DataFrame) -> None:
+        write_with_checkpoint(con, page, "exchange", exchange, symbol, tf, "ccxt", None, int(page["ts"].iloc[-1]), len(page))
+
+    rep = exchange_src.sync_ohlcv(symbol, tf, since_ms, write_page)
+    return {"symbol": symbol, "timeframe": tf, "pages": rep.pages, "new_rows": rep.rows, "retries": rep.retries}
+
+
+@dg.asset(
+    key=RAW_OHLCV, group_name="ingest", partitions_def=SYMBOL_TIMEFRAME, backfill_policy=SINGLE_RUN, pool=POOL,
+    kinds={"duckdb", "python"}, deps=[EXTERNAL_FILES, EXTERNAL_EXCHANGE], code_version="1",
+    check_specs=[dg.AssetCheckSpec("candle_integrity", asset=RAW_OHLCV, blocking=True,
+                                   description="No duplicate ts, OHLC sanity, positive prices, ts on the timeframe grid.")],
+    description="Candles as ingested (files or ccxt), one partition per symbol × timeframe, incremental by "
+                "checkpoint. Timeframes the source lacks stay empty here and are resampled in market.ohlcv.",
+)
+def raw_ohlcv(context: dg.AssetExecutionContext, config: IncrementalConfig, warehouse: WarehouseResource,
+              files: FilesSource, exchange: ExchangeSource) -> dg.MaterializeResult:
+    cfg, slices = settings(), run_slices(context)
+    ex = cfg.exchange.id
+    with warehouse.connect() as con:
+        if cfg.source == "files":
+            report = [ingest_files_slice(con, files, ex, s, tf, config.full_refresh) for s, tf in slices]
+        else:
+            report = [ingest_exchange_slice(con, exchange, ex, s, tf, cfg.exchange.since) for s, tf in slices]
+        integ = candle_integrity(con, "raw.ohlcv", ex, slices)
+    rep = pd.DataFrame(report).merge(integ[["symbol", "timeframe", "rows", "first_ts", "last_ts"]], how="left",
+                                     on=["symbol", "timeframe"])
+    rep["first"], rep["last"] = rep["first_ts"].map(ts_iso), rep["last_ts"].map(ts_iso)
+    return dg.MaterializeResult(
+        metadata={"source": cfg.source, "new_rows": int(rep["new_rows"].sum()), "dagster/row_count": int(integ["rows"].sum()),
+                  "partitions": len(slices), "summary": md_table(rep.drop(columns=["first_ts", "last_ts"]))},
+        check_results=[candle_integrity_result(integ, "candle_integrity", RAW_OHLCV)])
+
+
+@dg.asset(
+    key=["raw", "onchain_metrics"], group_name="ingest", pool=POOL, kinds={"duckdb", "python"},
+    deps=[EXTERNAL_FILES, EXTERNAL_SHEET], code_version="1",
+    description="Bitcoin daily on-chain metrics in long format (date, source, metric, value), one source per "
+                "vendor file (and the optional Google Sheet). A file is re-read only when it changed.",
+)
+def raw_onchain_metrics(context: dg.AssetExecutionContext, warehouse: WarehouseResource, files: FilesSource,
+                        sheets: SheetsSource) -> dg.MaterializeResult:
+    rows = []
+    with warehouse.connect() as con:
+        for sf, path in files.onchain_sources():
+            fp, loc = file_fingerprint(path), files.rel(path)
+            if _checkpoint(con, "onchain", "-", "BTC", "1d", loc)[0] == fp:
+                rows.append({"source": sf.source, "file": loc, "status": "unchanged", "rows": None})
+                continue
+            long = files.read_onchain(sf, path)
+            cp = pd.DataFrame([{"source_kind": "onchain", "exchange": "-", "symbol": "BTC", "timeframe": "1d", "locator": loc,
+                                "fingerprint": fp, "last_ts": None, "rows": len(long), "updated_at": io.now_utc()}])
+            with io.transaction(con):  # the vendor's rows and its checkpoint change together
+                con.execute("DELETE FROM raw.onchain_metrics WHERE source = ?", [sf.source])
+                con.register("_long", long)
+                con.execute("INSERT INTO raw.onchain_metrics BY NAME SELECT * FROM _long")
+                con.unregister("_long")
+                con.execute("DELETE FROM raw.ingest_checkpoints WHERE source_kind='onchain' AND locator=?", [loc])
+                con.execute("INSERT INTO raw.ingest_checkpoints BY NAME SELECT * FROM cp")
+            rows.append({"source": sf.source, "file": loc, "status": "loaded", "rows": len(long)})
+        if sheets.spreadsheet_key:
+            long = sheets.read_metrics()
+            io.replace_slice(con, "raw.onchain_metrics", long, {"source": long["source"].iloc[0]} if len(long) else {"source": "sheets"})
+            rows.append({"source": "sheets", "file": sheets.worksheet, "status": "loaded", "rows": len(long)})
+        total = con.execute("SELECT count(*) FROM raw.onchain_metrics").fetchone()[0]
+        per = con.execute("SELECT source, count(*) AS rows, min(date) AS first, max(date) AS last, count(DISTINCT metric) "
+                          "AS metrics FROM raw.onchain_metrics GROUP BY 1 ORDER BY 1").df()
+    return dg.MaterializeResult(metadata={"dagster/row_count": int(total), "files": md_table(pd.DataFrame(rows)),
+                                          "sources": md_table(per)})

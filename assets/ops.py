@@ -1,0 +1,33 @@
+"""Group ``ops``: the read-only serving snapshot and Parquet exports people query while runs write."""
+
+import dagster as dg
+import pandas as pd
+
+from assets.common import POOL, md_table
+from resources.warehouse import WarehouseResource
+from warehouse import io
+from warehouse.publish import fingerprint, publish_snapshot
+from warehouse.schema import SERVING_TABLES
+
+SNAPSHOT = dg.AssetKey(["ops", "serving_snapshot"])
+
+
+@dg.asset(
+    key=SNAPSHOT, group_name="ops", pool=POOL, kinds={"duckdb", "parquet"}, code_version="1",
+    deps=[dg.AssetKey(["market", "ohlcv"]), dg.AssetKey(["market", "onchain_daily"]), dg.AssetKey(["market", "sentiment_daily"]),
+          dg.AssetKey(["features", "technical"]), dg.AssetKey(["regimes", "market"])],
+    description="Copies the curated tables into serving.duckdb (atomic rename) and exports/<table>.parquet. "
+                "Skipped when no table changed since the last publish.",
+)
+def serving_snapshot(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+    with warehouse.connect() as con:
+        fp = fingerprint(con, SERVING_TABLES)
+        if io.inputs_unchanged(con, "ops.serving_snapshot", fp):
+            return dg.MaterializeResult(metadata={"status": "tables unchanged; snapshot kept", "path": warehouse.serving_path})
+        rows = publish_snapshot(con, SERVING_TABLES, warehouse.serving_path, warehouse.exports_dir)
+        io.record_inputs(con, "ops.serving_snapshot", fp)
+        io.upsert(con, "ops.publish_log", pd.DataFrame([{"published_at": io.now_utc(), "fingerprint": fp,
+                                                         "tables": len(rows), "path": warehouse.serving_path}]), ["published_at"])
+    return dg.MaterializeResult(metadata={"path": dg.MetadataValue.path(warehouse.serving_path),
+                                          "exports": dg.MetadataValue.path(warehouse.exports_dir),
+                                          "tables": md_table(pd.DataFrame(list(rows.items()), columns=["table", "rows"]))})

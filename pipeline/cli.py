@@ -1,0 +1,187 @@
+"""``trader`` — the command line. Subcommands run the same Dagster assets in-process against the
+project's Dagster instance (``DAGSTER_HOME``, default ``<repo>/.dagster_home``), so every CLI run shows
+up in the Dagster UI with lineage, checks and metadata.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from pipeline.config import REPO_ROOT, settings
+
+app = typer.Typer(help="Crypto trading-signal pipeline (Dagster + DuckDB).", no_args_is_help=True, add_completion=False)
+console = Console()
+
+
+def _instance():
+    os.environ.setdefault("DAGSTER_HOME", str(REPO_ROOT / ".dagster_home"))
+    Path(os.environ["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
+    import dagster as dg
+    return dg.DagsterInstance.get()
+
+
+def execute(job_name: str, symbols: list[str] | None = None, timeframes: list[str] | None = None,
+            full_refresh: bool = False, instance=None) -> list:
+    """Run ``job_name`` over ``symbols × timeframes`` (default: the configured universe) in-process.
+
+    One run per requested symbol when a subset is given (a multi-partition range is a rectangle in
+    definition order); otherwise one run for the whole universe. Returns the ``ExecuteInProcessResult`` s.
+    """
+    from pipeline.definitions import defs
+    from pipeline.partitions import full_range_tags
+    job = defs.resolve_job_def(job_name)
+    inst = instance or _instance()
+    run_config = {}
+    if full_refresh:
+        ops = {"raw__ohlcv", "market__ohlcv", "features__technical", "regimes__market"}
+        run_config = {"ops": {k: {"config": {"full_refresh": True}} for k in ops if k in {n.name for n in job.graph.node_defs}}}
+    groups = [[s] for s in symbols] if symbols else [None]
+    results = []
+    for syms in groups:
+        tags = full_range_tags(syms, timeframes)
+        results.append(job.execute_in_process(instance=inst, tags=tags, run_config=run_config, raise_on_error=False))
+    return results
+
+
+def _print_checks(results) -> bool:
+    t = Table(title="Asset checks", show_lines=False)
+    for c in ("asset", "check", "severity", "result"):
+        t.add_column(c)
+    ok = True
+    for r in results:
+        for ev in r.get_asset_check_evaluations():
+            sev = ev.severity.value if hasattr(ev.severity, "value") else str(ev.severity)
+            passed = ev.passed
+            ok &= passed or sev != "ERROR"
+            t.add_row("/".join(ev.asset_key.path), ev.check_name, sev,
+                      "[green]passed[/]" if passed else ("[red]FAILED[/]" if sev == "ERROR" else "[yellow]warn[/]"))
+    console.print(t)
+    return ok
+
+
+def print_warehouse_summary(path: str | None = None) -> None:
+    """Rows, time range and gaps per table and timeframe (reads the serving snapshot if the writer is busy)."""
+    import duckdb
+    from warehouse.io import connect, table_exists
+    cfg = settings()
+    target = path or cfg.warehouse.path
+    try:
+        ctx = connect(target, read_only=True)
+        con = ctx.__enter__()
+    except duckdb.IOException:
+        console.print(f"[yellow]{target} is locked by a running pipeline; reading the serving snapshot[/]")
+        ctx = connect(cfg.warehouse.serving_path, read_only=True)
+        con = ctx.__enter__()
+    try:
+        t = Table(title=f"Warehouse {target}")
+        for c in ("table", "timeframe", "partitions", "rows", "first", "last", "flagged/incomplete"):
+            t.add_column(c, justify="right" if c in ("rows", "partitions") else "left")
+        for table in ("raw.ohlcv", "market.ohlcv", "features.technical", "regimes.market"):
+            if not table_exists(con, table):
+                continue
+            extra = "count(*) FILTER (WHERE bar_count < expected_bars)" if table == "market.ohlcv" else "NULL"
+            for row in con.execute(f"""SELECT timeframe, count(DISTINCT symbol), count(*), min(open_time), max(open_time), {extra}
+                    FROM {table} GROUP BY 1 ORDER BY min(ts % 1) , CASE timeframe WHEN '1m' THEN 1 WHEN '5m' THEN 2 WHEN '15m' THEN 3
+                    WHEN '1h' THEN 4 WHEN '4h' THEN 5 ELSE 6 END""").fetchall():
+                t.add_row(table, row[0], str(row[1]), f"{row[2]:,}", str(row[3]), str(row[4]), "" if row[5] is None else str(row[5]))
+        for table, col in (("market.onchain_daily", "date"), ("market.sentiment_daily", "date"), ("raw.onchain_metrics", "date")):
+            if table_exists(con, table):
+                n, a, b = con.execute(f"SELECT count(*), min({col}), max({col}) FROM {table}").fetchone()
+                t.add_row(table, "1d", "-", f"{n:,}", str(a), str(b), "")
+        console.print(t)
+        if table_exists(con, "market.ohlcv"):
+            g = con.execute("""SELECT timeframe, count(*) AS gaps, sum(m) AS missing_bars, max(m) AS largest FROM (
+                SELECT symbol, timeframe, (lead(ts) OVER w - ts) // (CASE timeframe WHEN '1m' THEN 60000 WHEN '5m' THEN 300000
+                  WHEN '15m' THEN 900000 WHEN '1h' THEN 3600000 WHEN '4h' THEN 14400000 ELSE 86400000 END) - 1 AS m
+                FROM market.ohlcv WINDOW w AS (PARTITION BY symbol, timeframe ORDER BY ts)) WHERE m > 0 GROUP BY 1 ORDER BY 1""").fetchall()
+            gt = Table(title="Gaps in market.ohlcv (reported, never filled)")
+            for c in ("timeframe", "gaps", "missing bars", "largest gap (bars)"):
+                gt.add_column(c)
+            for row in g:
+                gt.add_row(*[str(x) for x in row])
+            console.print(gt)
+    finally:
+        ctx.__exit__(None, None, None)
+
+
+@app.command()
+def run(symbol: list[str] = typer.Option(None, "--symbol", "-s", help="Limit to these symbols (BASE/QUOTE)."),
+        timeframe: list[str] = typer.Option(None, "--timeframe", "-t", help="Limit to these timeframes."),
+        full_refresh: bool = typer.Option(False, help="Recompute the selected candle partitions from scratch.")) -> None:
+    """Materialise everything (ingest, market, features, regimes, serving snapshot) and print a summary."""
+    t0 = time.time()
+    results = execute("main_job", symbol, timeframe, full_refresh)
+    ok = all(r.success for r in results)
+    checks_ok = _print_checks(results)
+    print_warehouse_summary()
+    console.print(f"[{'green' if ok else 'red'}]main_job {'succeeded' if ok else 'FAILED'}[/] in {time.time() - t0:.1f}s "
+                  f"(run ids: {', '.join(r.run_id[:8] for r in results)})")
+    if not (ok and checks_ok):
+        raise typer.Exit(1)
+
+
+@app.command()
+def ingest(symbol: list[str] = typer.Option(None, "--symbol", "-s"),
+           timeframe: list[str] = typer.Option(None, "--timeframe", "-t")) -> None:
+    """Sources only: raw.ohlcv, raw.onchain_metrics, market.sentiment_daily."""
+    t0 = time.time()
+    results = execute("ingest_job", symbol, timeframe)
+    ok = all(r.success for r in results) & _print_checks(results)
+    console.print(f"ingest {'succeeded' if ok else 'FAILED'} in {time.time() - t0:.1f}s")
+    if not ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+def status() -> None:
+    """What is in the warehouse, last candle per partition, and the latest failed checks."""
+    print_warehouse_summary()
+    import duckdb
+    from warehouse.io import connect
+    cfg = settings()
+    try:
+        with connect(cfg.warehouse.path, read_only=True) as con:
+            last = con.execute("""SELECT symbol, timeframe, max(open_time) AS last_candle, count(*) AS rows
+                                  FROM market.ohlcv GROUP BY ALL ORDER BY symbol, min(ts % 1), timeframe""").fetchall()
+    except (duckdb.IOException, duckdb.CatalogException):
+        last = []
+    t = Table(title="Last candle per partition (market.ohlcv)")
+    for c in ("symbol", "timeframe", "last candle (open, UTC)", "rows"):
+        t.add_column(c)
+    for r in last:
+        t.add_row(r[0], r[1], str(r[2]), f"{r[3]:,}")
+    console.print(t)
+    from pipeline.definitions import defs
+    inst = _instance()
+    ft = Table(title="Latest asset-check results that did not pass")
+    for c in ("asset", "check", "status", "run"):
+        ft.add_column(c)
+    n = 0
+    for key in defs.resolve_asset_graph().asset_check_keys:
+        rec = inst.event_log_storage.get_latest_asset_check_execution_by_key([key]).get(key)
+        if rec is None:
+            continue
+        ev = rec.event.asset_check_evaluation if rec.event and rec.event.dagster_event else None
+        if ev is not None and not ev.passed:
+            n += 1
+            ft.add_row("/".join(key.asset_key.path), key.name, f"{ev.severity.value}", rec.run_id[:8])
+    console.print(ft if n else "[green]All latest asset checks passed.[/]")
+
+
+@app.command()
+def ui(port: int = typer.Option(3000, help="Dagster webserver port.")) -> None:
+    """Start the Dagster UI (``dagster dev -w workspace.yaml``) on this project's instance."""
+    _instance()
+    raise typer.Exit(subprocess.call([sys.executable, "-m", "dagster", "dev", "-w", "workspace.yaml", "-p", str(port)],
+                                     cwd=REPO_ROOT, env=os.environ.copy()))
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,172 @@
+"""Project configuration: ``trader.yaml`` validated with pydantic, plus environment overrides.
+
+Dagster-free so that pure code, resources, the CLI and tests share one source of truth.
+Resolution order for every path: environment variable > ``trader.yaml`` > default.
+
+Environment variables:
+    TRADER_CONFIG      path of the YAML file (default: ``<repo>/trader.yaml``)
+    TRADER_DATA_DIR    data folder; when set, ``source`` is forced to ``files``
+    TRADER_WAREHOUSE   DuckDB warehouse file
+    MLFLOW_TRACKING_URI  MLflow tracking URI
+"""
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from pipeline.core.timeframes import TIMEFRAME_MS
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG = REPO_ROOT / "trader.yaml"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class UniverseConfig(_Strict):
+    symbols: list[str] = Field(
+        default_factory=lambda: [f"{b}/USDT" for b in
+                                 ["BTC", "ETH", "SOL", "BNB", "XRP", "ADA", "DOGE", "AVAX", "LINK", "DOT"]],
+        description="Symbols as BASE/QUOTE (ccxt form). Partition keys use BASE-QUOTE.")
+    timeframes: list[str] = Field(
+        default_factory=lambda: ["1m", "5m", "15m", "1h", "4h", "1d"],
+        description="Candle timeframes materialised in market.ohlcv / features / regimes. "
+                    "Each is ingested natively when the source has it, otherwise resampled.")
+
+    @field_validator("symbols")
+    @classmethod
+    def _symbols(cls, v: list[str]) -> list[str]:
+        for s in v:
+            if s.count("/") != 1 or any(c in s for c in "|,[]-"):
+                raise ValueError(f"symbol {s!r} must look like BASE/QUOTE")
+        return v
+
+    @field_validator("timeframes")
+    @classmethod
+    def _tfs(cls, v: list[str]) -> list[str]:
+        bad = [t for t in v if t not in TIMEFRAME_MS]
+        if bad:
+            raise ValueError(f"unsupported timeframes {bad}; supported: {sorted(TIMEFRAME_MS)}")
+        return sorted(set(v), key=TIMEFRAME_MS.__getitem__)
+
+
+class ExchangeConfig(_Strict):
+    id: str = Field("binance", description="ccxt exchange id (also the folder name under data_dir/ohlcv).")
+    rate_limit_ms: int | None = Field(None, description="Minimum ms between requests; null = ccxt default.")
+    max_retries: int = Field(5, ge=0, description="Retries with exponential backoff on network/rate-limit errors.")
+    page_limit: int | None = Field(None, description="Candles per request; null = the exchange's limit.")
+    since: str = Field("2024-01-01", description="UTC date of the first candle for a cold exchange sync.")
+
+
+class WarehouseConfig(_Strict):
+    path: str = Field("warehouse/data/warehouse.duckdb", description="The writer's DuckDB file.")
+    serving_path: str = Field("warehouse/data/serving.duckdb",
+                              description="Read-only snapshot published after each run, for people to query.")
+    exports_dir: str = Field("warehouse/data/exports", description="Parquet exports of the serving tables.")
+
+
+class MlflowConfig(_Strict):
+    tracking_uri: str | None = Field(None, description="Absolute MLflow tracking URI; null = sqlite under warehouse/data/mlflow.")
+    artifact_location: str | None = Field(None, description="Absolute artifact folder; null = warehouse/data/mlflow/artifacts.")
+
+
+class ResampleConfig(_Strict):
+    drop_incomplete: bool = Field(False, description="Drop resampled periods with missing source bars "
+                                                     "(default: keep them, flagged by bar_count < expected_bars).")
+
+
+class FeaturesConfig(_Strict):
+    warmup_bars: int = Field(3000, ge=300, description="Bars of history re-read before new bars on incremental "
+                                                       "runs (EMA-200 seed decays below 1e-12 after ~2,800 bars).")
+
+
+class RegimeConfig(_Strict):
+    adx_sideways: float = Field(20.0, description="ADX below this => trend regime 'sideways'.")
+    adx_moderate: float = Field(20.0, description="ADX >= this => strength 'moderate' (below: 'weak').")
+    adx_strong: float = Field(25.0, description="ADX >= this => strength 'strong'.")
+    adx_very_strong: float = Field(50.0, description="ADX >= this => strength 'very_strong'.")
+    vol_window: int = Field(500, ge=20, description="Bars in the rolling percentile window of NATR (ATR/close).")
+    vol_low_pct: float = Field(0.33, description="NATR percentile below this => volatility 'low'.")
+    vol_high_pct: float = Field(0.67, description="NATR percentile above this => volatility 'high'.")
+    stability_window: int = Field(20, ge=2, description="Bars over which regime stability is measured.")
+
+
+class OnchainConfig(_Strict):
+    publication_lag_hours: float = Field(0, ge=0, description="Hours after D+1 00:00 UTC before day D's "
+                                                               "on-chain/sentiment values are usable.")
+    sheet: str | None = Field(None, description="Google Sheet key with on-chain columns (sheets source); null = off.")
+
+
+class ChecksConfig(_Strict):
+    max_gap_bars: int = Field(48, description="A single gap longer than this many bars fails the gap check.")
+    max_missing_fraction: float = Field(0.01, description="Missing bars / expected bars above this fails the gap check.")
+    max_staleness_bars: int = Field(2, description="Warehouse may trail the source's last closed candle by this many bars.")
+    min_onchain_coverage: float = Field(0.95, description="Required coverage of core on-chain columns since 2011.")
+
+
+class TraderConfig(_Strict):
+    """The whole configuration (``trader.yaml``)."""
+
+    universe: UniverseConfig = Field(default_factory=UniverseConfig)
+    exchange: ExchangeConfig = Field(default_factory=ExchangeConfig)
+    source: Literal["files", "exchange"] = Field("files", description="Where candles come from.")
+    data_dir: str = Field("../shared/data", description="Folder laid out like shared/data (ohlcv/, onchain/, sentiment/).")
+    warehouse: WarehouseConfig = Field(default_factory=WarehouseConfig)
+    mlflow: MlflowConfig = Field(default_factory=MlflowConfig)
+    resample: ResampleConfig = Field(default_factory=ResampleConfig)
+    features: FeaturesConfig = Field(default_factory=FeaturesConfig)
+    regimes: RegimeConfig = Field(default_factory=RegimeConfig)
+    onchain: OnchainConfig = Field(default_factory=OnchainConfig)
+    checks: ChecksConfig = Field(default_factory=ChecksConfig)
+
+    # resolved absolute paths -------------------------------------------------
+    def resolve(self, base: Path) -> "TraderConfig":
+        """Return a copy with env overrides applied and every path absolute (relative to ``base``)."""
+        c = self.model_copy(deep=True)
+        if os.environ.get("TRADER_DATA_DIR"):
+            c.data_dir = os.environ["TRADER_DATA_DIR"]
+            c.source = "files"
+        if os.environ.get("TRADER_WAREHOUSE"):
+            c.warehouse.path = os.environ["TRADER_WAREHOUSE"]
+            wh = Path(c.warehouse.path)
+            c.warehouse.serving_path = str(wh.with_name(wh.stem + ".serving.duckdb"))
+            c.warehouse.exports_dir = str(wh.with_name(wh.stem + "_exports"))
+        if os.environ.get("MLFLOW_TRACKING_URI"):
+            c.mlflow.tracking_uri = os.environ["MLFLOW_TRACKING_URI"]
+
+        def absolute(p: str) -> str:
+            q = Path(os.path.expanduser(p))
+            return str(q if q.is_absolute() else (base / q).resolve())
+
+        c.data_dir = absolute(c.data_dir)
+        c.warehouse.path = absolute(c.warehouse.path)
+        c.warehouse.serving_path = absolute(c.warehouse.serving_path)
+        c.warehouse.exports_dir = absolute(c.warehouse.exports_dir)
+        mlroot = Path(c.warehouse.path).parent / "mlflow"
+        c.mlflow.tracking_uri = c.mlflow.tracking_uri or f"sqlite:///{mlroot / 'mlflow.db'}"
+        c.mlflow.artifact_location = absolute(c.mlflow.artifact_location or str(mlroot / "artifacts"))
+        return c
+
+
+def load_config(path: str | os.PathLike | None = None) -> TraderConfig:
+    """Load, validate and resolve the configuration.
+
+    Raises:
+        FileNotFoundError: the config file does not exist.
+        pydantic.ValidationError: a field is unknown or invalid (message names the field).
+    """
+    p = Path(path or os.environ.get("TRADER_CONFIG") or DEFAULT_CONFIG).resolve()
+    raw = yaml.safe_load(p.read_text()) or {}
+    return TraderConfig.model_validate(raw).resolve(p.parent)
+
+
+@lru_cache(maxsize=1)
+def settings() -> TraderConfig:
+    """Process-wide configuration (cached; tests call ``settings.cache_clear()`` after changing env)."""
+    return load_config()

@@ -1,0 +1,38 @@
+"""The single Dagster code location: ``defs`` (loaded by ``dagster dev -w workspace.yaml``)."""
+from __future__ import annotations
+
+import dagster as dg
+
+from assets.features import features_technical, regimes_market
+from assets.ingest import EXTERNAL_EXCHANGE, EXTERNAL_FILES, EXTERNAL_SHEET, raw_ohlcv, raw_onchain_metrics
+from assets.market import market_ohlcv, market_onchain_daily, market_sentiment_daily
+from assets.ops import serving_snapshot
+from pipeline.config import TraderConfig, settings
+from resources.exchange import ExchangeSource
+from resources.files import FilesSource
+from resources.sheets import SheetsSource
+from resources.warehouse import WarehouseResource
+
+ALL_ASSETS = [EXTERNAL_FILES, EXTERNAL_EXCHANGE, EXTERNAL_SHEET, raw_ohlcv, raw_onchain_metrics, market_ohlcv,
+              market_onchain_daily, market_sentiment_daily, features_technical, regimes_market, serving_snapshot]
+
+main_job = dg.define_asset_job("main_job", selection=dg.AssetSelection.all(),
+                               description="Everything: ingest -> market -> features -> regimes -> serving snapshot.")
+ingest_job = dg.define_asset_job("ingest_job", selection=dg.AssetSelection.keys(
+    ["raw", "ohlcv"], ["raw", "onchain_metrics"], ["market", "sentiment_daily"]), description="Sources only.")
+
+
+def build_resources(cfg: TraderConfig) -> dict:
+    """Resources from the resolved configuration (tests pass a config pointing at tmp paths)."""
+    return {
+        "warehouse": WarehouseResource(path=cfg.warehouse.path, serving_path=cfg.warehouse.serving_path,
+                                       exports_dir=cfg.warehouse.exports_dir),
+        "files": FilesSource(data_dir=cfg.data_dir),
+        "exchange": ExchangeSource(exchange_id=cfg.exchange.id, rate_limit_ms=cfg.exchange.rate_limit_ms,
+                                   max_retries=cfg.exchange.max_retries, page_limit=cfg.exchange.page_limit),
+        "sheets": SheetsSource(spreadsheet_key=cfg.onchain.sheet),
+    }
+
+
+defs = dg.Definitions(assets=ALL_ASSETS, jobs=[main_job, ingest_job], resources=build_resources(settings()),
+                      executor=dg.in_process_executor)

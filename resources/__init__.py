@@ -1,0 +1,1 @@
+"""IO boundaries as Dagster resources: files, exchange (ccxt), sheets (gspread), warehouse (DuckDB)."""

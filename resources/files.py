@@ -1,0 +1,118 @@
+"""The files source: reads the layout of ``shared/data`` (CSV, CSV.GZ, Parquet) and validates it.
+
+Layout (``data_dir``):
+    ohlcv/<exchange>[_<suffix>]/<BASE>_<QUOTE>-<timeframe>.{csv,csv.gz,parquet}
+    onchain/<vendor files of pipeline.core.onchain.ONCHAIN_SOURCES>
+    sentiment/fear_greed_daily.{csv,csv.gz,parquet}
+
+Folders named ``<exchange>_<suffix>`` (e.g. ``binance_1m_2026-03``) hold more windows of the same
+exchange's candles; every file of a symbol × timeframe is ingested and checkpointed separately.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+from pydantic import Field
+
+from pipeline.core.candles import CandleValidationError, validate_ohlcv
+from pipeline.core.onchain import ONCHAIN_SOURCES, SourceFile, normalise_fear_greed, wide_to_long
+from pipeline.core.timeframes import TIMEFRAME_MS, file_stem
+
+_EXTS = (".csv.gz", ".csv", ".parquet")
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    """Read a CSV/CSV.GZ/Parquet file into pandas (no type coercion; validation is the caller's).
+
+    Raises:
+        ValueError: unsupported extension or unreadable/corrupt file (message names the file).
+    """
+    try:
+        if path.name.endswith(".parquet"):
+            return pd.read_parquet(path)
+        if path.name.endswith((".csv", ".csv.gz")):
+            return pd.read_csv(path, low_memory=False)
+    except Exception as e:  # pandas/pyarrow raise many types for corrupt input
+        raise ValueError(f"{path}: cannot read file: {type(e).__name__}: {e}") from e
+    raise ValueError(f"{path}: unsupported file type (expected {', '.join(_EXTS)})")
+
+
+def file_fingerprint(path: Path) -> str:
+    """``size:mtime_ns`` — changes whenever the file is rewritten or appended to."""
+    st = path.stat()
+    return f"{st.st_size}:{st.st_mtime_ns}"
+
+
+class FilesSource(dg.ConfigurableResource):
+    """Local data folder laid out like ``shared/data``; read in place, never copied."""
+
+    data_dir: str = Field(description="Absolute path of the data folder (TRADER_DATA_DIR overrides).")
+
+    @property
+    def root(self) -> Path:
+        return Path(self.data_dir)
+
+    def rel(self, path: Path) -> str:
+        """Path relative to the data folder (used as checkpoint locator and in messages)."""
+        return os.path.relpath(path, self.root)
+
+    def ohlcv_files(self, exchange: str, symbol: str, timeframe: str) -> list[Path]:
+        """Candle files for one exchange/symbol/timeframe, oldest window first (sorted by folder name)."""
+        base = self.root / "ohlcv"
+        if not base.is_dir():
+            return []
+        dirs = sorted(d for d in base.iterdir() if d.is_dir() and (d.name == exchange or d.name.startswith(exchange + "_")))
+        out = []
+        for d in dirs:
+            for ext in _EXTS:
+                p = d / f"{file_stem(symbol)}-{timeframe}{ext}"
+                if p.exists():
+                    out.append(p)
+                    break
+        return out
+
+    def available_timeframes(self, exchange: str, symbol: str) -> set[str]:
+        return {tf for tf in TIMEFRAME_MS if self.ohlcv_files(exchange, symbol, tf)}
+
+    def read_ohlcv(self, path: Path, timeframe: str) -> pd.DataFrame:
+        """Read and validate one candle file (``timestamp`` or ``ts`` column, epoch ms).
+
+        Raises:
+            CandleValidationError: naming the file (relative to the data folder), row and rule.
+        """
+        src = self.rel(path)
+        try:
+            df = read_table(path)
+        except ValueError as e:
+            raise CandleValidationError(src, None, "readable", str(e)) from e
+        if "ts" not in df.columns and "timestamp" in df.columns:
+            df = df.rename(columns={"timestamp": "ts"})
+        return validate_ohlcv(df, src, timeframe)
+
+    def onchain_sources(self) -> list[tuple[SourceFile, Path]]:
+        """Vendor files present in ``onchain/``."""
+        return [(sf, self.root / "onchain" / sf.filename) for sf in ONCHAIN_SOURCES
+                if (self.root / "onchain" / sf.filename).exists()]
+
+    def read_onchain(self, sf: SourceFile, path: Path) -> pd.DataFrame:
+        """Long rows ``date, source, metric, value`` of one vendor file. Raises ValueError naming the file."""
+        try:
+            return wide_to_long(read_table(path), sf.source, sf.date_column)
+        except ValueError as e:
+            raise ValueError(f"{self.rel(path)}: {e}") from e
+
+    def fear_greed_path(self) -> Path | None:
+        for ext in _EXTS:
+            p = self.root / "sentiment" / f"fear_greed_daily{ext}"
+            if p.exists():
+                return p
+        return None
+
+    def read_fear_greed(self, publication_lag_hours: float = 0.0) -> pd.DataFrame:
+        p = self.fear_greed_path()
+        if p is None:
+            raise FileNotFoundError(f"{self.root / 'sentiment'}: no fear_greed_daily file")
+        return normalise_fear_greed(read_table(p), self.rel(p), publication_lag_hours)

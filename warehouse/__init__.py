@@ -1,0 +1,1 @@
+"""Storage layer: table contracts, DDL and read/write helpers over DuckDB (no Dagster)."""

@@ -1,0 +1,167 @@
+"""Read/write helpers over a DuckDB connection (no Dagster).
+
+Every write is one transaction: ``BEGIN; DELETE <slice or keys>; INSERT INTO t BY NAME ...; COMMIT``.
+If anything fails the transaction is rolled back, so rows already stored are never lost or
+half-replaced. Inserts are ``BY NAME`` (column order of the frame does not matter).
+"""
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import duckdb
+import pandas as pd
+from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_exponential
+
+from warehouse.schema import DDL
+
+
+@retry(retry=retry_if_exception_type(duckdb.IOException), wait=wait_exponential(multiplier=0.1, max=5),
+       stop=stop_after_delay(60), reraise=True)
+def _connect(path: str, read_only: bool) -> duckdb.DuckDBPyConnection:
+    return duckdb.connect(path, read_only=read_only)
+
+
+@contextmanager
+def connect(path: str, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+    """Open the warehouse (retrying ~60 s while another process holds the write lock) and close it after.
+
+    A read-write open creates the file, its folder and every table of :mod:`warehouse.schema`.
+
+    Raises:
+        duckdb.IOException: the lock is still held after the retry window.
+    """
+    if not read_only:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    con = _connect(path, read_only)
+    try:
+        if not read_only:
+            for stmt in DDL:
+                con.execute(stmt)
+        yield con
+    finally:
+        con.close()
+
+
+@contextmanager
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+    """``BEGIN`` … ``COMMIT``, or ``ROLLBACK`` and re-raise on any error."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        yield con
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    con.execute("COMMIT")
+
+
+def _where(filters: dict[str, object]) -> tuple[str, list[object]]:
+    if not filters:
+        return "TRUE", []
+    return " AND ".join(f"{k} = ?" for k in filters), list(filters.values())
+
+
+def upsert(con: duckdb.DuckDBPyConnection, table: str, df: pd.DataFrame, keys: list[str]) -> int:
+    """Insert ``df`` into ``table``, replacing rows with the same ``keys`` (idempotent). Returns rows written."""
+    return upsert_many(con, [(table, df, keys)])
+
+
+def upsert_many(con: duckdb.DuckDBPyConnection, writes: list[tuple[str, pd.DataFrame, list[str]]]) -> int:
+    """Several key-based upserts in **one** transaction (e.g. candles and their checkpoint)."""
+    names = []
+    try:
+        with transaction(con):
+            for i, (table, df, keys) in enumerate(writes):
+                if df.empty:
+                    continue
+                name = f"_upsert_df{i}"
+                con.register(name, df)
+                names.append(name)
+                cond = " AND ".join(f"t.{k} = s.{k}" for k in keys)
+                con.execute(f"DELETE FROM {table} t USING {name} s WHERE {cond}")
+                con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM {name}")
+    finally:
+        for name in names:
+            con.unregister(name)
+    return sum(len(df) for _, df, _ in writes)
+
+
+def replace_slice(con: duckdb.DuckDBPyConnection, table: str, df: pd.DataFrame, filters: dict[str, object],
+                  ts_from: int | None = None, ts_column: str = "ts") -> int:
+    """Replace the rows of ``table`` matching ``filters`` (and ``ts >= ts_from`` if given) with ``df``."""
+    where, params = _where(filters)
+    if ts_from is not None:
+        where += f" AND {ts_column} >= ?"
+        params.append(ts_from)
+    con.register("_slice_df", df)
+    try:
+        with transaction(con):
+            con.execute(f"DELETE FROM {table} WHERE {where}", params)
+            if not df.empty:
+                con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _slice_df")
+    finally:
+        con.unregister("_slice_df")
+    return len(df)
+
+
+_DUCK_TYPES = {"int64": "BIGINT", "Int64": "BIGINT", "float64": "DOUBLE", "bool": "BOOLEAN", "boolean": "BOOLEAN"}
+
+
+def replace_table(con: duckdb.DuckDBPyConnection, table: str, df: pd.DataFrame, date_columns: tuple[str, ...] = ()) -> int:
+    """Atomically replace a small, schema-from-data table (e.g. ``market.onchain_daily``)."""
+    cols = []
+    for c, dt in df.dtypes.items():
+        t = "DATE" if c in date_columns else _DUCK_TYPES.get(str(dt))
+        if t is None:
+            t = "TIMESTAMP" if str(dt).startswith("datetime64") else "VARCHAR"
+        cols.append(f'"{c}" {t}')
+    con.register("_table_df", df)
+    try:
+        with transaction(con):
+            con.execute(f"CREATE OR REPLACE TABLE {table} ({', '.join(cols)})")
+            con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _table_df")
+    finally:
+        con.unregister("_table_df")
+    return len(df)
+
+
+def read_df(con: duckdb.DuckDBPyConnection, sql: str, params: list[object] | None = None) -> pd.DataFrame:
+    """Run a query and return a pandas frame."""
+    return con.execute(sql, params or []).df()
+
+
+def table_exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
+    schema, name = table.split(".")
+    return bool(con.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
+                            [schema, name]).fetchone()[0])
+
+
+def max_ts(con: duckdb.DuckDBPyConnection, table: str, filters: dict[str, object]) -> int | None:
+    """Last ``ts`` stored for a slice, or None."""
+    where, params = _where(filters)
+    v = con.execute(f"SELECT max(ts) FROM {table} WHERE {where}", params).fetchone()[0]
+    return None if v is None else int(v)
+
+
+def now_utc() -> pd.Timestamp:
+    """Current UTC time as a naive timestamp (the warehouse stores naive UTC)."""
+    return pd.Timestamp(time.time(), unit="s").floor("s")
+
+
+def inputs_fingerprint(con: duckdb.DuckDBPyConnection, sql: str, extra: str = "") -> str:
+    """Hash of a query's rows (e.g. upstream checkpoints) plus ``extra`` (config/code version)."""
+    import hashlib
+    rows = con.execute(sql).fetchall()
+    return hashlib.sha256((repr(rows) + extra).encode()).hexdigest()[:16]
+
+
+def inputs_unchanged(con: duckdb.DuckDBPyConnection, asset: str, fingerprint: str) -> bool:
+    """True when ``asset`` was last built from inputs with this ``fingerprint`` (skip recomputation)."""
+    r = con.execute("SELECT fingerprint FROM ops.asset_inputs WHERE asset = ?", [asset]).fetchone()
+    return bool(r and r[0] == fingerprint)
+
+
+def record_inputs(con: duckdb.DuckDBPyConnection, asset: str, fingerprint: str) -> None:
+    upsert(con, "ops.asset_inputs", pd.DataFrame([{"asset": asset, "fingerprint": fingerprint, "updated_at": now_utc()}]), ["asset"])

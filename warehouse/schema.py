@@ -1,0 +1,57 @@
+"""Table contracts of the warehouse (DESIGN.md §4).
+
+Primary keys are *logical*: DuckDB index maintenance costs ~3x on bulk upserts, so uniqueness is
+enforced by :func:`warehouse.io.upsert` (delete-by-key then insert, in one transaction) and verified
+by blocking asset checks. ``ts`` is the candle open time in epoch ms UTC (BIGINT); ``open_time`` is
+the same instant as a naive UTC TIMESTAMP (virtual column) for people writing SQL.
+"""
+from __future__ import annotations
+
+from pipeline.core.indicators import FEATURE_COLUMNS
+
+_CANDLE_KEY = "exchange VARCHAR NOT NULL, symbol VARCHAR NOT NULL, timeframe VARCHAR NOT NULL, ts BIGINT NOT NULL"
+_OPEN_TIME = "open_time TIMESTAMP GENERATED ALWAYS AS (make_timestamp(ts * 1000)) VIRTUAL"
+_OHLCV = ("open DOUBLE, high DOUBLE, low DOUBLE, close DOUBLE, volume DOUBLE, quote_volume DOUBLE, "
+          "trades DOUBLE, taker_buy_base DOUBLE, taker_buy_quote DOUBLE")
+
+PRIMARY_KEYS: dict[str, list[str]] = {
+    "raw.ohlcv": ["exchange", "symbol", "timeframe", "ts"],
+    "raw.ingest_checkpoints": ["source_kind", "exchange", "symbol", "timeframe", "locator"],
+    "raw.onchain_metrics": ["date", "source", "metric"],
+    "market.ohlcv": ["exchange", "symbol", "timeframe", "ts"],
+    "market.onchain_daily": ["date"],
+    "market.onchain_columns": ["column"],
+    "market.sentiment_daily": ["date"],
+    "features.technical": ["exchange", "symbol", "timeframe", "ts"],
+    "regimes.market": ["exchange", "symbol", "timeframe", "ts"],
+    "ops.publish_log": ["published_at"],
+    "ops.asset_inputs": ["asset"],
+}
+
+DDL = [
+    "CREATE SCHEMA IF NOT EXISTS raw",
+    "CREATE SCHEMA IF NOT EXISTS market",
+    "CREATE SCHEMA IF NOT EXISTS features",
+    "CREATE SCHEMA IF NOT EXISTS regimes",
+    "CREATE SCHEMA IF NOT EXISTS ops",
+    f"CREATE TABLE IF NOT EXISTS raw.ohlcv ({_CANDLE_KEY}, {_OHLCV}, locator VARCHAR, ingested_at TIMESTAMP, {_OPEN_TIME})",
+    """CREATE TABLE IF NOT EXISTS raw.ingest_checkpoints (source_kind VARCHAR NOT NULL, exchange VARCHAR NOT NULL,
+        symbol VARCHAR NOT NULL, timeframe VARCHAR NOT NULL, locator VARCHAR NOT NULL, fingerprint VARCHAR,
+        last_ts BIGINT, rows BIGINT, updated_at TIMESTAMP)""",
+    "CREATE TABLE IF NOT EXISTS raw.onchain_metrics (date DATE NOT NULL, source VARCHAR NOT NULL, metric VARCHAR NOT NULL, value DOUBLE)",
+    f"""CREATE TABLE IF NOT EXISTS market.ohlcv ({_CANDLE_KEY}, {_OHLCV}, bar_count INTEGER, expected_bars INTEGER,
+        origin VARCHAR, {_OPEN_TIME})""",
+    """CREATE TABLE IF NOT EXISTS market.sentiment_daily (date DATE NOT NULL, available_at TIMESTAMP NOT NULL,
+        fng_value INTEGER, fng_class VARCHAR, source VARCHAR)""",
+    f"""CREATE TABLE IF NOT EXISTS features.technical ({_CANDLE_KEY}, close DOUBLE,
+        {', '.join(c + ' DOUBLE' for c in FEATURE_COLUMNS)}, {_OPEN_TIME})""",
+    f"""CREATE TABLE IF NOT EXISTS regimes.market ({_CANDLE_KEY}, trend_regime VARCHAR, trend_strength VARCHAR,
+        volatility_level VARCHAR, natr_pct_rank DOUBLE, regime_confidence DOUBLE, regime_stability DOUBLE,
+        regime_age_bars BIGINT, regime VARCHAR, {_OPEN_TIME})""",
+    "CREATE TABLE IF NOT EXISTS ops.asset_inputs (asset VARCHAR, fingerprint VARCHAR, updated_at TIMESTAMP)",
+    "CREATE TABLE IF NOT EXISTS ops.publish_log (published_at TIMESTAMP, fingerprint VARCHAR, tables INTEGER, path VARCHAR)",
+]
+
+#: tables copied into the read-only serving snapshot and exported to Parquet
+SERVING_TABLES = ["market.ohlcv", "market.onchain_daily", "market.onchain_columns", "market.sentiment_daily",
+                  "features.technical", "regimes.market", "raw.ingest_checkpoints"]
