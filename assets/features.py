@@ -11,7 +11,7 @@ from pipeline.core.regimes import REGIME_COLUMNS, RegimeParams, classify_regimes
 from pipeline.partitions import SYMBOL_TIMEFRAME
 from resources.warehouse import WarehouseResource
 from warehouse import io
-from warehouse.quality import feature_nulls_past_warmup
+from warehouse.quality import cached, feature_nulls_past_warmup
 
 FEATURES = dg.AssetKey(["features", "technical"])
 REGIMES = dg.AssetKey(["regimes", "market"])
@@ -28,28 +28,32 @@ def read_tail(con, table: str, cols: str, f: dict, after_ts: int | None, warmup:
         ORDER BY ts""", params + params + [after_ts, after_ts + 1])
 
 
-def build_features_slice(con, exchange: str, symbol: str, tf: str, warmup: int, full_refresh: bool) -> dict:
+def build_features_slice(con, exchange: str, symbol: str, tf: str, warmup: int, full_refresh: bool,
+                         done_marks: dict, have_marks: dict) -> dict:
     """Append features for candles newer than the last stored feature row (re-reading ``warmup`` bars)."""
     f = {"exchange": exchange, "symbol": symbol, "timeframe": tf}
     if full_refresh:
-        io.replace_slice(con, "features.technical", pd.DataFrame(), f)
-    done, have = io.max_ts(con, "features.technical", f), io.max_ts(con, "market.ohlcv", f)
+        io.replace_slice(con, "features.technical", pd.DataFrame(), f, allow_empty=True)
+    done, have = (None if full_refresh else done_marks.get((symbol, tf))), have_marks.get((symbol, tf))
     if have is None or (done is not None and done >= have):
         return {"symbol": symbol, "timeframe": tf, "new_rows": 0}
     bars = read_tail(con, "market.ohlcv", "ts, high, low, close, volume", f, done, warmup)
     feats = technical_features(bars)
     feats["close"] = bars["close"].to_numpy()
     new = feats[feats["ts"] > (done if done is not None else -1)].assign(**f)
+    if new.empty:
+        return {"symbol": symbol, "timeframe": tf, "new_rows": 0}
     io.replace_slice(con, "features.technical", new, f, ts_from=int(new["ts"].min()))
     return {"symbol": symbol, "timeframe": tf, "new_rows": len(new)}
 
 
-def build_regimes_slice(con, exchange: str, symbol: str, tf: str, params: RegimeParams, full_refresh: bool) -> dict:
+def build_regimes_slice(con, exchange: str, symbol: str, tf: str, params: RegimeParams, full_refresh: bool,
+                        done_marks: dict, have_marks: dict) -> dict:
     """Append regime labels for new feature rows; the run-length state continues from the stored row before."""
     f = {"exchange": exchange, "symbol": symbol, "timeframe": tf}
     if full_refresh:
-        io.replace_slice(con, "regimes.market", pd.DataFrame(), f)
-    done, have = io.max_ts(con, "regimes.market", f), io.max_ts(con, "features.technical", f)
+        io.replace_slice(con, "regimes.market", pd.DataFrame(), f, allow_empty=True)
+    done, have = (None if full_refresh else done_marks.get((symbol, tf))), have_marks.get((symbol, tf))
     if have is None or (done is not None and done >= have):
         return {"symbol": symbol, "timeframe": tf, "new_rows": 0}
     warm = params.vol_window + params.stability_window + 1
@@ -61,6 +65,8 @@ def build_regimes_slice(con, exchange: str, symbol: str, tf: str, params: Regime
         prev = (r[0], r[1] or 0) if r else None
     reg = classify_regimes(feats, params, prev_state=prev)
     new = reg[reg["ts"] > (done if done is not None else -1)].assign(**f)
+    if new.empty:
+        return {"symbol": symbol, "timeframe": tf, "new_rows": 0}
     io.replace_slice(con, "regimes.market", new, f, ts_from=int(new["ts"].min()))
     return {"symbol": symbol, "timeframe": tf, "new_rows": len(new)}
 
@@ -76,10 +82,13 @@ def features_technical(context: dg.AssetExecutionContext, config: IncrementalCon
     cfg, slices = settings(), run_slices(context)
     ex = cfg.exchange.id
     with warehouse.connect() as con:
-        rep = pd.DataFrame([build_features_slice(con, ex, s, tf, cfg.features.warmup_bars, config.full_refresh) for s, tf in slices])
-        nulls = feature_nulls_past_warmup(con, ex, slices)
+        done, have = io.watermarks(con, "features.technical", ex), io.watermarks(con, "market.ohlcv", ex)
+        rep = pd.DataFrame([build_features_slice(con, ex, s, tf, cfg.features.warmup_bars, config.full_refresh, done, have)
+                            for s, tf in slices])
+        changed = {(r.symbol, r.timeframe) for r in rep.itertuples() if r.new_rows or config.full_refresh}
+        nulls = cached(con, "features.technical", ex, slices, changed, feature_nulls_past_warmup)
         ratio = io.read_df(con, "SELECT " + ", ".join(f"round(avg(({c} IS NULL)::INT), 5) AS {c}" for c in FEATURE_COLUMNS)
-                           + " FROM features.technical WHERE exchange = ?", [ex])
+                           + " FROM features.technical WHERE exchange = ?", [ex]) if changed else pd.DataFrame()
     bad = nulls[nulls["null_rows"] > 0] if len(nulls) else nulls
     return dg.MaterializeResult(
         metadata={"new_rows": int(rep["new_rows"].sum()), "partitions": len(slices), "summary": md_table(rep),
@@ -100,7 +109,12 @@ def regimes_market(context: dg.AssetExecutionContext, config: IncrementalConfig,
     cfg, slices = settings(), run_slices(context)
     ex, params = cfg.exchange.id, RegimeParams(**cfg.regimes.model_dump())
     with warehouse.connect() as con:
-        rep = pd.DataFrame([build_regimes_slice(con, ex, s, tf, params, config.full_refresh) for s, tf in slices])
+        done, have = io.watermarks(con, "regimes.market", ex), io.watermarks(con, "features.technical", ex)
+        rep = pd.DataFrame([build_regimes_slice(con, ex, s, tf, params, config.full_refresh, done, have) for s, tf in slices])
+        if not rep["new_rows"].any() and not config.full_refresh:
+            return dg.MaterializeResult(metadata={"new_rows": 0, "status": "no new feature rows; nothing recomputed"},
+                                        check_results=[dg.AssetCheckResult(check_name="labels_valid", passed=True,
+                                                       metadata={"note": "no rows written in this run"})])
         dist = io.read_df(con, "SELECT timeframe, trend_regime, volatility_level, count(*) AS bars FROM regimes.market "
                                "WHERE exchange = ? GROUP BY ALL ORDER BY ALL", [ex])
         invalid = con.execute("""SELECT count(*) FROM regimes.market WHERE exchange = ? AND (

@@ -13,7 +13,7 @@ from resources.files import FilesSource, file_fingerprint
 from resources.sheets import SheetsSource
 from resources.warehouse import WarehouseResource
 from warehouse import io
-from warehouse.quality import candle_integrity
+from warehouse.quality import cached, candle_integrity
 
 RAW_OHLCV = dg.AssetKey(["raw", "ohlcv"])
 EXTERNAL_FILES = dg.AssetSpec(["external", "data_folder"], group_name="ingest", kinds={"csv", "parquet"},
@@ -48,7 +48,7 @@ def ingest_files_slice(con, files: FilesSource, exchange: str, symbol: str, tf: 
     """Ingest new rows of every file of one slice. A file whose fingerprint is unchanged is not read."""
     out = {"symbol": symbol, "timeframe": tf, "files": 0, "new_rows": 0, "skipped_unchanged": 0}
     if full_refresh:
-        io.replace_slice(con, "raw.ohlcv", pd.DataFrame(), {"exchange": exchange, "symbol": symbol, "timeframe": tf})
+        io.replace_slice(con, "raw.ohlcv", pd.DataFrame(), {"exchange": exchange, "symbol": symbol, "timeframe": tf}, allow_empty=True)
         con.execute("DELETE FROM raw.ingest_checkpoints WHERE source_kind='files' AND exchange=? AND symbol=? AND timeframe=?",
                     [exchange, symbol, tf])
     for path in files.ohlcv_files(exchange, symbol, tf):
@@ -99,7 +99,8 @@ def raw_ohlcv(context: dg.AssetExecutionContext, config: IncrementalConfig, ware
             report = [ingest_files_slice(con, files, ex, s, tf, config.full_refresh) for s, tf in slices]
         else:
             report = [ingest_exchange_slice(con, exchange, ex, s, tf, cfg.exchange.since) for s, tf in slices]
-        integ = candle_integrity(con, "raw.ohlcv", ex, slices)
+        changed = {(r["symbol"], r["timeframe"]) for r in report if r["new_rows"] or config.full_refresh}
+        integ = cached(con, "raw.ohlcv", ex, slices, changed, lambda c, e, sl: candle_integrity(c, "raw.ohlcv", e, sl))
     rep = pd.DataFrame(report).merge(integ[["symbol", "timeframe", "rows", "first_ts", "last_ts"]], how="left",
                                      on=["symbol", "timeframe"])
     rep["first"], rep["last"] = rep["first_ts"].map(ts_iso), rep["last_ts"].map(ts_iso)

@@ -14,7 +14,7 @@ from pipeline.partitions import SYMBOL_TIMEFRAME
 from resources.files import FilesSource, file_fingerprint
 from resources.warehouse import WarehouseResource
 from warehouse import io
-from warehouse.quality import candle_integrity, gap_list
+from warehouse.quality import cached, candle_integrity, gap_list
 
 MARKET_OHLCV = dg.AssetKey(["market", "ohlcv"])
 ONCHAIN_DAILY = dg.AssetKey(["market", "onchain_daily"])
@@ -26,19 +26,23 @@ _SAME_SYMBOL_ANY_TF = dg.MultiPartitionMapping({
 _PRICE_COLS = ["ts", "open", "high", "low", "close", "volume"] + EXTRA_COLUMNS
 
 
-def build_market_slice(con, exchange: str, symbol: str, tf: str, drop_incomplete: bool, full_refresh: bool) -> dict:
-    """Append the new closed candles of one slice: native copy or resample (see ``resample_source``)."""
+def build_market_slice(con, exchange: str, symbol: str, tf: str, drop_incomplete: bool, full_refresh: bool,
+                       raw_marks: dict, market_marks: dict) -> dict:
+    """Append the new closed candles of one slice: native copy or resample (see ``resample_source``).
+
+    ``raw_marks`` / ``market_marks`` are :func:`warehouse.io.watermarks` of raw.ohlcv / market.ohlcv.
+    """
     f = {"exchange": exchange, "symbol": symbol, "timeframe": tf}
-    avail = [r[0] for r in con.execute("SELECT DISTINCT timeframe FROM raw.ohlcv WHERE exchange=? AND symbol=?",
-                                       [exchange, symbol]).fetchall()]
-    src = resample_source(tf, avail)
+    src = resample_source(tf, [t for (s, t) in raw_marks if s == symbol])
     out = {"symbol": symbol, "timeframe": tf, "origin": "none" if src is None else ("native" if src == tf else f"resampled:{src}"),
            "new_rows": 0}
     if full_refresh:
-        io.replace_slice(con, "market.ohlcv", pd.DataFrame(), f)
+        io.replace_slice(con, "market.ohlcv", pd.DataFrame(), f, allow_empty=True)
     if src is None:
         return out
-    last = io.max_ts(con, "market.ohlcv", f)
+    last = None if full_refresh else market_marks.get((symbol, tf))
+    if last is not None and raw_marks[(symbol, src)] < last + (timeframe_ms(src) if src == tf else timeframe_ms(tf)):
+        return out  # the source has nothing past what is built
     step = timeframe_ms(tf)
     start = -1 if last is None else (last + 1 if src == tf else last + step)
     raw = io.read_df(con, f"SELECT {', '.join(_PRICE_COLS)} FROM raw.ohlcv WHERE exchange=? AND symbol=? AND timeframe=? "
@@ -50,13 +54,16 @@ def build_market_slice(con, exchange: str, symbol: str, tf: str, drop_incomplete
     else:
         new = resample_ohlcv(raw, src, tf, drop_incomplete=drop_incomplete)
         new = new[new["ts"] > (last if last is not None else -1)]  # NaN extras (absent in 15m/1m files) stay NaN
+    if new.empty:  # e.g. the last period is still open
+        return out
     new = new.assign(exchange=exchange, symbol=symbol, timeframe=tf, origin=out["origin"])
-    io.replace_slice(con, "market.ohlcv", new, f, ts_from=int(new["ts"].min()) if len(new) else None)
+    io.replace_slice(con, "market.ohlcv", new, f, ts_from=int(new["ts"].min()))
     out["new_rows"] = len(new)
     return out
 
 
-def freshness(con, exchange: str, slices: list[tuple[str, str]], origins: dict, now_ms: int | None) -> pd.DataFrame:
+def freshness(con, exchange: str, slices: list[tuple[str, str]], origins: dict, now_ms: int | None,
+              raw_marks: dict, market_marks: dict) -> pd.DataFrame:
     """Expected last closed candle per slice: implied by the source's last bar (files) or by ``now_ms`` (exchange)."""
     rows = []
     for s, tf in slices:
@@ -64,9 +71,9 @@ def freshness(con, exchange: str, slices: list[tuple[str, str]], origins: dict, 
         if org == "none":
             continue
         step = timeframe_ms(tf)
-        last = io.max_ts(con, "market.ohlcv", {"exchange": exchange, "symbol": s, "timeframe": tf})
+        last = market_marks.get((s, tf))
         src_tf = tf if org == "native" else org.split(":")[1]
-        src_last = io.max_ts(con, "raw.ohlcv", {"exchange": exchange, "symbol": s, "timeframe": src_tf})
+        src_last = raw_marks[(s, src_tf)]
         if now_ms is not None:
             expected = (now_ms // step) * step - step
         else:  # last period whose final source bar is present
@@ -95,12 +102,16 @@ def market_ohlcv(context: dg.AssetExecutionContext, config: IncrementalConfig, w
     cfg, slices = settings(), run_slices(context)
     ex = cfg.exchange.id
     with warehouse.connect() as con:
-        rep = pd.DataFrame([build_market_slice(con, ex, s, tf, cfg.resample.drop_incomplete, config.full_refresh)
+        raw_marks, marks = io.watermarks(con, "raw.ohlcv", ex), io.watermarks(con, "market.ohlcv", ex)
+        rep = pd.DataFrame([build_market_slice(con, ex, s, tf, cfg.resample.drop_incomplete, config.full_refresh, raw_marks, marks)
                             for s, tf in slices])
-        integ = candle_integrity(con, "market.ohlcv", ex, slices)
-        gaps = gap_list(con, "market.ohlcv", ex, slices)
+        changed = {(r.symbol, r.timeframe) for r in rep.itertuples() if r.new_rows or config.full_refresh}
+        integ = cached(con, "market.ohlcv", ex, slices, changed, lambda c, e, sl: candle_integrity(c, "market.ohlcv", e, sl))
+        gaps = gap_list(con, "market.ohlcv", ex, slices) if changed else pd.DataFrame(
+            {"note": ["no new candles; gap list unchanged since the last materialisation"]})
         origins = {(r.symbol, r.timeframe): r.origin for r in rep.itertuples()}
-        fresh = freshness(con, ex, slices, origins, None if cfg.source == "files" else int(io.now_utc().value // 10**6))
+        fresh = freshness(con, ex, slices, origins, None if cfg.source == "files" else int(io.now_utc().value // 10**6),
+                          raw_marks, io.watermarks(con, "market.ohlcv", ex))
         flagged = con.execute("SELECT count(*) FROM market.ohlcv WHERE bar_count < expected_bars AND exchange = ?", [ex]).fetchone()[0]
     summary = rep.merge(integ[["symbol", "timeframe", "rows", "first_ts", "last_ts", "n_gaps", "missing_bars"]],
                         how="left", on=["symbol", "timeframe"])

@@ -89,8 +89,15 @@ def upsert_many(con: duckdb.DuckDBPyConnection, writes: list[tuple[str, pd.DataF
 
 
 def replace_slice(con: duckdb.DuckDBPyConnection, table: str, df: pd.DataFrame, filters: dict[str, object],
-                  ts_from: int | None = None, ts_column: str = "ts") -> int:
-    """Replace the rows of ``table`` matching ``filters`` (and ``ts >= ts_from`` if given) with ``df``."""
+                  ts_from: int | None = None, ts_column: str = "ts", *, allow_empty: bool = False) -> int:
+    """Replace the rows of ``table`` matching ``filters`` (and ``ts >= ts_from`` if given) with ``df``.
+
+    Raises:
+        ValueError: ``df`` is empty and ``allow_empty`` is False — replacing a slice with nothing
+            deletes it, which only an explicit full refresh may do.
+    """
+    if df.empty and not allow_empty:
+        raise ValueError(f"refusing to replace a slice of {table} {filters} with no rows (pass allow_empty=True)")
     where, params = _where(filters)
     if ts_from is not None:
         where += f" AND {ts_column} >= ?"
@@ -143,6 +150,12 @@ def max_ts(con: duckdb.DuckDBPyConnection, table: str, filters: dict[str, object
     where, params = _where(filters)
     v = con.execute(f"SELECT max(ts) FROM {table} WHERE {where}", params).fetchone()[0]
     return None if v is None else int(v)
+
+
+def watermarks(con: duckdb.DuckDBPyConnection, table: str, exchange: str) -> dict[tuple[str, str], int]:
+    """``{(symbol, timeframe): max(ts)}`` for every stored slice, in one scan."""
+    return {(r[0], r[1]): int(r[2]) for r in con.execute(
+        f"SELECT symbol, timeframe, max(ts) FROM {table} WHERE exchange = ? GROUP BY ALL", [exchange]).fetchall()}
 
 
 def now_utc() -> pd.Timestamp:

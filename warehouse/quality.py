@@ -76,3 +76,37 @@ def feature_nulls_past_warmup(con: duckdb.DuckDBPyConnection, exchange: str, sli
            count(*) FILTER (WHERE {any_null}) AS null_rows, {per_col}
     FROM s WHERE rn > {int(warmup)} GROUP BY ALL ORDER BY symbol, timeframe"""
     return con.execute(sql, [exchange]).df()
+
+
+def cached(con: duckdb.DuckDBPyConnection, kind: str, exchange: str, slices: list[tuple[str, str]],
+           changed: set[tuple[str, str]], compute) -> pd.DataFrame:
+    """Per-slice stats of ``compute(con, exchange, slices)``, recomputed only for ``changed`` slices.
+
+    Stats of unchanged slices come from ``ops.slice_quality`` (written when they last changed), so a
+    run with no new data re-scans nothing. A slice never measured before counts as changed.
+    """
+    import json
+    known = {(r[0], r[1]) for r in con.execute(
+        "SELECT symbol, timeframe FROM ops.slice_quality WHERE tbl = ? AND exchange = ?", [kind, exchange]).fetchall()}
+    todo = [s for s in slices if s in changed or s not in known]
+    if todo:
+        fresh = compute(con, exchange, todo)
+        rows = pd.DataFrame({"tbl": kind, "exchange": exchange, "symbol": fresh["symbol"], "timeframe": fresh["timeframe"],
+                             "stats": [json.dumps({k: (None if pd.isna(v) else (int(v) if hasattr(v, "__int__") and not isinstance(v, str) else v))
+                                                   for k, v in r.items()}) for r in fresh.to_dict("records")],
+                             "checked_at": pd.Timestamp.now("UTC").tz_localize(None)})
+        con.execute("BEGIN TRANSACTION")
+        try:
+            for sym, tf in todo:
+                con.execute("DELETE FROM ops.slice_quality WHERE tbl=? AND exchange=? AND symbol=? AND timeframe=?", [kind, exchange, sym, tf])
+            if len(rows):
+                con.register("_q", rows)
+                con.execute("INSERT INTO ops.slice_quality BY NAME SELECT * FROM _q")
+                con.unregister("_q")
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+    got = con.execute(f"SELECT stats FROM ops.slice_quality WHERE tbl = ? AND exchange = ? AND {_slices_clause(slices)}",
+                      [kind, exchange]).fetchall()
+    return pd.DataFrame([json.loads(r[0]) for r in got])

@@ -48,6 +48,10 @@ DDL = [
     f"""CREATE TABLE IF NOT EXISTS regimes.market ({_CANDLE_KEY}, trend_regime VARCHAR, trend_strength VARCHAR,
         volatility_level VARCHAR, natr_pct_rank DOUBLE, regime_confidence DOUBLE, regime_stability DOUBLE,
         regime_age_bars BIGINT, regime VARCHAR, {_OPEN_TIME})""",
+    """CREATE TABLE IF NOT EXISTS ops.slice_quality (tbl VARCHAR, exchange VARCHAR, symbol VARCHAR, timeframe VARCHAR,
+        stats JSON, checked_at TIMESTAMP)""",
+    """CREATE TABLE IF NOT EXISTS ops.gaps (tbl VARCHAR, exchange VARCHAR, symbol VARCHAR, timeframe VARCHAR,
+        before TIMESTAMP, after TIMESTAMP, missing_bars BIGINT)""",
     "CREATE TABLE IF NOT EXISTS ops.asset_inputs (asset VARCHAR, fingerprint VARCHAR, updated_at TIMESTAMP)",
     "CREATE TABLE IF NOT EXISTS ops.publish_log (published_at TIMESTAMP, fingerprint VARCHAR, tables INTEGER, path VARCHAR)",
 ]
