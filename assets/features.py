@@ -57,11 +57,11 @@ def build_regimes_slice(con, exchange: str, symbol: str, tf: str, params: Regime
     if have is None or (done is not None and done >= have):
         return {"symbol": symbol, "timeframe": tf, "new_rows": 0}
     warm = params.vol_window + params.stability_window + 1
-    feats = read_tail(con, "features.technical", "ts, close, ema_20, ema_50, ema_200, adx_14, macd_hist, atr_14", f, done, warm)
+    feats = read_tail(con, "features.technical", "ts, close, ema_20, ema_50, ema_200, adx_14, macd, atr_14", f, done, warm)
     prev = None
     if done is not None and len(feats):
-        r = con.execute("SELECT trend_regime, regime_age_bars FROM regimes.market WHERE exchange=? AND symbol=? AND "
-                        "timeframe=? AND ts < ? ORDER BY ts DESC LIMIT 1", [exchange, symbol, tf, int(feats["ts"].iloc[0])]).fetchone()
+        r = io.fetch_one(con.execute("SELECT trend_regime, regime_age_bars FROM regimes.market WHERE exchange=? AND symbol=? AND "
+                        "timeframe=? AND ts < ? ORDER BY ts DESC LIMIT 1", [exchange, symbol, tf, int(feats["ts"].iloc[0])]))
         prev = (r[0], r[1] or 0) if r else None
     reg = classify_regimes(feats, params, prev_state=prev)
     new = reg[reg["ts"] > (done if done is not None else -1)].assign(**f)
@@ -117,10 +117,10 @@ def regimes_market(context: dg.AssetExecutionContext, config: IncrementalConfig,
                                                        metadata={"note": "no rows written in this run"})])
         dist = io.read_df(con, "SELECT timeframe, trend_regime, volatility_level, count(*) AS bars FROM regimes.market "
                                "WHERE exchange = ? GROUP BY ALL ORDER BY ALL", [ex])
-        invalid = con.execute("""SELECT count(*) FROM regimes.market WHERE exchange = ? AND (
+        invalid = io.fetch_one(con.execute("""SELECT count(*) FROM regimes.market WHERE exchange = ? AND (
             trend_regime NOT IN ('bull','bear','sideways') OR trend_strength NOT IN ('weak','moderate','strong','very_strong')
             OR volatility_level NOT IN ('low','normal','high') OR regime_confidence NOT BETWEEN 0 AND 1
-            OR regime_stability NOT BETWEEN 0 AND 1 OR regime_age_bars < 1)""", [ex]).fetchone()[0]
+            OR regime_stability NOT BETWEEN 0 AND 1 OR regime_age_bars < 1)""", [ex]))[0]
     return dg.MaterializeResult(
         metadata={"new_rows": int(rep["new_rows"].sum()), "summary": md_table(rep), "distribution": md_table(dist, 100),
                   "columns": ", ".join(REGIME_COLUMNS)},

@@ -25,8 +25,8 @@ EXTERNAL_SHEET = dg.AssetSpec(["external", "onchain_sheet"], group_name="ingest"
 
 
 def _checkpoint(con, kind: str, exchange: str, symbol: str, tf: str, locator: str) -> tuple[str | None, int | None]:
-    r = con.execute("SELECT fingerprint, last_ts FROM raw.ingest_checkpoints WHERE source_kind=? AND exchange=? AND "
-                    "symbol=? AND timeframe=? AND locator=?", [kind, exchange, symbol, tf, locator]).fetchone()
+    r = io.fetch_one(con.execute("SELECT fingerprint, last_ts FROM raw.ingest_checkpoints WHERE source_kind=? AND exchange=? AND "
+                    "symbol=? AND timeframe=? AND locator=?", [kind, exchange, symbol, tf, locator]))
     return (r[0], r[1]) if r else (None, None)
 
 
@@ -140,7 +140,7 @@ def raw_onchain_metrics(context: dg.AssetExecutionContext, warehouse: WarehouseR
             long = sheets.read_metrics()
             io.replace_slice(con, "raw.onchain_metrics", long, {"source": long["source"].iloc[0]} if len(long) else {"source": "sheets"})
             rows.append({"source": "sheets", "file": sheets.worksheet, "status": "loaded", "rows": len(long)})
-        total = con.execute("SELECT count(*) FROM raw.onchain_metrics").fetchone()[0]
+        total = io.fetch_one(con.execute("SELECT count(*) FROM raw.onchain_metrics"))[0]
         per = con.execute("SELECT source, count(*) AS rows, min(date) AS first, max(date) AS last, count(DISTINCT metric) "
                           "AS metrics FROM raw.onchain_metrics GROUP BY 1 ORDER BY 1").df()
     return dg.MaterializeResult(metadata={"dagster/row_count": int(total), "files": md_table(pd.DataFrame(rows)),

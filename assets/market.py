@@ -112,7 +112,7 @@ def market_ohlcv(context: dg.AssetExecutionContext, config: IncrementalConfig, w
         origins = {(r.symbol, r.timeframe): r.origin for r in rep.itertuples()}
         fresh = freshness(con, ex, slices, origins, None if cfg.source == "files" else int(io.now_utc().value // 10**6),
                           raw_marks, io.watermarks(con, "market.ohlcv", ex))
-        flagged = con.execute("SELECT count(*) FROM market.ohlcv WHERE bar_count < expected_bars AND exchange = ?", [ex]).fetchone()[0]
+        flagged = io.fetch_one(con.execute("SELECT count(*) FROM market.ohlcv WHERE bar_count < expected_bars AND exchange = ?", [ex]))[0]
     summary = rep.merge(integ[["symbol", "timeframe", "rows", "first_ts", "last_ts", "n_gaps", "missing_bars"]],
                         how="left", on=["symbol", "timeframe"])
     summary["first"], summary["last"] = summary["first_ts"].map(ts_iso), summary["last_ts"].map(ts_iso)
@@ -201,7 +201,7 @@ def market_sentiment_daily(context: dg.AssetExecutionContext, warehouse: Warehou
 
 
 def _sentiment_fresh(con) -> dg.AssetCheckResult:
-    last = con.execute("SELECT max(date) FROM market.sentiment_daily").fetchone()[0]
+    last = io.fetch_one(con.execute("SELECT max(date) FROM market.sentiment_daily"))[0]
     days_behind = int((io.now_utc().normalize() - pd.Timestamp(last)).days) if last is not None else 10**6
     return dg.AssetCheckResult(check_name="fresh", passed=days_behind <= 3, severity=dg.AssetCheckSeverity.WARN,
                                metadata={"last_date": str(last), "days_behind_today": days_behind})

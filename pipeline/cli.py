@@ -69,7 +69,7 @@ def _print_checks(results) -> bool:
 def print_warehouse_summary(path: str | None = None) -> None:
     """Rows, time range and gaps per table and timeframe (reads the serving snapshot if the writer is busy)."""
     import duckdb
-    from warehouse.io import connect, table_exists
+    from warehouse.io import fetch_one, connect, table_exists
     cfg = settings()
     target = path or cfg.warehouse.path
     try:
@@ -93,7 +93,7 @@ def print_warehouse_summary(path: str | None = None) -> None:
                 t.add_row(table, row[0], str(row[1]), f"{row[2]:,}", str(row[3]), str(row[4]), "" if row[5] is None else str(row[5]))
         for table, col in (("market.onchain_daily", "date"), ("market.sentiment_daily", "date"), ("raw.onchain_metrics", "date")):
             if table_exists(con, table):
-                n, a, b = con.execute(f"SELECT count(*), min({col}), max({col}) FROM {table}").fetchone()
+                n, a, b = fetch_one(con.execute(f"SELECT count(*), min({col}), max({col}) FROM {table}"))
                 t.add_row(table, "1d", "-", f"{n:,}", str(a), str(b), "")
         console.print(t)
         if table_exists(con, "market.ohlcv"):

@@ -82,7 +82,7 @@ class ResampleConfig(_Strict):
 
 
 class FeaturesConfig(_Strict):
-    warmup_bars: int = Field(3000, ge=300, description="Bars of history re-read before new bars on incremental "
+    warmup_bars: int = Field(3000, ge=2800, description="Bars of history re-read before new bars on incremental "
                                                        "runs (EMA-200 seed decays below 1e-12 after ~2,800 bars).")
 
 

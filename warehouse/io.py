@@ -57,6 +57,15 @@ def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConne
     con.execute("COMMIT")
 
 
+def fetch_one(cursor: duckdb.DuckDBPyConnection) -> tuple | None:
+    """First row of an executed statement (``None`` if empty), consuming the whole result.
+
+    DuckDB 2 keeps a partly-fetched result open and refuses other work on the connection.
+    """
+    rows = cursor.fetchall()
+    return rows[0] if rows else None
+
+
 def _where(filters: dict[str, object]) -> tuple[str, list[object]]:
     if not filters:
         return "TRUE", []
@@ -141,14 +150,14 @@ def read_df(con: duckdb.DuckDBPyConnection, sql: str, params: list[object] | Non
 
 def table_exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
     schema, name = table.split(".")
-    return bool(con.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
-                            [schema, name]).fetchone()[0])
+    return bool(fetch_one(con.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
+                            [schema, name]))[0])
 
 
 def max_ts(con: duckdb.DuckDBPyConnection, table: str, filters: dict[str, object]) -> int | None:
     """Last ``ts`` stored for a slice, or None."""
     where, params = _where(filters)
-    v = con.execute(f"SELECT max(ts) FROM {table} WHERE {where}", params).fetchone()[0]
+    v = fetch_one(con.execute(f"SELECT max(ts) FROM {table} WHERE {where}", params))[0]
     return None if v is None else int(v)
 
 
@@ -172,7 +181,7 @@ def inputs_fingerprint(con: duckdb.DuckDBPyConnection, sql: str, extra: str = ""
 
 def inputs_unchanged(con: duckdb.DuckDBPyConnection, asset: str, fingerprint: str) -> bool:
     """True when ``asset`` was last built from inputs with this ``fingerprint`` (skip recomputation)."""
-    r = con.execute("SELECT fingerprint FROM ops.asset_inputs WHERE asset = ?", [asset]).fetchone()
+    r = fetch_one(con.execute("SELECT fingerprint FROM ops.asset_inputs WHERE asset = ?", [asset]))
     return bool(r and r[0] == fingerprint)
 
 

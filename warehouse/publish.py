@@ -13,7 +13,7 @@ from pathlib import Path
 
 import duckdb
 
-from warehouse.io import table_exists
+from warehouse.io import fetch_one, table_exists
 
 
 def fingerprint(con: duckdb.DuckDBPyConnection, tables: list[str]) -> str:
@@ -26,7 +26,7 @@ def fingerprint(con: duckdb.DuckDBPyConnection, tables: list[str]) -> str:
         cols = [r[0] for r in con.execute(f"DESCRIBE {t}").fetchall()]
         key = "ts" if "ts" in cols else ("date" if "date" in cols else None)
         agg = f", max({key}), sum(hash(*columns(*)))" if key else ", sum(hash(*columns(*)))"
-        parts.append(f"{t}:{con.execute(f'SELECT count(*){agg} FROM {t}').fetchone()}")
+        parts.append(f"{t}:{fetch_one(con.execute(f'SELECT count(*){agg} FROM {t}'))}")
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
 
@@ -50,7 +50,7 @@ def publish_snapshot(con: duckdb.DuckDBPyConnection, tables: list[str], serving_
             schema, name = t.split(".")
             con.execute(f"CREATE SCHEMA IF NOT EXISTS snap.{schema}")
             con.execute(f"CREATE TABLE snap.{schema}.{name} AS SELECT * FROM {t}")
-            rows[t] = con.execute(f"SELECT count(*) FROM snap.{schema}.{name}").fetchone()[0]
+            rows[t] = fetch_one(con.execute(f"SELECT count(*) FROM snap.{schema}.{name}"))[0]
             pq_tmp = exports / f"{t}.parquet.tmp"
             con.execute(f"COPY (SELECT * FROM {t}) TO '{pq_tmp}' (FORMAT parquet, COMPRESSION zstd)")
             os.replace(pq_tmp, exports / f"{t}.parquet")

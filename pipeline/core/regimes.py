@@ -11,7 +11,8 @@ Rules (thresholds from ``RegimeParams`` = ``trader.yaml: regimes``):
   ``vol_window`` bars (current bar included, pandas ``rolling().rank(pct=True)``): ``low`` below
   ``vol_low_pct``, ``high`` above ``vol_high_pct``, else ``normal``.
 * **regime_confidence** (0–1) — share of four trend votes that agree with the label: ``close`` vs
-  ``ema_20``, ``ema_20`` vs ``ema_50``, ``ema_50`` vs ``ema_200``, sign of ``macd_hist``. For
+  ``ema_20``, ``ema_20`` vs ``ema_50``, ``ema_50`` vs ``ema_200``, sign of ``macd`` (EMA12 - EMA26;
+  the histogram is not used because it decays to ~0 inside a steady trend). For
   ``sideways`` it is ``1 - |mean vote|`` (votes that cancel out confirm a range).
 * **regime_stability** (0–1) — share of the last ``stability_window`` bars with the same trend regime;
   **regime_age_bars** — consecutive bars the current trend regime has lasted (carried over between
@@ -68,7 +69,7 @@ def classify_regimes(features: pd.DataFrame, params: RegimeParams = RegimeParams
     """Label each candle of one sorted symbol × timeframe series.
 
     Args:
-        features: ``ts`` plus ``close, ema_20, ema_50, ema_200, adx_14, macd_hist, atr_14`` (float64).
+        features: ``ts`` plus ``close, ema_20, ema_50, ema_200, adx_14, macd, atr_14`` (float64).
         params: rule thresholds.
         prev_state: ``(trend_regime, regime_age_bars)`` of the candle just before ``features`` when
             continuing an earlier run incrementally; ``None`` for a full run.
@@ -79,7 +80,7 @@ def classify_regimes(features: pd.DataFrame, params: RegimeParams = RegimeParams
     """
     f = features
     close, e20, e50, e200 = (f[k].to_numpy(np.float64) for k in ["close", "ema_20", "ema_50", "ema_200"])
-    adx, mh, atr = (f[k].to_numpy(np.float64) for k in ["adx_14", "macd_hist", "atr_14"])
+    adx, mh, atr = (f[k].to_numpy(np.float64) for k in ["adx_14", "macd", "atr_14"])
     valid = ~(np.isnan(e200) | np.isnan(adx) | np.isnan(mh) | np.isnan(e20) | np.isnan(e50))
     trending = adx >= params.adx_sideways
     code = np.where(trending & (close > e200) & (e50 > e200), 1, np.where(trending & (close < e200) & (e50 < e200), -1, 0))

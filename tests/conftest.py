@@ -1,0 +1,102 @@
+"""Test configuration: a small universe over slices of the real data in ``shared/data``.
+
+Real data is read in place from ``TRADER_DATA_DIR`` (default ``../shared/data``); tests that need a
+data folder get one in a temporary directory holding **slices** of the real files (never written
+into the repo). ``TRADER_CONFIG`` is pointed at a test config *before* the pipeline is imported,
+because partitions are built from the configuration at import time.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = Path(os.environ.pop("TRADER_DATA_DIR", None) or (REPO.parent / "shared" / "data")).resolve()
+os.environ.pop("TRADER_WAREHOUSE", None)
+os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
+
+SLICE_ROOT = Path(tempfile.mkdtemp(prefix="trader_test_data_"))
+SYMBOLS = ["BTC/USDT", "ETH/USDT"]
+# (timeframe, folder, first, last) — windows chosen to contain real gaps (1h: 2019-03-12 +6, 2019-05-15 +10;
+# 15m: 2023-03-24 +5) and both 1m windows of BTC
+WINDOWS = [("1h", "binance", "2019-02-01", "2019-06-30 23:00"), ("15m", "binance", "2023-03-01", "2023-04-10"),
+           ("1d", "binance", "2018-01-01", "2019-12-31"), ("1m", "binance", "2025-05-20", "2025-05-23 23:59"),
+           ("1m", "binance_1m_2026-03", "2026-03-24", "2026-03-25 23:59")]
+
+
+def real_ohlcv(symbol: str, timeframe: str, folder: str = "binance") -> pd.DataFrame:
+    """Full real candle file as a DataFrame (``timestamp`` renamed to ``ts``)."""
+    p = SHARED / "ohlcv" / folder / f"{symbol.replace('/', '_')}-{timeframe}.csv.gz"
+    return pd.read_csv(p).rename(columns={"timestamp": "ts"})
+
+
+def _ms(s: str) -> int:
+    return int(pd.Timestamp(s, tz="UTC").timestamp() * 1000)
+
+
+def _build_slices() -> None:
+    for sym in SYMBOLS:
+        for tf, folder, a, b in WINDOWS:
+            src = SHARED / "ohlcv" / folder / f"{sym.replace('/', '_')}-{tf}.csv.gz"
+            if not src.exists():
+                continue
+            df = pd.read_csv(src)
+            df = df[(df["timestamp"] >= _ms(a)) & (df["timestamp"] <= _ms(b))]
+            (SLICE_ROOT / "ohlcv" / folder).mkdir(parents=True, exist_ok=True)
+            df.to_csv(SLICE_ROOT / "ohlcv" / folder / src.name, index=False)
+    for sub in ("onchain", "sentiment"):  # small files: linked, read in place
+        (SLICE_ROOT / sub).mkdir(parents=True, exist_ok=True)
+        for f in (SHARED / sub).iterdir():
+            (SLICE_ROOT / sub / f.name).symlink_to(f)
+
+
+_build_slices()
+_CONFIG = SLICE_ROOT / "trader.test.yaml"
+_CONFIG.write_text(f"""
+universe:
+  symbols: [BTC/USDT, ETH/USDT]
+  timeframes: [1m, 5m, 15m, 1h, 4h, 1d]
+source: files
+data_dir: {SLICE_ROOT}
+warehouse:
+  path: {SLICE_ROOT}/default.duckdb
+regimes:
+  vol_window: 100
+checks:
+  max_gap_bars: 48
+""")
+os.environ["TRADER_CONFIG"] = str(_CONFIG)
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    return SHARED
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    """A private, writable copy of the sliced data folder (for tests that append or corrupt files)."""
+    d = tmp_path / "data"
+    shutil.copytree(SLICE_ROOT, d, symlinks=True, ignore=shutil.ignore_patterns("*.yaml", "*.duckdb*"))
+    return d
+
+
+@pytest.fixture
+def resources(tmp_path: Path, data_dir: Path) -> dict:
+    from pipeline.config import settings
+    from pipeline.definitions import build_resources
+    cfg = settings().model_copy(deep=True)
+    cfg.data_dir = str(data_dir)
+    cfg.warehouse.path = str(tmp_path / "wh" / "warehouse.duckdb")
+    cfg.warehouse.serving_path = str(tmp_path / "wh" / "serving.duckdb")
+    cfg.warehouse.exports_dir = str(tmp_path / "wh" / "exports")
+    return build_resources(cfg)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    shutil.rmtree(SLICE_ROOT, ignore_errors=True)
