@@ -2,8 +2,9 @@
 
 ``sync_ohlcv`` pages ``fetch_ohlcv(symbol, timeframe, since, limit)`` forward from a checkpoint at
 the exchange's candle limit, with ccxt's rate limiter on and tenacity retries (exponential backoff)
-on ``ccxt.NetworkError`` — which covers ``RequestTimeout``, ``ExchangeNotAvailable``,
-``DDoSProtection`` and ``RateLimitExceeded``. The still-forming last candle is dropped. Each page
+on ccxt's recoverable branch ``ccxt.OperationFailed``: ``NetworkError`` (``RequestTimeout``,
+``ExchangeNotAvailable``, ``DDoSProtection``, ``RateLimitExceeded``) and ``BadResponse``; Binance's
+``-1000 unknown error`` (HTTP 500) maps there too. ``ExchangeError`` (bad symbol, auth) is not retried. The still-forming last candle is dropped. Each page
 is validated and handed to ``write_page`` (the caller upserts it and moves the checkpoint in one
 transaction), so an interrupted sync resumes where it stopped with no gap and no duplicate.
 """
@@ -75,7 +76,7 @@ class ExchangeSource(dg.ConfigurableResource):
         def before_sleep(rs):
             report.retries += 1
             report.errors.append(f"{type(rs.outcome.exception()).__name__}: {str(rs.outcome.exception())[:200]}")
-        for attempt in Retrying(retry=retry_if_exception_type(ccxt.NetworkError),
+        for attempt in Retrying(retry=retry_if_exception_type(ccxt.OperationFailed),
                                 wait=wait_exponential(multiplier=self.retry_wait_s, max=30),
                                 stop=stop_after_attempt(self.max_retries + 1), reraise=True,
                                 before_sleep=before_sleep):
@@ -92,7 +93,7 @@ class ExchangeSource(dg.ConfigurableResource):
             until_ms: stop before this open time (default: the last closed candle).
 
         Raises:
-            ccxt.NetworkError (and subclasses) after ``max_retries`` retries; ccxt.BadSymbol for an
+            ccxt.OperationFailed (NetworkError, BadResponse, …) after ``max_retries`` retries; ccxt.BadSymbol for an
             unknown market; CandleValidationError for an invalid exchange response. Pages already
             written stay written.
         """
