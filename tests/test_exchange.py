@@ -76,8 +76,8 @@ def server():
 
 
 def _source(base, **kw):
-    return ExchangeSource(api_base_url=base, page_limit=100, frozen_now_ms=NOW, timeout_ms=500, retry_wait_s=0.01,
-                          rate_limit_ms=1, **kw)
+    return ExchangeSource(**{"api_base_url": base, "page_limit": 100, "frozen_now_ms": NOW, "timeout_ms": 500,
+                             "retry_wait_s": 0.01, "rate_limit_ms": 1, **kw})
 
 
 def _stored(con):
