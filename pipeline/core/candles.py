@@ -149,11 +149,12 @@ def summarize_gaps(gaps: pd.DataFrame, first_ts: int | None, last_ts: int | None
 def _resample_kernel(ts, o, h, l, c, extras, period):  # pragma: no cover - compiled
     n = ts.shape[0]
     k = extras.shape[1]
-    out_ts = np.empty(n, np.int64)
-    out_o = np.empty(n); out_h = np.empty(n); out_l = np.empty(n); out_c = np.empty(n)
-    out_x = np.zeros((n, k))
-    out_n = np.zeros(n, np.int64)
-    out_last = np.empty(n, np.int64)
+    cap = min(n, (ts[n - 1] - ts[0]) // period + 2) if n else 0  # periods spanned, not input rows
+    out_ts = np.empty(cap, np.int64)
+    out_o = np.empty(cap); out_h = np.empty(cap); out_l = np.empty(cap); out_c = np.empty(cap)
+    out_x = np.zeros((cap, k))
+    out_n = np.zeros(cap, np.int64)
+    out_last = np.empty(cap, np.int64)
     j = -1
     cur = -1
     for i in range(n):
