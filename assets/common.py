@@ -33,3 +33,17 @@ def md_table(df: pd.DataFrame, max_rows: int = 60) -> dg.MetadataValue:
 
 def ts_iso(ts: int | None) -> str | None:
     return None if ts is None or pd.isna(ts) else pd.Timestamp(int(ts), unit="ms").isoformat()
+
+
+def png_md(png: bytes, alt: str) -> dg.MetadataValue:
+    """A small PNG embedded as markdown (Dagster has no image metadata type; dagster-notes §1.11)."""
+    import base64
+    return dg.MetadataValue.md(f"![{alt}](data:image/png;base64,{base64.b64encode(png).decode()})")
+
+
+def png_array(png: bytes):
+    """PNG bytes as an RGBA array for ``mlflow.log_image``."""
+    import io
+
+    import matplotlib.image as mpimg
+    return mpimg.imread(io.BytesIO(png), format="png")

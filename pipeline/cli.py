@@ -88,7 +88,7 @@ def print_warehouse_summary(path: str | None = None) -> None:
                 continue
             extra = "count(*) FILTER (WHERE bar_count < expected_bars)" if table == "market.ohlcv" else "NULL"
             for row in con.execute(f"""SELECT timeframe, count(DISTINCT symbol), count(*), min(open_time), max(open_time), {extra}
-                    FROM {table} GROUP BY 1 ORDER BY min(ts % 1) , CASE timeframe WHEN '1m' THEN 1 WHEN '5m' THEN 2 WHEN '15m' THEN 3
+                    FROM {table} GROUP BY 1 ORDER BY CASE timeframe WHEN '1m' THEN 1 WHEN '5m' THEN 2 WHEN '15m' THEN 3
                     WHEN '1h' THEN 4 WHEN '4h' THEN 5 ELSE 6 END""").fetchall():
                 t.add_row(table, row[0], str(row[1]), f"{row[2]:,}", str(row[3]), str(row[4]), "" if row[5] is None else str(row[5]))
         for table, col in (("market.onchain_daily", "date"), ("market.sentiment_daily", "date"), ("raw.onchain_metrics", "date")):
@@ -149,7 +149,7 @@ def status() -> None:
     try:
         with connect(cfg.warehouse.path, read_only=True) as con:
             last = con.execute("""SELECT symbol, timeframe, max(open_time) AS last_candle, count(*) AS rows
-                                  FROM market.ohlcv GROUP BY ALL ORDER BY symbol, min(ts % 1), timeframe""").fetchall()
+                                  FROM market.ohlcv GROUP BY ALL ORDER BY symbol, min(CASE timeframe WHEN '1m' THEN 1 WHEN '5m' THEN 2 WHEN '15m' THEN 3 WHEN '1h' THEN 4 WHEN '4h' THEN 5 ELSE 6 END)""").fetchall()
     except (duckdb.IOException, duckdb.CatalogException):
         last = []
     t = Table(title="Last candle per partition (market.ohlcv)")
@@ -173,6 +173,128 @@ def status() -> None:
             n += 1
             ft.add_row("/".join(key.asset_key.path), key.name, f"{ev.severity.value}", rec.run_id[:8])
     console.print(ft if n else "[green]All latest asset checks passed.[/]")
+
+
+def _run_unpartitioned(job_name: str, run_config: dict | None = None):
+    from pipeline.definitions import defs
+    return defs.resolve_job_def(job_name).execute_in_process(instance=_instance(), run_config=run_config or {},
+                                                              raise_on_error=False)
+
+
+def _metadata(result, key: list[str]) -> dict:
+    import dagster as dg
+    for ev in result.get_asset_materialization_events():
+        mat = ev.step_materialization_data.materialization
+        if mat.asset_key == dg.AssetKey(key):
+            return {k: getattr(v, "value", v) for k, v in mat.metadata.items()}
+    return {}
+
+
+def _print_md(title: str, text: str | None) -> None:
+    if text:
+        from rich.markdown import Markdown
+        console.rule(title)
+        console.print(Markdown(text))
+
+
+def _print_folds(folds, title: str) -> None:
+    """Per-fold table: spans (UTC dates), sizes, purged rows, OOS AUC/Brier/ECE."""
+    t = Table(title=title)
+    cols = ["fold", "train_start", "train_end", "test_start", "test_end", "n_train", "n_test", "n_purged", "auc_raw", "auc_cal",
+            "brier_cal", "base_rate_cal", "ece_cal"]
+    for c in cols:
+        t.add_column(c.replace("_", " "), justify="right")
+    for r in folds.itertuples():
+        t.add_row(*[(f"{v:.4f}" if isinstance(v, float) else str(v)[:10]) for v in (getattr(r, c) for c in cols)])
+    console.print(t)
+
+
+@app.command()
+def train(force: bool = typer.Option(False, help="Retrain even if features and configuration are unchanged.")) -> None:
+    """Train the baseline model (walk-forward, calibration, MLflow), run the promotion gate, promote if it passes."""
+    t0 = time.time()
+    r = _run_unpartitioned("train_job", {"ops": {"ml__baseline_direction": {"config": {"force": force}}}} if force else None)
+    checks_ok = _print_checks([r])
+    md = _metadata(r, ["ml", "baseline_direction"])
+    _print_md("Out-of-sample scores", md.get("oos_scores"))
+    if md.get("mlflow_run_id"):
+        from warehouse.io import connect, read_df
+        with connect(settings().warehouse.path, read_only=True) as con:
+            _print_folds(read_df(con, "SELECT * FROM ml.folds WHERE mlflow_run_id = ? ORDER BY fold", [md["mlflow_run_id"]]),
+                         f"Folds of MLflow run {md['mlflow_run_id']}")
+    ev = _metadata(r, ["ml", "baseline_direction_evaluation"])
+    _print_md(f"Promotion gate: {ev.get('verdict', '?')}", ev.get("rules"))
+    ch = _metadata(r, ["ml", "baseline_direction_champion"])
+    if ch:
+        console.print(f"champion: {ch.get('champion')} -> version {ch.get('version')}")
+    console.print(f"[{'green' if r.success else 'red'}]train {'succeeded' if r.success else 'FAILED'}[/] in {time.time() - t0:.1f}s"
+                  + (f" — {md['status']}" if "status" in md else ""))
+    if not (r.success and checks_ok):
+        raise typer.Exit(1)
+
+
+@app.command()
+def backtest(strategy: str = typer.Option("baseline", help="Strategy to backtest (this issue ships 'baseline')."),
+             fee_bps: float = typer.Option(None, "--fee-bps", help="Taker and maker fee in bps (default: trader.yaml)."),
+             slippage_bps: float = typer.Option(None, "--slippage-bps", help="Slippage in bps (default: trader.yaml)."),
+             latency: int = typer.Option(None, "--latency", help="Extra bars between decision and fill."),
+             threshold: float = typer.Option(None, "--threshold", help="Entry threshold on calibrated p."),
+             force: bool = typer.Option(False, help="Re-run even if unchanged.")) -> None:
+    """Backtest a strategy on the stored out-of-sample predictions and print metrics next to buy-and-hold."""
+    if strategy != "baseline":
+        console.print(f"[red]unknown strategy {strategy!r}; available: baseline[/]")
+        raise typer.Exit(2)
+    cfg = {k: v for k, v in {"fee_bps": fee_bps, "slippage_bps": slippage_bps, "latency_bars": latency,
+                             "enter_threshold": threshold, "force": force or None}.items() if v is not None}
+    t0 = time.time()
+    r = _run_unpartitioned("backtest_job", {"ops": {"backtest__baseline": {"config": cfg}}})
+    checks_ok = _print_checks([r])
+    md = _metadata(r, ["backtest", "baseline"])
+    if "status" in md:
+        console.print(md["status"])
+    for k in ("run_id", "sample", "period", "universe", "costs"):
+        if k in md:
+            console.print(f"[bold]{k}[/]: {md[k]}")
+    _print_md("Metrics vs buy-and-hold (same period, same universe)", md.get("metrics_vs_buy_and_hold"))
+    _print_md("Per symbol", md.get("per_symbol"))
+    console.print(f"[{'green' if r.success else 'red'}]backtest {'succeeded' if r.success else 'FAILED'}[/] in {time.time() - t0:.1f}s")
+    if not (r.success and checks_ok):
+        raise typer.Exit(1)
+
+
+@app.command("walk-forward")
+def walk_forward_cmd(train_window: str = typer.Option(None, "--train-window", help="Bars (8760) or duration (365d)."),
+                     test_window: str = typer.Option(None, "--test-window", help="Bars or duration per test fold."),
+                     purge: str = typer.Option(None, "--purge", help="Extra purge beyond label overlap (bars or duration)."),
+                     embargo: str = typer.Option(None, "--embargo", help="Gap before each test fold (bars or duration)."),
+                     rolling: bool = typer.Option(False, "--rolling", help="Rolling instead of expanding training window.")) -> None:
+    """Run the baseline's purged walk-forward (read-only, nothing logged) and print the per-fold table."""
+    import duckdb
+    from pipeline import research
+    from warehouse.io import connect
+    cfg = settings()
+    b = cfg.research.baseline
+    w = research.window_spec(b, train_window, test_window, purge, embargo, False if rolling else None)
+    t0 = time.time()
+    try:
+        ctx = connect(cfg.warehouse.path, read_only=True)
+        con = ctx.__enter__()
+    except duckdb.IOException:
+        ctx = connect(cfg.warehouse.serving_path, read_only=True)
+        con = ctx.__enter__()
+    try:
+        run = research.train_baseline(con, cfg.exchange.id, b, w, fit_final=False)
+    except ValueError as e:
+        console.print(f"[red]{e}[/]")
+        raise typer.Exit(1)
+    finally:
+        ctx.__exit__(None, None, None)
+    _print_folds(run.result.folds, f"{b.name}: purged walk-forward ({'rolling' if rolling else 'expanding'}), "
+                 f"train {w.train_ms / 86_400_000:g}d, test {w.test_ms / 86_400_000:g}d, purge {w.purge_ms / 3_600_000:g}h, "
+                 f"embargo {w.embargo_ms / 3_600_000:g}h")
+    s = run.result.scores_cal
+    console.print(f"OOS calibrated: AUC {s['auc']:.4f}, Brier {s['brier']:.5f} (base rate {s['brier_base']:.5f}), "
+                  f"ECE {s['ece']:.4f}, rows {int(s['n']):,}; {time.time() - t0:.1f}s")
 
 
 @app.command()

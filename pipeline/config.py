@@ -110,6 +110,66 @@ class ChecksConfig(_Strict):
     min_onchain_coverage: float = Field(0.95, description="Required coverage of core on-chain columns since 2011.")
 
 
+class LabelConfig(_Strict):
+    tp_atr: float = Field(2.0, gt=0, description="Triple-barrier take-profit, ATR(14) multiples from the next open.")
+    sl_atr: float = Field(1.5, gt=0, description="Triple-barrier stop-loss, ATR(14) multiples.")
+    max_bars: int = Field(24, ge=1, description="Vertical barrier (time stop), bars after entry.")
+
+
+class WalkForwardConfig(_Strict):
+    train_window: str = Field("365d", description="Training window: bars (e.g. 8760) or a duration (365d, 12w, 48h).")
+    test_window: str = Field("120d", description="Test window per fold (bars or duration).")
+    purge: str = Field("24", description="Extra purge beyond label overlap (bars or duration).")
+    embargo: str = Field("24", description="Embargo/gap between training and each test fold (bars or duration).")
+    expanding: bool = Field(True, description="Expanding (true) or rolling (false) training window.")
+    min_calibration_rows: int = Field(2000, description="Earlier out-of-fold rows needed before a fold is calibrated.")
+
+
+class PromotionConfig(_Strict):
+    min_auc: float = Field(0.51, description="OOS ROC AUC at least this.")
+    max_ece: float = Field(0.03, description="OOS expected calibration error (calibrated) at most this.")
+    require_brier_below_base: bool = Field(True, description="OOS Brier must beat the base-rate forecast.")
+    min_oos_rows: int = Field(1000, description="OOS rows needed to judge.")
+    max_brier_regression: float = Field(0.0, description="Allowed Brier increase over the current champion.")
+
+
+class BaselineModelConfig(_Strict):
+    name: str = Field("baseline_direction", description="Registered MLflow model name.")
+    train_symbols: list[str] = Field(default_factory=lambda: ["BTC/USDT", "ETH/USDT"], description="Symbols pooled for training.")
+    timeframe: str = Field("1h", description="Candle timeframe of the model and its backtest.")
+    kind: Literal["lightgbm", "xgboost", "logreg"] = Field("lightgbm", description="Estimator.")
+    params: dict = Field(default_factory=dict, description="Hyper-parameters over models/trainers.py DEFAULTS.")
+    seed: int = 42
+    calibration: Literal["isotonic", "sigmoid"] = "isotonic"
+    label: LabelConfig = Field(default_factory=LabelConfig)
+    walk_forward: WalkForwardConfig = Field(default_factory=WalkForwardConfig)
+    promotion: PromotionConfig = Field(default_factory=PromotionConfig)
+
+
+class CostsConfig(_Strict):
+    fee_taker_bps: float = Field(10.0, ge=0, description="Taker fee, bps of notional (Binance spot default 0.10 %).")
+    fee_maker_bps: float = Field(10.0, ge=0, description="Maker fee, bps of notional.")
+    slippage_bps: float = Field(2.0, ge=0, description="Slippage on market and stop fills, bps, against the trade.")
+    latency_bars: int = Field(0, ge=0, description="Bars between decision and execution beyond the next open.")
+
+
+class BacktestConfig(_Strict):
+    strategy: str = Field("baseline_long_flat", description="Name recorded in backtest.runs.")
+    symbols: list[str] | None = Field(None, description="Universe of the baseline backtest (null = universe.symbols).")
+    enter_threshold: float = Field(0.45, ge=0, le=1, description="Go long when calibrated p(TP first) >= this.")
+    sl_atr: float | None = Field(None, description="Stop, ATR multiples (null = the label's sl_atr).")
+    tp_atr: float | None = Field(None, description="Target, ATR multiples (null = the label's tp_atr).")
+    max_bars: int | None = Field(None, description="Time stop in bars (null = the label's max_bars).")
+    init_cash: float = Field(100_000.0, gt=0, description="Starting capital, quote currency, split equally per symbol.")
+    costs: CostsConfig = Field(default_factory=CostsConfig)
+    resolve_intrabar_with: str | None = Field("15m", description="Finer timeframe used when SL and TP share a bar (null = stop first).")
+
+
+class ResearchConfig(_Strict):
+    baseline: BaselineModelConfig = Field(default_factory=BaselineModelConfig)
+    backtest: BacktestConfig = Field(default_factory=BacktestConfig)
+
+
 class TraderConfig(_Strict):
     """The whole configuration (``trader.yaml``)."""
 
@@ -124,6 +184,7 @@ class TraderConfig(_Strict):
     regimes: RegimeConfig = Field(default_factory=RegimeConfig)
     onchain: OnchainConfig = Field(default_factory=OnchainConfig)
     checks: ChecksConfig = Field(default_factory=ChecksConfig)
+    research: ResearchConfig = Field(default_factory=ResearchConfig)
 
     # resolved absolute paths -------------------------------------------------
     def resolve(self, base: Path) -> "TraderConfig":

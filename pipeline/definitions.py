@@ -6,18 +6,26 @@ import dagster as dg
 from assets.features import features_technical, regimes_market
 from assets.ingest import EXTERNAL_EXCHANGE, EXTERNAL_FILES, EXTERNAL_SHEET, raw_ohlcv, raw_onchain_metrics
 from assets.market import market_ohlcv, market_onchain_daily, market_sentiment_daily
+from assets.backtest import backtest_baseline
+from assets.ml import ml_baseline_direction, ml_baseline_direction_champion, ml_baseline_direction_evaluation
 from assets.ops import serving_snapshot
 from pipeline.config import TraderConfig, settings
 from resources.exchange import ExchangeSource
 from resources.files import FilesSource
+from resources.mlflow_tracking import MlflowTracking
 from resources.sheets import SheetsSource
 from resources.warehouse import WarehouseResource
 
 ALL_ASSETS = [EXTERNAL_FILES, EXTERNAL_EXCHANGE, EXTERNAL_SHEET, raw_ohlcv, raw_onchain_metrics, market_ohlcv,
-              market_onchain_daily, market_sentiment_daily, features_technical, regimes_market, serving_snapshot]
+              market_onchain_daily, market_sentiment_daily, features_technical, regimes_market, ml_baseline_direction,
+              ml_baseline_direction_evaluation, ml_baseline_direction_champion, backtest_baseline, serving_snapshot]
 
 main_job = dg.define_asset_job("main_job", selection=dg.AssetSelection.all(),
-                               description="Everything: ingest -> market -> features -> regimes -> serving snapshot.")
+                               description="Everything: ingest -> market -> features -> regimes -> ml -> backtest -> serving snapshot.")
+train_job = dg.define_asset_job("train_job", selection=dg.AssetSelection.groups("ml"),
+                                description="Train, register and (if the promotion gate passes) promote the baseline model.")
+backtest_job = dg.define_asset_job("backtest_job", selection=dg.AssetSelection.groups("backtest"),
+                                   description="Backtest the baseline strategy on the stored out-of-sample predictions.")
 ingest_job = dg.define_asset_job("ingest_job", selection=dg.AssetSelection.keys(
     ["raw", "ohlcv"], ["raw", "onchain_metrics"], ["market", "sentiment_daily"]), description="Sources only.")
 
@@ -31,8 +39,9 @@ def build_resources(cfg: TraderConfig) -> dict:
         "exchange": ExchangeSource(exchange_id=cfg.exchange.id, rate_limit_ms=cfg.exchange.rate_limit_ms,
                                    max_retries=cfg.exchange.max_retries, page_limit=cfg.exchange.page_limit),
         "sheets": SheetsSource(spreadsheet_key=cfg.onchain.sheet),
+        "mlflow": MlflowTracking(tracking_uri=cfg.mlflow.tracking_uri, artifact_location=cfg.mlflow.artifact_location),
     }
 
 
-defs = dg.Definitions(assets=ALL_ASSETS, jobs=[main_job, ingest_job], resources=build_resources(settings()),
+defs = dg.Definitions(assets=ALL_ASSETS, jobs=[main_job, ingest_job, train_job, backtest_job], resources=build_resources(settings()),
                       executor=dg.in_process_executor)

@@ -45,15 +45,28 @@ def connect(path: str, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConne
         con.close()
 
 
+_IN_TRANSACTION: set[int] = set()
+
+
 @contextmanager
 def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
-    """``BEGIN`` … ``COMMIT``, or ``ROLLBACK`` and re-raise on any error."""
+    """``BEGIN`` … ``COMMIT``, or ``ROLLBACK`` and re-raise on any error.
+
+    Re-entrant: inside an open transaction on the same connection it joins it, so helpers that write in
+    their own transaction (``upsert``, ``replace_slice``) compose into one atomic write.
+    """
+    if id(con) in _IN_TRANSACTION:
+        yield con
+        return
     con.execute("BEGIN TRANSACTION")
+    _IN_TRANSACTION.add(id(con))
     try:
         yield con
     except BaseException:
         con.execute("ROLLBACK")
         raise
+    finally:
+        _IN_TRANSACTION.discard(id(con))
     con.execute("COMMIT")
 
 

@@ -26,6 +26,12 @@ PRIMARY_KEYS: dict[str, list[str]] = {
     "regimes.market": ["exchange", "symbol", "timeframe", "ts"],
     "ops.publish_log": ["published_at"],
     "ops.asset_inputs": ["asset"],
+    "ml.predictions": ["model_name", "exchange", "symbol", "timeframe", "ts"],
+    "ml.folds": ["model_name", "mlflow_run_id", "fold"],
+    "ml.model_runs": ["mlflow_run_id"],
+    "backtest.runs": ["run_id"],
+    "backtest.trades": ["run_id", "trade_id"],
+    "backtest.equity": ["run_id", "ts"],
 }
 
 DDL = [
@@ -34,6 +40,8 @@ DDL = [
     "CREATE SCHEMA IF NOT EXISTS features",
     "CREATE SCHEMA IF NOT EXISTS regimes",
     "CREATE SCHEMA IF NOT EXISTS ops",
+    "CREATE SCHEMA IF NOT EXISTS ml",
+    "CREATE SCHEMA IF NOT EXISTS backtest",
     f"CREATE TABLE IF NOT EXISTS raw.ohlcv ({_CANDLE_KEY}, {_OHLCV}, locator VARCHAR, ingested_at TIMESTAMP, {_OPEN_TIME})",
     """CREATE TABLE IF NOT EXISTS raw.ingest_checkpoints (source_kind VARCHAR NOT NULL, exchange VARCHAR NOT NULL,
         symbol VARCHAR NOT NULL, timeframe VARCHAR NOT NULL, locator VARCHAR NOT NULL, fingerprint VARCHAR,
@@ -53,9 +61,31 @@ DDL = [
     """CREATE TABLE IF NOT EXISTS ops.gaps (tbl VARCHAR, exchange VARCHAR, symbol VARCHAR, timeframe VARCHAR,
         before TIMESTAMP, after TIMESTAMP, missing_bars BIGINT)""",
     "CREATE TABLE IF NOT EXISTS ops.asset_inputs (asset VARCHAR, fingerprint VARCHAR, updated_at TIMESTAMP)",
+    f"""CREATE TABLE IF NOT EXISTS ml.predictions (model_name VARCHAR NOT NULL, mlflow_run_id VARCHAR, {_CANDLE_KEY},
+        fold INTEGER, p_raw DOUBLE, p_cal DOUBLE, win DOUBLE, label_end_ts BIGINT, in_training_universe BOOLEAN, {_OPEN_TIME})""",
+    """CREATE TABLE IF NOT EXISTS ml.folds (model_name VARCHAR NOT NULL, mlflow_run_id VARCHAR NOT NULL, fold INTEGER NOT NULL,
+        train_start TIMESTAMP, train_end TIMESTAMP, test_start TIMESTAMP, test_end TIMESTAMP, n_train BIGINT, n_test BIGINT,
+        n_purged BIGINT, n_embargoed BIGINT, fit_seconds DOUBLE, auc_raw DOUBLE, brier_raw DOUBLE, ece_raw DOUBLE,
+        log_loss_raw DOUBLE, base_rate_cal DOUBLE, auc_cal DOUBLE, brier_cal DOUBLE, ece_cal DOUBLE, log_loss_cal DOUBLE)""",
+    """CREATE TABLE IF NOT EXISTS ml.model_runs (mlflow_run_id VARCHAR NOT NULL, model_name VARCHAR, model_version VARCHAR,
+        trained_at TIMESTAMP, data_start TIMESTAMP, data_end TIMESTAMP, n_rows BIGINT, n_folds INTEGER, metrics JSON,
+        promotion_passed BOOLEAN, promotion_reasons JSON, promoted BOOLEAN, dagster_run_id VARCHAR, code_version VARCHAR)""",
+    """CREATE TABLE IF NOT EXISTS backtest.runs (run_id VARCHAR NOT NULL, desk VARCHAR, strategy VARCHAR, sample VARCHAR,
+        period_start TIMESTAMP, period_end TIMESTAMP, timeframe VARCHAR, universe JSON, params JSON, costs JSON, metrics JSON,
+        benchmark JSON, per_symbol JSON, model_name VARCHAR, model_run_id VARCHAR, mlflow_run_id VARCHAR, code_version VARCHAR,
+        dagster_run_id VARCHAR, created_at TIMESTAMP)""",
+    """CREATE TABLE IF NOT EXISTS backtest.trades (run_id VARCHAR NOT NULL, trade_id BIGINT NOT NULL, symbol VARCHAR,
+        direction INTEGER, signal_ts BIGINT, entry_ts BIGINT, exit_ts BIGINT, entry_time TIMESTAMP, exit_time TIMESTAMP,
+        entry_price DOUBLE, exit_price DOUBLE, units DOUBLE, notional DOUBLE, fees DOUBLE, pnl DOUBLE, ret DOUBLE,
+        exit_reason VARCHAR, mae DOUBLE, mfe DOUBLE, r_multiple DOUBLE, tp1_hit BOOLEAN, sl_initial DOUBLE, tp_initial DOUBLE,
+        bars_held BIGINT)""",
+    """CREATE TABLE IF NOT EXISTS backtest.equity (run_id VARCHAR NOT NULL, ts BIGINT NOT NULL, equity DOUBLE, cash DOUBLE,
+        position_value DOUBLE, gross_exposure DOUBLE, n_positions INTEGER, drawdown DOUBLE, benchmark_equity DOUBLE,
+        open_time TIMESTAMP GENERATED ALWAYS AS (make_timestamp(ts * 1000)) VIRTUAL)""",
     "CREATE TABLE IF NOT EXISTS ops.publish_log (published_at TIMESTAMP, fingerprint VARCHAR, tables INTEGER, path VARCHAR)",
 ]
 
 #: tables copied into the read-only serving snapshot and exported to Parquet
 SERVING_TABLES = ["market.ohlcv", "market.onchain_daily", "market.onchain_columns", "market.sentiment_daily",
-                  "features.technical", "regimes.market", "raw.ingest_checkpoints"]
+                  "features.technical", "regimes.market", "raw.ingest_checkpoints",
+                  "ml.predictions", "ml.folds", "ml.model_runs", "backtest.runs", "backtest.trades", "backtest.equity"]

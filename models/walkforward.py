@@ -1,0 +1,135 @@
+"""Walk-forward training with out-of-fold calibration, and the served model object (pure).
+
+For fold ``k`` the estimator is fit on the fold's purged training rows and predicts the test rows
+(raw out-of-fold probabilities). The fold's **calibrator is fit only on the raw out-of-fold predictions
+of earlier folds** (expanding), so every calibrated out-of-fold probability is out of sample in time as
+well; folds before ``min_calibration_rows`` earlier predictions exist have no calibrated value. The
+served model (:class:`CalibratedModel`) is the estimator refit on all labelled rows plus a calibrator
+fit on all out-of-fold predictions.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from models.calibration import Calibrator, fit_calibrator, scores
+from models.splits import Fold, folds_table
+from models.trainers import ModelSpec, feature_importance, make_estimator, predict_score
+
+
+class CalibratedModel:
+    """Estimator + calibrator + feature list; what is logged to MLflow and served as ``@champion``.
+
+    ``predict_proba(X)`` returns an (n, 2) float64 array; ``predict(X)`` the calibrated positive-class
+    probability (n,), which is what ``mlflow.pyfunc`` serves. ``X`` is a DataFrame holding ``features``.
+    """
+
+    def __init__(self, estimator, calibrator: Calibrator, features: list[str]):
+        self.estimator, self.calibrator, self.features = estimator, calibrator, list(features)
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        return self.calibrator(predict_score(self.estimator, X[self.features]))
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        p = self.predict(X)
+        return np.column_stack([1.0 - p, p])
+
+
+@dataclass
+class FoldModel:
+    fold: int
+    test_start: int
+    test_end: int
+    estimator: object
+    calibrator: Calibrator | None
+
+
+@dataclass
+class WalkForwardResult:
+    """``oof``: one row per test row (``row`` = position in the input, ``fold``, ``p_raw``, ``p_cal``, ``y``).
+    ``folds``: per-fold spans, sizes, train time and OOS scores (raw and calibrated).
+    ``scores_raw`` / ``scores_cal``: OOS scores over rows that have a calibrated probability.
+    """
+
+    oof: pd.DataFrame
+    folds: pd.DataFrame
+    fold_models: list[FoldModel]
+    final: CalibratedModel | None
+    scores_raw: dict
+    scores_cal: dict
+    importance: dict = field(default_factory=dict)
+    train_seconds: float = 0.0
+
+
+def walk_forward_fit(X: pd.DataFrame, y: np.ndarray, folds: list[Fold], spec: ModelSpec, *,
+                     calibration: str = "isotonic", min_calibration_rows: int = 500, fit_final: bool = True) -> WalkForwardResult:
+    """Fit ``spec`` per fold, calibrate out of fold, and refit the served model.
+
+    Args:
+        X: (n, f) model inputs (float64, NaN allowed for tree models); columns are the feature list.
+        y: (n,) 0/1 labels (classifier) or targets (regressor; calibration then skipped).
+        folds: from :func:`models.splits.walk_forward` on the same rows.
+
+    Raises:
+        ValueError: no folds, or ``y`` has NaN.
+    """
+    if not folds:
+        raise ValueError("walk_forward_fit: no folds (history shorter than the training window?)")
+    y = np.asarray(y, np.float64)
+    if np.isnan(y).any():
+        raise ValueError("walk_forward_fit: y has NaN; drop unlabelled rows first")
+    classify = spec.task == "classifier"
+    feats = list(X.columns)
+    parts, fold_models, rows = [], [], []
+    t_start = time.perf_counter()
+    prior_p, prior_y = np.zeros(0), np.zeros(0)
+    for f in folds:
+        t = time.perf_counter()
+        est = make_estimator(spec).fit(X.iloc[f.train_idx], y[f.train_idx])
+        fit_s = time.perf_counter() - t
+        p_raw = predict_score(est, X.iloc[f.test_idx])
+        cal = fit_calibrator(prior_p, prior_y, calibration) if classify and len(prior_p) >= min_calibration_rows else None
+        p_cal = cal(p_raw) if cal is not None else np.full(len(p_raw), np.nan)
+        yt = y[f.test_idx]
+        parts.append(pd.DataFrame({"row": f.test_idx, "fold": f.k, "p_raw": p_raw, "p_cal": p_cal, "y": yt}))
+        fold_models.append(FoldModel(f.k, f.test_start, f.test_end, est, cal))
+        r = {"fold": f.k, "fit_seconds": round(fit_s, 3)}
+        if classify:
+            r.update({f"{k}_raw": v for k, v in scores(p_raw, yt).items() if k in ("auc", "brier", "ece", "log_loss")})
+            r.update({f"{k}_cal": v for k, v in scores(p_cal, yt).items() if k in ("auc", "brier", "ece", "log_loss", "base_rate")})
+        rows.append(r)
+        prior_p, prior_y = np.r_[prior_p, p_raw], np.r_[prior_y, yt]
+    oof = pd.concat(parts, ignore_index=True)
+    table = folds_table(folds).merge(pd.DataFrame(rows), on="fold")
+    has_cal = oof["p_cal"].notna()
+    s_raw = scores(oof.loc[has_cal, "p_raw"], oof.loc[has_cal, "y"]) if classify else {}
+    s_cal = scores(oof.loc[has_cal, "p_cal"], oof.loc[has_cal, "y"]) if classify else {}
+    final, imp = None, {}
+    if fit_final:
+        est = make_estimator(spec).fit(X, y)
+        cal = fit_calibrator(oof["p_raw"].to_numpy(), oof["y"].to_numpy(), calibration) if classify else Calibrator("identity")
+        final = CalibratedModel(est, cal, feats)
+        imp = feature_importance(est, feats)
+    return WalkForwardResult(oof, table, fold_models, final, s_raw, s_cal, imp, time.perf_counter() - t_start)
+
+
+def predict_out_of_sample(fold_models: list[FoldModel], X: pd.DataFrame, ts: np.ndarray) -> pd.DataFrame:
+    """Score rows of **any** series with the fold model whose test window contains each row's ``ts``.
+
+    Rows outside every test window get NaN. Returns ``fold``, ``p_raw``, ``p_cal`` aligned with ``X``.
+    """
+    ts = np.asarray(ts, np.int64)
+    out = pd.DataFrame({"fold": np.full(len(ts), -1), "p_raw": np.nan, "p_cal": np.nan})
+    for fm in fold_models:
+        m = (ts >= fm.test_start) & (ts <= fm.test_end)
+        if not m.any():
+            continue
+        p = predict_score(fm.estimator, X.loc[m])
+        out.loc[m, "fold"] = fm.fold
+        out.loc[m, "p_raw"] = p
+        if fm.calibrator is not None:
+            out.loc[m, "p_cal"] = fm.calibrator(p)
+    return out

@@ -1,0 +1,170 @@
+"""Portfolio accounting over many symbols, performance metrics and buy-and-hold benchmarks (pure).
+
+Portfolio model: the starting capital is split equally into one **sleeve per symbol**; each sleeve is
+simulated by :func:`pipeline.core.simulator.simulate` and compounds on its own. The portfolio is the sum
+of the sleeves on the union of their bar times (a sleeve holds its cash before its first bar and its
+last equity after its last bar). ``cash`` is spot-equivalent cash (equity minus the signed value of the
+open positions) and ``gross_exposure`` is sum |position value| / equity.
+
+Metrics follow the usual definitions (e.g. Bacon, *Practical Portfolio Performance Measurement*, 2008):
+returns as fractions of equity per bar, annualised with 365-day years (crypto trades every day), Sharpe
+and Sortino with a zero risk-free rate, drawdown from the running equity peak.
+"""
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pandas as pd
+
+from pipeline.core.simulator import SimResult
+
+YEAR_MS = 365 * 86_400_000
+
+
+def combine_sleeves(sleeves: dict[str, SimResult], init_cash_each: float) -> pd.DataFrame:
+    """Portfolio per bar time from per-symbol simulations (each run with ``record_bars``).
+
+    Returns:
+        Frame sorted by ``ts`` (epoch ms UTC): ``equity``, ``cash``, ``position_value`` (signed), ``gross_exposure``
+        (fraction of equity), ``n_positions``.
+    """
+    if not sleeves:
+        return pd.DataFrame(columns=["ts", "equity", "cash", "position_value", "gross_exposure", "n_positions"])
+    grid = np.unique(np.concatenate([r.bars["ts"].to_numpy(np.int64) for r in sleeves.values()]))
+    eq = np.zeros(len(grid))
+    pv = np.zeros(len(grid))
+    gross = np.zeros(len(grid))
+    npos = np.zeros(len(grid), np.int64)
+    for r in sleeves.values():
+        b = r.bars
+        j = np.searchsorted(b["ts"].to_numpy(np.int64), grid, side="right") - 1  # last bar at or before grid time
+        have = j >= 0
+        jj = np.clip(j, 0, None)
+        e = np.where(have, b["equity"].to_numpy()[jj], init_cash_each)
+        # after a sleeve's last bar its position is still valued at its last close (no look-ahead)
+        v = np.where(have, (b["position"] * b["close"]).to_numpy()[jj], 0.0)
+        eq += e
+        pv += v
+        gross += np.abs(v)
+        npos += (np.abs(v) > 0).astype(np.int64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ge = np.where(eq > 0, gross / eq, np.nan)
+    return pd.DataFrame({"ts": grid, "equity": eq, "cash": eq - pv, "position_value": pv, "gross_exposure": ge,
+                         "n_positions": npos})
+
+
+def drawdown(equity: np.ndarray) -> np.ndarray:
+    """Drawdown per bar as a fraction (<= 0) of the running peak."""
+    e = np.asarray(equity, np.float64)
+    return e / np.maximum.accumulate(e) - 1.0
+
+
+def _max_dd_duration_days(ts: np.ndarray, equity: np.ndarray) -> float:
+    """Longest time (days) from a peak until equity first regains it (or the end of the series)."""
+    peak = np.maximum.accumulate(equity)
+    at_peak = equity >= peak
+    peak_ts = np.maximum.accumulate(np.where(at_peak, ts, ts[0]))
+    return float((ts - peak_ts).max() / 86_400_000) if len(ts) else 0.0
+
+
+def performance(ts: np.ndarray, equity: np.ndarray, trades: pd.DataFrame | None = None,
+                gross_exposure: np.ndarray | None = None) -> dict[str, float]:
+    """Performance of an equity curve (quote currency per bar) and its trades.
+
+    Args:
+        ts: (n,) int64 epoch ms, ascending. equity: (n,) float64.
+        trades: simulator trades (``pnl``, ``ret``, ``r_multiple``, ``notional``, ``units``, ``exit_price``).
+        gross_exposure: (n,) fraction of equity; default: no exposure figure.
+
+    Returns:
+        ``start``/``end`` (ISO UTC), ``years``, ``total_return``, ``annual_return``, ``volatility``, ``sharpe``,
+        ``sortino``, ``max_drawdown``, ``max_drawdown_days``, ``calmar``, ``n_trades``, ``win_rate``,
+        ``profit_factor``, ``expectancy`` (mean net PnL per trade, quote), ``expectancy_ret`` (mean trade
+        return, fraction), ``avg_r``, ``exposure`` (mean gross exposure), ``turnover`` (traded notional per
+        year / mean equity).
+    """
+    ts = np.asarray(ts, np.int64)
+    e = np.asarray(equity, np.float64)
+    out: dict[str, float] = {}
+    if len(e) < 2:
+        return {"n_bars": float(len(e))}
+    years = (ts[-1] - ts[0]) / YEAR_MS
+    bars_per_year = (len(e) - 1) / years if years > 0 else np.nan
+    r = np.diff(e) / e[:-1]
+    total = e[-1] / e[0] - 1.0
+    ann = (1.0 + total) ** (1.0 / years) - 1.0 if years > 0 and total > -1 else -1.0
+    sd = r.std(ddof=1)
+    down = np.sqrt(np.mean(np.minimum(r, 0.0) ** 2))
+    dd = drawdown(e)
+    out.update({
+        "start": pd.Timestamp(int(ts[0]), unit="ms").isoformat(), "end": pd.Timestamp(int(ts[-1]), unit="ms").isoformat(),
+        "years": years, "n_bars": float(len(e)), "total_return": total, "annual_return": ann,
+        "volatility": sd * np.sqrt(bars_per_year), "sharpe": r.mean() / sd * np.sqrt(bars_per_year) if sd > 0 else np.nan,
+        "sortino": r.mean() / down * np.sqrt(bars_per_year) if down > 0 else np.nan,
+        "max_drawdown": float(dd.min()), "max_drawdown_days": _max_dd_duration_days(ts, e),
+    })
+    out["calmar"] = ann / abs(out["max_drawdown"]) if out["max_drawdown"] < 0 else np.nan
+    if gross_exposure is not None:
+        out["exposure"] = float(np.nanmean(gross_exposure))
+    if trades is not None:
+        t = trades
+        n = len(t)
+        wins, losses = t.loc[t["pnl"] > 0, "pnl"].sum(), t.loc[t["pnl"] < 0, "pnl"].sum()
+        traded = float((t["notional"] + t["units"] * t["exit_price"]).sum()) if n else 0.0
+        out.update({
+            "n_trades": float(n), "win_rate": float((t["pnl"] > 0).mean()) if n else np.nan,
+            "profit_factor": float(wins / -losses) if losses < 0 else np.nan,
+            "expectancy": float(t["pnl"].mean()) if n else np.nan, "expectancy_ret": float(t["ret"].mean()) if n else np.nan,
+            "avg_r": float(t["r_multiple"].mean()) if n else np.nan,
+            "turnover": traded / years / float(np.mean(e)) if years > 0 else np.nan,
+        })
+    return out
+
+
+def buy_and_hold(closes: dict[str, pd.DataFrame], start_ts: int, end_ts: int, init_cash: float) -> pd.DataFrame:
+    """Equal-weight buy-and-hold of the same universe over ``[start_ts, end_ts]``, no rebalancing, no costs.
+
+    ``closes``: per symbol a frame with ``ts`` and ``close``. A symbol listed later than ``start_ts`` is bought
+    at its first close (its share is held in cash until then). Returns ``ts``, ``equity``.
+    """
+    if not closes:
+        return pd.DataFrame(columns=["ts", "equity"])
+    each = init_cash / len(closes)
+    parts = []
+    for df in closes.values():
+        d = df[(df["ts"] >= start_ts) & (df["ts"] <= end_ts)]
+        parts.append(d[["ts"]])
+    grid = np.unique(np.concatenate([p["ts"].to_numpy(np.int64) for p in parts])) if parts else np.zeros(0, np.int64)
+    eq = np.zeros(len(grid))
+    for df in closes.values():
+        d = df[(df["ts"] >= start_ts) & (df["ts"] <= end_ts)]
+        if d.empty:
+            eq += each
+            continue
+        t, c = d["ts"].to_numpy(np.int64), d["close"].to_numpy(np.float64)
+        j = np.searchsorted(t, grid, side="right") - 1
+        eq += np.where(j >= 0, each * c[np.clip(j, 0, None)] / c[0], each)
+    return pd.DataFrame({"ts": grid, "equity": eq})
+
+
+def equity_plot(ts: np.ndarray, equity: np.ndarray, benchmark: np.ndarray | None = None, title: str = "Equity") -> bytes:
+    """PNG bytes: equity (and benchmark) on top, drawdown below."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    t = pd.to_datetime(np.asarray(ts, np.int64), unit="ms")
+    fig, (a, b) = plt.subplots(2, 1, figsize=(7, 4.2), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    a.plot(t, equity, lw=1, label="strategy")
+    if benchmark is not None:
+        a.plot(t, benchmark, lw=1, alpha=0.7, label="buy & hold")
+    a.set_title(title)
+    a.set_yscale("log")
+    a.legend(loc="upper left")
+    b.fill_between(t, drawdown(equity) * 100, 0, color="tab:red", alpha=0.4)
+    b.set_ylabel("drawdown %")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=72)
+    plt.close(fig)
+    return buf.getvalue()
