@@ -122,7 +122,7 @@ def ml_baseline_direction(context: dg.AssetExecutionContext, config: TrainConfig
                   "model_uri": f"models:/{b.name}/{version}", "model_version": version,
                   "rows": len(run.data), "folds": len(run.folds), "train_seconds": round(res.train_seconds, 1),
                   "data_range": f"{data_start} .. {data_end}", "oos_scores": md_table(scores_tbl),
-                  "folds_table": md_table(res.folds.round(4), 100), "scores_by_regime": md_table(by_regime.round(4)),
+                  "folds_table": md_table(res.folds.round({c: 4 for c in res.folds.select_dtypes("float").columns}), 100), "scores_by_regime": md_table(by_regime.round(4)),
                   "scores_by_symbol": md_table(by_symbol.round(4)), "reliability": png_md(png, "reliability"),
                   "prediction_rows": len(preds)})
 

@@ -69,6 +69,11 @@ regimes:
   vol_window: 100
 checks:
   max_gap_bars: 48
+research:
+  baseline:
+    params: {{n_estimators: 60}}
+    walk_forward: {{train_window: 60d, test_window: 20d, purge: "24", embargo: "24", min_calibration_rows: 300}}
+    promotion: {{min_auc: 0.45, max_ece: 0.2, require_brier_below_base: false, min_oos_rows: 300}}
 """)
 os.environ["TRADER_CONFIG"] = str(_CONFIG)
 
@@ -95,6 +100,8 @@ def resources(tmp_path: Path, data_dir: Path) -> dict:
     cfg.warehouse.path = str(tmp_path / "wh" / "warehouse.duckdb")
     cfg.warehouse.serving_path = str(tmp_path / "wh" / "serving.duckdb")
     cfg.warehouse.exports_dir = str(tmp_path / "wh" / "exports")
+    cfg.mlflow.tracking_uri = f"sqlite:///{tmp_path / 'mlflow' / 'mlflow.db'}"
+    cfg.mlflow.artifact_location = str(tmp_path / "mlflow" / "artifacts")
     return build_resources(cfg)
 
 

@@ -7,14 +7,19 @@ from pipeline.partitions import SYMBOL_TIMEFRAME, full_range_tags, parse_key, pa
 
 def test_definitions_load():
     dg.Definitions.validate_loadable(defs)
-    assert defs.resolve_job_def("main_job") and defs.resolve_job_def("ingest_job")
+    for job in ("main_job", "ingest_job", "train_job", "backtest_job"):
+        assert defs.resolve_job_def(job)
 
 
 def test_asset_keys_snapshot():
     keys = {"/".join(k.path) for k in defs.resolve_asset_graph().get_all_asset_keys()}
     assert keys == {"external/data_folder", "external/exchange", "external/onchain_sheet", "raw/ohlcv", "raw/onchain_metrics",
                     "market/ohlcv", "market/onchain_daily", "market/sentiment_daily", "features/technical", "regimes/market",
-                    "ops/serving_snapshot"}
+                    "ml/baseline_direction", "ml/baseline_direction_evaluation", "ml/baseline_direction_champion",
+                    "backtest/baseline", "ops/serving_snapshot"}
+    graph = defs.resolve_asset_graph()
+    assert graph.get(dg.AssetKey(["ml", "baseline_direction"])).group_name == "ml"
+    assert graph.get(dg.AssetKey(["backtest", "baseline"])).group_name == "backtest"
 
 
 def test_partition_keys():

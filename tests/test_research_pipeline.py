@@ -1,0 +1,104 @@
+"""Integration: baseline model, promotion gate, champion alias and backtest through Dagster, on slices of
+real BTC/ETH candles, with a real MLflow store (sqlite + artifact folder) in a temporary directory."""
+import json
+
+import dagster as dg
+import duckdb
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+
+import assets.ml as ml_assets
+from models.datasets import MODEL_FEATURES
+from pipeline.config import settings
+from pipeline.definitions import ALL_ASSETS
+from pipeline.partitions import full_range_tags
+
+pytestmark = pytest.mark.integration
+
+
+def _run(resources, instance, run_config=None):
+    return dg.materialize(ALL_ASSETS, resources=resources, instance=instance, tags=full_range_tags(), raise_on_error=False,
+                          run_config=run_config or {})
+
+
+def _q(resources, sql, params=None):
+    with duckdb.connect(resources["warehouse"].path, read_only=True) as con:
+        return con.execute(sql, params or []).df()
+
+
+def _meta(result, key):
+    ev = [e for e in result.get_asset_materialization_events() if e.asset_key == dg.AssetKey(key)]
+    return ev[-1].materialization.metadata if ev else None
+
+
+def _check(result, name):
+    return next(e for e in result.get_asset_check_evaluations() if e.check_name == name)
+
+
+def test_train_gate_promote_backtest_then_refuse_a_failing_model(resources, monkeypatch):
+    with dg.instance_for_test() as instance:
+        r1 = _run(resources, instance)
+        assert r1.success
+        assert _check(r1, "promotion_gate").passed and _check(r1, "accounting_reconciles").passed
+        runs = _q(resources, "SELECT * FROM ml.model_runs")
+        assert len(runs) == 1 and bool(runs.promotion_passed[0]) and bool(runs.promoted[0])
+
+        # the promoted model loads by alias and matches the registry
+        trk = resources["mlflow"]
+        mlflow.set_tracking_uri(trk.tracking_uri)
+        champ = trk.champion("baseline_direction")
+        assert champ is not None and str(champ.version) == runs.model_version[0] == "1"
+        model = mlflow.sklearn.load_model("models:/baseline_direction@champion")
+        with duckdb.connect(resources["warehouse"].path, read_only=True) as con:
+            from pipeline import research
+            frame = research.labelled_frame(research.load_series(con, "binance", "BTC/USDT", "1h"), settings().research.baseline)
+        p = model.predict_proba(frame[MODEL_FEATURES].tail(200))
+        assert p.shape == (200, 2) and np.all((p >= 0) & (p <= 1)) and np.allclose(p.sum(axis=1), 1)
+        mrun = mlflow.get_run(champ.run_id)
+        assert mrun.data.tags["dagster_run_id"] == r1.run_id and "data_start" in mrun.data.tags
+        assert {"oos_auc_cal", "oos_brier_cal", "oos_ece_cal", "oos_auc_raw"} <= set(mrun.data.metrics)
+        arts = {a.path for a in mlflow.MlflowClient().list_artifacts(champ.run_id)}
+        assert {"reliability.png", "features.json", "feature_importance.json", "folds.csv"} <= arts
+
+        # predictions are out of sample: each row's fold trained only on labels ending before the fold's test start
+        folds = _q(resources, "SELECT fold, test_start, train_end FROM ml.folds")
+        assert (folds.train_end < folds.test_start).all()
+        preds = _q(resources, "SELECT p.*, f.test_start, f.test_end FROM ml.predictions p JOIN ml.folds f USING (mlflow_run_id, fold)")
+        assert len(preds) > 1000 and (preds.open_time >= preds.test_start).all() and (preds.open_time <= preds.test_end).all()
+
+        # backtest tables: one run, trades reconcile with equity, buy-and-hold beside it
+        bt = _q(resources, "SELECT * FROM backtest.runs")
+        assert len(bt) == 1 and bt["sample"][0] == "out_of_sample"
+        m = json.loads(bt["metrics"][0])
+        trades = _q(resources, "SELECT * FROM backtest.trades")
+        eq = _q(resources, "SELECT * FROM backtest.equity ORDER BY ts")
+        assert m["n_trades"] == (trades.exit_reason != "open").sum() and len(trades) > 0
+        assert eq.equity.iloc[-1] == pytest.approx(100_000 + trades.pnl.sum(), rel=1e-9)
+        assert json.loads(bt["benchmark"][0])["total_return"] == pytest.approx(eq.benchmark_equity.iloc[-1] / 100_000 - 1, rel=1e-6)
+        assert set(json.loads(bt["costs"][0])) == {"fee_taker_bps", "fee_maker_bps", "slippage_bps", "latency_bars"}
+        with duckdb.connect(resources["warehouse"].serving_path, read_only=True) as con:  # published for SQL users
+            assert con.execute("SELECT count(*) FROM backtest.trades").fetchone()[0] == len(trades)
+
+        # no new data: nothing retrained, no new backtest run
+        r2 = _run(resources, instance)
+        assert r2.success
+        assert "not retrained" in _meta(r2, ["ml", "baseline_direction"])["status"].value
+        assert "unchanged" in _meta(r2, ["backtest", "baseline"])["status"].value
+        assert len(_q(resources, "SELECT * FROM ml.model_runs")) == 1
+
+        # a retrained model that fails the criteria is registered but never promoted; the rest still runs
+        strict = settings().model_copy(deep=True)
+        strict.research.baseline.promotion.min_auc = 0.99
+        monkeypatch.setattr(ml_assets, "settings", lambda: strict)
+        r3 = _run(resources, instance, {"ops": {"ml__baseline_direction": {"config": {"force": True}}}})
+        gate = _check(r3, "promotion_gate")
+        assert not gate.passed and "FAIL auc" in gate.metadata["reasons"].value
+        assert not r3.success  # the failed blocking check is visible as a failed step
+        assert _meta(r3, ["ml", "baseline_direction_champion"]) is None  # skipped
+        assert _meta(r3, ["ops", "serving_snapshot"]) is not None      # data publishing is not held hostage
+        assert str(trk.champion("baseline_direction").version) == "1"
+        runs = _q(resources, "SELECT model_version, promotion_passed, promoted FROM ml.model_runs ORDER BY trained_at")
+        assert runs.model_version.tolist() == ["1", "2"] and runs.promotion_passed.tolist() == [True, False]
+        assert runs.promoted.tolist() == [True, False]
