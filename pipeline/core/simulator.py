@@ -356,20 +356,44 @@ def _simulate_kernel(o, h, l, c, atr, sig, exit_sig, s_limit, s_sl, s_tp1, s_tp,
     return nt
 
 
-@dataclass
 class SimResult:
     """Output of :func:`simulate` for one symbol.
 
-    ``trades``: one row per filled trade (``TRADE_COLUMNS`` plus ``entry_ts``/``exit_ts`` epoch ms UTC and
-    ``exit_reason`` text; prices in quote currency; ``ret`` = net PnL / margin; MAE/MFE fractions of entry).
-    ``orders``: signals that never became a position (``expired`` limits, ``rejected_*``).
-    ``bars``: per bar ``ts``, ``position`` (signed units), ``close``, ``equity`` and spot-equivalent ``cash``
-    (``equity - position * close``), quote currency; empty when ``record_bars`` is off.
+    ``trades``: one row per filled trade (``TRADE_COLUMNS`` plus ``signal_ts``/``entry_ts``/``exit_ts`` epoch ms
+    UTC, ``bars_held`` and ``exit_reason`` text; prices in quote currency; ``ret`` = net PnL / margin; MAE/MFE
+    fractions of entry). ``orders``: signals that never became a position (``expired`` limits, ``rejected_*``).
+    ``bars`` (built on first access): per bar ``ts``, ``position`` (signed units), ``close``, ``equity`` and
+    spot-equivalent ``cash`` (``equity - position * close``), quote currency; empty when ``record_bars`` is off.
     """
 
-    trades: pd.DataFrame
-    orders: pd.DataFrame
-    bars: pd.DataFrame
+    def __init__(self, trades: pd.DataFrame, orders: pd.DataFrame, ts, position, close, equity):
+        self.trades, self.orders = trades, orders
+        self._arrays = (ts, position, close, equity)
+        self._bars: pd.DataFrame | None = None
+
+    @property
+    def bars(self) -> pd.DataFrame:
+        if self._bars is None:
+            ts, pos, c, eq = self._arrays
+            if len(pos) != len(ts):
+                self._bars = pd.DataFrame(columns=["ts", "position", "close", "equity", "cash"])
+            else:
+                self._bars = pd.DataFrame({"ts": ts, "position": pos, "close": c, "equity": eq, "cash": eq - pos * c})
+        return self._bars
+
+
+@numba.njit(cache=True)
+def _first_invalid(ts, o, h, l, c):  # pragma: no cover - compiled
+    """(index, code) of the first bad bar: 1 = ts not increasing, 2 = NaN price; (-1, 0) when clean."""
+    for i in range(ts.shape[0]):
+        if i > 0 and ts[i] <= ts[i - 1]:
+            return i, 1
+        if math.isnan(o[i]) or math.isnan(h[i]) or math.isnan(l[i]) or math.isnan(c[i]):
+            return i, 2
+    return -1, 0
+
+
+_REASONS = np.asarray(EXIT_REASONS, dtype=object)
 
 
 def fine_index(ts: np.ndarray, step_ms: int, fine_ts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -405,11 +429,12 @@ def simulate(bars: pd.DataFrame, signal: np.ndarray, params: SimParams, *, exit_
     """
     n = len(bars)
     ts = bars["ts"].to_numpy(np.int64)
-    if n and np.any(np.diff(ts) <= 0):
-        raise ValueError("simulate: bars must be sorted by ts without duplicates")
     o, h, l, c = (bars[k].to_numpy(np.float64) for k in ("open", "high", "low", "close"))
-    if np.isnan(o).any() or np.isnan(h).any() or np.isnan(l).any() or np.isnan(c).any():
-        raise ValueError("simulate: NaN in open/high/low/close")
+    bad, code = _first_invalid(ts, o, h, l, c)
+    if code == 1:
+        raise ValueError(f"simulate: bars must be sorted by ts without duplicates (row {bad})")
+    if code == 2:
+        raise ValueError(f"simulate: NaN in open/high/low/close (row {bad})")
     atr = bars["atr"].to_numpy(np.float64) if "atr" in bars else np.empty(0)
     sig = np.asarray(signal, dtype=np.int8)
     if sig.shape != (n,):
@@ -437,20 +462,18 @@ def simulate(bars: pd.DataFrame, signal: np.ndarray, params: SimParams, *, exit_
     pos, eq = np.empty(m), np.empty(m)
     nt = _simulate_kernel(o, h, l, c, atr, sig, ex, arr(limit_price), arr(sl_price), arr(tp1_price), arr(tp_price),
                           arr(size_fraction), fs, fe, fh, fl, params.as_array(), trades, pos, eq)
-    t = pd.DataFrame(trades[:nt], columns=list(TRADE_COLUMNS))
-    for k in ("signal_bar", "entry_bar", "exit_bar", "direction", "reason"):
-        t[k] = t[k].astype(np.int64)
-    t["tp1_hit"] = t["tp1_hit"] == 1.0
-    t["exit_reason"] = np.asarray(EXIT_REASONS, dtype=object)[t["reason"].to_numpy()]
-    t["signal_ts"] = ts[t["signal_bar"].to_numpy()] if nt else np.zeros(0, np.int64)
-    filled = t["entry_bar"].to_numpy() >= 0
-    t["entry_ts"] = np.where(filled, ts[np.clip(t["entry_bar"].to_numpy(), 0, None)], -1) if nt else np.zeros(0, np.int64)
-    t["exit_ts"] = ts[t["exit_bar"].to_numpy()] if nt else np.zeros(0, np.int64)
-    t["bars_held"] = t["exit_bar"] - t["entry_bar"]
-    trades_df = t[filled].drop(columns="reason").reset_index(drop=True)
-    orders = t[~filled][["signal_bar", "signal_ts", "exit_ts", "direction", "exit_reason", "sl_initial", "tp_initial"]] \
-        .rename(columns={"exit_ts": "ts", "exit_reason": "status"}).reset_index(drop=True)
-    bars_df = pd.DataFrame({"ts": ts, "position": pos, "close": c, "equity": eq}) if record_bars else pd.DataFrame()
-    if record_bars:
-        bars_df["cash"] = eq - pos * c  # spot-equivalent cash: equity minus the signed position value
-    return SimResult(trades_df, orders, bars_df)
+    t = trades[:nt]
+    filled = t[:, 1] >= 0
+    cols = {k: t[:, j] for j, k in enumerate(TRADE_COLUMNS)}
+    for k in ("signal_bar", "entry_bar", "exit_bar", "direction"):
+        cols[k] = cols[k].astype(np.int64)
+    sb, eb, xb = cols["signal_bar"], cols["entry_bar"], cols["exit_bar"]
+    cols["tp1_hit"] = cols["tp1_hit"] == 1.0
+    cols["exit_reason"] = _REASONS[cols.pop("reason").astype(np.int64)]
+    cols["signal_ts"], cols["entry_ts"], cols["exit_ts"] = ts[sb], np.where(eb >= 0, ts[np.clip(eb, 0, None)], -1), ts[xb]
+    cols["bars_held"] = xb - eb
+    trades_df = pd.DataFrame({k: v[filled] for k, v in cols.items()})
+    orders = pd.DataFrame({"signal_bar": sb[~filled], "signal_ts": cols["signal_ts"][~filled], "ts": cols["exit_ts"][~filled],
+                           "direction": cols["direction"][~filled], "status": cols["exit_reason"][~filled],
+                           "sl_initial": cols["sl_initial"][~filled], "tp_initial": cols["tp_initial"][~filled]})
+    return SimResult(trades_df, orders, ts, pos, c, eq)
