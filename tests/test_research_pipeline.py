@@ -81,6 +81,21 @@ def test_train_gate_promote_backtest_then_refuse_a_failing_model(resources, monk
         with duckdb.connect(resources["warehouse"].serving_path, read_only=True) as con:  # published for SQL users
             assert con.execute("SELECT count(*) FROM backtest.trades").fetchone()[0] == len(trades)
 
+        # the CLI's walk-forward (read-only) prints the per-fold table for other windows
+        from typer.testing import CliRunner
+
+        import pipeline.cli as cli
+        cfg = settings().model_copy(deep=True)
+        cfg.warehouse.path = resources["warehouse"].path
+        monkeypatch.setattr(cli, "settings", lambda: cfg)
+        out = CliRunner().invoke(cli.app, ["walk-forward", "--train-window", "45d", "--test-window", "15d", "--purge", "12",
+                                           "--embargo", "6h", "--rolling"], env={"COLUMNS": "200"})
+        assert out.exit_code == 0, out.output
+        assert "rolling" in out.output and "train 45d, test 15d, purge 12h, embargo 6h" in out.output
+        assert "OOS calibrated: AUC" in out.output
+        bad = CliRunner().invoke(cli.app, ["walk-forward", "--train-window", "900d"])
+        assert bad.exit_code == 1 and "no folds" in bad.output
+
         # no new data: nothing retrained, no new backtest run
         r2 = _run(resources, instance)
         assert r2.success

@@ -94,7 +94,7 @@ def performance(ts: np.ndarray, equity: np.ndarray, trades: pd.DataFrame | None 
     r = np.diff(e) / e[:-1]
     total = e[-1] / e[0] - 1.0
     ann = (1.0 + total) ** (1.0 / years) - 1.0 if years > 0 and total > -1 else -1.0
-    sd = r.std(ddof=1)
+    sd = r.std(ddof=1) if len(r) > 1 else np.nan
     down = np.sqrt(np.mean(np.minimum(r, 0.0) ** 2))
     dd = drawdown(e)
     out.update({
