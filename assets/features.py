@@ -15,6 +15,9 @@ from warehouse.quality import cached, feature_nulls_past_warmup
 
 FEATURES = dg.AssetKey(["features", "technical"])
 REGIMES = dg.AssetKey(["regimes", "market"])
+#: bump when a formula changes: slices computed by another version are rebuilt from scratch
+FEATURES_CODE = "1"
+REGIMES_CODE = "2"  # 2: trend votes use the MACD line
 
 
 def read_tail(con, table: str, cols: str, f: dict, after_ts: int | None, warmup: int) -> pd.DataFrame:
@@ -73,7 +76,7 @@ def build_regimes_slice(con, exchange: str, symbol: str, tf: str, params: Regime
 
 @dg.asset(
     key=FEATURES, group_name="features", partitions_def=SYMBOL_TIMEFRAME, backfill_policy=SINGLE_RUN, pool=POOL,
-    kinds={"duckdb", "python"}, deps=[MARKET_OHLCV], code_version="1",
+    kinds={"duckdb", "python"}, deps=[MARKET_OHLCV], code_version=FEATURES_CODE,
     check_specs=[dg.AssetCheckSpec("no_nulls_past_warmup", asset=FEATURES, blocking=True,
                                    description=f"No NULL feature after the first {MAX_WARMUP} bars (volume z-score excepted).")],
     description="TA-Lib indicator features per candle: " + ", ".join(FEATURE_COLUMNS) + ". Warm-up rows are NULL.",
@@ -83,9 +86,11 @@ def features_technical(context: dg.AssetExecutionContext, config: IncrementalCon
     ex = cfg.exchange.id
     with warehouse.connect() as con:
         done, have = io.watermarks(con, "features.technical", ex), io.watermarks(con, "market.ohlcv", ex)
-        rep = pd.DataFrame([build_features_slice(con, ex, s, tf, cfg.features.warmup_bars, config.full_refresh, done, have)
-                            for s, tf in slices])
-        changed = {(r.symbol, r.timeframe) for r in rep.itertuples() if r.new_rows or config.full_refresh}
+        stale = io.stale_code_slices(con, "features.technical", ex, slices, FEATURES_CODE)
+        rep = pd.DataFrame([build_features_slice(con, ex, s, tf, cfg.features.warmup_bars, config.full_refresh or (s, tf) in stale,
+                                                 done, have) for s, tf in slices])
+        io.record_code(con, "features.technical", ex, sorted(stale), FEATURES_CODE)
+        changed = {(r.symbol, r.timeframe) for r in rep.itertuples() if r.new_rows or config.full_refresh or (r.symbol, r.timeframe) in stale}
         nulls = cached(con, "features.technical", ex, slices, changed, feature_nulls_past_warmup)
         ratio = io.read_df(con, "SELECT " + ", ".join(f"round(avg(({c} IS NULL)::INT), 5) AS {c}" for c in FEATURE_COLUMNS)
                            + " FROM features.technical WHERE exchange = ?", [ex]) if changed else pd.DataFrame()
@@ -99,7 +104,7 @@ def features_technical(context: dg.AssetExecutionContext, config: IncrementalCon
 
 @dg.asset(
     key=REGIMES, group_name="regimes", partitions_def=SYMBOL_TIMEFRAME, backfill_policy=SINGLE_RUN, pool=POOL,
-    kinds={"duckdb", "python"}, deps=[FEATURES], code_version="1",
+    kinds={"duckdb", "python"}, deps=[FEATURES], code_version=REGIMES_CODE,
     check_specs=[dg.AssetCheckSpec("labels_valid", asset=REGIMES, blocking=True,
                                    description="Labels in their vocabularies; confidence/stability in [0, 1].")],
     description="Trend regime (bull/bear/sideways), trend strength, volatility level, confidence and stability per "
@@ -110,7 +115,10 @@ def regimes_market(context: dg.AssetExecutionContext, config: IncrementalConfig,
     ex, params = cfg.exchange.id, RegimeParams(**cfg.regimes.model_dump())
     with warehouse.connect() as con:
         done, have = io.watermarks(con, "regimes.market", ex), io.watermarks(con, "features.technical", ex)
-        rep = pd.DataFrame([build_regimes_slice(con, ex, s, tf, params, config.full_refresh, done, have) for s, tf in slices])
+        stale = io.stale_code_slices(con, "regimes.market", ex, slices, REGIMES_CODE)
+        rep = pd.DataFrame([build_regimes_slice(con, ex, s, tf, params, config.full_refresh or (s, tf) in stale, done, have)
+                            for s, tf in slices])
+        io.record_code(con, "regimes.market", ex, sorted(stale), REGIMES_CODE)
         if not rep["new_rows"].any() and not config.full_refresh:
             return dg.MaterializeResult(metadata={"new_rows": 0, "status": "no new feature rows; nothing recomputed"},
                                         check_results=[dg.AssetCheckResult(check_name="labels_valid", passed=True,

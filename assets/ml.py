@@ -18,7 +18,7 @@ from assets.common import POOL, md_table, png_array, png_md
 from assets.features import FEATURES, REGIMES
 from models.calibration import reliability_plot, reliability_table
 from models.datasets import MODEL_FEATURES
-from models.evaluation import PromotionCriteria, decide, scores_by
+from models.evaluation import decide, scores_by
 from pipeline import research
 from pipeline.config import settings
 from resources.mlflow_tracking import MlflowTracking
@@ -43,8 +43,11 @@ def _round(d: dict, n: int = 5) -> dict:
 
 def _fingerprint(con, cfg) -> str:
     b = cfg.research.baseline
+    # row counts and last bar per symbol, plus when each slice was last rebuilt by a formula change
     return io.inputs_fingerprint(
-        con, f"SELECT symbol, max(ts), count(*) FROM features.technical WHERE timeframe = '{b.timeframe}' GROUP BY ALL ORDER BY ALL",
+        con, f"""SELECT symbol, max(ts)::VARCHAR, count(*) FROM features.technical WHERE timeframe = '{b.timeframe}' GROUP BY ALL
+                 UNION ALL SELECT asset, fingerprint, epoch_ms(updated_at) FROM ops.asset_inputs
+                 WHERE asset LIKE 'code:%:{b.timeframe}' ORDER BY ALL""",
         extra=b.model_dump_json() + json.dumps(cfg.universe.symbols) + CODE_VERSION)
 
 
@@ -159,7 +162,7 @@ def ml_baseline_direction_evaluation(context: dg.AssetExecutionContext, warehous
             m = mlflow.client().get_run(champ.run_id).data.metrics
             champ_metrics = {"brier": m.get("oos_brier_cal", float("nan"))}
         passed, reasons = decide({k: (float("nan") if v is None else v) for k, v in scores.items()},
-                                 PromotionCriteria(**b.promotion.model_dump()), champ_metrics)
+                                 b.promotion, champ_metrics)
         con.execute("UPDATE ml.model_runs SET promotion_passed = ?, promotion_reasons = ? WHERE mlflow_run_id = ?",
                     [passed, json.dumps(reasons), r.mlflow_run_id])
     mlflow.client().set_tag(r.mlflow_run_id, "promotion_passed", str(passed))

@@ -19,6 +19,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from models.evaluation import PromotionCriteria
 from pipeline.core.timeframes import TIMEFRAME_MS
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -125,14 +126,6 @@ class WalkForwardConfig(_Strict):
     min_calibration_rows: int = Field(2000, description="Earlier out-of-fold rows needed before a fold is calibrated.")
 
 
-class PromotionConfig(_Strict):
-    min_auc: float = Field(0.51, description="OOS ROC AUC at least this.")
-    max_ece: float = Field(0.03, description="OOS expected calibration error (calibrated) at most this.")
-    require_brier_below_base: bool = Field(True, description="OOS Brier must beat the base-rate forecast.")
-    min_oos_rows: int = Field(1000, description="OOS rows needed to judge.")
-    max_brier_regression: float = Field(0.0, description="Allowed Brier increase over the current champion.")
-
-
 class BaselineModelConfig(_Strict):
     name: str = Field("baseline_direction", description="Registered MLflow model name.")
     train_symbols: list[str] = Field(default_factory=lambda: ["BTC/USDT", "ETH/USDT"], description="Symbols pooled for training.")
@@ -143,7 +136,7 @@ class BaselineModelConfig(_Strict):
     calibration: Literal["isotonic", "sigmoid"] = "isotonic"
     label: LabelConfig = Field(default_factory=LabelConfig)
     walk_forward: WalkForwardConfig = Field(default_factory=WalkForwardConfig)
-    promotion: PromotionConfig = Field(default_factory=PromotionConfig)
+    promotion: PromotionCriteria = Field(default_factory=PromotionCriteria)
 
 
 class CostsConfig(_Strict):

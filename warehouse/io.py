@@ -124,12 +124,15 @@ def replace_slice(con: duckdb.DuckDBPyConnection, table: str, df: pd.DataFrame, 
     if ts_from is not None:
         where += f" AND {ts_column} >= ?"
         params.append(ts_from)
+    if df.empty:  # DuckDB cannot register a frame without columns; nothing to insert anyway
+        with transaction(con):
+            con.execute(f"DELETE FROM {table} WHERE {where}", params)
+        return 0
     con.register("_slice_df", df)
     try:
         with transaction(con):
             con.execute(f"DELETE FROM {table} WHERE {where}", params)
-            if not df.empty:
-                con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _slice_df")
+            con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _slice_df")
     finally:
         con.unregister("_slice_df")
     return len(df)
@@ -200,3 +203,26 @@ def inputs_unchanged(con: duckdb.DuckDBPyConnection, asset: str, fingerprint: st
 
 def record_inputs(con: duckdb.DuckDBPyConnection, asset: str, fingerprint: str) -> None:
     upsert(con, "ops.asset_inputs", pd.DataFrame([{"asset": asset, "fingerprint": fingerprint, "updated_at": now_utc()}]), ["asset"])
+
+
+def _code_key(table: str, exchange: str, symbol: str, timeframe: str) -> str:
+    return f"code:{table}:{exchange}:{symbol}:{timeframe}"
+
+
+def stale_code_slices(con: duckdb.DuckDBPyConnection, table: str, exchange: str, slices: list[tuple[str, str]],
+                      code_version: str) -> set[tuple[str, str]]:
+    """Slices of ``table`` whose stored rows were computed by another code version (or an unknown one).
+
+    Incremental assets rebuild those slices from scratch, so changing a formula can never leave old rows
+    beside new ones.
+    """
+    stored = {r[0]: r[1] for r in con.execute("SELECT asset, fingerprint FROM ops.asset_inputs WHERE asset LIKE ?",
+                                              [f"code:{table}:{exchange}:%"]).fetchall()}
+    return {(s, tf) for s, tf in slices if stored.get(_code_key(table, exchange, s, tf)) != code_version}
+
+
+def record_code(con: duckdb.DuckDBPyConnection, table: str, exchange: str, slices: list[tuple[str, str]], code_version: str) -> None:
+    """Remember that these slices of ``table`` are now computed by ``code_version``."""
+    if slices:
+        upsert(con, "ops.asset_inputs", pd.DataFrame([{"asset": _code_key(table, exchange, s, tf), "fingerprint": code_version,
+                                                       "updated_at": now_utc()} for s, tf in slices]), ["asset"])
