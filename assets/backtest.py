@@ -40,6 +40,12 @@ class BacktestRunConfig(dg.Config):
     force: bool = Field(False, description="Re-run even if predictions and parameters are unchanged.")
 
 
+def _compare(m: dict, bench: dict) -> pd.DataFrame:
+    """Strategy next to buy-and-hold, one row per summary metric (rounded for display)."""
+    r4 = lambda v: round(v, 4) if isinstance(v, float) else v  # noqa: E731
+    return pd.DataFrame([{"metric": k, "strategy": r4(m.get(k)), "buy_and_hold": r4(bench.get(k))} for k in SUMMARY_KEYS])
+
+
 def _settings(config: BacktestRunConfig):
     cfg = settings()
     bt = cfg.research.backtest
@@ -75,9 +81,12 @@ def backtest_baseline(context: dg.AssetExecutionContext, config: BacktestRunConf
         run_id = f"{bt.strategy}-{hashlib.sha256(params_blob.encode()).hexdigest()[:12]}"
         fp = io.inputs_fingerprint(con, "SELECT count(*) FROM backtest.runs WHERE run_id = '" + run_id + "'", params_blob)
         if not config.force and io.inputs_unchanged(con, f"backtest.{bt.strategy}", fp):
-            row = io.read_df(con, "SELECT metrics, benchmark FROM backtest.runs WHERE run_id = ?", [run_id])
+            row = io.read_df(con, "SELECT metrics, benchmark, period_start, period_end, costs FROM backtest.runs WHERE run_id = ?", [run_id])
             if len(row):
-                return dg.MaterializeResult(metadata={"status": "predictions and parameters unchanged; not re-run", "run_id": run_id},
+                m, bench = json.loads(row["metrics"][0]), json.loads(row["benchmark"][0])
+                return dg.MaterializeResult(metadata={"status": "predictions and parameters unchanged; not re-run (figures of the stored run)",
+                                                      "run_id": run_id, "period": f"{row['period_start'][0]} .. {row['period_end'][0]}",
+                                                      "costs": row["costs"][0], "metrics_vs_buy_and_hold": md_table(_compare(m, bench))},
                                             check_results=[dg.AssetCheckResult(check_name="accounting_reconciles", passed=True,
                                                                                metadata={"note": "unchanged run"})])
         preds = io.read_df(con, "SELECT symbol, ts, p_cal FROM ml.predictions WHERE model_name = ? AND timeframe = ?", [b.name, b.timeframe])
@@ -125,8 +134,7 @@ def backtest_baseline(context: dg.AssetExecutionContext, config: BacktestRunConf
                                               "benchmark_equity"]].assign(run_id=run_id), ["run_id", "ts"])
         io.record_inputs(con, f"backtest.{bt.strategy}", io.inputs_fingerprint(
             con, "SELECT count(*) FROM backtest.runs WHERE run_id = '" + run_id + "'", params_blob))
-    r4 = lambda v: round(v, 4) if isinstance(v, float) else v  # noqa: E731
-    compare = pd.DataFrame([{"metric": k, "strategy": r4(m.get(k)), "buy_and_hold": r4(bench.get(k))} for k in SUMMARY_KEYS])
+    compare = _compare(m, bench)
     return dg.MaterializeResult(
         metadata={"run_id": run_id, "sample": "out-of-sample (calibrated walk-forward folds)",
                   "period": f"{period[0]} .. {period[1]}", "universe": ", ".join(symbols),

@@ -68,8 +68,11 @@ def ml_baseline_direction(context: dg.AssetExecutionContext, config: TrainConfig
             last = io.read_df(con, "SELECT * FROM ml.model_runs WHERE model_name = ? ORDER BY trained_at DESC LIMIT 1", [b.name])
             if len(last):
                 r = last.iloc[0]
+                sc = json.loads(r.metrics)
+                tbl = pd.DataFrame([{"set": k, **_round({m: (np.nan if v is None else v) for m, v in sc[k].items()})} for k in ("raw", "cal")])
                 return dg.MaterializeResult(metadata={"status": "features and configuration unchanged; model not retrained",
-                                                      "mlflow_run_id": r.mlflow_run_id, "model_version": r.model_version})
+                                                      "mlflow_run_id": r.mlflow_run_id, "model_version": r.model_version,
+                                                      "oos_scores": md_table(tbl)})
         run = research.train_baseline(con, ex, b, research.window_spec(b))
         preds = research.predictions_for(con, ex, cfg.universe.symbols, b, run)
     res = run.result
