@@ -8,7 +8,6 @@
 """
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 from typing import Literal
 
@@ -17,6 +16,8 @@ import pandas as pd
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import brier_score_loss, log_loss, roc_auc_score
+
+from pipeline.core.plots import pyplot, to_png
 
 _EPS = 1e-6
 
@@ -100,9 +101,7 @@ def scores(p: np.ndarray, y: np.ndarray, n_bins: int = 10) -> dict[str, float]:
 
 def reliability_plot(tables: dict[str, pd.DataFrame], title: str = "Reliability") -> bytes:
     """PNG bytes of a reliability diagram: one line per table (e.g. ``{"raw": t1, "calibrated": t2}``)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     fig, (ax, axh) = plt.subplots(2, 1, figsize=(5, 5.5), gridspec_kw={"height_ratios": [3, 1]}, sharex=True)
     ax.plot([0, 1], [0, 1], "k:", lw=1, label="perfect")
     for name, t in tables.items():
@@ -114,8 +113,4 @@ def reliability_plot(tables: dict[str, pd.DataFrame], title: str = "Reliability"
     ax.legend(loc="upper left")
     axh.set_xlabel("predicted probability")
     axh.set_ylabel("rows")
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=80)
-    plt.close(fig)
-    return buf.getvalue()
+    return to_png(fig, dpi=80)

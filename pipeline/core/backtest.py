@@ -12,11 +12,10 @@ and Sortino with a zero risk-free rate, drawdown from the running equity peak.
 """
 from __future__ import annotations
 
-import io
-
 import numpy as np
 import pandas as pd
 
+from pipeline.core.plots import pyplot, to_png
 from pipeline.core.simulator import SimResult
 
 YEAR_MS = 365 * 86_400_000
@@ -150,9 +149,7 @@ def buy_and_hold(closes: dict[str, pd.DataFrame], start_ts: int, end_ts: int, in
 
 def equity_plot(ts: np.ndarray, equity: np.ndarray, benchmark: np.ndarray | None = None, title: str = "Equity") -> bytes:
     """PNG bytes: equity (and benchmark) on top, drawdown below."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     t = pd.to_datetime(np.asarray(ts, np.int64), unit="ms")
     fig, (a, b) = plt.subplots(2, 1, figsize=(7, 4.2), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
     a.plot(t, equity, lw=1, label="strategy")
@@ -163,8 +160,4 @@ def equity_plot(ts: np.ndarray, equity: np.ndarray, benchmark: np.ndarray | None
     a.legend(loc="upper left")
     b.fill_between(t, drawdown(equity) * 100, 0, color="tab:red", alpha=0.4)
     b.set_ylabel("drawdown %")
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=72)
-    plt.close(fig)
-    return buf.getvalue()
+    return to_png(fig, dpi=72)
