@@ -121,7 +121,7 @@ def ml_baseline_direction(context: dg.AssetExecutionContext, config: TrainConfig
             "metrics": json.dumps({"raw": _clean(res.scores_raw), "cal": _clean(res.scores_cal)}),
             "promotion_passed": None, "promotion_reasons": None, "promoted": False,
             "dagster_run_id": context.run_id, "code_version": CODE_VERSION}]), ["mlflow_run_id"])
-        io.record_inputs(con, "ml.baseline_direction", _fingerprint(con, cfg))
+        io.record_inputs(con, "ml.baseline_direction", fp)  # the inputs this version was trained on
     scores_tbl = pd.DataFrame([{"set": "raw", **_round(res.scores_raw)}, {"set": "calibrated", **_round(res.scores_cal)}])
     return dg.MaterializeResult(
         metadata={"mlflow_run": dg.MetadataValue.url(mlflow.run_url(exp_id, run_id)), "mlflow_run_id": run_id,
