@@ -1,0 +1,339 @@
+"""Options desk decision engine: fusion score, confidence, market state, overlays, tactical puts,
+option structures and cooldowns (pure). Follows ``shared/seeds/000_a14e0256b66504ec.txt`` table by table.
+
+Inputs are per-day indicator regimes (strings) and overlay inputs; every function is vectorised over
+days (numpy ``select`` on arrays), and a day whose indicator is ``"unavailable"`` is never treated as
+neutral: its state is ``NO_TRADE`` with the reason ``unavailable:<indicator>``.
+
+Choices where the seed is silent (also in ``docs/decisions.md``):
+
+* **Conflicts** (−1 each): a pair of indicators pointing in opposite *strong* directions —
+  MDIA {inflow, strong_inflow} vs {distribution}; whales {broad_accum, strategic_accum} vs
+  {distribution, strong_distribution}; MVRV-LS {call_confirm_recovery, trend_confirm} vs
+  {distribution_warning, put_confirm, bear}. Three pairs, so at most 3 conflicts.
+* **Confidence** is read from the score in the trade's direction (score for longs, −score for shorts,
+  |score| for NO_TRADE): ≥ 4 HIGH, 2–3 MEDIUM, < 2 LOW.
+* **Regime groups** used by the state rules: "MDIA inflow" = {inflow, strong_inflow}; "whale sponsored"
+  = {broad_accum, strategic_accum}; "whale distrib" = {distribution, strong_distribution}; "MVRV
+  call_confirm" = {call_confirm_recovery, trend_confirm}; "MVRV recovery" = {call_confirm_recovery,
+  improving}; "MVRV improving" = {improving, trend_confirm}; "MVRV put OR bear" = {put_confirm, bear}.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
+
+UNAVAILABLE = "unavailable"
+MDIA_REGIMES = ("strong_inflow", "inflow", "neutral", "distribution")
+WHALE_REGIMES = ("broad_accum", "strategic_accum", "neutral", "mixed", "distribution", "strong_distribution")
+MVRV_LS_REGIMES = ("call_confirm_recovery", "trend_confirm", "improving", "neutral", "rollover", "weak_down",
+                   "distribution_warning", "put_confirm", "bear")
+
+#: seed "Step 1: Confidence Score Calculation"
+SCORES = {
+    "mdia": {"strong_inflow": 2, "inflow": 1, "distribution": -1},
+    "whales": {"broad_accum": 2, "strategic_accum": 1, "strong_distribution": -2, "distribution": -1},
+    "mvrv_ls": {"call_confirm_recovery": 2, "trend_confirm": 1, "put_confirm": -2, "distribution_warning": -1},
+}
+_BULL = {"mdia": {"inflow", "strong_inflow"}, "whales": {"broad_accum", "strategic_accum"},
+         "mvrv_ls": {"call_confirm_recovery", "trend_confirm"}}
+_BEAR = {"mdia": {"distribution"}, "whales": {"distribution", "strong_distribution"},
+         "mvrv_ls": {"distribution_warning", "put_confirm", "bear"}}
+
+#: the 8 states in the seed's evaluation order (most specific first), then their trade
+STATES = ("strong_bullish", "early_recovery", "bear_continuation", "distribution_risk", "momentum_continuation",
+          "bull_probe", "bear_probe", "no_trade")
+STATE_TRADE = {"strong_bullish": "LONG", "early_recovery": "LONG", "momentum_continuation": "LONG",
+               "bull_probe": "BULL_PROBE", "distribution_risk": "PRIMARY_SHORT", "bear_continuation": "PRIMARY_SHORT",
+               "bear_probe": "BEAR_PROBE", "no_trade": None}
+TRADE_DIRECTION = {"LONG": 1, "BULL_PROBE": 1, "PRIMARY_SHORT": -1, "BEAR_PROBE": -1, "TACTICAL_PUT": -1}
+TRADE_STRUCTURE = {"LONG": "LONG_CALL", "BULL_PROBE": "CALL_SPREAD", "PRIMARY_SHORT": "LONG_PUT",
+                   "BEAR_PROBE": "PUT_SPREAD", "TACTICAL_PUT": "TACTICAL_PUT"}
+
+
+class FusionParams(BaseModel):
+    """Thresholds of the seed's tables (defaults = the seed's values)."""
+
+    model_config = ConfigDict(extra="forbid")
+    high_min_score: int = Field(4, description="Score >= this: HIGH confidence (full size).")
+    medium_min_score: int = Field(2, description="Score >= this: MEDIUM confidence.")
+    bull_probe_min_score: int = Field(2, description="BULL_PROBE needs score >= this.")
+    bear_probe_max_score: int = Field(-2, description="BEAR_PROBE needs score <= this.")
+    size_by_confidence: dict[str, float] = Field(default_factory=lambda: {"high": 1.0, "medium": 1.0, "low": 0.5},
+                                                 description="Base size of full trades by confidence (LOW = reduced).")
+    probe_size_by_confidence: dict[str, float] = Field(default_factory=lambda: {"high": 0.6, "medium": 0.5, "low": 0.35},
+                                                       description="Probe sizes within the seed's 0.35-0.60x.")
+
+
+def _isin(a: np.ndarray, values) -> np.ndarray:
+    return np.isin(a, list(values))
+
+
+def fusion_score(mdia, whales, mvrv_ls) -> tuple[np.ndarray, np.ndarray]:
+    """Seed score per day and the number of conflicts included in it.
+
+    Args:
+        mdia, whales, mvrv_ls: array-likes of regime strings (n,).
+
+    Returns:
+        ``(score, conflicts)`` int64 arrays (n,); score = sum of indicator scores − conflicts.
+    """
+    regs = {"mdia": np.asarray(mdia, object), "whales": np.asarray(whales, object), "mvrv_ls": np.asarray(mvrv_ls, object)}
+    score = np.zeros(len(regs["mdia"]), np.int64)
+    for k, table in SCORES.items():
+        score += np.array([table.get(x, 0) for x in regs[k]], np.int64) if len(regs[k]) else 0
+    sign = {k: _isin(v, _BULL[k]).astype(int) - _isin(v, _BEAR[k]).astype(int) for k, v in regs.items()}
+    conflicts = sum(((sign[a] * sign[b]) < 0).astype(np.int64) for a, b in (("mdia", "whales"), ("mdia", "mvrv_ls"),
+                                                                           ("whales", "mvrv_ls")))
+    return score - conflicts, np.asarray(conflicts, np.int64)
+
+
+def confidence(score, direction, p: FusionParams) -> np.ndarray:
+    """HIGH / MEDIUM / LOW from the score read in the trade's direction (+1 long, −1 short, 0 none → |score|)."""
+    s = np.asarray(score, np.int64)
+    d = np.asarray(direction, np.int64)
+    eff = np.where(d > 0, s, np.where(d < 0, -s, np.abs(s)))
+    return np.select([eff >= p.high_min_score, eff >= p.medium_min_score], ["high", "medium"], "low").astype(object)
+
+
+def classify_state(mdia, whales, mvrv_ls, score, p: FusionParams) -> tuple[np.ndarray, np.ndarray]:
+    """The seed's 8-state hierarchy (first matching rule wins) and a reason per day.
+
+    Returns:
+        ``(state, reason)`` object arrays (n,). Days with an ``unavailable`` indicator are ``no_trade`` with
+        ``reason = "unavailable:<indicator>"``; a probe failing its score gate is ``no_trade`` with the gate named.
+    """
+    m, w, v = (np.asarray(x, object) for x in (mdia, whales, mvrv_ls))
+    s = np.asarray(score, np.int64)
+    inflow, strong = _isin(m, {"inflow", "strong_inflow"}), m == "strong_inflow"
+    sponsored, distrib = _isin(w, {"broad_accum", "strategic_accum"}), _isin(w, {"distribution", "strong_distribution"})
+    rules = [
+        (strong & sponsored & _isin(v, {"call_confirm_recovery", "trend_confirm"}), "strong_bullish",
+         "MDIA strong_inflow + whale sponsored + MVRV call_confirm"),
+        (inflow & sponsored & _isin(v, {"call_confirm_recovery", "improving"}), "early_recovery",
+         "MDIA inflow + whale sponsored + MVRV recovery"),
+        (~inflow & distrib & _isin(v, {"put_confirm", "bear"}), "bear_continuation",
+         "MDIA not inflow + whale distrib + MVRV put/bear"),
+        (distrib & ~strong & _isin(v, {"rollover", "weak_down", "distribution_warning"}), "distribution_risk",
+         "whale distrib + MDIA not strong + MVRV rollover/weak_down/warning"),
+        (inflow & _isin(w, {"neutral", "mixed"}) & _isin(v, {"improving", "trend_confirm"}), "momentum_continuation",
+         "MDIA inflow + whale neutral/mixed + MVRV improving"),
+        (inflow & sponsored & (v == "neutral"), "bull_probe", "MDIA inflow + whale sponsored + MVRV neutral"),
+        ((m == "distribution") & distrib & (v == "neutral"), "bear_probe", "MDIA distrib + whale distrib + MVRV neutral"),
+    ]
+    state = np.select([r[0] for r in rules], [r[1] for r in rules], "no_trade").astype(object)
+    reason = np.select([r[0] for r in rules], [r[2] for r in rules], "no alignment").astype(object)
+    weak_bull = (state == "bull_probe") & (s < p.bull_probe_min_score)
+    weak_bear = (state == "bear_probe") & (s > p.bear_probe_max_score)
+    reason = np.where(weak_bull, f"bull_probe gated: score < {p.bull_probe_min_score}", reason)
+    reason = np.where(weak_bear, f"bear_probe gated: score > {p.bear_probe_max_score}", reason)
+    state = np.where(weak_bull | weak_bear, "no_trade", state)
+    missing = np.zeros(len(m), bool)
+    for name, arr in (("mdia", m), ("whales", w), ("mvrv_ls", v)):
+        un = (arr == UNAVAILABLE) | pd.isna(arr)
+        reason = np.where(un & ~missing, f"unavailable:{name}", reason)
+        missing |= un
+    state = np.where(missing, "no_trade", state)
+    return state.astype(object), reason.astype(object)
+
+
+def fuse(days: pd.DataFrame, p: FusionParams | None = None) -> pd.DataFrame:
+    """Score, conflicts, state, trade type, direction, confidence and base size for each day.
+
+    Args:
+        days: columns ``mdia_regime``, ``whale_regime``, ``mvrv_ls_regime`` (strings; ``unavailable`` allowed).
+
+    Returns:
+        Same index; ``score`` (Int64, NA when an indicator is unavailable), ``conflicts``, ``state``,
+        ``state_reason``, ``trade_type`` (None for no_trade), ``direction`` (+1/−1/0), ``confidence``,
+        ``base_size`` (fraction of a full position).
+    """
+    p = p or FusionParams()
+    m, w, v = (days[c].to_numpy(object) for c in ("mdia_regime", "whale_regime", "mvrv_ls_regime"))
+    score, conflicts = fusion_score(m, w, v)
+    state, reason = classify_state(m, w, v, score, p)
+    trade = np.array([STATE_TRADE[s] for s in state], object)
+    direction = np.array([TRADE_DIRECTION.get(t, 0) if t else 0 for t in trade], np.int64)
+    conf = confidence(score, direction, p)
+    probe = np.isin(trade, ["BULL_PROBE", "BEAR_PROBE"])
+    size = np.where(trade == None, 0.0, np.where(probe, [p.probe_size_by_confidence[c] for c in conf],  # noqa: E711
+                                                 [p.size_by_confidence[c] for c in conf]))
+    unavailable = np.char.startswith(reason.astype(str), "unavailable")
+    conf = np.where(unavailable, None, conf)
+    out = pd.DataFrame({"score": pd.array(np.where(unavailable, 0, score), dtype="Int64"), "conflicts": conflicts,
+                        "state": state, "state_reason": reason, "trade_type": trade, "direction": direction,
+                        "confidence": conf, "base_size": size.astype(float)}, index=days.index)
+    out.loc[unavailable, "score"] = pd.NA
+    return out
+
+
+# --- overlays (seed "Overlays (Execution Modifiers)") -------------------------------------------------
+
+class OverlayParams(BaseModel):
+    """Overlay triggers. Long side: sentiment (Fear & Greed) + MVRV composite; short side: MVRV-60d only."""
+
+    model_config = ConfigDict(extra="forbid")
+    fear_max: float = Field(35, description="Fear & Greed at or below this is fear.")
+    fear_stabilizing_days: int = Field(7, description="Fear is 'stabilizing' when F&G is not lower than this many days ago.")
+    euphoria_min: float = Field(75, description="Fear & Greed at or above this is euphoria.")
+    euphoria_persist_days: int = Field(5, description="Euphoria 'persisting': at least this many of the last 7 days.")
+    mvrv_undervalued_pct: float = Field(0.30, description="MVRV composite percentile at or below this: undervalued.")
+    mvrv_overvalued_pct: float = Field(0.80, description="MVRV composite percentile at or above this: overvalued.")
+    long_full_size: float = 1.25
+    long_full_dte: float = 1.50
+    long_partial_size: float = 1.10
+    long_moderate_veto_size: float = 0.50
+    short_full: float = Field(0.85, description="Near-peak score >= this: short full edge.")
+    short_partial: float = Field(0.75, description="Near-peak score >= this: short partial edge.")
+    short_soft_veto: float = Field(0.35, description="Near-peak score <= this: soft veto.")
+    short_hard_veto: float = Field(0.25, description="Near-peak score <= this: hard veto (no trade).")
+    short_full_size: float = 1.15
+    short_full_dte: float = 1.25
+    short_partial_size: float = 1.05
+    short_soft_veto_size: float = 0.50
+    near_peak_weight: float = Field(0.5, description="Weight of mvrv_60d_pct_rank in the near-peak blend.")
+    near_peak_dist_scale: float = Field(0.25, description="Distance from the 60d max (fraction) that scores 0 closeness.")
+
+
+def near_peak_score(pct_rank, dist_from_max, o: OverlayParams) -> np.ndarray:
+    """Blend of the MVRV 60-day percentile rank (0..1) and closeness to its 60-day max.
+
+    ``dist_from_max`` = 1 − MVRV / max(MVRV over 60 d) (fraction ≥ 0); closeness = 1 − dist / scale, clipped to
+    [0, 1]. Score = w · pct_rank + (1 − w) · closeness (NaN when an input is NaN).
+    """
+    close = np.clip(1.0 - np.asarray(dist_from_max, float) / o.near_peak_dist_scale, 0.0, 1.0)
+    return o.near_peak_weight * np.asarray(pct_rank, float) + (1 - o.near_peak_weight) * close
+
+
+def long_overlay(fear_stabilizing, mvrv_undervalued, euphoria_persisting, mvrv_overvalued_rollover,
+                 o: OverlayParams) -> pd.DataFrame:
+    """Long overlay per day with the seed's veto dominance.
+
+    Candidates: full edge (+2: fear stabilizing AND MVRV undervalued), partial edge (+1: either), moderate veto
+    (−1: euphoria persisting), strong veto (−2: euphoria persisting AND MVRV overvalued rollover). Resolution:
+    (1) a strong veto always wins; (3) a full edge overrides a moderate veto; (2) a moderate veto beats a
+    partial edge. Overlays scale size and DTE only, never direction.
+
+    Returns:
+        ``overlay`` (full_edge / partial_edge / moderate_veto / strong_veto / none), ``overlay_level`` (+2..−2),
+        ``size_mult``, ``dte_mult``, ``overlay_reason``.
+    """
+    fs, uv, eu, ov = (np.asarray(x, bool) for x in (fear_stabilizing, mvrv_undervalued, euphoria_persisting,
+                                                    mvrv_overvalued_rollover))
+    strong, full, moderate, partial = eu & ov, fs & uv, eu, fs | uv
+    conds = [strong, full, moderate, partial]
+    kind = np.select(conds, ["strong_veto", "full_edge", "moderate_veto", "partial_edge"], "none")
+    return pd.DataFrame({
+        "overlay": kind, "overlay_level": np.select(conds, [-2, 2, -1, 1], 0),
+        "size_mult": np.select(conds, [0.0, o.long_full_size, o.long_moderate_veto_size, o.long_partial_size], 1.0),
+        "dte_mult": np.select(conds, [1.0, o.long_full_dte, 1.0, 1.0], 1.0),
+        "overlay_reason": np.select(conds, [
+            "LONG VETO (STRONG): euphoria persisting + MVRV overvalued rolling over",
+            "LONG EDGE (FULL): fear stabilizing + MVRV undervalued",
+            "LONG VETO (MODERATE): euphoria persisting",
+            np.where(fs, "LONG EDGE (PARTIAL): fear stabilizing", "LONG EDGE (PARTIAL): MVRV undervalued")], "none")})
+
+
+def short_overlay(score, o: OverlayParams) -> pd.DataFrame:
+    """Short overlay from the near-peak score (seed bands 0.85 / 0.75 / 0.35 / 0.25); NaN score → none."""
+    s = np.asarray(score, float)
+    conds = [s <= o.short_hard_veto, s >= o.short_full, s <= o.short_soft_veto, s >= o.short_partial]
+    kind = np.select(conds, ["hard_veto", "full_edge", "soft_veto", "partial_edge"], "none")
+    return pd.DataFrame({
+        "overlay": kind, "overlay_level": np.select(conds, [-2, 2, -1, 1], 0),
+        "size_mult": np.select(conds, [0.0, o.short_full_size, o.short_soft_veto_size, o.short_partial_size], 1.0),
+        "dte_mult": np.select(conds, [1.0, o.short_full_dte, 1.0, 1.0], 1.0),
+        "overlay_reason": np.select(conds, [f"SHORT VETO (HARD): near-peak score <= {o.short_hard_veto}",
+                                            f"SHORT EDGE (FULL): near-peak score >= {o.short_full}",
+                                            f"SHORT VETO (SOFT): near-peak score <= {o.short_soft_veto}",
+                                            f"SHORT EDGE (PARTIAL): near-peak score >= {o.short_partial}"], "none")})
+
+
+def cooldown(dates: pd.Series, trade_type: pd.Series, days_by_type: dict[str, int]) -> np.ndarray:
+    """Collapse clustered events: an event is taken unless a taken event of the same type lies fewer than
+    ``days_by_type[type]`` days before it (seed "Cooldown Settings"). Returns a bool array (taken).
+
+    ``dates``: daily dates (datetime64), sorted; ``trade_type``: type or None per day.
+    """
+    d = pd.to_datetime(dates).to_numpy("datetime64[D]").astype(np.int64)
+    t = trade_type.to_numpy(object)
+    taken = np.zeros(len(d), bool)
+    for typ, gap in days_by_type.items():
+        idx = np.flatnonzero(t == typ)
+        last = None
+        for i in idx:  # events of one type only: a few hundred over the whole history
+            if last is None or d[i] - last >= gap:
+                taken[i] = True
+                last = d[i]
+    return taken
+
+
+COOLDOWN_DAYS = {"LONG": 7, "PRIMARY_SHORT": 7, "TACTICAL_PUT": 7, "BULL_PROBE": 5, "BEAR_PROBE": 5}
+
+
+# --- tactical puts and option structures --------------------------------------------------------------
+
+BULL_STATES = ("strong_bullish", "early_recovery", "momentum_continuation", "bull_probe")
+
+
+class TacticalPutParams(BaseModel):
+    """Hedge puts inside bull regimes (seed "TACTICAL_PUT: Put, 0.4-0.6x, hedge inside bull regimes")."""
+
+    model_config = ConfigDict(extra="forbid")
+    min_triggers: int = Field(1, description="Warning signs needed to hedge.")
+    base_size: float = Field(0.4, description="Size with one warning sign.")
+    step_size: float = Field(0.1, description="Extra size per additional warning sign.")
+    max_size: float = Field(0.6, description="Size cap.")
+    near_peak_min: float = Field(0.75, description="Near-peak score at or above this is a warning sign.")
+
+
+def tactical_puts(state, mvrv_ls, whales, near_peak, euphoria_persisting, tp: TacticalPutParams) -> pd.DataFrame:
+    """A hedge put on a bull-state day with warning signs: MVRV-LS rollover/weak_down/distribution_warning,
+    whale distribution, MVRV-60d near its peak (score ≥ ``near_peak_min``), euphoria persisting.
+
+    Size = base + step × (signs − 1), capped (0.4 / 0.5 / 0.6 with the defaults). Returns ``tactical_put``
+    (bool), ``tactical_size``, ``tactical_reason``.
+    """
+    st = np.asarray(state, object)
+    signs = {"MVRV-LS rolling over": _isin(np.asarray(mvrv_ls, object), {"rollover", "weak_down", "distribution_warning"}),
+             "whales distributing": _isin(np.asarray(whales, object), {"distribution", "strong_distribution"}),
+             "MVRV-60d near peak": np.nan_to_num(np.asarray(near_peak, float), nan=0.0) >= tp.near_peak_min,
+             "euphoria persisting": np.asarray(euphoria_persisting, bool)}
+    n = sum(v.astype(int) for v in signs.values())
+    on = _isin(st, BULL_STATES) & (n >= tp.min_triggers)
+    size = np.where(on, np.minimum(tp.base_size + tp.step_size * (n - 1), tp.max_size), 0.0)
+    reason = np.array(["; ".join(k for k, v in signs.items() if v[i]) if on[i] else "" for i in range(len(st))], object)
+    return pd.DataFrame({"tactical_put": on, "tactical_size": size, "tactical_reason": reason})
+
+
+class StructureParams(BaseModel):
+    """Strike moneyness (fraction of spot, + = above spot) and DTE per trade type; strikes on a grid."""
+
+    model_config = ConfigDict(extra="forbid")
+    strike_grid: float = Field(1000.0, description="BTC strike increment, USD (Deribit lists 1,000 steps near spot).")
+    long_call_moneyness: float = 0.05
+    call_spread: tuple[float, float] = (0.0, 0.10)
+    long_put_moneyness: float = -0.05
+    put_spread: tuple[float, float] = (0.0, -0.10)
+    tactical_put_moneyness: float = -0.08
+    dte: dict[str, int] = Field(default_factory=lambda: {"LONG": 45, "BULL_PROBE": 30, "PRIMARY_SHORT": 30,
+                                                          "BEAR_PROBE": 30, "TACTICAL_PUT": 14})
+
+
+def option_structure(trade_type: str, spot: float, date: pd.Timestamp, dte_mult: float, sp: StructureParams) -> dict:
+    """Structure, strikes (USD, on the grid) and expiry for one trade.
+
+    Expiry = the first Friday on or after ``date + round(DTE × dte_mult)`` days (Deribit lists weekly Friday
+    expiries at 08:00 UTC). ``strike_long`` is the bought leg; spreads also have ``strike_short``.
+    """
+    g = sp.strike_grid
+    rnd = lambda x: float(np.round(x / g) * g)  # noqa: E731
+    legs = {"LONG": (sp.long_call_moneyness, None), "BULL_PROBE": sp.call_spread, "PRIMARY_SHORT": (sp.long_put_moneyness, None),
+            "BEAR_PROBE": sp.put_spread, "TACTICAL_PUT": (sp.tactical_put_moneyness, None)}[trade_type]
+    dte = int(round(sp.dte[trade_type] * dte_mult))
+    target = pd.Timestamp(date).normalize() + pd.Timedelta(days=dte)
+    expiry = target + pd.Timedelta(days=(4 - target.weekday()) % 7)
+    return {"structure": TRADE_STRUCTURE[trade_type], "strike_long": rnd(spot * (1 + legs[0])),
+            "strike_short": None if legs[1] is None else rnd(spot * (1 + legs[1])),
+            "expiry": expiry.date(), "dte": int((expiry - pd.Timestamp(date).normalize()).days)}
