@@ -20,6 +20,11 @@ app = typer.Typer(help="Crypto trading-signal pipeline (Dagster + DuckDB).", no_
 console = Console()
 
 
+def _register_subcommands() -> None:
+    from pipeline.cli_options import app as options_app
+    app.add_typer(options_app, name="options")
+
+
 def _instance():
     os.environ.setdefault("DAGSTER_HOME", str(REPO_ROOT / ".dagster_home"))
     Path(os.environ["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
@@ -304,6 +309,8 @@ def ui(port: int = typer.Option(3000, help="Dagster webserver port.")) -> None:
     raise typer.Exit(subprocess.call([sys.executable, "-m", "dagster", "dev", "-w", "workspace.yaml", "-p", str(port)],
                                      cwd=REPO_ROOT, env=os.environ.copy()))
 
+
+_register_subcommands()
 
 if __name__ == "__main__":
     app()

@@ -20,6 +20,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from models.evaluation import PromotionCriteria
+from pipeline.core.onchain_signals import OnchainRegimeParams
+from pipeline.core.options_fusion import OptionsDeskParams
 from pipeline.core.timeframes import TIMEFRAME_MS
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -163,6 +165,11 @@ class ResearchConfig(_Strict):
     backtest: BacktestConfig = Field(default_factory=BacktestConfig)
 
 
+class OptionsDeskConfig(_Strict):
+    regimes: OnchainRegimeParams = Field(default_factory=OnchainRegimeParams)
+    decisions: OptionsDeskParams = Field(default_factory=OptionsDeskParams)
+
+
 class TraderConfig(_Strict):
     """The whole configuration (``trader.yaml``)."""
 
@@ -178,6 +185,7 @@ class TraderConfig(_Strict):
     onchain: OnchainConfig = Field(default_factory=OnchainConfig)
     checks: ChecksConfig = Field(default_factory=ChecksConfig)
     research: ResearchConfig = Field(default_factory=ResearchConfig)
+    options_desk: OptionsDeskConfig = Field(default_factory=OptionsDeskConfig)
 
     # resolved absolute paths -------------------------------------------------
     def resolve(self, base: Path) -> "TraderConfig":

@@ -16,10 +16,12 @@ def test_asset_keys_snapshot():
     assert keys == {"external/data_folder", "external/exchange", "external/onchain_sheet", "raw/ohlcv", "raw/onchain_metrics",
                     "market/ohlcv", "market/onchain_daily", "market/sentiment_daily", "features/technical", "regimes/market",
                     "ml/baseline_direction", "ml/baseline_direction_evaluation", "ml/baseline_direction_champion",
-                    "backtest/baseline", "ops/serving_snapshot"}
+                    "backtest/baseline", "features/onchain", "signals/options_daily", "signals/options_trades",
+                    "ops/serving_snapshot"}
     graph = defs.resolve_asset_graph()
     assert graph.get(dg.AssetKey(["ml", "baseline_direction"])).group_name == "ml"
     assert graph.get(dg.AssetKey(["backtest", "baseline"])).group_name == "backtest"
+    assert graph.get(dg.AssetKey(["signals", "options_trades"])).group_name == "options_desk"
 
 
 def test_partition_keys():

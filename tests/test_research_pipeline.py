@@ -96,6 +96,22 @@ def test_train_gate_promote_backtest_then_refuse_a_failing_model(resources, monk
         bad = CliRunner().invoke(cli.app, ["walk-forward", "--train-window", "900d"])
         assert bad.exit_code == 1 and "no folds" in bad.output
 
+        # options desk: one signal row per on-chain day, trades with structures, and its commands
+        daily = _q(resources, "SELECT * FROM signals.options_daily ORDER BY date")
+        days = _q(resources, "SELECT count(*) n FROM features.onchain")["n"][0]
+        assert len(daily) == days > 6000 and daily["date"].is_unique
+        tr = _q(resources, "SELECT * FROM signals.options_trades WHERE year(date) = 2024 AND cooldown_status = 'taken'")
+        assert len(tr) > 5 and set(tr["structure"]) <= {"LONG_CALL", "CALL_SPREAD", "LONG_PUT", "PUT_SPREAD", "TACTICAL_PUT"}
+        import pipeline.cli_options as cli_options
+        monkeypatch.setattr(cli_options, "settings", lambda: cfg)
+        out = CliRunner().invoke(cli.app, ["options", "list-trades", "--year", "2024"], env={"COLUMNS": "250"})
+        assert out.exit_code == 0 and f"Options trades 2024 ({len(tr)})" in out.output, out.output
+        day = str(pd.Timestamp(tr["date"].iloc[0]).date())
+        out = CliRunner().invoke(cli.app, ["options", "score-latest", "--date", day, "--verbose"], env={"COLUMNS": "250"})
+        assert out.exit_code == 0 and f"SIGNAL ANALYSIS: {day}" in out.output and "TRADE DECISIONS" in out.output, out.output
+        out = CliRunner().invoke(cli.app, ["options", "diagnose-notrade", "--year", "2024"], env={"COLUMNS": "250"})
+        assert out.exit_code == 0 and "NO_TRADE days by reason" in out.output
+
         # no new data: nothing retrained, no new backtest run
         r2 = _run(resources, instance)
         assert r2.success

@@ -42,6 +42,7 @@ DDL = [
     "CREATE SCHEMA IF NOT EXISTS ops",
     "CREATE SCHEMA IF NOT EXISTS ml",
     "CREATE SCHEMA IF NOT EXISTS backtest",
+    "CREATE SCHEMA IF NOT EXISTS signals",
     f"CREATE TABLE IF NOT EXISTS raw.ohlcv ({_CANDLE_KEY}, {_OHLCV}, locator VARCHAR, ingested_at TIMESTAMP, {_OPEN_TIME})",
     """CREATE TABLE IF NOT EXISTS raw.ingest_checkpoints (source_kind VARCHAR NOT NULL, exchange VARCHAR NOT NULL,
         symbol VARCHAR NOT NULL, timeframe VARCHAR NOT NULL, locator VARCHAR NOT NULL, fingerprint VARCHAR,
@@ -88,4 +89,5 @@ DDL = [
 #: tables copied into the read-only serving snapshot and exported to Parquet
 SERVING_TABLES = ["market.ohlcv", "market.onchain_daily", "market.onchain_columns", "market.sentiment_daily",
                   "features.technical", "regimes.market", "raw.ingest_checkpoints",
-                  "ml.predictions", "ml.folds", "ml.model_runs", "backtest.runs", "backtest.trades", "backtest.equity"]
+                  "ml.predictions", "ml.folds", "ml.model_runs", "backtest.runs", "backtest.trades", "backtest.equity",
+                  "features.onchain", "signals.options_daily", "signals.options_trades"]

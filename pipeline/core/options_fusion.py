@@ -337,3 +337,81 @@ def option_structure(trade_type: str, spot: float, date: pd.Timestamp, dte_mult:
     return {"structure": TRADE_STRUCTURE[trade_type], "strike_long": rnd(spot * (1 + legs[0])),
             "strike_short": None if legs[1] is None else rnd(spot * (1 + legs[1])),
             "expiry": expiry.date(), "dte": int((expiry - pd.Timestamp(date).normalize()).days)}
+
+
+# --- one call: features -> daily signal rows and trade decisions ------------------------------------------
+
+class OptionsDeskParams(BaseModel):
+    """Everything the desk's decisions depend on (``options_desk`` in trader.yaml)."""
+
+    model_config = ConfigDict(extra="forbid")
+    fusion: FusionParams = Field(default_factory=FusionParams)
+    overlays: OverlayParams = Field(default_factory=OverlayParams)
+    tactical_puts: TacticalPutParams = Field(default_factory=TacticalPutParams)
+    structures: StructureParams = Field(default_factory=StructureParams)
+    cooldown_days: dict[str, int] = Field(default_factory=lambda: dict(COOLDOWN_DAYS))
+
+
+def overlay_inputs(f: pd.DataFrame, o: OverlayParams) -> pd.DataFrame:
+    """The overlay triggers from on-chain features (NaN inputs never trigger): ``fear_stabilizing``,
+    ``mvrv_undervalued``, ``euphoria_persisting``, ``mvrv_overvalued_rollover``, ``near_peak``."""
+    fng, chg = f["fng_value"], f["fng_chg_7d"]
+    comp = f["mvrv_composite"]
+    return pd.DataFrame({
+        "fear_stabilizing": ((fng <= o.fear_max) & (chg >= 0)).to_numpy(),
+        "mvrv_undervalued": (comp <= o.mvrv_undervalued_pct).to_numpy(),
+        "euphoria_persisting": (f["euphoria_days_7"] >= o.euphoria_persist_days).to_numpy(),
+        "mvrv_overvalued_rollover": ((comp >= o.mvrv_overvalued_pct) & (f["mvrv_chg_14d"] < 0)).to_numpy(),
+        "near_peak": near_peak_score(f["mvrv_60d_pct_rank"], f["mvrv_60d_dist_from_max"], o)}, index=f.index)
+
+
+def decide_days(f: pd.DataFrame, spot: pd.Series, p: OptionsDeskParams | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Daily signal rows and trade decisions.
+
+    Args:
+        f: :func:`pipeline.core.onchain_signals.onchain_features` output (``date`` + features + regimes).
+        spot: BTC price (USD) known at each day's decision time, aligned with ``f``.
+
+    Returns:
+        ``(daily, trades)``. ``daily``: date, regimes and sources, score, conflicts, confidence, state, reason, trade
+        type, direction, overlay (kind, level, size and DTE multipliers, reason), final size, tactical put flag.
+        ``trades``: one row per decision (fusion trade or tactical put) with structure, strikes, expiry/DTE, size,
+        confidence, reason and ``cooldown_status`` (``taken`` or ``cooldown``).
+    """
+    p = p or OptionsDeskParams()
+    fz = fuse(f, p.fusion)
+    ov_in = overlay_inputs(f, p.overlays)
+    lo = long_overlay(ov_in["fear_stabilizing"], ov_in["mvrv_undervalued"], ov_in["euphoria_persisting"],
+                      ov_in["mvrv_overvalued_rollover"], p.overlays).set_index(f.index)
+    so = short_overlay(ov_in["near_peak"], p.overlays).set_index(f.index)
+    d = fz["direction"].to_numpy()
+    ov = lo.where(pd.Series(d > 0, index=f.index), so.where(pd.Series(d < 0, index=f.index)))
+    none = d == 0
+    ov.loc[none, ["overlay", "overlay_reason"]] = "none"
+    ov.loc[none, ["overlay_level"]] = 0
+    ov.loc[none, ["size_mult", "dte_mult"]] = 1.0
+    tp = tactical_puts(fz["state"], f["mvrv_ls_regime"], f["whale_regime"], ov_in["near_peak"],
+                       ov_in["euphoria_persisting"], p.tactical_puts).set_index(f.index)
+    daily = pd.concat([f[["date", "mdia_regime", "mdia_source", "whale_regime", "whale_source", "mvrv_ls_regime",
+                          "mvrv_ls_source"]], fz, ov, tp, ov_in["near_peak"]], axis=1)
+    daily["size"] = daily["base_size"] * daily["size_mult"]
+    daily["spot_usd"] = spot.to_numpy()
+    vetoed = daily["trade_type"].notna() & (daily["size"] <= 0)
+    events = daily.loc[daily["trade_type"].notna() & ~vetoed & daily["spot_usd"].notna(),
+                       ["date", "trade_type", "direction", "confidence", "size", "dte_mult", "state", "overlay_reason", "spot_usd"]]
+    events = events.assign(reason="Fusion: " + events["state"] + np.where(events["overlay_reason"] != "none",
+                                                                          "; " + events["overlay_reason"], ""))
+    hedges = daily.loc[daily["tactical_put"] & daily["spot_usd"].notna(), ["date", "confidence", "tactical_size", "spot_usd",
+                                                                           "tactical_reason"]]
+    hedges = hedges.rename(columns={"tactical_size": "size"}).assign(
+        trade_type="TACTICAL_PUT", direction=-1, dte_mult=1.0, reason="Tactical put: " + hedges["tactical_reason"])
+    ev = pd.concat([events, hedges], ignore_index=True).sort_values(["date", "trade_type"], kind="stable").reset_index(drop=True)
+    if ev.empty:
+        return daily, pd.DataFrame(columns=["date", "trade_type", "direction", "structure", "strike_long", "strike_short",
+                                            "expiry", "dte", "size", "confidence", "reason", "cooldown_status", "spot_usd"])
+    taken = cooldown(ev["date"], ev["trade_type"], p.cooldown_days)
+    legs = pd.DataFrame([option_structure(t, s, dt, m, p.structures)
+                         for t, s, dt, m in zip(ev["trade_type"], ev["spot_usd"], ev["date"], ev["dte_mult"])])
+    trades = pd.concat([ev[["date", "trade_type", "direction"]], legs, ev[["size", "confidence", "reason", "spot_usd"]]], axis=1)
+    trades["cooldown_status"] = np.where(taken, "taken", "cooldown")
+    return daily, trades

@@ -1,0 +1,116 @@
+"""Group ``options_desk``: daily on-chain regime features, the fusion engine's daily signal and trade decisions.
+
+Pure code: :mod:`pipeline.core.onchain_signals` (features, indicator regimes, sources) and
+:mod:`pipeline.core.options_fusion` (the seed's score / state / overlay / tactical-put / structure / cooldown
+tables). These assets only read the warehouse, call them and write ``features.onchain``,
+``signals.options_daily`` and ``signals.options_trades``. Each is recomputed over the whole history when its
+inputs change (about 6,400 days: under a second), and skipped otherwise.
+"""
+
+import dagster as dg
+import pandas as pd
+
+from assets.common import POOL, md_table
+from pipeline.config import settings
+from pipeline.core.onchain_signals import FEATURE_COLUMNS, source_agreement
+from pipeline.core.onchain_signals import onchain_features as build_onchain_features
+from pipeline.core.options_fusion import STATES, decide_days
+from resources.warehouse import WarehouseResource
+from warehouse import io
+
+ONCHAIN_FEATURES = dg.AssetKey(["features", "onchain"])
+OPTIONS_DAILY = dg.AssetKey(["signals", "options_daily"])
+OPTIONS_TRADES = dg.AssetKey(["signals", "options_trades"])
+CODE_VERSION = "1"
+
+
+@dg.asset(
+    key=ONCHAIN_FEATURES, group_name="options_desk", pool=POOL, kinds={"duckdb", "python"}, code_version=CODE_VERSION,
+    deps=[dg.AssetKey(["market", "onchain_daily"]), dg.AssetKey(["market", "sentiment_daily"])],
+    check_specs=[dg.AssetCheckSpec("one_row_per_day", asset=ONCHAIN_FEATURES, blocking=True,
+                                   description="A full daily calendar without duplicate dates.")],
+    description=f"{len(FEATURE_COLUMNS)} daily regime features (MDIA, MVRV composite and 60d view, MVRV-LS, whales, "
+                "sentiment) and the three indicator regimes with the source used each day (primary, proxy or unavailable).",
+)
+def features_onchain(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+    cfg = settings()
+    with warehouse.connect() as con:
+        fp = io.inputs_fingerprint(con, "SELECT asset, fingerprint FROM ops.asset_inputs WHERE asset IN "
+                                        "('market.onchain_daily', 'market.sentiment_daily') ORDER BY 1",
+                                   extra=cfg.options_desk.regimes.model_dump_json() + CODE_VERSION)
+        if io.inputs_unchanged(con, "features.onchain", fp):
+            return dg.MaterializeResult(metadata={"status": "inputs unchanged; not recomputed"},
+                                        check_results=[dg.AssetCheckResult(check_name="one_row_per_day", passed=True)])
+        onchain = io.read_df(con, "SELECT * FROM market.onchain_daily ORDER BY date")
+        fng = io.read_df(con, "SELECT date, fng_value FROM market.sentiment_daily ORDER BY date")
+        f = build_onchain_features(onchain, fng, cfg.options_desk.regimes)
+        f["available_at"] = f["date"] + pd.Timedelta(days=1) + pd.Timedelta(hours=cfg.onchain.publication_lag_hours)
+        io.replace_table(con, "features.onchain", f, date_columns=("date",))
+        io.record_inputs(con, "features.onchain", fp)
+    agree = source_agreement(f)
+    dup = int(f["date"].duplicated().sum())
+    sources = pd.concat([f[c].value_counts().rename(c) for c in ("mdia_source", "whale_source", "mvrv_ls_source")], axis=1)
+    return dg.MaterializeResult(
+        metadata={"dagster/row_count": len(f), "first_date": str(f["date"].min().date()), "last_date": str(f["date"].max().date()),
+                  "features": len(FEATURE_COLUMNS), "sources_days": md_table(sources.fillna(0).astype(int).reset_index()),
+                  "primary_vs_proxy_agreement": md_table(agree.round({"exact_agreement": 4, "direction_agreement": 4}))},
+        check_results=[dg.AssetCheckResult(check_name="one_row_per_day", passed=dup == 0 and bool((f["date"].diff().dropna()
+                                                                                                  == pd.Timedelta(days=1)).all()),
+                                           severity=dg.AssetCheckSeverity.ERROR, metadata={"duplicates": dup})])
+
+
+@dg.multi_asset(
+    specs=[dg.AssetSpec(OPTIONS_DAILY, group_name="options_desk", deps=[ONCHAIN_FEATURES], kinds={"duckdb"},
+                        description="One row per day: indicator regimes and sources, score, conflicts, confidence, state "
+                                    "and reason, trade type, overlay (kind, size/DTE multipliers, reason), size, tactical put."),
+           dg.AssetSpec(OPTIONS_TRADES, group_name="options_desk", deps=[ONCHAIN_FEATURES], kinds={"duckdb"},
+                        description="The DailySignal record: one row per trade decision with structure, strikes, expiry/DTE, "
+                                    "size, confidence, reason and cooldown status (taken / cooldown).")],
+    check_specs=[dg.AssetCheckSpec("states_valid", asset=OPTIONS_DAILY, blocking=True,
+                                   description="States in the seed's 8; no trade without a state; sizes >= 0."),
+                 dg.AssetCheckSpec("recent_days_available", asset=OPTIONS_DAILY,
+                                   description="WARN: share of the last 90 days where an indicator is unavailable.")],
+    pool=POOL, code_version=CODE_VERSION, can_subset=False,
+)
+def options_signals(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
+    cfg = settings()
+    p = cfg.options_desk.decisions
+    with warehouse.connect() as con:
+        fp = io.inputs_fingerprint(con, "SELECT fingerprint FROM ops.asset_inputs WHERE asset = 'features.onchain'",
+                                   extra=p.model_dump_json() + CODE_VERSION)
+        unchanged = io.inputs_unchanged(con, "signals.options", fp)
+        if not unchanged:
+            f = io.read_df(con, "SELECT * FROM features.onchain ORDER BY date")
+            spot = io.read_df(con, "SELECT date, price_usd FROM market.onchain_daily")
+            f["date"] = pd.to_datetime(f["date"])
+            spot_s = f["date"].map(spot.assign(date=pd.to_datetime(spot["date"])).set_index("date")["price_usd"])
+            daily, trades = decide_days(f, spot_s, p)
+            daily["available_at"] = f["available_at"].to_numpy()
+            io.replace_table(con, "signals.options_daily", daily, date_columns=("date",))
+            io.replace_table(con, "signals.options_trades", trades.assign(model_version=None), date_columns=("date", "expiry"))
+            io.record_inputs(con, "signals.options", fp)
+        daily = io.read_df(con, "SELECT * FROM signals.options_daily ORDER BY date")
+        trades = io.read_df(con, "SELECT * FROM signals.options_trades ORDER BY date")
+    bad = int((~daily["state"].isin(STATES)).sum() + (daily["size"] < 0).sum()
+              + (daily["trade_type"].notna() & (daily["state"] == "no_trade")).sum())
+    recent = daily.tail(90)
+    unavailable = recent["state_reason"].str.startswith("unavailable")
+    status = {"status": "inputs unchanged; not recomputed"} if unchanged else {}
+    taken = trades[trades["cooldown_status"] == "taken"]
+    yield dg.MaterializeResult(asset_key=OPTIONS_DAILY, metadata={
+        **status, "dagster/row_count": len(daily), "last_day": str(pd.Timestamp(daily["date"].iloc[-1]).date()),
+        "states_by_year": md_table(daily.assign(year=pd.to_datetime(daily["date"]).dt.year).groupby(["year", "state"]).size()
+                                   .unstack(fill_value=0).reset_index(), 40),
+        "latest": md_table(daily.tail(5)[["date", "state", "score", "confidence", "overlay", "size", "state_reason"]])})
+    yield dg.MaterializeResult(asset_key=OPTIONS_TRADES, metadata={
+        **status, "dagster/row_count": len(trades), "taken": len(taken),
+        "taken_by_type": md_table(taken["trade_type"].value_counts().rename_axis("trade_type").reset_index()),
+        "latest_taken": md_table(taken.tail(10)[["date", "trade_type", "structure", "strike_long", "strike_short", "expiry",
+                                                 "size", "confidence"]])})
+    yield dg.AssetCheckResult(check_name="states_valid", asset_key=OPTIONS_DAILY, passed=bad == 0,
+                              severity=dg.AssetCheckSeverity.ERROR, metadata={"bad_rows": bad})
+    yield dg.AssetCheckResult(check_name="recent_days_available", asset_key=OPTIONS_DAILY, passed=bool(unavailable.mean() < 0.5),
+                              severity=dg.AssetCheckSeverity.WARN,
+                              metadata={"unavailable_share_90d": float(unavailable.mean()),
+                                        "reasons": md_table(recent.loc[unavailable, "state_reason"].value_counts()
+                                                            .rename_axis("reason").reset_index())})

@@ -1,0 +1,157 @@
+"""``trader options …`` — the options desk's commands (seed 000 "Commands"), reading the warehouse read-only
+(or the serving snapshot while a run holds the writer) and printing rich tables."""
+from __future__ import annotations
+
+import time
+
+import pandas as pd
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from pipeline.config import settings
+
+app = typer.Typer(help="Options desk: on-chain fusion signals and option trades (BTC).", no_args_is_help=True)
+console = Console()
+
+
+def read(sql: str, params: list | None = None) -> pd.DataFrame:
+    """Query the writer's DuckDB read-only, or the serving snapshot if a run holds the writer's lock."""
+    import duckdb
+
+    from warehouse.io import connect, read_df
+    cfg = settings()
+    try:
+        with connect(cfg.warehouse.path, read_only=True) as con:
+            return read_df(con, sql, params or [])
+    except duckdb.IOException:
+        with connect(cfg.warehouse.serving_path, read_only=True) as con:
+            return read_df(con, sql, params or [])
+
+
+def _fmt(v) -> str:
+    if v is None or (not isinstance(v, str) and pd.isna(v)):
+        return ""
+    if isinstance(v, pd.Timestamp):
+        return str(v.date()) if v == v.normalize() else str(v)
+    return f"{v:,.2f}" if isinstance(v, float) else str(v)
+
+
+def _table(df: pd.DataFrame, title: str) -> None:
+    t = Table(title=title)
+    for c in df.columns:
+        t.add_column(str(c), justify="right" if pd.api.types.is_numeric_dtype(df[c]) else "left")
+    for row in df.itertuples(index=False):
+        t.add_row(*[_fmt(v) for v in row])
+    console.print(t)
+
+
+def _run_group() -> bool:
+    from pipeline.cli import _instance
+    from pipeline.definitions import defs
+    import dagster as dg
+    job = dg.define_asset_job("options_desk_job", selection=dg.AssetSelection.groups("options_desk")).resolve(
+        asset_graph=defs.resolve_asset_graph(), resource_defs=defs.resources)
+    r = job.execute_in_process(instance=_instance(), raise_on_error=False)
+    return r.success
+
+
+@app.command("build-features")
+def build_features() -> None:
+    """Materialise features/onchain and the daily signals (the options_desk group)."""
+    t0 = time.time()
+    ok = _run_group()
+    f = read("SELECT count(*) AS days, min(date) AS first, max(date) AS last FROM features.onchain")
+    _table(f, "features.onchain")
+    console.print(f"[{'green' if ok else 'red'}]options_desk {'succeeded' if ok else 'FAILED'}[/] in {time.time() - t0:.1f}s")
+    if not ok:
+        raise typer.Exit(1)
+
+
+def _signal_block(date: str | None) -> None:
+    d = read("SELECT * FROM signals.options_daily " + ("WHERE date = ?" if date else "ORDER BY date DESC LIMIT 1"),
+             [date] if date else [])
+    if d.empty:
+        console.print(f"[red]no signal for {date}[/]")
+        raise typer.Exit(1)
+    r = d.iloc[0]
+    day = str(pd.Timestamp(r["date"]).date())
+    trades = read("SELECT * FROM signals.options_trades WHERE date = ? ORDER BY trade_type", [day])
+    bar = "=" * 60
+    score = "n/a" if pd.isna(r["score"]) else f"{int(r['score']):+d}"
+    lines = [bar, f"SIGNAL ANALYSIS: {day}", bar, "", "--- ML MODEL SCORES ---",
+             "p_long  = n/a (options models not trained yet)", "p_short = n/a", "",
+             "--- FUSION STATE ---", f"State: {r['state']}", f"   Confidence: {r['confidence'] if pd.notna(r['confidence']) else 'n/a'}",
+             f"   Score: {score}", f"   Reason: {r['state_reason']}",
+             f"   Regimes: MDIA {r['mdia_regime']} ({r['mdia_source']}), whales {r['whale_regime']} ({r['whale_source']}), "
+             f"MVRV-LS {r['mvrv_ls_regime']} ({r['mvrv_ls_source']})", "", "--- OVERLAY ---",
+             f"   {r['overlay_reason']}", f"   Size Multiplier: {r['size_mult']:.2f}", f"   DTE Multiplier: {r['dte_mult']:.2f}",
+             "", bar, "TRADE DECISIONS", bar]
+    if trades.empty:
+        lines += ["", "⚪ NO TRADE"]
+    for t in trades.itertuples():
+        icon = "✅" if t.cooldown_status == "taken" else "⏸"
+        kind = "CALL" if t.direction > 0 else "PUT"
+        strikes = f"{t.strike_long:,.0f}" + ("" if pd.isna(t.strike_short) else f" / {t.strike_short:,.0f}")
+        lines += ["", f"{icon} {kind} ({t.trade_type}, {t.cooldown_status})", f"   Reason: {t.reason}",
+                  f"   Confidence: {t.confidence}", f"   Size: {t.size:.2f}", f"   Structures: {t.structure}",
+                  f"   Strikes: {strikes}   Expiry: {_fmt(t.expiry)} ({t.dte} DTE)"]
+    console.print("\n".join(lines), highlight=False)
+
+
+@app.command("score-latest")
+def score_latest(date: str = typer.Option(None, "--date", help="Another stored day (YYYY-MM-DD)."),
+                 verbose: bool = typer.Option(False, "--verbose", "-v")) -> None:
+    """The latest (or a given) day's stored signal in the seed's sample-output layout."""
+    _signal_block(date)
+
+
+@app.command("generate-signal")
+def generate_signal(date: str = typer.Option(None, "--date", help="YYYY-MM-DD (default: latest)."),
+                    verbose: bool = typer.Option(False, "--verbose", "-v")) -> None:
+    """Recompute the desk (inputs unchanged → skipped) and show one day's signal."""
+    if not _run_group():
+        console.print("[red]options_desk assets failed[/]")
+        raise typer.Exit(1)
+    if verbose or date:
+        _signal_block(date)
+
+
+@app.command("list-trades")
+def list_trades(year: int = typer.Option(None, "--year"), all_: bool = typer.Option(False, "--all", help="Include cooldown-suppressed.")) -> None:
+    """Trade opportunities with sizing (taken after cooldowns unless --all)."""
+    where = ["1=1"] + ([f"year(date) = {int(year)}"] if year else []) + ([] if all_ else ["cooldown_status = 'taken'"])
+    t = read("SELECT date, trade_type, structure, strike_long, strike_short, expiry, dte, size, confidence, cooldown_status, "
+             "reason FROM signals.options_trades WHERE " + " AND ".join(where) + " ORDER BY date, trade_type")
+    _table(t, f"Options trades {year or ''} ({len(t)})")
+
+
+@app.command("diagnose-notrade")
+def diagnose_notrade(year: int = typer.Option(None, "--year")) -> None:
+    """Why days are NO_TRADE: counts by reason and by regime combination."""
+    w = f"AND year(date) = {int(year)}" if year else ""
+    _table(read(f"SELECT state_reason, count(*) AS days FROM signals.options_daily WHERE state = 'no_trade' {w} "
+                "GROUP BY ALL ORDER BY days DESC"), "NO_TRADE days by reason")
+    _table(read(f"SELECT mdia_regime, whale_regime, mvrv_ls_regime, count(*) AS days FROM signals.options_daily "
+                f"WHERE state = 'no_trade' {w} GROUP BY ALL ORDER BY days DESC LIMIT 15"), "Most frequent NO_TRADE combinations")
+
+
+@app.command("analyze-fusion")
+def analyze_fusion() -> None:
+    """States, scores and overlays per year; forward BTC return by state (30 days, from the daily close)."""
+    _table(read("SELECT year(date) AS year, state, count(*) AS days, round(avg(score), 2) AS avg_score FROM signals.options_daily "
+                "GROUP BY ALL ORDER BY year, days DESC"), "States per year")
+    _table(read("""SELECT state, count(*) AS days, round(avg(fwd), 4) AS avg_fwd_30d, round(avg((fwd > 0)::INT), 3) AS up_share
+                   FROM (SELECT state, spot_usd, lead(spot_usd, 30) OVER (ORDER BY date) / spot_usd - 1 AS fwd
+                         FROM signals.options_daily) WHERE fwd IS NOT NULL GROUP BY ALL ORDER BY days DESC"""),
+           "Forward 30-day BTC return by state (evaluation only; uses future prices)")
+    _table(read("SELECT overlay, count(*) AS days FROM signals.options_daily WHERE direction != 0 GROUP BY ALL ORDER BY days DESC"),
+           "Overlays on trade days")
+
+
+@app.command("analyze-neutral")
+def analyze_neutral() -> None:
+    """MVRV-LS neutral terrain: how often, with which MDIA/whale regimes, and what followed."""
+    _table(read("""SELECT mdia_regime, whale_regime, count(*) AS days, round(avg(fwd), 4) AS avg_fwd_30d
+                   FROM (SELECT *, lead(spot_usd, 30) OVER (ORDER BY date) / spot_usd - 1 AS fwd FROM signals.options_daily)
+                   WHERE mvrv_ls_regime = 'neutral' GROUP BY ALL ORDER BY days DESC LIMIT 20"""), "MVRV-LS neutral days")
