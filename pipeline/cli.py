@@ -21,8 +21,10 @@ console = Console()
 
 
 def _register_subcommands() -> None:
+    from pipeline.cli_options import api_app
     from pipeline.cli_options import app as options_app
     app.add_typer(options_app, name="options")
+    app.add_typer(api_app, name="api")
 
 
 def _instance():
