@@ -17,7 +17,7 @@ def test_asset_keys_snapshot():
                     "market/ohlcv", "market/onchain_daily", "market/sentiment_daily", "features/technical", "regimes/market",
                     "ml/baseline_direction", "ml/baseline_direction_evaluation", "ml/baseline_direction_champion",
                     "backtest/baseline", "features/onchain", "signals/options_daily", "signals/options_trades",
-                    "ops/serving_snapshot"}
+                    "backtest/options_desk", "ops/serving_snapshot"}
     graph = defs.resolve_asset_graph()
     assert graph.get(dg.AssetKey(["ml", "baseline_direction"])).group_name == "ml"
     assert graph.get(dg.AssetKey(["backtest", "baseline"])).group_name == "backtest"

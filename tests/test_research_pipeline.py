@@ -69,17 +69,18 @@ def test_train_gate_promote_backtest_then_refuse_a_failing_model(resources, monk
         assert len(preds) > 1000 and (preds.open_time >= preds.test_start).all() and (preds.open_time <= preds.test_end).all()
 
         # backtest tables: one run, trades reconcile with equity, buy-and-hold beside it
-        bt = _q(resources, "SELECT * FROM backtest.runs")
+        bt = _q(resources, "SELECT * FROM backtest.runs WHERE desk = 'research'")
         assert len(bt) == 1 and bt["sample"][0] == "out_of_sample"
         m = json.loads(bt["metrics"][0])
-        trades = _q(resources, "SELECT * FROM backtest.trades")
-        eq = _q(resources, "SELECT * FROM backtest.equity ORDER BY ts")
+        rid = bt["run_id"][0]
+        trades = _q(resources, "SELECT * FROM backtest.trades WHERE run_id = ?", [rid])
+        eq = _q(resources, "SELECT * FROM backtest.equity WHERE run_id = ? ORDER BY ts", [rid])
         assert m["n_trades"] == (trades.exit_reason != "open").sum() and len(trades) > 0
         assert eq.equity.iloc[-1] == pytest.approx(100_000 + trades.pnl.sum(), rel=1e-9)
         assert json.loads(bt["benchmark"][0])["total_return"] == pytest.approx(eq.benchmark_equity.iloc[-1] / 100_000 - 1, rel=1e-6)
         assert set(json.loads(bt["costs"][0])) == {"fee_taker_bps", "fee_maker_bps", "slippage_bps", "latency_bars"}
         with duckdb.connect(resources["warehouse"].serving_path, read_only=True) as con:  # published for SQL users
-            assert con.execute("SELECT count(*) FROM backtest.trades").fetchone()[0] == len(trades)
+            assert con.execute("SELECT count(*) FROM backtest.trades WHERE run_id = ?", [rid]).fetchone()[0] == len(trades)
 
         # the CLI's walk-forward (read-only) prints the per-fold table for other windows
         from typer.testing import CliRunner
@@ -102,6 +103,9 @@ def test_train_gate_promote_backtest_then_refuse_a_failing_model(resources, monk
         assert len(daily) == days > 6000 and daily["date"].is_unique
         tr = _q(resources, "SELECT * FROM signals.options_trades WHERE year(date) = 2024 AND cooldown_status = 'taken'")
         assert len(tr) > 5 and set(tr["structure"]) <= {"LONG_CALL", "CALL_SPREAD", "LONG_PUT", "PUT_SPREAD", "TACTICAL_PUT"}
+        ob = _q(resources, "SELECT * FROM backtest.runs WHERE desk = 'options_desk'")
+        assert len(ob) == 1 and "Black-Scholes" in ob["sample"][0]
+        assert {"buy_and_hold", "always_on_calls", "always_on_puts"} == set(json.loads(ob["benchmark"][0]))
         import pipeline.cli_options as cli_options
         monkeypatch.setattr(cli_options, "settings", lambda: cfg)
         out = CliRunner().invoke(cli.app, ["options", "list-trades", "--year", "2024"], env={"COLUMNS": "250"})
@@ -117,6 +121,7 @@ def test_train_gate_promote_backtest_then_refuse_a_failing_model(resources, monk
         assert r2.success
         assert "not retrained" in _meta(r2, ["ml", "baseline_direction"])["status"].value
         assert "unchanged" in _meta(r2, ["backtest", "baseline"])["status"].value
+        assert "unchanged" in _meta(r2, ["backtest", "options_desk"])["status"].value
         assert len(_q(resources, "SELECT * FROM ml.model_runs")) == 1
 
         # a retrained model that fails the criteria is registered but never promoted; the rest still runs

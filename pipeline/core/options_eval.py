@@ -1,0 +1,110 @@
+"""Model-based evaluation of the options desk's trades (pure).
+
+**Option prices here are model estimates, not market quotes**: Black–Scholes (Black & Scholes, 1973) with
+r = 0 and an implied-volatility proxy = realized volatility of BTC's daily log returns over the 30 days
+before the decision, annualised with 365 days, times ``1 + iv_premium`` (options usually price above
+realized volatility). Each trade buys its structure at the decision day's price and holds to expiry; the
+payoff is intrinsic value at the expiry day's price. Alongside, each trade is scored by the underlying's
+move over its DTE in the trade's direction.
+
+The account model for an equity curve: each taken trade spends ``premium_budget × size`` of current equity on
+premium; its P&L (payoff/premium − 1 of that spend) is booked at expiry.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+from scipy.stats import norm
+
+
+def bs_price(spot, strike, t_years, vol, call: bool) -> np.ndarray:
+    """Black–Scholes price (r = 0, no dividends) in USD per BTC; arrays broadcast. ``t_years`` > 0, ``vol`` > 0."""
+    s, k, t, v = (np.asarray(x, float) for x in (spot, strike, t_years, vol))
+    sd = v * np.sqrt(np.maximum(t, 0.0))
+    ok = sd > 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        d1 = (np.log(s / k) + 0.5 * sd ** 2) / np.where(ok, sd, 1.0)
+    d2 = d1 - sd
+    c = np.where(ok, s * norm.cdf(d1) - k * norm.cdf(d2), np.maximum(s - k, 0.0))  # zero volatility: intrinsic value
+    return np.where(call, c, c - s + k)
+
+
+def realized_vol(price: pd.Series, window: int = 30) -> pd.Series:
+    """Annualised (365 d) standard deviation of daily log returns over the trailing ``window`` days."""
+    return np.log(price).diff().rolling(window, min_periods=window).std() * math.sqrt(365)
+
+
+def evaluate_trades(trades: pd.DataFrame, price: pd.Series, iv_premium: float = 0.10) -> pd.DataFrame:
+    """Premium, payoff and returns of each trade.
+
+    Args:
+        trades: ``signals.options_trades`` rows (date, expiry, structure, strike_long, strike_short, direction, size).
+        price: BTC daily price (USD) indexed by date (the decision price of day D is D's close).
+
+    Returns:
+        ``trades`` plus ``iv`` (fraction/yr), ``spot_entry``, ``spot_expiry``, ``premium`` and ``payoff`` (USD per
+        BTC of structure), ``option_ret`` (payoff / premium − 1), ``underlying_ret`` (signed by direction),
+        ``hit`` (option P&L > 0), ``direction_hit``; rows whose expiry lies beyond the data have NaN outcomes.
+    """
+    t = trades.copy()
+    d = pd.to_datetime(t["date"])
+    exp = pd.to_datetime(t["expiry"])
+    vol = realized_vol(price)
+    t["iv"] = d.map(vol).to_numpy() * (1 + iv_premium)
+    t["spot_entry"] = d.map(price).to_numpy()
+    t["spot_expiry"] = exp.map(price).to_numpy()
+    years = (exp - d).dt.days.to_numpy() / 365.0
+    call = t["structure"].isin(["LONG_CALL", "CALL_SPREAD"]).to_numpy()
+    k1, k2 = t["strike_long"].to_numpy(float), t["strike_short"].astype(float).to_numpy()
+    spread = ~np.isnan(k2)
+    long_leg = bs_price(t["spot_entry"], k1, years, t["iv"], call)
+    short_leg = np.where(spread, bs_price(t["spot_entry"], np.where(spread, k2, k1), years, t["iv"], call), 0.0)
+    t["premium"] = long_leg - short_leg
+    st = t["spot_expiry"].to_numpy(float)
+    intrinsic = lambda k: np.where(call, np.maximum(st - k, 0), np.maximum(k - st, 0))  # noqa: E731
+    t["payoff"] = intrinsic(k1) - np.where(spread, intrinsic(np.where(spread, k2, k1)), 0.0)
+    t.loc[np.isnan(st), "payoff"] = np.nan
+    t["option_ret"] = t["payoff"] / t["premium"] - 1.0
+    t["underlying_ret"] = t["direction"] * (t["spot_expiry"] / t["spot_entry"] - 1.0)
+    t["hit"] = (t["option_ret"] > 0).where(t["option_ret"].notna())
+    t["direction_hit"] = (t["underlying_ret"] > 0).where(t["underlying_ret"].notna())
+    return t
+
+
+def equity_curve(ev: pd.DataFrame, premium_budget: float = 0.02, init: float = 1.0) -> pd.DataFrame:
+    """Account equity booked at each expiry: spend ``premium_budget × size × equity(entry)`` per trade.
+
+    Returns ``ts`` (epoch ms of the expiry date, UTC) and ``equity``; trades without outcome are skipped.
+    """
+    done = ev[ev["option_ret"].notna()].sort_values("expiry")
+    if done.empty:
+        return pd.DataFrame({"ts": np.zeros(0, np.int64), "equity": np.zeros(0)})
+    growth = 1.0 + premium_budget * done["size"].to_numpy() * done["option_ret"].to_numpy()
+    eq = init * np.cumprod(np.maximum(growth, 0.0))
+    ts = pd.to_datetime(done["expiry"]).astype("datetime64[ms]").astype(np.int64).to_numpy()
+    out = pd.DataFrame({"ts": ts, "equity": eq}).groupby("ts", as_index=False).last()
+    return out
+
+
+def summary(ev: pd.DataFrame, by: str | list[str]) -> pd.DataFrame:
+    """Hit rates and average outcomes per group (e.g. ``trade_type``, ``state``, year)."""
+    done = ev[ev["option_ret"].notna()]
+    g = done.groupby(by, dropna=False)
+    return pd.DataFrame({"trades": g.size(), "option_hit_rate": g["hit"].mean(), "avg_option_ret": g["option_ret"].mean(),
+                         "median_option_ret": g["option_ret"].median(), "direction_hit_rate": g["direction_hit"].mean(),
+                         "avg_underlying_ret": g["underlying_ret"].mean()}).reset_index()
+
+
+def always_on(price: pd.Series, structure: str, every_days: int, dte: int, moneyness: float, grid: float,
+              start, end) -> pd.DataFrame:
+    """A naive benchmark: buy ``structure`` (LONG_CALL or LONG_PUT) every ``every_days`` days between start and end."""
+    dates = pd.date_range(pd.Timestamp(start), pd.Timestamp(end), freq=f"{every_days}D")
+    spot = dates.map(price)
+    keep = ~np.isnan(spot.to_numpy(float))
+    dates, spot = dates[keep], spot[keep]
+    strike = np.round(spot.to_numpy(float) * (1 + moneyness) / grid) * grid
+    return pd.DataFrame({"date": dates, "expiry": dates + pd.Timedelta(days=dte), "structure": structure,
+                         "strike_long": strike, "strike_short": np.nan, "direction": 1 if structure == "LONG_CALL" else -1,
+                         "size": 1.0, "trade_type": f"ALWAYS_{structure}"})
