@@ -222,32 +222,31 @@ def long_overlay(fear_stabilizing, mvrv_undervalued, euphoria_persisting, mvrv_o
     fs, uv, eu, ov = (np.asarray(x, bool) for x in (fear_stabilizing, mvrv_undervalued, euphoria_persisting,
                                                     mvrv_overvalued_rollover))
     strong, full, moderate, partial = eu & ov, fs & uv, eu, fs | uv
-    conds = [strong, full, moderate, partial]
-    kind = np.select(conds, ["strong_veto", "full_edge", "moderate_veto", "partial_edge"], "none")
-    return pd.DataFrame({
-        "overlay": kind, "overlay_level": np.select(conds, [-2, 2, -1, 1], 0),
-        "size_mult": np.select(conds, [0.0, o.long_full_size, o.long_moderate_veto_size, o.long_partial_size], 1.0),
-        "dte_mult": np.select(conds, [1.0, o.long_full_dte, 1.0, 1.0], 1.0),
-        "overlay_reason": np.select(conds, [
-            "LONG VETO (STRONG): euphoria persisting + MVRV overvalued rolling over",
-            "LONG EDGE (FULL): fear stabilizing + MVRV undervalued",
-            "LONG VETO (MODERATE): euphoria persisting",
-            np.where(fs, "LONG EDGE (PARTIAL): fear stabilizing", "LONG EDGE (PARTIAL): MVRV undervalued")], "none")})
+    return _overlay_frame([strong, full, moderate, partial],
+                          [0.0, o.long_full_size, o.long_moderate_veto_size, o.long_partial_size], [1.0, o.long_full_dte, 1.0, 1.0],
+                          ["LONG VETO (STRONG): euphoria persisting + MVRV overvalued rolling over",
+                           "LONG EDGE (FULL): fear stabilizing + MVRV undervalued", "LONG VETO (MODERATE): euphoria persisting",
+                           np.where(fs, "LONG EDGE (PARTIAL): fear stabilizing", "LONG EDGE (PARTIAL): MVRV undervalued")],
+                          ["strong_veto", "full_edge", "moderate_veto", "partial_edge"])
+
+
+def _overlay_frame(conds, sizes, dtes, reasons, kinds) -> pd.DataFrame:
+    """Overlay columns from rules in dominance order (first true wins): veto, full edge, soft veto, partial edge."""
+    return pd.DataFrame({"overlay": np.select(conds, kinds, "none"), "overlay_level": np.select(conds, [-2, 2, -1, 1], 0),
+                         "size_mult": np.select(conds, sizes, 1.0), "dte_mult": np.select(conds, dtes, 1.0),
+                         "overlay_reason": np.select(conds, reasons, "none")})
 
 
 def short_overlay(score, o: OverlayParams) -> pd.DataFrame:
     """Short overlay from the near-peak score (seed bands 0.85 / 0.75 / 0.35 / 0.25); NaN score → none."""
     s = np.asarray(score, float)
-    conds = [s <= o.short_hard_veto, s >= o.short_full, s <= o.short_soft_veto, s >= o.short_partial]
-    kind = np.select(conds, ["hard_veto", "full_edge", "soft_veto", "partial_edge"], "none")
-    return pd.DataFrame({
-        "overlay": kind, "overlay_level": np.select(conds, [-2, 2, -1, 1], 0),
-        "size_mult": np.select(conds, [0.0, o.short_full_size, o.short_soft_veto_size, o.short_partial_size], 1.0),
-        "dte_mult": np.select(conds, [1.0, o.short_full_dte, 1.0, 1.0], 1.0),
-        "overlay_reason": np.select(conds, [f"SHORT VETO (HARD): near-peak score <= {o.short_hard_veto}",
-                                            f"SHORT EDGE (FULL): near-peak score >= {o.short_full}",
-                                            f"SHORT VETO (SOFT): near-peak score <= {o.short_soft_veto}",
-                                            f"SHORT EDGE (PARTIAL): near-peak score >= {o.short_partial}"], "none")})
+    return _overlay_frame([s <= o.short_hard_veto, s >= o.short_full, s <= o.short_soft_veto, s >= o.short_partial],
+                          [0.0, o.short_full_size, o.short_soft_veto_size, o.short_partial_size], [1.0, o.short_full_dte, 1.0, 1.0],
+                          [f"SHORT VETO (HARD): near-peak score <= {o.short_hard_veto}",
+                           f"SHORT EDGE (FULL): near-peak score >= {o.short_full}",
+                           f"SHORT VETO (SOFT): near-peak score <= {o.short_soft_veto}",
+                           f"SHORT EDGE (PARTIAL): near-peak score >= {o.short_partial}"],
+                          ["hard_veto", "full_edge", "soft_veto", "partial_edge"])
 
 
 def cooldown(dates: pd.Series, trade_type: pd.Series, days_by_type: dict[str, int]) -> np.ndarray:
