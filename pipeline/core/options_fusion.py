@@ -302,7 +302,9 @@ def tactical_puts(state, mvrv_ls, whales, near_peak, euphoria_persisting, tp: Ta
     n = sum(v.astype(int) for v in signs.values())
     on = _isin(st, BULL_STATES) & (n >= tp.min_triggers)
     size = np.where(on, np.minimum(tp.base_size + tp.step_size * (n - 1), tp.max_size), 0.0)
-    reason = np.array(["; ".join(k for k, v in signs.items() if v[i]) if on[i] else "" for i in range(len(st))], object)
+    parts = [np.where(v, k + "; ", "") for k, v in signs.items()]
+    joined = np.char.rstrip(np.char.add(np.char.add(parts[0], parts[1]), np.char.add(parts[2], parts[3])).astype(str), "; ")
+    reason = np.where(on, joined, "").astype(object)
     return pd.DataFrame({"tactical_put": on, "tactical_size": size, "tactical_reason": reason})
 
 
@@ -354,12 +356,14 @@ class OptionsDeskParams(BaseModel):
 def overlay_inputs(f: pd.DataFrame, o: OverlayParams) -> pd.DataFrame:
     """The overlay triggers from on-chain features (NaN inputs never trigger): ``fear_stabilizing``,
     ``mvrv_undervalued``, ``euphoria_persisting``, ``mvrv_overvalued_rollover``, ``near_peak``."""
-    fng, chg = f["fng_value"], f["fng_chg_7d"]
+    fng = f["fng_value"]  # one row per calendar day (onchain_features), so shifts and windows are in days
+    chg = fng - fng.shift(o.fear_stabilizing_days)
+    euphoria_days = (fng >= o.euphoria_min).astype(float).where(fng.notna()).rolling(7, min_periods=7).sum()
     comp = f["mvrv_composite"]
     return pd.DataFrame({
         "fear_stabilizing": ((fng <= o.fear_max) & (chg >= 0)).to_numpy(),
         "mvrv_undervalued": (comp <= o.mvrv_undervalued_pct).to_numpy(),
-        "euphoria_persisting": (f["euphoria_days_7"] >= o.euphoria_persist_days).to_numpy(),
+        "euphoria_persisting": (euphoria_days >= o.euphoria_persist_days).to_numpy(),
         "mvrv_overvalued_rollover": ((comp >= o.mvrv_overvalued_pct) & (f["mvrv_chg_14d"] < 0)).to_numpy(),
         "near_peak": near_peak_score(f["mvrv_60d_pct_rank"], f["mvrv_60d_dist_from_max"], o)}, index=f.index)
 
