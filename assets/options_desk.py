@@ -8,9 +8,11 @@ inputs change (about 6,400 days: under a second), and skipped otherwise.
 """
 
 import dagster as dg
+import numpy as np
 import pandas as pd
 
 from assets.common import POOL, md_table
+from models.options_direction import option_signals
 from pipeline.config import settings
 from pipeline.core.onchain_signals import FEATURE_COLUMNS, source_agreement
 from pipeline.core.onchain_signals import onchain_features as build_onchain_features
@@ -21,7 +23,9 @@ from warehouse import io
 ONCHAIN_FEATURES = dg.AssetKey(["features", "onchain"])
 OPTIONS_DAILY = dg.AssetKey(["signals", "options_daily"])
 OPTIONS_TRADES = dg.AssetKey(["signals", "options_trades"])
-CODE_VERSION = "1"
+OPTIONS_MODELS = dg.AssetKey(["ml", "options_direction"])
+OPTIONS_CHAMPION = dg.AssetKey(["ml", "options_direction_champion"])
+CODE_VERSION = "3"
 
 
 @dg.asset(
@@ -30,7 +34,8 @@ CODE_VERSION = "1"
     check_specs=[dg.AssetCheckSpec("one_row_per_day", asset=ONCHAIN_FEATURES, blocking=True,
                                    description="A full daily calendar without duplicate dates.")],
     description=f"{len(FEATURE_COLUMNS)} daily regime features (MDIA, MVRV composite and 60d view, MVRV-LS, whales, "
-                "sentiment) and the three indicator regimes with the source used each day (primary, proxy or unavailable).",
+                "sentiment) and the three indicator regimes with the source used each day (primary, proxy or unavailable); "
+                "features.onchain_source_agreement: how often primary and proxy regimes agree where both exist.",
 )
 def features_onchain(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
     cfg = settings()
@@ -45,9 +50,10 @@ def features_onchain(context: dg.AssetExecutionContext, warehouse: WarehouseReso
         fng = io.read_df(con, "SELECT date, fng_value FROM market.sentiment_daily ORDER BY date")
         f = build_onchain_features(onchain, fng, cfg.options_desk.regimes)
         f["available_at"] = f["date"] + pd.Timedelta(days=1) + pd.Timedelta(hours=cfg.onchain.publication_lag_hours)
+        agree = source_agreement(f)
         io.replace_table(con, "features.onchain", f, date_columns=("date",))
+        io.replace_table(con, "features.onchain_source_agreement", agree)
         io.record_inputs(con, "features.onchain", fp)
-    agree = source_agreement(f)
     dup = int(f["date"].duplicated().sum())
     sources = pd.concat([f[c].value_counts().rename(c) for c in ("mdia_source", "whale_source", "mvrv_ls_source")], axis=1)
     return dg.MaterializeResult(
@@ -59,11 +65,28 @@ def features_onchain(context: dg.AssetExecutionContext, warehouse: WarehouseReso
                                            severity=dg.AssetCheckSeverity.ERROR, metadata={"duplicates": dup})])
 
 
+def champion_scores(con) -> pd.DataFrame:
+    """Per day the champion's scores: ``date``, ``p_long``, ``p_short``, ``p_long_version``, ``p_short_version``.
+
+    The champion of each model is its latest ``ml.model_runs`` row with ``promoted``; empty columns if none.
+    """
+    names = settings().options_desk.models.names
+    out = None
+    for t, name in names.items():
+        s = io.read_df(con, """SELECT date, p_cal AS p, model_version FROM ml.options_scores WHERE mlflow_run_id =
+            (SELECT mlflow_run_id FROM ml.model_runs WHERE model_name = ? AND promoted ORDER BY trained_at DESC LIMIT 1)""", [name])
+        s = s.rename(columns={"p": t, "model_version": f"{t}_version"})
+        s[f"{t}_version"] = s[f"{t}_version"].map(lambda v: f"{name} v{v}" if isinstance(v, str) else None)
+        out = s if out is None else out.merge(s, on="date", how="outer")
+    return out
+
+
 @dg.multi_asset(
-    specs=[dg.AssetSpec(OPTIONS_DAILY, group_name="options_desk", deps=[ONCHAIN_FEATURES], kinds={"duckdb"},
+    specs=[dg.AssetSpec(OPTIONS_DAILY, group_name="options_desk", deps=[ONCHAIN_FEATURES, OPTIONS_CHAMPION], kinds={"duckdb"},
                         description="One row per day: indicator regimes and sources, score, conflicts, confidence, state "
-                                    "and reason, trade type, overlay (kind, size/DTE multipliers, reason), size, tactical put."),
-           dg.AssetSpec(OPTIONS_TRADES, group_name="options_desk", deps=[ONCHAIN_FEATURES], kinds={"duckdb"},
+                                    "and reason, trade type, overlay (kind, size/DTE multipliers, reason), size, tactical put, "
+                                    "champion p_long / p_short with signal_option_call / signal_option_put and model versions."),
+           dg.AssetSpec(OPTIONS_TRADES, group_name="options_desk", deps=[ONCHAIN_FEATURES, OPTIONS_CHAMPION], kinds={"duckdb"},
                         description="The DailySignal record: one row per trade decision with structure, strikes, expiry/DTE, "
                                     "size, confidence, reason and cooldown status (taken / cooldown).")],
     check_specs=[dg.AssetCheckSpec("states_valid", asset=OPTIONS_DAILY, blocking=True,
@@ -74,20 +97,30 @@ def features_onchain(context: dg.AssetExecutionContext, warehouse: WarehouseReso
 )
 def options_signals(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
     cfg = settings()
-    p = cfg.options_desk.decisions
+    p, m = cfg.options_desk.decisions, cfg.options_desk.models
     with warehouse.connect() as con:
-        fp = io.inputs_fingerprint(con, "SELECT fingerprint FROM ops.asset_inputs WHERE asset = 'features.onchain'",
-                                   extra=p.model_dump_json() + CODE_VERSION)
+        fp = io.inputs_fingerprint(con, "SELECT fingerprint FROM ops.asset_inputs WHERE asset = 'features.onchain' UNION ALL "
+                                        "SELECT mlflow_run_id FROM ml.model_runs WHERE promoted AND model_name IN "
+                                        f"({', '.join(repr(n) for n in m.names.values())}) ORDER BY 1",
+                                   extra=p.model_dump_json() + m.model_dump_json() + CODE_VERSION)
         unchanged = io.inputs_unchanged(con, "signals.options", fp)
         if not unchanged:
             f = io.read_df(con, "SELECT * FROM features.onchain ORDER BY date")
             spot = io.read_df(con, "SELECT date, price_usd FROM market.onchain_daily")
             f["date"] = pd.to_datetime(f["date"])
             spot_s = f["date"].map(spot.assign(date=pd.to_datetime(spot["date"])).set_index("date")["price_usd"])
-            daily, trades = decide_days(f, spot_s, p)
+            sc = champion_scores(con)
+            sc = f[["date"]].merge(sc.assign(date=pd.to_datetime(sc["date"])), on="date", how="left").set_index(f.index)
+            daily, trades = decide_days(f, spot_s, p, sc[["p_long", "p_short"]])
             daily["available_at"] = f["available_at"].to_numpy()
+            daily = pd.concat([daily, sc[["p_long", "p_short"]], option_signals(sc["p_long"], sc["p_short"], m.call_threshold,
+                                                                                m.put_threshold),
+                               sc[["p_long_version", "p_short_version"]]], axis=1).assign(model_gate_mode=p.model_gate.mode)
+            vers, day = sc.set_index("date"), pd.to_datetime(trades["date"])
+            trades["model_version"] = np.where(trades["direction"].astype(int) > 0, day.map(vers["p_long_version"]),
+                                               day.map(vers["p_short_version"]))
             io.replace_table(con, "signals.options_daily", daily, date_columns=("date",))
-            io.replace_table(con, "signals.options_trades", trades.assign(model_version=None), date_columns=("date", "expiry"))
+            io.replace_table(con, "signals.options_trades", trades, date_columns=("date", "expiry"))
             io.record_inputs(con, "signals.options", fp)
         daily = io.read_df(con, "SELECT * FROM signals.options_daily ORDER BY date")
         trades = io.read_df(con, "SELECT * FROM signals.options_trades ORDER BY date")
@@ -175,7 +208,8 @@ def backtest_options_desk(context: dg.AssetExecutionContext, warehouse: Warehous
                "params": settings().options_desk.decisions.model_dump_json(), "costs": json.dumps({"fees": 0, "note": "model premium, no spread"}),
                "metrics": json.dumps(metrics), "benchmark": json.dumps(bench),
                "per_symbol": json.dumps({"by_state": by_state.round(4).to_dict(orient="records"),
-                                         "by_year": by_year.round(4).to_dict(orient="records")}, default=str),
+                                         "by_year": by_year.round(4).to_dict(orient="records"),
+                                         "by_trade_type": summary(ev, "trade_type").round(4).to_dict(orient="records")}, default=str),
                "code_version": CODE_VERSION, "dagster_run_id": context.run_id, "created_at": io.now_utc()}
         with io.transaction(con):
             for t in ("backtest.trades", "backtest.equity", "backtest.runs"):

@@ -71,13 +71,17 @@ def _fold(k, t0, t1, test_mask, cand_mask, a, b, purge, embargo, gap_before=Fals
 
 
 def walk_forward(t0, t1, *, train_ms: int, test_ms: int, purge_ms: int = 0, embargo_ms: int = 0,
-                 expanding: bool = True, start_ms: int | None = None, min_train_rows: int = 1) -> list[Fold]:
+                 expanding: bool = True, start_ms: int | None = None, min_train_rows: int = 1,
+                 until_ms: int | None = None) -> list[Fold]:
     """Purged walk-forward folds: consecutive test windows of ``test_ms``; training from the ``train_ms``
     before each (rolling) or everything before it (expanding, at least ``train_ms`` of history).
 
     Args:
         t0, t1: int64 arrays (n,), decision time and label end time per row (any order; pooled symbols allowed).
         start_ms: first test window start (default: first ``t0`` + ``train_ms``).
+        until_ms: keep scheduling windows up to this time even where no labelled row falls in them (a
+            "forecast" fold has an empty ``test_idx``; its model scores the not-yet-labelled recent rows, so the
+            refit schedule is the same whether history ends at ``until_ms`` or later).
 
     Returns:
         Folds in time order; a fold whose training set has fewer than ``min_train_rows`` rows is skipped.
@@ -86,14 +90,14 @@ def walk_forward(t0, t1, *, train_ms: int, test_ms: int, purge_ms: int = 0, emba
     if len(t0) == 0:
         return []
     a = int(start_ms if start_ms is not None else t0.min() + train_ms)
-    last = int(t0.max())
+    last = int(t0.max()) if until_ms is None else max(int(t0.max()), int(until_ms))
     folds, k = [], 0
     while a <= last:
         b = a + test_ms - 1
         test = (t0 >= a) & (t0 <= b)
         cand = (t0 < a) & ((t0 >= a - train_ms) if not expanding else True)
         f = _fold(k, t0, t1, test, cand, a, b, purge_ms, embargo_ms, gap_before=True)
-        if test.any() and len(f.train_idx) >= min_train_rows:
+        if (test.any() or until_ms is not None) and len(f.train_idx) >= min_train_rows:
             folds.append(f)
             k += 1
         a += test_ms

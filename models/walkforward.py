@@ -2,8 +2,11 @@
 
 For fold ``k`` the estimator is fit on the fold's purged training rows and predicts the test rows
 (raw out-of-fold probabilities). The fold's **calibrator is fit only on the raw out-of-fold predictions
-of earlier folds** (expanding), so every calibrated out-of-fold probability is out of sample in time as
-well; folds before ``min_calibration_rows`` earlier predictions exist have no calibrated value. The
+of earlier folds** (expanding) **whose labels were known when the fold starts** (label end time ``t1`` before
+the fold's test start, when ``t1`` is given), so every calibrated out-of-fold probability is out of sample in
+time as well; folds before ``min_calibration_rows`` such predictions exist have no calibrated value.
+Forecast folds (empty ``test_idx``, see :func:`models.splits.walk_forward` ``until_ms``) are fit and kept for
+:func:`predict_out_of_sample` but add no out-of-fold rows. The
 served model (:class:`CalibratedModel`) is the estimator refit on all labelled rows plus a calibrator
 fit on all out-of-fold predictions.
 """
@@ -65,19 +68,23 @@ class WalkForwardResult:
 
 
 def walk_forward_fit(X: pd.DataFrame, y: np.ndarray, folds: list[Fold], spec: ModelSpec, *,
-                     calibration: str = "isotonic", min_calibration_rows: int = 500, fit_final: bool = True) -> WalkForwardResult:
+                     calibration: str = "isotonic", min_calibration_rows: int = 500, fit_final: bool = True,
+                     t1: np.ndarray | None = None) -> WalkForwardResult:
     """Fit ``spec`` per fold, calibrate out of fold, and refit the served model.
 
     Args:
         X: (n, f) model inputs (float64, NaN allowed for tree models); columns are the feature list.
         y: (n,) 0/1 labels (classifier) or targets (regressor; calibration then skipped).
         folds: from :func:`models.splits.walk_forward` on the same rows.
+        t1: (n,) int64 label end times (epoch ms); when given, a fold's calibrator only uses earlier out-of-fold
+            rows with ``t1 < test_start`` (labels known at the fold's start). Without it every earlier row counts,
+            which leaks up to one label horizon of outcomes into the calibrator.
 
     Raises:
         ValueError: no folds, or ``y`` has NaN.
     """
-    if not folds:
-        raise ValueError("walk_forward_fit: no folds (history shorter than the training window?)")
+    if not folds or all(len(f.test_idx) == 0 for f in folds):
+        raise ValueError("walk_forward_fit: no folds with test rows (history shorter than the training window?)")
     y = np.asarray(y, np.float64)
     if np.isnan(y).any():
         raise ValueError("walk_forward_fit: y has NaN; drop unlabelled rows first")
@@ -85,23 +92,28 @@ def walk_forward_fit(X: pd.DataFrame, y: np.ndarray, folds: list[Fold], spec: Mo
     feats = list(X.columns)
     parts, fold_models, rows = [], [], []
     t_start = time.perf_counter()
-    prior_p, prior_y = np.zeros(0), np.zeros(0)
+    end = np.full(len(y), np.iinfo(np.int64).min) if t1 is None else np.asarray(t1, np.int64)
+    prior_p, prior_y, prior_t1 = np.zeros(0), np.zeros(0), np.zeros(0, np.int64)
     for f in folds:
         t = time.perf_counter()
         est = make_estimator(spec).fit(X.iloc[f.train_idx], y[f.train_idx])
         fit_s = time.perf_counter() - t
+        known = prior_t1 < f.test_start
+        cal = (fit_calibrator(prior_p[known], prior_y[known], calibration)
+               if classify and int(known.sum()) >= min_calibration_rows else None)
+        fold_models.append(FoldModel(f.k, f.test_start, f.test_end, est, cal))
+        r = {"fold": f.k, "fit_seconds": round(fit_s, 3)}
+        rows.append(r)
+        if len(f.test_idx) == 0:  # forecast fold: scores rows that have no label yet
+            continue
         p_raw = predict_score(est, X.iloc[f.test_idx])
-        cal = fit_calibrator(prior_p, prior_y, calibration) if classify and len(prior_p) >= min_calibration_rows else None
         p_cal = cal(p_raw) if cal is not None else np.full(len(p_raw), np.nan)
         yt = y[f.test_idx]
         parts.append(pd.DataFrame({"row": f.test_idx, "fold": f.k, "p_raw": p_raw, "p_cal": p_cal, "y": yt}))
-        fold_models.append(FoldModel(f.k, f.test_start, f.test_end, est, cal))
-        r = {"fold": f.k, "fit_seconds": round(fit_s, 3)}
         if classify:
             r.update({f"{k}_raw": v for k, v in scores(p_raw, yt).items() if k in ("auc", "brier", "ece", "log_loss")})
             r.update({f"{k}_cal": v for k, v in scores(p_cal, yt).items() if k in ("auc", "brier", "ece", "log_loss", "base_rate")})
-        rows.append(r)
-        prior_p, prior_y = np.r_[prior_p, p_raw], np.r_[prior_y, yt]
+        prior_p, prior_y, prior_t1 = np.r_[prior_p, p_raw], np.r_[prior_y, yt], np.r_[prior_t1, end[f.test_idx]]
     oof = pd.concat(parts, ignore_index=True)
     table = folds_table(folds).merge(pd.DataFrame(rows), on="fold")
     has_cal = oof["p_cal"].notna()

@@ -34,7 +34,9 @@ def _fmt(v) -> str:
         return ""
     if isinstance(v, pd.Timestamp):
         return str(v.date()) if v == v.normalize() else str(v)
-    return f"{v:,.2f}" if isinstance(v, float) else str(v)
+    if isinstance(v, float):
+        return f"{v:.4f}" if abs(v) < 1 else f"{v:,.2f}"
+    return str(v)
 
 
 def _table(df: pd.DataFrame, title: str) -> None:
@@ -79,8 +81,7 @@ def _signal_block(date: str | None) -> None:
     trades = read("SELECT * FROM signals.options_trades WHERE date = ? ORDER BY trade_type", [day])
     bar = "=" * 60
     score = "n/a" if pd.isna(r["score"]) else f"{int(r['score']):+d}"
-    lines = [bar, f"SIGNAL ANALYSIS: {day}", bar, "", "--- ML MODEL SCORES ---",
-             "p_long  = n/a (options models not trained yet)", "p_short = n/a", "",
+    lines = [bar, f"SIGNAL ANALYSIS: {day}", bar, "", "--- ML MODEL SCORES ---", *_model_lines(r, day), "",
              "--- FUSION STATE ---", f"State: {r['state']}", f"   Confidence: {r['confidence'] if pd.notna(r['confidence']) else 'n/a'}",
              f"   Score: {score}", f"   Reason: {r['state_reason']}",
              f"   Regimes: MDIA {r['mdia_regime']} ({r['mdia_source']}), whales {r['whale_regime']} ({r['whale_source']}), "
@@ -97,6 +98,32 @@ def _signal_block(date: str | None) -> None:
                   f"   Confidence: {t.confidence}", f"   Size: {t.size:.2f}", f"   Structures: {t.structure}",
                   f"   Strikes: {strikes}   Expiry: {_fmt(t.expiry)} ({t.dte} DTE)"]
     console.print("\n".join(lines), highlight=False)
+
+
+def _model_lines(r: pd.Series, day: str) -> list[str]:
+    """The seed's model block: champion scores, or the latest candidate's labelled as not promoted."""
+    m = settings().options_desk.models
+    out = []
+    for t, sig in (("p_long", "signal_option_call"), ("p_short", "signal_option_put")):
+        p = r.get(t)
+        if p is not None and pd.notna(p):
+            out.append(f"{t:<7} = {p:.3f}   ({r[f'{t}_version']} @champion)")
+            continue
+        cand = read("""SELECT s.p_cal, r.model_version, r.promotion_reasons FROM ml.options_scores s JOIN ml.model_runs r
+                       USING (mlflow_run_id) WHERE s.model_name = ? AND s.date = ? ORDER BY r.trained_at DESC LIMIT 1""",
+                    [m.names[t], day])
+        if cand.empty or pd.isna(cand["p_cal"].iloc[0]):
+            out.append(f"{t:<7} = n/a   (no champion and no candidate score for this day; trader options train-models)")
+        else:
+            import json
+            failed = [x for x in json.loads(cand["promotion_reasons"].iloc[0] or "[]") if x.startswith("FAIL")]
+            out.append(f"{t:<7} = {cand['p_cal'].iloc[0]:.3f}   (candidate {m.names[t]} v{cand['model_version'].iloc[0]}, "
+                       f"NOT promoted: {'; '.join(failed) or 'gate not run'}; not used by decisions)")
+    for t, sig, thr in (("p_long", "signal_option_call", m.call_threshold), ("p_short", "signal_option_put", m.put_threshold)):
+        v = r.get(sig)
+        out.append(f"{sig:<18} = {'n/a' if v is None or pd.isna(v) else int(v)}   (champion {t} >= {thr})")
+    out.append(f"model gate: {r.get('model_gate_mode', 'display')}")
+    return out
 
 
 @app.command("score-latest")
@@ -117,12 +144,60 @@ def generate_signal(date: str = typer.Option(None, "--date", help="YYYY-MM-DD (d
         _signal_block(date)
 
 
+@app.command("train-models")
+def train_models(force: bool = typer.Option(False, "--force", help="Retrain even if the inputs are unchanged.")) -> None:
+    """Fit p_long / p_short (walk-forward, calibrated), register them in MLflow and promote those that pass their gate;
+    then refresh the daily signal so it uses the champions."""
+    from pipeline.cli import _instance, _print_checks
+    from pipeline.definitions import defs
+    import dagster as dg
+    t0 = time.time()
+    sel = dg.AssetSelection.keys(["ml", "options_direction"], ["ml", "options_direction_champion"], ["signals", "options_daily"],
+                                 ["signals", "options_trades"])
+    job = dg.define_asset_job("options_models_job", selection=sel).resolve(asset_graph=defs.resolve_asset_graph(),
+                                                                           resource_defs=defs.resources)
+    rc = {"ops": {"ml__options_direction": {"config": {"force": force}}}}
+    r = job.execute_in_process(instance=_instance(), run_config=rc, raise_on_error=False)
+    _print_checks([r])
+    names = list(settings().options_desk.models.names.values())
+    runs = read("""SELECT model_name, model_version, trained_at, n_rows, n_folds, round((metrics->>'$.cal.auc')::DOUBLE, 4) AS auc,
+                   round((metrics->>'$.cal.brier')::DOUBLE, 4) AS brier, round((metrics->>'$.cal.brier_base')::DOUBLE, 4) AS brier_base,
+                   round((metrics->>'$.cal.ece')::DOUBLE, 4) AS ece, promotion_passed, promoted FROM ml.model_runs
+                   WHERE model_name IN (SELECT unnest(?::VARCHAR[]))
+                   QUALIFY row_number() OVER (PARTITION BY model_name ORDER BY trained_at DESC) = 1 ORDER BY model_name""", [names])
+    _table(runs, "Options models: latest versions (out-of-sample, calibrated)")
+    console.print(f"[{'green' if r.success else 'red'}]train-models {'succeeded' if r.success else 'FAILED'}[/] in "
+                  f"{time.time() - t0:.1f}s (a failed gate is a warning: that model's champion stays as it was)")
+    if not r.success:
+        raise typer.Exit(1)
+
+
+@app.command("report")
+def report() -> None:
+    """The model-based evaluation of the taken trades: per state, per year, per trade type, versus benchmarks."""
+    import json
+    run = read("SELECT * FROM backtest.runs WHERE run_id = 'options_desk-fusion_options'")
+    if run.empty:
+        console.print("[red]no evaluation yet; run `trader run` or `trader options build-features`[/]")
+        raise typer.Exit(1)
+    r = run.iloc[0]
+    per = json.loads(r["per_symbol"])
+    for k in ("by_state", "by_year", "by_trade_type"):
+        if k in per:
+            _table(pd.DataFrame(per[k]), f"Taken trades {k.replace('_', ' ')} (option P&L is MODEL-BASED)")
+    m, b = json.loads(r["metrics"]), json.loads(r["benchmark"])
+    rows = [{"": "fusion trades", **{k: m.get(k) for k in ("n_trades", "option_hit_rate", "direction_hit_rate", "total_return", "max_drawdown")}}]
+    rows += [{"": k, **{c: v.get(c) for c in ("option_hit_rate", "total_return", "max_drawdown")}} for k, v in b.items()]
+    _table(pd.DataFrame(rows), f"Versus benchmarks ({_fmt(r['period_start'])} .. {_fmt(r['period_end'])})")
+    console.print(f"[dim]{r['sample']}[/]", highlight=False)
+
+
 @app.command("list-trades")
 def list_trades(year: int = typer.Option(None, "--year"), all_: bool = typer.Option(False, "--all", help="Include cooldown-suppressed.")) -> None:
     """Trade opportunities with sizing (taken after cooldowns unless --all)."""
     where = ["1=1"] + ([f"year(date) = {int(year)}"] if year else []) + ([] if all_ else ["cooldown_status = 'taken'"])
     t = read("SELECT date, trade_type, structure, strike_long, strike_short, expiry, dte, size, confidence, cooldown_status, "
-             "reason FROM signals.options_trades WHERE " + " AND ".join(where) + " ORDER BY date, trade_type")
+             "reason, model_version FROM signals.options_trades WHERE " + " AND ".join(where) + " ORDER BY date, trade_type")
     _table(t, f"Options trades {year or ''} ({len(t)})")
 
 

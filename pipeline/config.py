@@ -165,9 +165,33 @@ class ResearchConfig(_Strict):
     backtest: BacktestConfig = Field(default_factory=BacktestConfig)
 
 
+class OptionsModelsConfig(_Strict):
+    """``p_long`` / ``p_short`` (models/options_direction.py): labels, estimator, walk-forward, promotion, signals."""
+
+    names: dict[str, str] = Field(default_factory=lambda: {"p_long": "options_p_long", "p_short": "options_p_short"},
+                                  description="Registered MLflow model name per score.")
+    horizon_days: int = Field(30, ge=1, description="Label horizon in days (the primary options' DTE scale).")
+    long_min_return: float = Field(0.05, ge=0, description="p_long's label: BTC return over the horizon >= +this (fraction).")
+    short_min_return: float = Field(0.05, ge=0, description="p_short's label: BTC return over the horizon <= -this (fraction).")
+    start_date: str = Field("2012-01-01", description="First day of the dataset (on-chain prices before are thin).")
+    kind: Literal["lightgbm", "xgboost", "logreg"] = "lightgbm"
+    params: dict = Field(default_factory=lambda: {"n_estimators": 60, "learning_rate": 0.03, "num_leaves": 3,
+                                                  "min_child_samples": 300, "colsample_bytree": 0.5},
+                         description="Heavily regularised: ~5,000 daily rows whose 30-day labels overlap.")
+    seed: int = 42
+    calibration: Literal["isotonic", "sigmoid"] = Field("sigmoid", description="Platt scaling: isotonic overfits the "
+                                                                                "few effective daily samples.")
+    walk_forward: WalkForwardConfig = Field(default_factory=lambda: WalkForwardConfig(
+        train_window="1460d", test_window="90d", purge="0", embargo="0", expanding=True, min_calibration_rows=365))
+    promotion: PromotionCriteria = Field(default_factory=lambda: PromotionCriteria(min_auc=0.52, max_ece=0.05, min_oos_rows=1000))
+    call_threshold: float = Field(0.5, ge=0, le=1, description="signal_option_call = p_long >= this.")
+    put_threshold: float = Field(0.5, ge=0, le=1, description="signal_option_put = p_short >= this.")
+
+
 class OptionsDeskConfig(_Strict):
     regimes: OnchainRegimeParams = Field(default_factory=OnchainRegimeParams)
     decisions: OptionsDeskParams = Field(default_factory=OptionsDeskParams)
+    models: OptionsModelsConfig = Field(default_factory=OptionsModelsConfig)
 
 
 class TraderConfig(_Strict):

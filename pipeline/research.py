@@ -97,7 +97,8 @@ def train_baseline(con, exchange: str, cfg: BaselineModelConfig, windows: Window
                          expanding=windows.expanding, min_train_rows=1000)
     spec = ModelSpec(kind=cfg.kind, params=cfg.params, seed=cfg.seed)
     res = walk_forward_fit(data[MODEL_FEATURES], data["win"].to_numpy(), folds, spec, calibration=cfg.calibration,
-                           min_calibration_rows=cfg.walk_forward.min_calibration_rows, fit_final=fit_final)
+                           min_calibration_rows=cfg.walk_forward.min_calibration_rows, fit_final=fit_final,
+                           t1=data["label_end_ts"].to_numpy())
     return BaselineRun(data, folds, res, windows)
 
 

@@ -74,6 +74,11 @@ research:
     params: {{n_estimators: 60}}
     walk_forward: {{train_window: 60d, test_window: 20d, purge: "24", embargo: "24", min_calibration_rows: 300}}
     promotion: {{min_auc: 0.45, max_ece: 0.2, require_brier_below_base: false, min_oos_rows: 300}}
+options_desk:
+  models:
+    params: {{n_estimators: 20, num_leaves: 3, min_child_samples: 200}}
+    walk_forward: {{train_window: 1460d, test_window: 365d, purge: "0", embargo: "0", min_calibration_rows: 365}}
+    promotion: {{min_auc: 0.3, max_ece: 0.5, require_brier_below_base: false, min_oos_rows: 300}}
 """)
 os.environ["TRADER_CONFIG"] = str(_CONFIG)
 

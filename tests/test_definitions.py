@@ -17,11 +17,14 @@ def test_asset_keys_snapshot():
                     "market/ohlcv", "market/onchain_daily", "market/sentiment_daily", "features/technical", "regimes/market",
                     "ml/baseline_direction", "ml/baseline_direction_evaluation", "ml/baseline_direction_champion",
                     "backtest/baseline", "features/onchain", "signals/options_daily", "signals/options_trades",
-                    "backtest/options_desk", "ops/serving_snapshot"}
+                    "backtest/options_desk", "ml/options_direction", "ml/options_direction_champion", "ops/serving_snapshot"}
     graph = defs.resolve_asset_graph()
     assert graph.get(dg.AssetKey(["ml", "baseline_direction"])).group_name == "ml"
     assert graph.get(dg.AssetKey(["backtest", "baseline"])).group_name == "backtest"
     assert graph.get(dg.AssetKey(["signals", "options_trades"])).group_name == "options_desk"
+    assert graph.get(dg.AssetKey(["ml", "options_direction"])).group_name == "options_desk"
+    # the daily signal waits for the champion step, so it always reads the current champions' scores
+    assert dg.AssetKey(["ml", "options_direction_champion"]) in graph.get(dg.AssetKey(["signals", "options_daily"])).parent_keys
 
 
 def test_partition_keys():

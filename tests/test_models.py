@@ -252,3 +252,41 @@ def test_promotion_rules_as_data():
     assert not ok and reasons[-1].startswith("FAIL brier")
     ok, _ = decide({**good, "n": 10}, c)
     assert not ok
+
+
+def test_fold_calibrator_only_uses_labels_known_at_the_fold_start():
+    """Fold 1's calibrator may use fold 0's out-of-fold rows only if their labels ended before fold 1 starts."""
+    rng = np.random.default_rng(3)
+    n = 900
+    t0 = np.arange(n, dtype=np.int64) * 10
+    t1 = t0 + 25  # each label needs the next 2.5 rows
+    X = pd.DataFrame({"a": rng.normal(size=n)})
+    y = (X["a"] + rng.normal(size=n) > 0).astype(float).to_numpy()
+    folds = walk_forward(t0, t1, train_ms=3000, test_ms=2000)
+    n0 = len(folds[0].test_idx)
+    spec = ModelSpec(kind="logreg")
+    leaky = walk_forward_fit(X, y, folds, spec, min_calibration_rows=n0, fit_final=False)
+    pit = walk_forward_fit(X, y, folds, spec, min_calibration_rows=n0, fit_final=False, t1=t1)
+    # without t1 all fold-0 rows count (3 of them end inside fold 1); with t1 they are too few
+    assert leaky.oof.loc[leaky.oof.fold == 1, "p_cal"].notna().all()
+    assert pit.oof.loc[pit.oof.fold == 1, "p_cal"].isna().all()
+    assert pit.fold_models[1].calibrator is None and pit.fold_models[2].calibrator is not None
+
+
+def test_forecast_folds_extend_the_refit_schedule_to_unlabelled_rows():
+    t0 = np.arange(120, dtype=np.int64) * 10
+    t1 = t0 + 250
+    lab = t1 <= 1190  # history ends at 1190: rows after 940 have no label yet
+    f_lab = walk_forward(t0[lab], t1[lab], train_ms=300, test_ms=200)
+    f_all = walk_forward(t0[lab], t1[lab], train_ms=300, test_ms=200, until_ms=1190)
+    assert [f.test_start for f in f_lab] == [300, 500, 700, 900]
+    assert f_all[-1].test_start <= 1190 <= f_all[-1].test_end and len(f_all[-1].test_idx) == 0
+    assert len(f_all) == len(f_lab) + 1
+    # the training rows of a forecast fold are still those whose labels ended before it
+    assert t1[lab][f_all[-1].train_idx].max() < f_all[-1].test_start
+    y = (np.arange(120) % 2).astype(float)
+    X = pd.DataFrame({"a": y})
+    res = walk_forward_fit(X[lab], y[lab], f_all, ModelSpec(kind="logreg"), min_calibration_rows=10, fit_final=False)
+    p = predict_out_of_sample(res.fold_models, X, t0)
+    late = t0 >= f_all[-1].test_start
+    assert p.loc[late, "fold"].eq(f_all[-1].k).all() and p.loc[late, "p_raw"].notna().all()

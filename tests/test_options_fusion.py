@@ -192,3 +192,54 @@ def test_cooldown_collapses_clusters_per_type():
     assert np.flatnonzero(taken).tolist() == [0, 7, 9]
     probes = pd.Series(["BEAR_PROBE"] * 6)
     assert np.flatnonzero(cooldown(dates[:6], probes, COOLDOWN_DAYS)).tolist() == [0, 5]
+
+
+# --- model scores beside the fusion (configuration: display / veto / scale) ---------------------------------
+
+from pipeline.core.options_fusion import ModelGateParams, model_gate  # noqa: E402
+
+_DIR = np.array([1, 1, -1, -1, -1, 1])
+_TYPE = np.array(["LONG", "BULL_PROBE", "PRIMARY_SHORT", "BEAR_PROBE", "TACTICAL_PUT", "LONG"], dtype=object)
+_PL = np.array([0.62, 0.40, 0.9, 0.9, 0.9, np.nan])
+_PS = np.array([0.1, 0.1, 0.55, 0.30, 0.10, 0.2])
+
+
+def test_model_gate_display_changes_nothing():
+    mult, why = model_gate(_DIR, _TYPE, _PL, _PS, ModelGateParams())
+    assert mult.tolist() == [1.0] * 6 and set(why) == {"display only"}
+
+
+def test_model_gate_veto_reads_the_side_of_the_trade():
+    mult, why = model_gate(_DIR, _TYPE, _PL, _PS, ModelGateParams(mode="veto", min_p_long=0.5, min_p_short=0.5))
+    # call side reads p_long, put side p_short; tactical puts exempt by default; no score -> allowed by default
+    assert mult.tolist() == [1.0, 0.0, 1.0, 0.0, 1.0, 1.0]
+    assert why[1] == "p_long 0.40 < 0.50: model veto" and why[3] == "p_short 0.30 < 0.50: model veto"
+    assert why[4] == "tactical puts not gated" and why[5] == "no champion score: allowed"
+    strict = ModelGateParams(mode="veto", gate_tactical_puts=True, when_missing="block")
+    mult, why = model_gate(_DIR, _TYPE, _PL, _PS, strict)
+    assert mult.tolist() == [1.0, 0.0, 1.0, 0.0, 0.0, 0.0] and why[5] == "no champion score: blocked"
+
+
+def test_model_gate_scale_is_clipped():
+    mult, _ = model_gate(_DIR, _TYPE, _PL, _PS, ModelGateParams(mode="scale", min_p_long=0.5, min_p_short=0.5,
+                                                                 scale_floor=0.5, scale_cap=1.5))
+    np.testing.assert_allclose(mult, [1.24, 0.8, 1.1, 0.6, 1.0, 1.0])
+    with pytest.raises(ValueError):
+        ModelGateParams(mode="sometimes")
+
+
+def test_decide_days_applies_the_gate_before_cooldowns():
+    from pipeline.core.options_fusion import OptionsDeskParams, decide_days
+    n = 10
+    f = pd.DataFrame({"date": pd.date_range("2024-01-01", periods=n, freq="D"), "mdia_regime": "strong_inflow",
+                      "whale_regime": "broad_accum", "mvrv_ls_regime": "call_confirm_recovery", "mdia_source": "x",
+                      "whale_source": "x", "mvrv_ls_source": "x", "fng_value": 50.0, "mvrv_composite": 0.5,
+                      "mvrv_chg_14d": 0.0, "mvrv_60d_pct_rank": 0.5, "mvrv_60d_dist_from_max": 0.2})
+    spot = pd.Series(60_000.0, index=f.index)
+    scores = pd.DataFrame({"p_long": [0.3, 0.3, 0.7] + [0.7] * 7, "p_short": 0.2}, index=f.index)
+    _, free = decide_days(f, spot, OptionsDeskParams(), scores)
+    assert free.loc[free.cooldown_status == "taken", "date"].dt.day.tolist() == [1, 8]
+    _, gated = decide_days(f, spot, OptionsDeskParams(model_gate=ModelGateParams(mode="veto")), scores)
+    # days 1-2 vetoed by p_long: the first trade is day 3, and its cooldown (not a vetoed day's) starts then
+    taken = gated[gated.cooldown_status == "taken"]
+    assert taken["date"].dt.day.tolist() == [3, 10] and (taken["model_gate"] == "p_long 0.70: passes").all()

@@ -17,7 +17,8 @@ from tests.conftest import real_ohlcv
 pytestmark = pytest.mark.integration
 
 
-DATA_ONLY = dg.AssetSelection.all() - dg.AssetSelection.groups("ml", "backtest")
+DATA_ONLY = (dg.AssetSelection.all() - dg.AssetSelection.groups("ml", "backtest")
+             - dg.AssetSelection.keys(["ml", "options_direction"], ["ml", "options_direction_champion"]))
 
 
 def _run(resources, instance, **kw):

@@ -42,7 +42,7 @@ def test_train_gate_promote_backtest_then_refuse_a_failing_model(resources, monk
         r1 = _run(resources, instance)
         assert r1.success
         assert _check(r1, "promotion_gate").passed and _check(r1, "accounting_reconciles").passed
-        runs = _q(resources, "SELECT * FROM ml.model_runs")
+        runs = _q(resources, "SELECT * FROM ml.model_runs WHERE model_name = 'baseline_direction'")
         assert len(runs) == 1 and bool(runs.promotion_passed[0]) and bool(runs.promoted[0])
 
         # the promoted model loads by alias and matches the registry
@@ -116,13 +116,36 @@ def test_train_gate_promote_backtest_then_refuse_a_failing_model(resources, monk
         out = CliRunner().invoke(cli.app, ["options", "diagnose-notrade", "--year", "2024"], env={"COLUMNS": "250"})
         assert out.exit_code == 0 and "NO_TRADE days by reason" in out.output
 
+        # options models: both trained, gated (lenient test criteria), promoted, and their scores beside the fusion
+        assert _check(r1, "p_long_gate").passed and _check(r1, "p_short_gate").passed
+        for name in ("options_p_long", "options_p_short"):
+            assert str(trk.champion(name).version) == "1"
+        opt = mlflow.sklearn.load_model("models:/options_p_short@champion")
+        sc = _q(resources, "SELECT * FROM ml.options_scores WHERE model_name = 'options_p_short' ORDER BY date")
+        assert len(sc) > 3000 and sc["date"].is_unique and sc["p_cal"].notna().sum() > 2000
+        with duckdb.connect(resources["warehouse"].path, read_only=True) as con:
+            from assets.options_models import load_dataset
+            data = load_dataset(con, settings())
+        assert opt.predict(data.tail(1))[0] == pytest.approx(sc["p_cal"].iloc[-1])  # the champion scored the last day
+        last = daily.iloc[-1]
+        assert last["p_short"] == pytest.approx(sc["p_cal"].iloc[-1]) and last["p_short_version"] == "options_p_short v1"
+        assert last["signal_option_put"] == float(last["p_short"] >= 0.5) and last["model_gate_mode"] == "display"
+        assert tr["model_version"].str.startswith("options_p_").all()
+        out = CliRunner().invoke(cli.app, ["options", "score-latest", "--verbose"], env={"COLUMNS": "250"})
+        assert out.exit_code == 0 and f"p_short = {last['p_short']:.3f}   (options_p_short v1 @champion)" in out.output, out.output
+        assert "signal_option_put" in out.output
+        out = CliRunner().invoke(cli.app, ["options", "report"], env={"COLUMNS": "250"})
+        assert out.exit_code == 0 and "Taken trades by state" in out.output and "Taken trades by year" in out.output
+        assert _q(resources, "SELECT count(*) n FROM features.onchain_source_agreement")["n"][0] == 2
+
         # no new data: nothing retrained, no new backtest run
         r2 = _run(resources, instance)
         assert r2.success
         assert "not retrained" in _meta(r2, ["ml", "baseline_direction"])["status"].value
         assert "unchanged" in _meta(r2, ["backtest", "baseline"])["status"].value
         assert "unchanged" in _meta(r2, ["backtest", "options_desk"])["status"].value
-        assert len(_q(resources, "SELECT * FROM ml.model_runs")) == 1
+        assert "not retrained" in _meta(r2, ["ml", "options_direction"])["status"].value
+        assert len(_q(resources, "SELECT * FROM ml.model_runs")) == 3  # baseline + p_long + p_short
 
         # a retrained model that fails the criteria is registered but never promoted; the rest still runs
         strict = settings().model_copy(deep=True)
@@ -135,6 +158,21 @@ def test_train_gate_promote_backtest_then_refuse_a_failing_model(resources, monk
         assert _meta(r3, ["ml", "baseline_direction_champion"]) is None  # skipped
         assert _meta(r3, ["ops", "serving_snapshot"]) is not None      # data publishing is not held hostage
         assert str(trk.champion("baseline_direction").version) == "1"
-        runs = _q(resources, "SELECT model_version, promotion_passed, promoted FROM ml.model_runs ORDER BY trained_at")
+        runs = _q(resources, "SELECT model_version, promotion_passed, promoted FROM ml.model_runs "
+                             "WHERE model_name = 'baseline_direction' ORDER BY trained_at")
         assert runs.model_version.tolist() == ["1", "2"] and runs.promotion_passed.tolist() == [True, False]
         assert runs.promoted.tolist() == [True, False]
+
+        # an options model that fails its (non-blocking) gate: registered as v2, champion and daily scores stay on v1
+        import assets.options_models as om
+        strict_o = settings().model_copy(deep=True)
+        strict_o.options_desk.models.promotion.min_auc = 0.99
+        monkeypatch.setattr(om, "settings", lambda: strict_o)
+        r4 = _run(resources, instance, {"ops": {"ml__options_direction": {"config": {"force": True}}}})
+        assert not _check(r4, "p_long_gate").passed and _check(r4, "p_long_gate").severity == dg.AssetCheckSeverity.WARN
+        assert "v2 failed its gate" in _meta(r4, ["ml", "options_direction_champion"])["champions"].value
+        assert str(trk.champion("options_p_long").version) == "1"
+        assert _q(resources, "SELECT p_long_version FROM signals.options_daily ORDER BY date DESC LIMIT 1")["p_long_version"][0] \
+            == "options_p_long v1"
+        kept = _q(resources, "SELECT DISTINCT model_version FROM ml.options_scores WHERE model_name = 'options_p_long' ORDER BY 1")
+        assert kept["model_version"].tolist() == ["1", "2"]  # champion's and the candidate's scores

@@ -29,6 +29,7 @@ PRIMARY_KEYS: dict[str, list[str]] = {
     "ml.predictions": ["model_name", "exchange", "symbol", "timeframe", "ts"],
     "ml.folds": ["model_name", "mlflow_run_id", "fold"],
     "ml.model_runs": ["mlflow_run_id"],
+    "ml.options_scores": ["model_name", "mlflow_run_id", "date"],
     "backtest.runs": ["run_id"],
     "backtest.trades": ["run_id", "trade_id"],
     "backtest.equity": ["run_id", "ts"],
@@ -71,6 +72,9 @@ DDL = [
     """CREATE TABLE IF NOT EXISTS ml.model_runs (mlflow_run_id VARCHAR NOT NULL, model_name VARCHAR, model_version VARCHAR,
         trained_at TIMESTAMP, data_start TIMESTAMP, data_end TIMESTAMP, n_rows BIGINT, n_folds INTEGER, metrics JSON,
         promotion_passed BOOLEAN, promotion_reasons JSON, promoted BOOLEAN, dagster_run_id VARCHAR, code_version VARCHAR)""",
+    """CREATE TABLE IF NOT EXISTS ml.options_scores (model_name VARCHAR NOT NULL, model_version VARCHAR,
+        mlflow_run_id VARCHAR NOT NULL, date DATE NOT NULL, fold INTEGER, p_raw DOUBLE, p_cal DOUBLE, y DOUBLE, fwd_ret DOUBLE,
+        label_end_date DATE)""",
     """CREATE TABLE IF NOT EXISTS backtest.runs (run_id VARCHAR NOT NULL, desk VARCHAR, strategy VARCHAR, sample VARCHAR,
         period_start TIMESTAMP, period_end TIMESTAMP, timeframe VARCHAR, universe JSON, params JSON, costs JSON, metrics JSON,
         benchmark JSON, per_symbol JSON, model_name VARCHAR, model_run_id VARCHAR, mlflow_run_id VARCHAR, code_version VARCHAR,
@@ -90,4 +94,5 @@ DDL = [
 SERVING_TABLES = ["market.ohlcv", "market.onchain_daily", "market.onchain_columns", "market.sentiment_daily",
                   "features.technical", "regimes.market", "raw.ingest_checkpoints",
                   "ml.predictions", "ml.folds", "ml.model_runs", "backtest.runs", "backtest.trades", "backtest.equity",
-                  "features.onchain", "signals.options_daily", "signals.options_trades"]
+                  "features.onchain", "features.onchain_source_agreement", "ml.options_scores", "signals.options_daily",
+                  "signals.options_trades"]

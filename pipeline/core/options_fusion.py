@@ -340,6 +340,58 @@ def option_structure(trade_type: str, spot: float, date: pd.Timestamp, dte_mult:
             "expiry": expiry.date(), "dte": int((expiry - pd.Timestamp(date).normalize()).days)}
 
 
+# --- model scores beside the fusion (seed: "ML MODEL SCORES") ---------------------------------------------
+
+class ModelGateParams(BaseModel):
+    """How ``p_long`` / ``p_short`` affect a decision (the seed shows them beside the fusion state and is silent on
+    their role, so the default only displays them).
+
+    * ``display``: no effect.
+    * ``veto``: a call-side event (LONG, BULL_PROBE) needs ``p_long >= min_p_long``, a put-side event
+      (PRIMARY_SHORT, BEAR_PROBE, and TACTICAL_PUT when ``gate_tactical_puts``) needs ``p_short >= min_p_short``.
+    * ``scale``: size × clip(p / min_p, ``scale_floor``, ``scale_cap``).
+
+    Only scores of the promoted (``@champion``) model are used; a day without one follows ``when_missing``.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    mode: str = Field("display", pattern="^(display|veto|scale)$")
+    min_p_long: float = Field(0.5, ge=0, le=1)
+    min_p_short: float = Field(0.5, ge=0, le=1)
+    gate_tactical_puts: bool = False
+    scale_floor: float = Field(0.5, ge=0)
+    scale_cap: float = Field(1.5, ge=0)
+    when_missing: str = Field("allow", pattern="^(allow|block)$", description="No champion score that day: trade "
+                                                                              "as the fusion says (allow) or not (block).")
+
+
+def model_gate(direction, trade_type, p_long, p_short, g: ModelGateParams) -> tuple[np.ndarray, np.ndarray]:
+    """Size multiplier (0 = vetoed) and reason per event; arrays of equal length (p NaN = no champion score)."""
+    direction, trade_type = np.asarray(direction), np.asarray(trade_type, dtype=object)
+    p = np.where(direction > 0, np.asarray(p_long, float), np.asarray(p_short, float))
+    floor = np.where(direction > 0, g.min_p_long, g.min_p_short)
+    side = np.where(direction > 0, "p_long", "p_short")
+    exempt = (trade_type == "TACTICAL_PUT") & (not g.gate_tactical_puts)
+    n = len(direction)
+    if g.mode == "display":
+        return np.ones(n), np.full(n, "display only", dtype=object)
+    missing = np.isnan(p)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if g.mode == "veto":
+            mult = np.where(p >= floor, 1.0, 0.0)
+        else:
+            mult = np.clip(p / floor, g.scale_floor, g.scale_cap)
+    ptxt = np.char.mod("%.2f", np.nan_to_num(p)).astype(object)
+    reason = np.where(mult == 0, side + " " + ptxt + " < " + np.char.mod("%.2f", floor).astype(object) + ": model veto",
+                      side + " " + ptxt + (": size x" + np.char.mod("%.2f", np.nan_to_num(mult)).astype(object)
+                                           if g.mode == "scale" else ": passes"))
+    mult = np.where(missing, 1.0 if g.when_missing == "allow" else 0.0, mult)
+    reason = np.where(missing, "no champion score: " + ("allowed" if g.when_missing == "allow" else "blocked"), reason)
+    mult = np.where(exempt, 1.0, mult)
+    reason = np.where(exempt, "tactical puts not gated", reason)
+    return mult, reason
+
+
 # --- one call: features -> daily signal rows and trade decisions ------------------------------------------
 
 class OptionsDeskParams(BaseModel):
@@ -351,6 +403,7 @@ class OptionsDeskParams(BaseModel):
     tactical_puts: TacticalPutParams = Field(default_factory=TacticalPutParams)
     structures: StructureParams = Field(default_factory=StructureParams)
     cooldown_days: dict[str, int] = Field(default_factory=lambda: dict(COOLDOWN_DAYS))
+    model_gate: ModelGateParams = Field(default_factory=ModelGateParams)
 
 
 def overlay_inputs(f: pd.DataFrame, o: OverlayParams) -> pd.DataFrame:
@@ -368,12 +421,15 @@ def overlay_inputs(f: pd.DataFrame, o: OverlayParams) -> pd.DataFrame:
         "near_peak": near_peak_score(f["mvrv_60d_pct_rank"], f["mvrv_60d_dist_from_max"], o)}, index=f.index)
 
 
-def decide_days(f: pd.DataFrame, spot: pd.Series, p: OptionsDeskParams | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+def decide_days(f: pd.DataFrame, spot: pd.Series, p: OptionsDeskParams | None = None,
+                scores: pd.DataFrame | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Daily signal rows and trade decisions.
 
     Args:
         f: :func:`pipeline.core.onchain_signals.onchain_features` output (``date`` + features + regimes).
         spot: BTC price (USD) known at each day's decision time, aligned with ``f``.
+        scores: champion model scores aligned with ``f`` (``p_long``, ``p_short``; NaN = none that day) for the
+            :class:`ModelGateParams` gate; ``None`` = no scores at all.
 
     Returns:
         ``(daily, trades)``. ``daily``: date, regimes and sources, score, conflicts, confidence, state, reason, trade
@@ -408,13 +464,19 @@ def decide_days(f: pd.DataFrame, spot: pd.Series, p: OptionsDeskParams | None = 
                                                                            "tactical_reason"]]
     hedges = hedges.rename(columns={"tactical_size": "size"}).assign(
         trade_type="TACTICAL_PUT", direction=-1, dte_mult=1.0, reason="Tactical put: " + hedges["tactical_reason"])
-    ev = pd.concat([events, hedges], ignore_index=True).sort_values(["date", "trade_type"], kind="stable").reset_index(drop=True)
+    ev = pd.concat([events, hedges]).sort_values(["date", "trade_type"], kind="stable")
+    sc = (scores if scores is not None else pd.DataFrame({"p_long": np.nan, "p_short": np.nan}, index=f.index))
+    mult, why = model_gate(ev["direction"].to_numpy(), ev["trade_type"].to_numpy(), sc["p_long"].reindex(ev.index).to_numpy(),
+                           sc["p_short"].reindex(ev.index).to_numpy(), p.model_gate)
+    ev = ev.assign(size=ev["size"].to_numpy() * mult, model_gate=why)[mult > 0].reset_index(drop=True)
     if ev.empty:
         return daily, pd.DataFrame(columns=["date", "trade_type", "direction", "structure", "strike_long", "strike_short",
-                                            "expiry", "dte", "size", "confidence", "reason", "cooldown_status", "spot_usd"])
+                                            "expiry", "dte", "size", "confidence", "reason", "cooldown_status", "spot_usd",
+                                            "model_gate"])
     taken = cooldown(ev["date"], ev["trade_type"], p.cooldown_days)
     legs = pd.DataFrame([option_structure(t, s, dt, m, p.structures)
                          for t, s, dt, m in zip(ev["trade_type"], ev["spot_usd"], ev["date"], ev["dte_mult"])])
-    trades = pd.concat([ev[["date", "trade_type", "direction"]], legs, ev[["size", "confidence", "reason", "spot_usd"]]], axis=1)
+    trades = pd.concat([ev[["date", "trade_type", "direction"]], legs, ev[["size", "confidence", "reason", "spot_usd",
+                                                                            "model_gate"]]], axis=1)
     trades["cooldown_status"] = np.where(taken, "taken", "cooldown")
     return daily, trades

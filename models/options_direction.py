@@ -1,0 +1,146 @@
+"""``p_long`` / ``p_short``: BTC direction over the option horizon from daily on-chain regime features (pure).
+
+The options desk's two models (seed 000, "ML MODEL SCORES"):
+
+* ``p_long`` = P(BTC return over the next ``horizon_days`` >= ``+long_min_return``) — a call's terrain;
+* ``p_short`` = P(BTC return over the next ``horizon_days`` <= ``-short_min_return``) — a put's terrain;
+* ``signal_option_call = p_long >= call_threshold``, ``signal_option_put = p_short >= put_threshold``.
+
+**Timing.** Day ``D``'s row uses on-chain features of day ``D`` (published at ``D+1 00:00 UTC`` plus the configured
+lag) and the BTC price of day ``D`` (``market.onchain_daily.price_usd``, the vendor's daily price), the same
+reference price the desk's strikes and its evaluation use. Its label uses the price of day ``D + horizon_days``;
+``label_end_ts`` is that day (epoch ms UTC), so purging drops every training row whose label ends inside or after
+a test window.
+
+**Refit schedule.** Purged walk-forward (:func:`models.splits.walk_forward`) with forecast folds up to the last
+day: the score of day ``D`` always comes from the model refit at the latest scheduled refit date ``<= D``,
+trained only on labels that had ended by then and calibrated (isotonic) on earlier out-of-fold scores whose labels
+had ended too. History truncated at any day ``D`` therefore reproduces the full run's score for ``D`` exactly
+(tests/test_options_models.py). The served model (what MLflow registers) is the latest fold's model, i.e. the one
+that scored the most recent days.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from models.labels import forward_returns
+from models.splits import Fold, walk_forward
+from models.trainers import ModelSpec
+from models.walkforward import CalibratedModel, WalkForwardResult, predict_out_of_sample, walk_forward_fit
+from models.calibration import Calibrator
+from pipeline.core.onchain_signals import FEATURE_COLUMNS
+
+DAY_MS = 86_400_000
+
+#: level columns of ``features.onchain`` that trend with time (USD, BTC, address counts); a tree model would
+#: learn the calendar from them, so the models use the scale-free rest plus BTC's own momentum and volatility.
+LEVEL_COLUMNS = ["mdia_days", "realized_price_usd", "mvrv_60d_max", "whale_addr_1k", "whale_addr_10k",
+                 "exchange_supply_btc", "exchange_netflow_7d_btc", "exchange_netflow_30d_btc"]
+PRICE_FEATURES = ["btc_ret_7d", "btc_ret_30d", "btc_ret_90d", "btc_rv_30d", "btc_dist_200d"]
+OPTIONS_MODEL_FEATURES = [c for c in FEATURE_COLUMNS if c not in LEVEL_COLUMNS] + PRICE_FEATURES
+#: model name key -> label column
+TARGETS = {"p_long": "y_long", "p_short": "y_short"}
+
+
+def direction_dataset(features: pd.DataFrame, price: pd.Series, *, horizon_days: int, long_min_return: float,
+                      short_min_return: float, start: str | pd.Timestamp | None = None) -> pd.DataFrame:
+    """Model rows, one per day.
+
+    Args:
+        features: ``features.onchain`` rows (``date`` + ``FEATURE_COLUMNS``), one per calendar day.
+        price: BTC daily price in USD indexed by date (NaN/0 = unknown).
+        horizon_days: label horizon in days (the option's DTE scale).
+        long_min_return / short_min_return: thresholds as positive fractions (0.05 = 5 %).
+        start: first day of the dataset (earlier days are warm-up only).
+
+    Returns:
+        ``date`` (datetime64), ``ts`` and ``label_end_ts`` (int64 epoch ms; -1 while unknown), ``fwd_ret`` (fraction),
+        ``y_long`` / ``y_short`` (0/1 float, NaN while unknown) and ``OPTIONS_MODEL_FEATURES`` (float64). Every
+        feature of day ``D`` uses data of days ``<= D`` only.
+
+    Raises:
+        ValueError: ``features`` has duplicate dates or no ``date`` column.
+    """
+    if "date" not in features:
+        raise ValueError("direction_dataset: features need a 'date' column")
+    f = features.assign(date=pd.to_datetime(features["date"])).sort_values("date").reset_index(drop=True)
+    if f["date"].duplicated().any():
+        raise ValueError("direction_dataset: duplicate dates in the on-chain features")
+    px = price.copy()
+    px.index = pd.to_datetime(px.index)
+    px = px[~px.index.duplicated(keep="last")].where(lambda s: s > 0)
+    close = f["date"].map(px).astype("float64")
+    out = pd.DataFrame({"date": f["date"], "ts": f["date"].astype("datetime64[ms]").astype("int64")})
+    lab = forward_returns(pd.DataFrame({"ts": out["ts"], "close": close}), horizon_days, DAY_MS)
+    fwd = lab["fwd_ret"].to_numpy()
+    out["label_end_ts"] = lab["label_end_ts"].to_numpy()
+    out["fwd_ret"] = fwd
+    out["y_long"] = np.where(np.isnan(fwd), np.nan, (fwd >= long_min_return).astype(float))
+    out["y_short"] = np.where(np.isnan(fwd), np.nan, (fwd <= -short_min_return).astype(float))
+    for c in FEATURE_COLUMNS:
+        out[c] = pd.to_numeric(f[c], errors="coerce").astype("float64") if c in f else np.nan
+    logp = np.log(close)
+    out["btc_ret_7d"] = close / close.shift(7) - 1
+    out["btc_ret_30d"] = close / close.shift(30) - 1
+    out["btc_ret_90d"] = close / close.shift(90) - 1
+    out["btc_rv_30d"] = logp.diff().rolling(30, min_periods=25).std() * np.sqrt(365)
+    out["btc_dist_200d"] = close / close.rolling(200, min_periods=150).mean() - 1
+    out = out[["date", "ts", "label_end_ts", "fwd_ret", "y_long", "y_short", *OPTIONS_MODEL_FEATURES]]
+    if start is not None:
+        out = out[out["date"] >= pd.Timestamp(start)].reset_index(drop=True)
+    return out
+
+
+@dataclass
+class DirectionFit:
+    """One target's walk-forward fit.
+
+    ``daily``: one row per dataset day from the first refit on: ``date``, ``fold`` (refit number), ``p_raw``,
+    ``p_cal`` (NaN before enough calibration history), ``y`` (NaN while unknown), ``fwd_ret``, ``label_end_ts``.
+    ``served``: the latest fold's estimator + calibrator (identity if that fold had none).
+    """
+
+    target: str
+    result: WalkForwardResult
+    folds: list[Fold]
+    daily: pd.DataFrame
+    served: CalibratedModel
+    labelled_rows: int
+
+
+def fit_direction(data: pd.DataFrame, target: str, spec: ModelSpec, *, train_ms: int, test_ms: int, purge_ms: int = 0,
+                  embargo_ms: int = 0, expanding: bool = True, calibration: str = "isotonic",
+                  min_calibration_rows: int = 365) -> DirectionFit:
+    """Walk-forward fit of ``p_long`` or ``p_short`` (``target`` in :data:`TARGETS`) on :func:`direction_dataset` rows.
+
+    Raises:
+        KeyError: unknown target.
+        ValueError: no labelled rows, or history shorter than the training window.
+    """
+    ycol = TARGETS[target]
+    lab = data[data[ycol].notna() & (data["label_end_ts"] >= 0)].reset_index(drop=True)
+    if lab.empty:
+        raise ValueError(f"fit_direction({target}): no labelled rows (price history shorter than the horizon?)")
+    last = int(data["ts"].max())
+    folds = walk_forward(lab["ts"].to_numpy(), lab["label_end_ts"].to_numpy(), train_ms=train_ms, test_ms=test_ms,
+                         purge_ms=purge_ms, embargo_ms=embargo_ms, expanding=expanding, min_train_rows=200, until_ms=last)
+    res = walk_forward_fit(lab[OPTIONS_MODEL_FEATURES], lab[ycol].to_numpy(), folds, spec, calibration=calibration,
+                           min_calibration_rows=min_calibration_rows, fit_final=False, t1=lab["label_end_ts"].to_numpy())
+    scored = predict_out_of_sample(res.fold_models, data[OPTIONS_MODEL_FEATURES], data["ts"].to_numpy())
+    daily = pd.DataFrame({"date": data["date"].to_numpy(), "fold": scored["fold"].to_numpy(), "p_raw": scored["p_raw"].to_numpy(),
+                          "p_cal": scored["p_cal"].to_numpy(), "y": data[ycol].to_numpy(), "fwd_ret": data["fwd_ret"].to_numpy(),
+                          "label_end_ts": data["label_end_ts"].to_numpy()})
+    daily = daily[daily["fold"] >= 0].reset_index(drop=True)
+    fm = res.fold_models[-1]
+    served = CalibratedModel(fm.estimator, fm.calibrator or Calibrator("identity"), OPTIONS_MODEL_FEATURES)
+    return DirectionFit(target, res, folds, daily, served, len(lab))
+
+
+def option_signals(p_long: pd.Series, p_short: pd.Series, call_threshold: float, put_threshold: float) -> pd.DataFrame:
+    """``signal_option_call`` / ``signal_option_put`` (float64 1.0 / 0.0, NaN where the score is missing)."""
+    call = (p_long >= call_threshold).astype("float64").where(p_long.notna())
+    put = (p_short >= put_threshold).astype("float64").where(p_short.notna())
+    return pd.DataFrame({"signal_option_call": call, "signal_option_put": put})
