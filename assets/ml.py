@@ -28,7 +28,7 @@ from warehouse import io
 BASELINE = dg.AssetKey(["ml", "baseline_direction"])
 EVALUATION = dg.AssetKey(["ml", "baseline_direction_evaluation"])
 CHAMPION = dg.AssetKey(["ml", "baseline_direction_champion"])
-CODE_VERSION = "1"
+CODE_VERSION = "2"
 
 
 class TrainConfig(dg.Config):
