@@ -1,0 +1,129 @@
+"""Setup scanner gating: expected value after costs, override resolution and threshold tuning (pure).
+
+Seed ``002`` ("models.meta.gating"): EV mode or p(win) threshold mode; global values, per pair/timeframe and per
+regime overrides; a tuner that finds, per pair/timeframe, the threshold reaching ``target_winrate_pct`` with maximum
+coverage over the last ``window_days`` given at least ``min_closed_samples`` closed signals.
+
+**Expected value** (percent of notional) of a plan with calibrated ``p = p(win)``:
+``EV = p · win_pct − (1 − p) · loss_pct − cost_pct`` where ``win_pct`` is the TP1-weighted gross move to the targets
+(``tp1_fraction`` at TP1, the rest at TP2), ``loss_pct`` the gross move to the stop, and ``cost_pct`` the round trip
+of the cost model: ``maker`` (limit entry, maker both sides), ``taker`` (taker both sides) or ``auto`` (maker entry,
+taker exit: the plan's limit entry and market/stop exits). Slippage is added on taker sides.
+
+**Resolution order** (most specific wins, documented in docs/decisions.md): per regime (``trend × volatility``) →
+per pair/timeframe (tuned rows, then configured) → global.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class CostModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    maker_fee_pct: float = 0.02
+    taker_fee_pct: float = 0.06
+    slippage_pct: float = 0.02
+
+
+class GatingParams(BaseModel):
+    """``setup_scanner.gating`` (seed ``models.meta.gating``)."""
+
+    model_config = ConfigDict(extra="forbid")
+    use_ev: bool = True
+    min_ev_pct: float = Field(0.0, description="Global EV minimum, percent of notional.")
+    threshold: float = Field(0.5, ge=0, le=1, description="Global p(win) minimum when use_ev is false.")
+    costs_mode: str = Field("auto", pattern="^(auto|maker|taker)$")
+    costs: CostModel = Field(default_factory=CostModel)
+    tp1_fraction: float = Field(0.5, ge=0, le=1)
+    per_pair_tf: dict[str, float] = Field(default_factory=dict, description="'BTC/USDT|1h' -> min EV (or p(win)) override.")
+    per_regime: dict[str, float] = Field(default_factory=dict, description="'range|high' / 'trend|low' ... -> override.")
+    target_winrate_pct: float = Field(55.0, ge=0, le=100)
+    window_days: int = Field(180, ge=1)
+    min_closed_samples: int = Field(50, ge=1)
+
+
+def round_trip_cost_pct(g: GatingParams) -> float:
+    """Round-trip cost in percent of notional for ``g.costs_mode``."""
+    c = g.costs
+    taker = c.taker_fee_pct + c.slippage_pct
+    return {"maker": 2 * c.maker_fee_pct, "taker": 2 * taker, "auto": c.maker_fee_pct + taker}[g.costs_mode]
+
+
+def expected_value_pct(p, side, entry, sl, tp1, tp2, g: GatingParams) -> np.ndarray:
+    """EV in percent of notional per plan (arrays broadcast); NaN where ``p`` is NaN."""
+    p, side, entry, sl, tp1, tp2 = (np.asarray(x, float) for x in (p, side, entry, sl, tp1, tp2))
+    win = 100 * side * (g.tp1_fraction * (tp1 / entry - 1) + (1 - g.tp1_fraction) * (tp2 / entry - 1))
+    loss = 100 * np.abs(sl / entry - 1)
+    return p * win - (1 - p) * loss - round_trip_cost_pct(g)
+
+
+def regime_key(trend_regime, volatility_level) -> np.ndarray:
+    """``trend|low``-style keys: trend = ``trend`` for bull/bear, ``range`` for sideways; volatility as stored."""
+    t = np.where(np.isin(np.asarray(trend_regime, dtype=object), ["bull", "bear"]), "trend", "range")
+    return np.char.add(np.char.add(t.astype(str), "|"), np.asarray(volatility_level, dtype=object).astype(str))
+
+
+def resolve_threshold(symbol, timeframe, regime, g: GatingParams, tuned: pd.DataFrame | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Threshold (min EV % or min p(win)) and its source per row: ``regime:<key>`` → ``tuned:<pair|tf>`` →
+    ``config:<pair|tf>`` → ``global``.
+
+    Args:
+        symbol, timeframe, regime: arrays of equal length (regime keys from :func:`regime_key`).
+        tuned: ``signals.setup_thresholds`` rows in force (``symbol``, ``timeframe``, ``threshold``).
+    """
+    sym, tf, reg = (np.asarray(x, dtype=object) for x in (symbol, timeframe, regime))
+    n = len(sym)
+    pair = np.array([f"{s}|{t}" for s, t in zip(sym, tf)], dtype=object) if n else np.zeros(0, dtype=object)
+    value = np.full(n, g.min_ev_pct if g.use_ev else g.threshold, float)
+    source = np.full(n, "global", dtype=object)
+    for key, v in g.per_pair_tf.items():
+        hit = pair == key
+        value[hit], source[hit] = v, f"config:{key}"
+    if tuned is not None and len(tuned):
+        t = dict(zip(tuned["symbol"] + "|" + tuned["timeframe"], tuned["threshold"]))
+        for key, v in t.items():
+            hit = pair == key
+            value[hit], source[hit] = v, f"tuned:{key}"
+    for key, v in g.per_regime.items():
+        hit = reg == key
+        value[hit], source[hit] = v, f"regime:{key}"
+    return value, source
+
+
+def gate(p, ev, threshold, g: GatingParams) -> np.ndarray:
+    """Pass mask: ``ev >= threshold`` (EV mode) or ``p >= threshold`` (p(win) mode); NaN scores never pass."""
+    x = np.asarray(ev if g.use_ev else p, float)
+    return np.nan_to_num(x, nan=-np.inf) >= np.asarray(threshold, float)
+
+
+def tune_threshold(score: np.ndarray, win: np.ndarray, target_winrate: float, min_samples: int,
+                   grid: np.ndarray | None = None) -> dict:
+    """Lowest threshold (= maximum coverage) whose passing closed signals reach ``target_winrate`` (fraction) with at
+    least ``min_samples`` of them.
+
+    Returns:
+        ``{"threshold", "coverage", "winrate", "n_pass", "n", "table"}``; ``threshold`` NaN when no grid value
+        qualifies (the gate then falls back to the next level of :func:`resolve_threshold`). ``table``: coverage and
+        win rate per grid value (the coverage-versus-win-rate table).
+    """
+    s, w = np.asarray(score, float), np.asarray(win, float)
+    ok = ~(np.isnan(s) | np.isnan(w))
+    s, w = s[ok], w[ok]
+    if grid is None:
+        grid = np.unique(np.quantile(s, np.linspace(0, 0.95, 39))) if len(s) else np.zeros(0)
+    rows = []
+    for thr in grid:
+        m = s >= thr
+        k = int(m.sum())
+        rows.append({"threshold": float(thr), "n_pass": k, "coverage": k / len(s) if len(s) else np.nan,
+                     "winrate": float(w[m].mean()) if k else np.nan})
+    table = pd.DataFrame(rows, columns=["threshold", "n_pass", "coverage", "winrate"])
+    good = table[(table["n_pass"] >= min_samples) & (table["winrate"] >= target_winrate)]
+    best = good.sort_values(["coverage", "threshold"], ascending=[False, True]).head(1)
+    if best.empty:
+        return {"threshold": np.nan, "coverage": np.nan, "winrate": np.nan, "n_pass": 0, "n": int(len(s)), "table": table}
+    b = best.iloc[0]
+    return {"threshold": float(b["threshold"]), "coverage": float(b["coverage"]), "winrate": float(b["winrate"]),
+            "n_pass": int(b["n_pass"]), "n": int(len(s)), "table": table}

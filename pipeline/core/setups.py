@@ -1,0 +1,298 @@
+"""Setup scanner: swing pivots, Fibonacci levels, anchored VWAP, ATR trade plans and their outcomes (pure).
+
+Follows ``shared/seeds/002_8095f8f2cecb8ec4.txt`` ("Signal Engine"); where the seed names a concept without a
+formula, the rule below is ours (also in ``docs/decisions.md``).
+
+* **Swing pivots** (Bill Williams fractals generalised to ``pivot_window`` = k): bar ``i`` is a pivot high when its
+  high is the strict maximum of bars ``i-k .. i+k``. It is **known only at bar ``i+k``** (its confirmation bar);
+  every function below uses a pivot from its confirmation bar on.
+* **Swing** for a long: the last confirmed pivot low ``L`` followed by a later confirmed pivot high ``H`` (an
+  up-leg); for a short, a pivot high followed by a later pivot low. Only the latest leg counts.
+* **Fibonacci**: retracement level ``r`` of an up-leg is ``H − r·(H − L)``; extension ``e`` is ``L + e·(H − L)``
+  (1.272 → TP1, 1.618 → TP2). Mirror images for a down-leg.
+* **AVWAP** anchored at the leg's start pivot: ``Σ typical·volume / Σ volume`` from the anchor bar to ``t``,
+  typical = (high + low + close) / 3 (Shannon, *Maximum Trading Gains with Anchored VWAP*, 2023).
+* **Confluence rule**: at closed bar ``t`` a long candidate exists when the regime is not bear, the bar's low
+  touched a retracement level (low ≤ level + ``touch_atr``·ATR) while it closed above it, and the level lies within
+  ``confluence_atr``·ATR of the AVWAP. The deepest touched level among ``retracements`` is used. Entry is a limit
+  order at the level (valid ``validity_candles``), SL = the next deeper level (or the leg's start) − ``atr_mult_sl``·ATR,
+  TP1/TP2 = the 1.272 / 1.618 extensions.
+* **Risk** (``RiskParams``): size from risk % of equity over the stop distance; leverage = notional / equity capped
+  at ``max_leverage`` and lowered until the isolated-margin liquidation price is ``liq_buffer`` × the stop distance
+  beyond the stop.
+* **Minimum net TP**: TP1's move net of round-trip fees and slippage must be ≥ ``min_tp_net_pct``; otherwise the
+  candidate is kept with ``reject_reason = "tp1_net_below_min"``.
+"""
+from __future__ import annotations
+
+import numba
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class SetupParams(BaseModel):
+    """``setup_scanner.signals`` (seed: lookback_candles, atr_period, atr_mult_sl, fibo.*, avwap.use, constraints)."""
+
+    model_config = ConfigDict(extra="forbid")
+    pivot_window: int = Field(5, ge=1, description="Bars each side of a pivot (confirmation delay in bars).")
+    retracements: list[float] = Field(default_factory=lambda: [0.382, 0.5, 0.618, 0.786])
+    tp1_extension: float = 1.272
+    tp2_extension: float = 1.618
+    touch_atr: float = Field(0.1, ge=0, description="Low within this many ATR above a level counts as a touch.")
+    confluence_atr: float = Field(0.5, ge=0, description="Level within this many ATR of the AVWAP (0 = AVWAP ignored).")
+    use_avwap: bool = True
+    atr_mult_sl: float = Field(0.5, ge=0, description="SL beyond the next structure level, in ATR.")
+    min_leg_atr: float = Field(3.0, ge=0, description="Legs shorter than this many ATR are noise.")
+    validity_candles: int = Field(6, ge=1, description="Bars the limit entry stays valid.")
+    max_hold_candles: int = Field(96, ge=1, description="Time stop after entry, bars.")
+    min_tp_net_pct: float = Field(0.4, description="TP1 move net of costs must be at least this (percent).")
+    fee_pct: float = Field(0.06, ge=0, description="Fee per side, percent of notional (Bitget futures taker 0.06 %).")
+    slippage_pct: float = Field(0.02, ge=0, description="Slippage per side, percent.")
+    allow_in_bear: bool = False
+
+
+class RiskParams(BaseModel):
+    """``setup_scanner.risk``: risk per trade, leverage cap and liquidation buffer (isolated margin)."""
+
+    model_config = ConfigDict(extra="forbid")
+    equity: float = Field(10_000.0, gt=0, description="Account equity, quote currency.")
+    risk_pct: float = Field(1.0, gt=0, description="Loss at the stop, percent of equity.")
+    max_leverage: float = Field(10.0, ge=1)
+    maintenance_margin_pct: float = Field(0.5, ge=0, description="Maintenance margin rate, percent.")
+    liq_buffer: float = Field(1.5, ge=1, description="Liquidation must be this many stop distances from entry.")
+
+
+def swing_pivots(high: np.ndarray, low: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Boolean (n,) arrays marking pivot highs / lows **at the pivot bar** (known at ``i + k``).
+
+    Strict: a tie with a neighbour is not a pivot. The last ``k`` bars are never pivots (not confirmed yet).
+    """
+    h, lo = pd.Series(np.asarray(high, float)), pd.Series(np.asarray(low, float))
+    w = 2 * k + 1
+    hmax = h.rolling(w, center=True, min_periods=w).max()
+    lmin = lo.rolling(w, center=True, min_periods=w).min()
+    ph = (h == hmax).to_numpy()
+    pl = (lo == lmin).to_numpy()
+    eq_h = np.zeros(len(h), bool)
+    eq_l = np.zeros(len(h), bool)
+    for j in range(1, k + 1):  # k small: a tie with any neighbour disqualifies
+        eq_h |= (h == h.shift(j)).to_numpy() | (h == h.shift(-j)).to_numpy()
+        eq_l |= (lo == lo.shift(j)).to_numpy() | (lo == lo.shift(-j)).to_numpy()
+    return ph & ~eq_h, pl & ~eq_l
+
+
+def _last_known(mask: np.ndarray, values: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """At each bar t: index and value of the latest pivot confirmed by t (pivot index ≤ t − k); -1 / NaN if none."""
+    n = len(mask)
+    idx = np.where(mask, np.arange(n), -1)
+    known = np.full(n, -1, np.int64)
+    if n > k:
+        known[k:] = idx[: n - k]
+    last = np.maximum.accumulate(known)
+    val = np.where(last >= 0, np.asarray(values, float)[np.maximum(last, 0)], np.nan)
+    return last, val
+
+
+def avwap(high, low, close, volume, anchor: np.ndarray) -> np.ndarray:
+    """Anchored VWAP at each bar from its own anchor bar index (``anchor[t] ≤ t``; -1 → NaN)."""
+    tp = (np.asarray(high, float) + np.asarray(low, float) + np.asarray(close, float)) / 3.0
+    v = np.asarray(volume, float)
+    cpv, cv = np.cumsum(tp * v), np.cumsum(v)
+    a = np.asarray(anchor, np.int64)
+    ok = a >= 0
+    prev = np.maximum(a - 1, 0)
+    base_pv = np.where(a > 0, cpv[prev], 0.0)
+    base_v = np.where(a > 0, cv[prev], 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = (cpv - base_pv) / (cv - base_v)
+    return np.where(ok & (cv - base_v > 0), out, np.nan)
+
+
+PLAN_COLUMNS = ["ts", "side", "level", "entry_type", "entry", "sl", "tp1", "tp2", "atr", "avwap", "avwap_dist_atr",
+                "avwap_slope_atr", "leg_low", "leg_high", "leg_atr", "rr_tp1", "tp1_net_pct", "sl_pct", "qty", "notional",
+                "leverage", "liq_price", "validity_candles", "reject_reason"]
+
+
+def candidates(bars: pd.DataFrame, p: SetupParams, risk: RiskParams, trend_regime: np.ndarray | None = None) -> pd.DataFrame:
+    """Long/short candidates with full trade plans for one symbol × timeframe.
+
+    Args:
+        bars: sorted candles ``ts`` (epoch ms UTC), ``open high low close volume`` (quote currency / base volume) and
+            ``atr`` (ATR(14), quote currency), e.g. ``market.ohlcv`` joined with ``features.technical.atr_14``.
+        trend_regime: (n,) ``bull`` / ``sideways`` / ``bear`` per bar (``regimes.market``); None = no filter.
+
+    Returns:
+        One row per candidate (:data:`PLAN_COLUMNS` plus ``bar`` = row position of the signal bar), ``side`` +1/-1,
+        prices in quote currency, percentages in percent, ``reject_reason`` NULL for valid plans. Each row uses bars
+        ``<= ts`` only.
+    """
+    o, h, lo, c = (bars[k].to_numpy(float) for k in ("open", "high", "low", "close"))
+    vol, atr, ts = bars["volume"].to_numpy(float), bars["atr"].to_numpy(float), bars["ts"].to_numpy(np.int64)
+    n = len(bars)
+    k = p.pivot_window
+    ph, pl = swing_pivots(h, lo, k)
+    ih, vh = _last_known(ph, h, k)
+    il, vl = _last_known(pl, lo, k)
+    regime = np.asarray(trend_regime, dtype=object) if trend_regime is not None else np.full(n, "sideways", dtype=object)
+    out = []
+    for side in (1, -1):
+        # up-leg for longs: low pivot before high pivot; down-leg for shorts: high before low
+        start_i, start_v, end_v = (il, vl, vh) if side > 0 else (ih, vh, vl)
+        leg_ok = (il >= 0) & (ih >= 0) & ((il < ih) if side > 0 else (ih < il))
+        rng = np.abs(end_v - start_v)
+        leg_ok &= rng >= p.min_leg_atr * atr
+        if not p.allow_in_bear:
+            leg_ok &= regime != ("bear" if side > 0 else "bull")
+        anchor = np.where(leg_ok, start_i, -1)
+        vw = avwap(h, lo, c, vol, anchor) if p.use_avwap else np.full(n, np.nan)
+        vw_slope = (vw - np.r_[np.nan, vw[:-1]]) / atr
+        levels = sorted(p.retracements)
+        chosen = np.full(n, np.nan)
+        chosen_r = np.full(n, np.nan)
+        deeper = np.full(n, np.nan)
+        for j, r in enumerate(levels):  # deepest touched level wins (later levels overwrite)
+            lvl = end_v - side * r * rng
+            nxt = end_v - side * levels[j + 1] * rng if j + 1 < len(levels) else start_v
+            touched = (lo <= lvl + p.touch_atr * atr) & (c > lvl) if side > 0 else (h >= lvl - p.touch_atr * atr) & (c < lvl)
+            conf = np.abs(lvl - vw) <= p.confluence_atr * atr if p.use_avwap and p.confluence_atr > 0 else np.ones(n, bool)
+            hit = leg_ok & touched & conf & np.isfinite(atr)
+            chosen = np.where(hit, lvl, chosen)
+            chosen_r = np.where(hit, r, chosen_r)
+            deeper = np.where(hit, nxt, deeper)
+        m = np.isfinite(chosen)
+        if not m.any():
+            continue
+        i = np.flatnonzero(m)
+        entry, a = chosen[i], atr[i]
+        sl = deeper[i] - side * p.atr_mult_sl * a
+        tp1 = start_v[i] + side * p.tp1_extension * rng[i]
+        tp2 = start_v[i] + side * p.tp2_extension * rng[i]
+        cost_pct = 2 * (p.fee_pct + p.slippage_pct)
+        tp1_net = side * (tp1 / entry - 1) * 100 - cost_pct
+        sl_pct = side * (entry / sl - 1) * 100
+        plan = position_size(entry, sl, side, risk)
+        out.append(pd.DataFrame({
+            "bar": i, "ts": ts[i], "side": side, "level": chosen_r[i],
+            "entry_type": "limit", "entry": entry, "sl": sl, "tp1": tp1, "tp2": tp2, "atr": a, "avwap": vw[i],
+            "avwap_dist_atr": (entry - vw[i]) / a, "avwap_slope_atr": vw_slope[i], "leg_low": np.minimum(start_v[i], end_v[i]),
+            "leg_high": np.maximum(start_v[i], end_v[i]), "leg_atr": rng[i] / a,
+            "rr_tp1": np.abs(tp1 - entry) / np.abs(entry - sl), "tp1_net_pct": tp1_net, "sl_pct": sl_pct, **plan,
+            "validity_candles": p.validity_candles,
+            "reject_reason": np.where(tp1_net < p.min_tp_net_pct, "tp1_net_below_min",
+                                      np.where(plan["leverage"] <= 0, "liquidation_before_stop", None))}))
+    if not out:
+        return pd.DataFrame(columns=["bar", *PLAN_COLUMNS])
+    return pd.concat(out, ignore_index=True).sort_values(["ts", "side"], kind="stable").reset_index(drop=True)
+
+
+def position_size(entry, sl, side, r: RiskParams) -> dict[str, np.ndarray]:
+    """Quantity, notional, leverage and isolated-margin liquidation price per plan (arrays).
+
+    ``qty = equity·risk% / |entry − sl|``; leverage = notional / equity, capped at ``max_leverage`` and lowered until
+    the liquidation distance ``entry·(1/lev − mmr)`` is at least ``liq_buffer`` × the stop distance; when even 1×
+    cannot satisfy it, leverage is 0 (rejected).
+    """
+    entry, sl = np.asarray(entry, float), np.asarray(sl, float)
+    dist = np.abs(entry - sl)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        qty = r.equity * r.risk_pct / 100 / dist
+        notional = qty * entry
+        lev = np.clip(notional / r.equity, 1.0, r.max_leverage)
+        mmr = r.maintenance_margin_pct / 100
+        # liquidation distance (fraction) = 1/lev - mmr must be >= liq_buffer * dist/entry
+        max_lev_liq = 1.0 / (r.liq_buffer * dist / entry + mmr)
+    lev = np.where(max_lev_liq >= 1.0, np.minimum(lev, np.floor(max_lev_liq * 100) / 100), 0.0)
+    liq = np.where(lev > 0, entry * (1 - side * (1 / np.where(lev > 0, lev, 1) - mmr)), np.nan)
+    return {"qty": qty, "notional": notional, "leverage": lev, "liq_price": liq}
+
+
+#: outcome codes of :func:`plan_outcomes`
+OUTCOMES = {0: "EXPIRED", 1: "TP", 2: "SL", 3: "TP1_TRAIL", 4: "TIMEOUT", 5: "OPEN"}
+
+
+@numba.njit(cache=True)
+def _outcomes_kernel(h, l, c, bar, side, entry, sl, tp1, tp2, atr, validity, max_hold, tp1_frac, be_after_tp1,
+                     trail_atr):  # pragma: no cover - compiled
+    m = bar.shape[0]
+    n = h.shape[0]
+    status = np.zeros(m, np.int8)
+    fill_bar = np.full(m, -1, np.int64)
+    exit_bar = np.full(m, -1, np.int64)
+    exit_px = np.full(m, np.nan)
+    gross = np.full(m, np.nan)
+    for j in range(m):
+        s, e = side[j], entry[j]
+        f = -1
+        for t in range(bar[j] + 1, min(bar[j] + 1 + validity[j], n)):  # limit fill after the signal bar
+            if (s > 0 and l[t] <= e) or (s < 0 and h[t] >= e):
+                f = t
+                break
+        if f < 0:
+            status[j] = 0 if bar[j] + validity[j] < n else 5
+            continue
+        fill_bar[j] = f
+        stop = sl[j]
+        took_tp1 = False
+        best = e
+        done = False
+        for t in range(f, min(f + max_hold, n)):
+            hit_sl = (s > 0 and l[t] <= stop) or (s < 0 and h[t] >= stop)
+            if hit_sl:  # stop first inside a bar (conservative)
+                px = stop
+                if took_tp1:
+                    gross[j] = tp1_frac * s * (tp1[j] / e - 1) + (1 - tp1_frac) * s * (px / e - 1)
+                    status[j] = 3
+                else:
+                    gross[j] = s * (px / e - 1)
+                    status[j] = 2
+                exit_bar[j], exit_px[j], done = t, px, True
+                break
+            if not took_tp1 and ((s > 0 and h[t] >= tp1[j]) or (s < 0 and l[t] <= tp1[j])):
+                took_tp1 = True
+                if be_after_tp1:
+                    stop = e
+            if took_tp1 and ((s > 0 and h[t] >= tp2[j]) or (s < 0 and l[t] <= tp2[j])):
+                gross[j] = tp1_frac * s * (tp1[j] / e - 1) + (1 - tp1_frac) * s * (tp2[j] / e - 1)
+                status[j], exit_bar[j], exit_px[j], done = 1, t, tp2[j], True
+                break
+            if took_tp1 and trail_atr > 0:
+                best = max(best, h[t]) if s > 0 else min(best, l[t])
+                trail = best - s * trail_atr * atr[j]
+                stop = max(stop, trail) if s > 0 else min(stop, trail)
+        if not done:
+            last = min(f + max_hold, n) - 1
+            if f + max_hold <= n:
+                px = c[last]
+                gross[j] = (tp1_frac * s * (tp1[j] / e - 1) + (1 - tp1_frac) * s * (px / e - 1)) if took_tp1 else s * (px / e - 1)
+                status[j], exit_bar[j], exit_px[j] = 4, last, px
+            else:
+                status[j] = 5
+    return status, fill_bar, exit_bar, exit_px, gross
+
+
+def plan_outcomes(bars: pd.DataFrame, plans: pd.DataFrame, p: SetupParams, *, tp1_fraction: float = 0.5,
+                  breakeven_after_tp1: bool = True, trail_atr: float = 1.0) -> pd.DataFrame:
+    """The outcome of each plan **taken on its own** (the meta-model's label; the portfolio run uses the simulator).
+
+    Limit fill within ``validity_candles`` after the signal bar; then SL / TP1 (``tp1_fraction`` closed, stop to
+    break-even, ATR trail) / TP2 / time stop. Stop first when both are inside one bar. Net return in percent after
+    ``2 × (fee + slippage)``.
+
+    Returns:
+        ``status`` (EXPIRED / TP / SL / TP1_TRAIL / TIMEOUT / OPEN = not resolved by the data's end), ``fill_ts``,
+        ``exit_ts`` (epoch ms, -1 if none), ``exit_price``, ``net_pct``, ``win`` (1.0 if net > 0, NaN if unresolved or
+        never filled), aligned with ``plans``.
+    """
+    h, l, c = (bars[k].to_numpy(float) for k in ("high", "low", "close"))
+    ts = bars["ts"].to_numpy(np.int64)
+    st, fb, eb, px, gross = _outcomes_kernel(
+        h, l, c, plans["bar"].to_numpy(np.int64), plans["side"].to_numpy(np.int64), plans["entry"].to_numpy(float),
+        plans["sl"].to_numpy(float), plans["tp1"].to_numpy(float), plans["tp2"].to_numpy(float), plans["atr"].to_numpy(float),
+        np.full(len(plans), p.validity_candles, np.int64), p.max_hold_candles, tp1_fraction, breakeven_after_tp1, trail_atr)
+    net = gross * 100 - 2 * (p.fee_pct + p.slippage_pct)
+    resolved = np.isin(st, [1, 2, 3, 4])
+    return pd.DataFrame({"status": pd.Series(st).map(OUTCOMES).to_numpy(), "fill_ts": np.where(fb >= 0, ts[np.maximum(fb, 0)], -1),
+                         "exit_ts": np.where(eb >= 0, ts[np.maximum(eb, 0)], -1), "exit_price": px,
+                         "net_pct": np.where(resolved, net, np.nan), "win": np.where(resolved, (net > 0).astype(float), np.nan)},
+                        index=plans.index)

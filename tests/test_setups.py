@@ -1,0 +1,148 @@
+"""Setup scanner core: pivots and their confirmation delay, Fibonacci/AVWAP/plan maths by hand, the minimum-net-TP
+rule, risk sizing, independent outcomes, EV, every gating override level, the tuner on a crafted case, and
+candidates on truncated real history equal to the full run's."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline.core.setup_gating import (GatingParams, expected_value_pct, gate, regime_key, resolve_threshold,
+                                        round_trip_cost_pct, tune_threshold)
+from pipeline.core.setups import RiskParams, SetupParams, avwap, candidates, plan_outcomes, position_size, swing_pivots
+
+
+def _bars(high, low, close=None, volume=None, atr=1.0):
+    n = len(high)
+    close = close if close is not None else (np.asarray(high) + np.asarray(low)) / 2
+    return pd.DataFrame({"ts": np.arange(n, dtype=np.int64) * 3_600_000, "open": close, "high": high, "low": low,
+                         "close": close, "volume": volume if volume is not None else np.ones(n), "atr": atr})
+
+
+def test_pivots_are_strict_and_need_k_bars_after():
+    h = np.array([1, 2, 5, 2, 1, 1, 3, 3, 1, 0.5], float)
+    l = h - 0.5
+    ph, pl = swing_pivots(h, l, 2)
+    assert np.flatnonzero(ph).tolist() == [2]          # bar 6/7 tie at 3 -> neither is a pivot
+    assert not ph[-2:].any()                            # the last k bars are never confirmed
+    ph_cut, _ = swing_pivots(h[:4], l[:4], 2)           # at bar 3 the pivot at bar 2 is not known yet
+    assert not ph_cut.any()
+
+
+def test_avwap_by_hand():
+    h, l, c, v = np.array([3.0, 6, 9]), np.array([1.0, 2, 3]), np.array([2.0, 4, 6]), np.array([1.0, 2, 3])
+    # typical = 2, 4, 6; anchored at bar 1: (4*2 + 6*3) / 5 = 5.2 at bar 2
+    out = avwap(h, l, c, v, np.array([-1, 1, 1]))
+    assert np.isnan(out[0]) and out[1] == pytest.approx(4.0) and out[2] == pytest.approx(5.2)
+
+
+def _leg_then_pullback():
+    """Up-leg 100 -> 120 (pivot low at bar 3, high at bar 9), then a pullback touching the 0.5 level (110)."""
+    up = [104, 103, 102, 100, 104, 108, 112, 116, 118, 120, 119, 118, 117, 116]
+    low = np.array(up, float) - 0.5
+    high = np.array(up, float) + 0.5
+    low[3], high[9] = 100.0, 120.0
+    pull = [115, 113, 111.2, 111.5, 112]
+    lows = np.r_[low, np.array(pull) - 1.2]
+    highs = np.r_[high, np.array(pull) + 0.5]
+    close = np.r_[np.array(up, float), np.array(pull, float)]
+    return _bars(highs, lows, close, atr=1.0)
+
+
+def test_plan_levels_by_hand():
+    b = _leg_then_pullback()
+    p = SetupParams(pivot_window=2, retracements=[0.5, 0.618], use_avwap=False, min_leg_atr=3, atr_mult_sl=0.5,
+                    touch_atr=0.0, min_tp_net_pct=0.0)
+    c = candidates(b, p, RiskParams(equity=10_000, risk_pct=1, max_leverage=10, maintenance_margin_pct=0.5, liq_buffer=1.5))
+    longs = c[c["side"] == 1]
+    assert len(longs) >= 1
+    r = longs.iloc[0]
+    # first bar whose low (111.2 - 1.2 = 110.0) touches 110 and closes above it: bar 16
+    assert r["bar"] == 16 and r["level"] == 0.5 and r["entry"] == pytest.approx(110.0)
+    # SL: next deeper level 120 - 0.618*20 = 107.64, minus 0.5 ATR -> 107.14; TP1 = 100 + 1.272*20; TP2 = 100 + 1.618*20
+    assert r["sl"] == pytest.approx(107.14) and r["tp1"] == pytest.approx(125.44) and r["tp2"] == pytest.approx(132.36)
+    # risk 1 % of 10k over 2.86 -> 34.965 units, 3,846 notional, leverage 0.38 -> at least 1
+    assert r["qty"] == pytest.approx(100 / 2.86) and r["leverage"] == pytest.approx(1.0)
+    assert r["tp1_net_pct"] == pytest.approx((125.44 / 110 - 1) * 100 - 2 * (0.06 + 0.02))
+    assert pd.isna(r["reject_reason"])
+
+
+def test_minimum_net_tp_rejects_with_a_reason():
+    b = _leg_then_pullback()
+    p = SetupParams(pivot_window=2, retracements=[0.5], use_avwap=False, touch_atr=0.0, min_tp_net_pct=20.0)
+    c = candidates(b, p, RiskParams())
+    assert len(c) and (c.loc[c.side == 1, "reject_reason"] == "tp1_net_below_min").all()
+
+
+def test_position_size_lowers_leverage_until_liquidation_is_beyond_the_stop():
+    r = RiskParams(equity=1000, risk_pct=10, max_leverage=20, maintenance_margin_pct=0.5, liq_buffer=2.0)
+    s = position_size(np.array([100.0, 100.0]), np.array([99.0, 80.0]), 1, r)
+    # 1 % stop: qty 100, notional 10,000 -> wants 10x; liquidation distance 1/10 - 0.005 = 9.5 % >= 2 %: keeps 10x
+    assert s["leverage"][0] == pytest.approx(10.0) and s["liq_price"][0] == pytest.approx(100 * (1 - 0.1 + 0.005))
+    # 20 % stop with a 2x buffer needs a 40 % liquidation distance -> at most 1/(0.4 + 0.005) = 2.46x; wants 0.5x -> 1x
+    assert s["leverage"][1] == pytest.approx(1.0)
+    deep = position_size(np.array([100.0]), np.array([40.0]), 1, r)  # 60 % stop: even 1x liquidates first
+    assert deep["leverage"][0] == 0
+
+
+def test_outcomes_fill_tp1_then_breakeven_and_expiry():
+    p = SetupParams(validity_candles=2, max_hold_candles=10, fee_pct=0.0, slippage_pct=0.0)
+    bars = _bars(high=[10, 10, 10.5, 12, 10.2, 10], low=[9.8, 9.9, 9.5, 10.0, 9.9, 9.9], close=[10, 10, 10, 11.5, 10, 10])
+    plans = pd.DataFrame({"bar": [0, 0, 4], "side": [1, 1, 1], "entry": [9.6, 9.0, 5.0], "sl": [9.0, 8.0, 4.0],
+                          "tp1": [11.0, 11.0, 6.0], "tp2": [13.0, 13.0, 7.0], "atr": [0.5, 0.5, 0.5]})
+    o = plan_outcomes(bars, plans, p, tp1_fraction=0.5, breakeven_after_tp1=True, trail_atr=0.0)
+    # plan 0: filled at bar 2 (low 9.5), TP1 at bar 3 (stop to 9.6), lows stay 9.9 and the data ends before the
+    # 10-bar time stop: unresolved (OPEN), never guessed
+    assert o.loc[0, "status"] == "OPEN" and o.loc[0, "fill_ts"] == bars.ts[2]
+    # plan 1: entry 9.0 never reached within 2 bars -> EXPIRED; plan 2: validity runs past the data -> OPEN
+    assert o.loc[1, "status"] == "EXPIRED" and np.isnan(o.loc[1, "win"]) and o.loc[2, "status"] == "OPEN"
+    short = plan_outcomes(bars, pd.DataFrame({"bar": [0], "side": [-1], "entry": [10.0], "sl": [10.4], "tp1": [9.0],
+                                              "tp2": [8.0], "atr": [0.5]}), p)
+    assert short.loc[0, "status"] == "SL" and short.loc[0, "net_pct"] == pytest.approx(-4.0)
+
+
+def test_expected_value_and_cost_modes():
+    g = GatingParams(tp1_fraction=0.5, costs_mode="auto")
+    assert round_trip_cost_pct(g) == pytest.approx(0.02 + 0.06 + 0.02)
+    ev = expected_value_pct(0.4, 1, 100.0, 98.0, 103.0, 105.0, g)
+    # win = 0.5*3 + 0.5*5 = 4 %, loss 2 %: 0.4*4 - 0.6*2 - 0.10 = 0.30
+    assert ev == pytest.approx(0.30)
+    assert expected_value_pct(0.4, -1, 100.0, 102.0, 97.0, 95.0, g) == pytest.approx(0.30)
+    assert round_trip_cost_pct(GatingParams(costs_mode="taker")) == pytest.approx(0.16)
+
+
+def test_every_override_level_in_order():
+    g = GatingParams(use_ev=True, min_ev_pct=0.1, per_pair_tf={"ETH/USDT|1h": 0.2, "BTC/USDT|1h": 0.3},
+                     per_regime={"range|high": 0.9})
+    tuned = pd.DataFrame({"symbol": ["BTC/USDT"], "timeframe": ["1h"], "threshold": [0.25]})
+    reg = regime_key(["bull", "sideways", "bull", "sideways"], ["low", "normal", "normal", "high"])
+    v, src = resolve_threshold(["SOL/USDT", "ETH/USDT", "BTC/USDT", "BTC/USDT"], ["1h"] * 4, reg, g, tuned)
+    assert src.tolist() == ["global", "config:ETH/USDT|1h", "tuned:BTC/USDT|1h", "regime:range|high"]
+    assert v.tolist() == [0.1, 0.2, 0.25, 0.9]
+    assert gate([0.9, 0.9], [0.05, np.nan], [0.0, 0.0], g).tolist() == [True, False]
+    assert gate([0.55, 0.45], [9, 9], [0.5, 0.5], GatingParams(use_ev=False)).tolist() == [True, False]
+
+
+def test_tuner_finds_max_coverage_at_target_winrate():
+    score = np.arange(100, dtype=float)          # 0..99
+    win = (score >= 60).astype(float)            # only the top 40 win
+    win[[10, 20, 30]] = 1                        # a few low-score wins
+    r = tune_threshold(score, win, target_winrate=0.8, min_samples=20, grid=np.array([0, 40, 50, 55, 60, 90]))
+    # >= 50: 50 pass, 40 win -> 0.80 (meets, more coverage than >= 55 / 60); >= 40: 60 pass, 40 win -> 0.667
+    assert r["threshold"] == 50 and r["n_pass"] == 50 and r["winrate"] == pytest.approx(0.8) and r["coverage"] == 0.5
+    none = tune_threshold(score, win, target_winrate=0.99, min_samples=45, grid=np.array([0, 60, 90]))
+    assert np.isnan(none["threshold"]) and len(none["table"]) == 3
+    # min_samples wins over coverage: with 50 required, >= 60 (40 rows) cannot be chosen
+    assert tune_threshold(score, win, target_winrate=1.0, min_samples=50, grid=np.array([60, 90]))["n_pass"] == 0
+
+
+def test_candidates_on_truncated_real_history_equal_the_full_run(shared_data):
+    import talib
+    raw = pd.read_csv(shared_data / "ohlcv" / "binance" / "BTC_USDT-1h.csv.gz").tail(6000)
+    b = raw.rename(columns={"timestamp": "ts"})[["ts", "open", "high", "low", "close", "volume"]].reset_index(drop=True)
+    b["atr"] = talib.ATR(b.high.to_numpy(), b.low.to_numpy(), b.close.to_numpy(), 14)
+    p, r = SetupParams(), RiskParams()
+    full = candidates(b, p, r)
+    assert len(full) > 50 and full["reject_reason"].isna().mean() > 0.5
+    for cut in (3000, 4500, 5999):
+        part = candidates(b.iloc[: cut + 1], p, r)
+        exp = full[full["bar"] <= cut].reset_index(drop=True)
+        pd.testing.assert_frame_equal(part.reset_index(drop=True), exp, check_dtype=False)
