@@ -17,7 +17,8 @@ SNAPSHOT = dg.AssetKey(["ops", "serving_snapshot"])
     deps=[dg.AssetKey(["market", "ohlcv"]), dg.AssetKey(["market", "onchain_daily"]), dg.AssetKey(["market", "sentiment_daily"]),
           dg.AssetKey(["features", "technical"]), dg.AssetKey(["regimes", "market"]), dg.AssetKey(["ml", "baseline_direction"]),
           dg.AssetKey(["backtest", "baseline"]), dg.AssetKey(["features", "onchain"]), dg.AssetKey(["signals", "options_daily"]),
-          dg.AssetKey(["signals", "options_trades"]), dg.AssetKey(["backtest", "options_desk"])],
+          dg.AssetKey(["signals", "options_trades"]), dg.AssetKey(["backtest", "options_desk"]),
+          dg.AssetKey(["ml", "options_direction"]), dg.AssetKey(["signals", "setup_candidates"])],
     description="Copies the curated tables into serving.duckdb (atomic rename) and exports/<table>.parquet. "
                 "Skipped when no table changed since the last publish.",
 )

@@ -22,6 +22,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from models.evaluation import PromotionCriteria
 from pipeline.core.onchain_signals import OnchainRegimeParams
 from pipeline.core.options_fusion import OptionsDeskParams
+from pipeline.core.setup_gating import GatingParams
+from pipeline.core.setups import RiskParams, SetupParams
 from pipeline.core.timeframes import TIMEFRAME_MS
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -194,6 +196,23 @@ class OptionsDeskConfig(_Strict):
     models: OptionsModelsConfig = Field(default_factory=OptionsModelsConfig)
 
 
+class SetupExecutionConfig(_Strict):
+    tp1_fraction: float = Field(0.5, ge=0, le=1, description="Share closed at TP1.")
+    breakeven_after_tp1: bool = Field(True, description="Move the stop to entry after TP1.")
+    trail_atr: float = Field(1.0, ge=0, description="ATR trail after TP1 (0 = off).")
+
+
+class SetupScannerConfig(_Strict):
+    """``setup_scanner`` (seed 002): scanned timeframes, setup rules, risk, gating and execution."""
+
+    timeframes: list[str] = Field(default_factory=lambda: ["15m", "1h"])
+    symbols: list[str] | None = Field(None, description="null = universe.symbols")
+    signals: SetupParams = Field(default_factory=SetupParams)
+    risk: RiskParams = Field(default_factory=RiskParams)
+    gating: GatingParams = Field(default_factory=GatingParams)
+    execution: SetupExecutionConfig = Field(default_factory=SetupExecutionConfig)
+
+
 class TraderConfig(_Strict):
     """The whole configuration (``trader.yaml``)."""
 
@@ -210,6 +229,7 @@ class TraderConfig(_Strict):
     checks: ChecksConfig = Field(default_factory=ChecksConfig)
     research: ResearchConfig = Field(default_factory=ResearchConfig)
     options_desk: OptionsDeskConfig = Field(default_factory=OptionsDeskConfig)
+    setup_scanner: SetupScannerConfig = Field(default_factory=SetupScannerConfig)
 
     # resolved absolute paths -------------------------------------------------
     def resolve(self, base: Path) -> "TraderConfig":

@@ -11,6 +11,7 @@ from assets.ml import ml_baseline_direction, ml_baseline_direction_champion, ml_
 from assets.ops import serving_snapshot
 from assets.options_desk import backtest_options_desk, features_onchain, options_signals
 from assets.options_models import ml_options_direction, ml_options_direction_champion
+from assets.setup_scanner import signals_setup_candidates
 from pipeline.config import TraderConfig, settings
 from resources.exchange import ExchangeSource
 from resources.files import FilesSource
@@ -21,7 +22,7 @@ from resources.warehouse import WarehouseResource
 ALL_ASSETS = [EXTERNAL_FILES, EXTERNAL_EXCHANGE, EXTERNAL_SHEET, raw_ohlcv, raw_onchain_metrics, market_ohlcv,
               market_onchain_daily, market_sentiment_daily, features_technical, regimes_market, ml_baseline_direction,
               ml_baseline_direction_evaluation, ml_baseline_direction_champion, backtest_baseline, features_onchain, ml_options_direction,
-              ml_options_direction_champion, options_signals, backtest_options_desk,
+              ml_options_direction_champion, options_signals, backtest_options_desk, signals_setup_candidates,
               serving_snapshot]
 
 main_job = dg.define_asset_job("main_job", selection=dg.AssetSelection.all(),

@@ -17,7 +17,8 @@ def test_asset_keys_snapshot():
                     "market/ohlcv", "market/onchain_daily", "market/sentiment_daily", "features/technical", "regimes/market",
                     "ml/baseline_direction", "ml/baseline_direction_evaluation", "ml/baseline_direction_champion",
                     "backtest/baseline", "features/onchain", "signals/options_daily", "signals/options_trades",
-                    "backtest/options_desk", "ml/options_direction", "ml/options_direction_champion", "ops/serving_snapshot"}
+                    "backtest/options_desk", "ml/options_direction", "ml/options_direction_champion", "signals/setup_candidates",
+                    "ops/serving_snapshot"}
     graph = defs.resolve_asset_graph()
     assert graph.get(dg.AssetKey(["ml", "baseline_direction"])).group_name == "ml"
     assert graph.get(dg.AssetKey(["backtest", "baseline"])).group_name == "backtest"

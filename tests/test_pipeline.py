@@ -54,6 +54,12 @@ def test_full_chain_then_noop_then_append(resources, instance, data_dir):
     assert gap_check.severity == dg.AssetCheckSeverity.WARN  # reported, never blocking
     assert "2019-05-15 02:00:00" in gap_check.metadata["largest_gaps"].value  # the +10 h Binance outage is listed
 
+    # setup scanner: candidates for both scanned timeframes, plans checked, outcomes resolved where the data allows
+    assert evals[(("signals", "setup_candidates"), "plans_consistent")].passed
+    cand = _q(resources, "SELECT timeframe, count(*) n, count(win) closed, count(*) FILTER (WHERE reject_reason IS NULL) valid "
+                         "FROM signals.setup_candidates GROUP BY ALL").set_index("timeframe")
+    assert set(cand.index) == {"15m", "1h"} and (cand["n"] > 100).all() and (cand["closed"] > 0.5 * cand["valid"]).all()
+
     counts = _q(resources, "SELECT symbol, timeframe, count(*) n, sum((bar_count < expected_bars)::INT) flagged, any_value(origin) origin "
                            "FROM market.ohlcv GROUP BY ALL").set_index(["symbol", "timeframe"])
     raw_btc_1h = pd.read_csv(data_dir / "ohlcv/binance/BTC_USDT-1h.csv.gz")

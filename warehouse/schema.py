@@ -95,4 +95,4 @@ SERVING_TABLES = ["market.ohlcv", "market.onchain_daily", "market.onchain_column
                   "features.technical", "regimes.market", "raw.ingest_checkpoints",
                   "ml.predictions", "ml.folds", "ml.model_runs", "backtest.runs", "backtest.trades", "backtest.equity",
                   "features.onchain", "features.onchain_source_agreement", "ml.options_scores", "signals.options_daily",
-                  "signals.options_trades"]
+                  "signals.options_trades", "signals.setup_candidates"]

@@ -1,0 +1,101 @@
+"""Group ``setup_scanner``: Fibonacci / AVWAP / ATR candidates with trade plans and their simulated outcomes.
+
+Pure code: :mod:`pipeline.core.setups` (pivots, levels, AVWAP, plans, risk, outcomes) and
+:mod:`pipeline.core.setup_gating` (EV, overrides, tuner). This asset reads candles, ATR and regimes for every
+scanned symbol × timeframe, calls them and writes ``signals.setup_candidates``: every candidate with its plan, its
+rejection reason (NULL = valid) and the outcome it would have had if taken on its own (the meta-model's label).
+The whole table is recomputed when its inputs or the configuration change (about 20 series, seconds), else skipped.
+"""
+import dagster as dg
+import pandas as pd
+
+from assets.common import POOL, md_table
+from assets.features import FEATURES, REGIMES
+from pipeline.config import settings
+from pipeline.core.setups import candidates, plan_outcomes
+from resources.warehouse import WarehouseResource
+from warehouse import io
+
+SETUP_CANDIDATES = dg.AssetKey(["signals", "setup_candidates"])
+CODE_VERSION = "1"
+
+
+def load_bars(con, exchange: str, symbol: str, timeframe: str) -> pd.DataFrame:
+    """Candles with ATR(14) and the trend/volatility regime of one series, sorted by ``ts``."""
+    return io.read_df(con, """SELECT o.ts, o.open, o.high, o.low, o.close, o.volume, f.atr_14 AS atr, r.trend_regime,
+               r.volatility_level FROM market.ohlcv o JOIN features.technical f USING (exchange, symbol, timeframe, ts)
+               LEFT JOIN regimes.market r USING (exchange, symbol, timeframe, ts)
+               WHERE o.exchange = ? AND o.symbol = ? AND o.timeframe = ? ORDER BY o.ts""", [exchange, symbol, timeframe])
+
+
+def scan_series(bars: pd.DataFrame, cfg) -> pd.DataFrame:
+    """Candidates + independent outcomes of one series (pure wiring of the core functions)."""
+    sc = cfg.setup_scanner
+    c = candidates(bars, sc.signals, sc.risk, bars["trend_regime"].to_numpy())
+    if c.empty:
+        return c
+    o = plan_outcomes(bars, c, sc.signals, tp1_fraction=sc.execution.tp1_fraction,
+                      breakeven_after_tp1=sc.execution.breakeven_after_tp1, trail_atr=sc.execution.trail_atr)
+    reg = bars.iloc[c["bar"].to_numpy()]
+    return pd.concat([c, o], axis=1).assign(trend_regime=reg["trend_regime"].to_numpy(),
+                                            volatility_level=reg["volatility_level"].to_numpy())
+
+
+@dg.asset(
+    key=SETUP_CANDIDATES, group_name="setup_scanner", pool=POOL, deps=[FEATURES, REGIMES], kinds={"duckdb", "numba"},
+    code_version=CODE_VERSION,
+    check_specs=[dg.AssetCheckSpec("plans_consistent", asset=SETUP_CANDIDATES, blocking=True,
+                                   description="Valid plans: SL on the losing side, TP1 beyond entry, TP2 beyond TP1, "
+                                               "0 < leverage <= max_leverage, positive size.")],
+    description="Every Fibonacci retracement + AVWAP confluence candidate per symbol x timeframe x closed candle with "
+                "its full trade plan (entry, SL, TP1/TP2, size, leverage, liquidation, net TP1), the rejection reason, "
+                "and the outcome if taken alone (TP / SL / TP1_TRAIL / TIMEOUT / EXPIRED / OPEN, net %).",
+)
+def signals_setup_candidates(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+    cfg = settings()
+    sc, ex = cfg.setup_scanner, cfg.exchange.id
+    symbols = sc.symbols or cfg.universe.symbols
+    tfs = [t for t in sc.timeframes if t in cfg.universe.timeframes]
+    tf_list = ", ".join(repr(t) for t in tfs)
+    with warehouse.connect() as con:
+        fp = io.inputs_fingerprint(
+            con, f"""SELECT symbol, timeframe, max(ts)::VARCHAR, count(*) FROM features.technical
+                     WHERE timeframe IN ({tf_list}) GROUP BY ALL UNION ALL SELECT asset, fingerprint, epoch_ms(updated_at)::VARCHAR, 0
+                     FROM ops.asset_inputs WHERE asset LIKE 'code:%' ORDER BY ALL""",
+            extra=sc.model_dump_json() + ",".join(symbols) + CODE_VERSION)
+        if io.inputs_unchanged(con, "signals.setup_candidates", fp):
+            return dg.MaterializeResult(metadata={"status": "inputs unchanged; not rescanned"},
+                                        check_results=[dg.AssetCheckResult(check_name="plans_consistent", passed=True)])
+        parts = []
+        for sym in symbols:
+            for tf in tfs:
+                b = load_bars(con, ex, sym, tf)
+                if len(b) < 100:
+                    continue
+                s = scan_series(b, cfg)
+                if len(s):
+                    parts.append(s.drop(columns=["bar"]).assign(exchange=ex, symbol=sym, timeframe=tf))
+        out = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+        if out.empty:
+            raise dg.Failure("no setup candidates in any series; check setup_scanner.timeframes and the features")
+        out["candidate_id"] = (out["symbol"] + "|" + out["timeframe"] + "|" + out["ts"].astype(str) + "|"
+                               + out["side"].astype(str))
+        io.replace_table(con, "signals.setup_candidates", out)
+        io.record_inputs(con, "signals.setup_candidates", fp)
+    valid = out[out["reject_reason"].isna()]
+    s = valid["side"]
+    bad = int((((valid["sl"] - valid["entry"]) * s >= 0) | ((valid["tp1"] - valid["entry"]) * s <= 0)
+               | ((valid["tp2"] - valid["tp1"]) * s <= 0) | (valid["leverage"] <= 0)
+               | (valid["leverage"] > sc.risk.max_leverage) | ~(valid["qty"] > 0)).sum())
+    closed = valid[valid["win"].notna()]
+    summary = (closed.groupby(["symbol", "timeframe"]).agg(candidates=("win", "size"), win_rate=("win", "mean"),
+                                                           avg_net_pct=("net_pct", "mean")).round(4).reset_index())
+    return dg.MaterializeResult(
+        metadata={"dagster/row_count": len(out), "valid": len(valid),
+                  "rejected": md_table(out["reject_reason"].value_counts().rename_axis("reason").reset_index()),
+                  "outcomes": md_table(valid["status"].value_counts().rename_axis("status").reset_index()),
+                  "ungated_by_series": md_table(summary, 40),
+                  "ungated_win_rate": float(closed["win"].mean()) if len(closed) else None,
+                  "ungated_avg_net_pct": float(closed["net_pct"].mean()) if len(closed) else None},
+        check_results=[dg.AssetCheckResult(check_name="plans_consistent", passed=bad == 0, severity=dg.AssetCheckSeverity.ERROR,
+                                           metadata={"inconsistent_plans": bad})])
