@@ -88,6 +88,18 @@ def shared_data() -> Path:
     return SHARED
 
 
+@pytest.fixture(scope="session")
+def onchain_inputs(shared_data):
+    """The real on-chain daily table (all vendors, normalised) and Fear & Greed, read in place."""
+    import pandas as pd
+
+    from pipeline.core.onchain import ONCHAIN_SOURCES, normalise_fear_greed, normalise_onchain, wide_to_long
+    longs = [wide_to_long(pd.read_csv(shared_data / "onchain" / sf.filename), sf.source, sf.date_column) for sf in ONCHAIN_SOURCES]
+    daily, _ = normalise_onchain(pd.concat(longs, ignore_index=True))
+    fng = normalise_fear_greed(pd.read_csv(shared_data / "sentiment" / "fear_greed_daily.csv.gz"), "fng")
+    return daily, fng
+
+
 @pytest.fixture
 def data_dir(tmp_path: Path) -> Path:
     """A private, writable copy of the sliced data folder (for tests that append or corrupt files)."""

@@ -4,7 +4,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.core.onchain import ONCHAIN_SOURCES, normalise_fear_greed, normalise_onchain, wide_to_long
 from pipeline.core.onchain_signals import FEATURE_COLUMNS, UNAVAILABLE, mdia_proxy, onchain_features, source_agreement
 from pipeline.core.options_fusion import fuse
 
@@ -12,11 +11,8 @@ REGIMES = ["mdia_regime", "whale_regime", "mvrv_ls_regime"]
 
 
 @pytest.fixture(scope="module")
-def real(shared_data):
-    longs = [wide_to_long(pd.read_csv(shared_data / "onchain" / sf.filename), sf.source, sf.date_column) for sf in ONCHAIN_SOURCES]
-    daily, _ = normalise_onchain(pd.concat(longs, ignore_index=True))
-    fng = normalise_fear_greed(pd.read_csv(shared_data / "sentiment" / "fear_greed_daily.csv.gz"), "fng")
-    return daily, fng
+def real(onchain_inputs):
+    return onchain_inputs
 
 
 def test_mdia_proxy_hand_computed():

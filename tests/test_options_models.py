@@ -7,7 +7,6 @@ import pytest
 from models.options_direction import (OPTIONS_MODEL_FEATURES, DAY_MS, LEVEL_COLUMNS, direction_dataset, fit_direction,
                                       option_signals)
 from models.trainers import ModelSpec
-from pipeline.core.onchain import ONCHAIN_SOURCES, normalise_fear_greed, normalise_onchain, wide_to_long
 from pipeline.core.onchain_signals import onchain_features
 
 SPEC = ModelSpec(params={"n_estimators": 30, "num_leaves": 3, "min_child_samples": 200})
@@ -15,11 +14,8 @@ WIN = dict(train_ms=1460 * DAY_MS, test_ms=180 * DAY_MS, calibration="sigmoid", 
 
 
 @pytest.fixture(scope="module")
-def daily_inputs(shared_data):
-    longs = [wide_to_long(pd.read_csv(shared_data / "onchain" / sf.filename), sf.source, sf.date_column) for sf in ONCHAIN_SOURCES]
-    daily, _ = normalise_onchain(pd.concat(longs, ignore_index=True))
-    fng = normalise_fear_greed(pd.read_csv(shared_data / "sentiment" / "fear_greed_daily.csv.gz"), "fng")
-    return daily, fng
+def daily_inputs(onchain_inputs):
+    return onchain_inputs
 
 
 def _dataset(daily, fng, until=None):
