@@ -75,7 +75,7 @@ def resolve_threshold(symbol, timeframe, regime, g: GatingParams, tuned: pd.Data
     """
     sym, tf, reg = (np.asarray(x, dtype=object) for x in (symbol, timeframe, regime))
     n = len(sym)
-    pair = np.array([f"{s}|{t}" for s, t in zip(sym, tf)], dtype=object) if n else np.zeros(0, dtype=object)
+    pair = (pd.Series(sym, dtype=object).astype(str) + "|" + pd.Series(tf, dtype=object).astype(str)).to_numpy(dtype=object)
     value = np.full(n, g.min_ev_pct if g.use_ev else g.threshold, float)
     source = np.full(n, "global", dtype=object)
     for key, v in g.per_pair_tf.items():
