@@ -160,10 +160,7 @@ def ml_baseline_direction_evaluation(context: dg.AssetExecutionContext, warehous
         r = _latest_run(con, b.name)
         scores = json.loads(r.metrics)["cal"]
         champ = mlflow.champion(b.name)
-        champ_metrics = None
-        if champ is not None and str(champ.version) != str(r.model_version):
-            m = mlflow.client().get_run(champ.run_id).data.metrics
-            champ_metrics = {"brier": m.get("oos_brier_cal", float("nan"))}
+        champ_metrics = mlflow.champion_scores(b.name, unless_version=r.model_version)
         passed, reasons = decide({k: (float("nan") if v is None else v) for k, v in scores.items()},
                                  b.promotion, champ_metrics)
         con.execute("UPDATE ml.model_runs SET promotion_passed = ?, promotion_reasons = ? WHERE mlflow_run_id = ?",

@@ -97,12 +97,7 @@ def ml_options_direction(context: dg.AssetExecutionContext, config: OptionsTrain
     summary, checks, rels = [], [], {}
     for t, fit in fits.items():
         name, res = m.names[t], fit.result
-        champ = mlflow.champion(name)
-        champ_metrics = None
-        if champ is not None:
-            cm = mlflow.client().get_run(champ.run_id).data.metrics
-            champ_metrics = {"brier": cm.get("oos_brier_cal", float("nan"))}
-        passed, reasons = decide(res.scores_cal, m.promotion, champ_metrics)
+        passed, reasons = decide(res.scores_cal, m.promotion, mlflow.champion_scores(name))
         oof = fit.daily[fit.daily["p_cal"].notna() & fit.daily["y"].notna()]
         rel = reliability_table(oof["p_cal"], oof["y"])
         rels[t] = rel

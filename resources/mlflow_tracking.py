@@ -75,6 +75,15 @@ class MlflowTracking(dg.ConfigurableResource):
         except mlflow.exceptions.MlflowException:
             return None
 
+    def champion_scores(self, name: str, unless_version: str | None = None) -> dict[str, float] | None:
+        """The champion's logged OOS calibrated Brier as ``{"brier": ...}`` (the input of
+        :func:`models.evaluation.decide`), or None without a champion or when it is ``unless_version`` itself."""
+        champ = self.champion(name)
+        if champ is None or (unless_version is not None and str(champ.version) == str(unless_version)):
+            return None
+        m = self.client().get_run(champ.run_id).data.metrics
+        return {"brier": m.get("oos_brier_cal", float("nan"))}
+
     def promote(self, name: str, version: str) -> None:
         """Point ``name@champion`` at ``version``."""
         self.client().set_registered_model_alias(name, CHAMPION, str(version))
