@@ -27,10 +27,9 @@ import numpy as np
 import pandas as pd
 
 from models.labels import forward_returns
-from models.splits import Fold, walk_forward
+from models.splits import Fold
 from models.trainers import ModelSpec
-from models.walkforward import CalibratedModel, WalkForwardResult, predict_out_of_sample, walk_forward_fit
-from models.calibration import Calibrator
+from models.walkforward import CalibratedModel, WalkForwardResult, fit_point_in_time
 from pipeline.core.onchain_signals import FEATURE_COLUMNS
 
 DAY_MS = 86_400_000
@@ -121,22 +120,17 @@ def fit_direction(data: pd.DataFrame, target: str, spec: ModelSpec, *, train_ms:
         ValueError: no labelled rows, or history shorter than the training window.
     """
     ycol = TARGETS[target]
-    lab = data[data[ycol].notna() & (data["label_end_ts"] >= 0)].reset_index(drop=True)
-    if lab.empty:
+    if not (data[ycol].notna() & (data["label_end_ts"] >= 0)).any():
         raise ValueError(f"fit_direction({target}): no labelled rows (price history shorter than the horizon?)")
-    last = int(data["ts"].max())
-    folds = walk_forward(lab["ts"].to_numpy(), lab["label_end_ts"].to_numpy(), train_ms=train_ms, test_ms=test_ms,
-                         purge_ms=purge_ms, embargo_ms=embargo_ms, expanding=expanding, min_train_rows=200, until_ms=last)
-    res = walk_forward_fit(lab[OPTIONS_MODEL_FEATURES], lab[ycol].to_numpy(), folds, spec, calibration=calibration,
-                           min_calibration_rows=min_calibration_rows, fit_final=False, t1=lab["label_end_ts"].to_numpy())
-    scored = predict_out_of_sample(res.fold_models, data[OPTIONS_MODEL_FEATURES], data["ts"].to_numpy())
+    fit = fit_point_in_time(data, OPTIONS_MODEL_FEATURES, ycol, spec, train_ms=train_ms, test_ms=test_ms,
+                            purge_ms=purge_ms, embargo_ms=embargo_ms, expanding=expanding, calibration=calibration,
+                            min_calibration_rows=min_calibration_rows)
+    scored = fit.scores
     daily = pd.DataFrame({"date": data["date"].to_numpy(), "fold": scored["fold"].to_numpy(), "p_raw": scored["p_raw"].to_numpy(),
                           "p_cal": scored["p_cal"].to_numpy(), "y": data[ycol].to_numpy(), "fwd_ret": data["fwd_ret"].to_numpy(),
                           "label_end_ts": data["label_end_ts"].to_numpy()})
     daily = daily[daily["fold"] >= 0].reset_index(drop=True)
-    fm = res.fold_models[-1]
-    served = CalibratedModel(fm.estimator, fm.calibrator or Calibrator("identity"), OPTIONS_MODEL_FEATURES)
-    return DirectionFit(target, res, folds, daily, served, len(lab))
+    return DirectionFit(target, fit.result, fit.folds, daily, fit.served, fit.labelled_rows)
 
 
 def option_signals(p_long: pd.Series, p_short: pd.Series, call_threshold: float, put_threshold: float) -> pd.DataFrame:

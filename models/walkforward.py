@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from models.calibration import Calibrator, fit_calibrator, scores
-from models.splits import Fold, folds_table
+from models.splits import Fold, folds_table, walk_forward
 from models.trainers import ModelSpec, feature_importance, make_estimator, predict_score
 
 
@@ -145,3 +145,48 @@ def predict_out_of_sample(fold_models: list[FoldModel], X: pd.DataFrame, ts: np.
         if fm.calibrator is not None:
             out.loc[m, "p_cal"] = fm.calibrator(p)
     return out
+
+
+@dataclass
+class PointInTimeFit:
+    """A walk-forward fit that scores **every** row point-in-time (see :func:`fit_point_in_time`).
+
+    ``scores``: aligned with the input rows: ``fold`` (-1 = before the first refit), ``p_raw``, ``p_cal``.
+    ``served``: the latest fold's estimator + calibrator (identity when that fold had none).
+    """
+
+    result: WalkForwardResult
+    folds: list[Fold]
+    scores: pd.DataFrame
+    served: CalibratedModel
+    labelled_rows: int
+
+
+def fit_point_in_time(data: pd.DataFrame, features: list[str], ycol: str, spec: ModelSpec, *, train_ms: int, test_ms: int,
+                      t0col: str = "ts", t1col: str = "label_end_ts", purge_ms: int = 0, embargo_ms: int = 0,
+                      expanding: bool = True, calibration: str = "isotonic", min_calibration_rows: int = 365,
+                      min_train_rows: int = 200) -> PointInTimeFit:
+    """Purged walk-forward with forecast folds up to the last row, then every row scored by the fold model whose
+    window contains it.
+
+    Rows without a label (``ycol`` NaN or ``t1col`` < 0) are never trained on but are scored. The score of a row at
+    time ``t`` comes from the model refit at the latest scheduled refit ``<= t``, trained on labels that had ended
+    by then and calibrated on earlier out-of-fold scores whose labels had ended too, so history truncated at ``t``
+    reproduces it exactly. Used by the options desk's direction models and the setup scanner's meta-model.
+
+    Raises:
+        ValueError: no labelled rows, or history shorter than the training window.
+    """
+    lab_mask = data[ycol].notna().to_numpy() & (data[t1col].to_numpy() >= 0)
+    lab = data[lab_mask].reset_index(drop=True)
+    if lab.empty:
+        raise ValueError(f"fit_point_in_time({ycol}): no labelled rows")
+    folds = walk_forward(lab[t0col].to_numpy(), lab[t1col].to_numpy(), train_ms=train_ms, test_ms=test_ms,
+                         purge_ms=purge_ms, embargo_ms=embargo_ms, expanding=expanding, min_train_rows=min_train_rows,
+                         until_ms=int(data[t0col].max()))
+    res = walk_forward_fit(lab[features], lab[ycol].to_numpy(), folds, spec, calibration=calibration,
+                           min_calibration_rows=min_calibration_rows, fit_final=False, t1=lab[t1col].to_numpy())
+    scored = predict_out_of_sample(res.fold_models, data[features], data[t0col].to_numpy())
+    fm = res.fold_models[-1]
+    served = CalibratedModel(fm.estimator, fm.calibrator or Calibrator("identity"), features)
+    return PointInTimeFit(res, folds, scored, served, len(lab))

@@ -89,6 +89,7 @@ def test_outcomes_fill_tp1_then_breakeven_and_expiry():
     plans = pd.DataFrame({"bar": [0, 0, 4], "side": [1, 1, 1], "entry": [9.6, 9.0, 5.0], "sl": [9.0, 8.0, 4.0],
                           "tp1": [11.0, 11.0, 6.0], "tp2": [13.0, 13.0, 7.0], "atr": [0.5, 0.5, 0.5]})
     o = plan_outcomes(bars, plans, p, tp1_fraction=0.5, breakeven_after_tp1=True, trail_atr=0.0)
+    assert np.isnan(o.loc[0, "win"])  # TP1 was hit, but the plan is unresolved: no label yet
     # plan 0: filled at bar 2 (low 9.5), TP1 at bar 3 (stop to 9.6), lows stay 9.9 and the data ends before the
     # 10-bar time stop: unresolved (OPEN), never guessed
     assert o.loc[0, "status"] == "OPEN" and o.loc[0, "fill_ts"] == bars.ts[2]
@@ -97,15 +98,18 @@ def test_outcomes_fill_tp1_then_breakeven_and_expiry():
     short = plan_outcomes(bars, pd.DataFrame({"bar": [0], "side": [-1], "entry": [10.0], "sl": [10.4], "tp1": [9.0],
                                               "tp2": [8.0], "atr": [0.5]}), p)
     assert short.loc[0, "status"] == "SL" and short.loc[0, "net_pct"] == pytest.approx(-4.0)
+    assert short.loc[0, "win"] == 0.0 and short.loc[0, "tp1_hit"] == 0.0
 
 
 def test_expected_value_and_cost_modes():
-    g = GatingParams(tp1_fraction=0.5, costs_mode="auto")
+    g = GatingParams(tp1_fraction=0.5, costs_mode="auto", ev_runner_fraction=1.0)
     assert round_trip_cost_pct(g) == pytest.approx(0.02 + 0.06 + 0.02)
     ev = expected_value_pct(0.4, 1, 100.0, 98.0, 103.0, 105.0, g)
     # win = 0.5*3 + 0.5*5 = 4 %, loss 2 %: 0.4*4 - 0.6*2 - 0.10 = 0.30
     assert ev == pytest.approx(0.30)
     assert expected_value_pct(0.4, -1, 100.0, 102.0, 97.0, 95.0, g) == pytest.approx(0.30)
+    # runner half-way to TP2 (default): win = 0.5*3 + 0.5*2.5 = 2.75 %: 0.4*2.75 - 1.2 - 0.1 = -0.20
+    assert expected_value_pct(0.4, 1, 100.0, 98.0, 103.0, 105.0, g.model_copy(update={"ev_runner_fraction": 0.5})) == pytest.approx(-0.20)
     assert round_trip_cost_pct(GatingParams(costs_mode="taker")) == pytest.approx(0.16)
 
 

@@ -221,6 +221,7 @@ def _outcomes_kernel(h, l, c, bar, side, entry, sl, tp1, tp2, atr, validity, max
     exit_bar = np.full(m, -1, np.int64)
     exit_px = np.full(m, np.nan)
     gross = np.full(m, np.nan)
+    tp1_hit = np.zeros(m, np.bool_)
     for j in range(m):
         s, e = side[j], entry[j]
         f = -1
@@ -250,6 +251,7 @@ def _outcomes_kernel(h, l, c, bar, side, entry, sl, tp1, tp2, atr, validity, max
                 break
             if not took_tp1 and ((s > 0 and h[t] >= tp1[j]) or (s < 0 and l[t] <= tp1[j])):
                 took_tp1 = True
+                tp1_hit[j] = True
                 if be_after_tp1:
                     stop = e
             if took_tp1 and ((s > 0 and h[t] >= tp2[j]) or (s < 0 and l[t] <= tp2[j])):
@@ -268,7 +270,7 @@ def _outcomes_kernel(h, l, c, bar, side, entry, sl, tp1, tp2, atr, validity, max
                 status[j], exit_bar[j], exit_px[j] = 4, last, px
             else:
                 status[j] = 5
-    return status, fill_bar, exit_bar, exit_px, gross
+    return status, fill_bar, exit_bar, exit_px, gross, tp1_hit
 
 
 def plan_outcomes(bars: pd.DataFrame, plans: pd.DataFrame, p: SetupParams, *, tp1_fraction: float = 0.5,
@@ -281,12 +283,13 @@ def plan_outcomes(bars: pd.DataFrame, plans: pd.DataFrame, p: SetupParams, *, tp
 
     Returns:
         ``status`` (EXPIRED / TP / SL / TP1_TRAIL / TIMEOUT / OPEN = not resolved by the data's end), ``fill_ts``,
-        ``exit_ts`` (epoch ms, -1 if none), ``exit_price``, ``net_pct``, ``win`` (1.0 if net > 0, NaN if unresolved or
+        ``exit_ts`` (epoch ms, -1 if none), ``exit_price``, ``net_pct``, ``tp1_hit`` and ``win`` (1.0 when TP1 was reached
+        before the stop — the seed's winning statuses TP / TP1_TRAIL — else 0.0; NaN if unresolved or
         never filled), aligned with ``plans``.
     """
     h, l, c = (bars[k].to_numpy(float) for k in ("high", "low", "close"))
     ts = bars["ts"].to_numpy(np.int64)
-    st, fb, eb, px, gross = _outcomes_kernel(
+    st, fb, eb, px, gross, hit1 = _outcomes_kernel(
         h, l, c, plans["bar"].to_numpy(np.int64), plans["side"].to_numpy(np.int64), plans["entry"].to_numpy(float),
         plans["sl"].to_numpy(float), plans["tp1"].to_numpy(float), plans["tp2"].to_numpy(float), plans["atr"].to_numpy(float),
         np.full(len(plans), p.validity_candles, np.int64), p.max_hold_candles, tp1_fraction, breakeven_after_tp1, trail_atr)
@@ -294,5 +297,6 @@ def plan_outcomes(bars: pd.DataFrame, plans: pd.DataFrame, p: SetupParams, *, tp
     resolved = np.isin(st, [1, 2, 3, 4])
     return pd.DataFrame({"status": pd.Series(st).map(OUTCOMES).to_numpy(), "fill_ts": np.where(fb >= 0, ts[np.maximum(fb, 0)], -1),
                          "exit_ts": np.where(eb >= 0, ts[np.maximum(eb, 0)], -1), "exit_price": px,
-                         "net_pct": np.where(resolved, net, np.nan), "win": np.where(resolved, (net > 0).astype(float), np.nan)},
+                         "net_pct": np.where(resolved, net, np.nan), "tp1_hit": np.where(resolved, hit1.astype(float), np.nan),
+                         "win": np.where(resolved, hit1.astype(float), np.nan)},
                         index=plans.index)

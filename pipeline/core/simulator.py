@@ -88,6 +88,8 @@ class SimParams:
     slippage_bps: float = 0.0            # on market and stop fills, against the trade
     latency_bars: int = 0                # extra bars between decision and execution
     stops_on_entry_bar: bool = True
+    trail_after_tp1: bool = False        # arm the ATR trail only once TP1 has been taken (setup scanner)
+    allow_reverse: bool = True           # an opposite signal while in a position reverses it (else it is ignored)
 
     def as_array(self) -> np.ndarray:
         return np.array([float(getattr(self, f.name)) for f in fields(self)], dtype=np.float64)
@@ -98,7 +100,8 @@ class SimParams:
 
 _P = {f.name: i for i, f in enumerate(fields(SimParams))}
 (P_CASH, P_SIZE, P_RISK, P_LEV, P_MMR, P_LIQBUF, P_SLPCT, P_TPPCT, P_SLATR, P_TPATR, P_TP1ATR, P_TP1PCT, P_TP1FRAC,
- P_BE, P_TRAIL, P_TRAILACT, P_MAXBARS, P_VALID, P_TAKER, P_MAKER, P_SLIP, P_LAT, P_ENTRYBAR) = range(len(_P))
+ P_BE, P_TRAIL, P_TRAILACT, P_MAXBARS, P_VALID, P_TAKER, P_MAKER, P_SLIP, P_LAT, P_ENTRYBAR, P_TRAILTP1,
+ P_REVERSE) = range(len(_P))
 
 
 @numba.njit(cache=True, inline="always")
@@ -331,7 +334,7 @@ def _simulate_kernel(o, h, l, c, atr, sig, exit_sig, s_limit, s_sl, s_tp1, s_tp,
             if tp1_done and p[P_BE] > 0:
                 be_on = True
             if not math.isnan(p[P_TRAIL]) and not math.isnan(atr_e):
-                if not trail_on and best >= p[P_TRAILACT] * atr_e:
+                if not trail_on and best >= p[P_TRAILACT] * atr_e and (p[P_TRAILTP1] == 0 or tp1_done):
                     trail_on = True
                 if trail_on:
                     cand = entry + d * best - d * p[P_TRAIL] * atr_e
@@ -341,7 +344,7 @@ def _simulate_kernel(o, h, l, c, atr, sig, exit_sig, s_limit, s_sl, s_tp1, s_tp,
         if sig[i] != 0:
             if d == 0 and pe_bar < 0:
                 pe_bar = i + 1 + lat; pe_dir = sig[i]; pe_sig = i
-            elif d != 0 and sig[i] != d and px_bar < 0:
+            elif d != 0 and sig[i] != d and px_bar < 0 and p[P_REVERSE] > 0:
                 px_bar = i + 1 + lat; px_reason = _R_REVERSE
                 pe_bar = i + 1 + lat; pe_dir = sig[i]; pe_sig = i
         elif exit_sig[i] and d != 0 and px_bar < 0:

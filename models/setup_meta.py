@@ -1,0 +1,79 @@
+"""The setup scanner's meta-model: calibrated p(win) of a Fibonacci / AVWAP candidate (pure).
+
+Seed ``002`` ("Meta-Model (Precision Filter)"): an XGBoost classifier scores each candidate signal; isotonic
+calibration makes ``p(win)`` a probability the EV gate can use.
+
+* **Rows**: every valid candidate of ``signals.setup_candidates`` (all scanned symbols and timeframes pooled).
+* **Label** ``win``: the plan taken on its own closed with a positive net return (TP, TP1_TRAIL, or a positive time
+  stop); plans never filled (EXPIRED) or unresolved at the data's end (OPEN) have no label. The label ends at
+  ``exit_ts``, which purging uses.
+* **Features** (:data:`META_FEATURES`), all known on the signal bar's close: the plan's geometry (side, Fibonacci
+  level, reward/risk to TP1, stop distance, net TP1, AVWAP distance and slope in ATR, leg size in ATR, leverage),
+  context (timeframe in minutes, UTC hour and weekday = trading session) and the scale-free technical and regime
+  inputs of :data:`models.datasets.MODEL_FEATURES` of the signal bar.
+* **Fit**: :func:`models.walkforward.fit_point_in_time` — purged walk-forward with forecast folds; each candidate's
+  p(win) comes from the fold model refit before it, calibrated (isotonic) on earlier out-of-fold scores whose
+  labels had ended. The served model is the latest fold's.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from models.datasets import MODEL_FEATURES
+from models.trainers import ModelSpec
+from models.walkforward import PointInTimeFit, fit_point_in_time
+from pipeline.core.timeframes import timeframe_ms
+
+PLAN_FEATURES = ["side", "level", "rr_tp1", "sl_pct", "tp1_net_pct", "avwap_dist_atr", "avwap_slope_atr", "leg_atr",
+                 "leverage"]
+CONTEXT_FEATURES = ["tf_minutes", "hour_utc", "weekday"]
+META_FEATURES = PLAN_FEATURES + CONTEXT_FEATURES + MODEL_FEATURES
+
+
+def meta_dataset(candidates: pd.DataFrame, technical: pd.DataFrame) -> pd.DataFrame:
+    """Model rows for the valid candidates.
+
+    Args:
+        candidates: ``signals.setup_candidates`` rows (``candidate_id``, ``symbol``, ``timeframe``, ``ts``, the plan
+            columns, ``reject_reason``, ``win``, ``exit_ts``).
+        technical: :func:`models.datasets.model_features` rows with ``symbol`` and ``timeframe`` added (one row per
+            bar of each series; only the signal bars are used).
+
+    Returns:
+        One row per valid candidate sorted by ``ts`` then ``candidate_id``: ``candidate_id``, ``symbol``,
+        ``timeframe``, ``ts``, ``exit_ts`` (-1 when unlabelled), ``win`` (1.0/0.0, NaN when unlabelled),
+        ``net_pct`` and :data:`META_FEATURES` (float64).
+
+    Raises:
+        ValueError: a candidate has no technical row for its signal bar (features not built for that series).
+    """
+    c = candidates[candidates["reject_reason"].isna()]
+    keep = ["candidate_id", "symbol", "timeframe", "ts", "exit_ts", "win", "net_pct", *PLAN_FEATURES]
+    x = c[keep].merge(technical[["symbol", "timeframe", "ts", *MODEL_FEATURES]], on=["symbol", "timeframe", "ts"],
+                      how="left", indicator=True)
+    missing = x["_merge"] != "both"
+    if missing.any():
+        r = x[missing].iloc[0]
+        raise ValueError(f"meta_dataset: {int(missing.sum())} candidates have no technical features for their signal bar "
+                         f"(first: {r['symbol']} {r['timeframe']} ts={int(r['ts'])})")
+    x = x.drop(columns="_merge")
+    t = pd.to_datetime(x["ts"], unit="ms")
+    x["tf_minutes"] = x["timeframe"].map(lambda tf: timeframe_ms(tf) / 60_000).astype("float64")
+    x["hour_utc"] = t.dt.hour.astype("float64")
+    x["weekday"] = t.dt.weekday.astype("float64")
+    x[META_FEATURES] = x[META_FEATURES].astype("float64").replace([np.inf, -np.inf], np.nan)
+    x["exit_ts"] = np.where(x["win"].notna(), x["exit_ts"], -1).astype(np.int64)
+    return x.sort_values(["ts", "candidate_id"], kind="stable").reset_index(drop=True)
+
+
+def fit_meta(data: pd.DataFrame, spec: ModelSpec, *, train_ms: int, test_ms: int, purge_ms: int = 0, embargo_ms: int = 0,
+             expanding: bool = True, calibration: str = "isotonic", min_calibration_rows: int = 2000) -> PointInTimeFit:
+    """Walk-forward fit of p(win) on :func:`meta_dataset` rows; ``scores`` aligned with ``data``.
+
+    Raises:
+        ValueError: no labelled candidates, or history shorter than the training window.
+    """
+    return fit_point_in_time(data, META_FEATURES, "win", spec, train_ms=train_ms, test_ms=test_ms, t1col="exit_ts",
+                             purge_ms=purge_ms, embargo_ms=embargo_ms, expanding=expanding, calibration=calibration,
+                             min_calibration_rows=min_calibration_rows, min_train_rows=500)
