@@ -147,7 +147,7 @@ def _latest_run(con, name: str) -> pd.Series:
 
 def promotion_assets(train_key: dg.AssetKey, evaluation_key: dg.AssetKey, champion_key: dg.AssetKey, group: str,
                      model_name: Callable[[], str], criteria: Callable[[], PromotionCriteria], what: str,
-                     code_version: str) -> tuple[dg.AssetsDefinition, dg.AssetsDefinition]:
+                     code_version: str, priority: int = 0) -> tuple[dg.AssetsDefinition, dg.AssetsDefinition]:
     """The evaluation asset (blocking ``promotion_gate`` check) and the ``@champion`` asset of one registered model.
 
     The training asset records each version in ``ml.model_runs`` (``metrics`` JSON with ``cal`` scores). The
@@ -158,7 +158,8 @@ def promotion_assets(train_key: dg.AssetKey, evaluation_key: dg.AssetKey, champi
 
     @dg.asset(
         key=evaluation_key, group_name=group, pool=POOL, deps=[train_key], kinds={"mlflow"}, code_version=code_version,
-        check_specs=[dg.AssetCheckSpec("promotion_gate", asset=evaluation_key, blocking=True,
+            op_tags={"dagster/priority": str(priority)},
+    check_specs=[dg.AssetCheckSpec("promotion_gate", asset=evaluation_key, blocking=True,
                                        description="OOS calibrated AUC / ECE / rows and Brier below the base rate meet the "
                                                    "promotion criteria, and Brier is not worse than the current @champion.")],
         description=f"Applies the promotion criteria (data in trader.yaml, rules in models/evaluation.py) to the latest "
@@ -189,6 +190,7 @@ def promotion_assets(train_key: dg.AssetKey, evaluation_key: dg.AssetKey, champi
 
     @dg.asset(
         key=champion_key, group_name=group, pool=POOL, deps=[evaluation_key], kinds={"mlflow"}, code_version=code_version,
+        op_tags={"dagster/priority": str(priority)},
         description=f"Moves the {what}'s @champion alias to the version just trained. Runs only when the blocking "
                     f"promotion_gate check passed (Dagster skips it otherwise).",
     )

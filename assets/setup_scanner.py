@@ -17,7 +17,7 @@ from resources.warehouse import WarehouseResource
 from warehouse import io
 
 SETUP_CANDIDATES = dg.AssetKey(["signals", "setup_candidates"])
-CODE_VERSION = "1"
+CODE_VERSION = "2"
 
 
 def load_bars(con, exchange: str, symbol: str, timeframe: str) -> pd.DataFrame:

@@ -202,6 +202,29 @@ class SetupExecutionConfig(_Strict):
     trail_atr: float = Field(1.0, ge=0, description="ATR trail after TP1 (0 = off).")
 
 
+class SetupMetaConfig(_Strict):
+    """``setup_scanner.meta`` (seed ``models.meta``): the XGBoost p(win) precision filter (models/setup_meta.py)."""
+
+    enabled: bool = Field(True, description="false = no p(win) gate: every valid candidate becomes a signal (rules only).")
+    name: str = Field("setup_meta", description="Registered MLflow model name; gating uses its @champion.")
+    kind: Literal["lightgbm", "xgboost", "logreg"] = "xgboost"
+    params: dict = Field(default_factory=dict, description="Over models/trainers.py DEFAULTS['xgboost'].")
+    seed: int = 42
+    calibration: Literal["isotonic", "sigmoid"] = "isotonic"
+    walk_forward: WalkForwardConfig = Field(default_factory=lambda: WalkForwardConfig(
+        train_window="365d", test_window="180d", purge="0", embargo="1d", expanding=True, min_calibration_rows=2000))
+    promotion: PromotionCriteria = Field(default_factory=lambda: PromotionCriteria(min_oos_rows=5000))
+
+
+class SetupAutomationConfig(_Strict):
+    """``setup_scanner.auto`` (seed ``auto``): weekly train -> calibrate -> tune as Dagster schedules (UTC)."""
+
+    enabled: bool = Field(False, description="Schedules start RUNNING when true (else STOPPED; toggle in the UI).")
+    train_cron: str = Field("0 1 * * 1", description="Mondays 01:00 UTC: retrain the meta-model.")
+    calibrate_cron: str = Field("30 1 * * 1", description="Mondays 01:30 UTC: promotion gate on the calibrated scores.")
+    tune_cron: str = Field("0 2 * * 1", description="Mondays 02:00 UTC: re-tune the thresholds, re-gate and re-simulate.")
+
+
 class SetupScannerConfig(_Strict):
     """``setup_scanner`` (seed 002): scanned timeframes, setup rules, risk, gating and execution."""
 
@@ -211,6 +234,10 @@ class SetupScannerConfig(_Strict):
     risk: RiskParams = Field(default_factory=RiskParams)
     gating: GatingParams = Field(default_factory=GatingParams)
     execution: SetupExecutionConfig = Field(default_factory=SetupExecutionConfig)
+    meta: SetupMetaConfig = Field(default_factory=SetupMetaConfig)
+    auto: SetupAutomationConfig = Field(default_factory=SetupAutomationConfig)
+    tune_every_days: int = Field(7, ge=1, description="Cadence of the point-in-time threshold versions (weekly = seed).")
+    init_cash: float = Field(100_000.0, gt=0, description="Backtest capital, quote currency, split equally per symbol x timeframe.")
 
 
 class TraderConfig(_Strict):

@@ -79,6 +79,12 @@ options_desk:
     params: {{n_estimators: 20, num_leaves: 3, min_child_samples: 200}}
     walk_forward: {{train_window: 1460d, test_window: 365d, purge: "0", embargo: "0", min_calibration_rows: 365}}
     promotion: {{min_auc: 0.3, max_ece: 0.5, require_brier_below_base: false, min_oos_rows: 300}}
+setup_scanner:
+  meta:
+    params: {{n_estimators: 40}}
+    walk_forward: {{train_window: 30d, test_window: 30d, purge: "0", embargo: "0", min_calibration_rows: 100}}
+    promotion: {{min_auc: 0.3, max_ece: 0.5, require_brier_below_base: false, min_oos_rows: 50}}
+  gating: {{min_closed_samples: 10, window_days: 60, target_winrate_pct: 30}}
 """)
 os.environ["TRADER_CONFIG"] = str(_CONFIG)
 

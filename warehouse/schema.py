@@ -30,6 +30,7 @@ PRIMARY_KEYS: dict[str, list[str]] = {
     "ml.folds": ["model_name", "mlflow_run_id", "fold"],
     "ml.model_runs": ["mlflow_run_id"],
     "ml.options_scores": ["model_name", "mlflow_run_id", "date"],
+    "ml.setup_meta_scores": ["mlflow_run_id", "candidate_id"],
     "backtest.runs": ["run_id"],
     "backtest.trades": ["run_id", "trade_id"],
     "backtest.equity": ["run_id", "ts"],
@@ -75,6 +76,9 @@ DDL = [
     """CREATE TABLE IF NOT EXISTS ml.options_scores (model_name VARCHAR NOT NULL, model_version VARCHAR,
         mlflow_run_id VARCHAR NOT NULL, date DATE NOT NULL, fold INTEGER, p_raw DOUBLE, p_cal DOUBLE, y DOUBLE, fwd_ret DOUBLE,
         label_end_date DATE)""",
+    """CREATE TABLE IF NOT EXISTS ml.setup_meta_scores (model_name VARCHAR NOT NULL, model_version VARCHAR,
+        mlflow_run_id VARCHAR NOT NULL, candidate_id VARCHAR NOT NULL, symbol VARCHAR, timeframe VARCHAR, ts BIGINT,
+        exit_ts BIGINT, win DOUBLE, net_pct DOUBLE, fold INTEGER, p_raw DOUBLE, p_cal DOUBLE)""",
     """CREATE TABLE IF NOT EXISTS backtest.runs (run_id VARCHAR NOT NULL, desk VARCHAR, strategy VARCHAR, sample VARCHAR,
         period_start TIMESTAMP, period_end TIMESTAMP, timeframe VARCHAR, universe JSON, params JSON, costs JSON, metrics JSON,
         benchmark JSON, per_symbol JSON, model_name VARCHAR, model_run_id VARCHAR, mlflow_run_id VARCHAR, code_version VARCHAR,
@@ -95,4 +99,5 @@ SERVING_TABLES = ["market.ohlcv", "market.onchain_daily", "market.onchain_column
                   "features.technical", "regimes.market", "raw.ingest_checkpoints",
                   "ml.predictions", "ml.folds", "ml.model_runs", "backtest.runs", "backtest.trades", "backtest.equity",
                   "features.onchain", "features.onchain_source_agreement", "ml.options_scores", "signals.options_daily",
-                  "signals.options_trades", "signals.setup_candidates"]
+                  "signals.options_trades", "signals.setup_candidates",
+                  "ml.setup_meta_scores", "signals.setup_thresholds", "signals.setups"]

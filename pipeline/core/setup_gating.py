@@ -75,7 +75,8 @@ def resolve_threshold(symbol, timeframe, regime, g: GatingParams, tuned: pd.Data
 
     Args:
         symbol, timeframe, regime: arrays of equal length (regime keys from :func:`regime_key`).
-        tuned: ``signals.setup_thresholds`` rows in force (``symbol``, ``timeframe``, ``threshold``).
+        tuned: ``signals.setup_thresholds`` rows in force (``symbol``, ``timeframe``, ``threshold``), or a float array
+            aligned with the rows (the version in force at each row's time, see :func:`tune_schedule`; NaN = none).
     """
     sym, tf, reg = (np.asarray(x, dtype=object) for x in (symbol, timeframe, regime))
     n = len(sym)
@@ -85,9 +86,14 @@ def resolve_threshold(symbol, timeframe, regime, g: GatingParams, tuned: pd.Data
     for key, v in g.per_pair_tf.items():
         hit = pair == key
         value[hit], source[hit] = v, f"config:{key}"
-    if tuned is not None and len(tuned):
+    if isinstance(tuned, np.ndarray):
+        hit = np.isfinite(tuned)
+        value[hit], source[hit] = tuned[hit], "tuned:" + pair[hit]
+    elif tuned is not None and len(tuned):
         t = dict(zip(tuned["symbol"] + "|" + tuned["timeframe"], tuned["threshold"]))
         for key, v in t.items():
+            if not np.isfinite(v):
+                continue
             hit = pair == key
             value[hit], source[hit] = v, f"tuned:{key}"
     for key, v in g.per_regime.items():
@@ -117,13 +123,15 @@ def tune_threshold(score: np.ndarray, win: np.ndarray, target_winrate: float, mi
     s, w = s[ok], w[ok]
     if grid is None:
         grid = np.unique(np.quantile(s, np.linspace(0, 0.95, 39))) if len(s) else np.zeros(0)
-    rows = []
-    for thr in grid:
-        m = s >= thr
-        k = int(m.sum())
-        rows.append({"threshold": float(thr), "n_pass": k, "coverage": k / len(s) if len(s) else np.nan,
-                     "winrate": float(w[m].mean()) if k else np.nan})
-    table = pd.DataFrame(rows, columns=["threshold", "n_pass", "coverage", "winrate"])
+    grid = np.asarray(grid, float)
+    order = np.argsort(s, kind="stable")
+    s_sorted, wins_from = s[order], np.r_[np.cumsum(w[order][::-1])[::-1], 0.0]  # wins among rows >= position
+    first = np.searchsorted(s_sorted, grid, side="left")
+    k = len(s) - first
+    with np.errstate(invalid="ignore", divide="ignore"):
+        table = pd.DataFrame({"threshold": grid, "n_pass": k.astype(np.int64),
+                              "coverage": k / len(s) if len(s) else np.full(len(grid), np.nan),
+                              "winrate": np.where(k > 0, wins_from[first] / np.maximum(k, 1), np.nan)})
     good = table[(table["n_pass"] >= min_samples) & (table["winrate"] >= target_winrate)]
     best = good.sort_values(["coverage", "threshold"], ascending=[False, True]).head(1)
     if best.empty:
@@ -131,3 +139,44 @@ def tune_threshold(score: np.ndarray, win: np.ndarray, target_winrate: float, mi
     b = best.iloc[0]
     return {"threshold": float(b["threshold"]), "coverage": float(b["coverage"]), "winrate": float(b["winrate"]),
             "n_pass": int(b["n_pass"]), "n": int(len(s)), "table": table}
+
+
+def tune_schedule(closed: pd.DataFrame, as_of: np.ndarray, g: GatingParams) -> pd.DataFrame:
+    """Point-in-time threshold versions: at each ``as_of`` time, :func:`tune_threshold` per pair/timeframe on the
+    signals whose outcome was known by then (``exit_ts < as_of``) and that fired in the last ``g.window_days``.
+
+    Args:
+        closed: scored candidates with a label: ``symbol``, ``timeframe``, ``ts``, ``exit_ts`` (epoch ms UTC),
+            ``score`` (EV % in EV mode, calibrated p(win) otherwise) and ``win`` (0/1).
+        as_of: (k,) int64 epoch ms, the tuning times (e.g. every Monday 00:00 UTC).
+
+    Returns:
+        One row per ``as_of`` × pair: ``symbol``, ``timeframe``, ``valid_from`` (= as_of), ``mode`` (``ev`` /
+        ``p_win``), ``threshold`` (NaN = no qualifying value: the gate falls back), ``coverage``, ``winrate``,
+        ``n_pass``, ``n`` (closed signals in the window), ``target_winrate``, ``min_closed_samples``.
+    """
+    cols = ["symbol", "timeframe", "valid_from", "mode", "threshold", "coverage", "winrate", "n_pass", "n",
+            "target_winrate", "min_closed_samples"]
+    rows = []
+    window = g.window_days * 86_400_000
+    for (sym, tf), d in closed.groupby(["symbol", "timeframe"], sort=True):
+        ts, ex = d["ts"].to_numpy(np.int64), d["exit_ts"].to_numpy(np.int64)
+        sc, w = d["score"].to_numpy(float), d["win"].to_numpy(float)
+        for t in np.asarray(as_of, np.int64):
+            m = (ex < t) & (ts >= t - window)
+            r = tune_threshold(sc[m], w[m], g.target_winrate_pct / 100, g.min_closed_samples)
+            rows.append((sym, tf, int(t), "ev" if g.use_ev else "p_win", r["threshold"], r["coverage"], r["winrate"],
+                         r["n_pass"], r["n"], g.target_winrate_pct / 100, g.min_closed_samples))
+    return pd.DataFrame(rows, columns=cols)
+
+
+def threshold_in_force(rows: pd.DataFrame, symbol, timeframe, ts) -> np.ndarray:
+    """Per row, the tuned threshold of the latest version with ``valid_from <= ts`` for its pair (NaN if none)."""
+    q = pd.DataFrame({"symbol": np.asarray(symbol, dtype=object), "timeframe": np.asarray(timeframe, dtype=object),
+                      "ts": np.asarray(ts, np.int64), "_i": np.arange(len(ts))})
+    if rows is None or rows.empty:
+        return np.full(len(q), np.nan)
+    v = rows[["symbol", "timeframe", "valid_from", "threshold"]].astype({"valid_from": np.int64}).sort_values("valid_from")
+    m = pd.merge_asof(q.sort_values("ts"), v, left_on="ts", right_on="valid_from", by=["symbol", "timeframe"],
+                      direction="backward")
+    return m.sort_values("_i")["threshold"].to_numpy(float)

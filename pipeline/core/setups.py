@@ -300,3 +300,69 @@ def plan_outcomes(bars: pd.DataFrame, plans: pd.DataFrame, p: SetupParams, *, tp
                          "net_pct": np.where(resolved, net, np.nan), "tp1_hit": np.where(resolved, hit1.astype(float), np.nan),
                          "win": np.where(resolved, hit1.astype(float), np.nan)},
                         index=plans.index)
+
+
+#: statuses of an executed signal (``signals.setups.status``)
+SIGNAL_STATUSES = ("NEW", "OPEN", "TP", "SL", "TP1_TRAIL", "TIMEOUT", "EXPIRED", "REJECTED", "SKIPPED")
+
+
+def one_signal_per_bar(signals: pd.DataFrame, score: str) -> pd.DataFrame:
+    """Keep the best-``score`` signal of each bar (a long and a short can fire on the same candle)."""
+    return (signals.sort_values(["bar", score], ascending=[True, False], kind="stable")
+            .drop_duplicates("bar", keep="first").reset_index(drop=True))
+
+
+def signal_arrays(n: int, signals: pd.DataFrame, max_leverage: float) -> dict[str, np.ndarray]:
+    """Simulator inputs for one series of ``n`` bars from plan rows (``bar``, ``side``, ``entry``, ``sl``, ``tp1``,
+    ``tp2``, ``leverage``; at most one per bar): ``signal`` (int8 ±1), ``limit_price``, ``sl_price``, ``tp1_price``,
+    ``tp_price`` and ``size_fraction`` (= plan leverage / ``max_leverage``, so margin × max leverage = the plan's
+    notional cap), NaN where no signal."""
+    b = signals["bar"].to_numpy(np.int64)
+    out = {"signal": np.zeros(n, np.int8)}
+    out["signal"][b] = signals["side"].to_numpy(np.int8)
+    for k, col in (("limit_price", "entry"), ("sl_price", "sl"), ("tp1_price", "tp1"), ("tp_price", "tp2")):
+        a = np.full(n, np.nan)
+        a[b] = signals[col].to_numpy(float)
+        out[k] = a
+    sf = np.full(n, np.nan)
+    sf[b] = signals["leverage"].to_numpy(float) / max_leverage
+    out["size_fraction"] = sf
+    return out
+
+
+def execution_status(signal_bar: np.ndarray, n_bars: int, trades: pd.DataFrame, orders: pd.DataFrame,
+                     validity: int) -> pd.DataFrame:
+    """Status of each signal after one simulator run of its series (seed: NEW → OPEN → TP / SL / TP1_TRAIL / EXPIRED).
+
+    ``TP`` = TP2 reached; ``TP1_TRAIL`` = TP1 taken, the rest stopped at break-even or by the ATR trail;
+    ``SL`` = stopped before TP1 (liquidation included); ``TIMEOUT`` = time stop; ``EXPIRED`` = limit never filled;
+    ``REJECTED`` = levels or liquidation invalid at the fill; ``OPEN`` = in a position at the data's end;
+    ``NEW`` = not executed yet and still within its validity; ``SKIPPED`` = the series already had a position or a
+    resting order (one at a time per symbol × timeframe).
+
+    Returns:
+        Aligned with ``signal_bar``: ``status``, ``entry_ts``, ``exit_ts`` (epoch ms, -1 none), ``entry_price``,
+        ``exit_price``, ``exit_reason``, ``pnl`` (quote), ``net_pct`` (net PnL / entry notional, percent), ``tp1_hit``.
+    """
+    sb = np.asarray(signal_bar, np.int64)
+    out = pd.DataFrame({"signal_bar": sb})
+    t = trades.assign(signal_bar=trades["signal_bar"].astype(np.int64)) if len(trades) else pd.DataFrame(
+        columns=["signal_bar", "entry_ts", "exit_ts", "entry_price", "exit_price", "exit_reason", "pnl", "notional", "tp1_hit"])
+    t = t.assign(net_pct=100 * t["pnl"].astype(float) / t["notional"].astype(float))
+    m = out.merge(t[["signal_bar", "entry_ts", "exit_ts", "entry_price", "exit_price", "exit_reason", "pnl", "net_pct",
+                     "tp1_hit"]], on="signal_bar", how="left")
+    o = orders[["signal_bar", "status"]].rename(columns={"status": "order_status"}) if len(orders) else pd.DataFrame(
+        columns=["signal_bar", "order_status"])
+    m = m.merge(o.astype({"signal_bar": np.int64}), on="signal_bar", how="left")
+    r, hit = m["exit_reason"].to_numpy(dtype=object), m["tp1_hit"].fillna(False).to_numpy(bool)
+    status = np.select(
+        [r == "open", r == "tp", np.isin(r, ["sl", "liquidation"]) & ~hit, np.isin(r, ["sl", "breakeven", "trail", "liquidation"]),
+         r == "time", m["order_status"].to_numpy(dtype=object) == "expired", pd.notna(m["order_status"]).to_numpy(),
+         sb >= n_bars - 1 - validity],
+        ["OPEN", "TP", "SL", "TP1_TRAIL", "TIMEOUT", "EXPIRED", "REJECTED", "NEW"], "SKIPPED")
+    m["status"] = status
+    m["entry_ts"] = m["entry_ts"].fillna(-1).astype(np.int64)
+    m["exit_ts"] = np.where(np.isin(status, ["OPEN", "NEW", "SKIPPED", "EXPIRED", "REJECTED"]), -1,
+                            m["exit_ts"].fillna(-1)).astype(np.int64)
+    m["tp1_hit"] = hit
+    return m[["status", "entry_ts", "exit_ts", "entry_price", "exit_price", "exit_reason", "pnl", "net_pct", "tp1_hit"]]
