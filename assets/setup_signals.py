@@ -78,6 +78,36 @@ def scored_candidates(con, mlflow: MlflowTracking, champ: pd.Series | None) -> p
     return c
 
 
+def gate_candidates(con, mlflow: MlflowTracking, start_ts: int | None = None, end_ts: int | None = None):
+    """Score and gate the valid candidates exactly as live: returns ``(frame, mode, champion row)``.
+
+    ``frame``: the scored candidates (out of sample only when a champion gates: candidates before its first
+    calibrated fold are dropped) with ``threshold``, ``threshold_source``, ``passed`` and ``why``; ``mode`` is
+    ``ev`` / ``p_win`` / ``rules_only``.
+    """
+    g = settings().setup_scanner.gating
+    champ = model_in_force(con)
+    c = scored_candidates(con, mlflow, champ)
+    if start_ts is not None:
+        c = c[c["ts"] >= start_ts]
+    if end_ts is not None:
+        c = c[c["ts"] <= end_ts]
+    if champ is None:
+        return c.assign(threshold=np.nan, threshold_source="none", passed=True,
+                        why="rules only: no @champion meta-model (or meta.enabled false); every valid candidate passes"), \
+            "rules_only", None
+    tuned_rows = io.read_df(con, "SELECT * FROM signals.setup_thresholds") if io.table_exists(con, "signals.setup_thresholds") else None
+    c = c[c["p_win"].notna()].copy()
+    tuned = threshold_in_force(tuned_rows, c["symbol"], c["timeframe"], c["ts"])
+    thr, src = resolve_threshold(c["symbol"], c["timeframe"], regime_key(c["trend_regime"], c["volatility_level"]), g, tuned)
+    c["threshold"], c["threshold_source"] = thr, src
+    c["passed"] = gate(c["p_win"], c["ev_pct"], thr, g)
+    score = c["ev_pct"] if g.use_ev else c["p_win"]
+    c["why"] = (("EV % " if g.use_ev else "p(win) ") + score.round(4).astype(str) + np.where(c["passed"], " >= ", " < ")
+                + c["threshold"].round(4).astype(str) + " (" + c["threshold_source"] + ")")
+    return c, ("ev" if g.use_ev else "p_win"), champ
+
+
 def _weekly(start_ms: int, end_ms: int) -> np.ndarray:
     """Mondays 00:00 UTC in ``(start, end]`` (epoch ms)."""
     first = pd.Timestamp(start_ms, unit="ms").normalize()
@@ -121,7 +151,7 @@ def signals_setup_thresholds(context: dg.AssetExecutionContext, warehouse: Wareh
     return dg.MaterializeResult(metadata={
         "dagster/row_count": len(rows), "versions": int(rows["valid_from"].nunique()), "model_version": str(champ.model_version),
         "mode": "EV %" if g.use_ev else "p(win)", "target_winrate": g.target_winrate_pct / 100,
-        "tuned_pairs_latest": int(last["threshold"].notna().sum()), "latest_thresholds": md_table(show.round(4), 40),
+        "tuned_pairs_latest": int(last["threshold"].notna().sum()), "latest_thresholds": md_table(show.round({"threshold": 4, "coverage": 4, "winrate": 4}), 40),
         "coverage_vs_winrate": md_table(pooled["table"].round(4), 40)})
 
 
@@ -183,32 +213,13 @@ def simulate_signals(con, signals: pd.DataFrame, score: str, init_cash_each: flo
                 "REJECTED / SKIPPED, entry and exit, net PnL.",
 )
 def signals_setups(context: dg.AssetExecutionContext, warehouse: WarehouseResource, mlflow: MlflowTracking) -> dg.MaterializeResult:
-    cfg = settings()
-    sc, g = cfg.setup_scanner, cfg.setup_scanner.gating
+    sc = settings().setup_scanner
     with warehouse.connect() as con:
-        champ = model_in_force(con)
-        c = scored_candidates(con, mlflow, champ)
-        tuned_rows = io.read_df(con, "SELECT * FROM signals.setup_thresholds") if io.table_exists(con, "signals.setup_thresholds") else None
-        mode = "rules_only" if champ is None else ("ev" if g.use_ev else "p_win")
-        if champ is None:
-            c = c.assign(threshold=np.nan, threshold_source="none", passed=True,
-                         why="rules only: no @champion meta-model (or meta.enabled false); every valid candidate passes")
-            start = None
-        else:
-            c = c[c["p_win"].notna()].copy()  # out of sample only: candidates before the first calibrated fold are not gated
-            tuned = threshold_in_force(tuned_rows, c["symbol"], c["timeframe"], c["ts"])
-            thr, src = resolve_threshold(c["symbol"], c["timeframe"], regime_key(c["trend_regime"], c["volatility_level"]), g,
-                                         tuned)
-            c["threshold"], c["threshold_source"] = thr, src
-            c["passed"] = gate(c["p_win"], c["ev_pct"], thr, g)
-            score = c["ev_pct"] if g.use_ev else c["p_win"]
-            label = "EV %" if g.use_ev else "p(win)"
-            c["why"] = (label + " " + score.round(4).astype(str) + np.where(c["passed"], " >= ", " < ")
-                        + c["threshold"].round(4).astype(str) + " (" + c["threshold_source"] + ")")
-            start = int(c["ts"].min()) if len(c) else None
+        c, mode, champ = gate_candidates(con, mlflow)
+        start = int(c["ts"].min()) if champ is not None and len(c) else None
         sig = c[c["passed"]].copy()
         n_sleeves = max(1, c.groupby(["symbol", "timeframe"]).ngroups)  # same capital base as backtest/setup_scanner
-        st, _, _ = simulate_signals(con, sig, "ev_pct" if mode != "p_win" else "p_win", sc.init_cash / n_sleeves, start)
+        st, _, _ = simulate_signals(con, sig, "p_win" if mode == "p_win" else "ev_pct", sc.init_cash / n_sleeves, start)
         sig = pd.concat([sig.drop(columns=["status", "exit_ts", "exit_price", "net_pct", "fill_ts", "win", "tp1_hit"],
                                   errors="ignore"),
                          c.loc[sig.index, ["status", "net_pct", "win"]].rename(columns={"status": "outcome_alone",
@@ -232,7 +243,8 @@ def signals_setups(context: dg.AssetExecutionContext, warehouse: WarehouseResour
                   "executed_win_rate": float((closed["net_pct"] > 0).mean()) if len(closed) else None,
                   "executed_avg_net_pct": float(closed["net_pct"].mean()) if len(closed) else None,
                   "latest": md_table(sig.sort_values("ts").tail(10).assign(ts=lambda d: pd.to_datetime(d["ts"], unit="ms"))[
-                      ["symbol", "timeframe", "ts", "side", "entry", "sl", "tp1", "tp2", "p_win", "ev_pct", "status"]].round(5))},
+                      ["symbol", "timeframe", "ts", "side", "entry", "sl", "tp1", "tp2", "p_win", "ev_pct", "status"]].round(
+                      {"p_win": 4, "ev_pct": 4}))},
         check_results=[dg.AssetCheckResult(check_name="statuses_valid", passed=bad == 0, severity=dg.AssetCheckSeverity.ERROR,
                                            metadata={"bad_rows": bad})])
 

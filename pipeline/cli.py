@@ -23,7 +23,9 @@ console = Console()
 def _register_subcommands() -> None:
     from pipeline.cli_options import api_app
     from pipeline.cli_options import app as options_app
+    from pipeline.cli_setups import app as setups_app
     app.add_typer(options_app, name="options")
+    app.add_typer(setups_app, name="setups")
     app.add_typer(api_app, name="api")
 
 
