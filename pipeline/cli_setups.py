@@ -162,16 +162,15 @@ def db_inspect() -> None:
     """Row counters of the setup scanner's tables."""
     rows = []
     for t in SETUP_TABLES + ["signals.setup_retro"]:
+        col = "valid_from" if t == "signals.setup_thresholds" else "ts"
         try:
-            r = read(f"SELECT count(*) AS n, min(ts) AS first, max(ts) AS last FROM {t}").iloc[0]
+            r = read(f"SELECT count(*) AS n, min({col}) AS first, max({col}) AS last FROM {t}").iloc[0]
             rows.append({"table": t, "rows": int(r["n"]), "first": pd.Timestamp(r["first"], unit="ms") if pd.notna(r["first"]) else None,
                          "last": pd.Timestamp(r["last"], unit="ms") if pd.notna(r["last"]) else None})
         except Exception as e:  # noqa: BLE001 - a table not built yet is a counter of 0, not an error
             if "does not exist" not in str(e) and "Binder Error" not in str(e):
                 raise
             rows.append({"table": t, "rows": 0, "first": None, "last": None})
-    if rows[2]["rows"]:
-        rows[2]["first"] = rows[2]["last"] = None  # thresholds are keyed by valid_from, not ts
     _table(pd.DataFrame(rows), "Setup scanner tables")
     st = read("SELECT status, count(*) AS n FROM signals.setups GROUP BY ALL ORDER BY n DESC")
     _table(st, "signals.setups by status")

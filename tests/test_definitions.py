@@ -7,8 +7,19 @@ from pipeline.partitions import SYMBOL_TIMEFRAME, full_range_tags, parse_key, pa
 
 def test_definitions_load():
     dg.Definitions.validate_loadable(defs)
-    for job in ("main_job", "ingest_job", "train_job", "backtest_job"):
+    for job in ("main_job", "ingest_job", "train_job", "backtest_job", "setup_scan_job", "setup_train_job",
+                "setup_calibrate_job", "setup_tune_job"):
         assert defs.resolve_job_def(job)
+    # seed 002 "auto": weekly UTC train -> calibrate -> tune, stopped unless setup_scanner.auto.enabled
+    sched = {s.name: s for s in defs.schedules}
+    assert [sched[n].cron_schedule for n in ("setup_train_weekly", "setup_calibrate_weekly", "setup_tune_weekly")] == \
+        ["0 1 * * 1", "30 1 * * 1", "0 2 * * 1"]
+    assert all(s.execution_timezone == "UTC" and s.default_status == dg.DefaultScheduleStatus.STOPPED for s in sched.values())
+    from pipeline.config import settings
+    from pipeline.definitions import setup_schedules
+    on = settings().model_copy(deep=True)
+    on.setup_scanner.auto.enabled = True
+    assert all(s.default_status == dg.DefaultScheduleStatus.RUNNING for s in setup_schedules(on))
 
 
 def test_asset_keys_snapshot():
@@ -18,7 +29,8 @@ def test_asset_keys_snapshot():
                     "ml/baseline_direction", "ml/baseline_direction_evaluation", "ml/baseline_direction_champion",
                     "backtest/baseline", "features/onchain", "signals/options_daily", "signals/options_trades",
                     "backtest/options_desk", "ml/options_direction", "ml/options_direction_champion", "signals/setup_candidates",
-                    "ops/serving_snapshot"}
+                    "ml/setup_meta", "ml/setup_meta_evaluation", "ml/setup_meta_champion", "signals/setup_thresholds",
+                    "signals/setups", "backtest/setup_scanner", "ops/serving_snapshot"}
     graph = defs.resolve_asset_graph()
     assert graph.get(dg.AssetKey(["ml", "baseline_direction"])).group_name == "ml"
     assert graph.get(dg.AssetKey(["backtest", "baseline"])).group_name == "backtest"
@@ -26,6 +38,12 @@ def test_asset_keys_snapshot():
     assert graph.get(dg.AssetKey(["ml", "options_direction"])).group_name == "options_desk"
     # the daily signal waits for the champion step, so it always reads the current champions' scores
     assert dg.AssetKey(["ml", "options_direction_champion"]) in graph.get(dg.AssetKey(["signals", "options_daily"])).parent_keys
+    # setup signals do not depend on the champion step (a failed weekly gate must not stop live scans); the gate and
+    # the promotion run first inside a run through their higher Dagster priority
+    setups = graph.get(dg.AssetKey(["signals", "setups"]))
+    assert dg.AssetKey(["ml", "setup_meta_champion"]) not in setups.parent_keys and setups.group_name == "setup_scanner"
+    for k in (["ml", "setup_meta_evaluation"], ["ml", "setup_meta_champion"]):
+        assert defs.get_assets_def(dg.AssetKey(k)).op.tags["dagster/priority"] == "10"
 
 
 def test_partition_keys():

@@ -18,7 +18,8 @@ pytestmark = pytest.mark.integration
 
 
 DATA_ONLY = (dg.AssetSelection.all() - dg.AssetSelection.groups("ml", "backtest")
-             - dg.AssetSelection.keys(["ml", "options_direction"], ["ml", "options_direction_champion"]))
+             - dg.AssetSelection.keys(["ml", "options_direction"], ["ml", "options_direction_champion"])
+             - dg.AssetSelection.keys(["ml", "setup_meta"]).downstream())
 
 
 def _run(resources, instance, **kw):

@@ -33,8 +33,10 @@ def _meta(result, key):
     return ev[-1].materialization.metadata if ev else None
 
 
-def _check(result, name):
-    return next(e for e in result.get_asset_check_evaluations() if e.check_name == name)
+def _check(result, name, asset=("ml", "baseline_direction_evaluation")):
+    """The evaluation of check ``name`` (``promotion_gate`` exists on several assets: ``asset`` disambiguates)."""
+    hits = [e for e in result.get_asset_check_evaluations() if e.check_name == name]
+    return next((e for e in hits if e.asset_key == dg.AssetKey(list(asset))), hits[0])
 
 
 def test_train_gate_promote_backtest_then_refuse_a_failing_model(resources, monkeypatch):
@@ -138,6 +140,53 @@ def test_train_gate_promote_backtest_then_refuse_a_failing_model(resources, monk
         assert out.exit_code == 0 and "Taken trades by state" in out.output and "Taken trades by year" in out.output
         assert _q(resources, "SELECT count(*) n FROM features.onchain_source_agreement")["n"][0] == 2
 
+        # setup scanner: candidates -> p(win) meta-model (gate passed under the test criteria, champion v1) -> tuned
+        # thresholds -> gated signals executed by the simulator -> gated vs ungated vs buy-and-hold
+        from pipeline.core.setups import SIGNAL_STATUSES
+        from models.setup_meta import META_FEATURES
+        assert _check(r1, "promotion_gate", ("ml", "setup_meta_evaluation")).passed
+        assert str(trk.champion("setup_meta").version) == "1"
+        setups = _q(resources, "SELECT * FROM signals.setups")
+        assert len(setups) > 20 and setups["passed"].all() and setups["gate_mode"].eq("ev").all()
+        assert set(setups["status"]) <= set(SIGNAL_STATUSES) and setups["model_version"].eq("setup_meta v1").all()
+        assert (setups["ev_pct"] >= setups["threshold"] - 1e-12).all() and setups["why"].str.contains(" >= ").all()
+        assert {"global", "tuned"} >= set(setups["threshold_source"].str.split(":").str[0])
+        champ_run = _q(resources, "SELECT mlflow_run_id FROM ml.model_runs WHERE model_name = 'setup_meta' AND promoted")
+        sc_ = _q(resources, "SELECT * FROM ml.setup_meta_scores WHERE mlflow_run_id = ?", [champ_run["mlflow_run_id"][0]])
+        j = setups.merge(sc_, on="candidate_id")
+        assert len(j) == len(setups) and np.allclose(j["p_win"], j["p_cal"])  # the champion's point-in-time scores
+        # the served champion is the latest fold's model: it reproduces the stored score of the newest candidate
+        meta_model = mlflow.sklearn.load_model("models:/setup_meta@champion")
+        with duckdb.connect(resources["warehouse"].path, read_only=True) as con:
+            from assets.setup_meta import load_dataset
+            ds = load_dataset(con, "binance")
+        newest = ds.iloc[[-1]]
+        stored = sc_.set_index("candidate_id").loc[newest["candidate_id"].iloc[0], "p_cal"]
+        assert meta_model.predict(newest[META_FEATURES])[0] == pytest.approx(stored)
+        thr = _q(resources, "SELECT * FROM signals.setup_thresholds")
+        assert len(thr) > 0 and thr["model_version"].eq("1").all() and thr["mode"].eq("ev").all()
+        bt = _q(resources, "SELECT * FROM backtest.runs WHERE desk = 'setup_scanner' ORDER BY strategy")
+        assert bt["strategy"].tolist() == ["setup_gated", "setup_ungated"] and bt["sample"].eq("out_of_sample").all()
+        assert json.loads(bt["metrics"][0])["n_trades"] < json.loads(bt["metrics"][1])["n_trades"]
+        assert "total_return" in json.loads(bt["benchmark"][0])
+        import pipeline.cli_setups as cli_setups
+        cfg_s = cfg.model_copy(deep=True)
+        cfg_s.mlflow.tracking_uri = trk.tracking_uri
+        monkeypatch.setattr(cli_setups, "settings", lambda: cfg_s)
+        monkeypatch.setattr(cli_options, "settings", lambda: cfg_s)
+        out = CliRunner().invoke(cli.app, ["setups", "retro-scan", "--start", "2023-03-01", "--end", "2023-04-10", "--stride", "2",
+                                           "--limit-per-pair", "5"], env={"COLUMNS": "250"})
+        assert out.exit_code == 0 and "retro-scan" in out.output and "Signal statuses" in out.output, out.output
+        retro = _q(resources, "SELECT * FROM signals.setup_retro")
+        assert 0 < len(retro) <= 5 * 4 and retro.groupby(["symbol", "timeframe"]).size().max() <= 5
+        assert (pd.to_datetime(retro["ts"], unit="ms") >= "2023-03-01").all()
+        out = CliRunner().invoke(cli.app, ["setups", "db-inspect"], env={"COLUMNS": "250"})
+        assert out.exit_code == 0 and "Setup scanner tables" in out.output and "TP1_TRAIL" in out.output, out.output
+        eq_csv = resources["warehouse"].path + ".equity.csv"
+        out = CliRunner().invoke(cli.app, ["setups", "analyze-results", "--equity-csv", eq_csv], env={"COLUMNS": "250"})
+        assert out.exit_code == 0 and "setup_gated" in out.output and "buy_and_hold" in out.output, out.output
+        assert len(pd.read_csv(eq_csv)) > 100
+
         # no new data: nothing retrained, no new backtest run
         r2 = _run(resources, instance)
         assert r2.success
@@ -145,7 +194,8 @@ def test_train_gate_promote_backtest_then_refuse_a_failing_model(resources, monk
         assert "unchanged" in _meta(r2, ["backtest", "baseline"])["status"].value
         assert "unchanged" in _meta(r2, ["backtest", "options_desk"])["status"].value
         assert "not retrained" in _meta(r2, ["ml", "options_direction"])["status"].value
-        assert len(_q(resources, "SELECT * FROM ml.model_runs")) == 3  # baseline + p_long + p_short
+        assert "not retrained" in _meta(r2, ["ml", "setup_meta"])["status"].value
+        assert len(_q(resources, "SELECT * FROM ml.model_runs")) == 4  # baseline + p_long + p_short + setup_meta
 
         # a retrained model that fails the criteria is registered but never promoted; the rest still runs
         strict = settings().model_copy(deep=True)

@@ -122,7 +122,7 @@ def tune_threshold(score: np.ndarray, win: np.ndarray, target_winrate: float, mi
     ok = ~(np.isnan(s) | np.isnan(w))
     s, w = s[ok], w[ok]
     if grid is None:
-        grid = np.unique(np.quantile(s, np.linspace(0, 0.95, 39))) if len(s) else np.zeros(0)
+        grid = np.unique(np.quantile(s, np.linspace(0, 0.95, 39), method="lower")) if len(s) else np.zeros(0)
     grid = np.asarray(grid, float)
     order = np.argsort(s, kind="stable")
     s_sorted, wins_from = s[order], np.r_[np.cumsum(w[order][::-1])[::-1], 0.0]  # wins among rows >= position
