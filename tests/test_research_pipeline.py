@@ -226,3 +226,19 @@ def test_train_gate_promote_backtest_then_refuse_a_failing_model(resources, monk
             == "options_p_long v1"
         kept = _q(resources, "SELECT DISTINCT model_version FROM ml.options_scores WHERE model_name = 'options_p_long' ORDER BY 1")
         assert kept["model_version"].tolist() == ["1", "2"]  # champion's and the candidate's scores
+
+        # a setup meta-model retrain that fails its blocking gate: v2 registered, champion stays v1, and the gated
+        # signals are still refreshed (they do not depend on the champion step) with v1's scores
+        import assets.setup_meta as sm
+        strict_s = settings().model_copy(deep=True)
+        strict_s.setup_scanner.meta.promotion.min_auc = 0.99
+        monkeypatch.setattr(sm, "settings", lambda: strict_s)
+        r5 = _run(resources, instance, {"ops": {"ml__setup_meta": {"config": {"force": True}}}})
+        gate_s = _check(r5, "promotion_gate", ("ml", "setup_meta_evaluation"))
+        assert not gate_s.passed and "FAIL auc" in gate_s.metadata["reasons"].value
+        assert _meta(r5, ["ml", "setup_meta_champion"]) is None and str(trk.champion("setup_meta").version) == "1"
+        assert _meta(r5, ["signals", "setups"]) is not None
+        after = _q(resources, "SELECT DISTINCT model_version FROM signals.setups")
+        assert after["model_version"].tolist() == ["setup_meta v1"]
+        kept = _q(resources, "SELECT DISTINCT model_version FROM ml.setup_meta_scores ORDER BY 1")
+        assert kept["model_version"].tolist() == ["1", "2"]
