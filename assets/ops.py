@@ -18,7 +18,9 @@ SNAPSHOT = dg.AssetKey(["ops", "serving_snapshot"])
           dg.AssetKey(["features", "technical"]), dg.AssetKey(["regimes", "market"]), dg.AssetKey(["ml", "baseline_direction"]),
           dg.AssetKey(["backtest", "baseline"]), dg.AssetKey(["features", "onchain"]), dg.AssetKey(["signals", "options_daily"]),
           dg.AssetKey(["signals", "options_trades"]), dg.AssetKey(["backtest", "options_desk"]),
-          dg.AssetKey(["ml", "options_direction"]), dg.AssetKey(["signals", "setup_candidates"])],
+          dg.AssetKey(["ml", "options_direction"]), dg.AssetKey(["signals", "setup_candidates"]),
+          dg.AssetKey(["ml", "setup_meta"]), dg.AssetKey(["signals", "setup_thresholds"]), dg.AssetKey(["signals", "setups"]),
+          dg.AssetKey(["backtest", "setup_scanner"])],
     description="Copies the curated tables into serving.duckdb (atomic rename) and exports/<table>.parquet. "
                 "Skipped when no table changed since the last publish.",
 )

@@ -19,7 +19,8 @@ pytestmark = pytest.mark.integration
 
 DATA_ONLY = (dg.AssetSelection.all() - dg.AssetSelection.groups("ml", "backtest")
              - dg.AssetSelection.keys(["ml", "options_direction"], ["ml", "options_direction_champion"])
-             - dg.AssetSelection.keys(["ml", "setup_meta"]).downstream())
+             - dg.AssetSelection.keys(["ml", "setup_meta"], ["ml", "setup_meta_evaluation"], ["ml", "setup_meta_champion"],
+                                      ["signals", "setup_thresholds"], ["signals", "setups"], ["backtest", "setup_scanner"]))
 
 
 def _run(resources, instance, **kw):

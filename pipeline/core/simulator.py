@@ -24,7 +24,9 @@ signals can never disagree. The fill model (documented in ``docs/decisions.md`` 
 
   TP1 closes ``tp1_fraction`` of the position; with ``breakeven_after_tp1`` the stop moves to the
   entry price. The ATR trailing stop (``trail_atr`` x ATR behind the best price since entry) is
-  armed once the best price is ``trail_activation_atr`` x ATR in profit. Stop updates (break-even,
+  armed once the best price is ``trail_activation_atr`` x ATR in profit (and, with ``trail_after_tp1``, only once
+  TP1 has been taken). An opposite signal while in a position reverses it unless ``allow_reverse`` is off
+  (then it is ignored). Stop updates (break-even,
   trailing) use only completed bars and take effect from the **next** bar, which is the
   conservative reading of an OHLC bar whose intrabar path is unknown.
 * **Accounting** is margin style: fees are paid from cash, realised PnL is added to cash, equity is
