@@ -108,6 +108,19 @@ def gate_candidates(con, mlflow: MlflowTracking, start_ts: int | None = None, en
     return c, ("ev" if g.use_ev else "p_win"), champ
 
 
+def chain_fingerprint(con) -> str:
+    """Inputs of thresholds, signals and backtest: the candidates' and the meta-model's input fingerprints, the
+    champion in force and the ``setup_scanner`` configuration (unchanged -> those assets skip their work)."""
+    champ = model_in_force(con)
+    return io.inputs_fingerprint(
+        con, "SELECT asset, fingerprint FROM ops.asset_inputs WHERE asset IN ('signals.setup_candidates', 'ml.setup_meta') ORDER BY 1",
+        extra=settings().setup_scanner.model_dump_json() + CODE_VERSION + ("" if champ is None else str(champ.mlflow_run_id)))
+
+
+def _unchanged(con, table: str, fp: str) -> bool:
+    return io.table_exists(con, table) and io.inputs_unchanged(con, table, fp)
+
+
 def _weekly(start_ms: int, end_ms: int) -> np.ndarray:
     """Mondays 00:00 UTC in ``(start, end]`` (epoch ms)."""
     first = pd.Timestamp(start_ms, unit="ms").normalize()
@@ -127,8 +140,12 @@ def signals_setup_thresholds(context: dg.AssetExecutionContext, warehouse: Wareh
     cfg = settings()
     sc, g = cfg.setup_scanner, cfg.setup_scanner.gating
     with warehouse.connect() as con:
+        fp = chain_fingerprint(con)
+        if _unchanged(con, "signals.setup_thresholds", fp):
+            return dg.MaterializeResult(metadata={"status": "candidates, champion and configuration unchanged; not re-tuned"})
         champ = model_in_force(con)
         if champ is None:
+            io.record_inputs(con, "signals.setup_thresholds", fp)
             io.replace_table(con, "signals.setup_thresholds", pd.DataFrame(columns=[
                 "symbol", "timeframe", "valid_from", "mode", "threshold", "coverage", "winrate", "n_pass", "n",
                 "target_winrate", "min_closed_samples", "model_version", "tuned_at"]).astype({"valid_from": "int64"}))
@@ -142,6 +159,7 @@ def signals_setup_thresholds(context: dg.AssetExecutionContext, warehouse: Wareh
         rows = tune_schedule(lab, as_of[::step] if step > 1 else as_of, g)
         rows = rows.assign(model_version=str(champ.model_version), tuned_at=io.now_utc())
         io.replace_table(con, "signals.setup_thresholds", rows)
+        io.record_inputs(con, "signals.setup_thresholds", fp)
     last = rows[rows["valid_from"] == rows["valid_from"].max()]
     end = int(c["ts"].max())
     recent = lab[(lab["exit_ts"] < end) & (lab["ts"] >= end - g.window_days * 86_400_000)]
@@ -215,6 +233,11 @@ def simulate_signals(con, signals: pd.DataFrame, score: str, init_cash_each: flo
 def signals_setups(context: dg.AssetExecutionContext, warehouse: WarehouseResource, mlflow: MlflowTracking) -> dg.MaterializeResult:
     sc = settings().setup_scanner
     with warehouse.connect() as con:
+        fp = chain_fingerprint(con)
+        if _unchanged(con, "signals.setups", fp):
+            return dg.MaterializeResult(metadata={"status": "candidates, champion and configuration unchanged; not re-gated"},
+                                        check_results=[dg.AssetCheckResult(check_name="statuses_valid", passed=True,
+                                                                           metadata={"note": "unchanged"})])
         c, mode, champ = gate_candidates(con, mlflow)
         start = int(c["ts"].min()) if champ is not None and len(c) else None
         sig = c[c["passed"]].copy()
@@ -229,6 +252,7 @@ def signals_setups(context: dg.AssetExecutionContext, warehouse: WarehouseResour
         sig["model_version"] = None if champ is None else f"{sc.meta.name} v{champ.model_version}"
         sig["scanned_at"] = io.now_utc()
         io.replace_table(con, "signals.setups", sig.reset_index(drop=True))
+        io.record_inputs(con, "signals.setups", fp)
     bad = int(sig["status"].isna().sum() + ((sig["exit_ts"] >= 0) & (sig["exit_ts"] < sig["entry_ts"])).sum() + (~sig["passed"]).sum())
     closed = sig[sig["status"].isin(["TP", "SL", "TP1_TRAIL", "TIMEOUT"])]
     summary = pd.DataFrame([
@@ -266,6 +290,11 @@ def backtest_setup_scanner(context: dg.AssetExecutionContext, warehouse: Warehou
     cfg = settings()
     sc = cfg.setup_scanner
     with warehouse.connect() as con:
+        fp = chain_fingerprint(con)
+        if io.inputs_unchanged(con, "backtest.setup_scanner", fp):
+            return dg.MaterializeResult(metadata={"status": "signals unchanged; not re-run (see backtest.runs)"},
+                                        check_results=[dg.AssetCheckResult(check_name="accounting_reconciles", passed=True,
+                                                                           metadata={"note": "unchanged run"})])
         gated = io.read_df(con, "SELECT * FROM signals.setups")
         if gated.empty:
             raise dg.Failure("signals.setups is empty; nothing to backtest")
@@ -322,6 +351,7 @@ def backtest_setup_scanner(context: dg.AssetExecutionContext, warehouse: Warehou
                 io.upsert(con, "backtest.equity", eq[["ts", "equity", "cash", "position_value", "gross_exposure", "n_positions",
                                                       "drawdown", "benchmark_equity"]].assign(run_id=run_id), ["run_id", "ts"])
                 out_rows.append(run_id)
+            io.record_inputs(con, "backtest.setup_scanner", fp)
     r4 = lambda v: round(v, 4) if isinstance(v, float) else v  # noqa: E731
     compare = pd.DataFrame([{"metric": k, "gated": r4(runs["setup_gated"][2].get(k)), "ungated": r4(runs["setup_ungated"][2].get(k)),
                              "buy_and_hold": r4(bm.get(k))} for k in SUMMARY])

@@ -195,6 +195,8 @@ def test_train_gate_promote_backtest_then_refuse_a_failing_model(resources, monk
         assert "unchanged" in _meta(r2, ["backtest", "options_desk"])["status"].value
         assert "not retrained" in _meta(r2, ["ml", "options_direction"])["status"].value
         assert "not retrained" in _meta(r2, ["ml", "setup_meta"])["status"].value
+        for k in (["signals", "setup_thresholds"], ["signals", "setups"], ["backtest", "setup_scanner"]):
+            assert "unchanged" in _meta(r2, k)["status"].value
         assert len(_q(resources, "SELECT * FROM ml.model_runs")) == 4  # baseline + p_long + p_short + setup_meta
 
         # a retrained model that fails the criteria is registered but never promoted; the rest still runs
