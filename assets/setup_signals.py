@@ -185,8 +185,12 @@ def sim_params(init_cash: float) -> SimParams:
                      slippage_bps=100 * c.slippage_pct, allow_reverse=False)
 
 
-def simulate_signals(con, signals: pd.DataFrame, score: str, init_cash_each: float, start_ts: int | None = None):
+def simulate_signals(con, signals: pd.DataFrame, score: str, init_cash_each: float, start_ts: int | None = None,
+                     bars_cache: dict | None = None):
     """Run each symbol × timeframe's signals through the simulator (from ``start_ts``).
+
+    ``bars_cache``: optional dict reused across calls so each series' candles are read once (the backtest simulates
+    the gated and the ungated book on the same bars).
 
     Returns ``(statuses aligned with signals, {sleeve: SimResult}, {symbol: closes})``.
     """
@@ -194,7 +198,12 @@ def simulate_signals(con, signals: pd.DataFrame, score: str, init_cash_each: flo
     params = sim_params(init_cash_each)
     parts, sleeves, closes = [], {}, {}
     for (sym, tf), g in signals.groupby(["symbol", "timeframe"], sort=True):
-        b = load_bars(con, cfg.exchange.id, sym, tf)
+        if bars_cache is not None and (sym, tf) in bars_cache:
+            b = bars_cache[(sym, tf)]
+        else:
+            b = load_bars(con, cfg.exchange.id, sym, tf)
+            if bars_cache is not None:
+                bars_cache[(sym, tf)] = b
         if start_ts is not None:
             b = b[b["ts"] >= start_ts].reset_index(drop=True)
         if b.empty:
@@ -305,9 +314,9 @@ def backtest_setup_scanner(context: dg.AssetExecutionContext, warehouse: Warehou
         score = "p_win" if mode == "p_win" else "ev_pct"
         sleeves_n = ungated.groupby(["symbol", "timeframe"]).ngroups
         each = sc.init_cash / max(1, sleeves_n)
-        runs, recon, out_rows = {}, {}, []
+        runs, recon, out_rows, cache = {}, {}, [], {}
         for name, sig in (("setup_gated", gated), ("setup_ungated", ungated)):
-            _, sleeves, closes = simulate_signals(con, sig, score, each, start)
+            _, sleeves, closes = simulate_signals(con, sig, score, each, start, cache)
             # sleeves with no signal still hold their cash: the two runs share the same capital base
             port = combine_sleeves(sleeves, each)
             port["equity"] += each * (sleeves_n - len(sleeves))

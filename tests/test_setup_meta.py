@@ -1,6 +1,8 @@
 """Setup scanner ML and execution: the p(win) meta-model scored point-in-time on truncated real history equals the
 full run's, the point-in-time threshold versions only use outcomes known when they were tuned, and the simulator's
 trades map to the seed's signal statuses (worked by hand)."""
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -122,7 +124,7 @@ def test_execution_statuses_by_hand():
     assert a["exit_price"] == pytest.approx(104.0)
     # without trail_after_tp1 the trail arms at the fill bar's close (best 101 - 1 = 100 > entry 99) and bar 3's
     # low 99 stops the whole position before TP1 is credited (stop first): an SL-side exit, not TP1_TRAIL
-    res2 = simulate(bars, signal_arrays(len(bars), one, 1.0)["signal"], p.__class__(**{**p.__dict__, "trail_after_tp1": False}),
-                    **{k: v for k, v in signal_arrays(len(bars), one, 1.0).items() if k != "signal"})
+    arr2 = signal_arrays(len(bars), one, 1.0)
+    res2 = simulate(bars, arr2.pop("signal"), dataclasses.replace(p, trail_after_tp1=False), **arr2)
     assert res2.trades.iloc[0]["exit_reason"] == "trail" and not res2.trades.iloc[0]["tp1_hit"]
     assert a["net_pct"] > 0 and (st.iloc[1:]["exit_ts"] == -1).all()
