@@ -17,6 +17,12 @@ class IncrementalConfig(dg.Config):
     full_refresh: bool = Field(False, description="Recompute the selected partitions from scratch instead of only new rows.")
 
 
+class TrainConfig(dg.Config):
+    """Launchpad options of a model-training asset."""
+
+    force: bool = Field(False, description="Retrain even if the inputs and the configuration are unchanged.")
+
+
 def run_slices(context: dg.AssetExecutionContext) -> list[tuple[str, str]]:
     """``(BASE/QUOTE, timeframe)`` for every partition of this run (single-run ranges included)."""
     if not context.has_partition_key and not context.has_partition_key_range:

@@ -4,7 +4,7 @@ import dagster as dg
 import pandas as pd
 
 from assets.common import POOL, SINGLE_RUN, IncrementalConfig, md_table, run_slices
-from assets.market import MARKET_OHLCV
+from assets.keys import FEATURES, MARKET_OHLCV, REGIMES
 from pipeline.config import settings
 from pipeline.core.indicators import FEATURE_COLUMNS, MAX_WARMUP, technical_features
 from pipeline.core.regimes import REGIME_COLUMNS, RegimeParams, classify_regimes
@@ -13,8 +13,6 @@ from resources.warehouse import WarehouseResource
 from warehouse import io
 from warehouse.quality import cached, feature_nulls_past_warmup
 
-FEATURES = dg.AssetKey(["features", "technical"])
-REGIMES = dg.AssetKey(["regimes", "market"])
 #: bump when a formula changes: slices computed by another version are rebuilt from scratch
 FEATURES_CODE = "1"
 REGIMES_CODE = "2"  # 2: trend votes use the MACD line

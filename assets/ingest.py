@@ -5,6 +5,7 @@ import pandas as pd
 
 from assets.common import POOL, SINGLE_RUN, IncrementalConfig, md_table, run_slices, ts_iso
 from assets.checks import candle_integrity_result
+from assets.keys import EXTERNAL_DATA_FOLDER, EXTERNAL_EXCHANGE, EXTERNAL_ONCHAIN_SHEET, RAW_OHLCV, RAW_ONCHAIN_METRICS
 from pipeline.config import settings
 from pipeline.core.timeframes import timeframe_ms
 from pipeline.partitions import SYMBOL_TIMEFRAME
@@ -15,12 +16,11 @@ from resources.warehouse import WarehouseResource
 from warehouse import io
 from warehouse.quality import cached, candle_integrity
 
-RAW_OHLCV = dg.AssetKey(["raw", "ohlcv"])
-EXTERNAL_FILES = dg.AssetSpec(["external", "data_folder"], group_name="ingest", kinds={"csv", "parquet"},
+EXTERNAL_FILES = dg.AssetSpec(EXTERNAL_DATA_FOLDER, group_name="ingest", kinds={"csv", "parquet"},
                               description="The local data folder (TRADER_DATA_DIR), laid out like shared/data.")
-EXTERNAL_EXCHANGE = dg.AssetSpec(["external", "exchange"], group_name="ingest", kinds={"ccxt"},
+EXTERNAL_EXCHANGE_SPEC = dg.AssetSpec(EXTERNAL_EXCHANGE, group_name="ingest", kinds={"ccxt"},
                                  description="The configured exchange's public candle API via ccxt.")
-EXTERNAL_SHEET = dg.AssetSpec(["external", "onchain_sheet"], group_name="ingest", kinds={"googlesheets"},
+EXTERNAL_SHEET = dg.AssetSpec(EXTERNAL_ONCHAIN_SHEET, group_name="ingest", kinds={"googlesheets"},
                               description="Optional Google Sheet of on-chain metric columns (gspread).")
 
 
@@ -111,7 +111,7 @@ def raw_ohlcv(context: dg.AssetExecutionContext, config: IncrementalConfig, ware
 
 
 @dg.asset(
-    key=["raw", "onchain_metrics"], group_name="ingest", pool=POOL, kinds={"duckdb", "python"},
+    key=RAW_ONCHAIN_METRICS, group_name="ingest", pool=POOL, kinds={"duckdb", "python"},
     deps=[EXTERNAL_FILES, EXTERNAL_SHEET], code_version="1",
     description="Bitcoin daily on-chain metrics in long format (date, source, metric, value), one source per "
                 "vendor file (and the optional Google Sheet). A file is re-read only when it changed.",

@@ -5,7 +5,7 @@ import pandas as pd
 
 from assets.checks import candle_integrity_result, gap_budget_result, staleness_result
 from assets.common import POOL, SINGLE_RUN, IncrementalConfig, md_table, run_slices, ts_iso
-from assets.ingest import RAW_OHLCV
+from assets.keys import EXTERNAL_DATA_FOLDER, MARKET_OHLCV, ONCHAIN_DAILY, RAW_OHLCV, RAW_ONCHAIN_METRICS, SENTIMENT_DAILY
 from pipeline.config import settings
 from pipeline.core.candles import EXTRA_COLUMNS, resample_ohlcv
 from pipeline.core.onchain import normalise_onchain
@@ -16,9 +16,6 @@ from resources.warehouse import WarehouseResource
 from warehouse import io
 from warehouse.quality import cached, candle_integrity, gap_list
 
-MARKET_OHLCV = dg.AssetKey(["market", "ohlcv"])
-ONCHAIN_DAILY = dg.AssetKey(["market", "onchain_daily"])
-SENTIMENT_DAILY = dg.AssetKey(["market", "sentiment_daily"])
 _SAME_SYMBOL_ANY_TF = dg.MultiPartitionMapping({
     "symbol": dg.DimensionPartitionMapping("symbol", dg.IdentityPartitionMapping()),
     "timeframe": dg.DimensionPartitionMapping("timeframe", dg.AllPartitionMapping()),
@@ -127,7 +124,7 @@ def market_ohlcv(context: dg.AssetExecutionContext, config: IncrementalConfig, w
 
 @dg.asset(
     key=ONCHAIN_DAILY, group_name="market", pool=POOL, kinds={"duckdb", "python"}, code_version="1",
-    deps=[dg.AssetKey(["raw", "onchain_metrics"])],
+    deps=[RAW_ONCHAIN_METRICS],
     check_specs=[dg.AssetCheckSpec("core_coverage", asset=ONCHAIN_DAILY, blocking=True,
                                    description="Core columns cover >= min_onchain_coverage of days since 2011."),
                  dg.AssetCheckSpec("fresh", asset=ONCHAIN_DAILY, description="Days since the last core value (WARN).")],
@@ -175,7 +172,7 @@ def _onchain_checks(con, cfg) -> list[dg.AssetCheckResult]:
 
 @dg.asset(
     key=SENTIMENT_DAILY, group_name="market", pool=POOL, kinds={"duckdb", "python"}, code_version="1",
-    deps=[dg.AssetKey(["external", "data_folder"])],
+    deps=[EXTERNAL_DATA_FOLDER],
     check_specs=[dg.AssetCheckSpec("fresh", asset=SENTIMENT_DAILY, description="Days since the last value (WARN).")],
     description="Crypto Fear & Greed Index (alternative.me) per UTC day with available_at = D+1 00:00 UTC + lag. "
                 "Days missing at the source stay missing.",

@@ -4,23 +4,20 @@ import dagster as dg
 import pandas as pd
 
 from assets.common import POOL, md_table
+from assets.keys import (BASELINE, BASELINE_BACKTEST, FEATURES, MARKET_OHLCV, ONCHAIN_DAILY, ONCHAIN_FEATURES, OPTIONS_BACKTEST,
+                         OPTIONS_DAILY, OPTIONS_MODELS, OPTIONS_TRADES, REGIMES, SENTIMENT_DAILY, SETUP_BACKTEST,
+                         SETUP_CANDIDATES, SETUP_META, SETUP_THRESHOLDS, SETUPS, SNAPSHOT)
 from resources.warehouse import WarehouseResource
 from warehouse import io
 from warehouse.publish import fingerprint, publish_snapshot
 from warehouse.schema import SERVING_TABLES
 
-SNAPSHOT = dg.AssetKey(["ops", "serving_snapshot"])
-
 
 @dg.asset(
     key=SNAPSHOT, group_name="ops", pool=POOL, kinds={"duckdb", "parquet"}, code_version="1",
-    deps=[dg.AssetKey(["market", "ohlcv"]), dg.AssetKey(["market", "onchain_daily"]), dg.AssetKey(["market", "sentiment_daily"]),
-          dg.AssetKey(["features", "technical"]), dg.AssetKey(["regimes", "market"]), dg.AssetKey(["ml", "baseline_direction"]),
-          dg.AssetKey(["backtest", "baseline"]), dg.AssetKey(["features", "onchain"]), dg.AssetKey(["signals", "options_daily"]),
-          dg.AssetKey(["signals", "options_trades"]), dg.AssetKey(["backtest", "options_desk"]),
-          dg.AssetKey(["ml", "options_direction"]), dg.AssetKey(["signals", "setup_candidates"]),
-          dg.AssetKey(["ml", "setup_meta"]), dg.AssetKey(["signals", "setup_thresholds"]), dg.AssetKey(["signals", "setups"]),
-          dg.AssetKey(["backtest", "setup_scanner"])],
+    deps=[MARKET_OHLCV, ONCHAIN_DAILY, SENTIMENT_DAILY, FEATURES, REGIMES, BASELINE, BASELINE_BACKTEST, ONCHAIN_FEATURES,
+          OPTIONS_DAILY, OPTIONS_TRADES, OPTIONS_BACKTEST, OPTIONS_MODELS, SETUP_CANDIDATES, SETUP_META, SETUP_THRESHOLDS,
+          SETUPS, SETUP_BACKTEST],
     description="Copies the curated tables into serving.duckdb (atomic rename) and exports/<table>.parquet. "
                 "Skipped when no table changed since the last publish.",
 )

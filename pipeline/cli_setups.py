@@ -42,7 +42,7 @@ def retro_scan(start: str = typer.Option(None, "--start", help="First signal day
                limit_per_pair: int = typer.Option(0, "--limit-per-pair", min=0, help="At most N gated signals per symbol x timeframe (0 = all)."),
                out: str = typer.Option(None, "--csv", help="Also write the signals and outcomes to this CSV.")) -> None:
     """Backfill historical signals with the same gating as live and simulate them at once (table signals.setup_retro)."""
-    from assets.setup_signals import gate_candidates, simulate_signals
+    from assets.setup_scanner.signals import gate_candidates, simulate_signals
     from pipeline.core.timeframes import timeframe_ms
     from pipeline.definitions import build_resources
     from warehouse import io

@@ -16,7 +16,7 @@ def test_definitions_load():
         ["0 1 * * 1", "30 1 * * 1", "0 2 * * 1"]
     assert all(s.execution_timezone == "UTC" and s.default_status == dg.DefaultScheduleStatus.STOPPED for s in sched.values())
     from pipeline.config import settings
-    from pipeline.definitions import setup_schedules
+    from pipeline.schedules import setup_schedules
     on = settings().model_copy(deep=True)
     on.setup_scanner.auto.enabled = True
     assert all(s.default_status == dg.DefaultScheduleStatus.RUNNING for s in setup_schedules(on))

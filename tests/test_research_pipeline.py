@@ -126,7 +126,7 @@ def test_train_gate_promote_backtest_then_refuse_a_failing_model(resources, monk
         sc = _q(resources, "SELECT * FROM ml.options_scores WHERE model_name = 'options_p_short' ORDER BY date")
         assert len(sc) > 3000 and sc["date"].is_unique and sc["p_cal"].notna().sum() > 2000
         with duckdb.connect(resources["warehouse"].path, read_only=True) as con:
-            from assets.options_models import load_dataset
+            from assets.options_desk.models import load_dataset
             data = load_dataset(con, settings())
         assert opt.predict(data.tail(1))[0] == pytest.approx(sc["p_cal"].iloc[-1])  # the champion scored the last day
         last = daily.iloc[-1]
@@ -158,7 +158,7 @@ def test_train_gate_promote_backtest_then_refuse_a_failing_model(resources, monk
         # the served champion is the latest fold's model: it reproduces the stored score of the newest candidate
         meta_model = mlflow.sklearn.load_model("models:/setup_meta@champion")
         with duckdb.connect(resources["warehouse"].path, read_only=True) as con:
-            from assets.setup_meta import load_dataset
+            from assets.setup_scanner.meta import load_dataset
             ds = load_dataset(con, "binance")
         newest = ds.iloc[[-1]]
         stored = sc_.set_index("candidate_id").loc[newest["candidate_id"].iloc[0], "p_cal"]

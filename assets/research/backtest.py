@@ -1,4 +1,4 @@
-"""Group ``backtest``: the baseline long/flat strategy on out-of-sample probabilities, all universe symbols.
+"""Group ``research``: the baseline long/flat strategy on out-of-sample probabilities, all universe symbols.
 
 Writes one ``backtest.runs`` row (params, period, universe, costs, metrics, buy-and-hold benchmark, code
 version), its ``backtest.trades`` and ``backtest.equity``; logs the same to MLflow (experiment
@@ -16,7 +16,7 @@ import pandas as pd
 from pydantic import Field
 
 from assets.common import POOL, md_table, png_array, png_md
-from assets.ml import BASELINE
+from assets.keys import ACCOUNTING_RECONCILES, BASELINE, BASELINE_BACKTEST, GROUP_RESEARCH
 from pipeline import research
 from pipeline.config import settings
 from pipeline.core.backtest import equity_plot
@@ -24,7 +24,6 @@ from resources.mlflow_tracking import MlflowTracking
 from resources.warehouse import WarehouseResource
 from warehouse import io
 
-BACKTEST = dg.AssetKey(["backtest", "baseline"])
 CODE_VERSION = "1"
 SUMMARY_KEYS = ["total_return", "annual_return", "volatility", "sharpe", "sortino", "max_drawdown", "max_drawdown_days",
                 "calmar", "n_trades", "win_rate", "profit_factor", "expectancy", "expectancy_ret", "avg_r", "exposure", "turnover"]
@@ -58,9 +57,9 @@ def _settings(config: BacktestRunConfig):
 
 
 @dg.asset(
-    key=BACKTEST, group_name="backtest", pool=POOL, deps=[BASELINE], kinds={"numba", "duckdb", "mlflow"},
+    key=BASELINE_BACKTEST, group_name=GROUP_RESEARCH, pool=POOL, deps=[BASELINE], kinds={"numba", "duckdb", "mlflow"},
     code_version=CODE_VERSION,
-    check_specs=[dg.AssetCheckSpec("accounting_reconciles", asset=BACKTEST, blocking=True,
+    check_specs=[dg.AssetCheckSpec(ACCOUNTING_RECONCILES, asset=BASELINE_BACKTEST, blocking=True,
                                    description="Final equity = initial cash + sum of trade PnL (closed and marked-open), "
                                                "and no trade exits before it enters.")],
     description="Long/flat on the baseline model's calibrated out-of-sample p(TP first) over every universe symbol "
@@ -87,7 +86,7 @@ def backtest_baseline(context: dg.AssetExecutionContext, config: BacktestRunConf
                 return dg.MaterializeResult(metadata={"status": "predictions and parameters unchanged; not re-run (figures of the stored run)",
                                                       "run_id": run_id, "period": f"{row['period_start'][0]} .. {row['period_end'][0]}",
                                                       "costs": row["costs"][0], "metrics_vs_buy_and_hold": md_table(_compare(m, bench))},
-                                            check_results=[dg.AssetCheckResult(check_name="accounting_reconciles", passed=True,
+                                            check_results=[dg.AssetCheckResult(check_name=ACCOUNTING_RECONCILES, passed=True,
                                                                                metadata={"note": "unchanged run"})])
         preds = io.read_df(con, "SELECT symbol, ts, p_cal FROM ml.predictions WHERE model_name = ? AND timeframe = ?", [b.name, b.timeframe])
         out = research.backtest_baseline(con, ex, preds, bt, b, costs, symbols)
@@ -100,7 +99,7 @@ def backtest_baseline(context: dg.AssetExecutionContext, config: BacktestRunConf
     png = equity_plot(eq["ts"].to_numpy(), eq["equity"].to_numpy(), eq["benchmark_equity"].to_numpy(),
                       f"{bt.strategy}: out-of-sample, {len(symbols)} symbols, fee {costs.fee_taker_bps} bps")
     period = (pd.Timestamp(out.period[0], unit="ms"), pd.Timestamp(out.period[1], unit="ms"))
-    with mlflow.start_run("backtests", run_id, {"dagster_run_id": context.run_id, "dagster_asset_key": BACKTEST.to_user_string(),
+    with mlflow.start_run("backtests", run_id, {"dagster_run_id": context.run_id, "dagster_asset_key": BASELINE_BACKTEST.to_user_string(),
                                                "code_version": CODE_VERSION, "model_run_id": str(model_run[0]),
                                                "sample": "out_of_sample", "data_start": period[0].isoformat(),
                                                "data_end": period[1].isoformat()}) as mrun:
@@ -146,6 +145,6 @@ def backtest_baseline(context: dg.AssetExecutionContext, config: BacktestRunConf
                   "equity": png_md(png, "equity"),
                   "mlflow_run": dg.MetadataValue.url(mlflow.run_url(exp_id, mlflow_run_id)),
                   "sql": f"SELECT * FROM backtest.trades WHERE run_id = '{run_id}'"},
-        check_results=[dg.AssetCheckResult(check_name="accounting_reconciles", passed=recon_err < 1e-6 * bt.init_cash and bad_order == 0,
+        check_results=[dg.AssetCheckResult(check_name=ACCOUNTING_RECONCILES, passed=recon_err < 1e-6 * bt.init_cash and bad_order == 0,
                                            severity=dg.AssetCheckSeverity.ERROR,
                                            metadata={"abs_error": recon_err, "trades_exit_before_entry": bad_order})])

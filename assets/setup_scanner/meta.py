@@ -13,9 +13,9 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from assets.common import POOL, md_table, png_array, png_md
-from assets.ml import TrainConfig, promotion_assets
-from assets.setup_scanner import SETUP_CANDIDATES
+from assets.common import POOL, TrainConfig, md_table, png_array, png_md
+from assets.keys import GROUP_SETUPS, SETUP_CANDIDATES, SETUP_META, SETUP_META_CHAMPION, SETUP_META_EVALUATION
+from assets.promotion import promotion_assets
 from models.calibration import reliability_plot, reliability_table
 from models.datasets import model_features
 from models.evaluation import scores_by
@@ -28,9 +28,6 @@ from resources.mlflow_tracking import MlflowTracking
 from resources.warehouse import WarehouseResource
 from warehouse import io
 
-SETUP_META = dg.AssetKey(["ml", "setup_meta"])
-SETUP_META_EVALUATION = dg.AssetKey(["ml", "setup_meta_evaluation"])
-SETUP_META_CHAMPION = dg.AssetKey(["ml", "setup_meta_champion"])
 CODE_VERSION = "1"
 
 
@@ -58,7 +55,7 @@ def _fingerprint(con, cfg) -> str:
 
 
 @dg.asset(
-    key=SETUP_META, group_name="setup_scanner", pool=POOL, deps=[SETUP_CANDIDATES], kinds={"xgboost", "mlflow", "duckdb"},
+    key=SETUP_META, group_name=GROUP_SETUPS, pool=POOL, deps=[SETUP_CANDIDATES], kinds={"xgboost", "mlflow", "duckdb"},
     code_version=CODE_VERSION,
     description="XGBoost p(win) of every valid setup candidate (win = TP1 before the stop): purged walk-forward with "
                 "forecast folds, isotonic calibration on out-of-fold scores; MLflow run + registered version; point-in-time "
@@ -129,5 +126,5 @@ def ml_setup_meta(context: dg.AssetExecutionContext, config: TrainConfig, wareho
 
 
 ml_setup_meta_evaluation, ml_setup_meta_champion = promotion_assets(
-    SETUP_META, SETUP_META_EVALUATION, SETUP_META_CHAMPION, "setup_scanner", lambda: settings().setup_scanner.meta.name,
+    SETUP_META, SETUP_META_EVALUATION, SETUP_META_CHAMPION, GROUP_SETUPS, lambda: settings().setup_scanner.meta.name,
     lambda: settings().setup_scanner.meta.promotion, "setup meta-model", CODE_VERSION, priority=10)

@@ -10,13 +10,12 @@ import dagster as dg
 import pandas as pd
 
 from assets.common import POOL, md_table
-from assets.features import FEATURES, REGIMES
+from assets.keys import FEATURES, GROUP_SETUPS, PLANS_CONSISTENT, REGIMES, SETUP_CANDIDATES
 from pipeline.config import settings
 from pipeline.core.setups import candidates, plan_outcomes
 from resources.warehouse import WarehouseResource
 from warehouse import io
 
-SETUP_CANDIDATES = dg.AssetKey(["signals", "setup_candidates"])
 CODE_VERSION = "2"
 
 
@@ -42,9 +41,9 @@ def scan_series(bars: pd.DataFrame, cfg) -> pd.DataFrame:
 
 
 @dg.asset(
-    key=SETUP_CANDIDATES, group_name="setup_scanner", pool=POOL, deps=[FEATURES, REGIMES], kinds={"duckdb", "numba"},
+    key=SETUP_CANDIDATES, group_name=GROUP_SETUPS, pool=POOL, deps=[FEATURES, REGIMES], kinds={"duckdb", "numba"},
     code_version=CODE_VERSION,
-    check_specs=[dg.AssetCheckSpec("plans_consistent", asset=SETUP_CANDIDATES, blocking=True,
+    check_specs=[dg.AssetCheckSpec(PLANS_CONSISTENT, asset=SETUP_CANDIDATES, blocking=True,
                                    description="Valid plans: SL on the losing side, TP1 beyond entry, TP2 beyond TP1, "
                                                "0 < leverage <= max_leverage, positive size.")],
     description="Every Fibonacci retracement + AVWAP confluence candidate per symbol x timeframe x closed candle with "
@@ -65,7 +64,7 @@ def signals_setup_candidates(context: dg.AssetExecutionContext, warehouse: Wareh
             extra=sc.model_dump_json() + ",".join(symbols) + CODE_VERSION)
         if io.inputs_unchanged(con, "signals.setup_candidates", fp):
             return dg.MaterializeResult(metadata={"status": "inputs unchanged; not rescanned"},
-                                        check_results=[dg.AssetCheckResult(check_name="plans_consistent", passed=True)])
+                                        check_results=[dg.AssetCheckResult(check_name=PLANS_CONSISTENT, passed=True)])
         parts = []
         for sym in symbols:
             for tf in tfs:
@@ -97,5 +96,5 @@ def signals_setup_candidates(context: dg.AssetExecutionContext, warehouse: Wareh
                   "ungated_by_series": md_table(summary, 40),
                   "ungated_win_rate": float(closed["win"].mean()) if len(closed) else None,
                   "ungated_avg_net_pct": float(closed["net_pct"].mean()) if len(closed) else None},
-        check_results=[dg.AssetCheckResult(check_name="plans_consistent", passed=bad == 0, severity=dg.AssetCheckSeverity.ERROR,
+        check_results=[dg.AssetCheckResult(check_name=PLANS_CONSISTENT, passed=bad == 0, severity=dg.AssetCheckSeverity.ERROR,
                                            metadata={"inconsistent_plans": bad})])

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from assets.common import POOL, md_table, png_array, png_md
-from assets.options_desk import ONCHAIN_FEATURES, OPTIONS_CHAMPION, OPTIONS_MODELS
+from assets.keys import GROUP_OPTIONS, ONCHAIN_DAILY, ONCHAIN_FEATURES, OPTIONS_CHAMPION, OPTIONS_MODELS, model_gate
 from models.calibration import reliability_plot, reliability_table
 from models.evaluation import decide
 from models.options_direction import OPTIONS_MODEL_FEATURES, TARGETS, direction_dataset, fit_direction
@@ -60,9 +60,9 @@ def fit_all(data: pd.DataFrame, cfg) -> dict:
 
 
 @dg.asset(
-    key=OPTIONS_MODELS, group_name="options_desk", pool=POOL, deps=[ONCHAIN_FEATURES, dg.AssetKey(["market", "onchain_daily"])],
+    key=OPTIONS_MODELS, group_name=GROUP_OPTIONS, pool=POOL, deps=[ONCHAIN_FEATURES, ONCHAIN_DAILY],
     kinds={"lightgbm", "mlflow", "duckdb"}, code_version=CODE_VERSION,
-    check_specs=[dg.AssetCheckSpec(f"{t}_gate", asset=OPTIONS_MODELS,
+    check_specs=[dg.AssetCheckSpec(model_gate(t), asset=OPTIONS_MODELS,
                                    description=f"{t}: OOS calibrated AUC / ECE / rows, Brier below the base rate, and no "
                                                "Brier regression against the current @champion (options_desk.models.promotion). "
                                                "Not blocking: the champion step promotes only models that passed.")
@@ -87,7 +87,7 @@ def ml_options_direction(context: dg.AssetExecutionContext, config: OptionsTrain
             for t, name in m.names.items():
                 r = runs[runs["model_name"] == name]
                 ok = bool(len(r)) and bool(r["promotion_passed"].iloc[0])
-                yield dg.AssetCheckResult(check_name=f"{t}_gate", passed=ok, severity=dg.AssetCheckSeverity.WARN,
+                yield dg.AssetCheckResult(check_name=model_gate(t), passed=ok, severity=dg.AssetCheckSeverity.WARN,
                                           metadata={"reasons": "\n".join(json.loads(r["promotion_reasons"].iloc[0]) if len(r) and
                                                                          r["promotion_reasons"].iloc[0] else ["no trained version"]),
                                                     "status": "unchanged since the last training"})
@@ -140,7 +140,7 @@ def ml_options_direction(context: dg.AssetExecutionContext, config: OptionsTrain
         summary.append({"model": name, "version": str(version), "verdict": "PASS" if passed else "FAIL",
                         **{k: round(float(v), 4) for k, v in res.scores_cal.items() if k in ("n", "base_rate", "auc", "brier", "brier_base", "ece")},
                         "mlflow_run": url})
-        checks.append(dg.AssetCheckResult(check_name=f"{t}_gate", passed=passed, severity=dg.AssetCheckSeverity.WARN,
+        checks.append(dg.AssetCheckResult(check_name=model_gate(t), passed=passed, severity=dg.AssetCheckSeverity.WARN,
                                           metadata={"reasons": "\n".join(reasons), "model_version": str(version),
                                                     "reliability": png_md(png, "reliability")}))
     with warehouse.connect() as con:
@@ -155,7 +155,7 @@ def ml_options_direction(context: dg.AssetExecutionContext, config: OptionsTrain
 
 
 @dg.asset(
-    key=OPTIONS_CHAMPION, group_name="options_desk", pool=POOL, deps=[OPTIONS_MODELS], kinds={"mlflow"}, code_version=CODE_VERSION,
+    key=OPTIONS_CHAMPION, group_name=GROUP_OPTIONS, pool=POOL, deps=[OPTIONS_MODELS], kinds={"mlflow"}, code_version=CODE_VERSION,
     description="Moves @champion of options_p_long / options_p_short to the version just trained when its gate passed; "
                 "a model that failed keeps its previous champion (or none).",
 )
