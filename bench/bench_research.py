@@ -105,6 +105,7 @@ def bench_training(rows: list, walk_forward: bool) -> None:
     from models.trainers import ModelSpec, make_estimator
     from pipeline import research
     from pipeline.config import settings
+    from pipeline.core.timeframes import timeframe_ms
     cfg = settings()
     path = cfg.warehouse.path if Path(cfg.warehouse.path).exists() else cfg.warehouse.serving_path
     if not Path(path).exists():
@@ -122,7 +123,7 @@ def bench_training(rows: list, walk_forward: bool) -> None:
     if walk_forward:
         with duckdb.connect(path, read_only=True) as con:
             t0 = time.perf_counter()
-            run = research.train_baseline(con, cfg.exchange.id, b, research.window_spec(b))
+            run = research.train_baseline(con, cfg.exchange.id, b, b.walk_forward.to_ms(timeframe_ms(b.timeframe)))
             t1 = time.perf_counter()
             preds = research.predictions_for(con, cfg.exchange.id, cfg.universe.symbols, b, run)
             t2 = time.perf_counter()

@@ -11,15 +11,15 @@ import math
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from models.calibration import scores
+from pipeline.core.params import Params
 
 
-class PromotionCriteria(BaseModel):
+class PromotionCriteria(Params):
     """Thresholds on out-of-sample calibrated scores (configurable per model in ``trader.yaml``)."""
 
-    model_config = ConfigDict(extra="forbid")
     min_auc: float = Field(0.51, description="OOS ROC AUC must be at least this.")
     max_ece: float = Field(0.03, description="OOS expected calibration error (after calibration) at most this.")
     require_brier_below_base: bool = Field(True, description="OOS Brier score must beat always predicting the base rate.")

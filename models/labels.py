@@ -16,9 +16,20 @@ from __future__ import annotations
 import numba
 import numpy as np
 import pandas as pd
+from pydantic import Field
+
+from pipeline.core.params import Params
 
 #: triple-barrier outcome codes
 TP, SL, TIMEOUT = 1, -1, 0
+
+
+class LabelConfig(Params):
+    """The research baseline's triple-barrier label (``research.baseline.label``; arguments of :func:`triple_barrier`)."""
+
+    tp_atr: float = Field(2.0, gt=0, description="Triple-barrier take-profit, ATR(14) multiples from the next open.")
+    sl_atr: float = Field(1.5, gt=0, description="Triple-barrier stop-loss, ATR(14) multiples.")
+    max_bars: int = Field(24, ge=1, description="Vertical barrier (time stop), bars after entry.")
 
 
 def forward_returns(bars: pd.DataFrame, horizon_bars: int, step_ms: int, vol_window: int = 24 * 7) -> pd.DataFrame:

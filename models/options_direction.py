@@ -25,14 +25,38 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from pydantic import Field
 
+from models.evaluation import PromotionCriteria
 from models.labels import forward_returns
-from models.splits import Fold
-from models.trainers import ModelSpec
+from models.splits import Fold, WalkForwardConfig
+from models.trainers import Calibration, ModelConfig, ModelSpec
 from models.walkforward import CalibratedModel, WalkForwardResult, fit_point_in_time
 from pipeline.core.onchain_signals import FEATURE_COLUMNS
 
 DAY_MS = 86_400_000
+
+
+class OptionsModelsConfig(ModelConfig):
+    """``options_desk.models``: ``p_long`` / ``p_short`` labels, estimator, walk-forward (steps of one day),
+    promotion and signals."""
+
+    names: dict[str, str] = Field(default_factory=lambda: {"p_long": "options_p_long", "p_short": "options_p_short"},
+                                  description="Registered MLflow model name per score.")
+    horizon_days: int = Field(30, ge=1, description="Label horizon in days (the primary options' DTE scale).")
+    long_min_return: float = Field(0.05, ge=0, description="p_long's label: BTC return over the horizon >= +this (fraction).")
+    short_min_return: float = Field(0.05, ge=0, description="p_short's label: BTC return over the horizon <= -this (fraction).")
+    start_date: str = Field("2012-01-01", description="First day of the dataset (on-chain prices before are thin).")
+    params: dict = Field(default_factory=lambda: {"n_estimators": 60, "learning_rate": 0.03, "num_leaves": 3,
+                                                  "min_child_samples": 300, "colsample_bytree": 0.5},
+                         description="Heavily regularised: ~5,000 daily rows whose 30-day labels overlap.")
+    calibration: Calibration = Field("sigmoid", description="Platt scaling: isotonic overfits the few effective daily "
+                                                            "samples.")
+    walk_forward: WalkForwardConfig = Field(default_factory=lambda: WalkForwardConfig(
+        train_window="1460d", test_window="90d", purge="0", embargo="0", expanding=True, min_calibration_rows=365))
+    promotion: PromotionCriteria = Field(default_factory=lambda: PromotionCriteria(min_auc=0.52, max_ece=0.05, min_oos_rows=1000))
+    call_threshold: float = Field(0.5, ge=0, le=1, description="signal_option_call = p_long >= this.")
+    put_threshold: float = Field(0.5, ge=0, le=1, description="signal_option_put = p_short >= this.")
 
 #: level columns of ``features.onchain`` that trend with time (USD, BTC, address counts); a tree model would
 #: learn the calendar from them, so the models use the scale-free rest plus BTC's own momentum and volatility.

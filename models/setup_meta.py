@@ -19,11 +19,30 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from pydantic import Field
 
 from models.datasets import MODEL_FEATURES
-from models.trainers import ModelSpec
+from models.evaluation import PromotionCriteria
+from models.splits import WalkForwardConfig
+from models.trainers import Kind, ModelConfig, ModelSpec
 from models.walkforward import PointInTimeFit, fit_point_in_time
 from pipeline.core.timeframes import timeframe_ms
+
+#: bar length of the meta-model's walk-forward windows given in bars (candidates of every timeframe are pooled)
+META_STEP_MS = 3_600_000
+
+
+class SetupMetaConfig(ModelConfig):
+    """``setup_scanner.meta`` (seed ``models.meta``): the XGBoost p(win) precision filter; bar-count windows are
+    hours (:data:`META_STEP_MS`)."""
+
+    enabled: bool = Field(True, description="false = no p(win) gate: every valid candidate becomes a signal (rules only).")
+    name: str = Field("setup_meta", description="Registered MLflow model name; gating uses its @champion.")
+    kind: Kind = Field("xgboost", description="Estimator: lightgbm, xgboost or logreg.")
+    params: dict = Field(default_factory=dict, description="Over models/trainers.py DEFAULTS['xgboost'].")
+    walk_forward: WalkForwardConfig = Field(default_factory=lambda: WalkForwardConfig(
+        train_window="365d", test_window="180d", purge="0", embargo="1d", expanding=True, min_calibration_rows=2000))
+    promotion: PromotionCriteria = Field(default_factory=lambda: PromotionCriteria(min_oos_rows=5000))
 
 PLAN_FEATURES = ["side", "level", "rr_tp1", "sl_pct", "tp1_net_pct", "avwap_dist_atr", "avwap_slope_atr", "leg_atr",
                  "leverage"]

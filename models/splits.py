@@ -13,6 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from pydantic import Field
+
+from pipeline.core.params import Params
 
 
 def bars(n: int, step_ms: int) -> int:
@@ -34,6 +37,44 @@ def parse_window(value: str | int, step_ms: int) -> int:
         return bars(int(s), step_ms)
     except ValueError:
         raise ValueError(f"window {value!r}: expected bars (e.g. 720) or a duration like 30d, 12h, 4w") from None
+
+
+@dataclass(frozen=True)
+class WindowSpec:
+    """Walk-forward windows in ms (the ``train_ms`` / ``test_ms`` / ``purge_ms`` / ``embargo_ms`` / ``expanding``
+    arguments of :func:`walk_forward`), from :meth:`WalkForwardConfig.to_ms`."""
+
+    train_ms: int
+    test_ms: int
+    purge_ms: int
+    embargo_ms: int
+    expanding: bool
+
+
+class WalkForwardConfig(Params):
+    """A model's walk-forward section (``walk_forward`` in ``trader.yaml``): windows as bars or durations."""
+
+    train_window: str = Field("365d", description="Training window: bars (e.g. 8760) or a duration (365d, 12w, 48h).")
+    test_window: str = Field("120d", description="Test window per fold (bars or duration).")
+    purge: str = Field("24", description="Extra purge beyond label overlap (bars or duration).")
+    embargo: str = Field("24", description="Embargo/gap between training and each test fold (bars or duration).")
+    expanding: bool = Field(True, description="Expanding (true) or rolling (false) training window.")
+    min_calibration_rows: int = Field(2000, description="Earlier out-of-fold rows needed before a fold is calibrated.")
+
+    def to_ms(self, step_ms: int, *, train: str | int | None = None, test: str | int | None = None,
+              purge: str | int | None = None, embargo: str | int | None = None,
+              expanding: bool | None = None) -> WindowSpec:
+        """The windows in ms for bars of ``step_ms`` (:func:`parse_window`); a non-None argument overrides the
+        configured value (the CLI's ``--train-window`` ... ``--rolling``).
+
+        Raises:
+            ValueError: a window is neither a bar count nor a duration.
+        """
+        def ms(override, configured):
+            return parse_window(configured if override is None else override, step_ms)
+
+        return WindowSpec(ms(train, self.train_window), ms(test, self.test_window), ms(purge, self.purge),
+                          ms(embargo, self.embargo), self.expanding if expanding is None else expanding)
 
 
 @dataclass(frozen=True)

@@ -10,10 +10,16 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from models.evaluation import PromotionCriteria
+from models.labels import LabelConfig
+from models.splits import WalkForwardConfig
+from pipeline.core.params import Params
 
 Kind = Literal["lightgbm", "xgboost", "logreg"]
 Task = Literal["classifier", "regressor"]
+Calibration = Literal["isotonic", "sigmoid"]
 
 DEFAULTS: dict[str, dict[str, Any]] = {
     "lightgbm": {"n_estimators": 200, "learning_rate": 0.03, "num_leaves": 15, "min_child_samples": 200,
@@ -24,10 +30,9 @@ DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 
-class ModelSpec(BaseModel):
+class ModelSpec(Params):
     """What to train: estimator ``kind``, ``task``, hyper-parameters (merged over ``DEFAULTS``), seed, threads."""
 
-    model_config = ConfigDict(extra="forbid")
     kind: Kind = "lightgbm"
     task: Task = "classifier"
     params: dict[str, Any] = Field(default_factory=dict)
@@ -36,6 +41,34 @@ class ModelSpec(BaseModel):
 
     def resolved_params(self) -> dict[str, Any]:
         return {**DEFAULTS[self.kind], **self.params}
+
+
+class ModelConfig(Params):
+    """The fields every desk's model section shares (``research.baseline``, ``options_desk.models``,
+    ``setup_scanner.meta``): estimator, calibration, walk-forward and promotion. Subclasses add their own fields and
+    redeclare a field to change its default."""
+
+    kind: Kind = Field("lightgbm", description="Estimator: lightgbm, xgboost or logreg.")
+    params: dict = Field(default_factory=dict, description="Hyper-parameters over models/trainers.py DEFAULTS[kind].")
+    seed: int = Field(42, description="Random seed of the estimator.")
+    calibration: Calibration = Field("isotonic", description="isotonic or sigmoid (Platt), fit on earlier out-of-fold "
+                                                            "predictions only.")
+    walk_forward: WalkForwardConfig = Field(default_factory=WalkForwardConfig, description="Purged walk-forward windows.")
+    promotion: PromotionCriteria = Field(default_factory=PromotionCriteria, description="Criteria on out-of-sample "
+                                                                                        "calibrated scores for @champion.")
+
+    def spec(self) -> ModelSpec:
+        """The estimator to train (:class:`ModelSpec` with this section's ``kind``, ``params`` and ``seed``)."""
+        return ModelSpec(kind=self.kind, params=self.params, seed=self.seed)
+
+
+class BaselineModelConfig(ModelConfig):
+    """``research.baseline``: the reference direction model every desk must beat (triple-barrier label, 1h)."""
+
+    name: str = Field("baseline_direction", description="Registered MLflow model name.")
+    train_symbols: list[str] = Field(default_factory=lambda: ["BTC/USDT", "ETH/USDT"], description="Symbols pooled for training.")
+    timeframe: str = Field("1h", description="Candle timeframe of the model and its backtest.")
+    label: LabelConfig = Field(default_factory=LabelConfig)
 
 
 def make_estimator(spec: ModelSpec):

@@ -9,7 +9,7 @@ import pytest
 
 from pipeline.config import settings
 from pipeline.core.indicators import FEATURE_COLUMNS, technical_features
-from pipeline.core.regimes import RegimeParams, classify_regimes
+from pipeline.core.regimes import classify_regimes
 from pipeline.definitions import ALL_ASSETS
 from pipeline.partitions import full_range_tags
 from tests.conftest import real_ohlcv
@@ -104,7 +104,7 @@ def test_full_chain_then_noop_then_append(resources, instance, data_dir):
     ref = technical_features(bars)
     np.testing.assert_allclose(stored[FEATURE_COLUMNS].to_numpy(), ref[FEATURE_COLUMNS].to_numpy(), rtol=1e-9, equal_nan=True)
     ref["close"] = bars["close"]
-    reg = classify_regimes(ref, RegimeParams(**settings().regimes.model_dump()))
+    reg = classify_regimes(ref, settings().regimes)
     got = _q(resources, "SELECT trend_regime, volatility_level, regime_age_bars FROM regimes.market WHERE symbol='BTC/USDT' "
                         "AND timeframe='1h' ORDER BY ts")
     assert (got["trend_regime"].fillna("-") == reg["trend_regime"].fillna("-")).all()

@@ -10,6 +10,7 @@ import pytest
 from models.datasets import MODEL_FEATURES, model_features
 from models.setup_meta import META_FEATURES, fit_meta, meta_dataset
 from models.trainers import ModelSpec
+from pipeline.core.costs import futures_costs
 from pipeline.core.indicators import technical_features
 from pipeline.core.setup_gating import GatingParams, resolve_threshold, threshold_in_force, tune_schedule
 from pipeline.core.setups import (RiskParams, SetupParams, candidates, execution_status, one_signal_per_bar,
@@ -30,8 +31,8 @@ def _dataset(bars_by_symbol: dict[str, pd.DataFrame]) -> pd.DataFrame:
     for sym, b in bars_by_symbol.items():
         f = technical_features(b)
         bars = b.assign(atr=f["atr_14"].to_numpy())
-        c = candidates(bars, SetupParams(), RiskParams())
-        c = pd.concat([c, plan_outcomes(bars, c, SetupParams())], axis=1).assign(symbol=sym, timeframe="1h")
+        c = candidates(bars, SetupParams(), RiskParams(), None, futures_costs())
+        c = pd.concat([c, plan_outcomes(bars, c, SetupParams(), costs=futures_costs())], axis=1).assign(symbol=sym, timeframe="1h")
         c["candidate_id"] = sym + "|1h|" + c["ts"].astype(str) + "|" + c["side"].astype(str)
         cands.append(c)
         tech.append(model_features(pd.concat([b[["ts"]], f.drop(columns=["ts"], errors="ignore"), b[["close"]]], axis=1))

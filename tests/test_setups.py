@@ -5,9 +5,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.core.setup_gating import (GatingParams, expected_value_pct, gate, regime_key, resolve_threshold,
-                                        round_trip_cost_pct, tune_threshold)
+from pipeline.core.costs import Costs, futures_costs
+from pipeline.core.setup_gating import GatingParams, expected_value_pct, gate, regime_key, resolve_threshold, tune_threshold
 from pipeline.core.setups import RiskParams, SetupParams, avwap, candidates, plan_outcomes, position_size, swing_pivots
+
+FUTURES = futures_costs()  # setup_scanner.costs: maker 2 / taker 6 / slippage 2 bps
+NO_COSTS = Costs(maker_fee_bps=0, taker_fee_bps=0, slippage_bps=0)
 
 
 def _bars(high, low, close=None, volume=None, atr=1.0):
@@ -51,7 +54,8 @@ def test_plan_levels_by_hand():
     b = _leg_then_pullback()
     p = SetupParams(pivot_window=2, retracements=[0.5, 0.618], use_avwap=False, min_leg_atr=3, atr_mult_sl=0.5,
                     touch_atr=0.0, min_tp_net_pct=0.0)
-    c = candidates(b, p, RiskParams(equity=10_000, risk_pct=1, max_leverage=10, maintenance_margin_pct=0.5, liq_buffer=1.5))
+    c = candidates(b, p, RiskParams(equity=10_000, risk_pct=1, max_leverage=10, maintenance_margin_pct=0.5, liq_buffer=1.5),
+                   None, FUTURES)
     longs = c[c["side"] == 1]
     assert len(longs) >= 1
     r = longs.iloc[0]
@@ -68,7 +72,7 @@ def test_plan_levels_by_hand():
 def test_minimum_net_tp_rejects_with_a_reason():
     b = _leg_then_pullback()
     p = SetupParams(pivot_window=2, retracements=[0.5], use_avwap=False, touch_atr=0.0, min_tp_net_pct=20.0)
-    c = candidates(b, p, RiskParams())
+    c = candidates(b, p, RiskParams(), None, FUTURES)
     assert len(c) and (c.loc[c.side == 1, "reject_reason"] == "tp1_net_below_min").all()
 
 
@@ -84,11 +88,11 @@ def test_position_size_lowers_leverage_until_liquidation_is_beyond_the_stop():
 
 
 def test_outcomes_fill_tp1_then_breakeven_and_expiry():
-    p = SetupParams(validity_candles=2, max_hold_candles=10, fee_pct=0.0, slippage_pct=0.0)
+    p = SetupParams(validity_candles=2, max_hold_candles=10)
     bars = _bars(high=[10, 10, 10.5, 12, 10.2, 10], low=[9.8, 9.9, 9.5, 10.0, 9.9, 9.9], close=[10, 10, 10, 11.5, 10, 10])
     plans = pd.DataFrame({"bar": [0, 0, 4], "side": [1, 1, 1], "entry": [9.6, 9.0, 5.0], "sl": [9.0, 8.0, 4.0],
                           "tp1": [11.0, 11.0, 6.0], "tp2": [13.0, 13.0, 7.0], "atr": [0.5, 0.5, 0.5]})
-    o = plan_outcomes(bars, plans, p, tp1_fraction=0.5, breakeven_after_tp1=True, trail_atr=0.0)
+    o = plan_outcomes(bars, plans, p, costs=NO_COSTS, tp1_fraction=0.5, breakeven_after_tp1=True, trail_atr=0.0)
     assert np.isnan(o.loc[0, "win"])  # TP1 was hit, but the plan is unresolved: no label yet
     # plan 0: filled at bar 2 (low 9.5), TP1 at bar 3 (stop to 9.6), lows stay 9.9 and the data ends before the
     # 10-bar time stop: unresolved (OPEN), never guessed
@@ -96,21 +100,80 @@ def test_outcomes_fill_tp1_then_breakeven_and_expiry():
     # plan 1: entry 9.0 never reached within 2 bars -> EXPIRED; plan 2: validity runs past the data -> OPEN
     assert o.loc[1, "status"] == "EXPIRED" and np.isnan(o.loc[1, "win"]) and o.loc[2, "status"] == "OPEN"
     short = plan_outcomes(bars, pd.DataFrame({"bar": [0], "side": [-1], "entry": [10.0], "sl": [10.4], "tp1": [9.0],
-                                              "tp2": [8.0], "atr": [0.5]}), p)
+                                              "tp2": [8.0], "atr": [0.5]}), p, costs=NO_COSTS)
     assert short.loc[0, "status"] == "SL" and short.loc[0, "net_pct"] == pytest.approx(-4.0)
     assert short.loc[0, "win"] == 0.0 and short.loc[0, "tp1_hit"] == 0.0
 
 
 def test_expected_value_and_cost_modes():
     g = GatingParams(tp1_fraction=0.5, costs_mode="auto", ev_runner_fraction=1.0)
-    assert round_trip_cost_pct(g) == pytest.approx(0.02 + 0.06 + 0.02)
-    ev = expected_value_pct(0.4, 1, 100.0, 98.0, 103.0, 105.0, g)
+    assert FUTURES.round_trip_pct(g.costs_mode) == pytest.approx(0.02 + 0.06 + 0.02)
+    ev = expected_value_pct(0.4, 1, 100.0, 98.0, 103.0, 105.0, g, FUTURES)
     # win = 0.5*3 + 0.5*5 = 4 %, loss 2 %: 0.4*4 - 0.6*2 - 0.10 = 0.30
     assert ev == pytest.approx(0.30)
-    assert expected_value_pct(0.4, -1, 100.0, 102.0, 97.0, 95.0, g) == pytest.approx(0.30)
+    assert expected_value_pct(0.4, -1, 100.0, 102.0, 97.0, 95.0, g, FUTURES) == pytest.approx(0.30)
     # runner half-way to TP2 (default): win = 0.5*3 + 0.5*2.5 = 2.75 %: 0.4*2.75 - 1.2 - 0.1 = -0.20
-    assert expected_value_pct(0.4, 1, 100.0, 98.0, 103.0, 105.0, g.model_copy(update={"ev_runner_fraction": 0.5})) == pytest.approx(-0.20)
-    assert round_trip_cost_pct(GatingParams(costs_mode="taker")) == pytest.approx(0.16)
+    assert expected_value_pct(0.4, 1, 100.0, 98.0, 103.0, 105.0, g.model_copy(update={"ev_runner_fraction": 0.5}),
+                              FUTURES) == pytest.approx(-0.20)
+    assert FUTURES.round_trip_pct(GatingParams(costs_mode="taker").costs_mode) == pytest.approx(0.16)
+    assert expected_value_pct(0.4, 1, 100.0, 98.0, 103.0, 105.0, g, NO_COSTS) == pytest.approx(0.40)
+
+
+def test_costs_reproduce_the_former_percent_formulas_float_for_float():
+    """The one cost model gives exactly (==, not approx) the floats of the settings it replaced, on the defaults:
+    gating's CostModel (maker 0.02 / taker 0.06 / slippage 0.02 %) round trips, SetupParams' ``2 * (fee_pct +
+    slippage_pct)`` with fee 0.06 / slippage 0.02 %, the simulator bps ``100 * pct`` of the setup scanner, and the
+    research backtest's CostsConfig as stored in backtest.runs.costs."""
+    import json
+
+    from pipeline.config import TraderConfig
+    cfg = TraderConfig()
+    c = cfg.setup_scanner.costs
+    assert c == FUTURES
+    maker_fee_pct, taker_fee_pct, slippage_pct = 0.02, 0.06, 0.02          # former CostModel defaults
+    taker = taker_fee_pct + slippage_pct                                     # former round_trip_cost_pct
+    assert c.round_trip_pct("maker") == 2 * maker_fee_pct
+    assert c.round_trip_pct("taker") == 2 * taker
+    assert c.round_trip_pct("auto") == maker_fee_pct + taker
+    fee_pct, slip_pct = 0.06, 0.02                                           # former SetupParams defaults
+    assert c.round_trip_pct(cfg.setup_scanner.signals.min_tp_cost_mode) == 2 * (fee_pct + slip_pct)
+    assert c.round_trip_pct(cfg.setup_scanner.gating.costs_mode) == maker_fee_pct + taker
+    assert c.sim_kwargs() == {"fee_maker_bps": 100 * maker_fee_pct, "fee_taker_bps": 100 * (taker_fee_pct),
+                              "slippage_bps": 100 * slippage_pct}            # former assets/setup_scanner sim_params
+    assert json.dumps(c.percent()) == json.dumps({"maker_fee_pct": 0.02, "taker_fee_pct": 0.06, "slippage_pct": 0.02})
+    bt = cfg.research.backtest                                               # former CostsConfig 10 / 10 / 2 bps, latency 0
+    assert bt.costs.sim_kwargs() == {"fee_taker_bps": 10.0, "fee_maker_bps": 10.0, "slippage_bps": 2.0} and bt.latency_bars == 0
+    assert (json.dumps({**bt.costs.sim_kwargs(), "latency_bars": bt.latency_bars})
+            == json.dumps({"fee_taker_bps": 10.0, "fee_maker_bps": 10.0, "slippage_bps": 2.0, "latency_bars": 0}))
+
+
+def test_costs_modes_and_strictness():
+    c = Costs(maker_fee_bps=1.0, taker_fee_bps=5.0, slippage_bps=3.0)
+    assert c.side_pct("maker") == 0.01 and c.side_pct("taker") == pytest.approx(0.08)
+    assert c.round_trip_pct("maker") == pytest.approx(0.02) and c.round_trip_pct("taker") == pytest.approx(0.16)
+    assert c.round_trip_pct("auto") == pytest.approx(0.09)
+    with pytest.raises(ValueError):
+        c.round_trip_pct("market")
+    with pytest.raises(ValueError):
+        c.side_pct("limit")
+    with pytest.raises(Exception):
+        Costs(maker_fee_bps=1.0, taker_fee_bps=5.0)                          # every cost is stated
+    with pytest.raises(Exception):
+        Costs(maker_fee_bps=1.0, taker_fee_bps=5.0, slippage_bps=3.0, fee_pct=0.1)  # unknown field
+    with pytest.raises(Exception):
+        SetupParams(fee_pct=0.06)                                            # moved to setup_scanner.costs
+    with pytest.raises(Exception):
+        GatingParams(costs={"maker_fee_pct": 0.02})                          # moved to setup_scanner.costs
+
+
+def test_min_tp_cost_mode_is_the_named_difference():
+    """The minimum-net-TP rule and the outcome net deduct ``min_tp_cost_mode``'s round trip (taker by default), the
+    EV gate ``gating.costs_mode``'s (auto): both from the one Costs."""
+    b = _leg_then_pullback()
+    kw = dict(pivot_window=2, retracements=[0.5, 0.618], use_avwap=False, touch_atr=0.0, min_tp_net_pct=0.0)
+    taker = candidates(b, SetupParams(**kw), RiskParams(), None, FUTURES)
+    auto = candidates(b, SetupParams(**kw, min_tp_cost_mode="auto"), RiskParams(), None, FUTURES)
+    assert (auto["tp1_net_pct"] - taker["tp1_net_pct"]).to_numpy() == pytest.approx(0.16 - 0.10)
 
 
 def test_every_override_level_in_order():
@@ -144,9 +207,9 @@ def test_candidates_on_truncated_real_history_equal_the_full_run(shared_data):
     b = raw.rename(columns={"timestamp": "ts"})[["ts", "open", "high", "low", "close", "volume"]].reset_index(drop=True)
     b["atr"] = talib.ATR(b.high.to_numpy(), b.low.to_numpy(), b.close.to_numpy(), 14)
     p, r = SetupParams(), RiskParams()
-    full = candidates(b, p, r)
+    full = candidates(b, p, r, None, FUTURES)
     assert len(full) > 50 and full["reject_reason"].isna().mean() > 0.5
     for cut in (3000, 4500, 5999):
-        part = candidates(b.iloc[: cut + 1], p, r)
+        part = candidates(b.iloc[: cut + 1], p, r, None, FUTURES)
         exp = full[full["bar"] <= cut].reset_index(drop=True)
         pd.testing.assert_frame_equal(part.reset_index(drop=True), exp, check_dtype=False)

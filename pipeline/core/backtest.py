@@ -14,11 +14,29 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from pydantic import Field
 
+from pipeline.core.costs import Costs, spot_costs
+from pipeline.core.params import Params
 from pipeline.core.plots import pyplot, to_png
 from pipeline.core.simulator import SimResult
 
 YEAR_MS = 365 * 86_400_000
+
+
+class BacktestConfig(Params):
+    """``research.backtest``: the baseline long/flat strategy, its costs and its execution delay."""
+
+    strategy: str = Field("baseline_long_flat", description="Name recorded in backtest.runs.")
+    symbols: list[str] | None = Field(None, description="Universe of the baseline backtest (null = universe.symbols).")
+    enter_threshold: float = Field(0.45, ge=0, le=1, description="Go long when calibrated p(TP first) >= this.")
+    sl_atr: float | None = Field(None, description="Stop, ATR multiples (null = the label's sl_atr).")
+    tp_atr: float | None = Field(None, description="Target, ATR multiples (null = the label's tp_atr).")
+    max_bars: int | None = Field(None, description="Time stop in bars (null = the label's max_bars).")
+    init_cash: float = Field(100_000.0, gt=0, description="Starting capital, quote currency, split equally per symbol.")
+    costs: Costs = Field(default_factory=spot_costs, description="Fees and slippage (Binance spot: 10 / 10 / 2 bps).")
+    latency_bars: int = Field(0, ge=0, description="Bars between decision and execution beyond the next open.")
+    resolve_intrabar_with: str | None = Field("15m", description="Finer timeframe used when SL and TP share a bar (null = stop first).")
 
 
 def combine_sleeves(sleeves: dict[str, SimResult], init_cash_each: float) -> pd.DataFrame:

@@ -27,13 +27,14 @@ from __future__ import annotations
 import numba
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from pipeline.core.params import Params
 
 UNAVAILABLE = "unavailable"
 
 
-class OnchainRegimeParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class OnchainRegimeParams(Params):
     mdia_strong_inflow: float = Field(-1.5, description="z of the drift-adjusted MDIA 30d change at or below this: strong_inflow.")
     mdia_inflow: float = Field(-0.5, description="... at or below this: inflow.")
     mdia_distribution: float = Field(1.0, description="... at or above this: distribution (capital aging, no fresh money).")

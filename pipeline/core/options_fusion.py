@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from pipeline.core.params import Params
 
 UNAVAILABLE = "unavailable"
 MDIA_REGIMES = ("strong_inflow", "inflow", "neutral", "distribution")
@@ -52,10 +54,9 @@ TRADE_STRUCTURE = {"LONG": "LONG_CALL", "BULL_PROBE": "CALL_SPREAD", "PRIMARY_SH
                    "BEAR_PROBE": "PUT_SPREAD", "TACTICAL_PUT": "TACTICAL_PUT"}
 
 
-class FusionParams(BaseModel):
+class FusionParams(Params):
     """Thresholds of the seed's tables (defaults = the seed's values)."""
 
-    model_config = ConfigDict(extra="forbid")
     high_min_score: int = Field(4, description="Score >= this: HIGH confidence (full size).")
     medium_min_score: int = Field(2, description="Score >= this: MEDIUM confidence.")
     bull_probe_min_score: int = Field(2, description="BULL_PROBE needs score >= this.")
@@ -170,10 +171,9 @@ def fuse(days: pd.DataFrame, p: FusionParams | None = None) -> pd.DataFrame:
 
 # --- overlays (seed "Overlays (Execution Modifiers)") -------------------------------------------------
 
-class OverlayParams(BaseModel):
+class OverlayParams(Params):
     """Overlay triggers. Long side: sentiment (Fear & Greed) + MVRV composite; short side: MVRV-60d only."""
 
-    model_config = ConfigDict(extra="forbid")
     fear_max: float = Field(35, description="Fear & Greed at or below this is fear.")
     fear_stabilizing_days: int = Field(7, description="Fear is 'stabilizing' when F&G is not lower than this many days ago.")
     euphoria_min: float = Field(75, description="Fear & Greed at or above this is euphoria.")
@@ -276,10 +276,9 @@ COOLDOWN_DAYS = {"LONG": 7, "PRIMARY_SHORT": 7, "TACTICAL_PUT": 7, "BULL_PROBE":
 BULL_STATES = ("strong_bullish", "early_recovery", "momentum_continuation", "bull_probe")
 
 
-class TacticalPutParams(BaseModel):
+class TacticalPutParams(Params):
     """Hedge puts inside bull regimes (seed "TACTICAL_PUT: Put, 0.4-0.6x, hedge inside bull regimes")."""
 
-    model_config = ConfigDict(extra="forbid")
     min_triggers: int = Field(1, description="Warning signs needed to hedge.")
     base_size: float = Field(0.4, description="Size with one warning sign.")
     step_size: float = Field(0.1, description="Extra size per additional warning sign.")
@@ -308,10 +307,9 @@ def tactical_puts(state, mvrv_ls, whales, near_peak, euphoria_persisting, tp: Ta
     return pd.DataFrame({"tactical_put": on, "tactical_size": size, "tactical_reason": reason})
 
 
-class StructureParams(BaseModel):
+class StructureParams(Params):
     """Strike moneyness (fraction of spot, + = above spot) and DTE per trade type; strikes on a grid."""
 
-    model_config = ConfigDict(extra="forbid")
     strike_grid: float = Field(1000.0, description="BTC strike increment, USD (Deribit lists 1,000 steps near spot).")
     long_call_moneyness: float = 0.05
     call_spread: tuple[float, float] = (0.0, 0.10)
@@ -342,7 +340,7 @@ def option_structure(trade_type: str, spot: float, date: pd.Timestamp, dte_mult:
 
 # --- model scores beside the fusion (seed: "ML MODEL SCORES") ---------------------------------------------
 
-class ModelGateParams(BaseModel):
+class ModelGateParams(Params):
     """How ``p_long`` / ``p_short`` affect a decision (the seed shows them beside the fusion state and is silent on
     their role, so the default only displays them).
 
@@ -354,7 +352,6 @@ class ModelGateParams(BaseModel):
     Only scores of the promoted (``@champion``) model are used; a day without one follows ``when_missing``.
     """
 
-    model_config = ConfigDict(extra="forbid")
     mode: str = Field("display", pattern="^(display|veto|scale)$")
     min_p_long: float = Field(0.5, ge=0, le=1)
     min_p_short: float = Field(0.5, ge=0, le=1)
@@ -394,10 +391,9 @@ def model_gate(direction, trade_type, p_long, p_short, g: ModelGateParams) -> tu
 
 # --- one call: features -> daily signal rows and trade decisions ------------------------------------------
 
-class OptionsDeskParams(BaseModel):
+class OptionsDeskParams(Params):
     """Everything the desk's decisions depend on (``options_desk`` in trader.yaml)."""
 
-    model_config = ConfigDict(extra="forbid")
     fusion: FusionParams = Field(default_factory=FusionParams)
     overlays: OverlayParams = Field(default_factory=OverlayParams)
     tactical_puts: TacticalPutParams = Field(default_factory=TacticalPutParams)

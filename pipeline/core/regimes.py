@@ -22,11 +22,12 @@ Every output at ``t`` uses features at ``<= t`` only. Rows whose inputs are stil
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numba
 import numpy as np
 import pandas as pd
+from pydantic import ConfigDict, Field
+
+from pipeline.core.params import Params
 
 TREND_LABELS = np.array(["bear", "sideways", "bull"], dtype=object)  # codes -1, 0, +1
 STRENGTH_LABELS = ["weak", "moderate", "strong", "very_strong"]
@@ -35,18 +36,18 @@ REGIME_COLUMNS = ["trend_regime", "trend_strength", "volatility_level", "natr_pc
                   "regime_stability", "regime_age_bars", "regime"]
 
 
-@dataclass(frozen=True)
-class RegimeParams:
-    """Thresholds of the regime rules (documented in ``trader.yaml``)."""
+class RegimeParams(Params):
+    """``regimes`` in ``trader.yaml``: thresholds of the regime rules (immutable: one instance is a default argument)."""
 
-    adx_sideways: float = 20.0
-    adx_moderate: float = 20.0
-    adx_strong: float = 25.0
-    adx_very_strong: float = 50.0
-    vol_window: int = 500
-    vol_low_pct: float = 0.33
-    vol_high_pct: float = 0.67
-    stability_window: int = 20
+    model_config = ConfigDict(frozen=True)
+    adx_sideways: float = Field(20.0, description="ADX below this => trend regime 'sideways'.")
+    adx_moderate: float = Field(20.0, description="ADX >= this => strength 'moderate' (below: 'weak').")
+    adx_strong: float = Field(25.0, description="ADX >= this => strength 'strong'.")
+    adx_very_strong: float = Field(50.0, description="ADX >= this => strength 'very_strong'.")
+    vol_window: int = Field(500, ge=20, description="Bars in the rolling percentile window of NATR (ATR/close).")
+    vol_low_pct: float = Field(0.33, description="NATR percentile below this => volatility 'low'.")
+    vol_high_pct: float = Field(0.67, description="NATR percentile above this => volatility 'high'.")
+    stability_window: int = Field(20, ge=2, description="Bars over which regime stability is measured.")
 
 
 @numba.njit(cache=True)

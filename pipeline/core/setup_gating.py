@@ -9,8 +9,9 @@ coverage over the last ``window_days`` given at least ``min_closed_samples`` clo
 closed at TP1 and the runner closed ``ev_runner_fraction`` of the way from entry (break-even) to TP2 (0 = always
 stopped at break-even, 1 = always TP2; 0.5 put the mean EV of the real 2018–2026 candidates at −0.20 % against a
 realised −0.13 %, 1.0 overstated it at +0.05 %), ``loss_pct`` the gross move to the stop, and ``cost_pct`` the round trip
-of the cost model: ``maker`` (limit entry, maker both sides), ``taker`` (taker both sides) or ``auto`` (maker entry,
-taker exit: the plan's limit entry and market/stop exits). Slippage is added on taker sides.
+``costs.round_trip_pct(g.costs_mode)`` of the one cost model :class:`pipeline.core.costs.Costs` (passed in):
+``maker`` (limit entry, maker both sides), ``taker`` (taker both sides) or ``auto`` (maker entry, taker exit: the
+plan's limit entry and market/stop exits). Slippage is added on taker sides.
 
 **Resolution order** (most specific wins, documented in docs/decisions.md): per regime (``trend × volatility``) →
 per pair/timeframe (tuned rows, then configured) → global.
@@ -19,25 +20,20 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from pipeline.core.costs import CostMode, Costs
+from pipeline.core.params import Params
 
 
-class CostModel(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    maker_fee_pct: float = 0.02
-    taker_fee_pct: float = 0.06
-    slippage_pct: float = 0.02
-
-
-class GatingParams(BaseModel):
+class GatingParams(Params):
     """``setup_scanner.gating`` (seed ``models.meta.gating``)."""
 
-    model_config = ConfigDict(extra="forbid")
     use_ev: bool = True
     min_ev_pct: float = Field(0.0, description="Global EV minimum, percent of notional.")
     threshold: float = Field(0.5, ge=0, le=1, description="Global p(win) minimum when use_ev is false.")
-    costs_mode: str = Field("auto", pattern="^(auto|maker|taker)$")
-    costs: CostModel = Field(default_factory=CostModel)
+    costs_mode: CostMode = Field("auto", description="Round trip of setup_scanner.costs deducted from the EV: auto = "
+                                 "maker (limit) entry + taker exit, as the plans are executed; maker; taker.")
     tp1_fraction: float = Field(0.5, ge=0, le=1)
     ev_runner_fraction: float = Field(0.5, ge=0, le=1, description="Where the runner exits on a win, as a fraction of "
                                                                    "the way from entry (0) to TP2 (1).")
@@ -48,19 +44,13 @@ class GatingParams(BaseModel):
     min_closed_samples: int = Field(50, ge=1)
 
 
-def round_trip_cost_pct(g: GatingParams) -> float:
-    """Round-trip cost in percent of notional for ``g.costs_mode``."""
-    c = g.costs
-    taker = c.taker_fee_pct + c.slippage_pct
-    return {"maker": 2 * c.maker_fee_pct, "taker": 2 * taker, "auto": c.maker_fee_pct + taker}[g.costs_mode]
-
-
-def expected_value_pct(p, side, entry, sl, tp1, tp2, g: GatingParams) -> np.ndarray:
-    """EV in percent of notional per plan (arrays broadcast); NaN where ``p`` is NaN."""
+def expected_value_pct(p, side, entry, sl, tp1, tp2, g: GatingParams, costs: Costs) -> np.ndarray:
+    """EV in percent of notional per plan (arrays broadcast), net of ``costs.round_trip_pct(g.costs_mode)``; NaN where
+    ``p`` is NaN."""
     p, side, entry, sl, tp1, tp2 = (np.asarray(x, float) for x in (p, side, entry, sl, tp1, tp2))
     win = 100 * side * (g.tp1_fraction * (tp1 / entry - 1) + (1 - g.tp1_fraction) * g.ev_runner_fraction * (tp2 / entry - 1))
     loss = 100 * np.abs(sl / entry - 1)
-    return p * win - (1 - p) * loss - round_trip_cost_pct(g)
+    return p * win - (1 - p) * loss - costs.round_trip_pct(g.costs_mode)
 
 
 def regime_key(trend_regime, volatility_level) -> np.ndarray:

@@ -20,21 +20,25 @@ formula, the rule below is ours (also in ``docs/decisions.md``).
 * **Risk** (``RiskParams``): size from risk % of equity over the stop distance; leverage = notional / equity capped
   at ``max_leverage`` and lowered until the isolated-margin liquidation price is ``liq_buffer`` × the stop distance
   beyond the stop.
-* **Minimum net TP**: TP1's move net of round-trip fees and slippage must be ≥ ``min_tp_net_pct``; otherwise the
-  candidate is kept with ``reject_reason = "tp1_net_below_min"``.
+* **Minimum net TP**: TP1's move net of the round trip ``costs.round_trip_pct(min_tp_cost_mode)`` (default
+  ``taker``: a plan must clear the worst case, its limit entry chased as a market order) must be ≥
+  ``min_tp_net_pct``; otherwise the candidate is kept with ``reject_reason = "tp1_net_below_min"``. The same round
+  trip is deducted from each plan's outcome ``net_pct``. Costs are a :class:`pipeline.core.costs.Costs` argument.
 """
 from __future__ import annotations
 
 import numba
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from pipeline.core.costs import CostMode, Costs
+from pipeline.core.params import Params
 
 
-class SetupParams(BaseModel):
+class SetupParams(Params):
     """``setup_scanner.signals`` (seed: lookback_candles, atr_period, atr_mult_sl, fibo.*, avwap.use, constraints)."""
 
-    model_config = ConfigDict(extra="forbid")
     pivot_window: int = Field(5, ge=1, description="Bars each side of a pivot (confirmation delay in bars).")
     retracements: list[float] = Field(default_factory=lambda: [0.382, 0.5, 0.618, 0.786])
     tp1_extension: float = 1.272
@@ -47,20 +51,29 @@ class SetupParams(BaseModel):
     validity_candles: int = Field(6, ge=1, description="Bars the limit entry stays valid.")
     max_hold_candles: int = Field(96, ge=1, description="Time stop after entry, bars.")
     min_tp_net_pct: float = Field(0.4, description="TP1 move net of costs must be at least this (percent).")
-    fee_pct: float = Field(0.06, ge=0, description="Fee per side, percent of notional (Bitget futures taker 0.06 %).")
-    slippage_pct: float = Field(0.02, ge=0, description="Slippage per side, percent.")
+    min_tp_cost_mode: CostMode = Field("taker", description="Round trip of setup_scanner.costs deducted by the "
+                                       "minimum-net-TP rule and from the outcomes' net_pct: taker (default) = a plan "
+                                       "must clear the worst case, its limit entry chased as a market order; auto = "
+                                       "maker entry + taker exit (the EV gate's gating.costs_mode); maker.")
     allow_in_bear: bool = False
 
 
-class RiskParams(BaseModel):
+class RiskParams(Params):
     """``setup_scanner.risk``: risk per trade, leverage cap and liquidation buffer (isolated margin)."""
 
-    model_config = ConfigDict(extra="forbid")
     equity: float = Field(10_000.0, gt=0, description="Account equity, quote currency.")
     risk_pct: float = Field(1.0, gt=0, description="Loss at the stop, percent of equity.")
     max_leverage: float = Field(10.0, ge=1)
     maintenance_margin_pct: float = Field(0.5, ge=0, description="Maintenance margin rate, percent.")
     liq_buffer: float = Field(1.5, ge=1, description="Liquidation must be this many stop distances from entry.")
+
+
+class SetupExecutionConfig(Params):
+    """``setup_scanner.execution``: how a filled plan is managed (:func:`plan_outcomes` and the simulator)."""
+
+    tp1_fraction: float = Field(0.5, ge=0, le=1, description="Share closed at TP1.")
+    breakeven_after_tp1: bool = Field(True, description="Move the stop to entry after TP1.")
+    trail_atr: float = Field(1.0, ge=0, description="ATR trail after TP1 (0 = off).")
 
 
 def swing_pivots(high: np.ndarray, low: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -114,13 +127,15 @@ PLAN_COLUMNS = ["ts", "side", "level", "entry_type", "entry", "sl", "tp1", "tp2"
                 "leverage", "liq_price", "validity_candles", "reject_reason"]
 
 
-def candidates(bars: pd.DataFrame, p: SetupParams, risk: RiskParams, trend_regime: np.ndarray | None = None) -> pd.DataFrame:
+def candidates(bars: pd.DataFrame, p: SetupParams, risk: RiskParams, trend_regime: np.ndarray | None,
+               costs: Costs) -> pd.DataFrame:
     """Long/short candidates with full trade plans for one symbol × timeframe.
 
     Args:
         bars: sorted candles ``ts`` (epoch ms UTC), ``open high low close volume`` (quote currency / base volume) and
             ``atr`` (ATR(14), quote currency), e.g. ``market.ohlcv`` joined with ``features.technical.atr_14``.
         trend_regime: (n,) ``bull`` / ``sideways`` / ``bear`` per bar (``regimes.market``); None = no filter.
+        costs: fees and slippage; ``tp1_net_pct`` deducts ``costs.round_trip_pct(p.min_tp_cost_mode)``.
 
     Returns:
         One row per candidate (:data:`PLAN_COLUMNS` plus ``bar`` = row position of the signal bar), ``side`` +1/-1,
@@ -168,7 +183,7 @@ def candidates(bars: pd.DataFrame, p: SetupParams, risk: RiskParams, trend_regim
         sl = deeper[i] - side * p.atr_mult_sl * a
         tp1 = start_v[i] + side * p.tp1_extension * rng[i]
         tp2 = start_v[i] + side * p.tp2_extension * rng[i]
-        cost_pct = 2 * (p.fee_pct + p.slippage_pct)
+        cost_pct = costs.round_trip_pct(p.min_tp_cost_mode)
         tp1_net = side * (tp1 / entry - 1) * 100 - cost_pct
         sl_pct = side * (entry / sl - 1) * 100
         plan = position_size(entry, sl, side, risk)
@@ -273,13 +288,13 @@ def _outcomes_kernel(h, l, c, bar, side, entry, sl, tp1, tp2, atr, validity, max
     return status, fill_bar, exit_bar, exit_px, gross, tp1_hit
 
 
-def plan_outcomes(bars: pd.DataFrame, plans: pd.DataFrame, p: SetupParams, *, tp1_fraction: float = 0.5,
+def plan_outcomes(bars: pd.DataFrame, plans: pd.DataFrame, p: SetupParams, *, costs: Costs, tp1_fraction: float = 0.5,
                   breakeven_after_tp1: bool = True, trail_atr: float = 1.0) -> pd.DataFrame:
     """The outcome of each plan **taken on its own** (the meta-model's label; the portfolio run uses the simulator).
 
     Limit fill within ``validity_candles`` after the signal bar; then SL / TP1 (``tp1_fraction`` closed, stop to
     break-even, ATR trail) / TP2 / time stop. Stop first when both are inside one bar. Net return in percent after
-    ``2 × (fee + slippage)``.
+    the round trip ``costs.round_trip_pct(p.min_tp_cost_mode)`` (the one :func:`candidates` deducts from TP1).
 
     Returns:
         ``status`` (EXPIRED / TP / SL / TP1_TRAIL / TIMEOUT / OPEN = not resolved by the data's end), ``fill_ts``,
@@ -293,7 +308,7 @@ def plan_outcomes(bars: pd.DataFrame, plans: pd.DataFrame, p: SetupParams, *, tp
         h, l, c, plans["bar"].to_numpy(np.int64), plans["side"].to_numpy(np.int64), plans["entry"].to_numpy(float),
         plans["sl"].to_numpy(float), plans["tp1"].to_numpy(float), plans["tp2"].to_numpy(float), plans["atr"].to_numpy(float),
         np.full(len(plans), p.validity_candles, np.int64), p.max_hold_candles, tp1_fraction, breakeven_after_tp1, trail_atr)
-    net = gross * 100 - 2 * (p.fee_pct + p.slippage_pct)
+    net = gross * 100 - costs.round_trip_pct(p.min_tp_cost_mode)
     resolved = np.isin(st, [1, 2, 3, 4])
     return pd.DataFrame({"status": pd.Series(st).map(OUTCOMES).to_numpy(), "fill_ts": np.where(fb >= 0, ts[np.maximum(fb, 0)], -1),
                          "exit_ts": np.where(eb >= 0, ts[np.maximum(eb, 0)], -1), "exit_price": px,
