@@ -5,6 +5,8 @@ import dagster as dg
 import pandas as pd
 
 from assets.common import md_table, ts_iso
+from assets.keys import ACCOUNTING_RECONCILES
+from pipeline.core.backtest import reconcile
 
 
 def candle_integrity_result(integ: pd.DataFrame, name: str, asset: dg.AssetKey) -> dg.AssetCheckResult:
@@ -49,3 +51,27 @@ def staleness_result(fresh: pd.DataFrame, max_bars: int, asset: dg.AssetKey) -> 
         check_name="fresh", asset_key=asset, passed=bool(over.empty), severity=dg.AssetCheckSeverity.WARN,
         metadata={"stale_slices": len(over), "max_lag_bars": int(fresh["lag_bars"].max()) if len(fresh) else 0,
                   "slices": md_table(view[cols])})
+
+
+def reconcile_result(final_equity: float, init_cash: float, trades: pd.DataFrame | None,
+                     name: str = ACCOUNTING_RECONCILES) -> dg.AssetCheckResult:
+    """ERROR unless final equity = initial cash + Σ trade PnL (to 1e-6 of the capital) and no trade exits before it
+    enters (:func:`pipeline.core.backtest.reconcile`)."""
+    err, bad = reconcile(final_equity, init_cash, trades)
+    return dg.AssetCheckResult(check_name=name, passed=err < 1e-6 * init_cash and bad == 0, severity=dg.AssetCheckSeverity.ERROR,
+                               metadata={"abs_error": err, "trades_exit_before_entry": bad})
+
+
+def books_reconcile_result(books: dict[str, tuple[float, pd.DataFrame | None]], init_cash: float,
+                           name: str = ACCOUNTING_RECONCILES) -> dg.AssetCheckResult:
+    """:func:`reconcile_result` over several books sharing one capital (``{book: (final equity, trades)}``)."""
+    errs = {k: reconcile(eq, init_cash, t) for k, (eq, t) in books.items()}
+    ok = all(e < 1e-6 * init_cash and bad == 0 for e, bad in errs.values())
+    return dg.AssetCheckResult(check_name=name, passed=ok, severity=dg.AssetCheckSeverity.ERROR,
+                               metadata={k: float(e) for k, (e, _) in errs.items()})
+
+
+def count_result(name: str, bad: int, what: str = "bad_rows", asset: dg.AssetKey | None = None) -> dg.AssetCheckResult:
+    """ERROR when a validity predicate (:mod:`pipeline.core.validity`) counts offending rows."""
+    return dg.AssetCheckResult(check_name=name, asset_key=asset, passed=bad == 0, severity=dg.AssetCheckSeverity.ERROR,
+                               metadata={what: bad})

@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import dagster as dg
+import numpy as np
 import pandas as pd
 from pydantic import Field
 
 from pipeline.partitions import parse_key
+from warehouse import io
 
 POOL = "duckdb_warehouse"
 SINGLE_RUN = dg.BackfillPolicy.single_run()
@@ -30,11 +32,31 @@ def run_slices(context: dg.AssetExecutionContext) -> list[tuple[str, str]]:
     return [parse_key(k) for k in context.partition_keys]
 
 
+def if_unchanged(con, asset: str, fingerprint: str, status: str, *, checks: tuple[str, ...] = (), metadata: dict | None = None,
+                 force: bool = False, require_table: bool = False) -> dg.MaterializeResult | None:
+    """The "skip if inputs unchanged" prologue of every fingerprinted asset, written once.
+
+    Returns the ``MaterializeResult`` to return (``status`` and ``metadata``, each of ``checks`` passed with a note)
+    when ``asset``'s recorded input fingerprint equals ``fingerprint`` (and, with ``require_table``, the table
+    ``asset`` exists), else None. ``force`` never skips.
+    """
+    if force or (require_table and not io.table_exists(con, asset)) or not io.inputs_unchanged(con, asset, fingerprint):
+        return None
+    return dg.MaterializeResult(metadata={"status": status, **(metadata or {})},
+                                check_results=[dg.AssetCheckResult(check_name=c, passed=True, metadata={"note": "unchanged"})
+                                               for c in checks])
+
+
 def md_table(df: pd.DataFrame, max_rows: int = 60) -> dg.MetadataValue:
     """A markdown preview table (first ``max_rows`` rows)."""
     if df is None or df.empty:
         return dg.MetadataValue.md("_(empty)_")
     return dg.MetadataValue.md(df.head(max_rows).to_markdown(index=False))
+
+
+def rounded(d: dict, n: int = 5) -> dict:
+    """``d`` with float values rounded to ``n`` decimals (for metadata tables)."""
+    return {k: (round(float(v), n) if isinstance(v, (float, np.floating)) else v) for k, v in d.items()}
 
 
 def ts_iso(ts: int | None) -> str | None:

@@ -110,7 +110,7 @@ def features_technical(context: dg.AssetExecutionContext, config: IncrementalCon
 )
 def regimes_market(context: dg.AssetExecutionContext, config: IncrementalConfig, warehouse: WarehouseResource) -> dg.MaterializeResult:
     cfg, slices = settings(), run_slices(context)
-    ex, params = cfg.exchange.id, RegimeParams(**cfg.regimes.model_dump())
+    ex, params = cfg.exchange.id, cfg.regimes
     with warehouse.connect() as con:
         done, have = io.watermarks(con, "regimes.market", ex), io.watermarks(con, "features.technical", ex)
         stale = io.stale_code_slices(con, "regimes.market", ex, slices, REGIMES_CODE)

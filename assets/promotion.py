@@ -9,34 +9,37 @@ import pandas as pd
 
 from assets.common import POOL, md_table
 from assets.keys import PROMOTION_GATE
-from models.evaluation import PromotionCriteria, decide
+from models.evaluation import decide
+from models.trainers import ModelConfig
+from pipeline.config import TraderConfig, settings
 from resources.mlflow_tracking import MlflowTracking
 from resources.warehouse import WarehouseResource
-from warehouse import io
+from warehouse import readers, runs
 
 
 def _latest_run(con, name: str) -> pd.Series:
-    last = io.read_df(con, "SELECT * FROM ml.model_runs WHERE model_name = ? ORDER BY trained_at DESC LIMIT 1", [name])
-    if last.empty:
+    r = readers.latest_run(con, name)
+    if r is None:
         raise dg.Failure(f"no trained version of {name} in ml.model_runs; materialise its training asset first")
-    return last.iloc[0]
+    return r
 
 
 def promotion_assets(train_key: dg.AssetKey, evaluation_key: dg.AssetKey, champion_key: dg.AssetKey, group: str,
-                     model_name: Callable[[], str], criteria: Callable[[], PromotionCriteria], what: str,
+                     section: Callable[[TraderConfig], ModelConfig], what: str,
                      code_version: str, priority: int = 0) -> tuple[dg.AssetsDefinition, dg.AssetsDefinition]:
     """The evaluation asset (blocking ``promotion_gate`` check) and the ``@champion`` asset of one registered model.
 
     The training asset records each version in ``ml.model_runs`` (``metrics`` JSON with ``cal`` scores). The
-    evaluation applies ``criteria()`` (``models.evaluation.decide``) to the latest version's out-of-sample calibrated
+    model's configuration is ``section(settings())`` (its ``name`` and ``promotion`` criteria), read at the top of each
+    body. The evaluation applies the criteria (``models.evaluation.decide``) to the latest version's out-of-sample calibrated
     scores and compares its Brier with the current champion's; the champion asset runs only when that blocking
     check passed (Dagster skips it otherwise), so a worse model is logged and registered but never served.
     """
 
     @dg.asset(
         key=evaluation_key, group_name=group, pool=POOL, deps=[train_key], kinds={"mlflow"}, code_version=code_version,
-            op_tags={"dagster/priority": str(priority)},
-    check_specs=[dg.AssetCheckSpec(PROMOTION_GATE, asset=evaluation_key, blocking=True,
+        op_tags={"dagster/priority": str(priority)},
+        check_specs=[dg.AssetCheckSpec(PROMOTION_GATE, asset=evaluation_key, blocking=True,
                                        description="OOS calibrated AUC / ECE / rows and Brier below the base rate meet the "
                                                    "promotion criteria, and Brier is not worse than the current @champion.")],
         description=f"Applies the promotion criteria (data in trader.yaml, rules in models/evaluation.py) to the latest "
@@ -45,17 +48,17 @@ def promotion_assets(train_key: dg.AssetKey, evaluation_key: dg.AssetKey, champi
     )
     def _evaluation(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
                     mlflow: MlflowTracking) -> dg.MaterializeResult:
-        name = model_name()
+        m = section(settings())
+        name = m.name
         with warehouse.connect() as con:
             r = _latest_run(con, name)
             scores = json.loads(r.metrics)["cal"]
             champ = mlflow.champion(name)
             champ_metrics = mlflow.champion_scores(name, unless_version=r.model_version)
             passed, reasons = decide({k: (float("nan") if v is None else v) for k, v in scores.items()},
-                                     criteria(), champ_metrics)
-            con.execute("UPDATE ml.model_runs SET promotion_passed = ?, promotion_reasons = ? WHERE mlflow_run_id = ?",
-                        [passed, json.dumps(reasons), r.mlflow_run_id])
-        mlflow.client().set_tag(r.mlflow_run_id, "promotion_passed", str(passed))
+                                     m.promotion, champ_metrics)
+            runs.set_promotion_verdict(con, r.mlflow_run_id, passed, reasons)
+        mlflow.set_tag(r.mlflow_run_id, "promotion_passed", str(passed))
         verdict = pd.DataFrame({"rule": reasons})
         return dg.MaterializeResult(
             metadata={"model_version": r.model_version, "mlflow_run_id": r.mlflow_run_id, "verdict": "PASS" if passed else "FAIL",
@@ -72,7 +75,7 @@ def promotion_assets(train_key: dg.AssetKey, evaluation_key: dg.AssetKey, champi
                     f"promotion_gate check passed (Dagster skips it otherwise).",
     )
     def _champion(context: dg.AssetExecutionContext, warehouse: WarehouseResource, mlflow: MlflowTracking) -> dg.MaterializeResult:
-        name = model_name()
+        name = section(settings()).name
         with warehouse.connect() as con:
             r = _latest_run(con, name)
             if not bool(r.promotion_passed):  # defence in depth: the blocking check already stops this step
@@ -82,7 +85,7 @@ def promotion_assets(train_key: dg.AssetKey, evaluation_key: dg.AssetKey, champi
                 return dg.MaterializeResult(metadata={"champion": f"models:/{name}@champion", "version": r.model_version,
                                                       "status": "already champion"})
             mlflow.promote(name, r.model_version)
-            con.execute("UPDATE ml.model_runs SET promoted = true WHERE mlflow_run_id = ?", [r.mlflow_run_id])
+            runs.mark_promoted(con, r.mlflow_run_id)
         return dg.MaterializeResult(metadata={"champion": f"models:/{name}@champion", "version": r.model_version,
                                               "previous": None if current is None else str(current.version)})
 

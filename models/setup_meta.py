@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
-from models.datasets import MODEL_FEATURES
+from models.datasets import MODEL_FEATURES, model_features
 from models.evaluation import PromotionCriteria
 from models.splits import WalkForwardConfig
 from models.trainers import Kind, ModelConfig, ModelSpec
@@ -96,3 +96,30 @@ def fit_meta(data: pd.DataFrame, spec: ModelSpec, *, train_ms: int, test_ms: int
     return fit_point_in_time(data, META_FEATURES, "win", spec, train_ms=train_ms, test_ms=test_ms, t1col="exit_ts",
                              purge_ms=purge_ms, embargo_ms=embargo_ms, expanding=expanding, calibration=calibration,
                              min_calibration_rows=min_calibration_rows, min_train_rows=500)
+
+
+def signal_bar_features(series_by_key: dict[tuple[str, str], pd.DataFrame], candidates: pd.DataFrame) -> pd.DataFrame:
+    """:func:`models.datasets.model_features` rows of the candidates' signal bars, with ``symbol`` and ``timeframe``.
+
+    Args:
+        series_by_key: ``warehouse.readers.series`` frame per ``(symbol, timeframe)`` of ``candidates``.
+        candidates: rows with ``symbol``, ``timeframe``, ``ts`` (epoch ms UTC of the signal bar).
+    """
+    parts = []
+    for (sym, tf), g in candidates.groupby(["symbol", "timeframe"], sort=True):
+        s = series_by_key[(sym, tf)]
+        x = model_features(s, s[["ts", "trend_regime", "volatility_level", "natr_pct_rank", "regime_confidence"]])
+        parts.append(x[x["ts"].isin(g["ts"].unique())].assign(symbol=sym, timeframe=tf))
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["symbol", "timeframe", "ts"])
+
+
+def with_stored_scores(candidates: pd.DataFrame, stored: pd.DataFrame, data_end_ms: int) -> tuple[pd.DataFrame, pd.Series]:
+    """Candidates with the champion's stored point-in-time ``p_win`` and ``scored_by = "stored"``, and the mask of
+    those newer than the champion's data (``ts > data_end_ms``, no stored score): the ones to score live.
+
+    ``stored``: ``candidate_id, p_cal, fold`` of the champion's training run (``ml.setup_meta_scores``).
+    """
+    c = candidates.merge(stored, on="candidate_id", how="left")
+    c["p_win"] = c["p_cal"]
+    c.loc[c["fold"].notna(), "scored_by"] = "stored"
+    return c, c["fold"].isna() & (c["ts"] > data_end_ms)

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import assets.ml as ml_assets
+import assets.research.model as ml_assets
 from models.datasets import MODEL_FEATURES
 from pipeline.config import settings
 from pipeline.definitions import ALL_ASSETS
@@ -54,8 +54,9 @@ def test_train_gate_promote_backtest_then_refuse_a_failing_model(resources, monk
         assert champ is not None and str(champ.version) == runs.model_version[0] == "1"
         model = mlflow.sklearn.load_model("models:/baseline_direction@champion")
         with duckdb.connect(resources["warehouse"].path, read_only=True) as con:
-            from pipeline import research
-            frame = research.labelled_frame(research.load_series(con, "binance", "BTC/USDT", "1h"), settings().research.baseline)
+            from models.baseline import labelled_frame
+            from warehouse.readers import series
+            frame = labelled_frame(series(con, "binance", "BTC/USDT", "1h"), settings().research.baseline)
         p = model.predict_proba(frame[MODEL_FEATURES].tail(200))
         assert p.shape == (200, 2) and np.all((p >= 0) & (p <= 1)) and np.allclose(p.sum(axis=1), 1)
         mrun = mlflow.get_run(champ.run_id)
@@ -88,9 +89,11 @@ def test_train_gate_promote_backtest_then_refuse_a_failing_model(resources, monk
         from typer.testing import CliRunner
 
         import pipeline.cli as cli
+        import pipeline.cli.common as cli_common
         cfg = settings().model_copy(deep=True)
         cfg.warehouse.path = resources["warehouse"].path
-        monkeypatch.setattr(cli, "settings", lambda: cfg)
+        monkeypatch.setattr(cli_common, "settings", lambda: cfg)
+        monkeypatch.setattr(cli_common, "instance", lambda: instance)  # CLI runs land in this test's instance
         out = CliRunner().invoke(cli.app, ["walk-forward", "--train-window", "45d", "--test-window", "15d", "--purge", "12",
                                            "--embargo", "6h", "--rolling"], env={"COLUMNS": "200"})
         assert out.exit_code == 0, out.output
@@ -108,7 +111,7 @@ def test_train_gate_promote_backtest_then_refuse_a_failing_model(resources, monk
         ob = _q(resources, "SELECT * FROM backtest.runs WHERE desk = 'options_desk'")
         assert len(ob) == 1 and "Black-Scholes" in ob["sample"][0]
         assert {"buy_and_hold", "always_on_calls", "always_on_puts"} == set(json.loads(ob["benchmark"][0]))
-        import pipeline.cli_options as cli_options
+        import pipeline.cli.options as cli_options
         monkeypatch.setattr(cli_options, "settings", lambda: cfg)
         out = CliRunner().invoke(cli.app, ["options", "list-trades", "--year", "2024"], env={"COLUMNS": "250"})
         assert out.exit_code == 0 and f"Options trades 2024 ({len(tr)})" in out.output, out.output
@@ -169,11 +172,11 @@ def test_train_gate_promote_backtest_then_refuse_a_failing_model(resources, monk
         assert bt["strategy"].tolist() == ["setup_gated", "setup_ungated"] and bt["sample"].eq("out_of_sample").all()
         assert json.loads(bt["metrics"][0])["n_trades"] < json.loads(bt["metrics"][1])["n_trades"]
         assert "total_return" in json.loads(bt["benchmark"][0])
-        import pipeline.cli_setups as cli_setups
+        import pipeline.cli.setups as cli_setups
         cfg_s = cfg.model_copy(deep=True)
         cfg_s.mlflow.tracking_uri = trk.tracking_uri
         monkeypatch.setattr(cli_setups, "settings", lambda: cfg_s)
-        monkeypatch.setattr(cli_options, "settings", lambda: cfg_s)
+        monkeypatch.setattr(cli_common, "settings", lambda: cfg_s)
         out = CliRunner().invoke(cli.app, ["setups", "retro-scan", "--start", "2023-03-01", "--end", "2023-04-10", "--stride", "2",
                                            "--limit-per-pair", "5"], env={"COLUMNS": "250"})
         assert out.exit_code == 0 and "retro-scan" in out.output and "Signal statuses" in out.output, out.output
@@ -202,7 +205,9 @@ def test_train_gate_promote_backtest_then_refuse_a_failing_model(resources, monk
         # a retrained model that fails the criteria is registered but never promoted; the rest still runs
         strict = settings().model_copy(deep=True)
         strict.research.baseline.promotion.min_auc = 0.99
+        import assets.promotion as promotion
         monkeypatch.setattr(ml_assets, "settings", lambda: strict)
+        monkeypatch.setattr(promotion, "settings", lambda: strict)  # the gate reads the section at the top of its body
         r3 = _run(resources, instance, {"ops": {"ml__baseline_direction": {"config": {"force": True}}}})
         gate = _check(r3, "promotion_gate")
         assert not gate.passed and "FAIL auc" in gate.metadata["reasons"].value
@@ -216,7 +221,7 @@ def test_train_gate_promote_backtest_then_refuse_a_failing_model(resources, monk
         assert runs.promoted.tolist() == [True, False]
 
         # an options model that fails its (non-blocking) gate: registered as v2, champion and daily scores stay on v1
-        import assets.options_models as om
+        import assets.options_desk.models as om
         strict_o = settings().model_copy(deep=True)
         strict_o.options_desk.models.promotion.min_auc = 0.99
         monkeypatch.setattr(om, "settings", lambda: strict_o)
@@ -231,10 +236,11 @@ def test_train_gate_promote_backtest_then_refuse_a_failing_model(resources, monk
 
         # a setup meta-model retrain that fails its blocking gate: v2 registered, champion stays v1, and the gated
         # signals are still refreshed (they do not depend on the champion step) with v1's scores
-        import assets.setup_meta as sm
-        strict_s = settings().model_copy(deep=True)
+        import assets.setup_scanner.meta as sm
+        strict_s = strict.model_copy(deep=True)  # the baseline stays strict too
         strict_s.setup_scanner.meta.promotion.min_auc = 0.99
         monkeypatch.setattr(sm, "settings", lambda: strict_s)
+        monkeypatch.setattr(promotion, "settings", lambda: strict_s)
         r5 = _run(resources, instance, {"ops": {"ml__setup_meta": {"config": {"force": True}}}})
         gate_s = _check(r5, "promotion_gate", ("ml", "setup_meta_evaluation"))
         assert not gate_s.passed and "FAIL auc" in gate_s.metadata["reasons"].value

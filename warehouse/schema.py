@@ -36,6 +36,12 @@ PRIMARY_KEYS: dict[str, list[str]] = {
     "backtest.equity": ["run_id", "ts"],
 }
 
+# backtest.trades / backtest.equity columns a backtest writes (besides run_id): the table contract of every desk
+TRADE_COLUMNS = ["trade_id", "symbol", "direction", "signal_ts", "entry_ts", "exit_ts", "entry_time", "exit_time", "entry_price",
+                 "exit_price", "units", "notional", "fees", "pnl", "ret", "exit_reason", "mae", "mfe", "r_multiple", "tp1_hit",
+                 "sl_initial", "tp_initial", "bars_held"]
+EQUITY_COLUMNS = ["ts", "equity", "cash", "position_value", "gross_exposure", "n_positions", "drawdown", "benchmark_equity"]
+
 DDL = [
     "CREATE SCHEMA IF NOT EXISTS raw",
     "CREATE SCHEMA IF NOT EXISTS market",

@@ -11,16 +11,18 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from assets.common import POOL, md_table
-from assets.keys import (GROUP_OPTIONS, ONCHAIN_DAILY, ONCHAIN_FEATURES, ONE_ROW_PER_DAY, OPTIONS_BACKTEST, OPTIONS_CHAMPION, OPTIONS_DAILY,
+from assets.checks import count_result
+from assets.common import POOL, if_unchanged, md_table
+from assets.keys import (GROUP_OPTIONS, ONCHAIN_DAILY, ONCHAIN_FEATURES, ONE_ROW_PER_DAY, OPTIONS_CHAMPION, OPTIONS_DAILY,
                          OPTIONS_TRADES, RECENT_DAYS_AVAILABLE, SENTIMENT_DAILY, STATES_VALID)
 from models.options_direction import option_signals
 from pipeline.config import settings
 from pipeline.core.onchain_signals import FEATURE_COLUMNS, source_agreement
 from pipeline.core.onchain_signals import onchain_features as build_onchain_features
 from pipeline.core.options_fusion import STATES, decide_days
+from pipeline.core.validity import calendar_defects, invalid_states
 from resources.warehouse import WarehouseResource
-from warehouse import io
+from warehouse import io, readers
 
 CODE_VERSION = "3"
 
@@ -37,45 +39,81 @@ CODE_VERSION = "3"
 def features_onchain(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
     cfg = settings()
     with warehouse.connect() as con:
-        fp = io.inputs_fingerprint(con, "SELECT asset, fingerprint FROM ops.asset_inputs WHERE asset IN "
-                                        "('market.onchain_daily', 'market.sentiment_daily') ORDER BY 1",
+        fp = io.inputs_fingerprint(con, readers.asset_fingerprints(con, ["market.onchain_daily", "market.sentiment_daily"]),
                                    extra=cfg.options_desk.regimes.model_dump_json() + CODE_VERSION)
-        if io.inputs_unchanged(con, "features.onchain", fp):
-            return dg.MaterializeResult(metadata={"status": "inputs unchanged; not recomputed"},
-                                        check_results=[dg.AssetCheckResult(check_name=ONE_ROW_PER_DAY, passed=True)])
-        onchain = io.read_df(con, "SELECT * FROM market.onchain_daily ORDER BY date")
+        if skip := if_unchanged(con, "features.onchain", fp, "inputs unchanged; not recomputed", checks=(ONE_ROW_PER_DAY,)):
+            return skip
+        onchain = readers.table(con, "market.onchain_daily", order_by="date")
         fng = io.read_df(con, "SELECT date, fng_value FROM market.sentiment_daily ORDER BY date")
         f = build_onchain_features(onchain, fng, cfg.options_desk.regimes)
         f["available_at"] = f["date"] + pd.Timedelta(days=1) + pd.Timedelta(hours=cfg.onchain.publication_lag_hours)
         agree = source_agreement(f)
-        io.replace_table(con, "features.onchain", f, date_columns=("date",))
-        io.replace_table(con, "features.onchain_source_agreement", agree)
-        io.record_inputs(con, "features.onchain", fp)
-    dup = int(f["date"].duplicated().sum())
+        with io.transaction(con):
+            io.replace_table(con, "features.onchain", f, date_columns=("date",))
+            io.replace_table(con, "features.onchain_source_agreement", agree)
+            io.record_inputs(con, "features.onchain", fp)
+    dup, daily = calendar_defects(f["date"])
     sources = pd.concat([f[c].value_counts().rename(c) for c in ("mdia_source", "whale_source", "mvrv_ls_source")], axis=1)
     return dg.MaterializeResult(
         metadata={"dagster/row_count": len(f), "first_date": str(f["date"].min().date()), "last_date": str(f["date"].max().date()),
                   "features": len(FEATURE_COLUMNS), "sources_days": md_table(sources.fillna(0).astype(int).reset_index()),
                   "primary_vs_proxy_agreement": md_table(agree.round({"exact_agreement": 4, "direction_agreement": 4}))},
-        check_results=[dg.AssetCheckResult(check_name=ONE_ROW_PER_DAY, passed=dup == 0 and bool((f["date"].diff().dropna()
-                                                                                                  == pd.Timedelta(days=1)).all()),
+        check_results=[dg.AssetCheckResult(check_name=ONE_ROW_PER_DAY, passed=dup == 0 and daily,
                                            severity=dg.AssetCheckSeverity.ERROR, metadata={"duplicates": dup})])
 
 
-def champion_scores(con) -> pd.DataFrame:
-    """Per day the champion's scores: ``date``, ``p_long``, ``p_short``, ``p_long_version``, ``p_short_version``.
+def champion_scores(con, names: dict[str, str]) -> pd.DataFrame:
+    """Per day the champions' scores: ``date``, ``p_long``, ``p_short``, ``p_long_version``, ``p_short_version``.
 
-    The champion of each model is its latest ``ml.model_runs`` row with ``promoted``; empty columns if none.
+    ``names``: registered model per score (``options_desk.models.names``). The champion of each model is its latest
+    ``ml.model_runs`` row with ``promoted``; empty columns if none.
     """
-    names = settings().options_desk.models.names
     out = None
     for t, name in names.items():
-        s = io.read_df(con, """SELECT date, p_cal AS p, model_version FROM ml.options_scores WHERE mlflow_run_id =
-            (SELECT mlflow_run_id FROM ml.model_runs WHERE model_name = ? AND promoted ORDER BY trained_at DESC LIMIT 1)""", [name])
-        s = s.rename(columns={"p": t, "model_version": f"{t}_version"})
+        s = readers.options_champion_scores(con, name).rename(columns={"p": t, "model_version": f"{t}_version"})
         s[f"{t}_version"] = s[f"{t}_version"].map(lambda v: f"{name} v{v}" if isinstance(v, str) else None)
         out = s if out is None else out.merge(s, on="date", how="outer")
     return out
+
+
+def daily_decisions(f: pd.DataFrame, price: pd.Series, scores: pd.DataFrame, p, m) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``(signals.options_daily, signals.options_trades)`` from the on-chain features, BTC price and champion scores:
+    :func:`pipeline.core.options_fusion.decide_days` plus the champions' scores, option signals and versions."""
+    f = f.assign(date=pd.to_datetime(f["date"]))
+    sc = f[["date"]].merge(scores.assign(date=pd.to_datetime(scores["date"])), on="date", how="left").set_index(f.index)
+    daily, trades = decide_days(f, f["date"].map(price), p, sc[["p_long", "p_short"]])
+    daily["available_at"] = f["available_at"].to_numpy()
+    daily = pd.concat([daily, sc[["p_long", "p_short"]], option_signals(sc["p_long"], sc["p_short"], m.call_threshold,
+                                                                        m.put_threshold),
+                       sc[["p_long_version", "p_short_version"]]], axis=1).assign(model_gate_mode=p.model_gate.mode)
+    vers, day = sc.set_index("date"), pd.to_datetime(trades["date"])
+    trades["model_version"] = np.where(trades["direction"].astype(int) > 0, day.map(vers["p_long_version"]),
+                                       day.map(vers["p_short_version"]))
+    return daily, trades
+
+
+def _results(daily: pd.DataFrame, trades: pd.DataFrame, unchanged: bool):
+    """The two materialisations and the two checks of ``options_signals``."""
+    recent = daily.tail(90)
+    unavailable = recent["state_reason"].str.startswith("unavailable")
+    status = {"status": "inputs unchanged; not recomputed"} if unchanged else {}
+    taken = trades[trades["cooldown_status"] == "taken"]
+    yield dg.MaterializeResult(asset_key=OPTIONS_DAILY, metadata={
+        **status, "dagster/row_count": len(daily), "last_day": str(pd.Timestamp(daily["date"].iloc[-1]).date()),
+        "states_by_year": md_table(daily.assign(year=pd.to_datetime(daily["date"]).dt.year).groupby(["year", "state"]).size()
+                                   .unstack(fill_value=0).reset_index(), 40),
+        "latest": md_table(daily.tail(5)[["date", "state", "score", "confidence", "overlay", "size", "state_reason"]])})
+    yield dg.MaterializeResult(asset_key=OPTIONS_TRADES, metadata={
+        **status, "dagster/row_count": len(trades), "taken": len(taken),
+        "taken_by_type": md_table(taken["trade_type"].value_counts().rename_axis("trade_type").reset_index()),
+        "latest_taken": md_table(taken.tail(10)[["date", "trade_type", "structure", "strike_long", "strike_short", "expiry",
+                                                 "size", "confidence"]])})
+    yield count_result(STATES_VALID, invalid_states(daily, STATES), asset=OPTIONS_DAILY)
+    yield dg.AssetCheckResult(check_name=RECENT_DAYS_AVAILABLE, asset_key=OPTIONS_DAILY, passed=bool(unavailable.mean() < 0.5),
+                              severity=dg.AssetCheckSeverity.WARN,
+                              metadata={"unavailable_share_90d": float(unavailable.mean()),
+                                        "reasons": md_table(recent.loc[unavailable, "state_reason"].value_counts()
+                                                            .rename_axis("reason").reset_index())})
 
 
 @dg.multi_asset(
@@ -96,51 +134,17 @@ def options_signals(context: dg.AssetExecutionContext, warehouse: WarehouseResou
     cfg = settings()
     p, m = cfg.options_desk.decisions, cfg.options_desk.models
     with warehouse.connect() as con:
-        fp = io.inputs_fingerprint(con, "SELECT fingerprint FROM ops.asset_inputs WHERE asset = 'features.onchain' UNION ALL "
-                                        "SELECT mlflow_run_id FROM ml.model_runs WHERE promoted AND model_name IN "
-                                        f"({', '.join(repr(n) for n in m.names.values())}) ORDER BY 1",
-                                   extra=p.model_dump_json() + m.model_dump_json() + CODE_VERSION)
+        champions = ", ".join(readers.champion_run_ids(con, list(m.names.values())))
+        fp = io.inputs_fingerprint(con, "SELECT fingerprint FROM ops.asset_inputs WHERE asset = 'features.onchain'",
+                                   extra=champions + p.model_dump_json() + m.model_dump_json() + CODE_VERSION)
         unchanged = io.inputs_unchanged(con, "signals.options", fp)
         if not unchanged:
-            f = io.read_df(con, "SELECT * FROM features.onchain ORDER BY date")
-            spot = io.read_df(con, "SELECT date, price_usd FROM market.onchain_daily")
-            f["date"] = pd.to_datetime(f["date"])
-            spot_s = f["date"].map(spot.assign(date=pd.to_datetime(spot["date"])).set_index("date")["price_usd"])
-            sc = champion_scores(con)
-            sc = f[["date"]].merge(sc.assign(date=pd.to_datetime(sc["date"])), on="date", how="left").set_index(f.index)
-            daily, trades = decide_days(f, spot_s, p, sc[["p_long", "p_short"]])
-            daily["available_at"] = f["available_at"].to_numpy()
-            daily = pd.concat([daily, sc[["p_long", "p_short"]], option_signals(sc["p_long"], sc["p_short"], m.call_threshold,
-                                                                                m.put_threshold),
-                               sc[["p_long_version", "p_short_version"]]], axis=1).assign(model_gate_mode=p.model_gate.mode)
-            vers, day = sc.set_index("date"), pd.to_datetime(trades["date"])
-            trades["model_version"] = np.where(trades["direction"].astype(int) > 0, day.map(vers["p_long_version"]),
-                                               day.map(vers["p_short_version"]))
-            io.replace_table(con, "signals.options_daily", daily, date_columns=("date",))
-            io.replace_table(con, "signals.options_trades", trades, date_columns=("date", "expiry"))
-            io.record_inputs(con, "signals.options", fp)
-        daily = io.read_df(con, "SELECT * FROM signals.options_daily ORDER BY date")
-        trades = io.read_df(con, "SELECT * FROM signals.options_trades ORDER BY date")
-    bad = int((~daily["state"].isin(STATES)).sum() + (daily["size"] < 0).sum()
-              + (daily["trade_type"].notna() & (daily["state"] == "no_trade")).sum())
-    recent = daily.tail(90)
-    unavailable = recent["state_reason"].str.startswith("unavailable")
-    status = {"status": "inputs unchanged; not recomputed"} if unchanged else {}
-    taken = trades[trades["cooldown_status"] == "taken"]
-    yield dg.MaterializeResult(asset_key=OPTIONS_DAILY, metadata={
-        **status, "dagster/row_count": len(daily), "last_day": str(pd.Timestamp(daily["date"].iloc[-1]).date()),
-        "states_by_year": md_table(daily.assign(year=pd.to_datetime(daily["date"]).dt.year).groupby(["year", "state"]).size()
-                                   .unstack(fill_value=0).reset_index(), 40),
-        "latest": md_table(daily.tail(5)[["date", "state", "score", "confidence", "overlay", "size", "state_reason"]])})
-    yield dg.MaterializeResult(asset_key=OPTIONS_TRADES, metadata={
-        **status, "dagster/row_count": len(trades), "taken": len(taken),
-        "taken_by_type": md_table(taken["trade_type"].value_counts().rename_axis("trade_type").reset_index()),
-        "latest_taken": md_table(taken.tail(10)[["date", "trade_type", "structure", "strike_long", "strike_short", "expiry",
-                                                 "size", "confidence"]])})
-    yield dg.AssetCheckResult(check_name=STATES_VALID, asset_key=OPTIONS_DAILY, passed=bad == 0,
-                              severity=dg.AssetCheckSeverity.ERROR, metadata={"bad_rows": bad})
-    yield dg.AssetCheckResult(check_name=RECENT_DAYS_AVAILABLE, asset_key=OPTIONS_DAILY, passed=bool(unavailable.mean() < 0.5),
-                              severity=dg.AssetCheckSeverity.WARN,
-                              metadata={"unavailable_share_90d": float(unavailable.mean()),
-                                        "reasons": md_table(recent.loc[unavailable, "state_reason"].value_counts()
-                                                            .rename_axis("reason").reset_index())})
+            daily, trades = daily_decisions(readers.table(con, "features.onchain", order_by="date"), readers.btc_price(con),
+                                            champion_scores(con, m.names), p, m)
+            with io.transaction(con):
+                io.replace_table(con, "signals.options_daily", daily, date_columns=("date",))
+                io.replace_table(con, "signals.options_trades", trades, date_columns=("date", "expiry"))
+                io.record_inputs(con, "signals.options", fp)
+        daily = readers.table(con, "signals.options_daily", order_by="date")
+        trades = readers.table(con, "signals.options_trades", order_by="date")
+    yield from _results(daily, trades, unchanged)

@@ -9,35 +9,69 @@ The whole table is recomputed when its inputs or the configuration change (about
 import dagster as dg
 import pandas as pd
 
-from assets.common import POOL, md_table
+from assets.checks import count_result
+from assets.common import POOL, if_unchanged, md_table
 from assets.keys import FEATURES, GROUP_SETUPS, PLANS_CONSISTENT, REGIMES, SETUP_CANDIDATES
 from pipeline.config import settings
 from pipeline.core.setups import candidates, plan_outcomes
+from pipeline.core.validity import inconsistent_plans
 from resources.warehouse import WarehouseResource
-from warehouse import io
+from warehouse import io, readers
 
 CODE_VERSION = "2"
 
 
-def load_bars(con, exchange: str, symbol: str, timeframe: str) -> pd.DataFrame:
-    """Candles with ATR(14) and the trend/volatility regime of one series, sorted by ``ts``."""
-    return io.read_df(con, """SELECT o.ts, o.open, o.high, o.low, o.close, o.volume, f.atr_14 AS atr, r.trend_regime,
-               r.volatility_level FROM market.ohlcv o JOIN features.technical f USING (exchange, symbol, timeframe, ts)
-               LEFT JOIN regimes.market r USING (exchange, symbol, timeframe, ts)
-               WHERE o.exchange = ? AND o.symbol = ? AND o.timeframe = ? ORDER BY o.ts""", [exchange, symbol, timeframe])
-
-
-def scan_series(bars: pd.DataFrame, cfg) -> pd.DataFrame:
-    """Candidates + independent outcomes of one series (pure wiring of the core functions)."""
-    sc = cfg.setup_scanner
-    c = candidates(bars, sc.signals, sc.risk, bars["trend_regime"].to_numpy())
+def scan_series(bars: pd.DataFrame, sc) -> pd.DataFrame:
+    """Candidates + independent outcomes of one series under the ``setup_scanner`` section ``sc`` (pure wiring)."""
+    c = candidates(bars, sc.signals, sc.risk, bars["trend_regime"].to_numpy(), sc.costs)
     if c.empty:
         return c
-    o = plan_outcomes(bars, c, sc.signals, tp1_fraction=sc.execution.tp1_fraction,
+    o = plan_outcomes(bars, c, sc.signals, costs=sc.costs, tp1_fraction=sc.execution.tp1_fraction,
                       breakeven_after_tp1=sc.execution.breakeven_after_tp1, trail_atr=sc.execution.trail_atr)
     reg = bars.iloc[c["bar"].to_numpy()]
     return pd.concat([c, o], axis=1).assign(trend_regime=reg["trend_regime"].to_numpy(),
                                             volatility_level=reg["volatility_level"].to_numpy())
+
+
+def _fingerprint(con, sc, symbols: list[str], tfs: list[str]) -> str:
+    tf_list = ", ".join(repr(t) for t in tfs)
+    return io.inputs_fingerprint(
+        con, f"""SELECT symbol, timeframe, max(ts)::VARCHAR, count(*) FROM features.technical
+                 WHERE timeframe IN ({tf_list}) GROUP BY ALL UNION ALL SELECT asset, fingerprint, epoch_ms(updated_at)::VARCHAR, 0
+                 FROM ops.asset_inputs WHERE asset LIKE 'code:%' ORDER BY ALL""",
+        extra=sc.model_dump_json() + ",".join(symbols) + CODE_VERSION)
+
+
+def scan(con, sc, ex: str, symbols: list[str], tfs: list[str]) -> pd.DataFrame:
+    """Every candidate of every scanned series (series under 100 bars are skipped), with its ``candidate_id``
+    (``symbol|timeframe|ts|side``)."""
+    parts = []
+    for sym in symbols:
+        for tf in tfs:
+            b = readers.bars(con, ex, sym, tf)
+            if len(b) < 100:
+                continue
+            s = scan_series(b, sc)
+            if len(s):
+                parts.append(s.drop(columns=["bar"]).assign(exchange=ex, symbol=sym, timeframe=tf))
+    out = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+    if len(out):
+        out["candidate_id"] = (out["symbol"] + "|" + out["timeframe"] + "|" + out["ts"].astype(str) + "|"
+                               + out["side"].astype(str))
+    return out
+
+
+def _report(out: pd.DataFrame) -> dict:
+    valid = out[out["reject_reason"].isna()]
+    closed = valid[valid["win"].notna()]
+    summary = (closed.groupby(["symbol", "timeframe"]).agg(candidates=("win", "size"), win_rate=("win", "mean"),
+                                                           avg_net_pct=("net_pct", "mean")).round(4).reset_index())
+    return {"dagster/row_count": len(out), "valid": len(valid),
+            "rejected": md_table(out["reject_reason"].value_counts().rename_axis("reason").reset_index()),
+            "outcomes": md_table(valid["status"].value_counts().rename_axis("status").reset_index()),
+            "ungated_by_series": md_table(summary, 40),
+            "ungated_win_rate": float(closed["win"].mean()) if len(closed) else None,
+            "ungated_avg_net_pct": float(closed["net_pct"].mean()) if len(closed) else None}
 
 
 @dg.asset(
@@ -55,46 +89,16 @@ def signals_setup_candidates(context: dg.AssetExecutionContext, warehouse: Wareh
     sc, ex = cfg.setup_scanner, cfg.exchange.id
     symbols = sc.symbols or cfg.universe.symbols
     tfs = [t for t in sc.timeframes if t in cfg.universe.timeframes]
-    tf_list = ", ".join(repr(t) for t in tfs)
     with warehouse.connect() as con:
-        fp = io.inputs_fingerprint(
-            con, f"""SELECT symbol, timeframe, max(ts)::VARCHAR, count(*) FROM features.technical
-                     WHERE timeframe IN ({tf_list}) GROUP BY ALL UNION ALL SELECT asset, fingerprint, epoch_ms(updated_at)::VARCHAR, 0
-                     FROM ops.asset_inputs WHERE asset LIKE 'code:%' ORDER BY ALL""",
-            extra=sc.model_dump_json() + ",".join(symbols) + CODE_VERSION)
-        if io.inputs_unchanged(con, "signals.setup_candidates", fp):
-            return dg.MaterializeResult(metadata={"status": "inputs unchanged; not rescanned"},
-                                        check_results=[dg.AssetCheckResult(check_name=PLANS_CONSISTENT, passed=True)])
-        parts = []
-        for sym in symbols:
-            for tf in tfs:
-                b = load_bars(con, ex, sym, tf)
-                if len(b) < 100:
-                    continue
-                s = scan_series(b, cfg)
-                if len(s):
-                    parts.append(s.drop(columns=["bar"]).assign(exchange=ex, symbol=sym, timeframe=tf))
-        out = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+        fp = _fingerprint(con, sc, symbols, tfs)
+        if skip := if_unchanged(con, "signals.setup_candidates", fp, "inputs unchanged; not rescanned", checks=(PLANS_CONSISTENT,)):
+            return skip
+        out = scan(con, sc, ex, symbols, tfs)
         if out.empty:
             raise dg.Failure("no setup candidates in any series; check setup_scanner.timeframes and the features")
-        out["candidate_id"] = (out["symbol"] + "|" + out["timeframe"] + "|" + out["ts"].astype(str) + "|"
-                               + out["side"].astype(str))
-        io.replace_table(con, "signals.setup_candidates", out)
-        io.record_inputs(con, "signals.setup_candidates", fp)
-    valid = out[out["reject_reason"].isna()]
-    s = valid["side"]
-    bad = int((((valid["sl"] - valid["entry"]) * s >= 0) | ((valid["tp1"] - valid["entry"]) * s <= 0)
-               | ((valid["tp2"] - valid["tp1"]) * s <= 0) | (valid["leverage"] <= 0)
-               | (valid["leverage"] > sc.risk.max_leverage) | ~(valid["qty"] > 0)).sum())
-    closed = valid[valid["win"].notna()]
-    summary = (closed.groupby(["symbol", "timeframe"]).agg(candidates=("win", "size"), win_rate=("win", "mean"),
-                                                           avg_net_pct=("net_pct", "mean")).round(4).reset_index())
-    return dg.MaterializeResult(
-        metadata={"dagster/row_count": len(out), "valid": len(valid),
-                  "rejected": md_table(out["reject_reason"].value_counts().rename_axis("reason").reset_index()),
-                  "outcomes": md_table(valid["status"].value_counts().rename_axis("status").reset_index()),
-                  "ungated_by_series": md_table(summary, 40),
-                  "ungated_win_rate": float(closed["win"].mean()) if len(closed) else None,
-                  "ungated_avg_net_pct": float(closed["net_pct"].mean()) if len(closed) else None},
-        check_results=[dg.AssetCheckResult(check_name=PLANS_CONSISTENT, passed=bad == 0, severity=dg.AssetCheckSeverity.ERROR,
-                                           metadata={"inconsistent_plans": bad})])
+        with io.transaction(con):
+            io.replace_table(con, "signals.setup_candidates", out)
+            io.record_inputs(con, "signals.setup_candidates", fp)
+    bad = inconsistent_plans(out[out["reject_reason"].isna()], sc.risk.max_leverage)
+    return dg.MaterializeResult(metadata=_report(out),
+                                check_results=[count_result(PLANS_CONSISTENT, bad, "inconsistent_plans")])

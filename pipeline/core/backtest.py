@@ -12,6 +12,8 @@ and Sortino with a zero risk-free rate, drawdown from the running equity peak.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 from pydantic import Field
@@ -19,7 +21,7 @@ from pydantic import Field
 from pipeline.core.costs import Costs, spot_costs
 from pipeline.core.params import Params
 from pipeline.core.plots import pyplot, to_png
-from pipeline.core.simulator import SimResult
+from pipeline.core.simulator import SimParams, SimResult, simulate
 
 YEAR_MS = 365 * 86_400_000
 
@@ -179,3 +181,85 @@ def equity_plot(ts: np.ndarray, equity: np.ndarray, benchmark: np.ndarray | None
     b.fill_between(t, drawdown(equity) * 100, 0, color="tab:red", alpha=0.4)
     b.set_ylabel("drawdown %")
     return to_png(fig, dpi=72)
+
+
+PER_SYMBOL_COLUMNS = ("total_return", "sharpe", "max_drawdown", "n_trades", "win_rate", "profit_factor", "avg_r")
+
+
+def with_benchmark(port: pd.DataFrame, bench: pd.DataFrame, init_cash: float) -> pd.DataFrame:
+    """``port`` with ``benchmark_equity`` (buy-and-hold equity at or before each bar; ``init_cash`` before its first
+    bar) and ``drawdown`` (fraction of the running equity peak) added: the ``backtest.equity`` form."""
+    out = port.merge(bench.rename(columns={"equity": "benchmark_equity"}), on="ts", how="left")
+    out["benchmark_equity"] = out["benchmark_equity"].ffill().fillna(init_cash)
+    out["drawdown"] = out["equity"] / out["equity"].cummax() - 1.0
+    return out
+
+
+def reconcile(final_equity: float, init_cash: float, trades: pd.DataFrame | None) -> tuple[float, int]:
+    """Accounting invariant of a backtest: ``(|final equity − init cash − Σ trade PnL|, trades exiting before entry)``.
+
+    Open trades are marked at their last close by the simulator, so the error is float noise when the books balance.
+    """
+    pnl = float(trades["pnl"].sum()) if trades is not None and len(trades) else 0.0
+    bad = int((trades["exit_ts"] < trades["entry_ts"]).sum()) if trades is not None and len(trades) else 0
+    return abs(float(final_equity) - init_cash - pnl), bad
+
+
+@dataclass
+class BacktestOutput:
+    """A multi-symbol backtest: trades and orders (with ``symbol``), the portfolio per bar with benchmark and drawdown,
+    metrics and the buy-and-hold benchmark's metrics, per-symbol metrics, the simulator parameters, the period (ms)."""
+
+    trades: pd.DataFrame
+    orders: pd.DataFrame
+    equity: pd.DataFrame
+    metrics: dict
+    benchmark: dict
+    per_symbol: pd.DataFrame
+    params: SimParams
+    period: tuple[int, int]
+
+
+def long_flat_backtest(bars_by_symbol: dict[str, pd.DataFrame], preds: pd.DataFrame, enter_threshold: float,
+                       params: SimParams, init_cash: float, step_ms: int,
+                       fine_by_symbol: dict[str, pd.DataFrame | None] | None = None) -> BacktestOutput:
+    """Long/flat on calibrated out-of-sample probabilities through the simulator, one equal sleeve per symbol.
+
+    Args:
+        bars_by_symbol: simulator bars (``ts, open, high, low, close, atr``) per symbol over the predictions' period.
+        preds: ``symbol, ts, p_cal``; a bar is long-entry when ``p_cal >= enter_threshold`` (NaN never enters).
+        params: simulator parameters of one sleeve (``init_cash`` = ``init_cash / len(bars_by_symbol)``).
+        fine_by_symbol: finer ``ts, high, low`` per symbol that decides bars where SL and TP are both inside the range.
+
+    Returns:
+        The portfolio of the sleeves next to equal-weight buy-and-hold of the same symbols over the same period.
+
+    Raises:
+        ValueError: no calibrated prediction to trade on.
+    """
+    have = preds[preds["p_cal"].notna()]
+    if have.empty:
+        raise ValueError("no calibrated out-of-sample predictions to backtest; train the model first")
+    start, end = int(have["ts"].min()), int(have["ts"].max())
+    sleeves: dict[str, SimResult] = {}
+    closes, rows = {}, []
+    for sym, bars in bars_by_symbol.items():
+        if bars.empty:
+            continue
+        p = bars[["ts"]].merge(have[have["symbol"] == sym][["ts", "p_cal"]], on="ts", how="left")["p_cal"].to_numpy()
+        r = simulate(bars, np.where(p >= enter_threshold, 1, 0), params,
+                     fine=(fine_by_symbol or {}).get(sym), step_ms=step_ms)
+        sleeves[sym], closes[sym] = r, bars[["ts", "close"]]
+        r.trades.insert(0, "symbol", sym)
+        r.orders.insert(0, "symbol", sym)
+        rows.append({"symbol": sym, **{k: v for k, v in performance(r.bars["ts"].to_numpy(), r.bars["equity"].to_numpy(),
+                                                                       r.trades).items() if k in PER_SYMBOL_COLUMNS}})
+    port = combine_sleeves(sleeves, params.init_cash)
+    bench = buy_and_hold(closes, start, end, init_cash)
+    port = with_benchmark(port, bench, init_cash)
+    trades = pd.concat([r.trades for r in sleeves.values()], ignore_index=True) if sleeves else pd.DataFrame()
+    orders = pd.concat([r.orders for r in sleeves.values()], ignore_index=True) if sleeves else pd.DataFrame()
+    closed = trades[trades["exit_reason"] != "open"] if len(trades) else trades
+    metrics = performance(port["ts"].to_numpy(), port["equity"].to_numpy(), closed, port["gross_exposure"].to_numpy())
+    benchmark = performance(bench["ts"].to_numpy(), bench["equity"].to_numpy())
+    return BacktestOutput(trades, orders, port, metrics, benchmark, pd.DataFrame(rows), params, (start, end))

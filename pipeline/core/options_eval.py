@@ -108,3 +108,52 @@ def always_on(price: pd.Series, structure: str, every_days: int, dte: int, money
     return pd.DataFrame({"date": dates, "expiry": dates + pd.Timedelta(days=dte), "structure": structure,
                          "strike_long": strike, "strike_short": np.nan, "direction": 1 if structure == "LONG_CALL" else -1,
                          "size": 1.0, "trade_type": f"ALWAYS_{structure}"})
+
+
+def desk_evaluation(trades: pd.DataFrame, price: pd.Series, sp) -> dict:
+    """The options desk's whole evaluation: taken trades and the always-on benchmarks over the same period.
+
+    Args:
+        trades: taken ``signals.options_trades`` rows with their day's ``state``, sorted by ``date``.
+        price: BTC's daily USD price indexed by date (datetime64).
+        sp: the structure parameters (``options_desk.decisions.structures``: DTEs, moneyness, strike grid).
+
+    Returns:
+        ``ev`` (per-trade evaluation), ``equity`` (the account curve), ``metrics`` (performance plus trade counts and
+        hit rates), ``benchmark`` (buy-and-hold BTC, always-on weekly calls, always-on weekly puts), ``by_state``,
+        ``by_year``, ``by_trade_type`` (:func:`summary` tables), ``start`` / ``end`` (Timestamps).
+    """
+    from pipeline.core.backtest import performance
+
+    ev = evaluate_trades(trades, price)
+    start, end = pd.Timestamp(ev["date"].min()), pd.Timestamp(ev["date"].max())
+    calls = evaluate_trades(always_on(price, "LONG_CALL", 7, sp.dte["LONG"], sp.long_call_moneyness, sp.strike_grid, start, end), price)
+    puts = evaluate_trades(always_on(price, "LONG_PUT", 7, sp.dte["PRIMARY_SHORT"], sp.long_put_moneyness, sp.strike_grid, start, end),
+                           price)
+    eq = equity_curve(ev)
+    bh = price[(price.index >= start) & (price.index <= end)].dropna()
+    bh_ts = bh.index.astype("datetime64[ms]").astype("int64").to_numpy()
+    metrics = {**performance(eq["ts"].to_numpy(), eq["equity"].to_numpy()),
+               "n_trades": float(ev["option_ret"].notna().sum()), "option_hit_rate": float(ev["hit"].mean()),
+               "direction_hit_rate": float(ev["direction_hit"].mean()), "avg_option_ret": float(ev["option_ret"].mean())}
+    bench = {"buy_and_hold": performance(bh_ts, bh.to_numpy()),
+             "always_on_calls": {**performance(equity_curve(calls)["ts"].to_numpy(), equity_curve(calls)["equity"].to_numpy()),
+                                 "option_hit_rate": float(calls["hit"].mean())},
+             "always_on_puts": {**performance(equity_curve(puts)["ts"].to_numpy(), equity_curve(puts)["equity"].to_numpy()),
+                                "option_hit_rate": float(puts["hit"].mean())}}
+    return {"ev": ev, "equity": eq, "metrics": metrics, "benchmark": bench, "by_state": summary(ev, "state"),
+            "by_year": summary(ev.assign(year=pd.to_datetime(ev["date"]).dt.year), "year"),
+            "by_trade_type": summary(ev, "trade_type"), "start": start, "end": end}
+
+
+def trade_rows(ev: pd.DataFrame) -> pd.DataFrame:
+    """``backtest.trades`` rows of evaluated option trades: premium in, payoff out at expiry, no fees (model premium)."""
+    d_ms = pd.to_datetime(ev["date"]).astype("datetime64[ms]").astype("int64")
+    x_ms = pd.to_datetime(ev["expiry"]).astype("datetime64[ms]").astype("int64")
+    return pd.DataFrame({
+        "trade_id": range(len(ev)), "symbol": "BTC options (" + ev["structure"] + ")",
+        "direction": ev["direction"].astype(int), "signal_ts": d_ms, "entry_ts": d_ms, "exit_ts": x_ms,
+        "entry_time": pd.to_datetime(ev["date"]), "exit_time": pd.to_datetime(ev["expiry"]), "entry_price": ev["premium"],
+        "exit_price": ev["payoff"], "units": ev["size"], "notional": ev["premium"] * ev["size"], "fees": 0.0,
+        "pnl": (ev["payoff"] - ev["premium"]) * ev["size"], "ret": ev["option_ret"], "exit_reason": "expiry",
+        "r_multiple": ev["option_ret"], "tp1_hit": False, "bars_held": (x_ms - d_ms) // 86_400_000})

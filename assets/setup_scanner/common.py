@@ -1,0 +1,91 @@
+"""The setup scanner's shared wiring: the model in force, scoring, gating and execution reads (no assets here).
+
+Every setup asset (thresholds, signals, backtest, retro-scan) scores and gates candidates the same way, so that a
+live signal, a retro-scan and a backtest can never disagree. This module only reads (``warehouse.readers``), loads
+the champion through the MLflow resource and calls pure code (:mod:`models.setup_meta`,
+:mod:`pipeline.core.setup_gating`, :mod:`pipeline.core.setup_signals`). It is the only asset module the desk's
+asset modules import besides ``assets/{common,checks,keys,promotion}``.
+
+**Model in force** = the meta-model's ``@champion`` (latest promoted ``ml.model_runs`` row). Candidates it scored at
+training time use their stored point-in-time scores; newer candidates are scored live by the champion loaded from
+the project's own MLflow store (:meth:`resources.mlflow_tracking.MlflowTracking.load_champion`). Without a champion
+(or with ``meta.enabled: false``) the gate is **rules only**.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from models.setup_meta import META_FEATURES, meta_dataset, signal_bar_features, with_stored_scores
+from pipeline.core.setup_gating import expected_value_pct
+from pipeline.core.setup_signals import execution_params, gate_scored, simulate_signals
+from resources.mlflow_tracking import MlflowTracking
+from warehouse import io, readers
+
+CODE_VERSION = "1"
+
+
+def model_in_force(con, sc) -> pd.Series | None:
+    """The champion's ``ml.model_runs`` row (None without one or when ``sc.meta.enabled`` is false)."""
+    return readers.champion_run(con, sc.meta.name) if sc.meta.enabled else None
+
+
+def chain_fingerprint(con, sc, champ: pd.Series | None) -> str:
+    """Inputs of thresholds, signals and backtest: the candidates' and the meta-model's input fingerprints, the
+    champion in force and the ``setup_scanner`` configuration (unchanged → those assets skip their work)."""
+    return io.inputs_fingerprint(con, readers.asset_fingerprints(con, ["signals.setup_candidates", "ml.setup_meta"]),
+                                 extra=sc.model_dump_json() + CODE_VERSION + ("" if champ is None else str(champ.mlflow_run_id)))
+
+
+def series_by_key(con, exchange: str, keys: pd.DataFrame) -> dict[tuple[str, str], pd.DataFrame]:
+    """``readers.series`` per distinct ``(symbol, timeframe)`` of ``keys``."""
+    pairs = keys[["symbol", "timeframe"]].drop_duplicates().itertuples(index=False)
+    return {(s, tf): readers.series(con, exchange, s, tf) for s, tf in pairs}
+
+
+def scored_candidates(con, mlflow: MlflowTracking, champ: pd.Series | None, sc, exchange: str) -> pd.DataFrame:
+    """Valid candidates with ``p_win`` (calibrated; NaN in rules-only mode or before the first calibrated fold),
+    ``ev_pct`` (percent of notional, after ``sc.costs``) and ``scored_by`` (``stored`` / ``live`` / None)."""
+    c = readers.valid_candidates(con)
+    c["p_win"], c["scored_by"] = np.nan, None
+    if champ is not None:
+        c, new = with_stored_scores(c, readers.setup_meta_scores(con, champ.mlflow_run_id),
+                                    pd.Timestamp(champ.data_end).value // 1_000_000)
+        if new.any():  # candidates newer than the champion's data: score them live with the served model
+            x = meta_dataset(c[new], signal_bar_features(series_by_key(con, exchange, c[new]), c[new]))
+            p = pd.Series(mlflow.load_champion(sc.meta.name).predict(x[META_FEATURES]), index=x["candidate_id"].to_numpy())
+            hit = c["candidate_id"].isin(p.index)
+            c.loc[hit, "p_win"] = c.loc[hit, "candidate_id"].map(p).to_numpy()
+            c.loc[hit, "scored_by"] = "live"
+        c = c.drop(columns=["p_cal", "fold"])
+    c["ev_pct"] = expected_value_pct(c["p_win"], c["side"], c["entry"], c["sl"], c["tp1"], c["tp2"], sc.gating, sc.costs)
+    return c
+
+
+def gated_candidates(con, mlflow: MlflowTracking, sc, exchange: str, start_ts: int | None = None,
+                     end_ts: int | None = None) -> tuple[pd.DataFrame, str, pd.Series | None]:
+    """Score and gate the valid candidates exactly as live (optionally only ``start_ts <= ts <= end_ts``): ``(frame,
+    mode, champion row)``, see :func:`pipeline.core.setup_signals.gate_scored`."""
+    champ = model_in_force(con, sc)
+    c = scored_candidates(con, mlflow, champ, sc, exchange)
+    if start_ts is not None:
+        c = c[c["ts"] >= start_ts]
+    if end_ts is not None:
+        c = c[c["ts"] <= end_ts]
+    frame, mode = gate_scored(c, readers.tuned_thresholds(con) if champ is not None else None, sc.gating, champ is not None)
+    return frame, mode, champ
+
+
+def execute(con, sc, exchange: str, signals: pd.DataFrame, score: str, init_cash_each: float, start_ts: int | None = None,
+            bars_cache: dict | None = None):
+    """:func:`pipeline.core.setup_signals.simulate_signals` on the stored bars of the signals' series.
+
+    ``bars_cache``: optional dict reused across calls so each series' candles are read once (the backtest simulates
+    the gated and the ungated book on the same bars).
+    """
+    cache = {} if bars_cache is None else bars_cache
+    for s, tf in signals[["symbol", "timeframe"]].drop_duplicates().itertuples(index=False):
+        if (s, tf) not in cache:
+            cache[(s, tf)] = readers.bars(con, exchange, s, tf)
+    params = execution_params(sc.signals, sc.risk, sc.execution, sc.costs, init_cash_each)
+    return simulate_signals(cache, signals, score, params, sc.signals.validity_candles, sc.risk.max_leverage, start_ts)

@@ -1,0 +1,113 @@
+"""Setup scanner, from scored candidates to executed signals (pure): gate, simulator parameters, execution.
+
+Seed ``002``: ``scan_signals`` gates each scored candidate (p(win) of the meta-model in force, EV after costs) against
+the threshold in force when it fired (regime → tuned → configured → global, :func:`pipeline.core.setup_gating
+.resolve_threshold`); ``execute_signals`` runs the passing signals of each symbol × timeframe through the shared
+simulator (one position or resting order at a time; TP1 share, break-even after TP1, ATR trail armed after TP1) and
+reads each signal's status back (:func:`pipeline.core.setups.execution_status`). Live scans, the retro-scan and the
+gated-versus-ungated backtest call the same functions, so a backtest and a live signal can never disagree.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from pipeline.core.costs import Costs
+from pipeline.core.setup_gating import GatingParams, gate, regime_key, resolve_threshold, threshold_in_force
+from pipeline.core.setups import (RiskParams, SetupExecutionConfig, SetupParams, execution_status, one_signal_per_bar,
+                                  signal_arrays)
+from pipeline.core.simulator import SimParams, SimResult, simulate
+
+RULES_ONLY_WHY = "rules only: no @champion meta-model (or meta.enabled false); every valid candidate passes"
+
+
+def gate_scored(c: pd.DataFrame, tuned_rows: pd.DataFrame | None, g: GatingParams, has_champion: bool) -> tuple[pd.DataFrame, str]:
+    """Gate scored candidates: ``(frame, mode)`` with ``threshold``, ``threshold_source``, ``passed`` and ``why`` added.
+
+    Args:
+        c: valid candidates with ``p_win`` (calibrated, NaN = not scored) and ``ev_pct`` (percent of notional).
+        tuned_rows: every ``signals.setup_thresholds`` version (None before the first tuning).
+        has_champion: a meta-model is in force; without one the gate is **rules only** (every candidate passes).
+
+    Returns:
+        ``mode`` is ``ev`` / ``p_win`` / ``rules_only``. With a champion, candidates without a score (before its
+        first calibrated fold) are dropped, so the frame is out of sample.
+    """
+    if not has_champion:
+        return c.assign(threshold=np.nan, threshold_source="none", passed=True, why=RULES_ONLY_WHY), "rules_only"
+    c = c[c["p_win"].notna()].copy()
+    tuned = threshold_in_force(tuned_rows, c["symbol"], c["timeframe"], c["ts"])
+    thr, src = resolve_threshold(c["symbol"], c["timeframe"], regime_key(c["trend_regime"], c["volatility_level"]), g, tuned)
+    c["threshold"], c["threshold_source"] = thr, src
+    c["passed"] = gate(c["p_win"], c["ev_pct"], thr, g)
+    score = c["ev_pct"] if g.use_ev else c["p_win"]
+    c["why"] = (("EV % " if g.use_ev else "p(win) ") + score.round(4).astype(str) + np.where(c["passed"], " >= ", " < ")
+                + c["threshold"].round(4).astype(str) + " (" + c["threshold_source"] + ")")
+    return c, ("ev" if g.use_ev else "p_win")
+
+
+def execution_params(signals: SetupParams, risk: RiskParams, execution: SetupExecutionConfig, costs: Costs,
+                     init_cash: float) -> SimParams:
+    """Simulator parameters of the setup scanner (seed ``execution`` + ``risk``; fees and slippage from ``costs``).
+
+    Risk-per-trade sizing at ``risk.risk_pct`` of the sleeve, leverage up to ``risk.max_leverage`` (isolated margin,
+    ``maintenance_margin_pct``), limit entries valid ``validity_candles`` bars, time stop ``max_hold_candles``, the
+    ATR trail armed after TP1, no reversal while a position is open.
+    """
+    e = execution
+    return SimParams(init_cash=init_cash, size_fraction=1.0, risk_per_trade=risk.risk_pct / 100, leverage=risk.max_leverage,
+                     maintenance_margin=risk.maintenance_margin_pct / 100, tp1_fraction=e.tp1_fraction,
+                     breakeven_after_tp1=e.breakeven_after_tp1, trail_atr=e.trail_atr if e.trail_atr > 0 else float("nan"),
+                     trail_after_tp1=True, max_bars=signals.max_hold_candles, limit_validity_bars=signals.validity_candles,
+                     allow_reverse=False, **costs.sim_kwargs())
+
+
+def simulate_signals(bars_by_series: dict[tuple[str, str], pd.DataFrame], signals: pd.DataFrame, score: str,
+                     params: SimParams, validity_candles: int, max_leverage: float, start_ts: int | None = None):
+    """Run each symbol × timeframe's signals through the simulator (from ``start_ts``, epoch ms UTC).
+
+    Args:
+        bars_by_series: simulator bars (``ts, open, high, low, close, atr``) per ``(symbol, timeframe)`` of ``signals``.
+        signals: plan rows (``candidate_id, symbol, timeframe, ts, side, entry, sl, tp1, tp2, leverage`` and ``score``).
+        score: column that decides between a long and a short on the same bar (the better one is sent).
+
+    Returns:
+        ``(statuses aligned with signals, {"SYM|tf": SimResult}, {symbol: closes})``; a signal whose bar-mate won is
+        ``SKIPPED``; closes prefer the 1h series (the buy-and-hold benchmark's).
+    """
+    parts, sleeves, closes = [], {}, {}
+    for (sym, tf), g in signals.groupby(["symbol", "timeframe"], sort=True):
+        b = bars_by_series[(sym, tf)]
+        if start_ts is not None:
+            b = b[b["ts"] >= start_ts].reset_index(drop=True)
+        if b.empty:
+            continue
+        g = g.assign(bar=np.searchsorted(b["ts"].to_numpy(np.int64), g["ts"].to_numpy(np.int64)))
+        g = g[(g["bar"] < len(b))]
+        one = one_signal_per_bar(g, score)
+        arr = signal_arrays(len(b), one, max_leverage)
+        res: SimResult = simulate(b, arr.pop("signal"), params, **arr)
+        st = execution_status(g["bar"].to_numpy(), len(b), res.trades, res.orders, validity_candles)
+        st.index = g.index
+        # the losing side of a same-bar pair was never sent to the simulator
+        chosen = g["candidate_id"].isin(one["candidate_id"]).to_numpy()
+        st.loc[~chosen, ["status", "entry_ts", "exit_ts"]] = ["SKIPPED", -1, -1]
+        parts.append(st)
+        sleeves[f"{sym}|{tf}"] = res
+        res.trades.insert(0, "symbol", sym)
+        res.trades.insert(1, "timeframe", tf)
+        if tf == "1h" or sym not in closes:
+            closes[sym] = b[["ts", "close"]]
+    out = pd.concat(parts) if parts else pd.DataFrame(columns=["status", "entry_ts", "exit_ts"])
+    return out.reindex(signals.index), sleeves, closes
+
+
+def every_nth_bar(c: pd.DataFrame, stride: int, step_ms: pd.Series) -> pd.DataFrame:
+    """Candidates on every ``stride``-th bar of their timeframe (``ts // step % stride == 0``; retro-scan speed)."""
+    return c if stride <= 1 else c[(c["ts"] // step_ms) % stride == 0]
+
+
+def first_per_series(signals: pd.DataFrame, limit: int) -> pd.DataFrame:
+    """The first ``limit`` signals in time of each symbol × timeframe (0 = all)."""
+    s = signals.sort_values("ts")
+    return s.groupby(["symbol", "timeframe"], sort=False).head(limit) if limit else s
