@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import dagster as dg
 
-from assets.keys import (GROUP_OPTIONS, GROUP_RESEARCH, RAW_OHLCV, RAW_ONCHAIN_METRICS, SENTIMENT_DAILY, SETUP_BACKTEST,
-                         SETUP_CANDIDATES, SETUP_META, SETUP_META_CHAMPION, SETUP_META_EVALUATION, SETUP_THRESHOLDS, SETUPS)
+from assets.keys import (GROUP_OPTIONS, GROUP_RESEARCH, OPTIONS_CHAMPION, OPTIONS_DAILY, OPTIONS_MODELS, OPTIONS_TRADES, RAW_OHLCV,
+                         RAW_ONCHAIN_METRICS, SENTIMENT_DAILY, SETUP_BACKTEST, SETUP_CANDIDATES, SETUP_META, SETUP_META_CHAMPION,
+                         SETUP_META_EVALUATION, SETUP_RETRO, SETUP_THRESHOLDS, SETUPS)
 
-ON_DEMAND = dg.AssetSelection.keys()  # assets that run only through their own job (with run config), never in main_job
+# assets that run only through their own job (with run config), never in main_job
+ON_DEMAND = dg.AssetSelection.keys(SETUP_RETRO)
 
 main_job = dg.define_asset_job(
     "main_job", selection=dg.AssetSelection.all() - ON_DEMAND,
@@ -31,6 +33,9 @@ backtest_job = dg.define_asset_job(
 options_desk_job = dg.define_asset_job(
     "options_desk_job", selection=dg.AssetSelection.groups(GROUP_OPTIONS),
     description="On-chain features, p_long/p_short models and champions, daily signals and trades, evaluation.")
+options_models_job = dg.define_asset_job(
+    "options_models_job", selection=dg.AssetSelection.keys(OPTIONS_MODELS, OPTIONS_CHAMPION, OPTIONS_DAILY, OPTIONS_TRADES),
+    description="Fit p_long / p_short, promote those that pass their gate, refresh the daily signals and trades.")
 
 # setup scanner (seed 002): live scan, and the weekly train -> calibrate -> tune chain
 setup_scan_job = dg.define_asset_job(
@@ -46,6 +51,10 @@ setup_calibrate_job = dg.define_asset_job(
 setup_tune_job = dg.define_asset_job(
     "setup_tune_job", selection=dg.AssetSelection.keys(SETUP_THRESHOLDS, SETUPS, SETUP_BACKTEST),
     description="Re-tune the thresholds, re-gate and re-simulate the signals, refresh the report.")
+setup_retro_job = dg.define_asset_job(
+    "setup_retro_job", selection=dg.AssetSelection.keys(SETUP_RETRO),
+    description="Retro-scan: backfill a window's signals with the live gating and simulate them (signals.setup_retro; "
+                "run config: start, end, stride, limit_per_pair).")
 
-SETUP_JOBS = [setup_scan_job, setup_train_job, setup_calibrate_job, setup_tune_job]
-JOBS = [main_job, ingest_job, train_job, backtest_job, options_desk_job, *SETUP_JOBS]
+SETUP_JOBS = [setup_scan_job, setup_train_job, setup_calibrate_job, setup_tune_job, setup_retro_job]
+JOBS = [main_job, ingest_job, train_job, backtest_job, options_desk_job, options_models_job, *SETUP_JOBS]

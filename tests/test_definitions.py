@@ -7,8 +7,8 @@ from pipeline.partitions import SYMBOL_TIMEFRAME, full_range_tags, parse_key, pa
 
 def test_definitions_load():
     dg.Definitions.validate_loadable(defs)
-    for job in ("main_job", "ingest_job", "train_job", "backtest_job", "setup_scan_job", "setup_train_job",
-                "setup_calibrate_job", "setup_tune_job"):
+    for job in ("main_job", "ingest_job", "train_job", "backtest_job", "options_desk_job", "options_models_job", "setup_scan_job",
+                "setup_train_job", "setup_calibrate_job", "setup_tune_job", "setup_retro_job"):
         assert defs.resolve_job_def(job)
     # seed 002 "auto": weekly UTC train -> calibrate -> tune, stopped unless setup_scanner.auto.enabled
     sched = {s.name: s for s in defs.schedules}
@@ -30,7 +30,7 @@ def test_asset_keys_snapshot():
                     "backtest/baseline", "features/onchain", "signals/options_daily", "signals/options_trades",
                     "backtest/options_desk", "ml/options_direction", "ml/options_direction_champion", "signals/setup_candidates",
                     "ml/setup_meta", "ml/setup_meta_evaluation", "ml/setup_meta_champion", "signals/setup_thresholds",
-                    "signals/setups", "backtest/setup_scanner", "ops/serving_snapshot"}
+                    "signals/setups", "backtest/setup_scanner", "signals/setup_retro", "ops/serving_snapshot"}
     graph = defs.resolve_asset_graph()
     assert graph.get(dg.AssetKey(["ml", "baseline_direction"])).group_name == "ml"
     assert graph.get(dg.AssetKey(["backtest", "baseline"])).group_name == "backtest"

@@ -1,6 +1,7 @@
 """``trader setups …`` — the setup scanner's commands (seed 002: retro_scan, scan_signals, train_meta, calibrate_meta,
 tune_thresholds, analyze_results, db_inspect). Commands that change state run the group's Dagster jobs in-process
-(visible in the Dagster UI); read-only commands query the warehouse (or the serving snapshot while a run writes)."""
+(visible in the Dagster UI): ``retro-scan`` runs ``setup_retro_job`` (asset ``signals/setup_retro``); read-only
+commands query the warehouse (or the serving snapshot while a run writes)."""
 from __future__ import annotations
 
 import json
@@ -9,19 +10,18 @@ import time
 import pandas as pd
 import typer
 
-from pipeline.cli_options import _table, console, read
+from pipeline.cli.common import asset_metadata, console, print_checks, print_md, read, run_job, table
 from pipeline.config import settings
 
 app = typer.Typer(help="Setup scanner: Fibonacci/AVWAP/ATR setups, p(win) meta-model, EV gating.", no_args_is_help=True)
 
 SETUP_TABLES = ["signals.setup_candidates", "ml.setup_meta_scores", "signals.setup_thresholds", "signals.setups"]
+CLOSED = ["TP", "SL", "TP1_TRAIL", "TIMEOUT"]
 
 
 def _job(name: str, run_config: dict | None = None):
-    from pipeline.cli import _instance, _print_checks
-    from pipeline.definitions import defs
-    r = defs.resolve_job_def(name).execute_in_process(instance=_instance(), run_config=run_config or {}, raise_on_error=False)
-    _print_checks([r])
+    r = run_job(name, run_config)
+    print_checks([r])
     return r
 
 
@@ -31,10 +31,6 @@ def _done(r, what: str, t0: float) -> None:
         raise typer.Exit(1)
 
 
-def _ms(day: str | None) -> int | None:
-    return None if day is None else int(pd.Timestamp(day, tz="UTC").timestamp() * 1000)
-
-
 @app.command("retro-scan")
 def retro_scan(start: str = typer.Option(None, "--start", help="First signal day (YYYY-MM-DD, UTC)."),
                end: str = typer.Option(None, "--end", help="Last signal day (inclusive)."),
@@ -42,39 +38,27 @@ def retro_scan(start: str = typer.Option(None, "--start", help="First signal day
                limit_per_pair: int = typer.Option(0, "--limit-per-pair", min=0, help="At most N gated signals per symbol x timeframe (0 = all)."),
                out: str = typer.Option(None, "--csv", help="Also write the signals and outcomes to this CSV.")) -> None:
     """Backfill historical signals with the same gating as live and simulate them at once (table signals.setup_retro)."""
-    from assets.setup_scanner.signals import gate_candidates, simulate_signals
-    from pipeline.core.timeframes import timeframe_ms
-    from pipeline.definitions import build_resources
-    from warehouse import io
     t0 = time.time()
-    cfg = settings()
-    end_ms = None if end is None else _ms(end) + 86_400_000 - 1
-    with io.connect(cfg.warehouse.path) as con:
-        c, mode, _ = gate_candidates(con, build_resources(cfg)["mlflow"], _ms(start), end_ms)
-        if stride > 1:
-            step = c["timeframe"].map(timeframe_ms).astype("int64")
-            c = c[(c["ts"] // step) % stride == 0]
-        sig = c[c["passed"]].sort_values("ts")
-        if limit_per_pair:
-            sig = sig.groupby(["symbol", "timeframe"], sort=False).head(limit_per_pair)
-        if sig.empty:
-            console.print(f"[yellow]no gated signals in that window ({len(c)} candidates, gate {mode})[/]")
-            raise typer.Exit(0)
-        n = max(1, c.groupby(["symbol", "timeframe"]).ngroups)
-        st, _, _ = simulate_signals(con, sig, "p_win" if mode == "p_win" else "ev_pct", cfg.setup_scanner.init_cash / n,
-                                    int(sig["ts"].min()))
-        res = pd.concat([sig[["candidate_id", "symbol", "timeframe", "ts", "side", "entry", "sl", "tp1", "tp2", "p_win", "ev_pct",
-                              "threshold", "threshold_source"]], st], axis=1).assign(gate_mode=mode, retro_at=io.now_utc())
-        io.replace_table(con, "signals.setup_retro", res.reset_index(drop=True))
-    closed = res[res["status"].isin(["TP", "SL", "TP1_TRAIL", "TIMEOUT"])]
+    r = run_job("setup_retro_job", {"ops": {"signals__setup_retro": {"config": {
+        "start": start, "end": end, "stride": stride, "limit_per_pair": limit_per_pair}}}})
+    md = asset_metadata(r, ["signals", "setup_retro"])
+    if not r.success or not md:
+        console.print(f"[red]retro-scan FAILED[/] in {time.time() - t0:.1f}s (setup_retro_job run {r.run_id[:8]})")
+        raise typer.Exit(1)
+    mode = md["gate_mode"]
+    if not md["signals"]:
+        console.print(f"[yellow]no gated signals in that window ({md['candidates']} candidates, gate {mode})[/]")
+        raise typer.Exit(0)
+    res = read("SELECT * FROM signals.setup_retro")
+    closed = res[res["status"].isin(CLOSED)]
     by = (closed.assign(win=closed["net_pct"] > 0).groupby(["symbol", "timeframe"])
           .agg(trades=("win", "size"), win_rate=("win", "mean"), avg_net_pct=("net_pct", "mean")).reset_index())
-    _table(by, f"Retro-scan {start or 'start'} .. {end or 'end'} (stride {stride}, gate {mode}): executed trades")
-    _table(res["status"].value_counts().rename_axis("status").reset_index(), "Signal statuses")
+    table(by, f"Retro-scan {start or 'start'} .. {end or 'end'} (stride {stride}, gate {mode}): executed trades")
+    table(res["status"].value_counts().rename_axis("status").reset_index(), "Signal statuses")
     if out:
         res.to_csv(out, index=False)
         console.print(f"wrote {len(res)} rows to {out}")
-    console.print(f"[green]retro-scan[/] {len(c)} candidates -> {len(sig)} signals -> {len(closed)} closed trades "
+    console.print(f"[green]retro-scan[/] {md['candidates']} candidates -> {len(res)} signals -> {len(closed)} closed trades "
                   f"in {time.time() - t0:.1f}s (table signals.setup_retro)")
 
 
@@ -86,7 +70,7 @@ def scan() -> None:
     live = read("""SELECT symbol, timeframe, make_timestamp(ts * 1000) AS signal_time, CASE side WHEN 1 THEN 'LONG' ELSE 'SHORT' END AS side,
                    entry, sl, tp1, tp2, leverage, qty, p_win, ev_pct, threshold_source, status FROM signals.setups
                    WHERE status IN ('NEW', 'OPEN') ORDER BY ts DESC LIMIT 30""")
-    _table(live, "Live setups (NEW / OPEN)")
+    table(live, "Live setups (NEW / OPEN)")
     _done(r, "scan", t0)
 
 
@@ -100,7 +84,7 @@ def train_meta(force: bool = typer.Option(False, "--force", help="Retrain even i
                    round((metrics->>'$.cal.brier')::DOUBLE, 5) AS brier, round((metrics->>'$.cal.brier_base')::DOUBLE, 5) AS brier_base,
                    round((metrics->>'$.cal.ece')::DOUBLE, 4) AS ece, promotion_passed, promoted FROM ml.model_runs
                    WHERE model_name = ? ORDER BY trained_at DESC LIMIT 5""", [name])
-    _table(runs, f"{name}: latest versions (out-of-sample, calibrated)")
+    table(runs, f"{name}: latest versions (out-of-sample, calibrated)")
     _done(r, "train-meta", t0)
 
 
@@ -108,28 +92,26 @@ def train_meta(force: bool = typer.Option(False, "--force", help="Retrain even i
 def calibrate_meta() -> None:
     """Judge the latest version's calibrated out-of-sample scores (blocking promotion gate) and promote it if it passes;
     prints the reliability table. Calibration itself (isotonic) is fit inside training on out-of-fold scores only."""
-    from pipeline.cli import _metadata, _print_md
     from models.calibration import reliability_table
     t0 = time.time()
     r = _job("setup_calibrate_job")
-    ev = _metadata(r, ["ml", "setup_meta_evaluation"])
-    _print_md(f"Promotion gate: {ev.get('verdict', '?')}", ev.get("rules"))
+    ev = asset_metadata(r, ["ml", "setup_meta_evaluation"])
+    print_md(f"Promotion gate: {ev.get('verdict', '?')}", ev.get("rules"))
     s = read("""SELECT p_cal, win FROM ml.setup_meta_scores WHERE mlflow_run_id = ? AND p_cal IS NOT NULL AND win IS NOT NULL""",
              [ev.get("mlflow_run_id", "")])
     if len(s):
-        _table(reliability_table(s["p_cal"], s["win"]).dropna(), "Reliability (calibrated, out of sample)")
+        table(reliability_table(s["p_cal"], s["win"]).dropna(), "Reliability (calibrated, out of sample)")
     _done(r, "calibrate-meta", t0)
 
 
 @app.command("tune-thresholds")
 def tune_thresholds() -> None:
     """Re-tune the per pair/timeframe thresholds (point-in-time versions), re-gate, re-simulate and refresh the report."""
-    from pipeline.cli import _metadata, _print_md
     t0 = time.time()
     r = _job("setup_tune_job")
-    md = _metadata(r, ["signals", "setup_thresholds"])
-    _print_md("Thresholds in force (latest version)", md.get("latest_thresholds"))
-    _print_md("Coverage versus win rate (all pairs, last window)", md.get("coverage_vs_winrate"))
+    md = asset_metadata(r, ["signals", "setup_thresholds"])
+    print_md("Thresholds in force (latest version)", md.get("latest_thresholds"))
+    print_md("Coverage versus win rate (all pairs, last window)", md.get("coverage_vs_winrate"))
     _done(r, "tune-thresholds", t0)
 
 
@@ -144,11 +126,11 @@ def analyze_results(equity_csv: str = typer.Option(None, "--equity-csv", help="W
     keys = ["total_return", "annual_return", "sharpe", "max_drawdown", "n_trades", "win_rate", "profit_factor", "expectancy_ret", "exposure"]
     m = {r.strategy: json.loads(r.metrics) for r in runs.itertuples()}
     m["buy_and_hold"] = json.loads(runs["benchmark"].iloc[0])
-    _table(pd.DataFrame([{"metric": k, **{s: v.get(k) for s, v in m.items()}} for k in keys]),
+    table(pd.DataFrame([{"metric": k, **{s: v.get(k) for s, v in m.items()}} for k in keys]),
            f"Setup scanner, out of sample {runs['period_start'].iloc[0]} .. {runs['period_end'].iloc[0]} (costs included)")
     st = read("""SELECT timeframe, status, count(*) AS n, round(avg(net_pct), 4) AS avg_net_pct FROM signals.setups
                  GROUP BY ALL ORDER BY timeframe, n DESC""")
-    _table(st, "Gated signals by status (executed, one position per symbol x timeframe)")
+    table(st, "Gated signals by status (executed, one position per symbol x timeframe)")
     if equity_csv:
         gated = runs[runs["strategy"] == "setup_gated"]["run_id"].iloc[0]
         eq = read("SELECT make_timestamp(ts * 1000) AS time, equity, drawdown, benchmark_equity FROM backtest.equity "
@@ -171,6 +153,6 @@ def db_inspect() -> None:
             if "does not exist" not in str(e) and "Binder Error" not in str(e):
                 raise
             rows.append({"table": t, "rows": 0, "first": None, "last": None})
-    _table(pd.DataFrame(rows), "Setup scanner tables")
+    table(pd.DataFrame(rows), "Setup scanner tables")
     st = read("SELECT status, count(*) AS n FROM signals.setups GROUP BY ALL ORDER BY n DESC")
-    _table(st, "signals.setups by status")
+    table(st, "signals.setups by status")

@@ -1,70 +1,30 @@
-"""``trader options …`` — the options desk's commands (seed 000 "Commands"), reading the warehouse read-only
-(or the serving snapshot while a run holds the writer) and printing rich tables."""
+"""``trader options …`` — the options desk's commands (seed 000 "Commands"). ``build-features`` and
+``generate-signal`` run ``options_desk_job``, ``train-models`` runs ``options_models_job``; the others read the
+warehouse read-only (or the serving snapshot while a run holds the writer) and print rich tables."""
 from __future__ import annotations
 
 import time
 
 import pandas as pd
 import typer
-from rich.console import Console
-from rich.table import Table
 
+from pipeline.cli.common import console, fmt, print_checks, read, run_job, table
 from pipeline.config import settings
 
 app = typer.Typer(help="Options desk: on-chain fusion signals and option trades (BTC).", no_args_is_help=True)
-console = Console()
 
 
-def read(sql: str, params: list | None = None) -> pd.DataFrame:
-    """Query the writer's DuckDB read-only, or the serving snapshot if a run holds the writer's lock."""
-    import duckdb
-
-    from warehouse.io import connect, read_df
-    cfg = settings()
-    try:
-        with connect(cfg.warehouse.path, read_only=True) as con:
-            return read_df(con, sql, params or [])
-    except duckdb.IOException:
-        with connect(cfg.warehouse.serving_path, read_only=True) as con:
-            return read_df(con, sql, params or [])
-
-
-def _fmt(v) -> str:
-    if v is None or (not isinstance(v, str) and pd.isna(v)):
-        return ""
-    if isinstance(v, pd.Timestamp):
-        return str(v.date()) if v == v.normalize() else str(v)
-    if isinstance(v, float):
-        return f"{v:.4f}" if abs(v) < 1 else f"{v:,.2f}"
-    return str(v)
-
-
-def _table(df: pd.DataFrame, title: str) -> None:
-    t = Table(title=title)
-    for c in df.columns:
-        t.add_column(str(c), justify="right" if pd.api.types.is_numeric_dtype(df[c]) else "left")
-    for row in df.itertuples(index=False):
-        t.add_row(*[_fmt(v) for v in row])
-    console.print(t)
-
-
-def _run_group() -> bool:
-    from pipeline.cli import _instance
-    from pipeline.definitions import defs
-    import dagster as dg
-    job = dg.define_asset_job("options_desk_job", selection=dg.AssetSelection.groups("options_desk")).resolve(
-        asset_graph=defs.resolve_asset_graph(), resource_defs=defs.resources)
-    r = job.execute_in_process(instance=_instance(), raise_on_error=False)
-    return r.success
+def _run_desk() -> bool:
+    return run_job("options_desk_job").success
 
 
 @app.command("build-features")
 def build_features() -> None:
     """Materialise features/onchain and the daily signals (the options_desk group)."""
     t0 = time.time()
-    ok = _run_group()
+    ok = _run_desk()
     f = read("SELECT count(*) AS days, min(date) AS first, max(date) AS last FROM features.onchain")
-    _table(f, "features.onchain")
+    table(f, "features.onchain")
     console.print(f"[{'green' if ok else 'red'}]options_desk {'succeeded' if ok else 'FAILED'}[/] in {time.time() - t0:.1f}s")
     if not ok:
         raise typer.Exit(1)
@@ -96,7 +56,7 @@ def _signal_block(date: str | None) -> None:
         strikes = f"{t.strike_long:,.0f}" + ("" if pd.isna(t.strike_short) else f" / {t.strike_short:,.0f}")
         lines += ["", f"{icon} {kind} ({t.trade_type}, {t.cooldown_status})", f"   Reason: {t.reason}",
                   f"   Confidence: {t.confidence}", f"   Size: {t.size:.2f}", f"   Structures: {t.structure}",
-                  f"   Strikes: {strikes}   Expiry: {_fmt(t.expiry)} ({t.dte} DTE)"]
+                  f"   Strikes: {strikes}   Expiry: {fmt(t.expiry)} ({t.dte} DTE)"]
     console.print("\n".join(lines), highlight=False)
 
 
@@ -137,7 +97,7 @@ def score_latest(date: str = typer.Option(None, "--date", help="Another stored d
 def generate_signal(date: str = typer.Option(None, "--date", help="YYYY-MM-DD (default: latest)."),
                     verbose: bool = typer.Option(False, "--verbose", "-v")) -> None:
     """Recompute the desk (inputs unchanged → skipped) and show one day's signal."""
-    if not _run_group():
+    if not _run_desk():
         console.print("[red]options_desk assets failed[/]")
         raise typer.Exit(1)
     if verbose or date:
@@ -148,24 +108,16 @@ def generate_signal(date: str = typer.Option(None, "--date", help="YYYY-MM-DD (d
 def train_models(force: bool = typer.Option(False, "--force", help="Retrain even if the inputs are unchanged.")) -> None:
     """Fit p_long / p_short (walk-forward, calibrated), register them in MLflow and promote those that pass their gate;
     then refresh the daily signal so it uses the champions."""
-    from pipeline.cli import _instance, _print_checks
-    from pipeline.definitions import defs
-    import dagster as dg
     t0 = time.time()
-    sel = dg.AssetSelection.keys(["ml", "options_direction"], ["ml", "options_direction_champion"], ["signals", "options_daily"],
-                                 ["signals", "options_trades"])
-    job = dg.define_asset_job("options_models_job", selection=sel).resolve(asset_graph=defs.resolve_asset_graph(),
-                                                                           resource_defs=defs.resources)
-    rc = {"ops": {"ml__options_direction": {"config": {"force": force}}}}
-    r = job.execute_in_process(instance=_instance(), run_config=rc, raise_on_error=False)
-    _print_checks([r])
+    r = run_job("options_models_job", {"ops": {"ml__options_direction": {"config": {"force": force}}}})
+    print_checks([r])
     names = list(settings().options_desk.models.names.values())
     runs = read("""SELECT model_name, model_version, trained_at, n_rows, n_folds, round((metrics->>'$.cal.auc')::DOUBLE, 4) AS auc,
                    round((metrics->>'$.cal.brier')::DOUBLE, 4) AS brier, round((metrics->>'$.cal.brier_base')::DOUBLE, 4) AS brier_base,
                    round((metrics->>'$.cal.ece')::DOUBLE, 4) AS ece, promotion_passed, promoted FROM ml.model_runs
                    WHERE model_name IN (SELECT unnest(?::VARCHAR[]))
                    QUALIFY row_number() OVER (PARTITION BY model_name ORDER BY trained_at DESC) = 1 ORDER BY model_name""", [names])
-    _table(runs, "Options models: latest versions (out-of-sample, calibrated)")
+    table(runs, "Options models: latest versions (out-of-sample, calibrated)")
     console.print(f"[{'green' if r.success else 'red'}]train-models {'succeeded' if r.success else 'FAILED'}[/] in "
                   f"{time.time() - t0:.1f}s (a failed gate is a warning: that model's champion stays as it was)")
     if not r.success:
@@ -184,11 +136,11 @@ def report() -> None:
     per = json.loads(r["per_symbol"])
     for k in ("by_state", "by_year", "by_trade_type"):
         if k in per:
-            _table(pd.DataFrame(per[k]), f"Taken trades {k.replace('_', ' ')} (option P&L is MODEL-BASED)")
+            table(pd.DataFrame(per[k]), f"Taken trades {k.replace('_', ' ')} (option P&L is MODEL-BASED)")
     m, b = json.loads(r["metrics"]), json.loads(r["benchmark"])
     rows = [{"": "fusion trades", **{k: m.get(k) for k in ("n_trades", "option_hit_rate", "direction_hit_rate", "total_return", "max_drawdown")}}]
     rows += [{"": k, **{c: v.get(c) for c in ("option_hit_rate", "total_return", "max_drawdown")}} for k, v in b.items()]
-    _table(pd.DataFrame(rows), f"Versus benchmarks ({_fmt(r['period_start'])} .. {_fmt(r['period_end'])})")
+    table(pd.DataFrame(rows), f"Versus benchmarks ({fmt(r['period_start'])} .. {fmt(r['period_end'])})")
     console.print(f"[dim]{r['sample']}[/]", highlight=False)
 
 
@@ -198,78 +150,35 @@ def list_trades(year: int = typer.Option(None, "--year"), all_: bool = typer.Opt
     where = ["1=1"] + ([f"year(date) = {int(year)}"] if year else []) + ([] if all_ else ["cooldown_status = 'taken'"])
     t = read("SELECT date, trade_type, structure, strike_long, strike_short, expiry, dte, size, confidence, cooldown_status, "
              "reason, model_version FROM signals.options_trades WHERE " + " AND ".join(where) + " ORDER BY date, trade_type")
-    _table(t, f"Options trades {year or ''} ({len(t)})")
+    table(t, f"Options trades {year or ''} ({len(t)})")
 
 
 @app.command("diagnose-notrade")
 def diagnose_notrade(year: int = typer.Option(None, "--year")) -> None:
     """Why days are NO_TRADE: counts by reason and by regime combination."""
     w = f"AND year(date) = {int(year)}" if year else ""
-    _table(read(f"SELECT state_reason, count(*) AS days FROM signals.options_daily WHERE state = 'no_trade' {w} "
+    table(read(f"SELECT state_reason, count(*) AS days FROM signals.options_daily WHERE state = 'no_trade' {w} "
                 "GROUP BY ALL ORDER BY days DESC"), "NO_TRADE days by reason")
-    _table(read(f"SELECT mdia_regime, whale_regime, mvrv_ls_regime, count(*) AS days FROM signals.options_daily "
+    table(read(f"SELECT mdia_regime, whale_regime, mvrv_ls_regime, count(*) AS days FROM signals.options_daily "
                 f"WHERE state = 'no_trade' {w} GROUP BY ALL ORDER BY days DESC LIMIT 15"), "Most frequent NO_TRADE combinations")
 
 
 @app.command("analyze-fusion")
 def analyze_fusion() -> None:
     """States, scores and overlays per year; forward BTC return by state (30 days, from the daily close)."""
-    _table(read("SELECT year(date) AS year, state, count(*) AS days, round(avg(score), 2) AS avg_score FROM signals.options_daily "
+    table(read("SELECT year(date) AS year, state, count(*) AS days, round(avg(score), 2) AS avg_score FROM signals.options_daily "
                 "GROUP BY ALL ORDER BY year, days DESC"), "States per year")
-    _table(read("""SELECT state, count(*) AS days, round(avg(fwd), 4) AS avg_fwd_30d, round(avg((fwd > 0)::INT), 3) AS up_share
+    table(read("""SELECT state, count(*) AS days, round(avg(fwd), 4) AS avg_fwd_30d, round(avg((fwd > 0)::INT), 3) AS up_share
                    FROM (SELECT state, spot_usd, lead(spot_usd, 30) OVER (ORDER BY date) / spot_usd - 1 AS fwd
                          FROM signals.options_daily) WHERE fwd IS NOT NULL GROUP BY ALL ORDER BY days DESC"""),
            "Forward 30-day BTC return by state (evaluation only; uses future prices)")
-    _table(read("SELECT overlay, count(*) AS days FROM signals.options_daily WHERE direction != 0 GROUP BY ALL ORDER BY days DESC"),
+    table(read("SELECT overlay, count(*) AS days FROM signals.options_daily WHERE direction != 0 GROUP BY ALL ORDER BY days DESC"),
            "Overlays on trade days")
 
 
 @app.command("analyze-neutral")
 def analyze_neutral() -> None:
     """MVRV-LS neutral terrain: how often, with which MDIA/whale regimes, and what followed."""
-    _table(read("""SELECT mdia_regime, whale_regime, count(*) AS days, round(avg(fwd), 4) AS avg_fwd_30d
+    table(read("""SELECT mdia_regime, whale_regime, count(*) AS days, round(avg(fwd), 4) AS avg_fwd_30d
                    FROM (SELECT *, lead(spot_usd, 30) OVER (ORDER BY date) / spot_usd - 1 AS fwd FROM signals.options_daily)
                    WHERE mvrv_ls_regime = 'neutral' GROUP BY ALL ORDER BY days DESC LIMIT 20"""), "MVRV-LS neutral days")
-
-
-api_app = typer.Typer(help="REST API of the options desk (FastAPI + uvicorn, reads the serving snapshot).", no_args_is_help=True)
-
-
-def tokens_path() -> str:
-    """API tokens live beside the warehouse: ``<warehouse dir>/api_tokens.sqlite``."""
-    from pathlib import Path
-    return str(Path(settings().warehouse.path).parent / "api_tokens.sqlite")
-
-
-@api_app.command("create-token")
-def create_token(username: str = typer.Option(..., "--username")) -> None:
-    """Create a token for ``username``; it is shown once (only its hash is stored)."""
-    from pipeline.api import TokenStore
-    token = TokenStore(tokens_path()).create(username)
-    console.print(f"Token for {username} (shown once, store it now):\n{token}", highlight=False)
-
-
-@api_app.command("revoke-token")
-def revoke_token(username: str = typer.Option(..., "--username")) -> None:
-    """Revoke every active token of ``username``."""
-    from pipeline.api import TokenStore
-    n = TokenStore(tokens_path()).revoke(username)
-    console.print(f"revoked {n} token(s) of {username}")
-    if n == 0:
-        raise typer.Exit(1)
-
-
-@api_app.command("list-tokens")
-def list_tokens() -> None:
-    """Token ids, users, creation and revocation times (never the tokens)."""
-    from pipeline.api import TokenStore
-    _table(TokenStore(tokens_path()).list(), "API tokens")
-
-
-@api_app.command("serve")
-def serve(host: str = typer.Option("127.0.0.1"), port: int = typer.Option(8000)) -> None:
-    """Serve the API (OpenAPI schema at /openapi.json, docs at /docs)."""
-    import uvicorn
-
-    from pipeline.api import create_app
-    uvicorn.run(create_app(settings().warehouse.serving_path, tokens_path()), host=host, port=port)

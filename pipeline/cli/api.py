@@ -1,0 +1,50 @@
+"""``trader api …`` — the options desk's REST API (FastAPI + uvicorn over the serving snapshot) and its tokens."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from pipeline.cli.common import console, table
+from pipeline.config import settings
+
+app = typer.Typer(help="REST API of the options desk (FastAPI + uvicorn, reads the serving snapshot).", no_args_is_help=True)
+
+
+def tokens_path() -> str:
+    """API tokens live beside the warehouse: ``<warehouse dir>/api_tokens.sqlite``."""
+    return str(Path(settings().warehouse.path).parent / "api_tokens.sqlite")
+
+
+@app.command("create-token")
+def create_token(username: str = typer.Option(..., "--username")) -> None:
+    """Create a token for ``username``; it is shown once (only its hash is stored)."""
+    from pipeline.api import TokenStore
+    token = TokenStore(tokens_path()).create(username)
+    console.print(f"Token for {username} (shown once, store it now):\n{token}", highlight=False)
+
+
+@app.command("revoke-token")
+def revoke_token(username: str = typer.Option(..., "--username")) -> None:
+    """Revoke every active token of ``username``."""
+    from pipeline.api import TokenStore
+    n = TokenStore(tokens_path()).revoke(username)
+    console.print(f"revoked {n} token(s) of {username}")
+    if n == 0:
+        raise typer.Exit(1)
+
+
+@app.command("list-tokens")
+def list_tokens() -> None:
+    """Token ids, users, creation and revocation times (never the tokens)."""
+    from pipeline.api import TokenStore
+    table(TokenStore(tokens_path()).list(), "API tokens")
+
+
+@app.command("serve")
+def serve(host: str = typer.Option("127.0.0.1"), port: int = typer.Option(8000)) -> None:
+    """Serve the API (OpenAPI schema at /openapi.json, docs at /docs)."""
+    import uvicorn
+
+    from pipeline.api import create_app
+    uvicorn.run(create_app(settings().warehouse.serving_path, tokens_path()), host=host, port=port)
