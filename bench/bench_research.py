@@ -103,7 +103,9 @@ def bench_training(rows: list, walk_forward: bool) -> None:
 
     from models.datasets import MODEL_FEATURES
     from models.trainers import ModelSpec, make_estimator
-    from pipeline import research
+    from models.baseline import labelled_frame, predictions_for, train_baseline
+    from pipeline.core.backtest import long_flat_backtest
+    from warehouse import readers
     from pipeline.config import settings
     from pipeline.core.timeframes import timeframe_ms
     cfg = settings()
@@ -113,7 +115,8 @@ def bench_training(rows: list, walk_forward: bool) -> None:
         return
     b = cfg.research.baseline
     with duckdb.connect(path, read_only=True) as con:
-        frames = [research.labelled_frame(research.load_series(con, cfg.exchange.id, s, b.timeframe), b) for s in b.train_symbols]
+        series = {s: readers.series(con, cfg.exchange.id, s, b.timeframe) for s in dict.fromkeys([*b.train_symbols, *cfg.universe.symbols])}
+        frames = [labelled_frame(series[s], b) for s in b.train_symbols]
     d = pd.concat(frames, ignore_index=True)
     d = d[d["win"].notna()]
     X, y = d[MODEL_FEATURES], d["win"].to_numpy()
@@ -123,12 +126,16 @@ def bench_training(rows: list, walk_forward: bool) -> None:
     if walk_forward:
         with duckdb.connect(path, read_only=True) as con:
             t0 = time.perf_counter()
-            run = research.train_baseline(con, cfg.exchange.id, b, b.walk_forward.to_ms(timeframe_ms(b.timeframe)))
+            run = train_baseline(series, b, b.walk_forward.to_ms(timeframe_ms(b.timeframe)))
             t1 = time.perf_counter()
-            preds = research.predictions_for(con, cfg.exchange.id, cfg.universe.symbols, b, run)
+            preds = predictions_for(series, cfg.universe.symbols, b, run)
             t2 = time.perf_counter()
-            research.backtest_baseline(con, cfg.exchange.id, preds, cfg.research.backtest, b, cfg.research.backtest.costs,
-                                       cfg.universe.symbols)
+            from assets.research.backtest import sim_params
+            bt, syms = cfg.research.backtest, cfg.universe.symbols
+            bars = {s: readers.bars(con, cfg.exchange.id, s, b.timeframe, int(preds["ts"].min()), int(preds["ts"].max()))
+                    for s in syms}
+            long_flat_backtest(bars, preds, bt.enter_threshold, sim_params(bt, b, bt.init_cash / len(syms)), bt.init_cash,
+                               timeframe_ms(b.timeframe))
             t3 = time.perf_counter()
         rows.append(("baseline walk-forward, 10 pairs", f"{len(run.folds)} folds, {len(run.data):,} training rows",
                      f"{t3 - t0:.1f} s (train {t1 - t0:.1f}, score {t2 - t1:.1f}, backtest {t3 - t2:.1f})", "", "", "well under 60 s"))

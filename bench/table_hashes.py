@@ -9,7 +9,7 @@ Usage::
 
 Every table of the schemas ``market``, ``features``, ``regimes``, ``ml``, ``signals`` and ``backtest`` is hashed
 row by row (order-independent: an md5 of each row's text, then an md5 over the sorted row hashes). Columns that
-identify a run or record a wall-clock time are left out, because they differ between any two runs:
+identify a run or record a wall-clock time (or a duration) are left out, because they differ between any two runs:
 ``IGNORED_COLUMNS``. Backtest rows are keyed by ``desk|strategy`` instead of their ``run_id`` (which contains a
 hash of the configuration), and model rows by ``model_name`` (``mlflow_run_id`` differs per run).
 """
@@ -23,7 +23,8 @@ import duckdb
 
 SCHEMAS = ("market", "features", "regimes", "ml", "signals", "backtest")
 IGNORED_COLUMNS = {"mlflow_run_id", "dagster_run_id", "run_id", "model_run_id", "trained_at", "created_at", "tuned_at",
-                   "scanned_at", "retro_at", "ingested_at", "updated_at", "checked_at", "published_at"}
+                   "scanned_at", "retro_at", "ingested_at", "updated_at", "checked_at", "published_at",
+                   "fit_seconds", "train_seconds"}
 
 
 def snapshot(path: str) -> dict[str, dict]:

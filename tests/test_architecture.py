@@ -37,7 +37,7 @@ RULES = {
     2: "warehouse imports no config, assets, resources, dagster, mlflow, ccxt or gspread",
     3: "the CLI imports nothing under assets",
     4: "the REST API and dashboard import no dagster and nothing under assets",
-    5: "assets import no mlflow, and other asset modules only for assets.{common,checks,keys,promotion}",
+    5: "assets import no mlflow, and other asset modules only for assets.{common,checks,keys,promotion} or their desk's own common",
     6: "no module imports another module's _private name",
     7: "no import cycle among the project's modules",
     8: f"an asset function body is at most {ASSET_BODY_MAX} lines",
@@ -179,6 +179,12 @@ def check_serving(root: Path) -> list[str]:
     return check_banned_imports(root, SERVING_ROOM, SERVING_BANNED, 4)
 
 
+def _desk_common(module: str) -> str | None:
+    """``assets.<desk>.common`` for a module of desk package ``assets.<desk>`` (the desk's shared wiring), else None."""
+    parts = module.split(".")
+    return ".".join(parts[:2] + ["common"]) if len(parts) == 3 and parts[0] == "assets" else None
+
+
 def check_assets(root: Path) -> list[str]:
     modules = project_modules(root)
     out = []
@@ -190,7 +196,7 @@ def check_assets(root: Path) -> list[str]:
                 out.append(f"{m.rel}:{imp.line}: [rule 5] imports {imp.target}; MLflow is reached only through "
                            f"resources/mlflow_tracking.py -- {RULES[5]}")
             elif (is_under(imp.target, ("assets",)) and imp.target != m.name
-                  and not is_under(imp.target, ASSET_SHARED)):
+                  and not is_under(imp.target, ASSET_SHARED) and imp.target != _desk_common(m.name)):
                 out.append(f"{m.rel}:{imp.line}: [rule 5] imports asset module {_what(imp)} -- {RULES[5]}")
     return _by_place(out)
 
@@ -465,16 +471,20 @@ def test_rule5_catches_planted_violations(tmp_path):
         "assets/__init__.py": "", "assets/common.py": "", "assets/keys.py": "", "assets/checks.py": "",
         "assets/promotion.py": "", "assets/market.py": "",
         "assets/desk/__init__.py": "",
+        "assets/desk/common.py": "",
+        "assets/other/__init__.py": "", "assets/other/common.py": "",
         "assets/desk/ok.py": ("from assets.common import POOL\nfrom assets import keys as K\n"
-                              "from .. import checks\nimport assets.promotion\nfrom resources.mlflow_tracking import M\n"),
+                              "from .. import checks\nimport assets.promotion\nfrom resources.mlflow_tracking import M\n"
+                              "from assets.desk.common import wiring\n"),
         "assets/desk/bad.py": ("def a():\n    import mlflow\n"
                                "from assets.market import ohlcv\n"
                                "from . import ok\n"
-                               "from dagster_mlflow import mlflow_tracking\n"),
+                               "from dagster_mlflow import mlflow_tracking\n"
+                               "from assets.other.common import wiring\n"),  # another desk's wiring
     })
     assert where(check_assets(tmp_path)) == {
         "assets/desk/bad.py:2 rule 5", "assets/desk/bad.py:3 rule 5", "assets/desk/bad.py:4 rule 5",
-        "assets/desk/bad.py:5 rule 5"}
+        "assets/desk/bad.py:5 rule 5", "assets/desk/bad.py:6 rule 5"}
 
 
 def test_rule6_catches_planted_violations(tmp_path):

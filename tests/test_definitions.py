@@ -32,8 +32,9 @@ def test_asset_keys_snapshot():
                     "ml/setup_meta", "ml/setup_meta_evaluation", "ml/setup_meta_champion", "signals/setup_thresholds",
                     "signals/setups", "backtest/setup_scanner", "signals/setup_retro", "ops/serving_snapshot"}
     graph = defs.resolve_asset_graph()
-    assert graph.get(dg.AssetKey(["ml", "baseline_direction"])).group_name == "ml"
-    assert graph.get(dg.AssetKey(["backtest", "baseline"])).group_name == "backtest"
+    # groups are owners (a shared layer or one desk), key prefixes are layers (docs/decisions.md "Groups")
+    assert graph.get(dg.AssetKey(["ml", "baseline_direction"])).group_name == "research"
+    assert graph.get(dg.AssetKey(["backtest", "baseline"])).group_name == "research"
     assert graph.get(dg.AssetKey(["signals", "options_trades"])).group_name == "options_desk"
     assert graph.get(dg.AssetKey(["ml", "options_direction"])).group_name == "options_desk"
     # the daily signal waits for the champion step, so it always reads the current champions' scores

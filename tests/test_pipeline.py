@@ -11,16 +11,15 @@ from pipeline.config import settings
 from pipeline.core.indicators import FEATURE_COLUMNS, technical_features
 from pipeline.core.regimes import classify_regimes
 from pipeline.definitions import ALL_ASSETS
+from pipeline.jobs import ON_DEMAND
 from pipeline.partitions import full_range_tags
 from tests.conftest import real_ohlcv
 
 pytestmark = pytest.mark.integration
 
 
-DATA_ONLY = (dg.AssetSelection.all() - dg.AssetSelection.groups("ml", "backtest")
-             - dg.AssetSelection.keys(["ml", "options_direction"], ["ml", "options_direction_champion"])
-             - dg.AssetSelection.keys(["ml", "setup_meta"], ["ml", "setup_meta_evaluation"], ["ml", "setup_meta_champion"],
-                                      ["signals", "setup_thresholds"], ["signals", "setups"], ["backtest", "setup_scanner"]))
+DATA_ONLY = (dg.AssetSelection.all() - dg.AssetSelection.key_prefixes("ml", "backtest") - ON_DEMAND
+             - dg.AssetSelection.keys(["signals", "setup_thresholds"], ["signals", "setups"]))
 
 
 def _run(resources, instance, **kw):

@@ -13,13 +13,15 @@ import assets.research.model as ml_assets
 from models.datasets import MODEL_FEATURES
 from pipeline.config import settings
 from pipeline.definitions import ALL_ASSETS
+from pipeline.jobs import ON_DEMAND
 from pipeline.partitions import full_range_tags
 
 pytestmark = pytest.mark.integration
 
 
 def _run(resources, instance, run_config=None):
-    return dg.materialize(ALL_ASSETS, resources=resources, instance=instance, tags=full_range_tags(), raise_on_error=False,
+    return dg.materialize(ALL_ASSETS, selection=dg.AssetSelection.all() - ON_DEMAND, resources=resources, instance=instance,
+                          tags=full_range_tags(), raise_on_error=False,
                           run_config=run_config or {})
 
 
@@ -250,3 +252,61 @@ def test_train_gate_promote_backtest_then_refuse_a_failing_model(resources, monk
         assert after["model_version"].tolist() == ["setup_meta v1"]
         kept = _q(resources, "SELECT DISTINCT model_version FROM ml.setup_meta_scores ORDER BY 1")
         assert kept["model_version"].tolist() == ["1", "2"]
+
+        # live scoring in a fresh process: new candles arrive, `setup_scan_job` runs alone in a new Python process
+        # (nothing there has set an MLflow tracking URI), and every candidate newer than the champion's data is scored by
+        # the champion of the project's own store
+        _live_scan_in_fresh_process(resources, instance, trk)
+
+
+def _live_scan_in_fresh_process(resources, instance, trk):
+    """New candles, then ``setup_scan_job`` alone in a new Python process: live scores equal the champion's predictions."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import yaml
+
+    from assets.setup_scanner.common import series_by_key
+    from models.setup_meta import META_FEATURES, meta_dataset, signal_bar_features
+    from tests.conftest import SHARED
+
+    data_dir = Path(resources["files"].data_dir)
+    for sym in ("BTC_USDT", "ETH_USDT"):  # two more weeks of real 15m candles after the slice's end
+        f = data_dir / "ohlcv" / "binance" / f"{sym}-15m.csv.gz"
+        have, real = pd.read_csv(f), pd.read_csv(SHARED / "ohlcv" / "binance" / f.name)
+        last = int(have["timestamp"].max())
+        more = real[(real["timestamp"] > last) & (real["timestamp"] <= last + 14 * 86_400_000)]
+        pd.concat([have, more]).to_csv(f, index=False)
+    candles = dg.AssetSelection.keys(["raw", "ohlcv"], ["market", "ohlcv"], ["features", "technical"], ["regimes", "market"])
+    assert dg.materialize(ALL_ASSETS, resources=resources, instance=instance, tags=full_range_tags(), selection=candles).success
+    champ_end = _q(resources, "SELECT max(data_end) AS e FROM ml.model_runs WHERE model_name = 'setup_meta' AND promoted")["e"][0]
+
+    cfg = settings().model_dump(mode="json")  # the same configuration, pointing at this test's warehouse and MLflow store
+    cfg["data_dir"] = str(data_dir)
+    cfg["warehouse"] = {"path": resources["warehouse"].path, "serving_path": resources["warehouse"].serving_path,
+                        "exports_dir": resources["warehouse"].exports_dir}
+    cfg["mlflow"] = {"tracking_uri": trk.tracking_uri, "artifact_location": trk.artifact_location}
+    regimes = [f"{t}|{v}" for t in ("trend", "range") for v in ("low", "normal", "high")]
+    cfg["setup_scanner"]["gating"]["per_regime"] = {k: -1000.0 for k in regimes}  # every scored candidate passes
+    cfg_path = Path(resources["warehouse"].path).parent / "live.yaml"
+    cfg_path.write_text(yaml.safe_dump(cfg))
+    code = ("import sys, dagster as dg\n"
+            "from pipeline.definitions import defs\n"
+            "r = defs.resolve_job_def('setup_scan_job').execute_in_process(instance=dg.DagsterInstance.ephemeral(), "
+            "raise_on_error=False)\n"
+            "sys.exit(0 if r.success else 1)\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "TRADER_WAREHOUSE", "TRADER_DATA_DIR")}
+    done = subprocess.run([sys.executable, "-c", code], env={**env, "TRADER_CONFIG": str(cfg_path)}, capture_output=True,
+                          text=True, timeout=600, cwd=Path(__file__).resolve().parent.parent)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    live = _q(resources, "SELECT * FROM signals.setups WHERE scored_by = 'live' ORDER BY candidate_id")
+    assert len(live) > 0 and (pd.to_datetime(live["ts"], unit="ms") > pd.Timestamp(champ_end)).all()
+    with duckdb.connect(resources["warehouse"].path, read_only=True) as con:
+        cands = con.execute("SELECT * FROM signals.setup_candidates WHERE candidate_id IN (SELECT unnest(?::VARCHAR[]))",
+                            [live["candidate_id"].tolist()]).df()
+        x = meta_dataset(cands, signal_bar_features(series_by_key(con, "binance", cands), cands))
+    p = pd.Series(trk.load_champion("setup_meta").predict(x[META_FEATURES]), index=x["candidate_id"])
+    np.testing.assert_allclose(live["p_win"].to_numpy(), p.loc[live["candidate_id"]].to_numpy(), rtol=0, atol=1e-12)

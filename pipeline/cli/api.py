@@ -11,16 +11,16 @@ from pipeline.config import settings
 app = typer.Typer(help="REST API of the options desk (FastAPI + uvicorn, reads the serving snapshot).", no_args_is_help=True)
 
 
-def tokens_path() -> str:
+def tokens_path(cfg) -> str:
     """API tokens live beside the warehouse: ``<warehouse dir>/api_tokens.sqlite``."""
-    return str(Path(settings().warehouse.path).parent / "api_tokens.sqlite")
+    return str(Path(cfg.warehouse.path).parent / "api_tokens.sqlite")
 
 
 @app.command("create-token")
 def create_token(username: str = typer.Option(..., "--username")) -> None:
     """Create a token for ``username``; it is shown once (only its hash is stored)."""
     from pipeline.api import TokenStore
-    token = TokenStore(tokens_path()).create(username)
+    token = TokenStore(tokens_path(settings())).create(username)
     console.print(f"Token for {username} (shown once, store it now):\n{token}", highlight=False)
 
 
@@ -28,7 +28,7 @@ def create_token(username: str = typer.Option(..., "--username")) -> None:
 def revoke_token(username: str = typer.Option(..., "--username")) -> None:
     """Revoke every active token of ``username``."""
     from pipeline.api import TokenStore
-    n = TokenStore(tokens_path()).revoke(username)
+    n = TokenStore(tokens_path(settings())).revoke(username)
     console.print(f"revoked {n} token(s) of {username}")
     if n == 0:
         raise typer.Exit(1)
@@ -38,7 +38,7 @@ def revoke_token(username: str = typer.Option(..., "--username")) -> None:
 def list_tokens() -> None:
     """Token ids, users, creation and revocation times (never the tokens)."""
     from pipeline.api import TokenStore
-    table(TokenStore(tokens_path()).list(), "API tokens")
+    table(TokenStore(tokens_path(settings())).list(), "API tokens")
 
 
 @app.command("serve")
@@ -47,4 +47,5 @@ def serve(host: str = typer.Option("127.0.0.1"), port: int = typer.Option(8000))
     import uvicorn
 
     from pipeline.api import create_app
-    uvicorn.run(create_app(settings().warehouse.serving_path, tokens_path()), host=host, port=port)
+    cfg = settings()
+    uvicorn.run(create_app(cfg.warehouse.serving_path, tokens_path(cfg)), host=host, port=port)
