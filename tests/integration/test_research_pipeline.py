@@ -299,7 +299,7 @@ def _live_scan_in_fresh_process(resources, instance, trk):
             "sys.exit(0 if r.success else 1)\n")
     env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "TRADER_WAREHOUSE", "TRADER_DATA_DIR")}
     done = subprocess.run([sys.executable, "-c", code], env={**env, "TRADER_CONFIG": str(cfg_path)}, capture_output=True,
-                          text=True, timeout=600, cwd=Path(__file__).resolve().parent.parent)
+                          text=True, timeout=600, cwd=Path(__file__).resolve().parents[2])
     assert done.returncode == 0, done.stderr[-3000:]
 
     live = _q(resources, "SELECT * FROM signals.setups WHERE scored_by = 'live' ORDER BY candidate_id")

@@ -1,0 +1,32 @@
+"""The shared asset wiring: the one skip prologue and the check wrappers, on a real DuckDB file."""
+import dagster as dg
+import pandas as pd
+
+from assets.checks import books_reconcile_result, count_result, reconcile_result
+from assets.common import if_unchanged
+from assets.keys import ACCOUNTING_RECONCILES, STATUSES_VALID, table_key
+from warehouse import io
+
+
+def test_if_unchanged_skips_only_on_the_recorded_fingerprint(tmp_path):
+    with io.connect(str(tmp_path / "w.duckdb")) as con:
+        assert if_unchanged(con, "signals.setups", "fp1", "same") is None  # never recorded
+        io.record_inputs(con, "signals.setups", "fp1")
+        skip = if_unchanged(con, "signals.setups", "fp1", "same", checks=(STATUSES_VALID,), metadata={"n": 1})
+        assert isinstance(skip, dg.MaterializeResult) and skip.metadata["status"] == "same" and skip.metadata["n"] == 1
+        assert [c.check_name for c in skip.check_results] == [STATUSES_VALID] and skip.check_results[0].passed
+        assert if_unchanged(con, "signals.setups", "fp2", "same") is None  # inputs changed
+        assert if_unchanged(con, "signals.setups", "fp1", "same", force=True) is None
+        assert if_unchanged(con, "signals.setups", "fp1", "same", require_table=True) is None  # the table does not exist
+
+
+def test_check_wrappers():
+    trades = pd.DataFrame({"pnl": [10.0, -5.0], "entry_ts": [1, 2], "exit_ts": [2, 3]})
+    assert reconcile_result(105.0, 100.0, trades).passed
+    bad = reconcile_result(106.0, 100.0, trades)
+    assert not bad.passed and bad.metadata["abs_error"].value == 1.0 and bad.check_name == ACCOUNTING_RECONCILES
+    books = books_reconcile_result({"a": (105.0, trades), "b": (100.0, None)}, 100.0)
+    assert books.passed and set(books.metadata) == {"a", "b"}
+    assert not books_reconcile_result({"a": (90.0, trades)}, 100.0).passed
+    assert count_result(STATUSES_VALID, 0).passed and not count_result(STATUSES_VALID, 2).passed
+    assert table_key("signals.setups") == dg.AssetKey(["signals", "setups"])
