@@ -1,4 +1,5 @@
 """Turn data-quality query results into Dagster ``AssetCheckResult`` s (rules documented per check)."""
+
 from __future__ import annotations
 
 import dagster as dg
@@ -13,30 +14,52 @@ def candle_integrity_result(integ: pd.DataFrame, name: str, asset: dg.AssetKey) 
     """Fails (ERROR) when any slice has duplicate ``ts``, an OHLC/price/volume violation or off-grid ``ts``."""
     bad = integ[(integ["duplicates"] > 0) | (integ["bad_ohlc"] > 0) | (integ["off_grid"] > 0)] if len(integ) else integ
     return dg.AssetCheckResult(
-        check_name=name, asset_key=asset, passed=bool(bad.empty), severity=dg.AssetCheckSeverity.ERROR,
-        metadata={"slices": len(integ), "failing": md_table(bad[["symbol", "timeframe", "duplicates", "bad_ohlc", "off_grid"]]),
-                  "duplicates": int(integ["duplicates"].sum()) if len(integ) else 0,
-                  "bad_ohlc": int(integ["bad_ohlc"].sum()) if len(integ) else 0},
-        description="duplicates, OHLC sanity (low <= open,close <= high, prices > 0), monotonic grid-aligned ts")
+        check_name=name,
+        asset_key=asset,
+        passed=bool(bad.empty),
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={
+            "slices": len(integ),
+            "failing": md_table(bad[["symbol", "timeframe", "duplicates", "bad_ohlc", "off_grid"]]),
+            "duplicates": int(integ["duplicates"].sum()) if len(integ) else 0,
+            "bad_ohlc": int(integ["bad_ohlc"].sum()) if len(integ) else 0,
+        },
+        description="duplicates, OHLC sanity (low <= open,close <= high, prices > 0), monotonic grid-aligned ts",
+    )
 
 
-def gap_budget_result(integ: pd.DataFrame, gaps: pd.DataFrame, max_gap_bars: int, max_missing_fraction: float,
-                      asset: dg.AssetKey) -> dg.AssetCheckResult:
+def gap_budget_result(
+    integ: pd.DataFrame, gaps: pd.DataFrame, max_gap_bars: int, max_missing_fraction: float, asset: dg.AssetKey
+) -> dg.AssetCheckResult:
     """WARN when a slice has a gap longer than ``max_gap_bars`` or misses more than ``max_missing_fraction``.
 
     Gaps are real exchange outages or coverage holes between data windows; they are reported, never filled.
     """
     if integ.empty:
-        return dg.AssetCheckResult(check_name="gaps_within_budget", asset_key=asset, passed=True, metadata={"slices": 0})
+        return dg.AssetCheckResult(
+            check_name="gaps_within_budget", asset_key=asset, passed=True, metadata={"slices": 0}
+        )
     expected = (integ["last_ts"] - integ["first_ts"]) // integ["step"] + 1
     frac = integ["missing_bars"] / expected.where(expected > 0, 1)
-    over = integ.assign(missing_fraction=frac.round(5))[(integ["max_gap_bars"] > max_gap_bars) | (frac > max_missing_fraction)]
+    over = integ.assign(missing_fraction=frac.round(5))[
+        (integ["max_gap_bars"] > max_gap_bars) | (frac > max_missing_fraction)
+    ]
     g = gaps.copy()
     return dg.AssetCheckResult(
-        check_name="gaps_within_budget", asset_key=asset, passed=bool(over.empty), severity=dg.AssetCheckSeverity.WARN,
-        metadata={"gaps_total": int(integ["n_gaps"].sum()), "missing_bars_total": int(integ["missing_bars"].sum()),
-                  "over_budget": md_table(over[["symbol", "timeframe", "n_gaps", "missing_bars", "max_gap_bars", "missing_fraction"]]),
-                  "largest_gaps": md_table(g, 40), "budget": f"max_gap_bars={max_gap_bars}, max_missing_fraction={max_missing_fraction}"})
+        check_name="gaps_within_budget",
+        asset_key=asset,
+        passed=bool(over.empty),
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "gaps_total": int(integ["n_gaps"].sum()),
+            "missing_bars_total": int(integ["missing_bars"].sum()),
+            "over_budget": md_table(
+                over[["symbol", "timeframe", "n_gaps", "missing_bars", "max_gap_bars", "missing_fraction"]]
+            ),
+            "largest_gaps": md_table(g, 40),
+            "budget": f"max_gap_bars={max_gap_bars}, max_missing_fraction={max_missing_fraction}",
+        },
+    )
 
 
 def staleness_result(fresh: pd.DataFrame, max_bars: int, asset: dg.AssetKey) -> dg.AssetCheckResult:
@@ -45,33 +68,55 @@ def staleness_result(fresh: pd.DataFrame, max_bars: int, asset: dg.AssetKey) -> 
     ``fresh`` columns: symbol, timeframe, last_ts, expected_ts, lag_bars, age_hours.
     """
     over = fresh[fresh["lag_bars"] > max_bars] if len(fresh) else fresh
-    view = fresh.assign(last=fresh["last_ts"].map(ts_iso), expected=fresh["expected_ts"].map(ts_iso)) if len(fresh) else fresh
+    view = (
+        fresh.assign(last=fresh["last_ts"].map(ts_iso), expected=fresh["expected_ts"].map(ts_iso))
+        if len(fresh)
+        else fresh
+    )
     cols = [c for c in ["symbol", "timeframe", "last", "expected", "lag_bars", "age_hours"] if c in view.columns]
     return dg.AssetCheckResult(
-        check_name="fresh", asset_key=asset, passed=bool(over.empty), severity=dg.AssetCheckSeverity.WARN,
-        metadata={"stale_slices": len(over), "max_lag_bars": int(fresh["lag_bars"].max()) if len(fresh) else 0,
-                  "slices": md_table(view[cols])})
+        check_name="fresh",
+        asset_key=asset,
+        passed=bool(over.empty),
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "stale_slices": len(over),
+            "max_lag_bars": int(fresh["lag_bars"].max()) if len(fresh) else 0,
+            "slices": md_table(view[cols]),
+        },
+    )
 
 
-def reconcile_result(final_equity: float, init_cash: float, trades: pd.DataFrame | None,
-                     name: str = ACCOUNTING_RECONCILES) -> dg.AssetCheckResult:
+def reconcile_result(
+    final_equity: float, init_cash: float, trades: pd.DataFrame | None, name: str = ACCOUNTING_RECONCILES
+) -> dg.AssetCheckResult:
     """ERROR unless final equity = initial cash + Σ trade PnL (to 1e-6 of the capital) and no trade exits before it
     enters (:func:`pipeline.core.backtest.reconcile`)."""
     err, bad = reconcile(final_equity, init_cash, trades)
-    return dg.AssetCheckResult(check_name=name, passed=err < 1e-6 * init_cash and bad == 0, severity=dg.AssetCheckSeverity.ERROR,
-                               metadata={"abs_error": err, "trades_exit_before_entry": bad})
+    return dg.AssetCheckResult(
+        check_name=name,
+        passed=err < 1e-6 * init_cash and bad == 0,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={"abs_error": err, "trades_exit_before_entry": bad},
+    )
 
 
-def books_reconcile_result(books: dict[str, tuple[float, pd.DataFrame | None]], init_cash: float,
-                           name: str = ACCOUNTING_RECONCILES) -> dg.AssetCheckResult:
+def books_reconcile_result(
+    books: dict[str, tuple[float, pd.DataFrame | None]], init_cash: float, name: str = ACCOUNTING_RECONCILES
+) -> dg.AssetCheckResult:
     """:func:`reconcile_result` over several books sharing one capital (``{book: (final equity, trades)}``)."""
     errs = {k: reconcile(eq, init_cash, t) for k, (eq, t) in books.items()}
     ok = all(e < 1e-6 * init_cash and bad == 0 for e, bad in errs.values())
-    return dg.AssetCheckResult(check_name=name, passed=ok, severity=dg.AssetCheckSeverity.ERROR,
-                               metadata={k: float(e) for k, (e, _) in errs.items()})
+    return dg.AssetCheckResult(
+        check_name=name,
+        passed=ok,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={k: float(e) for k, (e, _) in errs.items()},
+    )
 
 
 def count_result(name: str, bad: int, what: str = "bad_rows", asset: dg.AssetKey | None = None) -> dg.AssetCheckResult:
     """ERROR when a validity predicate (:mod:`pipeline.core.validity`) counts offending rows."""
-    return dg.AssetCheckResult(check_name=name, asset_key=asset, passed=bad == 0, severity=dg.AssetCheckSeverity.ERROR,
-                               metadata={what: bad})
+    return dg.AssetCheckResult(
+        check_name=name, asset_key=asset, passed=bad == 0, severity=dg.AssetCheckSeverity.ERROR, metadata={what: bad}
+    )

@@ -1,4 +1,5 @@
 """Shared wiring for assets: pool, partitions of a run, config, metadata helpers."""
+
 from __future__ import annotations
 
 import dagster as dg
@@ -16,7 +17,9 @@ SINGLE_RUN = dg.BackfillPolicy.single_run()
 class IncrementalConfig(dg.Config):
     """Launchpad options of the incremental candle assets."""
 
-    full_refresh: bool = Field(False, description="Recompute the selected partitions from scratch instead of only new rows.")
+    full_refresh: bool = Field(
+        False, description="Recompute the selected partitions from scratch instead of only new rows."
+    )
 
 
 class TrainConfig(dg.Config):
@@ -32,8 +35,17 @@ def run_slices(context: dg.AssetExecutionContext) -> list[tuple[str, str]]:
     return [parse_key(k) for k in context.partition_keys]
 
 
-def if_unchanged(con, asset: str, fingerprint: str, status: str, *, checks: tuple[str, ...] = (), metadata: dict | None = None,
-                 force: bool = False, require_table: bool = False) -> dg.MaterializeResult | None:
+def if_unchanged(
+    con,
+    asset: str,
+    fingerprint: str,
+    status: str,
+    *,
+    checks: tuple[str, ...] = (),
+    metadata: dict | None = None,
+    force: bool = False,
+    require_table: bool = False,
+) -> dg.MaterializeResult | None:
     """The "skip if inputs unchanged" prologue of every fingerprinted asset, written once.
 
     Returns the ``MaterializeResult`` to return (``status`` and ``metadata``, each of ``checks`` passed with a note)
@@ -42,9 +54,10 @@ def if_unchanged(con, asset: str, fingerprint: str, status: str, *, checks: tupl
     """
     if force or (require_table and not io.table_exists(con, asset)) or not io.inputs_unchanged(con, asset, fingerprint):
         return None
-    return dg.MaterializeResult(metadata={"status": status, **(metadata or {})},
-                                check_results=[dg.AssetCheckResult(check_name=c, passed=True, metadata={"note": "unchanged"})
-                                               for c in checks])
+    return dg.MaterializeResult(
+        metadata={"status": status, **(metadata or {})},
+        check_results=[dg.AssetCheckResult(check_name=c, passed=True, metadata={"note": "unchanged"}) for c in checks],
+    )
 
 
 def md_table(df: pd.DataFrame, max_rows: int = 60) -> dg.MetadataValue:
@@ -66,6 +79,7 @@ def ts_iso(ts: int | None) -> str | None:
 def png_md(png: bytes, alt: str) -> dg.MetadataValue:
     """A small PNG embedded as markdown (Dagster has no image metadata type; dagster-notes §1.11)."""
     import base64
+
     return dg.MetadataValue.md(f"![{alt}](data:image/png;base64,{base64.b64encode(png).decode()})")
 
 
@@ -74,4 +88,5 @@ def png_array(png: bytes):
     import io
 
     import matplotlib.image as mpimg
+
     return mpimg.imread(io.BytesIO(png), format="png")

@@ -24,13 +24,18 @@ def read_tail(con, table: str, cols: str, f: dict, after_ts: int | None, warmup:
     params = [f["exchange"], f["symbol"], f["timeframe"]]
     if after_ts is None:
         return io.read_df(con, f"SELECT {cols} FROM {table} WHERE {where} ORDER BY ts", params)
-    return io.read_df(con, f"""SELECT {cols} FROM {table} WHERE {where} AND ts >= coalesce((
+    return io.read_df(
+        con,
+        f"""SELECT {cols} FROM {table} WHERE {where} AND ts >= coalesce((
         SELECT min(ts) FROM (SELECT ts FROM {table} WHERE {where} AND ts <= ? ORDER BY ts DESC LIMIT {int(warmup)})), ?)
-        ORDER BY ts""", params + params + [after_ts, after_ts + 1])
+        ORDER BY ts""",
+        params + params + [after_ts, after_ts + 1],
+    )
 
 
-def build_features_slice(con, exchange: str, symbol: str, tf: str, warmup: int, full_refresh: bool,
-                         done_marks: dict, have_marks: dict) -> dict:
+def build_features_slice(
+    con, exchange: str, symbol: str, tf: str, warmup: int, full_refresh: bool, done_marks: dict, have_marks: dict
+) -> dict:
     """Append features for candles newer than the last stored feature row (re-reading ``warmup`` bars)."""
     f = {"exchange": exchange, "symbol": symbol, "timeframe": tf}
     if full_refresh:
@@ -48,8 +53,16 @@ def build_features_slice(con, exchange: str, symbol: str, tf: str, warmup: int, 
     return {"symbol": symbol, "timeframe": tf, "new_rows": len(new)}
 
 
-def build_regimes_slice(con, exchange: str, symbol: str, tf: str, params: RegimeParams, full_refresh: bool,
-                        done_marks: dict, have_marks: dict) -> dict:
+def build_regimes_slice(
+    con,
+    exchange: str,
+    symbol: str,
+    tf: str,
+    params: RegimeParams,
+    full_refresh: bool,
+    done_marks: dict,
+    have_marks: dict,
+) -> dict:
     """Append regime labels for new feature rows; the run-length state continues from the stored row before."""
     f = {"exchange": exchange, "symbol": symbol, "timeframe": tf}
     if full_refresh:
@@ -58,11 +71,18 @@ def build_regimes_slice(con, exchange: str, symbol: str, tf: str, params: Regime
     if have is None or (done is not None and done >= have):
         return {"symbol": symbol, "timeframe": tf, "new_rows": 0}
     warm = params.vol_window + params.stability_window + 1
-    feats = read_tail(con, "features.technical", "ts, close, ema_20, ema_50, ema_200, adx_14, macd, atr_14", f, done, warm)
+    feats = read_tail(
+        con, "features.technical", "ts, close, ema_20, ema_50, ema_200, adx_14, macd, atr_14", f, done, warm
+    )
     prev = None
     if done is not None and len(feats):
-        r = io.fetch_one(con.execute("SELECT trend_regime, regime_age_bars FROM regimes.market WHERE exchange=? AND symbol=? AND "
-                        "timeframe=? AND ts < ? ORDER BY ts DESC LIMIT 1", [exchange, symbol, tf, int(feats["ts"].iloc[0])]))
+        r = io.fetch_one(
+            con.execute(
+                "SELECT trend_regime, regime_age_bars FROM regimes.market WHERE exchange=? AND symbol=? AND "
+                "timeframe=? AND ts < ? ORDER BY ts DESC LIMIT 1",
+                [exchange, symbol, tf, int(feats["ts"].iloc[0])],
+            )
+        )
         prev = (r[0], r[1] or 0) if r else None
     reg = classify_regimes(feats, params, prev_state=prev)
     new = reg[reg["ts"] > (done if done is not None else -1)].assign(**f)
@@ -73,62 +93,149 @@ def build_regimes_slice(con, exchange: str, symbol: str, tf: str, params: Regime
 
 
 @dg.asset(
-    key=FEATURES, group_name="features", partitions_def=SYMBOL_TIMEFRAME, backfill_policy=SINGLE_RUN, pool=POOL,
-    kinds={"duckdb", "python"}, deps=[MARKET_OHLCV], code_version=FEATURES_CODE,
-    check_specs=[dg.AssetCheckSpec("no_nulls_past_warmup", asset=FEATURES, blocking=True,
-                                   description=f"No NULL feature after the first {MAX_WARMUP} bars (volume z-score excepted).")],
+    key=FEATURES,
+    group_name="features",
+    partitions_def=SYMBOL_TIMEFRAME,
+    backfill_policy=SINGLE_RUN,
+    pool=POOL,
+    kinds={"duckdb", "python"},
+    deps=[MARKET_OHLCV],
+    code_version=FEATURES_CODE,
+    check_specs=[
+        dg.AssetCheckSpec(
+            "no_nulls_past_warmup",
+            asset=FEATURES,
+            blocking=True,
+            description=f"No NULL feature after the first {MAX_WARMUP} bars (volume z-score excepted).",
+        )
+    ],
     description="TA-Lib indicator features per candle: " + ", ".join(FEATURE_COLUMNS) + ". Warm-up rows are NULL.",
 )
-def features_technical(context: dg.AssetExecutionContext, config: IncrementalConfig, warehouse: WarehouseResource) -> dg.MaterializeResult:
+def features_technical(
+    context: dg.AssetExecutionContext, config: IncrementalConfig, warehouse: WarehouseResource
+) -> dg.MaterializeResult:
     cfg, slices = settings(), run_slices(context)
     ex = cfg.exchange.id
     with warehouse.connect() as con:
         done, have = io.watermarks(con, "features.technical", ex), io.watermarks(con, "market.ohlcv", ex)
         stale = io.stale_code_slices(con, "features.technical", ex, slices, FEATURES_CODE)
-        rep = pd.DataFrame([build_features_slice(con, ex, s, tf, cfg.features.warmup_bars, config.full_refresh or (s, tf) in stale,
-                                                 done, have) for s, tf in slices])
+        rep = pd.DataFrame(
+            [
+                build_features_slice(
+                    con, ex, s, tf, cfg.features.warmup_bars, config.full_refresh or (s, tf) in stale, done, have
+                )
+                for s, tf in slices
+            ]
+        )
         io.record_code(con, "features.technical", ex, sorted(stale), FEATURES_CODE)
-        changed = {(r.symbol, r.timeframe) for r in rep.itertuples() if r.new_rows or config.full_refresh or (r.symbol, r.timeframe) in stale}
+        changed = {
+            (r.symbol, r.timeframe)
+            for r in rep.itertuples()
+            if r.new_rows or config.full_refresh or (r.symbol, r.timeframe) in stale
+        }
         nulls = cached(con, "features.technical", ex, slices, changed, feature_nulls_past_warmup)
-        ratio = io.read_df(con, "SELECT " + ", ".join(f"round(avg(({c} IS NULL)::INT), 5) AS {c}" for c in FEATURE_COLUMNS)
-                           + " FROM features.technical WHERE exchange = ?", [ex]) if changed else pd.DataFrame()
+        ratio = (
+            io.read_df(
+                con,
+                "SELECT "
+                + ", ".join(f"round(avg(({c} IS NULL)::INT), 5) AS {c}" for c in FEATURE_COLUMNS)
+                + " FROM features.technical WHERE exchange = ?",
+                [ex],
+            )
+            if changed
+            else pd.DataFrame()
+        )
     bad = nulls[nulls["null_rows"] > 0] if len(nulls) else nulls
     return dg.MaterializeResult(
-        metadata={"new_rows": int(rep["new_rows"].sum()), "partitions": len(slices), "summary": md_table(rep),
-                  "null_ratio": md_table(ratio.T.reset_index().rename(columns={"index": "feature", 0: "null_ratio"}))},
-        check_results=[dg.AssetCheckResult(check_name="no_nulls_past_warmup", passed=bool(bad.empty),
-                                           severity=dg.AssetCheckSeverity.ERROR, metadata={"failing": md_table(bad)})])
+        metadata={
+            "new_rows": int(rep["new_rows"].sum()),
+            "partitions": len(slices),
+            "summary": md_table(rep),
+            "null_ratio": md_table(ratio.T.reset_index().rename(columns={"index": "feature", 0: "null_ratio"})),
+        },
+        check_results=[
+            dg.AssetCheckResult(
+                check_name="no_nulls_past_warmup",
+                passed=bool(bad.empty),
+                severity=dg.AssetCheckSeverity.ERROR,
+                metadata={"failing": md_table(bad)},
+            )
+        ],
+    )
 
 
 @dg.asset(
-    key=REGIMES, group_name="regimes", partitions_def=SYMBOL_TIMEFRAME, backfill_policy=SINGLE_RUN, pool=POOL,
-    kinds={"duckdb", "python"}, deps=[FEATURES], code_version=REGIMES_CODE,
-    check_specs=[dg.AssetCheckSpec("labels_valid", asset=REGIMES, blocking=True,
-                                   description="Labels in their vocabularies; confidence/stability in [0, 1].")],
+    key=REGIMES,
+    group_name="regimes",
+    partitions_def=SYMBOL_TIMEFRAME,
+    backfill_policy=SINGLE_RUN,
+    pool=POOL,
+    kinds={"duckdb", "python"},
+    deps=[FEATURES],
+    code_version=REGIMES_CODE,
+    check_specs=[
+        dg.AssetCheckSpec(
+            "labels_valid",
+            asset=REGIMES,
+            blocking=True,
+            description="Labels in their vocabularies; confidence/stability in [0, 1].",
+        )
+    ],
     description="Trend regime (bull/bear/sideways), trend strength, volatility level, confidence and stability per "
-                "candle; rules in pipeline/core/regimes.py.",
+    "candle; rules in pipeline/core/regimes.py.",
 )
-def regimes_market(context: dg.AssetExecutionContext, config: IncrementalConfig, warehouse: WarehouseResource) -> dg.MaterializeResult:
+def regimes_market(
+    context: dg.AssetExecutionContext, config: IncrementalConfig, warehouse: WarehouseResource
+) -> dg.MaterializeResult:
     cfg, slices = settings(), run_slices(context)
     ex, params = cfg.exchange.id, cfg.regimes
     with warehouse.connect() as con:
         done, have = io.watermarks(con, "regimes.market", ex), io.watermarks(con, "features.technical", ex)
         stale = io.stale_code_slices(con, "regimes.market", ex, slices, REGIMES_CODE)
-        rep = pd.DataFrame([build_regimes_slice(con, ex, s, tf, params, config.full_refresh or (s, tf) in stale, done, have)
-                            for s, tf in slices])
+        rep = pd.DataFrame(
+            [
+                build_regimes_slice(con, ex, s, tf, params, config.full_refresh or (s, tf) in stale, done, have)
+                for s, tf in slices
+            ]
+        )
         io.record_code(con, "regimes.market", ex, sorted(stale), REGIMES_CODE)
         if not rep["new_rows"].any() and not config.full_refresh:
-            return dg.MaterializeResult(metadata={"new_rows": 0, "status": "no new feature rows; nothing recomputed"},
-                                        check_results=[dg.AssetCheckResult(check_name="labels_valid", passed=True,
-                                                       metadata={"note": "no rows written in this run"})])
-        dist = io.read_df(con, "SELECT timeframe, trend_regime, volatility_level, count(*) AS bars FROM regimes.market "
-                               "WHERE exchange = ? GROUP BY ALL ORDER BY ALL", [ex])
-        invalid = io.fetch_one(con.execute("""SELECT count(*) FROM regimes.market WHERE exchange = ? AND (
+            return dg.MaterializeResult(
+                metadata={"new_rows": 0, "status": "no new feature rows; nothing recomputed"},
+                check_results=[
+                    dg.AssetCheckResult(
+                        check_name="labels_valid", passed=True, metadata={"note": "no rows written in this run"}
+                    )
+                ],
+            )
+        dist = io.read_df(
+            con,
+            "SELECT timeframe, trend_regime, volatility_level, count(*) AS bars FROM regimes.market "
+            "WHERE exchange = ? GROUP BY ALL ORDER BY ALL",
+            [ex],
+        )
+        invalid = io.fetch_one(
+            con.execute(
+                """SELECT count(*) FROM regimes.market WHERE exchange = ? AND (
             trend_regime NOT IN ('bull','bear','sideways') OR trend_strength NOT IN ('weak','moderate','strong','very_strong')
             OR volatility_level NOT IN ('low','normal','high') OR regime_confidence NOT BETWEEN 0 AND 1
-            OR regime_stability NOT BETWEEN 0 AND 1 OR regime_age_bars < 1)""", [ex]))[0]
+            OR regime_stability NOT BETWEEN 0 AND 1 OR regime_age_bars < 1)""",
+                [ex],
+            )
+        )[0]
     return dg.MaterializeResult(
-        metadata={"new_rows": int(rep["new_rows"].sum()), "summary": md_table(rep), "distribution": md_table(dist, 100),
-                  "columns": ", ".join(REGIME_COLUMNS)},
-        check_results=[dg.AssetCheckResult(check_name="labels_valid", passed=invalid == 0, severity=dg.AssetCheckSeverity.ERROR,
-                                           metadata={"invalid_rows": int(invalid)})])
+        metadata={
+            "new_rows": int(rep["new_rows"].sum()),
+            "summary": md_table(rep),
+            "distribution": md_table(dist, 100),
+            "columns": ", ".join(REGIME_COLUMNS),
+        },
+        check_results=[
+            dg.AssetCheckResult(
+                check_name="labels_valid",
+                passed=invalid == 0,
+                severity=dg.AssetCheckSeverity.ERROR,
+                metadata={"invalid_rows": int(invalid)},
+            )
+        ],
+    )

@@ -3,8 +3,8 @@
 import dagster as dg
 import pandas as pd
 
-from assets.common import POOL, SINGLE_RUN, IncrementalConfig, md_table, run_slices, ts_iso
 from assets.checks import candle_integrity_result
+from assets.common import POOL, SINGLE_RUN, IncrementalConfig, md_table, run_slices, ts_iso
 from assets.keys import EXTERNAL_DATA_FOLDER, EXTERNAL_EXCHANGE, EXTERNAL_ONCHAIN_SHEET, RAW_OHLCV, RAW_ONCHAIN_METRICS
 from pipeline.config import settings
 from pipeline.core.timeframes import timeframe_ms
@@ -16,17 +16,34 @@ from resources.warehouse import WarehouseResource
 from warehouse import io
 from warehouse.quality import cached, candle_integrity
 
-EXTERNAL_FILES = dg.AssetSpec(EXTERNAL_DATA_FOLDER, group_name="ingest", kinds={"csv", "parquet"},
-                              description="The local data folder (TRADER_DATA_DIR), laid out like shared/data.")
-EXTERNAL_EXCHANGE_SPEC = dg.AssetSpec(EXTERNAL_EXCHANGE, group_name="ingest", kinds={"ccxt"},
-                                 description="The configured exchange's public candle API via ccxt.")
-EXTERNAL_SHEET = dg.AssetSpec(EXTERNAL_ONCHAIN_SHEET, group_name="ingest", kinds={"googlesheets"},
-                              description="Optional Google Sheet of on-chain metric columns (gspread).")
+EXTERNAL_FILES = dg.AssetSpec(
+    EXTERNAL_DATA_FOLDER,
+    group_name="ingest",
+    kinds={"csv", "parquet"},
+    description="The local data folder (TRADER_DATA_DIR), laid out like shared/data.",
+)
+EXTERNAL_EXCHANGE_SPEC = dg.AssetSpec(
+    EXTERNAL_EXCHANGE,
+    group_name="ingest",
+    kinds={"ccxt"},
+    description="The configured exchange's public candle API via ccxt.",
+)
+EXTERNAL_SHEET = dg.AssetSpec(
+    EXTERNAL_ONCHAIN_SHEET,
+    group_name="ingest",
+    kinds={"googlesheets"},
+    description="Optional Google Sheet of on-chain metric columns (gspread).",
+)
 
 
 def _checkpoint(con, kind: str, exchange: str, symbol: str, tf: str, locator: str) -> tuple[str | None, int | None]:
-    r = io.fetch_one(con.execute("SELECT fingerprint, last_ts FROM raw.ingest_checkpoints WHERE source_kind=? AND exchange=? AND "
-                    "symbol=? AND timeframe=? AND locator=?", [kind, exchange, symbol, tf, locator]))
+    r = io.fetch_one(
+        con.execute(
+            "SELECT fingerprint, last_ts FROM raw.ingest_checkpoints WHERE source_kind=? AND exchange=? AND "
+            "symbol=? AND timeframe=? AND locator=?",
+            [kind, exchange, symbol, tf, locator],
+        )
+    )
     return (r[0], r[1]) if r else (None, None)
 
 
@@ -34,12 +51,35 @@ CANDLE_KEYS = ["exchange", "symbol", "timeframe", "ts"]
 CHECKPOINT_KEYS = ["source_kind", "exchange", "symbol", "timeframe", "locator"]
 
 
-def write_with_checkpoint(con, candles: pd.DataFrame, kind: str, exchange: str, symbol: str, tf: str, locator: str,
-                          fingerprint: str | None, last_ts: int | None, rows: int) -> None:
+def write_with_checkpoint(
+    con,
+    candles: pd.DataFrame,
+    kind: str,
+    exchange: str,
+    symbol: str,
+    tf: str,
+    locator: str,
+    fingerprint: str | None,
+    last_ts: int | None,
+    rows: int,
+) -> None:
     """Upsert new candles and move the slice's checkpoint in one transaction (never one without the other)."""
     now = io.now_utc()
-    cp = pd.DataFrame([{"source_kind": kind, "exchange": exchange, "symbol": symbol, "timeframe": tf, "locator": locator,
-                        "fingerprint": fingerprint, "last_ts": last_ts, "rows": rows, "updated_at": now}])
+    cp = pd.DataFrame(
+        [
+            {
+                "source_kind": kind,
+                "exchange": exchange,
+                "symbol": symbol,
+                "timeframe": tf,
+                "locator": locator,
+                "fingerprint": fingerprint,
+                "last_ts": last_ts,
+                "rows": rows,
+                "updated_at": now,
+            }
+        ]
+    )
     candles = candles.assign(exchange=exchange, symbol=symbol, timeframe=tf, locator=locator, ingested_at=now)
     io.upsert_many(con, [("raw.ohlcv", candles, CANDLE_KEYS), ("raw.ingest_checkpoints", cp, CHECKPOINT_KEYS)])
 
@@ -48,9 +88,17 @@ def ingest_files_slice(con, files: FilesSource, exchange: str, symbol: str, tf: 
     """Ingest new rows of every file of one slice. A file whose fingerprint is unchanged is not read."""
     out = {"symbol": symbol, "timeframe": tf, "files": 0, "new_rows": 0, "skipped_unchanged": 0}
     if full_refresh:
-        io.replace_slice(con, "raw.ohlcv", pd.DataFrame(), {"exchange": exchange, "symbol": symbol, "timeframe": tf}, allow_empty=True)
-        con.execute("DELETE FROM raw.ingest_checkpoints WHERE source_kind='files' AND exchange=? AND symbol=? AND timeframe=?",
-                    [exchange, symbol, tf])
+        io.replace_slice(
+            con,
+            "raw.ohlcv",
+            pd.DataFrame(),
+            {"exchange": exchange, "symbol": symbol, "timeframe": tf},
+            allow_empty=True,
+        )
+        con.execute(
+            "DELETE FROM raw.ingest_checkpoints WHERE source_kind='files' AND exchange=? AND symbol=? AND timeframe=?",
+            [exchange, symbol, tf],
+        )
     for path in files.ohlcv_files(exchange, symbol, tf):
         out["files"] += 1
         loc = files.rel(path)
@@ -61,8 +109,9 @@ def ingest_files_slice(con, files: FilesSource, exchange: str, symbol: str, tf: 
             continue
         df = files.read_ohlcv(path, tf)  # raises CandleValidationError before anything is written
         new = df[df["ts"] > last_ts] if last_ts is not None else df
-        write_with_checkpoint(con, new, "files", exchange, symbol, tf, loc, fp,
-                              int(df["ts"].iloc[-1]) if len(df) else last_ts, len(df))
+        write_with_checkpoint(
+            con, new, "files", exchange, symbol, tf, loc, fp, int(df["ts"].iloc[-1]) if len(df) else last_ts, len(df)
+        )
         out["new_rows"] += len(new)
     return out
 
@@ -72,26 +121,47 @@ def ingest_exchange_slice(con, exchange_src: ExchangeSource, exchange: str, symb
     _, last_ts = _checkpoint(con, "exchange", exchange, symbol, tf, "ccxt")
     stored = io.max_ts(con, "raw.ohlcv", {"exchange": exchange, "symbol": symbol, "timeframe": tf})
     step = timeframe_ms(tf)
-    since_ms = max(utc_ms(since), (last_ts + step) if last_ts is not None else 0, (stored + step) if stored is not None else 0)
+    since_ms = max(
+        utc_ms(since), (last_ts + step) if last_ts is not None else 0, (stored + step) if stored is not None else 0
+    )
     since_ms = -(-since_ms // step) * step  # align up to the timeframe grid
 
     def write_page(page: pd.DataFrame) -> None:
-        write_with_checkpoint(con, page, "exchange", exchange, symbol, tf, "ccxt", None, int(page["ts"].iloc[-1]), len(page))
+        write_with_checkpoint(
+            con, page, "exchange", exchange, symbol, tf, "ccxt", None, int(page["ts"].iloc[-1]), len(page)
+        )
 
     rep = exchange_src.sync_ohlcv(symbol, tf, since_ms, write_page)
     return {"symbol": symbol, "timeframe": tf, "pages": rep.pages, "new_rows": rep.rows, "retries": rep.retries}
 
 
 @dg.asset(
-    key=RAW_OHLCV, group_name="ingest", partitions_def=SYMBOL_TIMEFRAME, backfill_policy=SINGLE_RUN, pool=POOL,
-    kinds={"duckdb", "python"}, deps=[EXTERNAL_FILES, EXTERNAL_EXCHANGE], code_version="1",
-    check_specs=[dg.AssetCheckSpec("candle_integrity", asset=RAW_OHLCV, blocking=True,
-                                   description="No duplicate ts, OHLC sanity, positive prices, ts on the timeframe grid.")],
+    key=RAW_OHLCV,
+    group_name="ingest",
+    partitions_def=SYMBOL_TIMEFRAME,
+    backfill_policy=SINGLE_RUN,
+    pool=POOL,
+    kinds={"duckdb", "python"},
+    deps=[EXTERNAL_FILES, EXTERNAL_EXCHANGE],
+    code_version="1",
+    check_specs=[
+        dg.AssetCheckSpec(
+            "candle_integrity",
+            asset=RAW_OHLCV,
+            blocking=True,
+            description="No duplicate ts, OHLC sanity, positive prices, ts on the timeframe grid.",
+        )
+    ],
     description="Candles as ingested (files or ccxt), one partition per symbol × timeframe, incremental by "
-                "checkpoint. Timeframes the source lacks stay empty here and are resampled in market.ohlcv.",
+    "checkpoint. Timeframes the source lacks stay empty here and are resampled in market.ohlcv.",
 )
-def raw_ohlcv(context: dg.AssetExecutionContext, config: IncrementalConfig, warehouse: WarehouseResource,
-              files: FilesSource, exchange: ExchangeSource) -> dg.MaterializeResult:
+def raw_ohlcv(
+    context: dg.AssetExecutionContext,
+    config: IncrementalConfig,
+    warehouse: WarehouseResource,
+    files: FilesSource,
+    exchange: ExchangeSource,
+) -> dg.MaterializeResult:
     cfg, slices = settings(), run_slices(context)
     ex = cfg.exchange.id
     with warehouse.connect() as con:
@@ -101,23 +171,35 @@ def raw_ohlcv(context: dg.AssetExecutionContext, config: IncrementalConfig, ware
             report = [ingest_exchange_slice(con, exchange, ex, s, tf, cfg.exchange.since) for s, tf in slices]
         changed = {(r["symbol"], r["timeframe"]) for r in report if r["new_rows"] or config.full_refresh}
         integ = cached(con, "raw.ohlcv", ex, slices, changed, lambda c, e, sl: candle_integrity(c, "raw.ohlcv", e, sl))
-    rep = pd.DataFrame(report).merge(integ[["symbol", "timeframe", "rows", "first_ts", "last_ts"]], how="left",
-                                     on=["symbol", "timeframe"])
+    rep = pd.DataFrame(report).merge(
+        integ[["symbol", "timeframe", "rows", "first_ts", "last_ts"]], how="left", on=["symbol", "timeframe"]
+    )
     rep["first"], rep["last"] = rep["first_ts"].map(ts_iso), rep["last_ts"].map(ts_iso)
     return dg.MaterializeResult(
-        metadata={"source": cfg.source, "new_rows": int(rep["new_rows"].sum()), "dagster/row_count": int(integ["rows"].sum()),
-                  "partitions": len(slices), "summary": md_table(rep.drop(columns=["first_ts", "last_ts"]))},
-        check_results=[candle_integrity_result(integ, "candle_integrity", RAW_OHLCV)])
+        metadata={
+            "source": cfg.source,
+            "new_rows": int(rep["new_rows"].sum()),
+            "dagster/row_count": int(integ["rows"].sum()),
+            "partitions": len(slices),
+            "summary": md_table(rep.drop(columns=["first_ts", "last_ts"])),
+        },
+        check_results=[candle_integrity_result(integ, "candle_integrity", RAW_OHLCV)],
+    )
 
 
 @dg.asset(
-    key=RAW_ONCHAIN_METRICS, group_name="ingest", pool=POOL, kinds={"duckdb", "python"},
-    deps=[EXTERNAL_FILES, EXTERNAL_SHEET], code_version="1",
+    key=RAW_ONCHAIN_METRICS,
+    group_name="ingest",
+    pool=POOL,
+    kinds={"duckdb", "python"},
+    deps=[EXTERNAL_FILES, EXTERNAL_SHEET],
+    code_version="1",
     description="Bitcoin daily on-chain metrics in long format (date, source, metric, value), one source per "
-                "vendor file (and the optional Google Sheet). A file is re-read only when it changed.",
+    "vendor file (and the optional Google Sheet). A file is re-read only when it changed.",
 )
-def raw_onchain_metrics(context: dg.AssetExecutionContext, warehouse: WarehouseResource, files: FilesSource,
-                        sheets: SheetsSource) -> dg.MaterializeResult:
+def raw_onchain_metrics(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource, files: FilesSource, sheets: SheetsSource
+) -> dg.MaterializeResult:
     rows = []
     with warehouse.connect() as con:
         for sf, path in files.onchain_sources():
@@ -126,8 +208,21 @@ def raw_onchain_metrics(context: dg.AssetExecutionContext, warehouse: WarehouseR
                 rows.append({"source": sf.source, "file": loc, "status": "unchanged", "rows": None})
                 continue
             long = files.read_onchain(sf, path)
-            cp = pd.DataFrame([{"source_kind": "onchain", "exchange": "-", "symbol": "BTC", "timeframe": "1d", "locator": loc,
-                                "fingerprint": fp, "last_ts": None, "rows": len(long), "updated_at": io.now_utc()}])
+            cp = pd.DataFrame(  # noqa: F841 - read by DuckDB's replacement scan below (FROM cp)
+                [
+                    {
+                        "source_kind": "onchain",
+                        "exchange": "-",
+                        "symbol": "BTC",
+                        "timeframe": "1d",
+                        "locator": loc,
+                        "fingerprint": fp,
+                        "last_ts": None,
+                        "rows": len(long),
+                        "updated_at": io.now_utc(),
+                    }
+                ]
+            )
             with io.transaction(con):  # the vendor's rows and its checkpoint change together
                 con.execute("DELETE FROM raw.onchain_metrics WHERE source = ?", [sf.source])
                 con.register("_long", long)
@@ -138,10 +233,18 @@ def raw_onchain_metrics(context: dg.AssetExecutionContext, warehouse: WarehouseR
             rows.append({"source": sf.source, "file": loc, "status": "loaded", "rows": len(long)})
         if sheets.spreadsheet_key:
             long = sheets.read_metrics()
-            io.replace_slice(con, "raw.onchain_metrics", long, {"source": long["source"].iloc[0]} if len(long) else {"source": "sheets"})
+            io.replace_slice(
+                con,
+                "raw.onchain_metrics",
+                long,
+                {"source": long["source"].iloc[0]} if len(long) else {"source": "sheets"},
+            )
             rows.append({"source": "sheets", "file": sheets.worksheet, "status": "loaded", "rows": len(long)})
         total = io.fetch_one(con.execute("SELECT count(*) FROM raw.onchain_metrics"))[0]
-        per = con.execute("SELECT source, count(*) AS rows, min(date) AS first, max(date) AS last, count(DISTINCT metric) "
-                          "AS metrics FROM raw.onchain_metrics GROUP BY 1 ORDER BY 1").df()
-    return dg.MaterializeResult(metadata={"dagster/row_count": int(total), "files": md_table(pd.DataFrame(rows)),
-                                          "sources": md_table(per)})
+        per = con.execute(
+            "SELECT source, count(*) AS rows, min(date) AS first, max(date) AS last, count(DISTINCT metric) "
+            "AS metrics FROM raw.onchain_metrics GROUP BY 1 ORDER BY 1"
+        ).df()
+    return dg.MaterializeResult(
+        metadata={"dagster/row_count": int(total), "files": md_table(pd.DataFrame(rows)), "sources": md_table(per)}
+    )

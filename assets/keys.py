@@ -4,6 +4,7 @@ A key is its warehouse table: ``"signals.setups"`` → ``AssetKey(["signals", "s
 warehouse schema). Asset modules import keys from here and never from each other, so a desk module depends only on
 ``assets/{common,checks,keys,promotion}`` and the pure and storage layers.
 """
+
 from __future__ import annotations
 
 import dagster as dg

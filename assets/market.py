@@ -5,7 +5,14 @@ import pandas as pd
 
 from assets.checks import candle_integrity_result, gap_budget_result, staleness_result
 from assets.common import POOL, SINGLE_RUN, IncrementalConfig, md_table, run_slices, ts_iso
-from assets.keys import EXTERNAL_DATA_FOLDER, MARKET_OHLCV, ONCHAIN_DAILY, RAW_OHLCV, RAW_ONCHAIN_METRICS, SENTIMENT_DAILY
+from assets.keys import (
+    EXTERNAL_DATA_FOLDER,
+    MARKET_OHLCV,
+    ONCHAIN_DAILY,
+    RAW_OHLCV,
+    RAW_ONCHAIN_METRICS,
+    SENTIMENT_DAILY,
+)
 from pipeline.config import settings
 from pipeline.core.candles import EXTRA_COLUMNS, resample_ohlcv
 from pipeline.core.onchain import normalise_onchain
@@ -16,23 +23,37 @@ from resources.warehouse import WarehouseResource
 from warehouse import io
 from warehouse.quality import cached, candle_integrity, gap_list
 
-_SAME_SYMBOL_ANY_TF = dg.MultiPartitionMapping({
-    "symbol": dg.DimensionPartitionMapping("symbol", dg.IdentityPartitionMapping()),
-    "timeframe": dg.DimensionPartitionMapping("timeframe", dg.AllPartitionMapping()),
-})
+_SAME_SYMBOL_ANY_TF = dg.MultiPartitionMapping(
+    {
+        "symbol": dg.DimensionPartitionMapping("symbol", dg.IdentityPartitionMapping()),
+        "timeframe": dg.DimensionPartitionMapping("timeframe", dg.AllPartitionMapping()),
+    }
+)
 _PRICE_COLS = ["ts", "open", "high", "low", "close", "volume"] + EXTRA_COLUMNS
 
 
-def build_market_slice(con, exchange: str, symbol: str, tf: str, drop_incomplete: bool, full_refresh: bool,
-                       raw_marks: dict, market_marks: dict) -> dict:
+def build_market_slice(
+    con,
+    exchange: str,
+    symbol: str,
+    tf: str,
+    drop_incomplete: bool,
+    full_refresh: bool,
+    raw_marks: dict,
+    market_marks: dict,
+) -> dict:
     """Append the new closed candles of one slice: native copy or resample (see ``resample_source``).
 
     ``raw_marks`` / ``market_marks`` are :func:`warehouse.io.watermarks` of raw.ohlcv / market.ohlcv.
     """
     f = {"exchange": exchange, "symbol": symbol, "timeframe": tf}
     src = resample_source(tf, [t for (s, t) in raw_marks if s == symbol])
-    out = {"symbol": symbol, "timeframe": tf, "origin": "none" if src is None else ("native" if src == tf else f"resampled:{src}"),
-           "new_rows": 0}
+    out = {
+        "symbol": symbol,
+        "timeframe": tf,
+        "origin": "none" if src is None else ("native" if src == tf else f"resampled:{src}"),
+        "new_rows": 0,
+    }
     if full_refresh:
         io.replace_slice(con, "market.ohlcv", pd.DataFrame(), f, allow_empty=True)
     if src is None:
@@ -42,8 +63,12 @@ def build_market_slice(con, exchange: str, symbol: str, tf: str, drop_incomplete
         return out  # the source has nothing past what is built
     step = timeframe_ms(tf)
     start = -1 if last is None else (last + 1 if src == tf else last + step)
-    raw = io.read_df(con, f"SELECT {', '.join(_PRICE_COLS)} FROM raw.ohlcv WHERE exchange=? AND symbol=? AND timeframe=? "
-                          "AND ts >= ? ORDER BY ts", [exchange, symbol, src, start])
+    raw = io.read_df(
+        con,
+        f"SELECT {', '.join(_PRICE_COLS)} FROM raw.ohlcv WHERE exchange=? AND symbol=? AND timeframe=? "
+        "AND ts >= ? ORDER BY ts",
+        [exchange, symbol, src, start],
+    )
     if raw.empty:
         return out
     if src == tf:
@@ -59,8 +84,15 @@ def build_market_slice(con, exchange: str, symbol: str, tf: str, drop_incomplete
     return out
 
 
-def freshness(con, exchange: str, slices: list[tuple[str, str]], origins: dict, now_ms: int | None,
-              raw_marks: dict, market_marks: dict) -> pd.DataFrame:
+def freshness(
+    con,
+    exchange: str,
+    slices: list[tuple[str, str]],
+    origins: dict,
+    now_ms: int | None,
+    raw_marks: dict,
+    market_marks: dict,
+) -> pd.DataFrame:
     """Expected last closed candle per slice: implied by the source's last bar (files) or by ``now_ms`` (exchange)."""
     rows = []
     for s, tf in slices:
@@ -77,14 +109,27 @@ def freshness(con, exchange: str, slices: list[tuple[str, str]], origins: dict, 
             src_step = timeframe_ms(src_tf)
             expected = ((src_last + src_step) // step) * step - step
         lag = 0 if last is None else max(0, (expected - last) // step)
-        rows.append({"symbol": s, "timeframe": tf, "last_ts": last, "expected_ts": expected, "lag_bars": int(lag),
-                     "age_hours": round((io.now_utc().value // 10**6 - (last or 0) - step) / 3.6e6, 1)})
+        rows.append(
+            {
+                "symbol": s,
+                "timeframe": tf,
+                "last_ts": last,
+                "expected_ts": expected,
+                "lag_bars": int(lag),
+                "age_hours": round((io.now_utc().value // 10**6 - (last or 0) - step) / 3.6e6, 1),
+            }
+        )
     return pd.DataFrame(rows, columns=["symbol", "timeframe", "last_ts", "expected_ts", "lag_bars", "age_hours"])
 
 
 @dg.asset(
-    key=MARKET_OHLCV, group_name="market", partitions_def=SYMBOL_TIMEFRAME, backfill_policy=SINGLE_RUN, pool=POOL,
-    kinds={"duckdb", "python"}, code_version="1",
+    key=MARKET_OHLCV,
+    group_name="market",
+    partitions_def=SYMBOL_TIMEFRAME,
+    backfill_policy=SINGLE_RUN,
+    pool=POOL,
+    kinds={"duckdb", "python"},
+    code_version="1",
     ins={"raw": dg.AssetIn(key=RAW_OHLCV, partition_mapping=_SAME_SYMBOL_ANY_TF, dagster_type=dg.Nothing)},
     check_specs=[
         dg.AssetCheckSpec("candle_integrity", asset=MARKET_OHLCV, blocking=True),
@@ -92,53 +137,96 @@ def freshness(con, exchange: str, slices: list[tuple[str, str]], origins: dict, 
         dg.AssetCheckSpec("fresh", asset=MARKET_OHLCV, description="Last candle vs the expected last closed candle."),
     ],
     description="Analysis-ready closed candles for every configured timeframe: the exchange's own candles where the "
-                "source has the timeframe, else resampled from the coarsest finer one (1m->5m, 1h->4h) over closed "
-                "periods; bar_count < expected_bars flags periods with missing source bars (never filled).",
+    "source has the timeframe, else resampled from the coarsest finer one (1m->5m, 1h->4h) over closed "
+    "periods; bar_count < expected_bars flags periods with missing source bars (never filled).",
 )
-def market_ohlcv(context: dg.AssetExecutionContext, config: IncrementalConfig, warehouse: WarehouseResource) -> dg.MaterializeResult:
+def market_ohlcv(
+    context: dg.AssetExecutionContext, config: IncrementalConfig, warehouse: WarehouseResource
+) -> dg.MaterializeResult:
     cfg, slices = settings(), run_slices(context)
     ex = cfg.exchange.id
     with warehouse.connect() as con:
         raw_marks, marks = io.watermarks(con, "raw.ohlcv", ex), io.watermarks(con, "market.ohlcv", ex)
-        rep = pd.DataFrame([build_market_slice(con, ex, s, tf, cfg.resample.drop_incomplete, config.full_refresh, raw_marks, marks)
-                            for s, tf in slices])
+        rep = pd.DataFrame(
+            [
+                build_market_slice(con, ex, s, tf, cfg.resample.drop_incomplete, config.full_refresh, raw_marks, marks)
+                for s, tf in slices
+            ]
+        )
         changed = {(r.symbol, r.timeframe) for r in rep.itertuples() if r.new_rows or config.full_refresh}
-        integ = cached(con, "market.ohlcv", ex, slices, changed, lambda c, e, sl: candle_integrity(c, "market.ohlcv", e, sl))
-        gaps = gap_list(con, "market.ohlcv", ex, slices) if changed else pd.DataFrame(
-            {"note": ["no new candles; gap list unchanged since the last materialisation"]})
+        integ = cached(
+            con, "market.ohlcv", ex, slices, changed, lambda c, e, sl: candle_integrity(c, "market.ohlcv", e, sl)
+        )
+        gaps = (
+            gap_list(con, "market.ohlcv", ex, slices)
+            if changed
+            else pd.DataFrame({"note": ["no new candles; gap list unchanged since the last materialisation"]})
+        )
         origins = {(r.symbol, r.timeframe): r.origin for r in rep.itertuples()}
-        fresh = freshness(con, ex, slices, origins, None if cfg.source == "files" else int(io.now_utc().value // 10**6),
-                          raw_marks, io.watermarks(con, "market.ohlcv", ex))
-        flagged = io.fetch_one(con.execute("SELECT count(*) FROM market.ohlcv WHERE bar_count < expected_bars AND exchange = ?", [ex]))[0]
-    summary = rep.merge(integ[["symbol", "timeframe", "rows", "first_ts", "last_ts", "n_gaps", "missing_bars"]],
-                        how="left", on=["symbol", "timeframe"])
+        fresh = freshness(
+            con,
+            ex,
+            slices,
+            origins,
+            None if cfg.source == "files" else int(io.now_utc().value // 10**6),
+            raw_marks,
+            io.watermarks(con, "market.ohlcv", ex),
+        )
+        flagged = io.fetch_one(
+            con.execute("SELECT count(*) FROM market.ohlcv WHERE bar_count < expected_bars AND exchange = ?", [ex])
+        )[0]
+    summary = rep.merge(
+        integ[["symbol", "timeframe", "rows", "first_ts", "last_ts", "n_gaps", "missing_bars"]],
+        how="left",
+        on=["symbol", "timeframe"],
+    )
     summary["first"], summary["last"] = summary["first_ts"].map(ts_iso), summary["last_ts"].map(ts_iso)
     return dg.MaterializeResult(
-        metadata={"new_rows": int(rep["new_rows"].sum()), "dagster/row_count": int(integ["rows"].sum()) if len(integ) else 0,
-                  "incomplete_periods_flagged": int(flagged),
-                  "summary": md_table(summary.drop(columns=["first_ts", "last_ts"]))},
-        check_results=[candle_integrity_result(integ, "candle_integrity", MARKET_OHLCV),
-                       gap_budget_result(integ, gaps, cfg.checks.max_gap_bars, cfg.checks.max_missing_fraction, MARKET_OHLCV),
-                       staleness_result(fresh, cfg.checks.max_staleness_bars, MARKET_OHLCV)])
+        metadata={
+            "new_rows": int(rep["new_rows"].sum()),
+            "dagster/row_count": int(integ["rows"].sum()) if len(integ) else 0,
+            "incomplete_periods_flagged": int(flagged),
+            "summary": md_table(summary.drop(columns=["first_ts", "last_ts"])),
+        },
+        check_results=[
+            candle_integrity_result(integ, "candle_integrity", MARKET_OHLCV),
+            gap_budget_result(integ, gaps, cfg.checks.max_gap_bars, cfg.checks.max_missing_fraction, MARKET_OHLCV),
+            staleness_result(fresh, cfg.checks.max_staleness_bars, MARKET_OHLCV),
+        ],
+    )
 
 
 @dg.asset(
-    key=ONCHAIN_DAILY, group_name="market", pool=POOL, kinds={"duckdb", "python"}, code_version="1",
+    key=ONCHAIN_DAILY,
+    group_name="market",
+    pool=POOL,
+    kinds={"duckdb", "python"},
+    code_version="1",
     deps=[RAW_ONCHAIN_METRICS],
-    check_specs=[dg.AssetCheckSpec("core_coverage", asset=ONCHAIN_DAILY, blocking=True,
-                                   description="Core columns cover >= min_onchain_coverage of days since 2011."),
-                 dg.AssetCheckSpec("fresh", asset=ONCHAIN_DAILY, description="Days since the last core value (WARN).")],
+    check_specs=[
+        dg.AssetCheckSpec(
+            "core_coverage",
+            asset=ONCHAIN_DAILY,
+            blocking=True,
+            description="Core columns cover >= min_onchain_coverage of days since 2011.",
+        ),
+        dg.AssetCheckSpec("fresh", asset=ONCHAIN_DAILY, description="Days since the last core value (WARN)."),
+    ],
     description="One row per UTC day: normalised on-chain columns with per-column source, available_at = D+1 00:00 "
-                "UTC + publication lag. Column catalogue and coverage in market.onchain_columns.",
+    "UTC + publication lag. Column catalogue and coverage in market.onchain_columns.",
 )
 def market_onchain_daily(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
     cfg = settings()
     with warehouse.connect() as con:
-        fp = io.inputs_fingerprint(con, "SELECT fingerprint FROM raw.ingest_checkpoints WHERE source_kind='onchain' "
-                                        "ORDER BY locator", extra=f"lag={cfg.onchain.publication_lag_hours};v=1")
+        fp = io.inputs_fingerprint(
+            con,
+            "SELECT fingerprint FROM raw.ingest_checkpoints WHERE source_kind='onchain' ORDER BY locator",
+            extra=f"lag={cfg.onchain.publication_lag_hours};v=1",
+        )
         if io.inputs_unchanged(con, "market.onchain_daily", fp):
-            return dg.MaterializeResult(metadata={"status": "inputs unchanged; not recomputed"},
-                                        check_results=_onchain_checks(con, cfg))
+            return dg.MaterializeResult(
+                metadata={"status": "inputs unchanged; not recomputed"}, check_results=_onchain_checks(con, cfg)
+            )
         long = io.read_df(con, "SELECT date, source, metric, value FROM raw.onchain_metrics")
         long["date"] = pd.to_datetime(long["date"]).dt.as_unit("us")
         daily, report = normalise_onchain(long, cfg.onchain.publication_lag_hours)
@@ -147,10 +235,17 @@ def market_onchain_daily(context: dg.AssetExecutionContext, warehouse: Warehouse
         io.record_inputs(con, "market.onchain_daily", fp)
         checks = _onchain_checks(con, cfg)
     return dg.MaterializeResult(
-        metadata={"dagster/row_count": len(daily), "first_date": str(daily["date"].min().date()),
-                  "last_date": str(daily["date"].max().date()), "columns": len(report),
-                  "coverage": md_table(report[["column", "unit", "first_date", "last_date", "coverage", "max_overlap_rel_diff"]], 80)},
-        check_results=checks)
+        metadata={
+            "dagster/row_count": len(daily),
+            "first_date": str(daily["date"].min().date()),
+            "last_date": str(daily["date"].max().date()),
+            "columns": len(report),
+            "coverage": md_table(
+                report[["column", "unit", "first_date", "last_date", "coverage", "max_overlap_rel_diff"]], 80
+            ),
+        },
+        check_results=checks,
+    )
 
 
 def _onchain_checks(con, cfg) -> list[dg.AssetCheckResult]:
@@ -161,30 +256,47 @@ def _onchain_checks(con, cfg) -> list[dg.AssetCheckResult]:
     last_core = pd.Timestamp(core["last_date"].min())
     days_behind = int((io.now_utc().normalize() - last_core).days)
     return [
-        dg.AssetCheckResult(check_name="core_coverage", passed=bool(low.empty), severity=dg.AssetCheckSeverity.ERROR,
-                            metadata={"below_threshold": md_table(low[["column", "coverage_since_2011"]]),
-                                      "threshold": cfg.checks.min_onchain_coverage,
-                                      "coverage": md_table(core[["column", "first_date", "last_date", "coverage_since_2011"]])}),
-        dg.AssetCheckResult(check_name="fresh", passed=days_behind <= 3, severity=dg.AssetCheckSeverity.WARN,
-                            metadata={"last_core_date": str(last_core.date()), "days_behind_today": days_behind}),
+        dg.AssetCheckResult(
+            check_name="core_coverage",
+            passed=bool(low.empty),
+            severity=dg.AssetCheckSeverity.ERROR,
+            metadata={
+                "below_threshold": md_table(low[["column", "coverage_since_2011"]]),
+                "threshold": cfg.checks.min_onchain_coverage,
+                "coverage": md_table(core[["column", "first_date", "last_date", "coverage_since_2011"]]),
+            },
+        ),
+        dg.AssetCheckResult(
+            check_name="fresh",
+            passed=days_behind <= 3,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={"last_core_date": str(last_core.date()), "days_behind_today": days_behind},
+        ),
     ]
 
 
 @dg.asset(
-    key=SENTIMENT_DAILY, group_name="market", pool=POOL, kinds={"duckdb", "python"}, code_version="1",
+    key=SENTIMENT_DAILY,
+    group_name="market",
+    pool=POOL,
+    kinds={"duckdb", "python"},
+    code_version="1",
     deps=[EXTERNAL_DATA_FOLDER],
     check_specs=[dg.AssetCheckSpec("fresh", asset=SENTIMENT_DAILY, description="Days since the last value (WARN).")],
     description="Crypto Fear & Greed Index (alternative.me) per UTC day with available_at = D+1 00:00 UTC + lag. "
-                "Days missing at the source stay missing.",
+    "Days missing at the source stay missing.",
 )
-def market_sentiment_daily(context: dg.AssetExecutionContext, warehouse: WarehouseResource, files: FilesSource) -> dg.MaterializeResult:
+def market_sentiment_daily(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource, files: FilesSource
+) -> dg.MaterializeResult:
     cfg = settings()
     path = files.fear_greed_path()
     fp = f"{file_fingerprint(path) if path else None};lag={cfg.onchain.publication_lag_hours}"
     with warehouse.connect() as con:
         if io.inputs_unchanged(con, "market.sentiment_daily", fp):
-            return dg.MaterializeResult(metadata={"status": "source file unchanged; not re-read"},
-                                        check_results=[_sentiment_fresh(con)])
+            return dg.MaterializeResult(
+                metadata={"status": "source file unchanged; not re-read"}, check_results=[_sentiment_fresh(con)]
+            )
         fng = files.read_fear_greed(cfg.onchain.publication_lag_hours)  # validates before anything is replaced
         io.replace_slice(con, "market.sentiment_daily", fng, {})
         io.record_inputs(con, "market.sentiment_daily", fp)
@@ -192,13 +304,23 @@ def market_sentiment_daily(context: dg.AssetExecutionContext, warehouse: Warehou
     full = pd.date_range(fng["date"].min(), fng["date"].max(), freq="D")
     missing = sorted(set(full) - set(fng["date"]))
     return dg.MaterializeResult(
-        metadata={"dagster/row_count": len(fng), "first_date": str(fng["date"].min().date()), "last_date": str(fng["date"].max().date()),
-                  "missing_days": ", ".join(str(d.date()) for d in missing) or "none", "preview": md_table(fng.tail(10))},
-        check_results=[check])
+        metadata={
+            "dagster/row_count": len(fng),
+            "first_date": str(fng["date"].min().date()),
+            "last_date": str(fng["date"].max().date()),
+            "missing_days": ", ".join(str(d.date()) for d in missing) or "none",
+            "preview": md_table(fng.tail(10)),
+        },
+        check_results=[check],
+    )
 
 
 def _sentiment_fresh(con) -> dg.AssetCheckResult:
     last = io.fetch_one(con.execute("SELECT max(date) FROM market.sentiment_daily"))[0]
     days_behind = int((io.now_utc().normalize() - pd.Timestamp(last)).days) if last is not None else 10**6
-    return dg.AssetCheckResult(check_name="fresh", passed=days_behind <= 3, severity=dg.AssetCheckSeverity.WARN,
-                               metadata={"last_date": str(last), "days_behind_today": days_behind})
+    return dg.AssetCheckResult(
+        check_name="fresh",
+        passed=days_behind <= 3,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"last_date": str(last), "days_behind_today": days_behind},
+    )

@@ -4,9 +4,26 @@ import dagster as dg
 import pandas as pd
 
 from assets.common import POOL, md_table
-from assets.keys import (BASELINE, BASELINE_BACKTEST, FEATURES, MARKET_OHLCV, ONCHAIN_DAILY, ONCHAIN_FEATURES, OPTIONS_BACKTEST,
-                         OPTIONS_DAILY, OPTIONS_MODELS, OPTIONS_TRADES, REGIMES, SENTIMENT_DAILY, SETUP_BACKTEST,
-                         SETUP_CANDIDATES, SETUP_META, SETUP_THRESHOLDS, SETUPS, SNAPSHOT)
+from assets.keys import (
+    BASELINE,
+    BASELINE_BACKTEST,
+    FEATURES,
+    MARKET_OHLCV,
+    ONCHAIN_DAILY,
+    ONCHAIN_FEATURES,
+    OPTIONS_BACKTEST,
+    OPTIONS_DAILY,
+    OPTIONS_MODELS,
+    OPTIONS_TRADES,
+    REGIMES,
+    SENTIMENT_DAILY,
+    SETUP_BACKTEST,
+    SETUP_CANDIDATES,
+    SETUP_META,
+    SETUP_THRESHOLDS,
+    SETUPS,
+    SNAPSHOT,
+)
 from resources.warehouse import WarehouseResource
 from warehouse import io
 from warehouse.publish import fingerprint, publish_snapshot
@@ -14,22 +31,54 @@ from warehouse.schema import SERVING_TABLES
 
 
 @dg.asset(
-    key=SNAPSHOT, group_name="ops", pool=POOL, kinds={"duckdb", "parquet"}, code_version="1",
-    deps=[MARKET_OHLCV, ONCHAIN_DAILY, SENTIMENT_DAILY, FEATURES, REGIMES, BASELINE, BASELINE_BACKTEST, ONCHAIN_FEATURES,
-          OPTIONS_DAILY, OPTIONS_TRADES, OPTIONS_BACKTEST, OPTIONS_MODELS, SETUP_CANDIDATES, SETUP_META, SETUP_THRESHOLDS,
-          SETUPS, SETUP_BACKTEST],
+    key=SNAPSHOT,
+    group_name="ops",
+    pool=POOL,
+    kinds={"duckdb", "parquet"},
+    code_version="1",
+    deps=[
+        MARKET_OHLCV,
+        ONCHAIN_DAILY,
+        SENTIMENT_DAILY,
+        FEATURES,
+        REGIMES,
+        BASELINE,
+        BASELINE_BACKTEST,
+        ONCHAIN_FEATURES,
+        OPTIONS_DAILY,
+        OPTIONS_TRADES,
+        OPTIONS_BACKTEST,
+        OPTIONS_MODELS,
+        SETUP_CANDIDATES,
+        SETUP_META,
+        SETUP_THRESHOLDS,
+        SETUPS,
+        SETUP_BACKTEST,
+    ],
     description="Copies the curated tables into serving.duckdb (atomic rename) and exports/<table>.parquet. "
-                "Skipped when no table changed since the last publish.",
+    "Skipped when no table changed since the last publish.",
 )
 def serving_snapshot(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
     with warehouse.connect() as con:
         fp = fingerprint(con, SERVING_TABLES)
         if io.inputs_unchanged(con, "ops.serving_snapshot", fp):
-            return dg.MaterializeResult(metadata={"status": "tables unchanged; snapshot kept", "path": warehouse.serving_path})
+            return dg.MaterializeResult(
+                metadata={"status": "tables unchanged; snapshot kept", "path": warehouse.serving_path}
+            )
         rows = publish_snapshot(con, SERVING_TABLES, warehouse.serving_path, warehouse.exports_dir)
         io.record_inputs(con, "ops.serving_snapshot", fp)
-        io.upsert(con, "ops.publish_log", pd.DataFrame([{"published_at": io.now_utc(), "fingerprint": fp,
-                                                         "tables": len(rows), "path": warehouse.serving_path}]), ["published_at"])
-    return dg.MaterializeResult(metadata={"path": dg.MetadataValue.path(warehouse.serving_path),
-                                          "exports": dg.MetadataValue.path(warehouse.exports_dir),
-                                          "tables": md_table(pd.DataFrame(list(rows.items()), columns=["table", "rows"]))})
+        io.upsert(
+            con,
+            "ops.publish_log",
+            pd.DataFrame(
+                [{"published_at": io.now_utc(), "fingerprint": fp, "tables": len(rows), "path": warehouse.serving_path}]
+            ),
+            ["published_at"],
+        )
+    return dg.MaterializeResult(
+        metadata={
+            "path": dg.MetadataValue.path(warehouse.serving_path),
+            "exports": dg.MetadataValue.path(warehouse.exports_dir),
+            "tables": md_table(pd.DataFrame(list(rows.items()), columns=["table", "rows"])),
+        }
+    )

@@ -24,9 +24,16 @@ def _latest_run(con, name: str) -> pd.Series:
     return r
 
 
-def promotion_assets(train_key: dg.AssetKey, evaluation_key: dg.AssetKey, champion_key: dg.AssetKey, group: str,
-                     section: Callable[[TraderConfig], ModelConfig], what: str,
-                     code_version: str, priority: int = 0) -> tuple[dg.AssetsDefinition, dg.AssetsDefinition]:
+def promotion_assets(
+    train_key: dg.AssetKey,
+    evaluation_key: dg.AssetKey,
+    champion_key: dg.AssetKey,
+    group: str,
+    section: Callable[[TraderConfig], ModelConfig],
+    what: str,
+    code_version: str,
+    priority: int = 0,
+) -> tuple[dg.AssetsDefinition, dg.AssetsDefinition]:
     """The evaluation asset (blocking ``promotion_gate`` check) and the ``@champion`` asset of one registered model.
 
     The training asset records each version in ``ml.model_runs`` (``metrics`` JSON with ``cal`` scores). The
@@ -37,17 +44,29 @@ def promotion_assets(train_key: dg.AssetKey, evaluation_key: dg.AssetKey, champi
     """
 
     @dg.asset(
-        key=evaluation_key, group_name=group, pool=POOL, deps=[train_key], kinds={"mlflow"}, code_version=code_version,
+        key=evaluation_key,
+        group_name=group,
+        pool=POOL,
+        deps=[train_key],
+        kinds={"mlflow"},
+        code_version=code_version,
         op_tags={"dagster/priority": str(priority)},
-        check_specs=[dg.AssetCheckSpec(PROMOTION_GATE, asset=evaluation_key, blocking=True,
-                                       description="OOS calibrated AUC / ECE / rows and Brier below the base rate meet the "
-                                                   "promotion criteria, and Brier is not worse than the current @champion.")],
+        check_specs=[
+            dg.AssetCheckSpec(
+                PROMOTION_GATE,
+                asset=evaluation_key,
+                blocking=True,
+                description="OOS calibrated AUC / ECE / rows and Brier below the base rate meet the "
+                "promotion criteria, and Brier is not worse than the current @champion.",
+            )
+        ],
         description=f"Applies the promotion criteria (data in trader.yaml, rules in models/evaluation.py) to the latest "
-                    f"{what} version's out-of-sample calibrated scores. Only the champion alias is downstream, so a failed "
-                    f"gate blocks promotion and nothing else.",
+        f"{what} version's out-of-sample calibrated scores. Only the champion alias is downstream, so a failed "
+        f"gate blocks promotion and nothing else.",
     )
-    def _evaluation(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
-                    mlflow: MlflowTracking) -> dg.MaterializeResult:
+    def _evaluation(
+        context: dg.AssetExecutionContext, warehouse: WarehouseResource, mlflow: MlflowTracking
+    ) -> dg.MaterializeResult:
         m = section(settings())
         name = m.name
         with warehouse.connect() as con:
@@ -55,26 +74,51 @@ def promotion_assets(train_key: dg.AssetKey, evaluation_key: dg.AssetKey, champi
             scores = json.loads(r.metrics)["cal"]
             champ = mlflow.champion(name)
             champ_metrics = mlflow.champion_scores(name, unless_version=r.model_version)
-            passed, reasons = decide({k: (float("nan") if v is None else v) for k, v in scores.items()},
-                                     m.promotion, champ_metrics)
+            passed, reasons = decide(
+                {k: (float("nan") if v is None else v) for k, v in scores.items()}, m.promotion, champ_metrics
+            )
             runs.set_promotion_verdict(con, r.mlflow_run_id, passed, reasons)
         mlflow.set_tag(r.mlflow_run_id, "promotion_passed", str(passed))
         verdict = pd.DataFrame({"rule": reasons})
         return dg.MaterializeResult(
-            metadata={"model_version": r.model_version, "mlflow_run_id": r.mlflow_run_id, "verdict": "PASS" if passed else "FAIL",
-                      "rules": md_table(verdict), "champion_version": None if champ is None else str(champ.version)},
-            check_results=[dg.AssetCheckResult(check_name=PROMOTION_GATE, passed=passed, severity=dg.AssetCheckSeverity.ERROR,
-                                               metadata={"reasons": "\n".join(reasons), "model_version": str(r.model_version),
-                                                         "auc_cal": scores.get("auc"), "ece_cal": scores.get("ece"),
-                                                         "brier_cal": scores.get("brier"), "brier_base": scores.get("brier_base")})])
+            metadata={
+                "model_version": r.model_version,
+                "mlflow_run_id": r.mlflow_run_id,
+                "verdict": "PASS" if passed else "FAIL",
+                "rules": md_table(verdict),
+                "champion_version": None if champ is None else str(champ.version),
+            },
+            check_results=[
+                dg.AssetCheckResult(
+                    check_name=PROMOTION_GATE,
+                    passed=passed,
+                    severity=dg.AssetCheckSeverity.ERROR,
+                    metadata={
+                        "reasons": "\n".join(reasons),
+                        "model_version": str(r.model_version),
+                        "auc_cal": scores.get("auc"),
+                        "ece_cal": scores.get("ece"),
+                        "brier_cal": scores.get("brier"),
+                        "brier_base": scores.get("brier_base"),
+                    },
+                )
+            ],
+        )
 
     @dg.asset(
-        key=champion_key, group_name=group, pool=POOL, deps=[evaluation_key], kinds={"mlflow"}, code_version=code_version,
+        key=champion_key,
+        group_name=group,
+        pool=POOL,
+        deps=[evaluation_key],
+        kinds={"mlflow"},
+        code_version=code_version,
         op_tags={"dagster/priority": str(priority)},
         description=f"Moves the {what}'s @champion alias to the version just trained. Runs only when the blocking "
-                    f"promotion_gate check passed (Dagster skips it otherwise).",
+        f"promotion_gate check passed (Dagster skips it otherwise).",
     )
-    def _champion(context: dg.AssetExecutionContext, warehouse: WarehouseResource, mlflow: MlflowTracking) -> dg.MaterializeResult:
+    def _champion(
+        context: dg.AssetExecutionContext, warehouse: WarehouseResource, mlflow: MlflowTracking
+    ) -> dg.MaterializeResult:
         name = section(settings()).name
         with warehouse.connect() as con:
             r = _latest_run(con, name)
@@ -82,11 +126,21 @@ def promotion_assets(train_key: dg.AssetKey, evaluation_key: dg.AssetKey, champi
                 raise dg.Failure(f"{name} v{r.model_version} failed the promotion gate; champion unchanged")
             current = mlflow.champion(name)
             if current is not None and str(current.version) == str(r.model_version):
-                return dg.MaterializeResult(metadata={"champion": f"models:/{name}@champion", "version": r.model_version,
-                                                      "status": "already champion"})
+                return dg.MaterializeResult(
+                    metadata={
+                        "champion": f"models:/{name}@champion",
+                        "version": r.model_version,
+                        "status": "already champion",
+                    }
+                )
             mlflow.promote(name, r.model_version)
             runs.mark_promoted(con, r.mlflow_run_id)
-        return dg.MaterializeResult(metadata={"champion": f"models:/{name}@champion", "version": r.model_version,
-                                              "previous": None if current is None else str(current.version)})
+        return dg.MaterializeResult(
+            metadata={
+                "champion": f"models:/{name}@champion",
+                "version": r.model_version,
+                "previous": None if current is None else str(current.version),
+            }
+        )
 
     return _evaluation, _champion

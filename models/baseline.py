@@ -8,6 +8,7 @@ the triple barrier of :func:`models.labels.triple_barrier` (entry at the next op
 in Financial Machine Learning*, 2018, ch. 3 and 7). Callers read the series (``warehouse.readers.series``) and pass
 them in; nothing here reads or writes storage.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -69,18 +70,38 @@ def train_baseline(series_by_symbol: dict[str, pd.DataFrame], cfg, windows, fit_
             raise ValueError(f"no {cfg.timeframe} feature rows for training symbol {sym}; run the features first")
         parts.append(labelled_frame(s, cfg).assign(symbol=sym))
     data = pd.concat(parts, ignore_index=True)
-    data = data[data["win"].notna() & (data["label_end_ts"] >= 0)].sort_values(["ts", "symbol"], kind="stable").reset_index(drop=True)
-    folds = walk_forward(data["ts"].to_numpy(), data["label_end_ts"].to_numpy(), train_ms=windows.train_ms,
-                         test_ms=windows.test_ms, purge_ms=windows.purge_ms, embargo_ms=windows.embargo_ms,
-                         expanding=windows.expanding, min_train_rows=1000)
+    data = (
+        data[data["win"].notna() & (data["label_end_ts"] >= 0)]
+        .sort_values(["ts", "symbol"], kind="stable")
+        .reset_index(drop=True)
+    )
+    folds = walk_forward(
+        data["ts"].to_numpy(),
+        data["label_end_ts"].to_numpy(),
+        train_ms=windows.train_ms,
+        test_ms=windows.test_ms,
+        purge_ms=windows.purge_ms,
+        embargo_ms=windows.embargo_ms,
+        expanding=windows.expanding,
+        min_train_rows=1000,
+    )
     spec = ModelSpec(kind=cfg.kind, params=cfg.params, seed=cfg.seed)
-    res = walk_forward_fit(data[MODEL_FEATURES], data["win"].to_numpy(), folds, spec, calibration=cfg.calibration,
-                           min_calibration_rows=cfg.walk_forward.min_calibration_rows, fit_final=fit_final,
-                           t1=data["label_end_ts"].to_numpy())
+    res = walk_forward_fit(
+        data[MODEL_FEATURES],
+        data["win"].to_numpy(),
+        folds,
+        spec,
+        calibration=cfg.calibration,
+        min_calibration_rows=cfg.walk_forward.min_calibration_rows,
+        fit_final=fit_final,
+        t1=data["label_end_ts"].to_numpy(),
+    )
     return BaselineRun(data, folds, res, windows)
 
 
-def predictions_for(series_by_symbol: dict[str, pd.DataFrame], symbols: list[str], cfg, run: BaselineRun) -> pd.DataFrame:
+def predictions_for(
+    series_by_symbol: dict[str, pd.DataFrame], symbols: list[str], cfg, run: BaselineRun
+) -> pd.DataFrame:
     """Out-of-sample probabilities for every bar of every symbol that falls in a fold's test window.
 
     Training symbols reuse their out-of-fold predictions; other symbols are scored by the fold model of the window
@@ -103,9 +124,19 @@ def predictions_for(series_by_symbol: dict[str, pd.DataFrame], symbols: list[str
         x = labelled_frame(s, cfg)
         p = predict_out_of_sample(run.result.fold_models, x[MODEL_FEATURES], x["ts"].to_numpy())
         keep = p["fold"].to_numpy() >= 0
-        out.append(pd.DataFrame({"symbol": sym, "ts": x["ts"].to_numpy()[keep], "fold": p["fold"].to_numpy()[keep],
-                                 "p_raw": p["p_raw"].to_numpy()[keep], "p_cal": p["p_cal"].to_numpy()[keep],
-                                 "win": x["win"].to_numpy()[keep], "label_end_ts": x["label_end_ts"].to_numpy()[keep]}))
+        out.append(
+            pd.DataFrame(
+                {
+                    "symbol": sym,
+                    "ts": x["ts"].to_numpy()[keep],
+                    "fold": p["fold"].to_numpy()[keep],
+                    "p_raw": p["p_raw"].to_numpy()[keep],
+                    "p_cal": p["p_cal"].to_numpy()[keep],
+                    "win": x["win"].to_numpy()[keep],
+                    "label_end_ts": x["label_end_ts"].to_numpy()[keep],
+                }
+            )
+        )
     return pd.concat(out, ignore_index=True) if out else pd.DataFrame()
 
 
@@ -114,5 +145,7 @@ def oof_by_regime(run: BaselineRun) -> pd.DataFrame:
     the input of :func:`models.evaluation.scores_by` per regime and per symbol."""
     oof = run.result.oof.merge(run.data[["symbol", "ts", "trend_code", "vol_code"]], left_on="row", right_index=True)
     oof = oof[oof["p_cal"].notna()]
-    return oof.assign(trend=oof["trend_code"].map({-1.0: "bear", 0.0: "sideways", 1.0: "bull"}),
-                      vol=oof["vol_code"].map({0.0: "low", 1.0: "normal", 2.0: "high"}))
+    return oof.assign(
+        trend=oof["trend_code"].map({-1.0: "bear", 0.0: "sideways", 1.0: "bull"}),
+        vol=oof["vol_code"].map({0.0: "low", 1.0: "normal", 2.0: "high"}),
+    )

@@ -6,6 +6,7 @@
   count-weighted mean |observed rate - mean predicted probability| over equal-width bins, Naeini et al.,
   2015) and the reliability table behind it.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -39,7 +40,9 @@ class Calibrator:
         return self.model.predict_proba(z.reshape(-1, 1))[:, 1]
 
 
-def fit_calibrator(p_raw: np.ndarray, y: np.ndarray, method: Literal["isotonic", "sigmoid", "identity"] = "isotonic") -> Calibrator:
+def fit_calibrator(
+    p_raw: np.ndarray, y: np.ndarray, method: Literal["isotonic", "sigmoid", "identity"] = "isotonic"
+) -> Calibrator:
     """Fit a calibrator on out-of-fold raw probabilities ``p_raw`` (n,) and binary outcomes ``y`` (n,).
 
     Raises:
@@ -89,14 +92,22 @@ def scores(p: np.ndarray, y: np.ndarray, n_bins: int = 10) -> dict[str, float]:
     m = ~(np.isnan(p) | np.isnan(y))
     p, y = p[m], y[m]
     if len(p) == 0:
-        return {k: float("nan") for k in ("n", "base_rate", "brier", "brier_base", "brier_skill", "log_loss", "ece", "auc")}
+        return {
+            k: float("nan") for k in ("n", "base_rate", "brier", "brier_base", "brier_skill", "log_loss", "ece", "auc")
+        }
     rate = float(y.mean())
     base = rate * (1 - rate)
     brier = float(brier_score_loss(y, p)) if len(np.unique(y)) > 1 else float(np.mean((p - y) ** 2))
-    return {"n": float(len(p)), "base_rate": rate, "brier": brier, "brier_base": base,
-            "brier_skill": 1 - brier / base if base > 0 else float("nan"),
-            "log_loss": float(log_loss(y, np.clip(p, _EPS, 1 - _EPS), labels=[0, 1])),
-            "ece": ece(p, y, n_bins), "auc": float(roc_auc_score(y, p)) if len(np.unique(y)) > 1 else float("nan")}
+    return {
+        "n": float(len(p)),
+        "base_rate": rate,
+        "brier": brier,
+        "brier_base": base,
+        "brier_skill": 1 - brier / base if base > 0 else float("nan"),
+        "log_loss": float(log_loss(y, np.clip(p, _EPS, 1 - _EPS), labels=[0, 1])),
+        "ece": ece(p, y, n_bins),
+        "auc": float(roc_auc_score(y, p)) if len(np.unique(y)) > 1 else float("nan"),
+    }
 
 
 def reliability_plot(tables: dict[str, pd.DataFrame], title: str = "Reliability") -> bytes:

@@ -4,15 +4,35 @@
 timeframe** into scale-free inputs (ratios to price, oscillators, lagged returns, regime codes) so one
 model can serve every symbol. Each output row uses only its own row and earlier rows of the same series.
 """
+
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
 MODEL_FEATURES = [
-    "rsi", "macd_n", "macd_signal_n", "macd_hist_n", "bb_pos", "bb_width", "dist_ema20", "dist_ema50", "dist_ema200",
-    "ema20_ema50", "ema50_ema200", "adx", "natr", "realized_vol_24", "volume_zscore_20", "ret_1", "ret_4", "ret_24",
-    "trend_code", "vol_code", "natr_pct_rank", "regime_confidence",
+    "rsi",
+    "macd_n",
+    "macd_signal_n",
+    "macd_hist_n",
+    "bb_pos",
+    "bb_width",
+    "dist_ema20",
+    "dist_ema50",
+    "dist_ema200",
+    "ema20_ema50",
+    "ema50_ema200",
+    "adx",
+    "natr",
+    "realized_vol_24",
+    "volume_zscore_20",
+    "ret_1",
+    "ret_4",
+    "ret_24",
+    "trend_code",
+    "vol_code",
+    "natr_pct_rank",
+    "regime_confidence",
 ]
 _TREND = {"bear": -1.0, "sideways": 0.0, "bull": 1.0}
 _VOL = {"low": 0.0, "normal": 1.0, "high": 2.0}

@@ -5,6 +5,7 @@ A model is promoted to ``@champion`` only if its **out-of-sample, calibrated** s
 (relative). :func:`decide` returns the verdict with one line per rule, which the blocking asset check
 shows in the Dagster UI.
 """
+
 from __future__ import annotations
 
 import math
@@ -22,13 +23,20 @@ class PromotionCriteria(Params):
 
     min_auc: float = Field(0.51, description="OOS ROC AUC must be at least this.")
     max_ece: float = Field(0.03, description="OOS expected calibration error (after calibration) at most this.")
-    require_brier_below_base: bool = Field(True, description="OOS Brier score must beat always predicting the base rate.")
+    require_brier_below_base: bool = Field(
+        True, description="OOS Brier score must beat always predicting the base rate."
+    )
     min_oos_rows: int = Field(1000, description="Out-of-sample rows required to judge.")
-    max_brier_regression: float = Field(0.0005, description="Allowed Brier increase over the current champion (absolute; "
-                                                             "retrains on the same data differ by ~1e-4, so 0 blocks them).")
+    max_brier_regression: float = Field(
+        0.0005,
+        description="Allowed Brier increase over the current champion (absolute; "
+        "retrains on the same data differ by ~1e-4, so 0 blocks them).",
+    )
 
 
-def decide(m: dict[str, float], c: PromotionCriteria, champion: dict[str, float] | None = None) -> tuple[bool, list[str]]:
+def decide(
+    m: dict[str, float], c: PromotionCriteria, champion: dict[str, float] | None = None
+) -> tuple[bool, list[str]]:
     """Apply ``c`` to OOS calibrated scores ``m`` (keys of :func:`models.calibration.scores`).
 
     Returns:
@@ -40,11 +48,19 @@ def decide(m: dict[str, float], c: PromotionCriteria, champion: dict[str, float]
         (m.get("ece", float("nan")) <= c.max_ece, f"ece {m.get('ece', float('nan')):.4f} <= {c.max_ece}"),
     ]
     if c.require_brier_below_base:
-        rules.append((m.get("brier", 1) < m.get("brier_base", 0),
-                      f"brier {m.get('brier', float('nan')):.5f} < base-rate brier {m.get('brier_base', float('nan')):.5f}"))
+        rules.append(
+            (
+                m.get("brier", 1) < m.get("brier_base", 0),
+                f"brier {m.get('brier', float('nan')):.5f} < base-rate brier {m.get('brier_base', float('nan')):.5f}",
+            )
+        )
     if champion and not math.isnan(champion.get("brier", float("nan"))):
-        rules.append((m["brier"] <= champion["brier"] + c.max_brier_regression,
-                      f"brier {m['brier']:.5f} <= champion {champion['brier']:.5f} + {c.max_brier_regression}"))
+        rules.append(
+            (
+                m["brier"] <= champion["brier"] + c.max_brier_regression,
+                f"brier {m['brier']:.5f} <= champion {champion['brier']:.5f} + {c.max_brier_regression}",
+            )
+        )
     return all(ok for ok, _ in rules), [("PASS " if ok else "FAIL ") + text for ok, text in rules]
 
 

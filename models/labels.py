@@ -11,6 +11,7 @@ label uses. The label is knowable only after that bar closes (``label_end_ts + s
   simulator's conventions: entry at the next bar's open, barriers in ATR multiples of the decision
   bar's ATR, the stop assumed first when both are inside one bar.
 """
+
 from __future__ import annotations
 
 import numba
@@ -82,10 +83,10 @@ def _barrier_kernel(o, h, l, atr, tp_mult, sl_mult, max_bars, side):  # pragma: 
         for k in range(t + 1, last + 1):
             adv = l[k] if side > 0 else h[k]
             fav = h[k] if side > 0 else l[k]
-            if k > t + 1 and (o[k] - dn) * side <= 0:      # opened through the stop
+            if k > t + 1 and (o[k] - dn) * side <= 0:  # opened through the stop
                 res, exit_px, k_end = SL, o[k], k
                 break
-            if (adv - dn) * side <= 0:                     # stop first when both are inside the bar
+            if (adv - dn) * side <= 0:  # stop first when both are inside the bar
                 res, exit_px, k_end = SL, dn, k
                 break
             if k > t + 1 and (o[k] - up) * side >= 0:
@@ -127,8 +128,12 @@ def triple_barrier(bars: pd.DataFrame, tp_atr: float, sl_atr: float, max_bars: i
     entry = np.r_[o[1:], np.nan]
     with np.errstate(invalid="ignore"):
         r = side * (px / entry - 1.0)
-    return pd.DataFrame({
-        "ts": ts, "label_end_ts": np.where(labelled, ts[np.clip(end, 0, None)], -1),
-        "outcome": np.where(labelled, out.astype(np.float64), np.nan),
-        "barrier_ret": np.where(labelled, r, np.nan),
-        "win": np.where(labelled, (out == TP).astype(np.float64), np.nan)})
+    return pd.DataFrame(
+        {
+            "ts": ts,
+            "label_end_ts": np.where(labelled, ts[np.clip(end, 0, None)], -1),
+            "outcome": np.where(labelled, out.astype(np.float64), np.nan),
+            "barrier_ret": np.where(labelled, r, np.nan),
+            "win": np.where(labelled, (out == TP).astype(np.float64), np.nan),
+        }
+    )

@@ -19,6 +19,7 @@ had ended too. History truncated at any day ``D`` therefore reproduces the full 
 (tests/test_options_models.py). The served model (what MLflow registers) is the latest fold's model, i.e. the one
 that scored the most recent days.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -41,35 +42,70 @@ class OptionsModelsConfig(ModelConfig):
     """``options_desk.models``: ``p_long`` / ``p_short`` labels, estimator, walk-forward (steps of one day),
     promotion and signals."""
 
-    names: dict[str, str] = Field(default_factory=lambda: {"p_long": "options_p_long", "p_short": "options_p_short"},
-                                  description="Registered MLflow model name per score.")
+    names: dict[str, str] = Field(
+        default_factory=lambda: {"p_long": "options_p_long", "p_short": "options_p_short"},
+        description="Registered MLflow model name per score.",
+    )
     horizon_days: int = Field(30, ge=1, description="Label horizon in days (the primary options' DTE scale).")
-    long_min_return: float = Field(0.05, ge=0, description="p_long's label: BTC return over the horizon >= +this (fraction).")
-    short_min_return: float = Field(0.05, ge=0, description="p_short's label: BTC return over the horizon <= -this (fraction).")
+    long_min_return: float = Field(
+        0.05, ge=0, description="p_long's label: BTC return over the horizon >= +this (fraction)."
+    )
+    short_min_return: float = Field(
+        0.05, ge=0, description="p_short's label: BTC return over the horizon <= -this (fraction)."
+    )
     start_date: str = Field("2012-01-01", description="First day of the dataset (on-chain prices before are thin).")
-    params: dict = Field(default_factory=lambda: {"n_estimators": 60, "learning_rate": 0.03, "num_leaves": 3,
-                                                  "min_child_samples": 300, "colsample_bytree": 0.5},
-                         description="Heavily regularised: ~5,000 daily rows whose 30-day labels overlap.")
-    calibration: Calibration = Field("sigmoid", description="Platt scaling: isotonic overfits the few effective daily "
-                                                            "samples.")
-    walk_forward: WalkForwardConfig = Field(default_factory=lambda: WalkForwardConfig(
-        train_window="1460d", test_window="90d", purge="0", embargo="0", expanding=True, min_calibration_rows=365))
-    promotion: PromotionCriteria = Field(default_factory=lambda: PromotionCriteria(min_auc=0.52, max_ece=0.05, min_oos_rows=1000))
+    params: dict = Field(
+        default_factory=lambda: {
+            "n_estimators": 60,
+            "learning_rate": 0.03,
+            "num_leaves": 3,
+            "min_child_samples": 300,
+            "colsample_bytree": 0.5,
+        },
+        description="Heavily regularised: ~5,000 daily rows whose 30-day labels overlap.",
+    )
+    calibration: Calibration = Field(
+        "sigmoid", description="Platt scaling: isotonic overfits the few effective daily samples."
+    )
+    walk_forward: WalkForwardConfig = Field(
+        default_factory=lambda: WalkForwardConfig(
+            train_window="1460d", test_window="90d", purge="0", embargo="0", expanding=True, min_calibration_rows=365
+        )
+    )
+    promotion: PromotionCriteria = Field(
+        default_factory=lambda: PromotionCriteria(min_auc=0.52, max_ece=0.05, min_oos_rows=1000)
+    )
     call_threshold: float = Field(0.5, ge=0, le=1, description="signal_option_call = p_long >= this.")
     put_threshold: float = Field(0.5, ge=0, le=1, description="signal_option_put = p_short >= this.")
 
+
 #: level columns of ``features.onchain`` that trend with time (USD, BTC, address counts); a tree model would
 #: learn the calendar from them, so the models use the scale-free rest plus BTC's own momentum and volatility.
-LEVEL_COLUMNS = ["mdia_days", "realized_price_usd", "mvrv_60d_max", "whale_addr_1k", "whale_addr_10k",
-                 "exchange_supply_btc", "exchange_netflow_7d_btc", "exchange_netflow_30d_btc"]
+LEVEL_COLUMNS = [
+    "mdia_days",
+    "realized_price_usd",
+    "mvrv_60d_max",
+    "whale_addr_1k",
+    "whale_addr_10k",
+    "exchange_supply_btc",
+    "exchange_netflow_7d_btc",
+    "exchange_netflow_30d_btc",
+]
 PRICE_FEATURES = ["btc_ret_7d", "btc_ret_30d", "btc_ret_90d", "btc_rv_30d", "btc_dist_200d"]
 OPTIONS_MODEL_FEATURES = [c for c in FEATURE_COLUMNS if c not in LEVEL_COLUMNS] + PRICE_FEATURES
 #: model name key -> label column
 TARGETS = {"p_long": "y_long", "p_short": "y_short"}
 
 
-def direction_dataset(features: pd.DataFrame, price: pd.Series, *, horizon_days: int, long_min_return: float,
-                      short_min_return: float, start: str | pd.Timestamp | None = None) -> pd.DataFrame:
+def direction_dataset(
+    features: pd.DataFrame,
+    price: pd.Series,
+    *,
+    horizon_days: int,
+    long_min_return: float,
+    short_min_return: float,
+    start: str | pd.Timestamp | None = None,
+) -> pd.DataFrame:
     """Model rows, one per day.
 
     Args:
@@ -134,9 +170,19 @@ class DirectionFit:
     labelled_rows: int
 
 
-def fit_direction(data: pd.DataFrame, target: str, spec: ModelSpec, *, train_ms: int, test_ms: int, purge_ms: int = 0,
-                  embargo_ms: int = 0, expanding: bool = True, calibration: str = "isotonic",
-                  min_calibration_rows: int = 365) -> DirectionFit:
+def fit_direction(
+    data: pd.DataFrame,
+    target: str,
+    spec: ModelSpec,
+    *,
+    train_ms: int,
+    test_ms: int,
+    purge_ms: int = 0,
+    embargo_ms: int = 0,
+    expanding: bool = True,
+    calibration: str = "isotonic",
+    min_calibration_rows: int = 365,
+) -> DirectionFit:
     """Walk-forward fit of ``p_long`` or ``p_short`` (``target`` in :data:`TARGETS`) on :func:`direction_dataset` rows.
 
     Raises:
@@ -146,13 +192,31 @@ def fit_direction(data: pd.DataFrame, target: str, spec: ModelSpec, *, train_ms:
     ycol = TARGETS[target]
     if not (data[ycol].notna() & (data["label_end_ts"] >= 0)).any():
         raise ValueError(f"fit_direction({target}): no labelled rows (price history shorter than the horizon?)")
-    fit = fit_point_in_time(data, OPTIONS_MODEL_FEATURES, ycol, spec, train_ms=train_ms, test_ms=test_ms,
-                            purge_ms=purge_ms, embargo_ms=embargo_ms, expanding=expanding, calibration=calibration,
-                            min_calibration_rows=min_calibration_rows)
+    fit = fit_point_in_time(
+        data,
+        OPTIONS_MODEL_FEATURES,
+        ycol,
+        spec,
+        train_ms=train_ms,
+        test_ms=test_ms,
+        purge_ms=purge_ms,
+        embargo_ms=embargo_ms,
+        expanding=expanding,
+        calibration=calibration,
+        min_calibration_rows=min_calibration_rows,
+    )
     scored = fit.scores
-    daily = pd.DataFrame({"date": data["date"].to_numpy(), "fold": scored["fold"].to_numpy(), "p_raw": scored["p_raw"].to_numpy(),
-                          "p_cal": scored["p_cal"].to_numpy(), "y": data[ycol].to_numpy(), "fwd_ret": data["fwd_ret"].to_numpy(),
-                          "label_end_ts": data["label_end_ts"].to_numpy()})
+    daily = pd.DataFrame(
+        {
+            "date": data["date"].to_numpy(),
+            "fold": scored["fold"].to_numpy(),
+            "p_raw": scored["p_raw"].to_numpy(),
+            "p_cal": scored["p_cal"].to_numpy(),
+            "y": data[ycol].to_numpy(),
+            "fwd_ret": data["fwd_ret"].to_numpy(),
+            "label_end_ts": data["label_end_ts"].to_numpy(),
+        }
+    )
     daily = daily[daily["fold"] >= 0].reset_index(drop=True)
     return DirectionFit(target, fit.result, fit.folds, daily, fit.served, fit.labelled_rows)
 

@@ -15,6 +15,7 @@ calibration makes ``p(win)`` a probability the EV gate can use.
   p(win) comes from the fold model refit before it, calibrated (isotonic) on earlier out-of-fold scores whose
   labels had ended. The served model is the latest fold's.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -36,16 +37,31 @@ class SetupMetaConfig(ModelConfig):
     """``setup_scanner.meta`` (seed ``models.meta``): the XGBoost p(win) precision filter; bar-count windows are
     hours (:data:`META_STEP_MS`)."""
 
-    enabled: bool = Field(True, description="false = no p(win) gate: every valid candidate becomes a signal (rules only).")
+    enabled: bool = Field(
+        True, description="false = no p(win) gate: every valid candidate becomes a signal (rules only)."
+    )
     name: str = Field("setup_meta", description="Registered MLflow model name; gating uses its @champion.")
     kind: Kind = Field("xgboost", description="Estimator: lightgbm, xgboost or logreg.")
     params: dict = Field(default_factory=dict, description="Over models/trainers.py DEFAULTS['xgboost'].")
-    walk_forward: WalkForwardConfig = Field(default_factory=lambda: WalkForwardConfig(
-        train_window="365d", test_window="180d", purge="0", embargo="1d", expanding=True, min_calibration_rows=2000))
+    walk_forward: WalkForwardConfig = Field(
+        default_factory=lambda: WalkForwardConfig(
+            train_window="365d", test_window="180d", purge="0", embargo="1d", expanding=True, min_calibration_rows=2000
+        )
+    )
     promotion: PromotionCriteria = Field(default_factory=lambda: PromotionCriteria(min_oos_rows=5000))
 
-PLAN_FEATURES = ["side", "level", "rr_tp1", "sl_pct", "tp1_net_pct", "avwap_dist_atr", "avwap_slope_atr", "leg_atr",
-                 "leverage"]
+
+PLAN_FEATURES = [
+    "side",
+    "level",
+    "rr_tp1",
+    "sl_pct",
+    "tp1_net_pct",
+    "avwap_dist_atr",
+    "avwap_slope_atr",
+    "leg_atr",
+    "leverage",
+]
 CONTEXT_FEATURES = ["tf_minutes", "hour_utc", "weekday"]
 META_FEATURES = PLAN_FEATURES + CONTEXT_FEATURES + MODEL_FEATURES
 
@@ -69,13 +85,19 @@ def meta_dataset(candidates: pd.DataFrame, technical: pd.DataFrame) -> pd.DataFr
     """
     c = candidates[candidates["reject_reason"].isna()]
     keep = ["candidate_id", "symbol", "timeframe", "ts", "exit_ts", "win", "net_pct", *PLAN_FEATURES]
-    x = c[keep].merge(technical[["symbol", "timeframe", "ts", *MODEL_FEATURES]], on=["symbol", "timeframe", "ts"],
-                      how="left", indicator=True)
+    x = c[keep].merge(
+        technical[["symbol", "timeframe", "ts", *MODEL_FEATURES]],
+        on=["symbol", "timeframe", "ts"],
+        how="left",
+        indicator=True,
+    )
     missing = x["_merge"] != "both"
     if missing.any():
         r = x[missing].iloc[0]
-        raise ValueError(f"meta_dataset: {int(missing.sum())} candidates have no technical features for their signal bar "
-                         f"(first: {r['symbol']} {r['timeframe']} ts={int(r['ts'])})")
+        raise ValueError(
+            f"meta_dataset: {int(missing.sum())} candidates have no technical features for their signal bar "
+            f"(first: {r['symbol']} {r['timeframe']} ts={int(r['ts'])})"
+        )
     x = x.drop(columns="_merge")
     t = pd.to_datetime(x["ts"], unit="ms")
     x["tf_minutes"] = x["timeframe"].map(lambda tf: timeframe_ms(tf) / 60_000).astype("float64")
@@ -86,16 +108,38 @@ def meta_dataset(candidates: pd.DataFrame, technical: pd.DataFrame) -> pd.DataFr
     return x.sort_values(["ts", "candidate_id"], kind="stable").reset_index(drop=True)
 
 
-def fit_meta(data: pd.DataFrame, spec: ModelSpec, *, train_ms: int, test_ms: int, purge_ms: int = 0, embargo_ms: int = 0,
-             expanding: bool = True, calibration: str = "isotonic", min_calibration_rows: int = 2000) -> PointInTimeFit:
+def fit_meta(
+    data: pd.DataFrame,
+    spec: ModelSpec,
+    *,
+    train_ms: int,
+    test_ms: int,
+    purge_ms: int = 0,
+    embargo_ms: int = 0,
+    expanding: bool = True,
+    calibration: str = "isotonic",
+    min_calibration_rows: int = 2000,
+) -> PointInTimeFit:
     """Walk-forward fit of p(win) on :func:`meta_dataset` rows; ``scores`` aligned with ``data``.
 
     Raises:
         ValueError: no labelled candidates, or history shorter than the training window.
     """
-    return fit_point_in_time(data, META_FEATURES, "win", spec, train_ms=train_ms, test_ms=test_ms, t1col="exit_ts",
-                             purge_ms=purge_ms, embargo_ms=embargo_ms, expanding=expanding, calibration=calibration,
-                             min_calibration_rows=min_calibration_rows, min_train_rows=500)
+    return fit_point_in_time(
+        data,
+        META_FEATURES,
+        "win",
+        spec,
+        train_ms=train_ms,
+        test_ms=test_ms,
+        t1col="exit_ts",
+        purge_ms=purge_ms,
+        embargo_ms=embargo_ms,
+        expanding=expanding,
+        calibration=calibration,
+        min_calibration_rows=min_calibration_rows,
+        min_train_rows=500,
+    )
 
 
 def signal_bar_features(series_by_key: dict[tuple[str, str], pd.DataFrame], candidates: pd.DataFrame) -> pd.DataFrame:
@@ -113,7 +157,9 @@ def signal_bar_features(series_by_key: dict[tuple[str, str], pd.DataFrame], cand
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["symbol", "timeframe", "ts"])
 
 
-def with_stored_scores(candidates: pd.DataFrame, stored: pd.DataFrame, data_end_ms: int) -> tuple[pd.DataFrame, pd.Series]:
+def with_stored_scores(
+    candidates: pd.DataFrame, stored: pd.DataFrame, data_end_ms: int
+) -> tuple[pd.DataFrame, pd.Series]:
     """Candidates with the champion's stored point-in-time ``p_win`` and ``scored_by = "stored"``, and the mask of
     those newer than the champion's data (``ts > data_end_ms``, no stored score): the ones to score live.
 

@@ -7,6 +7,7 @@ starting within ``embargo`` after a test fold are **embargoed** (k-fold). In wal
 always precedes the test fold, so the embargo acts as a gap of training rows dropped just before each
 test fold. Window sizes are durations in ms; :func:`bars` converts a bar count.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -61,20 +62,33 @@ class WalkForwardConfig(Params):
     expanding: bool = Field(True, description="Expanding (true) or rolling (false) training window.")
     min_calibration_rows: int = Field(2000, description="Earlier out-of-fold rows needed before a fold is calibrated.")
 
-    def to_ms(self, step_ms: int, *, train: str | int | None = None, test: str | int | None = None,
-              purge: str | int | None = None, embargo: str | int | None = None,
-              expanding: bool | None = None) -> WindowSpec:
+    def to_ms(
+        self,
+        step_ms: int,
+        *,
+        train: str | int | None = None,
+        test: str | int | None = None,
+        purge: str | int | None = None,
+        embargo: str | int | None = None,
+        expanding: bool | None = None,
+    ) -> WindowSpec:
         """The windows in ms for bars of ``step_ms`` (:func:`parse_window`); a non-None argument overrides the
         configured value (the CLI's ``--train-window`` ... ``--rolling``).
 
         Raises:
             ValueError: a window is neither a bar count nor a duration.
         """
+
         def ms(override, configured):
             return parse_window(configured if override is None else override, step_ms)
 
-        return WindowSpec(ms(train, self.train_window), ms(test, self.test_window), ms(purge, self.purge),
-                          ms(embargo, self.embargo), self.expanding if expanding is None else expanding)
+        return WindowSpec(
+            ms(train, self.train_window),
+            ms(test, self.test_window),
+            ms(purge, self.purge),
+            ms(embargo, self.embargo),
+            self.expanding if expanding is None else expanding,
+        )
 
 
 @dataclass(frozen=True)
@@ -106,14 +120,32 @@ def _fold(k, t0, t1, test_mask, cand_mask, a, b, purge, embargo, gap_before=Fals
     emb = (t0 < a) & (t0 >= a - embargo) if gap_before else (t0 > b) & (t0 <= b + embargo)
     train = cand_mask & ~test_mask & ~overlap & ~emb
     tr = np.flatnonzero(train)
-    return Fold(k, tr, np.flatnonzero(test_mask), int(a), int(b),
-                int(t0[tr].min()) if len(tr) else -1, int(t0[tr].max()) if len(tr) else -1,
-                int((cand_mask & ~test_mask & overlap).sum()), int((cand_mask & ~test_mask & ~overlap & emb).sum()))
+    return Fold(
+        k,
+        tr,
+        np.flatnonzero(test_mask),
+        int(a),
+        int(b),
+        int(t0[tr].min()) if len(tr) else -1,
+        int(t0[tr].max()) if len(tr) else -1,
+        int((cand_mask & ~test_mask & overlap).sum()),
+        int((cand_mask & ~test_mask & ~overlap & emb).sum()),
+    )
 
 
-def walk_forward(t0, t1, *, train_ms: int, test_ms: int, purge_ms: int = 0, embargo_ms: int = 0,
-                 expanding: bool = True, start_ms: int | None = None, min_train_rows: int = 1,
-                 until_ms: int | None = None) -> list[Fold]:
+def walk_forward(
+    t0,
+    t1,
+    *,
+    train_ms: int,
+    test_ms: int,
+    purge_ms: int = 0,
+    embargo_ms: int = 0,
+    expanding: bool = True,
+    start_ms: int | None = None,
+    min_train_rows: int = 1,
+    until_ms: int | None = None,
+) -> list[Fold]:
     """Purged walk-forward folds: consecutive test windows of ``test_ms``; training from the ``train_ms``
     before each (rolling) or everything before it (expanding, at least ``train_ms`` of history).
 
@@ -168,7 +200,19 @@ def purged_kfold(t0, t1, *, n_splits: int = 5, purge_ms: int = 0, embargo_ms: in
 def folds_table(folds: list[Fold]) -> pd.DataFrame:
     """One row per fold: spans as UTC timestamps and row counts (for logs, metadata and the CLI)."""
     ts = lambda x: pd.Timestamp(x, unit="ms") if x >= 0 else pd.NaT  # noqa: E731
-    return pd.DataFrame([{"fold": f.k, "train_start": ts(f.train_start), "train_end": ts(f.train_end),
-                          "test_start": ts(f.test_start), "test_end": ts(f.test_end), "n_train": len(f.train_idx),
-                          "n_test": len(f.test_idx), "n_purged": f.n_purged, "n_embargoed": f.n_embargoed}
-                         for f in folds])
+    return pd.DataFrame(
+        [
+            {
+                "fold": f.k,
+                "train_start": ts(f.train_start),
+                "train_end": ts(f.train_end),
+                "test_start": ts(f.test_start),
+                "test_end": ts(f.test_end),
+                "n_train": len(f.train_idx),
+                "n_test": len(f.test_idx),
+                "n_purged": f.n_purged,
+                "n_embargoed": f.n_embargoed,
+            }
+            for f in folds
+        ]
+    )

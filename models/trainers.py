@@ -5,6 +5,7 @@ XGBoost ``tree_method="hist"`` with a fixed ``random_state``; ``n_jobs`` default
 Missing values are handled natively by the tree models and imputed with the training median for the
 logistic baseline.
 """
+
 from __future__ import annotations
 
 from typing import Any, Literal
@@ -22,10 +23,25 @@ Task = Literal["classifier", "regressor"]
 Calibration = Literal["isotonic", "sigmoid"]
 
 DEFAULTS: dict[str, dict[str, Any]] = {
-    "lightgbm": {"n_estimators": 200, "learning_rate": 0.03, "num_leaves": 15, "min_child_samples": 200,
-                 "subsample": 0.8, "subsample_freq": 1, "colsample_bytree": 0.8, "reg_lambda": 1.0},
-    "xgboost": {"n_estimators": 200, "learning_rate": 0.03, "max_depth": 4, "min_child_weight": 50,
-                "subsample": 0.8, "colsample_bytree": 0.8, "reg_lambda": 1.0},
+    "lightgbm": {
+        "n_estimators": 200,
+        "learning_rate": 0.03,
+        "num_leaves": 15,
+        "min_child_samples": 200,
+        "subsample": 0.8,
+        "subsample_freq": 1,
+        "colsample_bytree": 0.8,
+        "reg_lambda": 1.0,
+    },
+    "xgboost": {
+        "n_estimators": 200,
+        "learning_rate": 0.03,
+        "max_depth": 4,
+        "min_child_weight": 50,
+        "subsample": 0.8,
+        "colsample_bytree": 0.8,
+        "reg_lambda": 1.0,
+    },
     "logreg": {"C": 0.1, "max_iter": 2000},
 }
 
@@ -51,11 +67,15 @@ class ModelConfig(Params):
     kind: Kind = Field("lightgbm", description="Estimator: lightgbm, xgboost or logreg.")
     params: dict = Field(default_factory=dict, description="Hyper-parameters over models/trainers.py DEFAULTS[kind].")
     seed: int = Field(42, description="Random seed of the estimator.")
-    calibration: Calibration = Field("isotonic", description="isotonic or sigmoid (Platt), fit on earlier out-of-fold "
-                                                            "predictions only.")
-    walk_forward: WalkForwardConfig = Field(default_factory=WalkForwardConfig, description="Purged walk-forward windows.")
-    promotion: PromotionCriteria = Field(default_factory=PromotionCriteria, description="Criteria on out-of-sample "
-                                                                                        "calibrated scores for @champion.")
+    calibration: Calibration = Field(
+        "isotonic", description="isotonic or sigmoid (Platt), fit on earlier out-of-fold predictions only."
+    )
+    walk_forward: WalkForwardConfig = Field(
+        default_factory=WalkForwardConfig, description="Purged walk-forward windows."
+    )
+    promotion: PromotionCriteria = Field(
+        default_factory=PromotionCriteria, description="Criteria on out-of-sample calibrated scores for @champion."
+    )
 
     def spec(self) -> ModelSpec:
         """The estimator to train (:class:`ModelSpec` with this section's ``kind``, ``params`` and ``seed``)."""
@@ -66,7 +86,9 @@ class BaselineModelConfig(ModelConfig):
     """``research.baseline``: the reference direction model every desk must beat (triple-barrier label, 1h)."""
 
     name: str = Field("baseline_direction", description="Registered MLflow model name.")
-    train_symbols: list[str] = Field(default_factory=lambda: ["BTC/USDT", "ETH/USDT"], description="Symbols pooled for training.")
+    train_symbols: list[str] = Field(
+        default_factory=lambda: ["BTC/USDT", "ETH/USDT"], description="Symbols pooled for training."
+    )
     timeframe: str = Field("1h", description="Candle timeframe of the model and its backtest.")
     label: LabelConfig = Field(default_factory=LabelConfig)
 
@@ -80,10 +102,12 @@ def make_estimator(spec: ModelSpec):
     p = spec.resolved_params()
     if spec.kind == "lightgbm":
         import lightgbm as lgb
+
         cls = lgb.LGBMClassifier if spec.task == "classifier" else lgb.LGBMRegressor
         return cls(**p, random_state=spec.seed, n_jobs=spec.n_jobs, deterministic=True, force_row_wise=True, verbose=-1)
     if spec.kind == "xgboost":
         import xgboost as xgb
+
         cls = xgb.XGBClassifier if spec.task == "classifier" else xgb.XGBRegressor
         return cls(**p, random_state=spec.seed, n_jobs=spec.n_jobs, tree_method="hist", verbosity=0)
     if spec.task != "classifier":
@@ -92,8 +116,10 @@ def make_estimator(spec: ModelSpec):
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
-    return make_pipeline(SimpleImputer(strategy="median"), StandardScaler(),
-                         LogisticRegression(**p, random_state=spec.seed))
+
+    return make_pipeline(
+        SimpleImputer(strategy="median"), StandardScaler(), LogisticRegression(**p, random_state=spec.seed)
+    )
 
 
 def predict_score(est, X) -> np.ndarray:

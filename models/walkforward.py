@@ -10,6 +10,7 @@ Forecast folds (empty ``test_idx``, see :func:`models.splits.walk_forward` ``unt
 served model (:class:`CalibratedModel`) is the estimator refit on all labelled rows plus a calibrator
 fit on all out-of-fold predictions.
 """
+
 from __future__ import annotations
 
 import time
@@ -67,9 +68,17 @@ class WalkForwardResult:
     train_seconds: float = 0.0
 
 
-def walk_forward_fit(X: pd.DataFrame, y: np.ndarray, folds: list[Fold], spec: ModelSpec, *,
-                     calibration: str = "isotonic", min_calibration_rows: int = 500, fit_final: bool = True,
-                     t1: np.ndarray | None = None) -> WalkForwardResult:
+def walk_forward_fit(
+    X: pd.DataFrame,
+    y: np.ndarray,
+    folds: list[Fold],
+    spec: ModelSpec,
+    *,
+    calibration: str = "isotonic",
+    min_calibration_rows: int = 500,
+    fit_final: bool = True,
+    t1: np.ndarray | None = None,
+) -> WalkForwardResult:
     """Fit ``spec`` per fold, calibrate out of fold, and refit the served model.
 
     Args:
@@ -99,8 +108,11 @@ def walk_forward_fit(X: pd.DataFrame, y: np.ndarray, folds: list[Fold], spec: Mo
         est = make_estimator(spec).fit(X.iloc[f.train_idx], y[f.train_idx])
         fit_s = time.perf_counter() - t
         known = prior_t1 < f.test_start
-        cal = (fit_calibrator(prior_p[known], prior_y[known], calibration)
-               if classify and int(known.sum()) >= min_calibration_rows else None)
+        cal = (
+            fit_calibrator(prior_p[known], prior_y[known], calibration)
+            if classify and int(known.sum()) >= min_calibration_rows
+            else None
+        )
         fold_models.append(FoldModel(f.k, f.test_start, f.test_end, est, cal))
         r = {"fold": f.k, "fit_seconds": round(fit_s, 3)}
         rows.append(r)
@@ -112,7 +124,13 @@ def walk_forward_fit(X: pd.DataFrame, y: np.ndarray, folds: list[Fold], spec: Mo
         parts.append(pd.DataFrame({"row": f.test_idx, "fold": f.k, "p_raw": p_raw, "p_cal": p_cal, "y": yt}))
         if classify:
             r.update({f"{k}_raw": v for k, v in scores(p_raw, yt).items() if k in ("auc", "brier", "ece", "log_loss")})
-            r.update({f"{k}_cal": v for k, v in scores(p_cal, yt).items() if k in ("auc", "brier", "ece", "log_loss", "base_rate")})
+            r.update(
+                {
+                    f"{k}_cal": v
+                    for k, v in scores(p_cal, yt).items()
+                    if k in ("auc", "brier", "ece", "log_loss", "base_rate")
+                }
+            )
         prior_p, prior_y, prior_t1 = np.r_[prior_p, p_raw], np.r_[prior_y, yt], np.r_[prior_t1, end[f.test_idx]]
     oof = pd.concat(parts, ignore_index=True)
     table = folds_table(folds).merge(pd.DataFrame(rows), on="fold")
@@ -122,7 +140,11 @@ def walk_forward_fit(X: pd.DataFrame, y: np.ndarray, folds: list[Fold], spec: Mo
     final, imp = None, {}
     if fit_final:
         est = make_estimator(spec).fit(X, y)
-        cal = fit_calibrator(oof["p_raw"].to_numpy(), oof["y"].to_numpy(), calibration) if classify else Calibrator("identity")
+        cal = (
+            fit_calibrator(oof["p_raw"].to_numpy(), oof["y"].to_numpy(), calibration)
+            if classify
+            else Calibrator("identity")
+        )
         final = CalibratedModel(est, cal, feats)
         imp = feature_importance(est, feats)
     return WalkForwardResult(oof, table, fold_models, final, s_raw, s_cal, imp, time.perf_counter() - t_start)
@@ -162,10 +184,23 @@ class PointInTimeFit:
     labelled_rows: int
 
 
-def fit_point_in_time(data: pd.DataFrame, features: list[str], ycol: str, spec: ModelSpec, *, train_ms: int, test_ms: int,
-                      t0col: str = "ts", t1col: str = "label_end_ts", purge_ms: int = 0, embargo_ms: int = 0,
-                      expanding: bool = True, calibration: str = "isotonic", min_calibration_rows: int = 365,
-                      min_train_rows: int = 200) -> PointInTimeFit:
+def fit_point_in_time(
+    data: pd.DataFrame,
+    features: list[str],
+    ycol: str,
+    spec: ModelSpec,
+    *,
+    train_ms: int,
+    test_ms: int,
+    t0col: str = "ts",
+    t1col: str = "label_end_ts",
+    purge_ms: int = 0,
+    embargo_ms: int = 0,
+    expanding: bool = True,
+    calibration: str = "isotonic",
+    min_calibration_rows: int = 365,
+    min_train_rows: int = 200,
+) -> PointInTimeFit:
     """Purged walk-forward with forecast folds up to the last row, then every row scored by the fold model whose
     window contains it.
 
@@ -181,11 +216,27 @@ def fit_point_in_time(data: pd.DataFrame, features: list[str], ycol: str, spec: 
     lab = data[lab_mask].reset_index(drop=True)
     if lab.empty:
         raise ValueError(f"fit_point_in_time({ycol}): no labelled rows")
-    folds = walk_forward(lab[t0col].to_numpy(), lab[t1col].to_numpy(), train_ms=train_ms, test_ms=test_ms,
-                         purge_ms=purge_ms, embargo_ms=embargo_ms, expanding=expanding, min_train_rows=min_train_rows,
-                         until_ms=int(data[t0col].max()))
-    res = walk_forward_fit(lab[features], lab[ycol].to_numpy(), folds, spec, calibration=calibration,
-                           min_calibration_rows=min_calibration_rows, fit_final=False, t1=lab[t1col].to_numpy())
+    folds = walk_forward(
+        lab[t0col].to_numpy(),
+        lab[t1col].to_numpy(),
+        train_ms=train_ms,
+        test_ms=test_ms,
+        purge_ms=purge_ms,
+        embargo_ms=embargo_ms,
+        expanding=expanding,
+        min_train_rows=min_train_rows,
+        until_ms=int(data[t0col].max()),
+    )
+    res = walk_forward_fit(
+        lab[features],
+        lab[ycol].to_numpy(),
+        folds,
+        spec,
+        calibration=calibration,
+        min_calibration_rows=min_calibration_rows,
+        fit_final=False,
+        t1=lab[t1col].to_numpy(),
+    )
     scored = predict_out_of_sample(res.fold_models, data[features], data[t0col].to_numpy())
     fm = res.fold_models[-1]
     served = CalibratedModel(fm.estimator, fm.calibrator or Calibrator("identity"), features)

@@ -9,6 +9,7 @@ Endpoints: ``GET /api/v1/health/`` (no auth); ``GET /api/v1/signals/`` (paginate
 ``/api/v1/signals/latest/``, ``/api/v1/signals/{date}/`` with ``Authorization: Token <token>``.
 Errors are JSON ``{"detail": ...}``: 401 wrong or missing token, 404 unknown date, 422 malformed date or page.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -44,15 +45,19 @@ class TokenStore:
     def create(self, username: str) -> str:
         token = secrets.token_hex(32)
         with self._con() as c:
-            c.execute("INSERT INTO api_tokens (username, token_sha256, created_at) VALUES (?, ?, ?)",
-                      (username, self._hash(token), dt.datetime.now(dt.UTC).isoformat(timespec="seconds")))
+            c.execute(
+                "INSERT INTO api_tokens (username, token_sha256, created_at) VALUES (?, ?, ?)",
+                (username, self._hash(token), dt.datetime.now(dt.UTC).isoformat(timespec="seconds")),
+            )
         return token
 
     def revoke(self, username: str) -> int:
         """Revoke every active token of ``username``; returns how many."""
         with self._con() as c:
-            return c.execute("UPDATE api_tokens SET revoked_at = ? WHERE username = ? AND revoked_at IS NULL",
-                             (dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), username)).rowcount
+            return c.execute(
+                "UPDATE api_tokens SET revoked_at = ? WHERE username = ? AND revoked_at IS NULL",
+                (dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), username),
+            ).rowcount
 
     def list(self) -> pd.DataFrame:
         with self._con() as c:
@@ -60,8 +65,9 @@ class TokenStore:
 
     def user_for(self, token: str) -> str | None:
         with self._con() as c:
-            r = c.execute("SELECT username FROM api_tokens WHERE token_sha256 = ? AND revoked_at IS NULL",
-                          (self._hash(token),)).fetchone()
+            r = c.execute(
+                "SELECT username FROM api_tokens WHERE token_sha256 = ? AND revoked_at IS NULL", (self._hash(token),)
+            ).fetchone()
         return r[0] if r else None
 
 
@@ -102,8 +108,11 @@ def create_app(serving_path: str, tokens_path: str) -> FastAPI:
         scheme, _, token = h.partition(" ")
         user = store.user_for(token.strip()) if scheme == "Token" and token.strip() else None
         if user is None:
-            raise HTTPException(401, "missing or invalid token (send 'Authorization: Token <token>')",
-                                headers={"WWW-Authenticate": "Token"})
+            raise HTTPException(
+                401,
+                "missing or invalid token (send 'Authorization: Token <token>')",
+                headers={"WWW-Authenticate": "Token"},
+            )
         return user
 
     def signal(day: dt.date) -> dict | None:
@@ -126,9 +135,17 @@ def create_app(serving_path: str, tokens_path: str) -> FastAPI:
     @app.get("/api/v1/signals/")
     def signals(page: int = Query(1, ge=1), page_size: int = Query(50, ge=1, le=500), _: str = Depends(auth)) -> dict:
         n = int(query("SELECT count(*) AS n FROM signals.options_daily")["n"][0])
-        rows = query("SELECT * FROM signals.options_daily ORDER BY date DESC LIMIT ? OFFSET ?", [page_size, (page - 1) * page_size])
-        return {"count": n, "page": page, "page_size": page_size, "pages": max(1, math.ceil(n / page_size)),
-                "results": _records(rows)}
+        rows = query(
+            "SELECT * FROM signals.options_daily ORDER BY date DESC LIMIT ? OFFSET ?",
+            [page_size, (page - 1) * page_size],
+        )
+        return {
+            "count": n,
+            "page": page,
+            "page_size": page_size,
+            "pages": max(1, math.ceil(n / page_size)),
+            "results": _records(rows),
+        }
 
     @app.get("/api/v1/signals/latest/")
     def latest(_: str = Depends(auth)) -> dict:

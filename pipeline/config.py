@@ -12,6 +12,7 @@ Environment variables:
     TRADER_WAREHOUSE   DuckDB warehouse file
     MLFLOW_TRACKING_URI  MLflow tracking URI
 """
+
 from __future__ import annotations
 
 import os
@@ -41,13 +42,16 @@ DEFAULT_CONFIG = REPO_ROOT / "trader.yaml"
 
 class UniverseConfig(Params):
     symbols: list[str] = Field(
-        default_factory=lambda: [f"{b}/USDT" for b in
-                                 ["BTC", "ETH", "SOL", "BNB", "XRP", "ADA", "DOGE", "AVAX", "LINK", "DOT"]],
-        description="Symbols as BASE/QUOTE (ccxt form). Partition keys use BASE-QUOTE.")
+        default_factory=lambda: [
+            f"{b}/USDT" for b in ["BTC", "ETH", "SOL", "BNB", "XRP", "ADA", "DOGE", "AVAX", "LINK", "DOT"]
+        ],
+        description="Symbols as BASE/QUOTE (ccxt form). Partition keys use BASE-QUOTE.",
+    )
     timeframes: list[str] = Field(
         default_factory=lambda: ["1m", "5m", "15m", "1h", "4h", "1d"],
         description="Candle timeframes materialised in market.ohlcv / features / regimes. "
-                    "Each is ingested natively when the source has it, otherwise resampled.")
+        "Each is ingested natively when the source has it, otherwise resampled.",
+    )
 
     @field_validator("symbols")
     @classmethod
@@ -76,36 +80,53 @@ class ExchangeConfig(Params):
 
 class WarehouseConfig(Params):
     path: str = Field("warehouse/data/warehouse.duckdb", description="The writer's DuckDB file.")
-    serving_path: str = Field("warehouse/data/serving.duckdb",
-                              description="Read-only snapshot published after each run, for people to query.")
+    serving_path: str = Field(
+        "warehouse/data/serving.duckdb", description="Read-only snapshot published after each run, for people to query."
+    )
     exports_dir: str = Field("warehouse/data/exports", description="Parquet exports of the serving tables.")
 
 
 class MlflowConfig(Params):
-    tracking_uri: str | None = Field(None, description="Absolute MLflow tracking URI; null = sqlite under warehouse/data/mlflow.")
-    artifact_location: str | None = Field(None, description="Absolute artifact folder; null = warehouse/data/mlflow/artifacts.")
+    tracking_uri: str | None = Field(
+        None, description="Absolute MLflow tracking URI; null = sqlite under warehouse/data/mlflow."
+    )
+    artifact_location: str | None = Field(
+        None, description="Absolute artifact folder; null = warehouse/data/mlflow/artifacts."
+    )
 
 
 class ResampleConfig(Params):
-    drop_incomplete: bool = Field(False, description="Drop resampled periods with missing source bars "
-                                                     "(default: keep them, flagged by bar_count < expected_bars).")
+    drop_incomplete: bool = Field(
+        False,
+        description="Drop resampled periods with missing source bars "
+        "(default: keep them, flagged by bar_count < expected_bars).",
+    )
 
 
 class FeaturesConfig(Params):
-    warmup_bars: int = Field(3000, ge=2800, description="Bars of history re-read before new bars on incremental "
-                                                       "runs (EMA-200 seed decays below 1e-12 after ~2,800 bars).")
+    warmup_bars: int = Field(
+        3000,
+        ge=2800,
+        description="Bars of history re-read before new bars on incremental "
+        "runs (EMA-200 seed decays below 1e-12 after ~2,800 bars).",
+    )
 
 
 class OnchainConfig(Params):
-    publication_lag_hours: float = Field(0, ge=0, description="Hours after D+1 00:00 UTC before day D's "
-                                                               "on-chain/sentiment values are usable.")
+    publication_lag_hours: float = Field(
+        0, ge=0, description="Hours after D+1 00:00 UTC before day D's on-chain/sentiment values are usable."
+    )
     sheet: str | None = Field(None, description="Google Sheet key with on-chain columns (sheets source); null = off.")
 
 
 class ChecksConfig(Params):
     max_gap_bars: int = Field(48, description="A single gap longer than this many bars fails the gap check.")
-    max_missing_fraction: float = Field(0.01, description="Missing bars / expected bars above this fails the gap check.")
-    max_staleness_bars: int = Field(2, description="Warehouse may trail the source's last closed candle by this many bars.")
+    max_missing_fraction: float = Field(
+        0.01, description="Missing bars / expected bars above this fails the gap check."
+    )
+    max_staleness_bars: int = Field(
+        2, description="Warehouse may trail the source's last closed candle by this many bars."
+    )
     min_onchain_coverage: float = Field(0.95, description="Required coverage of core on-chain columns since 2011.")
 
 
@@ -126,7 +147,9 @@ class SetupAutomationConfig(Params):
     enabled: bool = Field(False, description="Schedules start RUNNING when true (else STOPPED; toggle in the UI).")
     train_cron: str = Field("0 1 * * 1", description="Mondays 01:00 UTC: retrain the meta-model.")
     calibrate_cron: str = Field("30 1 * * 1", description="Mondays 01:30 UTC: promotion gate on the calibrated scores.")
-    tune_cron: str = Field("0 2 * * 1", description="Mondays 02:00 UTC: re-tune the thresholds, re-gate and re-simulate.")
+    tune_cron: str = Field(
+        "0 2 * * 1", description="Mondays 02:00 UTC: re-tune the thresholds, re-gate and re-simulate."
+    )
 
 
 class SetupScannerConfig(Params):
@@ -134,17 +157,24 @@ class SetupScannerConfig(Params):
 
     timeframes: list[str] = Field(default_factory=lambda: ["15m", "1h"])
     symbols: list[str] | None = Field(None, description="null = universe.symbols")
-    costs: Costs = Field(default_factory=futures_costs, description="Fees and slippage of every setup-scanner rule: "
-                         "minimum net TP and outcome net (signals.min_tp_cost_mode), EV gate (gating.costs_mode) and "
-                         "simulated execution (fill by fill). Bitget USDT-M futures: maker 2 / taker 6 / slippage 2 bps.")
+    costs: Costs = Field(
+        default_factory=futures_costs,
+        description="Fees and slippage of every setup-scanner rule: "
+        "minimum net TP and outcome net (signals.min_tp_cost_mode), EV gate (gating.costs_mode) and "
+        "simulated execution (fill by fill). Bitget USDT-M futures: maker 2 / taker 6 / slippage 2 bps.",
+    )
     signals: SetupParams = Field(default_factory=SetupParams)
     risk: RiskParams = Field(default_factory=RiskParams)
     gating: GatingParams = Field(default_factory=GatingParams)
     execution: SetupExecutionConfig = Field(default_factory=SetupExecutionConfig)
     meta: SetupMetaConfig = Field(default_factory=SetupMetaConfig)
     auto: SetupAutomationConfig = Field(default_factory=SetupAutomationConfig)
-    tune_every_days: int = Field(7, ge=1, description="Cadence of the point-in-time threshold versions (weekly = seed).")
-    init_cash: float = Field(100_000.0, gt=0, description="Backtest capital, quote currency, split equally per symbol x timeframe.")
+    tune_every_days: int = Field(
+        7, ge=1, description="Cadence of the point-in-time threshold versions (weekly = seed)."
+    )
+    init_cash: float = Field(
+        100_000.0, gt=0, description="Backtest capital, quote currency, split equally per symbol x timeframe."
+    )
 
 
 class TraderConfig(Params):
@@ -153,7 +183,9 @@ class TraderConfig(Params):
     universe: UniverseConfig = Field(default_factory=UniverseConfig)
     exchange: ExchangeConfig = Field(default_factory=ExchangeConfig)
     source: Literal["files", "exchange"] = Field("files", description="Where candles come from.")
-    data_dir: str = Field("../shared/data", description="Folder laid out like shared/data (ohlcv/, onchain/, sentiment/).")
+    data_dir: str = Field(
+        "../shared/data", description="Folder laid out like shared/data (ohlcv/, onchain/, sentiment/)."
+    )
     warehouse: WarehouseConfig = Field(default_factory=WarehouseConfig)
     mlflow: MlflowConfig = Field(default_factory=MlflowConfig)
     resample: ResampleConfig = Field(default_factory=ResampleConfig)

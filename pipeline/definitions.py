@@ -3,6 +3,7 @@
 Assets are loaded per module of each shared layer and desk package, so a new asset cannot be forgotten; jobs are
 named in :mod:`pipeline.jobs`, schedules in :mod:`pipeline.schedules`, resources built here from the configuration.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -29,11 +30,16 @@ def asset_modules() -> list:
 def build_resources(cfg: TraderConfig) -> dict:
     """Resources from the resolved configuration (tests pass a config pointing at tmp paths)."""
     return {
-        "warehouse": WarehouseResource(path=cfg.warehouse.path, serving_path=cfg.warehouse.serving_path,
-                                       exports_dir=cfg.warehouse.exports_dir),
+        "warehouse": WarehouseResource(
+            path=cfg.warehouse.path, serving_path=cfg.warehouse.serving_path, exports_dir=cfg.warehouse.exports_dir
+        ),
         "files": FilesSource(data_dir=cfg.data_dir),
-        "exchange": ExchangeSource(exchange_id=cfg.exchange.id, rate_limit_ms=cfg.exchange.rate_limit_ms,
-                                   max_retries=cfg.exchange.max_retries, page_limit=cfg.exchange.page_limit),
+        "exchange": ExchangeSource(
+            exchange_id=cfg.exchange.id,
+            rate_limit_ms=cfg.exchange.rate_limit_ms,
+            max_retries=cfg.exchange.max_retries,
+            page_limit=cfg.exchange.page_limit,
+        ),
         "sheets": SheetsSource(spreadsheet_key=cfg.onchain.sheet),
         "mlflow": MlflowTracking(tracking_uri=cfg.mlflow.tracking_uri, artifact_location=cfg.mlflow.artifact_location),
     }
@@ -41,5 +47,10 @@ def build_resources(cfg: TraderConfig) -> dict:
 
 ALL_ASSETS = dg.load_assets_from_modules(asset_modules(), include_specs=True)
 
-defs = dg.Definitions(assets=ALL_ASSETS, jobs=JOBS, schedules=schedules(settings()), resources=build_resources(settings()),
-                      executor=dg.in_process_executor)
+defs = dg.Definitions(
+    assets=ALL_ASSETS,
+    jobs=JOBS,
+    schedules=schedules(settings()),
+    resources=build_resources(settings()),
+    executor=dg.in_process_executor,
+)

@@ -4,57 +4,97 @@ Jobs are intersections of the two axes of ``assets/keys.py``: the group (owner: 
 key prefix (layer = warehouse schema), e.g. the research baseline's training job is ``groups("research") &
 key_prefixes("ml")``.
 """
+
 from __future__ import annotations
 
 import dagster as dg
 
-from assets.keys import (GROUP_OPTIONS, GROUP_RESEARCH, OPTIONS_CHAMPION, OPTIONS_DAILY, OPTIONS_MODELS, OPTIONS_TRADES, RAW_OHLCV,
-                         RAW_ONCHAIN_METRICS, SENTIMENT_DAILY, SETUP_BACKTEST, SETUP_CANDIDATES, SETUP_META, SETUP_META_CHAMPION,
-                         SETUP_META_EVALUATION, SETUP_RETRO, SETUP_THRESHOLDS, SETUPS)
+from assets.keys import (
+    GROUP_OPTIONS,
+    GROUP_RESEARCH,
+    OPTIONS_CHAMPION,
+    OPTIONS_DAILY,
+    OPTIONS_MODELS,
+    OPTIONS_TRADES,
+    RAW_OHLCV,
+    RAW_ONCHAIN_METRICS,
+    SENTIMENT_DAILY,
+    SETUP_BACKTEST,
+    SETUP_CANDIDATES,
+    SETUP_META,
+    SETUP_META_CHAMPION,
+    SETUP_META_EVALUATION,
+    SETUP_RETRO,
+    SETUP_THRESHOLDS,
+    SETUPS,
+)
 
 # assets that run only through their own job (with run config), never in main_job
 ON_DEMAND = dg.AssetSelection.keys(SETUP_RETRO)
 
 main_job = dg.define_asset_job(
-    "main_job", selection=dg.AssetSelection.all() - ON_DEMAND,
-    description="Everything: ingest -> market -> features -> regimes -> ml -> signals -> backtest -> serving snapshot.")
+    "main_job",
+    selection=dg.AssetSelection.all() - ON_DEMAND,
+    description="Everything: ingest -> market -> features -> regimes -> ml -> signals -> backtest -> serving snapshot.",
+)
 ingest_job = dg.define_asset_job(
-    "ingest_job", selection=dg.AssetSelection.keys(RAW_OHLCV, RAW_ONCHAIN_METRICS, SENTIMENT_DAILY), description="Sources only.")
+    "ingest_job",
+    selection=dg.AssetSelection.keys(RAW_OHLCV, RAW_ONCHAIN_METRICS, SENTIMENT_DAILY),
+    description="Sources only.",
+)
 
 # research baseline
 train_job = dg.define_asset_job(
-    "train_job", selection=dg.AssetSelection.groups(GROUP_RESEARCH) & dg.AssetSelection.key_prefixes("ml"),
-    description="Train, register and (if the promotion gate passes) promote the baseline model.")
+    "train_job",
+    selection=dg.AssetSelection.groups(GROUP_RESEARCH) & dg.AssetSelection.key_prefixes("ml"),
+    description="Train, register and (if the promotion gate passes) promote the baseline model.",
+)
 backtest_job = dg.define_asset_job(
-    "backtest_job", selection=dg.AssetSelection.groups(GROUP_RESEARCH) & dg.AssetSelection.key_prefixes("backtest"),
-    description="Backtest the baseline strategy on the stored out-of-sample predictions.")
+    "backtest_job",
+    selection=dg.AssetSelection.groups(GROUP_RESEARCH) & dg.AssetSelection.key_prefixes("backtest"),
+    description="Backtest the baseline strategy on the stored out-of-sample predictions.",
+)
 
 # options desk (seed 000)
 options_desk_job = dg.define_asset_job(
-    "options_desk_job", selection=dg.AssetSelection.groups(GROUP_OPTIONS),
-    description="On-chain features, p_long/p_short models and champions, daily signals and trades, evaluation.")
+    "options_desk_job",
+    selection=dg.AssetSelection.groups(GROUP_OPTIONS),
+    description="On-chain features, p_long/p_short models and champions, daily signals and trades, evaluation.",
+)
 options_models_job = dg.define_asset_job(
-    "options_models_job", selection=dg.AssetSelection.keys(OPTIONS_MODELS, OPTIONS_CHAMPION, OPTIONS_DAILY, OPTIONS_TRADES),
-    description="Fit p_long / p_short, promote those that pass their gate, refresh the daily signals and trades.")
+    "options_models_job",
+    selection=dg.AssetSelection.keys(OPTIONS_MODELS, OPTIONS_CHAMPION, OPTIONS_DAILY, OPTIONS_TRADES),
+    description="Fit p_long / p_short, promote those that pass their gate, refresh the daily signals and trades.",
+)
 
 # setup scanner (seed 002): live scan, and the weekly train -> calibrate -> tune chain
 setup_scan_job = dg.define_asset_job(
-    "setup_scan_job", selection=dg.AssetSelection.keys(SETUP_CANDIDATES, SETUPS),
+    "setup_scan_job",
+    selection=dg.AssetSelection.keys(SETUP_CANDIDATES, SETUPS),
     description="Scan the latest closed candles, gate with the champion and tuned thresholds, execute (the seed's "
-                "scan_signals + execute_signals).")
+    "scan_signals + execute_signals).",
+)
 setup_train_job = dg.define_asset_job(
-    "setup_train_job", selection=dg.AssetSelection.keys(SETUP_META),
-    description="Retrain the setup meta-model (walk-forward, isotonic, MLflow version).")
+    "setup_train_job",
+    selection=dg.AssetSelection.keys(SETUP_META),
+    description="Retrain the setup meta-model (walk-forward, isotonic, MLflow version).",
+)
 setup_calibrate_job = dg.define_asset_job(
-    "setup_calibrate_job", selection=dg.AssetSelection.keys(SETUP_META_EVALUATION, SETUP_META_CHAMPION),
-    description="Promotion gate on the latest version's calibrated OOS scores; promote if it passes.")
+    "setup_calibrate_job",
+    selection=dg.AssetSelection.keys(SETUP_META_EVALUATION, SETUP_META_CHAMPION),
+    description="Promotion gate on the latest version's calibrated OOS scores; promote if it passes.",
+)
 setup_tune_job = dg.define_asset_job(
-    "setup_tune_job", selection=dg.AssetSelection.keys(SETUP_THRESHOLDS, SETUPS, SETUP_BACKTEST),
-    description="Re-tune the thresholds, re-gate and re-simulate the signals, refresh the report.")
+    "setup_tune_job",
+    selection=dg.AssetSelection.keys(SETUP_THRESHOLDS, SETUPS, SETUP_BACKTEST),
+    description="Re-tune the thresholds, re-gate and re-simulate the signals, refresh the report.",
+)
 setup_retro_job = dg.define_asset_job(
-    "setup_retro_job", selection=dg.AssetSelection.keys(SETUP_RETRO),
+    "setup_retro_job",
+    selection=dg.AssetSelection.keys(SETUP_RETRO),
     description="Retro-scan: backfill a window's signals with the live gating and simulate them (signals.setup_retro; "
-                "run config: start, end, stride, limit_per_pair).")
+    "run config: start, end, stride, limit_per_pair).",
+)
 
 SETUP_JOBS = [setup_scan_job, setup_train_job, setup_calibrate_job, setup_tune_job, setup_retro_job]
 JOBS = [main_job, ingest_job, train_job, backtest_job, options_desk_job, options_models_job, *SETUP_JOBS]

@@ -1,4 +1,5 @@
 """Partition definitions: ``symbol × timeframe`` (static, from ``trader.yaml``)."""
+
 from __future__ import annotations
 
 import dagster as dg
@@ -34,5 +35,7 @@ def full_range_tags(symbols: list[str] | None = None, timeframes: list[str] | No
     order_s, order_t = SYMBOLS.get_partition_keys(), TIMEFRAMES.get_partition_keys()
     s0, s1 = min(syms, key=order_s.index), max(syms, key=order_s.index)
     t0, t1 = min(tfs, key=order_t.index), max(tfs, key=order_t.index)
-    return {"dagster/asset_partition_range_start": str(dg.MultiPartitionKey({"symbol": s0, "timeframe": t0})),
-            "dagster/asset_partition_range_end": str(dg.MultiPartitionKey({"symbol": s1, "timeframe": t1}))}
+    return {
+        "dagster/asset_partition_range_start": str(dg.MultiPartitionKey({"symbol": s0, "timeframe": t0})),
+        "dagster/asset_partition_range_end": str(dg.MultiPartitionKey({"symbol": s1, "timeframe": t1})),
+    }

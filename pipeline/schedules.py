@@ -1,4 +1,5 @@
 """Schedules: when the named jobs of :mod:`pipeline.jobs` run (UTC)."""
+
 from __future__ import annotations
 
 import dagster as dg
@@ -11,10 +12,20 @@ def setup_schedules(cfg: TraderConfig) -> list[dg.ScheduleDefinition]:
     """Weekly (UTC) train -> calibrate -> tune schedules of ``setup_scanner.auto``; RUNNING only when enabled."""
     a = cfg.setup_scanner.auto
     status = dg.DefaultScheduleStatus.RUNNING if a.enabled else dg.DefaultScheduleStatus.STOPPED
-    return [dg.ScheduleDefinition(name=f"{job.name.replace('_job', '')}_weekly", job=job, cron_schedule=cron,
-                                  execution_timezone="UTC", default_status=status)
-            for job, cron in ((setup_train_job, a.train_cron), (setup_calibrate_job, a.calibrate_cron),
-                              (setup_tune_job, a.tune_cron))]
+    return [
+        dg.ScheduleDefinition(
+            name=f"{job.name.replace('_job', '')}_weekly",
+            job=job,
+            cron_schedule=cron,
+            execution_timezone="UTC",
+            default_status=status,
+        )
+        for job, cron in (
+            (setup_train_job, a.train_cron),
+            (setup_calibrate_job, a.calibrate_cron),
+            (setup_tune_job, a.tune_cron),
+        )
+    ]
 
 
 def schedules(cfg: TraderConfig) -> list[dg.ScheduleDefinition]:

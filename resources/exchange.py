@@ -8,6 +8,7 @@ on ccxt's recoverable branch ``ccxt.OperationFailed``: ``NetworkError`` (``Reque
 is validated and handed to ``write_page`` (the caller upserts it and moves the checkpoint in one
 transaction), so an interrupted sync resumes where it stopped with no gap and no duplicate.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -51,8 +52,11 @@ class ExchangeSource(dg.ConfigurableResource):
     def client(self) -> ccxt.Exchange:
         if self._client is None:
             cls = getattr(ccxt, self.exchange_id)
-            opts: dict = {"enableRateLimit": True, "timeout": self.timeout_ms,
-                          "options": {"defaultType": "spot", "fetchMarkets": {"types": ["spot"]}}}
+            opts: dict = {
+                "enableRateLimit": True,
+                "timeout": self.timeout_ms,
+                "options": {"defaultType": "spot", "fetchMarkets": {"types": ["spot"]}},
+            }
             if self.rate_limit_ms is not None:
                 opts["rateLimit"] = self.rate_limit_ms
             ex = cls(opts)
@@ -66,7 +70,9 @@ class ExchangeSource(dg.ConfigurableResource):
         if self.page_limit:
             return self.page_limit
         ex = self.client()
-        lim = (ex.features or {}).get("spot", {}).get("fetchOHLCV", {}).get("limit") if hasattr(ex, "features") else None
+        lim = (
+            (ex.features or {}).get("spot", {}).get("fetchOHLCV", {}).get("limit") if hasattr(ex, "features") else None
+        )
         return int(lim or 1000)
 
     def now_ms(self) -> int:
@@ -76,15 +82,25 @@ class ExchangeSource(dg.ConfigurableResource):
         def before_sleep(rs):
             report.retries += 1
             report.errors.append(f"{type(rs.outcome.exception()).__name__}: {str(rs.outcome.exception())[:200]}")
-        for attempt in Retrying(retry=retry_if_exception_type(ccxt.OperationFailed),
-                                wait=wait_exponential(multiplier=self.retry_wait_s, max=30),
-                                stop=stop_after_attempt(self.max_retries + 1), reraise=True,
-                                before_sleep=before_sleep):
+
+        for attempt in Retrying(
+            retry=retry_if_exception_type(ccxt.OperationFailed),
+            wait=wait_exponential(multiplier=self.retry_wait_s, max=30),
+            stop=stop_after_attempt(self.max_retries + 1),
+            reraise=True,
+            before_sleep=before_sleep,
+        ):
             with attempt:
                 return fn(*args, **kwargs)
 
-    def sync_ohlcv(self, symbol: str, timeframe: str, since_ms: int,
-                   write_page: Callable[[pd.DataFrame], None], until_ms: int | None = None) -> SyncReport:
+    def sync_ohlcv(
+        self,
+        symbol: str,
+        timeframe: str,
+        since_ms: int,
+        write_page: Callable[[pd.DataFrame], None],
+        until_ms: int | None = None,
+    ) -> SyncReport:
         """Fetch closed candles from ``since_ms`` (inclusive) up to now and pass each page to ``write_page``.
 
         Args:
@@ -131,6 +147,7 @@ class ExchangeSource(dg.ConfigurableResource):
 def _rebase(urls, base: str):
     """Point every API URL of a ccxt exchange at ``base`` (keeping each URL's path)."""
     from urllib.parse import urlsplit
+
     if isinstance(urls, dict):
         return {k: _rebase(v, base) for k, v in urls.items()}
     if isinstance(urls, str) and urls.startswith("http"):
@@ -142,5 +159,3 @@ def _rebase(urls, base: str):
 def utc_ms(date: str) -> int:
     """``YYYY-MM-DD`` (UTC) -> epoch ms."""
     return int(pd.Timestamp(date, tz="UTC").timestamp() * 1000)
-
-

@@ -8,6 +8,7 @@ Layout (``data_dir``):
 Folders named ``<exchange>_<suffix>`` (e.g. ``binance_1m_2026-03``) hold more windows of the same
 exchange's candles; every file of a symbol × timeframe is ingested and checkpointed separately.
 """
+
 from __future__ import annotations
 
 import os
@@ -64,7 +65,9 @@ class FilesSource(dg.ConfigurableResource):
         base = self.root / "ohlcv"
         if not base.is_dir():
             return []
-        dirs = sorted(d for d in base.iterdir() if d.is_dir() and (d.name == exchange or d.name.startswith(exchange + "_")))
+        dirs = sorted(
+            d for d in base.iterdir() if d.is_dir() and (d.name == exchange or d.name.startswith(exchange + "_"))
+        )
         out = []
         for d in dirs:
             for ext in _EXTS:
@@ -94,8 +97,11 @@ class FilesSource(dg.ConfigurableResource):
 
     def onchain_sources(self) -> list[tuple[SourceFile, Path]]:
         """Vendor files present in ``onchain/``."""
-        return [(sf, self.root / "onchain" / sf.filename) for sf in ONCHAIN_SOURCES
-                if (self.root / "onchain" / sf.filename).exists()]
+        return [
+            (sf, self.root / "onchain" / sf.filename)
+            for sf in ONCHAIN_SOURCES
+            if (self.root / "onchain" / sf.filename).exists()
+        ]
 
     def read_onchain(self, sf: SourceFile, path: Path) -> pd.DataFrame:
         """Long rows ``date, source, metric, value`` of one vendor file. Raises ValueError naming the file."""

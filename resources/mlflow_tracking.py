@@ -6,6 +6,7 @@ with an explicit absolute ``artifact_location`` so the UI finds artifacts whiche
 One MLflow run per model materialisation, tagged with the Dagster run id, asset key, partition and code
 version. The serving version of a registered model is its ``@champion`` alias (stages are deprecated).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -63,23 +64,30 @@ class LoggedRun:
 
 
 def _finite(d: dict, prefix: str = "", suffix: str = "") -> dict[str, float]:
-    return {f"{prefix}{k}{suffix}": float(v) for k, v in d.items()
-            if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v))}
+    return {
+        f"{prefix}{k}{suffix}": float(v)
+        for k, v in d.items()
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v))
+    }
 
 
 def _png_array(png: bytes):
     import matplotlib.image as mpimg
+
     return mpimg.imread(io.BytesIO(png), format="png")
 
 
 class MlflowTracking(dg.ConfigurableResource):
     """Tracking URI, artifact folder and helpers for runs, the registry and the ``@champion`` alias."""
 
-    tracking_uri: str = Field(description="Absolute MLflow tracking URI (sqlite:////abs/mlflow.db or http://host:port).")
+    tracking_uri: str = Field(
+        description="Absolute MLflow tracking URI (sqlite:////abs/mlflow.db or http://host:port)."
+    )
     artifact_location: str = Field(description="Absolute folder for experiment artifacts.")
 
     def _mlflow(self):
         import mlflow
+
         mlflow.set_tracking_uri(self.tracking_uri)
         mlflow.set_registry_uri(self.tracking_uri)
         if self.tracking_uri.startswith("sqlite:///"):
@@ -88,6 +96,7 @@ class MlflowTracking(dg.ConfigurableResource):
 
     def client(self):
         from mlflow.tracking import MlflowClient
+
         self._mlflow()
         return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
 
@@ -109,14 +118,21 @@ class MlflowTracking(dg.ConfigurableResource):
         """An active MLflow run in ``experiment`` with ``tags`` (Dagster run id, asset key, partition, ...)."""
         mlflow = self._mlflow()
         exp_id = self.ensure_experiment(experiment)
-        with mlflow.start_run(experiment_id=exp_id, run_name=run_name, tags={k: str(v) for k, v in tags.items()}) as run:
+        with mlflow.start_run(
+            experiment_id=exp_id, run_name=run_name, tags={k: str(v) for k, v in tags.items()}
+        ) as run:
             yield run
 
     def log_sklearn_model(self, model, registered_name: str, input_example=None) -> str:
         """Log ``model`` (cloudpickle) in the active run and register it; returns the new version number."""
         mlflow = self._mlflow()
-        info = mlflow.sklearn.log_model(model, name="model", registered_model_name=registered_name,
-                                        serialization_format="cloudpickle", input_example=input_example)
+        info = mlflow.sklearn.log_model(
+            model,
+            name="model",
+            registered_model_name=registered_name,
+            serialization_format="cloudpickle",
+            input_example=input_example,
+        )
         return str(info.registered_model_version)
 
     def log_training(self, rec: TrainingRecord) -> LoggedRun:
@@ -143,11 +159,13 @@ class MlflowTracking(dg.ConfigurableResource):
             for name, text in rec.texts.items():
                 mlflow.log_text(text, name)
             version = self.log_sklearn_model(rec.model, rec.registered_name, input_example=rec.input_example)
-            return LoggedRun(run.info.run_id, run.info.experiment_id, version,
-                             self.run_url(run.info.experiment_id, run.info.run_id))
+            return LoggedRun(
+                run.info.run_id, run.info.experiment_id, version, self.run_url(run.info.experiment_id, run.info.run_id)
+            )
 
-    def log_backtest(self, run_name: str, tags: dict, params: dict, metrics: dict, benchmark: dict,
-                     images: dict[str, bytes]) -> LoggedRun:
+    def log_backtest(
+        self, run_name: str, tags: dict, params: dict, metrics: dict, benchmark: dict, images: dict[str, bytes]
+    ) -> LoggedRun:
         """One run in experiment ``backtests``: params, metrics, buy-and-hold metrics as ``bh_<k>``, plots."""
         mlflow = self._mlflow()
         with self.start_run("backtests", run_name, tags) as run:
@@ -156,8 +174,9 @@ class MlflowTracking(dg.ConfigurableResource):
             mlflow.log_metrics({f"bh_{k}": float(v) for k, v in benchmark.items() if isinstance(v, float)})
             for name, png in images.items():
                 mlflow.log_image(_png_array(png), name)
-            return LoggedRun(run.info.run_id, run.info.experiment_id, None,
-                             self.run_url(run.info.experiment_id, run.info.run_id))
+            return LoggedRun(
+                run.info.run_id, run.info.experiment_id, None, self.run_url(run.info.experiment_id, run.info.run_id)
+            )
 
     def load_champion(self, name: str):
         """The model behind ``models:/<name>@champion`` in THIS store (never the process's ambient tracking URI).
@@ -175,6 +194,7 @@ class MlflowTracking(dg.ConfigurableResource):
     def champion(self, name: str):
         """The ``ModelVersion`` behind ``name@champion``, or None."""
         import mlflow
+
         try:
             return self.client().get_model_version_by_alias(name, CHAMPION)
         except mlflow.exceptions.MlflowException:

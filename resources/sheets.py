@@ -4,6 +4,7 @@ The worksheet's first row is a header with a ``date`` column (YYYY-MM-DD, UTC) a
 metric (e.g. exported from Santiment/Glassnode); rows become long-format ``raw.onchain_metrics``
 rows with ``source = "sheets:<worksheet>"``.
 """
+
 from __future__ import annotations
 
 import dagster as dg
@@ -36,7 +37,11 @@ class SheetsSource(dg.ConfigurableResource):
     service_account_file: str | None = Field(None, description="Service-account JSON (GOOGLE_APPLICATION_CREDENTIALS).")
 
     def client(self) -> gspread.Client:
-        return gspread.service_account(filename=self.service_account_file) if self.service_account_file else gspread.service_account()
+        return (
+            gspread.service_account(filename=self.service_account_file)
+            if self.service_account_file
+            else gspread.service_account()
+        )
 
     def read_metrics(self, client: gspread.Client | None = None) -> pd.DataFrame:
         """Long rows ``date, source, metric, value`` from the configured worksheet.

@@ -1,4 +1,5 @@
 """The warehouse resource: one DuckDB file, opened per step and closed after (DESIGN.md §4)."""
+
 from __future__ import annotations
 
 from contextlib import contextmanager

@@ -5,6 +5,7 @@ data folder get one in a temporary directory holding **slices** of the real file
 into the repo). ``TRADER_CONFIG`` is pointed at a test config *before* the pipeline is imported,
 because partitions are built from the configuration at import time.
 """
+
 from __future__ import annotations
 
 import os
@@ -24,9 +25,13 @@ SLICE_ROOT = Path(tempfile.mkdtemp(prefix="trader_test_data_"))
 SYMBOLS = ["BTC/USDT", "ETH/USDT"]
 # (timeframe, folder, first, last) — windows chosen to contain real gaps (1h: 2019-03-12 +6, 2019-05-15 +10;
 # 15m: 2023-03-24 +5) and both 1m windows of BTC
-WINDOWS = [("1h", "binance", "2019-02-01", "2019-06-30 23:00"), ("15m", "binance", "2023-03-01", "2023-04-10"),
-           ("1d", "binance", "2018-01-01", "2019-12-31"), ("1m", "binance", "2025-05-20", "2025-05-23 23:59"),
-           ("1m", "binance_1m_2026-03", "2026-03-24", "2026-03-25 23:59")]
+WINDOWS = [
+    ("1h", "binance", "2019-02-01", "2019-06-30 23:00"),
+    ("15m", "binance", "2023-03-01", "2023-04-10"),
+    ("1d", "binance", "2018-01-01", "2019-12-31"),
+    ("1m", "binance", "2025-05-20", "2025-05-23 23:59"),
+    ("1m", "binance_1m_2026-03", "2026-03-24", "2026-03-25 23:59"),
+]
 
 
 def real_ohlcv(symbol: str, timeframe: str, folder: str = "binance") -> pd.DataFrame:
@@ -100,7 +105,11 @@ def onchain_inputs(shared_data):
     import pandas as pd
 
     from pipeline.core.onchain import ONCHAIN_SOURCES, normalise_fear_greed, normalise_onchain, wide_to_long
-    longs = [wide_to_long(pd.read_csv(shared_data / "onchain" / sf.filename), sf.source, sf.date_column) for sf in ONCHAIN_SOURCES]
+
+    longs = [
+        wide_to_long(pd.read_csv(shared_data / "onchain" / sf.filename), sf.source, sf.date_column)
+        for sf in ONCHAIN_SOURCES
+    ]
     daily, _ = normalise_onchain(pd.concat(longs, ignore_index=True))
     fng = normalise_fear_greed(pd.read_csv(shared_data / "sentiment" / "fear_greed_daily.csv.gz"), "fng")
     return daily, fng
@@ -118,6 +127,7 @@ def data_dir(tmp_path: Path) -> Path:
 def resources(tmp_path: Path, data_dir: Path) -> dict:
     from pipeline.config import settings
     from pipeline.definitions import build_resources
+
     cfg = settings().model_copy(deep=True)
     cfg.data_dir = str(data_dir)
     cfg.warehouse.path = str(tmp_path / "wh" / "warehouse.duckdb")

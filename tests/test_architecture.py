@@ -9,6 +9,7 @@ Imports are counted wherever they appear in a module (top level, inside function
 ``if TYPE_CHECKING``). Relative imports are resolved, and ``from pkg import name`` points at the
 module ``pkg.name`` when that module exists in the project, otherwise at ``pkg``.
 """
+
 from __future__ import annotations
 
 import ast
@@ -22,8 +23,20 @@ PROJECT_PACKAGES = ("pipeline", "assets", "resources", "models", "warehouse", "b
 
 # Module prefixes ("x" bans "x" and "x.*"); a trailing "*" bans every top-level name that starts
 # with the text before it ("dagster_*" bans dagster_duckdb, dagster_mlflow, ...).
-IO_FRAMEWORKS = ("dagster", "dagster_*", "duckdb", "mlflow", "ccxt", "gspread", "fastapi", "uvicorn",
-                 "httpx", "requests", "typer", "streamlit")
+IO_FRAMEWORKS = (
+    "dagster",
+    "dagster_*",
+    "duckdb",
+    "mlflow",
+    "ccxt",
+    "gspread",
+    "fastapi",
+    "uvicorn",
+    "httpx",
+    "requests",
+    "typer",
+    "streamlit",
+)
 PURE_BANNED = ("pipeline.config", "warehouse", "resources", "assets") + IO_FRAMEWORKS
 WAREHOUSE_BANNED = ("pipeline.config", "assets", "resources", "dagster", "dagster_*", "mlflow", "ccxt", "gspread")
 CLI_BANNED = ("assets",)
@@ -46,11 +59,12 @@ RULES = {
 
 # --------------------------------------------------------------------------- the tree and its imports
 
+
 @dataclass(frozen=True)
 class Module:
-    name: str      # dotted: "pipeline.core.simulator", "assets.research" (for __init__.py)
+    name: str  # dotted: "pipeline.core.simulator", "assets.research" (for __init__.py)
     path: Path
-    rel: str       # path relative to the root, for messages
+    rel: str  # path relative to the root, for messages
     is_package: bool
     tree: ast.Module
 
@@ -58,7 +72,7 @@ class Module:
 @dataclass(frozen=True)
 class Import:
     line: int
-    target: str            # the module the statement reaches (see module docstring)
+    target: str  # the module the statement reaches (see module docstring)
     names: tuple[str, ...]  # for "from x import a, b": ("a", "b"); empty for "import x"
 
 
@@ -132,9 +146,11 @@ def _what(imp: Import) -> str:
 
 def _by_place(messages: list[str]) -> list[str]:
     """Unique messages ordered by file, then line number."""
+
     def key(msg):
         rel, line, _ = msg.split(":", 2)
         return rel, int(line), msg
+
     return sorted(set(messages), key=key)
 
 
@@ -193,15 +209,22 @@ def check_assets(root: Path) -> list[str]:
             continue
         for imp in imports(m, modules):
             if is_under(imp.target, ("mlflow", "dagster_mlflow")):
-                out.append(f"{m.rel}:{imp.line}: [rule 5] imports {imp.target}; MLflow is reached only through "
-                           f"resources/mlflow_tracking.py -- {RULES[5]}")
-            elif (is_under(imp.target, ("assets",)) and imp.target != m.name
-                  and not is_under(imp.target, ASSET_SHARED) and imp.target != _desk_common(m.name)):
+                out.append(
+                    f"{m.rel}:{imp.line}: [rule 5] imports {imp.target}; MLflow is reached only through "
+                    f"resources/mlflow_tracking.py -- {RULES[5]}"
+                )
+            elif (
+                is_under(imp.target, ("assets",))
+                and imp.target != m.name
+                and not is_under(imp.target, ASSET_SHARED)
+                and imp.target != _desk_common(m.name)
+            ):
                 out.append(f"{m.rel}:{imp.line}: [rule 5] imports asset module {_what(imp)} -- {RULES[5]}")
     return _by_place(out)
 
 
 # --------------------------------------------------------------------------- rule 6: private names
+
 
 def _is_private(name: str) -> bool:
     return name.startswith("_") and not (name.startswith("__") and name.endswith("__"))
@@ -230,9 +253,12 @@ def check_private_imports(root: Path) -> list[str]:
                         aliases[a.asname] = a.name
                     else:
                         aliases[a.name.split(".")[0]] = a.name.split(".")[0]
-                    if is_under(a.name, PROJECT_PACKAGES) and (priv := [p for p in a.name.split(".") if _is_private(p)]):
-                        out.append(f"{m.rel}:{node.lineno}: [rule 6] imports private module {a.name} ({priv[0]}) "
-                                   f"-- {RULES[6]}")
+                    if is_under(a.name, PROJECT_PACKAGES) and (
+                        priv := [p for p in a.name.split(".") if _is_private(p)]
+                    ):
+                        out.append(
+                            f"{m.rel}:{node.lineno}: [rule 6] imports private module {a.name} ({priv[0]}) -- {RULES[6]}"
+                        )
             elif isinstance(node, ast.ImportFrom):
                 base = _resolve_base(m, node)
                 for a in node.names:
@@ -241,7 +267,9 @@ def check_private_imports(root: Path) -> list[str]:
                         aliases[a.asname or a.name] = sub
                 private = [a.name for a in node.names if _is_private(a.name)]
                 if private and is_under(base, PROJECT_PACKAGES) and base != m.name:
-                    out.append(f"{m.rel}:{node.lineno}: [rule 6] imports {', '.join(private)} from {base} -- {RULES[6]}")
+                    out.append(
+                        f"{m.rel}:{node.lineno}: [rule 6] imports {', '.join(private)} from {base} -- {RULES[6]}"
+                    )
         for node in ast.walk(m.tree):
             if not isinstance(node, ast.Attribute) or not _is_private(node.attr):
                 continue
@@ -255,6 +283,7 @@ def check_private_imports(root: Path) -> list[str]:
 
 
 # --------------------------------------------------------------------------- rule 7: import cycles
+
 
 def import_graph(root: Path) -> tuple[dict[str, dict[str, int]], dict[str, Module]]:
     """module -> {imported project module: first line of the import}."""
@@ -274,14 +303,18 @@ def strongly_connected(graph: dict[str, dict[str, int]]) -> list[list[str]]:
         if start in index:
             continue
         work = [(start, iter(sorted(graph[start])))]
-        index[start] = low[start] = counter[0]; counter[0] += 1
-        stack.append(start); on_stack.add(start)
+        index[start] = low[start] = counter[0]
+        counter[0] += 1
+        stack.append(start)
+        on_stack.add(start)
         while work:
             v, children = work[-1]
             for w in children:
                 if w not in index:
-                    index[w] = low[w] = counter[0]; counter[0] += 1
-                    stack.append(w); on_stack.add(w)
+                    index[w] = low[w] = counter[0]
+                    counter[0] += 1
+                    stack.append(w)
+                    on_stack.add(w)
                     work.append((w, iter(sorted(graph[w]))))
                     break
                 if w in on_stack:
@@ -293,7 +326,9 @@ def strongly_connected(graph: dict[str, dict[str, int]]) -> list[list[str]]:
                 if low[v] == index[v]:
                     comp = []
                     while True:
-                        w = stack.pop(); on_stack.discard(w); comp.append(w)
+                        w = stack.pop()
+                        on_stack.discard(w)
+                        comp.append(w)
                         if w == v:
                             break
                     if len(comp) > 1:
@@ -332,14 +367,19 @@ def check_no_cycles(root: Path) -> list[str]:
     for comp in strongly_connected(graph):
         cycle = _shortest_cycle(graph, comp)
         hops = " -> ".join(f"{a} ({modules[a].rel}:{graph[a][b]})" for a, b in zip(cycle, cycle[1:]))
-        out.append(f"{modules[cycle[0]].rel}:{graph[cycle[0]][cycle[1]]}: [rule 7] import cycle {cycle}: "
-                   f"{hops} -> {cycle[-1]}; strongly connected component {comp} with imports "
-                   + ", ".join(f"{a} -> {b} ({modules[a].rel}:{graph[a][b]})"
-                               for a in comp for b in sorted(graph[a]) if b in comp) + f" -- {RULES[7]}")
+        out.append(
+            f"{modules[cycle[0]].rel}:{graph[cycle[0]][cycle[1]]}: [rule 7] import cycle {cycle}: "
+            f"{hops} -> {cycle[-1]}; strongly connected component {comp} with imports "
+            + ", ".join(
+                f"{a} -> {b} ({modules[a].rel}:{graph[a][b]})" for a in comp for b in sorted(graph[a]) if b in comp
+            )
+            + f" -- {RULES[7]}"
+        )
     return out
 
 
 # --------------------------------------------------------------------------- rule 8: asset body size
+
 
 def _is_asset_decorator(dec: ast.expr) -> bool:
     target = dec.func if isinstance(dec, ast.Call) else dec
@@ -350,8 +390,12 @@ def _is_asset_decorator(dec: ast.expr) -> bool:
 def asset_body_lines(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> int:
     """Lines from the first statement after the docstring to ``fn.end_lineno``, inclusive."""
     body = fn.body
-    if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
-            and isinstance(body[0].value.value, str):
+    if (
+        body
+        and isinstance(body[0], ast.Expr)
+        and isinstance(body[0].value, ast.Constant)
+        and isinstance(body[0].value.value, str)
+    ):
         body = body[1:]
     if not body:
         return 0
@@ -364,19 +408,30 @@ def check_asset_size(root: Path) -> list[str]:
     out = []
     for m in project_modules(root).values():
         for node in ast.walk(m.tree):
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) \
-                    and any(_is_asset_decorator(d) for d in node.decorator_list):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and any(
+                _is_asset_decorator(d) for d in node.decorator_list
+            ):
                 n = asset_body_lines(node)
                 if n > ASSET_BODY_MAX:
-                    out.append(f"{m.rel}:{node.lineno}: [rule 8] asset {node.name} body is {n} lines "
-                               f"(> {ASSET_BODY_MAX}) -- {RULES[8]}")
+                    out.append(
+                        f"{m.rel}:{node.lineno}: [rule 8] asset {node.name} body is {n} lines "
+                        f"(> {ASSET_BODY_MAX}) -- {RULES[8]}"
+                    )
     return _by_place(out)
 
 
 # --------------------------------------------------------------------------- the real tree
 
-CHECKERS = {1: check_pure_core, 2: check_warehouse, 3: check_cli, 4: check_serving, 5: check_assets,
-            6: check_private_imports, 7: check_no_cycles, 8: check_asset_size}
+CHECKERS = {
+    1: check_pure_core,
+    2: check_warehouse,
+    3: check_cli,
+    4: check_serving,
+    5: check_assets,
+    6: check_private_imports,
+    7: check_no_cycles,
+    8: check_asset_size,
+}
 
 
 @pytest.mark.parametrize("rule", sorted(CHECKERS), ids=[f"rule{r}" for r in sorted(CHECKERS)])
@@ -385,20 +440,29 @@ def test_rule_holds_on_the_tree(rule):
     assert not violations, f"rule {rule} ({RULES[rule]}) is broken {len(violations)} time(s):\n" + "\n".join(violations)
 
 
-@pytest.mark.parametrize("room", [CORE_ROOM, WAREHOUSE_ROOM, CLI_ROOM, SERVING_ROOM, ASSETS_ROOM],
-                         ids=lambda room: room[0].strip("/").replace("/", "."))
+@pytest.mark.parametrize(
+    "room",
+    [CORE_ROOM, WAREHOUSE_ROOM, CLI_ROOM, SERVING_ROOM, ASSETS_ROOM],
+    ids=lambda room: room[0].strip("/").replace("/", "."),
+)
 def test_each_room_has_files(room):
     """A checker over an empty room passes vacuously; each room must hold code today."""
     assert room_files(REPO, room), f"no python files in {room}"
 
 
 def test_packages_resolve_inside_repo():
-    import assets, models, pipeline, resources, warehouse
+    import assets
+    import models
+    import pipeline
+    import resources
+    import warehouse
+
     for m in (assets, models, pipeline, resources, warehouse):
         assert Path(m.__file__).resolve().is_relative_to(REPO), m
 
 
 # --------------------------------------------------------------------------- planted examples
+
 
 def plant(root: Path, files: dict[str, str]) -> Path:
     for rel, text in files.items():
@@ -414,111 +478,171 @@ def where(violations: list[str]) -> set[str]:
 
 
 def test_rule1_catches_planted_violations(tmp_path):
-    plant(tmp_path, {
-        "pipeline/__init__.py": "", "pipeline/config.py": "", "pipeline/core/__init__.py": "",
-        "pipeline/core/ok.py": "import numpy as np\nfrom pipeline.core import other\nfrom . import other\n",
-        "pipeline/core/other.py": "import pandas\n",
-        "pipeline/core/bad.py": ("from pipeline import config\n"
-                                 "def f():\n    import duckdb\n"
-                                 "from dagster_duckdb import DuckDBResource\n"
-                                 "from ..config import settings\n"),
-        "models/__init__.py": "",
-        "models/bad.py": "import sklearn\nfrom warehouse.io import connect\nimport streamlit as st\n",
-        "warehouse/__init__.py": "", "warehouse/io.py": "",
-    })
+    plant(
+        tmp_path,
+        {
+            "pipeline/__init__.py": "",
+            "pipeline/config.py": "",
+            "pipeline/core/__init__.py": "",
+            "pipeline/core/ok.py": "import numpy as np\nfrom pipeline.core import other\nfrom . import other\n",
+            "pipeline/core/other.py": "import pandas\n",
+            "pipeline/core/bad.py": (
+                "from pipeline import config\n"
+                "def f():\n    import duckdb\n"
+                "from dagster_duckdb import DuckDBResource\n"
+                "from ..config import settings\n"
+            ),
+            "models/__init__.py": "",
+            "models/bad.py": "import sklearn\nfrom warehouse.io import connect\nimport streamlit as st\n",
+            "warehouse/__init__.py": "",
+            "warehouse/io.py": "",
+        },
+    )
     assert where(check_pure_core(tmp_path)) == {
-        "pipeline/core/bad.py:1 rule 1", "pipeline/core/bad.py:3 rule 1", "pipeline/core/bad.py:4 rule 1",
-        "pipeline/core/bad.py:5 rule 1", "models/bad.py:2 rule 1", "models/bad.py:3 rule 1"}
+        "pipeline/core/bad.py:1 rule 1",
+        "pipeline/core/bad.py:3 rule 1",
+        "pipeline/core/bad.py:4 rule 1",
+        "pipeline/core/bad.py:5 rule 1",
+        "models/bad.py:2 rule 1",
+        "models/bad.py:3 rule 1",
+    }
 
 
 def test_rule2_catches_planted_violations(tmp_path):
-    plant(tmp_path, {
-        "pipeline/__init__.py": "", "pipeline/config.py": "",
-        "pipeline/core/__init__.py": "", "pipeline/core/timeframes.py": "",
-        "warehouse/__init__.py": "",
-        "warehouse/ok.py": "import duckdb\nimport pandas as pd\nfrom pipeline.core.timeframes import TIMEFRAME_MS\n",
-        "warehouse/bad.py": "from pipeline.config import settings\ndef g():\n    import mlflow\nimport dagster as dg\n",
-    })
+    plant(
+        tmp_path,
+        {
+            "pipeline/__init__.py": "",
+            "pipeline/config.py": "",
+            "pipeline/core/__init__.py": "",
+            "pipeline/core/timeframes.py": "",
+            "warehouse/__init__.py": "",
+            "warehouse/ok.py": "import duckdb\nimport pandas as pd\nfrom pipeline.core.timeframes import TIMEFRAME_MS\n",
+            "warehouse/bad.py": "from pipeline.config import settings\ndef g():\n    import mlflow\nimport dagster as dg\n",
+        },
+    )
     assert where(check_warehouse(tmp_path)) == {
-        "warehouse/bad.py:1 rule 2", "warehouse/bad.py:3 rule 2", "warehouse/bad.py:4 rule 2"}
+        "warehouse/bad.py:1 rule 2",
+        "warehouse/bad.py:3 rule 2",
+        "warehouse/bad.py:4 rule 2",
+    }
 
 
 def test_rule3_catches_planted_violations(tmp_path):
-    plant(tmp_path, {
-        "pipeline/__init__.py": "", "pipeline/jobs.py": "",
-        "pipeline/cli/__init__.py": "", "pipeline/cli/common.py": "",
-        "pipeline/cli/ok.py": "from pipeline.cli.common import x\nfrom pipeline import jobs\nimport typer\n",
-        "pipeline/cli/bad.py": "def h():\n    from assets import keys\n",
-        "pipeline/cli_legacy.py": "import assets.market\n",
-        "assets/__init__.py": "", "assets/keys.py": "", "assets/market.py": "",
-    })
+    plant(
+        tmp_path,
+        {
+            "pipeline/__init__.py": "",
+            "pipeline/jobs.py": "",
+            "pipeline/cli/__init__.py": "",
+            "pipeline/cli/common.py": "",
+            "pipeline/cli/ok.py": "from pipeline.cli.common import x\nfrom pipeline import jobs\nimport typer\n",
+            "pipeline/cli/bad.py": "def h():\n    from assets import keys\n",
+            "pipeline/cli_legacy.py": "import assets.market\n",
+            "assets/__init__.py": "",
+            "assets/keys.py": "",
+            "assets/market.py": "",
+        },
+    )
     assert where(check_cli(tmp_path)) == {"pipeline/cli/bad.py:2 rule 3", "pipeline/cli_legacy.py:1 rule 3"}
 
 
 def test_rule4_catches_planted_violations(tmp_path):
-    plant(tmp_path, {
-        "pipeline/__init__.py": "",
-        "pipeline/api.py": "import fastapi\nfrom warehouse.readers import latest\nimport dagster as dg\n",
-        "pipeline/apps/__init__.py": "",
-        "pipeline/apps/dash.py": "import streamlit\ndef page():\n    from assets.common import md_table\n",
-        "pipeline/jobs.py": "import dagster\n",  # not a serving module
-    })
+    plant(
+        tmp_path,
+        {
+            "pipeline/__init__.py": "",
+            "pipeline/api.py": "import fastapi\nfrom warehouse.readers import latest\nimport dagster as dg\n",
+            "pipeline/apps/__init__.py": "",
+            "pipeline/apps/dash.py": "import streamlit\ndef page():\n    from assets.common import md_table\n",
+            "pipeline/jobs.py": "import dagster\n",  # not a serving module
+        },
+    )
     assert where(check_serving(tmp_path)) == {"pipeline/api.py:3 rule 4", "pipeline/apps/dash.py:3 rule 4"}
 
 
 def test_rule5_catches_planted_violations(tmp_path):
-    plant(tmp_path, {
-        "assets/__init__.py": "", "assets/common.py": "", "assets/keys.py": "", "assets/checks.py": "",
-        "assets/promotion.py": "", "assets/market.py": "",
-        "assets/desk/__init__.py": "",
-        "assets/desk/common.py": "",
-        "assets/other/__init__.py": "", "assets/other/common.py": "",
-        "assets/desk/ok.py": ("from assets.common import POOL\nfrom assets import keys as K\n"
-                              "from .. import checks\nimport assets.promotion\nfrom resources.mlflow_tracking import M\n"
-                              "from assets.desk.common import wiring\n"),
-        "assets/desk/bad.py": ("def a():\n    import mlflow\n"
-                               "from assets.market import ohlcv\n"
-                               "from . import ok\n"
-                               "from dagster_mlflow import mlflow_tracking\n"
-                               "from assets.other.common import wiring\n"),  # another desk's wiring
-    })
+    plant(
+        tmp_path,
+        {
+            "assets/__init__.py": "",
+            "assets/common.py": "",
+            "assets/keys.py": "",
+            "assets/checks.py": "",
+            "assets/promotion.py": "",
+            "assets/market.py": "",
+            "assets/desk/__init__.py": "",
+            "assets/desk/common.py": "",
+            "assets/other/__init__.py": "",
+            "assets/other/common.py": "",
+            "assets/desk/ok.py": (
+                "from assets.common import POOL\nfrom assets import keys as K\n"
+                "from .. import checks\nimport assets.promotion\nfrom resources.mlflow_tracking import M\n"
+                "from assets.desk.common import wiring\n"
+            ),
+            "assets/desk/bad.py": (
+                "def a():\n    import mlflow\n"
+                "from assets.market import ohlcv\n"
+                "from . import ok\n"
+                "from dagster_mlflow import mlflow_tracking\n"
+                "from assets.other.common import wiring\n"
+            ),  # another desk's wiring
+        },
+    )
     assert where(check_assets(tmp_path)) == {
-        "assets/desk/bad.py:2 rule 5", "assets/desk/bad.py:3 rule 5", "assets/desk/bad.py:4 rule 5",
-        "assets/desk/bad.py:5 rule 5", "assets/desk/bad.py:6 rule 5"}
+        "assets/desk/bad.py:2 rule 5",
+        "assets/desk/bad.py:3 rule 5",
+        "assets/desk/bad.py:4 rule 5",
+        "assets/desk/bad.py:5 rule 5",
+        "assets/desk/bad.py:6 rule 5",
+    }
 
 
 def test_rule6_catches_planted_violations(tmp_path):
-    plant(tmp_path, {
-        "pipeline/__init__.py": "",
-        "pipeline/cli.py": "def _metadata(): ...\ndef _own(): ...\nx = _own()\n",
-        "pipeline/helpers.py": "from pipeline.cli import __doc__ as d\n",  # dunder: not private
-        "pipeline/cli_setups.py": ("from pipeline.cli import _metadata, app\n"
-                                   "import pipeline.cli as cli\n"
-                                   "def f():\n    return cli._own()\n"
-                                   "import pipeline.cli\n"
-                                   "y = pipeline.cli._metadata\n"
-                                   "z = cli.app._private_attr_of_an_object\n"),  # not a module's name
-        "tests/__init__.py": "",
-        "tests/test_x.py": "from pipeline import cli\nfrom pandas import _libs\nv = cli._own\n",
-    })
+    plant(
+        tmp_path,
+        {
+            "pipeline/__init__.py": "",
+            "pipeline/cli.py": "def _metadata(): ...\ndef _own(): ...\nx = _own()\n",
+            "pipeline/helpers.py": "from pipeline.cli import __doc__ as d\n",  # dunder: not private
+            "pipeline/cli_setups.py": (
+                "from pipeline.cli import _metadata, app\n"
+                "import pipeline.cli as cli\n"
+                "def f():\n    return cli._own()\n"
+                "import pipeline.cli\n"
+                "y = pipeline.cli._metadata\n"
+                "z = cli.app._private_attr_of_an_object\n"
+            ),  # not a module's name
+            "tests/__init__.py": "",
+            "tests/test_x.py": "from pipeline import cli\nfrom pandas import _libs\nv = cli._own\n",
+        },
+    )
     assert where(check_private_imports(tmp_path)) == {
-        "pipeline/cli_setups.py:1 rule 6", "pipeline/cli_setups.py:4 rule 6", "pipeline/cli_setups.py:6 rule 6",
-        "tests/test_x.py:3 rule 6"}
+        "pipeline/cli_setups.py:1 rule 6",
+        "pipeline/cli_setups.py:4 rule 6",
+        "pipeline/cli_setups.py:6 rule 6",
+        "tests/test_x.py:3 rule 6",
+    }
 
 
 def test_rule7_catches_planted_cycles(tmp_path):
-    plant(tmp_path, {
-        "pipeline/__init__.py": "",
-        "pipeline/a.py": "from pipeline import b\n",
-        "pipeline/b.py": "def f():\n    from .c import thing\n",   # inside a function, relative
-        "pipeline/c.py": "import pipeline.a\n",
-        "pipeline/d.py": "from pipeline import a\n",              # reaches the cycle, not part of it
-        "models/__init__.py": "",
-        "models/x.py": "from models import y\n",
-        "models/y.py": "from models.x import z\n",
-    })
-    assert find_cycles(tmp_path) == [["models.x", "models.y", "models.x"],
-                                     ["pipeline.a", "pipeline.b", "pipeline.c", "pipeline.a"]]
+    plant(
+        tmp_path,
+        {
+            "pipeline/__init__.py": "",
+            "pipeline/a.py": "from pipeline import b\n",
+            "pipeline/b.py": "def f():\n    from .c import thing\n",  # inside a function, relative
+            "pipeline/c.py": "import pipeline.a\n",
+            "pipeline/d.py": "from pipeline import a\n",  # reaches the cycle, not part of it
+            "models/__init__.py": "",
+            "models/x.py": "from models import y\n",
+            "models/y.py": "from models.x import z\n",
+        },
+    )
+    assert find_cycles(tmp_path) == [
+        ["models.x", "models.y", "models.x"],
+        ["pipeline.a", "pipeline.b", "pipeline.c", "pipeline.a"],
+    ]
     assert where(check_no_cycles(tmp_path)) == {"models/x.py:1 rule 7", "pipeline/a.py:1 rule 7"}
 
 
@@ -527,29 +651,46 @@ def test_rule8_catches_planted_long_assets(tmp_path):
         doc = f'{indent}    """Doc\n{indent}    string."""\n' if docstring else ""
         body = "".join(f"{indent}    x{i} = {i}\n" for i in range(lines))
         return f"{indent}{decorator}\n{indent}def {name}():\n{doc}{body}"
-    src = ("import dagster as dg\nfrom dagster import asset, multi_asset\n\n"
-           + fn("@dg.asset(group_name='g')", "fits", 40)
-           + fn("@asset", "too_long", 41)
-           + fn("@dg.multi_asset(outs={})", "multi_long", 41, docstring=False)
-           + fn("@multi_asset", "multi_fits", 40, docstring=False)
-           + fn("@staticmethod", "not_an_asset", 99)
-           + "def factory():\n" + fn("@dg.asset", "inner_long", 41, indent="    ") + "    return inner_long\n")
+
+    src = (
+        "import dagster as dg\nfrom dagster import asset, multi_asset\n\n"
+        + fn("@dg.asset(group_name='g')", "fits", 40)
+        + fn("@asset", "too_long", 41)
+        + fn("@dg.multi_asset(outs={})", "multi_long", 41, docstring=False)
+        + fn("@multi_asset", "multi_fits", 40, docstring=False)
+        + fn("@staticmethod", "not_an_asset", 99)
+        + "def factory():\n"
+        + fn("@dg.asset", "inner_long", 41, indent="    ")
+        + "    return inner_long\n"
+    )
     plant(tmp_path, {"assets/__init__.py": "", "assets/big.py": src})
     tree = ast.parse(src)
     lines = {n.name: n.lineno for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)}
     assert where(check_asset_size(tmp_path)) == {
-        f"assets/big.py:{lines[n]} rule 8" for n in ("too_long", "multi_long", "inner_long")}
+        f"assets/big.py:{lines[n]} rule 8" for n in ("too_long", "multi_long", "inner_long")
+    }
     sizes = {n.name: asset_body_lines(n) for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)}
     assert sizes["fits"] == 40 and sizes["too_long"] == 41 and sizes["multi_fits"] == 40
 
 
 def test_planted_rooms_report_files_and_import_resolution(tmp_path):
-    plant(tmp_path, {"pipeline/__init__.py": "", "pipeline/core/__init__.py": "from . import sim\n",
-                     "pipeline/core/sim.py": "from .. import config\nfrom ..config import x\nimport numpy\n",
-                     "pipeline/config.py": "", "bench/run.py": "import pipeline.core.sim\n"})
+    plant(
+        tmp_path,
+        {
+            "pipeline/__init__.py": "",
+            "pipeline/core/__init__.py": "from . import sim\n",
+            "pipeline/core/sim.py": "from .. import config\nfrom ..config import x\nimport numpy\n",
+            "pipeline/config.py": "",
+            "bench/run.py": "import pipeline.core.sim\n",
+        },
+    )
     mods = project_modules(tmp_path)
     assert set(mods) == {"pipeline", "pipeline.core", "pipeline.core.sim", "pipeline.config", "bench.run"}
     assert [i.target for i in imports(mods["pipeline.core"], mods)] == ["pipeline.core.sim"]
-    assert [i.target for i in imports(mods["pipeline.core.sim"], mods)] == ["pipeline.config", "pipeline.config", "numpy"]
+    assert [i.target for i in imports(mods["pipeline.core.sim"], mods)] == [
+        "pipeline.config",
+        "pipeline.config",
+        "numpy",
+    ]
     assert room_files(tmp_path, CORE_ROOM) == ["pipeline/core/__init__.py", "pipeline/core/sim.py"]
     assert room_files(tmp_path / "nowhere", CLI_ROOM) == []

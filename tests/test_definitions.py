@@ -1,4 +1,5 @@
 """The code location loads; asset keys and partitions are stable (renaming orphans history)."""
+
 import dagster as dg
 
 from pipeline.definitions import defs
@@ -7,16 +8,33 @@ from pipeline.partitions import SYMBOL_TIMEFRAME, full_range_tags, parse_key, pa
 
 def test_definitions_load():
     dg.Definitions.validate_loadable(defs)
-    for job in ("main_job", "ingest_job", "train_job", "backtest_job", "options_desk_job", "options_models_job", "setup_scan_job",
-                "setup_train_job", "setup_calibrate_job", "setup_tune_job", "setup_retro_job"):
+    for job in (
+        "main_job",
+        "ingest_job",
+        "train_job",
+        "backtest_job",
+        "options_desk_job",
+        "options_models_job",
+        "setup_scan_job",
+        "setup_train_job",
+        "setup_calibrate_job",
+        "setup_tune_job",
+        "setup_retro_job",
+    ):
         assert defs.resolve_job_def(job)
     # seed 002 "auto": weekly UTC train -> calibrate -> tune, stopped unless setup_scanner.auto.enabled
     sched = {s.name: s for s in defs.schedules}
-    assert [sched[n].cron_schedule for n in ("setup_train_weekly", "setup_calibrate_weekly", "setup_tune_weekly")] == \
-        ["0 1 * * 1", "30 1 * * 1", "0 2 * * 1"]
-    assert all(s.execution_timezone == "UTC" and s.default_status == dg.DefaultScheduleStatus.STOPPED for s in sched.values())
+    assert [sched[n].cron_schedule for n in ("setup_train_weekly", "setup_calibrate_weekly", "setup_tune_weekly")] == [
+        "0 1 * * 1",
+        "30 1 * * 1",
+        "0 2 * * 1",
+    ]
+    assert all(
+        s.execution_timezone == "UTC" and s.default_status == dg.DefaultScheduleStatus.STOPPED for s in sched.values()
+    )
     from pipeline.config import settings
     from pipeline.schedules import setup_schedules
+
     on = settings().model_copy(deep=True)
     on.setup_scanner.auto.enabled = True
     assert all(s.default_status == dg.DefaultScheduleStatus.RUNNING for s in setup_schedules(on))
@@ -24,13 +42,37 @@ def test_definitions_load():
 
 def test_asset_keys_snapshot():
     keys = {"/".join(k.path) for k in defs.resolve_asset_graph().get_all_asset_keys()}
-    assert keys == {"external/data_folder", "external/exchange", "external/onchain_sheet", "raw/ohlcv", "raw/onchain_metrics",
-                    "market/ohlcv", "market/onchain_daily", "market/sentiment_daily", "features/technical", "regimes/market",
-                    "ml/baseline_direction", "ml/baseline_direction_evaluation", "ml/baseline_direction_champion",
-                    "backtest/baseline", "features/onchain", "signals/options_daily", "signals/options_trades",
-                    "backtest/options_desk", "ml/options_direction", "ml/options_direction_champion", "signals/setup_candidates",
-                    "ml/setup_meta", "ml/setup_meta_evaluation", "ml/setup_meta_champion", "signals/setup_thresholds",
-                    "signals/setups", "backtest/setup_scanner", "signals/setup_retro", "ops/serving_snapshot"}
+    assert keys == {
+        "external/data_folder",
+        "external/exchange",
+        "external/onchain_sheet",
+        "raw/ohlcv",
+        "raw/onchain_metrics",
+        "market/ohlcv",
+        "market/onchain_daily",
+        "market/sentiment_daily",
+        "features/technical",
+        "regimes/market",
+        "ml/baseline_direction",
+        "ml/baseline_direction_evaluation",
+        "ml/baseline_direction_champion",
+        "backtest/baseline",
+        "features/onchain",
+        "signals/options_daily",
+        "signals/options_trades",
+        "backtest/options_desk",
+        "ml/options_direction",
+        "ml/options_direction_champion",
+        "signals/setup_candidates",
+        "ml/setup_meta",
+        "ml/setup_meta_evaluation",
+        "ml/setup_meta_champion",
+        "signals/setup_thresholds",
+        "signals/setups",
+        "backtest/setup_scanner",
+        "signals/setup_retro",
+        "ops/serving_snapshot",
+    }
     graph = defs.resolve_asset_graph()
     # groups are owners (a shared layer or one desk), key prefixes are layers (docs/decisions.md "Groups")
     assert graph.get(dg.AssetKey(["ml", "baseline_direction"])).group_name == "research"
@@ -38,7 +80,10 @@ def test_asset_keys_snapshot():
     assert graph.get(dg.AssetKey(["signals", "options_trades"])).group_name == "options_desk"
     assert graph.get(dg.AssetKey(["ml", "options_direction"])).group_name == "options_desk"
     # the daily signal waits for the champion step, so it always reads the current champions' scores
-    assert dg.AssetKey(["ml", "options_direction_champion"]) in graph.get(dg.AssetKey(["signals", "options_daily"])).parent_keys
+    assert (
+        dg.AssetKey(["ml", "options_direction_champion"])
+        in graph.get(dg.AssetKey(["signals", "options_daily"])).parent_keys
+    )
     # setup signals do not depend on the champion step (a failed weekly gate must not stop live scans); the gate and
     # the promotion run first inside a run through their higher Dagster priority
     setups = graph.get(dg.AssetKey(["signals", "setups"]))
@@ -58,7 +103,9 @@ def test_partition_keys():
 
 def test_workspace_and_instance_files():
     from pathlib import Path
+
     import yaml
+
     repo = Path(__file__).resolve().parent.parent
     ws = yaml.safe_load((repo / "workspace.yaml").read_text())
     assert ws["load_from"][0]["python_module"]["module_name"] == "pipeline.definitions"

@@ -4,6 +4,7 @@ Every write is one transaction: ``BEGIN; DELETE <slice or keys>; INSERT INTO t B
 If anything fails the transaction is rolled back, so rows already stored are never lost or
 half-replaced. Inserts are ``BY NAME`` (column order of the frame does not matter).
 """
+
 from __future__ import annotations
 
 import time
@@ -18,8 +19,12 @@ from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_expo
 from warehouse.schema import DDL
 
 
-@retry(retry=retry_if_exception_type(duckdb.IOException), wait=wait_exponential(multiplier=0.1, max=5),
-       stop=stop_after_delay(60), reraise=True)
+@retry(
+    retry=retry_if_exception_type(duckdb.IOException),
+    wait=wait_exponential(multiplier=0.1, max=5),
+    stop=stop_after_delay(60),
+    reraise=True,
+)
 def _connect(path: str, read_only: bool) -> duckdb.DuckDBPyConnection:
     return duckdb.connect(path, read_only=read_only)
 
@@ -110,8 +115,16 @@ def upsert_many(con: duckdb.DuckDBPyConnection, writes: list[tuple[str, pd.DataF
     return sum(len(df) for _, df, _ in writes)
 
 
-def replace_slice(con: duckdb.DuckDBPyConnection, table: str, df: pd.DataFrame, filters: dict[str, object],
-                  ts_from: int | None = None, ts_column: str = "ts", *, allow_empty: bool = False) -> int:
+def replace_slice(
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    df: pd.DataFrame,
+    filters: dict[str, object],
+    ts_from: int | None = None,
+    ts_column: str = "ts",
+    *,
+    allow_empty: bool = False,
+) -> int:
     """Replace the rows of ``table`` matching ``filters`` (and ``ts >= ts_from`` if given) with ``df``.
 
     Raises:
@@ -141,7 +154,9 @@ def replace_slice(con: duckdb.DuckDBPyConnection, table: str, df: pd.DataFrame, 
 _DUCK_TYPES = {"int64": "BIGINT", "Int64": "BIGINT", "float64": "DOUBLE", "bool": "BOOLEAN", "boolean": "BOOLEAN"}
 
 
-def replace_table(con: duckdb.DuckDBPyConnection, table: str, df: pd.DataFrame, date_columns: tuple[str, ...] = ()) -> int:
+def replace_table(
+    con: duckdb.DuckDBPyConnection, table: str, df: pd.DataFrame, date_columns: tuple[str, ...] = ()
+) -> int:
     """Atomically replace a small, schema-from-data table (e.g. ``market.onchain_daily``)."""
     cols = []
     for c, dt in df.dtypes.items():
@@ -166,8 +181,14 @@ def read_df(con: duckdb.DuckDBPyConnection, sql: str, params: list[object] | Non
 
 def table_exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
     schema, name = table.split(".")
-    return bool(fetch_one(con.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
-                            [schema, name]))[0])
+    return bool(
+        fetch_one(
+            con.execute(
+                "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
+                [schema, name],
+            )
+        )[0]
+    )
 
 
 def max_ts(con: duckdb.DuckDBPyConnection, table: str, filters: dict[str, object]) -> int | None:
@@ -179,8 +200,12 @@ def max_ts(con: duckdb.DuckDBPyConnection, table: str, filters: dict[str, object
 
 def watermarks(con: duckdb.DuckDBPyConnection, table: str, exchange: str) -> dict[tuple[str, str], int]:
     """``{(symbol, timeframe): max(ts)}`` for every stored slice, in one scan."""
-    return {(r[0], r[1]): int(r[2]) for r in con.execute(
-        f"SELECT symbol, timeframe, max(ts) FROM {table} WHERE exchange = ? GROUP BY ALL", [exchange]).fetchall()}
+    return {
+        (r[0], r[1]): int(r[2])
+        for r in con.execute(
+            f"SELECT symbol, timeframe, max(ts) FROM {table} WHERE exchange = ? GROUP BY ALL", [exchange]
+        ).fetchall()
+    }
 
 
 def now_utc() -> pd.Timestamp:
@@ -191,6 +216,7 @@ def now_utc() -> pd.Timestamp:
 def inputs_fingerprint(con: duckdb.DuckDBPyConnection, sql: str, extra: str = "") -> str:
     """Hash of a query's rows (e.g. upstream checkpoints) plus ``extra`` (config/code version)."""
     import hashlib
+
     rows = con.execute(sql).fetchall()
     return hashlib.sha256((repr(rows) + extra).encode()).hexdigest()[:16]
 
@@ -202,27 +228,48 @@ def inputs_unchanged(con: duckdb.DuckDBPyConnection, asset: str, fingerprint: st
 
 
 def record_inputs(con: duckdb.DuckDBPyConnection, asset: str, fingerprint: str) -> None:
-    upsert(con, "ops.asset_inputs", pd.DataFrame([{"asset": asset, "fingerprint": fingerprint, "updated_at": now_utc()}]), ["asset"])
+    upsert(
+        con,
+        "ops.asset_inputs",
+        pd.DataFrame([{"asset": asset, "fingerprint": fingerprint, "updated_at": now_utc()}]),
+        ["asset"],
+    )
 
 
 def _code_key(table: str, exchange: str, symbol: str, timeframe: str) -> str:
     return f"code:{table}:{exchange}:{symbol}:{timeframe}"
 
 
-def stale_code_slices(con: duckdb.DuckDBPyConnection, table: str, exchange: str, slices: list[tuple[str, str]],
-                      code_version: str) -> set[tuple[str, str]]:
+def stale_code_slices(
+    con: duckdb.DuckDBPyConnection, table: str, exchange: str, slices: list[tuple[str, str]], code_version: str
+) -> set[tuple[str, str]]:
     """Slices of ``table`` whose stored rows were computed by another code version (or an unknown one).
 
     Incremental assets rebuild those slices from scratch, so changing a formula can never leave old rows
     beside new ones.
     """
-    stored = {r[0]: r[1] for r in con.execute("SELECT asset, fingerprint FROM ops.asset_inputs WHERE asset LIKE ?",
-                                              [f"code:{table}:{exchange}:%"]).fetchall()}
+    stored = {
+        r[0]: r[1]
+        for r in con.execute(
+            "SELECT asset, fingerprint FROM ops.asset_inputs WHERE asset LIKE ?", [f"code:{table}:{exchange}:%"]
+        ).fetchall()
+    }
     return {(s, tf) for s, tf in slices if stored.get(_code_key(table, exchange, s, tf)) != code_version}
 
 
-def record_code(con: duckdb.DuckDBPyConnection, table: str, exchange: str, slices: list[tuple[str, str]], code_version: str) -> None:
+def record_code(
+    con: duckdb.DuckDBPyConnection, table: str, exchange: str, slices: list[tuple[str, str]], code_version: str
+) -> None:
     """Remember that these slices of ``table`` are now computed by ``code_version``."""
     if slices:
-        upsert(con, "ops.asset_inputs", pd.DataFrame([{"asset": _code_key(table, exchange, s, tf), "fingerprint": code_version,
-                                                       "updated_at": now_utc()} for s, tf in slices]), ["asset"])
+        upsert(
+            con,
+            "ops.asset_inputs",
+            pd.DataFrame(
+                [
+                    {"asset": _code_key(table, exchange, s, tf), "fingerprint": code_version, "updated_at": now_utc()}
+                    for s, tf in slices
+                ]
+            ),
+            ["asset"],
+        )

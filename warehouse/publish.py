@@ -5,6 +5,7 @@ the pipeline copies the curated tables into a new file, then atomically renames 
 ``serving.duckdb`` (readers that reconnect see the new data; open readers keep the old inode), and
 writes one Parquet file per table to ``exports/<schema>.<table>.parquet`` the same way.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -30,7 +31,9 @@ def fingerprint(con: duckdb.DuckDBPyConnection, tables: list[str]) -> str:
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
 
-def publish_snapshot(con: duckdb.DuckDBPyConnection, tables: list[str], serving_path: str, exports_dir: str) -> dict[str, int]:
+def publish_snapshot(
+    con: duckdb.DuckDBPyConnection, tables: list[str], serving_path: str, exports_dir: str
+) -> dict[str, int]:
     """Copy ``tables`` from the open writer connection into ``serving_path`` and Parquet exports.
 
     Returns rows per table. The old snapshot stays valid until the final ``os.replace``.

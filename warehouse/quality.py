@@ -3,6 +3,7 @@
 Each function returns a frame with one row per ``symbol × timeframe`` slice so one query serves every
 partition of a run; the asset checks turn them into pass/fail with metadata.
 """
+
 from __future__ import annotations
 
 import duckdb
@@ -19,8 +20,9 @@ def _slices_clause(slices: list[tuple[str, str]]) -> str:
     return f"(symbol, timeframe) IN (SELECT * FROM (VALUES {vals}))" if slices else "FALSE"
 
 
-def candle_integrity(con: duckdb.DuckDBPyConnection, table: str, exchange: str,
-                     slices: list[tuple[str, str]]) -> pd.DataFrame:
+def candle_integrity(
+    con: duckdb.DuckDBPyConnection, table: str, exchange: str, slices: list[tuple[str, str]]
+) -> pd.DataFrame:
     """Per slice: rows, first/last ts, duplicate keys, OHLC violations, off-grid timestamps, gaps.
 
     ``bad_ohlc`` counts rows with a non-positive price, negative volume or ``low > min(open, close)``
@@ -45,8 +47,9 @@ def candle_integrity(con: duckdb.DuckDBPyConnection, table: str, exchange: str,
     return con.execute(sql, [exchange]).df()
 
 
-def gap_list(con: duckdb.DuckDBPyConnection, table: str, exchange: str, slices: list[tuple[str, str]],
-             limit: int = 200) -> pd.DataFrame:
+def gap_list(
+    con: duckdb.DuckDBPyConnection, table: str, exchange: str, slices: list[tuple[str, str]], limit: int = 200
+) -> pd.DataFrame:
     """The largest gaps: ``symbol, timeframe, before (last bar), after (next bar), missing_bars``."""
     sql = f"""
     WITH s AS (
@@ -59,8 +62,9 @@ def gap_list(con: duckdb.DuckDBPyConnection, table: str, exchange: str, slices: 
     return con.execute(sql, [exchange]).df()
 
 
-def feature_nulls_past_warmup(con: duckdb.DuckDBPyConnection, exchange: str, slices: list[tuple[str, str]],
-                              warmup: int = MAX_WARMUP) -> pd.DataFrame:
+def feature_nulls_past_warmup(
+    con: duckdb.DuckDBPyConnection, exchange: str, slices: list[tuple[str, str]], warmup: int = MAX_WARMUP
+) -> pd.DataFrame:
     """Per slice: rows after the first ``warmup`` bars with a NULL in any feature column.
 
     ``volume_zscore_20`` is excluded: it is NULL by definition when 20 bars have identical volume
@@ -78,27 +82,59 @@ def feature_nulls_past_warmup(con: duckdb.DuckDBPyConnection, exchange: str, sli
     return con.execute(sql, [exchange]).df()
 
 
-def cached(con: duckdb.DuckDBPyConnection, kind: str, exchange: str, slices: list[tuple[str, str]],
-           changed: set[tuple[str, str]], compute) -> pd.DataFrame:
+def cached(
+    con: duckdb.DuckDBPyConnection,
+    kind: str,
+    exchange: str,
+    slices: list[tuple[str, str]],
+    changed: set[tuple[str, str]],
+    compute,
+) -> pd.DataFrame:
     """Per-slice stats of ``compute(con, exchange, slices)``, recomputed only for ``changed`` slices.
 
     Stats of unchanged slices come from ``ops.slice_quality`` (written when they last changed), so a
     run with no new data re-scans nothing. A slice never measured before counts as changed.
     """
     import json
-    known = {(r[0], r[1]) for r in con.execute(
-        "SELECT symbol, timeframe FROM ops.slice_quality WHERE tbl = ? AND exchange = ?", [kind, exchange]).fetchall()}
+
+    known = {
+        (r[0], r[1])
+        for r in con.execute(
+            "SELECT symbol, timeframe FROM ops.slice_quality WHERE tbl = ? AND exchange = ?", [kind, exchange]
+        ).fetchall()
+    }
     todo = [s for s in slices if s in changed or s not in known]
     if todo:
         fresh = compute(con, exchange, todo)
-        rows = pd.DataFrame({"tbl": kind, "exchange": exchange, "symbol": fresh["symbol"], "timeframe": fresh["timeframe"],
-                             "stats": [json.dumps({k: (None if pd.isna(v) else (int(v) if hasattr(v, "__int__") and not isinstance(v, str) else v))
-                                                   for k, v in r.items()}) for r in fresh.to_dict("records")],
-                             "checked_at": pd.Timestamp.now("UTC").tz_localize(None)})
+        rows = pd.DataFrame(
+            {
+                "tbl": kind,
+                "exchange": exchange,
+                "symbol": fresh["symbol"],
+                "timeframe": fresh["timeframe"],
+                "stats": [
+                    json.dumps(
+                        {
+                            k: (
+                                None
+                                if pd.isna(v)
+                                else (int(v) if hasattr(v, "__int__") and not isinstance(v, str) else v)
+                            )
+                            for k, v in r.items()
+                        }
+                    )
+                    for r in fresh.to_dict("records")
+                ],
+                "checked_at": pd.Timestamp.now("UTC").tz_localize(None),
+            }
+        )
         con.execute("BEGIN TRANSACTION")
         try:
             for sym, tf in todo:
-                con.execute("DELETE FROM ops.slice_quality WHERE tbl=? AND exchange=? AND symbol=? AND timeframe=?", [kind, exchange, sym, tf])
+                con.execute(
+                    "DELETE FROM ops.slice_quality WHERE tbl=? AND exchange=? AND symbol=? AND timeframe=?",
+                    [kind, exchange, sym, tf],
+                )
             if len(rows):
                 con.register("_q", rows)
                 con.execute("INSERT INTO ops.slice_quality BY NAME SELECT * FROM _q")
@@ -107,6 +143,8 @@ def cached(con: duckdb.DuckDBPyConnection, kind: str, exchange: str, slices: lis
         except BaseException:
             con.execute("ROLLBACK")
             raise
-    got = con.execute(f"SELECT stats FROM ops.slice_quality WHERE tbl = ? AND exchange = ? AND {_slices_clause(slices)}",
-                      [kind, exchange]).fetchall()
+    got = con.execute(
+        f"SELECT stats FROM ops.slice_quality WHERE tbl = ? AND exchange = ? AND {_slices_clause(slices)}",
+        [kind, exchange],
+    ).fetchall()
     return pd.DataFrame([json.loads(r[0]) for r in got])

@@ -4,6 +4,7 @@ Assets, the CLI and the API call these with a connection they opened (the writer
 snapshot); nothing here writes. Time columns are epoch ms UTC (``ts``) unless named ``date``; frames come back
 sorted as documented and empty (with their columns) when there is nothing to read.
 """
+
 from __future__ import annotations
 
 import duckdb
@@ -21,60 +22,91 @@ def series(con: duckdb.DuckDBPyConnection, exchange: str, symbol: str, timeframe
     ``close``, then ``trend_regime, volatility_level, natr_pct_rank, regime_confidence`` (NULL where no regime row).
     Only bars that have a feature row are returned (inner join on ``features.technical``).
     """
-    return io.read_df(con, """
+    return io.read_df(
+        con,
+        """
         SELECT o.ts, o.open, o.high, o.low, o.close, f.* EXCLUDE (exchange, symbol, timeframe, ts, close, open_time),
                r.trend_regime, r.volatility_level, r.natr_pct_rank, r.regime_confidence
         FROM market.ohlcv o
         JOIN features.technical f USING (exchange, symbol, timeframe, ts)
         LEFT JOIN regimes.market r USING (exchange, symbol, timeframe, ts)
-        WHERE o.exchange = ? AND o.symbol = ? AND o.timeframe = ? ORDER BY o.ts""", [exchange, symbol, timeframe])
+        WHERE o.exchange = ? AND o.symbol = ? AND o.timeframe = ? ORDER BY o.ts""",
+        [exchange, symbol, timeframe],
+    )
 
 
-def bars(con: duckdb.DuckDBPyConnection, exchange: str, symbol: str, timeframe: str, start_ts: int | None = None,
-         end_ts: int | None = None) -> pd.DataFrame:
+def bars(
+    con: duckdb.DuckDBPyConnection,
+    exchange: str,
+    symbol: str,
+    timeframe: str,
+    start_ts: int | None = None,
+    end_ts: int | None = None,
+) -> pd.DataFrame:
     """The simulator's bars of one series: ``ts, open, high, low, close, volume, atr`` (ATR(14), quote currency) and
     ``trend_regime, volatility_level``, sorted by ``ts``, optionally limited to ``start_ts <= ts <= end_ts``."""
     lo = -(2**62) if start_ts is None else int(start_ts)
     hi = 2**62 if end_ts is None else int(end_ts)
-    return io.read_df(con, """SELECT o.ts, o.open, o.high, o.low, o.close, o.volume, f.atr_14 AS atr, r.trend_regime,
+    return io.read_df(
+        con,
+        """SELECT o.ts, o.open, o.high, o.low, o.close, o.volume, f.atr_14 AS atr, r.trend_regime,
                r.volatility_level FROM market.ohlcv o JOIN features.technical f USING (exchange, symbol, timeframe, ts)
                LEFT JOIN regimes.market r USING (exchange, symbol, timeframe, ts)
                WHERE o.exchange = ? AND o.symbol = ? AND o.timeframe = ? AND o.ts BETWEEN ? AND ? ORDER BY o.ts""",
-                      [exchange, symbol, timeframe, lo, hi])
+        [exchange, symbol, timeframe, lo, hi],
+    )
 
 
-def high_low(con: duckdb.DuckDBPyConnection, exchange: str, symbol: str, timeframe: str, start_ts: int,
-             end_ts: int) -> pd.DataFrame:
+def high_low(
+    con: duckdb.DuckDBPyConnection, exchange: str, symbol: str, timeframe: str, start_ts: int, end_ts: int
+) -> pd.DataFrame:
     """``ts, high, low`` of a finer timeframe between ``start_ts`` and ``end_ts`` (resolves bars where SL and TP meet)."""
-    return io.read_df(con, "SELECT ts, high, low FROM market.ohlcv WHERE exchange=? AND symbol=? AND timeframe=? "
-                           "AND ts BETWEEN ? AND ? ORDER BY ts", [exchange, symbol, timeframe, start_ts, end_ts])
+    return io.read_df(
+        con,
+        "SELECT ts, high, low FROM market.ohlcv WHERE exchange=? AND symbol=? AND timeframe=? "
+        "AND ts BETWEEN ? AND ? ORDER BY ts",
+        [exchange, symbol, timeframe, start_ts, end_ts],
+    )
 
 
 # ---- model runs (ml.model_runs) -------------------------------------------------------------------------------------
 
+
 def latest_run(con: duckdb.DuckDBPyConnection, model_name: str) -> pd.Series | None:
     """The newest ``ml.model_runs`` row of ``model_name`` (by ``trained_at``), or None."""
-    r = io.read_df(con, "SELECT * FROM ml.model_runs WHERE model_name = ? ORDER BY trained_at DESC LIMIT 1", [model_name])
+    r = io.read_df(
+        con, "SELECT * FROM ml.model_runs WHERE model_name = ? ORDER BY trained_at DESC LIMIT 1", [model_name]
+    )
     return None if r.empty else r.iloc[0]
 
 
 def champion_run(con: duckdb.DuckDBPyConnection, model_name: str) -> pd.Series | None:
     """The champion's ``ml.model_runs`` row: the newest one with ``promoted``, or None."""
-    r = io.read_df(con, "SELECT * FROM ml.model_runs WHERE model_name = ? AND promoted ORDER BY trained_at DESC LIMIT 1",
-                   [model_name])
+    r = io.read_df(
+        con,
+        "SELECT * FROM ml.model_runs WHERE model_name = ? AND promoted ORDER BY trained_at DESC LIMIT 1",
+        [model_name],
+    )
     return None if r.empty else r.iloc[0]
 
 
 def latest_runs(con: duckdb.DuckDBPyConnection, model_names: list[str]) -> pd.DataFrame:
     """The newest ``ml.model_runs`` row of each of ``model_names`` (one row per model that has one)."""
-    return io.read_df(con, """SELECT * FROM ml.model_runs WHERE model_name IN (SELECT unnest(?::VARCHAR[]))
-        QUALIFY row_number() OVER (PARTITION BY model_name ORDER BY trained_at DESC) = 1""", [list(model_names)])
+    return io.read_df(
+        con,
+        """SELECT * FROM ml.model_runs WHERE model_name IN (SELECT unnest(?::VARCHAR[]))
+        QUALIFY row_number() OVER (PARTITION BY model_name ORDER BY trained_at DESC) = 1""",
+        [list(model_names)],
+    )
 
 
 def champion_run_ids(con: duckdb.DuckDBPyConnection, model_names: list[str]) -> list[str]:
     """MLflow run ids of every promoted ``ml.model_runs`` row of ``model_names``, sorted (a fingerprint input)."""
-    rows = con.execute("SELECT mlflow_run_id FROM ml.model_runs WHERE promoted AND model_name IN (SELECT unnest(?::VARCHAR[])) "
-                       "ORDER BY 1", [list(model_names)]).fetchall()
+    rows = con.execute(
+        "SELECT mlflow_run_id FROM ml.model_runs WHERE promoted AND model_name IN (SELECT unnest(?::VARCHAR[])) "
+        "ORDER BY 1",
+        [list(model_names)],
+    ).fetchall()
     return [r[0] for r in rows]
 
 
@@ -85,45 +117,63 @@ def folds(con: duckdb.DuckDBPyConnection, mlflow_run_id: str) -> pd.DataFrame:
 
 # ---- stored scores --------------------------------------------------------------------------------------------------
 
+
 def baseline_predictions(con: duckdb.DuckDBPyConnection, model_name: str, timeframe: str) -> pd.DataFrame:
     """``symbol, ts, p_cal`` of the baseline's stored out-of-sample predictions at ``timeframe``."""
-    return io.read_df(con, "SELECT symbol, ts, p_cal FROM ml.predictions WHERE model_name = ? AND timeframe = ?",
-                      [model_name, timeframe])
+    return io.read_df(
+        con,
+        "SELECT symbol, ts, p_cal FROM ml.predictions WHERE model_name = ? AND timeframe = ?",
+        [model_name, timeframe],
+    )
 
 
 def predictions_run(con: duckdb.DuckDBPyConnection, model_name: str) -> tuple[str | None, int]:
     """``(mlflow_run_id, rows)`` of the predictions stored for ``model_name`` (one run at a time)."""
-    r = io.fetch_one(con.execute("SELECT any_value(mlflow_run_id), count(*) FROM ml.predictions WHERE model_name = ?",
-                                 [model_name]))
+    r = io.fetch_one(
+        con.execute("SELECT any_value(mlflow_run_id), count(*) FROM ml.predictions WHERE model_name = ?", [model_name])
+    )
     return (r[0], int(r[1])) if r else (None, 0)
 
 
 def options_champion_scores(con: duckdb.DuckDBPyConnection, model_name: str) -> pd.DataFrame:
     """``date, p, model_version`` of the champion of ``model_name`` in ``ml.options_scores`` (empty without one)."""
-    return io.read_df(con, """SELECT date, p_cal AS p, model_version FROM ml.options_scores WHERE mlflow_run_id =
+    return io.read_df(
+        con,
+        """SELECT date, p_cal AS p, model_version FROM ml.options_scores WHERE mlflow_run_id =
         (SELECT mlflow_run_id FROM ml.model_runs WHERE model_name = ? AND promoted ORDER BY trained_at DESC LIMIT 1)""",
-                      [model_name])
+        [model_name],
+    )
 
 
 def setup_meta_scores(con: duckdb.DuckDBPyConnection, mlflow_run_id: str) -> pd.DataFrame:
     """``candidate_id, p_cal, fold`` stored by one meta-model training run."""
-    return io.read_df(con, "SELECT candidate_id, p_cal, fold FROM ml.setup_meta_scores WHERE mlflow_run_id = ?",
-                      [mlflow_run_id])
+    return io.read_df(
+        con, "SELECT candidate_id, p_cal, fold FROM ml.setup_meta_scores WHERE mlflow_run_id = ?", [mlflow_run_id]
+    )
 
 
 # ---- setup scanner ---------------------------------------------------------------------------------------------------
+
 
 def valid_candidates(con: duckdb.DuckDBPyConnection, start_ts: int | None = None, ordered: bool = True) -> pd.DataFrame:
     """Valid ``signals.setup_candidates`` rows (``reject_reason IS NULL``) with ``ts >= start_ts``; sorted by symbol,
     timeframe, ts when ``ordered``, else in stored order (the scan's order)."""
     where = "" if start_ts is None else f" AND ts >= {int(start_ts)}"
-    return io.read_df(con, "SELECT * FROM signals.setup_candidates WHERE reject_reason IS NULL" + where
-                      + (" ORDER BY symbol, timeframe, ts" if ordered else ""))
+    return io.read_df(
+        con,
+        "SELECT * FROM signals.setup_candidates WHERE reject_reason IS NULL"
+        + where
+        + (" ORDER BY symbol, timeframe, ts" if ordered else ""),
+    )
 
 
 def tuned_thresholds(con: duckdb.DuckDBPyConnection) -> pd.DataFrame | None:
     """Every ``signals.setup_thresholds`` version, or None before the first tuning."""
-    return io.read_df(con, "SELECT * FROM signals.setup_thresholds") if io.table_exists(con, "signals.setup_thresholds") else None
+    return (
+        io.read_df(con, "SELECT * FROM signals.setup_thresholds")
+        if io.table_exists(con, "signals.setup_thresholds")
+        else None
+    )
 
 
 def table(con: duckdb.DuckDBPyConnection, name: str, order_by: str | None = None) -> pd.DataFrame:
@@ -132,6 +182,7 @@ def table(con: duckdb.DuckDBPyConnection, name: str, order_by: str | None = None
 
 
 # ---- on-chain --------------------------------------------------------------------------------------------------------
+
 
 def btc_price(con: duckdb.DuckDBPyConnection) -> pd.Series:
     """BTC's daily USD price from ``market.onchain_daily``, indexed by ``date`` (datetime64), sorted."""

@@ -3,6 +3,7 @@
 Each record is written in one transaction (:func:`warehouse.io.transaction`, re-entrant), so a crash leaves either
 the whole record or none of it. Keys come from :data:`warehouse.schema.PRIMARY_KEYS`.
 """
+
 from __future__ import annotations
 
 import json
@@ -33,21 +34,52 @@ def _json(v) -> str | None:
 
 # ---- model runs -------------------------------------------------------------------------------------------------------
 
-def model_run_row(*, mlflow_run_id: str, model_name: str, model_version: str, data_start, data_end, n_rows: int,
-                  n_folds: int, scores_raw: dict, scores_cal: dict, dagster_run_id: str, code_version: str,
-                  promotion_passed: bool | None = None, promotion_reasons: list[str] | None = None) -> dict:
+
+def model_run_row(
+    *,
+    mlflow_run_id: str,
+    model_name: str,
+    model_version: str,
+    data_start,
+    data_end,
+    n_rows: int,
+    n_folds: int,
+    scores_raw: dict,
+    scores_cal: dict,
+    dagster_run_id: str,
+    code_version: str,
+    promotion_passed: bool | None = None,
+    promotion_reasons: list[str] | None = None,
+) -> dict:
     """One ``ml.model_runs`` row (``metrics`` = ``{"raw": …, "cal": …}`` out-of-sample scores, JSON-safe)."""
-    return {"mlflow_run_id": mlflow_run_id, "model_name": model_name, "model_version": str(model_version),
-            "trained_at": io.now_utc(), "data_start": data_start, "data_end": data_end, "n_rows": n_rows,
-            "n_folds": n_folds, "metrics": json.dumps({"raw": clean_metrics(scores_raw), "cal": clean_metrics(scores_cal)}),
-            "promotion_passed": promotion_passed,
-            "promotion_reasons": None if promotion_reasons is None else json.dumps(promotion_reasons),
-            "promoted": False, "dagster_run_id": dagster_run_id, "code_version": code_version}
+    return {
+        "mlflow_run_id": mlflow_run_id,
+        "model_name": model_name,
+        "model_version": str(model_version),
+        "trained_at": io.now_utc(),
+        "data_start": data_start,
+        "data_end": data_end,
+        "n_rows": n_rows,
+        "n_folds": n_folds,
+        "metrics": json.dumps({"raw": clean_metrics(scores_raw), "cal": clean_metrics(scores_cal)}),
+        "promotion_passed": promotion_passed,
+        "promotion_reasons": None if promotion_reasons is None else json.dumps(promotion_reasons),
+        "promoted": False,
+        "dagster_run_id": dagster_run_id,
+        "code_version": code_version,
+    }
 
 
-def record_model_run(con: duckdb.DuckDBPyConnection, run: dict, *, scores: pd.DataFrame | None = None,
-                     scores_table: str | None = None, keep_champion_scores: bool = True,
-                     folds: pd.DataFrame | None = None, inputs: tuple[str, str] | None = None) -> None:
+def record_model_run(
+    con: duckdb.DuckDBPyConnection,
+    run: dict,
+    *,
+    scores: pd.DataFrame | None = None,
+    scores_table: str | None = None,
+    keep_champion_scores: bool = True,
+    folds: pd.DataFrame | None = None,
+    inputs: tuple[str, str] | None = None,
+) -> None:
     """Record one training run in one transaction: its scores, folds, ``ml.model_runs`` row and input fingerprint.
 
     Args:
@@ -62,9 +94,11 @@ def record_model_run(con: duckdb.DuckDBPyConnection, run: dict, *, scores: pd.Da
     with io.transaction(con):
         if scores is not None:
             if keep_champion_scores:
-                con.execute(f"""DELETE FROM {scores_table} WHERE model_name = ? AND mlflow_run_id NOT IN (SELECT mlflow_run_id
+                con.execute(
+                    f"""DELETE FROM {scores_table} WHERE model_name = ? AND mlflow_run_id NOT IN (SELECT mlflow_run_id
                                FROM ml.model_runs WHERE model_name = ? AND promoted ORDER BY trained_at DESC LIMIT 1)""",
-                            [name, name])
+                    [name, name],
+                )
             else:
                 con.execute(f"DELETE FROM {scores_table} WHERE model_name = ?", [name])
             io.upsert(con, scores_table, scores, PRIMARY_KEYS[scores_table])
@@ -77,8 +111,10 @@ def record_model_run(con: duckdb.DuckDBPyConnection, run: dict, *, scores: pd.Da
 
 def set_promotion_verdict(con: duckdb.DuckDBPyConnection, mlflow_run_id: str, passed: bool, reasons: list[str]) -> None:
     """Store the promotion gate's verdict and reasons on a run."""
-    con.execute("UPDATE ml.model_runs SET promotion_passed = ?, promotion_reasons = ? WHERE mlflow_run_id = ?",
-                [passed, json.dumps(reasons), mlflow_run_id])
+    con.execute(
+        "UPDATE ml.model_runs SET promotion_passed = ?, promotion_reasons = ? WHERE mlflow_run_id = ?",
+        [passed, json.dumps(reasons), mlflow_run_id],
+    )
 
 
 def mark_promoted(con: duckdb.DuckDBPyConnection, mlflow_run_id: str) -> None:
@@ -88,43 +124,97 @@ def mark_promoted(con: duckdb.DuckDBPyConnection, mlflow_run_id: str) -> None:
 
 # ---- backtests ----------------------------------------------------------------------------------------------------------
 
-def backtest_run_row(*, run_id: str, desk: str, strategy: str, sample: str, period_start, period_end, timeframe: str,
-                     universe, params, costs, metrics, benchmark, per_symbol, model_name: str | None,
-                     model_run_id: str | None, mlflow_run_id: str | None, code_version: str, dagster_run_id: str) -> dict:
+
+def backtest_run_row(
+    *,
+    run_id: str,
+    desk: str,
+    strategy: str,
+    sample: str,
+    period_start,
+    period_end,
+    timeframe: str,
+    universe,
+    params,
+    costs,
+    metrics,
+    benchmark,
+    per_symbol,
+    model_name: str | None,
+    model_run_id: str | None,
+    mlflow_run_id: str | None,
+    code_version: str,
+    dagster_run_id: str,
+) -> dict:
     """One ``backtest.runs`` row; dict/list values are JSON-encoded, strings are taken as already-encoded JSON."""
-    return {"run_id": run_id, "desk": desk, "strategy": strategy, "sample": sample, "period_start": period_start,
-            "period_end": period_end, "timeframe": timeframe, "universe": _json(universe), "params": _json(params),
-            "costs": _json(costs), "metrics": _json(metrics), "benchmark": _json(benchmark), "per_symbol": _json(per_symbol),
-            "model_name": model_name, "model_run_id": model_run_id, "mlflow_run_id": mlflow_run_id,
-            "code_version": code_version, "dagster_run_id": dagster_run_id, "created_at": io.now_utc()}
+    return {
+        "run_id": run_id,
+        "desk": desk,
+        "strategy": strategy,
+        "sample": sample,
+        "period_start": period_start,
+        "period_end": period_end,
+        "timeframe": timeframe,
+        "universe": _json(universe),
+        "params": _json(params),
+        "costs": _json(costs),
+        "metrics": _json(metrics),
+        "benchmark": _json(benchmark),
+        "per_symbol": _json(per_symbol),
+        "model_name": model_name,
+        "model_run_id": model_run_id,
+        "mlflow_run_id": mlflow_run_id,
+        "code_version": code_version,
+        "dagster_run_id": dagster_run_id,
+        "created_at": io.now_utc(),
+    }
 
 
 def simulator_trades(trades: pd.DataFrame) -> pd.DataFrame:
     """Simulator trades with ``trade_id`` (0..n-1) and UTC ``entry_time``/``exit_time`` added (``backtest.trades`` form)."""
-    return trades.assign(trade_id=np.arange(len(trades), dtype=np.int64),
-                         entry_time=pd.to_datetime(trades["entry_ts"], unit="ms"),
-                         exit_time=pd.to_datetime(trades["exit_ts"], unit="ms"))
+    return trades.assign(
+        trade_id=np.arange(len(trades), dtype=np.int64),
+        entry_time=pd.to_datetime(trades["entry_ts"], unit="ms"),
+        exit_time=pd.to_datetime(trades["exit_ts"], unit="ms"),
+    )
 
 
-def write_backtest(con: duckdb.DuckDBPyConnection, run: dict, trades: pd.DataFrame | None, equity: pd.DataFrame, *,
-                   replace_strategy: bool = False, inputs: tuple[str, str] | None = None) -> None:
+def write_backtest(
+    con: duckdb.DuckDBPyConnection,
+    run: dict,
+    trades: pd.DataFrame | None,
+    equity: pd.DataFrame,
+    *,
+    replace_strategy: bool = False,
+    inputs: tuple[str, str] | None = None,
+) -> None:
     """Write one backtest (run row, trades, equity curve) in one transaction, replacing the same ``run_id`` (and, with
     ``replace_strategy``, every earlier run of the same desk and strategy). Only the table's columns are written."""
     run_id = run["run_id"]
     with io.transaction(con):
         if replace_strategy:
             for t in ("backtest.trades", "backtest.equity", "backtest.runs"):
-                con.execute(f"DELETE FROM {t} WHERE run_id IN (SELECT run_id FROM backtest.runs WHERE desk = ? AND strategy = ?)",
-                            [run["desk"], run["strategy"]])
+                con.execute(
+                    f"DELETE FROM {t} WHERE run_id IN (SELECT run_id FROM backtest.runs WHERE desk = ? AND strategy = ?)",
+                    [run["desk"], run["strategy"]],
+                )
         for t in ("backtest.trades", "backtest.equity", "backtest.runs"):
             con.execute(f"DELETE FROM {t} WHERE run_id = ?", [run_id])
         io.upsert(con, "backtest.runs", pd.DataFrame([run]), PRIMARY_KEYS["backtest.runs"])
         if trades is not None and len(trades):
             t = trades.assign(run_id=run_id)
-            io.upsert(con, "backtest.trades", t[["run_id", *[c for c in TRADE_COLUMNS if c in t.columns]]],
-                      PRIMARY_KEYS["backtest.trades"])
+            io.upsert(
+                con,
+                "backtest.trades",
+                t[["run_id", *[c for c in TRADE_COLUMNS if c in t.columns]]],
+                PRIMARY_KEYS["backtest.trades"],
+            )
         e = equity.assign(run_id=run_id)
-        io.upsert(con, "backtest.equity", e[["run_id", *[c for c in EQUITY_COLUMNS if c in e.columns]]],
-                  PRIMARY_KEYS["backtest.equity"])
+        io.upsert(
+            con,
+            "backtest.equity",
+            e[["run_id", *[c for c in EQUITY_COLUMNS if c in e.columns]]],
+            PRIMARY_KEYS["backtest.equity"],
+        )
         if inputs is not None:
             io.record_inputs(con, *inputs)

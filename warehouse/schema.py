@@ -5,14 +5,17 @@ enforced by :func:`warehouse.io.upsert` (delete-by-key then insert, in one trans
 by blocking asset checks. ``ts`` is the candle open time in epoch ms UTC (BIGINT); ``open_time`` is
 the same instant as a naive UTC TIMESTAMP (virtual column) for people writing SQL.
 """
+
 from __future__ import annotations
 
 from pipeline.core.indicators import FEATURE_COLUMNS
 
 _CANDLE_KEY = "exchange VARCHAR NOT NULL, symbol VARCHAR NOT NULL, timeframe VARCHAR NOT NULL, ts BIGINT NOT NULL"
 _OPEN_TIME = "open_time TIMESTAMP GENERATED ALWAYS AS (make_timestamp(ts * 1000)) VIRTUAL"
-_OHLCV = ("open DOUBLE, high DOUBLE, low DOUBLE, close DOUBLE, volume DOUBLE, quote_volume DOUBLE, "
-          "trades DOUBLE, taker_buy_base DOUBLE, taker_buy_quote DOUBLE")
+_OHLCV = (
+    "open DOUBLE, high DOUBLE, low DOUBLE, close DOUBLE, volume DOUBLE, quote_volume DOUBLE, "
+    "trades DOUBLE, taker_buy_base DOUBLE, taker_buy_quote DOUBLE"
+)
 
 PRIMARY_KEYS: dict[str, list[str]] = {
     "raw.ohlcv": ["exchange", "symbol", "timeframe", "ts"],
@@ -37,10 +40,41 @@ PRIMARY_KEYS: dict[str, list[str]] = {
 }
 
 # backtest.trades / backtest.equity columns a backtest writes (besides run_id): the table contract of every desk
-TRADE_COLUMNS = ["trade_id", "symbol", "direction", "signal_ts", "entry_ts", "exit_ts", "entry_time", "exit_time", "entry_price",
-                 "exit_price", "units", "notional", "fees", "pnl", "ret", "exit_reason", "mae", "mfe", "r_multiple", "tp1_hit",
-                 "sl_initial", "tp_initial", "bars_held"]
-EQUITY_COLUMNS = ["ts", "equity", "cash", "position_value", "gross_exposure", "n_positions", "drawdown", "benchmark_equity"]
+TRADE_COLUMNS = [
+    "trade_id",
+    "symbol",
+    "direction",
+    "signal_ts",
+    "entry_ts",
+    "exit_ts",
+    "entry_time",
+    "exit_time",
+    "entry_price",
+    "exit_price",
+    "units",
+    "notional",
+    "fees",
+    "pnl",
+    "ret",
+    "exit_reason",
+    "mae",
+    "mfe",
+    "r_multiple",
+    "tp1_hit",
+    "sl_initial",
+    "tp_initial",
+    "bars_held",
+]
+EQUITY_COLUMNS = [
+    "ts",
+    "equity",
+    "cash",
+    "position_value",
+    "gross_exposure",
+    "n_positions",
+    "drawdown",
+    "benchmark_equity",
+]
 
 DDL = [
     "CREATE SCHEMA IF NOT EXISTS raw",
@@ -61,7 +95,7 @@ DDL = [
     """CREATE TABLE IF NOT EXISTS market.sentiment_daily (date DATE NOT NULL, available_at TIMESTAMP NOT NULL,
         fng_value INTEGER, fng_class VARCHAR, source VARCHAR)""",
     f"""CREATE TABLE IF NOT EXISTS features.technical ({_CANDLE_KEY}, close DOUBLE,
-        {', '.join(c + ' DOUBLE' for c in FEATURE_COLUMNS)}, {_OPEN_TIME})""",
+        {", ".join(c + " DOUBLE" for c in FEATURE_COLUMNS)}, {_OPEN_TIME})""",
     f"""CREATE TABLE IF NOT EXISTS regimes.market ({_CANDLE_KEY}, trend_regime VARCHAR, trend_strength VARCHAR,
         volatility_level VARCHAR, natr_pct_rank DOUBLE, regime_confidence DOUBLE, regime_stability DOUBLE,
         regime_age_bars BIGINT, regime VARCHAR, {_OPEN_TIME})""",
@@ -101,9 +135,27 @@ DDL = [
 ]
 
 #: tables copied into the read-only serving snapshot and exported to Parquet
-SERVING_TABLES = ["market.ohlcv", "market.onchain_daily", "market.onchain_columns", "market.sentiment_daily",
-                  "features.technical", "regimes.market", "raw.ingest_checkpoints",
-                  "ml.predictions", "ml.folds", "ml.model_runs", "backtest.runs", "backtest.trades", "backtest.equity",
-                  "features.onchain", "features.onchain_source_agreement", "ml.options_scores", "signals.options_daily",
-                  "signals.options_trades", "signals.setup_candidates",
-                  "ml.setup_meta_scores", "signals.setup_thresholds", "signals.setups"]
+SERVING_TABLES = [
+    "market.ohlcv",
+    "market.onchain_daily",
+    "market.onchain_columns",
+    "market.sentiment_daily",
+    "features.technical",
+    "regimes.market",
+    "raw.ingest_checkpoints",
+    "ml.predictions",
+    "ml.folds",
+    "ml.model_runs",
+    "backtest.runs",
+    "backtest.trades",
+    "backtest.equity",
+    "features.onchain",
+    "features.onchain_source_agreement",
+    "ml.options_scores",
+    "signals.options_daily",
+    "signals.options_trades",
+    "signals.setup_candidates",
+    "ml.setup_meta_scores",
+    "signals.setup_thresholds",
+    "signals.setups",
+]

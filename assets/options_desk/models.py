@@ -34,9 +34,14 @@ DAY_MS = 86_400_000
 def load_dataset(con, cfg) -> pd.DataFrame:
     """:func:`direction_dataset` from ``features.onchain`` and ``market.onchain_daily`` prices."""
     m = cfg.options_desk.models
-    return direction_dataset(readers.table(con, "features.onchain", order_by="date"), readers.btc_price(con),
-                             horizon_days=m.horizon_days, long_min_return=m.long_min_return,
-                             short_min_return=m.short_min_return, start=m.start_date)
+    return direction_dataset(
+        readers.table(con, "features.onchain", order_by="date"),
+        readers.btc_price(con),
+        horizon_days=m.horizon_days,
+        long_min_return=m.long_min_return,
+        short_min_return=m.short_min_return,
+        start=m.start_date,
+    )
 
 
 def fit_all(data: pd.DataFrame, cfg) -> dict:
@@ -44,48 +49,106 @@ def fit_all(data: pd.DataFrame, cfg) -> dict:
     m = cfg.options_desk.models
     w = m.walk_forward
     spec, win = m.spec(), w.to_ms(DAY_MS)
-    return {t: fit_direction(data, t, spec, train_ms=win.train_ms, test_ms=win.test_ms, purge_ms=win.purge_ms,
-                             embargo_ms=win.embargo_ms, expanding=win.expanding, calibration=m.calibration,
-                             min_calibration_rows=w.min_calibration_rows) for t in TARGETS}
+    return {
+        t: fit_direction(
+            data,
+            t,
+            spec,
+            train_ms=win.train_ms,
+            test_ms=win.test_ms,
+            purge_ms=win.purge_ms,
+            embargo_ms=win.embargo_ms,
+            expanding=win.expanding,
+            calibration=m.calibration,
+            min_calibration_rows=w.min_calibration_rows,
+        )
+        for t in TARGETS
+    }
 
 
 def _unchanged_results(con, m):
     """Metadata and checks of the versions already trained on these inputs (shown when the asset skips)."""
     latest = readers.latest_runs(con, list(m.names.values()))
-    yield dg.MaterializeResult(metadata={"status": "inputs unchanged; models not retrained",
-                                         "versions": md_table(latest[["model_name", "model_version", "promotion_passed"]])})
+    yield dg.MaterializeResult(
+        metadata={
+            "status": "inputs unchanged; models not retrained",
+            "versions": md_table(latest[["model_name", "model_version", "promotion_passed"]]),
+        }
+    )
     for t, name in m.names.items():
         r = latest[latest["model_name"] == name]
         ok = bool(len(r)) and bool(r["promotion_passed"].iloc[0])
-        reasons = json.loads(r["promotion_reasons"].iloc[0]) if len(r) and r["promotion_reasons"].iloc[0] else ["no trained version"]
-        yield dg.AssetCheckResult(check_name=model_gate(t), passed=ok, severity=dg.AssetCheckSeverity.WARN,
-                                  metadata={"reasons": "\n".join(reasons), "status": "unchanged since the last training"})
+        reasons = (
+            json.loads(r["promotion_reasons"].iloc[0])
+            if len(r) and r["promotion_reasons"].iloc[0]
+            else ["no trained version"]
+        )
+        yield dg.AssetCheckResult(
+            check_name=model_gate(t),
+            passed=ok,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={"reasons": "\n".join(reasons), "status": "unchanged since the last training"},
+        )
 
 
-def _record(t: str, fit, data: pd.DataFrame, m, name: str, passed: bool, reasons: list[str], png: bytes, context) -> TrainingRecord:
+def _record(
+    t: str, fit, data: pd.DataFrame, m, name: str, passed: bool, reasons: list[str], png: bytes, context
+) -> TrainingRecord:
     res = fit.result
     return TrainingRecord(
-        experiment="options_desk", run_name=f"{name}-{context.run_id[:8]}",
-        tags={"dagster_run_id": context.run_id, "dagster_asset_key": OPTIONS_MODELS.to_user_string(), "code_version": CODE_VERSION,
-              "data_start": str(data["date"].min().date()), "data_end": str(data["date"].max().date()),
-              "promotion_passed": str(passed)},
-        params={"target": t, "horizon_days": m.horizon_days, "long_min_return": m.long_min_return,
-                "short_min_return": m.short_min_return, "kind": m.kind, "calibration": m.calibration, "seed": m.seed,
-                "n_features": len(OPTIONS_MODEL_FEATURES), **{f"wf_{k}": v for k, v in m.walk_forward.model_dump().items()},
-                **{f"param_{k}": v for k, v in m.params.items()}},
-        scores_raw=res.scores_raw, scores_cal=res.scores_cal, model=fit.served, registered_name=name,
-        input_example=data[OPTIONS_MODEL_FEATURES].tail(3), images={"reliability.png": png},
-        dicts={"features.json": {"features": OPTIONS_MODEL_FEATURES}, "promotion.json": {"reasons": reasons, "passed": passed}},
-        texts={"folds.csv": res.folds.to_csv(index=False)})
+        experiment="options_desk",
+        run_name=f"{name}-{context.run_id[:8]}",
+        tags={
+            "dagster_run_id": context.run_id,
+            "dagster_asset_key": OPTIONS_MODELS.to_user_string(),
+            "code_version": CODE_VERSION,
+            "data_start": str(data["date"].min().date()),
+            "data_end": str(data["date"].max().date()),
+            "promotion_passed": str(passed),
+        },
+        params={
+            "target": t,
+            "horizon_days": m.horizon_days,
+            "long_min_return": m.long_min_return,
+            "short_min_return": m.short_min_return,
+            "kind": m.kind,
+            "calibration": m.calibration,
+            "seed": m.seed,
+            "n_features": len(OPTIONS_MODEL_FEATURES),
+            **{f"wf_{k}": v for k, v in m.walk_forward.model_dump().items()},
+            **{f"param_{k}": v for k, v in m.params.items()},
+        },
+        scores_raw=res.scores_raw,
+        scores_cal=res.scores_cal,
+        model=fit.served,
+        registered_name=name,
+        input_example=data[OPTIONS_MODEL_FEATURES].tail(3),
+        images={"reliability.png": png},
+        dicts={
+            "features.json": {"features": OPTIONS_MODEL_FEATURES},
+            "promotion.json": {"reasons": reasons, "passed": passed},
+        },
+        texts={"folds.csv": res.folds.to_csv(index=False)},
+    )
 
 
 def daily_scores(fit, name: str, version: str, run_id: str) -> pd.DataFrame:
     """``ml.options_scores`` rows: every day's point-in-time score of one version."""
     d = fit.daily
-    return pd.DataFrame({"model_name": name, "model_version": str(version), "mlflow_run_id": run_id,
-                         "date": d["date"].dt.date, "fold": d["fold"].astype(int), "p_raw": d["p_raw"],
-                         "p_cal": d["p_cal"], "y": d["y"], "fwd_ret": d["fwd_ret"],
-                         "label_end_date": pd.to_datetime(d["label_end_ts"].where(d["label_end_ts"] >= 0), unit="ms").dt.date})
+    return pd.DataFrame(
+        {
+            "model_name": name,
+            "model_version": str(version),
+            "mlflow_run_id": run_id,
+            "date": d["date"].dt.date,
+            "fold": d["fold"].astype(int),
+            "p_raw": d["p_raw"],
+            "p_cal": d["p_cal"],
+            "y": d["y"],
+            "fwd_ret": d["fwd_ret"],
+            "label_end_date": pd.to_datetime(d["label_end_ts"].where(d["label_end_ts"] >= 0), unit="ms").dt.date,
+        }
+    )
 
 
 def train_and_record(t: str, fit, data: pd.DataFrame, m, mlflow: MlflowTracking, warehouse: WarehouseResource, context):
@@ -94,44 +157,85 @@ def train_and_record(t: str, fit, data: pd.DataFrame, m, mlflow: MlflowTracking,
     passed, reasons = decide(res.scores_cal, m.promotion, mlflow.champion_scores(name))
     oof = fit.daily[fit.daily["p_cal"].notna() & fit.daily["y"].notna()]
     rel = reliability_table(oof["p_cal"], oof["y"])
-    png = reliability_plot({"raw": reliability_table(oof["p_raw"], oof["y"]), "calibrated": rel}, f"{name}: out-of-sample reliability")
+    png = reliability_plot(
+        {"raw": reliability_table(oof["p_raw"], oof["y"]), "calibrated": rel}, f"{name}: out-of-sample reliability"
+    )
     logged = mlflow.log_training(_record(t, fit, data, m, name, passed, reasons, png, context))
-    row = runs.model_run_row(mlflow_run_id=logged.run_id, model_name=name, model_version=logged.version,
-                             data_start=data["date"].min(), data_end=data["date"].max(), n_rows=fit.labelled_rows,
-                             n_folds=len(fit.folds), scores_raw=res.scores_raw, scores_cal=res.scores_cal,
-                             dagster_run_id=context.run_id, code_version=CODE_VERSION, promotion_passed=passed,
-                             promotion_reasons=reasons)
+    row = runs.model_run_row(
+        mlflow_run_id=logged.run_id,
+        model_name=name,
+        model_version=logged.version,
+        data_start=data["date"].min(),
+        data_end=data["date"].max(),
+        n_rows=fit.labelled_rows,
+        n_folds=len(fit.folds),
+        scores_raw=res.scores_raw,
+        scores_cal=res.scores_cal,
+        dagster_run_id=context.run_id,
+        code_version=CODE_VERSION,
+        promotion_passed=passed,
+        promotion_reasons=reasons,
+    )
     with warehouse.connect() as con:
-        runs.record_model_run(con, row, scores=daily_scores(fit, name, logged.version, logged.run_id),
-                              scores_table="ml.options_scores")
-    summary = {"model": name, "version": str(logged.version), "verdict": "PASS" if passed else "FAIL",
-               **{k: round(float(v), 4) for k, v in res.scores_cal.items() if k in ("n", "base_rate", "auc", "brier", "brier_base", "ece")},
-               "mlflow_run": logged.url}
-    check = dg.AssetCheckResult(check_name=model_gate(t), passed=passed, severity=dg.AssetCheckSeverity.WARN,
-                                metadata={"reasons": "\n".join(reasons), "model_version": str(logged.version),
-                                          "reliability": png_md(png, "reliability")})
+        runs.record_model_run(
+            con, row, scores=daily_scores(fit, name, logged.version, logged.run_id), scores_table="ml.options_scores"
+        )
+    summary = {
+        "model": name,
+        "version": str(logged.version),
+        "verdict": "PASS" if passed else "FAIL",
+        **{
+            k: round(float(v), 4)
+            for k, v in res.scores_cal.items()
+            if k in ("n", "base_rate", "auc", "brier", "brier_base", "ece")
+        },
+        "mlflow_run": logged.url,
+    }
+    check = dg.AssetCheckResult(
+        check_name=model_gate(t),
+        passed=passed,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "reasons": "\n".join(reasons),
+            "model_version": str(logged.version),
+            "reliability": png_md(png, "reliability"),
+        },
+    )
     return summary, check, rel
 
 
 @dg.asset(
-    key=OPTIONS_MODELS, group_name=GROUP_OPTIONS, pool=POOL, deps=[ONCHAIN_FEATURES, ONCHAIN_DAILY],
-    kinds={"lightgbm", "mlflow", "duckdb"}, code_version=CODE_VERSION,
-    check_specs=[dg.AssetCheckSpec(model_gate(t), asset=OPTIONS_MODELS,
-                                   description=f"{t}: OOS calibrated AUC / ECE / rows, Brier below the base rate, and no "
-                                               "Brier regression against the current @champion (options_desk.models.promotion). "
-                                               "Not blocking: the champion step promotes only models that passed.")
-                 for t in TARGETS],
+    key=OPTIONS_MODELS,
+    group_name=GROUP_OPTIONS,
+    pool=POOL,
+    deps=[ONCHAIN_FEATURES, ONCHAIN_DAILY],
+    kinds={"lightgbm", "mlflow", "duckdb"},
+    code_version=CODE_VERSION,
+    check_specs=[
+        dg.AssetCheckSpec(
+            model_gate(t),
+            asset=OPTIONS_MODELS,
+            description=f"{t}: OOS calibrated AUC / ECE / rows, Brier below the base rate, and no "
+            "Brier regression against the current @champion (options_desk.models.promotion). "
+            "Not blocking: the champion step promotes only models that passed.",
+        )
+        for t in TARGETS
+    ],
     description="p_long = P(BTC 30d return >= +5 %), p_short = P(<= -5 %) from daily on-chain regime features: purged "
-                "walk-forward refit every 90 days, Platt calibration on earlier out-of-fold scores, one MLflow run and "
-                "registered version per model; every day's point-in-time score in ml.options_scores.",
+    "walk-forward refit every 90 days, Platt calibration on earlier out-of-fold scores, one MLflow run and "
+    "registered version per model; every day's point-in-time score in ml.options_scores.",
 )
-def ml_options_direction(context: dg.AssetExecutionContext, config: TrainConfig, warehouse: WarehouseResource,
-                         mlflow: MlflowTracking):
+def ml_options_direction(
+    context: dg.AssetExecutionContext, config: TrainConfig, warehouse: WarehouseResource, mlflow: MlflowTracking
+):
     cfg = settings()
     m = cfg.options_desk.models
     with warehouse.connect() as con:
-        fp = io.inputs_fingerprint(con, readers.asset_fingerprints(con, ["features.onchain", "market.onchain_daily"]),
-                                   extra=m.model_dump_json() + CODE_VERSION)
+        fp = io.inputs_fingerprint(
+            con,
+            readers.asset_fingerprints(con, ["features.onchain", "market.onchain_daily"]),
+            extra=m.model_dump_json() + CODE_VERSION,
+        )
         if not config.force and io.inputs_unchanged(con, "ml.options_direction", fp):
             yield from _unchanged_results(con, m)
             return
@@ -141,21 +245,35 @@ def ml_options_direction(context: dg.AssetExecutionContext, config: TrainConfig,
     with warehouse.connect() as con:
         io.record_inputs(con, "ml.options_direction", fp)
     last = {t: float(f.daily["p_cal"].iloc[-1]) if len(f.daily) else None for t, f in fits.items()}
-    yield dg.MaterializeResult(metadata={
-        "models": md_table(pd.DataFrame([o[0] for o in out.values()])), "rows": len(data), "refits": len(fits["p_long"].folds),
-        "latest_day": str(data["date"].max().date()),
-        "latest_scores": json.dumps({k: None if v is None or np.isnan(v) else round(v, 4) for k, v in last.items()}),
-        "p_long_reliability": md_table(out["p_long"][2].round(4)), "p_short_reliability": md_table(out["p_short"][2].round(4))})
+    yield dg.MaterializeResult(
+        metadata={
+            "models": md_table(pd.DataFrame([o[0] for o in out.values()])),
+            "rows": len(data),
+            "refits": len(fits["p_long"].folds),
+            "latest_day": str(data["date"].max().date()),
+            "latest_scores": json.dumps(
+                {k: None if v is None or np.isnan(v) else round(v, 4) for k, v in last.items()}
+            ),
+            "p_long_reliability": md_table(out["p_long"][2].round(4)),
+            "p_short_reliability": md_table(out["p_short"][2].round(4)),
+        }
+    )
     yield from (o[1] for o in out.values())
 
 
 @dg.asset(
-    key=OPTIONS_CHAMPION, group_name=GROUP_OPTIONS, pool=POOL, deps=[OPTIONS_MODELS], kinds={"mlflow"}, code_version=CODE_VERSION,
+    key=OPTIONS_CHAMPION,
+    group_name=GROUP_OPTIONS,
+    pool=POOL,
+    deps=[OPTIONS_MODELS],
+    kinds={"mlflow"},
+    code_version=CODE_VERSION,
     description="Moves @champion of options_p_long / options_p_short to the version just trained when its gate passed; "
-                "a model that failed keeps its previous champion (or none).",
+    "a model that failed keeps its previous champion (or none).",
 )
-def ml_options_direction_champion(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
-                                  mlflow: MlflowTracking) -> dg.MaterializeResult:
+def ml_options_direction_champion(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource, mlflow: MlflowTracking
+) -> dg.MaterializeResult:
     m = settings().options_desk.models
     rows = []
     with warehouse.connect() as con:
@@ -167,11 +285,22 @@ def ml_options_direction_champion(context: dg.AssetExecutionContext, warehouse: 
                 rows.append({"model": name, "champion": cur, "action": "no trained version"})
                 continue
             if not bool(r.promotion_passed):
-                rows.append({"model": name, "champion": cur, "action": f"v{r.model_version} failed its gate; champion unchanged"})
+                rows.append(
+                    {
+                        "model": name,
+                        "champion": cur,
+                        "action": f"v{r.model_version} failed its gate; champion unchanged",
+                    }
+                )
                 continue
             if cur != str(r.model_version):
                 mlflow.promote(name, r.model_version)
                 runs.mark_promoted(con, r.mlflow_run_id)
-            rows.append({"model": name, "champion": str(r.model_version),
-                         "action": "already champion" if cur == str(r.model_version) else f"promoted (was {cur})"})
+            rows.append(
+                {
+                    "model": name,
+                    "champion": str(r.model_version),
+                    "action": "already champion" if cur == str(r.model_version) else f"promoted (was {cur})",
+                }
+            )
     return dg.MaterializeResult(metadata={"champions": md_table(pd.DataFrame(rows))})

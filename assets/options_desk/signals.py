@@ -13,8 +13,18 @@ import pandas as pd
 
 from assets.checks import count_result
 from assets.common import POOL, if_unchanged, md_table
-from assets.keys import (GROUP_OPTIONS, ONCHAIN_DAILY, ONCHAIN_FEATURES, ONE_ROW_PER_DAY, OPTIONS_CHAMPION, OPTIONS_DAILY,
-                         OPTIONS_TRADES, RECENT_DAYS_AVAILABLE, SENTIMENT_DAILY, STATES_VALID)
+from assets.keys import (
+    GROUP_OPTIONS,
+    ONCHAIN_DAILY,
+    ONCHAIN_FEATURES,
+    ONE_ROW_PER_DAY,
+    OPTIONS_CHAMPION,
+    OPTIONS_DAILY,
+    OPTIONS_TRADES,
+    RECENT_DAYS_AVAILABLE,
+    SENTIMENT_DAILY,
+    STATES_VALID,
+)
 from models.options_direction import option_signals
 from pipeline.config import settings
 from pipeline.core.onchain_signals import FEATURE_COLUMNS, source_agreement
@@ -28,20 +38,35 @@ CODE_VERSION = "3"
 
 
 @dg.asset(
-    key=ONCHAIN_FEATURES, group_name=GROUP_OPTIONS, pool=POOL, kinds={"duckdb", "python"}, code_version=CODE_VERSION,
+    key=ONCHAIN_FEATURES,
+    group_name=GROUP_OPTIONS,
+    pool=POOL,
+    kinds={"duckdb", "python"},
+    code_version=CODE_VERSION,
     deps=[ONCHAIN_DAILY, SENTIMENT_DAILY],
-    check_specs=[dg.AssetCheckSpec(ONE_ROW_PER_DAY, asset=ONCHAIN_FEATURES, blocking=True,
-                                   description="A full daily calendar without duplicate dates.")],
+    check_specs=[
+        dg.AssetCheckSpec(
+            ONE_ROW_PER_DAY,
+            asset=ONCHAIN_FEATURES,
+            blocking=True,
+            description="A full daily calendar without duplicate dates.",
+        )
+    ],
     description=f"{len(FEATURE_COLUMNS)} daily regime features (MDIA, MVRV composite and 60d view, MVRV-LS, whales, "
-                "sentiment) and the three indicator regimes with the source used each day (primary, proxy or unavailable); "
-                "features.onchain_source_agreement: how often primary and proxy regimes agree where both exist.",
+    "sentiment) and the three indicator regimes with the source used each day (primary, proxy or unavailable); "
+    "features.onchain_source_agreement: how often primary and proxy regimes agree where both exist.",
 )
 def features_onchain(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
     cfg = settings()
     with warehouse.connect() as con:
-        fp = io.inputs_fingerprint(con, readers.asset_fingerprints(con, ["market.onchain_daily", "market.sentiment_daily"]),
-                                   extra=cfg.options_desk.regimes.model_dump_json() + CODE_VERSION)
-        if skip := if_unchanged(con, "features.onchain", fp, "inputs unchanged; not recomputed", checks=(ONE_ROW_PER_DAY,)):
+        fp = io.inputs_fingerprint(
+            con,
+            readers.asset_fingerprints(con, ["market.onchain_daily", "market.sentiment_daily"]),
+            extra=cfg.options_desk.regimes.model_dump_json() + CODE_VERSION,
+        )
+        if skip := if_unchanged(
+            con, "features.onchain", fp, "inputs unchanged; not recomputed", checks=(ONE_ROW_PER_DAY,)
+        ):
             return skip
         onchain = readers.table(con, "market.onchain_daily", order_by="date")
         fng = io.read_df(con, "SELECT date, fng_value FROM market.sentiment_daily ORDER BY date")
@@ -53,13 +78,27 @@ def features_onchain(context: dg.AssetExecutionContext, warehouse: WarehouseReso
             io.replace_table(con, "features.onchain_source_agreement", agree)
             io.record_inputs(con, "features.onchain", fp)
     dup, daily = calendar_defects(f["date"])
-    sources = pd.concat([f[c].value_counts().rename(c) for c in ("mdia_source", "whale_source", "mvrv_ls_source")], axis=1)
+    sources = pd.concat(
+        [f[c].value_counts().rename(c) for c in ("mdia_source", "whale_source", "mvrv_ls_source")], axis=1
+    )
     return dg.MaterializeResult(
-        metadata={"dagster/row_count": len(f), "first_date": str(f["date"].min().date()), "last_date": str(f["date"].max().date()),
-                  "features": len(FEATURE_COLUMNS), "sources_days": md_table(sources.fillna(0).astype(int).reset_index()),
-                  "primary_vs_proxy_agreement": md_table(agree.round({"exact_agreement": 4, "direction_agreement": 4}))},
-        check_results=[dg.AssetCheckResult(check_name=ONE_ROW_PER_DAY, passed=dup == 0 and daily,
-                                           severity=dg.AssetCheckSeverity.ERROR, metadata={"duplicates": dup})])
+        metadata={
+            "dagster/row_count": len(f),
+            "first_date": str(f["date"].min().date()),
+            "last_date": str(f["date"].max().date()),
+            "features": len(FEATURE_COLUMNS),
+            "sources_days": md_table(sources.fillna(0).astype(int).reset_index()),
+            "primary_vs_proxy_agreement": md_table(agree.round({"exact_agreement": 4, "direction_agreement": 4})),
+        },
+        check_results=[
+            dg.AssetCheckResult(
+                check_name=ONE_ROW_PER_DAY,
+                passed=dup == 0 and daily,
+                severity=dg.AssetCheckSeverity.ERROR,
+                metadata={"duplicates": dup},
+            )
+        ],
+    )
 
 
 def champion_scores(con, names: dict[str, str]) -> pd.DataFrame:
@@ -83,12 +122,19 @@ def daily_decisions(f: pd.DataFrame, price: pd.Series, scores: pd.DataFrame, p, 
     sc = f[["date"]].merge(scores.assign(date=pd.to_datetime(scores["date"])), on="date", how="left").set_index(f.index)
     daily, trades = decide_days(f, f["date"].map(price), p, sc[["p_long", "p_short"]])
     daily["available_at"] = f["available_at"].to_numpy()
-    daily = pd.concat([daily, sc[["p_long", "p_short"]], option_signals(sc["p_long"], sc["p_short"], m.call_threshold,
-                                                                        m.put_threshold),
-                       sc[["p_long_version", "p_short_version"]]], axis=1).assign(model_gate_mode=p.model_gate.mode)
+    daily = pd.concat(
+        [
+            daily,
+            sc[["p_long", "p_short"]],
+            option_signals(sc["p_long"], sc["p_short"], m.call_threshold, m.put_threshold),
+            sc[["p_long_version", "p_short_version"]],
+        ],
+        axis=1,
+    ).assign(model_gate_mode=p.model_gate.mode)
     vers, day = sc.set_index("date"), pd.to_datetime(trades["date"])
-    trades["model_version"] = np.where(trades["direction"].astype(int) > 0, day.map(vers["p_long_version"]),
-                                       day.map(vers["p_short_version"]))
+    trades["model_version"] = np.where(
+        trades["direction"].astype(int) > 0, day.map(vers["p_long_version"]), day.map(vers["p_short_version"])
+    )
     return daily, trades
 
 
@@ -98,49 +144,110 @@ def _results(daily: pd.DataFrame, trades: pd.DataFrame, unchanged: bool):
     unavailable = recent["state_reason"].str.startswith("unavailable")
     status = {"status": "inputs unchanged; not recomputed"} if unchanged else {}
     taken = trades[trades["cooldown_status"] == "taken"]
-    yield dg.MaterializeResult(asset_key=OPTIONS_DAILY, metadata={
-        **status, "dagster/row_count": len(daily), "last_day": str(pd.Timestamp(daily["date"].iloc[-1]).date()),
-        "states_by_year": md_table(daily.assign(year=pd.to_datetime(daily["date"]).dt.year).groupby(["year", "state"]).size()
-                                   .unstack(fill_value=0).reset_index(), 40),
-        "latest": md_table(daily.tail(5)[["date", "state", "score", "confidence", "overlay", "size", "state_reason"]])})
-    yield dg.MaterializeResult(asset_key=OPTIONS_TRADES, metadata={
-        **status, "dagster/row_count": len(trades), "taken": len(taken),
-        "taken_by_type": md_table(taken["trade_type"].value_counts().rename_axis("trade_type").reset_index()),
-        "latest_taken": md_table(taken.tail(10)[["date", "trade_type", "structure", "strike_long", "strike_short", "expiry",
-                                                 "size", "confidence"]])})
+    yield dg.MaterializeResult(
+        asset_key=OPTIONS_DAILY,
+        metadata={
+            **status,
+            "dagster/row_count": len(daily),
+            "last_day": str(pd.Timestamp(daily["date"].iloc[-1]).date()),
+            "states_by_year": md_table(
+                daily.assign(year=pd.to_datetime(daily["date"]).dt.year)
+                .groupby(["year", "state"])
+                .size()
+                .unstack(fill_value=0)
+                .reset_index(),
+                40,
+            ),
+            "latest": md_table(
+                daily.tail(5)[["date", "state", "score", "confidence", "overlay", "size", "state_reason"]]
+            ),
+        },
+    )
+    yield dg.MaterializeResult(
+        asset_key=OPTIONS_TRADES,
+        metadata={
+            **status,
+            "dagster/row_count": len(trades),
+            "taken": len(taken),
+            "taken_by_type": md_table(taken["trade_type"].value_counts().rename_axis("trade_type").reset_index()),
+            "latest_taken": md_table(
+                taken.tail(10)[
+                    ["date", "trade_type", "structure", "strike_long", "strike_short", "expiry", "size", "confidence"]
+                ]
+            ),
+        },
+    )
     yield count_result(STATES_VALID, invalid_states(daily, STATES), asset=OPTIONS_DAILY)
-    yield dg.AssetCheckResult(check_name=RECENT_DAYS_AVAILABLE, asset_key=OPTIONS_DAILY, passed=bool(unavailable.mean() < 0.5),
-                              severity=dg.AssetCheckSeverity.WARN,
-                              metadata={"unavailable_share_90d": float(unavailable.mean()),
-                                        "reasons": md_table(recent.loc[unavailable, "state_reason"].value_counts()
-                                                            .rename_axis("reason").reset_index())})
+    yield dg.AssetCheckResult(
+        check_name=RECENT_DAYS_AVAILABLE,
+        asset_key=OPTIONS_DAILY,
+        passed=bool(unavailable.mean() < 0.5),
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "unavailable_share_90d": float(unavailable.mean()),
+            "reasons": md_table(
+                recent.loc[unavailable, "state_reason"].value_counts().rename_axis("reason").reset_index()
+            ),
+        },
+    )
 
 
 @dg.multi_asset(
-    specs=[dg.AssetSpec(OPTIONS_DAILY, group_name=GROUP_OPTIONS, deps=[ONCHAIN_FEATURES, OPTIONS_CHAMPION], kinds={"duckdb"},
-                        description="One row per day: indicator regimes and sources, score, conflicts, confidence, state "
-                                    "and reason, trade type, overlay (kind, size/DTE multipliers, reason), size, tactical put, "
-                                    "champion p_long / p_short with signal_option_call / signal_option_put and model versions."),
-           dg.AssetSpec(OPTIONS_TRADES, group_name=GROUP_OPTIONS, deps=[ONCHAIN_FEATURES, OPTIONS_CHAMPION], kinds={"duckdb"},
-                        description="The DailySignal record: one row per trade decision with structure, strikes, expiry/DTE, "
-                                    "size, confidence, reason and cooldown status (taken / cooldown).")],
-    check_specs=[dg.AssetCheckSpec(STATES_VALID, asset=OPTIONS_DAILY, blocking=True,
-                                   description="States in the seed's 8; no trade without a state; sizes >= 0."),
-                 dg.AssetCheckSpec(RECENT_DAYS_AVAILABLE, asset=OPTIONS_DAILY,
-                                   description="WARN: share of the last 90 days where an indicator is unavailable.")],
-    pool=POOL, code_version=CODE_VERSION, can_subset=False,
+    specs=[
+        dg.AssetSpec(
+            OPTIONS_DAILY,
+            group_name=GROUP_OPTIONS,
+            deps=[ONCHAIN_FEATURES, OPTIONS_CHAMPION],
+            kinds={"duckdb"},
+            description="One row per day: indicator regimes and sources, score, conflicts, confidence, state "
+            "and reason, trade type, overlay (kind, size/DTE multipliers, reason), size, tactical put, "
+            "champion p_long / p_short with signal_option_call / signal_option_put and model versions.",
+        ),
+        dg.AssetSpec(
+            OPTIONS_TRADES,
+            group_name=GROUP_OPTIONS,
+            deps=[ONCHAIN_FEATURES, OPTIONS_CHAMPION],
+            kinds={"duckdb"},
+            description="The DailySignal record: one row per trade decision with structure, strikes, expiry/DTE, "
+            "size, confidence, reason and cooldown status (taken / cooldown).",
+        ),
+    ],
+    check_specs=[
+        dg.AssetCheckSpec(
+            STATES_VALID,
+            asset=OPTIONS_DAILY,
+            blocking=True,
+            description="States in the seed's 8; no trade without a state; sizes >= 0.",
+        ),
+        dg.AssetCheckSpec(
+            RECENT_DAYS_AVAILABLE,
+            asset=OPTIONS_DAILY,
+            description="WARN: share of the last 90 days where an indicator is unavailable.",
+        ),
+    ],
+    pool=POOL,
+    code_version=CODE_VERSION,
+    can_subset=False,
 )
 def options_signals(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
     cfg = settings()
     p, m = cfg.options_desk.decisions, cfg.options_desk.models
     with warehouse.connect() as con:
         champions = ", ".join(readers.champion_run_ids(con, list(m.names.values())))
-        fp = io.inputs_fingerprint(con, "SELECT fingerprint FROM ops.asset_inputs WHERE asset = 'features.onchain'",
-                                   extra=champions + p.model_dump_json() + m.model_dump_json() + CODE_VERSION)
+        fp = io.inputs_fingerprint(
+            con,
+            "SELECT fingerprint FROM ops.asset_inputs WHERE asset = 'features.onchain'",
+            extra=champions + p.model_dump_json() + m.model_dump_json() + CODE_VERSION,
+        )
         unchanged = io.inputs_unchanged(con, "signals.options", fp)
         if not unchanged:
-            daily, trades = daily_decisions(readers.table(con, "features.onchain", order_by="date"), readers.btc_price(con),
-                                            champion_scores(con, m.names), p, m)
+            daily, trades = daily_decisions(
+                readers.table(con, "features.onchain", order_by="date"),
+                readers.btc_price(con),
+                champion_scores(con, m.names),
+                p,
+                m,
+            )
             with io.transaction(con):
                 io.replace_table(con, "signals.options_daily", daily, date_columns=("date",))
                 io.replace_table(con, "signals.options_trades", trades, date_columns=("date", "expiry"))

@@ -26,8 +26,24 @@ from resources.warehouse import WarehouseResource
 from warehouse import io, readers, runs
 
 CODE_VERSION = "1"
-SUMMARY_KEYS = ["total_return", "annual_return", "volatility", "sharpe", "sortino", "max_drawdown", "max_drawdown_days",
-                "calmar", "n_trades", "win_rate", "profit_factor", "expectancy", "expectancy_ret", "avg_r", "exposure", "turnover"]
+SUMMARY_KEYS = [
+    "total_return",
+    "annual_return",
+    "volatility",
+    "sharpe",
+    "sortino",
+    "max_drawdown",
+    "max_drawdown_days",
+    "calmar",
+    "n_trades",
+    "win_rate",
+    "profit_factor",
+    "expectancy",
+    "expectancy_ret",
+    "avg_r",
+    "exposure",
+    "turnover",
+]
 
 
 class BacktestRunConfig(dg.Config):
@@ -43,22 +59,47 @@ class BacktestRunConfig(dg.Config):
 def _compare(m: dict, bench: dict) -> pd.DataFrame:
     """Strategy next to buy-and-hold, one row per summary metric (rounded for display)."""
     r4 = lambda v: round(v, 4) if isinstance(v, float) else v  # noqa: E731
-    return pd.DataFrame([{"metric": k, "strategy": r4(m.get(k)), "buy_and_hold": r4(bench.get(k))} for k in SUMMARY_KEYS])
+    return pd.DataFrame(
+        [{"metric": k, "strategy": r4(m.get(k)), "buy_and_hold": r4(bench.get(k))} for k in SUMMARY_KEYS]
+    )
 
 
 def with_overrides(bt, config: BacktestRunConfig):
     """``research.backtest`` with the run's Launchpad overrides applied (costs, latency, entry threshold)."""
-    costs = bt.costs.model_copy(update={k: v for k, v in {
-        "taker_fee_bps": config.fee_bps, "maker_fee_bps": config.fee_bps, "slippage_bps": config.slippage_bps}.items()
-        if v is not None})
-    return bt.model_copy(update={k: v for k, v in {"costs": costs, "latency_bars": config.latency_bars,
-                                                   "enter_threshold": config.enter_threshold}.items() if v is not None})
+    costs = bt.costs.model_copy(
+        update={
+            k: v
+            for k, v in {
+                "taker_fee_bps": config.fee_bps,
+                "maker_fee_bps": config.fee_bps,
+                "slippage_bps": config.slippage_bps,
+            }.items()
+            if v is not None
+        }
+    )
+    return bt.model_copy(
+        update={
+            k: v
+            for k, v in {
+                "costs": costs,
+                "latency_bars": config.latency_bars,
+                "enter_threshold": config.enter_threshold,
+            }.items()
+            if v is not None
+        }
+    )
 
 
 def sim_params(bt, model, init_cash: float) -> SimParams:
     """Simulator parameters of the baseline long/flat strategy (levels default to the label's barriers)."""
-    return SimParams(init_cash=init_cash, sl_atr=bt.sl_atr or model.label.sl_atr, tp_atr=bt.tp_atr or model.label.tp_atr,
-                     max_bars=bt.max_bars or model.label.max_bars, latency_bars=bt.latency_bars, **bt.costs.sim_kwargs())
+    return SimParams(
+        init_cash=init_cash,
+        sl_atr=bt.sl_atr or model.label.sl_atr,
+        tp_atr=bt.tp_atr or model.label.tp_atr,
+        max_bars=bt.max_bars or model.label.max_bars,
+        latency_bars=bt.latency_bars,
+        **bt.costs.sim_kwargs(),
+    )
 
 
 def _read_bars(con, ex: str, symbols: list[str], tf: str, fine_tf: str | None, start: int, end: int):
@@ -67,33 +108,59 @@ def _read_bars(con, ex: str, symbols: list[str], tf: str, fine_tf: str | None, s
     cols = ["ts", "open", "high", "low", "close", "atr"]
     bars = {s: readers.bars(con, ex, s, tf, start, end)[cols] for s in symbols}
     finer = bool(fine_tf) and timeframe_ms(fine_tf) < step
-    fine = {s: readers.high_low(con, ex, s, fine_tf, start, end + step) if finer and len(b) else None for s, b in bars.items()}
+    fine = {
+        s: readers.high_low(con, ex, s, fine_tf, start, end + step) if finer and len(b) else None
+        for s, b in bars.items()
+    }
     return bars, fine
 
 
 def _run_row(run_id, bt, b, symbols, out, m, bench, model_run_id, mlflow_run_id, context) -> dict:
     return runs.backtest_run_row(
-        run_id=run_id, desk="research", strategy=bt.strategy, sample="out_of_sample",
-        period_start=pd.Timestamp(out.period[0], unit="ms"), period_end=pd.Timestamp(out.period[1], unit="ms"),
-        timeframe=b.timeframe, universe=symbols, params={"enter_threshold": bt.enter_threshold, **out.params.to_dict()},
+        run_id=run_id,
+        desk="research",
+        strategy=bt.strategy,
+        sample="out_of_sample",
+        period_start=pd.Timestamp(out.period[0], unit="ms"),
+        period_end=pd.Timestamp(out.period[1], unit="ms"),
+        timeframe=b.timeframe,
+        universe=symbols,
+        params={"enter_threshold": bt.enter_threshold, **out.params.to_dict()},
         costs={**bt.costs.sim_kwargs(), "latency_bars": bt.latency_bars},  # stored form unchanged (SimParams names)
-        metrics=m, benchmark=bench, per_symbol=out.per_symbol.to_json(orient="records"),
-        model_name=b.name, model_run_id=model_run_id, mlflow_run_id=mlflow_run_id, code_version=CODE_VERSION,
-        dagster_run_id=context.run_id)
+        metrics=m,
+        benchmark=bench,
+        per_symbol=out.per_symbol.to_json(orient="records"),
+        model_name=b.name,
+        model_run_id=model_run_id,
+        mlflow_run_id=mlflow_run_id,
+        code_version=CODE_VERSION,
+        dagster_run_id=context.run_id,
+    )
 
 
 @dg.asset(
-    key=BASELINE_BACKTEST, group_name=GROUP_RESEARCH, pool=POOL, deps=[BASELINE], kinds={"numba", "duckdb", "mlflow"},
+    key=BASELINE_BACKTEST,
+    group_name=GROUP_RESEARCH,
+    pool=POOL,
+    deps=[BASELINE],
+    kinds={"numba", "duckdb", "mlflow"},
     code_version=CODE_VERSION,
-    check_specs=[dg.AssetCheckSpec(ACCOUNTING_RECONCILES, asset=BASELINE_BACKTEST, blocking=True,
-                                   description="Final equity = initial cash + sum of trade PnL (closed and marked-open), "
-                                               "and no trade exits before it enters.")],
+    check_specs=[
+        dg.AssetCheckSpec(
+            ACCOUNTING_RECONCILES,
+            asset=BASELINE_BACKTEST,
+            blocking=True,
+            description="Final equity = initial cash + sum of trade PnL (closed and marked-open), "
+            "and no trade exits before it enters.",
+        )
+    ],
     description="Long/flat on the baseline model's calibrated out-of-sample p(TP first) over every universe symbol "
-                "(1h), ATR stop/target and time stop through the shared simulator, with fees, slippage and latency; "
-                "versus equal-weight buy-and-hold over the same period.",
+    "(1h), ATR stop/target and time stop through the shared simulator, with fees, slippage and latency; "
+    "versus equal-weight buy-and-hold over the same period.",
 )
-def backtest_baseline(context: dg.AssetExecutionContext, config: BacktestRunConfig, warehouse: WarehouseResource,
-                      mlflow: MlflowTracking) -> dg.MaterializeResult:
+def backtest_baseline(
+    context: dg.AssetExecutionContext, config: BacktestRunConfig, warehouse: WarehouseResource, mlflow: MlflowTracking
+) -> dg.MaterializeResult:
     cfg = settings()
     bt, b, ex = with_overrides(cfg.research.backtest, config), cfg.research.baseline, cfg.exchange.id
     symbols = bt.symbols or cfg.universe.symbols
@@ -101,38 +168,71 @@ def backtest_baseline(context: dg.AssetExecutionContext, config: BacktestRunConf
         model_run, n_preds = readers.predictions_run(con, b.name)
         if not n_preds:
             raise dg.Failure(f"ml.predictions has no rows for {b.name}; materialise ml/baseline_direction first")
-        blob = json.dumps({"bt": bt.model_dump(), "symbols": symbols, "model_run": model_run, "code": CODE_VERSION},
-                          sort_keys=True, default=str)
+        blob = json.dumps(
+            {"bt": bt.model_dump(), "symbols": symbols, "model_run": model_run, "code": CODE_VERSION},
+            sort_keys=True,
+            default=str,
+        )
         run_id = f"{bt.strategy}-{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
         fp = _fingerprint(con, run_id, blob)
-        if skip := if_unchanged(con, f"backtest.{bt.strategy}", fp, "predictions and parameters unchanged; not re-run "
-                                "(figures of the stored run)", checks=(ACCOUNTING_RECONCILES,),
-                                metadata=_stored(con, run_id), force=config.force):
+        if skip := if_unchanged(
+            con,
+            f"backtest.{bt.strategy}",
+            fp,
+            "predictions and parameters unchanged; not re-run (figures of the stored run)",
+            checks=(ACCOUNTING_RECONCILES,),
+            metadata=_stored(con, run_id),
+            force=config.force,
+        ):
             return skip
         preds = readers.baseline_predictions(con, b.name, b.timeframe)
         have = preds[preds["p_cal"].notna()]
         start, end = (int(have["ts"].min()), int(have["ts"].max())) if len(have) else (0, -1)
         bars, fine = _read_bars(con, ex, symbols, b.timeframe, bt.resolve_intrabar_with, start, end)
-    out = long_flat_backtest(bars, preds, bt.enter_threshold, sim_params(bt, b, bt.init_cash / len(symbols)), bt.init_cash,
-                             timeframe_ms(b.timeframe), fine)
+    out = long_flat_backtest(
+        bars,
+        preds,
+        bt.enter_threshold,
+        sim_params(bt, b, bt.init_cash / len(symbols)),
+        bt.init_cash,
+        timeframe_ms(b.timeframe),
+        fine,
+    )
     m, bench, eq = runs.clean_metrics(out.metrics), runs.clean_metrics(out.benchmark), out.equity
-    png = equity_plot(eq["ts"].to_numpy(), eq["equity"].to_numpy(), eq["benchmark_equity"].to_numpy(),
-                      f"{bt.strategy}: out-of-sample, {len(symbols)} symbols, fee {bt.costs.taker_fee_bps} bps")
-    logged = mlflow.log_backtest(run_id, _tags(context, model_run, out), _mlflow_params(bt, symbols, out), m, bench,
-                                 {"equity_drawdown.png": png})
+    png = equity_plot(
+        eq["ts"].to_numpy(),
+        eq["equity"].to_numpy(),
+        eq["benchmark_equity"].to_numpy(),
+        f"{bt.strategy}: out-of-sample, {len(symbols)} symbols, fee {bt.costs.taker_fee_bps} bps",
+    )
+    logged = mlflow.log_backtest(
+        run_id, _tags(context, model_run, out), _mlflow_params(bt, symbols, out), m, bench, {"equity_drawdown.png": png}
+    )
     with warehouse.connect() as con, io.transaction(con):
-        runs.write_backtest(con, _run_row(run_id, bt, b, symbols, out, m, bench, model_run, logged.run_id, context),
-                            runs.simulator_trades(out.trades), eq)
+        runs.write_backtest(
+            con,
+            _run_row(run_id, bt, b, symbols, out, m, bench, model_run, logged.run_id, context),
+            runs.simulator_trades(out.trades),
+            eq,
+        )
         io.record_inputs(con, f"backtest.{bt.strategy}", _fingerprint(con, run_id, blob))  # with the run now stored
     return dg.MaterializeResult(
-        metadata={"run_id": run_id, "sample": "out-of-sample (calibrated walk-forward folds)",
-                  "period": f"{pd.Timestamp(out.period[0], unit='ms')} .. {pd.Timestamp(out.period[1], unit='ms')}",
-                  "universe": ", ".join(symbols), "costs": _costs_text(bt), "metrics_vs_buy_and_hold": md_table(_compare(m, bench)),
-                  "per_symbol": md_table(out.per_symbol.round(4)), "n_trades": len(out.trades),
-                  "exit_reasons": md_table(out.trades["exit_reason"].value_counts().rename_axis("reason").reset_index()),
-                  "equity": png_md(png, "equity"), "mlflow_run": dg.MetadataValue.url(logged.url),
-                  "sql": f"SELECT * FROM backtest.trades WHERE run_id = '{run_id}'"},
-        check_results=[reconcile_result(float(eq["equity"].iloc[-1]), bt.init_cash, out.trades)])
+        metadata={
+            "run_id": run_id,
+            "sample": "out-of-sample (calibrated walk-forward folds)",
+            "period": f"{pd.Timestamp(out.period[0], unit='ms')} .. {pd.Timestamp(out.period[1], unit='ms')}",
+            "universe": ", ".join(symbols),
+            "costs": _costs_text(bt),
+            "metrics_vs_buy_and_hold": md_table(_compare(m, bench)),
+            "per_symbol": md_table(out.per_symbol.round(4)),
+            "n_trades": len(out.trades),
+            "exit_reasons": md_table(out.trades["exit_reason"].value_counts().rename_axis("reason").reset_index()),
+            "equity": png_md(png, "equity"),
+            "mlflow_run": dg.MetadataValue.url(logged.url),
+            "sql": f"SELECT * FROM backtest.trades WHERE run_id = '{run_id}'",
+        },
+        check_results=[reconcile_result(float(eq["equity"].iloc[-1]), bt.init_cash, out.trades)],
+    )
 
 
 def _fingerprint(con, run_id: str, blob: str) -> str:
@@ -142,28 +242,46 @@ def _fingerprint(con, run_id: str, blob: str) -> str:
 
 def _stored(con, run_id: str) -> dict:
     """Metadata of the stored run (shown when the asset skips)."""
-    row = io.read_df(con, "SELECT metrics, benchmark, period_start, period_end, costs FROM backtest.runs WHERE run_id = ?", [run_id])
+    row = io.read_df(
+        con, "SELECT metrics, benchmark, period_start, period_end, costs FROM backtest.runs WHERE run_id = ?", [run_id]
+    )
     if row.empty:
         return {}
     m, bench = json.loads(row["metrics"][0]), json.loads(row["benchmark"][0])
-    return {"run_id": run_id, "period": f"{row['period_start'][0]} .. {row['period_end'][0]}", "costs": row["costs"][0],
-            "metrics_vs_buy_and_hold": md_table(_compare(m, bench))}
+    return {
+        "run_id": run_id,
+        "period": f"{row['period_start'][0]} .. {row['period_end'][0]}",
+        "costs": row["costs"][0],
+        "metrics_vs_buy_and_hold": md_table(_compare(m, bench)),
+    }
 
 
 def _costs_text(bt) -> str:
     c = bt.costs
-    return (f"fee {c.taker_fee_bps} bps taker / {c.maker_fee_bps} bps maker, slippage {c.slippage_bps} bps, "
-            f"latency {bt.latency_bars} bars")
+    return (
+        f"fee {c.taker_fee_bps} bps taker / {c.maker_fee_bps} bps maker, slippage {c.slippage_bps} bps, "
+        f"latency {bt.latency_bars} bars"
+    )
 
 
 def _tags(context, model_run, out) -> dict:
-    return {"dagster_run_id": context.run_id, "dagster_asset_key": BASELINE_BACKTEST.to_user_string(),
-            "code_version": CODE_VERSION, "model_run_id": str(model_run), "sample": "out_of_sample",
-            "data_start": pd.Timestamp(out.period[0], unit="ms").isoformat(),
-            "data_end": pd.Timestamp(out.period[1], unit="ms").isoformat()}
+    return {
+        "dagster_run_id": context.run_id,
+        "dagster_asset_key": BASELINE_BACKTEST.to_user_string(),
+        "code_version": CODE_VERSION,
+        "model_run_id": str(model_run),
+        "sample": "out_of_sample",
+        "data_start": pd.Timestamp(out.period[0], unit="ms").isoformat(),
+        "data_end": pd.Timestamp(out.period[1], unit="ms").isoformat(),
+    }
 
 
 def _mlflow_params(bt, symbols, out) -> dict:
-    return {"strategy": bt.strategy, "enter_threshold": bt.enter_threshold, "symbols": ",".join(symbols),
-            **bt.costs.model_dump(), "latency_bars": bt.latency_bars,
-            **{f"sim_{k}": v for k, v in out.params.to_dict().items() if v is not None}}
+    return {
+        "strategy": bt.strategy,
+        "enter_threshold": bt.enter_threshold,
+        "symbols": ",".join(symbols),
+        **bt.costs.model_dump(),
+        "latency_bars": bt.latency_bars,
+        **{f"sim_{k}": v for k, v in out.params.to_dict().items() if v is not None},
+    }

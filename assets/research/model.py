@@ -33,10 +33,12 @@ def _fingerprint(con, cfg) -> str:
     b = cfg.research.baseline
     # row counts and last bar per symbol, plus when each slice was last rebuilt by a formula change
     return io.inputs_fingerprint(
-        con, f"""SELECT symbol, max(ts)::VARCHAR, count(*) FROM features.technical WHERE timeframe = '{b.timeframe}' GROUP BY ALL
+        con,
+        f"""SELECT symbol, max(ts)::VARCHAR, count(*) FROM features.technical WHERE timeframe = '{b.timeframe}' GROUP BY ALL
                  UNION ALL SELECT asset, fingerprint, epoch_ms(updated_at) FROM ops.asset_inputs
                  WHERE asset LIKE 'code:%:{b.timeframe}' ORDER BY ALL""",
-        extra=b.model_dump_json() + json.dumps(cfg.universe.symbols) + CODE_VERSION)
+        extra=b.model_dump_json() + json.dumps(cfg.universe.symbols) + CODE_VERSION,
+    )
 
 
 def _stored_scores(con, name: str) -> dict:
@@ -45,73 +47,148 @@ def _stored_scores(con, name: str) -> dict:
     if r is None:
         return {}
     sc = json.loads(r.metrics)
-    tbl = pd.DataFrame([{"set": k, **rounded({m: (np.nan if v is None else v) for m, v in sc[k].items()})} for k in ("raw", "cal")])
+    tbl = pd.DataFrame(
+        [{"set": k, **rounded({m: (np.nan if v is None else v) for m, v in sc[k].items()})} for k in ("raw", "cal")]
+    )
     return {"mlflow_run_id": r.mlflow_run_id, "model_version": r.model_version, "oos_scores": md_table(tbl)}
 
 
 def _record(run, b, context, png: bytes, by_regime: pd.DataFrame) -> TrainingRecord:
     """The MLflow training record of one baseline version."""
     res = run.result
-    data_start, data_end = (pd.Timestamp(int(run.data["ts"].min()), unit="ms"), pd.Timestamp(int(run.data["ts"].max()), unit="ms"))
+    data_start, data_end = (
+        pd.Timestamp(int(run.data["ts"].min()), unit="ms"),
+        pd.Timestamp(int(run.data["ts"].max()), unit="ms"),
+    )
     return TrainingRecord(
-        experiment="baseline_direction", run_name=f"{b.name}-{context.run_id[:8]}",
-        tags={"dagster_run_id": context.run_id, "dagster_asset_key": BASELINE.to_user_string(), "partition": "",
-              "code_version": CODE_VERSION, "data_start": data_start.isoformat(), "data_end": data_end.isoformat()},
-        params={"kind": b.kind, "calibration": b.calibration, "seed": b.seed, "timeframe": b.timeframe,
-                "train_symbols": ",".join(b.train_symbols), "n_features": len(MODEL_FEATURES),
-                **{f"label_{k}": v for k, v in b.label.model_dump().items()},
-                **{f"wf_{k}": v for k, v in b.walk_forward.model_dump().items()},
-                **{f"param_{k}": v for k, v in b.params.items()}},
-        scores_raw=res.scores_raw, scores_cal=res.scores_cal, fold_scores=res.folds, model=res.final,
-        registered_name=b.name, input_example=run.data[MODEL_FEATURES].head(5), images={"reliability.png": png},
+        experiment="baseline_direction",
+        run_name=f"{b.name}-{context.run_id[:8]}",
+        tags={
+            "dagster_run_id": context.run_id,
+            "dagster_asset_key": BASELINE.to_user_string(),
+            "partition": "",
+            "code_version": CODE_VERSION,
+            "data_start": data_start.isoformat(),
+            "data_end": data_end.isoformat(),
+        },
+        params={
+            "kind": b.kind,
+            "calibration": b.calibration,
+            "seed": b.seed,
+            "timeframe": b.timeframe,
+            "train_symbols": ",".join(b.train_symbols),
+            "n_features": len(MODEL_FEATURES),
+            **{f"label_{k}": v for k, v in b.label.model_dump().items()},
+            **{f"wf_{k}": v for k, v in b.walk_forward.model_dump().items()},
+            **{f"param_{k}": v for k, v in b.params.items()},
+        },
+        scores_raw=res.scores_raw,
+        scores_cal=res.scores_cal,
+        fold_scores=res.folds,
+        model=res.final,
+        registered_name=b.name,
+        input_example=run.data[MODEL_FEATURES].head(5),
+        images={"reliability.png": png},
         dicts={"features.json": {"features": MODEL_FEATURES}, "feature_importance.json": res.importance},
-        texts={"folds.csv": res.folds.to_csv(index=False), "scores_by_regime.csv": by_regime.to_csv(index=False)})
+        texts={"folds.csv": res.folds.to_csv(index=False), "scores_by_regime.csv": by_regime.to_csv(index=False)},
+    )
 
 
 @dg.asset(
-    key=BASELINE, group_name=GROUP_RESEARCH, pool=POOL, deps=[FEATURES, REGIMES], kinds={"lightgbm", "mlflow", "duckdb"},
+    key=BASELINE,
+    group_name=GROUP_RESEARCH,
+    pool=POOL,
+    deps=[FEATURES, REGIMES],
+    kinds={"lightgbm", "mlflow", "duckdb"},
     code_version=CODE_VERSION,
     description="LightGBM p(TP before SL) for a long entry on BTC/ETH 1h: triple-barrier labels, purged walk-forward, "
-                "isotonic calibration on out-of-fold predictions; MLflow run + registered version; out-of-sample "
-                "probabilities for every universe symbol in ml.predictions.",
+    "isotonic calibration on out-of-fold predictions; MLflow run + registered version; out-of-sample "
+    "probabilities for every universe symbol in ml.predictions.",
 )
-def ml_baseline_direction(context: dg.AssetExecutionContext, config: TrainConfig, warehouse: WarehouseResource,
-                          mlflow: MlflowTracking) -> dg.MaterializeResult:
+def ml_baseline_direction(
+    context: dg.AssetExecutionContext, config: TrainConfig, warehouse: WarehouseResource, mlflow: MlflowTracking
+) -> dg.MaterializeResult:
     cfg = settings()
     b, ex, symbols = cfg.research.baseline, cfg.exchange.id, cfg.universe.symbols
     with warehouse.connect() as con:
         fp = _fingerprint(con, cfg)
-        if skip := if_unchanged(con, "ml.baseline_direction", fp, "features and configuration unchanged; model not retrained",
-                                metadata=_stored_scores(con, b.name), force=config.force):
+        if skip := if_unchanged(
+            con,
+            "ml.baseline_direction",
+            fp,
+            "features and configuration unchanged; model not retrained",
+            metadata=_stored_scores(con, b.name),
+            force=config.force,
+        ):
             return skip
         series = {s: readers.series(con, ex, s, b.timeframe) for s in dict.fromkeys([*b.train_symbols, *symbols])}
     run = train_baseline(series, b, b.walk_forward.to_ms(timeframe_ms(b.timeframe)))
     preds, res, oof = predictions_for(series, symbols, b, run), run.result, oof_by_regime(run)
     by_regime, by_symbol = scores_by(oof, ["trend", "vol"]), scores_by(oof, "symbol")
-    png = reliability_plot({"raw": reliability_table(oof["p_raw"], oof["y"]), "calibrated": reliability_table(oof["p_cal"], oof["y"])},
-                           f"{b.name}: out-of-fold reliability")
+    png = reliability_plot(
+        {"raw": reliability_table(oof["p_raw"], oof["y"]), "calibrated": reliability_table(oof["p_cal"], oof["y"])},
+        f"{b.name}: out-of-fold reliability",
+    )
     logged = mlflow.log_training(_record(run, b, context, png, by_regime))
-    row = runs.model_run_row(mlflow_run_id=logged.run_id, model_name=b.name, model_version=logged.version,
-                             data_start=pd.Timestamp(int(run.data["ts"].min()), unit="ms"),
-                             data_end=pd.Timestamp(int(run.data["ts"].max()), unit="ms"), n_rows=len(run.data),
-                             n_folds=len(run.folds), scores_raw=res.scores_raw, scores_cal=res.scores_cal,
-                             dagster_run_id=context.run_id, code_version=CODE_VERSION)
-    scores = preds.assign(model_name=b.name, mlflow_run_id=logged.run_id, exchange=ex, timeframe=b.timeframe,
-                          in_training_universe=preds["symbol"].isin(b.train_symbols))
+    row = runs.model_run_row(
+        mlflow_run_id=logged.run_id,
+        model_name=b.name,
+        model_version=logged.version,
+        data_start=pd.Timestamp(int(run.data["ts"].min()), unit="ms"),
+        data_end=pd.Timestamp(int(run.data["ts"].max()), unit="ms"),
+        n_rows=len(run.data),
+        n_folds=len(run.folds),
+        scores_raw=res.scores_raw,
+        scores_cal=res.scores_cal,
+        dagster_run_id=context.run_id,
+        code_version=CODE_VERSION,
+    )
+    scores = preds.assign(
+        model_name=b.name,
+        mlflow_run_id=logged.run_id,
+        exchange=ex,
+        timeframe=b.timeframe,
+        in_training_universe=preds["symbol"].isin(b.train_symbols),
+    )
     with warehouse.connect() as con:
-        runs.record_model_run(con, row, scores=scores, scores_table="ml.predictions", keep_champion_scores=False,
-                              folds=res.folds, inputs=("ml.baseline_direction", fp))
-    scores_tbl = pd.DataFrame([{"set": "raw", **rounded(res.scores_raw)}, {"set": "calibrated", **rounded(res.scores_cal)}])
+        runs.record_model_run(
+            con,
+            row,
+            scores=scores,
+            scores_table="ml.predictions",
+            keep_champion_scores=False,
+            folds=res.folds,
+            inputs=("ml.baseline_direction", fp),
+        )
+    scores_tbl = pd.DataFrame(
+        [{"set": "raw", **rounded(res.scores_raw)}, {"set": "calibrated", **rounded(res.scores_cal)}]
+    )
     return dg.MaterializeResult(
-        metadata={"mlflow_run": dg.MetadataValue.url(logged.url), "mlflow_run_id": logged.run_id,
-                  "model_uri": f"models:/{b.name}/{logged.version}", "model_version": logged.version,
-                  "rows": len(run.data), "folds": len(run.folds), "train_seconds": round(res.train_seconds, 1),
-                  "data_range": f"{row['data_start']} .. {row['data_end']}", "oos_scores": md_table(scores_tbl),
-                  "folds_table": md_table(res.folds.round({c: 4 for c in res.folds.select_dtypes("float").columns}), 100),
-                  "scores_by_regime": md_table(by_regime.round(4)), "scores_by_symbol": md_table(by_symbol.round(4)),
-                  "reliability": png_md(png, "reliability"), "prediction_rows": len(preds)})
+        metadata={
+            "mlflow_run": dg.MetadataValue.url(logged.url),
+            "mlflow_run_id": logged.run_id,
+            "model_uri": f"models:/{b.name}/{logged.version}",
+            "model_version": logged.version,
+            "rows": len(run.data),
+            "folds": len(run.folds),
+            "train_seconds": round(res.train_seconds, 1),
+            "data_range": f"{row['data_start']} .. {row['data_end']}",
+            "oos_scores": md_table(scores_tbl),
+            "folds_table": md_table(res.folds.round({c: 4 for c in res.folds.select_dtypes("float").columns}), 100),
+            "scores_by_regime": md_table(by_regime.round(4)),
+            "scores_by_symbol": md_table(by_symbol.round(4)),
+            "reliability": png_md(png, "reliability"),
+            "prediction_rows": len(preds),
+        }
+    )
 
 
 ml_baseline_direction_evaluation, ml_baseline_direction_champion = promotion_assets(
-    BASELINE, BASELINE_EVALUATION, BASELINE_CHAMPION, GROUP_RESEARCH, lambda cfg: cfg.research.baseline, "baseline model",
-    CODE_VERSION)
+    BASELINE,
+    BASELINE_EVALUATION,
+    BASELINE_CHAMPION,
+    GROUP_RESEARCH,
+    lambda cfg: cfg.research.baseline,
+    "baseline model",
+    CODE_VERSION,
+)

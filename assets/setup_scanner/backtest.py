@@ -4,6 +4,7 @@ Both books run through the same execution as live signals (:func:`assets.setup_s
 sleeve per symbol × timeframe of equal capital; sleeves without a signal hold their cash, so the books share one
 capital base. Rows in ``backtest.*`` with desk ``setup_scanner`` (``warehouse.runs.write_backtest``).
 """
+
 import hashlib
 import json
 
@@ -21,8 +22,17 @@ from pipeline.core.setup_signals import execution_params
 from resources.warehouse import WarehouseResource
 from warehouse import io, readers, runs
 
-SUMMARY = ["total_return", "annual_return", "sharpe", "max_drawdown", "n_trades", "win_rate", "profit_factor",
-           "expectancy_ret", "exposure"]
+SUMMARY = [
+    "total_return",
+    "annual_return",
+    "sharpe",
+    "max_drawdown",
+    "n_trades",
+    "win_rate",
+    "profit_factor",
+    "expectancy_ret",
+    "exposure",
+]
 
 
 def run_books(con, sc, exchange: str, gated: pd.DataFrame, ungated: pd.DataFrame, score: str, start: int) -> dict:
@@ -37,44 +47,83 @@ def run_books(con, sc, exchange: str, gated: pd.DataFrame, ungated: pd.DataFrame
         port["equity"] += each * (sleeves_n - len(sleeves))  # sleeves with no signal still hold their cash
         trades = pd.concat([r.trades for r in sleeves.values()], ignore_index=True) if sleeves else pd.DataFrame()
         closed = trades[trades["exit_reason"] != "open"] if len(trades) else trades
-        books[name] = (port, trades, performance(port["ts"].to_numpy(), port["equity"].to_numpy(), closed,
-                                                 port["gross_exposure"].to_numpy()))
+        books[name] = (
+            port,
+            trades,
+            performance(port["ts"].to_numpy(), port["equity"].to_numpy(), closed, port["gross_exposure"].to_numpy()),
+        )
     books["_closes"] = closes
     return books
 
 
-def book_rows(name: str, book: tuple, run: dict, sc, bench: pd.DataFrame, bm: dict) -> tuple[dict, pd.DataFrame | None, pd.DataFrame]:
+def book_rows(
+    name: str, book: tuple, run: dict, sc, bench: pd.DataFrame, bm: dict
+) -> tuple[dict, pd.DataFrame | None, pd.DataFrame]:
     """``(backtest.runs row, trades, equity)`` of one book; ``run`` holds the shared ``run_id`` suffix, mode, period,
     universe, sleeve capital, model version and Dagster run id."""
     port, trades, m = book
     row = runs.backtest_run_row(
-        run_id=f"{name}-{run['suffix']}", desk="setup_scanner", strategy=name, sample="out_of_sample",
-        period_start=pd.Timestamp(run["start"], unit="ms"), period_end=pd.Timestamp(run["end"], unit="ms"),
-        timeframe=",".join(sc.timeframes), universe=run["universe"],
-        params={"gate_mode": run["mode"], **execution_params(sc.signals, sc.risk, sc.execution, sc.costs, run["each"]).to_dict()},
-        costs=sc.costs.percent(), metrics=runs.clean_metrics(m), benchmark=runs.clean_metrics(bm), per_symbol=None,
-        model_name=sc.meta.name, model_run_id=run["model_version"], mlflow_run_id=None, code_version=CODE_VERSION,
-        dagster_run_id=run["dagster_run_id"])
-    t = runs.simulator_trades(trades).assign(symbol=trades["symbol"] + "|" + trades["timeframe"]) if len(trades) else None
+        run_id=f"{name}-{run['suffix']}",
+        desk="setup_scanner",
+        strategy=name,
+        sample="out_of_sample",
+        period_start=pd.Timestamp(run["start"], unit="ms"),
+        period_end=pd.Timestamp(run["end"], unit="ms"),
+        timeframe=",".join(sc.timeframes),
+        universe=run["universe"],
+        params={
+            "gate_mode": run["mode"],
+            **execution_params(sc.signals, sc.risk, sc.execution, sc.costs, run["each"]).to_dict(),
+        },
+        costs=sc.costs.percent(),
+        metrics=runs.clean_metrics(m),
+        benchmark=runs.clean_metrics(bm),
+        per_symbol=None,
+        model_name=sc.meta.name,
+        model_run_id=run["model_version"],
+        mlflow_run_id=None,
+        code_version=CODE_VERSION,
+        dagster_run_id=run["dagster_run_id"],
+    )
+    t = (
+        runs.simulator_trades(trades).assign(symbol=trades["symbol"] + "|" + trades["timeframe"])
+        if len(trades)
+        else None
+    )
     return row, t, with_benchmark(port, bench, sc.init_cash)
 
 
 @dg.asset(
-    key=SETUP_BACKTEST, group_name=GROUP_SETUPS, pool=POOL, deps=[SETUPS], kinds={"numba", "duckdb"},
+    key=SETUP_BACKTEST,
+    group_name=GROUP_SETUPS,
+    pool=POOL,
+    deps=[SETUPS],
+    kinds={"numba", "duckdb"},
     code_version=CODE_VERSION,
-    check_specs=[dg.AssetCheckSpec(ACCOUNTING_RECONCILES, asset=SETUP_BACKTEST, blocking=True,
-                                   description="Each run's final equity = initial cash + sum of trade PnL.")],
+    check_specs=[
+        dg.AssetCheckSpec(
+            ACCOUNTING_RECONCILES,
+            asset=SETUP_BACKTEST,
+            blocking=True,
+            description="Each run's final equity = initial cash + sum of trade PnL.",
+        )
+    ],
     description="Gated versus ungated setup signals versus equal-weight buy-and-hold over the same out-of-sample "
-                "period (from the meta-model's first calibrated fold), through the shared simulator with maker/taker "
-                "fees and slippage; one sleeve per symbol x timeframe. Rows in backtest.* with desk 'setup_scanner'.",
+    "period (from the meta-model's first calibrated fold), through the shared simulator with maker/taker "
+    "fees and slippage; one sleeve per symbol x timeframe. Rows in backtest.* with desk 'setup_scanner'.",
 )
 def backtest_setup_scanner(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
     cfg = settings()
     sc = cfg.setup_scanner
     with warehouse.connect() as con:
         fp = chain_fingerprint(con, sc, model_in_force(con, sc))
-        if skip := if_unchanged(con, "backtest.setup_scanner", fp, "signals unchanged; not re-run (see backtest.runs)",
-                                checks=(ACCOUNTING_RECONCILES,)):
+        if skip := if_unchanged(
+            con,
+            "backtest.setup_scanner",
+            fp,
+            "signals unchanged; not re-run (see backtest.runs)",
+            checks=(ACCOUNTING_RECONCILES,),
+        ):
             return skip
         gated = readers.table(con, "signals.setups")
         if gated.empty:
@@ -86,29 +135,62 @@ def backtest_setup_scanner(context: dg.AssetExecutionContext, warehouse: Warehou
         end = int(max(b[0]["ts"].max() for b in books.values()))
         bench = buy_and_hold(closes, start, end, sc.init_cash)
         bm = performance(bench["ts"].to_numpy(), bench["equity"].to_numpy())
-        blob = json.dumps({"sc": sc.model_dump(), "n": len(gated), "start": start, "code": CODE_VERSION}, sort_keys=True, default=str)
-        run = {"suffix": hashlib.sha256(blob.encode()).hexdigest()[:12], "mode": mode, "start": start, "end": end,
-               "universe": sorted(closes), "each": sc.init_cash / max(1, ungated.groupby(["symbol", "timeframe"]).ngroups),
-               "model_version": str(gated["model_version"].iloc[0]), "dagster_run_id": context.run_id}
+        blob = json.dumps(
+            {"sc": sc.model_dump(), "n": len(gated), "start": start, "code": CODE_VERSION}, sort_keys=True, default=str
+        )
+        run = {
+            "suffix": hashlib.sha256(blob.encode()).hexdigest()[:12],
+            "mode": mode,
+            "start": start,
+            "end": end,
+            "universe": sorted(closes),
+            "each": sc.init_cash / max(1, ungated.groupby(["symbol", "timeframe"]).ngroups),
+            "model_version": str(gated["model_version"].iloc[0]),
+            "dagster_run_id": context.run_id,
+        }
         with io.transaction(con):
             for name, book in books.items():
                 runs.write_backtest(con, *book_rows(name, book, run, sc, bench, bm), replace_strategy=True)
             io.record_inputs(con, "backtest.setup_scanner", fp)
     return dg.MaterializeResult(
-        metadata={"run_ids": ", ".join(f"{n}-{run['suffix']}" for n in books), **_report(books, bm, bench, mode, start, end, sc)},
-        check_results=[books_reconcile_result({k: (float(p["equity"].iloc[-1]), t) for k, (p, t, _) in books.items()}, sc.init_cash)])
+        metadata={
+            "run_ids": ", ".join(f"{n}-{run['suffix']}" for n in books),
+            **_report(books, bm, bench, mode, start, end, sc),
+        },
+        check_results=[
+            books_reconcile_result(
+                {k: (float(p["equity"].iloc[-1]), t) for k, (p, t, _) in books.items()}, sc.init_cash
+            )
+        ],
+    )
 
 
 def _report(books: dict, bm: dict, bench: pd.DataFrame, mode: str, start: int, end: int, sc) -> dict:
     r4 = lambda v: round(v, 4) if isinstance(v, float) else v  # noqa: E731
-    compare = pd.DataFrame([{"metric": k, "gated": r4(books["setup_gated"][2].get(k)), "ungated": r4(books["setup_ungated"][2].get(k)),
-                             "buy_and_hold": r4(bm.get(k))} for k in SUMMARY])
+    compare = pd.DataFrame(
+        [
+            {
+                "metric": k,
+                "gated": r4(books["setup_gated"][2].get(k)),
+                "ungated": r4(books["setup_ungated"][2].get(k)),
+                "buy_and_hold": r4(bm.get(k)),
+            }
+            for k in SUMMARY
+        ]
+    )
     port = books["setup_gated"][0]
-    png = equity_plot(port["ts"].to_numpy(), port["equity"].to_numpy(),
-                      np.interp(port["ts"].to_numpy(), bench["ts"].to_numpy(), bench["equity"].to_numpy()),
-                      f"setup scanner ({mode}): gated vs buy-and-hold, out of sample")
+    png = equity_plot(
+        port["ts"].to_numpy(),
+        port["equity"].to_numpy(),
+        np.interp(port["ts"].to_numpy(), bench["ts"].to_numpy(), bench["equity"].to_numpy()),
+        f"setup scanner ({mode}): gated vs buy-and-hold, out of sample",
+    )
     c = sc.costs
-    return {"gate_mode": mode, "period": f"{pd.Timestamp(start, unit='ms')} .. {pd.Timestamp(end, unit='ms')}",
-            "costs": f"maker {c.maker_fee_bps} bps, taker {c.taker_fee_bps} bps, slippage {c.slippage_bps} bps per side",
-            "gated_vs_ungated_vs_buy_and_hold": md_table(compare), "equity": png_md(png, "equity"),
-            "sql": "SELECT strategy, metrics FROM backtest.runs WHERE desk = 'setup_scanner'"}
+    return {
+        "gate_mode": mode,
+        "period": f"{pd.Timestamp(start, unit='ms')} .. {pd.Timestamp(end, unit='ms')}",
+        "costs": f"maker {c.maker_fee_bps} bps, taker {c.taker_fee_bps} bps, slippage {c.slippage_bps} bps per side",
+        "gated_vs_ungated_vs_buy_and_hold": md_table(compare),
+        "equity": png_md(png, "equity"),
+        "sql": "SELECT strategy, metrics FROM backtest.runs WHERE desk = 'setup_scanner'",
+    }

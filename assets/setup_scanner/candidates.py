@@ -6,6 +6,7 @@ scanned symbol × timeframe, calls them and writes ``signals.setup_candidates``:
 rejection reason (NULL = valid) and the outcome it would have had if taken on its own (the meta-model's label).
 The whole table is recomputed when its inputs or the configuration change (about 20 series, seconds), else skipped.
 """
+
 import dagster as dg
 import pandas as pd
 
@@ -26,20 +27,30 @@ def scan_series(bars: pd.DataFrame, sc) -> pd.DataFrame:
     c = candidates(bars, sc.signals, sc.risk, bars["trend_regime"].to_numpy(), sc.costs)
     if c.empty:
         return c
-    o = plan_outcomes(bars, c, sc.signals, costs=sc.costs, tp1_fraction=sc.execution.tp1_fraction,
-                      breakeven_after_tp1=sc.execution.breakeven_after_tp1, trail_atr=sc.execution.trail_atr)
+    o = plan_outcomes(
+        bars,
+        c,
+        sc.signals,
+        costs=sc.costs,
+        tp1_fraction=sc.execution.tp1_fraction,
+        breakeven_after_tp1=sc.execution.breakeven_after_tp1,
+        trail_atr=sc.execution.trail_atr,
+    )
     reg = bars.iloc[c["bar"].to_numpy()]
-    return pd.concat([c, o], axis=1).assign(trend_regime=reg["trend_regime"].to_numpy(),
-                                            volatility_level=reg["volatility_level"].to_numpy())
+    return pd.concat([c, o], axis=1).assign(
+        trend_regime=reg["trend_regime"].to_numpy(), volatility_level=reg["volatility_level"].to_numpy()
+    )
 
 
 def _fingerprint(con, sc, symbols: list[str], tfs: list[str]) -> str:
     tf_list = ", ".join(repr(t) for t in tfs)
     return io.inputs_fingerprint(
-        con, f"""SELECT symbol, timeframe, max(ts)::VARCHAR, count(*) FROM features.technical
+        con,
+        f"""SELECT symbol, timeframe, max(ts)::VARCHAR, count(*) FROM features.technical
                  WHERE timeframe IN ({tf_list}) GROUP BY ALL UNION ALL SELECT asset, fingerprint, epoch_ms(updated_at)::VARCHAR, 0
                  FROM ops.asset_inputs WHERE asset LIKE 'code:%' ORDER BY ALL""",
-        extra=sc.model_dump_json() + ",".join(symbols) + CODE_VERSION)
+        extra=sc.model_dump_json() + ",".join(symbols) + CODE_VERSION,
+    )
 
 
 def scan(con, sc, ex: str, symbols: list[str], tfs: list[str]) -> pd.DataFrame:
@@ -56,33 +67,51 @@ def scan(con, sc, ex: str, symbols: list[str], tfs: list[str]) -> pd.DataFrame:
                 parts.append(s.drop(columns=["bar"]).assign(exchange=ex, symbol=sym, timeframe=tf))
     out = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
     if len(out):
-        out["candidate_id"] = (out["symbol"] + "|" + out["timeframe"] + "|" + out["ts"].astype(str) + "|"
-                               + out["side"].astype(str))
+        out["candidate_id"] = (
+            out["symbol"] + "|" + out["timeframe"] + "|" + out["ts"].astype(str) + "|" + out["side"].astype(str)
+        )
     return out
 
 
 def _report(out: pd.DataFrame) -> dict:
     valid = out[out["reject_reason"].isna()]
     closed = valid[valid["win"].notna()]
-    summary = (closed.groupby(["symbol", "timeframe"]).agg(candidates=("win", "size"), win_rate=("win", "mean"),
-                                                           avg_net_pct=("net_pct", "mean")).round(4).reset_index())
-    return {"dagster/row_count": len(out), "valid": len(valid),
-            "rejected": md_table(out["reject_reason"].value_counts().rename_axis("reason").reset_index()),
-            "outcomes": md_table(valid["status"].value_counts().rename_axis("status").reset_index()),
-            "ungated_by_series": md_table(summary, 40),
-            "ungated_win_rate": float(closed["win"].mean()) if len(closed) else None,
-            "ungated_avg_net_pct": float(closed["net_pct"].mean()) if len(closed) else None}
+    summary = (
+        closed.groupby(["symbol", "timeframe"])
+        .agg(candidates=("win", "size"), win_rate=("win", "mean"), avg_net_pct=("net_pct", "mean"))
+        .round(4)
+        .reset_index()
+    )
+    return {
+        "dagster/row_count": len(out),
+        "valid": len(valid),
+        "rejected": md_table(out["reject_reason"].value_counts().rename_axis("reason").reset_index()),
+        "outcomes": md_table(valid["status"].value_counts().rename_axis("status").reset_index()),
+        "ungated_by_series": md_table(summary, 40),
+        "ungated_win_rate": float(closed["win"].mean()) if len(closed) else None,
+        "ungated_avg_net_pct": float(closed["net_pct"].mean()) if len(closed) else None,
+    }
 
 
 @dg.asset(
-    key=SETUP_CANDIDATES, group_name=GROUP_SETUPS, pool=POOL, deps=[FEATURES, REGIMES], kinds={"duckdb", "numba"},
+    key=SETUP_CANDIDATES,
+    group_name=GROUP_SETUPS,
+    pool=POOL,
+    deps=[FEATURES, REGIMES],
+    kinds={"duckdb", "numba"},
     code_version=CODE_VERSION,
-    check_specs=[dg.AssetCheckSpec(PLANS_CONSISTENT, asset=SETUP_CANDIDATES, blocking=True,
-                                   description="Valid plans: SL on the losing side, TP1 beyond entry, TP2 beyond TP1, "
-                                               "0 < leverage <= max_leverage, positive size.")],
+    check_specs=[
+        dg.AssetCheckSpec(
+            PLANS_CONSISTENT,
+            asset=SETUP_CANDIDATES,
+            blocking=True,
+            description="Valid plans: SL on the losing side, TP1 beyond entry, TP2 beyond TP1, "
+            "0 < leverage <= max_leverage, positive size.",
+        )
+    ],
     description="Every Fibonacci retracement + AVWAP confluence candidate per symbol x timeframe x closed candle with "
-                "its full trade plan (entry, SL, TP1/TP2, size, leverage, liquidation, net TP1), the rejection reason, "
-                "and the outcome if taken alone (TP / SL / TP1_TRAIL / TIMEOUT / EXPIRED / OPEN, net %).",
+    "its full trade plan (entry, SL, TP1/TP2, size, leverage, liquidation, net TP1), the rejection reason, "
+    "and the outcome if taken alone (TP / SL / TP1_TRAIL / TIMEOUT / EXPIRED / OPEN, net %).",
 )
 def signals_setup_candidates(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
     cfg = settings()
@@ -91,7 +120,9 @@ def signals_setup_candidates(context: dg.AssetExecutionContext, warehouse: Wareh
     tfs = [t for t in sc.timeframes if t in cfg.universe.timeframes]
     with warehouse.connect() as con:
         fp = _fingerprint(con, sc, symbols, tfs)
-        if skip := if_unchanged(con, "signals.setup_candidates", fp, "inputs unchanged; not rescanned", checks=(PLANS_CONSISTENT,)):
+        if skip := if_unchanged(
+            con, "signals.setup_candidates", fp, "inputs unchanged; not rescanned", checks=(PLANS_CONSISTENT,)
+        ):
             return skip
         out = scan(con, sc, ex, symbols, tfs)
         if out.empty:
@@ -100,5 +131,6 @@ def signals_setup_candidates(context: dg.AssetExecutionContext, warehouse: Wareh
             io.replace_table(con, "signals.setup_candidates", out)
             io.record_inputs(con, "signals.setup_candidates", fp)
     bad = inconsistent_plans(out[out["reject_reason"].isna()], sc.risk.max_leverage)
-    return dg.MaterializeResult(metadata=_report(out),
-                                check_results=[count_result(PLANS_CONSISTENT, bad, "inconsistent_plans")])
+    return dg.MaterializeResult(
+        metadata=_report(out), check_results=[count_result(PLANS_CONSISTENT, bad, "inconsistent_plans")]
+    )

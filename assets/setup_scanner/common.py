@@ -11,6 +11,7 @@ training time use their stored point-in-time scores; newer candidates are scored
 the project's own MLflow store (:meth:`resources.mlflow_tracking.MlflowTracking.load_champion`). Without a champion
 (or with ``meta.enabled: false``) the gate is **rules only**.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -33,8 +34,11 @@ def model_in_force(con, sc) -> pd.Series | None:
 def chain_fingerprint(con, sc, champ: pd.Series | None) -> str:
     """Inputs of thresholds, signals and backtest: the candidates' and the meta-model's input fingerprints, the
     champion in force and the ``setup_scanner`` configuration (unchanged → those assets skip their work)."""
-    return io.inputs_fingerprint(con, readers.asset_fingerprints(con, ["signals.setup_candidates", "ml.setup_meta"]),
-                                 extra=sc.model_dump_json() + CODE_VERSION + ("" if champ is None else str(champ.mlflow_run_id)))
+    return io.inputs_fingerprint(
+        con,
+        readers.asset_fingerprints(con, ["signals.setup_candidates", "ml.setup_meta"]),
+        extra=sc.model_dump_json() + CODE_VERSION + ("" if champ is None else str(champ.mlflow_run_id)),
+    )
 
 
 def series_by_key(con, exchange: str, keys: pd.DataFrame) -> dict[tuple[str, str], pd.DataFrame]:
@@ -49,21 +53,27 @@ def scored_candidates(con, mlflow: MlflowTracking, champ: pd.Series | None, sc, 
     c = readers.valid_candidates(con)
     c["p_win"], c["scored_by"] = np.nan, None
     if champ is not None:
-        c, new = with_stored_scores(c, readers.setup_meta_scores(con, champ.mlflow_run_id),
-                                    pd.Timestamp(champ.data_end).value // 1_000_000)
+        c, new = with_stored_scores(
+            c, readers.setup_meta_scores(con, champ.mlflow_run_id), pd.Timestamp(champ.data_end).value // 1_000_000
+        )
         if new.any():  # candidates newer than the champion's data: score them live with the served model
             x = meta_dataset(c[new], signal_bar_features(series_by_key(con, exchange, c[new]), c[new]))
-            p = pd.Series(mlflow.load_champion(sc.meta.name).predict(x[META_FEATURES]), index=x["candidate_id"].to_numpy())
+            p = pd.Series(
+                mlflow.load_champion(sc.meta.name).predict(x[META_FEATURES]), index=x["candidate_id"].to_numpy()
+            )
             hit = c["candidate_id"].isin(p.index)
             c.loc[hit, "p_win"] = c.loc[hit, "candidate_id"].map(p).to_numpy()
             c.loc[hit, "scored_by"] = "live"
         c = c.drop(columns=["p_cal", "fold"])
-    c["ev_pct"] = expected_value_pct(c["p_win"], c["side"], c["entry"], c["sl"], c["tp1"], c["tp2"], sc.gating, sc.costs)
+    c["ev_pct"] = expected_value_pct(
+        c["p_win"], c["side"], c["entry"], c["sl"], c["tp1"], c["tp2"], sc.gating, sc.costs
+    )
     return c
 
 
-def gated_candidates(con, mlflow: MlflowTracking, sc, exchange: str, start_ts: int | None = None,
-                     end_ts: int | None = None) -> tuple[pd.DataFrame, str, pd.Series | None]:
+def gated_candidates(
+    con, mlflow: MlflowTracking, sc, exchange: str, start_ts: int | None = None, end_ts: int | None = None
+) -> tuple[pd.DataFrame, str, pd.Series | None]:
     """Score and gate the valid candidates exactly as live (optionally only ``start_ts <= ts <= end_ts``): ``(frame,
     mode, champion row)``, see :func:`pipeline.core.setup_signals.gate_scored`."""
     champ = model_in_force(con, sc)
@@ -72,12 +82,22 @@ def gated_candidates(con, mlflow: MlflowTracking, sc, exchange: str, start_ts: i
         c = c[c["ts"] >= start_ts]
     if end_ts is not None:
         c = c[c["ts"] <= end_ts]
-    frame, mode = gate_scored(c, readers.tuned_thresholds(con) if champ is not None else None, sc.gating, champ is not None)
+    frame, mode = gate_scored(
+        c, readers.tuned_thresholds(con) if champ is not None else None, sc.gating, champ is not None
+    )
     return frame, mode, champ
 
 
-def execute(con, sc, exchange: str, signals: pd.DataFrame, score: str, init_cash_each: float, start_ts: int | None = None,
-            bars_cache: dict | None = None):
+def execute(
+    con,
+    sc,
+    exchange: str,
+    signals: pd.DataFrame,
+    score: str,
+    init_cash_each: float,
+    start_ts: int | None = None,
+    bars_cache: dict | None = None,
+):
     """:func:`pipeline.core.setup_signals.simulate_signals` on the stored bars of the signals' series.
 
     ``bars_cache``: optional dict reused across calls so each series' candles are read once (the backtest simulates

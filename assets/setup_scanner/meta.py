@@ -7,6 +7,7 @@ pure code in :mod:`models.setup_meta`), fits the purged walk-forward with isoton
 ``ml/setup_meta_champion`` moves the alias (factory :func:`assets.promotion.promotion_assets`). Both run at a higher
 Dagster priority so that, inside one run, the gate and the promotion happen before the signals are gated.
 """
+
 import dagster as dg
 import pandas as pd
 
@@ -40,73 +41,144 @@ def load_dataset(con, exchange: str) -> pd.DataFrame:
 
 
 def _fingerprint(con, m) -> str:
-    return io.inputs_fingerprint(con, "SELECT fingerprint FROM ops.asset_inputs WHERE asset = 'signals.setup_candidates'",
-                                 extra=m.model_dump_json() + CODE_VERSION)
+    return io.inputs_fingerprint(
+        con,
+        "SELECT fingerprint FROM ops.asset_inputs WHERE asset = 'signals.setup_candidates'",
+        extra=m.model_dump_json() + CODE_VERSION,
+    )
 
 
 def _record(fit, data, m, timeframes, context, png: bytes, rel_cal: pd.DataFrame) -> TrainingRecord:
     res = fit.result
     return TrainingRecord(
-        experiment="setup_scanner", run_name=f"{m.name}-{context.run_id[:8]}",
-        tags={"dagster_run_id": context.run_id, "dagster_asset_key": SETUP_META.to_user_string(), "code_version": CODE_VERSION,
-              "data_start": pd.Timestamp(int(data["ts"].min()), unit="ms").isoformat(),
-              "data_end": pd.Timestamp(int(data["ts"].max()), unit="ms").isoformat()},
-        params={"kind": m.kind, "calibration": m.calibration, "seed": m.seed, "n_features": len(META_FEATURES),
-                "timeframes": ",".join(timeframes), "label": "tp1_before_stop",
-                **{f"wf_{k}": v for k, v in m.walk_forward.model_dump().items()}, **{f"param_{k}": v for k, v in m.params.items()}},
-        scores_raw=res.scores_raw, scores_cal=res.scores_cal, model=fit.served, registered_name=m.name,
-        input_example=data[META_FEATURES].head(5), images={"reliability.png": png},
-        dicts={"features.json": {"features": META_FEATURES},
-               "feature_importance.json": feature_importance(fit.served.estimator, META_FEATURES)},
-        texts={"folds.csv": res.folds.to_csv(index=False), "reliability_calibrated.csv": rel_cal.to_csv(index=False)})
+        experiment="setup_scanner",
+        run_name=f"{m.name}-{context.run_id[:8]}",
+        tags={
+            "dagster_run_id": context.run_id,
+            "dagster_asset_key": SETUP_META.to_user_string(),
+            "code_version": CODE_VERSION,
+            "data_start": pd.Timestamp(int(data["ts"].min()), unit="ms").isoformat(),
+            "data_end": pd.Timestamp(int(data["ts"].max()), unit="ms").isoformat(),
+        },
+        params={
+            "kind": m.kind,
+            "calibration": m.calibration,
+            "seed": m.seed,
+            "n_features": len(META_FEATURES),
+            "timeframes": ",".join(timeframes),
+            "label": "tp1_before_stop",
+            **{f"wf_{k}": v for k, v in m.walk_forward.model_dump().items()},
+            **{f"param_{k}": v for k, v in m.params.items()},
+        },
+        scores_raw=res.scores_raw,
+        scores_cal=res.scores_cal,
+        model=fit.served,
+        registered_name=m.name,
+        input_example=data[META_FEATURES].head(5),
+        images={"reliability.png": png},
+        dicts={
+            "features.json": {"features": META_FEATURES},
+            "feature_importance.json": feature_importance(fit.served.estimator, META_FEATURES),
+        },
+        texts={"folds.csv": res.folds.to_csv(index=False), "reliability_calibrated.csv": rel_cal.to_csv(index=False)},
+    )
 
 
 @dg.asset(
-    key=SETUP_META, group_name=GROUP_SETUPS, pool=POOL, deps=[SETUP_CANDIDATES], kinds={"xgboost", "mlflow", "duckdb"},
+    key=SETUP_META,
+    group_name=GROUP_SETUPS,
+    pool=POOL,
+    deps=[SETUP_CANDIDATES],
+    kinds={"xgboost", "mlflow", "duckdb"},
     code_version=CODE_VERSION,
     description="XGBoost p(win) of every valid setup candidate (win = TP1 before the stop): purged walk-forward with "
-                "forecast folds, isotonic calibration on out-of-fold scores; MLflow run + registered version; point-in-time "
-                "scores of every candidate in ml.setup_meta_scores; reliability diagram.",
+    "forecast folds, isotonic calibration on out-of-fold scores; MLflow run + registered version; point-in-time "
+    "scores of every candidate in ml.setup_meta_scores; reliability diagram.",
 )
-def ml_setup_meta(context: dg.AssetExecutionContext, config: TrainConfig, warehouse: WarehouseResource,
-                  mlflow: MlflowTracking) -> dg.MaterializeResult:
+def ml_setup_meta(
+    context: dg.AssetExecutionContext, config: TrainConfig, warehouse: WarehouseResource, mlflow: MlflowTracking
+) -> dg.MaterializeResult:
     cfg = settings()
     m, ex = cfg.setup_scanner.meta, cfg.exchange.id
     with warehouse.connect() as con:
         fp = _fingerprint(con, m)
-        if skip := if_unchanged(con, "ml.setup_meta", fp, "candidates and configuration unchanged; model not retrained",
-                                force=config.force):
+        if skip := if_unchanged(
+            con, "ml.setup_meta", fp, "candidates and configuration unchanged; model not retrained", force=config.force
+        ):
             return skip
         data = load_dataset(con, ex)
     w = m.walk_forward.to_ms(HOUR_MS)
-    fit = fit_meta(data, ModelSpec(kind=m.kind, params=m.params, seed=m.seed), train_ms=w.train_ms, test_ms=w.test_ms,
-                   purge_ms=w.purge_ms, embargo_ms=w.embargo_ms, expanding=w.expanding, calibration=m.calibration,
-                   min_calibration_rows=m.walk_forward.min_calibration_rows)
+    fit = fit_meta(
+        data,
+        ModelSpec(kind=m.kind, params=m.params, seed=m.seed),
+        train_ms=w.train_ms,
+        test_ms=w.test_ms,
+        purge_ms=w.purge_ms,
+        embargo_ms=w.embargo_ms,
+        expanding=w.expanding,
+        calibration=m.calibration,
+        min_calibration_rows=m.walk_forward.min_calibration_rows,
+    )
     res = fit.result
-    scored = pd.concat([data[["candidate_id", "symbol", "timeframe", "ts", "exit_ts", "win", "net_pct"]], fit.scores], axis=1)
+    scored = pd.concat(
+        [data[["candidate_id", "symbol", "timeframe", "ts", "exit_ts", "win", "net_pct"]], fit.scores], axis=1
+    )
     oof = scored[scored["p_cal"].notna() & scored["win"].notna()].rename(columns={"win": "y"})
     rel_raw, rel_cal = reliability_table(oof["p_raw"], oof["y"]), reliability_table(oof["p_cal"], oof["y"])
     png = reliability_plot({"raw": rel_raw, "calibrated": rel_cal}, f"{m.name}: out-of-fold reliability")
     logged = mlflow.log_training(_record(fit, data, m, cfg.setup_scanner.timeframes, context, png, rel_cal))
-    row = runs.model_run_row(mlflow_run_id=logged.run_id, model_name=m.name, model_version=logged.version,
-                             data_start=pd.Timestamp(int(data["ts"].min()), unit="ms"),
-                             data_end=pd.Timestamp(int(data["ts"].max()), unit="ms"), n_rows=fit.labelled_rows,
-                             n_folds=len(fit.folds), scores_raw=res.scores_raw, scores_cal=res.scores_cal,
-                             dagster_run_id=context.run_id, code_version=CODE_VERSION)
+    row = runs.model_run_row(
+        mlflow_run_id=logged.run_id,
+        model_name=m.name,
+        model_version=logged.version,
+        data_start=pd.Timestamp(int(data["ts"].min()), unit="ms"),
+        data_end=pd.Timestamp(int(data["ts"].max()), unit="ms"),
+        n_rows=fit.labelled_rows,
+        n_folds=len(fit.folds),
+        scores_raw=res.scores_raw,
+        scores_cal=res.scores_cal,
+        dagster_run_id=context.run_id,
+        code_version=CODE_VERSION,
+    )
     with warehouse.connect() as con:
-        runs.record_model_run(con, row, scores=scored.assign(model_name=m.name, model_version=logged.version,
-                                                             mlflow_run_id=logged.run_id),
-                              scores_table="ml.setup_meta_scores", folds=res.folds, inputs=("ml.setup_meta", fp))
-    return dg.MaterializeResult(metadata={
-        "mlflow_run": dg.MetadataValue.url(logged.url), "mlflow_run_id": logged.run_id,
-        "model_uri": f"models:/{m.name}/{logged.version}", "model_version": logged.version, "labelled_rows": fit.labelled_rows,
-        "scored_candidates": int(scored["fold"].ge(0).sum()), "folds": len(fit.folds),
-        "train_seconds": round(res.train_seconds, 1), "data_range": f"{row['data_start']} .. {row['data_end']}",
-        "oos_scores": md_table(pd.DataFrame([{"set": "raw", **rounded(res.scores_raw)}, {"set": "calibrated", **rounded(res.scores_cal)}])),
-        "scores_by_timeframe": md_table(scores_by(oof, "timeframe").round(4)), "reliability_table": md_table(rel_cal.round(4)),
-        "reliability": png_md(png, "reliability")})
+        runs.record_model_run(
+            con,
+            row,
+            scores=scored.assign(model_name=m.name, model_version=logged.version, mlflow_run_id=logged.run_id),
+            scores_table="ml.setup_meta_scores",
+            folds=res.folds,
+            inputs=("ml.setup_meta", fp),
+        )
+    return dg.MaterializeResult(
+        metadata={
+            "mlflow_run": dg.MetadataValue.url(logged.url),
+            "mlflow_run_id": logged.run_id,
+            "model_uri": f"models:/{m.name}/{logged.version}",
+            "model_version": logged.version,
+            "labelled_rows": fit.labelled_rows,
+            "scored_candidates": int(scored["fold"].ge(0).sum()),
+            "folds": len(fit.folds),
+            "train_seconds": round(res.train_seconds, 1),
+            "data_range": f"{row['data_start']} .. {row['data_end']}",
+            "oos_scores": md_table(
+                pd.DataFrame(
+                    [{"set": "raw", **rounded(res.scores_raw)}, {"set": "calibrated", **rounded(res.scores_cal)}]
+                )
+            ),
+            "scores_by_timeframe": md_table(scores_by(oof, "timeframe").round(4)),
+            "reliability_table": md_table(rel_cal.round(4)),
+            "reliability": png_md(png, "reliability"),
+        }
+    )
 
 
 ml_setup_meta_evaluation, ml_setup_meta_champion = promotion_assets(
-    SETUP_META, SETUP_META_EVALUATION, SETUP_META_CHAMPION, GROUP_SETUPS, lambda cfg: cfg.setup_scanner.meta, "setup meta-model",
-    CODE_VERSION, priority=10)
+    SETUP_META,
+    SETUP_META_EVALUATION,
+    SETUP_META_CHAMPION,
+    GROUP_SETUPS,
+    lambda cfg: cfg.setup_scanner.meta,
+    "setup meta-model",
+    CODE_VERSION,
+    priority=10,
+)

@@ -4,6 +4,7 @@ simulated at once (seed 002 ``retro_scan``).
 On demand only (``setup_retro_job``, ``trader setups retro-scan``; never in ``main_job``): the window, stride and
 per-pair limit come from :class:`RetroScanConfig` (run config / Launchpad). Each run replaces the table.
 """
+
 from typing import Optional
 
 import dagster as dg
@@ -22,15 +23,30 @@ from warehouse import io
 
 DAY_MS = 86_400_000
 CLOSED = ["TP", "SL", "TP1_TRAIL", "TIMEOUT"]
-SIGNAL_COLUMNS = ["candidate_id", "symbol", "timeframe", "ts", "side", "entry", "sl", "tp1", "tp2", "p_win", "ev_pct",
-                  "threshold", "threshold_source"]
+SIGNAL_COLUMNS = [
+    "candidate_id",
+    "symbol",
+    "timeframe",
+    "ts",
+    "side",
+    "entry",
+    "sl",
+    "tp1",
+    "tp2",
+    "p_win",
+    "ev_pct",
+    "threshold",
+    "threshold_source",
+]
 
 
 class RetroScanConfig(dg.Config):
     """Launchpad options of the retro-scan."""
 
     start: Optional[str] = Field(None, description="First signal day (YYYY-MM-DD, UTC); null = the first candidate.")
-    end: Optional[str] = Field(None, description="Last signal day (YYYY-MM-DD, UTC, inclusive); null = the last candidate.")
+    end: Optional[str] = Field(
+        None, description="Last signal day (YYYY-MM-DD, UTC, inclusive); null = the last candidate."
+    )
     stride: int = Field(1, description="Test every N-th bar only (speed); 1 = every bar.")
     limit_per_pair: int = Field(0, description="At most N gated signals per symbol x timeframe (0 = all).")
 
@@ -47,32 +63,69 @@ def retro_selection(c: pd.DataFrame, stride: int, limit_per_pair: int) -> tuple[
 
 
 @dg.asset(
-    key=SETUP_RETRO, group_name=GROUP_SETUPS, pool=POOL, deps=[SETUP_CANDIDATES, SETUPS], kinds={"duckdb", "numba"},
+    key=SETUP_RETRO,
+    group_name=GROUP_SETUPS,
+    pool=POOL,
+    deps=[SETUP_CANDIDATES, SETUPS],
+    kinds={"duckdb", "numba"},
     description="Retro-scan: the valid candidates of a window gated exactly as live (champion scores, thresholds in force), "
-                "every stride-th bar, at most limit_per_pair signals per symbol x timeframe, simulated at once; plan, "
-                "p(win), EV, threshold, execution status and outcome, gate_mode, retro_at. On demand (setup_retro_job).",
+    "every stride-th bar, at most limit_per_pair signals per symbol x timeframe, simulated at once; plan, "
+    "p(win), EV, threshold, execution status and outcome, gate_mode, retro_at. On demand (setup_retro_job).",
 )
-def signals_setup_retro(context: dg.AssetExecutionContext, config: RetroScanConfig, warehouse: WarehouseResource,
-                        mlflow: MlflowTracking) -> dg.MaterializeResult:
+def signals_setup_retro(
+    context: dg.AssetExecutionContext, config: RetroScanConfig, warehouse: WarehouseResource, mlflow: MlflowTracking
+) -> dg.MaterializeResult:
     cfg = settings()
     sc, end = cfg.setup_scanner, day_ms(config.end)
     with warehouse.connect() as con:
-        c, mode, _ = gated_candidates(con, mlflow, sc, cfg.exchange.id, day_ms(config.start),
-                                      None if end is None else end + DAY_MS - 1)
+        c, mode, _ = gated_candidates(
+            con, mlflow, sc, cfg.exchange.id, day_ms(config.start), None if end is None else end + DAY_MS - 1
+        )
         c, sig = retro_selection(c, config.stride, config.limit_per_pair)
         if sig.empty:
-            return dg.MaterializeResult(metadata={"status": "no gated signals in that window; table not replaced",
-                                                  "candidates": len(c), "signals": 0, "closed_trades": 0, "gate_mode": mode})
+            return dg.MaterializeResult(
+                metadata={
+                    "status": "no gated signals in that window; table not replaced",
+                    "candidates": len(c),
+                    "signals": 0,
+                    "closed_trades": 0,
+                    "gate_mode": mode,
+                }
+            )
         n = max(1, c.groupby(["symbol", "timeframe"]).ngroups)
-        st, _, _ = execute(con, sc, cfg.exchange.id, sig, "p_win" if mode == "p_win" else "ev_pct", sc.init_cash / n,
-                           int(sig["ts"].min()))
-        res = pd.concat([sig[SIGNAL_COLUMNS], st], axis=1).assign(gate_mode=mode, retro_at=io.now_utc()).reset_index(drop=True)
+        st, _, _ = execute(
+            con,
+            sc,
+            cfg.exchange.id,
+            sig,
+            "p_win" if mode == "p_win" else "ev_pct",
+            sc.init_cash / n,
+            int(sig["ts"].min()),
+        )
+        res = (
+            pd.concat([sig[SIGNAL_COLUMNS], st], axis=1)
+            .assign(gate_mode=mode, retro_at=io.now_utc())
+            .reset_index(drop=True)
+        )
         io.replace_table(con, "signals.setup_retro", res)
     closed = res[res["status"].isin(CLOSED)]
-    by = (closed.assign(win=closed["net_pct"] > 0).groupby(["symbol", "timeframe"])
-          .agg(trades=("win", "size"), win_rate=("win", "mean"), avg_net_pct=("net_pct", "mean")).reset_index())
-    return dg.MaterializeResult(metadata={
-        "dagster/row_count": len(res), "window": f"{config.start or 'start'} .. {config.end or 'end'}", "stride": config.stride,
-        "limit_per_pair": config.limit_per_pair, "candidates": len(c), "signals": len(sig), "closed_trades": len(closed),
-        "gate_mode": mode, "statuses": md_table(res["status"].value_counts().rename_axis("status").reset_index()),
-        "per_pair": md_table(by.round(4))})
+    by = (
+        closed.assign(win=closed["net_pct"] > 0)
+        .groupby(["symbol", "timeframe"])
+        .agg(trades=("win", "size"), win_rate=("win", "mean"), avg_net_pct=("net_pct", "mean"))
+        .reset_index()
+    )
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": len(res),
+            "window": f"{config.start or 'start'} .. {config.end or 'end'}",
+            "stride": config.stride,
+            "limit_per_pair": config.limit_per_pair,
+            "candidates": len(c),
+            "signals": len(sig),
+            "closed_trades": len(closed),
+            "gate_mode": mode,
+            "statuses": md_table(res["status"].value_counts().rename_axis("status").reset_index()),
+            "per_pair": md_table(by.round(4)),
+        }
+    )

@@ -1,6 +1,7 @@
 """``trader`` — the command line (``trader = "pipeline.cli:app"``): one module per topic, helpers in
 :mod:`pipeline.cli.common`. State-changing commands run the jobs of :mod:`pipeline.jobs` in-process on the project's
 Dagster instance, so every CLI run shows up in the Dagster UI."""
+
 import typer
 
 from pipeline.cli import api, main, options, research, setups

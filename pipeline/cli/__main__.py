@@ -1,4 +1,5 @@
 """``python -m pipeline.cli …`` (used by ``bench/``), the same as ``trader …``."""
+
 from pipeline.cli import app
 
 app()

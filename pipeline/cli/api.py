@@ -1,4 +1,5 @@
 """``trader api …`` — the options desk's REST API (FastAPI + uvicorn over the serving snapshot) and its tokens."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,7 +9,9 @@ import typer
 from pipeline.cli.common import console, table
 from pipeline.config import settings
 
-app = typer.Typer(help="REST API of the options desk (FastAPI + uvicorn, reads the serving snapshot).", no_args_is_help=True)
+app = typer.Typer(
+    help="REST API of the options desk (FastAPI + uvicorn, reads the serving snapshot).", no_args_is_help=True
+)
 
 
 def tokens_path(cfg) -> str:
@@ -20,6 +23,7 @@ def tokens_path(cfg) -> str:
 def create_token(username: str = typer.Option(..., "--username")) -> None:
     """Create a token for ``username``; it is shown once (only its hash is stored)."""
     from pipeline.api import TokenStore
+
     token = TokenStore(tokens_path(settings())).create(username)
     console.print(f"Token for {username} (shown once, store it now):\n{token}", highlight=False)
 
@@ -28,6 +32,7 @@ def create_token(username: str = typer.Option(..., "--username")) -> None:
 def revoke_token(username: str = typer.Option(..., "--username")) -> None:
     """Revoke every active token of ``username``."""
     from pipeline.api import TokenStore
+
     n = TokenStore(tokens_path(settings())).revoke(username)
     console.print(f"revoked {n} token(s) of {username}")
     if n == 0:
@@ -38,6 +43,7 @@ def revoke_token(username: str = typer.Option(..., "--username")) -> None:
 def list_tokens() -> None:
     """Token ids, users, creation and revocation times (never the tokens)."""
     from pipeline.api import TokenStore
+
     table(TokenStore(tokens_path(settings())).list(), "API tokens")
 
 
@@ -47,5 +53,6 @@ def serve(host: str = typer.Option("127.0.0.1"), port: int = typer.Option(8000))
     import uvicorn
 
     from pipeline.api import create_app
+
     cfg = settings()
     uvicorn.run(create_app(cfg.warehouse.serving_path, tokens_path(cfg)), host=host, port=port)

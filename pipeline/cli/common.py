@@ -5,6 +5,7 @@ Command modules (``main``, ``research``, ``options``, ``setups``, ``api``) impor
 State changes go through :func:`run_job` / :func:`execute` (a job named in :mod:`pipeline.jobs`, visible in the
 Dagster UI); reads go through :func:`open_readonly` / :func:`read`.
 """
+
 from __future__ import annotations
 
 import os
@@ -27,6 +28,7 @@ def instance():
     os.environ.setdefault("DAGSTER_HOME", str(REPO_ROOT / ".dagster_home"))
     Path(os.environ["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
     import dagster as dg
+
     return dg.DagsterInstance.get()
 
 
@@ -34,18 +36,30 @@ def _execute_in_process(job, run_config: dict | None, tags: dict | None, inst=No
     """One in-process run of ``job`` on the project's instance, with the resources of the configuration in force
     (identical to ``defs``' in production; lets tests point a command at a temporary warehouse)."""
     from pipeline.definitions import build_resources
-    return job.execute_in_process(instance=inst or instance(), run_config=run_config or {}, tags=tags,
-                                  resources=build_resources(settings()), raise_on_error=False)
+
+    return job.execute_in_process(
+        instance=inst or instance(),
+        run_config=run_config or {},
+        tags=tags,
+        resources=build_resources(settings()),
+        raise_on_error=False,
+    )
 
 
 def run_job(name: str, run_config: dict | None = None, tags: dict | None = None):
     """Run the job ``name`` of :mod:`pipeline.jobs` in-process; returns its ``ExecuteInProcessResult``."""
     from pipeline.definitions import defs
+
     return _execute_in_process(defs.resolve_job_def(name), run_config, tags)
 
 
-def execute(job_name: str, symbols: list[str] | None = None, timeframes: list[str] | None = None,
-            full_refresh: bool = False, inst=None) -> list:
+def execute(
+    job_name: str,
+    symbols: list[str] | None = None,
+    timeframes: list[str] | None = None,
+    full_refresh: bool = False,
+    inst=None,
+) -> list:
     """Run the partitioned job ``job_name`` over ``symbols × timeframes`` (default: the configured universe).
 
     One run per requested symbol when a subset is given (a multi-partition range is a rectangle in
@@ -53,11 +67,14 @@ def execute(job_name: str, symbols: list[str] | None = None, timeframes: list[st
     """
     from pipeline.definitions import defs
     from pipeline.partitions import full_range_tags
+
     job = defs.resolve_job_def(job_name)
     run_config = {}
     if full_refresh:
         ops = {"raw__ohlcv", "market__ohlcv", "features__technical", "regimes__market"}
-        run_config = {"ops": {k: {"config": {"full_refresh": True}} for k in ops if k in {n.name for n in job.graph.node_defs}}}
+        run_config = {
+            "ops": {k: {"config": {"full_refresh": True}} for k in ops if k in {n.name for n in job.graph.node_defs}}
+        }
     inst = inst or instance()
     groups = [[s] for s in symbols] if symbols else [None]
     return [_execute_in_process(job, run_config, full_range_tags(syms, timeframes), inst) for syms in groups]
@@ -74,8 +91,12 @@ def print_checks(results) -> bool:
             sev = ev.severity.value if hasattr(ev.severity, "value") else str(ev.severity)
             passed = ev.passed
             ok &= passed or sev != "ERROR"
-            t.add_row("/".join(ev.asset_key.path), ev.check_name, sev,
-                      "[green]passed[/]" if passed else ("[red]FAILED[/]" if sev == "ERROR" else "[yellow]warn[/]"))
+            t.add_row(
+                "/".join(ev.asset_key.path),
+                ev.check_name,
+                sev,
+                "[green]passed[/]" if passed else ("[red]FAILED[/]" if sev == "ERROR" else "[yellow]warn[/]"),
+            )
     console.print(t)
     return ok
 
@@ -83,6 +104,7 @@ def print_checks(results) -> bool:
 def failed_checks() -> list[tuple[str, str, str, str]]:
     """``(asset, check, severity, run id[:8])`` of every asset check whose latest evaluation did not pass."""
     from pipeline.definitions import defs
+
     inst = instance()
     out = []
     for key in defs.resolve_asset_graph().asset_check_keys:
@@ -98,6 +120,7 @@ def failed_checks() -> list[tuple[str, str, str, str]]:
 def asset_metadata(result, key_path: list[str]) -> dict:
     """Metadata values of the materialization of asset ``key_path`` in ``result`` ({} if it did not materialise)."""
     import dagster as dg
+
     for ev in result.get_asset_materialization_events():
         mat = ev.step_materialization_data.materialization
         if mat.asset_key == dg.AssetKey(key_path):
@@ -109,6 +132,7 @@ def print_md(title: str, text: str | None) -> None:
     """A rule titled ``title`` and the markdown ``text`` (nothing when ``text`` is empty)."""
     if text:
         from rich.markdown import Markdown
+
         console.rule(title)
         console.print(Markdown(text))
 
@@ -141,6 +165,7 @@ def open_readonly(path: str | None = None) -> Iterator:
     import duckdb
 
     from warehouse.io import connect
+
     cfg = settings()
     target = path or cfg.warehouse.path
     with ExitStack() as stack:
@@ -157,5 +182,6 @@ def open_readonly(path: str | None = None) -> Iterator:
 def read(sql: str, params: list | None = None) -> pd.DataFrame:
     """Query the warehouse read-only (see :func:`open_readonly`)."""
     from warehouse.io import read_df
+
     with open_readonly() as con:
         return read_df(con, sql, params or [])

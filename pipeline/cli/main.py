@@ -2,6 +2,7 @@
 ``ingest_job`` in-process against the project's Dagster instance (``DAGSTER_HOME``, default
 ``<repo>/.dagster_home``), so every CLI run shows up in the Dagster UI with lineage, checks and metadata.
 """
+
 from __future__ import annotations
 
 import os
@@ -34,8 +35,20 @@ def print_warehouse_summary(path: str | None = None) -> None:
             for row in con.execute(f"""SELECT timeframe, count(DISTINCT symbol), count(*), min(open_time), max(open_time), {extra}
                     FROM {table} GROUP BY 1 ORDER BY CASE timeframe WHEN '1m' THEN 1 WHEN '5m' THEN 2 WHEN '15m' THEN 3
                     WHEN '1h' THEN 4 WHEN '4h' THEN 5 ELSE 6 END""").fetchall():
-                t.add_row(table, row[0], str(row[1]), f"{row[2]:,}", str(row[3]), str(row[4]), "" if row[5] is None else str(row[5]))
-        for table, col in (("market.onchain_daily", "date"), ("market.sentiment_daily", "date"), ("raw.onchain_metrics", "date")):
+                t.add_row(
+                    table,
+                    row[0],
+                    str(row[1]),
+                    f"{row[2]:,}",
+                    str(row[3]),
+                    str(row[4]),
+                    "" if row[5] is None else str(row[5]),
+                )
+        for table, col in (
+            ("market.onchain_daily", "date"),
+            ("market.sentiment_daily", "date"),
+            ("raw.onchain_metrics", "date"),
+        ):
             if table_exists(con, table):
                 n, a, b = fetch_one(con.execute(f"SELECT count(*), min({col}), max({col}) FROM {table}"))
                 t.add_row(table, "1d", "-", f"{n:,}", str(a), str(b), "")
@@ -54,24 +67,30 @@ def print_warehouse_summary(path: str | None = None) -> None:
 
 
 @app.command()
-def run(symbol: list[str] = typer.Option(None, "--symbol", "-s", help="Limit to these symbols (BASE/QUOTE)."),
-        timeframe: list[str] = typer.Option(None, "--timeframe", "-t", help="Limit to these timeframes."),
-        full_refresh: bool = typer.Option(False, help="Recompute the selected candle partitions from scratch.")) -> None:
+def run(
+    symbol: list[str] = typer.Option(None, "--symbol", "-s", help="Limit to these symbols (BASE/QUOTE)."),
+    timeframe: list[str] = typer.Option(None, "--timeframe", "-t", help="Limit to these timeframes."),
+    full_refresh: bool = typer.Option(False, help="Recompute the selected candle partitions from scratch."),
+) -> None:
     """Materialise everything (ingest, market, features, regimes, serving snapshot) and print a summary."""
     t0 = time.time()
     results = common.execute("main_job", symbol, timeframe, full_refresh)
     ok = all(r.success for r in results)
     checks_ok = common.print_checks(results)
     print_warehouse_summary()
-    console.print(f"[{'green' if ok else 'red'}]main_job {'succeeded' if ok else 'FAILED'}[/] in {time.time() - t0:.1f}s "
-                  f"(run ids: {', '.join(r.run_id[:8] for r in results)})")
+    console.print(
+        f"[{'green' if ok else 'red'}]main_job {'succeeded' if ok else 'FAILED'}[/] in {time.time() - t0:.1f}s "
+        f"(run ids: {', '.join(r.run_id[:8] for r in results)})"
+    )
     if not (ok and checks_ok):
         raise typer.Exit(1)
 
 
 @app.command()
-def ingest(symbol: list[str] = typer.Option(None, "--symbol", "-s"),
-           timeframe: list[str] = typer.Option(None, "--timeframe", "-t")) -> None:
+def ingest(
+    symbol: list[str] = typer.Option(None, "--symbol", "-s"),
+    timeframe: list[str] = typer.Option(None, "--timeframe", "-t"),
+) -> None:
     """Sources only: raw.ohlcv, raw.onchain_metrics, market.sentiment_daily."""
     t0 = time.time()
     results = common.execute("ingest_job", symbol, timeframe)
@@ -110,5 +129,10 @@ def status() -> None:
 def ui(port: int = typer.Option(3000, help="Dagster webserver port.")) -> None:
     """Start the Dagster UI (``dagster dev -w workspace.yaml``) on this project's instance."""
     common.instance()
-    raise typer.Exit(subprocess.call([sys.executable, "-m", "dagster", "dev", "-w", "workspace.yaml", "-p", str(port)],
-                                     cwd=REPO_ROOT, env=os.environ.copy()))
+    raise typer.Exit(
+        subprocess.call(
+            [sys.executable, "-m", "dagster", "dev", "-w", "workspace.yaml", "-p", str(port)],
+            cwd=REPO_ROOT,
+            env=os.environ.copy(),
+        )
+    )

@@ -1,6 +1,7 @@
 """``trader options …`` — the options desk's commands (seed 000 "Commands"). ``build-features`` and
 ``generate-signal`` run ``options_desk_job``, ``train-models`` runs ``options_models_job``; the others read the
 warehouse read-only (or the serving snapshot while a run holds the writer) and print rich tables."""
+
 from __future__ import annotations
 
 import time
@@ -25,14 +26,18 @@ def build_features() -> None:
     ok = _run_desk()
     f = read("SELECT count(*) AS days, min(date) AS first, max(date) AS last FROM features.onchain")
     table(f, "features.onchain")
-    console.print(f"[{'green' if ok else 'red'}]options_desk {'succeeded' if ok else 'FAILED'}[/] in {time.time() - t0:.1f}s")
+    console.print(
+        f"[{'green' if ok else 'red'}]options_desk {'succeeded' if ok else 'FAILED'}[/] in {time.time() - t0:.1f}s"
+    )
     if not ok:
         raise typer.Exit(1)
 
 
 def _signal_block(date: str | None) -> None:
-    d = read("SELECT * FROM signals.options_daily " + ("WHERE date = ?" if date else "ORDER BY date DESC LIMIT 1"),
-             [date] if date else [])
+    d = read(
+        "SELECT * FROM signals.options_daily " + ("WHERE date = ?" if date else "ORDER BY date DESC LIMIT 1"),
+        [date] if date else [],
+    )
     if d.empty:
         console.print(f"[red]no signal for {date}[/]")
         raise typer.Exit(1)
@@ -41,22 +46,46 @@ def _signal_block(date: str | None) -> None:
     trades = read("SELECT * FROM signals.options_trades WHERE date = ? ORDER BY trade_type", [day])
     bar = "=" * 60
     score = "n/a" if pd.isna(r["score"]) else f"{int(r['score']):+d}"
-    lines = [bar, f"SIGNAL ANALYSIS: {day}", bar, "", "--- ML MODEL SCORES ---", *_model_lines(r, day), "",
-             "--- FUSION STATE ---", f"State: {r['state']}", f"   Confidence: {r['confidence'] if pd.notna(r['confidence']) else 'n/a'}",
-             f"   Score: {score}", f"   Reason: {r['state_reason']}",
-             f"   Regimes: MDIA {r['mdia_regime']} ({r['mdia_source']}), whales {r['whale_regime']} ({r['whale_source']}), "
-             f"MVRV-LS {r['mvrv_ls_regime']} ({r['mvrv_ls_source']})", "", "--- OVERLAY ---",
-             f"   {r['overlay_reason']}", f"   Size Multiplier: {r['size_mult']:.2f}", f"   DTE Multiplier: {r['dte_mult']:.2f}",
-             "", bar, "TRADE DECISIONS", bar]
+    lines = [
+        bar,
+        f"SIGNAL ANALYSIS: {day}",
+        bar,
+        "",
+        "--- ML MODEL SCORES ---",
+        *_model_lines(r, day),
+        "",
+        "--- FUSION STATE ---",
+        f"State: {r['state']}",
+        f"   Confidence: {r['confidence'] if pd.notna(r['confidence']) else 'n/a'}",
+        f"   Score: {score}",
+        f"   Reason: {r['state_reason']}",
+        f"   Regimes: MDIA {r['mdia_regime']} ({r['mdia_source']}), whales {r['whale_regime']} ({r['whale_source']}), "
+        f"MVRV-LS {r['mvrv_ls_regime']} ({r['mvrv_ls_source']})",
+        "",
+        "--- OVERLAY ---",
+        f"   {r['overlay_reason']}",
+        f"   Size Multiplier: {r['size_mult']:.2f}",
+        f"   DTE Multiplier: {r['dte_mult']:.2f}",
+        "",
+        bar,
+        "TRADE DECISIONS",
+        bar,
+    ]
     if trades.empty:
         lines += ["", "⚪ NO TRADE"]
     for t in trades.itertuples():
         icon = "✅" if t.cooldown_status == "taken" else "⏸"
         kind = "CALL" if t.direction > 0 else "PUT"
         strikes = f"{t.strike_long:,.0f}" + ("" if pd.isna(t.strike_short) else f" / {t.strike_short:,.0f}")
-        lines += ["", f"{icon} {kind} ({t.trade_type}, {t.cooldown_status})", f"   Reason: {t.reason}",
-                  f"   Confidence: {t.confidence}", f"   Size: {t.size:.2f}", f"   Structures: {t.structure}",
-                  f"   Strikes: {strikes}   Expiry: {fmt(t.expiry)} ({t.dte} DTE)"]
+        lines += [
+            "",
+            f"{icon} {kind} ({t.trade_type}, {t.cooldown_status})",
+            f"   Reason: {t.reason}",
+            f"   Confidence: {t.confidence}",
+            f"   Size: {t.size:.2f}",
+            f"   Structures: {t.structure}",
+            f"   Strikes: {strikes}   Expiry: {fmt(t.expiry)} ({t.dte} DTE)",
+        ]
     console.print("\n".join(lines), highlight=False)
 
 
@@ -69,17 +98,25 @@ def _model_lines(r: pd.Series, day: str) -> list[str]:
         if p is not None and pd.notna(p):
             out.append(f"{t:<7} = {p:.3f}   ({r[f'{t}_version']} @champion)")
             continue
-        cand = read("""SELECT s.p_cal, r.model_version, r.promotion_reasons FROM ml.options_scores s JOIN ml.model_runs r
+        cand = read(
+            """SELECT s.p_cal, r.model_version, r.promotion_reasons FROM ml.options_scores s JOIN ml.model_runs r
                        USING (mlflow_run_id) WHERE s.model_name = ? AND s.date = ? ORDER BY r.trained_at DESC LIMIT 1""",
-                    [m.names[t], day])
+            [m.names[t], day],
+        )
         if cand.empty or pd.isna(cand["p_cal"].iloc[0]):
             out.append(f"{t:<7} = n/a   (no champion and no candidate score for this day; trader options train-models)")
         else:
             import json
+
             failed = [x for x in json.loads(cand["promotion_reasons"].iloc[0] or "[]") if x.startswith("FAIL")]
-            out.append(f"{t:<7} = {cand['p_cal'].iloc[0]:.3f}   (candidate {m.names[t]} v{cand['model_version'].iloc[0]}, "
-                       f"NOT promoted: {'; '.join(failed) or 'gate not run'}; not used by decisions)")
-    for t, sig, thr in (("p_long", "signal_option_call", m.call_threshold), ("p_short", "signal_option_put", m.put_threshold)):
+            out.append(
+                f"{t:<7} = {cand['p_cal'].iloc[0]:.3f}   (candidate {m.names[t]} v{cand['model_version'].iloc[0]}, "
+                f"NOT promoted: {'; '.join(failed) or 'gate not run'}; not used by decisions)"
+            )
+    for t, sig, thr in (
+        ("p_long", "signal_option_call", m.call_threshold),
+        ("p_short", "signal_option_put", m.put_threshold),
+    ):
         v = r.get(sig)
         out.append(f"{sig:<18} = {'n/a' if v is None or pd.isna(v) else int(v)}   (champion {t} >= {thr})")
     out.append(f"model gate: {r.get('model_gate_mode', 'display')}")
@@ -87,15 +124,19 @@ def _model_lines(r: pd.Series, day: str) -> list[str]:
 
 
 @app.command("score-latest")
-def score_latest(date: str = typer.Option(None, "--date", help="Another stored day (YYYY-MM-DD)."),
-                 verbose: bool = typer.Option(False, "--verbose", "-v")) -> None:
+def score_latest(
+    date: str = typer.Option(None, "--date", help="Another stored day (YYYY-MM-DD)."),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
     """The latest (or a given) day's stored signal in the seed's sample-output layout."""
     _signal_block(date)
 
 
 @app.command("generate-signal")
-def generate_signal(date: str = typer.Option(None, "--date", help="YYYY-MM-DD (default: latest)."),
-                    verbose: bool = typer.Option(False, "--verbose", "-v")) -> None:
+def generate_signal(
+    date: str = typer.Option(None, "--date", help="YYYY-MM-DD (default: latest)."),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
     """Recompute the desk (inputs unchanged → skipped) and show one day's signal."""
     if not _run_desk():
         console.print("[red]options_desk assets failed[/]")
@@ -105,21 +146,28 @@ def generate_signal(date: str = typer.Option(None, "--date", help="YYYY-MM-DD (d
 
 
 @app.command("train-models")
-def train_models(force: bool = typer.Option(False, "--force", help="Retrain even if the inputs are unchanged.")) -> None:
+def train_models(
+    force: bool = typer.Option(False, "--force", help="Retrain even if the inputs are unchanged."),
+) -> None:
     """Fit p_long / p_short (walk-forward, calibrated), register them in MLflow and promote those that pass their gate;
     then refresh the daily signal so it uses the champions."""
     t0 = time.time()
     r = run_job("options_models_job", {"ops": {"ml__options_direction": {"config": {"force": force}}}})
     print_checks([r])
     names = list(settings().options_desk.models.names.values())
-    runs = read("""SELECT model_name, model_version, trained_at, n_rows, n_folds, round((metrics->>'$.cal.auc')::DOUBLE, 4) AS auc,
+    runs = read(
+        """SELECT model_name, model_version, trained_at, n_rows, n_folds, round((metrics->>'$.cal.auc')::DOUBLE, 4) AS auc,
                    round((metrics->>'$.cal.brier')::DOUBLE, 4) AS brier, round((metrics->>'$.cal.brier_base')::DOUBLE, 4) AS brier_base,
                    round((metrics->>'$.cal.ece')::DOUBLE, 4) AS ece, promotion_passed, promoted FROM ml.model_runs
                    WHERE model_name IN (SELECT unnest(?::VARCHAR[]))
-                   QUALIFY row_number() OVER (PARTITION BY model_name ORDER BY trained_at DESC) = 1 ORDER BY model_name""", [names])
+                   QUALIFY row_number() OVER (PARTITION BY model_name ORDER BY trained_at DESC) = 1 ORDER BY model_name""",
+        [names],
+    )
     table(runs, "Options models: latest versions (out-of-sample, calibrated)")
-    console.print(f"[{'green' if r.success else 'red'}]train-models {'succeeded' if r.success else 'FAILED'}[/] in "
-                  f"{time.time() - t0:.1f}s (a failed gate is a warning: that model's champion stays as it was)")
+    console.print(
+        f"[{'green' if r.success else 'red'}]train-models {'succeeded' if r.success else 'FAILED'}[/] in "
+        f"{time.time() - t0:.1f}s (a failed gate is a warning: that model's champion stays as it was)"
+    )
     if not r.success:
         raise typer.Exit(1)
 
@@ -128,6 +176,7 @@ def train_models(force: bool = typer.Option(False, "--force", help="Retrain even
 def report() -> None:
     """The model-based evaluation of the taken trades: per state, per year, per trade type, versus benchmarks."""
     import json
+
     run = read("SELECT * FROM backtest.runs WHERE run_id = 'options_desk-fusion_options'")
     if run.empty:
         console.print("[red]no evaluation yet; run `trader run` or `trader options build-features`[/]")
@@ -138,18 +187,33 @@ def report() -> None:
         if k in per:
             table(pd.DataFrame(per[k]), f"Taken trades {k.replace('_', ' ')} (option P&L is MODEL-BASED)")
     m, b = json.loads(r["metrics"]), json.loads(r["benchmark"])
-    rows = [{"": "fusion trades", **{k: m.get(k) for k in ("n_trades", "option_hit_rate", "direction_hit_rate", "total_return", "max_drawdown")}}]
-    rows += [{"": k, **{c: v.get(c) for c in ("option_hit_rate", "total_return", "max_drawdown")}} for k, v in b.items()]
+    rows = [
+        {
+            "": "fusion trades",
+            **{
+                k: m.get(k)
+                for k in ("n_trades", "option_hit_rate", "direction_hit_rate", "total_return", "max_drawdown")
+            },
+        }
+    ]
+    rows += [
+        {"": k, **{c: v.get(c) for c in ("option_hit_rate", "total_return", "max_drawdown")}} for k, v in b.items()
+    ]
     table(pd.DataFrame(rows), f"Versus benchmarks ({fmt(r['period_start'])} .. {fmt(r['period_end'])})")
     console.print(f"[dim]{r['sample']}[/]", highlight=False)
 
 
 @app.command("list-trades")
-def list_trades(year: int = typer.Option(None, "--year"), all_: bool = typer.Option(False, "--all", help="Include cooldown-suppressed.")) -> None:
+def list_trades(
+    year: int = typer.Option(None, "--year"),
+    all_: bool = typer.Option(False, "--all", help="Include cooldown-suppressed."),
+) -> None:
     """Trade opportunities with sizing (taken after cooldowns unless --all)."""
     where = ["1=1"] + ([f"year(date) = {int(year)}"] if year else []) + ([] if all_ else ["cooldown_status = 'taken'"])
-    t = read("SELECT date, trade_type, structure, strike_long, strike_short, expiry, dte, size, confidence, cooldown_status, "
-             "reason, model_version FROM signals.options_trades WHERE " + " AND ".join(where) + " ORDER BY date, trade_type")
+    t = read(
+        "SELECT date, trade_type, structure, strike_long, strike_short, expiry, dte, size, confidence, cooldown_status, "
+        "reason, model_version FROM signals.options_trades WHERE " + " AND ".join(where) + " ORDER BY date, trade_type"
+    )
     table(t, f"Options trades {year or ''} ({len(t)})")
 
 
@@ -157,28 +221,52 @@ def list_trades(year: int = typer.Option(None, "--year"), all_: bool = typer.Opt
 def diagnose_notrade(year: int = typer.Option(None, "--year")) -> None:
     """Why days are NO_TRADE: counts by reason and by regime combination."""
     w = f"AND year(date) = {int(year)}" if year else ""
-    table(read(f"SELECT state_reason, count(*) AS days FROM signals.options_daily WHERE state = 'no_trade' {w} "
-                "GROUP BY ALL ORDER BY days DESC"), "NO_TRADE days by reason")
-    table(read(f"SELECT mdia_regime, whale_regime, mvrv_ls_regime, count(*) AS days FROM signals.options_daily "
-                f"WHERE state = 'no_trade' {w} GROUP BY ALL ORDER BY days DESC LIMIT 15"), "Most frequent NO_TRADE combinations")
+    table(
+        read(
+            f"SELECT state_reason, count(*) AS days FROM signals.options_daily WHERE state = 'no_trade' {w} "
+            "GROUP BY ALL ORDER BY days DESC"
+        ),
+        "NO_TRADE days by reason",
+    )
+    table(
+        read(
+            f"SELECT mdia_regime, whale_regime, mvrv_ls_regime, count(*) AS days FROM signals.options_daily "
+            f"WHERE state = 'no_trade' {w} GROUP BY ALL ORDER BY days DESC LIMIT 15"
+        ),
+        "Most frequent NO_TRADE combinations",
+    )
 
 
 @app.command("analyze-fusion")
 def analyze_fusion() -> None:
     """States, scores and overlays per year; forward BTC return by state (30 days, from the daily close)."""
-    table(read("SELECT year(date) AS year, state, count(*) AS days, round(avg(score), 2) AS avg_score FROM signals.options_daily "
-                "GROUP BY ALL ORDER BY year, days DESC"), "States per year")
-    table(read("""SELECT state, count(*) AS days, round(avg(fwd), 4) AS avg_fwd_30d, round(avg((fwd > 0)::INT), 3) AS up_share
+    table(
+        read(
+            "SELECT year(date) AS year, state, count(*) AS days, round(avg(score), 2) AS avg_score FROM signals.options_daily "
+            "GROUP BY ALL ORDER BY year, days DESC"
+        ),
+        "States per year",
+    )
+    table(
+        read("""SELECT state, count(*) AS days, round(avg(fwd), 4) AS avg_fwd_30d, round(avg((fwd > 0)::INT), 3) AS up_share
                    FROM (SELECT state, spot_usd, lead(spot_usd, 30) OVER (ORDER BY date) / spot_usd - 1 AS fwd
                          FROM signals.options_daily) WHERE fwd IS NOT NULL GROUP BY ALL ORDER BY days DESC"""),
-           "Forward 30-day BTC return by state (evaluation only; uses future prices)")
-    table(read("SELECT overlay, count(*) AS days FROM signals.options_daily WHERE direction != 0 GROUP BY ALL ORDER BY days DESC"),
-           "Overlays on trade days")
+        "Forward 30-day BTC return by state (evaluation only; uses future prices)",
+    )
+    table(
+        read(
+            "SELECT overlay, count(*) AS days FROM signals.options_daily WHERE direction != 0 GROUP BY ALL ORDER BY days DESC"
+        ),
+        "Overlays on trade days",
+    )
 
 
 @app.command("analyze-neutral")
 def analyze_neutral() -> None:
     """MVRV-LS neutral terrain: how often, with which MDIA/whale regimes, and what followed."""
-    table(read("""SELECT mdia_regime, whale_regime, count(*) AS days, round(avg(fwd), 4) AS avg_fwd_30d
+    table(
+        read("""SELECT mdia_regime, whale_regime, count(*) AS days, round(avg(fwd), 4) AS avg_fwd_30d
                    FROM (SELECT *, lead(spot_usd, 30) OVER (ORDER BY date) / spot_usd - 1 AS fwd FROM signals.options_daily)
-                   WHERE mvrv_ls_regime = 'neutral' GROUP BY ALL ORDER BY days DESC LIMIT 20"""), "MVRV-LS neutral days")
+                   WHERE mvrv_ls_regime = 'neutral' GROUP BY ALL ORDER BY days DESC LIMIT 20"""),
+        "MVRV-LS neutral days",
+    )

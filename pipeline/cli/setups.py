@@ -2,6 +2,7 @@
 tune_thresholds, analyze_results, db_inspect). Commands that change state run the group's Dagster jobs in-process
 (visible in the Dagster UI): ``retro-scan`` runs ``setup_retro_job`` (asset ``signals/setup_retro``); read-only
 commands query the warehouse (or the serving snapshot while a run writes)."""
+
 from __future__ import annotations
 
 import json
@@ -26,21 +27,35 @@ def _job(name: str, run_config: dict | None = None):
 
 
 def _done(r, what: str, t0: float) -> None:
-    console.print(f"[{'green' if r.success else 'red'}]{what} {'succeeded' if r.success else 'FAILED'}[/] in {time.time() - t0:.1f}s")
+    console.print(
+        f"[{'green' if r.success else 'red'}]{what} {'succeeded' if r.success else 'FAILED'}[/] in {time.time() - t0:.1f}s"
+    )
     if not r.success:
         raise typer.Exit(1)
 
 
 @app.command("retro-scan")
-def retro_scan(start: str = typer.Option(None, "--start", help="First signal day (YYYY-MM-DD, UTC)."),
-               end: str = typer.Option(None, "--end", help="Last signal day (inclusive)."),
-               stride: int = typer.Option(1, "--stride", min=1, help="Test every N-th bar only (speed)."),
-               limit_per_pair: int = typer.Option(0, "--limit-per-pair", min=0, help="At most N gated signals per symbol x timeframe (0 = all)."),
-               out: str = typer.Option(None, "--csv", help="Also write the signals and outcomes to this CSV.")) -> None:
+def retro_scan(
+    start: str = typer.Option(None, "--start", help="First signal day (YYYY-MM-DD, UTC)."),
+    end: str = typer.Option(None, "--end", help="Last signal day (inclusive)."),
+    stride: int = typer.Option(1, "--stride", min=1, help="Test every N-th bar only (speed)."),
+    limit_per_pair: int = typer.Option(
+        0, "--limit-per-pair", min=0, help="At most N gated signals per symbol x timeframe (0 = all)."
+    ),
+    out: str = typer.Option(None, "--csv", help="Also write the signals and outcomes to this CSV."),
+) -> None:
     """Backfill historical signals with the same gating as live and simulate them at once (table signals.setup_retro)."""
     t0 = time.time()
-    r = run_job("setup_retro_job", {"ops": {"signals__setup_retro": {"config": {
-        "start": start, "end": end, "stride": stride, "limit_per_pair": limit_per_pair}}}})
+    r = run_job(
+        "setup_retro_job",
+        {
+            "ops": {
+                "signals__setup_retro": {
+                    "config": {"start": start, "end": end, "stride": stride, "limit_per_pair": limit_per_pair}
+                }
+            }
+        },
+    )
     md = asset_metadata(r, ["signals", "setup_retro"])
     if not r.success or not md:
         console.print(f"[red]retro-scan FAILED[/] in {time.time() - t0:.1f}s (setup_retro_job run {r.run_id[:8]})")
@@ -51,15 +66,21 @@ def retro_scan(start: str = typer.Option(None, "--start", help="First signal day
         raise typer.Exit(0)
     res = read("SELECT * FROM signals.setup_retro")
     closed = res[res["status"].isin(CLOSED)]
-    by = (closed.assign(win=closed["net_pct"] > 0).groupby(["symbol", "timeframe"])
-          .agg(trades=("win", "size"), win_rate=("win", "mean"), avg_net_pct=("net_pct", "mean")).reset_index())
+    by = (
+        closed.assign(win=closed["net_pct"] > 0)
+        .groupby(["symbol", "timeframe"])
+        .agg(trades=("win", "size"), win_rate=("win", "mean"), avg_net_pct=("net_pct", "mean"))
+        .reset_index()
+    )
     table(by, f"Retro-scan {start or 'start'} .. {end or 'end'} (stride {stride}, gate {mode}): executed trades")
     table(res["status"].value_counts().rename_axis("status").reset_index(), "Signal statuses")
     if out:
         res.to_csv(out, index=False)
         console.print(f"wrote {len(res)} rows to {out}")
-    console.print(f"[green]retro-scan[/] {md['candidates']} candidates -> {len(res)} signals -> {len(closed)} closed trades "
-                  f"in {time.time() - t0:.1f}s (table signals.setup_retro)")
+    console.print(
+        f"[green]retro-scan[/] {md['candidates']} candidates -> {len(res)} signals -> {len(closed)} closed trades "
+        f"in {time.time() - t0:.1f}s (table signals.setup_retro)"
+    )
 
 
 @app.command("scan")
@@ -75,15 +96,20 @@ def scan() -> None:
 
 
 @app.command("train-meta")
-def train_meta(force: bool = typer.Option(False, "--force", help="Retrain even if candidates and configuration are unchanged.")) -> None:
+def train_meta(
+    force: bool = typer.Option(False, "--force", help="Retrain even if candidates and configuration are unchanged."),
+) -> None:
     """Retrain the p(win) meta-model (walk-forward, isotonic on out-of-fold scores, MLflow version)."""
     t0 = time.time()
     r = _job("setup_train_job", {"ops": {"ml__setup_meta": {"config": {"force": force}}}})
     name = settings().setup_scanner.meta.name
-    runs = read("""SELECT model_version, trained_at, n_rows, n_folds, round((metrics->>'$.cal.auc')::DOUBLE, 4) AS auc,
+    runs = read(
+        """SELECT model_version, trained_at, n_rows, n_folds, round((metrics->>'$.cal.auc')::DOUBLE, 4) AS auc,
                    round((metrics->>'$.cal.brier')::DOUBLE, 5) AS brier, round((metrics->>'$.cal.brier_base')::DOUBLE, 5) AS brier_base,
                    round((metrics->>'$.cal.ece')::DOUBLE, 4) AS ece, promotion_passed, promoted FROM ml.model_runs
-                   WHERE model_name = ? ORDER BY trained_at DESC LIMIT 5""", [name])
+                   WHERE model_name = ? ORDER BY trained_at DESC LIMIT 5""",
+        [name],
+    )
     table(runs, f"{name}: latest versions (out-of-sample, calibrated)")
     _done(r, "train-meta", t0)
 
@@ -93,12 +119,15 @@ def calibrate_meta() -> None:
     """Judge the latest version's calibrated out-of-sample scores (blocking promotion gate) and promote it if it passes;
     prints the reliability table. Calibration itself (isotonic) is fit inside training on out-of-fold scores only."""
     from models.calibration import reliability_table
+
     t0 = time.time()
     r = _job("setup_calibrate_job")
     ev = asset_metadata(r, ["ml", "setup_meta_evaluation"])
     print_md(f"Promotion gate: {ev.get('verdict', '?')}", ev.get("rules"))
-    s = read("""SELECT p_cal, win FROM ml.setup_meta_scores WHERE mlflow_run_id = ? AND p_cal IS NOT NULL AND win IS NOT NULL""",
-             [ev.get("mlflow_run_id", "")])
+    s = read(
+        """SELECT p_cal, win FROM ml.setup_meta_scores WHERE mlflow_run_id = ? AND p_cal IS NOT NULL AND win IS NOT NULL""",
+        [ev.get("mlflow_run_id", "")],
+    )
     if len(s):
         table(reliability_table(s["p_cal"], s["win"]).dropna(), "Reliability (calibrated, out of sample)")
     _done(r, "calibrate-meta", t0)
@@ -116,25 +145,44 @@ def tune_thresholds() -> None:
 
 
 @app.command("analyze-results")
-def analyze_results(equity_csv: str = typer.Option(None, "--equity-csv", help="Write the gated run's equity curve here.")) -> None:
+def analyze_results(
+    equity_csv: str = typer.Option(None, "--equity-csv", help="Write the gated run's equity curve here."),
+) -> None:
     """Metrics of gated vs ungated vs buy-and-hold (out of sample, with costs), statuses, and the equity CSV."""
-    runs = read("SELECT run_id, strategy, period_start, period_end, metrics, benchmark FROM backtest.runs "
-                "WHERE desk = 'setup_scanner' ORDER BY strategy")
+    runs = read(
+        "SELECT run_id, strategy, period_start, period_end, metrics, benchmark FROM backtest.runs "
+        "WHERE desk = 'setup_scanner' ORDER BY strategy"
+    )
     if runs.empty:
         console.print("[red]no setup scanner backtest yet; run `trader run` or `trader setups tune-thresholds`[/]")
         raise typer.Exit(1)
-    keys = ["total_return", "annual_return", "sharpe", "max_drawdown", "n_trades", "win_rate", "profit_factor", "expectancy_ret", "exposure"]
+    keys = [
+        "total_return",
+        "annual_return",
+        "sharpe",
+        "max_drawdown",
+        "n_trades",
+        "win_rate",
+        "profit_factor",
+        "expectancy_ret",
+        "exposure",
+    ]
     m = {r.strategy: json.loads(r.metrics) for r in runs.itertuples()}
     m["buy_and_hold"] = json.loads(runs["benchmark"].iloc[0])
-    table(pd.DataFrame([{"metric": k, **{s: v.get(k) for s, v in m.items()}} for k in keys]),
-           f"Setup scanner, out of sample {runs['period_start'].iloc[0]} .. {runs['period_end'].iloc[0]} (costs included)")
+    table(
+        pd.DataFrame([{"metric": k, **{s: v.get(k) for s, v in m.items()}} for k in keys]),
+        f"Setup scanner, out of sample {runs['period_start'].iloc[0]} .. {runs['period_end'].iloc[0]} (costs included)",
+    )
     st = read("""SELECT timeframe, status, count(*) AS n, round(avg(net_pct), 4) AS avg_net_pct FROM signals.setups
                  GROUP BY ALL ORDER BY timeframe, n DESC""")
     table(st, "Gated signals by status (executed, one position per symbol x timeframe)")
     if equity_csv:
         gated = runs[runs["strategy"] == "setup_gated"]["run_id"].iloc[0]
-        eq = read("SELECT make_timestamp(ts * 1000) AS time, equity, drawdown, benchmark_equity FROM backtest.equity "
-                  "WHERE run_id = ? ORDER BY ts", [gated])
+        eq = read(
+            "SELECT make_timestamp(ts * 1000) AS time, equity, drawdown, benchmark_equity FROM backtest.equity "
+            "WHERE run_id = ? ORDER BY ts",
+            [gated],
+        )
         eq.to_csv(equity_csv, index=False)
         console.print(f"wrote {len(eq)} equity rows to {equity_csv}")
 
@@ -147,8 +195,14 @@ def db_inspect() -> None:
         col = "valid_from" if t == "signals.setup_thresholds" else "ts"
         try:
             r = read(f"SELECT count(*) AS n, min({col}) AS first, max({col}) AS last FROM {t}").iloc[0]
-            rows.append({"table": t, "rows": int(r["n"]), "first": pd.Timestamp(r["first"], unit="ms") if pd.notna(r["first"]) else None,
-                         "last": pd.Timestamp(r["last"], unit="ms") if pd.notna(r["last"]) else None})
+            rows.append(
+                {
+                    "table": t,
+                    "rows": int(r["n"]),
+                    "first": pd.Timestamp(r["first"], unit="ms") if pd.notna(r["first"]) else None,
+                    "last": pd.Timestamp(r["last"], unit="ms") if pd.notna(r["last"]) else None,
+                }
+            )
         except Exception as e:  # noqa: BLE001 - a table not built yet is a counter of 0, not an error
             if "does not exist" not in str(e) and "Binder Error" not in str(e):
                 raise

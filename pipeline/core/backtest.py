@@ -10,6 +10,7 @@ Metrics follow the usual definitions (e.g. Bacon, *Practical Portfolio Performan
 returns as fractions of equity per bar, annualised with 365-day years (crypto trades every day), Sharpe
 and Sortino with a zero risk-free rate, drawdown from the running equity peak.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -38,7 +39,9 @@ class BacktestConfig(Params):
     init_cash: float = Field(100_000.0, gt=0, description="Starting capital, quote currency, split equally per symbol.")
     costs: Costs = Field(default_factory=spot_costs, description="Fees and slippage (Binance spot: 10 / 10 / 2 bps).")
     latency_bars: int = Field(0, ge=0, description="Bars between decision and execution beyond the next open.")
-    resolve_intrabar_with: str | None = Field("15m", description="Finer timeframe used when SL and TP share a bar (null = stop first).")
+    resolve_intrabar_with: str | None = Field(
+        "15m", description="Finer timeframe used when SL and TP share a bar (null = stop first)."
+    )
 
 
 def combine_sleeves(sleeves: dict[str, SimResult], init_cash_each: float) -> pd.DataFrame:
@@ -69,8 +72,9 @@ def combine_sleeves(sleeves: dict[str, SimResult], init_cash_each: float) -> pd.
         npos += (np.abs(v) > 0).astype(np.int64)
     with np.errstate(invalid="ignore", divide="ignore"):
         ge = np.where(eq > 0, gross / eq, np.nan)
-    return pd.DataFrame({"ts": grid, "equity": eq, "cash": eq - pv, "position_value": pv, "gross_exposure": ge,
-                         "n_positions": npos})
+    return pd.DataFrame(
+        {"ts": grid, "equity": eq, "cash": eq - pv, "position_value": pv, "gross_exposure": ge, "n_positions": npos}
+    )
 
 
 def drawdown(equity: np.ndarray) -> np.ndarray:
@@ -87,8 +91,9 @@ def _max_dd_duration_days(ts: np.ndarray, equity: np.ndarray) -> float:
     return float((ts - peak_ts).max() / 86_400_000) if len(ts) else 0.0
 
 
-def performance(ts: np.ndarray, equity: np.ndarray, trades: pd.DataFrame | None = None,
-                gross_exposure: np.ndarray | None = None) -> dict[str, float]:
+def performance(
+    ts: np.ndarray, equity: np.ndarray, trades: pd.DataFrame | None = None, gross_exposure: np.ndarray | None = None
+) -> dict[str, float]:
     """Performance of an equity curve (quote currency per bar) and its trades.
 
     Args:
@@ -116,13 +121,21 @@ def performance(ts: np.ndarray, equity: np.ndarray, trades: pd.DataFrame | None 
     sd = r.std(ddof=1) if len(r) > 1 else np.nan
     down = np.sqrt(np.mean(np.minimum(r, 0.0) ** 2))
     dd = drawdown(e)
-    out.update({
-        "start": pd.Timestamp(int(ts[0]), unit="ms").isoformat(), "end": pd.Timestamp(int(ts[-1]), unit="ms").isoformat(),
-        "years": years, "n_bars": float(len(e)), "total_return": total, "annual_return": ann,
-        "volatility": sd * np.sqrt(bars_per_year), "sharpe": r.mean() / sd * np.sqrt(bars_per_year) if sd > 0 else np.nan,
-        "sortino": r.mean() / down * np.sqrt(bars_per_year) if down > 0 else np.nan,
-        "max_drawdown": float(dd.min()), "max_drawdown_days": _max_dd_duration_days(ts, e),
-    })
+    out.update(
+        {
+            "start": pd.Timestamp(int(ts[0]), unit="ms").isoformat(),
+            "end": pd.Timestamp(int(ts[-1]), unit="ms").isoformat(),
+            "years": years,
+            "n_bars": float(len(e)),
+            "total_return": total,
+            "annual_return": ann,
+            "volatility": sd * np.sqrt(bars_per_year),
+            "sharpe": r.mean() / sd * np.sqrt(bars_per_year) if sd > 0 else np.nan,
+            "sortino": r.mean() / down * np.sqrt(bars_per_year) if down > 0 else np.nan,
+            "max_drawdown": float(dd.min()),
+            "max_drawdown_days": _max_dd_duration_days(ts, e),
+        }
+    )
     out["calmar"] = ann / abs(out["max_drawdown"]) if out["max_drawdown"] < 0 else np.nan
     if gross_exposure is not None:
         out["exposure"] = float(np.nanmean(gross_exposure))
@@ -131,13 +144,17 @@ def performance(ts: np.ndarray, equity: np.ndarray, trades: pd.DataFrame | None 
         n = len(t)
         wins, losses = t.loc[t["pnl"] > 0, "pnl"].sum(), t.loc[t["pnl"] < 0, "pnl"].sum()
         traded = float((t["notional"] + t["units"] * t["exit_price"]).sum()) if n else 0.0
-        out.update({
-            "n_trades": float(n), "win_rate": float((t["pnl"] > 0).mean()) if n else np.nan,
-            "profit_factor": float(wins / -losses) if losses < 0 else np.nan,
-            "expectancy": float(t["pnl"].mean()) if n else np.nan, "expectancy_ret": float(t["ret"].mean()) if n else np.nan,
-            "avg_r": float(t["r_multiple"].mean()) if n else np.nan,
-            "turnover": traded / years / float(np.mean(e)) if years > 0 else np.nan,
-        })
+        out.update(
+            {
+                "n_trades": float(n),
+                "win_rate": float((t["pnl"] > 0).mean()) if n else np.nan,
+                "profit_factor": float(wins / -losses) if losses < 0 else np.nan,
+                "expectancy": float(t["pnl"].mean()) if n else np.nan,
+                "expectancy_ret": float(t["ret"].mean()) if n else np.nan,
+                "avg_r": float(t["r_multiple"].mean()) if n else np.nan,
+                "turnover": traded / years / float(np.mean(e)) if years > 0 else np.nan,
+            }
+        )
     return out
 
 
@@ -167,7 +184,9 @@ def buy_and_hold(closes: dict[str, pd.DataFrame], start_ts: int, end_ts: int, in
     return pd.DataFrame({"ts": grid, "equity": eq})
 
 
-def equity_plot(ts: np.ndarray, equity: np.ndarray, benchmark: np.ndarray | None = None, title: str = "Equity") -> bytes:
+def equity_plot(
+    ts: np.ndarray, equity: np.ndarray, benchmark: np.ndarray | None = None, title: str = "Equity"
+) -> bytes:
     """PNG bytes: equity (and benchmark) on top, drawdown below."""
     plt = pyplot()
     t = pd.to_datetime(np.asarray(ts, np.int64), unit="ms")
@@ -220,9 +239,15 @@ class BacktestOutput:
     period: tuple[int, int]
 
 
-def long_flat_backtest(bars_by_symbol: dict[str, pd.DataFrame], preds: pd.DataFrame, enter_threshold: float,
-                       params: SimParams, init_cash: float, step_ms: int,
-                       fine_by_symbol: dict[str, pd.DataFrame | None] | None = None) -> BacktestOutput:
+def long_flat_backtest(
+    bars_by_symbol: dict[str, pd.DataFrame],
+    preds: pd.DataFrame,
+    enter_threshold: float,
+    params: SimParams,
+    init_cash: float,
+    step_ms: int,
+    fine_by_symbol: dict[str, pd.DataFrame | None] | None = None,
+) -> BacktestOutput:
     """Long/flat on calibrated out-of-sample probabilities through the simulator, one equal sleeve per symbol.
 
     Args:
@@ -247,13 +272,22 @@ def long_flat_backtest(bars_by_symbol: dict[str, pd.DataFrame], preds: pd.DataFr
         if bars.empty:
             continue
         p = bars[["ts"]].merge(have[have["symbol"] == sym][["ts", "p_cal"]], on="ts", how="left")["p_cal"].to_numpy()
-        r = simulate(bars, np.where(p >= enter_threshold, 1, 0), params,
-                     fine=(fine_by_symbol or {}).get(sym), step_ms=step_ms)
+        r = simulate(
+            bars, np.where(p >= enter_threshold, 1, 0), params, fine=(fine_by_symbol or {}).get(sym), step_ms=step_ms
+        )
         sleeves[sym], closes[sym] = r, bars[["ts", "close"]]
         r.trades.insert(0, "symbol", sym)
         r.orders.insert(0, "symbol", sym)
-        rows.append({"symbol": sym, **{k: v for k, v in performance(r.bars["ts"].to_numpy(), r.bars["equity"].to_numpy(),
-                                                                       r.trades).items() if k in PER_SYMBOL_COLUMNS}})
+        rows.append(
+            {
+                "symbol": sym,
+                **{
+                    k: v
+                    for k, v in performance(r.bars["ts"].to_numpy(), r.bars["equity"].to_numpy(), r.trades).items()
+                    if k in PER_SYMBOL_COLUMNS
+                },
+            }
+        )
     port = combine_sleeves(sleeves, params.init_cash)
     bench = buy_and_hold(closes, start, end, init_cash)
     port = with_benchmark(port, bench, init_cash)

@@ -5,6 +5,7 @@ quote currency, float64; ``volume`` in base asset) plus the optional Binance col
 ``EXTRA_COLUMNS`` (``quote_volume`` in quote currency, ``trades`` count, ``taker_buy_base``,
 ``taker_buy_quote``).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -46,14 +47,18 @@ def validate_ohlcv(df: pd.DataFrame, source: str, timeframe: str | None = None) 
     """
     missing = [c for c in OHLCV_COLUMNS if c not in df.columns]
     if missing:
-        raise CandleValidationError(source, None, "required_columns", f"missing columns {missing}; have {list(df.columns)}")
+        raise CandleValidationError(
+            source, None, "required_columns", f"missing columns {missing}; have {list(df.columns)}"
+        )
     out = pd.DataFrame(index=df.index)
     for c in OHLCV_COLUMNS + [c for c in EXTRA_COLUMNS if c in df.columns]:
         col = pd.to_numeric(df[c], errors="coerce")
         bad = col.isna() & df[c].notna()
         if bad.any():
             i = int(np.flatnonzero(bad.to_numpy())[0])
-            raise CandleValidationError(source, i + 1, "numeric", f"column {c!r} value {df[c].iloc[i]!r} is not a number")
+            raise CandleValidationError(
+                source, i + 1, "numeric", f"column {c!r} value {df[c].iloc[i]!r} is not a number"
+            )
         out[c] = col.astype("float64")
     nan = out[OHLCV_COLUMNS].isna().any(axis=1).to_numpy()
     if nan.any():
@@ -68,8 +73,9 @@ def validate_ohlcv(df: pd.DataFrame, source: str, timeframe: str | None = None) 
     if bad_unit.any():
         i = int(np.flatnonzero(bad_unit)[0])
         guess = "seconds" if ts[i] < _MIN_TS_MS / 100 else ("microseconds" if ts[i] > _MAX_TS_MS else "out of range")
-        raise CandleValidationError(source, i + 1, "timestamp_unit",
-                                    f"ts {int(ts[i])} is not epoch milliseconds (looks like {guess})")
+        raise CandleValidationError(
+            source, i + 1, "timestamp_unit", f"ts {int(ts[i])} is not epoch milliseconds (looks like {guess})"
+        )
     out["ts"] = ts.astype("int64")
     o, h, l, c, v = (out[k].to_numpy() for k in ["open", "high", "low", "close", "volume"])
     checks = [
@@ -80,7 +86,9 @@ def validate_ohlcv(df: pd.DataFrame, source: str, timeframe: str | None = None) 
     for rule, mask, msg in checks:
         if mask.any():
             i = int(np.flatnonzero(mask)[0])
-            raise CandleValidationError(source, i + 1, rule, f"{msg}; got open={o[i]} high={h[i]} low={l[i]} close={c[i]} volume={v[i]}")
+            raise CandleValidationError(
+                source, i + 1, rule, f"{msg}; got open={o[i]} high={h[i]} low={l[i]} close={c[i]} volume={v[i]}"
+            )
     its = out["ts"].to_numpy()
     d = np.diff(its)
     if (d == 0).any():
@@ -88,7 +96,9 @@ def validate_ohlcv(df: pd.DataFrame, source: str, timeframe: str | None = None) 
         raise CandleValidationError(source, i + 1, "duplicate_ts", f"ts {its[i]} ({_iso(its[i])}) repeats row {i}")
     if (d < 0).any():
         i = int(np.flatnonzero(d < 0)[0]) + 1
-        raise CandleValidationError(source, i + 1, "ordering", f"ts {its[i]} ({_iso(its[i])}) is earlier than row {i}'s {its[i-1]}")
+        raise CandleValidationError(
+            source, i + 1, "ordering", f"ts {its[i]} ({_iso(its[i])}) is earlier than row {i}'s {its[i - 1]}"
+        )
     if timeframe is not None:
         step = timeframe_ms(timeframe)
         off = its % step != 0
@@ -151,7 +161,10 @@ def _resample_kernel(ts, o, h, l, c, extras, period):  # pragma: no cover - comp
     k = extras.shape[1]
     cap = min(n, (ts[n - 1] - ts[0]) // period + 2) if n else 0  # periods spanned, not input rows
     out_ts = np.empty(cap, np.int64)
-    out_o = np.empty(cap); out_h = np.empty(cap); out_l = np.empty(cap); out_c = np.empty(cap)
+    out_o = np.empty(cap)
+    out_h = np.empty(cap)
+    out_l = np.empty(cap)
+    out_c = np.empty(cap)
     out_x = np.zeros((cap, k))
     out_n = np.zeros(cap, np.int64)
     out_last = np.empty(cap, np.int64)
@@ -163,7 +176,9 @@ def _resample_kernel(ts, o, h, l, c, extras, period):  # pragma: no cover - comp
             j += 1
             cur = p
             out_ts[j] = p
-            out_o[j] = o[i]; out_h[j] = h[i]; out_l[j] = l[i]
+            out_o[j] = o[i]
+            out_h[j] = h[i]
+            out_l[j] = l[i]
             for m in range(k):
                 out_x[j, m] = 0.0
         else:
@@ -180,8 +195,9 @@ def _resample_kernel(ts, o, h, l, c, extras, period):  # pragma: no cover - comp
     return out_ts[:m], out_o[:m], out_h[:m], out_l[:m], out_c[:m], out_x[:m], out_n[:m], out_last[:m]
 
 
-def resample_ohlcv(df: pd.DataFrame, source_tf: str, target_tf: str, *, drop_incomplete: bool = False,
-                   source_end_ms: int | None = None) -> pd.DataFrame:
+def resample_ohlcv(
+    df: pd.DataFrame, source_tf: str, target_tf: str, *, drop_incomplete: bool = False, source_end_ms: int | None = None
+) -> pd.DataFrame:
     """Aggregate sorted candles of ``source_tf`` into ``target_tf`` over **closed periods only**.
 
     OHLC follow the exchange convention (first open, max high, min low, last close); ``volume`` and
@@ -203,12 +219,20 @@ def resample_ohlcv(df: pd.DataFrame, source_tf: str, target_tf: str, *, drop_inc
     extras = [c for c in ["volume"] + EXTRA_COLUMNS if c in df.columns]
     cols = ["ts", "open", "high", "low", "close"] + extras + ["bar_count", "expected_bars"]
     if df.empty:
-        return pd.DataFrame({c: pd.Series(dtype="int64" if c in ("ts", "bar_count", "expected_bars") else "float64") for c in cols})
+        return pd.DataFrame(
+            {c: pd.Series(dtype="int64" if c in ("ts", "bar_count", "expected_bars") else "float64") for c in cols}
+        )
     ts = df["ts"].to_numpy(np.int64)
     x = df[extras].to_numpy(np.float64) if extras else np.zeros((len(df), 0))
     pts, po, ph, pl, pc, px, pn, plast = _resample_kernel(
-        ts, df["open"].to_numpy(np.float64), df["high"].to_numpy(np.float64),
-        df["low"].to_numpy(np.float64), df["close"].to_numpy(np.float64), np.ascontiguousarray(x), t)
+        ts,
+        df["open"].to_numpy(np.float64),
+        df["high"].to_numpy(np.float64),
+        df["low"].to_numpy(np.float64),
+        df["close"].to_numpy(np.float64),
+        np.ascontiguousarray(x),
+        t,
+    )
     out = pd.DataFrame({"ts": pts, "open": po, "high": ph, "low": pl, "close": pc})
     for m, name in enumerate(extras):
         out[name] = px[:, m]

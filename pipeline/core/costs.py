@@ -21,6 +21,7 @@ Two sections use it (``trader.yaml``): ``research.backtest.costs`` (Binance spot
 ``setup_scanner.costs`` (Bitget USDT-M futures, maker 2 / taker 6 / slippage 2 bps). Pure functions receive a
 :class:`Costs` as an argument; nothing here reads the configuration.
 """
+
 from __future__ import annotations
 
 from typing import Literal
@@ -38,11 +39,17 @@ FillKind = Literal["maker", "taker"]
 class Costs(Params):
     """Fees and slippage in bps of notional, per side (every field required: a cost is never implied)."""
 
-    maker_fee_bps: float = Field(ge=0, description="Fee of a maker fill (resting limit order), bps of notional per side.")
-    taker_fee_bps: float = Field(ge=0, description="Fee of a taker fill (market order or triggered stop), bps of "
-                                                   "notional per side.")
-    slippage_bps: float = Field(ge=0, description="Slippage against the trade on taker and stop fills, bps of notional "
-                                                  "per side (maker fills have none).")
+    maker_fee_bps: float = Field(
+        ge=0, description="Fee of a maker fill (resting limit order), bps of notional per side."
+    )
+    taker_fee_bps: float = Field(
+        ge=0, description="Fee of a taker fill (market order or triggered stop), bps of notional per side."
+    )
+    slippage_bps: float = Field(
+        ge=0,
+        description="Slippage against the trade on taker and stop fills, bps of notional "
+        "per side (maker fills have none).",
+    )
 
     @property
     def maker_fee_pct(self) -> float:
@@ -61,7 +68,11 @@ class Costs(Params):
 
     def percent(self) -> dict[str, float]:
         """``{"maker_fee_pct", "taker_fee_pct", "slippage_pct"}``: the three costs in percent of notional."""
-        return {"maker_fee_pct": self.maker_fee_pct, "taker_fee_pct": self.taker_fee_pct, "slippage_pct": self.slippage_pct}
+        return {
+            "maker_fee_pct": self.maker_fee_pct,
+            "taker_fee_pct": self.taker_fee_pct,
+            "slippage_pct": self.slippage_pct,
+        }
 
     def side_pct(self, kind: FillKind) -> float:
         """Cost of one fill in percent of notional: ``maker`` = maker fee; ``taker`` = taker fee + slippage.
@@ -93,7 +104,11 @@ class Costs(Params):
     def sim_kwargs(self) -> dict[str, float]:
         """The :class:`pipeline.core.simulator.SimParams` cost fields: ``fee_taker_bps``, ``fee_maker_bps``,
         ``slippage_bps`` (same bps values; the simulator applies slippage to market and stop fills only)."""
-        return {"fee_taker_bps": self.taker_fee_bps, "fee_maker_bps": self.maker_fee_bps, "slippage_bps": self.slippage_bps}
+        return {
+            "fee_taker_bps": self.taker_fee_bps,
+            "fee_maker_bps": self.maker_fee_bps,
+            "slippage_bps": self.slippage_bps,
+        }
 
 
 def spot_costs() -> Costs:

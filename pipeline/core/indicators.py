@@ -17,6 +17,7 @@ row per candle with these float64 columns (NaN during warm-up, stored as NULL, n
 Bars are taken as they come: a gap in the series is not filled, so an indicator spans it (the gap
 list is reported by the market layer's gap check). Every value at ``t`` uses candles ``<= t`` only.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -24,13 +25,38 @@ import pandas as pd
 import talib
 
 FEATURE_COLUMNS = [
-    "atr_14", "rsi_14", "macd", "macd_signal", "macd_hist", "bb_upper", "bb_mid", "bb_lower",
-    "ema_20", "ema_50", "ema_200", "adx_14", "realized_vol_24", "volume_zscore_20",
+    "atr_14",
+    "rsi_14",
+    "macd",
+    "macd_signal",
+    "macd_hist",
+    "bb_upper",
+    "bb_mid",
+    "bb_lower",
+    "ema_20",
+    "ema_50",
+    "ema_200",
+    "adx_14",
+    "realized_vol_24",
+    "volume_zscore_20",
 ]
 #: index of the first non-NULL row of each column on a gap-free, NaN-free series
-WARMUP_BARS = {"atr_14": 14, "rsi_14": 14, "macd": 33, "macd_signal": 33, "macd_hist": 33, "bb_upper": 19,
-               "bb_mid": 19, "bb_lower": 19, "ema_20": 19, "ema_50": 49, "ema_200": 199, "adx_14": 27,
-               "realized_vol_24": 24, "volume_zscore_20": 19}
+WARMUP_BARS = {
+    "atr_14": 14,
+    "rsi_14": 14,
+    "macd": 33,
+    "macd_signal": 33,
+    "macd_hist": 33,
+    "bb_upper": 19,
+    "bb_mid": 19,
+    "bb_lower": 19,
+    "ema_20": 19,
+    "ema_50": 49,
+    "ema_200": 199,
+    "adx_14": 27,
+    "realized_vol_24": 24,
+    "volume_zscore_20": 19,
+}
 MAX_WARMUP = max(WARMUP_BARS.values())
 
 

@@ -18,6 +18,7 @@ one row per UTC day with documented columns, following three rules:
 Point-in-time: the row for day ``D`` (Coin Metrics: ``D 00:00 -> D+1 00:00 UTC``) is usable from
 ``available_at = D + 1 day + publication_lag`` (UTC, naive timestamps).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -39,13 +40,32 @@ class SourceFile:
 
 ONCHAIN_SOURCES: list[SourceFile] = [
     SourceFile("cm_2026_03", "btc_daily.csv.gz", "time", "Coin Metrics community CSV (Mar-2026 snapshot)"),
-    SourceFile("cm_rich_2025_08", "btc_daily_cm_rich_2023-08_2025-08.csv.gz", "time", "Coin Metrics full community set (Aug-2025)"),
-    SourceFile("cm_api_2026_08", "btc_daily_cm_api_mvrv_2010_2026-08.csv.gz", "date", "Coin Metrics community API extract"),
+    SourceFile(
+        "cm_rich_2025_08",
+        "btc_daily_cm_rich_2023-08_2025-08.csv.gz",
+        "time",
+        "Coin Metrics full community set (Aug-2025)",
+    ),
+    SourceFile(
+        "cm_api_2026_08", "btc_daily_cm_api_mvrv_2010_2026-08.csv.gz", "date", "Coin Metrics community API extract"
+    ),
     SourceFile("cm_subset_2026_06", "btc_daily_cm_subset_2020_2026-06.csv.gz", "time", "Coin Metrics API subset"),
-    SourceFile("cm_exsupply_2026_08", "btc_exchange_supply_SplyExNtv_cm_2014_2026-08.csv.gz", "date", "Coin Metrics SplyExNtv (Aug-2026 label vintage)"),
-    SourceFile("cryptoquant_2026_08", "btc_mvrv_nupl_realized_price_cryptoquant_2009_2026-08.csv.gz", "date", "CryptoQuant"),
+    SourceFile(
+        "cm_exsupply_2026_08",
+        "btc_exchange_supply_SplyExNtv_cm_2014_2026-08.csv.gz",
+        "date",
+        "Coin Metrics SplyExNtv (Aug-2026 label vintage)",
+    ),
+    SourceFile(
+        "cryptoquant_2026_08", "btc_mvrv_nupl_realized_price_cryptoquant_2009_2026-08.csv.gz", "date", "CryptoQuant"
+    ),
     SourceFile("glassnode_2020", "glassnode_btc_daily_2010_2020.csv.gz", "date", "Glassnode"),
-    SourceFile("stackstats_2020", "stackstats_btc_hodl_waves_realcap_2009_2020.csv.gz", "date", "Stack Stats (BigQuery UTXO set)"),
+    SourceFile(
+        "stackstats_2020",
+        "stackstats_btc_hodl_waves_realcap_2009_2020.csv.gz",
+        "date",
+        "Stack Stats (BigQuery UTXO set)",
+    ),
 ]
 
 Getter = Callable[[pd.DataFrame], pd.Series]
@@ -54,6 +74,7 @@ Getter = Callable[[pd.DataFrame], pd.Series]
 def _col(name: str) -> Getter:
     def get(w: pd.DataFrame) -> pd.Series:
         return w[name] if name in w.columns else pd.Series(np.nan, index=w.index)
+
     get.__doc__ = name
     return get
 
@@ -64,6 +85,7 @@ def _ratio(num: str, den: str) -> Getter:
             return pd.Series(np.nan, index=w.index)
         d = w[den].where(w[den] != 0)
         return w[num] / d
+
     get.__doc__ = f"{num} / {den}"
     return get
 
@@ -77,6 +99,7 @@ def _share(parts: list[str], total: str | None = None, scale: float = 1.0) -> Ge
             return s * scale
         t = w[total].where(w[total] != 0)
         return s / t
+
     get.__doc__ = f"sum({', '.join(parts)})" + (f" / {total}" if total else "")
     return get
 
@@ -104,69 +127,298 @@ def C(source: str, metric: str) -> Candidate:
     return Candidate(source, _col(metric))
 
 
-_GN_GT1Y = ["hodl_waves__1y_2y", "hodl_waves__2y_3y", "hodl_waves__3y_5y", "hodl_waves__5y_7y",
-            "hodl_waves__7y_10y", "hodl_waves__more_10y"]
+_GN_GT1Y = [
+    "hodl_waves__1y_2y",
+    "hodl_waves__2y_3y",
+    "hodl_waves__3y_5y",
+    "hodl_waves__5y_7y",
+    "hodl_waves__7y_10y",
+    "hodl_waves__more_10y",
+]
 _SS_GT1Y = ["12m_18m", "18m_24m", "2y_3y", "3y_5y", "5y_8y", "greater_8y"]
 
 ONCHAIN_COLUMNS: list[ColumnSpec] = [
-    ColumnSpec("price_usd", "USD", "BTC reference close at D+1 00:00 UTC (Coin Metrics PriceUSD)",
-               [C("cm_2026_03", "PriceUSD"), C("cm_api_2026_08", "price_usd"), C("cm_subset_2026_06", "PriceUSD")], 1e-4, True),
-    ColumnSpec("market_cap_usd", "USD", "Market cap = supply x price (Coin Metrics CapMrktCurUSD)",
-               [C("cm_2026_03", "CapMrktCurUSD"), C("cm_api_2026_08", "market_cap_usd"), C("cm_subset_2026_06", "CapMrktCurUSD")], 1e-4, True),
-    ColumnSpec("mvrv", "ratio", "MVRV = market cap / realized cap (Coin Metrics CapMVRVCur)",
-               [C("cm_2026_03", "CapMVRVCur"), C("cm_api_2026_08", "mvrv"), C("cm_subset_2026_06", "CapMVRVCur")], 1e-6, True),
-    ColumnSpec("realized_cap_usd", "USD", "Realized cap (Coin Metrics): CapMrktCurUSD / CapMVRVCur, or CapRealUSD",
-               [Candidate("cm_2026_03", _ratio("CapMrktCurUSD", "CapMVRVCur")),
-                Candidate("cm_api_2026_08", _ratio("market_cap_usd", "mvrv")),
-                C("cm_rich_2025_08", "CapRealUSD")], 1e-4, True),
-    ColumnSpec("supply_btc", "BTC", "Current supply (Coin Metrics SplyCur)",
-               [C("cm_2026_03", "SplyCur"), C("cm_api_2026_08", "supply")], 1e-4, True),
-    ColumnSpec("realized_price_usd", "USD", "Realized cap / supply (Coin Metrics)",
-               [Candidate("cm_2026_03", lambda w: _ratio("CapMrktCurUSD", "CapMVRVCur")(w) / w.get("SplyCur", np.nan)),
-                C("cm_api_2026_08", "realized_price_usd")], 1e-4),
-    ColumnSpec("active_addresses", "count", "Addresses active as sender or receiver (AdrActCnt)",
-               [C("cm_2026_03", "AdrActCnt"), C("cm_subset_2026_06", "AdrActCnt")], 1e-9, True),
-    ColumnSpec("addresses_nonzero", "count", "Addresses with a non-zero balance (AdrBalCnt)", [C("cm_2026_03", "AdrBalCnt")]),
-    ColumnSpec("tx_count", "count", "Transactions (TxCnt)", [C("cm_2026_03", "TxCnt"), C("cm_subset_2026_06", "TxCnt")], 1e-9),
-    ColumnSpec("hash_rate", "TH/s", "Mean hash rate (HashRate)", [C("cm_2026_03", "HashRate"), C("cm_subset_2026_06", "HashRate")], 1e-6),
-    ColumnSpec("fees_btc", "BTC", "Total fees (FeeTotNtv)", [C("cm_2026_03", "FeeTotNtv"), C("cm_subset_2026_06", "FeeTotNtv")], 1e-6),
+    ColumnSpec(
+        "price_usd",
+        "USD",
+        "BTC reference close at D+1 00:00 UTC (Coin Metrics PriceUSD)",
+        [C("cm_2026_03", "PriceUSD"), C("cm_api_2026_08", "price_usd"), C("cm_subset_2026_06", "PriceUSD")],
+        1e-4,
+        True,
+    ),
+    ColumnSpec(
+        "market_cap_usd",
+        "USD",
+        "Market cap = supply x price (Coin Metrics CapMrktCurUSD)",
+        [
+            C("cm_2026_03", "CapMrktCurUSD"),
+            C("cm_api_2026_08", "market_cap_usd"),
+            C("cm_subset_2026_06", "CapMrktCurUSD"),
+        ],
+        1e-4,
+        True,
+    ),
+    ColumnSpec(
+        "mvrv",
+        "ratio",
+        "MVRV = market cap / realized cap (Coin Metrics CapMVRVCur)",
+        [C("cm_2026_03", "CapMVRVCur"), C("cm_api_2026_08", "mvrv"), C("cm_subset_2026_06", "CapMVRVCur")],
+        1e-6,
+        True,
+    ),
+    ColumnSpec(
+        "realized_cap_usd",
+        "USD",
+        "Realized cap (Coin Metrics): CapMrktCurUSD / CapMVRVCur, or CapRealUSD",
+        [
+            Candidate("cm_2026_03", _ratio("CapMrktCurUSD", "CapMVRVCur")),
+            Candidate("cm_api_2026_08", _ratio("market_cap_usd", "mvrv")),
+            C("cm_rich_2025_08", "CapRealUSD"),
+        ],
+        1e-4,
+        True,
+    ),
+    ColumnSpec(
+        "supply_btc",
+        "BTC",
+        "Current supply (Coin Metrics SplyCur)",
+        [C("cm_2026_03", "SplyCur"), C("cm_api_2026_08", "supply")],
+        1e-4,
+        True,
+    ),
+    ColumnSpec(
+        "realized_price_usd",
+        "USD",
+        "Realized cap / supply (Coin Metrics)",
+        [
+            Candidate("cm_2026_03", lambda w: _ratio("CapMrktCurUSD", "CapMVRVCur")(w) / w.get("SplyCur", np.nan)),
+            C("cm_api_2026_08", "realized_price_usd"),
+        ],
+        1e-4,
+    ),
+    ColumnSpec(
+        "active_addresses",
+        "count",
+        "Addresses active as sender or receiver (AdrActCnt)",
+        [C("cm_2026_03", "AdrActCnt"), C("cm_subset_2026_06", "AdrActCnt")],
+        1e-9,
+        True,
+    ),
+    ColumnSpec(
+        "addresses_nonzero", "count", "Addresses with a non-zero balance (AdrBalCnt)", [C("cm_2026_03", "AdrBalCnt")]
+    ),
+    ColumnSpec(
+        "tx_count", "count", "Transactions (TxCnt)", [C("cm_2026_03", "TxCnt"), C("cm_subset_2026_06", "TxCnt")], 1e-9
+    ),
+    ColumnSpec(
+        "hash_rate",
+        "TH/s",
+        "Mean hash rate (HashRate)",
+        [C("cm_2026_03", "HashRate"), C("cm_subset_2026_06", "HashRate")],
+        1e-6,
+    ),
+    ColumnSpec(
+        "fees_btc",
+        "BTC",
+        "Total fees (FeeTotNtv)",
+        [C("cm_2026_03", "FeeTotNtv"), C("cm_subset_2026_06", "FeeTotNtv")],
+        1e-6,
+    ),
     ColumnSpec("issuance_btc", "BTC", "New coins issued (IssTotNtv)", [C("cm_2026_03", "IssTotNtv")]),
-    ColumnSpec("exchange_supply_btc", "BTC", "BTC on Coin-Metrics-labelled exchanges, Aug-2026 label vintage only",
-               [C("cm_exsupply_2026_08", "SplyExNtv")], core=True),
-    ColumnSpec("exchange_supply_btc_v2026_03", "BTC", "BTC on exchanges, Mar-2026 label vintage (consistent with the flows below)",
-               [C("cm_2026_03", "SplyExNtv")]),
-    ColumnSpec("exchange_inflow_btc_v2026_03", "BTC", "BTC sent to exchanges (FlowInExNtv), Mar-2026 vintage", [C("cm_2026_03", "FlowInExNtv")]),
-    ColumnSpec("exchange_outflow_btc_v2026_03", "BTC", "BTC withdrawn from exchanges (FlowOutExNtv), Mar-2026 vintage", [C("cm_2026_03", "FlowOutExNtv")]),
-    ColumnSpec("mvrv_cryptoquant", "ratio", "CryptoQuant MVRV (own realized-cap method; ~0.3% from CM)", [C("cryptoquant_2026_08", "MVRV Ratio")]),
-    ColumnSpec("nupl_cryptoquant", "fraction", "CryptoQuant net unrealized profit/loss", [C("cryptoquant_2026_08", "Net Unrealized Profit/Loss (NUPL)")]),
-    ColumnSpec("realized_price_cryptoquant", "USD", "CryptoQuant realized price", [C("cryptoquant_2026_08", "Realized Price")]),
+    ColumnSpec(
+        "exchange_supply_btc",
+        "BTC",
+        "BTC on Coin-Metrics-labelled exchanges, Aug-2026 label vintage only",
+        [C("cm_exsupply_2026_08", "SplyExNtv")],
+        core=True,
+    ),
+    ColumnSpec(
+        "exchange_supply_btc_v2026_03",
+        "BTC",
+        "BTC on exchanges, Mar-2026 label vintage (consistent with the flows below)",
+        [C("cm_2026_03", "SplyExNtv")],
+    ),
+    ColumnSpec(
+        "exchange_inflow_btc_v2026_03",
+        "BTC",
+        "BTC sent to exchanges (FlowInExNtv), Mar-2026 vintage",
+        [C("cm_2026_03", "FlowInExNtv")],
+    ),
+    ColumnSpec(
+        "exchange_outflow_btc_v2026_03",
+        "BTC",
+        "BTC withdrawn from exchanges (FlowOutExNtv), Mar-2026 vintage",
+        [C("cm_2026_03", "FlowOutExNtv")],
+    ),
+    ColumnSpec(
+        "mvrv_cryptoquant",
+        "ratio",
+        "CryptoQuant MVRV (own realized-cap method; ~0.3% from CM)",
+        [C("cryptoquant_2026_08", "MVRV Ratio")],
+    ),
+    ColumnSpec(
+        "nupl_cryptoquant",
+        "fraction",
+        "CryptoQuant net unrealized profit/loss",
+        [C("cryptoquant_2026_08", "Net Unrealized Profit/Loss (NUPL)")],
+    ),
+    ColumnSpec(
+        "realized_price_cryptoquant", "USD", "CryptoQuant realized price", [C("cryptoquant_2026_08", "Realized Price")]
+    ),
     ColumnSpec("mvrv_glassnode", "ratio", "Glassnode MVRV", [C("glassnode_2020", "market_mvrv")]),
     ColumnSpec("mvrv_z_glassnode", "z", "Glassnode MVRV z-score", [C("glassnode_2020", "market_mvrv_z_score")]),
-    ColumnSpec("lth_mvrv_glassnode", "ratio", "Glassnode long-term-holder MVRV (coins older than 155 days)", [C("glassnode_2020", "market_mvrv_more_155")]),
-    ColumnSpec("sth_mvrv_glassnode", "ratio", "Glassnode short-term-holder MVRV (coins younger than 155 days)", [C("glassnode_2020", "market_mvrv_less_155")]),
-    ColumnSpec("whale_addr_1k_cm", "count", "Addresses holding >= 1k BTC (Coin Metrics AdrBalNtv1KCnt)", [C("cm_rich_2025_08", "AdrBalNtv1KCnt")], tags=("whale",)),
-    ColumnSpec("whale_addr_10k_cm", "count", "Addresses holding >= 10k BTC (AdrBalNtv10KCnt)", [C("cm_rich_2025_08", "AdrBalNtv10KCnt")], tags=("whale",)),
-    ColumnSpec("whale_supply_1k_cm_btc", "BTC", "BTC held by >= 1k BTC addresses (SplyAdrBalNtv1K)", [C("cm_rich_2025_08", "SplyAdrBalNtv1K")], tags=("whale",)),
-    ColumnSpec("whale_supply_10k_cm_btc", "BTC", "BTC held by >= 10k BTC addresses (SplyAdrBalNtv10K)", [C("cm_rich_2025_08", "SplyAdrBalNtv10K")], tags=("whale",)),
-    ColumnSpec("supply_top1pct_cm_btc", "BTC", "BTC held by the richest 1% of addresses (SplyAdrTop1Pct)", [C("cm_rich_2025_08", "SplyAdrTop1Pct")], tags=("whale",)),
-    ColumnSpec("supply_top100_cm_btc", "BTC", "BTC held by the richest 100 addresses (SplyAdrTop100)", [C("cm_rich_2025_08", "SplyAdrTop100")], tags=("whale",)),
-    ColumnSpec("whale_addr_1k_glassnode", "count", "Addresses holding >= 1k BTC (Glassnode addresses_min_1k_count)", [C("glassnode_2020", "addresses_min_1k_count")], tags=("whale",)),
-    ColumnSpec("whale_addr_10k_glassnode", "count", "Addresses holding >= 10k BTC (Glassnode)", [C("glassnode_2020", "addresses_min_10k_count")], tags=("whale",)),
-    ColumnSpec("whale_entities_1k_glassnode", "count", "Entities holding >= 1k BTC (Glassnode, ends 2019-11)", [C("glassnode_2020", "entities_min_1k_count")], tags=("whale",)),
-    ColumnSpec("supply_top1pct_share_glassnode", "fraction", "Share of supply held by the top 1% of addresses (Glassnode)", [C("glassnode_2020", "distribution_balance_1pct_holders")], tags=("whale",)),
-    ColumnSpec("supply_active_1yr_cm_btc", "BTC", "BTC moved at least once in the last year (SplyAct1yr)", [C("cm_rich_2025_08", "SplyAct1yr")], tags=("age",)),
-    ColumnSpec("supply_active_180d_cm_btc", "BTC", "BTC moved in the last 180 days (SplyAct180d; short-term supply)", [C("cm_rich_2025_08", "SplyAct180d")], tags=("age",)),
-    ColumnSpec("supply_active_1yr_pct_cm", "percent", "Share of supply active in the last year (SplyActPct1yr)", [C("cm_rich_2025_08", "SplyActPct1yr")], tags=("age",)),
-    ColumnSpec("hodl_share_gt1y_glassnode", "fraction", "Share of supply last moved > 1 year ago (Glassnode HODL waves)", [Candidate("glassnode_2020", _share(_GN_GT1Y))], tags=("age",)),
-    ColumnSpec("rcap_share_gt1y_glassnode", "fraction", "Realized-cap share of coins older than 1 year (Glassnode RCap HODL waves)",
-               [Candidate("glassnode_2020", _share(["rcap_" + c for c in _GN_GT1Y]))], tags=("age",)),
-    ColumnSpec("liveliness_glassnode", "fraction", "Liveliness = cumulative coin-days destroyed / created (Glassnode)", [C("glassnode_2020", "indicators_liveliness")], tags=("age",)),
-    ColumnSpec("supply_active_more_1y_pct_glassnode", "fraction", "Share of supply not moved for > 1 year (Glassnode)", [C("glassnode_2020", "supply_active_more_1y_percent")], tags=("age",)),
-    ColumnSpec("realized_cap_stackstats_usd", "USD", "Realized cap from the UTXO set (Stack Stats)", [C("stackstats_2020", "realized_cap")], tags=("age",)),
-    ColumnSpec("utxo_share_gt1y_stackstats", "fraction", "Share of UTXO value older than 1 year (Stack Stats)",
-               [Candidate("stackstats_2020", _share([f"utxo_value_{b}" for b in _SS_GT1Y], "total_utxo_value"))], tags=("age",)),
-    ColumnSpec("rcap_share_gt1y_stackstats", "fraction", "Realized-cap share of UTXOs older than 1 year (Stack Stats)",
-               [Candidate("stackstats_2020", _share([f"utxo_realcap_{b}" for b in _SS_GT1Y], "realized_cap"))], tags=("age",)),
+    ColumnSpec(
+        "lth_mvrv_glassnode",
+        "ratio",
+        "Glassnode long-term-holder MVRV (coins older than 155 days)",
+        [C("glassnode_2020", "market_mvrv_more_155")],
+    ),
+    ColumnSpec(
+        "sth_mvrv_glassnode",
+        "ratio",
+        "Glassnode short-term-holder MVRV (coins younger than 155 days)",
+        [C("glassnode_2020", "market_mvrv_less_155")],
+    ),
+    ColumnSpec(
+        "whale_addr_1k_cm",
+        "count",
+        "Addresses holding >= 1k BTC (Coin Metrics AdrBalNtv1KCnt)",
+        [C("cm_rich_2025_08", "AdrBalNtv1KCnt")],
+        tags=("whale",),
+    ),
+    ColumnSpec(
+        "whale_addr_10k_cm",
+        "count",
+        "Addresses holding >= 10k BTC (AdrBalNtv10KCnt)",
+        [C("cm_rich_2025_08", "AdrBalNtv10KCnt")],
+        tags=("whale",),
+    ),
+    ColumnSpec(
+        "whale_supply_1k_cm_btc",
+        "BTC",
+        "BTC held by >= 1k BTC addresses (SplyAdrBalNtv1K)",
+        [C("cm_rich_2025_08", "SplyAdrBalNtv1K")],
+        tags=("whale",),
+    ),
+    ColumnSpec(
+        "whale_supply_10k_cm_btc",
+        "BTC",
+        "BTC held by >= 10k BTC addresses (SplyAdrBalNtv10K)",
+        [C("cm_rich_2025_08", "SplyAdrBalNtv10K")],
+        tags=("whale",),
+    ),
+    ColumnSpec(
+        "supply_top1pct_cm_btc",
+        "BTC",
+        "BTC held by the richest 1% of addresses (SplyAdrTop1Pct)",
+        [C("cm_rich_2025_08", "SplyAdrTop1Pct")],
+        tags=("whale",),
+    ),
+    ColumnSpec(
+        "supply_top100_cm_btc",
+        "BTC",
+        "BTC held by the richest 100 addresses (SplyAdrTop100)",
+        [C("cm_rich_2025_08", "SplyAdrTop100")],
+        tags=("whale",),
+    ),
+    ColumnSpec(
+        "whale_addr_1k_glassnode",
+        "count",
+        "Addresses holding >= 1k BTC (Glassnode addresses_min_1k_count)",
+        [C("glassnode_2020", "addresses_min_1k_count")],
+        tags=("whale",),
+    ),
+    ColumnSpec(
+        "whale_addr_10k_glassnode",
+        "count",
+        "Addresses holding >= 10k BTC (Glassnode)",
+        [C("glassnode_2020", "addresses_min_10k_count")],
+        tags=("whale",),
+    ),
+    ColumnSpec(
+        "whale_entities_1k_glassnode",
+        "count",
+        "Entities holding >= 1k BTC (Glassnode, ends 2019-11)",
+        [C("glassnode_2020", "entities_min_1k_count")],
+        tags=("whale",),
+    ),
+    ColumnSpec(
+        "supply_top1pct_share_glassnode",
+        "fraction",
+        "Share of supply held by the top 1% of addresses (Glassnode)",
+        [C("glassnode_2020", "distribution_balance_1pct_holders")],
+        tags=("whale",),
+    ),
+    ColumnSpec(
+        "supply_active_1yr_cm_btc",
+        "BTC",
+        "BTC moved at least once in the last year (SplyAct1yr)",
+        [C("cm_rich_2025_08", "SplyAct1yr")],
+        tags=("age",),
+    ),
+    ColumnSpec(
+        "supply_active_180d_cm_btc",
+        "BTC",
+        "BTC moved in the last 180 days (SplyAct180d; short-term supply)",
+        [C("cm_rich_2025_08", "SplyAct180d")],
+        tags=("age",),
+    ),
+    ColumnSpec(
+        "supply_active_1yr_pct_cm",
+        "percent",
+        "Share of supply active in the last year (SplyActPct1yr)",
+        [C("cm_rich_2025_08", "SplyActPct1yr")],
+        tags=("age",),
+    ),
+    ColumnSpec(
+        "hodl_share_gt1y_glassnode",
+        "fraction",
+        "Share of supply last moved > 1 year ago (Glassnode HODL waves)",
+        [Candidate("glassnode_2020", _share(_GN_GT1Y))],
+        tags=("age",),
+    ),
+    ColumnSpec(
+        "rcap_share_gt1y_glassnode",
+        "fraction",
+        "Realized-cap share of coins older than 1 year (Glassnode RCap HODL waves)",
+        [Candidate("glassnode_2020", _share(["rcap_" + c for c in _GN_GT1Y]))],
+        tags=("age",),
+    ),
+    ColumnSpec(
+        "liveliness_glassnode",
+        "fraction",
+        "Liveliness = cumulative coin-days destroyed / created (Glassnode)",
+        [C("glassnode_2020", "indicators_liveliness")],
+        tags=("age",),
+    ),
+    ColumnSpec(
+        "supply_active_more_1y_pct_glassnode",
+        "fraction",
+        "Share of supply not moved for > 1 year (Glassnode)",
+        [C("glassnode_2020", "supply_active_more_1y_percent")],
+        tags=("age",),
+    ),
+    ColumnSpec(
+        "realized_cap_stackstats_usd",
+        "USD",
+        "Realized cap from the UTXO set (Stack Stats)",
+        [C("stackstats_2020", "realized_cap")],
+        tags=("age",),
+    ),
+    ColumnSpec(
+        "utxo_share_gt1y_stackstats",
+        "fraction",
+        "Share of UTXO value older than 1 year (Stack Stats)",
+        [Candidate("stackstats_2020", _share([f"utxo_value_{b}" for b in _SS_GT1Y], "total_utxo_value"))],
+        tags=("age",),
+    ),
+    ColumnSpec(
+        "rcap_share_gt1y_stackstats",
+        "fraction",
+        "Realized-cap share of UTXOs older than 1 year (Stack Stats)",
+        [Candidate("stackstats_2020", _share([f"utxo_realcap_{b}" for b in _SS_GT1Y], "realized_cap"))],
+        tags=("age",),
+    ),
 ]
 
 
@@ -202,8 +454,9 @@ def wide_to_long(wide: pd.DataFrame, source: str, date_column: str) -> pd.DataFr
     return long[np.isfinite(long["value"].to_numpy())].reset_index(drop=True)
 
 
-def normalise_onchain(long: pd.DataFrame, publication_lag_hours: float = 0.0,
-                      specs: list[ColumnSpec] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+def normalise_onchain(
+    long: pd.DataFrame, publication_lag_hours: float = 0.0, specs: list[ColumnSpec] | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Build ``market.onchain_daily`` and its column report from long rows.
 
     Args:
@@ -225,8 +478,10 @@ def normalise_onchain(long: pd.DataFrame, publication_lag_hours: float = 0.0,
     if long.empty:
         raise ValueError("no on-chain rows to normalise")
     dates = pd.date_range(long["date"].min(), long["date"].max(), freq="D", unit="us")
-    wides = {src: g.pivot(index="date", columns="metric", values="value").reindex(dates)
-             for src, g in long.groupby("source", sort=False)}
+    wides = {
+        src: g.pivot(index="date", columns="metric", values="value").reindex(dates)
+        for src, g in long.groupby("source", sort=False)
+    }
     empty = pd.DataFrame(index=dates)
     out: dict[str, object] = {"date": dates}
     report = []
@@ -239,13 +494,14 @@ def normalise_onchain(long: pd.DataFrame, publication_lag_hours: float = 0.0,
             s = s.where(np.isfinite(s))
             both = val.notna() & s.notna()
             if both.any():
-                rel = ((s[both] - val[both]).abs() / val[both].abs().clip(lower=1e-12))
+                rel = (s[both] - val[both]).abs() / val[both].abs().clip(lower=1e-12)
                 worst = max(worst, float(rel.max()))
                 if rel.max() > spec.rtol:
                     d = rel.idxmax()
                     raise OnchainSpliceError(
                         f"column {spec.name!r}: source {cand.source!r} disagrees with {src[d]!r} on {d.date()} "
-                        f"({s[d]!r} vs {val[d]!r}, rel. diff {rel.max():.2e} > rtol {spec.rtol:.0e}); refusing to splice")
+                        f"({s[d]!r} vs {val[d]!r}, rel. diff {rel.max():.2e} > rtol {spec.rtol:.0e}); refusing to splice"
+                    )
             fill = val.isna() & s.notna()
             val[fill] = s[fill]
             src[fill] = cand.source
@@ -255,15 +511,23 @@ def normalise_onchain(long: pd.DataFrame, publication_lag_hours: float = 0.0,
         have = val.dropna()
         first, last = (have.index.min(), have.index.max()) if len(have) else (pd.NaT, pd.NaT)
         span = val.loc[first:last] if len(have) else val.iloc[:0]
-        since = val.loc[max(first, pd.Timestamp("2011-01-01")):last] if len(have) else val.iloc[:0]
-        report.append({
-            "column": spec.name, "unit": spec.unit, "description": spec.description,
-            "candidates": " > ".join(f"{c.source}:{c.get.__doc__}" for c in spec.candidates),
-            "first_date": first, "last_date": last, "rows": int(len(have)),
-            "coverage": float(span.notna().mean()) if len(span) else 0.0,
-            "coverage_since_2011": float(since.notna().mean()) if len(since) else 0.0,
-            "max_overlap_rel_diff": worst, "core": spec.core, "tags": ",".join(spec.tags),
-        })
+        since = val.loc[max(first, pd.Timestamp("2011-01-01")) : last] if len(have) else val.iloc[:0]
+        report.append(
+            {
+                "column": spec.name,
+                "unit": spec.unit,
+                "description": spec.description,
+                "candidates": " > ".join(f"{c.source}:{c.get.__doc__}" for c in spec.candidates),
+                "first_date": first,
+                "last_date": last,
+                "rows": int(len(have)),
+                "coverage": float(span.notna().mean()) if len(span) else 0.0,
+                "coverage_since_2011": float(since.notna().mean()) if len(since) else 0.0,
+                "max_overlap_rel_diff": worst,
+                "core": spec.core,
+                "tags": ",".join(spec.tags),
+            }
+        )
     daily = pd.DataFrame(out)
     daily.insert(1, "available_at", available_at(daily["date"], publication_lag_hours))
     return daily, pd.DataFrame(report)
@@ -302,7 +566,13 @@ def normalise_fear_greed(df: pd.DataFrame, source: str, publication_lag_hours: f
         if mask.any():
             i = int(np.flatnonzero(mask.to_numpy())[0])
             raise ValueError(f"{source}, row {i + 1}: rule '{rule}' violated: {msg}; got {df.iloc[i].to_dict()}")
-    out = pd.DataFrame({"date": d.dt.as_unit("us"), "fng_value": v.astype("int64"),
-                        "fng_class": df["classification"].astype(str), "source": source})
+    out = pd.DataFrame(
+        {
+            "date": d.dt.as_unit("us"),
+            "fng_value": v.astype("int64"),
+            "fng_class": df["classification"].astype(str),
+            "source": source,
+        }
+    )
     out.insert(1, "available_at", available_at(out["date"], publication_lag_hours))
     return out

@@ -22,6 +22,7 @@ computed is ``unavailable`` (never neutral):
 
 Thresholds are :class:`OnchainRegimeParams` (documented defaults; ``research``-style config in trader.yaml).
 """
+
 from __future__ import annotations
 
 import numba
@@ -35,13 +36,23 @@ UNAVAILABLE = "unavailable"
 
 
 class OnchainRegimeParams(Params):
-    mdia_strong_inflow: float = Field(-1.5, description="z of the drift-adjusted MDIA 30d change at or below this: strong_inflow.")
+    mdia_strong_inflow: float = Field(
+        -1.5, description="z of the drift-adjusted MDIA 30d change at or below this: strong_inflow."
+    )
     mdia_inflow: float = Field(-0.5, description="... at or below this: inflow.")
-    mdia_distribution: float = Field(1.0, description="... at or above this: distribution (capital aging, no fresh money).")
+    mdia_distribution: float = Field(
+        1.0, description="... at or above this: distribution (capital aging, no fresh money)."
+    )
     mdia_z_window: int = Field(365, description="Days of the trailing z-score window.")
-    whale_count_step: float = Field(0.01, description="30d change of >=1k / >=10k address counts that counts as up/down.")
-    whale_proxy_strong: float = Field(0.05, description="30d exchange-supply change (abs) for broad_accum / strong_distribution.")
-    whale_proxy_step: float = Field(0.015, description="30d exchange-supply change (abs) for strategic_accum / distribution.")
+    whale_count_step: float = Field(
+        0.01, description="30d change of >=1k / >=10k address counts that counts as up/down."
+    )
+    whale_proxy_strong: float = Field(
+        0.05, description="30d exchange-supply change (abs) for broad_accum / strong_distribution."
+    )
+    whale_proxy_step: float = Field(
+        0.015, description="30d exchange-supply change (abs) for strategic_accum / distribution."
+    )
     ls_z_window: int = Field(365, description="Days of the trailing z-score of MVRV-LS.")
     ls_slope_days: int = Field(14, description="Days of the MVRV-LS z slope.")
     ls_slope_min: float = Field(0.25, description="|z slope| below this is flat.")
@@ -93,10 +104,26 @@ def _mvrv_ls_regime(ls: pd.Series, p: OnchainRegimeParams) -> tuple[pd.Series, p
     crossed_up = (above.diff() > 0).astype(int).rolling(p.ls_cross_days, min_periods=1).max() > 0
     crossed_dn = (above.diff() < 0).astype(int).rolling(p.ls_cross_days, min_periods=1).max() > 0
     up, dn = slope > p.ls_slope_min, slope < -p.ls_slope_min
-    conds = [(z > 0) & crossed_up & up, (z <= 0) & crossed_dn & dn, (z >= p.ls_warning_z) & (slope < 0),
-             (z > 0) & up, (z > 0) & dn, (z <= 0) & up, (z <= p.ls_bear_z) & dn, (z <= 0) & dn]
-    names = ["call_confirm_recovery", "put_confirm", "distribution_warning", "trend_confirm", "rollover", "improving",
-             "bear", "weak_down"]
+    conds = [
+        (z > 0) & crossed_up & up,
+        (z <= 0) & crossed_dn & dn,
+        (z >= p.ls_warning_z) & (slope < 0),
+        (z > 0) & up,
+        (z > 0) & dn,
+        (z <= 0) & up,
+        (z <= p.ls_bear_z) & dn,
+        (z <= 0) & dn,
+    ]
+    names = [
+        "call_confirm_recovery",
+        "put_confirm",
+        "distribution_warning",
+        "trend_confirm",
+        "rollover",
+        "improving",
+        "bear",
+        "weak_down",
+    ]
     reg = pd.Series(np.select([c.to_numpy() for c in conds], names, "neutral"), index=ls.index, dtype=object)
     reg[z.isna() | slope.isna()] = UNAVAILABLE
     return reg, z
@@ -106,9 +133,15 @@ def _whale_count_regime(c1k: pd.Series, c10k: pd.Series, step: float) -> pd.Seri
     a, b = _chg(c1k, 30), _chg(c10k, 30)
     up1, up10, dn1, dn10 = a >= step, b >= step, a <= -step, b <= -step
     conds = [up1 & up10, dn1 & dn10, (up1 | up10) & (dn1 | dn10), up1 | up10, dn1 | dn10]
-    reg = pd.Series(np.select([c.to_numpy() for c in conds],
-                              ["broad_accum", "strong_distribution", "mixed", "strategic_accum", "distribution"], "neutral"),
-                    index=c1k.index, dtype=object)
+    reg = pd.Series(
+        np.select(
+            [c.to_numpy() for c in conds],
+            ["broad_accum", "strong_distribution", "mixed", "strategic_accum", "distribution"],
+            "neutral",
+        ),
+        index=c1k.index,
+        dtype=object,
+    )
     reg[a.isna() | b.isna()] = UNAVAILABLE
     return reg
 
@@ -116,8 +149,15 @@ def _whale_count_regime(c1k: pd.Series, c10k: pd.Series, step: float) -> pd.Seri
 def _whale_proxy_regime(exchange_supply: pd.Series, p: OnchainRegimeParams) -> pd.Series:
     c = _chg(exchange_supply, 30)
     conds = [c <= -p.whale_proxy_strong, c <= -p.whale_proxy_step, c >= p.whale_proxy_strong, c >= p.whale_proxy_step]
-    reg = pd.Series(np.select([x.to_numpy() for x in conds], ["broad_accum", "strategic_accum", "strong_distribution",
-                                                               "distribution"], "neutral"), index=exchange_supply.index, dtype=object)
+    reg = pd.Series(
+        np.select(
+            [x.to_numpy() for x in conds],
+            ["broad_accum", "strategic_accum", "strong_distribution", "distribution"],
+            "neutral",
+        ),
+        index=exchange_supply.index,
+        dtype=object,
+    )
     reg[c.isna()] = UNAVAILABLE
     return reg
 
@@ -126,12 +166,17 @@ def _prefer(primary: pd.Series, proxy: pd.Series, primary_name: str, proxy_name:
     use_primary = primary != UNAVAILABLE
     use_proxy = ~use_primary & (proxy != UNAVAILABLE)
     value = primary.where(use_primary, proxy.where(use_proxy, UNAVAILABLE))
-    source = pd.Series(np.select([use_primary.to_numpy(), use_proxy.to_numpy()], [primary_name, proxy_name], UNAVAILABLE),
-                       index=primary.index, dtype=object)
+    source = pd.Series(
+        np.select([use_primary.to_numpy(), use_proxy.to_numpy()], [primary_name, proxy_name], UNAVAILABLE),
+        index=primary.index,
+        dtype=object,
+    )
     return value, source
 
 
-def onchain_features(onchain: pd.DataFrame, sentiment: pd.DataFrame | None, p: OnchainRegimeParams | None = None) -> pd.DataFrame:
+def onchain_features(
+    onchain: pd.DataFrame, sentiment: pd.DataFrame | None, p: OnchainRegimeParams | None = None
+) -> pd.DataFrame:
     """Daily regime features and indicator regimes.
 
     Args:
@@ -165,9 +210,19 @@ def onchain_features(onchain: pd.DataFrame, sentiment: pd.DataFrame | None, p: O
     out["mdia_chg_30d_z"] = s30
     out["mdia_pct_rank_730d"] = _pct_rank(mdia, 730)
     out["mdia_bucket"] = np.ceil(out["mdia_pct_rank_730d"] * 5).clip(1, 5)
-    mdia_reg = pd.Series(np.select([(s30 <= p.mdia_strong_inflow).to_numpy(), (s30 <= p.mdia_inflow).to_numpy(),
-                                    (s30 >= p.mdia_distribution).to_numpy()], ["strong_inflow", "inflow", "distribution"],
-                                   "neutral"), index=d.index, dtype=object)
+    mdia_reg = pd.Series(
+        np.select(
+            [
+                (s30 <= p.mdia_strong_inflow).to_numpy(),
+                (s30 <= p.mdia_inflow).to_numpy(),
+                (s30 >= p.mdia_distribution).to_numpy(),
+            ],
+            ["strong_inflow", "inflow", "distribution"],
+            "neutral",
+        ),
+        index=d.index,
+        dtype=object,
+    )
     mdia_reg[s30.isna()] = UNAVAILABLE
     # MVRV composite and the 60-day view used by the short overlay
     out["mvrv"] = mvrv
@@ -194,7 +249,9 @@ def onchain_features(onchain: pd.DataFrame, sentiment: pd.DataFrame | None, p: O
     # whales: primary (>=1k / >=10k address counts, Glassnode then Coin Metrics) and proxy (exchange supply)
     c1k = col("whale_addr_1k_glassnode").fillna(col("whale_addr_1k_cm"))
     c10k = col("whale_addr_10k_glassnode").fillna(col("whale_addr_10k_cm"))
-    ex = col("exchange_supply_btc").fillna(col("exchange_supply_btc_v2026_03").where(col("exchange_supply_btc_v2026_03") > 0))
+    ex = col("exchange_supply_btc").fillna(
+        col("exchange_supply_btc_v2026_03").where(col("exchange_supply_btc_v2026_03") > 0)
+    )
     out["whale_addr_1k"], out["whale_addr_10k"] = c1k, c10k
     out["whale_addr_1k_chg_30d"], out["whale_addr_10k_chg_30d"] = _chg(c1k, 30), _chg(c10k, 30)
     out["whale_supply_1k_chg_30d"] = _chg(col("whale_supply_1k_cm_btc"), 30)
@@ -213,35 +270,92 @@ def onchain_features(onchain: pd.DataFrame, sentiment: pd.DataFrame | None, p: O
         fng = s.reindex(d.index)
     out["fng_value"] = fng
     for n in (30, 90):
-        out[f"fng_z_{n}d"] = (fng - fng.rolling(n, min_periods=n // 2).mean()) / fng.rolling(n, min_periods=n // 2).std()
+        out[f"fng_z_{n}d"] = (fng - fng.rolling(n, min_periods=n // 2).mean()) / fng.rolling(
+            n, min_periods=n // 2
+        ).std()
     out["fng_chg_7d"] = fng - fng.shift(7)
     out["fng_bucket"] = pd.cut(fng, [-1, 24, 44, 55, 75, 100], labels=False) + 1
     out["euphoria_days_7"] = (fng >= 75).astype(float).where(fng.notna()).rolling(7, min_periods=7).sum()
     # regimes and their sources
-    out["mdia_regime"], out["mdia_source"] = mdia_reg, np.where(mdia_reg == UNAVAILABLE, UNAVAILABLE, "proxy:realized_cap_age")
+    out["mdia_regime"], out["mdia_source"] = (
+        mdia_reg,
+        np.where(mdia_reg == UNAVAILABLE, UNAVAILABLE, "proxy:realized_cap_age"),
+    )
     out["whale_regime_primary"], out["whale_regime_proxy"] = whale_prim, whale_prox
-    out["whale_regime"], out["whale_source"] = _prefer(whale_prim, whale_prox, "primary:whale_address_counts",
-                                                       "proxy:exchange_supply")
+    out["whale_regime"], out["whale_source"] = _prefer(
+        whale_prim, whale_prox, "primary:whale_address_counts", "proxy:exchange_supply"
+    )
     out["mvrv_ls_regime_primary"], out["mvrv_ls_regime_proxy"] = ls_prim, ls_prox
-    out["mvrv_ls_regime"], out["mvrv_ls_source"] = _prefer(ls_prim, ls_prox, "primary:glassnode_lth_sth", "proxy:mvrv_minus_sth155")
+    out["mvrv_ls_regime"], out["mvrv_ls_source"] = _prefer(
+        ls_prim, ls_prox, "primary:glassnode_lth_sth", "proxy:mvrv_minus_sth155"
+    )
     return out.reset_index()
 
 
 FEATURE_COLUMNS = [
-    "mdia_days", "mdia_chg_7d", "mdia_chg_14d", "mdia_chg_30d", "mdia_chg_90d", "mdia_chg_accel", "mdia_drift_adj_30d",
+    "mdia_days",
+    "mdia_chg_7d",
+    "mdia_chg_14d",
+    "mdia_chg_30d",
+    "mdia_chg_90d",
+    "mdia_chg_accel",
+    "mdia_drift_adj_30d",
     "mdia_chg_30d_z",
-    "mdia_pct_rank_730d", "mdia_bucket", "mvrv", "mvrv_pct_rank_365d", "mvrv_pct_rank_1460d", "mvrv_z_365d",
-    "mvrv_composite", "mvrv_chg_14d", "mvrv_60d_pct_rank", "mvrv_60d_max", "mvrv_60d_dist_from_max", "realized_price_usd",
-    "price_to_realized", "sth_mvrv_proxy", "mvrv_ls_primary", "mvrv_ls_proxy", "mvrv_ls_z_primary", "mvrv_ls_z_proxy",
-    "mvrv_ls_slope_proxy", "mvrv_ls_pct_rank_365d", "whale_addr_1k", "whale_addr_10k", "whale_addr_1k_chg_30d",
-    "whale_addr_10k_chg_30d", "whale_supply_1k_chg_30d", "supply_top1pct_chg_30d", "exchange_supply_btc",
-    "exchange_supply_share", "exchange_netflow_7d_btc", "exchange_netflow_30d_btc", "exchange_supply_chg_30d",
-    "fng_value", "fng_z_30d", "fng_z_90d", "fng_chg_7d", "fng_bucket", "euphoria_days_7",
+    "mdia_pct_rank_730d",
+    "mdia_bucket",
+    "mvrv",
+    "mvrv_pct_rank_365d",
+    "mvrv_pct_rank_1460d",
+    "mvrv_z_365d",
+    "mvrv_composite",
+    "mvrv_chg_14d",
+    "mvrv_60d_pct_rank",
+    "mvrv_60d_max",
+    "mvrv_60d_dist_from_max",
+    "realized_price_usd",
+    "price_to_realized",
+    "sth_mvrv_proxy",
+    "mvrv_ls_primary",
+    "mvrv_ls_proxy",
+    "mvrv_ls_z_primary",
+    "mvrv_ls_z_proxy",
+    "mvrv_ls_slope_proxy",
+    "mvrv_ls_pct_rank_365d",
+    "whale_addr_1k",
+    "whale_addr_10k",
+    "whale_addr_1k_chg_30d",
+    "whale_addr_10k_chg_30d",
+    "whale_supply_1k_chg_30d",
+    "supply_top1pct_chg_30d",
+    "exchange_supply_btc",
+    "exchange_supply_share",
+    "exchange_netflow_7d_btc",
+    "exchange_netflow_30d_btc",
+    "exchange_supply_chg_30d",
+    "fng_value",
+    "fng_z_30d",
+    "fng_z_90d",
+    "fng_chg_7d",
+    "fng_bucket",
+    "euphoria_days_7",
 ]
 
-_GROUP = {"strong_inflow": 1, "inflow": 1, "broad_accum": 1, "strategic_accum": 1, "call_confirm_recovery": 1,
-          "trend_confirm": 1, "improving": 1, "distribution": -1, "strong_distribution": -1, "rollover": -1, "weak_down": -1,
-          "distribution_warning": -1, "put_confirm": -1, "bear": -1}
+_GROUP = {
+    "strong_inflow": 1,
+    "inflow": 1,
+    "broad_accum": 1,
+    "strategic_accum": 1,
+    "call_confirm_recovery": 1,
+    "trend_confirm": 1,
+    "improving": 1,
+    "distribution": -1,
+    "strong_distribution": -1,
+    "rollover": -1,
+    "weak_down": -1,
+    "distribution_warning": -1,
+    "put_confirm": -1,
+    "bear": -1,
+}
 
 
 def source_agreement(features: pd.DataFrame) -> pd.DataFrame:
@@ -251,8 +365,14 @@ def source_agreement(features: pd.DataFrame) -> pd.DataFrame:
         a, b = features[f"{ind}_primary"], features[f"{ind}_proxy"]
         both = (a != UNAVAILABLE) & (b != UNAVAILABLE)
         da, db = a[both].map(lambda x: _GROUP.get(x, 0)), b[both].map(lambda x: _GROUP.get(x, 0))
-        rows.append({"indicator": ind.removesuffix("_regime"), "days_both": int(both.sum()),
-                     "exact_agreement": float((a[both] == b[both]).mean()) if both.any() else np.nan,
-                     "direction_agreement": float((da == db).mean()) if both.any() else np.nan,
-                     "first_day": features.loc[both, "date"].min(), "last_day": features.loc[both, "date"].max()})
+        rows.append(
+            {
+                "indicator": ind.removesuffix("_regime"),
+                "days_both": int(both.sum()),
+                "exact_agreement": float((a[both] == b[both]).mean()) if both.any() else np.nan,
+                "direction_agreement": float((da == db).mean()) if both.any() else np.nan,
+                "first_day": features.loc[both, "date"].min(),
+                "last_day": features.loc[both, "date"].max(),
+            }
+        )
     return pd.DataFrame(rows)

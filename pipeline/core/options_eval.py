@@ -10,6 +10,7 @@ move over its DTE in the trade's direction.
 The account model for an equity curve: each taken trade spends ``premium_budget × size`` of current equity on
 premium; its P&L (payoff/premium − 1 of that spend) is booked at expiry.
 """
+
 from __future__ import annotations
 
 import math
@@ -25,7 +26,7 @@ def bs_price(spot, strike, t_years, vol, call: bool) -> np.ndarray:
     sd = v * np.sqrt(np.maximum(t, 0.0))
     ok = sd > 0
     with np.errstate(divide="ignore", invalid="ignore"):
-        d1 = (np.log(s / k) + 0.5 * sd ** 2) / np.where(ok, sd, 1.0)
+        d1 = (np.log(s / k) + 0.5 * sd**2) / np.where(ok, sd, 1.0)
     d2 = d1 - sd
     c = np.where(ok, s * norm.cdf(d1) - k * norm.cdf(d2), np.maximum(s - k, 0.0))  # zero volatility: intrinsic value
     return np.where(call, c, c - s + k)
@@ -92,22 +93,39 @@ def summary(ev: pd.DataFrame, by: str | list[str]) -> pd.DataFrame:
     """Hit rates and average outcomes per group (e.g. ``trade_type``, ``state``, year)."""
     done = ev[ev["option_ret"].notna()]
     g = done.groupby(by, dropna=False)
-    return pd.DataFrame({"trades": g.size(), "option_hit_rate": g["hit"].mean(), "avg_option_ret": g["option_ret"].mean(),
-                         "median_option_ret": g["option_ret"].median(), "direction_hit_rate": g["direction_hit"].mean(),
-                         "avg_underlying_ret": g["underlying_ret"].mean()}).reset_index()
+    return pd.DataFrame(
+        {
+            "trades": g.size(),
+            "option_hit_rate": g["hit"].mean(),
+            "avg_option_ret": g["option_ret"].mean(),
+            "median_option_ret": g["option_ret"].median(),
+            "direction_hit_rate": g["direction_hit"].mean(),
+            "avg_underlying_ret": g["underlying_ret"].mean(),
+        }
+    ).reset_index()
 
 
-def always_on(price: pd.Series, structure: str, every_days: int, dte: int, moneyness: float, grid: float,
-              start, end) -> pd.DataFrame:
+def always_on(
+    price: pd.Series, structure: str, every_days: int, dte: int, moneyness: float, grid: float, start, end
+) -> pd.DataFrame:
     """A naive benchmark: buy ``structure`` (LONG_CALL or LONG_PUT) every ``every_days`` days between start and end."""
     dates = pd.date_range(pd.Timestamp(start), pd.Timestamp(end), freq=f"{every_days}D")
     spot = dates.map(price)
     keep = ~np.isnan(spot.to_numpy(float))
     dates, spot = dates[keep], spot[keep]
     strike = np.round(spot.to_numpy(float) * (1 + moneyness) / grid) * grid
-    return pd.DataFrame({"date": dates, "expiry": dates + pd.Timedelta(days=dte), "structure": structure,
-                         "strike_long": strike, "strike_short": np.nan, "direction": 1 if structure == "LONG_CALL" else -1,
-                         "size": 1.0, "trade_type": f"ALWAYS_{structure}"})
+    return pd.DataFrame(
+        {
+            "date": dates,
+            "expiry": dates + pd.Timedelta(days=dte),
+            "structure": structure,
+            "strike_long": strike,
+            "strike_short": np.nan,
+            "direction": 1 if structure == "LONG_CALL" else -1,
+            "size": 1.0,
+            "trade_type": f"ALWAYS_{structure}",
+        }
+    )
 
 
 def desk_evaluation(trades: pd.DataFrame, price: pd.Series, sp) -> dict:
@@ -127,33 +145,71 @@ def desk_evaluation(trades: pd.DataFrame, price: pd.Series, sp) -> dict:
 
     ev = evaluate_trades(trades, price)
     start, end = pd.Timestamp(ev["date"].min()), pd.Timestamp(ev["date"].max())
-    calls = evaluate_trades(always_on(price, "LONG_CALL", 7, sp.dte["LONG"], sp.long_call_moneyness, sp.strike_grid, start, end), price)
-    puts = evaluate_trades(always_on(price, "LONG_PUT", 7, sp.dte["PRIMARY_SHORT"], sp.long_put_moneyness, sp.strike_grid, start, end),
-                           price)
+    calls = evaluate_trades(
+        always_on(price, "LONG_CALL", 7, sp.dte["LONG"], sp.long_call_moneyness, sp.strike_grid, start, end), price
+    )
+    puts = evaluate_trades(
+        always_on(price, "LONG_PUT", 7, sp.dte["PRIMARY_SHORT"], sp.long_put_moneyness, sp.strike_grid, start, end),
+        price,
+    )
     eq = equity_curve(ev)
     bh = price[(price.index >= start) & (price.index <= end)].dropna()
     bh_ts = bh.index.astype("datetime64[ms]").astype("int64").to_numpy()
-    metrics = {**performance(eq["ts"].to_numpy(), eq["equity"].to_numpy()),
-               "n_trades": float(ev["option_ret"].notna().sum()), "option_hit_rate": float(ev["hit"].mean()),
-               "direction_hit_rate": float(ev["direction_hit"].mean()), "avg_option_ret": float(ev["option_ret"].mean())}
-    bench = {"buy_and_hold": performance(bh_ts, bh.to_numpy()),
-             "always_on_calls": {**performance(equity_curve(calls)["ts"].to_numpy(), equity_curve(calls)["equity"].to_numpy()),
-                                 "option_hit_rate": float(calls["hit"].mean())},
-             "always_on_puts": {**performance(equity_curve(puts)["ts"].to_numpy(), equity_curve(puts)["equity"].to_numpy()),
-                                "option_hit_rate": float(puts["hit"].mean())}}
-    return {"ev": ev, "equity": eq, "metrics": metrics, "benchmark": bench, "by_state": summary(ev, "state"),
-            "by_year": summary(ev.assign(year=pd.to_datetime(ev["date"]).dt.year), "year"),
-            "by_trade_type": summary(ev, "trade_type"), "start": start, "end": end}
+    metrics = {
+        **performance(eq["ts"].to_numpy(), eq["equity"].to_numpy()),
+        "n_trades": float(ev["option_ret"].notna().sum()),
+        "option_hit_rate": float(ev["hit"].mean()),
+        "direction_hit_rate": float(ev["direction_hit"].mean()),
+        "avg_option_ret": float(ev["option_ret"].mean()),
+    }
+    bench = {
+        "buy_and_hold": performance(bh_ts, bh.to_numpy()),
+        "always_on_calls": {
+            **performance(equity_curve(calls)["ts"].to_numpy(), equity_curve(calls)["equity"].to_numpy()),
+            "option_hit_rate": float(calls["hit"].mean()),
+        },
+        "always_on_puts": {
+            **performance(equity_curve(puts)["ts"].to_numpy(), equity_curve(puts)["equity"].to_numpy()),
+            "option_hit_rate": float(puts["hit"].mean()),
+        },
+    }
+    return {
+        "ev": ev,
+        "equity": eq,
+        "metrics": metrics,
+        "benchmark": bench,
+        "by_state": summary(ev, "state"),
+        "by_year": summary(ev.assign(year=pd.to_datetime(ev["date"]).dt.year), "year"),
+        "by_trade_type": summary(ev, "trade_type"),
+        "start": start,
+        "end": end,
+    }
 
 
 def trade_rows(ev: pd.DataFrame) -> pd.DataFrame:
     """``backtest.trades`` rows of evaluated option trades: premium in, payoff out at expiry, no fees (model premium)."""
     d_ms = pd.to_datetime(ev["date"]).astype("datetime64[ms]").astype("int64")
     x_ms = pd.to_datetime(ev["expiry"]).astype("datetime64[ms]").astype("int64")
-    return pd.DataFrame({
-        "trade_id": range(len(ev)), "symbol": "BTC options (" + ev["structure"] + ")",
-        "direction": ev["direction"].astype(int), "signal_ts": d_ms, "entry_ts": d_ms, "exit_ts": x_ms,
-        "entry_time": pd.to_datetime(ev["date"]), "exit_time": pd.to_datetime(ev["expiry"]), "entry_price": ev["premium"],
-        "exit_price": ev["payoff"], "units": ev["size"], "notional": ev["premium"] * ev["size"], "fees": 0.0,
-        "pnl": (ev["payoff"] - ev["premium"]) * ev["size"], "ret": ev["option_ret"], "exit_reason": "expiry",
-        "r_multiple": ev["option_ret"], "tp1_hit": False, "bars_held": (x_ms - d_ms) // 86_400_000})
+    return pd.DataFrame(
+        {
+            "trade_id": range(len(ev)),
+            "symbol": "BTC options (" + ev["structure"] + ")",
+            "direction": ev["direction"].astype(int),
+            "signal_ts": d_ms,
+            "entry_ts": d_ms,
+            "exit_ts": x_ms,
+            "entry_time": pd.to_datetime(ev["date"]),
+            "exit_time": pd.to_datetime(ev["expiry"]),
+            "entry_price": ev["premium"],
+            "exit_price": ev["payoff"],
+            "units": ev["size"],
+            "notional": ev["premium"] * ev["size"],
+            "fees": 0.0,
+            "pnl": (ev["payoff"] - ev["premium"]) * ev["size"],
+            "ret": ev["option_ret"],
+            "exit_reason": "expiry",
+            "r_multiple": ev["option_ret"],
+            "tp1_hit": False,
+            "bars_held": (x_ms - d_ms) // 86_400_000,
+        }
+    )

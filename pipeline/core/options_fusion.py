@@ -18,6 +18,7 @@ Choices where the seed is silent (also in ``docs/decisions.md``):
   call_confirm" = {call_confirm_recovery, trend_confirm}; "MVRV recovery" = {call_confirm_recovery,
   improving}; "MVRV improving" = {improving, trend_confirm}; "MVRV put OR bear" = {put_confirm, bear}.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -29,8 +30,17 @@ from pipeline.core.params import Params
 UNAVAILABLE = "unavailable"
 MDIA_REGIMES = ("strong_inflow", "inflow", "neutral", "distribution")
 WHALE_REGIMES = ("broad_accum", "strategic_accum", "neutral", "mixed", "distribution", "strong_distribution")
-MVRV_LS_REGIMES = ("call_confirm_recovery", "trend_confirm", "improving", "neutral", "rollover", "weak_down",
-                   "distribution_warning", "put_confirm", "bear")
+MVRV_LS_REGIMES = (
+    "call_confirm_recovery",
+    "trend_confirm",
+    "improving",
+    "neutral",
+    "rollover",
+    "weak_down",
+    "distribution_warning",
+    "put_confirm",
+    "bear",
+)
 
 #: seed "Step 1: Confidence Score Calculation"
 SCORES = {
@@ -38,20 +48,46 @@ SCORES = {
     "whales": {"broad_accum": 2, "strategic_accum": 1, "strong_distribution": -2, "distribution": -1},
     "mvrv_ls": {"call_confirm_recovery": 2, "trend_confirm": 1, "put_confirm": -2, "distribution_warning": -1},
 }
-_BULL = {"mdia": {"inflow", "strong_inflow"}, "whales": {"broad_accum", "strategic_accum"},
-         "mvrv_ls": {"call_confirm_recovery", "trend_confirm"}}
-_BEAR = {"mdia": {"distribution"}, "whales": {"distribution", "strong_distribution"},
-         "mvrv_ls": {"distribution_warning", "put_confirm", "bear"}}
+_BULL = {
+    "mdia": {"inflow", "strong_inflow"},
+    "whales": {"broad_accum", "strategic_accum"},
+    "mvrv_ls": {"call_confirm_recovery", "trend_confirm"},
+}
+_BEAR = {
+    "mdia": {"distribution"},
+    "whales": {"distribution", "strong_distribution"},
+    "mvrv_ls": {"distribution_warning", "put_confirm", "bear"},
+}
 
 #: the 8 states in the seed's evaluation order (most specific first), then their trade
-STATES = ("strong_bullish", "early_recovery", "bear_continuation", "distribution_risk", "momentum_continuation",
-          "bull_probe", "bear_probe", "no_trade")
-STATE_TRADE = {"strong_bullish": "LONG", "early_recovery": "LONG", "momentum_continuation": "LONG",
-               "bull_probe": "BULL_PROBE", "distribution_risk": "PRIMARY_SHORT", "bear_continuation": "PRIMARY_SHORT",
-               "bear_probe": "BEAR_PROBE", "no_trade": None}
+STATES = (
+    "strong_bullish",
+    "early_recovery",
+    "bear_continuation",
+    "distribution_risk",
+    "momentum_continuation",
+    "bull_probe",
+    "bear_probe",
+    "no_trade",
+)
+STATE_TRADE = {
+    "strong_bullish": "LONG",
+    "early_recovery": "LONG",
+    "momentum_continuation": "LONG",
+    "bull_probe": "BULL_PROBE",
+    "distribution_risk": "PRIMARY_SHORT",
+    "bear_continuation": "PRIMARY_SHORT",
+    "bear_probe": "BEAR_PROBE",
+    "no_trade": None,
+}
 TRADE_DIRECTION = {"LONG": 1, "BULL_PROBE": 1, "PRIMARY_SHORT": -1, "BEAR_PROBE": -1, "TACTICAL_PUT": -1}
-TRADE_STRUCTURE = {"LONG": "LONG_CALL", "BULL_PROBE": "CALL_SPREAD", "PRIMARY_SHORT": "LONG_PUT",
-                   "BEAR_PROBE": "PUT_SPREAD", "TACTICAL_PUT": "TACTICAL_PUT"}
+TRADE_STRUCTURE = {
+    "LONG": "LONG_CALL",
+    "BULL_PROBE": "CALL_SPREAD",
+    "PRIMARY_SHORT": "LONG_PUT",
+    "BEAR_PROBE": "PUT_SPREAD",
+    "TACTICAL_PUT": "TACTICAL_PUT",
+}
 
 
 class FusionParams(Params):
@@ -61,10 +97,14 @@ class FusionParams(Params):
     medium_min_score: int = Field(2, description="Score >= this: MEDIUM confidence.")
     bull_probe_min_score: int = Field(2, description="BULL_PROBE needs score >= this.")
     bear_probe_max_score: int = Field(-2, description="BEAR_PROBE needs score <= this.")
-    size_by_confidence: dict[str, float] = Field(default_factory=lambda: {"high": 1.0, "medium": 1.0, "low": 0.5},
-                                                 description="Base size of full trades by confidence (LOW = reduced).")
-    probe_size_by_confidence: dict[str, float] = Field(default_factory=lambda: {"high": 0.6, "medium": 0.5, "low": 0.35},
-                                                       description="Probe sizes within the seed's 0.35-0.60x.")
+    size_by_confidence: dict[str, float] = Field(
+        default_factory=lambda: {"high": 1.0, "medium": 1.0, "low": 0.5},
+        description="Base size of full trades by confidence (LOW = reduced).",
+    )
+    probe_size_by_confidence: dict[str, float] = Field(
+        default_factory=lambda: {"high": 0.6, "medium": 0.5, "low": 0.35},
+        description="Probe sizes within the seed's 0.35-0.60x.",
+    )
 
 
 def _isin(a: np.ndarray, values) -> np.ndarray:
@@ -80,13 +120,19 @@ def fusion_score(mdia, whales, mvrv_ls) -> tuple[np.ndarray, np.ndarray]:
     Returns:
         ``(score, conflicts)`` int64 arrays (n,); score = sum of indicator scores − conflicts.
     """
-    regs = {"mdia": np.asarray(mdia, object), "whales": np.asarray(whales, object), "mvrv_ls": np.asarray(mvrv_ls, object)}
+    regs = {
+        "mdia": np.asarray(mdia, object),
+        "whales": np.asarray(whales, object),
+        "mvrv_ls": np.asarray(mvrv_ls, object),
+    }
     score = np.zeros(len(regs["mdia"]), np.int64)
     for k, table in SCORES.items():
         score += np.array([table.get(x, 0) for x in regs[k]], np.int64) if len(regs[k]) else 0
     sign = {k: _isin(v, _BULL[k]).astype(int) - _isin(v, _BEAR[k]).astype(int) for k, v in regs.items()}
-    conflicts = sum(((sign[a] * sign[b]) < 0).astype(np.int64) for a, b in (("mdia", "whales"), ("mdia", "mvrv_ls"),
-                                                                           ("whales", "mvrv_ls")))
+    conflicts = sum(
+        ((sign[a] * sign[b]) < 0).astype(np.int64)
+        for a, b in (("mdia", "whales"), ("mdia", "mvrv_ls"), ("whales", "mvrv_ls"))
+    )
     return score - conflicts, np.asarray(conflicts, np.int64)
 
 
@@ -110,18 +156,37 @@ def classify_state(mdia, whales, mvrv_ls, score, p: FusionParams) -> tuple[np.nd
     inflow, strong = _isin(m, {"inflow", "strong_inflow"}), m == "strong_inflow"
     sponsored, distrib = _isin(w, {"broad_accum", "strategic_accum"}), _isin(w, {"distribution", "strong_distribution"})
     rules = [
-        (strong & sponsored & _isin(v, {"call_confirm_recovery", "trend_confirm"}), "strong_bullish",
-         "MDIA strong_inflow + whale sponsored + MVRV call_confirm"),
-        (inflow & sponsored & _isin(v, {"call_confirm_recovery", "improving"}), "early_recovery",
-         "MDIA inflow + whale sponsored + MVRV recovery"),
-        (~inflow & distrib & _isin(v, {"put_confirm", "bear"}), "bear_continuation",
-         "MDIA not inflow + whale distrib + MVRV put/bear"),
-        (distrib & ~strong & _isin(v, {"rollover", "weak_down", "distribution_warning"}), "distribution_risk",
-         "whale distrib + MDIA not strong + MVRV rollover/weak_down/warning"),
-        (inflow & _isin(w, {"neutral", "mixed"}) & _isin(v, {"improving", "trend_confirm"}), "momentum_continuation",
-         "MDIA inflow + whale neutral/mixed + MVRV improving"),
+        (
+            strong & sponsored & _isin(v, {"call_confirm_recovery", "trend_confirm"}),
+            "strong_bullish",
+            "MDIA strong_inflow + whale sponsored + MVRV call_confirm",
+        ),
+        (
+            inflow & sponsored & _isin(v, {"call_confirm_recovery", "improving"}),
+            "early_recovery",
+            "MDIA inflow + whale sponsored + MVRV recovery",
+        ),
+        (
+            ~inflow & distrib & _isin(v, {"put_confirm", "bear"}),
+            "bear_continuation",
+            "MDIA not inflow + whale distrib + MVRV put/bear",
+        ),
+        (
+            distrib & ~strong & _isin(v, {"rollover", "weak_down", "distribution_warning"}),
+            "distribution_risk",
+            "whale distrib + MDIA not strong + MVRV rollover/weak_down/warning",
+        ),
+        (
+            inflow & _isin(w, {"neutral", "mixed"}) & _isin(v, {"improving", "trend_confirm"}),
+            "momentum_continuation",
+            "MDIA inflow + whale neutral/mixed + MVRV improving",
+        ),
         (inflow & sponsored & (v == "neutral"), "bull_probe", "MDIA inflow + whale sponsored + MVRV neutral"),
-        ((m == "distribution") & distrib & (v == "neutral"), "bear_probe", "MDIA distrib + whale distrib + MVRV neutral"),
+        (
+            (m == "distribution") & distrib & (v == "neutral"),
+            "bear_probe",
+            "MDIA distrib + whale distrib + MVRV neutral",
+        ),
     ]
     state = np.select([r[0] for r in rules], [r[1] for r in rules], "no_trade").astype(object)
     reason = np.select([r[0] for r in rules], [r[2] for r in rules], "no alignment").astype(object)
@@ -158,24 +223,44 @@ def fuse(days: pd.DataFrame, p: FusionParams | None = None) -> pd.DataFrame:
     direction = np.array([TRADE_DIRECTION.get(t, 0) if t else 0 for t in trade], np.int64)
     conf = confidence(score, direction, p)
     probe = np.isin(trade, ["BULL_PROBE", "BEAR_PROBE"])
-    size = np.where(trade == None, 0.0, np.where(probe, [p.probe_size_by_confidence[c] for c in conf],  # noqa: E711
-                                                 [p.size_by_confidence[c] for c in conf]))
+    size = np.where(
+        trade == None,  # noqa: E711 - elementwise on an object array
+        0.0,
+        np.where(
+            probe,
+            [p.probe_size_by_confidence[c] for c in conf],  # noqa: E711
+            [p.size_by_confidence[c] for c in conf],
+        ),
+    )
     unavailable = np.char.startswith(reason.astype(str), "unavailable")
     conf = np.where(unavailable, None, conf)
-    out = pd.DataFrame({"score": pd.array(np.where(unavailable, 0, score), dtype="Int64"), "conflicts": conflicts,
-                        "state": state, "state_reason": reason, "trade_type": trade, "direction": direction,
-                        "confidence": conf, "base_size": size.astype(float)}, index=days.index)
+    out = pd.DataFrame(
+        {
+            "score": pd.array(np.where(unavailable, 0, score), dtype="Int64"),
+            "conflicts": conflicts,
+            "state": state,
+            "state_reason": reason,
+            "trade_type": trade,
+            "direction": direction,
+            "confidence": conf,
+            "base_size": size.astype(float),
+        },
+        index=days.index,
+    )
     out.loc[unavailable, "score"] = pd.NA
     return out
 
 
 # --- overlays (seed "Overlays (Execution Modifiers)") -------------------------------------------------
 
+
 class OverlayParams(Params):
     """Overlay triggers. Long side: sentiment (Fear & Greed) + MVRV composite; short side: MVRV-60d only."""
 
     fear_max: float = Field(35, description="Fear & Greed at or below this is fear.")
-    fear_stabilizing_days: int = Field(7, description="Fear is 'stabilizing' when F&G is not lower than this many days ago.")
+    fear_stabilizing_days: int = Field(
+        7, description="Fear is 'stabilizing' when F&G is not lower than this many days ago."
+    )
     euphoria_min: float = Field(75, description="Fear & Greed at or above this is euphoria.")
     euphoria_persist_days: int = Field(5, description="Euphoria 'persisting': at least this many of the last 7 days.")
     mvrv_undervalued_pct: float = Field(0.30, description="MVRV composite percentile at or below this: undervalued.")
@@ -193,7 +278,9 @@ class OverlayParams(Params):
     short_partial_size: float = 1.05
     short_soft_veto_size: float = 0.50
     near_peak_weight: float = Field(0.5, description="Weight of mvrv_60d_pct_rank in the near-peak blend.")
-    near_peak_dist_scale: float = Field(0.25, description="Distance from the 60d max (fraction) that scores 0 closeness.")
+    near_peak_dist_scale: float = Field(
+        0.25, description="Distance from the 60d max (fraction) that scores 0 closeness."
+    )
 
 
 def near_peak_score(pct_rank, dist_from_max, o: OverlayParams) -> np.ndarray:
@@ -206,8 +293,9 @@ def near_peak_score(pct_rank, dist_from_max, o: OverlayParams) -> np.ndarray:
     return o.near_peak_weight * np.asarray(pct_rank, float) + (1 - o.near_peak_weight) * close
 
 
-def long_overlay(fear_stabilizing, mvrv_undervalued, euphoria_persisting, mvrv_overvalued_rollover,
-                 o: OverlayParams) -> pd.DataFrame:
+def long_overlay(
+    fear_stabilizing, mvrv_undervalued, euphoria_persisting, mvrv_overvalued_rollover, o: OverlayParams
+) -> pd.DataFrame:
     """Long overlay per day with the seed's veto dominance.
 
     Candidates: full edge (+2: fear stabilizing AND MVRV undervalued), partial edge (+1: either), moderate veto
@@ -219,34 +307,52 @@ def long_overlay(fear_stabilizing, mvrv_undervalued, euphoria_persisting, mvrv_o
         ``overlay`` (full_edge / partial_edge / moderate_veto / strong_veto / none), ``overlay_level`` (+2..−2),
         ``size_mult``, ``dte_mult``, ``overlay_reason``.
     """
-    fs, uv, eu, ov = (np.asarray(x, bool) for x in (fear_stabilizing, mvrv_undervalued, euphoria_persisting,
-                                                    mvrv_overvalued_rollover))
+    fs, uv, eu, ov = (
+        np.asarray(x, bool) for x in (fear_stabilizing, mvrv_undervalued, euphoria_persisting, mvrv_overvalued_rollover)
+    )
     strong, full, moderate, partial = eu & ov, fs & uv, eu, fs | uv
-    return _overlay_frame([strong, full, moderate, partial],
-                          [0.0, o.long_full_size, o.long_moderate_veto_size, o.long_partial_size], [1.0, o.long_full_dte, 1.0, 1.0],
-                          ["LONG VETO (STRONG): euphoria persisting + MVRV overvalued rolling over",
-                           "LONG EDGE (FULL): fear stabilizing + MVRV undervalued", "LONG VETO (MODERATE): euphoria persisting",
-                           np.where(fs, "LONG EDGE (PARTIAL): fear stabilizing", "LONG EDGE (PARTIAL): MVRV undervalued")],
-                          ["strong_veto", "full_edge", "moderate_veto", "partial_edge"])
+    return _overlay_frame(
+        [strong, full, moderate, partial],
+        [0.0, o.long_full_size, o.long_moderate_veto_size, o.long_partial_size],
+        [1.0, o.long_full_dte, 1.0, 1.0],
+        [
+            "LONG VETO (STRONG): euphoria persisting + MVRV overvalued rolling over",
+            "LONG EDGE (FULL): fear stabilizing + MVRV undervalued",
+            "LONG VETO (MODERATE): euphoria persisting",
+            np.where(fs, "LONG EDGE (PARTIAL): fear stabilizing", "LONG EDGE (PARTIAL): MVRV undervalued"),
+        ],
+        ["strong_veto", "full_edge", "moderate_veto", "partial_edge"],
+    )
 
 
 def _overlay_frame(conds, sizes, dtes, reasons, kinds) -> pd.DataFrame:
     """Overlay columns from rules in dominance order (first true wins): veto, full edge, soft veto, partial edge."""
-    return pd.DataFrame({"overlay": np.select(conds, kinds, "none"), "overlay_level": np.select(conds, [-2, 2, -1, 1], 0),
-                         "size_mult": np.select(conds, sizes, 1.0), "dte_mult": np.select(conds, dtes, 1.0),
-                         "overlay_reason": np.select(conds, reasons, "none")})
+    return pd.DataFrame(
+        {
+            "overlay": np.select(conds, kinds, "none"),
+            "overlay_level": np.select(conds, [-2, 2, -1, 1], 0),
+            "size_mult": np.select(conds, sizes, 1.0),
+            "dte_mult": np.select(conds, dtes, 1.0),
+            "overlay_reason": np.select(conds, reasons, "none"),
+        }
+    )
 
 
 def short_overlay(score, o: OverlayParams) -> pd.DataFrame:
     """Short overlay from the near-peak score (seed bands 0.85 / 0.75 / 0.35 / 0.25); NaN score → none."""
     s = np.asarray(score, float)
-    return _overlay_frame([s <= o.short_hard_veto, s >= o.short_full, s <= o.short_soft_veto, s >= o.short_partial],
-                          [0.0, o.short_full_size, o.short_soft_veto_size, o.short_partial_size], [1.0, o.short_full_dte, 1.0, 1.0],
-                          [f"SHORT VETO (HARD): near-peak score <= {o.short_hard_veto}",
-                           f"SHORT EDGE (FULL): near-peak score >= {o.short_full}",
-                           f"SHORT VETO (SOFT): near-peak score <= {o.short_soft_veto}",
-                           f"SHORT EDGE (PARTIAL): near-peak score >= {o.short_partial}"],
-                          ["hard_veto", "full_edge", "soft_veto", "partial_edge"])
+    return _overlay_frame(
+        [s <= o.short_hard_veto, s >= o.short_full, s <= o.short_soft_veto, s >= o.short_partial],
+        [0.0, o.short_full_size, o.short_soft_veto_size, o.short_partial_size],
+        [1.0, o.short_full_dte, 1.0, 1.0],
+        [
+            f"SHORT VETO (HARD): near-peak score <= {o.short_hard_veto}",
+            f"SHORT EDGE (FULL): near-peak score >= {o.short_full}",
+            f"SHORT VETO (SOFT): near-peak score <= {o.short_soft_veto}",
+            f"SHORT EDGE (PARTIAL): near-peak score >= {o.short_partial}",
+        ],
+        ["hard_veto", "full_edge", "soft_veto", "partial_edge"],
+    )
 
 
 def cooldown(dates: pd.Series, trade_type: pd.Series, days_by_type: dict[str, int]) -> np.ndarray:
@@ -294,15 +400,19 @@ def tactical_puts(state, mvrv_ls, whales, near_peak, euphoria_persisting, tp: Ta
     (bool), ``tactical_size``, ``tactical_reason``.
     """
     st = np.asarray(state, object)
-    signs = {"MVRV-LS rolling over": _isin(np.asarray(mvrv_ls, object), {"rollover", "weak_down", "distribution_warning"}),
-             "whales distributing": _isin(np.asarray(whales, object), {"distribution", "strong_distribution"}),
-             "MVRV-60d near peak": np.nan_to_num(np.asarray(near_peak, float), nan=0.0) >= tp.near_peak_min,
-             "euphoria persisting": np.asarray(euphoria_persisting, bool)}
+    signs = {
+        "MVRV-LS rolling over": _isin(np.asarray(mvrv_ls, object), {"rollover", "weak_down", "distribution_warning"}),
+        "whales distributing": _isin(np.asarray(whales, object), {"distribution", "strong_distribution"}),
+        "MVRV-60d near peak": np.nan_to_num(np.asarray(near_peak, float), nan=0.0) >= tp.near_peak_min,
+        "euphoria persisting": np.asarray(euphoria_persisting, bool),
+    }
     n = sum(v.astype(int) for v in signs.values())
     on = _isin(st, BULL_STATES) & (n >= tp.min_triggers)
     size = np.where(on, np.minimum(tp.base_size + tp.step_size * (n - 1), tp.max_size), 0.0)
     parts = [np.where(v, k + "; ", "") for k, v in signs.items()]
-    joined = np.char.rstrip(np.char.add(np.char.add(parts[0], parts[1]), np.char.add(parts[2], parts[3])).astype(str), "; ")
+    joined = np.char.rstrip(
+        np.char.add(np.char.add(parts[0], parts[1]), np.char.add(parts[2], parts[3])).astype(str), "; "
+    )
     reason = np.where(on, joined, "").astype(object)
     return pd.DataFrame({"tactical_put": on, "tactical_size": size, "tactical_reason": reason})
 
@@ -316,8 +426,15 @@ class StructureParams(Params):
     long_put_moneyness: float = -0.05
     put_spread: tuple[float, float] = (0.0, -0.10)
     tactical_put_moneyness: float = -0.08
-    dte: dict[str, int] = Field(default_factory=lambda: {"LONG": 45, "BULL_PROBE": 30, "PRIMARY_SHORT": 30,
-                                                          "BEAR_PROBE": 30, "TACTICAL_PUT": 14})
+    dte: dict[str, int] = Field(
+        default_factory=lambda: {
+            "LONG": 45,
+            "BULL_PROBE": 30,
+            "PRIMARY_SHORT": 30,
+            "BEAR_PROBE": 30,
+            "TACTICAL_PUT": 14,
+        }
+    )
 
 
 def option_structure(trade_type: str, spot: float, date: pd.Timestamp, dte_mult: float, sp: StructureParams) -> dict:
@@ -328,17 +445,27 @@ def option_structure(trade_type: str, spot: float, date: pd.Timestamp, dte_mult:
     """
     g = sp.strike_grid
     rnd = lambda x: float(np.round(x / g) * g)  # noqa: E731
-    legs = {"LONG": (sp.long_call_moneyness, None), "BULL_PROBE": sp.call_spread, "PRIMARY_SHORT": (sp.long_put_moneyness, None),
-            "BEAR_PROBE": sp.put_spread, "TACTICAL_PUT": (sp.tactical_put_moneyness, None)}[trade_type]
+    legs = {
+        "LONG": (sp.long_call_moneyness, None),
+        "BULL_PROBE": sp.call_spread,
+        "PRIMARY_SHORT": (sp.long_put_moneyness, None),
+        "BEAR_PROBE": sp.put_spread,
+        "TACTICAL_PUT": (sp.tactical_put_moneyness, None),
+    }[trade_type]
     dte = int(round(sp.dte[trade_type] * dte_mult))
     target = pd.Timestamp(date).normalize() + pd.Timedelta(days=dte)
     expiry = target + pd.Timedelta(days=(4 - target.weekday()) % 7)
-    return {"structure": TRADE_STRUCTURE[trade_type], "strike_long": rnd(spot * (1 + legs[0])),
-            "strike_short": None if legs[1] is None else rnd(spot * (1 + legs[1])),
-            "expiry": expiry.date(), "dte": int((expiry - pd.Timestamp(date).normalize()).days)}
+    return {
+        "structure": TRADE_STRUCTURE[trade_type],
+        "strike_long": rnd(spot * (1 + legs[0])),
+        "strike_short": None if legs[1] is None else rnd(spot * (1 + legs[1])),
+        "expiry": expiry.date(),
+        "dte": int((expiry - pd.Timestamp(date).normalize()).days),
+    }
 
 
 # --- model scores beside the fusion (seed: "ML MODEL SCORES") ---------------------------------------------
+
 
 class ModelGateParams(Params):
     """How ``p_long`` / ``p_short`` affect a decision (the seed shows them beside the fusion state and is silent on
@@ -358,8 +485,11 @@ class ModelGateParams(Params):
     gate_tactical_puts: bool = False
     scale_floor: float = Field(0.5, ge=0)
     scale_cap: float = Field(1.5, ge=0)
-    when_missing: str = Field("allow", pattern="^(allow|block)$", description="No champion score that day: trade "
-                                                                              "as the fusion says (allow) or not (block).")
+    when_missing: str = Field(
+        "allow",
+        pattern="^(allow|block)$",
+        description="No champion score that day: trade as the fusion says (allow) or not (block).",
+    )
 
 
 def model_gate(direction, trade_type, p_long, p_short, g: ModelGateParams) -> tuple[np.ndarray, np.ndarray]:
@@ -379,9 +509,14 @@ def model_gate(direction, trade_type, p_long, p_short, g: ModelGateParams) -> tu
         else:
             mult = np.clip(p / floor, g.scale_floor, g.scale_cap)
     ptxt = np.char.mod("%.2f", np.nan_to_num(p)).astype(object)
-    reason = np.where(mult == 0, side + " " + ptxt + " < " + np.char.mod("%.2f", floor).astype(object) + ": model veto",
-                      side + " " + ptxt + (": size x" + np.char.mod("%.2f", np.nan_to_num(mult)).astype(object)
-                                           if g.mode == "scale" else ": passes"))
+    reason = np.where(
+        mult == 0,
+        side + " " + ptxt + " < " + np.char.mod("%.2f", floor).astype(object) + ": model veto",
+        side
+        + " "
+        + ptxt
+        + (": size x" + np.char.mod("%.2f", np.nan_to_num(mult)).astype(object) if g.mode == "scale" else ": passes"),
+    )
     mult = np.where(missing, 1.0 if g.when_missing == "allow" else 0.0, mult)
     reason = np.where(missing, "no champion score: " + ("allowed" if g.when_missing == "allow" else "blocked"), reason)
     mult = np.where(exempt, 1.0, mult)
@@ -390,6 +525,7 @@ def model_gate(direction, trade_type, p_long, p_short, g: ModelGateParams) -> tu
 
 
 # --- one call: features -> daily signal rows and trade decisions ------------------------------------------
+
 
 class OptionsDeskParams(Params):
     """Everything the desk's decisions depend on (``options_desk`` in trader.yaml)."""
@@ -409,16 +545,21 @@ def overlay_inputs(f: pd.DataFrame, o: OverlayParams) -> pd.DataFrame:
     chg = fng - fng.shift(o.fear_stabilizing_days)
     euphoria_days = (fng >= o.euphoria_min).astype(float).where(fng.notna()).rolling(7, min_periods=7).sum()
     comp = f["mvrv_composite"]
-    return pd.DataFrame({
-        "fear_stabilizing": ((fng <= o.fear_max) & (chg >= 0)).to_numpy(),
-        "mvrv_undervalued": (comp <= o.mvrv_undervalued_pct).to_numpy(),
-        "euphoria_persisting": (euphoria_days >= o.euphoria_persist_days).to_numpy(),
-        "mvrv_overvalued_rollover": ((comp >= o.mvrv_overvalued_pct) & (f["mvrv_chg_14d"] < 0)).to_numpy(),
-        "near_peak": near_peak_score(f["mvrv_60d_pct_rank"], f["mvrv_60d_dist_from_max"], o)}, index=f.index)
+    return pd.DataFrame(
+        {
+            "fear_stabilizing": ((fng <= o.fear_max) & (chg >= 0)).to_numpy(),
+            "mvrv_undervalued": (comp <= o.mvrv_undervalued_pct).to_numpy(),
+            "euphoria_persisting": (euphoria_days >= o.euphoria_persist_days).to_numpy(),
+            "mvrv_overvalued_rollover": ((comp >= o.mvrv_overvalued_pct) & (f["mvrv_chg_14d"] < 0)).to_numpy(),
+            "near_peak": near_peak_score(f["mvrv_60d_pct_rank"], f["mvrv_60d_dist_from_max"], o),
+        },
+        index=f.index,
+    )
 
 
-def decide_days(f: pd.DataFrame, spot: pd.Series, p: OptionsDeskParams | None = None,
-                scores: pd.DataFrame | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+def decide_days(
+    f: pd.DataFrame, spot: pd.Series, p: OptionsDeskParams | None = None, scores: pd.DataFrame | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Daily signal rows and trade decisions.
 
     Args:
@@ -436,8 +577,13 @@ def decide_days(f: pd.DataFrame, spot: pd.Series, p: OptionsDeskParams | None = 
     p = p or OptionsDeskParams()
     fz = fuse(f, p.fusion)
     ov_in = overlay_inputs(f, p.overlays)
-    lo = long_overlay(ov_in["fear_stabilizing"], ov_in["mvrv_undervalued"], ov_in["euphoria_persisting"],
-                      ov_in["mvrv_overvalued_rollover"], p.overlays).set_index(f.index)
+    lo = long_overlay(
+        ov_in["fear_stabilizing"],
+        ov_in["mvrv_undervalued"],
+        ov_in["euphoria_persisting"],
+        ov_in["mvrv_overvalued_rollover"],
+        p.overlays,
+    ).set_index(f.index)
     so = short_overlay(ov_in["near_peak"], p.overlays).set_index(f.index)
     d = fz["direction"].to_numpy()
     ov = lo.where(pd.Series(d > 0, index=f.index), so.where(pd.Series(d < 0, index=f.index)))
@@ -445,34 +591,92 @@ def decide_days(f: pd.DataFrame, spot: pd.Series, p: OptionsDeskParams | None = 
     ov.loc[none, ["overlay", "overlay_reason"]] = "none"
     ov.loc[none, ["overlay_level"]] = 0
     ov.loc[none, ["size_mult", "dte_mult"]] = 1.0
-    tp = tactical_puts(fz["state"], f["mvrv_ls_regime"], f["whale_regime"], ov_in["near_peak"],
-                       ov_in["euphoria_persisting"], p.tactical_puts).set_index(f.index)
-    daily = pd.concat([f[["date", "mdia_regime", "mdia_source", "whale_regime", "whale_source", "mvrv_ls_regime",
-                          "mvrv_ls_source"]], fz, ov, tp, ov_in["near_peak"]], axis=1)
+    tp = tactical_puts(
+        fz["state"],
+        f["mvrv_ls_regime"],
+        f["whale_regime"],
+        ov_in["near_peak"],
+        ov_in["euphoria_persisting"],
+        p.tactical_puts,
+    ).set_index(f.index)
+    daily = pd.concat(
+        [
+            f[
+                [
+                    "date",
+                    "mdia_regime",
+                    "mdia_source",
+                    "whale_regime",
+                    "whale_source",
+                    "mvrv_ls_regime",
+                    "mvrv_ls_source",
+                ]
+            ],
+            fz,
+            ov,
+            tp,
+            ov_in["near_peak"],
+        ],
+        axis=1,
+    )
     daily["size"] = daily["base_size"] * daily["size_mult"]
     daily["spot_usd"] = spot.to_numpy()
     vetoed = daily["trade_type"].notna() & (daily["size"] <= 0)
-    events = daily.loc[daily["trade_type"].notna() & ~vetoed & daily["spot_usd"].notna(),
-                       ["date", "trade_type", "direction", "confidence", "size", "dte_mult", "state", "overlay_reason", "spot_usd"]]
-    events = events.assign(reason="Fusion: " + events["state"] + np.where(events["overlay_reason"] != "none",
-                                                                          "; " + events["overlay_reason"], ""))
-    hedges = daily.loc[daily["tactical_put"] & daily["spot_usd"].notna(), ["date", "confidence", "tactical_size", "spot_usd",
-                                                                           "tactical_reason"]]
+    events = daily.loc[
+        daily["trade_type"].notna() & ~vetoed & daily["spot_usd"].notna(),
+        ["date", "trade_type", "direction", "confidence", "size", "dte_mult", "state", "overlay_reason", "spot_usd"],
+    ]
+    events = events.assign(
+        reason="Fusion: "
+        + events["state"]
+        + np.where(events["overlay_reason"] != "none", "; " + events["overlay_reason"], "")
+    )
+    hedges = daily.loc[
+        daily["tactical_put"] & daily["spot_usd"].notna(),
+        ["date", "confidence", "tactical_size", "spot_usd", "tactical_reason"],
+    ]
     hedges = hedges.rename(columns={"tactical_size": "size"}).assign(
-        trade_type="TACTICAL_PUT", direction=-1, dte_mult=1.0, reason="Tactical put: " + hedges["tactical_reason"])
+        trade_type="TACTICAL_PUT", direction=-1, dte_mult=1.0, reason="Tactical put: " + hedges["tactical_reason"]
+    )
     ev = pd.concat([events, hedges]).sort_values(["date", "trade_type"], kind="stable")
-    sc = (scores if scores is not None else pd.DataFrame({"p_long": np.nan, "p_short": np.nan}, index=f.index))
-    mult, why = model_gate(ev["direction"].to_numpy(), ev["trade_type"].to_numpy(), sc["p_long"].reindex(ev.index).to_numpy(),
-                           sc["p_short"].reindex(ev.index).to_numpy(), p.model_gate)
+    sc = scores if scores is not None else pd.DataFrame({"p_long": np.nan, "p_short": np.nan}, index=f.index)
+    mult, why = model_gate(
+        ev["direction"].to_numpy(),
+        ev["trade_type"].to_numpy(),
+        sc["p_long"].reindex(ev.index).to_numpy(),
+        sc["p_short"].reindex(ev.index).to_numpy(),
+        p.model_gate,
+    )
     ev = ev.assign(size=ev["size"].to_numpy() * mult, model_gate=why)[mult > 0].reset_index(drop=True)
     if ev.empty:
-        return daily, pd.DataFrame(columns=["date", "trade_type", "direction", "structure", "strike_long", "strike_short",
-                                            "expiry", "dte", "size", "confidence", "reason", "cooldown_status", "spot_usd",
-                                            "model_gate"])
+        return daily, pd.DataFrame(
+            columns=[
+                "date",
+                "trade_type",
+                "direction",
+                "structure",
+                "strike_long",
+                "strike_short",
+                "expiry",
+                "dte",
+                "size",
+                "confidence",
+                "reason",
+                "cooldown_status",
+                "spot_usd",
+                "model_gate",
+            ]
+        )
     taken = cooldown(ev["date"], ev["trade_type"], p.cooldown_days)
-    legs = pd.DataFrame([option_structure(t, s, dt, m, p.structures)
-                         for t, s, dt, m in zip(ev["trade_type"], ev["spot_usd"], ev["date"], ev["dte_mult"])])
-    trades = pd.concat([ev[["date", "trade_type", "direction"]], legs, ev[["size", "confidence", "reason", "spot_usd",
-                                                                            "model_gate"]]], axis=1)
+    legs = pd.DataFrame(
+        [
+            option_structure(t, s, dt, m, p.structures)
+            for t, s, dt, m in zip(ev["trade_type"], ev["spot_usd"], ev["date"], ev["dte_mult"])
+        ]
+    )
+    trades = pd.concat(
+        [ev[["date", "trade_type", "direction"]], legs, ev[["size", "confidence", "reason", "spot_usd", "model_gate"]]],
+        axis=1,
+    )
     trades["cooldown_status"] = np.where(taken, "taken", "cooldown")
     return daily, trades

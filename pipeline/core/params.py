@@ -8,6 +8,7 @@ and the sections assembled by ``pipeline/config.py`` derive from it, so the rule
 Subclasses declare their fields with ``pydantic.Field`` (default, constraints such as ``ge``/``le``, and a
 ``description`` that documents the unit). A subclass that narrows a parent's default redeclares the field.
 """
+
 from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict

@@ -1,4 +1,5 @@
 """Headless matplotlib helpers shared by report plots (pure: figures in, PNG bytes out)."""
+
 from __future__ import annotations
 
 import io
@@ -7,8 +8,10 @@ import io
 def pyplot():
     """``matplotlib.pyplot`` on the non-interactive Agg backend (assets and CI have no display)."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     return plt
 
 

@@ -20,6 +20,7 @@ Rules (thresholds from ``RegimeParams`` = ``trader.yaml: regimes``):
 
 Every output at ``t`` uses features at ``<= t`` only. Rows whose inputs are still in warm-up are NULL.
 """
+
 from __future__ import annotations
 
 import numba
@@ -32,8 +33,16 @@ from pipeline.core.params import Params
 TREND_LABELS = np.array(["bear", "sideways", "bull"], dtype=object)  # codes -1, 0, +1
 STRENGTH_LABELS = ["weak", "moderate", "strong", "very_strong"]
 VOL_LABELS = ["low", "normal", "high"]
-REGIME_COLUMNS = ["trend_regime", "trend_strength", "volatility_level", "natr_pct_rank", "regime_confidence",
-                  "regime_stability", "regime_age_bars", "regime"]
+REGIME_COLUMNS = [
+    "trend_regime",
+    "trend_strength",
+    "volatility_level",
+    "natr_pct_rank",
+    "regime_confidence",
+    "regime_stability",
+    "regime_age_bars",
+    "regime",
+]
 
 
 class RegimeParams(Params):
@@ -65,8 +74,9 @@ def _run_lengths(code, valid, prev_code, prev_age):  # pragma: no cover - compil
     return age
 
 
-def classify_regimes(features: pd.DataFrame, params: RegimeParams = RegimeParams(),
-                     prev_state: tuple[str, int] | None = None) -> pd.DataFrame:
+def classify_regimes(
+    features: pd.DataFrame, params: RegimeParams = RegimeParams(), prev_state: tuple[str, int] | None = None
+) -> pd.DataFrame:
     """Label each candle of one sorted symbol × timeframe series.
 
     Args:
@@ -84,7 +94,9 @@ def classify_regimes(features: pd.DataFrame, params: RegimeParams = RegimeParams
     adx, mh, atr = (f[k].to_numpy(np.float64) for k in ["adx_14", "macd", "atr_14"])
     valid = ~(np.isnan(e200) | np.isnan(adx) | np.isnan(mh) | np.isnan(e20) | np.isnan(e50))
     trending = adx >= params.adx_sideways
-    code = np.where(trending & (close > e200) & (e50 > e200), 1, np.where(trending & (close < e200) & (e50 < e200), -1, 0))
+    code = np.where(
+        trending & (close > e200) & (e50 > e200), 1, np.where(trending & (close < e200) & (e50 < e200), -1, 0)
+    )
     votes = (np.sign(close - e20) + np.sign(e20 - e50) + np.sign(e50 - e200) + np.sign(mh)) / 4.0
     conf = np.where(code == 1, (votes + 1) / 2, np.where(code == -1, (1 - votes) / 2, 1 - np.abs(votes)))
     # 4 votes in {-1,0,1}: for bull, agreeing share = (#pos)/4 ~ (votes+1)/2 when no zeros
@@ -108,12 +120,16 @@ def classify_regimes(features: pd.DataFrame, params: RegimeParams = RegimeParams
     strength = np.where(valid, np.array(STRENGTH_LABELS, dtype=object)[np.clip(strength_idx, 0, 3)], None)
     vol = np.where(vol_valid, np.array(VOL_LABELS, dtype=object)[vol_idx], None)
     regime = np.where(valid & vol_valid, pd.Series(trend).astype(str) + "|" + pd.Series(vol).astype(str), None)
-    return pd.DataFrame({
-        "ts": f["ts"].to_numpy(np.int64),
-        "trend_regime": trend, "trend_strength": strength, "volatility_level": vol,
-        "natr_pct_rank": rank,
-        "regime_confidence": np.where(valid, conf, np.nan),
-        "regime_stability": stability,
-        "regime_age_bars": pd.Series(age, dtype="Int64").mask(~valid).array,
-        "regime": regime,
-    })
+    return pd.DataFrame(
+        {
+            "ts": f["ts"].to_numpy(np.int64),
+            "trend_regime": trend,
+            "trend_strength": strength,
+            "volatility_level": vol,
+            "natr_pct_rank": rank,
+            "regime_confidence": np.where(valid, conf, np.nan),
+            "regime_stability": stability,
+            "regime_age_bars": pd.Series(age, dtype="Int64").mask(~valid).array,
+            "regime": regime,
+        }
+    )

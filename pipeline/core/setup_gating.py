@@ -16,6 +16,7 @@ plan's limit entry and market/stop exits). Slippage is added on taker sides.
 **Resolution order** (most specific wins, documented in docs/decisions.md): per regime (``trend × volatility``) →
 per pair/timeframe (tuned rows, then configured) → global.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -32,13 +33,24 @@ class GatingParams(Params):
     use_ev: bool = True
     min_ev_pct: float = Field(0.0, description="Global EV minimum, percent of notional.")
     threshold: float = Field(0.5, ge=0, le=1, description="Global p(win) minimum when use_ev is false.")
-    costs_mode: CostMode = Field("auto", description="Round trip of setup_scanner.costs deducted from the EV: auto = "
-                                 "maker (limit) entry + taker exit, as the plans are executed; maker; taker.")
+    costs_mode: CostMode = Field(
+        "auto",
+        description="Round trip of setup_scanner.costs deducted from the EV: auto = "
+        "maker (limit) entry + taker exit, as the plans are executed; maker; taker.",
+    )
     tp1_fraction: float = Field(0.5, ge=0, le=1)
-    ev_runner_fraction: float = Field(0.5, ge=0, le=1, description="Where the runner exits on a win, as a fraction of "
-                                                                   "the way from entry (0) to TP2 (1).")
-    per_pair_tf: dict[str, float] = Field(default_factory=dict, description="'BTC/USDT|1h' -> min EV (or p(win)) override.")
-    per_regime: dict[str, float] = Field(default_factory=dict, description="'range|high' / 'trend|low' ... -> override.")
+    ev_runner_fraction: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="Where the runner exits on a win, as a fraction of the way from entry (0) to TP2 (1).",
+    )
+    per_pair_tf: dict[str, float] = Field(
+        default_factory=dict, description="'BTC/USDT|1h' -> min EV (or p(win)) override."
+    )
+    per_regime: dict[str, float] = Field(
+        default_factory=dict, description="'range|high' / 'trend|low' ... -> override."
+    )
     target_winrate_pct: float = Field(55.0, ge=0, le=100)
     window_days: int = Field(180, ge=1)
     min_closed_samples: int = Field(50, ge=1)
@@ -48,7 +60,11 @@ def expected_value_pct(p, side, entry, sl, tp1, tp2, g: GatingParams, costs: Cos
     """EV in percent of notional per plan (arrays broadcast), net of ``costs.round_trip_pct(g.costs_mode)``; NaN where
     ``p`` is NaN."""
     p, side, entry, sl, tp1, tp2 = (np.asarray(x, float) for x in (p, side, entry, sl, tp1, tp2))
-    win = 100 * side * (g.tp1_fraction * (tp1 / entry - 1) + (1 - g.tp1_fraction) * g.ev_runner_fraction * (tp2 / entry - 1))
+    win = (
+        100
+        * side
+        * (g.tp1_fraction * (tp1 / entry - 1) + (1 - g.tp1_fraction) * g.ev_runner_fraction * (tp2 / entry - 1))
+    )
     loss = 100 * np.abs(sl / entry - 1)
     return p * win - (1 - p) * loss - costs.round_trip_pct(g.costs_mode)
 
@@ -59,7 +75,9 @@ def regime_key(trend_regime, volatility_level) -> np.ndarray:
     return np.char.add(np.char.add(t.astype(str), "|"), np.asarray(volatility_level, dtype=object).astype(str))
 
 
-def resolve_threshold(symbol, timeframe, regime, g: GatingParams, tuned: pd.DataFrame | None = None) -> tuple[np.ndarray, np.ndarray]:
+def resolve_threshold(
+    symbol, timeframe, regime, g: GatingParams, tuned: pd.DataFrame | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Threshold (min EV % or min p(win)) and its source per row: ``regime:<key>`` → ``tuned:<pair|tf>`` →
     ``config:<pair|tf>`` → ``global``.
 
@@ -70,7 +88,9 @@ def resolve_threshold(symbol, timeframe, regime, g: GatingParams, tuned: pd.Data
     """
     sym, tf, reg = (np.asarray(x, dtype=object) for x in (symbol, timeframe, regime))
     n = len(sym)
-    pair = (pd.Series(sym, dtype=object).astype(str) + "|" + pd.Series(tf, dtype=object).astype(str)).to_numpy(dtype=object)
+    pair = (pd.Series(sym, dtype=object).astype(str) + "|" + pd.Series(tf, dtype=object).astype(str)).to_numpy(
+        dtype=object
+    )
     value = np.full(n, g.min_ev_pct if g.use_ev else g.threshold, float)
     source = np.full(n, "global", dtype=object)
     for key, v in g.per_pair_tf.items():
@@ -98,8 +118,9 @@ def gate(p, ev, threshold, g: GatingParams) -> np.ndarray:
     return np.nan_to_num(x, nan=-np.inf) >= np.asarray(threshold, float)
 
 
-def tune_threshold(score: np.ndarray, win: np.ndarray, target_winrate: float, min_samples: int,
-                   grid: np.ndarray | None = None) -> dict:
+def tune_threshold(
+    score: np.ndarray, win: np.ndarray, target_winrate: float, min_samples: int, grid: np.ndarray | None = None
+) -> dict:
     """Lowest threshold (= maximum coverage) whose passing closed signals reach ``target_winrate`` (fraction) with at
     least ``min_samples`` of them.
 
@@ -119,16 +140,34 @@ def tune_threshold(score: np.ndarray, win: np.ndarray, target_winrate: float, mi
     first = np.searchsorted(s_sorted, grid, side="left")
     k = len(s) - first
     with np.errstate(invalid="ignore", divide="ignore"):
-        table = pd.DataFrame({"threshold": grid, "n_pass": k.astype(np.int64),
-                              "coverage": k / len(s) if len(s) else np.full(len(grid), np.nan),
-                              "winrate": np.where(k > 0, wins_from[first] / np.maximum(k, 1), np.nan)})
+        table = pd.DataFrame(
+            {
+                "threshold": grid,
+                "n_pass": k.astype(np.int64),
+                "coverage": k / len(s) if len(s) else np.full(len(grid), np.nan),
+                "winrate": np.where(k > 0, wins_from[first] / np.maximum(k, 1), np.nan),
+            }
+        )
     good = table[(table["n_pass"] >= min_samples) & (table["winrate"] >= target_winrate)]
     best = good.sort_values(["coverage", "threshold"], ascending=[False, True]).head(1)
     if best.empty:
-        return {"threshold": np.nan, "coverage": np.nan, "winrate": np.nan, "n_pass": 0, "n": int(len(s)), "table": table}
+        return {
+            "threshold": np.nan,
+            "coverage": np.nan,
+            "winrate": np.nan,
+            "n_pass": 0,
+            "n": int(len(s)),
+            "table": table,
+        }
     b = best.iloc[0]
-    return {"threshold": float(b["threshold"]), "coverage": float(b["coverage"]), "winrate": float(b["winrate"]),
-            "n_pass": int(b["n_pass"]), "n": int(len(s)), "table": table}
+    return {
+        "threshold": float(b["threshold"]),
+        "coverage": float(b["coverage"]),
+        "winrate": float(b["winrate"]),
+        "n_pass": int(b["n_pass"]),
+        "n": int(len(s)),
+        "table": table,
+    }
 
 
 def tune_schedule(closed: pd.DataFrame, as_of: np.ndarray, g: GatingParams) -> pd.DataFrame:
@@ -145,8 +184,19 @@ def tune_schedule(closed: pd.DataFrame, as_of: np.ndarray, g: GatingParams) -> p
         ``p_win``), ``threshold`` (NaN = no qualifying value: the gate falls back), ``coverage``, ``winrate``,
         ``n_pass``, ``n`` (closed signals in the window), ``target_winrate``, ``min_closed_samples``.
     """
-    cols = ["symbol", "timeframe", "valid_from", "mode", "threshold", "coverage", "winrate", "n_pass", "n",
-            "target_winrate", "min_closed_samples"]
+    cols = [
+        "symbol",
+        "timeframe",
+        "valid_from",
+        "mode",
+        "threshold",
+        "coverage",
+        "winrate",
+        "n_pass",
+        "n",
+        "target_winrate",
+        "min_closed_samples",
+    ]
     rows = []
     window = g.window_days * 86_400_000
     for (sym, tf), d in closed.groupby(["symbol", "timeframe"], sort=True):
@@ -155,18 +205,42 @@ def tune_schedule(closed: pd.DataFrame, as_of: np.ndarray, g: GatingParams) -> p
         for t in np.asarray(as_of, np.int64):
             m = (ex < t) & (ts >= t - window)
             r = tune_threshold(sc[m], w[m], g.target_winrate_pct / 100, g.min_closed_samples)
-            rows.append((sym, tf, int(t), "ev" if g.use_ev else "p_win", r["threshold"], r["coverage"], r["winrate"],
-                         r["n_pass"], r["n"], g.target_winrate_pct / 100, g.min_closed_samples))
+            rows.append(
+                (
+                    sym,
+                    tf,
+                    int(t),
+                    "ev" if g.use_ev else "p_win",
+                    r["threshold"],
+                    r["coverage"],
+                    r["winrate"],
+                    r["n_pass"],
+                    r["n"],
+                    g.target_winrate_pct / 100,
+                    g.min_closed_samples,
+                )
+            )
     return pd.DataFrame(rows, columns=cols)
 
 
 def threshold_in_force(rows: pd.DataFrame, symbol, timeframe, ts) -> np.ndarray:
     """Per row, the tuned threshold of the latest version with ``valid_from <= ts`` for its pair (NaN if none)."""
-    q = pd.DataFrame({"symbol": np.asarray(symbol, dtype=object), "timeframe": np.asarray(timeframe, dtype=object),
-                      "ts": np.asarray(ts, np.int64), "_i": np.arange(len(ts))})
+    q = pd.DataFrame(
+        {
+            "symbol": np.asarray(symbol, dtype=object),
+            "timeframe": np.asarray(timeframe, dtype=object),
+            "ts": np.asarray(ts, np.int64),
+            "_i": np.arange(len(ts)),
+        }
+    )
     if rows is None or rows.empty:
         return np.full(len(q), np.nan)
-    v = rows[["symbol", "timeframe", "valid_from", "threshold"]].astype({"valid_from": np.int64}).sort_values("valid_from")
-    m = pd.merge_asof(q.sort_values("ts"), v, left_on="ts", right_on="valid_from", by=["symbol", "timeframe"],
-                      direction="backward")
+    v = (
+        rows[["symbol", "timeframe", "valid_from", "threshold"]]
+        .astype({"valid_from": np.int64})
+        .sort_values("valid_from")
+    )
+    m = pd.merge_asof(
+        q.sort_values("ts"), v, left_on="ts", right_on="valid_from", by=["symbol", "timeframe"], direction="backward"
+    )
     return m.sort_values("_i")["threshold"].to_numpy(float)

@@ -7,6 +7,7 @@ simulator (one position or resting order at a time; TP1 share, break-even after 
 reads each signal's status back (:func:`pipeline.core.setups.execution_status`). Live scans, the retro-scan and the
 gated-versus-ungated backtest call the same functions, so a backtest and a live signal can never disagree.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -14,14 +15,22 @@ import pandas as pd
 
 from pipeline.core.costs import Costs
 from pipeline.core.setup_gating import GatingParams, gate, regime_key, resolve_threshold, threshold_in_force
-from pipeline.core.setups import (RiskParams, SetupExecutionConfig, SetupParams, execution_status, one_signal_per_bar,
-                                  signal_arrays)
+from pipeline.core.setups import (
+    RiskParams,
+    SetupExecutionConfig,
+    SetupParams,
+    execution_status,
+    one_signal_per_bar,
+    signal_arrays,
+)
 from pipeline.core.simulator import SimParams, SimResult, simulate
 
 RULES_ONLY_WHY = "rules only: no @champion meta-model (or meta.enabled false); every valid candidate passes"
 
 
-def gate_scored(c: pd.DataFrame, tuned_rows: pd.DataFrame | None, g: GatingParams, has_champion: bool) -> tuple[pd.DataFrame, str]:
+def gate_scored(
+    c: pd.DataFrame, tuned_rows: pd.DataFrame | None, g: GatingParams, has_champion: bool
+) -> tuple[pd.DataFrame, str]:
     """Gate scored candidates: ``(frame, mode)`` with ``threshold``, ``threshold_source``, ``passed`` and ``why`` added.
 
     Args:
@@ -37,17 +46,27 @@ def gate_scored(c: pd.DataFrame, tuned_rows: pd.DataFrame | None, g: GatingParam
         return c.assign(threshold=np.nan, threshold_source="none", passed=True, why=RULES_ONLY_WHY), "rules_only"
     c = c[c["p_win"].notna()].copy()
     tuned = threshold_in_force(tuned_rows, c["symbol"], c["timeframe"], c["ts"])
-    thr, src = resolve_threshold(c["symbol"], c["timeframe"], regime_key(c["trend_regime"], c["volatility_level"]), g, tuned)
+    thr, src = resolve_threshold(
+        c["symbol"], c["timeframe"], regime_key(c["trend_regime"], c["volatility_level"]), g, tuned
+    )
     c["threshold"], c["threshold_source"] = thr, src
     c["passed"] = gate(c["p_win"], c["ev_pct"], thr, g)
     score = c["ev_pct"] if g.use_ev else c["p_win"]
-    c["why"] = (("EV % " if g.use_ev else "p(win) ") + score.round(4).astype(str) + np.where(c["passed"], " >= ", " < ")
-                + c["threshold"].round(4).astype(str) + " (" + c["threshold_source"] + ")")
+    c["why"] = (
+        ("EV % " if g.use_ev else "p(win) ")
+        + score.round(4).astype(str)
+        + np.where(c["passed"], " >= ", " < ")
+        + c["threshold"].round(4).astype(str)
+        + " ("
+        + c["threshold_source"]
+        + ")"
+    )
     return c, ("ev" if g.use_ev else "p_win")
 
 
-def execution_params(signals: SetupParams, risk: RiskParams, execution: SetupExecutionConfig, costs: Costs,
-                     init_cash: float) -> SimParams:
+def execution_params(
+    signals: SetupParams, risk: RiskParams, execution: SetupExecutionConfig, costs: Costs, init_cash: float
+) -> SimParams:
     """Simulator parameters of the setup scanner (seed ``execution`` + ``risk``; fees and slippage from ``costs``).
 
     Risk-per-trade sizing at ``risk.risk_pct`` of the sleeve, leverage up to ``risk.max_leverage`` (isolated margin,
@@ -55,15 +74,32 @@ def execution_params(signals: SetupParams, risk: RiskParams, execution: SetupExe
     ATR trail armed after TP1, no reversal while a position is open.
     """
     e = execution
-    return SimParams(init_cash=init_cash, size_fraction=1.0, risk_per_trade=risk.risk_pct / 100, leverage=risk.max_leverage,
-                     maintenance_margin=risk.maintenance_margin_pct / 100, tp1_fraction=e.tp1_fraction,
-                     breakeven_after_tp1=e.breakeven_after_tp1, trail_atr=e.trail_atr if e.trail_atr > 0 else float("nan"),
-                     trail_after_tp1=True, max_bars=signals.max_hold_candles, limit_validity_bars=signals.validity_candles,
-                     allow_reverse=False, **costs.sim_kwargs())
+    return SimParams(
+        init_cash=init_cash,
+        size_fraction=1.0,
+        risk_per_trade=risk.risk_pct / 100,
+        leverage=risk.max_leverage,
+        maintenance_margin=risk.maintenance_margin_pct / 100,
+        tp1_fraction=e.tp1_fraction,
+        breakeven_after_tp1=e.breakeven_after_tp1,
+        trail_atr=e.trail_atr if e.trail_atr > 0 else float("nan"),
+        trail_after_tp1=True,
+        max_bars=signals.max_hold_candles,
+        limit_validity_bars=signals.validity_candles,
+        allow_reverse=False,
+        **costs.sim_kwargs(),
+    )
 
 
-def simulate_signals(bars_by_series: dict[tuple[str, str], pd.DataFrame], signals: pd.DataFrame, score: str,
-                     params: SimParams, validity_candles: int, max_leverage: float, start_ts: int | None = None):
+def simulate_signals(
+    bars_by_series: dict[tuple[str, str], pd.DataFrame],
+    signals: pd.DataFrame,
+    score: str,
+    params: SimParams,
+    validity_candles: int,
+    max_leverage: float,
+    start_ts: int | None = None,
+):
     """Run each symbol × timeframe's signals through the simulator (from ``start_ts``, epoch ms UTC).
 
     Args:

@@ -25,6 +25,7 @@ formula, the rule below is ours (also in ``docs/decisions.md``).
   ``min_tp_net_pct``; otherwise the candidate is kept with ``reject_reason = "tp1_net_below_min"``. The same round
   trip is deducted from each plan's outcome ``net_pct``. Costs are a :class:`pipeline.core.costs.Costs` argument.
 """
+
 from __future__ import annotations
 
 import numba
@@ -51,10 +52,13 @@ class SetupParams(Params):
     validity_candles: int = Field(6, ge=1, description="Bars the limit entry stays valid.")
     max_hold_candles: int = Field(96, ge=1, description="Time stop after entry, bars.")
     min_tp_net_pct: float = Field(0.4, description="TP1 move net of costs must be at least this (percent).")
-    min_tp_cost_mode: CostMode = Field("taker", description="Round trip of setup_scanner.costs deducted by the "
-                                       "minimum-net-TP rule and from the outcomes' net_pct: taker (default) = a plan "
-                                       "must clear the worst case, its limit entry chased as a market order; auto = "
-                                       "maker entry + taker exit (the EV gate's gating.costs_mode); maker.")
+    min_tp_cost_mode: CostMode = Field(
+        "taker",
+        description="Round trip of setup_scanner.costs deducted by the "
+        "minimum-net-TP rule and from the outcomes' net_pct: taker (default) = a plan "
+        "must clear the worst case, its limit entry chased as a market order; auto = "
+        "maker entry + taker exit (the EV gate's gating.costs_mode); maker.",
+    )
     allow_in_bear: bool = False
 
 
@@ -122,13 +126,37 @@ def avwap(high, low, close, volume, anchor: np.ndarray) -> np.ndarray:
     return np.where(ok & (cv - base_v > 0), out, np.nan)
 
 
-PLAN_COLUMNS = ["ts", "side", "level", "entry_type", "entry", "sl", "tp1", "tp2", "atr", "avwap", "avwap_dist_atr",
-                "avwap_slope_atr", "leg_low", "leg_high", "leg_atr", "rr_tp1", "tp1_net_pct", "sl_pct", "qty", "notional",
-                "leverage", "liq_price", "validity_candles", "reject_reason"]
+PLAN_COLUMNS = [
+    "ts",
+    "side",
+    "level",
+    "entry_type",
+    "entry",
+    "sl",
+    "tp1",
+    "tp2",
+    "atr",
+    "avwap",
+    "avwap_dist_atr",
+    "avwap_slope_atr",
+    "leg_low",
+    "leg_high",
+    "leg_atr",
+    "rr_tp1",
+    "tp1_net_pct",
+    "sl_pct",
+    "qty",
+    "notional",
+    "leverage",
+    "liq_price",
+    "validity_candles",
+    "reject_reason",
+]
 
 
-def candidates(bars: pd.DataFrame, p: SetupParams, risk: RiskParams, trend_regime: np.ndarray | None,
-               costs: Costs) -> pd.DataFrame:
+def candidates(
+    bars: pd.DataFrame, p: SetupParams, risk: RiskParams, trend_regime: np.ndarray | None, costs: Costs
+) -> pd.DataFrame:
     """Long/short candidates with full trade plans for one symbol × timeframe.
 
     Args:
@@ -149,7 +177,9 @@ def candidates(bars: pd.DataFrame, p: SetupParams, risk: RiskParams, trend_regim
     ph, pl = swing_pivots(h, lo, k)
     ih, vh = _last_known(ph, h, k)
     il, vl = _last_known(pl, lo, k)
-    regime = np.asarray(trend_regime, dtype=object) if trend_regime is not None else np.full(n, "sideways", dtype=object)
+    regime = (
+        np.asarray(trend_regime, dtype=object) if trend_regime is not None else np.full(n, "sideways", dtype=object)
+    )
     out = []
     for side in (1, -1):
         # up-leg for longs: low pivot before high pivot; down-leg for shorts: high before low
@@ -169,8 +199,12 @@ def candidates(bars: pd.DataFrame, p: SetupParams, risk: RiskParams, trend_regim
         for j, r in enumerate(levels):  # deepest touched level wins (later levels overwrite)
             lvl = end_v - side * r * rng
             nxt = end_v - side * levels[j + 1] * rng if j + 1 < len(levels) else start_v
-            touched = (lo <= lvl + p.touch_atr * atr) & (c > lvl) if side > 0 else (h >= lvl - p.touch_atr * atr) & (c < lvl)
-            conf = np.abs(lvl - vw) <= p.confluence_atr * atr if p.use_avwap and p.confluence_atr > 0 else np.ones(n, bool)
+            touched = (
+                (lo <= lvl + p.touch_atr * atr) & (c > lvl) if side > 0 else (h >= lvl - p.touch_atr * atr) & (c < lvl)
+            )
+            conf = (
+                np.abs(lvl - vw) <= p.confluence_atr * atr if p.use_avwap and p.confluence_atr > 0 else np.ones(n, bool)
+            )
             hit = leg_ok & touched & conf & np.isfinite(atr)
             chosen = np.where(hit, lvl, chosen)
             chosen_r = np.where(hit, r, chosen_r)
@@ -187,15 +221,38 @@ def candidates(bars: pd.DataFrame, p: SetupParams, risk: RiskParams, trend_regim
         tp1_net = side * (tp1 / entry - 1) * 100 - cost_pct
         sl_pct = side * (entry / sl - 1) * 100
         plan = position_size(entry, sl, side, risk)
-        out.append(pd.DataFrame({
-            "bar": i, "ts": ts[i], "side": side, "level": chosen_r[i],
-            "entry_type": "limit", "entry": entry, "sl": sl, "tp1": tp1, "tp2": tp2, "atr": a, "avwap": vw[i],
-            "avwap_dist_atr": (entry - vw[i]) / a, "avwap_slope_atr": vw_slope[i], "leg_low": np.minimum(start_v[i], end_v[i]),
-            "leg_high": np.maximum(start_v[i], end_v[i]), "leg_atr": rng[i] / a,
-            "rr_tp1": np.abs(tp1 - entry) / np.abs(entry - sl), "tp1_net_pct": tp1_net, "sl_pct": sl_pct, **plan,
-            "validity_candles": p.validity_candles,
-            "reject_reason": np.where(tp1_net < p.min_tp_net_pct, "tp1_net_below_min",
-                                      np.where(plan["leverage"] <= 0, "liquidation_before_stop", None))}))
+        out.append(
+            pd.DataFrame(
+                {
+                    "bar": i,
+                    "ts": ts[i],
+                    "side": side,
+                    "level": chosen_r[i],
+                    "entry_type": "limit",
+                    "entry": entry,
+                    "sl": sl,
+                    "tp1": tp1,
+                    "tp2": tp2,
+                    "atr": a,
+                    "avwap": vw[i],
+                    "avwap_dist_atr": (entry - vw[i]) / a,
+                    "avwap_slope_atr": vw_slope[i],
+                    "leg_low": np.minimum(start_v[i], end_v[i]),
+                    "leg_high": np.maximum(start_v[i], end_v[i]),
+                    "leg_atr": rng[i] / a,
+                    "rr_tp1": np.abs(tp1 - entry) / np.abs(entry - sl),
+                    "tp1_net_pct": tp1_net,
+                    "sl_pct": sl_pct,
+                    **plan,
+                    "validity_candles": p.validity_candles,
+                    "reject_reason": np.where(
+                        tp1_net < p.min_tp_net_pct,
+                        "tp1_net_below_min",
+                        np.where(plan["leverage"] <= 0, "liquidation_before_stop", None),
+                    ),
+                }
+            )
+        )
     if not out:
         return pd.DataFrame(columns=["bar", *PLAN_COLUMNS])
     return pd.concat(out, ignore_index=True).sort_values(["ts", "side"], kind="stable").reset_index(drop=True)
@@ -227,8 +284,9 @@ OUTCOMES = {0: "EXPIRED", 1: "TP", 2: "SL", 3: "TP1_TRAIL", 4: "TIMEOUT", 5: "OP
 
 
 @numba.njit(cache=True)
-def _outcomes_kernel(h, l, c, bar, side, entry, sl, tp1, tp2, atr, validity, max_hold, tp1_frac, be_after_tp1,
-                     trail_atr):  # pragma: no cover - compiled
+def _outcomes_kernel(
+    h, l, c, bar, side, entry, sl, tp1, tp2, atr, validity, max_hold, tp1_frac, be_after_tp1, trail_atr
+):  # pragma: no cover - compiled
     m = bar.shape[0]
     n = h.shape[0]
     status = np.zeros(m, np.int8)
@@ -281,15 +339,27 @@ def _outcomes_kernel(h, l, c, bar, side, entry, sl, tp1, tp2, atr, validity, max
             last = min(f + max_hold, n) - 1
             if f + max_hold <= n:
                 px = c[last]
-                gross[j] = (tp1_frac * s * (tp1[j] / e - 1) + (1 - tp1_frac) * s * (px / e - 1)) if took_tp1 else s * (px / e - 1)
+                gross[j] = (
+                    (tp1_frac * s * (tp1[j] / e - 1) + (1 - tp1_frac) * s * (px / e - 1))
+                    if took_tp1
+                    else s * (px / e - 1)
+                )
                 status[j], exit_bar[j], exit_px[j] = 4, last, px
             else:
                 status[j] = 5
     return status, fill_bar, exit_bar, exit_px, gross, tp1_hit
 
 
-def plan_outcomes(bars: pd.DataFrame, plans: pd.DataFrame, p: SetupParams, *, costs: Costs, tp1_fraction: float = 0.5,
-                  breakeven_after_tp1: bool = True, trail_atr: float = 1.0) -> pd.DataFrame:
+def plan_outcomes(
+    bars: pd.DataFrame,
+    plans: pd.DataFrame,
+    p: SetupParams,
+    *,
+    costs: Costs,
+    tp1_fraction: float = 0.5,
+    breakeven_after_tp1: bool = True,
+    trail_atr: float = 1.0,
+) -> pd.DataFrame:
     """The outcome of each plan **taken on its own** (the meta-model's label; the portfolio run uses the simulator).
 
     Limit fill within ``validity_candles`` after the signal bar; then SL / TP1 (``tp1_fraction`` closed, stop to
@@ -305,16 +375,36 @@ def plan_outcomes(bars: pd.DataFrame, plans: pd.DataFrame, p: SetupParams, *, co
     h, l, c = (bars[k].to_numpy(float) for k in ("high", "low", "close"))
     ts = bars["ts"].to_numpy(np.int64)
     st, fb, eb, px, gross, hit1 = _outcomes_kernel(
-        h, l, c, plans["bar"].to_numpy(np.int64), plans["side"].to_numpy(np.int64), plans["entry"].to_numpy(float),
-        plans["sl"].to_numpy(float), plans["tp1"].to_numpy(float), plans["tp2"].to_numpy(float), plans["atr"].to_numpy(float),
-        np.full(len(plans), p.validity_candles, np.int64), p.max_hold_candles, tp1_fraction, breakeven_after_tp1, trail_atr)
+        h,
+        l,
+        c,
+        plans["bar"].to_numpy(np.int64),
+        plans["side"].to_numpy(np.int64),
+        plans["entry"].to_numpy(float),
+        plans["sl"].to_numpy(float),
+        plans["tp1"].to_numpy(float),
+        plans["tp2"].to_numpy(float),
+        plans["atr"].to_numpy(float),
+        np.full(len(plans), p.validity_candles, np.int64),
+        p.max_hold_candles,
+        tp1_fraction,
+        breakeven_after_tp1,
+        trail_atr,
+    )
     net = gross * 100 - costs.round_trip_pct(p.min_tp_cost_mode)
     resolved = np.isin(st, [1, 2, 3, 4])
-    return pd.DataFrame({"status": pd.Series(st).map(OUTCOMES).to_numpy(), "fill_ts": np.where(fb >= 0, ts[np.maximum(fb, 0)], -1),
-                         "exit_ts": np.where(eb >= 0, ts[np.maximum(eb, 0)], -1), "exit_price": px,
-                         "net_pct": np.where(resolved, net, np.nan), "tp1_hit": np.where(resolved, hit1.astype(float), np.nan),
-                         "win": np.where(resolved, hit1.astype(float), np.nan)},
-                        index=plans.index)
+    return pd.DataFrame(
+        {
+            "status": pd.Series(st).map(OUTCOMES).to_numpy(),
+            "fill_ts": np.where(fb >= 0, ts[np.maximum(fb, 0)], -1),
+            "exit_ts": np.where(eb >= 0, ts[np.maximum(eb, 0)], -1),
+            "exit_price": px,
+            "net_pct": np.where(resolved, net, np.nan),
+            "tp1_hit": np.where(resolved, hit1.astype(float), np.nan),
+            "win": np.where(resolved, hit1.astype(float), np.nan),
+        },
+        index=plans.index,
+    )
 
 
 #: statuses of an executed signal (``signals.setups.status``)
@@ -323,8 +413,11 @@ SIGNAL_STATUSES = ("NEW", "OPEN", "TP", "SL", "TP1_TRAIL", "TIMEOUT", "EXPIRED",
 
 def one_signal_per_bar(signals: pd.DataFrame, score: str) -> pd.DataFrame:
     """Keep the best-``score`` signal of each bar (a long and a short can fire on the same candle)."""
-    return (signals.sort_values(["bar", score], ascending=[True, False], kind="stable")
-            .drop_duplicates("bar", keep="first").reset_index(drop=True))
+    return (
+        signals.sort_values(["bar", score], ascending=[True, False], kind="stable")
+        .drop_duplicates("bar", keep="first")
+        .reset_index(drop=True)
+    )
 
 
 def signal_arrays(n: int, signals: pd.DataFrame, max_leverage: float) -> dict[str, np.ndarray]:
@@ -345,8 +438,9 @@ def signal_arrays(n: int, signals: pd.DataFrame, max_leverage: float) -> dict[st
     return out
 
 
-def execution_status(signal_bar: np.ndarray, n_bars: int, trades: pd.DataFrame, orders: pd.DataFrame,
-                     validity: int) -> pd.DataFrame:
+def execution_status(
+    signal_bar: np.ndarray, n_bars: int, trades: pd.DataFrame, orders: pd.DataFrame, validity: int
+) -> pd.DataFrame:
     """Status of each signal after one simulator run of its series (seed: NEW → OPEN → TP / SL / TP1_TRAIL / EXPIRED).
 
     ``TP`` = TP2 reached; ``TP1_TRAIL`` = TP1 taken, the rest stopped at break-even or by the ATR trail;
@@ -361,23 +455,66 @@ def execution_status(signal_bar: np.ndarray, n_bars: int, trades: pd.DataFrame, 
     """
     sb = np.asarray(signal_bar, np.int64)
     out = pd.DataFrame({"signal_bar": sb})
-    t = trades.assign(signal_bar=trades["signal_bar"].astype(np.int64)) if len(trades) else pd.DataFrame(
-        columns=["signal_bar", "entry_ts", "exit_ts", "entry_price", "exit_price", "exit_reason", "pnl", "notional", "tp1_hit"])
+    t = (
+        trades.assign(signal_bar=trades["signal_bar"].astype(np.int64))
+        if len(trades)
+        else pd.DataFrame(
+            columns=[
+                "signal_bar",
+                "entry_ts",
+                "exit_ts",
+                "entry_price",
+                "exit_price",
+                "exit_reason",
+                "pnl",
+                "notional",
+                "tp1_hit",
+            ]
+        )
+    )
     t = t.assign(net_pct=100 * t["pnl"].astype(float) / t["notional"].astype(float))
-    m = out.merge(t[["signal_bar", "entry_ts", "exit_ts", "entry_price", "exit_price", "exit_reason", "pnl", "net_pct",
-                     "tp1_hit"]], on="signal_bar", how="left")
-    o = orders[["signal_bar", "status"]].rename(columns={"status": "order_status"}) if len(orders) else pd.DataFrame(
-        columns=["signal_bar", "order_status"])
+    m = out.merge(
+        t[
+            [
+                "signal_bar",
+                "entry_ts",
+                "exit_ts",
+                "entry_price",
+                "exit_price",
+                "exit_reason",
+                "pnl",
+                "net_pct",
+                "tp1_hit",
+            ]
+        ],
+        on="signal_bar",
+        how="left",
+    )
+    o = (
+        orders[["signal_bar", "status"]].rename(columns={"status": "order_status"})
+        if len(orders)
+        else pd.DataFrame(columns=["signal_bar", "order_status"])
+    )
     m = m.merge(o.astype({"signal_bar": np.int64}), on="signal_bar", how="left")
     r, hit = m["exit_reason"].to_numpy(dtype=object), m["tp1_hit"].fillna(False).to_numpy(bool)
     status = np.select(
-        [r == "open", r == "tp", np.isin(r, ["sl", "liquidation"]) & ~hit, np.isin(r, ["sl", "breakeven", "trail", "liquidation"]),
-         r == "time", m["order_status"].to_numpy(dtype=object) == "expired", pd.notna(m["order_status"]).to_numpy(),
-         sb >= n_bars - 1 - validity],
-        ["OPEN", "TP", "SL", "TP1_TRAIL", "TIMEOUT", "EXPIRED", "REJECTED", "NEW"], "SKIPPED")
+        [
+            r == "open",
+            r == "tp",
+            np.isin(r, ["sl", "liquidation"]) & ~hit,
+            np.isin(r, ["sl", "breakeven", "trail", "liquidation"]),
+            r == "time",
+            m["order_status"].to_numpy(dtype=object) == "expired",
+            pd.notna(m["order_status"]).to_numpy(),
+            sb >= n_bars - 1 - validity,
+        ],
+        ["OPEN", "TP", "SL", "TP1_TRAIL", "TIMEOUT", "EXPIRED", "REJECTED", "NEW"],
+        "SKIPPED",
+    )
     m["status"] = status
     m["entry_ts"] = m["entry_ts"].fillna(-1).astype(np.int64)
-    m["exit_ts"] = np.where(np.isin(status, ["OPEN", "NEW", "SKIPPED", "EXPIRED", "REJECTED"]), -1,
-                            m["exit_ts"].fillna(-1)).astype(np.int64)
+    m["exit_ts"] = np.where(
+        np.isin(status, ["OPEN", "NEW", "SKIPPED", "EXPIRED", "REJECTED"]), -1, m["exit_ts"].fillna(-1)
+    ).astype(np.int64)
     m["tp1_hit"] = hit
     return m[["status", "entry_ts", "exit_ts", "entry_price", "exit_price", "exit_reason", "pnl", "net_pct", "tp1_hit"]]

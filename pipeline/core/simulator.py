@@ -41,6 +41,7 @@ Semantics match vectorbt ``Portfolio.from_signals`` where both engines have the 
 fees, next-bar-open entry, stop-first, gap fills) once ``stops_on_entry_bar=False`` (vectorbt starts
 checking stops on the bar after entry); ``tests/test_simulator.py`` compares them trade by trade.
 """
+
 from __future__ import annotations
 
 import math
@@ -51,12 +52,44 @@ import numpy as np
 import pandas as pd
 
 #: exit reason codes of the ``reason`` column (index = code)
-EXIT_REASONS = ("signal", "sl", "tp", "trail", "breakeven", "time", "liquidation", "open", "expired",
-                "rejected_liq", "rejected_levels", "reverse")
-_R_SIGNAL, _R_SL, _R_TP, _R_TRAIL, _R_BE, _R_TIME, _R_LIQ, _R_OPEN, _R_EXPIRED, _R_REJ_LIQ, _R_REJ_LVL, _R_REVERSE = range(12)
+EXIT_REASONS = (
+    "signal",
+    "sl",
+    "tp",
+    "trail",
+    "breakeven",
+    "time",
+    "liquidation",
+    "open",
+    "expired",
+    "rejected_liq",
+    "rejected_levels",
+    "reverse",
+)
+_R_SIGNAL, _R_SL, _R_TP, _R_TRAIL, _R_BE, _R_TIME, _R_LIQ, _R_OPEN, _R_EXPIRED, _R_REJ_LIQ, _R_REJ_LVL, _R_REVERSE = (
+    range(12)
+)
 
-TRADE_COLUMNS = ("signal_bar", "entry_bar", "exit_bar", "direction", "entry_price", "exit_price", "units", "notional",
-                 "fees", "pnl", "ret", "reason", "mae", "mfe", "r_multiple", "tp1_hit", "sl_initial", "tp_initial")
+TRADE_COLUMNS = (
+    "signal_bar",
+    "entry_bar",
+    "exit_bar",
+    "direction",
+    "entry_price",
+    "exit_price",
+    "units",
+    "notional",
+    "fees",
+    "pnl",
+    "ret",
+    "reason",
+    "mae",
+    "mfe",
+    "r_multiple",
+    "tp1_hit",
+    "sl_initial",
+    "tp_initial",
+)
 _NF = len(TRADE_COLUMNS)
 
 
@@ -67,31 +100,31 @@ class SimParams:
     Per-signal arrays passed to :func:`simulate` (limit price, SL, TP1, TP, size) override these.
     """
 
-    init_cash: float = 10_000.0          # quote currency
-    size_fraction: float = 1.0           # fraction of equity used as margin per trade
-    risk_per_trade: float = 0.0          # fraction of equity lost at the stop (0 = off: margin sizing)
+    init_cash: float = 10_000.0  # quote currency
+    size_fraction: float = 1.0  # fraction of equity used as margin per trade
+    risk_per_trade: float = 0.0  # fraction of equity lost at the stop (0 = off: margin sizing)
     leverage: float = 1.0
-    maintenance_margin: float = 0.005    # fraction of notional (Binance USDT-M tier 1)
-    liq_buffer: float = 0.0              # stop must sit this fraction of entry before liquidation
-    sl_pct: float = math.nan             # stop distance, fraction of entry
+    maintenance_margin: float = 0.005  # fraction of notional (Binance USDT-M tier 1)
+    liq_buffer: float = 0.0  # stop must sit this fraction of entry before liquidation
+    sl_pct: float = math.nan  # stop distance, fraction of entry
     tp_pct: float = math.nan
-    sl_atr: float = math.nan             # stop distance, ATR multiples (ATR of the signal bar)
+    sl_atr: float = math.nan  # stop distance, ATR multiples (ATR of the signal bar)
     tp_atr: float = math.nan
-    tp1_atr: float = math.nan            # first target, ATR multiples
+    tp1_atr: float = math.nan  # first target, ATR multiples
     tp1_pct: float = math.nan
-    tp1_fraction: float = 0.0            # fraction of the position closed at TP1
+    tp1_fraction: float = 0.0  # fraction of the position closed at TP1
     breakeven_after_tp1: bool = False
-    trail_atr: float = math.nan          # trailing distance, ATR multiples
-    trail_activation_atr: float = 0.0    # profit (ATR multiples) before the trail is armed
-    max_bars: int = 0                    # time stop in bars after entry (0 = off)
-    limit_validity_bars: int = 1         # bars a limit entry rests before it expires
+    trail_atr: float = math.nan  # trailing distance, ATR multiples
+    trail_activation_atr: float = 0.0  # profit (ATR multiples) before the trail is armed
+    max_bars: int = 0  # time stop in bars after entry (0 = off)
+    limit_validity_bars: int = 1  # bars a limit entry rests before it expires
     fee_taker_bps: float = 0.0
     fee_maker_bps: float = 0.0
-    slippage_bps: float = 0.0            # on market and stop fills, against the trade
-    latency_bars: int = 0                # extra bars between decision and execution
+    slippage_bps: float = 0.0  # on market and stop fills, against the trade
+    latency_bars: int = 0  # extra bars between decision and execution
     stops_on_entry_bar: bool = True
-    trail_after_tp1: bool = False        # arm the ATR trail only once TP1 has been taken (setup scanner)
-    allow_reverse: bool = True           # an opposite signal while in a position reverses it (else it is ignored)
+    trail_after_tp1: bool = False  # arm the ATR trail only once TP1 has been taken (setup scanner)
+    allow_reverse: bool = True  # an opposite signal while in a position reverses it (else it is ignored)
 
     def as_array(self) -> np.ndarray:
         return np.array([float(getattr(self, f.name)) for f in fields(self)], dtype=np.float64)
@@ -101,9 +134,33 @@ class SimParams:
 
 
 _P = {f.name: i for i, f in enumerate(fields(SimParams))}
-(P_CASH, P_SIZE, P_RISK, P_LEV, P_MMR, P_LIQBUF, P_SLPCT, P_TPPCT, P_SLATR, P_TPATR, P_TP1ATR, P_TP1PCT, P_TP1FRAC,
- P_BE, P_TRAIL, P_TRAILACT, P_MAXBARS, P_VALID, P_TAKER, P_MAKER, P_SLIP, P_LAT, P_ENTRYBAR, P_TRAILTP1,
- P_REVERSE) = range(len(_P))
+(
+    P_CASH,
+    P_SIZE,
+    P_RISK,
+    P_LEV,
+    P_MMR,
+    P_LIQBUF,
+    P_SLPCT,
+    P_TPPCT,
+    P_SLATR,
+    P_TPATR,
+    P_TP1ATR,
+    P_TP1PCT,
+    P_TP1FRAC,
+    P_BE,
+    P_TRAIL,
+    P_TRAILACT,
+    P_MAXBARS,
+    P_VALID,
+    P_TAKER,
+    P_MAKER,
+    P_SLIP,
+    P_LAT,
+    P_ENTRYBAR,
+    P_TRAILTP1,
+    P_REVERSE,
+) = range(len(_P))
 
 
 @numba.njit(cache=True, inline="always")
@@ -137,26 +194,82 @@ def _first_event(k0, k1, fh, fl, d, stop, target):  # pragma: no cover - compile
 
 
 @numba.njit(cache=True)
-def _write_trade(t, sig_bar, entry_bar, exit_bar, d, entry, exit_val, units0, fees, gross, lev, reason, worst, best,
-                 sl0, tp0, tp1_done):  # pragma: no cover - compiled
+def _write_trade(
+    t,
+    sig_bar,
+    entry_bar,
+    exit_bar,
+    d,
+    entry,
+    exit_val,
+    units0,
+    fees,
+    gross,
+    lev,
+    reason,
+    worst,
+    best,
+    sl0,
+    tp0,
+    tp1_done,
+):  # pragma: no cover - compiled
     xp = exit_val / units0
-    t[0] = sig_bar; t[1] = entry_bar; t[2] = exit_bar; t[3] = d; t[4] = entry; t[5] = xp
-    t[6] = units0; t[7] = units0 * entry; t[8] = fees; t[9] = gross - fees
-    t[10] = (gross - fees) / (units0 * entry / lev); t[11] = reason
-    t[12] = min(worst, d * (xp - entry)) / entry; t[13] = max(best, d * (xp - entry)) / entry
+    t[0] = sig_bar
+    t[1] = entry_bar
+    t[2] = exit_bar
+    t[3] = d
+    t[4] = entry
+    t[5] = xp
+    t[6] = units0
+    t[7] = units0 * entry
+    t[8] = fees
+    t[9] = gross - fees
+    t[10] = (gross - fees) / (units0 * entry / lev)
+    t[11] = reason
+    t[12] = min(worst, d * (xp - entry)) / entry
+    t[13] = max(best, d * (xp - entry)) / entry
     t[14] = (gross - fees) / (units0 * abs(entry - sl0)) if not math.isnan(sl0) and entry != sl0 else math.nan
-    t[15] = 1.0 if tp1_done else 0.0; t[16] = sl0; t[17] = tp0
+    t[15] = 1.0 if tp1_done else 0.0
+    t[16] = sl0
+    t[17] = tp0
 
 
 @numba.njit(cache=True)
 def _write_order(t, s, i, d, reason, sl_, tp_):  # pragma: no cover - compiled
     t[:] = math.nan
-    t[0] = s; t[1] = -1; t[2] = i; t[3] = d; t[6] = 0.0; t[11] = reason; t[16] = sl_; t[17] = tp_
+    t[0] = s
+    t[1] = -1
+    t[2] = i
+    t[3] = d
+    t[6] = 0.0
+    t[11] = reason
+    t[16] = sl_
+    t[17] = tp_
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _simulate_kernel(o, h, l, c, atr, sig, exit_sig, s_limit, s_sl, s_tp1, s_tp, s_size,
-                     fine_start, fine_end, fh, fl, p, trades, pos_out, eq_out):  # pragma: no cover - compiled
+def _simulate_kernel(
+    o,
+    h,
+    l,
+    c,
+    atr,
+    sig,
+    exit_sig,
+    s_limit,
+    s_sl,
+    s_tp1,
+    s_tp,
+    s_size,
+    fine_start,
+    fine_end,
+    fh,
+    fl,
+    p,
+    trades,
+    pos_out,
+    eq_out,
+):  # pragma: no cover - compiled
     n = o.shape[0]
     record = pos_out.shape[0] == n
     taker = p[P_TAKER] * 1e-4
@@ -205,9 +318,30 @@ def _simulate_kernel(o, h, l, c, atr, sig, exit_sig, s_limit, s_sl, s_tp1, s_tp,
             price = o[i] * (1.0 - d * slip)
             f = units * price * taker
             g = d * units * (price - entry)
-            cash += g - f; fees += f; gross += g; exit_val += units * price; units = 0.0
-            _write_trade(trades[nt], sig_bar, entry_bar, i, d, entry, exit_val, units0, fees, gross, lev, reason,
-                         worst, best, sl0, tp0, tp1_done)
+            cash += g - f
+            fees += f
+            gross += g
+            exit_val += units * price
+            units = 0.0
+            _write_trade(
+                trades[nt],
+                sig_bar,
+                entry_bar,
+                i,
+                d,
+                entry,
+                exit_val,
+                units0,
+                fees,
+                gross,
+                lev,
+                reason,
+                worst,
+                best,
+                sl0,
+                tp0,
+                tp1_done,
+            )
             nt += 1
             d = 0
         if px_bar >= 0 and i >= px_bar:
@@ -240,8 +374,11 @@ def _simulate_kernel(o, h, l, c, atr, sig, exit_sig, s_limit, s_sl, s_tp1, s_tp,
                 tp_ = _level(_at(s_tp, s), fill, dd, a, p[P_TPATR], p[P_TPPCT])
                 tp1_ = _level(_at(s_tp1, s), fill, dd, a, p[P_TP1ATR], p[P_TP1PCT]) if p[P_TP1FRAC] > 0 else math.nan
                 liq_ = fill * (1.0 - dd * (1.0 / lev - p[P_MMR])) if lev > 1.0 else math.nan
-                bad_lvl = ((not math.isnan(sl_)) and (sl_ - fill) * dd >= 0) or ((not math.isnan(tp_)) and (tp_ - fill) * dd <= 0) \
+                bad_lvl = (
+                    ((not math.isnan(sl_)) and (sl_ - fill) * dd >= 0)
+                    or ((not math.isnan(tp_)) and (tp_ - fill) * dd <= 0)
                     or ((not math.isnan(tp1_)) and (tp1_ - fill) * dd <= 0)
+                )
                 bad_liq = (not math.isnan(liq_)) and (not math.isnan(sl_)) and (sl_ - liq_) * dd < p[P_LIQBUF] * fill
                 if bad_lvl or bad_liq:
                     _write_order(trades[nt], s, i, dd, _R_REJ_LVL if bad_lvl else _R_REJ_LIQ, sl_, tp_)
@@ -253,12 +390,29 @@ def _simulate_kernel(o, h, l, c, atr, sig, exit_sig, s_limit, s_sl, s_tp1, s_tp,
                     if p[P_RISK] > 0 and not math.isnan(sl_):
                         u = min(u, cash * p[P_RISK] / abs(fill - sl_))
                     if u > 0:
-                        d = dd; units = u; units0 = u; entry = fill; entry_bar = i; sig_bar = s
+                        d = dd
+                        units = u
+                        units0 = u
+                        entry = fill
+                        entry_bar = i
+                        sig_bar = s
                         intrabar_fill = fill != o[i] and not math.isnan(lim)
-                        sl = sl_; tp = tp_; tp1 = tp1_; sl0 = sl_; tp0 = tp_; liq = liq_
-                        trail = math.nan; trail_on = False; be_on = False; tp1_done = False
-                        best = 0.0; worst = 0.0; atr_e = a
-                        fees = u * fill * fee_rate; gross = 0.0; exit_val = 0.0
+                        sl = sl_
+                        tp = tp_
+                        tp1 = tp1_
+                        sl0 = sl_
+                        tp0 = tp_
+                        liq = liq_
+                        trail = math.nan
+                        trail_on = False
+                        be_on = False
+                        tp1_done = False
+                        best = 0.0
+                        worst = 0.0
+                        atr_e = a
+                        fees = u * fill * fee_rate
+                        gross = 0.0
+                        exit_val = 0.0
                         cash -= fees
         # 3. stops and targets inside the bar
         if d != 0 and (i > entry_bar or p[P_ENTRYBAR] > 0):
@@ -280,7 +434,11 @@ def _simulate_kernel(o, h, l, c, atr, sig, exit_sig, s_limit, s_sl, s_tp1, s_tp,
                 price = o[i] * (1.0 - d * slip)
                 f = units * price * taker
                 g = d * units * (price - entry)
-                cash += g - f; fees += f; gross += g; exit_val += units * price; units = 0.0
+                cash += g - f
+                fees += f
+                gross += g
+                exit_val += units * price
+                units = 0.0
                 done = True
             else:
                 stop_hit = (not math.isnan(stop)) and (adv - stop) * d <= 0
@@ -304,7 +462,11 @@ def _simulate_kernel(o, h, l, c, atr, sig, exit_sig, s_limit, s_sl, s_tp1, s_tp,
                     q = min(units0 * p[P_TP1FRAC], units)
                     f = q * price * maker
                     g = d * q * (price - entry)
-                    cash += g - f; fees += f; gross += g; exit_val += q * price; units -= q
+                    cash += g - f
+                    fees += f
+                    gross += g
+                    exit_val += q * price
+                    units -= q
                     tp1_done = True
                     if units <= 1e-12 * units0:
                         units = 0.0
@@ -314,18 +476,43 @@ def _simulate_kernel(o, h, l, c, atr, sig, exit_sig, s_limit, s_sl, s_tp1, s_tp,
                     price = tp if (o[i] - tp) * d < 0 else o[i]
                     f = units * price * maker
                     g = d * units * (price - entry)
-                    cash += g - f; fees += f; gross += g; exit_val += units * price; units = 0.0
+                    cash += g - f
+                    fees += f
+                    gross += g
+                    exit_val += units * price
+                    units = 0.0
                     reason = _R_TP
                     done = True
                 if not done and stop_hit:
                     price = stop * (1.0 - d * slip)
                     f = units * price * taker
                     g = d * units * (price - entry)
-                    cash += g - f; fees += f; gross += g; exit_val += units * price; units = 0.0
+                    cash += g - f
+                    fees += f
+                    gross += g
+                    exit_val += units * price
+                    units = 0.0
                     done = True
             if done:
-                _write_trade(trades[nt], sig_bar, entry_bar, i, d, entry, exit_val, units0, fees, gross, lev, reason,
-                             worst, best, sl0, tp0, tp1_done)
+                _write_trade(
+                    trades[nt],
+                    sig_bar,
+                    entry_bar,
+                    i,
+                    d,
+                    entry,
+                    exit_val,
+                    units0,
+                    fees,
+                    gross,
+                    lev,
+                    reason,
+                    worst,
+                    best,
+                    sl0,
+                    tp0,
+                    tp1_done,
+                )
                 nt += 1
                 d = 0
                 px_bar = -1
@@ -345,18 +532,41 @@ def _simulate_kernel(o, h, l, c, atr, sig, exit_sig, s_limit, s_sl, s_tp1, s_tp,
         # 5. decisions on this bar's close
         if sig[i] != 0:
             if d == 0 and pe_bar < 0:
-                pe_bar = i + 1 + lat; pe_dir = sig[i]; pe_sig = i
+                pe_bar = i + 1 + lat
+                pe_dir = sig[i]
+                pe_sig = i
             elif d != 0 and sig[i] != d and px_bar < 0 and p[P_REVERSE] > 0:
-                px_bar = i + 1 + lat; px_reason = _R_REVERSE
-                pe_bar = i + 1 + lat; pe_dir = sig[i]; pe_sig = i
+                px_bar = i + 1 + lat
+                px_reason = _R_REVERSE
+                pe_bar = i + 1 + lat
+                pe_dir = sig[i]
+                pe_sig = i
         elif exit_sig[i] and d != 0 and px_bar < 0:
-            px_bar = i + 1 + lat; px_reason = _R_SIGNAL
+            px_bar = i + 1 + lat
+            px_reason = _R_SIGNAL
         if record:
             pos_out[i] = d * units
             eq_out[i] = cash + (d * units * (c[i] - entry) if d != 0 else 0.0)
     if d != 0:  # still open at the end: marked at the last close, no exit fee
-        _write_trade(trades[nt], sig_bar, entry_bar, n - 1, d, entry, exit_val + units * c[n - 1], units0, fees,
-                     gross + d * units * (c[n - 1] - entry), lev, _R_OPEN, worst, best, sl0, tp0, tp1_done)
+        _write_trade(
+            trades[nt],
+            sig_bar,
+            entry_bar,
+            n - 1,
+            d,
+            entry,
+            exit_val + units * c[n - 1],
+            units0,
+            fees,
+            gross + d * units * (c[n - 1] - entry),
+            lev,
+            _R_OPEN,
+            worst,
+            best,
+            sl0,
+            tp0,
+            tp1_done,
+        )
         nt += 1
     return nt
 
@@ -411,9 +621,21 @@ def fine_index(ts: np.ndarray, step_ms: int, fine_ts: np.ndarray) -> tuple[np.nd
     return start, end
 
 
-def simulate(bars: pd.DataFrame, signal: np.ndarray, params: SimParams, *, exit_signal: np.ndarray | None = None,
-             limit_price=None, sl_price=None, tp1_price=None, tp_price=None, size_fraction=None,
-             fine: pd.DataFrame | None = None, step_ms: int | None = None, record_bars: bool = True) -> SimResult:
+def simulate(
+    bars: pd.DataFrame,
+    signal: np.ndarray,
+    params: SimParams,
+    *,
+    exit_signal: np.ndarray | None = None,
+    limit_price=None,
+    sl_price=None,
+    tp1_price=None,
+    tp_price=None,
+    size_fraction=None,
+    fine: pd.DataFrame | None = None,
+    step_ms: int | None = None,
+    record_bars: bool = True,
+) -> SimResult:
     """Simulate one symbol.
 
     Args:
@@ -453,6 +675,7 @@ def simulate(bars: pd.DataFrame, signal: np.ndarray, params: SimParams, *, exit_
         if a.shape != (n,):
             raise ValueError(f"simulate: per-signal array has shape {a.shape}, expected ({n},)")
         return a
+
     if fine is not None and len(fine):
         if step_ms is None:
             raise ValueError("simulate: step_ms is required with fine candles")
@@ -465,8 +688,28 @@ def simulate(bars: pd.DataFrame, signal: np.ndarray, params: SimParams, *, exit_
     trades = np.empty((int(np.count_nonzero(sig)) + 1, _NF))
     m = n if record_bars else 0
     pos, eq = np.empty(m), np.empty(m)
-    nt = _simulate_kernel(o, h, l, c, atr, sig, ex, arr(limit_price), arr(sl_price), arr(tp1_price), arr(tp_price),
-                          arr(size_fraction), fs, fe, fh, fl, params.as_array(), trades, pos, eq)
+    nt = _simulate_kernel(
+        o,
+        h,
+        l,
+        c,
+        atr,
+        sig,
+        ex,
+        arr(limit_price),
+        arr(sl_price),
+        arr(tp1_price),
+        arr(tp_price),
+        arr(size_fraction),
+        fs,
+        fe,
+        fh,
+        fl,
+        params.as_array(),
+        trades,
+        pos,
+        eq,
+    )
     t = trades[:nt]
     filled = t[:, 1] >= 0
     cols = {k: t[:, j] for j, k in enumerate(TRADE_COLUMNS)}
@@ -475,10 +718,22 @@ def simulate(bars: pd.DataFrame, signal: np.ndarray, params: SimParams, *, exit_
     sb, eb, xb = cols["signal_bar"], cols["entry_bar"], cols["exit_bar"]
     cols["tp1_hit"] = cols["tp1_hit"] == 1.0
     cols["exit_reason"] = _REASONS[cols.pop("reason").astype(np.int64)]
-    cols["signal_ts"], cols["entry_ts"], cols["exit_ts"] = ts[sb], np.where(eb >= 0, ts[np.clip(eb, 0, None)], -1), ts[xb]
+    cols["signal_ts"], cols["entry_ts"], cols["exit_ts"] = (
+        ts[sb],
+        np.where(eb >= 0, ts[np.clip(eb, 0, None)], -1),
+        ts[xb],
+    )
     cols["bars_held"] = xb - eb
     trades_df = pd.DataFrame({k: v[filled] for k, v in cols.items()})
-    orders = pd.DataFrame({"signal_bar": sb[~filled], "signal_ts": cols["signal_ts"][~filled], "ts": cols["exit_ts"][~filled],
-                           "direction": cols["direction"][~filled], "status": cols["exit_reason"][~filled],
-                           "sl_initial": cols["sl_initial"][~filled], "tp_initial": cols["tp_initial"][~filled]})
+    orders = pd.DataFrame(
+        {
+            "signal_bar": sb[~filled],
+            "signal_ts": cols["signal_ts"][~filled],
+            "ts": cols["exit_ts"][~filled],
+            "direction": cols["direction"][~filled],
+            "status": cols["exit_reason"][~filled],
+            "sl_initial": cols["sl_initial"][~filled],
+            "tp_initial": cols["tp_initial"][~filled],
+        }
+    )
     return SimResult(trades_df, orders, ts, pos, c, eq)

@@ -5,6 +5,7 @@ timeframe ``tf`` covers ``[ts, ts + TIMEFRAME_MS[tf])`` and is closed once that 
 Periods are aligned to the Unix epoch (so 4h candles open at 00/04/08/... UTC and 1d at 00:00 UTC,
 as on Binance).
 """
+
 from __future__ import annotations
 
 TIMEFRAME_MS: dict[str, int] = {

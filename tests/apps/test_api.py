@@ -1,5 +1,6 @@
 """The options desk REST API over real HTTP on 127.0.0.1 (uvicorn in a thread), against a snapshot built from
 the real on-chain data by the pure engine."""
+
 import socket
 import threading
 import time
@@ -19,7 +20,10 @@ from pipeline.core.options_fusion import decide_days
 @pytest.fixture(scope="module")
 def server(shared_data, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("api")
-    longs = [wide_to_long(pd.read_csv(shared_data / "onchain" / sf.filename), sf.source, sf.date_column) for sf in ONCHAIN_SOURCES]
+    longs = [
+        wide_to_long(pd.read_csv(shared_data / "onchain" / sf.filename), sf.source, sf.date_column)
+        for sf in ONCHAIN_SOURCES
+    ]
     oc, _ = normalise_onchain(pd.concat(longs, ignore_index=True))
     fng = normalise_fear_greed(pd.read_csv(shared_data / "sentiment" / "fear_greed_daily.csv.gz"), "fng")
     f = onchain_features(oc, fng)
@@ -36,8 +40,11 @@ def server(shared_data, tmp_path_factory):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    srv = uvicorn.Server(uvicorn.Config(create_app(str(serving), str(tmp / "tokens.sqlite")), host="127.0.0.1", port=port,
-                                        log_level="warning"))
+    srv = uvicorn.Server(
+        uvicorn.Config(
+            create_app(str(serving), str(tmp / "tokens.sqlite")), host="127.0.0.1", port=port, log_level="warning"
+        )
+    )
     th = threading.Thread(target=srv.run, daemon=True)
     th.start()
     for _ in range(100):
@@ -66,7 +73,11 @@ def test_signals_latest_by_date_and_pagination(server):
     base, token, _, daily, trades = server
     h = {"Authorization": f"Token {token}"}
     latest = httpx.get(f"{base}/api/v1/signals/latest/", headers=h).json()
-    assert latest["date"] == "2026-08-21" and latest["state"] == "no_trade" and latest["state_reason"] == "unavailable:whales"
+    assert (
+        latest["date"] == "2026-08-21"
+        and latest["state"] == "no_trade"
+        and latest["state_reason"] == "unavailable:whales"
+    )
     day = httpx.get(f"{base}/api/v1/signals/2024-03-06/", headers=h).json()
     assert day["state"] == "strong_bullish" and {t["trade_type"] for t in day["trades"]} == {"LONG", "TACTICAL_PUT"}
     assert all(t["structure"] and t["expiry"] for t in day["trades"])
@@ -93,5 +104,7 @@ def test_revoked_token_and_openapi(server):
     assert store.revoke("temp") == 1
     assert httpx.get(f"{base}/api/v1/signals/latest/", headers=h).status_code == 401
     spec = httpx.get(f"{base}/openapi.json").json()
-    assert {"/api/v1/health/", "/api/v1/signals/", "/api/v1/signals/latest/", "/api/v1/signals/{day}/"} <= set(spec["paths"])
+    assert {"/api/v1/health/", "/api/v1/signals/", "/api/v1/signals/latest/", "/api/v1/signals/{day}/"} <= set(
+        spec["paths"]
+    )
     assert t not in store.path.read_bytes().decode("latin-1")  # only the hash is stored

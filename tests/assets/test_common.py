@@ -1,4 +1,5 @@
 """The shared asset wiring: the one skip prologue and the check wrappers, on a real DuckDB file."""
+
 import dagster as dg
 import pandas as pd
 
@@ -17,7 +18,9 @@ def test_if_unchanged_skips_only_on_the_recorded_fingerprint(tmp_path):
         assert [c.check_name for c in skip.check_results] == [STATUSES_VALID] and skip.check_results[0].passed
         assert if_unchanged(con, "signals.setups", "fp2", "same") is None  # inputs changed
         assert if_unchanged(con, "signals.setups", "fp1", "same", force=True) is None
-        assert if_unchanged(con, "signals.setups", "fp1", "same", require_table=True) is None  # the table does not exist
+        assert (
+            if_unchanged(con, "signals.setups", "fp1", "same", require_table=True) is None
+        )  # the table does not exist
 
 
 def test_check_wrappers():

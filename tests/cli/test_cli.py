@@ -1,5 +1,6 @@
 """The ``trader`` CLI package: command modules share only :mod:`pipeline.cli.common` and never touch assets or
 Dagster directly; ``trader setups retro-scan`` runs ``setup_retro_job`` (asset ``signals/setup_retro``)."""
+
 import ast
 from pathlib import Path
 
@@ -42,8 +43,16 @@ def test_command_modules_import_only_common_from_the_cli_and_nothing_under_asset
             wrong += [f"{module}.{n}" for n in names if module == "pipeline.cli.common" and n.startswith("_")]
             if wrong:
                 bad.setdefault(path.name, []).extend(wrong)
-        private = sorted({n.attr for n in ast.walk(ast.parse(path.read_text())) if isinstance(n, ast.Attribute)
-                          and isinstance(n.value, ast.Name) and n.value.id == "common" and n.attr.startswith("_")})
+        private = sorted(
+            {
+                n.attr
+                for n in ast.walk(ast.parse(path.read_text()))
+                if isinstance(n, ast.Attribute)
+                and isinstance(n.value, ast.Name)
+                and n.value.id == "common"
+                and n.attr.startswith("_")
+            }
+        )
         if private:
             bad.setdefault(path.name, []).extend(f"common.{a}" for a in private)
     assert not bad, f"CLI command modules import other CLI modules, assets, Dagster or private helpers: {bad}"
@@ -62,10 +71,29 @@ def test_commands_and_jobs():
 
     from pipeline.cli import app
     from pipeline.definitions import defs
+
     top = typer.main.get_command(app)
-    assert set(top.commands) == {"run", "ingest", "status", "train", "backtest", "walk-forward", "ui", "options", "setups", "api"}
-    assert set(top.commands["setups"].commands) == {"retro-scan", "scan", "train-meta", "calibrate-meta", "tune-thresholds",
-                                                    "analyze-results", "db-inspect"}
+    assert set(top.commands) == {
+        "run",
+        "ingest",
+        "status",
+        "train",
+        "backtest",
+        "walk-forward",
+        "ui",
+        "options",
+        "setups",
+        "api",
+    }
+    assert set(top.commands["setups"].commands) == {
+        "retro-scan",
+        "scan",
+        "train-meta",
+        "calibrate-meta",
+        "tune-thresholds",
+        "analyze-results",
+        "db-inspect",
+    }
     assert set(top.commands["api"].commands) == {"create-token", "list-tokens", "revoke-token", "serve"}
     retro = dg.AssetKey(["signals", "setup_retro"])
     assert defs.resolve_job_def("setup_retro_job").asset_layer.selected_asset_keys == {retro}
@@ -99,15 +127,39 @@ def test_retro_scan_runs_setup_retro_job(resources, tmp_path, monkeypatch):
     assert built.success
 
     csv = tmp_path / "retro.csv"
-    out = CliRunner().invoke(app, ["setups", "retro-scan", "--start", "2023-03-01", "--end", "2023-04-10", "--stride", "2",
-                                   "--limit-per-pair", "5", "--csv", str(csv)], env={"COLUMNS": "250"})
+    out = CliRunner().invoke(
+        app,
+        [
+            "setups",
+            "retro-scan",
+            "--start",
+            "2023-03-01",
+            "--end",
+            "2023-04-10",
+            "--stride",
+            "2",
+            "--limit-per-pair",
+            "5",
+            "--csv",
+            str(csv),
+        ],
+        env={"COLUMNS": "250"},
+    )
     assert out.exit_code == 0, out.output
-    assert "Signal statuses" in out.output and "rules_only): executed trades" in out.output and "(table signals.setup_retro)" in out.output
+    assert (
+        "Signal statuses" in out.output
+        and "rules_only): executed trades" in out.output
+        and "(table signals.setup_retro)" in out.output
+    )
 
     runs = inst.get_runs(filters=dg.RunsFilter(job_name="setup_retro_job"))
     assert len(runs) == 1 and runs[0].status == dg.DagsterRunStatus.SUCCESS
-    assert runs[0].run_config["ops"]["signals__setup_retro"]["config"] == {"start": "2023-03-01", "end": "2023-04-10",
-                                                                           "stride": 2, "limit_per_pair": 5}
+    assert runs[0].run_config["ops"]["signals__setup_retro"]["config"] == {
+        "start": "2023-03-01",
+        "end": "2023-04-10",
+        "stride": 2,
+        "limit_per_pair": 5,
+    }
     with common.open_readonly() as con:
         retro = con.execute("SELECT * FROM signals.setup_retro").df()
     assert 0 < len(retro) <= 5 * 4 and retro.groupby(["symbol", "timeframe"]).size().max() <= 5

@@ -1,9 +1,17 @@
 """Candle validation, gaps and resampling on real Binance data and hand-built cases."""
+
 import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.core.candles import CandleValidationError, drop_forming, find_gaps, resample_ohlcv, summarize_gaps, validate_ohlcv
+from pipeline.core.candles import (
+    CandleValidationError,
+    drop_forming,
+    find_gaps,
+    resample_ohlcv,
+    summarize_gaps,
+    validate_ohlcv,
+)
 from pipeline.core.timeframes import resample_source
 from tests.conftest import real_ohlcv
 
@@ -16,7 +24,9 @@ def _complete_equal(res: pd.DataFrame, ref: pd.DataFrame) -> pd.DataFrame:
     return m
 
 
-@pytest.mark.parametrize("symbol,folder,n_hours", [("BTC/USDT", "binance", 2178), ("XRP/USDT", "binance_1m_2026-03", 719)])
+@pytest.mark.parametrize(
+    "symbol,folder,n_hours", [("BTC/USDT", "binance", 2178), ("XRP/USDT", "binance_1m_2026-03", 719)]
+)
 def test_1m_to_1h_reproduces_binance_exactly(symbol, folder, n_hours):
     m1 = validate_ohlcv(real_ohlcv(symbol, "1m", folder), "1m")
     h1 = validate_ohlcv(real_ohlcv(symbol, "1h"), "1h")
@@ -45,11 +55,27 @@ def test_1m_to_every_target_closed_only():
 
 def test_incomplete_period_is_flagged_or_dropped_never_filled():
     ts = np.array([0, 60_000, 120_000, 240_000, 300_000], dtype=np.int64)  # 3:00 missing in the 0-5 min period
-    df = pd.DataFrame({"ts": ts, "open": [1, 2, 3, 5, 6.0], "high": [1.5, 2.5, 3.5, 5.5, 6.5],
-                       "low": [0.5, 1.5, 2.5, 4.5, 5.5], "close": [1.2, 2.2, 3.2, 5.2, 6.2], "volume": [1, 1, 1, 1, 1.0]})
+    df = pd.DataFrame(
+        {
+            "ts": ts,
+            "open": [1, 2, 3, 5, 6.0],
+            "high": [1.5, 2.5, 3.5, 5.5, 6.5],
+            "low": [0.5, 1.5, 2.5, 4.5, 5.5],
+            "close": [1.2, 2.2, 3.2, 5.2, 6.2],
+            "volume": [1, 1, 1, 1, 1.0],
+        }
+    )
     r = resample_ohlcv(df, "1m", "5m", source_end_ms=300_000)
-    assert r.to_dict("records")[0] == {"ts": 0, "open": 1.0, "high": 5.5, "low": 0.5, "close": 5.2, "volume": 4.0,
-                                       "bar_count": 4, "expected_bars": 5}
+    assert r.to_dict("records")[0] == {
+        "ts": 0,
+        "open": 1.0,
+        "high": 5.5,
+        "low": 0.5,
+        "close": 5.2,
+        "volume": 4.0,
+        "bar_count": 4,
+        "expected_bars": 5,
+    }
     assert len(r) == 1  # the 5-10 min period has only its first bar: still open, not emitted
     assert resample_ohlcv(df, "1m", "5m", drop_incomplete=True).empty
 
@@ -88,17 +114,20 @@ def _bad(mutate) -> pd.DataFrame:
     return df
 
 
-@pytest.mark.parametrize("mutate,rule,row", [
-    (lambda d: d.drop(columns=["close"], inplace=True), "required_columns", None),
-    (lambda d: d.__setitem__("open", d["open"].where(d.index != 7, "abc")), "numeric", 8),
-    (lambda d: d.loc.__setitem__((4, "high"), np.nan), "no_nan", 5),
-    (lambda d: d.__setitem__("ts", d["ts"] // 1000), "timestamp_unit", 1),
-    (lambda d: d.loc.__setitem__((9, "low"), -1.0), "positive_price", 10),
-    (lambda d: d.loc.__setitem__((3, "low"), d.loc[3, "high"] + 1), "ohlc_bounds", 4),
-    (lambda d: d.loc.__setitem__((12, "ts"), d.loc[11, "ts"]), "duplicate_ts", 13),
-    (lambda d: d.loc.__setitem__((20, "ts"), d.loc[18, "ts"] - 3_600_000), "ordering", 21),
-    (lambda d: d.loc.__setitem__((30, "ts"), d.loc[30, "ts"] + 1), "timeframe_grid", 31),
-])
+@pytest.mark.parametrize(
+    "mutate,rule,row",
+    [
+        (lambda d: d.drop(columns=["close"], inplace=True), "required_columns", None),
+        (lambda d: d.__setitem__("open", d["open"].where(d.index != 7, "abc")), "numeric", 8),
+        (lambda d: d.loc.__setitem__((4, "high"), np.nan), "no_nan", 5),
+        (lambda d: d.__setitem__("ts", d["ts"] // 1000), "timestamp_unit", 1),
+        (lambda d: d.loc.__setitem__((9, "low"), -1.0), "positive_price", 10),
+        (lambda d: d.loc.__setitem__((3, "low"), d.loc[3, "high"] + 1), "ohlc_bounds", 4),
+        (lambda d: d.loc.__setitem__((12, "ts"), d.loc[11, "ts"]), "duplicate_ts", 13),
+        (lambda d: d.loc.__setitem__((20, "ts"), d.loc[18, "ts"] - 3_600_000), "ordering", 21),
+        (lambda d: d.loc.__setitem__((30, "ts"), d.loc[30, "ts"] + 1), "timeframe_grid", 31),
+    ],
+)
 def test_validation_names_file_row_and_rule(mutate, rule, row):
     with pytest.raises(CandleValidationError) as e:
         validate_ohlcv(_bad(mutate), "ohlcv/binance/BTC_USDT-1h.csv.gz", "1h")

@@ -1,4 +1,5 @@
 """Indicators against hand-computed Wilder/EMA definitions on real BTC candles, warm-up and look-ahead."""
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -16,7 +17,7 @@ def btc():
 def _wilder(x: np.ndarray, n: int, seed_from: int) -> np.ndarray:
     """Wilder smoothing seeded with the SMA of x[seed_from : seed_from+n] (TA-Lib's definition)."""
     out = np.full(len(x), np.nan)
-    out[seed_from + n - 1] = x[seed_from:seed_from + n].mean()
+    out[seed_from + n - 1] = x[seed_from : seed_from + n].mean()
     for i in range(seed_from + n, len(x)):
         out[i] = (out[i - 1] * (n - 1) + x[i]) / n
     return out

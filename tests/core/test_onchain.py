@@ -1,15 +1,25 @@
 """On-chain normalisation on the real vendor files; splice refusal; point-in-time availability; F&G rules."""
-import numpy as np
+
 import pandas as pd
 import pytest
 
-from pipeline.core.onchain import (ONCHAIN_SOURCES, Candidate, C, ColumnSpec, OnchainSpliceError, normalise_fear_greed,
-                                   normalise_onchain, wide_to_long)
+from pipeline.core.onchain import (
+    ONCHAIN_SOURCES,
+    C,
+    ColumnSpec,
+    OnchainSpliceError,
+    normalise_fear_greed,
+    normalise_onchain,
+    wide_to_long,
+)
 
 
 @pytest.fixture(scope="module")
 def onchain(shared_data):
-    longs = [wide_to_long(pd.read_csv(shared_data / "onchain" / sf.filename), sf.source, sf.date_column) for sf in ONCHAIN_SOURCES]
+    longs = [
+        wide_to_long(pd.read_csv(shared_data / "onchain" / sf.filename), sf.source, sf.date_column)
+        for sf in ONCHAIN_SOURCES
+    ]
     return normalise_onchain(pd.concat(longs, ignore_index=True), publication_lag_hours=2)
 
 
@@ -20,15 +30,27 @@ def test_daily_table_shape_and_sources(onchain):
     row = daily.set_index("date").loc["2026-03-01"]
     assert row.mvrv_source == "cm_2026_03"
     assert daily.set_index("date").loc["2026-08-21"].mvrv_source == "cm_api_2026_08"  # CM API extends CM MVRV
-    assert set(report["column"]) >= {"price_usd", "market_cap_usd", "realized_cap_usd", "mvrv", "supply_btc", "active_addresses",
-                                     "exchange_supply_btc", "whale_addr_1k_cm", "whale_supply_1k_cm_btc", "hodl_share_gt1y_glassnode"}
+    assert set(report["column"]) >= {
+        "price_usd",
+        "market_cap_usd",
+        "realized_cap_usd",
+        "mvrv",
+        "supply_btc",
+        "active_addresses",
+        "exchange_supply_btc",
+        "whale_addr_1k_cm",
+        "whale_supply_1k_cm_btc",
+        "hodl_share_gt1y_glassnode",
+    }
 
 
 def test_realized_cap_identity_and_vendor_separation(onchain):
     daily, _ = onchain
     d = daily.set_index("date").loc["2024-03-13"]
     assert d.realized_cap_usd == pytest.approx(d.market_cap_usd / d.mvrv, rel=1e-12)
-    assert d.mvrv == pytest.approx(2.7468, abs=1e-4) and d.mvrv_cryptoquant == pytest.approx(2.7531, abs=1e-4)  # README §2.6
+    assert d.mvrv == pytest.approx(2.7468, abs=1e-4) and d.mvrv_cryptoquant == pytest.approx(
+        2.7531, abs=1e-4
+    )  # README §2.6
     # whale series exist only where a vendor has them; the 2020-11 .. 2023-08 hole stays empty
     hole = daily[(daily.date > "2020-11-17") & (daily.date < "2023-08-22")]
     assert hole[["whale_addr_1k_cm", "whale_addr_1k_glassnode"]].isna().all().all()
@@ -47,8 +69,14 @@ def test_coverage_report(onchain):
 
 
 def test_disagreeing_vendors_are_never_spliced():
-    long = pd.DataFrame({"date": pd.to_datetime(["2024-01-01", "2024-01-02", "2024-01-02", "2024-01-03"]),
-                         "source": ["a", "a", "b", "b"], "metric": ["m"] * 4, "value": [1.0, 2.0, 2.5, 3.0]})
+    long = pd.DataFrame(
+        {
+            "date": pd.to_datetime(["2024-01-01", "2024-01-02", "2024-01-02", "2024-01-03"]),
+            "source": ["a", "a", "b", "b"],
+            "metric": ["m"] * 4,
+            "value": [1.0, 2.0, 2.5, 3.0],
+        }
+    )
     spec = [ColumnSpec("x", "u", "d", [C("a", "m"), C("b", "m")], rtol=1e-6)]
     with pytest.raises(OnchainSpliceError, match="'b' disagrees with 'a' on 2024-01-02"):
         normalise_onchain(long, specs=spec)
@@ -72,10 +100,18 @@ def test_fear_greed_real_file_keeps_missing_days(shared_data):
     assert (fng["available_at"] == fng["date"] + pd.Timedelta(days=1)).all()
 
 
-@pytest.mark.parametrize("col,val,rule", [("value", 101, "value_range"), ("classification", "Panic", "classification"),
-                                          ("date", "2018-02-01", "duplicate_date")])
+@pytest.mark.parametrize(
+    "col,val,rule",
+    [
+        ("value", 101, "value_range"),
+        ("classification", "Panic", "classification"),
+        ("date", "2018-02-01", "duplicate_date"),
+    ],
+)
 def test_fear_greed_rules(col, val, rule):
-    df = pd.DataFrame({"date": ["2018-02-01", "2018-02-02"], "value": [30, 15], "classification": ["Fear", "Extreme Fear"]})
+    df = pd.DataFrame(
+        {"date": ["2018-02-01", "2018-02-02"], "value": [30, 15], "classification": ["Fear", "Extreme Fear"]}
+    )
     df.loc[1, col] = val
     with pytest.raises(ValueError, match=f"row 2: rule '{rule}'"):
         normalise_fear_greed(df, "fng.csv")

@@ -1,5 +1,6 @@
 """On-chain regime features for the options desk: MDIA proxy by hand, primary/proxy sources, unavailable
 days, look-ahead on truncated real history, and the fused states over the real record."""
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -47,7 +48,8 @@ def test_feature_set_and_sources_on_real_data(real):
 def test_missing_inputs_make_days_unavailable_not_neutral(real):
     daily, fng = real
     cut = daily[daily["date"] >= pd.Timestamp("2021-01-01")].drop(
-        columns=[c for c in daily.columns if c.startswith(("whale_", "exchange_supply"))])
+        columns=[c for c in daily.columns if c.startswith(("whale_", "exchange_supply"))]
+    )
     f = onchain_features(cut, fng)
     assert (f["whale_regime"] == UNAVAILABLE).all() and (f["whale_source"] == UNAVAILABLE).all()
     states = fuse(f)

@@ -1,4 +1,5 @@
 """Model-based option evaluation: Black-Scholes values by hand, spreads, and trade outcomes on a crafted path."""
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -20,9 +21,17 @@ def test_trade_outcomes_on_a_crafted_path():
     rng = np.random.default_rng(0)
     price = pd.Series(100 * np.exp(np.cumsum(rng.normal(0, 0.02, 80))), index=dates)
     price.iloc[70] = price.iloc[40] * 1.2  # the expiry price of the trades below
-    trades = pd.DataFrame({"date": [dates[40]] * 2, "expiry": [dates[70]] * 2, "structure": ["LONG_CALL", "PUT_SPREAD"],
-                           "strike_long": [price.iloc[40].round(), price.iloc[40].round()],
-                           "strike_short": [np.nan, (price.iloc[40] * 0.9).round()], "direction": [1, -1], "size": [1.0, 0.5]})
+    trades = pd.DataFrame(
+        {
+            "date": [dates[40]] * 2,
+            "expiry": [dates[70]] * 2,
+            "structure": ["LONG_CALL", "PUT_SPREAD"],
+            "strike_long": [price.iloc[40].round(), price.iloc[40].round()],
+            "strike_short": [np.nan, (price.iloc[40] * 0.9).round()],
+            "direction": [1, -1],
+            "size": [1.0, 0.5],
+        }
+    )
     ev = evaluate_trades(trades, price, iv_premium=0.1)
     iv = realized_vol(price).iloc[40] * 1.1
     s0, k = price.iloc[40], price.iloc[40].round()

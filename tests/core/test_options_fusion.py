@@ -1,79 +1,115 @@
 """Truth tables for the options desk engine: every rule of the seed's score, confidence, state, overlay,
 veto-dominance, tactical-put, structure and cooldown tables (shared/seeds/000_a14e0256b66504ec.txt)."""
+
 import itertools
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.core.options_fusion import (COOLDOWN_DAYS, MDIA_REGIMES, MVRV_LS_REGIMES, STATES, WHALE_REGIMES, FusionParams,
-                                          OverlayParams, StructureParams, TacticalPutParams, cooldown, fuse, fusion_score,
-                                          long_overlay, near_peak_score, option_structure, short_overlay, tactical_puts)
+from pipeline.core.options_fusion import (
+    COOLDOWN_DAYS,
+    MDIA_REGIMES,
+    MVRV_LS_REGIMES,
+    STATES,
+    WHALE_REGIMES,
+    FusionParams,
+    OverlayParams,
+    StructureParams,
+    TacticalPutParams,
+    cooldown,
+    fuse,
+    fusion_score,
+    long_overlay,
+    near_peak_score,
+    option_structure,
+    short_overlay,
+    tactical_puts,
+)
 
 
 def one(m, w, v, p=None):
     return fuse(pd.DataFrame({"mdia_regime": [m], "whale_regime": [w], "mvrv_ls_regime": [v]}), p).iloc[0]
 
 
-@pytest.mark.parametrize("m,w,v,score", [
-    ("strong_inflow", "neutral", "neutral", 2), ("inflow", "neutral", "neutral", 1), ("distribution", "neutral", "neutral", -1),
-    ("neutral", "broad_accum", "neutral", 2), ("neutral", "strategic_accum", "neutral", 1),
-    ("neutral", "strong_distribution", "neutral", -2), ("neutral", "distribution", "neutral", -1),
-    ("neutral", "neutral", "call_confirm_recovery", 2), ("neutral", "neutral", "trend_confirm", 1),
-    ("neutral", "neutral", "put_confirm", -2), ("neutral", "neutral", "distribution_warning", -1),
-    ("neutral", "mixed", "improving", 0), ("neutral", "neutral", "bear", 0),
-    ("strong_inflow", "broad_accum", "call_confirm_recovery", 6),          # seed's theoretical max
-])
+@pytest.mark.parametrize(
+    "m,w,v,score",
+    [
+        ("strong_inflow", "neutral", "neutral", 2),
+        ("inflow", "neutral", "neutral", 1),
+        ("distribution", "neutral", "neutral", -1),
+        ("neutral", "broad_accum", "neutral", 2),
+        ("neutral", "strategic_accum", "neutral", 1),
+        ("neutral", "strong_distribution", "neutral", -2),
+        ("neutral", "distribution", "neutral", -1),
+        ("neutral", "neutral", "call_confirm_recovery", 2),
+        ("neutral", "neutral", "trend_confirm", 1),
+        ("neutral", "neutral", "put_confirm", -2),
+        ("neutral", "neutral", "distribution_warning", -1),
+        ("neutral", "mixed", "improving", 0),
+        ("neutral", "neutral", "bear", 0),
+        ("strong_inflow", "broad_accum", "call_confirm_recovery", 6),  # seed's theoretical max
+    ],
+)
 def test_score_table(m, w, v, score):
     assert one(m, w, v)["score"] == score and one(m, w, v)["conflicts"] == 0
 
 
-@pytest.mark.parametrize("m,w,v,conflicts,score", [
-    ("inflow", "distribution", "neutral", 1, 1 - 1 - 1),                   # MDIA vs whales
-    ("distribution", "broad_accum", "neutral", 1, -1 + 2 - 1),
-    ("inflow", "neutral", "put_confirm", 1, 1 - 2 - 1),                    # MDIA vs MVRV-LS
-    ("neutral", "strategic_accum", "bear", 1, 1 + 0 - 1),                  # whales vs MVRV-LS (bear counts as bearish)
-    ("inflow", "distribution", "trend_confirm", 2, 1 - 1 + 1 - 2),
-    ("strong_inflow", "strong_distribution", "call_confirm_recovery", 2, 2 - 2 + 2 - 2),
-    ("distribution", "broad_accum", "put_confirm", 2, -1 + 2 - 2 - 2),
-])
+@pytest.mark.parametrize(
+    "m,w,v,conflicts,score",
+    [
+        ("inflow", "distribution", "neutral", 1, 1 - 1 - 1),  # MDIA vs whales
+        ("distribution", "broad_accum", "neutral", 1, -1 + 2 - 1),
+        ("inflow", "neutral", "put_confirm", 1, 1 - 2 - 1),  # MDIA vs MVRV-LS
+        ("neutral", "strategic_accum", "bear", 1, 1 + 0 - 1),  # whales vs MVRV-LS (bear counts as bearish)
+        ("inflow", "distribution", "trend_confirm", 2, 1 - 1 + 1 - 2),
+        ("strong_inflow", "strong_distribution", "call_confirm_recovery", 2, 2 - 2 + 2 - 2),
+        ("distribution", "broad_accum", "put_confirm", 2, -1 + 2 - 2 - 2),
+    ],
+)
 def test_conflicts_cost_one_each(m, w, v, conflicts, score):
     s, c = fusion_score([m], [w], [v])
     assert (c[0], s[0]) == (conflicts, score)
 
 
-@pytest.mark.parametrize("m,w,v,conf", [
-    ("strong_inflow", "strategic_accum", "call_confirm_recovery", "high"),  # +5 long
-    ("strong_inflow", "strategic_accum", "trend_confirm", "high"),          # +4 long
-    ("inflow", "strategic_accum", "improving", "medium"),                   # +2 long (early_recovery)
-    ("inflow", "neutral", "improving", "low"),                              # +1 long (momentum_continuation)
-    ("distribution", "strong_distribution", "put_confirm", "high"),         # -5 short
-    ("neutral", "distribution", "rollover", "low"),                         # -1 short (distribution_risk)
-])
+@pytest.mark.parametrize(
+    "m,w,v,conf",
+    [
+        ("strong_inflow", "strategic_accum", "call_confirm_recovery", "high"),  # +5 long
+        ("strong_inflow", "strategic_accum", "trend_confirm", "high"),  # +4 long
+        ("inflow", "strategic_accum", "improving", "medium"),  # +2 long (early_recovery)
+        ("inflow", "neutral", "improving", "low"),  # +1 long (momentum_continuation)
+        ("distribution", "strong_distribution", "put_confirm", "high"),  # -5 short
+        ("neutral", "distribution", "rollover", "low"),  # -1 short (distribution_risk)
+    ],
+)
 def test_confidence_mapping_in_trade_direction(m, w, v, conf):
     assert one(m, w, v)["confidence"] == conf
 
 
-@pytest.mark.parametrize("m,w,v,state,trade,size", [
-    ("strong_inflow", "broad_accum", "call_confirm_recovery", "strong_bullish", "LONG", 1.0),
-    ("strong_inflow", "strategic_accum", "trend_confirm", "strong_bullish", "LONG", 1.0),
-    ("inflow", "broad_accum", "call_confirm_recovery", "early_recovery", "LONG", 1.0),   # not strong MDIA
-    ("strong_inflow", "broad_accum", "improving", "early_recovery", "LONG", 1.0),
-    ("neutral", "distribution", "bear", "bear_continuation", "PRIMARY_SHORT", 0.5),     # score -1: LOW -> reduced
-    ("distribution", "strong_distribution", "put_confirm", "bear_continuation", "PRIMARY_SHORT", 1.0),
-    ("inflow", "distribution", "distribution_warning", "distribution_risk", "PRIMARY_SHORT", 1.0),  # -3 -> medium
-    ("distribution", "distribution", "weak_down", "distribution_risk", "PRIMARY_SHORT", 1.0),
-    ("strong_inflow", "distribution", "rollover", "no_trade", None, 0.0),               # MDIA strong blocks the risk call
-    ("inflow", "mixed", "improving", "momentum_continuation", "LONG", 0.5),
-    ("strong_inflow", "neutral", "trend_confirm", "momentum_continuation", "LONG", 1.0),
-    ("inflow", "strategic_accum", "neutral", "bull_probe", "BULL_PROBE", 0.5),
-    ("strong_inflow", "broad_accum", "neutral", "bull_probe", "BULL_PROBE", 0.6),
-    ("distribution", "distribution", "neutral", "bear_probe", "BEAR_PROBE", 0.5),
-    ("distribution", "strong_distribution", "neutral", "bear_probe", "BEAR_PROBE", 0.5),
-    ("neutral", "neutral", "neutral", "no_trade", None, 0.0),
-    ("inflow", "broad_accum", "put_confirm", "no_trade", None, 0.0),                   # sponsorship without terrain
-    ("distribution", "broad_accum", "bear", "no_trade", None, 0.0),
-])
+@pytest.mark.parametrize(
+    "m,w,v,state,trade,size",
+    [
+        ("strong_inflow", "broad_accum", "call_confirm_recovery", "strong_bullish", "LONG", 1.0),
+        ("strong_inflow", "strategic_accum", "trend_confirm", "strong_bullish", "LONG", 1.0),
+        ("inflow", "broad_accum", "call_confirm_recovery", "early_recovery", "LONG", 1.0),  # not strong MDIA
+        ("strong_inflow", "broad_accum", "improving", "early_recovery", "LONG", 1.0),
+        ("neutral", "distribution", "bear", "bear_continuation", "PRIMARY_SHORT", 0.5),  # score -1: LOW -> reduced
+        ("distribution", "strong_distribution", "put_confirm", "bear_continuation", "PRIMARY_SHORT", 1.0),
+        ("inflow", "distribution", "distribution_warning", "distribution_risk", "PRIMARY_SHORT", 1.0),  # -3 -> medium
+        ("distribution", "distribution", "weak_down", "distribution_risk", "PRIMARY_SHORT", 1.0),
+        ("strong_inflow", "distribution", "rollover", "no_trade", None, 0.0),  # MDIA strong blocks the risk call
+        ("inflow", "mixed", "improving", "momentum_continuation", "LONG", 0.5),
+        ("strong_inflow", "neutral", "trend_confirm", "momentum_continuation", "LONG", 1.0),
+        ("inflow", "strategic_accum", "neutral", "bull_probe", "BULL_PROBE", 0.5),
+        ("strong_inflow", "broad_accum", "neutral", "bull_probe", "BULL_PROBE", 0.6),
+        ("distribution", "distribution", "neutral", "bear_probe", "BEAR_PROBE", 0.5),
+        ("distribution", "strong_distribution", "neutral", "bear_probe", "BEAR_PROBE", 0.5),
+        ("neutral", "neutral", "neutral", "no_trade", None, 0.0),
+        ("inflow", "broad_accum", "put_confirm", "no_trade", None, 0.0),  # sponsorship without terrain
+        ("distribution", "broad_accum", "bear", "no_trade", None, 0.0),
+    ],
+)
 def test_state_hierarchy(m, w, v, state, trade, size):
     r = one(m, w, v)
     assert (r["state"], r["trade_type"], r["base_size"]) == (state, trade, size)
@@ -103,8 +139,10 @@ def test_unavailable_is_never_neutral():
 
 
 def test_every_combination_is_classified_consistently():
-    combos = pd.DataFrame(list(itertools.product(MDIA_REGIMES, WHALE_REGIMES, MVRV_LS_REGIMES)),
-                          columns=["mdia_regime", "whale_regime", "mvrv_ls_regime"])
+    combos = pd.DataFrame(
+        list(itertools.product(MDIA_REGIMES, WHALE_REGIMES, MVRV_LS_REGIMES)),
+        columns=["mdia_regime", "whale_regime", "mvrv_ls_regime"],
+    )
     f = fuse(combos)
     assert len(f) == 4 * 6 * 9 and set(f["state"]) == set(STATES)
     assert f["score"].between(-6, 6).all()
@@ -124,30 +162,44 @@ def test_every_combination_is_classified_consistently():
 O = OverlayParams()
 
 
-@pytest.mark.parametrize("fs,uv,eu,ov,kind,size,dte", [
-    (True, True, False, False, "full_edge", 1.25, 1.5),
-    (True, False, False, False, "partial_edge", 1.10, 1.0),
-    (False, True, False, False, "partial_edge", 1.10, 1.0),
-    (False, False, True, False, "moderate_veto", 0.5, 1.0),
-    (False, False, True, True, "strong_veto", 0.0, 1.0),
-    (True, True, True, True, "strong_veto", 0.0, 1.0),       # rule 1: strong veto always wins
-    (True, False, True, True, "strong_veto", 0.0, 1.0),
-    (True, False, True, False, "moderate_veto", 0.5, 1.0),   # rule 2: moderate veto beats partial edge
-    (False, True, True, False, "moderate_veto", 0.5, 1.0),
-    (True, True, True, False, "full_edge", 1.25, 1.5),       # rule 3: full edge overrides moderate veto
-    (False, False, False, True, "none", 1.0, 1.0),            # overvalued rollover alone is not a veto
-    (False, False, False, False, "none", 1.0, 1.0),
-])
+@pytest.mark.parametrize(
+    "fs,uv,eu,ov,kind,size,dte",
+    [
+        (True, True, False, False, "full_edge", 1.25, 1.5),
+        (True, False, False, False, "partial_edge", 1.10, 1.0),
+        (False, True, False, False, "partial_edge", 1.10, 1.0),
+        (False, False, True, False, "moderate_veto", 0.5, 1.0),
+        (False, False, True, True, "strong_veto", 0.0, 1.0),
+        (True, True, True, True, "strong_veto", 0.0, 1.0),  # rule 1: strong veto always wins
+        (True, False, True, True, "strong_veto", 0.0, 1.0),
+        (True, False, True, False, "moderate_veto", 0.5, 1.0),  # rule 2: moderate veto beats partial edge
+        (False, True, True, False, "moderate_veto", 0.5, 1.0),
+        (True, True, True, False, "full_edge", 1.25, 1.5),  # rule 3: full edge overrides moderate veto
+        (False, False, False, True, "none", 1.0, 1.0),  # overvalued rollover alone is not a veto
+        (False, False, False, False, "none", 1.0, 1.0),
+    ],
+)
 def test_long_overlay_and_veto_dominance(fs, uv, eu, ov, kind, size, dte):
     r = long_overlay([fs], [uv], [eu], [ov], O).iloc[0]
     assert (r["overlay"], r["size_mult"], r["dte_mult"]) == (kind, size, dte)
 
 
-@pytest.mark.parametrize("score,kind,size", [
-    (0.95, "full_edge", 1.15), (0.85, "full_edge", 1.15), (0.84, "partial_edge", 1.05), (0.75, "partial_edge", 1.05),
-    (0.6, "none", 1.0), (0.36, "none", 1.0), (0.35, "soft_veto", 0.5), (0.3, "soft_veto", 0.5),
-    (0.25, "hard_veto", 0.0), (0.1, "hard_veto", 0.0), (np.nan, "none", 1.0),
-])
+@pytest.mark.parametrize(
+    "score,kind,size",
+    [
+        (0.95, "full_edge", 1.15),
+        (0.85, "full_edge", 1.15),
+        (0.84, "partial_edge", 1.05),
+        (0.75, "partial_edge", 1.05),
+        (0.6, "none", 1.0),
+        (0.36, "none", 1.0),
+        (0.35, "soft_veto", 0.5),
+        (0.3, "soft_veto", 0.5),
+        (0.25, "hard_veto", 0.0),
+        (0.1, "hard_veto", 0.0),
+        (np.nan, "none", 1.0),
+    ],
+)
 def test_short_overlay_bands(score, kind, size):
     r = short_overlay([score], O).iloc[0]
     assert (r["overlay"], r["size_mult"]) == (kind, size)
@@ -162,13 +214,18 @@ def test_near_peak_score_blend():
 
 # --- tactical puts, structures, cooldowns ----------------------------------------------------------------
 
+
 def test_tactical_puts_only_inside_bull_states_sized_by_warning_signs():
-    t = tactical_puts(["strong_bullish", "early_recovery", "bull_probe", "distribution_risk", "momentum_continuation"],
-                      ["rollover", "rollover", "neutral", "rollover", "neutral"],
-                      ["broad_accum", "distribution", "broad_accum", "distribution", "neutral"],
-                      [0.5, 0.9, 0.2, 0.9, 0.1], [False, True, False, True, False], TacticalPutParams())
+    t = tactical_puts(
+        ["strong_bullish", "early_recovery", "bull_probe", "distribution_risk", "momentum_continuation"],
+        ["rollover", "rollover", "neutral", "rollover", "neutral"],
+        ["broad_accum", "distribution", "broad_accum", "distribution", "neutral"],
+        [0.5, 0.9, 0.2, 0.9, 0.1],
+        [False, True, False, True, False],
+        TacticalPutParams(),
+    )
     assert t["tactical_put"].tolist() == [True, True, False, False, False]
-    assert t["tactical_size"].tolist() == [0.4, 0.6, 0.0, 0.0, 0.0]   # 1 sign -> 0.4; 4 signs -> capped 0.6
+    assert t["tactical_size"].tolist() == [0.4, 0.6, 0.0, 0.0, 0.0]  # 1 sign -> 0.4; 4 signs -> capped 0.6
     assert t["tactical_reason"][0] == "MVRV-LS rolling over"
 
 
@@ -221,8 +278,13 @@ def test_model_gate_veto_reads_the_side_of_the_trade():
 
 
 def test_model_gate_scale_is_clipped():
-    mult, _ = model_gate(_DIR, _TYPE, _PL, _PS, ModelGateParams(mode="scale", min_p_long=0.5, min_p_short=0.5,
-                                                                 scale_floor=0.5, scale_cap=1.5))
+    mult, _ = model_gate(
+        _DIR,
+        _TYPE,
+        _PL,
+        _PS,
+        ModelGateParams(mode="scale", min_p_long=0.5, min_p_short=0.5, scale_floor=0.5, scale_cap=1.5),
+    )
     np.testing.assert_allclose(mult, [1.24, 0.8, 1.1, 0.6, 1.0, 1.0])
     with pytest.raises(ValueError):
         ModelGateParams(mode="sometimes")
@@ -230,11 +292,24 @@ def test_model_gate_scale_is_clipped():
 
 def test_decide_days_applies_the_gate_before_cooldowns():
     from pipeline.core.options_fusion import OptionsDeskParams, decide_days
+
     n = 10
-    f = pd.DataFrame({"date": pd.date_range("2024-01-01", periods=n, freq="D"), "mdia_regime": "strong_inflow",
-                      "whale_regime": "broad_accum", "mvrv_ls_regime": "call_confirm_recovery", "mdia_source": "x",
-                      "whale_source": "x", "mvrv_ls_source": "x", "fng_value": 50.0, "mvrv_composite": 0.5,
-                      "mvrv_chg_14d": 0.0, "mvrv_60d_pct_rank": 0.5, "mvrv_60d_dist_from_max": 0.2})
+    f = pd.DataFrame(
+        {
+            "date": pd.date_range("2024-01-01", periods=n, freq="D"),
+            "mdia_regime": "strong_inflow",
+            "whale_regime": "broad_accum",
+            "mvrv_ls_regime": "call_confirm_recovery",
+            "mdia_source": "x",
+            "whale_source": "x",
+            "mvrv_ls_source": "x",
+            "fng_value": 50.0,
+            "mvrv_composite": 0.5,
+            "mvrv_chg_14d": 0.0,
+            "mvrv_60d_pct_rank": 0.5,
+            "mvrv_60d_dist_from_max": 0.2,
+        }
+    )
     spot = pd.Series(60_000.0, index=f.index)
     scores = pd.DataFrame({"p_long": [0.3, 0.3, 0.7] + [0.7] * 7, "p_short": 0.2}, index=f.index)
     _, free = decide_days(f, spot, OptionsDeskParams(), scores)

@@ -1,4 +1,5 @@
 """Regime rules on crafted series, incremental continuation and look-ahead on real data."""
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -13,8 +14,16 @@ P = RegimeParams(vol_window=50, stability_window=10)
 
 def _series(close: np.ndarray, spread: float = 0.002) -> pd.DataFrame:
     ts = np.arange(len(close), dtype=np.int64) * 3_600_000
-    df = pd.DataFrame({"ts": ts, "open": close, "high": close * (1 + spread), "low": close * (1 - spread), "close": close,
-                       "volume": 1.0 + (np.arange(len(close)) % 7)})
+    df = pd.DataFrame(
+        {
+            "ts": ts,
+            "open": close,
+            "high": close * (1 + spread),
+            "low": close * (1 - spread),
+            "close": close,
+            "volume": 1.0 + (np.arange(len(close)) % 7),
+        }
+    )
     f = technical_features(df)
     f["close"] = close
     return f
@@ -42,8 +51,18 @@ def test_volatility_level_follows_natr_percentile():
     close = 100 * 1.001 ** np.arange(600)
     spread = np.where(np.arange(600) < 560, 0.002, 0.02)  # range expands at the end
     ts = np.arange(600, dtype=np.int64) * 3_600_000
-    df = pd.DataFrame({"ts": ts, "open": close, "high": close * (1 + spread), "low": close * (1 - spread), "close": close, "volume": 1.0})
-    f = technical_features(df); f["close"] = close
+    df = pd.DataFrame(
+        {
+            "ts": ts,
+            "open": close,
+            "high": close * (1 + spread),
+            "low": close * (1 - spread),
+            "close": close,
+            "volume": 1.0,
+        }
+    )
+    f = technical_features(df)
+    f["close"] = close
     r = classify_regimes(f, P)
     assert r.volatility_level.iloc[-1] == "high" and r.volatility_level.iloc[500] in ("low", "normal")
 
@@ -66,7 +85,7 @@ def test_incremental_continuation_equals_full_run(eth_features):
     full = classify_regimes(eth_features, P)
     k, w = 4000, P.vol_window + P.stability_window + 1
     prev = (full.trend_regime.iloc[k - w - 1], int(full.regime_age_bars.iloc[k - w - 1]))
-    part = classify_regimes(eth_features.iloc[k - w:].reset_index(drop=True), P, prev_state=prev)
+    part = classify_regimes(eth_features.iloc[k - w :].reset_index(drop=True), P, prev_state=prev)
     pd.testing.assert_frame_equal(part.iloc[w:].reset_index(drop=True), full.iloc[k:].reset_index(drop=True))
 
 

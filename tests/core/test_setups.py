@@ -1,12 +1,20 @@
 """Setup scanner core: pivots and their confirmation delay, Fibonacci/AVWAP/plan maths by hand, the minimum-net-TP
 rule, risk sizing, independent outcomes, EV, every gating override level, the tuner on a crafted case, and
 candidates on truncated real history equal to the full run's."""
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from pipeline.core.costs import Costs, futures_costs
-from pipeline.core.setup_gating import GatingParams, expected_value_pct, gate, regime_key, resolve_threshold, tune_threshold
+from pipeline.core.setup_gating import (
+    GatingParams,
+    expected_value_pct,
+    gate,
+    regime_key,
+    resolve_threshold,
+    tune_threshold,
+)
 from pipeline.core.setups import RiskParams, SetupParams, avwap, candidates, plan_outcomes, position_size, swing_pivots
 
 FUTURES = futures_costs()  # setup_scanner.costs: maker 2 / taker 6 / slippage 2 bps
@@ -16,17 +24,26 @@ NO_COSTS = Costs(maker_fee_bps=0, taker_fee_bps=0, slippage_bps=0)
 def _bars(high, low, close=None, volume=None, atr=1.0):
     n = len(high)
     close = close if close is not None else (np.asarray(high) + np.asarray(low)) / 2
-    return pd.DataFrame({"ts": np.arange(n, dtype=np.int64) * 3_600_000, "open": close, "high": high, "low": low,
-                         "close": close, "volume": volume if volume is not None else np.ones(n), "atr": atr})
+    return pd.DataFrame(
+        {
+            "ts": np.arange(n, dtype=np.int64) * 3_600_000,
+            "open": close,
+            "high": high,
+            "low": low,
+            "close": close,
+            "volume": volume if volume is not None else np.ones(n),
+            "atr": atr,
+        }
+    )
 
 
 def test_pivots_are_strict_and_need_k_bars_after():
     h = np.array([1, 2, 5, 2, 1, 1, 3, 3, 1, 0.5], float)
     l = h - 0.5
     ph, pl = swing_pivots(h, l, 2)
-    assert np.flatnonzero(ph).tolist() == [2]          # bar 6/7 tie at 3 -> neither is a pivot
-    assert not ph[-2:].any()                            # the last k bars are never confirmed
-    ph_cut, _ = swing_pivots(h[:4], l[:4], 2)           # at bar 3 the pivot at bar 2 is not known yet
+    assert np.flatnonzero(ph).tolist() == [2]  # bar 6/7 tie at 3 -> neither is a pivot
+    assert not ph[-2:].any()  # the last k bars are never confirmed
+    ph_cut, _ = swing_pivots(h[:4], l[:4], 2)  # at bar 3 the pivot at bar 2 is not known yet
     assert not ph_cut.any()
 
 
@@ -52,10 +69,22 @@ def _leg_then_pullback():
 
 def test_plan_levels_by_hand():
     b = _leg_then_pullback()
-    p = SetupParams(pivot_window=2, retracements=[0.5, 0.618], use_avwap=False, min_leg_atr=3, atr_mult_sl=0.5,
-                    touch_atr=0.0, min_tp_net_pct=0.0)
-    c = candidates(b, p, RiskParams(equity=10_000, risk_pct=1, max_leverage=10, maintenance_margin_pct=0.5, liq_buffer=1.5),
-                   None, FUTURES)
+    p = SetupParams(
+        pivot_window=2,
+        retracements=[0.5, 0.618],
+        use_avwap=False,
+        min_leg_atr=3,
+        atr_mult_sl=0.5,
+        touch_atr=0.0,
+        min_tp_net_pct=0.0,
+    )
+    c = candidates(
+        b,
+        p,
+        RiskParams(equity=10_000, risk_pct=1, max_leverage=10, maintenance_margin_pct=0.5, liq_buffer=1.5),
+        None,
+        FUTURES,
+    )
     longs = c[c["side"] == 1]
     assert len(longs) >= 1
     r = longs.iloc[0]
@@ -89,9 +118,20 @@ def test_position_size_lowers_leverage_until_liquidation_is_beyond_the_stop():
 
 def test_outcomes_fill_tp1_then_breakeven_and_expiry():
     p = SetupParams(validity_candles=2, max_hold_candles=10)
-    bars = _bars(high=[10, 10, 10.5, 12, 10.2, 10], low=[9.8, 9.9, 9.5, 10.0, 9.9, 9.9], close=[10, 10, 10, 11.5, 10, 10])
-    plans = pd.DataFrame({"bar": [0, 0, 4], "side": [1, 1, 1], "entry": [9.6, 9.0, 5.0], "sl": [9.0, 8.0, 4.0],
-                          "tp1": [11.0, 11.0, 6.0], "tp2": [13.0, 13.0, 7.0], "atr": [0.5, 0.5, 0.5]})
+    bars = _bars(
+        high=[10, 10, 10.5, 12, 10.2, 10], low=[9.8, 9.9, 9.5, 10.0, 9.9, 9.9], close=[10, 10, 10, 11.5, 10, 10]
+    )
+    plans = pd.DataFrame(
+        {
+            "bar": [0, 0, 4],
+            "side": [1, 1, 1],
+            "entry": [9.6, 9.0, 5.0],
+            "sl": [9.0, 8.0, 4.0],
+            "tp1": [11.0, 11.0, 6.0],
+            "tp2": [13.0, 13.0, 7.0],
+            "atr": [0.5, 0.5, 0.5],
+        }
+    )
     o = plan_outcomes(bars, plans, p, costs=NO_COSTS, tp1_fraction=0.5, breakeven_after_tp1=True, trail_atr=0.0)
     assert np.isnan(o.loc[0, "win"])  # TP1 was hit, but the plan is unresolved: no label yet
     # plan 0: filled at bar 2 (low 9.5), TP1 at bar 3 (stop to 9.6), lows stay 9.9 and the data ends before the
@@ -99,8 +139,14 @@ def test_outcomes_fill_tp1_then_breakeven_and_expiry():
     assert o.loc[0, "status"] == "OPEN" and o.loc[0, "fill_ts"] == bars.ts[2]
     # plan 1: entry 9.0 never reached within 2 bars -> EXPIRED; plan 2: validity runs past the data -> OPEN
     assert o.loc[1, "status"] == "EXPIRED" and np.isnan(o.loc[1, "win"]) and o.loc[2, "status"] == "OPEN"
-    short = plan_outcomes(bars, pd.DataFrame({"bar": [0], "side": [-1], "entry": [10.0], "sl": [10.4], "tp1": [9.0],
-                                              "tp2": [8.0], "atr": [0.5]}), p, costs=NO_COSTS)
+    short = plan_outcomes(
+        bars,
+        pd.DataFrame(
+            {"bar": [0], "side": [-1], "entry": [10.0], "sl": [10.4], "tp1": [9.0], "tp2": [8.0], "atr": [0.5]}
+        ),
+        p,
+        costs=NO_COSTS,
+    )
     assert short.loc[0, "status"] == "SL" and short.loc[0, "net_pct"] == pytest.approx(-4.0)
     assert short.loc[0, "win"] == 0.0 and short.loc[0, "tp1_hit"] == 0.0
 
@@ -113,8 +159,9 @@ def test_expected_value_and_cost_modes():
     assert ev == pytest.approx(0.30)
     assert expected_value_pct(0.4, -1, 100.0, 102.0, 97.0, 95.0, g, FUTURES) == pytest.approx(0.30)
     # runner half-way to TP2 (default): win = 0.5*3 + 0.5*2.5 = 2.75 %: 0.4*2.75 - 1.2 - 0.1 = -0.20
-    assert expected_value_pct(0.4, 1, 100.0, 98.0, 103.0, 105.0, g.model_copy(update={"ev_runner_fraction": 0.5}),
-                              FUTURES) == pytest.approx(-0.20)
+    assert expected_value_pct(
+        0.4, 1, 100.0, 98.0, 103.0, 105.0, g.model_copy(update={"ev_runner_fraction": 0.5}), FUTURES
+    ) == pytest.approx(-0.20)
     assert FUTURES.round_trip_pct(GatingParams(costs_mode="taker").costs_mode) == pytest.approx(0.16)
     assert expected_value_pct(0.4, 1, 100.0, 98.0, 103.0, 105.0, g, NO_COSTS) == pytest.approx(0.40)
 
@@ -127,24 +174,32 @@ def test_costs_reproduce_the_former_percent_formulas_float_for_float():
     import json
 
     from pipeline.config import TraderConfig
+
     cfg = TraderConfig()
     c = cfg.setup_scanner.costs
     assert c == FUTURES
-    maker_fee_pct, taker_fee_pct, slippage_pct = 0.02, 0.06, 0.02          # former CostModel defaults
-    taker = taker_fee_pct + slippage_pct                                     # former round_trip_cost_pct
+    maker_fee_pct, taker_fee_pct, slippage_pct = 0.02, 0.06, 0.02  # former CostModel defaults
+    taker = taker_fee_pct + slippage_pct  # former round_trip_cost_pct
     assert c.round_trip_pct("maker") == 2 * maker_fee_pct
     assert c.round_trip_pct("taker") == 2 * taker
     assert c.round_trip_pct("auto") == maker_fee_pct + taker
-    fee_pct, slip_pct = 0.06, 0.02                                           # former SetupParams defaults
+    fee_pct, slip_pct = 0.06, 0.02  # former SetupParams defaults
     assert c.round_trip_pct(cfg.setup_scanner.signals.min_tp_cost_mode) == 2 * (fee_pct + slip_pct)
     assert c.round_trip_pct(cfg.setup_scanner.gating.costs_mode) == maker_fee_pct + taker
-    assert c.sim_kwargs() == {"fee_maker_bps": 100 * maker_fee_pct, "fee_taker_bps": 100 * (taker_fee_pct),
-                              "slippage_bps": 100 * slippage_pct}            # former assets/setup_scanner sim_params
+    assert c.sim_kwargs() == {
+        "fee_maker_bps": 100 * maker_fee_pct,
+        "fee_taker_bps": 100 * (taker_fee_pct),
+        "slippage_bps": 100 * slippage_pct,
+    }  # former assets/setup_scanner sim_params
     assert json.dumps(c.percent()) == json.dumps({"maker_fee_pct": 0.02, "taker_fee_pct": 0.06, "slippage_pct": 0.02})
-    bt = cfg.research.backtest                                               # former CostsConfig 10 / 10 / 2 bps, latency 0
-    assert bt.costs.sim_kwargs() == {"fee_taker_bps": 10.0, "fee_maker_bps": 10.0, "slippage_bps": 2.0} and bt.latency_bars == 0
-    assert (json.dumps({**bt.costs.sim_kwargs(), "latency_bars": bt.latency_bars})
-            == json.dumps({"fee_taker_bps": 10.0, "fee_maker_bps": 10.0, "slippage_bps": 2.0, "latency_bars": 0}))
+    bt = cfg.research.backtest  # former CostsConfig 10 / 10 / 2 bps, latency 0
+    assert (
+        bt.costs.sim_kwargs() == {"fee_taker_bps": 10.0, "fee_maker_bps": 10.0, "slippage_bps": 2.0}
+        and bt.latency_bars == 0
+    )
+    assert json.dumps({**bt.costs.sim_kwargs(), "latency_bars": bt.latency_bars}) == json.dumps(
+        {"fee_taker_bps": 10.0, "fee_maker_bps": 10.0, "slippage_bps": 2.0, "latency_bars": 0}
+    )
 
 
 def test_costs_modes_and_strictness():
@@ -157,13 +212,13 @@ def test_costs_modes_and_strictness():
     with pytest.raises(ValueError):
         c.side_pct("limit")
     with pytest.raises(Exception):
-        Costs(maker_fee_bps=1.0, taker_fee_bps=5.0)                          # every cost is stated
+        Costs(maker_fee_bps=1.0, taker_fee_bps=5.0)  # every cost is stated
     with pytest.raises(Exception):
         Costs(maker_fee_bps=1.0, taker_fee_bps=5.0, slippage_bps=3.0, fee_pct=0.1)  # unknown field
     with pytest.raises(Exception):
-        SetupParams(fee_pct=0.06)                                            # moved to setup_scanner.costs
+        SetupParams(fee_pct=0.06)  # moved to setup_scanner.costs
     with pytest.raises(Exception):
-        GatingParams(costs={"maker_fee_pct": 0.02})                          # moved to setup_scanner.costs
+        GatingParams(costs={"maker_fee_pct": 0.02})  # moved to setup_scanner.costs
 
 
 def test_min_tp_cost_mode_is_the_named_difference():
@@ -177,8 +232,12 @@ def test_min_tp_cost_mode_is_the_named_difference():
 
 
 def test_every_override_level_in_order():
-    g = GatingParams(use_ev=True, min_ev_pct=0.1, per_pair_tf={"ETH/USDT|1h": 0.2, "BTC/USDT|1h": 0.3},
-                     per_regime={"range|high": 0.9})
+    g = GatingParams(
+        use_ev=True,
+        min_ev_pct=0.1,
+        per_pair_tf={"ETH/USDT|1h": 0.2, "BTC/USDT|1h": 0.3},
+        per_regime={"range|high": 0.9},
+    )
     tuned = pd.DataFrame({"symbol": ["BTC/USDT"], "timeframe": ["1h"], "threshold": [0.25]})
     reg = regime_key(["bull", "sideways", "bull", "sideways"], ["low", "normal", "normal", "high"])
     v, src = resolve_threshold(["SOL/USDT", "ETH/USDT", "BTC/USDT", "BTC/USDT"], ["1h"] * 4, reg, g, tuned)
@@ -189,9 +248,9 @@ def test_every_override_level_in_order():
 
 
 def test_tuner_finds_max_coverage_at_target_winrate():
-    score = np.arange(100, dtype=float)          # 0..99
-    win = (score >= 60).astype(float)            # only the top 40 win
-    win[[10, 20, 30]] = 1                        # a few low-score wins
+    score = np.arange(100, dtype=float)  # 0..99
+    win = (score >= 60).astype(float)  # only the top 40 win
+    win[[10, 20, 30]] = 1  # a few low-score wins
     r = tune_threshold(score, win, target_winrate=0.8, min_samples=20, grid=np.array([0, 40, 50, 55, 60, 90]))
     # >= 50: 50 pass, 40 win -> 0.80 (meets, more coverage than >= 55 / 60); >= 40: 60 pass, 40 win -> 0.667
     assert r["threshold"] == 50 and r["n_pass"] == 50 and r["winrate"] == pytest.approx(0.8) and r["coverage"] == 0.5
@@ -203,6 +262,7 @@ def test_tuner_finds_max_coverage_at_target_winrate():
 
 def test_candidates_on_truncated_real_history_equal_the_full_run(shared_data):
     import talib
+
     raw = pd.read_csv(shared_data / "ohlcv" / "binance" / "BTC_USDT-1h.csv.gz").tail(6000)
     b = raw.rename(columns={"timestamp": "ts"})[["ts", "open", "high", "low", "close", "volume"]].reset_index(drop=True)
     b["atr"] = talib.ATR(b.high.to_numpy(), b.low.to_numpy(), b.close.to_numpy(), 14)

@@ -1,5 +1,6 @@
 """The execution simulator: golden cases on hand-built bars for every rule, and trade-for-trade parity
 with vectorbt ``Portfolio.from_signals`` on real BTC/ETH candles where both engines share the rules."""
+
 import math
 
 import numpy as np
@@ -37,7 +38,12 @@ def one(res):
 
 def test_market_entry_at_next_open_with_fees_and_slippage():
     b = bars([FLAT, (100, 101, 99, 100), (100, 101, 99, 104), (106, 107, 105, 106)])
-    r = simulate(b, sig_at(4, 0), SimParams(init_cash=1000, fee_taker_bps=10, slippage_bps=20), exit_signal=np.array([0, 0, 1, 0]))
+    r = simulate(
+        b,
+        sig_at(4, 0),
+        SimParams(init_cash=1000, fee_taker_bps=10, slippage_bps=20),
+        exit_signal=np.array([0, 0, 1, 0]),
+    )
     t = one(r)
     assert (t.entry_bar, t.exit_bar, t.exit_reason) == (1, 3, "signal")
     entry = 100 * 1.002
@@ -60,16 +66,19 @@ def test_latency_delays_the_fill():
     assert t.entry_bar == 3 and t.entry_price == 110
 
 
-@pytest.mark.parametrize("d,rows,reason,price", [
-    (1, [FLAT, FLAT, (100, 103, 98, 100)], "sl", 98.0),           # long stop 2%
-    (1, [FLAT, FLAT, (100, 104.5, 99, 104)], "tp", 104.0),        # long target 4%
-    (-1, [FLAT, FLAT, (100, 102.5, 99, 100)], "sl", 102.0),       # short stop above
-    (-1, [FLAT, FLAT, (100, 101, 95, 96)], "tp", 96.0),           # short target below
-    (1, [FLAT, FLAT, (100, 105, 97, 100)], "sl", 98.0),           # both inside the bar: stop first
-    (-1, [FLAT, FLAT, (100, 103, 95, 100)], "sl", 102.0),
-    (1, [FLAT, FLAT, (95, 96, 94, 95)], "sl", 95.0),              # gap through the stop: filled at the open
-    (1, [FLAT, FLAT, (106, 107, 97, 100)], "tp", 106.0),          # gap through the target: filled at the open
-])
+@pytest.mark.parametrize(
+    "d,rows,reason,price",
+    [
+        (1, [FLAT, FLAT, (100, 103, 98, 100)], "sl", 98.0),  # long stop 2%
+        (1, [FLAT, FLAT, (100, 104.5, 99, 104)], "tp", 104.0),  # long target 4%
+        (-1, [FLAT, FLAT, (100, 102.5, 99, 100)], "sl", 102.0),  # short stop above
+        (-1, [FLAT, FLAT, (100, 101, 95, 96)], "tp", 96.0),  # short target below
+        (1, [FLAT, FLAT, (100, 105, 97, 100)], "sl", 98.0),  # both inside the bar: stop first
+        (-1, [FLAT, FLAT, (100, 103, 95, 100)], "sl", 102.0),
+        (1, [FLAT, FLAT, (95, 96, 94, 95)], "sl", 95.0),  # gap through the stop: filled at the open
+        (1, [FLAT, FLAT, (106, 107, 97, 100)], "tp", 106.0),  # gap through the target: filled at the open
+    ],
+)
 def test_fixed_stop_and_target(d, rows, reason, price):
     b = bars([FLAT] + rows)
     t = one(simulate(b, sig_at(len(b), 0, d), SimParams(sl_pct=0.02, tp_pct=0.04, stops_on_entry_bar=False)))
@@ -109,8 +118,16 @@ def test_atr_levels_use_the_signal_bars_atr():
 def test_tp1_partial_then_breakeven():
     # entry 100; TP1 = 102 (50 %), TP = 106; bar 2 hits TP1, bar 3 falls back to the entry price
     b = bars([FLAT, FLAT, (100, 102.5, 99.5, 102), (101, 101.5, 99.8, 100), FLAT])
-    p = SimParams(init_cash=1000, sl_pct=0.03, tp1_pct=0.02, tp1_fraction=0.5, tp_pct=0.06, breakeven_after_tp1=True,
-                  fee_maker_bps=2, fee_taker_bps=5)
+    p = SimParams(
+        init_cash=1000,
+        sl_pct=0.03,
+        tp1_pct=0.02,
+        tp1_fraction=0.5,
+        tp_pct=0.06,
+        breakeven_after_tp1=True,
+        fee_maker_bps=2,
+        fee_taker_bps=5,
+    )
     t = one(simulate(b, sig_at(5, 0), p))
     assert (t.exit_reason, t.exit_bar, bool(t.tp1_hit)) == ("breakeven", 3, True)
     u = 1000 / (100 * 1.0005)
@@ -128,8 +145,14 @@ def test_tp1_then_final_target():
 
 def test_atr_trailing_stop_arms_after_threshold_and_follows_the_high():
     # ATR 1: trail 2 ATR behind the best high once 1 ATR in profit
-    rows = [FLAT, FLAT, (100, 100.8, 99.5, 100.5), (100.5, 103, 100.4, 102.5), (102.5, 105, 102, 104.5),
-            (104.5, 104.6, 102.9, 103)]
+    rows = [
+        FLAT,
+        FLAT,
+        (100, 100.8, 99.5, 100.5),
+        (100.5, 103, 100.4, 102.5),
+        (102.5, 105, 102, 104.5),
+        (104.5, 104.6, 102.9, 103),
+    ]
     t = one(simulate(bars(rows, atr=1.0), sig_at(6, 0), SimParams(trail_atr=2, trail_activation_atr=1)))
     # best after bar 4 = 105 -> trail 103; bar 5 low 102.9 crosses it
     assert (t.exit_reason, t.exit_bar, t.exit_price) == ("trail", 5, 103.0)
@@ -212,9 +235,16 @@ def test_bad_input_is_refused():
 
 # --- parity with vectorbt on real candles -------------------------------------------------------------
 
-@pytest.mark.parametrize("symbol,fees,sl,tp,exits", [
-    ("BTC/USDT", 0.001, 0.03, 0.06, False), ("ETH/USDT", 0.0005, 0.02, 0.05, False),
-    ("BTC/USDT", 0.001, None, None, True), ("ETH/USDT", 0.00075, None, None, True)])
+
+@pytest.mark.parametrize(
+    "symbol,fees,sl,tp,exits",
+    [
+        ("BTC/USDT", 0.001, 0.03, 0.06, False),
+        ("ETH/USDT", 0.0005, 0.02, 0.05, False),
+        ("BTC/USDT", 0.001, None, None, True),
+        ("ETH/USDT", 0.00075, None, None, True),
+    ],
+)
 def test_trades_match_vectorbt_from_signals(symbol, fees, sl, tp, exits):
     """Same trades as vectorbt where the rules coincide: next-open entries, fixed SL/TP from the fill price,
     stop-first, gap fills, fees. Signal exits are compared without stops: when a signal exit (at the open)
@@ -224,16 +254,34 @@ def test_trades_match_vectorbt_from_signals(symbol, fees, sl, tp, exits):
     sma = df["close"].rolling(24).mean()
     up = (df["close"] > sma) & (df["close"].shift(1) <= sma.shift(1))
     down = (df["close"] < sma) & (df["close"].shift(1) >= sma.shift(1)) if exits else pd.Series(False, df.index)
-    p = SimParams(init_cash=10_000, sl_pct=sl or math.nan, tp_pct=tp or math.nan, fee_taker_bps=fees * 1e4,
-                  fee_maker_bps=fees * 1e4, stops_on_entry_bar=False)
+    p = SimParams(
+        init_cash=10_000,
+        sl_pct=sl or math.nan,
+        tp_pct=tp or math.nan,
+        fee_taker_bps=fees * 1e4,
+        fee_maker_bps=fees * 1e4,
+        stops_on_entry_bar=False,
+    )
     res = simulate(df, up.astype(int).to_numpy(), p, exit_signal=down.to_numpy())
     ours = res.trades
     idx = pd.to_datetime(df["ts"], unit="ms")
     s = lambda x: pd.Series(x.to_numpy(), index=idx)  # noqa: E731
     pf = vbt.Portfolio.from_signals(
-        s(df["close"]), s(up.shift(1, fill_value=False)), s(down.shift(1, fill_value=False)), price=s(df["open"]),
-        open=s(df["open"]), high=s(df["high"]), low=s(df["low"]), sl_stop=sl or np.nan, tp_stop=tp or np.nan,
-        fees=fees, init_cash=10_000, size=np.inf, stop_entry_price="fillprice", freq="1h")  # vbt default: from close
+        s(df["close"]),
+        s(up.shift(1, fill_value=False)),
+        s(down.shift(1, fill_value=False)),
+        price=s(df["open"]),
+        open=s(df["open"]),
+        high=s(df["high"]),
+        low=s(df["low"]),
+        sl_stop=sl or np.nan,
+        tp_stop=tp or np.nan,
+        fees=fees,
+        init_cash=10_000,
+        size=np.inf,
+        stop_entry_price="fillprice",
+        freq="1h",
+    )  # vbt default: from close
     theirs = pf.trades.records
     closed = ours[ours.exit_reason != "open"]
     theirs = theirs[theirs["status"] == 1]

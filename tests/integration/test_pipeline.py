@@ -1,4 +1,5 @@
 """Integration: the whole asset chain on slices of real data in a temporary warehouse and Dagster instance."""
+
 import gzip
 
 import dagster as dg
@@ -18,14 +19,25 @@ from tests.conftest import real_ohlcv
 pytestmark = pytest.mark.integration
 
 
-DATA_ONLY = (dg.AssetSelection.all() - dg.AssetSelection.key_prefixes("ml", "backtest") - ON_DEMAND
-             - dg.AssetSelection.keys(["signals", "setup_thresholds"], ["signals", "setups"]))
+DATA_ONLY = (
+    dg.AssetSelection.all()
+    - dg.AssetSelection.key_prefixes("ml", "backtest")
+    - ON_DEMAND
+    - dg.AssetSelection.keys(["signals", "setup_thresholds"], ["signals", "setups"])
+)
 
 
 def _run(resources, instance, **kw):
     """The data chain (ingest → market → features → regimes → snapshot); the ml/backtest groups have their own test."""
-    return dg.materialize(ALL_ASSETS, resources=resources, instance=instance, tags=full_range_tags(), raise_on_error=False,
-                          selection=DATA_ONLY, **kw)
+    return dg.materialize(
+        ALL_ASSETS,
+        resources=resources,
+        instance=instance,
+        tags=full_range_tags(),
+        raise_on_error=False,
+        selection=DATA_ONLY,
+        **kw,
+    )
 
 
 def _q(resources, sql):
@@ -57,21 +69,31 @@ def test_full_chain_then_noop_then_append(resources, instance, data_dir):
 
     # setup scanner: candidates for both scanned timeframes, plans checked, outcomes resolved where the data allows
     assert evals[(("signals", "setup_candidates"), "plans_consistent")].passed
-    cand = _q(resources, "SELECT timeframe, count(*) n, count(win) closed, count(*) FILTER (WHERE reject_reason IS NULL) valid "
-                         "FROM signals.setup_candidates GROUP BY ALL").set_index("timeframe")
+    cand = _q(
+        resources,
+        "SELECT timeframe, count(*) n, count(win) closed, count(*) FILTER (WHERE reject_reason IS NULL) valid "
+        "FROM signals.setup_candidates GROUP BY ALL",
+    ).set_index("timeframe")
     assert set(cand.index) == {"15m", "1h"} and (cand["n"] > 100).all() and (cand["closed"] > 0.5 * cand["valid"]).all()
 
-    counts = _q(resources, "SELECT symbol, timeframe, count(*) n, sum((bar_count < expected_bars)::INT) flagged, any_value(origin) origin "
-                           "FROM market.ohlcv GROUP BY ALL").set_index(["symbol", "timeframe"])
+    counts = _q(
+        resources,
+        "SELECT symbol, timeframe, count(*) n, sum((bar_count < expected_bars)::INT) flagged, any_value(origin) origin "
+        "FROM market.ohlcv GROUP BY ALL",
+    ).set_index(["symbol", "timeframe"])
     raw_btc_1h = pd.read_csv(data_dir / "ohlcv/binance/BTC_USDT-1h.csv.gz")
     assert counts.loc[("BTC/USDT", "1h"), "n"] == len(raw_btc_1h)
     assert counts.loc[("BTC/USDT", "4h"), "origin"] == "resampled:1h" and counts.loc[("BTC/USDT", "4h"), "flagged"] > 0
     assert counts.loc[("BTC/USDT", "5m"), "origin"] == "resampled:1m"
     assert counts.loc[("ETH/USDT", "15m"), "origin"] == "native"
-    feats = _q(resources, "SELECT symbol, timeframe, count(*) n FROM features.technical GROUP BY ALL").set_index(["symbol", "timeframe"])
+    feats = _q(resources, "SELECT symbol, timeframe, count(*) n FROM features.technical GROUP BY ALL").set_index(
+        ["symbol", "timeframe"]
+    )
     assert (feats["n"] == counts["n"].reindex(feats.index)).all()
     assert _q(resources, "SELECT count(*) n FROM market.onchain_daily")["n"][0] > 6000
-    assert len(_q(resources, "SELECT * FROM ops.slice_quality WHERE tbl='market.ohlcv'")) == 12  # stats cached per slice
+    assert (
+        len(_q(resources, "SELECT * FROM ops.slice_quality WHERE tbl='market.ohlcv'")) == 12
+    )  # stats cached per slice
 
     # serving snapshot is readable by another connection while the writer holds the main file
     with duckdb.connect(resources["warehouse"].path) as writer:
@@ -84,7 +106,9 @@ def test_full_chain_then_noop_then_append(resources, instance, data_dir):
     assert r2.success
     assert _meta(r2, ["raw", "ohlcv"])["new_rows"].value == 0
     assert _meta(r2, ["features", "technical"])["new_rows"].value == 0
-    pd.testing.assert_frame_equal(before, _q(resources, "SELECT count(*) n, sum(hash(*columns(*))) h FROM features.technical"))
+    pd.testing.assert_frame_equal(
+        before, _q(resources, "SELECT count(*) n, sum(hash(*columns(*))) h FROM features.technical")
+    )
 
     # append the next 48 real candles to the BTC 1h file: only those are processed
     full = real_ohlcv("BTC/USDT", "1h")
@@ -95,39 +119,58 @@ def test_full_chain_then_noop_then_append(resources, instance, data_dir):
     r3 = _run(resources, instance)
     assert r3.success
     assert _meta(r3, ["raw", "ohlcv"])["new_rows"].value == 48
-    assert _meta(r3, ["features", "technical"])["new_rows"].value in (48, 48 + 12, 48 + 12 + 2)  # 1h + new 4h (+1d) periods
+    assert _meta(r3, ["features", "technical"])["new_rows"].value in (
+        48,
+        48 + 12,
+        48 + 12 + 2,
+    )  # 1h + new 4h (+1d) periods
 
     # incremental features/regimes equal a from-scratch computation on the whole history
-    bars = _q(resources, "SELECT ts, high, low, close, volume FROM market.ohlcv WHERE symbol='BTC/USDT' AND timeframe='1h' ORDER BY ts")
+    bars = _q(
+        resources,
+        "SELECT ts, high, low, close, volume FROM market.ohlcv WHERE symbol='BTC/USDT' AND timeframe='1h' ORDER BY ts",
+    )
     stored = _q(resources, "SELECT * FROM features.technical WHERE symbol='BTC/USDT' AND timeframe='1h' ORDER BY ts")
     ref = technical_features(bars)
-    np.testing.assert_allclose(stored[FEATURE_COLUMNS].to_numpy(), ref[FEATURE_COLUMNS].to_numpy(), rtol=1e-9, equal_nan=True)
+    np.testing.assert_allclose(
+        stored[FEATURE_COLUMNS].to_numpy(), ref[FEATURE_COLUMNS].to_numpy(), rtol=1e-9, equal_nan=True
+    )
     ref["close"] = bars["close"]
     reg = classify_regimes(ref, settings().regimes)
-    got = _q(resources, "SELECT trend_regime, volatility_level, regime_age_bars FROM regimes.market WHERE symbol='BTC/USDT' "
-                        "AND timeframe='1h' ORDER BY ts")
+    got = _q(
+        resources,
+        "SELECT trend_regime, volatility_level, regime_age_bars FROM regimes.market WHERE symbol='BTC/USDT' "
+        "AND timeframe='1h' ORDER BY ts",
+    )
     assert (got["trend_regime"].fillna("-") == reg["trend_regime"].fillna("-")).all()
     assert (got["regime_age_bars"].fillna(-1).astype(int) == reg["regime_age_bars"].fillna(-1).astype(int)).all()
 
     # a slice computed by another code version is rebuilt from scratch; slices of the current version are left alone
     with duckdb.connect(resources["warehouse"].path) as con:
-        con.execute("UPDATE regimes.market SET regime_confidence = 0.123456 WHERE timeframe = '1h' AND ts = (SELECT max(ts) - 3600000 * 500 "
-                    "FROM regimes.market WHERE timeframe = '1h')")
-        con.execute("UPDATE ops.asset_inputs SET fingerprint = '0' WHERE asset = 'code:regimes.market:binance:BTC/USDT:1h'")
+        con.execute(
+            "UPDATE regimes.market SET regime_confidence = 0.123456 WHERE timeframe = '1h' AND ts = (SELECT max(ts) - 3600000 * 500 "
+            "FROM regimes.market WHERE timeframe = '1h')"
+        )
+        con.execute(
+            "UPDATE ops.asset_inputs SET fingerprint = '0' WHERE asset = 'code:regimes.market:binance:BTC/USDT:1h'"
+        )
     r4 = _run(resources, instance)
     assert r4.success
     tampered = _q(resources, "SELECT symbol, regime_confidence FROM regimes.market WHERE regime_confidence = 0.123456")
     assert tampered["symbol"].tolist() == ["ETH/USDT"]  # BTC 1h (stale code record) recomputed, ETH 1h untouched
 
 
-@pytest.mark.parametrize("corrupt,rule,row", [
-    (lambda d: d.assign(low=d["low"].where(d.index != 5, d["high"] + 10)), "ohlc_bounds", 6),
-    (lambda d: pd.concat([d.iloc[:4], d.iloc[[3]], d.iloc[4:]]).reset_index(drop=True), "duplicate_ts", 5),
-    (lambda d: pd.concat([d, d.iloc[[3]]]).reset_index(drop=True), "ordering", None),
-    (lambda d: d.assign(timestamp=d["timestamp"] // 1000), "timestamp_unit", 1),
-    (lambda d: d.drop(columns=["volume"]), "required_columns", None),
-    (lambda d: d.assign(close=d["close"].where(d.index != 2, np.nan)), "no_nan", 3),
-])
+@pytest.mark.parametrize(
+    "corrupt,rule,row",
+    [
+        (lambda d: d.assign(low=d["low"].where(d.index != 5, d["high"] + 10)), "ohlc_bounds", 6),
+        (lambda d: pd.concat([d.iloc[:4], d.iloc[[3]], d.iloc[4:]]).reset_index(drop=True), "duplicate_ts", 5),
+        (lambda d: pd.concat([d, d.iloc[[3]]]).reset_index(drop=True), "ordering", None),
+        (lambda d: d.assign(timestamp=d["timestamp"] // 1000), "timestamp_unit", 1),
+        (lambda d: d.drop(columns=["volume"]), "required_columns", None),
+        (lambda d: d.assign(close=d["close"].where(d.index != 2, np.nan)), "no_nan", 3),
+    ],
+)
 def test_bad_file_fails_clearly_and_loses_nothing(resources, instance, data_dir, corrupt, rule, row):
     assert _run(resources, instance).success
     before = _q(resources, "SELECT count(*) n, sum(hash(*columns(*))) h FROM raw.ohlcv")
@@ -142,7 +185,9 @@ def test_bad_file_fails_clearly_and_loses_nothing(resources, instance, data_dir,
     if row is not None:
         assert f"row {row}:" in msg
     pd.testing.assert_frame_equal(before, _q(resources, "SELECT count(*) n, sum(hash(*columns(*))) h FROM raw.ohlcv"))
-    pd.testing.assert_frame_equal(before_m, _q(resources, "SELECT count(*) n, sum(hash(*columns(*))) h FROM market.ohlcv"))
+    pd.testing.assert_frame_equal(
+        before_m, _q(resources, "SELECT count(*) n, sum(hash(*columns(*))) h FROM market.ohlcv")
+    )
 
 
 def test_missing_onchain_column_fails_and_keeps_table(resources, instance, data_dir):
@@ -156,4 +201,6 @@ def test_missing_onchain_column_fails_and_keeps_table(resources, instance, data_
     assert not r.success
     msg = "".join(str(e.event_specific_data.error) for e in r.all_events if e.is_step_failure)
     assert "btc_daily_cm_api_mvrv_2010_2026-08.csv.gz" in msg and "missing date column 'date'" in msg
-    pd.testing.assert_frame_equal(before, _q(resources, "SELECT count(*) n, sum(hash(*columns(*))) h FROM market.onchain_daily"))
+    pd.testing.assert_frame_equal(
+        before, _q(resources, "SELECT count(*) n, sum(hash(*columns(*))) h FROM market.onchain_daily")
+    )

@@ -1,5 +1,6 @@
 """Integration: baseline model, promotion gate, champion alias and backtest through Dagster, on slices of
 real BTC/ETH candles, with a real MLflow store (sqlite + artifact folder) in a temporary directory."""
+
 import json
 
 import dagster as dg
@@ -20,9 +21,15 @@ pytestmark = pytest.mark.integration
 
 
 def _run(resources, instance, run_config=None):
-    return dg.materialize(ALL_ASSETS, selection=dg.AssetSelection.all() - ON_DEMAND, resources=resources, instance=instance,
-                          tags=full_range_tags(), raise_on_error=False,
-                          run_config=run_config or {})
+    return dg.materialize(
+        ALL_ASSETS,
+        selection=dg.AssetSelection.all() - ON_DEMAND,
+        resources=resources,
+        instance=instance,
+        tags=full_range_tags(),
+        raise_on_error=False,
+        run_config=run_config or {},
+    )
 
 
 def _q(resources, sql, params=None):
@@ -58,6 +65,7 @@ def test_train_gate_promote_backtest_then_refuse_a_failing_model(resources, monk
         with duckdb.connect(resources["warehouse"].path, read_only=True) as con:
             from models.baseline import labelled_frame
             from warehouse.readers import series
+
             frame = labelled_frame(series(con, "binance", "BTC/USDT", "1h"), settings().research.baseline)
         p = model.predict_proba(frame[MODEL_FEATURES].tail(200))
         assert p.shape == (200, 2) and np.all((p >= 0) & (p <= 1)) and np.allclose(p.sum(axis=1), 1)
@@ -70,8 +78,15 @@ def test_train_gate_promote_backtest_then_refuse_a_failing_model(resources, monk
         # predictions are out of sample: each row's fold trained only on labels ending before the fold's test start
         folds = _q(resources, "SELECT fold, test_start, train_end FROM ml.folds")
         assert (folds.train_end < folds.test_start).all()
-        preds = _q(resources, "SELECT p.*, f.test_start, f.test_end FROM ml.predictions p JOIN ml.folds f USING (mlflow_run_id, fold)")
-        assert len(preds) > 1000 and (preds.open_time >= preds.test_start).all() and (preds.open_time <= preds.test_end).all()
+        preds = _q(
+            resources,
+            "SELECT p.*, f.test_start, f.test_end FROM ml.predictions p JOIN ml.folds f USING (mlflow_run_id, fold)",
+        )
+        assert (
+            len(preds) > 1000
+            and (preds.open_time >= preds.test_start).all()
+            and (preds.open_time <= preds.test_end).all()
+        )
 
         # backtest tables: one run, trades reconcile with equity, buy-and-hold beside it
         bt = _q(resources, "SELECT * FROM backtest.runs WHERE desk = 'research'")
@@ -82,22 +97,41 @@ def test_train_gate_promote_backtest_then_refuse_a_failing_model(resources, monk
         eq = _q(resources, "SELECT * FROM backtest.equity WHERE run_id = ? ORDER BY ts", [rid])
         assert m["n_trades"] == (trades.exit_reason != "open").sum() and len(trades) > 0
         assert eq.equity.iloc[-1] == pytest.approx(100_000 + trades.pnl.sum(), rel=1e-9)
-        assert json.loads(bt["benchmark"][0])["total_return"] == pytest.approx(eq.benchmark_equity.iloc[-1] / 100_000 - 1, rel=1e-6)
+        assert json.loads(bt["benchmark"][0])["total_return"] == pytest.approx(
+            eq.benchmark_equity.iloc[-1] / 100_000 - 1, rel=1e-6
+        )
         assert set(json.loads(bt["costs"][0])) == {"fee_taker_bps", "fee_maker_bps", "slippage_bps", "latency_bars"}
         with duckdb.connect(resources["warehouse"].serving_path, read_only=True) as con:  # published for SQL users
-            assert con.execute("SELECT count(*) FROM backtest.trades WHERE run_id = ?", [rid]).fetchone()[0] == len(trades)
+            assert con.execute("SELECT count(*) FROM backtest.trades WHERE run_id = ?", [rid]).fetchone()[0] == len(
+                trades
+            )
 
         # the CLI's walk-forward (read-only) prints the per-fold table for other windows
         from typer.testing import CliRunner
 
         import pipeline.cli as cli
         import pipeline.cli.common as cli_common
+
         cfg = settings().model_copy(deep=True)
         cfg.warehouse.path = resources["warehouse"].path
         monkeypatch.setattr(cli_common, "settings", lambda: cfg)
         monkeypatch.setattr(cli_common, "instance", lambda: instance)  # CLI runs land in this test's instance
-        out = CliRunner().invoke(cli.app, ["walk-forward", "--train-window", "45d", "--test-window", "15d", "--purge", "12",
-                                           "--embargo", "6h", "--rolling"], env={"COLUMNS": "200"})
+        out = CliRunner().invoke(
+            cli.app,
+            [
+                "walk-forward",
+                "--train-window",
+                "45d",
+                "--test-window",
+                "15d",
+                "--purge",
+                "12",
+                "--embargo",
+                "6h",
+                "--rolling",
+            ],
+            env={"COLUMNS": "200"},
+        )
         assert out.exit_code == 0, out.output
         assert "rolling" in out.output and "train 45d, test 15d, purge 12h, embargo 6h" in out.output
         assert "OOS calibrated: AUC" in out.output
@@ -109,17 +143,28 @@ def test_train_gate_promote_backtest_then_refuse_a_failing_model(resources, monk
         days = _q(resources, "SELECT count(*) n FROM features.onchain")["n"][0]
         assert len(daily) == days > 6000 and daily["date"].is_unique
         tr = _q(resources, "SELECT * FROM signals.options_trades WHERE year(date) = 2024 AND cooldown_status = 'taken'")
-        assert len(tr) > 5 and set(tr["structure"]) <= {"LONG_CALL", "CALL_SPREAD", "LONG_PUT", "PUT_SPREAD", "TACTICAL_PUT"}
+        assert len(tr) > 5 and set(tr["structure"]) <= {
+            "LONG_CALL",
+            "CALL_SPREAD",
+            "LONG_PUT",
+            "PUT_SPREAD",
+            "TACTICAL_PUT",
+        }
         ob = _q(resources, "SELECT * FROM backtest.runs WHERE desk = 'options_desk'")
         assert len(ob) == 1 and "Black-Scholes" in ob["sample"][0]
         assert {"buy_and_hold", "always_on_calls", "always_on_puts"} == set(json.loads(ob["benchmark"][0]))
         import pipeline.cli.options as cli_options
+
         monkeypatch.setattr(cli_options, "settings", lambda: cfg)
         out = CliRunner().invoke(cli.app, ["options", "list-trades", "--year", "2024"], env={"COLUMNS": "250"})
         assert out.exit_code == 0 and f"Options trades 2024 ({len(tr)})" in out.output, out.output
         day = str(pd.Timestamp(tr["date"].iloc[0]).date())
-        out = CliRunner().invoke(cli.app, ["options", "score-latest", "--date", day, "--verbose"], env={"COLUMNS": "250"})
-        assert out.exit_code == 0 and f"SIGNAL ANALYSIS: {day}" in out.output and "TRADE DECISIONS" in out.output, out.output
+        out = CliRunner().invoke(
+            cli.app, ["options", "score-latest", "--date", day, "--verbose"], env={"COLUMNS": "250"}
+        )
+        assert out.exit_code == 0 and f"SIGNAL ANALYSIS: {day}" in out.output and "TRADE DECISIONS" in out.output, (
+            out.output
+        )
         out = CliRunner().invoke(cli.app, ["options", "diagnose-notrade", "--year", "2024"], env={"COLUMNS": "250"})
         assert out.exit_code == 0 and "NO_TRADE days by reason" in out.output
 
@@ -132,14 +177,19 @@ def test_train_gate_promote_backtest_then_refuse_a_failing_model(resources, monk
         assert len(sc) > 3000 and sc["date"].is_unique and sc["p_cal"].notna().sum() > 2000
         with duckdb.connect(resources["warehouse"].path, read_only=True) as con:
             from assets.options_desk.models import load_dataset
+
             data = load_dataset(con, settings())
         assert opt.predict(data.tail(1))[0] == pytest.approx(sc["p_cal"].iloc[-1])  # the champion scored the last day
         last = daily.iloc[-1]
-        assert last["p_short"] == pytest.approx(sc["p_cal"].iloc[-1]) and last["p_short_version"] == "options_p_short v1"
+        assert (
+            last["p_short"] == pytest.approx(sc["p_cal"].iloc[-1]) and last["p_short_version"] == "options_p_short v1"
+        )
         assert last["signal_option_put"] == float(last["p_short"] >= 0.5) and last["model_gate_mode"] == "display"
         assert tr["model_version"].str.startswith("options_p_").all()
         out = CliRunner().invoke(cli.app, ["options", "score-latest", "--verbose"], env={"COLUMNS": "250"})
-        assert out.exit_code == 0 and f"p_short = {last['p_short']:.3f}   (options_p_short v1 @champion)" in out.output, out.output
+        assert (
+            out.exit_code == 0 and f"p_short = {last['p_short']:.3f}   (options_p_short v1 @champion)" in out.output
+        ), out.output
         assert "signal_option_put" in out.output
         out = CliRunner().invoke(cli.app, ["options", "report"], env={"COLUMNS": "250"})
         assert out.exit_code == 0 and "Taken trades by state" in out.output and "Taken trades by year" in out.output
@@ -147,8 +197,9 @@ def test_train_gate_promote_backtest_then_refuse_a_failing_model(resources, monk
 
         # setup scanner: candidates -> p(win) meta-model (gate passed under the test criteria, champion v1) -> tuned
         # thresholds -> gated signals executed by the simulator -> gated vs ungated vs buy-and-hold
-        from pipeline.core.setups import SIGNAL_STATUSES
         from models.setup_meta import META_FEATURES
+        from pipeline.core.setups import SIGNAL_STATUSES
+
         assert _check(r1, "promotion_gate", ("ml", "setup_meta_evaluation")).passed
         assert str(trk.champion("setup_meta").version) == "1"
         setups = _q(resources, "SELECT * FROM signals.setups")
@@ -156,14 +207,19 @@ def test_train_gate_promote_backtest_then_refuse_a_failing_model(resources, monk
         assert set(setups["status"]) <= set(SIGNAL_STATUSES) and setups["model_version"].eq("setup_meta v1").all()
         assert (setups["ev_pct"] >= setups["threshold"] - 1e-12).all() and setups["why"].str.contains(" >= ").all()
         assert {"global", "tuned"} >= set(setups["threshold_source"].str.split(":").str[0])
-        champ_run = _q(resources, "SELECT mlflow_run_id FROM ml.model_runs WHERE model_name = 'setup_meta' AND promoted")
-        sc_ = _q(resources, "SELECT * FROM ml.setup_meta_scores WHERE mlflow_run_id = ?", [champ_run["mlflow_run_id"][0]])
+        champ_run = _q(
+            resources, "SELECT mlflow_run_id FROM ml.model_runs WHERE model_name = 'setup_meta' AND promoted"
+        )
+        sc_ = _q(
+            resources, "SELECT * FROM ml.setup_meta_scores WHERE mlflow_run_id = ?", [champ_run["mlflow_run_id"][0]]
+        )
         j = setups.merge(sc_, on="candidate_id")
         assert len(j) == len(setups) and np.allclose(j["p_win"], j["p_cal"])  # the champion's point-in-time scores
         # the served champion is the latest fold's model: it reproduces the stored score of the newest candidate
         meta_model = mlflow.sklearn.load_model("models:/setup_meta@champion")
         with duckdb.connect(resources["warehouse"].path, read_only=True) as con:
             from assets.setup_scanner.meta import load_dataset
+
             ds = load_dataset(con, "binance")
         newest = ds.iloc[[-1]]
         stored = sc_.set_index("candidate_id").loc[newest["candidate_id"].iloc[0], "p_cal"]
@@ -175,12 +231,27 @@ def test_train_gate_promote_backtest_then_refuse_a_failing_model(resources, monk
         assert json.loads(bt["metrics"][0])["n_trades"] < json.loads(bt["metrics"][1])["n_trades"]
         assert "total_return" in json.loads(bt["benchmark"][0])
         import pipeline.cli.setups as cli_setups
+
         cfg_s = cfg.model_copy(deep=True)
         cfg_s.mlflow.tracking_uri = trk.tracking_uri
         monkeypatch.setattr(cli_setups, "settings", lambda: cfg_s)
         monkeypatch.setattr(cli_common, "settings", lambda: cfg_s)
-        out = CliRunner().invoke(cli.app, ["setups", "retro-scan", "--start", "2023-03-01", "--end", "2023-04-10", "--stride", "2",
-                                           "--limit-per-pair", "5"], env={"COLUMNS": "250"})
+        out = CliRunner().invoke(
+            cli.app,
+            [
+                "setups",
+                "retro-scan",
+                "--start",
+                "2023-03-01",
+                "--end",
+                "2023-04-10",
+                "--stride",
+                "2",
+                "--limit-per-pair",
+                "5",
+            ],
+            env={"COLUMNS": "250"},
+        )
         assert out.exit_code == 0 and "retro-scan" in out.output and "Signal statuses" in out.output, out.output
         retro = _q(resources, "SELECT * FROM signals.setup_retro")
         assert 0 < len(retro) <= 5 * 4 and retro.groupby(["symbol", "timeframe"]).size().max() <= 5
@@ -208,6 +279,7 @@ def test_train_gate_promote_backtest_then_refuse_a_failing_model(resources, monk
         strict = settings().model_copy(deep=True)
         strict.research.baseline.promotion.min_auc = 0.99
         import assets.promotion as promotion
+
         monkeypatch.setattr(ml_assets, "settings", lambda: strict)
         monkeypatch.setattr(promotion, "settings", lambda: strict)  # the gate reads the section at the top of its body
         r3 = _run(resources, instance, {"ops": {"ml__baseline_direction": {"config": {"force": True}}}})
@@ -215,15 +287,19 @@ def test_train_gate_promote_backtest_then_refuse_a_failing_model(resources, monk
         assert not gate.passed and "FAIL auc" in gate.metadata["reasons"].value
         assert not r3.success  # the failed blocking check is visible as a failed step
         assert _meta(r3, ["ml", "baseline_direction_champion"]) is None  # skipped
-        assert _meta(r3, ["ops", "serving_snapshot"]) is not None      # data publishing is not held hostage
+        assert _meta(r3, ["ops", "serving_snapshot"]) is not None  # data publishing is not held hostage
         assert str(trk.champion("baseline_direction").version) == "1"
-        runs = _q(resources, "SELECT model_version, promotion_passed, promoted FROM ml.model_runs "
-                             "WHERE model_name = 'baseline_direction' ORDER BY trained_at")
+        runs = _q(
+            resources,
+            "SELECT model_version, promotion_passed, promoted FROM ml.model_runs "
+            "WHERE model_name = 'baseline_direction' ORDER BY trained_at",
+        )
         assert runs.model_version.tolist() == ["1", "2"] and runs.promotion_passed.tolist() == [True, False]
         assert runs.promoted.tolist() == [True, False]
 
         # an options model that fails its (non-blocking) gate: registered as v2, champion and daily scores stay on v1
         import assets.options_desk.models as om
+
         strict_o = settings().model_copy(deep=True)
         strict_o.options_desk.models.promotion.min_auc = 0.99
         monkeypatch.setattr(om, "settings", lambda: strict_o)
@@ -231,14 +307,22 @@ def test_train_gate_promote_backtest_then_refuse_a_failing_model(resources, monk
         assert not _check(r4, "p_long_gate").passed and _check(r4, "p_long_gate").severity == dg.AssetCheckSeverity.WARN
         assert "v2 failed its gate" in _meta(r4, ["ml", "options_direction_champion"])["champions"].value
         assert str(trk.champion("options_p_long").version) == "1"
-        assert _q(resources, "SELECT p_long_version FROM signals.options_daily ORDER BY date DESC LIMIT 1")["p_long_version"][0] \
+        assert (
+            _q(resources, "SELECT p_long_version FROM signals.options_daily ORDER BY date DESC LIMIT 1")[
+                "p_long_version"
+            ][0]
             == "options_p_long v1"
-        kept = _q(resources, "SELECT DISTINCT model_version FROM ml.options_scores WHERE model_name = 'options_p_long' ORDER BY 1")
+        )
+        kept = _q(
+            resources,
+            "SELECT DISTINCT model_version FROM ml.options_scores WHERE model_name = 'options_p_long' ORDER BY 1",
+        )
         assert kept["model_version"].tolist() == ["1", "2"]  # champion's and the candidate's scores
 
         # a setup meta-model retrain that fails its blocking gate: v2 registered, champion stays v1, and the gated
         # signals are still refreshed (they do not depend on the champion step) with v1's scores
         import assets.setup_scanner.meta as sm
+
         strict_s = strict.model_copy(deep=True)  # the baseline stays strict too
         strict_s.setup_scanner.meta.promotion.min_auc = 0.99
         monkeypatch.setattr(sm, "settings", lambda: strict_s)
@@ -279,34 +363,57 @@ def _live_scan_in_fresh_process(resources, instance, trk):
         last = int(have["timestamp"].max())
         more = real[(real["timestamp"] > last) & (real["timestamp"] <= last + 14 * 86_400_000)]
         pd.concat([have, more]).to_csv(f, index=False)
-    candles = dg.AssetSelection.keys(["raw", "ohlcv"], ["market", "ohlcv"], ["features", "technical"], ["regimes", "market"])
-    assert dg.materialize(ALL_ASSETS, resources=resources, instance=instance, tags=full_range_tags(), selection=candles).success
-    champ_end = _q(resources, "SELECT max(data_end) AS e FROM ml.model_runs WHERE model_name = 'setup_meta' AND promoted")["e"][0]
+    candles = dg.AssetSelection.keys(
+        ["raw", "ohlcv"], ["market", "ohlcv"], ["features", "technical"], ["regimes", "market"]
+    )
+    assert dg.materialize(
+        ALL_ASSETS, resources=resources, instance=instance, tags=full_range_tags(), selection=candles
+    ).success
+    champ_end = _q(
+        resources, "SELECT max(data_end) AS e FROM ml.model_runs WHERE model_name = 'setup_meta' AND promoted"
+    )["e"][0]
 
-    cfg = settings().model_dump(mode="json")  # the same configuration, pointing at this test's warehouse and MLflow store
+    cfg = settings().model_dump(
+        mode="json"
+    )  # the same configuration, pointing at this test's warehouse and MLflow store
     cfg["data_dir"] = str(data_dir)
-    cfg["warehouse"] = {"path": resources["warehouse"].path, "serving_path": resources["warehouse"].serving_path,
-                        "exports_dir": resources["warehouse"].exports_dir}
+    cfg["warehouse"] = {
+        "path": resources["warehouse"].path,
+        "serving_path": resources["warehouse"].serving_path,
+        "exports_dir": resources["warehouse"].exports_dir,
+    }
     cfg["mlflow"] = {"tracking_uri": trk.tracking_uri, "artifact_location": trk.artifact_location}
     regimes = [f"{t}|{v}" for t in ("trend", "range") for v in ("low", "normal", "high")]
     cfg["setup_scanner"]["gating"]["per_regime"] = {k: -1000.0 for k in regimes}  # every scored candidate passes
     cfg_path = Path(resources["warehouse"].path).parent / "live.yaml"
     cfg_path.write_text(yaml.safe_dump(cfg))
-    code = ("import sys, dagster as dg\n"
-            "from pipeline.definitions import defs\n"
-            "r = defs.resolve_job_def('setup_scan_job').execute_in_process(instance=dg.DagsterInstance.ephemeral(), "
-            "raise_on_error=False)\n"
-            "sys.exit(0 if r.success else 1)\n")
-    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "TRADER_WAREHOUSE", "TRADER_DATA_DIR")}
-    done = subprocess.run([sys.executable, "-c", code], env={**env, "TRADER_CONFIG": str(cfg_path)}, capture_output=True,
-                          text=True, timeout=600, cwd=Path(__file__).resolve().parents[2])
+    code = (
+        "import sys, dagster as dg\n"
+        "from pipeline.definitions import defs\n"
+        "r = defs.resolve_job_def('setup_scan_job').execute_in_process(instance=dg.DagsterInstance.ephemeral(), "
+        "raise_on_error=False)\n"
+        "sys.exit(0 if r.success else 1)\n"
+    )
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "TRADER_WAREHOUSE", "TRADER_DATA_DIR")
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**env, "TRADER_CONFIG": str(cfg_path)},
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=Path(__file__).resolve().parents[2],
+    )
     assert done.returncode == 0, done.stderr[-3000:]
 
     live = _q(resources, "SELECT * FROM signals.setups WHERE scored_by = 'live' ORDER BY candidate_id")
     assert len(live) > 0 and (pd.to_datetime(live["ts"], unit="ms") > pd.Timestamp(champ_end)).all()
     with duckdb.connect(resources["warehouse"].path, read_only=True) as con:
-        cands = con.execute("SELECT * FROM signals.setup_candidates WHERE candidate_id IN (SELECT unnest(?::VARCHAR[]))",
-                            [live["candidate_id"].tolist()]).df()
+        cands = con.execute(
+            "SELECT * FROM signals.setup_candidates WHERE candidate_id IN (SELECT unnest(?::VARCHAR[]))",
+            [live["candidate_id"].tolist()],
+        ).df()
         x = meta_dataset(cands, signal_bar_features(series_by_key(con, "binance", cands), cands))
     p = pd.Series(trk.load_champion("setup_meta").predict(x[META_FEATURES]), index=x["candidate_id"])
     np.testing.assert_allclose(live["p_win"].to_numpy(), p.loc[live["candidate_id"]].to_numpy(), rtol=0, atol=1e-12)

@@ -1,4 +1,5 @@
 """ML toolkit: labels, purged splits, calibration and its scores, trainers, walk-forward, promotion rules."""
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -26,6 +27,7 @@ def _bars(rows, atr=1.0):
 
 # --- labels -------------------------------------------------------------------------------------------
 
+
 def test_forward_returns_by_time_with_gap_and_label_end():
     ts = np.array([0, 1, 2, 3, 5, 6], dtype=np.int64) * H  # bar 4 missing
     close = np.array([100, 101, 102, 103, 105, 106], dtype=float)
@@ -36,7 +38,9 @@ def test_forward_returns_by_time_with_gap_and_label_end():
     assert r["fwd_ret"].iloc[3] == pytest.approx(105 / 103 - 1)
     assert np.isnan(r["fwd_ret"].iloc[-1])  # beyond the data
     assert np.isnan(r["fwd_ret_vol"].iloc[1])  # only one past return: no volatility yet
-    assert r["fwd_ret_vol"].iloc[3] == pytest.approx((105 / 103 - 1) / (np.std(np.diff(np.log(close[1:4])), ddof=1) * np.sqrt(2)))
+    assert r["fwd_ret_vol"].iloc[3] == pytest.approx(
+        (105 / 103 - 1) / (np.std(np.diff(np.log(close[1:4])), ddof=1) * np.sqrt(2))
+    )
 
 
 def test_triple_barrier_outcomes_hand_computed():
@@ -92,6 +96,7 @@ def test_features_and_labels_are_point_in_time_on_real_data():
 
 
 # --- splits -------------------------------------------------------------------------------------------
+
 
 def _overlaps(t0, t1, fold):
     tr = fold.train_idx
@@ -155,6 +160,7 @@ def test_splits_reject_bad_label_windows():
 
 # --- calibration --------------------------------------------------------------------------------------
 
+
 def test_ece_and_reliability_hand_computed():
     p = np.array([0.1, 0.1, 0.9, 0.9])
     y = np.array([0, 1, 1, 1])
@@ -187,6 +193,7 @@ def test_calibrator_rejects_non_binary_labels():
 
 # --- trainers and walk-forward ------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("kind", ["lightgbm", "xgboost", "logreg"])
 def test_trainers_are_deterministic(kind):
     rng = np.random.default_rng(1)
@@ -216,9 +223,12 @@ def test_walk_forward_fit_on_real_candles_is_out_of_sample():
     lab = triple_barrier(bars.assign(atr=f["atr_14"]), 2, 1.5, 24)
     d = x.assign(label_end_ts=lab["label_end_ts"], win=lab["win"])
     d = d[d["win"].notna()].reset_index(drop=True)
-    folds = walk_forward(d["ts"], d["label_end_ts"], train_ms=120 * 86_400_000, test_ms=30 * 86_400_000, purge_ms=24 * H)
-    res = walk_forward_fit(d[MODEL_FEATURES], d["win"].to_numpy(), folds, ModelSpec(params={"n_estimators": 40}),
-                           min_calibration_rows=500)
+    folds = walk_forward(
+        d["ts"], d["label_end_ts"], train_ms=120 * 86_400_000, test_ms=30 * 86_400_000, purge_ms=24 * H
+    )
+    res = walk_forward_fit(
+        d[MODEL_FEATURES], d["win"].to_numpy(), folds, ModelSpec(params={"n_estimators": 40}), min_calibration_rows=500
+    )
     assert len(folds) >= 5 and len(res.oof) == sum(len(f.test_idx) for f in folds)
     # fold 0 has no earlier out-of-fold predictions: no calibrated value; later folds have one
     assert res.oof.loc[res.oof.fold == 0, "p_cal"].isna().all() and res.oof.loc[res.oof.fold > 0, "p_cal"].notna().all()
@@ -238,6 +248,7 @@ def test_walk_forward_fit_refuses_nan_labels_and_no_folds():
 
 
 # --- promotion rules ----------------------------------------------------------------------------------
+
 
 def test_promotion_rules_as_data():
     good = {"n": 5000, "auc": 0.55, "ece": 0.01, "brier": 0.23, "brier_base": 0.24}

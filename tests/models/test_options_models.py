@@ -1,11 +1,18 @@
 """p_long / p_short: labels by hand, the refit schedule, and no look-ahead — the score of day D from history
 truncated at D equals the full run's score for D (features, labels, training rows and calibration included)."""
+
 import numpy as np
 import pandas as pd
 import pytest
 
-from models.options_direction import (OPTIONS_MODEL_FEATURES, DAY_MS, LEVEL_COLUMNS, direction_dataset, fit_direction,
-                                      option_signals)
+from models.options_direction import (
+    DAY_MS,
+    LEVEL_COLUMNS,
+    OPTIONS_MODEL_FEATURES,
+    direction_dataset,
+    fit_direction,
+    option_signals,
+)
 from models.trainers import ModelSpec
 from pipeline.core.onchain_signals import onchain_features
 
@@ -66,7 +73,10 @@ def test_scores_are_point_in_time_on_real_history(daily_inputs):
     for fo in fit.folds:
         assert lab["label_end_ts"].to_numpy()[fo.train_idx].max() < fo.test_start
     last_ts = int(full["ts"].iloc[-1])
-    assert fit.folds[-1].test_start <= last_ts <= fit.folds[-1].test_end and fit.daily["date"].iloc[-1] == full["date"].iloc[-1]
+    assert (
+        fit.folds[-1].test_start <= last_ts <= fit.folds[-1].test_end
+        and fit.daily["date"].iloc[-1] == full["date"].iloc[-1]
+    )
     assert fit.daily["p_cal"].iloc[-1] == pytest.approx(fit.served.predict(full.tail(1))[0])
     assert 0.4 < res.scores_cal["auc"] < 0.7 and res.scores_cal["n"] > 2000  # honest, weak skill on the real record
     scores = fit.daily.set_index("date")
@@ -76,6 +86,9 @@ def test_scores_are_point_in_time_on_real_history(daily_inputs):
         part = fit_direction(cut, "p_short", SPEC, **WIN).daily.set_index("date")
         assert part.index[-1] == d
         assert part.loc[d, "fold"] == scores.loc[d, "fold"]
-        np.testing.assert_allclose(part.loc[d, ["p_raw", "p_cal"]].to_numpy(float), scores.loc[d, ["p_raw", "p_cal"]].to_numpy(float),
-                                   rtol=1e-12)
+        np.testing.assert_allclose(
+            part.loc[d, ["p_raw", "p_cal"]].to_numpy(float),
+            scores.loc[d, ["p_raw", "p_cal"]].to_numpy(float),
+            rtol=1e-12,
+        )
         assert np.isnan(part.loc[d, "y"])  # the outcome of day D is not known at D

@@ -1,6 +1,7 @@
 """Setup scanner ML and execution: the p(win) meta-model scored point-in-time on truncated real history equals the
 full run's, the point-in-time threshold versions only use outcomes known when they were tuned, and the simulator's
 trades map to the seed's signal statuses (worked by hand)."""
+
 import dataclasses
 
 import numpy as np
@@ -13,8 +14,15 @@ from models.trainers import ModelSpec
 from pipeline.core.costs import futures_costs
 from pipeline.core.indicators import technical_features
 from pipeline.core.setup_gating import GatingParams, resolve_threshold, threshold_in_force, tune_schedule
-from pipeline.core.setups import (RiskParams, SetupParams, candidates, execution_status, one_signal_per_bar,
-                                  plan_outcomes, signal_arrays)
+from pipeline.core.setups import (
+    RiskParams,
+    SetupParams,
+    candidates,
+    execution_status,
+    one_signal_per_bar,
+    plan_outcomes,
+    signal_arrays,
+)
 from pipeline.core.simulator import SimParams, simulate
 
 DAY = 86_400_000
@@ -22,7 +30,9 @@ DAY = 86_400_000
 
 def _series(shared_data, symbol: str, n: int) -> pd.DataFrame:
     raw = pd.read_csv(shared_data / "ohlcv" / "binance" / f"{symbol.replace('/', '_')}-1h.csv.gz").tail(n)
-    return raw.rename(columns={"timestamp": "ts"})[["ts", "open", "high", "low", "close", "volume"]].reset_index(drop=True)
+    return raw.rename(columns={"timestamp": "ts"})[["ts", "open", "high", "low", "close", "volume"]].reset_index(
+        drop=True
+    )
 
 
 def _dataset(bars_by_symbol: dict[str, pd.DataFrame]) -> pd.DataFrame:
@@ -32,11 +42,16 @@ def _dataset(bars_by_symbol: dict[str, pd.DataFrame]) -> pd.DataFrame:
         f = technical_features(b)
         bars = b.assign(atr=f["atr_14"].to_numpy())
         c = candidates(bars, SetupParams(), RiskParams(), None, futures_costs())
-        c = pd.concat([c, plan_outcomes(bars, c, SetupParams(), costs=futures_costs())], axis=1).assign(symbol=sym, timeframe="1h")
+        c = pd.concat([c, plan_outcomes(bars, c, SetupParams(), costs=futures_costs())], axis=1).assign(
+            symbol=sym, timeframe="1h"
+        )
         c["candidate_id"] = sym + "|1h|" + c["ts"].astype(str) + "|" + c["side"].astype(str)
         cands.append(c)
-        tech.append(model_features(pd.concat([b[["ts"]], f.drop(columns=["ts"], errors="ignore"), b[["close"]]], axis=1))
-                    .assign(symbol=sym, timeframe="1h"))
+        tech.append(
+            model_features(
+                pd.concat([b[["ts"]], f.drop(columns=["ts"], errors="ignore"), b[["close"]]], axis=1)
+            ).assign(symbol=sym, timeframe="1h")
+        )
     return meta_dataset(pd.concat(cands, ignore_index=True), pd.concat(tech, ignore_index=True))
 
 
@@ -49,11 +64,35 @@ def test_meta_dataset_rows_and_features(shared_data):
     assert (ds.loc[ds["win"].isna(), "exit_ts"] == -1).all()  # unlabelled rows carry no label end
     assert ds["tf_minutes"].eq(60).all() and ds["hour_utc"].between(0, 23).all()
     with pytest.raises(ValueError, match="no technical features"):
-        meta_dataset(pd.DataFrame({"candidate_id": ["x"], "symbol": ["BTC/USDT"], "timeframe": ["1h"], "ts": [1], "exit_ts": [-1],
-                                   "win": [np.nan], "net_pct": [np.nan], "reject_reason": [None],
-                                   **{k: [1.0] for k in ["side", "level", "rr_tp1", "sl_pct", "tp1_net_pct", "avwap_dist_atr",
-                                                         "avwap_slope_atr", "leg_atr", "leverage"]}}),
-                     pd.DataFrame(columns=["symbol", "timeframe", "ts", *MODEL_FEATURES]))
+        meta_dataset(
+            pd.DataFrame(
+                {
+                    "candidate_id": ["x"],
+                    "symbol": ["BTC/USDT"],
+                    "timeframe": ["1h"],
+                    "ts": [1],
+                    "exit_ts": [-1],
+                    "win": [np.nan],
+                    "net_pct": [np.nan],
+                    "reject_reason": [None],
+                    **{
+                        k: [1.0]
+                        for k in [
+                            "side",
+                            "level",
+                            "rr_tp1",
+                            "sl_pct",
+                            "tp1_net_pct",
+                            "avwap_dist_atr",
+                            "avwap_slope_atr",
+                            "leg_atr",
+                            "leverage",
+                        ]
+                    },
+                }
+            ),
+            pd.DataFrame(columns=["symbol", "timeframe", "ts", *MODEL_FEATURES]),
+        )
 
 
 def test_meta_scores_on_truncated_real_history_equal_the_full_run(shared_data):
@@ -79,9 +118,16 @@ def test_meta_scores_on_truncated_real_history_equal_the_full_run(shared_data):
 def test_tune_schedule_only_sees_outcomes_known_at_each_version():
     g = GatingParams(use_ev=False, target_winrate_pct=60, window_days=30, min_closed_samples=3)
     ts = np.arange(10) * DAY
-    closed = pd.DataFrame({"symbol": "BTC/USDT", "timeframe": "1h", "ts": ts, "exit_ts": ts + 2 * DAY,
-                           "score": [0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1, 0.95],
-                           "win": [1, 1, 0, 1, 0, 0, 0, 0, 0, 1]})
+    closed = pd.DataFrame(
+        {
+            "symbol": "BTC/USDT",
+            "timeframe": "1h",
+            "ts": ts,
+            "exit_ts": ts + 2 * DAY,
+            "score": [0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1, 0.95],
+            "win": [1, 1, 0, 1, 0, 0, 0, 0, 0, 1],
+        }
+    )
     rows = tune_schedule(closed, np.array([5 * DAY, 12 * DAY]), g)
     # at day 5 only signals 0..2 have closed (exit day 2, 3, 4): 3 samples, 2/3 wins at >= 0.7
     first = rows.iloc[0]
@@ -91,9 +137,13 @@ def test_tune_schedule_only_sees_outcomes_known_at_each_version():
     last = rows.iloc[1]
     assert last["n"] == 10 and last["threshold"] == pytest.approx(0.5) and last["n_pass"] == 6
     # the version in force at each row's time; before the first version: none -> global
-    inforce = threshold_in_force(rows, ["BTC/USDT"] * 3 + ["ETH/USDT"], ["1h"] * 4, [4 * DAY, 6 * DAY, 13 * DAY, 13 * DAY])
+    inforce = threshold_in_force(
+        rows, ["BTC/USDT"] * 3 + ["ETH/USDT"], ["1h"] * 4, [4 * DAY, 6 * DAY, 13 * DAY, 13 * DAY]
+    )
     np.testing.assert_allclose(inforce, [np.nan, 0.7, 0.5, np.nan])
-    thr, src = resolve_threshold(["BTC/USDT"] * 3, ["1h"] * 3, ["trend|low"] * 3, g.model_copy(update={"threshold": 0.55}), inforce[:3])
+    thr, src = resolve_threshold(
+        ["BTC/USDT"] * 3, ["1h"] * 3, ["trend|low"] * 3, g.model_copy(update={"threshold": 0.55}), inforce[:3]
+    )
     assert thr.tolist() == [0.55, 0.7, 0.5] and src.tolist() == ["global", "tuned:BTC/USDT|1h", "tuned:BTC/USDT|1h"]
 
 
@@ -102,17 +152,35 @@ def test_execution_statuses_by_hand():
     o = np.array([100, 100, 100, 100, 104, 106, 104, 100, 100, 100], float)
     h = np.array([101, 101, 101, 105, 107, 107, 105, 101, 101, 101], float)
     lo = np.array([99, 99, 98.5, 99, 103, 103, 99.5, 99, 99, 99], float)
-    bars = pd.DataFrame({"ts": np.arange(10, dtype=np.int64) * 3_600_000, "open": o, "high": h, "low": lo, "close": o,
-                         "atr": 1.0})
-    sig = pd.DataFrame({"candidate_id": ["a", "b", "c", "d", "e"], "bar": [1, 1, 2, 6, 8], "side": [1, -1, 1, 1, 1],
-                        "entry": [99.0, 101.0, 99.0, 90.0, 98.0], "sl": [97.0, 103.0, 97.0, 88.0, 97.0],
-                        "tp1": [104.0, 98.0, 104.0, 95.0, 104.0], "tp2": [110.0, 95.0, 110.0, 99.0, 110.0],
-                        "leverage": [1.0] * 5, "ev_pct": [0.5, 0.2, 0.4, 0.3, 0.1]})
+    bars = pd.DataFrame(
+        {"ts": np.arange(10, dtype=np.int64) * 3_600_000, "open": o, "high": h, "low": lo, "close": o, "atr": 1.0}
+    )
+    sig = pd.DataFrame(
+        {
+            "candidate_id": ["a", "b", "c", "d", "e"],
+            "bar": [1, 1, 2, 6, 8],
+            "side": [1, -1, 1, 1, 1],
+            "entry": [99.0, 101.0, 99.0, 90.0, 98.0],
+            "sl": [97.0, 103.0, 97.0, 88.0, 97.0],
+            "tp1": [104.0, 98.0, 104.0, 95.0, 104.0],
+            "tp2": [110.0, 95.0, 110.0, 99.0, 110.0],
+            "leverage": [1.0] * 5,
+            "ev_pct": [0.5, 0.2, 0.4, 0.3, 0.1],
+        }
+    )
     one = one_signal_per_bar(sig, "ev_pct")
     assert one["candidate_id"].tolist() == ["a", "c", "d", "e"]  # the short on bar 1 lost to the better long
     arr = signal_arrays(len(bars), one, max_leverage=1.0)
-    p = SimParams(init_cash=1000.0, risk_per_trade=0.01, tp1_fraction=0.5, breakeven_after_tp1=True, trail_atr=1.0,
-                  trail_after_tp1=True, limit_validity_bars=2, allow_reverse=False)
+    p = SimParams(
+        init_cash=1000.0,
+        risk_per_trade=0.01,
+        tp1_fraction=0.5,
+        breakeven_after_tp1=True,
+        trail_atr=1.0,
+        trail_after_tp1=True,
+        limit_validity_bars=2,
+        allow_reverse=False,
+    )
     res = simulate(bars, arr.pop("signal"), p, **arr)
     st = execution_status(one["bar"].to_numpy(), len(bars), res.trades, res.orders, validity=2)
     # a: limit 99 fills on bar 2 (low 98.5); TP1 104 on bar 3 (high 105) closes half, stop -> entry; the trail is armed

@@ -1,5 +1,6 @@
 """ccxt sync through ccxt's real code (markets, request building, parsing, error mapping) against a real
 HTTP server on 127.0.0.1 that answers Binance's REST endpoints from real candles, with failures injected."""
+
 import json
 import threading
 import time
@@ -7,7 +8,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 import ccxt
-import duckdb
 import pandas as pd
 import pytest
 
@@ -17,19 +17,35 @@ from tests.conftest import real_ohlcv
 from warehouse import io
 
 CANDLES = real_ohlcv("BTC/USDT", "1h")
-CANDLES = CANDLES[(CANDLES.ts >= 1704067200000) & (CANDLES.ts < 1704067200000 + 400 * 3_600_000)].reset_index(drop=True)  # 2024-01-01 + 400 h
+CANDLES = CANDLES[(CANDLES.ts >= 1704067200000) & (CANDLES.ts < 1704067200000 + 400 * 3_600_000)].reset_index(
+    drop=True
+)  # 2024-01-01 + 400 h
 NOW = int(CANDLES.ts.iloc[350]) + 30 * 60_000  # mid-candle: bar 350 is still forming
 EXPECTED = CANDLES[CANDLES.ts + 3_600_000 <= NOW]
 
-MARKET = {"symbol": "BTCUSDT", "status": "TRADING", "baseAsset": "BTC", "baseAssetPrecision": 8, "quoteAsset": "USDT",
-          "quotePrecision": 8, "quoteAssetPrecision": 8, "orderTypes": ["LIMIT", "MARKET"], "icebergAllowed": True,
-          "isSpotTradingAllowed": True, "isMarginTradingAllowed": False, "permissions": ["SPOT"], "permissionSets": [["SPOT"]],
-          "filters": [{"filterType": "PRICE_FILTER", "minPrice": "0.01", "maxPrice": "1000000", "tickSize": "0.01"},
-                      {"filterType": "LOT_SIZE", "minQty": "0.00001", "maxQty": "9000", "stepSize": "0.00001"}]}
+MARKET = {
+    "symbol": "BTCUSDT",
+    "status": "TRADING",
+    "baseAsset": "BTC",
+    "baseAssetPrecision": 8,
+    "quoteAsset": "USDT",
+    "quotePrecision": 8,
+    "quoteAssetPrecision": 8,
+    "orderTypes": ["LIMIT", "MARKET"],
+    "icebergAllowed": True,
+    "isSpotTradingAllowed": True,
+    "isMarginTradingAllowed": False,
+    "permissions": ["SPOT"],
+    "permissionSets": [["SPOT"]],
+    "filters": [
+        {"filterType": "PRICE_FILTER", "minPrice": "0.01", "maxPrice": "1000000", "tickSize": "0.01"},
+        {"filterType": "LOT_SIZE", "minQty": "0.00001", "maxQty": "9000", "stepSize": "0.00001"},
+    ],
+}
 
 
 class FakeBinance(BaseHTTPRequestHandler):
-    plan: dict = {}     # n-th klines request -> "500" | "429" | "timeout" | "down"
+    plan: dict = {}  # n-th klines request -> "500" | "429" | "timeout" | "down"
     calls: list = []
 
     def log_message(self, *a):
@@ -58,9 +74,26 @@ class FakeBinance(BaseHTTPRequestHandler):
             if action == "timeout":
                 time.sleep(1.0)
             start, limit = int(q["startTime"]), int(q.get("limit", 500))
-            rows = CANDLES[(CANDLES.ts >= start) & (CANDLES.ts < NOW)].head(limit)  # the exchange returns the forming bar too
-            out = [[int(r.ts), str(r.open), str(r.high), str(r.low), str(r.close), str(r.volume), int(r.ts) + 3_599_999,
-                    "0", 1, "0", "0", "0"] for r in rows.itertuples()]
+            rows = CANDLES[(CANDLES.ts >= start) & (CANDLES.ts < NOW)].head(
+                limit
+            )  # the exchange returns the forming bar too
+            out = [
+                [
+                    int(r.ts),
+                    str(r.open),
+                    str(r.high),
+                    str(r.low),
+                    str(r.close),
+                    str(r.volume),
+                    int(r.ts) + 3_599_999,
+                    "0",
+                    1,
+                    "0",
+                    "0",
+                    "0",
+                ]
+                for r in rows.itertuples()
+            ]
             return self._send(200, out)
         return self._send(404, {"code": -1, "msg": f"unknown path {url.path}"})
 
@@ -76,8 +109,17 @@ def server():
 
 
 def _source(base, **kw):
-    return ExchangeSource(**{"api_base_url": base, "page_limit": 100, "frozen_now_ms": NOW, "timeout_ms": 500,
-                             "retry_wait_s": 0.01, "rate_limit_ms": 1, **kw})
+    return ExchangeSource(
+        **{
+            "api_base_url": base,
+            "page_limit": 100,
+            "frozen_now_ms": NOW,
+            "timeout_ms": 500,
+            "retry_wait_s": 0.01,
+            "rate_limit_ms": 1,
+            **kw,
+        }
+    )
 
 
 def _stored(con):
@@ -88,8 +130,11 @@ def _assert_complete(con):
     got = _stored(con)
     assert got["ts"].is_unique, "duplicated candles"
     assert got["ts"].tolist() == EXPECTED["ts"].tolist(), "missing or extra candles"
-    pd.testing.assert_frame_equal(got.reset_index(drop=True), EXPECTED[["ts", "open", "high", "low", "close", "volume"]]
-                                  .reset_index(drop=True), check_dtype=False)
+    pd.testing.assert_frame_equal(
+        got.reset_index(drop=True),
+        EXPECTED[["ts", "open", "high", "low", "close", "volume"]].reset_index(drop=True),
+        check_dtype=False,
+    )
 
 
 def test_sync_pages_drops_forming_candle_and_is_idempotent(server, tmp_path):
@@ -117,7 +162,7 @@ def test_outage_mid_sync_then_resume_has_no_gap_or_duplicate(server, tmp_path):
     for k in range(3, 20):
         FakeBinance.plan[k] = "500"
     with io.connect(str(tmp_path / "w.duckdb")) as con:
-        with pytest.raises(ccxt.OperationFailed, match='unknown error'):
+        with pytest.raises(ccxt.OperationFailed, match="unknown error"):
             ingest_exchange_slice(con, _source(server, max_retries=2), "binance", "BTC/USDT", "1h", "2024-01-01")
         partial = _stored(con)
         assert len(partial) == 200  # the two pages written before the outage are kept
@@ -134,11 +179,14 @@ def test_invalid_exchange_response_is_rejected_and_keeps_data(server, tmp_path, 
         ingest_exchange_slice(con, _source(server), "binance", "BTC/USDT", "1h", "2024-01-01")
         before = _stored(con)
         import sys
+
         mod = sys.modules[__name__]
         bad = CANDLES.copy()
         bad.loc[360, "low"] = bad.loc[360, "high"] * 2  # low > high in a new candle
         monkeypatch.setattr(mod, "CANDLES", bad)
         monkeypatch.setattr(mod, "NOW", NOW + 20 * 3_600_000)
         with pytest.raises(Exception, match=r"ccxt:binance:BTC/USDT:1h page since .*rule 'ohlc_bounds'"):
-            ingest_exchange_slice(con, _source(server, frozen_now_ms=NOW + 20 * 3_600_000), "binance", "BTC/USDT", "1h", "2024-01-01")
+            ingest_exchange_slice(
+                con, _source(server, frozen_now_ms=NOW + 20 * 3_600_000), "binance", "BTC/USDT", "1h", "2024-01-01"
+            )
         pd.testing.assert_frame_equal(_stored(con), before)

@@ -1,5 +1,6 @@
 """gspread source: real gspread Client/Spreadsheet/Worksheet code; only the HTTP transport (a requests
 adapter) is replaced, answering the Sheets v4 API with a worksheet built from real on-chain rows."""
+
 import json
 from urllib.parse import unquote, urlsplit
 
@@ -23,9 +24,21 @@ class SheetsAdapter(requests.adapters.BaseAdapter):
         if "/values/" in path:
             body = {"range": f"'{self.title}'!A1:Z{len(self.values)}", "majorDimension": "ROWS", "values": self.values}
         else:
-            body = {"spreadsheetId": "KEY", "properties": {"title": "metrics"}, "sheets": [{"properties": {
-                "sheetId": 0, "title": self.title, "index": 0, "sheetType": "GRID",
-                "gridProperties": {"rowCount": len(self.values), "columnCount": len(self.values[0])}}}]}
+            body = {
+                "spreadsheetId": "KEY",
+                "properties": {"title": "metrics"},
+                "sheets": [
+                    {
+                        "properties": {
+                            "sheetId": 0,
+                            "title": self.title,
+                            "index": 0,
+                            "sheetType": "GRID",
+                            "gridProperties": {"rowCount": len(self.values), "columnCount": len(self.values[0])},
+                        }
+                    }
+                ],
+            }
         r = requests.Response()
         r.status_code, r._content, r.url, r.request = 200, json.dumps(body).encode(), request.url, request
         r.headers["Content-Type"] = "application/json"

@@ -1,4 +1,5 @@
 """Run records and readers on a real DuckDB file: one transaction per record, the pruning rule, champion lookups."""
+
 import json
 
 import numpy as np
@@ -9,19 +10,38 @@ from warehouse import io, readers, runs
 
 
 def _run(run_id: str, name: str = "m", version: str = "1") -> dict:
-    return {**_row(run_id, name, version), "trained_at": pd.Timestamp("2024-06-02") + pd.Timedelta(minutes=int(run_id[1:]))}
+    return {
+        **_row(run_id, name, version),
+        "trained_at": pd.Timestamp("2024-06-02") + pd.Timedelta(minutes=int(run_id[1:])),
+    }
 
 
 def _row(run_id: str, name: str, version: str) -> dict:
-    return runs.model_run_row(mlflow_run_id=run_id, model_name=name, model_version=version, data_start=pd.Timestamp("2024-01-01"),
-                              data_end=pd.Timestamp("2024-06-01"), n_rows=10, n_folds=2,
-                              scores_raw={"auc": 0.6, "ece": float("nan")}, scores_cal={"auc": np.float64(0.61)},
-                              dagster_run_id="d", code_version="1")
+    return runs.model_run_row(
+        mlflow_run_id=run_id,
+        model_name=name,
+        model_version=version,
+        data_start=pd.Timestamp("2024-01-01"),
+        data_end=pd.Timestamp("2024-06-01"),
+        n_rows=10,
+        n_folds=2,
+        scores_raw={"auc": 0.6, "ece": float("nan")},
+        scores_cal={"auc": np.float64(0.61)},
+        dagster_run_id="d",
+        code_version="1",
+    )
 
 
 def _scores(run_id: str, name: str = "m") -> pd.DataFrame:
-    return pd.DataFrame({"model_name": name, "model_version": "1", "mlflow_run_id": run_id, "candidate_id": ["a", "b"],
-                         "p_cal": [0.4, 0.6]})
+    return pd.DataFrame(
+        {
+            "model_name": name,
+            "model_version": "1",
+            "mlflow_run_id": run_id,
+            "candidate_id": ["a", "b"],
+            "p_cal": [0.4, 0.6],
+        }
+    )
 
 
 def test_model_run_row_is_json_safe():
@@ -35,7 +55,9 @@ def test_record_model_run_keeps_new_and_champion_scores_only(tmp_path):
         runs.record_model_run(con, _run("r1"), scores=_scores("r1"), scores_table="ml.setup_meta_scores")
         runs.mark_promoted(con, "r1")
         assert readers.champion_run(con, "m").mlflow_run_id == "r1"
-        runs.record_model_run(con, _run("r2"), scores=_scores("r2"), scores_table="ml.setup_meta_scores", inputs=("ml.m", "r2"))
+        runs.record_model_run(
+            con, _run("r2"), scores=_scores("r2"), scores_table="ml.setup_meta_scores", inputs=("ml.m", "r2")
+        )
         runs.record_model_run(con, _run("r3"), scores=_scores("r3"), scores_table="ml.setup_meta_scores")
         kept = sorted(set(io.read_df(con, "SELECT mlflow_run_id FROM ml.setup_meta_scores")["mlflow_run_id"]))
         assert kept == ["r1", "r3"]  # r2 was neither the champion nor the new run
@@ -49,19 +71,49 @@ def test_a_failed_record_writes_nothing(tmp_path):
         runs.record_model_run(con, _run("r1"), scores=_scores("r1"), scores_table="ml.setup_meta_scores")
         bad = _scores("r2").assign(p_cal=["x", "y"])  # not a DOUBLE: the insert fails inside the transaction
         with pytest.raises(Exception):
-            runs.record_model_run(con, _run("r2"), scores=bad, scores_table="ml.setup_meta_scores", inputs=("ml.m", "fp"))
-        assert io.read_df(con, "SELECT DISTINCT mlflow_run_id FROM ml.setup_meta_scores")["mlflow_run_id"].tolist() == ["r1"]
+            runs.record_model_run(
+                con, _run("r2"), scores=bad, scores_table="ml.setup_meta_scores", inputs=("ml.m", "fp")
+            )
+        assert io.read_df(con, "SELECT DISTINCT mlflow_run_id FROM ml.setup_meta_scores")["mlflow_run_id"].tolist() == [
+            "r1"
+        ]
         assert io.read_df(con, "SELECT mlflow_run_id FROM ml.model_runs")["mlflow_run_id"].tolist() == ["r1"]
         assert not io.inputs_unchanged(con, "ml.m", "fp")
 
 
 def _backtest(run_id: str, strategy: str = "s") -> tuple[dict, pd.DataFrame, pd.DataFrame]:
-    row = runs.backtest_run_row(run_id=run_id, desk="d", strategy=strategy, sample="oos", period_start=pd.Timestamp(0),
-                                period_end=pd.Timestamp(1), timeframe="1h", universe=["BTC/USDT"], params={"a": 1},
-                                costs='{"fee": 0}', metrics={"total_return": 0.1}, benchmark={}, per_symbol=None,
-                                model_name=None, model_run_id=None, mlflow_run_id=None, code_version="1", dagster_run_id="x")
-    trades = runs.simulator_trades(pd.DataFrame({"symbol": ["BTC/USDT"], "direction": [1], "entry_ts": [0], "exit_ts": [3_600_000],
-                                                 "pnl": [5.0], "not_a_column": [1]}))
+    row = runs.backtest_run_row(
+        run_id=run_id,
+        desk="d",
+        strategy=strategy,
+        sample="oos",
+        period_start=pd.Timestamp(0),
+        period_end=pd.Timestamp(1),
+        timeframe="1h",
+        universe=["BTC/USDT"],
+        params={"a": 1},
+        costs='{"fee": 0}',
+        metrics={"total_return": 0.1},
+        benchmark={},
+        per_symbol=None,
+        model_name=None,
+        model_run_id=None,
+        mlflow_run_id=None,
+        code_version="1",
+        dagster_run_id="x",
+    )
+    trades = runs.simulator_trades(
+        pd.DataFrame(
+            {
+                "symbol": ["BTC/USDT"],
+                "direction": [1],
+                "entry_ts": [0],
+                "exit_ts": [3_600_000],
+                "pnl": [5.0],
+                "not_a_column": [1],
+            }
+        )
+    )
     equity = pd.DataFrame({"ts": [0, 3_600_000], "equity": [100.0, 105.0], "extra": [0, 0]})
     return row, trades, equity
 
@@ -74,7 +126,11 @@ def test_write_backtest_replaces_the_run_or_the_strategy(tmp_path):
         assert io.read_df(con, "SELECT count(*) n FROM backtest.trades")["n"][0] == 2
         runs.write_backtest(con, *_backtest("c"), replace_strategy=True)  # ...unless the strategy is replaced
         r = io.read_df(con, "SELECT run_id, universe, params, costs FROM backtest.runs")
-        assert r["run_id"].tolist() == ["c"] and json.loads(r["universe"][0]) == ["BTC/USDT"] and r["costs"][0] == '{"fee": 0}'
+        assert (
+            r["run_id"].tolist() == ["c"]
+            and json.loads(r["universe"][0]) == ["BTC/USDT"]
+            and r["costs"][0] == '{"fee": 0}'
+        )
         t = io.read_df(con, "SELECT * FROM backtest.trades")
         assert t["trade_id"].tolist() == [0] and str(t["exit_time"][0]) == "1970-01-01 01:00:00"
         assert io.read_df(con, "SELECT count(*) n FROM backtest.equity WHERE run_id = 'c'")["n"][0] == 2
