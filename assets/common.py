@@ -60,6 +60,23 @@ def if_unchanged(
     )
 
 
+def version_metadata(logged, name: str, scores_raw: dict, scores_cal: dict, train_seconds: float, row: dict) -> dict:
+    """Metadata every training asset shows: the MLflow run, the registered version, OOS scores and the data range.
+
+    ``logged``: :class:`resources.mlflow_tracking.LoggedRun`; ``row``: the ``ml.model_runs`` row recorded.
+    """
+    scores = pd.DataFrame([{"set": "raw", **rounded(scores_raw)}, {"set": "calibrated", **rounded(scores_cal)}])
+    return {
+        "mlflow_run": dg.MetadataValue.url(logged.url),
+        "mlflow_run_id": logged.run_id,
+        "model_uri": f"models:/{name}/{logged.version}",
+        "model_version": logged.version,
+        "train_seconds": round(train_seconds, 1),
+        "data_range": f"{row['data_start']} .. {row['data_end']}",
+        "oos_scores": md_table(scores),
+    }
+
+
 def md_table(df: pd.DataFrame, max_rows: int = 60) -> dg.MetadataValue:
     """A markdown preview table (first ``max_rows`` rows)."""
     if df is None or df.empty:

@@ -3,34 +3,28 @@
 import dagster as dg
 import pandas as pd
 
+from assets.checks import count_result
 from assets.common import POOL, SINGLE_RUN, IncrementalConfig, md_table, run_slices
-from assets.keys import FEATURES, MARKET_OHLCV, REGIMES
+from assets.keys import (
+    FEATURES,
+    GROUP_FEATURES,
+    GROUP_REGIMES,
+    LABELS_VALID,
+    MARKET_OHLCV,
+    NO_NULLS_PAST_WARMUP,
+    REGIMES,
+)
 from pipeline.config import settings
 from pipeline.core.indicators import FEATURE_COLUMNS, MAX_WARMUP, technical_features
 from pipeline.core.regimes import REGIME_COLUMNS, RegimeParams, classify_regimes
 from pipeline.partitions import SYMBOL_TIMEFRAME
 from resources.warehouse import WarehouseResource
-from warehouse import io
-from warehouse.quality import cached, feature_nulls_past_warmup
+from warehouse import io, readers
+from warehouse.quality import cached, feature_nulls_past_warmup, invalid_regime_labels
 
 #: bump when a formula changes: slices computed by another version are rebuilt from scratch
 FEATURES_CODE = "1"
 REGIMES_CODE = "2"  # 2: trend votes use the MACD line
-
-
-def read_tail(con, table: str, cols: str, f: dict, after_ts: int | None, warmup: int) -> pd.DataFrame:
-    """Rows of a slice with ``ts > after_ts`` plus the ``warmup`` rows before them (all rows if ``after_ts`` is None)."""
-    where = "exchange=? AND symbol=? AND timeframe=?"
-    params = [f["exchange"], f["symbol"], f["timeframe"]]
-    if after_ts is None:
-        return io.read_df(con, f"SELECT {cols} FROM {table} WHERE {where} ORDER BY ts", params)
-    return io.read_df(
-        con,
-        f"""SELECT {cols} FROM {table} WHERE {where} AND ts >= coalesce((
-        SELECT min(ts) FROM (SELECT ts FROM {table} WHERE {where} AND ts <= ? ORDER BY ts DESC LIMIT {int(warmup)})), ?)
-        ORDER BY ts""",
-        params + params + [after_ts, after_ts + 1],
-    )
 
 
 def build_features_slice(
@@ -43,7 +37,7 @@ def build_features_slice(
     done, have = (None if full_refresh else done_marks.get((symbol, tf))), have_marks.get((symbol, tf))
     if have is None or (done is not None and done >= have):
         return {"symbol": symbol, "timeframe": tf, "new_rows": 0}
-    bars = read_tail(con, "market.ohlcv", "ts, high, low, close, volume", f, done, warmup)
+    bars = readers.tail(con, "market.ohlcv", "ts, high, low, close, volume", f, done, warmup)
     feats = technical_features(bars)
     feats["close"] = bars["close"].to_numpy()
     new = feats[feats["ts"] > (done if done is not None else -1)].assign(**f)
@@ -71,19 +65,10 @@ def build_regimes_slice(
     if have is None or (done is not None and done >= have):
         return {"symbol": symbol, "timeframe": tf, "new_rows": 0}
     warm = params.vol_window + params.stability_window + 1
-    feats = read_tail(
+    feats = readers.tail(
         con, "features.technical", "ts, close, ema_20, ema_50, ema_200, adx_14, macd, atr_14", f, done, warm
     )
-    prev = None
-    if done is not None and len(feats):
-        r = io.fetch_one(
-            con.execute(
-                "SELECT trend_regime, regime_age_bars FROM regimes.market WHERE exchange=? AND symbol=? AND "
-                "timeframe=? AND ts < ? ORDER BY ts DESC LIMIT 1",
-                [exchange, symbol, tf, int(feats["ts"].iloc[0])],
-            )
-        )
-        prev = (r[0], r[1] or 0) if r else None
+    prev = readers.regime_state_before(con, f, int(feats["ts"].iloc[0])) if done is not None and len(feats) else None
     reg = classify_regimes(feats, params, prev_state=prev)
     new = reg[reg["ts"] > (done if done is not None else -1)].assign(**f)
     if new.empty:
@@ -94,7 +79,7 @@ def build_regimes_slice(
 
 @dg.asset(
     key=FEATURES,
-    group_name="features",
+    group_name=GROUP_FEATURES,
     partitions_def=SYMBOL_TIMEFRAME,
     backfill_policy=SINGLE_RUN,
     pool=POOL,
@@ -103,7 +88,7 @@ def build_regimes_slice(
     code_version=FEATURES_CODE,
     check_specs=[
         dg.AssetCheckSpec(
-            "no_nulls_past_warmup",
+            NO_NULLS_PAST_WARMUP,
             asset=FEATURES,
             blocking=True,
             description=f"No NULL feature after the first {MAX_WARMUP} bars (volume z-score excepted).",
@@ -115,36 +100,18 @@ def features_technical(
     context: dg.AssetExecutionContext, config: IncrementalConfig, warehouse: WarehouseResource
 ) -> dg.MaterializeResult:
     cfg, slices = settings(), run_slices(context)
-    ex = cfg.exchange.id
+    ex, warmup = cfg.exchange.id, cfg.features.warmup_bars
     with warehouse.connect() as con:
         done, have = io.watermarks(con, "features.technical", ex), io.watermarks(con, "market.ohlcv", ex)
         stale = io.stale_code_slices(con, "features.technical", ex, slices, FEATURES_CODE)
+        rebuild = {(s, tf) for s, tf in slices if config.full_refresh or (s, tf) in stale}
         rep = pd.DataFrame(
-            [
-                build_features_slice(
-                    con, ex, s, tf, cfg.features.warmup_bars, config.full_refresh or (s, tf) in stale, done, have
-                )
-                for s, tf in slices
-            ]
+            [build_features_slice(con, ex, s, tf, warmup, (s, tf) in rebuild, done, have) for s, tf in slices]
         )
         io.record_code(con, "features.technical", ex, sorted(stale), FEATURES_CODE)
-        changed = {
-            (r.symbol, r.timeframe)
-            for r in rep.itertuples()
-            if r.new_rows or config.full_refresh or (r.symbol, r.timeframe) in stale
-        }
+        changed = {(r.symbol, r.timeframe) for r in rep.itertuples() if r.new_rows} | rebuild
         nulls = cached(con, "features.technical", ex, slices, changed, feature_nulls_past_warmup)
-        ratio = (
-            io.read_df(
-                con,
-                "SELECT "
-                + ", ".join(f"round(avg(({c} IS NULL)::INT), 5) AS {c}" for c in FEATURE_COLUMNS)
-                + " FROM features.technical WHERE exchange = ?",
-                [ex],
-            )
-            if changed
-            else pd.DataFrame()
-        )
+        ratio = readers.feature_null_ratio(con, ex, FEATURE_COLUMNS) if changed else pd.DataFrame()
     bad = nulls[nulls["null_rows"] > 0] if len(nulls) else nulls
     return dg.MaterializeResult(
         metadata={
@@ -155,7 +122,7 @@ def features_technical(
         },
         check_results=[
             dg.AssetCheckResult(
-                check_name="no_nulls_past_warmup",
+                check_name=NO_NULLS_PAST_WARMUP,
                 passed=bool(bad.empty),
                 severity=dg.AssetCheckSeverity.ERROR,
                 metadata={"failing": md_table(bad)},
@@ -166,7 +133,7 @@ def features_technical(
 
 @dg.asset(
     key=REGIMES,
-    group_name="regimes",
+    group_name=GROUP_REGIMES,
     partitions_def=SYMBOL_TIMEFRAME,
     backfill_policy=SINGLE_RUN,
     pool=POOL,
@@ -175,7 +142,7 @@ def features_technical(
     code_version=REGIMES_CODE,
     check_specs=[
         dg.AssetCheckSpec(
-            "labels_valid",
+            LABELS_VALID,
             asset=REGIMES,
             blocking=True,
             description="Labels in their vocabularies; confidence/stability in [0, 1].",
@@ -192,11 +159,9 @@ def regimes_market(
     with warehouse.connect() as con:
         done, have = io.watermarks(con, "regimes.market", ex), io.watermarks(con, "features.technical", ex)
         stale = io.stale_code_slices(con, "regimes.market", ex, slices, REGIMES_CODE)
+        rebuild = {(s, tf) for s, tf in slices if config.full_refresh or (s, tf) in stale}
         rep = pd.DataFrame(
-            [
-                build_regimes_slice(con, ex, s, tf, params, config.full_refresh or (s, tf) in stale, done, have)
-                for s, tf in slices
-            ]
+            [build_regimes_slice(con, ex, s, tf, params, (s, tf) in rebuild, done, have) for s, tf in slices]
         )
         io.record_code(con, "regimes.market", ex, sorted(stale), REGIMES_CODE)
         if not rep["new_rows"].any() and not config.full_refresh:
@@ -204,25 +169,11 @@ def regimes_market(
                 metadata={"new_rows": 0, "status": "no new feature rows; nothing recomputed"},
                 check_results=[
                     dg.AssetCheckResult(
-                        check_name="labels_valid", passed=True, metadata={"note": "no rows written in this run"}
+                        check_name=LABELS_VALID, passed=True, metadata={"note": "no rows written in this run"}
                     )
                 ],
             )
-        dist = io.read_df(
-            con,
-            "SELECT timeframe, trend_regime, volatility_level, count(*) AS bars FROM regimes.market "
-            "WHERE exchange = ? GROUP BY ALL ORDER BY ALL",
-            [ex],
-        )
-        invalid = io.fetch_one(
-            con.execute(
-                """SELECT count(*) FROM regimes.market WHERE exchange = ? AND (
-            trend_regime NOT IN ('bull','bear','sideways') OR trend_strength NOT IN ('weak','moderate','strong','very_strong')
-            OR volatility_level NOT IN ('low','normal','high') OR regime_confidence NOT BETWEEN 0 AND 1
-            OR regime_stability NOT BETWEEN 0 AND 1 OR regime_age_bars < 1)""",
-                [ex],
-            )
-        )[0]
+        dist, invalid = readers.regime_distribution(con, ex), invalid_regime_labels(con, ex)
     return dg.MaterializeResult(
         metadata={
             "new_rows": int(rep["new_rows"].sum()),
@@ -230,12 +181,5 @@ def regimes_market(
             "distribution": md_table(dist, 100),
             "columns": ", ".join(REGIME_COLUMNS),
         },
-        check_results=[
-            dg.AssetCheckResult(
-                check_name="labels_valid",
-                passed=invalid == 0,
-                severity=dg.AssetCheckSeverity.ERROR,
-                metadata={"invalid_rows": int(invalid)},
-            )
-        ],
+        check_results=[count_result(LABELS_VALID, invalid, "invalid_rows")],
     )

@@ -13,7 +13,7 @@ from resources.exchange import ExchangeSource, utc_ms
 from resources.files import FilesSource, file_fingerprint
 from resources.sheets import SheetsSource
 from resources.warehouse import WarehouseResource
-from warehouse import io
+from warehouse import io, readers
 from warehouse.quality import cached, candle_integrity
 
 EXTERNAL_FILES = dg.AssetSpec(
@@ -51,9 +51,7 @@ CANDLE_KEYS = ["exchange", "symbol", "timeframe", "ts"]
 CHECKPOINT_KEYS = ["source_kind", "exchange", "symbol", "timeframe", "locator"]
 
 
-def write_with_checkpoint(
-    con,
-    candles: pd.DataFrame,
+def checkpoint_row(
     kind: str,
     exchange: str,
     symbol: str,
@@ -62,10 +60,10 @@ def write_with_checkpoint(
     fingerprint: str | None,
     last_ts: int | None,
     rows: int,
-) -> None:
-    """Upsert new candles and move the slice's checkpoint in one transaction (never one without the other)."""
-    now = io.now_utc()
-    cp = pd.DataFrame(
+    now: pd.Timestamp,
+) -> pd.DataFrame:
+    """One ``raw.ingest_checkpoints`` row: what of ``locator`` is stored (fingerprint, last ``ts``, rows)."""
+    return pd.DataFrame(
         [
             {
                 "source_kind": kind,
@@ -80,8 +78,38 @@ def write_with_checkpoint(
             }
         ]
     )
+
+
+def write_with_checkpoint(
+    con,
+    candles: pd.DataFrame,
+    kind: str,
+    exchange: str,
+    symbol: str,
+    tf: str,
+    locator: str,
+    fingerprint: str | None,
+    last_ts: int | None,
+    rows: int,
+) -> None:
+    """Upsert new candles and move the slice's checkpoint in one transaction (never one without the other)."""
+    now = io.now_utc()
+    cp = checkpoint_row(kind, exchange, symbol, tf, locator, fingerprint, last_ts, rows, now)
     candles = candles.assign(exchange=exchange, symbol=symbol, timeframe=tf, locator=locator, ingested_at=now)
     io.upsert_many(con, [("raw.ohlcv", candles, CANDLE_KEYS), ("raw.ingest_checkpoints", cp, CHECKPOINT_KEYS)])
+
+
+def replace_source_with_checkpoint(con, long: pd.DataFrame, source: str, locator: str, fingerprint: str) -> None:
+    """Replace one vendor's on-chain rows and move its file checkpoint in one transaction (never one without the other)."""
+    cp = checkpoint_row("onchain", "-", "BTC", "1d", locator, fingerprint, None, len(long), io.now_utc())
+    with io.transaction(con):
+        con.execute("DELETE FROM raw.onchain_metrics WHERE source = ?", [source])
+        io.upsert(con, "raw.ingest_checkpoints", cp, CHECKPOINT_KEYS)
+        con.register("_long", long)
+        try:
+            con.execute("INSERT INTO raw.onchain_metrics BY NAME SELECT * FROM _long")
+        finally:
+            con.unregister("_long")
 
 
 def ingest_files_slice(con, files: FilesSource, exchange: str, symbol: str, tf: str, full_refresh: bool) -> dict:
@@ -208,28 +236,7 @@ def raw_onchain_metrics(
                 rows.append({"source": sf.source, "file": loc, "status": "unchanged", "rows": None})
                 continue
             long = files.read_onchain(sf, path)
-            cp = pd.DataFrame(  # noqa: F841 - read by DuckDB's replacement scan below (FROM cp)
-                [
-                    {
-                        "source_kind": "onchain",
-                        "exchange": "-",
-                        "symbol": "BTC",
-                        "timeframe": "1d",
-                        "locator": loc,
-                        "fingerprint": fp,
-                        "last_ts": None,
-                        "rows": len(long),
-                        "updated_at": io.now_utc(),
-                    }
-                ]
-            )
-            with io.transaction(con):  # the vendor's rows and its checkpoint change together
-                con.execute("DELETE FROM raw.onchain_metrics WHERE source = ?", [sf.source])
-                con.register("_long", long)
-                con.execute("INSERT INTO raw.onchain_metrics BY NAME SELECT * FROM _long")
-                con.unregister("_long")
-                con.execute("DELETE FROM raw.ingest_checkpoints WHERE source_kind='onchain' AND locator=?", [loc])
-                con.execute("INSERT INTO raw.ingest_checkpoints BY NAME SELECT * FROM cp")
+            replace_source_with_checkpoint(con, long, sf.source, loc, fp)
             rows.append({"source": sf.source, "file": loc, "status": "loaded", "rows": len(long)})
         if sheets.spreadsheet_key:
             long = sheets.read_metrics()
@@ -240,11 +247,7 @@ def raw_onchain_metrics(
                 {"source": long["source"].iloc[0]} if len(long) else {"source": "sheets"},
             )
             rows.append({"source": "sheets", "file": sheets.worksheet, "status": "loaded", "rows": len(long)})
-        total = io.fetch_one(con.execute("SELECT count(*) FROM raw.onchain_metrics"))[0]
-        per = con.execute(
-            "SELECT source, count(*) AS rows, min(date) AS first, max(date) AS last, count(DISTINCT metric) "
-            "AS metrics FROM raw.onchain_metrics GROUP BY 1 ORDER BY 1"
-        ).df()
+        total, per = readers.onchain_metrics_summary(con)
     return dg.MaterializeResult(
         metadata={"dagster/row_count": int(total), "files": md_table(pd.DataFrame(rows)), "sources": md_table(per)}
     )

@@ -6,7 +6,10 @@ import pandas as pd
 from assets.checks import candle_integrity_result, gap_budget_result, staleness_result
 from assets.common import POOL, SINGLE_RUN, IncrementalConfig, md_table, run_slices, ts_iso
 from assets.keys import (
+    CANDLE_INTEGRITY,
     EXTERNAL_DATA_FOLDER,
+    FRESH,
+    GAPS_WITHIN_BUDGET,
     MARKET_OHLCV,
     ONCHAIN_DAILY,
     RAW_OHLCV,
@@ -20,7 +23,7 @@ from pipeline.core.timeframes import resample_source, timeframe_ms
 from pipeline.partitions import SYMBOL_TIMEFRAME
 from resources.files import FilesSource, file_fingerprint
 from resources.warehouse import WarehouseResource
-from warehouse import io
+from warehouse import io, readers
 from warehouse.quality import cached, candle_integrity, gap_list
 
 _SAME_SYMBOL_ANY_TF = dg.MultiPartitionMapping(
@@ -132,9 +135,9 @@ def freshness(
     code_version="1",
     ins={"raw": dg.AssetIn(key=RAW_OHLCV, partition_mapping=_SAME_SYMBOL_ANY_TF, dagster_type=dg.Nothing)},
     check_specs=[
-        dg.AssetCheckSpec("candle_integrity", asset=MARKET_OHLCV, blocking=True),
-        dg.AssetCheckSpec("gaps_within_budget", asset=MARKET_OHLCV, description="Gap list; WARN over budget."),
-        dg.AssetCheckSpec("fresh", asset=MARKET_OHLCV, description="Last candle vs the expected last closed candle."),
+        dg.AssetCheckSpec(CANDLE_INTEGRITY, asset=MARKET_OHLCV, blocking=True),
+        dg.AssetCheckSpec(GAPS_WITHIN_BUDGET, asset=MARKET_OHLCV, description="Gap list; WARN over budget."),
+        dg.AssetCheckSpec(FRESH, asset=MARKET_OHLCV, description="Last candle vs the expected last closed candle."),
     ],
     description="Analysis-ready closed candles for every configured timeframe: the exchange's own candles where the "
     "source has the timeframe, else resampled from the coarsest finer one (1m->5m, 1h->4h) over closed "
@@ -144,56 +147,44 @@ def market_ohlcv(
     context: dg.AssetExecutionContext, config: IncrementalConfig, warehouse: WarehouseResource
 ) -> dg.MaterializeResult:
     cfg, slices = settings(), run_slices(context)
-    ex = cfg.exchange.id
+    ex, drop, full = cfg.exchange.id, cfg.resample.drop_incomplete, config.full_refresh
     with warehouse.connect() as con:
         raw_marks, marks = io.watermarks(con, "raw.ohlcv", ex), io.watermarks(con, "market.ohlcv", ex)
-        rep = pd.DataFrame(
-            [
-                build_market_slice(con, ex, s, tf, cfg.resample.drop_incomplete, config.full_refresh, raw_marks, marks)
-                for s, tf in slices
-            ]
-        )
-        changed = {(r.symbol, r.timeframe) for r in rep.itertuples() if r.new_rows or config.full_refresh}
+        rep = pd.DataFrame([build_market_slice(con, ex, s, tf, drop, full, raw_marks, marks) for s, tf in slices])
+        changed = {(r.symbol, r.timeframe) for r in rep.itertuples() if r.new_rows or full}
         integ = cached(
             con, "market.ohlcv", ex, slices, changed, lambda c, e, sl: candle_integrity(c, "market.ohlcv", e, sl)
         )
-        gaps = (
-            gap_list(con, "market.ohlcv", ex, slices)
-            if changed
-            else pd.DataFrame({"note": ["no new candles; gap list unchanged since the last materialisation"]})
-        )
+        gaps = gap_list(con, "market.ohlcv", ex, slices) if changed else pd.DataFrame({"note": [GAPS_UNCHANGED]})
+        now_ms = None if cfg.source == "files" else int(io.now_utc().value // 10**6)
         origins = {(r.symbol, r.timeframe): r.origin for r in rep.itertuples()}
-        fresh = freshness(
-            con,
-            ex,
-            slices,
-            origins,
-            None if cfg.source == "files" else int(io.now_utc().value // 10**6),
-            raw_marks,
-            io.watermarks(con, "market.ohlcv", ex),
-        )
-        flagged = io.fetch_one(
-            con.execute("SELECT count(*) FROM market.ohlcv WHERE bar_count < expected_bars AND exchange = ?", [ex])
-        )[0]
-    summary = rep.merge(
-        integ[["symbol", "timeframe", "rows", "first_ts", "last_ts", "n_gaps", "missing_bars"]],
-        how="left",
-        on=["symbol", "timeframe"],
-    )
-    summary["first"], summary["last"] = summary["first_ts"].map(ts_iso), summary["last_ts"].map(ts_iso)
+        fresh = freshness(con, ex, slices, origins, now_ms, raw_marks, io.watermarks(con, "market.ohlcv", ex))
+        flagged = readers.incomplete_periods(con, ex)
+    c = cfg.checks
     return dg.MaterializeResult(
         metadata={
             "new_rows": int(rep["new_rows"].sum()),
             "dagster/row_count": int(integ["rows"].sum()) if len(integ) else 0,
-            "incomplete_periods_flagged": int(flagged),
-            "summary": md_table(summary.drop(columns=["first_ts", "last_ts"])),
+            "incomplete_periods_flagged": flagged,
+            "summary": md_table(_slice_summary(rep, integ)),
         },
         check_results=[
-            candle_integrity_result(integ, "candle_integrity", MARKET_OHLCV),
-            gap_budget_result(integ, gaps, cfg.checks.max_gap_bars, cfg.checks.max_missing_fraction, MARKET_OHLCV),
-            staleness_result(fresh, cfg.checks.max_staleness_bars, MARKET_OHLCV),
+            candle_integrity_result(integ, CANDLE_INTEGRITY, MARKET_OHLCV),
+            gap_budget_result(integ, gaps, c.max_gap_bars, c.max_missing_fraction, MARKET_OHLCV),
+            staleness_result(fresh, c.max_staleness_bars, MARKET_OHLCV),
         ],
     )
+
+
+GAPS_UNCHANGED = "no new candles; gap list unchanged since the last materialisation"
+
+
+def _slice_summary(rep: pd.DataFrame, integ: pd.DataFrame) -> pd.DataFrame:
+    """Per slice: new rows and origin beside its stored rows, time range and gaps."""
+    cols = ["symbol", "timeframe", "rows", "first_ts", "last_ts", "n_gaps", "missing_bars"]
+    summary = rep.merge(integ[cols], how="left", on=["symbol", "timeframe"])
+    summary["first"], summary["last"] = summary["first_ts"].map(ts_iso), summary["last_ts"].map(ts_iso)
+    return summary.drop(columns=["first_ts", "last_ts"])
 
 
 @dg.asset(

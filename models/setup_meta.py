@@ -169,3 +169,27 @@ def with_stored_scores(
     c["p_win"] = c["p_cal"]
     c.loc[c["fold"].notna(), "scored_by"] = "stored"
     return c, c["fold"].isna() & (c["ts"] > data_end_ms)
+
+
+def fit_configured(data: pd.DataFrame, m: SetupMetaConfig) -> PointInTimeFit:
+    """:func:`fit_meta` with the windows, estimator and calibration of the ``setup_scanner.meta`` section ``m``."""
+    w = m.walk_forward.to_ms(META_STEP_MS)
+    return fit_meta(
+        data,
+        m.spec(),
+        train_ms=w.train_ms,
+        test_ms=w.test_ms,
+        purge_ms=w.purge_ms,
+        embargo_ms=w.embargo_ms,
+        expanding=w.expanding,
+        calibration=m.calibration,
+        min_calibration_rows=m.walk_forward.min_calibration_rows,
+    )
+
+
+def scored_rows(data: pd.DataFrame, fit: PointInTimeFit) -> pd.DataFrame:
+    """Every candidate's point-in-time ``p_raw`` / ``p_cal`` / ``fold`` beside its keys, label and net (the rows of
+    ``ml.setup_meta_scores``)."""
+    return pd.concat(
+        [data[["candidate_id", "symbol", "timeframe", "ts", "exit_ts", "win", "net_pct"]], fit.scores], axis=1
+    )

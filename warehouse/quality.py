@@ -148,3 +148,17 @@ def cached(
         [kind, exchange],
     ).fetchall()
     return pd.DataFrame([json.loads(r[0]) for r in got])
+
+
+def invalid_regime_labels(con: duckdb.DuckDBPyConnection, exchange: str) -> int:
+    """``regimes.market`` rows of ``exchange`` with a label outside its vocabulary, a confidence or stability outside
+    ``[0, 1]`` or an age below one bar."""
+    return int(
+        con.execute(
+            """SELECT count(*) FROM regimes.market WHERE exchange = ? AND (
+            trend_regime NOT IN ('bull','bear','sideways') OR trend_strength NOT IN ('weak','moderate','strong','very_strong')
+            OR volatility_level NOT IN ('low','normal','high') OR regime_confidence NOT BETWEEN 0 AND 1
+            OR regime_stability NOT BETWEEN 0 AND 1 OR regime_age_bars < 1)""",
+            [exchange],
+        ).fetchone()[0]
+    )

@@ -194,3 +194,80 @@ def asset_fingerprints(con: duckdb.DuckDBPyConnection, assets: list[str]) -> str
     """The recorded input fingerprints of ``assets`` (``ops.asset_inputs``) as one sorted SQL text (a fingerprint input)."""
     names = ", ".join(repr(a) for a in sorted(assets))
     return f"SELECT asset, fingerprint FROM ops.asset_inputs WHERE asset IN ({names}) ORDER BY 1"
+
+
+# ---- candle-layer slices (incremental features and regimes) ------------------------------------------------------------
+
+
+def tail(
+    con: duckdb.DuckDBPyConnection, table: str, cols: str, key: dict, after_ts: int | None, warmup: int
+) -> pd.DataFrame:
+    """Rows of one series (``key`` = exchange, symbol, timeframe) with ``ts > after_ts`` plus the ``warmup`` rows before
+    them, sorted by ``ts`` (every row when ``after_ts`` is None): the input of an incremental recompute."""
+    where = "exchange=? AND symbol=? AND timeframe=?"
+    params = [key["exchange"], key["symbol"], key["timeframe"]]
+    if after_ts is None:
+        return io.read_df(con, f"SELECT {cols} FROM {table} WHERE {where} ORDER BY ts", params)
+    return io.read_df(
+        con,
+        f"""SELECT {cols} FROM {table} WHERE {where} AND ts >= coalesce((
+        SELECT min(ts) FROM (SELECT ts FROM {table} WHERE {where} AND ts <= ? ORDER BY ts DESC LIMIT {int(warmup)})), ?)
+        ORDER BY ts""",
+        params + params + [after_ts, after_ts + 1],
+    )
+
+
+def regime_state_before(con: duckdb.DuckDBPyConnection, key: dict, ts: int) -> tuple[str, int] | None:
+    """``(trend_regime, regime_age_bars)`` of the series' last stored regime row before ``ts``, or None."""
+    r = io.fetch_one(
+        con.execute(
+            "SELECT trend_regime, regime_age_bars FROM regimes.market WHERE exchange=? AND symbol=? AND timeframe=? "
+            "AND ts < ? ORDER BY ts DESC LIMIT 1",
+            [key["exchange"], key["symbol"], key["timeframe"], int(ts)],
+        )
+    )
+    return (r[0], r[1] or 0) if r else None
+
+
+def feature_null_ratio(con: duckdb.DuckDBPyConnection, exchange: str, columns: list[str]) -> pd.DataFrame:
+    """One row: the share of NULLs of each feature column over ``features.technical`` of ``exchange``."""
+    nulls = ", ".join(f"round(avg(({c} IS NULL)::INT), 5) AS {c}" for c in columns)
+    return io.read_df(con, f"SELECT {nulls} FROM features.technical WHERE exchange = ?", [exchange])
+
+
+def regime_distribution(con: duckdb.DuckDBPyConnection, exchange: str) -> pd.DataFrame:
+    """Bars per timeframe × trend regime × volatility level in ``regimes.market``."""
+    return io.read_df(
+        con,
+        "SELECT timeframe, trend_regime, volatility_level, count(*) AS bars FROM regimes.market "
+        "WHERE exchange = ? GROUP BY ALL ORDER BY ALL",
+        [exchange],
+    )
+
+
+def incomplete_periods(con: duckdb.DuckDBPyConnection, exchange: str) -> int:
+    """``market.ohlcv`` periods of ``exchange`` flagged with missing source bars (``bar_count < expected_bars``)."""
+    return int(
+        con.execute(
+            "SELECT count(*) FROM market.ohlcv WHERE bar_count < expected_bars AND exchange = ?", [exchange]
+        ).fetchone()[0]
+    )
+
+
+def onchain_metrics_summary(con: duckdb.DuckDBPyConnection) -> tuple[int, pd.DataFrame]:
+    """``(rows, per source: rows, first, last date, metrics)`` of ``raw.onchain_metrics``."""
+    total = int(con.execute("SELECT count(*) FROM raw.onchain_metrics").fetchone()[0])
+    per = con.execute(
+        "SELECT source, count(*) AS rows, min(date) AS first, max(date) AS last, count(DISTINCT metric) "
+        "AS metrics FROM raw.onchain_metrics GROUP BY 1 ORDER BY 1"
+    ).df()
+    return total, per
+
+
+def taken_option_trades(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """Taken ``signals.options_trades`` rows with their day's ``state``, by date."""
+    return io.read_df(
+        con,
+        "SELECT t.*, d.state FROM signals.options_trades t JOIN signals.options_daily d USING (date) "
+        "WHERE t.cooldown_status = 'taken' ORDER BY date",
+    )

@@ -63,47 +63,32 @@ def run_row(e: dict, decisions, context) -> dict:
 def backtest_options_desk(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
     decisions = settings().options_desk.decisions
     with warehouse.connect() as con:
-        fp = io.inputs_fingerprint(
-            con, readers.asset_fingerprints(con, ["signals.options", "market.onchain_daily"]), extra=CODE_VERSION
-        )
-        if skip := if_unchanged(
-            con,
-            "backtest.options_desk",
-            fp,
-            "trades and prices unchanged; not re-evaluated",
-            metadata={"run_id": RUN_ID},
-        ):
+        inputs = readers.asset_fingerprints(con, ["signals.options", "market.onchain_daily"])
+        fp = io.inputs_fingerprint(con, inputs, extra=CODE_VERSION)
+        if skip := if_unchanged(con, "backtest.options_desk", fp, SKIPPED, metadata={"run_id": RUN_ID}):
             return skip
-        trades = io.read_df(
-            con,
-            "SELECT t.*, d.state FROM signals.options_trades t JOIN signals.options_daily d USING (date) "
-            "WHERE t.cooldown_status = 'taken' ORDER BY date",
-        )
-        e = desk_evaluation(trades, readers.btc_price(con), decisions.structures)
+        e = desk_evaluation(readers.taken_option_trades(con), readers.btc_price(con), decisions.structures)
         eq = e["equity"].assign(drawdown=e["equity"]["equity"] / e["equity"]["equity"].cummax() - 1)
         runs.write_backtest(
             con, run_row(e, decisions, context), trade_rows(e["ev"]), eq, inputs=("backtest.options_desk", fp)
         )
-    m, bench = e["metrics"], e["benchmark"]
-    compare = pd.DataFrame(
-        [
-            {
-                "": "fusion trades",
-                **{k: m.get(k) for k in ("n_trades", "option_hit_rate", "total_return", "max_drawdown")},
-            },
-            *[
-                {"": k, **{x: v.get(x) for x in ("option_hit_rate", "total_return", "max_drawdown")}}
-                for k, v in bench.items()
-            ],
-        ]
-    )
     return dg.MaterializeResult(
         metadata={
             "run_id": RUN_ID,
             "note": "option prices are MODEL-BASED (Black-Scholes, realized-vol IV proxy), not market quotes",
-            "versus_benchmarks": md_table(compare),
+            "versus_benchmarks": md_table(_compare(e["metrics"], e["benchmark"])),
             "by_trade_state": md_table(e["by_state"].round(4)),
             "by_year": md_table(e["by_year"].round(4)),
             "by_trade_type": md_table(e["by_trade_type"].round(4)),
         }
     )
+
+
+SKIPPED = "trades and prices unchanged; not re-evaluated"
+
+
+def _compare(m: dict, bench: dict) -> pd.DataFrame:
+    """The fusion trades next to each benchmark: trades, option hit rate, total return, max drawdown."""
+    keys = ("option_hit_rate", "total_return", "max_drawdown")
+    rows = [{"": "fusion trades", "n_trades": m.get("n_trades"), **{k: m.get(k) for k in keys}}]
+    return pd.DataFrame(rows + [{"": name, **{k: v.get(k) for k in keys}} for name, v in bench.items()])

@@ -59,11 +59,8 @@ CODE_VERSION = "3"
 def features_onchain(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
     cfg = settings()
     with warehouse.connect() as con:
-        fp = io.inputs_fingerprint(
-            con,
-            readers.asset_fingerprints(con, ["market.onchain_daily", "market.sentiment_daily"]),
-            extra=cfg.options_desk.regimes.model_dump_json() + CODE_VERSION,
-        )
+        inputs = readers.asset_fingerprints(con, ["market.onchain_daily", "market.sentiment_daily"])
+        fp = io.inputs_fingerprint(con, inputs, extra=cfg.options_desk.regimes.model_dump_json() + CODE_VERSION)
         if skip := if_unchanged(
             con, "features.onchain", fp, "inputs unchanged; not recomputed", checks=(ONE_ROW_PER_DAY,)
         ):
@@ -78,27 +75,22 @@ def features_onchain(context: dg.AssetExecutionContext, warehouse: WarehouseReso
             io.replace_table(con, "features.onchain_source_agreement", agree)
             io.record_inputs(con, "features.onchain", fp)
     dup, daily = calendar_defects(f["date"])
+    check = count_result(ONE_ROW_PER_DAY, dup + (0 if daily else 1), "duplicates_or_gaps")
+    return dg.MaterializeResult(metadata=_features_metadata(f, agree), check_results=[check])
+
+
+def _features_metadata(f: pd.DataFrame, agree: pd.DataFrame) -> dict:
     sources = pd.concat(
         [f[c].value_counts().rename(c) for c in ("mdia_source", "whale_source", "mvrv_ls_source")], axis=1
     )
-    return dg.MaterializeResult(
-        metadata={
-            "dagster/row_count": len(f),
-            "first_date": str(f["date"].min().date()),
-            "last_date": str(f["date"].max().date()),
-            "features": len(FEATURE_COLUMNS),
-            "sources_days": md_table(sources.fillna(0).astype(int).reset_index()),
-            "primary_vs_proxy_agreement": md_table(agree.round({"exact_agreement": 4, "direction_agreement": 4})),
-        },
-        check_results=[
-            dg.AssetCheckResult(
-                check_name=ONE_ROW_PER_DAY,
-                passed=dup == 0 and daily,
-                severity=dg.AssetCheckSeverity.ERROR,
-                metadata={"duplicates": dup},
-            )
-        ],
-    )
+    return {
+        "dagster/row_count": len(f),
+        "first_date": str(f["date"].min().date()),
+        "last_date": str(f["date"].max().date()),
+        "features": len(FEATURE_COLUMNS),
+        "sources_days": md_table(sources.fillna(0).astype(int).reset_index()),
+        "primary_vs_proxy_agreement": md_table(agree.round({"exact_agreement": 4, "direction_agreement": 4})),
+    }
 
 
 def champion_scores(con, names: dict[str, str]) -> pd.DataFrame:

@@ -165,74 +165,78 @@ def backtest_baseline(
     bt, b, ex = with_overrides(cfg.research.backtest, config), cfg.research.baseline, cfg.exchange.id
     symbols = bt.symbols or cfg.universe.symbols
     with warehouse.connect() as con:
-        model_run, n_preds = readers.predictions_run(con, b.name)
-        if not n_preds:
-            raise dg.Failure(f"ml.predictions has no rows for {b.name}; materialise ml/baseline_direction first")
-        blob = json.dumps(
-            {"bt": bt.model_dump(), "symbols": symbols, "model_run": model_run, "code": CODE_VERSION},
-            sort_keys=True,
-            default=str,
-        )
-        run_id = f"{bt.strategy}-{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
+        model_run, run_id, blob = _identity(con, bt, b, symbols)
         fp = _fingerprint(con, run_id, blob)
+        stored = _stored(con, run_id)
+        checks = (ACCOUNTING_RECONCILES,)
         if skip := if_unchanged(
-            con,
-            f"backtest.{bt.strategy}",
-            fp,
-            "predictions and parameters unchanged; not re-run (figures of the stored run)",
-            checks=(ACCOUNTING_RECONCILES,),
-            metadata=_stored(con, run_id),
-            force=config.force,
+            con, f"backtest.{bt.strategy}", fp, SKIPPED, checks=checks, metadata=stored, force=config.force
         ):
             return skip
-        preds = readers.baseline_predictions(con, b.name, b.timeframe)
-        have = preds[preds["p_cal"].notna()]
-        start, end = (int(have["ts"].min()), int(have["ts"].max())) if len(have) else (0, -1)
-        bars, fine = _read_bars(con, ex, symbols, b.timeframe, bt.resolve_intrabar_with, start, end)
-    out = long_flat_backtest(
-        bars,
-        preds,
-        bt.enter_threshold,
-        sim_params(bt, b, bt.init_cash / len(symbols)),
-        bt.init_cash,
-        timeframe_ms(b.timeframe),
-        fine,
-    )
+        preds, bars, fine = _read(con, ex, b, bt, symbols)
+    params = sim_params(bt, b, bt.init_cash / len(symbols))
+    out = long_flat_backtest(bars, preds, bt.enter_threshold, params, bt.init_cash, timeframe_ms(b.timeframe), fine)
     m, bench, eq = runs.clean_metrics(out.metrics), runs.clean_metrics(out.benchmark), out.equity
-    png = equity_plot(
-        eq["ts"].to_numpy(),
-        eq["equity"].to_numpy(),
-        eq["benchmark_equity"].to_numpy(),
-        f"{bt.strategy}: out-of-sample, {len(symbols)} symbols, fee {bt.costs.taker_fee_bps} bps",
-    )
+    png = _plot(eq, bt, symbols)
     logged = mlflow.log_backtest(
-        run_id, _tags(context, model_run, out), _mlflow_params(bt, symbols, out), m, bench, {"equity_drawdown.png": png}
+        run_id, _tags(context, model_run, out), _mlflow_params(bt, symbols, out), m, bench, {EQUITY_PNG: png}
     )
+    row = _run_row(run_id, bt, b, symbols, out, m, bench, model_run, logged.run_id, context)
     with warehouse.connect() as con, io.transaction(con):
-        runs.write_backtest(
-            con,
-            _run_row(run_id, bt, b, symbols, out, m, bench, model_run, logged.run_id, context),
-            runs.simulator_trades(out.trades),
-            eq,
-        )
+        runs.write_backtest(con, row, runs.simulator_trades(out.trades), eq)
         io.record_inputs(con, f"backtest.{bt.strategy}", _fingerprint(con, run_id, blob))  # with the run now stored
     return dg.MaterializeResult(
-        metadata={
-            "run_id": run_id,
-            "sample": "out-of-sample (calibrated walk-forward folds)",
-            "period": f"{pd.Timestamp(out.period[0], unit='ms')} .. {pd.Timestamp(out.period[1], unit='ms')}",
-            "universe": ", ".join(symbols),
-            "costs": _costs_text(bt),
-            "metrics_vs_buy_and_hold": md_table(_compare(m, bench)),
-            "per_symbol": md_table(out.per_symbol.round(4)),
-            "n_trades": len(out.trades),
-            "exit_reasons": md_table(out.trades["exit_reason"].value_counts().rename_axis("reason").reset_index()),
-            "equity": png_md(png, "equity"),
-            "mlflow_run": dg.MetadataValue.url(logged.url),
-            "sql": f"SELECT * FROM backtest.trades WHERE run_id = '{run_id}'",
-        },
+        metadata=_metadata(run_id, bt, symbols, out, m, bench, png, logged),
         check_results=[reconcile_result(float(eq["equity"].iloc[-1]), bt.init_cash, out.trades)],
     )
+
+
+SKIPPED = "predictions and parameters unchanged; not re-run (figures of the stored run)"
+EQUITY_PNG = "equity_drawdown.png"
+
+
+def _plot(eq: pd.DataFrame, bt, symbols: list[str]) -> bytes:
+    title = f"{bt.strategy}: out-of-sample, {len(symbols)} symbols, fee {bt.costs.taker_fee_bps} bps"
+    return equity_plot(eq["ts"].to_numpy(), eq["equity"].to_numpy(), eq["benchmark_equity"].to_numpy(), title)
+
+
+def _identity(con, bt, b, symbols: list[str]) -> tuple[str, str, str]:
+    """``(predictions' MLflow run, backtest run id, parameter blob)``: the run id hashes the parameters and the run.
+
+    Raises:
+        dagster.Failure: no predictions are stored yet.
+    """
+    model_run, n_preds = readers.predictions_run(con, b.name)
+    if not n_preds:
+        raise dg.Failure(f"ml.predictions has no rows for {b.name}; materialise ml/baseline_direction first")
+    params = {"bt": bt.model_dump(), "symbols": symbols, "model_run": model_run, "code": CODE_VERSION}
+    blob = json.dumps(params, sort_keys=True, default=str)
+    return model_run, f"{bt.strategy}-{hashlib.sha256(blob.encode()).hexdigest()[:12]}", blob
+
+
+def _read(con, ex: str, b, bt, symbols: list[str]):
+    """The stored predictions and, over their calibrated span, every symbol's bars and finer high/low."""
+    preds = readers.baseline_predictions(con, b.name, b.timeframe)
+    have = preds[preds["p_cal"].notna()]
+    start, end = (int(have["ts"].min()), int(have["ts"].max())) if len(have) else (0, -1)
+    return (preds, *_read_bars(con, ex, symbols, b.timeframe, bt.resolve_intrabar_with, start, end))
+
+
+def _metadata(run_id: str, bt, symbols: list[str], out, m: dict, bench: dict, png: bytes, logged) -> dict:
+    return {
+        "run_id": run_id,
+        "sample": "out-of-sample (calibrated walk-forward folds)",
+        "period": f"{pd.Timestamp(out.period[0], unit='ms')} .. {pd.Timestamp(out.period[1], unit='ms')}",
+        "universe": ", ".join(symbols),
+        "costs": _costs_text(bt),
+        "metrics_vs_buy_and_hold": md_table(_compare(m, bench)),
+        "per_symbol": md_table(out.per_symbol.round(4)),
+        "n_trades": len(out.trades),
+        "exit_reasons": md_table(out.trades["exit_reason"].value_counts().rename_axis("reason").reset_index()),
+        "equity": png_md(png, "equity"),
+        "mlflow_run": dg.MetadataValue.url(logged.url),
+        "sql": f"SELECT * FROM backtest.trades WHERE run_id = '{run_id}'",
+    }
 
 
 def _fingerprint(con, run_id: str, blob: str) -> str:

@@ -13,7 +13,7 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from assets.common import POOL, TrainConfig, if_unchanged, md_table, png_md, rounded
+from assets.common import POOL, TrainConfig, if_unchanged, md_table, png_md, rounded, version_metadata
 from assets.keys import BASELINE, BASELINE_CHAMPION, BASELINE_EVALUATION, FEATURES, GROUP_RESEARCH, REGIMES
 from assets.promotion import promotion_assets
 from models.baseline import oof_by_regime, predictions_for, train_baseline
@@ -112,24 +112,36 @@ def ml_baseline_direction(
     b, ex, symbols = cfg.research.baseline, cfg.exchange.id, cfg.universe.symbols
     with warehouse.connect() as con:
         fp = _fingerprint(con, cfg)
-        if skip := if_unchanged(
-            con,
-            "ml.baseline_direction",
-            fp,
-            "features and configuration unchanged; model not retrained",
-            metadata=_stored_scores(con, b.name),
-            force=config.force,
-        ):
+        stored = _stored_scores(con, b.name)
+        if skip := if_unchanged(con, "ml.baseline_direction", fp, SKIPPED, metadata=stored, force=config.force):
             return skip
         series = {s: readers.series(con, ex, s, b.timeframe) for s in dict.fromkeys([*b.train_symbols, *symbols])}
     run = train_baseline(series, b, b.walk_forward.to_ms(timeframe_ms(b.timeframe)))
-    preds, res, oof = predictions_for(series, symbols, b, run), run.result, oof_by_regime(run)
-    by_regime, by_symbol = scores_by(oof, ["trend", "vol"]), scores_by(oof, "symbol")
-    png = reliability_plot(
-        {"raw": reliability_table(oof["p_raw"], oof["y"]), "calibrated": reliability_table(oof["p_cal"], oof["y"])},
-        f"{b.name}: out-of-fold reliability",
-    )
-    logged = mlflow.log_training(_record(run, b, context, png, by_regime))
+    report = _report(run, b)
+    logged = mlflow.log_training(_record(run, b, context, report["png"], report["by_regime"]))
+    preds = predictions_for(series, symbols, b, run)
+    with warehouse.connect() as con:
+        row = _record_version(con, run, preds, logged, b, ex, context.run_id, fp)
+    return dg.MaterializeResult(metadata=_metadata(run, preds, logged, row, report, b))
+
+
+SKIPPED = "features and configuration unchanged; model not retrained"
+
+
+def _report(run, b) -> dict:
+    """Out-of-fold scores per regime and per symbol, and the reliability diagram (raw and calibrated)."""
+    oof = oof_by_regime(run)
+    tables = {"raw": reliability_table(oof["p_raw"], oof["y"]), "calibrated": reliability_table(oof["p_cal"], oof["y"])}
+    return {
+        "by_regime": scores_by(oof, ["trend", "vol"]),
+        "by_symbol": scores_by(oof, "symbol"),
+        "png": reliability_plot(tables, f"{b.name}: out-of-fold reliability"),
+    }
+
+
+def _record_version(con, run, preds: pd.DataFrame, logged, b, ex: str, dagster_run_id: str, fp: str) -> dict:
+    """Record the version: its ``ml.model_runs`` row, folds and every symbol's OOS predictions (one transaction)."""
+    res = run.result
     row = runs.model_run_row(
         mlflow_run_id=logged.run_id,
         model_name=b.name,
@@ -140,7 +152,7 @@ def ml_baseline_direction(
         n_folds=len(run.folds),
         scores_raw=res.scores_raw,
         scores_cal=res.scores_cal,
-        dagster_run_id=context.run_id,
+        dagster_run_id=dagster_run_id,
         code_version=CODE_VERSION,
     )
     scores = preds.assign(
@@ -150,37 +162,30 @@ def ml_baseline_direction(
         timeframe=b.timeframe,
         in_training_universe=preds["symbol"].isin(b.train_symbols),
     )
-    with warehouse.connect() as con:
-        runs.record_model_run(
-            con,
-            row,
-            scores=scores,
-            scores_table="ml.predictions",
-            keep_champion_scores=False,
-            folds=res.folds,
-            inputs=("ml.baseline_direction", fp),
-        )
-    scores_tbl = pd.DataFrame(
-        [{"set": "raw", **rounded(res.scores_raw)}, {"set": "calibrated", **rounded(res.scores_cal)}]
+    runs.record_model_run(
+        con,
+        row,
+        scores=scores,
+        scores_table="ml.predictions",
+        keep_champion_scores=False,
+        folds=res.folds,
+        inputs=("ml.baseline_direction", fp),
     )
-    return dg.MaterializeResult(
-        metadata={
-            "mlflow_run": dg.MetadataValue.url(logged.url),
-            "mlflow_run_id": logged.run_id,
-            "model_uri": f"models:/{b.name}/{logged.version}",
-            "model_version": logged.version,
-            "rows": len(run.data),
-            "folds": len(run.folds),
-            "train_seconds": round(res.train_seconds, 1),
-            "data_range": f"{row['data_start']} .. {row['data_end']}",
-            "oos_scores": md_table(scores_tbl),
-            "folds_table": md_table(res.folds.round({c: 4 for c in res.folds.select_dtypes("float").columns}), 100),
-            "scores_by_regime": md_table(by_regime.round(4)),
-            "scores_by_symbol": md_table(by_symbol.round(4)),
-            "reliability": png_md(png, "reliability"),
-            "prediction_rows": len(preds),
-        }
-    )
+    return row
+
+
+def _metadata(run, preds: pd.DataFrame, logged, row: dict, report: dict, b) -> dict:
+    res = run.result
+    return {
+        **version_metadata(logged, b.name, res.scores_raw, res.scores_cal, res.train_seconds, row),
+        "rows": len(run.data),
+        "folds": len(run.folds),
+        "folds_table": md_table(res.folds.round({c: 4 for c in res.folds.select_dtypes("float").columns}), 100),
+        "scores_by_regime": md_table(report["by_regime"].round(4)),
+        "scores_by_symbol": md_table(report["by_symbol"].round(4)),
+        "reliability": png_md(report["png"], "reliability"),
+        "prediction_rows": len(preds),
+    }
 
 
 ml_baseline_direction_evaluation, ml_baseline_direction_champion = promotion_assets(

@@ -17,22 +17,19 @@ from assets.common import POOL, if_unchanged, md_table, png_md
 from assets.keys import ACCOUNTING_RECONCILES, GROUP_SETUPS, SETUP_BACKTEST, SETUPS
 from assets.setup_scanner.common import CODE_VERSION, chain_fingerprint, execute, model_in_force
 from pipeline.config import settings
-from pipeline.core.backtest import buy_and_hold, combine_sleeves, equity_plot, performance, with_benchmark
+from pipeline.core.backtest import (
+    SUMMARY_METRICS,
+    buy_and_hold,
+    combine_sleeves,
+    equity_plot,
+    performance,
+    with_benchmark,
+)
 from pipeline.core.setup_signals import execution_params
 from resources.warehouse import WarehouseResource
 from warehouse import io, readers, runs
 
-SUMMARY = [
-    "total_return",
-    "annual_return",
-    "sharpe",
-    "max_drawdown",
-    "n_trades",
-    "win_rate",
-    "profit_factor",
-    "expectancy_ret",
-    "exposure",
-]
+SUMMARY = SUMMARY_METRICS
 
 
 def run_books(con, sc, exchange: str, gated: pd.DataFrame, ungated: pd.DataFrame, score: str, start: int) -> dict:
@@ -117,13 +114,7 @@ def backtest_setup_scanner(context: dg.AssetExecutionContext, warehouse: Warehou
     sc = cfg.setup_scanner
     with warehouse.connect() as con:
         fp = chain_fingerprint(con, sc, model_in_force(con, sc))
-        if skip := if_unchanged(
-            con,
-            "backtest.setup_scanner",
-            fp,
-            "signals unchanged; not re-run (see backtest.runs)",
-            checks=(ACCOUNTING_RECONCILES,),
-        ):
+        if skip := if_unchanged(con, "backtest.setup_scanner", fp, SKIPPED, checks=(ACCOUNTING_RECONCILES,)):
             return skip
         gated = readers.table(con, "signals.setups")
         if gated.empty:
@@ -135,34 +126,42 @@ def backtest_setup_scanner(context: dg.AssetExecutionContext, warehouse: Warehou
         end = int(max(b[0]["ts"].max() for b in books.values()))
         bench = buy_and_hold(closes, start, end, sc.init_cash)
         bm = performance(bench["ts"].to_numpy(), bench["equity"].to_numpy())
-        blob = json.dumps(
-            {"sc": sc.model_dump(), "n": len(gated), "start": start, "code": CODE_VERSION}, sort_keys=True, default=str
-        )
-        run = {
-            "suffix": hashlib.sha256(blob.encode()).hexdigest()[:12],
-            "mode": mode,
-            "start": start,
-            "end": end,
-            "universe": sorted(closes),
-            "each": sc.init_cash / max(1, ungated.groupby(["symbol", "timeframe"]).ngroups),
-            "model_version": str(gated["model_version"].iloc[0]),
-            "dagster_run_id": context.run_id,
-        }
+        run = _shared_run(sc, gated, ungated, closes, mode, start, end, context.run_id)
         with io.transaction(con):
             for name, book in books.items():
                 runs.write_backtest(con, *book_rows(name, book, run, sc, bench, bm), replace_strategy=True)
             io.record_inputs(con, "backtest.setup_scanner", fp)
+    finals = {k: (float(p["equity"].iloc[-1]), t) for k, (p, t, _) in books.items()}
     return dg.MaterializeResult(
         metadata={
             "run_ids": ", ".join(f"{n}-{run['suffix']}" for n in books),
             **_report(books, bm, bench, mode, start, end, sc),
         },
-        check_results=[
-            books_reconcile_result(
-                {k: (float(p["equity"].iloc[-1]), t) for k, (p, t, _) in books.items()}, sc.init_cash
-            )
-        ],
+        check_results=[books_reconcile_result(finals, sc.init_cash)],
     )
+
+
+SKIPPED = "signals unchanged; not re-run (see backtest.runs)"
+
+
+def _shared_run(
+    sc, gated: pd.DataFrame, ungated: pd.DataFrame, closes: dict, mode: str, start: int, end: int, dagster_run_id: str
+) -> dict:
+    """What both books' run rows share: the run-id suffix (a hash of the configuration and the signals), the gate
+    mode, the period, the universe, each sleeve's capital and the model version."""
+    blob = json.dumps(
+        {"sc": sc.model_dump(), "n": len(gated), "start": start, "code": CODE_VERSION}, sort_keys=True, default=str
+    )
+    return {
+        "suffix": hashlib.sha256(blob.encode()).hexdigest()[:12],
+        "mode": mode,
+        "start": start,
+        "end": end,
+        "universe": sorted(closes),
+        "each": sc.init_cash / max(1, ungated.groupby(["symbol", "timeframe"]).ngroups),
+        "model_version": str(gated["model_version"].iloc[0]),
+        "dagster_run_id": dagster_run_id,
+    }
 
 
 def _report(books: dict, bm: dict, bench: pd.DataFrame, mode: str, start: int, end: int, sc) -> dict:

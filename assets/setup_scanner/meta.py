@@ -11,21 +11,20 @@ Dagster priority so that, inside one run, the gate and the promotion happen befo
 import dagster as dg
 import pandas as pd
 
-from assets.common import POOL, TrainConfig, if_unchanged, md_table, png_md, rounded
+from assets.common import POOL, TrainConfig, if_unchanged, md_table, png_md, version_metadata
 from assets.keys import GROUP_SETUPS, SETUP_CANDIDATES, SETUP_META, SETUP_META_CHAMPION, SETUP_META_EVALUATION
 from assets.promotion import promotion_assets
 from assets.setup_scanner.common import series_by_key
 from models.calibration import reliability_plot, reliability_table
 from models.evaluation import scores_by
-from models.setup_meta import META_FEATURES, fit_meta, meta_dataset, signal_bar_features
-from models.trainers import ModelSpec, feature_importance
+from models.setup_meta import META_FEATURES, fit_configured, meta_dataset, scored_rows, signal_bar_features
+from models.trainers import feature_importance
 from pipeline.config import settings
 from resources.mlflow_tracking import MlflowTracking, TrainingRecord
 from resources.warehouse import WarehouseResource
 from warehouse import io, readers, runs
 
 CODE_VERSION = "1"
-HOUR_MS = 3_600_000  # walk-forward windows of the pooled 15m/1h candidates are given in hours or durations
 
 
 def load_dataset(con, exchange: str) -> pd.DataFrame:
@@ -102,31 +101,39 @@ def ml_setup_meta(
     m, ex = cfg.setup_scanner.meta, cfg.exchange.id
     with warehouse.connect() as con:
         fp = _fingerprint(con, m)
-        if skip := if_unchanged(
-            con, "ml.setup_meta", fp, "candidates and configuration unchanged; model not retrained", force=config.force
-        ):
+        if skip := if_unchanged(con, "ml.setup_meta", fp, SKIPPED, force=config.force):
             return skip
         data = load_dataset(con, ex)
-    w = m.walk_forward.to_ms(HOUR_MS)
-    fit = fit_meta(
-        data,
-        ModelSpec(kind=m.kind, params=m.params, seed=m.seed),
-        train_ms=w.train_ms,
-        test_ms=w.test_ms,
-        purge_ms=w.purge_ms,
-        embargo_ms=w.embargo_ms,
-        expanding=w.expanding,
-        calibration=m.calibration,
-        min_calibration_rows=m.walk_forward.min_calibration_rows,
+    fit = fit_configured(data, m)
+    scored = scored_rows(data, fit)
+    report = _report(scored, m)
+    logged = mlflow.log_training(
+        _record(fit, data, m, cfg.setup_scanner.timeframes, context, report["png"], report["rel"])
     )
-    res = fit.result
-    scored = pd.concat(
-        [data[["candidate_id", "symbol", "timeframe", "ts", "exit_ts", "win", "net_pct"]], fit.scores], axis=1
-    )
+    with warehouse.connect() as con:
+        row = _record_version(con, fit, data, scored, logged, m, context.run_id, fp)
+    return dg.MaterializeResult(metadata=_metadata(fit, scored, logged, row, report, m))
+
+
+SKIPPED = "candidates and configuration unchanged; model not retrained"
+
+
+def _report(scored: pd.DataFrame, m) -> dict:
+    """Labelled out-of-fold rows (``y``), the calibrated reliability table and the reliability diagram."""
     oof = scored[scored["p_cal"].notna() & scored["win"].notna()].rename(columns={"win": "y"})
-    rel_raw, rel_cal = reliability_table(oof["p_raw"], oof["y"]), reliability_table(oof["p_cal"], oof["y"])
-    png = reliability_plot({"raw": rel_raw, "calibrated": rel_cal}, f"{m.name}: out-of-fold reliability")
-    logged = mlflow.log_training(_record(fit, data, m, cfg.setup_scanner.timeframes, context, png, rel_cal))
+    rel_raw, rel = reliability_table(oof["p_raw"], oof["y"]), reliability_table(oof["p_cal"], oof["y"])
+    return {
+        "oof": oof,
+        "rel": rel,
+        "png": reliability_plot({"raw": rel_raw, "calibrated": rel}, f"{m.name}: out-of-fold reliability"),
+    }
+
+
+def _record_version(
+    con, fit, data: pd.DataFrame, scored: pd.DataFrame, logged, m, dagster_run_id: str, fp: str
+) -> dict:
+    """Record the version: its ``ml.model_runs`` row, folds and every candidate's point-in-time score."""
+    res = fit.result
     row = runs.model_run_row(
         mlflow_run_id=logged.run_id,
         model_name=m.name,
@@ -137,39 +144,27 @@ def ml_setup_meta(
         n_folds=len(fit.folds),
         scores_raw=res.scores_raw,
         scores_cal=res.scores_cal,
-        dagster_run_id=context.run_id,
+        dagster_run_id=dagster_run_id,
         code_version=CODE_VERSION,
     )
-    with warehouse.connect() as con:
-        runs.record_model_run(
-            con,
-            row,
-            scores=scored.assign(model_name=m.name, model_version=logged.version, mlflow_run_id=logged.run_id),
-            scores_table="ml.setup_meta_scores",
-            folds=res.folds,
-            inputs=("ml.setup_meta", fp),
-        )
-    return dg.MaterializeResult(
-        metadata={
-            "mlflow_run": dg.MetadataValue.url(logged.url),
-            "mlflow_run_id": logged.run_id,
-            "model_uri": f"models:/{m.name}/{logged.version}",
-            "model_version": logged.version,
-            "labelled_rows": fit.labelled_rows,
-            "scored_candidates": int(scored["fold"].ge(0).sum()),
-            "folds": len(fit.folds),
-            "train_seconds": round(res.train_seconds, 1),
-            "data_range": f"{row['data_start']} .. {row['data_end']}",
-            "oos_scores": md_table(
-                pd.DataFrame(
-                    [{"set": "raw", **rounded(res.scores_raw)}, {"set": "calibrated", **rounded(res.scores_cal)}]
-                )
-            ),
-            "scores_by_timeframe": md_table(scores_by(oof, "timeframe").round(4)),
-            "reliability_table": md_table(rel_cal.round(4)),
-            "reliability": png_md(png, "reliability"),
-        }
+    scores = scored.assign(model_name=m.name, model_version=logged.version, mlflow_run_id=logged.run_id)
+    runs.record_model_run(
+        con, row, scores=scores, scores_table="ml.setup_meta_scores", folds=res.folds, inputs=("ml.setup_meta", fp)
     )
+    return row
+
+
+def _metadata(fit, scored: pd.DataFrame, logged, row: dict, report: dict, m) -> dict:
+    res = fit.result
+    return {
+        **version_metadata(logged, m.name, res.scores_raw, res.scores_cal, res.train_seconds, row),
+        "labelled_rows": fit.labelled_rows,
+        "scored_candidates": int(scored["fold"].ge(0).sum()),
+        "folds": len(fit.folds),
+        "scores_by_timeframe": md_table(scores_by(report["oof"], "timeframe").round(4)),
+        "reliability_table": md_table(report["rel"].round(4)),
+        "reliability": png_md(report["png"], "reliability"),
+    }
 
 
 ml_setup_meta_evaluation, ml_setup_meta_champion = promotion_assets(

@@ -76,38 +76,24 @@ def signals_setup_retro(
     context: dg.AssetExecutionContext, config: RetroScanConfig, warehouse: WarehouseResource, mlflow: MlflowTracking
 ) -> dg.MaterializeResult:
     cfg = settings()
-    sc, end = cfg.setup_scanner, day_ms(config.end)
+    sc, ex, end = cfg.setup_scanner, cfg.exchange.id, day_ms(config.end)
     with warehouse.connect() as con:
-        c, mode, _ = gated_candidates(
-            con, mlflow, sc, cfg.exchange.id, day_ms(config.start), None if end is None else end + DAY_MS - 1
-        )
+        window = (day_ms(config.start), None if end is None else end + DAY_MS - 1)
+        c, mode, _ = gated_candidates(con, mlflow, sc, ex, *window)
         c, sig = retro_selection(c, config.stride, config.limit_per_pair)
         if sig.empty:
+            status = "no gated signals in that window; table not replaced"
             return dg.MaterializeResult(
-                metadata={
-                    "status": "no gated signals in that window; table not replaced",
-                    "candidates": len(c),
-                    "signals": 0,
-                    "closed_trades": 0,
-                    "gate_mode": mode,
-                }
+                metadata={"status": status, "candidates": len(c), "signals": 0, "gate_mode": mode}
             )
-        n = max(1, c.groupby(["symbol", "timeframe"]).ngroups)
-        st, _, _ = execute(
-            con,
-            sc,
-            cfg.exchange.id,
-            sig,
-            "p_win" if mode == "p_win" else "ev_pct",
-            sc.init_cash / n,
-            int(sig["ts"].min()),
-        )
-        res = (
-            pd.concat([sig[SIGNAL_COLUMNS], st], axis=1)
-            .assign(gate_mode=mode, retro_at=io.now_utc())
-            .reset_index(drop=True)
-        )
-        io.replace_table(con, "signals.setup_retro", res)
+        each = sc.init_cash / max(1, c.groupby(["symbol", "timeframe"]).ngroups)
+        st, _, _ = execute(con, sc, ex, sig, "p_win" if mode == "p_win" else "ev_pct", each, int(sig["ts"].min()))
+        res = pd.concat([sig[SIGNAL_COLUMNS], st], axis=1).assign(gate_mode=mode, retro_at=io.now_utc())
+        io.replace_table(con, "signals.setup_retro", res.reset_index(drop=True))
+    return dg.MaterializeResult(metadata=_report(res, c, sig, mode, config))
+
+
+def _report(res: pd.DataFrame, c: pd.DataFrame, sig: pd.DataFrame, mode: str, config: RetroScanConfig) -> dict:
     closed = res[res["status"].isin(CLOSED)]
     by = (
         closed.assign(win=closed["net_pct"] > 0)
@@ -115,17 +101,15 @@ def signals_setup_retro(
         .agg(trades=("win", "size"), win_rate=("win", "mean"), avg_net_pct=("net_pct", "mean"))
         .reset_index()
     )
-    return dg.MaterializeResult(
-        metadata={
-            "dagster/row_count": len(res),
-            "window": f"{config.start or 'start'} .. {config.end or 'end'}",
-            "stride": config.stride,
-            "limit_per_pair": config.limit_per_pair,
-            "candidates": len(c),
-            "signals": len(sig),
-            "closed_trades": len(closed),
-            "gate_mode": mode,
-            "statuses": md_table(res["status"].value_counts().rename_axis("status").reset_index()),
-            "per_pair": md_table(by.round(4)),
-        }
-    )
+    return {
+        "dagster/row_count": len(res),
+        "window": f"{config.start or 'start'} .. {config.end or 'end'}",
+        "stride": config.stride,
+        "limit_per_pair": config.limit_per_pair,
+        "candidates": len(c),
+        "signals": len(sig),
+        "closed_trades": len(closed),
+        "gate_mode": mode,
+        "statuses": md_table(res["status"].value_counts().rename_axis("status").reset_index()),
+        "per_pair": md_table(by.round(4)),
+    }

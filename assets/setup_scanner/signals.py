@@ -26,28 +26,14 @@ from assets.setup_scanner.common import (
     scored_candidates,
 )
 from pipeline.config import settings
-from pipeline.core.setup_gating import tune_schedule, tune_threshold
+from pipeline.core.setup_gating import TUNED_COLUMNS, tune_schedule, tune_threshold
 from pipeline.core.validity import invalid_signals
 from resources.mlflow_tracking import MlflowTracking
 from resources.warehouse import WarehouseResource
 from warehouse import io
 
 WEEK_MS = 7 * 86_400_000
-THRESHOLD_COLUMNS = [
-    "symbol",
-    "timeframe",
-    "valid_from",
-    "mode",
-    "threshold",
-    "coverage",
-    "winrate",
-    "n_pass",
-    "n",
-    "target_winrate",
-    "min_closed_samples",
-    "model_version",
-    "tuned_at",
-]
+THRESHOLD_COLUMNS = [*TUNED_COLUMNS, "model_version", "tuned_at"]
 CLOSED = ["TP", "SL", "TP1_TRAIL", "TIMEOUT"]
 
 

@@ -13,6 +13,7 @@ import typer
 
 from pipeline.cli.common import asset_metadata, console, print_checks, print_md, read, run_job, table
 from pipeline.config import settings
+from pipeline.core.backtest import SUMMARY_METRICS
 
 app = typer.Typer(help="Setup scanner: Fibonacci/AVWAP/ATR setups, p(win) meta-model, EV gating.", no_args_is_help=True)
 
@@ -156,17 +157,7 @@ def analyze_results(
     if runs.empty:
         console.print("[red]no setup scanner backtest yet; run `trader run` or `trader setups tune-thresholds`[/]")
         raise typer.Exit(1)
-    keys = [
-        "total_return",
-        "annual_return",
-        "sharpe",
-        "max_drawdown",
-        "n_trades",
-        "win_rate",
-        "profit_factor",
-        "expectancy_ret",
-        "exposure",
-    ]
+    keys = SUMMARY_METRICS
     m = {r.strategy: json.loads(r.metrics) for r in runs.itertuples()}
     m["buy_and_hold"] = json.loads(runs["benchmark"].iloc[0])
     table(

@@ -202,6 +202,18 @@ def equity_plot(
     return to_png(fig, dpi=72)
 
 
+#: the headline metrics of a backtest next to its benchmark (metadata tables and ``trader setups analyze-results``)
+SUMMARY_METRICS = [
+    "total_return",
+    "annual_return",
+    "sharpe",
+    "max_drawdown",
+    "n_trades",
+    "win_rate",
+    "profit_factor",
+    "expectancy_ret",
+    "exposure",
+]
 PER_SYMBOL_COLUMNS = ("total_return", "sharpe", "max_drawdown", "n_trades", "win_rate", "profit_factor", "avg_r")
 
 

@@ -170,6 +170,23 @@ def tune_threshold(
     }
 
 
+#: the columns of one tuned threshold version (:func:`tune_schedule`; ``signals.setup_thresholds`` adds the model
+#: version and the tuning time)
+TUNED_COLUMNS = [
+    "symbol",
+    "timeframe",
+    "valid_from",
+    "mode",
+    "threshold",
+    "coverage",
+    "winrate",
+    "n_pass",
+    "n",
+    "target_winrate",
+    "min_closed_samples",
+]
+
+
 def tune_schedule(closed: pd.DataFrame, as_of: np.ndarray, g: GatingParams) -> pd.DataFrame:
     """Point-in-time threshold versions: at each ``as_of`` time, :func:`tune_threshold` per pair/timeframe on the
     signals whose outcome was known by then (``exit_ts < as_of``) and that fired in the last ``g.window_days``.
@@ -184,19 +201,7 @@ def tune_schedule(closed: pd.DataFrame, as_of: np.ndarray, g: GatingParams) -> p
         ``p_win``), ``threshold`` (NaN = no qualifying value: the gate falls back), ``coverage``, ``winrate``,
         ``n_pass``, ``n`` (closed signals in the window), ``target_winrate``, ``min_closed_samples``.
     """
-    cols = [
-        "symbol",
-        "timeframe",
-        "valid_from",
-        "mode",
-        "threshold",
-        "coverage",
-        "winrate",
-        "n_pass",
-        "n",
-        "target_winrate",
-        "min_closed_samples",
-    ]
+    cols = TUNED_COLUMNS
     rows = []
     window = g.window_days * 86_400_000
     for (sym, tf), d in closed.groupby(["symbol", "timeframe"], sort=True):
