@@ -17,14 +17,14 @@ import pandas as pd
 
 from models.datasets import MODEL_FEATURES, model_features
 from models.labels import triple_barrier
-from models.splits import Fold, walk_forward
-from models.trainers import ModelSpec
+from models.splits import Fold, WindowSpec, walk_forward
+from models.trainers import BaselineModelConfig, ModelSpec
 from models.walkforward import WalkForwardResult, predict_out_of_sample, walk_forward_fit
 
 REGIME_INPUTS = ["ts", "trend_regime", "volatility_level", "natr_pct_rank", "regime_confidence"]
 
 
-def labelled_frame(series: pd.DataFrame, cfg) -> pd.DataFrame:
+def labelled_frame(series: pd.DataFrame, cfg: BaselineModelConfig) -> pd.DataFrame:
     """Model inputs + triple-barrier label for one series: ``ts``, ``label_end_ts``, ``win``, ``MODEL_FEATURES``.
 
     Args:
@@ -49,10 +49,12 @@ class BaselineRun:
     data: pd.DataFrame
     folds: list[Fold]
     result: WalkForwardResult
-    windows: object
+    windows: WindowSpec
 
 
-def train_baseline(series_by_symbol: dict[str, pd.DataFrame], cfg, windows, fit_final: bool = True) -> BaselineRun:
+def train_baseline(
+    series_by_symbol: dict[str, pd.DataFrame], cfg: BaselineModelConfig, windows: WindowSpec, fit_final: bool = True
+) -> BaselineRun:
     """Pool ``cfg.train_symbols``, label them, split purged walk-forward and fit.
 
     Args:

@@ -394,16 +394,17 @@ def _live_scan_in_fresh_process(resources, instance, trk):
         "raise_on_error=False)\n"
         "sys.exit(0 if r.success else 1)\n"
     )
+    # like a new shell: no MLflow or TRADER_* variable of this process (mlflow.set_tracking_uri/set_registry_uri export
+    # MLFLOW_TRACKING_URI/MLFLOW_REGISTRY_URI to children), started in another folder
     env = {
-        k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "TRADER_WAREHOUSE", "TRADER_DATA_DIR")
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("MLFLOW_", "TRADER_")) or k == "MLFLOW_DISABLE_TELEMETRY"
     }
+    repo = Path(__file__).resolve().parents[2]
+    env.update(TRADER_CONFIG=str(cfg_path), PYTHONPATH=str(repo))
     done = subprocess.run(
-        [sys.executable, "-c", code],
-        env={**env, "TRADER_CONFIG": str(cfg_path)},
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=Path(__file__).resolve().parents[2],
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600, cwd=cfg_path.parent
     )
     assert done.returncode == 0, done.stderr[-3000:]
 
