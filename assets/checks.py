@@ -6,7 +6,7 @@ import dagster as dg
 import pandas as pd
 
 from assets.common import md_table, ts_iso
-from assets.keys import ACCOUNTING_RECONCILES
+from assets.keys import ACCOUNTING_RECONCILES, FRESH, GAPS_WITHIN_BUDGET
 from pipeline.core.backtest import reconcile
 
 
@@ -36,9 +36,7 @@ def gap_budget_result(
     Gaps are real exchange outages or coverage holes between data windows; they are reported, never filled.
     """
     if integ.empty:
-        return dg.AssetCheckResult(
-            check_name="gaps_within_budget", asset_key=asset, passed=True, metadata={"slices": 0}
-        )
+        return dg.AssetCheckResult(check_name=GAPS_WITHIN_BUDGET, asset_key=asset, passed=True, metadata={"slices": 0})
     expected = (integ["last_ts"] - integ["first_ts"]) // integ["step"] + 1
     frac = integ["missing_bars"] / expected.where(expected > 0, 1)
     over = integ.assign(missing_fraction=frac.round(5))[
@@ -46,7 +44,7 @@ def gap_budget_result(
     ]
     g = gaps.copy()
     return dg.AssetCheckResult(
-        check_name="gaps_within_budget",
+        check_name=GAPS_WITHIN_BUDGET,
         asset_key=asset,
         passed=bool(over.empty),
         severity=dg.AssetCheckSeverity.WARN,
@@ -75,7 +73,7 @@ def staleness_result(fresh: pd.DataFrame, max_bars: int, asset: dg.AssetKey) -> 
     )
     cols = [c for c in ["symbol", "timeframe", "last", "expected", "lag_bars", "age_hours"] if c in view.columns]
     return dg.AssetCheckResult(
-        check_name="fresh",
+        check_name=FRESH,
         asset_key=asset,
         passed=bool(over.empty),
         severity=dg.AssetCheckSeverity.WARN,

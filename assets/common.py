@@ -98,12 +98,3 @@ def png_md(png: bytes, alt: str) -> dg.MetadataValue:
     import base64
 
     return dg.MetadataValue.md(f"![{alt}](data:image/png;base64,{base64.b64encode(png).decode()})")
-
-
-def png_array(png: bytes):
-    """PNG bytes as an RGBA array for ``mlflow.log_image``."""
-    import io
-
-    import matplotlib.image as mpimg
-
-    return mpimg.imread(io.BytesIO(png), format="png")

@@ -5,7 +5,14 @@ import pandas as pd
 
 from assets.checks import candle_integrity_result
 from assets.common import POOL, SINGLE_RUN, IncrementalConfig, md_table, run_slices, ts_iso
-from assets.keys import EXTERNAL_DATA_FOLDER, EXTERNAL_EXCHANGE, EXTERNAL_ONCHAIN_SHEET, RAW_OHLCV, RAW_ONCHAIN_METRICS
+from assets.keys import (
+    EXTERNAL_DATA_FOLDER,
+    EXTERNAL_EXCHANGE,
+    EXTERNAL_ONCHAIN_SHEET,
+    GROUP_INGEST,
+    RAW_OHLCV,
+    RAW_ONCHAIN_METRICS,
+)
 from pipeline.config import settings
 from pipeline.core.timeframes import timeframe_ms
 from pipeline.partitions import SYMBOL_TIMEFRAME
@@ -18,19 +25,19 @@ from warehouse.quality import cached, candle_integrity
 
 EXTERNAL_FILES = dg.AssetSpec(
     EXTERNAL_DATA_FOLDER,
-    group_name="ingest",
+    group_name=GROUP_INGEST,
     kinds={"csv", "parquet"},
     description="The local data folder (TRADER_DATA_DIR), laid out like shared/data.",
 )
 EXTERNAL_EXCHANGE_SPEC = dg.AssetSpec(
     EXTERNAL_EXCHANGE,
-    group_name="ingest",
+    group_name=GROUP_INGEST,
     kinds={"ccxt"},
     description="The configured exchange's public candle API via ccxt.",
 )
 EXTERNAL_SHEET = dg.AssetSpec(
     EXTERNAL_ONCHAIN_SHEET,
-    group_name="ingest",
+    group_name=GROUP_INGEST,
     kinds={"googlesheets"},
     description="Optional Google Sheet of on-chain metric columns (gspread).",
 )
@@ -165,7 +172,7 @@ def ingest_exchange_slice(con, exchange_src: ExchangeSource, exchange: str, symb
 
 @dg.asset(
     key=RAW_OHLCV,
-    group_name="ingest",
+    group_name=GROUP_INGEST,
     partitions_def=SYMBOL_TIMEFRAME,
     backfill_policy=SINGLE_RUN,
     pool=POOL,
@@ -217,7 +224,7 @@ def raw_ohlcv(
 
 @dg.asset(
     key=RAW_ONCHAIN_METRICS,
-    group_name="ingest",
+    group_name=GROUP_INGEST,
     pool=POOL,
     kinds={"duckdb", "python"},
     deps=[EXTERNAL_FILES, EXTERNAL_SHEET],

@@ -7,9 +7,11 @@ from assets.checks import candle_integrity_result, gap_budget_result, staleness_
 from assets.common import POOL, SINGLE_RUN, IncrementalConfig, md_table, run_slices, ts_iso
 from assets.keys import (
     CANDLE_INTEGRITY,
+    CORE_COVERAGE,
     EXTERNAL_DATA_FOLDER,
     FRESH,
     GAPS_WITHIN_BUDGET,
+    GROUP_MARKET,
     MARKET_OHLCV,
     ONCHAIN_DAILY,
     RAW_OHLCV,
@@ -127,7 +129,7 @@ def freshness(
 
 @dg.asset(
     key=MARKET_OHLCV,
-    group_name="market",
+    group_name=GROUP_MARKET,
     partitions_def=SYMBOL_TIMEFRAME,
     backfill_policy=SINGLE_RUN,
     pool=POOL,
@@ -189,19 +191,19 @@ def _slice_summary(rep: pd.DataFrame, integ: pd.DataFrame) -> pd.DataFrame:
 
 @dg.asset(
     key=ONCHAIN_DAILY,
-    group_name="market",
+    group_name=GROUP_MARKET,
     pool=POOL,
     kinds={"duckdb", "python"},
     code_version="1",
     deps=[RAW_ONCHAIN_METRICS],
     check_specs=[
         dg.AssetCheckSpec(
-            "core_coverage",
+            CORE_COVERAGE,
             asset=ONCHAIN_DAILY,
             blocking=True,
             description="Core columns cover >= min_onchain_coverage of days since 2011.",
         ),
-        dg.AssetCheckSpec("fresh", asset=ONCHAIN_DAILY, description="Days since the last core value (WARN)."),
+        dg.AssetCheckSpec(FRESH, asset=ONCHAIN_DAILY, description="Days since the last core value (WARN)."),
     ],
     description="One row per UTC day: normalised on-chain columns with per-column source, available_at = D+1 00:00 "
     "UTC + publication lag. Column catalogue and coverage in market.onchain_columns.",
@@ -248,7 +250,7 @@ def _onchain_checks(con, cfg) -> list[dg.AssetCheckResult]:
     days_behind = int((io.now_utc().normalize() - last_core).days)
     return [
         dg.AssetCheckResult(
-            check_name="core_coverage",
+            check_name=CORE_COVERAGE,
             passed=bool(low.empty),
             severity=dg.AssetCheckSeverity.ERROR,
             metadata={
@@ -258,7 +260,7 @@ def _onchain_checks(con, cfg) -> list[dg.AssetCheckResult]:
             },
         ),
         dg.AssetCheckResult(
-            check_name="fresh",
+            check_name=FRESH,
             passed=days_behind <= 3,
             severity=dg.AssetCheckSeverity.WARN,
             metadata={"last_core_date": str(last_core.date()), "days_behind_today": days_behind},
@@ -268,12 +270,12 @@ def _onchain_checks(con, cfg) -> list[dg.AssetCheckResult]:
 
 @dg.asset(
     key=SENTIMENT_DAILY,
-    group_name="market",
+    group_name=GROUP_MARKET,
     pool=POOL,
     kinds={"duckdb", "python"},
     code_version="1",
     deps=[EXTERNAL_DATA_FOLDER],
-    check_specs=[dg.AssetCheckSpec("fresh", asset=SENTIMENT_DAILY, description="Days since the last value (WARN).")],
+    check_specs=[dg.AssetCheckSpec(FRESH, asset=SENTIMENT_DAILY, description="Days since the last value (WARN).")],
     description="Crypto Fear & Greed Index (alternative.me) per UTC day with available_at = D+1 00:00 UTC + lag. "
     "Days missing at the source stay missing.",
 )
@@ -310,7 +312,7 @@ def _sentiment_fresh(con) -> dg.AssetCheckResult:
     last = io.fetch_one(con.execute("SELECT max(date) FROM market.sentiment_daily"))[0]
     days_behind = int((io.now_utc().normalize() - pd.Timestamp(last)).days) if last is not None else 10**6
     return dg.AssetCheckResult(
-        check_name="fresh",
+        check_name=FRESH,
         passed=days_behind <= 3,
         severity=dg.AssetCheckSeverity.WARN,
         metadata={"last_date": str(last), "days_behind_today": days_behind},

@@ -3,11 +3,12 @@
 import dagster as dg
 import pandas as pd
 
-from assets.common import POOL, md_table
+from assets.common import POOL, if_unchanged, md_table
 from assets.keys import (
     BASELINE,
     BASELINE_BACKTEST,
     FEATURES,
+    GROUP_OPS,
     MARKET_OHLCV,
     ONCHAIN_DAILY,
     ONCHAIN_FEATURES,
@@ -32,7 +33,7 @@ from warehouse.schema import SERVING_TABLES
 
 @dg.asset(
     key=SNAPSHOT,
-    group_name="ops",
+    group_name=GROUP_OPS,
     pool=POOL,
     kinds={"duckdb", "parquet"},
     code_version="1",
@@ -61,10 +62,9 @@ from warehouse.schema import SERVING_TABLES
 def serving_snapshot(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
     with warehouse.connect() as con:
         fp = fingerprint(con, SERVING_TABLES)
-        if io.inputs_unchanged(con, "ops.serving_snapshot", fp):
-            return dg.MaterializeResult(
-                metadata={"status": "tables unchanged; snapshot kept", "path": warehouse.serving_path}
-            )
+        meta = {"path": warehouse.serving_path}
+        if skip := if_unchanged(con, "ops.serving_snapshot", fp, "tables unchanged; snapshot kept", metadata=meta):
+            return skip
         rows = publish_snapshot(con, SERVING_TABLES, warehouse.serving_path, warehouse.exports_dir)
         io.record_inputs(con, "ops.serving_snapshot", fp)
         io.upsert(

@@ -184,7 +184,7 @@ def bench_training(rows: list, walk_forward: bool) -> None:
             t1 = time.perf_counter()
             preds = predictions_for(series, cfg.universe.symbols, b, run)
             t2 = time.perf_counter()
-            from assets.research.backtest import sim_params
+            from pipeline.core.backtest import long_flat_params
 
             bt, syms = cfg.research.backtest, cfg.universe.symbols
             bars = {
@@ -195,7 +195,7 @@ def bench_training(rows: list, walk_forward: bool) -> None:
                 bars,
                 preds,
                 bt.enter_threshold,
-                sim_params(bt, b, bt.init_cash / len(syms)),
+                long_flat_params(bt, b.label, bt.init_cash / len(syms)),
                 bt.init_cash,
                 timeframe_ms(b.timeframe),
             )

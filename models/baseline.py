@@ -15,13 +15,11 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from models.datasets import MODEL_FEATURES, model_features
+from models.datasets import MODEL_FEATURES, REGIME_INPUTS, model_features
 from models.labels import triple_barrier
 from models.splits import Fold, WindowSpec, walk_forward
 from models.trainers import BaselineModelConfig, ModelSpec
 from models.walkforward import WalkForwardResult, predict_out_of_sample, walk_forward_fit
-
-REGIME_INPUTS = ["ts", "trend_regime", "volatility_level", "natr_pct_rank", "regime_confidence"]
 
 
 def labelled_frame(series: pd.DataFrame, cfg: BaselineModelConfig) -> pd.DataFrame:

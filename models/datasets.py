@@ -38,6 +38,10 @@ _TREND = {"bear": -1.0, "sideways": 0.0, "bull": 1.0}
 _VOL = {"low": 0.0, "normal": 1.0, "high": 2.0}
 
 
+#: the regime columns :func:`model_features` reads beside the technical features (``warehouse.readers.series`` has them)
+REGIME_INPUTS = ["ts", "trend_regime", "volatility_level", "natr_pct_rank", "regime_confidence"]
+
+
 def model_features(feats: pd.DataFrame, regimes: pd.DataFrame | None = None) -> pd.DataFrame:
     """Scale-free model inputs.
 

@@ -16,7 +16,7 @@ a test window.
 day: the score of day ``D`` always comes from the model refit at the latest scheduled refit date ``<= D``,
 trained only on labels that had ended by then and calibrated (isotonic) on earlier out-of-fold scores whose labels
 had ended too. History truncated at any day ``D`` therefore reproduces the full run's score for ``D`` exactly
-(tests/test_options_models.py). The served model (what MLflow registers) is the latest fold's model, i.e. the one
+(tests/models/test_options_models.py). The served model (what MLflow registers) is the latest fold's model, i.e. the one
 that scored the most recent days.
 """
 

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
-from models.datasets import MODEL_FEATURES, model_features
+from models.datasets import MODEL_FEATURES, REGIME_INPUTS, model_features
 from models.evaluation import PromotionCriteria
 from models.splits import WalkForwardConfig
 from models.trainers import Kind, ModelConfig, ModelSpec
@@ -152,7 +152,7 @@ def signal_bar_features(series_by_key: dict[tuple[str, str], pd.DataFrame], cand
     parts = []
     for (sym, tf), g in candidates.groupby(["symbol", "timeframe"], sort=True):
         s = series_by_key[(sym, tf)]
-        x = model_features(s, s[["ts", "trend_regime", "volatility_level", "natr_pct_rank", "regime_confidence"]])
+        x = model_features(s, s[REGIME_INPUTS])
         parts.append(x[x["ts"].isin(g["ts"].unique())].assign(symbol=sym, timeframe=tf))
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["symbol", "timeframe", "ts"])
 

@@ -12,8 +12,6 @@ import pandas as pd
 
 from warehouse import io
 
-REGIME_INPUTS = ["ts", "trend_regime", "volatility_level", "natr_pct_rank", "regime_confidence"]
-
 
 def series(con: duckdb.DuckDBPyConnection, exchange: str, symbol: str, timeframe: str) -> pd.DataFrame:
     """Candles ⋈ technical features ⋈ regimes of one series, sorted by ``ts``.
@@ -190,8 +188,9 @@ def btc_price(con: duckdb.DuckDBPyConnection) -> pd.Series:
     return px.assign(date=pd.to_datetime(px["date"])).set_index("date")["price_usd"]
 
 
-def asset_fingerprints(con: duckdb.DuckDBPyConnection, assets: list[str]) -> str:
-    """The recorded input fingerprints of ``assets`` (``ops.asset_inputs``) as one sorted SQL text (a fingerprint input)."""
+def asset_fingerprints(assets: list[str]) -> str:
+    """SQL selecting the recorded input fingerprints of ``assets`` (``ops.asset_inputs``), sorted: the input of
+    :func:`warehouse.io.inputs_fingerprint` for an asset that depends on those assets."""
     names = ", ".join(repr(a) for a in sorted(assets))
     return f"SELECT asset, fingerprint FROM ops.asset_inputs WHERE asset IN ({names}) ORDER BY 1"
 

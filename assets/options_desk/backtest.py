@@ -63,7 +63,7 @@ def run_row(e: dict, decisions, context) -> dict:
 def backtest_options_desk(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
     decisions = settings().options_desk.decisions
     with warehouse.connect() as con:
-        inputs = readers.asset_fingerprints(con, ["signals.options", "market.onchain_daily"])
+        inputs = readers.asset_fingerprints(["signals.options", "market.onchain_daily"])
         fp = io.inputs_fingerprint(con, inputs, extra=CODE_VERSION)
         if skip := if_unchanged(con, "backtest.options_desk", fp, SKIPPED, metadata={"run_id": RUN_ID}):
             return skip

@@ -233,7 +233,7 @@ def ml_options_direction(
     with warehouse.connect() as con:
         fp = io.inputs_fingerprint(
             con,
-            readers.asset_fingerprints(con, ["features.onchain", "market.onchain_daily"]),
+            readers.asset_fingerprints(["features.onchain", "market.onchain_daily"]),
             extra=m.model_dump_json() + CODE_VERSION,
         )
         if not config.force and io.inputs_unchanged(con, "ml.options_direction", fp):

@@ -59,7 +59,7 @@ CODE_VERSION = "3"
 def features_onchain(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
     cfg = settings()
     with warehouse.connect() as con:
-        inputs = readers.asset_fingerprints(con, ["market.onchain_daily", "market.sentiment_daily"])
+        inputs = readers.asset_fingerprints(["market.onchain_daily", "market.sentiment_daily"])
         fp = io.inputs_fingerprint(con, inputs, extra=cfg.options_desk.regimes.model_dump_json() + CODE_VERSION)
         if skip := if_unchanged(
             con, "features.onchain", fp, "inputs unchanged; not recomputed", checks=(ONE_ROW_PER_DAY,)
@@ -228,7 +228,7 @@ def options_signals(context: dg.AssetExecutionContext, warehouse: WarehouseResou
         champions = ", ".join(readers.champion_run_ids(con, list(m.names.values())))
         fp = io.inputs_fingerprint(
             con,
-            "SELECT fingerprint FROM ops.asset_inputs WHERE asset = 'features.onchain'",
+            readers.asset_fingerprints(["features.onchain"]),
             extra=champions + p.model_dump_json() + m.model_dump_json() + CODE_VERSION,
         )
         unchanged = io.inputs_unchanged(con, "signals.options", fp)

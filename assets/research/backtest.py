@@ -18,8 +18,7 @@ from assets.checks import reconcile_result
 from assets.common import POOL, if_unchanged, md_table, png_md
 from assets.keys import ACCOUNTING_RECONCILES, BASELINE, BASELINE_BACKTEST, GROUP_RESEARCH
 from pipeline.config import settings
-from pipeline.core.backtest import equity_plot, long_flat_backtest
-from pipeline.core.simulator import SimParams
+from pipeline.core.backtest import equity_plot, long_flat_backtest, long_flat_params
 from pipeline.core.timeframes import timeframe_ms
 from resources.mlflow_tracking import MlflowTracking
 from resources.warehouse import WarehouseResource
@@ -64,6 +63,12 @@ def _compare(m: dict, bench: dict) -> pd.DataFrame:
     )
 
 
+def stored_costs(bt) -> dict:
+    """The costs as ``backtest.runs.costs`` (and MLflow) store them: the simulator's ``fee_taker_bps`` /
+    ``fee_maker_bps`` / ``slippage_bps`` and the latency in bars."""
+    return {**bt.costs.sim_kwargs(), "latency_bars": bt.latency_bars}
+
+
 def with_overrides(bt, config: BacktestRunConfig):
     """``research.backtest`` with the run's Launchpad overrides applied (costs, latency, entry threshold)."""
     costs = bt.costs.model_copy(
@@ -87,18 +92,6 @@ def with_overrides(bt, config: BacktestRunConfig):
             }.items()
             if v is not None
         }
-    )
-
-
-def sim_params(bt, model, init_cash: float) -> SimParams:
-    """Simulator parameters of the baseline long/flat strategy (levels default to the label's barriers)."""
-    return SimParams(
-        init_cash=init_cash,
-        sl_atr=bt.sl_atr or model.label.sl_atr,
-        tp_atr=bt.tp_atr or model.label.tp_atr,
-        max_bars=bt.max_bars or model.label.max_bars,
-        latency_bars=bt.latency_bars,
-        **bt.costs.sim_kwargs(),
     )
 
 
@@ -126,7 +119,7 @@ def _run_row(run_id, bt, b, symbols, out, m, bench, model_run_id, mlflow_run_id,
         timeframe=b.timeframe,
         universe=symbols,
         params={"enter_threshold": bt.enter_threshold, **out.params.to_dict()},
-        costs={**bt.costs.sim_kwargs(), "latency_bars": bt.latency_bars},  # stored form unchanged (SimParams names)
+        costs=stored_costs(bt),
         metrics=m,
         benchmark=bench,
         per_symbol=out.per_symbol.to_json(orient="records"),
@@ -174,7 +167,7 @@ def backtest_baseline(
         ):
             return skip
         preds, bars, fine = _read(con, ex, b, bt, symbols)
-    params = sim_params(bt, b, bt.init_cash / len(symbols))
+    params = long_flat_params(bt, b.label, bt.init_cash / len(symbols))
     out = long_flat_backtest(bars, preds, bt.enter_threshold, params, bt.init_cash, timeframe_ms(b.timeframe), fine)
     m, bench, eq = runs.clean_metrics(out.metrics), runs.clean_metrics(out.benchmark), out.equity
     png = _plot(eq, bt, symbols)
@@ -209,7 +202,16 @@ def _identity(con, bt, b, symbols: list[str]) -> tuple[str, str, str]:
     model_run, n_preds = readers.predictions_run(con, b.name)
     if not n_preds:
         raise dg.Failure(f"ml.predictions has no rows for {b.name}; materialise ml/baseline_direction first")
-    params = {"bt": bt.model_dump(), "symbols": symbols, "model_run": model_run, "code": CODE_VERSION}
+    # the run id hashes the parameters in their stored form (costs with the latency, as in backtest.runs.costs), so a
+    # run keeps the id it had before costs became one class and an existing warehouse gets no duplicate run
+    costs = stored_costs(bt)
+    params = {
+        "bt": {**bt.model_dump(exclude={"latency_bars"}), "costs": costs},
+        "costs": costs,
+        "symbols": symbols,
+        "model_run": model_run,
+        "code": CODE_VERSION,
+    }
     blob = json.dumps(params, sort_keys=True, default=str)
     return model_run, f"{bt.strategy}-{hashlib.sha256(blob.encode()).hexdigest()[:12]}", blob
 
@@ -285,7 +287,6 @@ def _mlflow_params(bt, symbols, out) -> dict:
         "strategy": bt.strategy,
         "enter_threshold": bt.enter_threshold,
         "symbols": ",".join(symbols),
-        **bt.costs.model_dump(),
-        "latency_bars": bt.latency_bars,
+        **stored_costs(bt),
         **{f"sim_{k}": v for k, v in out.params.to_dict().items() if v is not None},
     }

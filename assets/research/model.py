@@ -113,7 +113,10 @@ def ml_baseline_direction(
     with warehouse.connect() as con:
         fp = _fingerprint(con, cfg)
         stored = _stored_scores(con, b.name)
-        if skip := if_unchanged(con, "ml.baseline_direction", fp, SKIPPED, metadata=stored, force=config.force):
+        # skip only while a trained version is stored (a deleted ml.model_runs row retrains)
+        if stored and (
+            skip := if_unchanged(con, "ml.baseline_direction", fp, SKIPPED, metadata=stored, force=config.force)
+        ):
             return skip
         series = {s: readers.series(con, ex, s, b.timeframe) for s in dict.fromkeys([*b.train_symbols, *symbols])}
     run = train_baseline(series, b, b.walk_forward.to_ms(timeframe_ms(b.timeframe)))

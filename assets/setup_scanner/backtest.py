@@ -29,14 +29,16 @@ from pipeline.core.setup_signals import execution_params
 from resources.warehouse import WarehouseResource
 from warehouse import io, readers, runs
 
-SUMMARY = SUMMARY_METRICS
+
+def sleeve_capital(sc, ungated: pd.DataFrame) -> tuple[int, float]:
+    """``(sleeves, capital of each)``: one equal sleeve per symbol × timeframe that has candidates."""
+    n = ungated.groupby(["symbol", "timeframe"]).ngroups
+    return n, sc.init_cash / max(1, n)
 
 
-def run_books(con, sc, exchange: str, gated: pd.DataFrame, ungated: pd.DataFrame, score: str, start: int) -> dict:
-    """``{book: (portfolio per bar, trades, metrics)}`` of the gated and the ungated book, and the closes of the
-    universe under ``"_closes"``."""
-    sleeves_n = ungated.groupby(["symbol", "timeframe"]).ngroups
-    each = sc.init_cash / max(1, sleeves_n)
+def run_books(con, sc, exchange: str, gated: pd.DataFrame, ungated: pd.DataFrame, score: str, start: int):
+    """``({book: (portfolio per bar, trades, metrics)}, closes of the universe)`` of the gated and the ungated book."""
+    sleeves_n, each = sleeve_capital(sc, ungated)
     books, cache = {}, {}
     for name, sig in (("setup_gated", gated), ("setup_ungated", ungated)):
         _, sleeves, closes = execute(con, sc, exchange, sig, score, each, start, cache)
@@ -49,8 +51,7 @@ def run_books(con, sc, exchange: str, gated: pd.DataFrame, ungated: pd.DataFrame
             trades,
             performance(port["ts"].to_numpy(), port["equity"].to_numpy(), closed, port["gross_exposure"].to_numpy()),
         )
-    books["_closes"] = closes
-    return books
+    return books, closes
 
 
 def book_rows(
@@ -121,8 +122,9 @@ def backtest_setup_scanner(context: dg.AssetExecutionContext, warehouse: Warehou
             raise dg.Failure("signals.setups is empty; nothing to backtest")
         start, mode = int(gated["ts"].min()), str(gated["gate_mode"].iloc[0])
         ungated = readers.valid_candidates(con, start, ordered=False).assign(ev_pct=0.0, p_win=np.nan)
-        books = run_books(con, sc, cfg.exchange.id, gated, ungated, "p_win" if mode == "p_win" else "ev_pct", start)
-        closes = books.pop("_closes")
+        books, closes = run_books(
+            con, sc, cfg.exchange.id, gated, ungated, "p_win" if mode == "p_win" else "ev_pct", start
+        )
         end = int(max(b[0]["ts"].max() for b in books.values()))
         bench = buy_and_hold(closes, start, end, sc.init_cash)
         bm = performance(bench["ts"].to_numpy(), bench["equity"].to_numpy())
@@ -158,7 +160,7 @@ def _shared_run(
         "start": start,
         "end": end,
         "universe": sorted(closes),
-        "each": sc.init_cash / max(1, ungated.groupby(["symbol", "timeframe"]).ngroups),
+        "each": sleeve_capital(sc, ungated)[1],
         "model_version": str(gated["model_version"].iloc[0]),
         "dagster_run_id": dagster_run_id,
     }
@@ -174,7 +176,7 @@ def _report(books: dict, bm: dict, bench: pd.DataFrame, mode: str, start: int, e
                 "ungated": r4(books["setup_ungated"][2].get(k)),
                 "buy_and_hold": r4(bm.get(k)),
             }
-            for k in SUMMARY
+            for k in SUMMARY_METRICS
         ]
     )
     port = books["setup_gated"][0]

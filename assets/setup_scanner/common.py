@@ -36,7 +36,7 @@ def chain_fingerprint(con, sc, champ: pd.Series | None) -> str:
     champion in force and the ``setup_scanner`` configuration (unchanged → those assets skip their work)."""
     return io.inputs_fingerprint(
         con,
-        readers.asset_fingerprints(con, ["signals.setup_candidates", "ml.setup_meta"]),
+        readers.asset_fingerprints(["signals.setup_candidates", "ml.setup_meta"]),
         extra=sc.model_dump_json() + CODE_VERSION + ("" if champ is None else str(champ.mlflow_run_id)),
     )
 

@@ -42,7 +42,7 @@ def load_dataset(con, exchange: str) -> pd.DataFrame:
 def _fingerprint(con, m) -> str:
     return io.inputs_fingerprint(
         con,
-        "SELECT fingerprint FROM ops.asset_inputs WHERE asset = 'signals.setup_candidates'",
+        readers.asset_fingerprints(["signals.setup_candidates"]),
         extra=m.model_dump_json() + CODE_VERSION,
     )
 

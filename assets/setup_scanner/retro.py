@@ -15,14 +15,13 @@ from assets.common import POOL, md_table
 from assets.keys import GROUP_SETUPS, SETUP_CANDIDATES, SETUP_RETRO, SETUPS
 from assets.setup_scanner.common import execute, gated_candidates
 from pipeline.config import settings
-from pipeline.core.setup_signals import every_nth_bar, first_per_series
+from pipeline.core.setup_signals import CLOSED_STATUSES, every_nth_bar, executed_by_series, first_per_series
 from pipeline.core.timeframes import timeframe_ms
 from resources.mlflow_tracking import MlflowTracking
 from resources.warehouse import WarehouseResource
 from warehouse import io
 
 DAY_MS = 86_400_000
-CLOSED = ["TP", "SL", "TP1_TRAIL", "TIMEOUT"]
 SIGNAL_COLUMNS = [
     "candidate_id",
     "symbol",
@@ -47,8 +46,8 @@ class RetroScanConfig(dg.Config):
     end: Optional[str] = Field(
         None, description="Last signal day (YYYY-MM-DD, UTC, inclusive); null = the last candidate."
     )
-    stride: int = Field(1, description="Test every N-th bar only (speed); 1 = every bar.")
-    limit_per_pair: int = Field(0, description="At most N gated signals per symbol x timeframe (0 = all).")
+    stride: int = Field(1, ge=1, description="Test every N-th bar only (speed); 1 = every bar.")
+    limit_per_pair: int = Field(0, ge=0, description="At most N gated signals per symbol x timeframe (0 = all).")
 
 
 def day_ms(day: str | None) -> int | None:
@@ -94,13 +93,6 @@ def signals_setup_retro(
 
 
 def _report(res: pd.DataFrame, c: pd.DataFrame, sig: pd.DataFrame, mode: str, config: RetroScanConfig) -> dict:
-    closed = res[res["status"].isin(CLOSED)]
-    by = (
-        closed.assign(win=closed["net_pct"] > 0)
-        .groupby(["symbol", "timeframe"])
-        .agg(trades=("win", "size"), win_rate=("win", "mean"), avg_net_pct=("net_pct", "mean"))
-        .reset_index()
-    )
     return {
         "dagster/row_count": len(res),
         "window": f"{config.start or 'start'} .. {config.end or 'end'}",
@@ -108,8 +100,8 @@ def _report(res: pd.DataFrame, c: pd.DataFrame, sig: pd.DataFrame, mode: str, co
         "limit_per_pair": config.limit_per_pair,
         "candidates": len(c),
         "signals": len(sig),
-        "closed_trades": len(closed),
+        "closed_trades": int(res["status"].isin(CLOSED_STATUSES).sum()),
         "gate_mode": mode,
         "statuses": md_table(res["status"].value_counts().rename_axis("status").reset_index()),
-        "per_pair": md_table(by.round(4)),
+        "per_pair": md_table(executed_by_series(res).round(4)),
     }

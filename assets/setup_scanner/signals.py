@@ -27,6 +27,7 @@ from assets.setup_scanner.common import (
 )
 from pipeline.config import settings
 from pipeline.core.setup_gating import TUNED_COLUMNS, tune_schedule, tune_threshold
+from pipeline.core.setup_signals import CLOSED_STATUSES
 from pipeline.core.validity import invalid_signals
 from resources.mlflow_tracking import MlflowTracking
 from resources.warehouse import WarehouseResource
@@ -34,7 +35,6 @@ from warehouse import io
 
 WEEK_MS = 7 * 86_400_000
 THRESHOLD_COLUMNS = [*TUNED_COLUMNS, "model_version", "tuned_at"]
-CLOSED = ["TP", "SL", "TP1_TRAIL", "TIMEOUT"]
 
 
 def _weekly(start_ms: int, end_ms: int) -> np.ndarray:
@@ -143,7 +143,7 @@ def executed_signals(c: pd.DataFrame, st: pd.DataFrame, mode: str, model_version
 
 
 def _signals_report(sig: pd.DataFrame, c: pd.DataFrame, mode: str) -> dict:
-    closed = sig[sig["status"].isin(CLOSED)]
+    closed = sig[sig["status"].isin(CLOSED_STATUSES)]
     summary = pd.DataFrame(
         [
             {

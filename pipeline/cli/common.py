@@ -117,6 +117,14 @@ def failed_checks() -> list[tuple[str, str, str, str]]:
     return out
 
 
+def print_failures(result) -> None:
+    """The error of every failed step of a run (the cause, not just "FAILED")."""
+    for ev in result.get_step_failure_events():
+        err = ev.event_specific_data.error if ev.event_specific_data else None
+        msg = err.message.strip() if err is not None else "unknown error"
+        console.print(f"[red]{ev.step_key} failed:[/] {msg}", highlight=False)
+
+
 def asset_metadata(result, key_path: list[str]) -> dict:
     """Metadata values of the materialization of asset ``key_path`` in ``result`` ({} if it did not materialise)."""
     import dagster as dg
@@ -174,7 +182,8 @@ def open_readonly(path: str | None = None) -> Iterator:
         except duckdb.IOException:
             if target not in _fell_back:
                 _fell_back.add(target)
-                console.print(f"[yellow]{target} is locked by a running pipeline; reading the serving snapshot[/]")
+                why = "is locked by a running pipeline" if Path(target).exists() else "does not exist"
+                console.print(f"[yellow]{target} {why}; reading the serving snapshot[/]")
             con = stack.enter_context(connect(cfg.warehouse.serving_path, read_only=True))
         yield con
 

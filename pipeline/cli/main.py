@@ -22,10 +22,11 @@ from warehouse.io import fetch_one, table_exists
 app = typer.Typer()
 
 
-def print_warehouse_summary(path: str | None = None) -> None:
-    """Rows, time range and gaps per table and timeframe (reads the serving snapshot if the writer is busy)."""
+def print_warehouse_summary(path: str) -> None:
+    """Rows, time range and gaps per table and timeframe of the warehouse at ``path`` (reads the serving snapshot if
+    the writer is busy)."""
     with common.open_readonly(path) as con:
-        t = Table(title=f"Warehouse {path or common.settings().warehouse.path}")
+        t = Table(title=f"Warehouse {path}")
         for c in ("table", "timeframe", "partitions", "rows", "first", "last", "flagged/incomplete"):
             t.add_column(c, justify="right" if c in ("rows", "partitions") else "left")
         for table in ("raw.ohlcv", "market.ohlcv", "features.technical", "regimes.market"):
@@ -77,7 +78,7 @@ def run(
     results = common.execute("main_job", symbol, timeframe, full_refresh)
     ok = all(r.success for r in results)
     checks_ok = common.print_checks(results)
-    print_warehouse_summary()
+    print_warehouse_summary(common.settings().warehouse.path)
     console.print(
         f"[{'green' if ok else 'red'}]main_job {'succeeded' if ok else 'FAILED'}[/] in {time.time() - t0:.1f}s "
         f"(run ids: {', '.join(r.run_id[:8] for r in results)})"
@@ -103,7 +104,7 @@ def ingest(
 @app.command()
 def status() -> None:
     """What is in the warehouse, last candle per partition, and the latest failed checks."""
-    print_warehouse_summary()
+    print_warehouse_summary(common.settings().warehouse.path)
     try:
         with common.open_readonly() as con:
             last = con.execute("""SELECT symbol, timeframe, max(open_time) AS last_candle, count(*) AS rows

@@ -52,7 +52,7 @@ def _signal_block(date: str | None) -> None:
         bar,
         "",
         "--- ML MODEL SCORES ---",
-        *_model_lines(r, day),
+        *_model_lines(r, day, settings().options_desk.models),
         "",
         "--- FUSION STATE ---",
         f"State: {r['state']}",
@@ -89,9 +89,9 @@ def _signal_block(date: str | None) -> None:
     console.print("\n".join(lines), highlight=False)
 
 
-def _model_lines(r: pd.Series, day: str) -> list[str]:
-    """The seed's model block: champion scores, or the latest candidate's labelled as not promoted."""
-    m = settings().options_desk.models
+def _model_lines(r: pd.Series, day: str, m) -> list[str]:
+    """The seed's model block: champion scores, or the latest candidate's labelled as not promoted (``m``: the
+    ``options_desk.models`` section)."""
     out = []
     for t, sig in (("p_long", "signal_option_call"), ("p_short", "signal_option_put")):
         p = r.get(t)

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import time
 
+import pandas as pd
 import typer
 from rich.table import Table
 
 from pipeline.cli import common
 from pipeline.cli.common import console
 from pipeline.config import settings
+from warehouse import readers
 
 app = typer.Typer()
 
@@ -45,7 +47,6 @@ def _walk_forward(cfg, train_window, test_window, purge, embargo, expanding):
     to repoint): returns ``(windows, run)``; raises ``ValueError`` for a bad window or when no fold fits."""
     from models.baseline import train_baseline
     from pipeline.core.timeframes import timeframe_ms
-    from warehouse import readers
 
     b = cfg.research.baseline
     w = b.walk_forward.to_ms(
@@ -61,6 +62,11 @@ def _walk_forward(cfg, train_window, test_window, purge, embargo, expanding):
     return w, train_baseline(series, b, w, fit_final=False)
 
 
+def _folds(mlflow_run_id: str) -> pd.DataFrame:
+    with common.open_readonly() as con:
+        return readers.folds(con, mlflow_run_id)
+
+
 @app.command()
 def train(force: bool = typer.Option(False, help="Retrain even if features and configuration are unchanged.")) -> None:
     """Train the baseline model (walk-forward, calibration, MLflow), run the promotion gate, promote if it passes."""
@@ -73,7 +79,7 @@ def train(force: bool = typer.Option(False, help="Retrain even if features and c
     common.print_md("Out-of-sample scores", md.get("oos_scores"))
     if md.get("mlflow_run_id"):
         _print_folds(
-            common.read("SELECT * FROM ml.folds WHERE mlflow_run_id = ? ORDER BY fold", [md["mlflow_run_id"]]),
+            _folds(md["mlflow_run_id"]),
             f"Folds of MLflow run {md['mlflow_run_id']}",
         )
     ev = common.asset_metadata(r, ["ml", "baseline_direction_evaluation"])

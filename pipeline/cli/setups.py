@@ -11,14 +11,14 @@ import time
 import pandas as pd
 import typer
 
-from pipeline.cli.common import asset_metadata, console, print_checks, print_md, read, run_job, table
+from pipeline.cli.common import asset_metadata, console, print_checks, print_failures, print_md, read, run_job, table
 from pipeline.config import settings
 from pipeline.core.backtest import SUMMARY_METRICS
+from pipeline.core.setup_signals import CLOSED_STATUSES, executed_by_series
 
 app = typer.Typer(help="Setup scanner: Fibonacci/AVWAP/ATR setups, p(win) meta-model, EV gating.", no_args_is_help=True)
 
 SETUP_TABLES = ["signals.setup_candidates", "ml.setup_meta_scores", "signals.setup_thresholds", "signals.setups"]
-CLOSED = ["TP", "SL", "TP1_TRAIL", "TIMEOUT"]
 
 
 def _job(name: str, run_config: dict | None = None):
@@ -59,6 +59,7 @@ def retro_scan(
     )
     md = asset_metadata(r, ["signals", "setup_retro"])
     if not r.success or not md:
+        print_failures(r)
         console.print(f"[red]retro-scan FAILED[/] in {time.time() - t0:.1f}s (setup_retro_job run {r.run_id[:8]})")
         raise typer.Exit(1)
     mode = md["gate_mode"]
@@ -66,13 +67,7 @@ def retro_scan(
         console.print(f"[yellow]no gated signals in that window ({md['candidates']} candidates, gate {mode})[/]")
         raise typer.Exit(0)
     res = read("SELECT * FROM signals.setup_retro")
-    closed = res[res["status"].isin(CLOSED)]
-    by = (
-        closed.assign(win=closed["net_pct"] > 0)
-        .groupby(["symbol", "timeframe"])
-        .agg(trades=("win", "size"), win_rate=("win", "mean"), avg_net_pct=("net_pct", "mean"))
-        .reset_index()
-    )
+    closed, by = res[res["status"].isin(CLOSED_STATUSES)], executed_by_series(res)
     table(by, f"Retro-scan {start or 'start'} .. {end or 'end'} (stride {stride}, gate {mode}): executed trades")
     table(res["status"].value_counts().rename_axis("status").reset_index(), "Signal statuses")
     if out:

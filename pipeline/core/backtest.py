@@ -217,6 +217,19 @@ SUMMARY_METRICS = [
 PER_SYMBOL_COLUMNS = ("total_return", "sharpe", "max_drawdown", "n_trades", "win_rate", "profit_factor", "avg_r")
 
 
+def long_flat_params(bt: BacktestConfig, label, init_cash: float) -> SimParams:
+    """Simulator parameters of the baseline long/flat strategy: ``bt``'s levels, or the label's barriers
+    (``label.sl_atr`` / ``tp_atr`` / ``max_bars``) where ``bt`` leaves them unset; ``bt``'s costs and latency."""
+    return SimParams(
+        init_cash=init_cash,
+        sl_atr=bt.sl_atr or label.sl_atr,
+        tp_atr=bt.tp_atr or label.tp_atr,
+        max_bars=bt.max_bars or label.max_bars,
+        latency_bars=bt.latency_bars,
+        **bt.costs.sim_kwargs(),
+    )
+
+
 def with_benchmark(port: pd.DataFrame, bench: pd.DataFrame, init_cash: float) -> pd.DataFrame:
     """``port`` with ``benchmark_equity`` (buy-and-hold equity at or before each bar; ``init_cash`` before its first
     bar) and ``drawdown`` (fraction of the running equity peak) added: the ``backtest.equity`` form."""

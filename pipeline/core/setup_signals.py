@@ -25,6 +25,8 @@ from pipeline.core.setups import (
 )
 from pipeline.core.simulator import SimParams, SimResult, simulate
 
+#: execution statuses of a closed trade (:func:`pipeline.core.setups.execution_status`)
+CLOSED_STATUSES = ["TP", "SL", "TP1_TRAIL", "TIMEOUT"]
 RULES_ONLY_WHY = "rules only: no @champion meta-model (or meta.enabled false); every valid candidate passes"
 
 
@@ -147,3 +149,15 @@ def first_per_series(signals: pd.DataFrame, limit: int) -> pd.DataFrame:
     """The first ``limit`` signals in time of each symbol × timeframe (0 = all)."""
     s = signals.sort_values("ts")
     return s.groupby(["symbol", "timeframe"], sort=False).head(limit) if limit else s
+
+
+def executed_by_series(signals: pd.DataFrame) -> pd.DataFrame:
+    """Closed trades per symbol × timeframe of executed signals: ``trades``, ``win_rate`` (net PnL > 0),
+    ``avg_net_pct`` (percent of the entry notional)."""
+    closed = signals[signals["status"].isin(CLOSED_STATUSES)]
+    return (
+        closed.assign(win=closed["net_pct"] > 0)
+        .groupby(["symbol", "timeframe"])
+        .agg(trades=("win", "size"), win_rate=("win", "mean"), avg_net_pct=("net_pct", "mean"))
+        .reset_index()
+    )

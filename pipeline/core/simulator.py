@@ -39,7 +39,7 @@ signals can never disagree. The fill model (documented in ``docs/decisions.md`` 
 
 Semantics match vectorbt ``Portfolio.from_signals`` where both engines have the rule (fixed SL/TP,
 fees, next-bar-open entry, stop-first, gap fills) once ``stops_on_entry_bar=False`` (vectorbt starts
-checking stops on the bar after entry); ``tests/test_simulator.py`` compares them trade by trade.
+checking stops on the bar after entry); ``tests/core/test_simulator.py`` compares them trade by trade.
 """
 
 from __future__ import annotations
