@@ -4,9 +4,11 @@ Seed ``002`` ("Meta-Model (Precision Filter)"): an XGBoost classifier scores eac
 calibration makes ``p(win)`` a probability the EV gate can use.
 
 * **Rows**: every valid candidate of ``signals.setup_candidates`` (all scanned symbols and timeframes pooled).
-* **Label** ``win``: the plan taken on its own closed with a positive net return (TP, TP1_TRAIL, or a positive time
-  stop); plans never filled (EXPIRED) or unresolved at the data's end (OPEN) have no label. The label ends at
-  ``exit_ts``, which purging uses.
+* **Label** ``win``: the plan taken on its own reached TP1 before its stop (:func:`pipeline.core.setups.plan_outcomes`;
+  the seed's TP / TP1_TRAIL outcomes); a plan stopped first, or closed by the time stop before TP1, is a loss; plans
+  never filled (EXPIRED) or unresolved at the data's end (OPEN) have no label. The label ends at ``exit_ts``, which
+  purging uses. (A positive-net label was tried first: AUC 0.52 and an EV that overstated returns; see
+  docs/decisions.md.)
 * **Features** (:data:`META_FEATURES`), all known on the signal bar's close: the plan's geometry (side, Fibonacci
   level, reward/risk to TP1, stop distance, net TP1, AVWAP distance and slope in ATR, leg size in ATR, leverage),
   context (timeframe in minutes, UTC hour and weekday = trading session) and the scale-free technical and regime

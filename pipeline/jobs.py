@@ -27,10 +27,14 @@ from assets.keys import (
     SETUP_RETRO,
     SETUP_THRESHOLDS,
     SETUPS,
+    SNAPSHOT,
 )
 
 # assets that run only through their own job (with run config), never in main_job
 ON_DEMAND = dg.AssetSelection.keys(SETUP_RETRO)
+
+#: every job that changes what people read republishes the serving snapshot (the REST API and SQL users read it)
+PUBLISH = dg.AssetSelection.keys(SNAPSHOT)
 
 main_job = dg.define_asset_job(
     "main_job",
@@ -46,47 +50,47 @@ ingest_job = dg.define_asset_job(
 # research baseline
 train_job = dg.define_asset_job(
     "train_job",
-    selection=dg.AssetSelection.groups(GROUP_RESEARCH) & dg.AssetSelection.key_prefixes("ml"),
+    selection=(dg.AssetSelection.groups(GROUP_RESEARCH) & dg.AssetSelection.key_prefixes("ml")) | PUBLISH,
     description="Train, register and (if the promotion gate passes) promote the baseline model.",
 )
 backtest_job = dg.define_asset_job(
     "backtest_job",
-    selection=dg.AssetSelection.groups(GROUP_RESEARCH) & dg.AssetSelection.key_prefixes("backtest"),
+    selection=(dg.AssetSelection.groups(GROUP_RESEARCH) & dg.AssetSelection.key_prefixes("backtest")) | PUBLISH,
     description="Backtest the baseline strategy on the stored out-of-sample predictions.",
 )
 
 # options desk (seed 000)
 options_desk_job = dg.define_asset_job(
     "options_desk_job",
-    selection=dg.AssetSelection.groups(GROUP_OPTIONS),
+    selection=(dg.AssetSelection.groups(GROUP_OPTIONS)) | PUBLISH,
     description="On-chain features, p_long/p_short models and champions, daily signals and trades, evaluation.",
 )
 options_models_job = dg.define_asset_job(
     "options_models_job",
-    selection=dg.AssetSelection.keys(OPTIONS_MODELS, OPTIONS_CHAMPION, OPTIONS_DAILY, OPTIONS_TRADES),
+    selection=(dg.AssetSelection.keys(OPTIONS_MODELS, OPTIONS_CHAMPION, OPTIONS_DAILY, OPTIONS_TRADES)) | PUBLISH,
     description="Fit p_long / p_short, promote those that pass their gate, refresh the daily signals and trades.",
 )
 
 # setup scanner (seed 002): live scan, and the weekly train -> calibrate -> tune chain
 setup_scan_job = dg.define_asset_job(
     "setup_scan_job",
-    selection=dg.AssetSelection.keys(SETUP_CANDIDATES, SETUPS),
+    selection=(dg.AssetSelection.keys(SETUP_CANDIDATES, SETUPS)) | PUBLISH,
     description="Scan the latest closed candles, gate with the champion and tuned thresholds, execute (the seed's "
     "scan_signals + execute_signals).",
 )
 setup_train_job = dg.define_asset_job(
     "setup_train_job",
-    selection=dg.AssetSelection.keys(SETUP_META),
+    selection=(dg.AssetSelection.keys(SETUP_META)) | PUBLISH,
     description="Retrain the setup meta-model (walk-forward, isotonic, MLflow version).",
 )
 setup_calibrate_job = dg.define_asset_job(
     "setup_calibrate_job",
-    selection=dg.AssetSelection.keys(SETUP_META_EVALUATION, SETUP_META_CHAMPION),
+    selection=(dg.AssetSelection.keys(SETUP_META_EVALUATION, SETUP_META_CHAMPION)) | PUBLISH,
     description="Promotion gate on the latest version's calibrated OOS scores; promote if it passes.",
 )
 setup_tune_job = dg.define_asset_job(
     "setup_tune_job",
-    selection=dg.AssetSelection.keys(SETUP_THRESHOLDS, SETUPS, SETUP_BACKTEST),
+    selection=(dg.AssetSelection.keys(SETUP_THRESHOLDS, SETUPS, SETUP_BACKTEST)) | PUBLISH,
     description="Re-tune the thresholds, re-gate and re-simulate the signals, refresh the report.",
 )
 setup_retro_job = dg.define_asset_job(

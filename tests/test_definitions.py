@@ -112,3 +112,20 @@ def test_workspace_and_instance_files():
     inst = yaml.safe_load((repo / ".dagster_home" / "dagster.yaml").read_text())
     assert inst["concurrency"]["pools"]["default_limit"] == 1 and inst["telemetry"]["enabled"] is False
     assert "[tool.dagster]" not in (repo / "pyproject.toml").read_text()
+
+
+def test_every_job_that_changes_signals_or_models_republishes_the_snapshot():
+    """The REST API and SQL users read serving.duckdb: a command that changes what they read must republish it."""
+    snapshot = dg.AssetKey(["ops", "serving_snapshot"])
+    for job in (
+        "main_job",
+        "train_job",
+        "backtest_job",
+        "options_desk_job",
+        "options_models_job",
+        "setup_scan_job",
+        "setup_train_job",
+        "setup_calibrate_job",
+        "setup_tune_job",
+    ):
+        assert snapshot in defs.resolve_job_def(job).asset_layer.selected_asset_keys, job

@@ -38,7 +38,14 @@ from pipeline.core.params import Params
 
 
 class SetupParams(Params):
-    """``setup_scanner.signals`` (seed: lookback_candles, atr_period, atr_mult_sl, fibo.*, avwap.use, constraints)."""
+    """``setup_scanner.signals``: the seed's ``signals`` section as the rules use it.
+
+    Seed key → field: ``atr_mult_sl`` → ``atr_mult_sl``; ``fibo.retracements`` / ``fibo.extensions`` →
+    ``retracements`` / ``tp1_extension``, ``tp2_extension``; ``avwap`` confluence → ``confluence_atr`` and ``use_avwap``;
+    ``constraints`` → ``min_tp_net_pct`` (with ``min_tp_cost_mode``), ``validity_candles``, ``max_hold_candles``. Pivots
+    are ``pivot_window`` bars each side; ATR is ATR(14) from ``features.technical``. The seed's ``lookback_candles``,
+    ``atr_period`` and ``fibo.anchors`` are not settings yet (the last confirmed leg is the anchor).
+    """
 
     pivot_window: int = Field(5, ge=1, description="Bars each side of a pivot (confirmation delay in bars).")
     retracements: list[float] = Field(default_factory=lambda: [0.382, 0.5, 0.618, 0.786])
