@@ -69,10 +69,23 @@ def expected_value_pct(p, side, entry, sl, tp1, tp2, g: GatingParams, costs: Cos
     return p * win - (1 - p) * loss - costs.round_trip_pct(g.costs_mode)
 
 
+#: the regime key of a candle without a regime label (the first bars of a series, before the regimes' warm-up): a
+#: ``per_regime`` override can target it by this name; no other regime override applies to it
+UNKNOWN_REGIME = "unknown"
+
+
 def regime_key(trend_regime, volatility_level) -> np.ndarray:
-    """``trend|low``-style keys: trend = ``trend`` for bull/bear, ``range`` for sideways; volatility as stored."""
-    t = np.where(np.isin(np.asarray(trend_regime, dtype=object), ["bull", "bear"]), "trend", "range")
-    return np.char.add(np.char.add(t.astype(str), "|"), np.asarray(volatility_level, dtype=object).astype(str))
+    """``trend|low``-style keys: trend = ``trend`` for bull/bear, ``range`` for sideways; volatility as stored.
+
+    A row whose trend or volatility label is missing (NULL / NaN) gets :data:`UNKNOWN_REGIME` instead of a key such as
+    ``range|None`` that no override could name.
+    """
+    trend = pd.Series(np.asarray(trend_regime, dtype=object))
+    vol = pd.Series(np.asarray(volatility_level, dtype=object))
+    t = np.where(trend.isin(["bull", "bear"]), "trend", "range")
+    key = np.char.add(np.char.add(t.astype(str), "|"), vol.astype(str).to_numpy().astype(str)).astype(object)
+    key[(trend.isna() | vol.isna()).to_numpy()] = UNKNOWN_REGIME
+    return key
 
 
 def resolve_threshold(

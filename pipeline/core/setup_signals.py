@@ -14,7 +14,14 @@ import numpy as np
 import pandas as pd
 
 from pipeline.core.costs import Costs
-from pipeline.core.setup_gating import GatingParams, gate, regime_key, resolve_threshold, threshold_in_force
+from pipeline.core.setup_gating import (
+    UNKNOWN_REGIME,
+    GatingParams,
+    gate,
+    regime_key,
+    resolve_threshold,
+    threshold_in_force,
+)
 from pipeline.core.setups import (
     RiskParams,
     SetupExecutionConfig,
@@ -48,9 +55,8 @@ def gate_scored(
         return c.assign(threshold=np.nan, threshold_source="none", passed=True, why=RULES_ONLY_WHY), "rules_only"
     c = c[c["p_win"].notna()].copy()
     tuned = threshold_in_force(tuned_rows, c["symbol"], c["timeframe"], c["ts"])
-    thr, src = resolve_threshold(
-        c["symbol"], c["timeframe"], regime_key(c["trend_regime"], c["volatility_level"]), g, tuned
-    )
+    regime = regime_key(c["trend_regime"], c["volatility_level"])
+    thr, src = resolve_threshold(c["symbol"], c["timeframe"], regime, g, tuned)
     c["threshold"], c["threshold_source"] = thr, src
     c["passed"] = gate(c["p_win"], c["ev_pct"], thr, g)
     score = c["ev_pct"] if g.use_ev else c["p_win"]
@@ -62,6 +68,7 @@ def gate_scored(
         + " ("
         + c["threshold_source"]
         + ")"
+        + np.where(regime == UNKNOWN_REGIME, " [no regime on the signal bar]", "")
     )
     return c, ("ev" if g.use_ev else "p_win")
 

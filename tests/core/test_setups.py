@@ -247,6 +247,37 @@ def test_every_override_level_in_order():
     assert gate([0.55, 0.45], [9, 9], [0.5, 0.5], GatingParams(use_ev=False)).tolist() == [True, False]
 
 
+def test_a_candle_without_a_regime_has_a_key_an_override_can_name():
+    """Issue 12 item 13: a NULL trend or volatility label used to become ``range|None``, which no override could target."""
+    from pipeline.core.setup_gating import UNKNOWN_REGIME
+    from pipeline.core.setup_signals import gate_scored
+
+    reg = regime_key(["bull", None, "sideways", np.nan], ["low", "high", None, "low"])
+    assert reg.tolist() == ["trend|low", UNKNOWN_REGIME, UNKNOWN_REGIME, UNKNOWN_REGIME]
+    g = GatingParams(min_ev_pct=0.0, per_regime={UNKNOWN_REGIME: 5.0, "range|high": 9.0})
+    v, src = resolve_threshold(["BTC/USDT"] * 4, ["1h"] * 4, reg, g)
+    assert src.tolist() == ["global", "regime:unknown", "regime:unknown", "regime:unknown"] and v.tolist() == [
+        0,
+        5,
+        5,
+        5,
+    ]
+    c = pd.DataFrame(
+        {
+            "symbol": ["BTC/USDT", "BTC/USDT"],
+            "timeframe": ["1h", "1h"],
+            "ts": [0, 3_600_000],
+            "trend_regime": ["bull", None],
+            "volatility_level": ["low", None],
+            "p_win": [0.5, 0.5],
+            "ev_pct": [0.2, 0.2],
+        }
+    )
+    out, mode = gate_scored(c, None, GatingParams(), has_champion=True)
+    assert mode == "ev" and out["passed"].tolist() == [True, True]
+    assert not out["why"].iloc[0].endswith("]") and out["why"].iloc[1].endswith("[no regime on the signal bar]")
+
+
 def test_tuner_finds_max_coverage_at_target_winrate():
     score = np.arange(100, dtype=float)  # 0..99
     win = (score >= 60).astype(float)  # only the top 40 win
