@@ -18,7 +18,7 @@ import pandas as pd
 from models.datasets import MODEL_FEATURES, REGIME_INPUTS, model_features
 from models.labels import triple_barrier
 from models.splits import Fold, WindowSpec, walk_forward
-from models.trainers import BaselineModelConfig, ModelSpec
+from models.trainers import BaselineModelConfig
 from models.walkforward import WalkForwardResult, predict_out_of_sample, walk_forward_fit
 
 
@@ -85,7 +85,7 @@ def train_baseline(
         expanding=windows.expanding,
         min_train_rows=1000,
     )
-    spec = ModelSpec(kind=cfg.kind, params=cfg.params, seed=cfg.seed)
+    spec = cfg.spec()
     res = walk_forward_fit(
         data[MODEL_FEATURES],
         data["win"].to_numpy(),
