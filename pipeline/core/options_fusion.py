@@ -1,4 +1,4 @@
-"""Options desk decision engine: fusion score, confidence, market state, overlays, tactical puts,
+"""Options desk decision engine: fusion score, conviction and confidence, market state, overlays, tactical puts,
 option structures and cooldowns (pure). Follows ``shared/seeds/000_a14e0256b66504ec.txt`` table by table.
 
 Inputs are per-day indicator regimes (strings) and overlay inputs; every function is vectorised over
@@ -7,23 +7,60 @@ neutral: its state is ``NO_TRADE`` with the reason ``unavailable:<indicator>``.
 
 Choices where the seed is silent (also in ``docs/decisions.md``):
 
-* **Conflicts** (−1 each): a pair of indicators pointing in opposite *strong* directions —
+* **Score** (stored column ``score``): the seed's indicator points summed, bull-positive, −6..+6, *without*
+  conflicts (MDIA strong_inflow +2, inflow +1, distribution −1; whales broad_accum +2, strategic_accum +1,
+  distribution −1, strong_distribution −2; MVRV-LS call_confirm_recovery +2, trend_confirm +1,
+  distribution_warning −1, put_confirm −2).
+* **Conflicts** (−1 each, column ``conflicts``): a pair of indicators pointing in opposite directions —
   MDIA {inflow, strong_inflow} vs {distribution}; whales {broad_accum, strategic_accum} vs
   {distribution, strong_distribution}; MVRV-LS {call_confirm_recovery, trend_confirm} vs
   {distribution_warning, put_confirm, bear}. Three pairs, so at most 3 conflicts.
-* **Confidence** is read from the score in the trade's direction (score for longs, −score for shorts,
-  |score| for NO_TRADE): ≥ 4 HIGH, 2–3 MEDIUM, < 2 LOW.
-* **Regime groups** used by the state rules: "MDIA inflow" = {inflow, strong_inflow}; "whale sponsored"
-  = {broad_accum, strategic_accum}; "whale distrib" = {distribution, strong_distribution}; "MVRV
-  call_confirm" = {call_confirm_recovery, trend_confirm}; "MVRV recovery" = {call_confirm_recovery,
-  improving}; "MVRV improving" = {improving, trend_confirm}; "MVRV put OR bear" = {put_confirm, bear}.
+* **Conviction** (column ``conviction``): the score read in the trade's direction minus the conflicts —
+  ``score − conflicts`` for longs, ``−score − conflicts`` for shorts, ``|score| − conflicts`` on NO_TRADE days.
+  A conflict therefore always *lowers* conviction, whichever the direction (the seed's "−1 per conflict" applied to
+  a bull-positive score used to raise a short's confidence). **Confidence** comes from the conviction:
+  ≥ 4 HIGH, 2–3 MEDIUM, < 2 LOW; the probe gates read it too: BULL_PROBE needs conviction ≥ +2, BEAR_PROBE
+  needs the bear-signed conviction ≤ −2 (the seed's "≤ −2"), i.e. ``score + conflicts ≤ −2``.
+* **Regime groups** used by the state rules: "MDIA inflow" = {inflow, strong_inflow}; "whale sponsored" =
+  {broad_accum, strategic_accum}; "whale distrib" = {distribution, strong_distribution}; "MVRV call_confirm" =
+  {call_confirm_recovery, trend_confirm} (MVRV-LS rising above its median); "MVRV recovery" and "MVRV improving" =
+  every *rising* MVRV-LS regime {call_confirm_recovery, trend_confirm, improving} (crossed up and rising, above
+  and rising, below and rising); "MVRV put OR bear" = {put_confirm, bear}. Reading "recovery" and "improving" as
+  only part of the rising family left fully bullish days (``inflow + sponsored + trend_confirm``,
+  ``strong_inflow + neutral/mixed + call_confirm_recovery``) in NO_TRADE.
+* **Two bullish indicators, timing neutral**: ``MDIA neutral + whale sponsored + MVRV call_confirm`` (sponsorship
+  and terrain without ignition) is a BULL_PROBE: the seed's defined-risk trade for partial alignment. With the
+  rules above, every day with at least two bullish indicators and nothing bearish or rolling over has a long state.
+
+The state hierarchy (first matching row wins; "sponsored" = broad_accum/strategic_accum, "distrib" =
+distribution/strong_distribution, "rising" = call_confirm_recovery/trend_confirm/improving, "call_confirm" =
+call_confirm_recovery/trend_confirm; "conv" = conviction, for BEAR_PROBE read bear-signed):
+
+===================== ============== =============== ======================================= ===========
+state                 MDIA           whales          MVRV-LS                                 gate
+===================== ============== =============== ======================================= ===========
+strong_bullish        strong_inflow  sponsored       call_confirm
+early_recovery        inflow/strong  sponsored       rising ("recovery")
+bear_continuation     not inflow     distrib         put_confirm, bear
+distribution_risk     not strong     distrib         rollover, weak_down, distribution_warning
+momentum_continuation inflow/strong  neutral, mixed  rising ("improving")
+bull_probe            inflow/strong  sponsored       neutral                                 conv ≥ +2
+bull_probe            neutral        sponsored       call_confirm                            conv ≥ +2
+bear_probe            distribution   distrib         neutral                                 conv ≤ −2
+no_trade              any other combination ("no alignment"), or a probe failing its gate
+no_trade              an ``unavailable`` indicator (reason ``unavailable:<indicator>``)
+===================== ============== =============== ======================================= ===========
+
+Probe sizes stay in the seed's 0.35–0.60× band after overlays and the model gate (:func:`band_probe_sizes`);
+tactical puts get their own confidence from their number of warning signs (:func:`tactical_puts`); strikes sit on a
+grid whose step scales with spot (:func:`strike_step`).
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from pipeline.core.params import Params
 
@@ -58,6 +95,9 @@ _BEAR = {
     "whales": {"distribution", "strong_distribution"},
     "mvrv_ls": {"distribution_warning", "put_confirm", "bear"},
 }
+#: the regime groups of the state rules (module docstring)
+MVRV_CALL_CONFIRM = ("call_confirm_recovery", "trend_confirm")
+MVRV_RISING = ("call_confirm_recovery", "trend_confirm", "improving")
 
 #: the 8 states in the seed's evaluation order (most specific first), then their trade
 STATES = (
@@ -88,15 +128,19 @@ TRADE_STRUCTURE = {
     "BEAR_PROBE": "PUT_SPREAD",
     "TACTICAL_PUT": "TACTICAL_PUT",
 }
+PROBES = ("BULL_PROBE", "BEAR_PROBE")
 
 
 class FusionParams(Params):
-    """Thresholds of the seed's tables (defaults = the seed's values)."""
+    """Thresholds of the seed's tables (defaults = the seed's values). Scores here are *convictions*: points in the
+    trade's direction minus conflicts (module docstring)."""
 
-    high_min_score: int = Field(4, description="Score >= this: HIGH confidence (full size).")
-    medium_min_score: int = Field(2, description="Score >= this: MEDIUM confidence.")
-    bull_probe_min_score: int = Field(2, description="BULL_PROBE needs score >= this.")
-    bear_probe_max_score: int = Field(-2, description="BEAR_PROBE needs score <= this.")
+    high_min_score: int = Field(4, description="Conviction >= this: HIGH confidence (full size).")
+    medium_min_score: int = Field(2, description="Conviction >= this: MEDIUM confidence.")
+    bull_probe_min_score: int = Field(2, description="BULL_PROBE needs conviction (score - conflicts) >= this.")
+    bear_probe_max_score: int = Field(
+        -2, description="BEAR_PROBE needs the bear-signed conviction (score + conflicts) <= this."
+    )
     size_by_confidence: dict[str, float] = Field(
         default_factory=lambda: {"high": 1.0, "medium": 1.0, "low": 0.5},
         description="Base size of full trades by confidence (LOW = reduced).",
@@ -105,6 +149,27 @@ class FusionParams(Params):
         default_factory=lambda: {"high": 0.6, "medium": 0.5, "low": 0.35},
         description="Probe sizes within the seed's 0.35-0.60x.",
     )
+    probe_size_band: tuple[float, float] = Field(
+        (0.35, 0.60),
+        description="The seed's probe band (fraction of a full position): a probe's size after overlays and the "
+        "model gate is clipped into it.",
+    )
+    probe_below_band: str = Field(
+        "floor",
+        pattern="^(floor|skip)$",
+        description="A probe that a moderate/soft veto (or the model gate's scale) would push below the band: "
+        "'floor' trades it at the band's minimum, 'skip' does not trade it. Strong/hard vetoes always stop it.",
+    )
+
+    @model_validator(mode="after")
+    def _band(self):
+        lo, hi = self.probe_size_band
+        if not 0 < lo <= hi:
+            raise ValueError(f"probe_size_band must satisfy 0 < low <= high, got {self.probe_size_band}")
+        bad = {k: v for k, v in self.probe_size_by_confidence.items() if not lo <= v <= hi}
+        if bad:
+            raise ValueError(f"probe_size_by_confidence outside probe_size_band {self.probe_size_band}: {bad}")
+        return self
 
 
 def _isin(a: np.ndarray, values) -> np.ndarray:
@@ -112,13 +177,15 @@ def _isin(a: np.ndarray, values) -> np.ndarray:
 
 
 def fusion_score(mdia, whales, mvrv_ls) -> tuple[np.ndarray, np.ndarray]:
-    """Seed score per day and the number of conflicts included in it.
+    """Seed indicator score per day and the number of conflicts (seed "Step 1").
 
     Args:
         mdia, whales, mvrv_ls: array-likes of regime strings (n,).
 
     Returns:
-        ``(score, conflicts)`` int64 arrays (n,); score = sum of indicator scores − conflicts.
+        ``(score, conflicts)`` int64 arrays (n,): ``score`` = sum of the indicator points, bull-positive (−6..+6),
+        conflicts *not* included; ``conflicts`` = pairs pointing in opposite directions (0..3). The conflicts enter
+        through :func:`conviction`.
     """
     regs = {
         "mdia": np.asarray(mdia, object),
@@ -133,39 +200,44 @@ def fusion_score(mdia, whales, mvrv_ls) -> tuple[np.ndarray, np.ndarray]:
         ((sign[a] * sign[b]) < 0).astype(np.int64)
         for a, b in (("mdia", "whales"), ("mdia", "mvrv_ls"), ("whales", "mvrv_ls"))
     )
-    return score - conflicts, np.asarray(conflicts, np.int64)
+    return score, np.asarray(conflicts, np.int64)
 
 
-def confidence(score, direction, p: FusionParams) -> np.ndarray:
-    """HIGH / MEDIUM / LOW from the score read in the trade's direction (+1 long, −1 short, 0 none → |score|)."""
-    s = np.asarray(score, np.int64)
-    d = np.asarray(direction, np.int64)
-    eff = np.where(d > 0, s, np.where(d < 0, -s, np.abs(s)))
+def conviction(score, conflicts, direction) -> np.ndarray:
+    """Points in the trade's direction minus conflicts (int64, n): ``d·score − conflicts`` for ``d`` = ±1 and
+    ``|score| − conflicts`` for ``d`` = 0, so each conflict lowers conviction whichever the direction."""
+    s, c, d = (np.asarray(x, np.int64) for x in (score, conflicts, direction))
+    return np.where(d > 0, s, np.where(d < 0, -s, np.abs(s))) - c
+
+
+def confidence(conv, p: FusionParams) -> np.ndarray:
+    """HIGH / MEDIUM / LOW (object array) from the conviction (:func:`conviction`): seed "Step 2" thresholds."""
+    eff = np.asarray(conv, np.int64)
     return np.select([eff >= p.high_min_score, eff >= p.medium_min_score], ["high", "medium"], "low").astype(object)
 
 
-def classify_state(mdia, whales, mvrv_ls, score, p: FusionParams) -> tuple[np.ndarray, np.ndarray]:
-    """The seed's 8-state hierarchy (first matching rule wins) and a reason per day.
+def classify_state(mdia, whales, mvrv_ls, score, conflicts, p: FusionParams) -> tuple[np.ndarray, np.ndarray]:
+    """The seed's 8-state hierarchy (first matching rule wins, table in the module docstring) and a reason per day.
+
+    Args:
+        mdia, whales, mvrv_ls: regime strings (n,); score, conflicts: :func:`fusion_score` outputs (n,).
 
     Returns:
         ``(state, reason)`` object arrays (n,). Days with an ``unavailable`` indicator are ``no_trade`` with
-        ``reason = "unavailable:<indicator>"``; a probe failing its score gate is ``no_trade`` with the gate named.
+        ``reason = "unavailable:<indicator>"``; a probe failing its conviction gate is ``no_trade`` with the gate named.
     """
     m, w, v = (np.asarray(x, object) for x in (mdia, whales, mvrv_ls))
-    s = np.asarray(score, np.int64)
+    s, c = np.asarray(score, np.int64), np.asarray(conflicts, np.int64)
     inflow, strong = _isin(m, {"inflow", "strong_inflow"}), m == "strong_inflow"
     sponsored, distrib = _isin(w, {"broad_accum", "strategic_accum"}), _isin(w, {"distribution", "strong_distribution"})
+    rising, call_confirm = _isin(v, MVRV_RISING), _isin(v, MVRV_CALL_CONFIRM)
     rules = [
         (
-            strong & sponsored & _isin(v, {"call_confirm_recovery", "trend_confirm"}),
+            strong & sponsored & call_confirm,
             "strong_bullish",
             "MDIA strong_inflow + whale sponsored + MVRV call_confirm",
         ),
-        (
-            inflow & sponsored & _isin(v, {"call_confirm_recovery", "improving"}),
-            "early_recovery",
-            "MDIA inflow + whale sponsored + MVRV recovery",
-        ),
+        (inflow & sponsored & rising, "early_recovery", "MDIA inflow + whale sponsored + MVRV recovery (rising)"),
         (
             ~inflow & distrib & _isin(v, {"put_confirm", "bear"}),
             "bear_continuation",
@@ -177,11 +249,16 @@ def classify_state(mdia, whales, mvrv_ls, score, p: FusionParams) -> tuple[np.nd
             "whale distrib + MDIA not strong + MVRV rollover/weak_down/warning",
         ),
         (
-            inflow & _isin(w, {"neutral", "mixed"}) & _isin(v, {"improving", "trend_confirm"}),
+            inflow & _isin(w, {"neutral", "mixed"}) & rising,
             "momentum_continuation",
-            "MDIA inflow + whale neutral/mixed + MVRV improving",
+            "MDIA inflow + whale neutral/mixed + MVRV improving (rising)",
         ),
         (inflow & sponsored & (v == "neutral"), "bull_probe", "MDIA inflow + whale sponsored + MVRV neutral"),
+        (
+            (m == "neutral") & sponsored & call_confirm,
+            "bull_probe",
+            "MDIA neutral + whale sponsored + MVRV call_confirm",
+        ),
         (
             (m == "distribution") & distrib & (v == "neutral"),
             "bear_probe",
@@ -190,10 +267,10 @@ def classify_state(mdia, whales, mvrv_ls, score, p: FusionParams) -> tuple[np.nd
     ]
     state = np.select([r[0] for r in rules], [r[1] for r in rules], "no_trade").astype(object)
     reason = np.select([r[0] for r in rules], [r[2] for r in rules], "no alignment").astype(object)
-    weak_bull = (state == "bull_probe") & (s < p.bull_probe_min_score)
-    weak_bear = (state == "bear_probe") & (s > p.bear_probe_max_score)
-    reason = np.where(weak_bull, f"bull_probe gated: score < {p.bull_probe_min_score}", reason)
-    reason = np.where(weak_bear, f"bear_probe gated: score > {p.bear_probe_max_score}", reason)
+    weak_bull = (state == "bull_probe") & (s - c < p.bull_probe_min_score)
+    weak_bear = (state == "bear_probe") & (s + c > p.bear_probe_max_score)
+    reason = np.where(weak_bull, f"bull_probe gated: conviction < {p.bull_probe_min_score}", reason)
+    reason = np.where(weak_bear, f"bear_probe gated: score + conflicts > {p.bear_probe_max_score}", reason)
     state = np.where(weak_bull | weak_bear, "no_trade", state)
     missing = np.zeros(len(m), bool)
     for name, arr in (("mdia", m), ("whales", w), ("mvrv_ls", v)):
@@ -205,30 +282,32 @@ def classify_state(mdia, whales, mvrv_ls, score, p: FusionParams) -> tuple[np.nd
 
 
 def fuse(days: pd.DataFrame, p: FusionParams | None = None) -> pd.DataFrame:
-    """Score, conflicts, state, trade type, direction, confidence and base size for each day.
+    """Score, conflicts, conviction, state, trade type, direction, confidence and base size for each day.
 
     Args:
         days: columns ``mdia_regime``, ``whale_regime``, ``mvrv_ls_regime`` (strings; ``unavailable`` allowed).
 
     Returns:
-        Same index; ``score`` (Int64, NA when an indicator is unavailable), ``conflicts``, ``state``,
-        ``state_reason``, ``trade_type`` (None for no_trade), ``direction`` (+1/−1/0), ``confidence``,
-        ``base_size`` (fraction of a full position).
+        Same index; ``score`` (Int64 indicator points, bull-positive, conflicts not included; NA when an indicator is
+        unavailable), ``conflicts`` (int), ``conviction`` (Int64, :func:`conviction`; NA when unavailable),
+        ``state``, ``state_reason``, ``trade_type`` (None for no_trade), ``direction`` (+1/−1/0), ``confidence``
+        (from the conviction; None when unavailable), ``base_size`` (fraction of a full position).
     """
     p = p or FusionParams()
     m, w, v = (days[c].to_numpy(object) for c in ("mdia_regime", "whale_regime", "mvrv_ls_regime"))
     score, conflicts = fusion_score(m, w, v)
-    state, reason = classify_state(m, w, v, score, p)
+    state, reason = classify_state(m, w, v, score, conflicts, p)
     trade = np.array([STATE_TRADE[s] for s in state], object)
     direction = np.array([TRADE_DIRECTION.get(t, 0) if t else 0 for t in trade], np.int64)
-    conf = confidence(score, direction, p)
-    probe = np.isin(trade, ["BULL_PROBE", "BEAR_PROBE"])
+    conv = conviction(score, conflicts, direction)
+    conf = confidence(conv, p)
+    probe = np.isin(trade, PROBES)
     size = np.where(
         trade == None,  # noqa: E711 - elementwise on an object array
         0.0,
         np.where(
             probe,
-            [p.probe_size_by_confidence[c] for c in conf],  # noqa: E711
+            [p.probe_size_by_confidence[c] for c in conf],
             [p.size_by_confidence[c] for c in conf],
         ),
     )
@@ -238,6 +317,7 @@ def fuse(days: pd.DataFrame, p: FusionParams | None = None) -> pd.DataFrame:
         {
             "score": pd.array(np.where(unavailable, 0, score), dtype="Int64"),
             "conflicts": conflicts,
+            "conviction": pd.array(np.where(unavailable, 0, conv), dtype="Int64"),
             "state": state,
             "state_reason": reason,
             "trade_type": trade,
@@ -247,8 +327,27 @@ def fuse(days: pd.DataFrame, p: FusionParams | None = None) -> pd.DataFrame:
         },
         index=days.index,
     )
-    out.loc[unavailable, "score"] = pd.NA
+    out.loc[unavailable, ["score", "conviction"]] = pd.NA
     return out
+
+
+def band_probe_sizes(trade_type, size, p: FusionParams) -> np.ndarray:
+    """Probe sizes clipped into ``p.probe_size_band`` (seed: probes trade 0.35–0.60×); other trades unchanged.
+
+    Args:
+        trade_type: trade type per row (object, n); size: size after overlays / model gate (float, n).
+
+    Returns:
+        float array (n): a probe above the band gets its top; one below it gets the band's minimum
+        (``probe_below_band = "floor"``) or 0 = not traded (``"skip"``); a size of 0 (strong/hard veto, model veto)
+        stays 0.
+    """
+    t, s = np.asarray(trade_type, object), np.asarray(size, float)
+    lo, hi = p.probe_size_band
+    probe, on = _isin(t, PROBES), s > 0
+    below = probe & on & (s < lo)
+    out = np.where(probe & on, np.clip(s, lo, hi), s)
+    return np.where(below & (p.probe_below_band == "skip"), 0.0, out)
 
 
 # --- overlays (seed "Overlays (Execution Modifiers)") -------------------------------------------------
@@ -390,14 +489,19 @@ class TacticalPutParams(Params):
     step_size: float = Field(0.1, description="Extra size per additional warning sign.")
     max_size: float = Field(0.6, description="Size cap.")
     near_peak_min: float = Field(0.75, description="Near-peak score at or above this is a warning sign.")
+    medium_min_signs: int = Field(2, ge=1, description="A hedge with at least this many warning signs is MEDIUM.")
+    high_min_signs: int = Field(3, ge=1, description="A hedge with at least this many warning signs is HIGH.")
 
 
 def tactical_puts(state, mvrv_ls, whales, near_peak, euphoria_persisting, tp: TacticalPutParams) -> pd.DataFrame:
     """A hedge put on a bull-state day with warning signs: MVRV-LS rollover/weak_down/distribution_warning,
     whale distribution, MVRV-60d near its peak (score ≥ ``near_peak_min``), euphoria persisting.
 
-    Size = base + step × (signs − 1), capped (0.4 / 0.5 / 0.6 with the defaults). Returns ``tactical_put``
-    (bool), ``tactical_size``, ``tactical_reason``.
+    Size = base + step × (signs − 1), capped (0.4 / 0.5 / 0.6 with the defaults). A hedge's confidence is its own,
+    not the bull state's: the more warning signs, the more confident the hedge (defaults: 1 sign LOW, 2 MEDIUM,
+    3–4 HIGH). Returns (n rows) ``tactical_put`` (bool), ``tactical_size`` (float), ``tactical_signs`` (int, warning
+    signs that day, also on days without a hedge), ``tactical_confidence`` (high / medium / low; None without a
+    hedge) and ``tactical_reason`` (the signs, "; "-joined; "" without a hedge).
     """
     st = np.asarray(state, object)
     signs = {
@@ -409,23 +513,48 @@ def tactical_puts(state, mvrv_ls, whales, near_peak, euphoria_persisting, tp: Ta
     n = sum(v.astype(int) for v in signs.values())
     on = _isin(st, BULL_STATES) & (n >= tp.min_triggers)
     size = np.where(on, np.minimum(tp.base_size + tp.step_size * (n - 1), tp.max_size), 0.0)
+    conf = np.select([n >= tp.high_min_signs, n >= tp.medium_min_signs], ["high", "medium"], "low").astype(object)
     parts = [np.where(v, k + "; ", "") for k, v in signs.items()]
     joined = np.char.rstrip(
         np.char.add(np.char.add(parts[0], parts[1]), np.char.add(parts[2], parts[3])).astype(str), "; "
     )
     reason = np.where(on, joined, "").astype(object)
-    return pd.DataFrame({"tactical_put": on, "tactical_size": size, "tactical_reason": reason})
+    return pd.DataFrame(
+        {
+            "tactical_put": on,
+            "tactical_size": size,
+            "tactical_signs": np.asarray(n, np.int64),
+            "tactical_confidence": pd.Series(np.where(on, conf, None), dtype=object),
+            "tactical_reason": reason,
+        }
+    )
 
 
 class StructureParams(Params):
-    """Strike moneyness (fraction of spot, + = above spot) and DTE per trade type; strikes on a grid."""
+    """Strike moneyness (fraction of spot, + = above spot) and DTE per trade type; strikes on a price-scaled grid.
 
-    strike_grid: float = Field(1000.0, description="BTC strike increment, USD (Deribit lists 1,000 steps near spot).")
-    long_call_moneyness: float = 0.05
-    call_spread: tuple[float, float] = (0.0, 0.10)
-    long_put_moneyness: float = -0.05
-    put_spread: tuple[float, float] = (0.0, -0.10)
-    tactical_put_moneyness: float = -0.08
+    The grid step follows listed BTC options (Deribit: 1,000 USD steps near 100,000 USD spot): the largest "nice"
+    number (``strike_step_mantissas`` × a power of ten) not above ``strike_step_fraction`` × spot.
+    """
+
+    strike_step_fraction: float = Field(
+        0.01, gt=0, le=0.05, description="Strike step at most this fraction of spot (0.01: 1,000 USD at 100,000 USD)."
+    )
+    strike_step_mantissas: tuple[float, ...] = Field(
+        (1.0, 2.0, 2.5, 5.0),
+        description="'Nice' step values before the power of ten (each in [1, 10); must include 1).",
+    )
+    strike_grid: float = Field(
+        1000.0,
+        gt=0,
+        description="Fixed USD strike step read only by the always-on benchmark of options_eval; the desk's own "
+        "strikes use the price-scaled grid (strike_step_fraction).",
+    )
+    long_call_moneyness: float = Field(0.05, gt=-0.5, lt=1.0)
+    call_spread: tuple[float, float] = Field((0.0, 0.10), description="(bought, sold) call moneyness; sold > bought.")
+    long_put_moneyness: float = Field(-0.05, gt=-0.5, lt=1.0)
+    put_spread: tuple[float, float] = Field((0.0, -0.10), description="(bought, sold) put moneyness; sold < bought.")
+    tactical_put_moneyness: float = Field(-0.08, gt=-0.5, lt=1.0)
     dte: dict[str, int] = Field(
         default_factory=lambda: {
             "LONG": 45,
@@ -436,15 +565,78 @@ class StructureParams(Params):
         }
     )
 
+    @model_validator(mode="after")
+    def _legs(self):
+        m = self.strike_step_mantissas
+        if 1.0 not in m or not all(1.0 <= x < 10.0 for x in m):
+            raise ValueError(f"strike_step_mantissas must include 1 and lie in [1, 10): {m}")
+        (cl, cs), (pl, ps) = self.call_spread, self.put_spread
+        if not cs > cl or not ps < pl:
+            raise ValueError(
+                f"a spread's sold leg must be further OTM: call_spread {self.call_spread}, put_spread {self.put_spread}"
+            )
+        if not all(-0.5 < x < 1.0 for x in (cl, cs, pl, ps)):
+            raise ValueError("spread moneyness must lie in (-0.5, 1.0)")
+        return self
+
+
+def strike_step(spot, sp: StructureParams) -> np.ndarray:
+    """Strike step (USD, float array like ``spot``) for each spot price: the largest ``mantissa × 10^k`` not above
+    ``sp.strike_step_fraction × spot``. E.g. with the defaults 100 → 1, 150 → 1, 250 → 2.5, 6,000 → 50,
+    64,000 → 500, 100,000 → 1,000, 200,000 → 2,000.
+
+    Raises:
+        ValueError: a spot that is not a positive finite number.
+    """
+    return _scaled(*_step_parts(spot, sp))
+
+
+def _step_parts(spot, sp: StructureParams) -> tuple[np.ndarray, np.ndarray]:
+    """``(mantissa, exponent)`` of :func:`strike_step`."""
+    s = np.asarray(spot, float)
+    if not np.all(np.isfinite(s) & (s > 0)):
+        raise ValueError("strike_step needs positive finite spot prices")
+    raw = sp.strike_step_fraction * s
+    e = np.floor(np.log10(raw))
+    mant = raw / _scaled(1.0, e) * (1 + 1e-9)  # 5.0 must not read as 4.999…
+    nice = np.array(sorted(sp.strike_step_mantissas))
+    return nice[np.searchsorted(nice, mant, side="right") - 1], e
+
+
+def _scaled(k, e) -> np.ndarray:
+    """``k × 10^e`` computed so that decimal strikes are the nearest doubles (k exact, divide by 10^−e when e < 0)."""
+    k, e = np.asarray(k, float), np.asarray(e, float)
+    return np.where(e >= 0, k * 10.0 ** np.maximum(e, 0), k / 10.0 ** np.maximum(-e, 0))
+
+
+def strikes(spot, moneyness, sp: StructureParams, away_from=None, side: int = 0) -> np.ndarray:
+    """Strikes (USD, float array) nearest to ``spot × (1 + moneyness)`` on the grid of :func:`strike_step`.
+
+    Args:
+        spot: spot prices (USD, > 0); moneyness: fraction of spot (scalar or array).
+        away_from, side: for a spread's sold leg, the bought leg's strikes and the OTM side (+1 call, −1 put): a sold
+            strike that rounds onto the bought one moves one step further OTM, so both legs stay distinct.
+
+    Every strike lies within half a step (≤ 0.5 % of spot with the defaults) of its target, or within 1.5 steps for
+    a sold leg moved off the bought leg. Raises ValueError on non-positive spot.
+    """
+    s = np.asarray(spot, float)
+    unit, e = _step_parts(s, sp)
+    step = _scaled(unit, e)
+    n = np.round(s * (1 + np.asarray(moneyness, float)) / step)
+    if away_from is not None:
+        n_long = np.round(np.asarray(away_from, float) / step)
+        n = np.where(n == n_long, n_long + side, n)
+    return _scaled(n * unit, e)
+
 
 def option_structure(trade_type: str, spot: float, date: pd.Timestamp, dte_mult: float, sp: StructureParams) -> dict:
-    """Structure, strikes (USD, on the grid) and expiry for one trade.
+    """Structure, strikes (USD, on the price-scaled grid of :func:`strike_step`) and expiry for one trade.
 
     Expiry = the first Friday on or after ``date + round(DTE × dte_mult)`` days (Deribit lists weekly Friday
-    expiries at 08:00 UTC). ``strike_long`` is the bought leg; spreads also have ``strike_short``.
+    expiries at 08:00 UTC). ``strike_long`` is the bought leg; spreads also have ``strike_short``, always distinct
+    from and further OTM than the bought leg. Raises ValueError on a non-positive spot.
     """
-    g = sp.strike_grid
-    rnd = lambda x: float(np.round(x / g) * g)  # noqa: E731
     legs = {
         "LONG": (sp.long_call_moneyness, None),
         "BULL_PROBE": sp.call_spread,
@@ -455,10 +647,13 @@ def option_structure(trade_type: str, spot: float, date: pd.Timestamp, dte_mult:
     dte = int(round(sp.dte[trade_type] * dte_mult))
     target = pd.Timestamp(date).normalize() + pd.Timedelta(days=dte)
     expiry = target + pd.Timedelta(days=(4 - target.weekday()) % 7)
+    k_long = float(strikes([spot], legs[0], sp)[0])
+    side = 1 if trade_type == "BULL_PROBE" else -1
+    k_short = None if legs[1] is None else float(strikes([spot], legs[1], sp, away_from=[k_long], side=side)[0])
     return {
         "structure": TRADE_STRUCTURE[trade_type],
-        "strike_long": rnd(spot * (1 + legs[0])),
-        "strike_short": None if legs[1] is None else rnd(spot * (1 + legs[1])),
+        "strike_long": k_long,
+        "strike_short": k_short,
         "expiry": expiry.date(),
         "dte": int((expiry - pd.Timestamp(date).normalize()).days),
     }
@@ -569,10 +764,12 @@ def decide_days(
             :class:`ModelGateParams` gate; ``None`` = no scores at all.
 
     Returns:
-        ``(daily, trades)``. ``daily``: date, regimes and sources, score, conflicts, confidence, state, reason, trade
-        type, direction, overlay (kind, level, size and DTE multipliers, reason), final size, tactical put flag.
-        ``trades``: one row per decision (fusion trade or tactical put) with structure, strikes, expiry/DTE, size,
-        confidence, reason and ``cooldown_status`` (``taken`` or ``cooldown``).
+        ``(daily, trades)``. ``daily``: date, regimes and sources, score, conflicts, conviction, confidence, state,
+        reason, trade type, direction, overlay (kind, level, size and DTE multipliers, reason), final ``size``
+        (probes held in ``fusion.probe_size_band``: :func:`band_probe_sizes`), tactical put (flag, size, warning
+        signs, confidence, reason). ``trades``: one row per decision (fusion trade or tactical put) with structure,
+        strikes, expiry/DTE, size, confidence (a tactical put's own, from its warning signs), reason and
+        ``cooldown_status`` (``taken`` or ``cooldown``).
     """
     p = p or OptionsDeskParams()
     fz = fuse(f, p.fusion)
@@ -619,23 +816,27 @@ def decide_days(
         ],
         axis=1,
     )
-    daily["size"] = daily["base_size"] * daily["size_mult"]
+    overlaid = daily["base_size"].to_numpy() * daily["size_mult"].to_numpy()
+    daily["size"] = band_probe_sizes(daily["trade_type"], overlaid, p.fusion)
+    banded = pd.Series(daily["size"].to_numpy() != overlaid, index=daily.index)
     daily["spot_usd"] = spot.to_numpy()
     vetoed = daily["trade_type"].notna() & (daily["size"] <= 0)
     events = daily.loc[
         daily["trade_type"].notna() & ~vetoed & daily["spot_usd"].notna(),
         ["date", "trade_type", "direction", "confidence", "size", "dte_mult", "state", "overlay_reason", "spot_usd"],
     ]
+    band_lo, band_hi = p.fusion.probe_size_band
     events = events.assign(
         reason="Fusion: "
         + events["state"]
         + np.where(events["overlay_reason"] != "none", "; " + events["overlay_reason"], "")
+        + np.where(banded[events.index], f"; probe size held in {band_lo:g}-{band_hi:g}", "")
     )
     hedges = daily.loc[
         daily["tactical_put"] & daily["spot_usd"].notna(),
-        ["date", "confidence", "tactical_size", "spot_usd", "tactical_reason"],
+        ["date", "tactical_confidence", "tactical_size", "spot_usd", "tactical_reason"],
     ]
-    hedges = hedges.rename(columns={"tactical_size": "size"}).assign(
+    hedges = hedges.rename(columns={"tactical_size": "size", "tactical_confidence": "confidence"}).assign(
         trade_type="TACTICAL_PUT", direction=-1, dte_mult=1.0, reason="Tactical put: " + hedges["tactical_reason"]
     )
     ev = pd.concat([events, hedges]).sort_values(["date", "trade_type"], kind="stable")
@@ -647,7 +848,8 @@ def decide_days(
         sc["p_short"].reindex(ev.index).to_numpy(),
         p.model_gate,
     )
-    ev = ev.assign(size=ev["size"].to_numpy() * mult, model_gate=why)[mult > 0].reset_index(drop=True)
+    gated = band_probe_sizes(ev["trade_type"], ev["size"].to_numpy() * mult, p.fusion)
+    ev = ev.assign(size=gated, model_gate=why)[gated > 0].reset_index(drop=True)
     if ev.empty:
         return daily, pd.DataFrame(
             columns=[
