@@ -688,3 +688,19 @@ def test_decide_days_applies_the_gate_before_cooldowns():
     # days 1-2 vetoed by p_long: the first trade is day 3, and its cooldown (not a vetoed day's) starts then
     taken = gated[gated.cooldown_status == "taken"]
     assert taken["date"].dt.day.tolist() == [3, 10] and (taken["model_gate"] == "p_long 0.70: passes").all()
+
+
+def test_new_settings_are_read_from_the_options_desk_section():
+    """``options_desk.decisions`` in trader.yaml reaches the engine (unknown keys are errors)."""
+    from pipeline.config import TraderConfig
+
+    section = {
+        "fusion": {"probe_size_band": [0.35, 0.6], "probe_below_band": "skip"},
+        "tactical_puts": {"medium_min_signs": 2, "high_min_signs": 4},
+        "structures": {"strike_step_fraction": 0.005, "strike_step_mantissas": [1, 2, 5]},
+    }
+    d = TraderConfig.model_validate({"options_desk": {"decisions": section}}).options_desk.decisions
+    assert d.fusion.probe_below_band == "skip" and d.tactical_puts.high_min_signs == 4
+    assert strike_step([64_000.0], d.structures)[0] == 200.0  # 0.5 % of 64,000 = 320 -> 200 on a 1/2/5 ladder
+    with pytest.raises(ValueError):
+        TraderConfig.model_validate({"options_desk": {"decisions": {"structures": {"strike_grid_step": 5}}}})
