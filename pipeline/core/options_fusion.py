@@ -848,8 +848,14 @@ def decide_days(
         sc["p_short"].reindex(ev.index).to_numpy(),
         p.model_gate,
     )
-    gated = band_probe_sizes(ev["trade_type"], ev["size"].to_numpy() * mult, p.fusion)
-    ev = ev.assign(size=gated, model_gate=why)[gated > 0].reset_index(drop=True)
+    scaled = ev["size"].to_numpy() * mult
+    gated = band_probe_sizes(ev["trade_type"], scaled, p.fusion)
+    held = (gated != scaled) & ~ev["reason"].str.contains("probe size held").to_numpy()
+    ev = ev.assign(
+        size=gated,
+        model_gate=why,
+        reason=ev["reason"] + np.where(held, f"; probe size held in {band_lo:g}-{band_hi:g}", ""),
+    )[gated > 0].reset_index(drop=True)
     if ev.empty:
         return daily, pd.DataFrame(
             columns=[

@@ -439,7 +439,7 @@ def test_full_edge_on_a_high_probe_is_capped_and_the_model_gate_scale_is_banded_
     scores = pd.DataFrame({"p_long": 0.3, "p_short": 0.5}, index=f.index)
     p = OptionsDeskParams(model_gate=ModelGateParams(mode="scale"))
     _, t = decide_days(f, pd.Series(60_000.0, index=f.index), p, scores)
-    assert t["size"].tolist() == [0.35] * 3
+    assert t["size"].tolist() == [0.35] * 3 and t["reason"].str.endswith("probe size held in 0.35-0.6").all()
 
 
 # --- tactical puts, structures, cooldowns ----------------------------------------------------------------
