@@ -34,7 +34,7 @@ from pipeline.core.validity import calendar_defects, invalid_states
 from resources.warehouse import WarehouseResource
 from warehouse import io, readers
 
-CODE_VERSION = "3"
+CODE_VERSION = "4"
 
 
 @dg.asset(
