@@ -174,10 +174,11 @@ def _prefer(primary: pd.Series, proxy: pd.Series, primary_name: str, proxy_name:
     return value, source
 
 
-def _run_length(values: pd.Series, known: pd.Series) -> pd.Series:
-    """Days (1, 2, ...) that ``values`` has had its current value, counting day D; NaN where not ``known``.
+def run_length(values: pd.Series, known: pd.Series) -> pd.Series:
+    """Days (1.0, 2.0, ...) that ``values`` has had its current value, counting day D; NaN where not ``known``.
 
-    An unknown day ends a run (the next known day starts at 1): a vendor gap is never bridged."""
+    ``values`` (any dtype) and ``known`` (bool) share one daily index; returns float64 on it. An unknown day ends
+    a run (the next known day starts at 1): a vendor gap is never bridged. Trailing only (cumulative)."""
     k = known.to_numpy(bool)
     v = values.to_numpy(object)
     start = ~k.copy()
@@ -187,14 +188,16 @@ def _run_length(values: pd.Series, known: pd.Series) -> pd.Series:
     return run.where(known)
 
 
-def _streak(cond: pd.Series, known: pd.Series) -> pd.Series:
-    """Consecutive days up to D on which ``cond`` held (0.0 on a day it does not); NaN where not ``known``."""
+def streak(cond: pd.Series, known: pd.Series) -> pd.Series:
+    """Consecutive days up to D on which ``cond`` (bool) held, 0.0 on a day it does not, NaN where not ``known``
+    (bool); float64 on their shared daily index. An unknown day ends the streak."""
     c = cond.fillna(False).astype(bool) & known
-    return _run_length(c, known).where(c, 0.0).where(known)
+    return run_length(c, known).where(c, 0.0).where(known)
 
 
-def _days_in_window(cond: pd.Series, known: pd.Series, window: int) -> pd.Series:
-    """Days among the last ``window`` (D included) on which ``cond`` held; NaN unless all ``window`` days are known."""
+def days_in_window(cond: pd.Series, known: pd.Series, window: int) -> pd.Series:
+    """Days among the last ``window`` (D included) on which ``cond`` (bool) held; NaN unless all ``window`` days are
+    ``known`` (bool). float64 on the shared daily index."""
     return cond.fillna(False).astype(float).where(known).rolling(window, min_periods=window).sum()
 
 
@@ -300,9 +303,9 @@ def mdia_features(d: pd.DataFrame, p: OnchainRegimeParams) -> pd.DataFrame:
     )
     reg[s30.isna()] = UNAVAILABLE
     known = reg != UNAVAILABLE
-    out["mdia_regime_days"] = _run_length(reg, known)
-    out["mdia_inflow_days_30"] = _days_in_window(reg.isin(["inflow", "strong_inflow"]), known, 30)
-    out["mdia_distribution_days_30"] = _days_in_window(reg == "distribution", known, 30)
+    out["mdia_regime_days"] = run_length(reg, known)
+    out["mdia_inflow_days_30"] = days_in_window(reg.isin(["inflow", "strong_inflow"]), known, 30)
+    out["mdia_distribution_days_30"] = days_in_window(reg == "distribution", known, 30)
     out["mdia_regime"] = reg
     out["mdia_source"] = np.where(reg == UNAVAILABLE, UNAVAILABLE, "proxy:realized_cap_age")
     return out
@@ -434,8 +437,8 @@ def mvrv_ls_features(d: pd.DataFrame, p: OnchainRegimeParams) -> pd.DataFrame:
     out["mvrv_ls_slope_primary"] = z_prim - z_prim.shift(p.ls_slope_days)
     out["mvrv_ls_pct_rank_60d"] = _pct_rank(out["mvrv_ls_proxy"], 60)
     out["mvrv_ls_chg_30d_proxy"] = out["mvrv_ls_proxy"] - out["mvrv_ls_proxy"].shift(30)
-    out["mvrv_ls_above_zero_days_30"] = _days_in_window(z > 0, z.notna(), 30)
-    out["mvrv_ls_regime_days"] = _run_length(reg, reg != UNAVAILABLE)
+    out["mvrv_ls_above_zero_days_30"] = days_in_window(z > 0, z.notna(), 30)
+    out["mvrv_ls_regime_days"] = run_length(reg, reg != UNAVAILABLE)
     out["mvrv_ls_regime_primary"], out["mvrv_ls_regime_proxy"] = ls_prim, ls_prox
     out["mvrv_ls_regime"], out["mvrv_ls_source"] = reg, src
     return out
@@ -489,7 +492,7 @@ def whale_features(d: pd.DataFrame, p: OnchainRegimeParams) -> pd.DataFrame:
           = ``E_t - E_{t-n}`` (BTC; negative = coins left exchanges), ``exchange_supply_chg_{7,30,90}d`` (fraction),
           ``exchange_outflow_days_30``: days of the last 30 on which ``E`` fell (NaN unless 31 days of ``E``).
         * Patterns on the day's ``whale_regime`` (accumulation = ``WHALE_ACCUM``, distribution = ``WHALE_DISTRIB``):
-          ``whale_{accum,distrib}_streak`` = consecutive days up to D in that group (0 = not today);
+          ``whale_{accum,distrib}streak`` = consecutive days up to D in that group (0 = not today);
           ``whale_{accum,distrib}_days_{30,90}`` = days of the last 30 / 90 in that group (NaN unless all are
           available). NaN on ``unavailable`` days.
     """
@@ -513,16 +516,16 @@ def whale_features(d: pd.DataFrame, p: OnchainRegimeParams) -> pd.DataFrame:
     out["whale_addr_1k_chg_90d"] = _chg(c1k, 90)
     out["exchange_supply_chg_7d"], out["exchange_supply_chg_90d"] = _chg(ex, 7), _chg(ex, 90)
     flow = ex - ex.shift(1)
-    out["exchange_outflow_days_30"] = _days_in_window(flow < 0, flow.notna(), 30)
+    out["exchange_outflow_days_30"] = days_in_window(flow < 0, flow.notna(), 30)
     prim = _whale_count_regime(c1k, c10k, p.whale_count_step)
     prox = _whale_proxy_regime(ex, p)
     reg, src = _prefer(prim, prox, "primary:whale_address_counts", "proxy:exchange_supply")
     known = reg != UNAVAILABLE
     accum, distrib = reg.isin(WHALE_ACCUM), reg.isin(WHALE_DISTRIB)
-    out["whale_accum_streak"], out["whale_distrib_streak"] = _streak(accum, known), _streak(distrib, known)
+    out["whale_accum_streak"], out["whale_distrib_streak"] = streak(accum, known), streak(distrib, known)
     for n in (30, 90):
-        out[f"whale_accum_days_{n}"] = _days_in_window(accum, known, n)
-        out[f"whale_distrib_days_{n}"] = _days_in_window(distrib, known, n)
+        out[f"whale_accum_days_{n}"] = days_in_window(accum, known, n)
+        out[f"whale_distrib_days_{n}"] = days_in_window(distrib, known, n)
     out["whale_regime_primary"], out["whale_regime_proxy"] = prim, prox
     out["whale_regime"], out["whale_source"] = reg, src
     return out
@@ -593,9 +596,9 @@ def sentiment_features(sentiment: pd.DataFrame | None, index: pd.DatetimeIndex) 
     cls = pd.cut(fng, FNG_CLASS_EDGES, labels=False) + 1
     known = cls.notna()
     out["fng_class_bucket"] = cls
-    out["fng_class_days"] = _run_length(cls, known)
-    out["fng_extreme_fear_days_30"] = _days_in_window(cls == 1, known, 30)
-    out["fng_extreme_greed_days_30"] = _days_in_window(cls == 5, known, 30)
+    out["fng_class_days"] = run_length(cls, known)
+    out["fng_extreme_fear_days_30"] = days_in_window(cls == 1, known, 30)
+    out["fng_extreme_greed_days_30"] = days_in_window(cls == 5, known, 30)
     return out
 
 

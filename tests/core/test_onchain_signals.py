@@ -183,10 +183,10 @@ def test_run_length_streak_and_window_counts_by_hand():
     idx = pd.date_range("2024-01-01", periods=8, freq="D")
     v = pd.Series(["a", "a", "b", "b", "b", None, "b", "a"], index=idx, dtype=object)
     known = v.notna()
-    np.testing.assert_array_equal(oc._run_length(v, known), [1, 2, 1, 2, 3, np.nan, 1, 1])  # a gap restarts the run
+    np.testing.assert_array_equal(oc.run_length(v, known), [1, 2, 1, 2, 3, np.nan, 1, 1])  # a gap restarts the run
     cond = v == "b"
-    np.testing.assert_array_equal(oc._streak(cond, known), [0, 0, 1, 2, 3, np.nan, 1, 0])
-    np.testing.assert_array_equal(oc._days_in_window(cond, known, 3), [np.nan, np.nan, 1, 2, 3, np.nan, np.nan, np.nan])
+    np.testing.assert_array_equal(oc.streak(cond, known), [0, 0, 1, 2, 3, np.nan, 1, 0])
+    np.testing.assert_array_equal(oc.days_in_window(cond, known, 3), [np.nan, np.nan, 1, 2, 3, np.nan, np.nan, np.nan])
 
 
 def test_new_families_by_hand():
