@@ -21,6 +21,13 @@ computed is ``unavailable`` (never neutral):
   Both are read through the same trailing z-score, so their regimes are comparable.
 
 Thresholds are :class:`OnchainRegimeParams` (documented defaults; ``research``-style config in trader.yaml).
+
+The feature layer (seed 000 "FEATURE LAYER", 60+ regime features; 93 here) is one pure function per indicator
+family, each documenting its formulas and units, composed by :func:`onchain_features`: :func:`mdia_features`
+(changes, slopes, percentiles, buckets, regime runs), :func:`mvrv_features` (composite, percentiles over 30 d to
+4 y, 60-day view), :func:`mvrv_ls_features` (primary/proxy LS, z, slopes, percentiles), :func:`whale_features`
+(cohort and exchange-supply changes, accumulation/distribution streaks and counts) and :func:`sentiment_features`
+(Fear & Greed z-scores, changes, buckets and class counts).
 """
 
 from __future__ import annotations
