@@ -33,7 +33,6 @@ from models.labels import forward_returns
 from models.splits import Fold, WalkForwardConfig
 from models.trainers import Calibration, ModelConfig, ModelSpec
 from models.walkforward import CalibratedModel, WalkForwardResult, fit_point_in_time
-from pipeline.core.onchain_signals import FEATURE_COLUMNS
 
 DAY_MS = 86_400_000
 
@@ -91,8 +90,49 @@ LEVEL_COLUMNS = [
     "exchange_netflow_7d_btc",
     "exchange_netflow_30d_btc",
 ]
+#: the ``features.onchain`` columns the models read, named one by one: the table's other columns (issue 12 item 9
+#: added 48) do not enter the models until this list says so, so a new feature never silently changes a model.
+ONCHAIN_MODEL_FEATURES = [
+    "mdia_chg_7d",
+    "mdia_chg_14d",
+    "mdia_chg_30d",
+    "mdia_chg_90d",
+    "mdia_chg_accel",
+    "mdia_drift_adj_30d",
+    "mdia_chg_30d_z",
+    "mdia_pct_rank_730d",
+    "mdia_bucket",
+    "mvrv",
+    "mvrv_pct_rank_365d",
+    "mvrv_pct_rank_1460d",
+    "mvrv_z_365d",
+    "mvrv_composite",
+    "mvrv_chg_14d",
+    "mvrv_60d_pct_rank",
+    "mvrv_60d_dist_from_max",
+    "price_to_realized",
+    "sth_mvrv_proxy",
+    "mvrv_ls_primary",
+    "mvrv_ls_proxy",
+    "mvrv_ls_z_primary",
+    "mvrv_ls_z_proxy",
+    "mvrv_ls_slope_proxy",
+    "mvrv_ls_pct_rank_365d",
+    "whale_addr_1k_chg_30d",
+    "whale_addr_10k_chg_30d",
+    "whale_supply_1k_chg_30d",
+    "supply_top1pct_chg_30d",
+    "exchange_supply_share",
+    "exchange_supply_chg_30d",
+    "fng_value",
+    "fng_z_30d",
+    "fng_z_90d",
+    "fng_chg_7d",
+    "fng_bucket",
+    "euphoria_days_7",
+]
 PRICE_FEATURES = ["btc_ret_7d", "btc_ret_30d", "btc_ret_90d", "btc_rv_30d", "btc_dist_200d"]
-OPTIONS_MODEL_FEATURES = [c for c in FEATURE_COLUMNS if c not in LEVEL_COLUMNS] + PRICE_FEATURES
+OPTIONS_MODEL_FEATURES = ONCHAIN_MODEL_FEATURES + PRICE_FEATURES
 #: model name key -> label column
 TARGETS = {"p_long": "y_long", "p_short": "y_short"}
 
@@ -109,7 +149,7 @@ def direction_dataset(
     """Model rows, one per day.
 
     Args:
-        features: ``features.onchain`` rows (``date`` + ``FEATURE_COLUMNS``), one per calendar day.
+        features: ``features.onchain`` rows (``date`` + at least ``ONCHAIN_MODEL_FEATURES``), one per calendar day.
         price: BTC daily price in USD indexed by date (NaN/0 = unknown).
         horizon_days: label horizon in days (the option's DTE scale).
         long_min_return / short_min_return: thresholds as positive fractions (0.05 = 5 %).
@@ -139,7 +179,7 @@ def direction_dataset(
     out["fwd_ret"] = fwd
     out["y_long"] = np.where(np.isnan(fwd), np.nan, (fwd >= long_min_return).astype(float))
     out["y_short"] = np.where(np.isnan(fwd), np.nan, (fwd <= -short_min_return).astype(float))
-    for c in FEATURE_COLUMNS:
+    for c in ONCHAIN_MODEL_FEATURES:
         out[c] = pd.to_numeric(f[c], errors="coerce").astype("float64") if c in f else np.nan
     logp = np.log(close)
     out["btc_ret_7d"] = close / close.shift(7) - 1

@@ -92,3 +92,12 @@ def test_scores_are_point_in_time_on_real_history(daily_inputs):
             rtol=1e-12,
         )
         assert np.isnan(part.loc[d, "y"])  # the outcome of day D is not known at D
+
+
+def test_model_inputs_are_named_not_all_feature_columns(daily_inputs):
+    """Issue 12 item 9 added 48 columns to features.onchain; the models' inputs stay the 37 named on-chain features
+    plus 5 price features, so adding a feature never silently changes a model."""
+    assert len(OPTIONS_MODEL_FEATURES) == 42 and len(set(OPTIONS_MODEL_FEATURES)) == 42
+    assert not {"mdia_slope_7d", "whale_accum_streak", "fng_z_365d", "mvrv_pct_rank_90d"} & set(OPTIONS_MODEL_FEATURES)
+    d = _dataset(*daily_inputs, until=pd.Timestamp("2014-06-30"))
+    assert list(d.columns) == ["date", "ts", "label_end_ts", "fwd_ret", "y_long", "y_short", *OPTIONS_MODEL_FEATURES]
