@@ -156,6 +156,18 @@ class SetupExecutionConfig(Params):
     trail_atr: float = Field(1.0, ge=0, description="ATR trail after TP1 (0 = off).")
 
 
+class SetupEvaluationConfig(Params):
+    """``setup_scanner.evaluation`` (seed ``signals.evaluation``): how results are accounted in the reports."""
+
+    usd_per_trade: float = Field(
+        100.0,
+        gt=0,
+        description="Nominal stake per trade, USD (seed evaluation.usd_per_trade): the reports' pnl_usd = "
+        "usd_per_trade x net_pct / 100 summed over trades, each trade as if this much were staked "
+        "(independent of the risk-based size the simulator uses).",
+    )
+
+
 def swing_pivots(high: np.ndarray, low: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Boolean (n,) arrays marking pivot highs / lows **at the pivot bar** (known at ``i + k``).
 
@@ -525,6 +537,27 @@ def plan_outcomes(
 
 #: statuses of an executed signal (``signals.setups.status``)
 SIGNAL_STATUSES = ("NEW", "OPEN", "TP", "SL", "TP1_TRAIL", "TIMEOUT", "EXPIRED", "REJECTED", "SKIPPED")
+
+
+def nominal_pnl_by(signals: pd.DataFrame, keys: list[str], usd_per_trade: float) -> pd.DataFrame:
+    """Signals per ``keys`` group with the seed's nominal-stake accounting.
+
+    Args:
+        signals: rows with ``keys`` and ``net_pct`` (net PnL in percent of the entry notional; NaN = no trade).
+        usd_per_trade: nominal stake per trade, USD (``setup_scanner.evaluation.usd_per_trade``).
+
+    Returns:
+        ``keys`` + ``n`` (rows), ``trades`` (rows with a ``net_pct``), ``avg_net_pct`` and ``pnl_usd``
+        (= ``usd_per_trade`` × Σ ``net_pct`` / 100), sorted by ``keys``.
+    """
+    x = signals.assign(_net=pd.to_numeric(signals["net_pct"], errors="coerce").astype(float))
+    out = (
+        x.groupby(keys, sort=True)
+        .agg(n=("_net", "size"), trades=("_net", "count"), avg_net_pct=("_net", "mean"), _sum=("_net", "sum"))
+        .reset_index()
+    )
+    out["pnl_usd"] = usd_per_trade * out.pop("_sum") / 100
+    return out
 
 
 def one_signal_per_bar(signals: pd.DataFrame, score: str) -> pd.DataFrame:
