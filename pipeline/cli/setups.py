@@ -15,6 +15,7 @@ from pipeline.cli.common import asset_metadata, console, print_checks, print_fai
 from pipeline.config import settings
 from pipeline.core.backtest import SUMMARY_METRICS
 from pipeline.core.setup_signals import CLOSED_STATUSES, executed_by_series
+from pipeline.core.setups import nominal_pnl_by
 
 app = typer.Typer(help="Setup scanner: Fibonacci/AVWAP/ATR setups, p(win) meta-model, EV gating.", no_args_is_help=True)
 
@@ -69,7 +70,8 @@ def retro_scan(
     res = read("SELECT * FROM signals.setup_retro")
     closed, by = res[res["status"].isin(CLOSED_STATUSES)], executed_by_series(res)
     table(by, f"Retro-scan {start or 'start'} .. {end or 'end'} (stride {stride}, gate {mode}): executed trades")
-    table(res["status"].value_counts().rename_axis("status").reset_index(), "Signal statuses")
+    usd = settings().setup_scanner.evaluation.usd_per_trade
+    table(nominal_pnl_by(res, ["status"], usd), f"Signal statuses (pnl_usd at {usd:,.0f} USD per trade)")
     if out:
         res.to_csv(out, index=False)
         console.print(f"wrote {len(res)} rows to {out}")
@@ -159,9 +161,12 @@ def analyze_results(
         pd.DataFrame([{"metric": k, **{s: v.get(k) for s, v in m.items()}} for k in keys]),
         f"Setup scanner, out of sample {runs['period_start'].iloc[0]} .. {runs['period_end'].iloc[0]} (costs included)",
     )
-    st = read("""SELECT timeframe, status, count(*) AS n, round(avg(net_pct), 4) AS avg_net_pct FROM signals.setups
-                 GROUP BY ALL ORDER BY timeframe, n DESC""")
-    table(st, "Gated signals by status (executed, one position per symbol x timeframe)")
+    usd = settings().setup_scanner.evaluation.usd_per_trade
+    st = nominal_pnl_by(read("SELECT timeframe, status, net_pct FROM signals.setups"), ["timeframe", "status"], usd)
+    table(
+        st.sort_values(["timeframe", "n"], ascending=[True, False]),
+        f"Gated signals by status (executed, one position per symbol x timeframe; pnl_usd at {usd:,.0f} USD per trade)",
+    )
     if equity_csv:
         gated = runs[runs["strategy"] == "setup_gated"]["run_id"].iloc[0]
         eq = read(
