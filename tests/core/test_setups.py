@@ -291,6 +291,53 @@ def test_tuner_finds_max_coverage_at_target_winrate():
     assert tune_threshold(score, win, target_winrate=1.0, min_samples=50, grid=np.array([60, 90]))["n_pass"] == 0
 
 
+def test_tuner_reports_the_best_winrate_reachable_and_its_coverage():
+    """Issue 12 item 16: when the target is out of reach, the tuner says how far: the best win rate among thresholds
+    keeping at least ``min_samples`` closed signals, and the coverage it costs."""
+    score = np.arange(100, dtype=float)
+    win = (score >= 60).astype(float)
+    win[[10, 20, 30]] = 1
+    grid = np.array([0, 40, 50, 55, 60, 90])
+    # >= 0: 43/100; >= 40: 40/60; >= 50: 40/50; >= 55: 40/45 = 0.889; >= 60: 40/40 = 1 but only 40 < 41 samples
+    r = tune_threshold(score, win, target_winrate=0.95, min_samples=41, grid=grid)
+    assert np.isnan(r["threshold"]) and r["base_winrate"] == pytest.approx(0.43)
+    assert r["best_threshold"] == 55 and r["best_winrate"] == pytest.approx(40 / 45)
+    assert r["best_coverage"] == pytest.approx(0.45) and r["best_n_pass"] == 45
+    # a reachable target: the tuned threshold is the widest qualifying one; the best is still the purest one
+    ok = tune_threshold(score, win, target_winrate=0.8, min_samples=20, grid=grid)
+    assert ok["threshold"] == 50 and ok["best_threshold"] == 60 and ok["best_winrate"] == 1.0
+    # fewer closed signals than min_samples at any threshold: nothing is reachable
+    few = tune_threshold(score[:10], win[:10], target_winrate=0.5, min_samples=50)
+    assert np.isnan(few["best_winrate"]) and few["best_n_pass"] == 0
+
+
+def test_target_reach_per_pair_from_the_latest_version():
+    from pipeline.core.setup_gating import GatingParams, target_reach, tune_schedule
+
+    day = 86_400_000
+    g = GatingParams(use_ev=False, target_winrate_pct=90, window_days=365, min_closed_samples=4)
+    a = pd.DataFrame(  # BTC: 8 closed; >= 0.5 keeps 4 with 3 wins (75 %), the best reachable with >= 4 samples
+        {
+            "score": [0.9, 0.8, 0.7, 0.5, 0.4, 0.3, 0.2, 0.1],
+            "win": [1, 1, 0, 1, 0, 0, 1, 0],
+        }
+    ).assign(symbol="BTC/USDT")
+    b = pd.DataFrame({"score": [0.9, 0.8, 0.7, 0.6], "win": [1, 1, 1, 1]}).assign(symbol="ETH/USDT")  # 100 %
+    closed = pd.concat([a, b], ignore_index=True).assign(timeframe="1h")
+    closed["ts"] = np.arange(len(closed)) * day
+    closed["exit_ts"] = closed["ts"] + day
+    rows = tune_schedule(closed, np.array([5 * day, 30 * day]), g)
+    grid = lambda s: np.unique(np.quantile(s, np.linspace(0, 0.95, 39), method="lower"))
+    assert set(grid(a["score"])) >= {0.5}  # the default grid holds every observed score here
+    reach = target_reach(rows).set_index("symbol")
+    assert (reach["valid_from"] == 30 * day).all()  # the latest version
+    btc, eth = reach.loc["BTC/USDT"], reach.loc["ETH/USDT"]
+    assert np.isnan(btc["threshold"]) and btc["n"] == 8 and btc["base_winrate"] == pytest.approx(0.5)
+    assert btc["best_winrate"] == pytest.approx(0.75) and btc["best_coverage"] == pytest.approx(0.5)
+    assert btc["best_n_pass"] == 4 and btc["gap_pp"] == pytest.approx(15.0)
+    assert eth["threshold"] == pytest.approx(0.6) and eth["best_winrate"] == 1.0 and eth["gap_pp"] == pytest.approx(-10)
+
+
 def test_candidates_on_truncated_real_history_equal_the_full_run(shared_data):
     import talib
 
