@@ -415,6 +415,7 @@ def test_lookback_candles_hides_legs_older_than_the_window_by_hand():
 def test_fibo_anchors_and_lookback_on_real_data(shared_data):
     b = _real_bars(shared_data)
     base = candidates(b, SetupParams(), RiskParams(), None, FUTURES)
+    assert len(base) == 737  # the defaults keep the former behaviour (737 candidates before these settings existed)
     more = candidates(b, SetupParams(fibo_anchors=3), RiskParams(), None, FUTURES)
     key = ["bar", "side"]
     m = base.merge(more, on=key, suffixes=("", "_3"))
