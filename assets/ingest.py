@@ -151,13 +151,17 @@ def ingest_files_slice(con, files: FilesSource, exchange: str, symbol: str, tf: 
     return out
 
 
-def ingest_exchange_slice(con, exchange_src: ExchangeSource, exchange: str, symbol: str, tf: str, since: str) -> dict:
-    """Sync one slice from the exchange, resuming after the stored checkpoint."""
+def ingest_exchange_slice(
+    con, exchange_src: ExchangeSource, exchange: str, symbol: str, tf: str, since: str, overlap: int = 0
+) -> dict:
+    """Sync one slice from the exchange, resuming after the stored checkpoint, ``overlap`` candles earlier
+    (``exchange.overlap_candles``: those are fetched again and upserted), never before ``since``."""
     _, last_ts = _checkpoint(con, "exchange", exchange, symbol, tf, "ccxt")
     stored = io.max_ts(con, "raw.ohlcv", {"exchange": exchange, "symbol": symbol, "timeframe": tf})
     step = timeframe_ms(tf)
+    back = (1 - overlap) * step
     since_ms = max(
-        utc_ms(since), (last_ts + step) if last_ts is not None else 0, (stored + step) if stored is not None else 0
+        utc_ms(since), (last_ts + back) if last_ts is not None else 0, (stored + back) if stored is not None else 0
     )
     since_ms = -(-since_ms // step) * step  # align up to the timeframe grid
 
@@ -203,7 +207,8 @@ def raw_ohlcv(
         if cfg.source == "files":
             report = [ingest_files_slice(con, files, ex, s, tf, config.full_refresh) for s, tf in slices]
         else:
-            report = [ingest_exchange_slice(con, exchange, ex, s, tf, cfg.exchange.since) for s, tf in slices]
+            e = cfg.exchange
+            report = [ingest_exchange_slice(con, exchange, ex, s, tf, e.since, e.overlap_candles) for s, tf in slices]
         changed = {(r["symbol"], r["timeframe"]) for r in report if r["new_rows"] or config.full_refresh}
         integ = cached(con, "raw.ohlcv", ex, slices, changed, lambda c, e, sl: candle_integrity(c, "raw.ohlcv", e, sl))
     rep = pd.DataFrame(report).merge(

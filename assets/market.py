@@ -46,13 +46,15 @@ def build_market_slice(
     full_refresh: bool,
     raw_marks: dict,
     market_marks: dict,
+    base: str | None = None,
 ) -> dict:
     """Append the new closed candles of one slice: native copy or resample (see ``resample_source``).
 
-    ``raw_marks`` / ``market_marks`` are :func:`warehouse.io.watermarks` of raw.ohlcv / market.ohlcv.
+    ``raw_marks`` / ``market_marks`` are :func:`warehouse.io.watermarks` of raw.ohlcv / market.ohlcv; ``base`` is
+    ``resample.base_timeframe`` (null = native where the source has the timeframe).
     """
     f = {"exchange": exchange, "symbol": symbol, "timeframe": tf}
-    src = resample_source(tf, [t for (s, t) in raw_marks if s == symbol])
+    src = resample_source(tf, [t for (s, t) in raw_marks if s == symbol], base)
     out = {
         "symbol": symbol,
         "timeframe": tf,
@@ -149,10 +151,15 @@ def market_ohlcv(
     context: dg.AssetExecutionContext, config: IncrementalConfig, warehouse: WarehouseResource
 ) -> dg.MaterializeResult:
     cfg, slices = settings(), run_slices(context)
-    ex, drop, full = cfg.exchange.id, cfg.resample.drop_incomplete, config.full_refresh
+    ex, drop, full, base = (
+        cfg.exchange.id,
+        cfg.resample.drop_incomplete,
+        config.full_refresh,
+        cfg.resample.base_timeframe,
+    )
     with warehouse.connect() as con:
         raw_marks, marks = io.watermarks(con, "raw.ohlcv", ex), io.watermarks(con, "market.ohlcv", ex)
-        rep = pd.DataFrame([build_market_slice(con, ex, s, tf, drop, full, raw_marks, marks) for s, tf in slices])
+        rep = pd.DataFrame([build_market_slice(con, ex, s, tf, drop, full, raw_marks, marks, base) for s, tf in slices])
         changed = {(r.symbol, r.timeframe) for r in rep.itertuples() if r.new_rows or full}
         integ = cached(
             con, "market.ohlcv", ex, slices, changed, lambda c, e, sl: candle_integrity(c, "market.ohlcv", e, sl)

@@ -20,6 +20,8 @@ calibration makes ``p(win)`` a probability the EV gate can use.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 import pandas as pd
 from pydantic import Field
@@ -51,6 +53,11 @@ class SetupMetaConfig(ModelConfig):
         )
     )
     promotion: PromotionCriteria = Field(default_factory=lambda: PromotionCriteria(min_oos_rows=5000))
+    calibration: Literal["isotonic", "sigmoid", "none"] = Field(
+        "isotonic",
+        description="isotonic or sigmoid (Platt), fit on earlier out-of-fold predictions only; none = the seed's "
+        "calibration.enabled: false: p(win) is the classifier's raw probability (p_cal = p_raw from the first fold).",
+    )
 
 
 PLAN_FEATURES = [
@@ -174,8 +181,10 @@ def with_stored_scores(
 
 
 def fit_configured(data: pd.DataFrame, m: SetupMetaConfig) -> PointInTimeFit:
-    """:func:`fit_meta` with the windows, estimator and calibration of the ``setup_scanner.meta`` section ``m``."""
+    """:func:`fit_meta` with the windows, estimator and calibration of the ``setup_scanner.meta`` section ``m``
+    (``calibration: none`` → the identity calibrator from the first fold on: ``p_cal == p_raw``)."""
     w = m.walk_forward.to_ms(META_STEP_MS)
+    raw = m.calibration == "none"
     return fit_meta(
         data,
         m.spec(),
@@ -184,8 +193,8 @@ def fit_configured(data: pd.DataFrame, m: SetupMetaConfig) -> PointInTimeFit:
         purge_ms=w.purge_ms,
         embargo_ms=w.embargo_ms,
         expanding=w.expanding,
-        calibration=m.calibration,
-        min_calibration_rows=m.walk_forward.min_calibration_rows,
+        calibration="identity" if raw else m.calibration,
+        min_calibration_rows=0 if raw else m.walk_forward.min_calibration_rows,
     )
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from models.options_direction import OptionsModelsConfig
 from models.setup_meta import SetupMetaConfig
@@ -33,7 +33,7 @@ from pipeline.core.options_fusion import OptionsDeskParams
 from pipeline.core.params import Params
 from pipeline.core.regimes import RegimeParams
 from pipeline.core.setup_gating import GatingParams
-from pipeline.core.setups import RiskParams, SetupExecutionConfig, SetupParams
+from pipeline.core.setups import RiskParams, SetupEvaluationConfig, SetupExecutionConfig, SetupParams
 from pipeline.core.timeframes import TIMEFRAME_MS
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -75,7 +75,15 @@ class ExchangeConfig(Params):
     rate_limit_ms: int | None = Field(None, description="Minimum ms between requests; null = ccxt default.")
     max_retries: int = Field(5, ge=0, description="Retries with exponential backoff on network/rate-limit errors.")
     page_limit: int | None = Field(None, description="Candles per request; null = the exchange's limit.")
-    since: str = Field("2024-01-01", description="UTC date of the first candle for a cold exchange sync.")
+    since: str = Field(
+        "2024-01-01", description="UTC date of the first candle for a cold exchange sync (seed backfill.start_date)."
+    )
+    overlap_candles: int = Field(
+        0,
+        ge=0,
+        description="Incremental exchange syncs re-fetch this many candles before the stored checkpoint and upsert "
+        "them (seed incremental.overlap_candles; corrects candles the exchange revised). 0 = resume after the last.",
+    )
 
 
 class WarehouseConfig(Params):
@@ -96,11 +104,38 @@ class MlflowConfig(Params):
 
 
 class ResampleConfig(Params):
+    base_timeframe: str | None = Field(
+        None,
+        description="Seed data.base_timeframe: when set (e.g. 1m), every other timeframe of universe.timeframes (the "
+        "seed's data.derived_timeframes) is resampled from it even where the source has native candles; null = "
+        "native candles where the source has them, else resampled from the coarsest finer timeframe.",
+    )
     drop_incomplete: bool = Field(
         False,
         description="Drop resampled periods with missing source bars "
         "(default: keep them, flagged by bar_count < expected_bars).",
     )
+
+
+class AppConfig(Params):
+    """``app`` (seed ``app``): display and scheduling."""
+
+    timezone: str = Field(
+        "UTC",
+        description="IANA time zone of the CLI's displayed times and of the schedules' cron "
+        "(Dagster execution_timezone). Stored times stay UTC epoch ms.",
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError) as e:
+            raise ValueError(f"app.timezone {v!r} is not an IANA time zone (e.g. UTC, Europe/Berlin)") from e
+        return v
 
 
 class FeaturesConfig(Params):
@@ -142,13 +177,16 @@ class OptionsDeskConfig(Params):
 
 
 class SetupAutomationConfig(Params):
-    """``setup_scanner.auto`` (seed ``auto``): weekly train -> calibrate -> tune as Dagster schedules (UTC)."""
+    """``setup_scanner.auto`` (seed ``auto``): weekly train -> calibrate -> tune as Dagster schedules (cron in
+    ``app.timezone``, UTC by default)."""
 
     enabled: bool = Field(False, description="Schedules start RUNNING when true (else STOPPED; toggle in the UI).")
-    train_cron: str = Field("0 1 * * 1", description="Mondays 01:00 UTC: retrain the meta-model.")
-    calibrate_cron: str = Field("30 1 * * 1", description="Mondays 01:30 UTC: promotion gate on the calibrated scores.")
+    train_cron: str = Field("0 1 * * 1", description="Mondays 01:00 (app.timezone): retrain the meta-model.")
+    calibrate_cron: str = Field(
+        "30 1 * * 1", description="Mondays 01:30 (app.timezone): promotion gate on the calibrated scores."
+    )
     tune_cron: str = Field(
-        "0 2 * * 1", description="Mondays 02:00 UTC: re-tune the thresholds, re-gate and re-simulate."
+        "0 2 * * 1", description="Mondays 02:00 (app.timezone): re-tune the thresholds, re-gate and re-simulate."
     )
 
 
@@ -167,6 +205,7 @@ class SetupScannerConfig(Params):
     risk: RiskParams = Field(default_factory=RiskParams)
     gating: GatingParams = Field(default_factory=GatingParams)
     execution: SetupExecutionConfig = Field(default_factory=SetupExecutionConfig)
+    evaluation: SetupEvaluationConfig = Field(default_factory=SetupEvaluationConfig)
     meta: SetupMetaConfig = Field(default_factory=SetupMetaConfig)
     auto: SetupAutomationConfig = Field(default_factory=SetupAutomationConfig)
     tune_every_days: int = Field(
@@ -180,6 +219,7 @@ class SetupScannerConfig(Params):
 class TraderConfig(Params):
     """The whole configuration (``trader.yaml``)."""
 
+    app: AppConfig = Field(default_factory=AppConfig)
     universe: UniverseConfig = Field(default_factory=UniverseConfig)
     exchange: ExchangeConfig = Field(default_factory=ExchangeConfig)
     source: Literal["files", "exchange"] = Field("files", description="Where candles come from.")
@@ -196,6 +236,20 @@ class TraderConfig(Params):
     research: ResearchConfig = Field(default_factory=ResearchConfig)
     options_desk: OptionsDeskConfig = Field(default_factory=OptionsDeskConfig)
     setup_scanner: SetupScannerConfig = Field(default_factory=SetupScannerConfig)
+
+    @model_validator(mode="after")
+    def _base_timeframe(self) -> "TraderConfig":
+        b = self.resample.base_timeframe
+        if b is None:
+            return self
+        if b not in self.universe.timeframes:
+            raise ValueError(
+                f"resample.base_timeframe {b!r} must be one of universe.timeframes {self.universe.timeframes}"
+            )
+        bad = [t for t in self.universe.timeframes if TIMEFRAME_MS[t] % TIMEFRAME_MS[b]]
+        if bad:
+            raise ValueError(f"universe.timeframes {bad} are not multiples of resample.base_timeframe {b!r}")
+        return self
 
     # resolved absolute paths -------------------------------------------------
     def resolve(self, base: Path) -> "TraderConfig":

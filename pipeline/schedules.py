@@ -1,4 +1,4 @@
-"""Schedules: when the named jobs of :mod:`pipeline.jobs` run (UTC)."""
+"""Schedules: when the named jobs of :mod:`pipeline.jobs` run (cron in ``app.timezone``, UTC by default)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from pipeline.jobs import setup_calibrate_job, setup_train_job, setup_tune_job
 
 
 def setup_schedules(cfg: TraderConfig) -> list[dg.ScheduleDefinition]:
-    """Weekly (UTC) train -> calibrate -> tune schedules of ``setup_scanner.auto``; RUNNING only when enabled."""
+    """Weekly train -> calibrate -> tune schedules of ``setup_scanner.auto`` (cron read in ``app.timezone``, the
+    schedules' ``execution_timezone``); RUNNING only when enabled."""
     a = cfg.setup_scanner.auto
     status = dg.DefaultScheduleStatus.RUNNING if a.enabled else dg.DefaultScheduleStatus.STOPPED
     return [
@@ -17,7 +18,7 @@ def setup_schedules(cfg: TraderConfig) -> list[dg.ScheduleDefinition]:
             name=f"{job.name.replace('_job', '')}_weekly",
             job=job,
             cron_schedule=cron,
-            execution_timezone="UTC",
+            execution_timezone=cfg.app.timezone,
             default_status=status,
         )
         for job, cron in (

@@ -38,6 +38,10 @@ def test_definitions_load():
     on = settings().model_copy(deep=True)
     on.setup_scanner.auto.enabled = True
     assert all(s.default_status == dg.DefaultScheduleStatus.RUNNING for s in setup_schedules(on))
+    # app.timezone (seed: "used for scheduling and display") is the schedules' execution_timezone
+    tokyo = settings().model_copy(deep=True)
+    tokyo.app.timezone = "Asia/Tokyo"
+    assert {s.execution_timezone for s in setup_schedules(tokyo)} == {"Asia/Tokyo"}
 
 
 def test_asset_keys_snapshot():

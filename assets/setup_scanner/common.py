@@ -20,6 +20,7 @@ import pandas as pd
 from models.setup_meta import META_FEATURES, meta_dataset, signal_bar_features, with_stored_scores
 from pipeline.core.setup_gating import expected_value_pct
 from pipeline.core.setup_signals import execution_params, gate_scored, simulate_signals
+from pipeline.core.setups import with_atr
 from resources.mlflow_tracking import MlflowTracking
 from warehouse import io, readers
 
@@ -100,12 +101,13 @@ def execute(
 ):
     """:func:`pipeline.core.setup_signals.simulate_signals` on the stored bars of the signals' series.
 
+    The bars' ``atr`` (the trail distance) is ATR(``signals.atr_period``), the ATR the plans were built with.
     ``bars_cache``: optional dict reused across calls so each series' candles are read once (the backtest simulates
     the gated and the ungated book on the same bars).
     """
     cache = {} if bars_cache is None else bars_cache
     for s, tf in signals[["symbol", "timeframe"]].drop_duplicates().itertuples(index=False):
         if (s, tf) not in cache:
-            cache[(s, tf)] = readers.bars(con, exchange, s, tf)
+            cache[(s, tf)] = with_atr(readers.bars(con, exchange, s, tf), sc.signals.atr_period)
     params = execution_params(sc.signals, sc.risk, sc.execution, sc.costs, init_cash_each)
     return simulate_signals(cache, signals, score, params, sc.signals.validity_candles, sc.risk.max_leverage, start_ts)

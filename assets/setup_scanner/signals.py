@@ -26,7 +26,7 @@ from assets.setup_scanner.common import (
     scored_candidates,
 )
 from pipeline.config import settings
-from pipeline.core.setup_gating import TUNED_COLUMNS, tune_schedule, tune_threshold
+from pipeline.core.setup_gating import TUNED_COLUMNS, target_reach, tune_schedule, tune_threshold
 from pipeline.core.setup_signals import CLOSED_STATUSES
 from pipeline.core.validity import invalid_signals
 from resources.mlflow_tracking import MlflowTracking
@@ -64,6 +64,7 @@ def _thresholds_report(rows: pd.DataFrame, lab: pd.DataFrame, end: int, g, model
     show = last.assign(valid_from=pd.to_datetime(last["valid_from"], unit="ms"))[
         ["symbol", "timeframe", "valid_from", "threshold", "coverage", "winrate", "n_pass", "n"]
     ]
+    reach = target_reach(rows).drop(columns="valid_from")
     return {
         "dagster/row_count": len(rows),
         "versions": int(rows["valid_from"].nunique()),
@@ -73,6 +74,8 @@ def _thresholds_report(rows: pd.DataFrame, lab: pd.DataFrame, end: int, g, model
         "tuned_pairs_latest": int(last["threshold"].notna().sum()),
         "latest_thresholds": md_table(show.round({"threshold": 4, "coverage": 4, "winrate": 4}), 40),
         "coverage_vs_winrate": md_table(pooled["table"].round(4), 40),
+        "target_reach": md_table(reach.round(4), 40),
+        "best_winrate_max": float(reach["best_winrate"].max()) if reach["best_winrate"].notna().any() else None,
     }
 
 

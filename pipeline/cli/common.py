@@ -156,8 +156,28 @@ def fmt(v) -> str:
     return str(v)
 
 
+def local_times(df: pd.DataFrame, tz: str) -> pd.DataFrame:
+    """``df`` with its times shown in ``tz`` (``app.timezone``): every datetime column holding a time of day
+    (naive = UTC, as the warehouse stores them) is converted to ``tz`` and renamed ``<name> (<tz>)``; columns of
+    calendar days (every value at midnight: the daily desks' UTC days) are left as they are. ``tz == "UTC"`` returns
+    ``df`` unchanged."""
+    if tz == "UTC":
+        return df
+    out = {}
+    for c in df.columns:
+        s = df[c]
+        if pd.api.types.is_datetime64_any_dtype(s):
+            u = s.dt.tz_localize("UTC") if s.dt.tz is None else s.dt.tz_convert("UTC")
+            if not (u.dropna() == u.dropna().dt.normalize()).all():
+                out[f"{c} ({tz})"] = u.dt.tz_convert(tz).dt.tz_localize(None)
+                continue
+        out[c] = s
+    return pd.DataFrame(out, index=df.index)
+
+
 def table(df: pd.DataFrame, title: str) -> None:
-    """Print ``df`` as a rich table (numeric columns right-aligned)."""
+    """Print ``df`` as a rich table (numeric columns right-aligned; times in ``app.timezone``, :func:`local_times`)."""
+    df = local_times(df, settings().app.timezone)
     t = Table(title=title)
     for c in df.columns:
         t.add_column(str(c), justify="right" if pd.api.types.is_numeric_dtype(df[c]) else "left")

@@ -14,7 +14,9 @@ import typer
 from pipeline.cli.common import asset_metadata, console, print_checks, print_failures, print_md, read, run_job, table
 from pipeline.config import settings
 from pipeline.core.backtest import SUMMARY_METRICS
+from pipeline.core.setup_gating import target_reach
 from pipeline.core.setup_signals import CLOSED_STATUSES, executed_by_series
+from pipeline.core.setups import nominal_pnl_by
 
 app = typer.Typer(help="Setup scanner: Fibonacci/AVWAP/ATR setups, p(win) meta-model, EV gating.", no_args_is_help=True)
 
@@ -69,7 +71,8 @@ def retro_scan(
     res = read("SELECT * FROM signals.setup_retro")
     closed, by = res[res["status"].isin(CLOSED_STATUSES)], executed_by_series(res)
     table(by, f"Retro-scan {start or 'start'} .. {end or 'end'} (stride {stride}, gate {mode}): executed trades")
-    table(res["status"].value_counts().rename_axis("status").reset_index(), "Signal statuses")
+    usd = settings().setup_scanner.evaluation.usd_per_trade
+    table(nominal_pnl_by(res, ["status"], usd), f"Signal statuses (pnl_usd at {usd:,.0f} USD per trade)")
     if out:
         res.to_csv(out, index=False)
         console.print(f"wrote {len(res)} rows to {out}")
@@ -137,6 +140,11 @@ def tune_thresholds() -> None:
     md = asset_metadata(r, ["signals", "setup_thresholds"])
     print_md("Thresholds in force (latest version)", md.get("latest_thresholds"))
     print_md("Coverage versus win rate (all pairs, last window)", md.get("coverage_vs_winrate"))
+    print_md(
+        f"How far the {md.get('target_winrate', 0):.0%} target is, per pair/timeframe: the best win rate reachable with "
+        "at least min_closed_samples closed signals and the coverage it keeps (gap_pp = target - best, points)",
+        md.get("target_reach"),
+    )
     _done(r, "tune-thresholds", t0)
 
 
@@ -159,9 +167,13 @@ def analyze_results(
         pd.DataFrame([{"metric": k, **{s: v.get(k) for s, v in m.items()}} for k in keys]),
         f"Setup scanner, out of sample {runs['period_start'].iloc[0]} .. {runs['period_end'].iloc[0]} (costs included)",
     )
-    st = read("""SELECT timeframe, status, count(*) AS n, round(avg(net_pct), 4) AS avg_net_pct FROM signals.setups
-                 GROUP BY ALL ORDER BY timeframe, n DESC""")
-    table(st, "Gated signals by status (executed, one position per symbol x timeframe)")
+    usd = settings().setup_scanner.evaluation.usd_per_trade
+    st = nominal_pnl_by(read("SELECT timeframe, status, net_pct FROM signals.setups"), ["timeframe", "status"], usd)
+    table(
+        st.sort_values(["timeframe", "n"], ascending=[True, False]),
+        f"Gated signals by status (executed, one position per symbol x timeframe; pnl_usd at {usd:,.0f} USD per trade)",
+    )
+    _print_target_reach()
     if equity_csv:
         gated = runs[runs["strategy"] == "setup_gated"]["run_id"].iloc[0]
         eq = read(
@@ -171,6 +183,22 @@ def analyze_results(
         )
         eq.to_csv(equity_csv, index=False)
         console.print(f"wrote {len(eq)} equity rows to {equity_csv}")
+
+
+def _print_target_reach() -> None:
+    """The latest tuned version per pair/timeframe: how far the tuner's target is (nothing before the first tuning or
+    on a warehouse tuned by code older than the ``best_*`` columns)."""
+    th = read(
+        "SELECT * FROM signals.setup_thresholds WHERE valid_from = (SELECT max(valid_from) FROM signals.setup_thresholds)"
+    )
+    if th.empty or "best_winrate" not in th:
+        return
+    reach = target_reach(th).assign(valid_from=lambda d: pd.to_datetime(d["valid_from"], unit="ms"))
+    table(
+        reach,
+        f"Tuner target {th['target_winrate'].iloc[0]:.0%}: best win rate reachable with at least "
+        f"{int(th['min_closed_samples'].iloc[0])} closed signals, and its coverage (gap_pp = target - best)",
+    )
 
 
 @app.command("db-inspect")

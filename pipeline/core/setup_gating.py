@@ -138,9 +138,13 @@ def tune_threshold(
     least ``min_samples`` of them.
 
     Returns:
-        ``{"threshold", "coverage", "winrate", "n_pass", "n", "table"}``; ``threshold`` NaN when no grid value
-        qualifies (the gate then falls back to the next level of :func:`resolve_threshold`). ``table``: coverage and
-        win rate per grid value (the coverage-versus-win-rate table).
+        ``{"threshold", "coverage", "winrate", "n_pass", "n", "table", "base_winrate", "best_threshold", "best_winrate",
+        "best_coverage", "best_n_pass"}``; ``threshold`` NaN when no grid value qualifies (the gate then falls back
+        to the next level of :func:`resolve_threshold`). ``table``: coverage and win rate per grid value (the
+        coverage-versus-win-rate table). ``base_winrate``: win rate of every closed signal. ``best_*``: how far the target is — the grid value with the highest win
+        rate among those keeping at least ``min_samples`` closed signals (ties: the larger coverage), its win rate
+        (fraction), coverage (fraction of the closed signals) and count; NaN / 0 when even the lowest threshold keeps
+        fewer than ``min_samples``.
     """
     s, w = np.asarray(score, float), np.asarray(win, float)
     ok = ~(np.isnan(s) | np.isnan(w))
@@ -161,26 +165,34 @@ def tune_threshold(
                 "winrate": np.where(k > 0, wins_from[first] / np.maximum(k, 1), np.nan),
             }
         )
-    good = table[(table["n_pass"] >= min_samples) & (table["winrate"] >= target_winrate)]
-    best = good.sort_values(["coverage", "threshold"], ascending=[False, True]).head(1)
-    if best.empty:
-        return {
-            "threshold": np.nan,
-            "coverage": np.nan,
-            "winrate": np.nan,
-            "n_pass": 0,
-            "n": int(len(s)),
-            "table": table,
-        }
-    b = best.iloc[0]
-    return {
-        "threshold": float(b["threshold"]),
-        "coverage": float(b["coverage"]),
-        "winrate": float(b["winrate"]),
-        "n_pass": int(b["n_pass"]),
+    enough = table[table["n_pass"] >= min_samples]
+    reach = enough.sort_values(["winrate", "coverage"], ascending=[False, False]).head(1)
+    r = reach.iloc[0] if len(reach) else None
+    out = {
+        "threshold": np.nan,
+        "coverage": np.nan,
+        "winrate": np.nan,
+        "n_pass": 0,
         "n": int(len(s)),
         "table": table,
+        "base_winrate": float(w.mean()) if len(w) else np.nan,
+        "best_threshold": np.nan if r is None else float(r["threshold"]),
+        "best_winrate": np.nan if r is None else float(r["winrate"]),
+        "best_coverage": np.nan if r is None else float(r["coverage"]),
+        "best_n_pass": 0 if r is None else int(r["n_pass"]),
     }
+    good = enough[enough["winrate"] >= target_winrate]
+    best = good.sort_values(["coverage", "threshold"], ascending=[False, True]).head(1)
+    if best.empty:
+        return out
+    b = best.iloc[0]
+    out.update(
+        threshold=float(b["threshold"]),
+        coverage=float(b["coverage"]),
+        winrate=float(b["winrate"]),
+        n_pass=int(b["n_pass"]),
+    )
+    return out
 
 
 #: the columns of one tuned threshold version (:func:`tune_schedule`; ``signals.setup_thresholds`` adds the model
@@ -197,6 +209,11 @@ TUNED_COLUMNS = [
     "n",
     "target_winrate",
     "min_closed_samples",
+    "base_winrate",
+    "best_threshold",
+    "best_winrate",
+    "best_coverage",
+    "best_n_pass",
 ]
 
 
@@ -212,7 +229,9 @@ def tune_schedule(closed: pd.DataFrame, as_of: np.ndarray, g: GatingParams) -> p
     Returns:
         One row per ``as_of`` × pair: ``symbol``, ``timeframe``, ``valid_from`` (= as_of), ``mode`` (``ev`` /
         ``p_win``), ``threshold`` (NaN = no qualifying value: the gate falls back), ``coverage``, ``winrate``,
-        ``n_pass``, ``n`` (closed signals in the window), ``target_winrate``, ``min_closed_samples``.
+        ``n_pass``, ``n`` (closed signals in the window), ``target_winrate``, ``min_closed_samples``,
+        ``base_winrate`` (all closed signals of the window) and the target's distance ``best_threshold``, ``best_winrate``, ``best_coverage``, ``best_n_pass`` (the highest win
+        rate reachable with at least ``min_closed_samples`` closed signals, see :func:`tune_threshold`).
     """
     cols = TUNED_COLUMNS
     rows = []
@@ -236,9 +255,48 @@ def tune_schedule(closed: pd.DataFrame, as_of: np.ndarray, g: GatingParams) -> p
                     r["n"],
                     g.target_winrate_pct / 100,
                     g.min_closed_samples,
+                    r["base_winrate"],
+                    r["best_threshold"],
+                    r["best_winrate"],
+                    r["best_coverage"],
+                    r["best_n_pass"],
                 )
             )
     return pd.DataFrame(rows, columns=cols)
+
+
+def target_reach(rows: pd.DataFrame) -> pd.DataFrame:
+    """How far each pair/timeframe is from the tuner's target, at its latest version (the tuning report).
+
+    Args:
+        rows: :func:`tune_schedule` rows (``signals.setup_thresholds``).
+
+    Returns:
+        One row per ``symbol``, ``timeframe`` (sorted): ``valid_from`` (epoch ms), ``n`` (closed signals in the
+        window), ``base_winrate`` (win rate of all of them, coverage 1), ``target_winrate``, ``threshold`` (NaN = not
+        reached: the gate falls back), ``best_winrate`` / ``best_coverage`` / ``best_n_pass`` / ``best_threshold``
+        (the highest win rate reachable with at least ``min_closed_samples`` closed signals and what it keeps) and
+        ``gap_pp`` = target − best win rate in percentage points (≤ 0 when the target is reachable; NaN when fewer than
+        ``min_closed_samples`` signals closed in the window).
+    """
+    last = rows[rows["valid_from"] == rows.groupby(["symbol", "timeframe"])["valid_from"].transform("max")]
+    out = last[
+        [
+            "symbol",
+            "timeframe",
+            "valid_from",
+            "n",
+            "base_winrate",
+            "target_winrate",
+            "threshold",
+            "best_winrate",
+            "best_coverage",
+            "best_n_pass",
+            "best_threshold",
+        ]
+    ].copy()
+    out["gap_pp"] = 100 * (out["target_winrate"] - out["best_winrate"])
+    return out.sort_values(["symbol", "timeframe"]).reset_index(drop=True)
 
 
 def threshold_in_force(rows: pd.DataFrame, symbol, timeframe, ts) -> np.ndarray:

@@ -7,7 +7,10 @@ formula, the rule below is ours (also in ``docs/decisions.md``).
   high is the strict maximum of bars ``i-k .. i+k``. It is **known only at bar ``i+k``** (its confirmation bar);
   every function below uses a pivot from its confirmation bar on.
 * **Swing** for a long: the last confirmed pivot low ``L`` followed by a later confirmed pivot high ``H`` (an
-  up-leg); for a short, a pivot high followed by a later pivot low. Only the latest leg counts.
+  up-leg); for a short, a pivot high followed by a later pivot low. ``fibo_anchors`` = N: the start pivot is one of
+  the N most recent confirmed pivot lows (highs), each paired with the latest confirmed pivot high (low) and valid
+  only when it precedes it; the most recent anchor whose levels are touched wins (N = 1: only the latest leg). With
+  ``lookback_candles`` = W a leg whose start pivot lies more than W − 1 bars before ``t`` is not visible at ``t``.
 * **Fibonacci**: retracement level ``r`` of an up-leg is ``H − r·(H − L)``; extension ``e`` is ``L + e·(H − L)``
   (1.272 → TP1, 1.618 → TP2). Mirror images for a down-leg.
 * **AVWAP** anchored at the leg's start pivot: ``Σ typical·volume / Σ volume`` from the anchor bar to ``t``,
@@ -31,7 +34,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 import pandas as pd
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from pipeline.core.costs import CostMode, Costs
 from pipeline.core.params import Params
@@ -40,20 +43,43 @@ from pipeline.core.params import Params
 class SetupParams(Params):
     """``setup_scanner.signals``: the seed's ``signals`` section as the rules use it.
 
-    Seed key → field: ``atr_mult_sl`` → ``atr_mult_sl``; ``fibo.retracements`` / ``fibo.extensions`` →
-    ``retracements`` / ``tp1_extension``, ``tp2_extension``; ``avwap`` confluence → ``confluence_atr`` and ``use_avwap``;
-    ``constraints`` → ``min_tp_net_pct`` (with ``min_tp_cost_mode``), ``validity_candles``, ``max_hold_candles``. Pivots
-    are ``pivot_window`` bars each side; ATR is ATR(14) from ``features.technical``. The seed's ``lookback_candles``,
-    ``atr_period`` and ``fibo.anchors`` are not settings yet (the last confirmed leg is the anchor).
+    Seed key → field: ``lookback_candles`` → ``lookback_candles``; ``atr_period`` → ``atr_period``; ``atr_mult_sl`` →
+    ``atr_mult_sl``; ``fibo.pivot_window`` / ``fibo.anchors`` → ``pivot_window`` / ``fibo_anchors``;
+    ``fibo.retracements`` / ``fibo.extensions`` → ``retracements`` / ``tp1_extension``, ``tp2_extension``;
+    ``avwap.use`` → ``use_avwap`` (with the confluence width ``confluence_atr``); ``constraints`` →
+    ``min_tp_net_pct`` (with ``min_tp_cost_mode``), ``validity_candles``, ``max_hold_candles``; ``touch_atr``,
+    ``min_leg_atr`` and ``allow_in_bear`` are ours. The seed's ``fees`` / ``slippage_pct`` are
+    ``setup_scanner.costs`` and ``evaluation.usd_per_trade`` is ``setup_scanner.evaluation.usd_per_trade``.
     """
 
+    lookback_candles: int | None = Field(
+        None,
+        ge=2,
+        description="Bars visible to the scanner at each signal bar: a leg whose start pivot is older than this many "
+        "bars (pivot index < t - lookback_candles + 1) is ignored; null = the whole history (the default).",
+    )
+    atr_period: int = Field(
+        14,
+        ge=1,
+        description="ATR period (Wilder, TA-Lib) of the plans' touch, confluence, stop, leg-size and trail distances; "
+        "14 = the stored features.technical.atr_14, any other period is computed from the same candles.",
+    )
     pivot_window: int = Field(5, ge=1, description="Bars each side of a pivot (confirmation delay in bars).")
+    fibo_anchors: int = Field(
+        1,
+        ge=1,
+        description="Swing anchors considered (seed fibo.anchors): the N most recent confirmed start pivots (pivot "
+        "lows for longs, highs for shorts), each paired with the latest confirmed end pivot; the most recent anchor "
+        "whose levels are touched wins. 1 = only the latest leg.",
+    )
     retracements: list[float] = Field(default_factory=lambda: [0.382, 0.5, 0.618, 0.786])
     tp1_extension: float = 1.272
     tp2_extension: float = 1.618
     touch_atr: float = Field(0.1, ge=0, description="Low within this many ATR above a level counts as a touch.")
     confluence_atr: float = Field(0.5, ge=0, description="Level within this many ATR of the AVWAP (0 = AVWAP ignored).")
-    use_avwap: bool = True
+    use_avwap: bool = Field(
+        True, description="Seed avwap.use: false = no AVWAP, no confluence condition (avwap columns NULL)."
+    )
     atr_mult_sl: float = Field(0.5, ge=0, description="SL beyond the next structure level, in ATR.")
     min_leg_atr: float = Field(3.0, ge=0, description="Legs shorter than this many ATR are noise.")
     validity_candles: int = Field(6, ge=1, description="Bars the limit entry stays valid.")
@@ -69,14 +95,57 @@ class SetupParams(Params):
     allow_in_bear: bool = False
 
 
-class RiskParams(Params):
-    """``setup_scanner.risk``: risk per trade, leverage cap and liquidation buffer (isolated margin)."""
+class RiskMode(Params):
+    """One risk profile of ``setup_scanner.risk.modes`` (seed ``risk``: mode-based risk per trade, max leverage,
+    liquidation buffer)."""
 
+    risk_pct: float = Field(gt=0, description="Loss at the stop, percent of equity.")
+    max_leverage: float = Field(ge=1, description="Leverage cap of a plan.")
+    liq_buffer: float = Field(ge=1, description="Liquidation must be this many stop distances beyond the stop.")
+
+
+#: the shipped risk profiles; ``normal`` is the scanner's behaviour before modes existed (1 %, 10x, 1.5)
+RISK_MODES = {
+    "conservative": {"risk_pct": 0.5, "max_leverage": 5.0, "liq_buffer": 2.0},
+    "normal": {"risk_pct": 1.0, "max_leverage": 10.0, "liq_buffer": 1.5},
+    "aggressive": {"risk_pct": 2.0, "max_leverage": 20.0, "liq_buffer": 1.2},
+}
+
+
+class RiskParams(Params):
+    """``setup_scanner.risk``: risk per trade, leverage cap and liquidation buffer (isolated margin) by mode.
+
+    ``mode`` names one profile of ``modes`` (seed: mode-based risk); its ``risk_pct``, ``max_leverage`` and
+    ``liq_buffer`` are the values every rule reads. Giving ``risk_pct`` / ``max_leverage`` / ``liq_buffer`` directly
+    overrides that one value of the selected mode (null = the mode's value); after validation the three fields always
+    hold the values in force.
+
+    Raises:
+        pydantic.ValidationError: ``mode`` is not a key of ``modes``.
+    """
+
+    mode: str = Field(
+        "normal", description="Risk profile in force: a key of modes (conservative / normal / aggressive)."
+    )
+    modes: dict[str, RiskMode] = Field(
+        default_factory=lambda: {k: RiskMode(**v) for k, v in RISK_MODES.items()},
+        description="Risk profiles by name: risk_pct (percent of equity lost at the stop), max_leverage, liq_buffer.",
+    )
     equity: float = Field(10_000.0, gt=0, description="Account equity, quote currency.")
-    risk_pct: float = Field(1.0, gt=0, description="Loss at the stop, percent of equity.")
-    max_leverage: float = Field(10.0, ge=1)
+    risk_pct: float | None = Field(None, gt=0, description="Override of the mode's risk_pct (null = the mode's).")
+    max_leverage: float | None = Field(None, ge=1, description="Override of the mode's max_leverage.")
     maintenance_margin_pct: float = Field(0.5, ge=0, description="Maintenance margin rate, percent.")
-    liq_buffer: float = Field(1.5, ge=1, description="Liquidation must be this many stop distances from entry.")
+    liq_buffer: float | None = Field(None, ge=1, description="Override of the mode's liq_buffer.")
+
+    @model_validator(mode="after")
+    def _resolve_mode(self) -> "RiskParams":
+        if self.mode not in self.modes:
+            raise ValueError(f"risk.mode {self.mode!r} is not one of risk.modes {sorted(self.modes)}")
+        m = self.modes[self.mode]
+        for f in ("risk_pct", "max_leverage", "liq_buffer"):
+            if getattr(self, f) is None:
+                object.__setattr__(self, f, getattr(m, f))
+        return self
 
 
 class SetupExecutionConfig(Params):
@@ -85,6 +154,18 @@ class SetupExecutionConfig(Params):
     tp1_fraction: float = Field(0.5, ge=0, le=1, description="Share closed at TP1.")
     breakeven_after_tp1: bool = Field(True, description="Move the stop to entry after TP1.")
     trail_atr: float = Field(1.0, ge=0, description="ATR trail after TP1 (0 = off).")
+
+
+class SetupEvaluationConfig(Params):
+    """``setup_scanner.evaluation`` (seed ``signals.evaluation``): how results are accounted in the reports."""
+
+    usd_per_trade: float = Field(
+        100.0,
+        gt=0,
+        description="Nominal stake per trade, USD (seed evaluation.usd_per_trade): the reports' pnl_usd = "
+        "usd_per_trade x net_pct / 100 summed over trades, each trade as if this much were staked "
+        "(independent of the risk-based size the simulator uses).",
+    )
 
 
 def swing_pivots(high: np.ndarray, low: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -106,16 +187,31 @@ def swing_pivots(high: np.ndarray, low: np.ndarray, k: int) -> tuple[np.ndarray,
     return ph & ~eq_h, pl & ~eq_l
 
 
-def _last_known(mask: np.ndarray, values: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """At each bar t: index and value of the latest pivot confirmed by t (pivot index ≤ t − k); -1 / NaN if none."""
+def _nth_last_known(mask: np.ndarray, values: np.ndarray, k: int, j: int) -> tuple[np.ndarray, np.ndarray]:
+    """At each bar t: index and value of the ``j``-th most recent pivot (j = 1: the latest) confirmed by t (pivot
+    index ≤ t − k); -1 / NaN if fewer than ``j`` are confirmed."""
     n = len(mask)
-    idx = np.where(mask, np.arange(n), -1)
-    known = np.full(n, -1, np.int64)
-    if n > k:
-        known[k:] = idx[: n - k]
-    last = np.maximum.accumulate(known)
-    val = np.where(last >= 0, np.asarray(values, float)[np.maximum(last, 0)], np.nan)
-    return last, val
+    piv = np.flatnonzero(mask)
+    count = np.searchsorted(piv + k, np.arange(n), side="right")  # pivots confirmed by t
+    pos = count - j
+    idx = np.where(pos >= 0, piv[np.maximum(pos, 0)] if len(piv) else -1, -1).astype(np.int64)
+    val = np.where(idx >= 0, np.asarray(values, float)[np.maximum(idx, 0)], np.nan)
+    return idx, val
+
+
+def with_atr(bars: pd.DataFrame, period: int) -> pd.DataFrame:
+    """``bars`` whose ``atr`` column is ATR(``period``) (Wilder smoothing, ``talib.ATR``, quote currency).
+
+    ``period == 14`` keeps the stored ``atr`` column (``features.technical.atr_14``, the same formula); any other
+    period is computed from the frame's own ``high, low, close`` (causal: bar t uses bars ≤ t; NaN during the first
+    ``period`` bars). Returns a copy when the column changes.
+    """
+    if period == 14 and "atr" in bars:
+        return bars
+    import talib
+
+    h, lo, c = (bars[k].to_numpy(np.float64) for k in ("high", "low", "close"))
+    return bars.assign(atr=talib.ATR(h, lo, c, timeperiod=period))
 
 
 def avwap(high, low, close, volume, anchor: np.ndarray) -> np.ndarray:
@@ -161,6 +257,45 @@ PLAN_COLUMNS = [
 ]
 
 
+def _leg_levels(side, start_i, start_v, end_i, end_v, oldest, regime, h, lo, c, vol, atr, p: SetupParams) -> dict:
+    """The deepest touched retracement of one leg per bar (NaN where none): ``chosen`` level price, ``chosen_r`` ratio,
+    ``deeper`` (next deeper level or the leg's start), ``start_v``, ``rng`` (leg size), ``vw`` / ``vw_slope`` (AVWAP
+    anchored at the start pivot and its one-bar change in ATR)."""
+    n = len(h)
+    leg_ok = (start_i >= 0) & (end_i >= 0) & (start_i < end_i) & (start_i >= oldest)
+    rng = np.abs(end_v - start_v)
+    leg_ok &= rng >= p.min_leg_atr * atr
+    if not p.allow_in_bear:
+        leg_ok &= regime != ("bear" if side > 0 else "bull")
+    anchor = np.where(leg_ok, start_i, -1)
+    vw = avwap(h, lo, c, vol, anchor) if p.use_avwap else np.full(n, np.nan)
+    vw_slope = (vw - np.r_[np.nan, vw[:-1]]) / atr
+    levels = sorted(p.retracements)
+    chosen = np.full(n, np.nan)
+    chosen_r = np.full(n, np.nan)
+    deeper = np.full(n, np.nan)
+    for j, r in enumerate(levels):  # deepest touched level wins (later levels overwrite)
+        lvl = end_v - side * r * rng
+        nxt = end_v - side * levels[j + 1] * rng if j + 1 < len(levels) else start_v
+        touched = (
+            (lo <= lvl + p.touch_atr * atr) & (c > lvl) if side > 0 else (h >= lvl - p.touch_atr * atr) & (c < lvl)
+        )
+        conf = np.abs(lvl - vw) <= p.confluence_atr * atr if p.use_avwap and p.confluence_atr > 0 else np.ones(n, bool)
+        hit = leg_ok & touched & conf & np.isfinite(atr)
+        chosen = np.where(hit, lvl, chosen)
+        chosen_r = np.where(hit, r, chosen_r)
+        deeper = np.where(hit, nxt, deeper)
+    return {
+        "chosen": chosen,
+        "chosen_r": chosen_r,
+        "deeper": deeper,
+        "start_v": start_v,
+        "rng": rng,
+        "vw": vw,
+        "vw_slope": vw_slope,
+    }
+
+
 def candidates(
     bars: pd.DataFrame, p: SetupParams, risk: RiskParams, trend_regime: np.ndarray | None, costs: Costs
 ) -> pd.DataFrame:
@@ -168,7 +303,8 @@ def candidates(
 
     Args:
         bars: sorted candles ``ts`` (epoch ms UTC), ``open high low close volume`` (quote currency / base volume) and
-            ``atr`` (ATR(14), quote currency), e.g. ``market.ohlcv`` joined with ``features.technical.atr_14``.
+            ``atr`` (ATR(14), quote currency), e.g. ``market.ohlcv`` joined with ``features.technical.atr_14``; with
+            ``p.atr_period`` other than 14 the ATR is recomputed from the candles (:func:`with_atr`).
         trend_regime: (n,) ``bull`` / ``sideways`` / ``bear`` per bar (``regimes.market``); None = no filter.
         costs: fees and slippage; ``tp1_net_pct`` deducts ``costs.round_trip_pct(p.min_tp_cost_mode)``.
 
@@ -177,45 +313,30 @@ def candidates(
         prices in quote currency, percentages in percent, ``reject_reason`` NULL for valid plans. Each row uses bars
         ``<= ts`` only.
     """
-    o, h, lo, c = (bars[k].to_numpy(float) for k in ("open", "high", "low", "close"))
+    bars = with_atr(bars, p.atr_period)
+    h, lo, c = (bars[k].to_numpy(float) for k in ("high", "low", "close"))
     vol, atr, ts = bars["volume"].to_numpy(float), bars["atr"].to_numpy(float), bars["ts"].to_numpy(np.int64)
     n = len(bars)
     k = p.pivot_window
     ph, pl = swing_pivots(h, lo, k)
-    ih, vh = _last_known(ph, h, k)
-    il, vl = _last_known(pl, lo, k)
     regime = (
         np.asarray(trend_regime, dtype=object) if trend_regime is not None else np.full(n, "sideways", dtype=object)
     )
+    oldest = np.arange(n) - (p.lookback_candles - 1) if p.lookback_candles else np.full(n, -1)
     out = []
     for side in (1, -1):
         # up-leg for longs: low pivot before high pivot; down-leg for shorts: high before low
-        start_i, start_v, end_v = (il, vl, vh) if side > 0 else (ih, vh, vl)
-        leg_ok = (il >= 0) & (ih >= 0) & ((il < ih) if side > 0 else (ih < il))
-        rng = np.abs(end_v - start_v)
-        leg_ok &= rng >= p.min_leg_atr * atr
-        if not p.allow_in_bear:
-            leg_ok &= regime != ("bear" if side > 0 else "bull")
-        anchor = np.where(leg_ok, start_i, -1)
-        vw = avwap(h, lo, c, vol, anchor) if p.use_avwap else np.full(n, np.nan)
-        vw_slope = (vw - np.r_[np.nan, vw[:-1]]) / atr
-        levels = sorted(p.retracements)
-        chosen = np.full(n, np.nan)
-        chosen_r = np.full(n, np.nan)
-        deeper = np.full(n, np.nan)
-        for j, r in enumerate(levels):  # deepest touched level wins (later levels overwrite)
-            lvl = end_v - side * r * rng
-            nxt = end_v - side * levels[j + 1] * rng if j + 1 < len(levels) else start_v
-            touched = (
-                (lo <= lvl + p.touch_atr * atr) & (c > lvl) if side > 0 else (h >= lvl - p.touch_atr * atr) & (c < lvl)
-            )
-            conf = (
-                np.abs(lvl - vw) <= p.confluence_atr * atr if p.use_avwap and p.confluence_atr > 0 else np.ones(n, bool)
-            )
-            hit = leg_ok & touched & conf & np.isfinite(atr)
-            chosen = np.where(hit, lvl, chosen)
-            chosen_r = np.where(hit, r, chosen_r)
-            deeper = np.where(hit, nxt, deeper)
+        start_mask, start_px, end_mask, end_px = (pl, lo, ph, h) if side > 0 else (ph, h, pl, lo)
+        end_i, end_v = _nth_last_known(end_mask, end_px, k, 1)
+        cols = ("chosen", "chosen_r", "deeper", "start_v", "rng", "vw", "vw_slope")
+        sel = {c_: np.full(n, np.nan) for c_ in cols}
+        for j in range(1, p.fibo_anchors + 1):  # the most recent anchor with a touch wins
+            start_i, start_v = _nth_last_known(start_mask, start_px, k, j)
+            leg = _leg_levels(side, start_i, start_v, end_i, end_v, oldest, regime, h, lo, c, vol, atr, p)
+            take = ~np.isfinite(sel["chosen"]) & np.isfinite(leg["chosen"])
+            for c_ in cols:
+                sel[c_] = np.where(take, leg[c_], sel[c_])
+        chosen, chosen_r, deeper, start_v, rng, vw, vw_slope = (sel[c_] for c_ in cols)
         m = np.isfinite(chosen)
         if not m.any():
             continue
@@ -416,6 +537,27 @@ def plan_outcomes(
 
 #: statuses of an executed signal (``signals.setups.status``)
 SIGNAL_STATUSES = ("NEW", "OPEN", "TP", "SL", "TP1_TRAIL", "TIMEOUT", "EXPIRED", "REJECTED", "SKIPPED")
+
+
+def nominal_pnl_by(signals: pd.DataFrame, keys: list[str], usd_per_trade: float) -> pd.DataFrame:
+    """Signals per ``keys`` group with the seed's nominal-stake accounting.
+
+    Args:
+        signals: rows with ``keys`` and ``net_pct`` (net PnL in percent of the entry notional; NaN = no trade).
+        usd_per_trade: nominal stake per trade, USD (``setup_scanner.evaluation.usd_per_trade``).
+
+    Returns:
+        ``keys`` + ``n`` (rows), ``trades`` (rows with a ``net_pct``), ``avg_net_pct`` and ``pnl_usd``
+        (= ``usd_per_trade`` × Σ ``net_pct`` / 100), sorted by ``keys``.
+    """
+    x = signals.assign(_net=pd.to_numeric(signals["net_pct"], errors="coerce").astype(float))
+    out = (
+        x.groupby(keys, sort=True)
+        .agg(n=("_net", "size"), trades=("_net", "count"), avg_net_pct=("_net", "mean"), _sum=("_net", "sum"))
+        .reset_index()
+    )
+    out["pnl_usd"] = usd_per_trade * out.pop("_sum") / 100
+    return out
 
 
 def one_signal_per_bar(signals: pd.DataFrame, score: str) -> pd.DataFrame:

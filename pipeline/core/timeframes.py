@@ -26,13 +26,17 @@ def timeframe_ms(tf: str) -> int:
         raise KeyError(f"unknown timeframe {tf!r}; supported: {sorted(TIMEFRAME_MS, key=TIMEFRAME_MS.get)}") from None
 
 
-def resample_source(target: str, available: set[str] | list[str]) -> str | None:
+def resample_source(target: str, available: set[str] | list[str], base: str | None = None) -> str | None:
     """Pick where candles of ``target`` come from.
 
     Returns ``target`` itself when the source has it natively (Binance's own candles win), otherwise
     the coarsest available timeframe that divides ``target`` evenly (fewest bars to aggregate, longest
-    history in ``shared/data``), or ``None`` when nothing can produce it.
+    history in ``shared/data``), or ``None`` when nothing can produce it. With ``base`` (``resample.base_timeframe``,
+    seed ``data.base_timeframe``) every other target is resampled from ``base`` (``None`` when the source lacks it),
+    the seed's "resampling from 1m to higher timeframes"; ``base`` itself follows the rule above.
     """
+    if base is not None and target != base:
+        return base if base in available and timeframe_ms(target) % timeframe_ms(base) == 0 else None
     if target in available:
         return target
     t = timeframe_ms(target)

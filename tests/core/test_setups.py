@@ -291,6 +291,53 @@ def test_tuner_finds_max_coverage_at_target_winrate():
     assert tune_threshold(score, win, target_winrate=1.0, min_samples=50, grid=np.array([60, 90]))["n_pass"] == 0
 
 
+def test_tuner_reports_the_best_winrate_reachable_and_its_coverage():
+    """Issue 12 item 16: when the target is out of reach, the tuner says how far: the best win rate among thresholds
+    keeping at least ``min_samples`` closed signals, and the coverage it costs."""
+    score = np.arange(100, dtype=float)
+    win = (score >= 60).astype(float)
+    win[[10, 20, 30]] = 1
+    grid = np.array([0, 40, 50, 55, 60, 90])
+    # >= 0: 43/100; >= 40: 40/60; >= 50: 40/50; >= 55: 40/45 = 0.889; >= 60: 40/40 = 1 but only 40 < 41 samples
+    r = tune_threshold(score, win, target_winrate=0.95, min_samples=41, grid=grid)
+    assert np.isnan(r["threshold"]) and r["base_winrate"] == pytest.approx(0.43)
+    assert r["best_threshold"] == 55 and r["best_winrate"] == pytest.approx(40 / 45)
+    assert r["best_coverage"] == pytest.approx(0.45) and r["best_n_pass"] == 45
+    # a reachable target: the tuned threshold is the widest qualifying one; the best is still the purest one
+    ok = tune_threshold(score, win, target_winrate=0.8, min_samples=20, grid=grid)
+    assert ok["threshold"] == 50 and ok["best_threshold"] == 60 and ok["best_winrate"] == 1.0
+    # fewer closed signals than min_samples at any threshold: nothing is reachable
+    few = tune_threshold(score[:10], win[:10], target_winrate=0.5, min_samples=50)
+    assert np.isnan(few["best_winrate"]) and few["best_n_pass"] == 0
+
+
+def test_target_reach_per_pair_from_the_latest_version():
+    from pipeline.core.setup_gating import GatingParams, target_reach, tune_schedule
+
+    day = 86_400_000
+    g = GatingParams(use_ev=False, target_winrate_pct=90, window_days=365, min_closed_samples=4)
+    a = pd.DataFrame(  # BTC: 8 closed; >= 0.5 keeps 4 with 3 wins (75 %), the best reachable with >= 4 samples
+        {
+            "score": [0.9, 0.8, 0.7, 0.5, 0.4, 0.3, 0.2, 0.1],
+            "win": [1, 1, 0, 1, 0, 0, 1, 0],
+        }
+    ).assign(symbol="BTC/USDT")
+    b = pd.DataFrame({"score": [0.9, 0.8, 0.7, 0.6], "win": [1, 1, 1, 1]}).assign(symbol="ETH/USDT")  # 100 %
+    closed = pd.concat([a, b], ignore_index=True).assign(timeframe="1h")
+    closed["ts"] = np.arange(len(closed)) * day
+    closed["exit_ts"] = closed["ts"] + day
+    rows = tune_schedule(closed, np.array([5 * day, 30 * day]), g)
+    grid = lambda s: np.unique(np.quantile(s, np.linspace(0, 0.95, 39), method="lower"))
+    assert set(grid(a["score"])) >= {0.5}  # the default grid holds every observed score here
+    reach = target_reach(rows).set_index("symbol")
+    assert (reach["valid_from"] == 30 * day).all()  # the latest version
+    btc, eth = reach.loc["BTC/USDT"], reach.loc["ETH/USDT"]
+    assert np.isnan(btc["threshold"]) and btc["n"] == 8 and btc["base_winrate"] == pytest.approx(0.5)
+    assert btc["best_winrate"] == pytest.approx(0.75) and btc["best_coverage"] == pytest.approx(0.5)
+    assert btc["best_n_pass"] == 4 and btc["gap_pp"] == pytest.approx(15.0)
+    assert eth["threshold"] == pytest.approx(0.6) and eth["best_winrate"] == 1.0 and eth["gap_pp"] == pytest.approx(-10)
+
+
 def test_candidates_on_truncated_real_history_equal_the_full_run(shared_data):
     import talib
 
@@ -304,3 +351,122 @@ def test_candidates_on_truncated_real_history_equal_the_full_run(shared_data):
         part = candidates(b.iloc[: cut + 1], p, r, None, FUTURES)
         exp = full[full["bar"] <= cut].reset_index(drop=True)
         pd.testing.assert_frame_equal(part.reset_index(drop=True), exp, check_dtype=False)
+
+
+# ---- issue 12 item 14: the seed's signals / risk settings, each read by the plan builder -----------------------
+
+
+def _real_bars(shared_data, name="BTC_USDT-1h", n=6000):
+    import talib
+
+    raw = pd.read_csv(shared_data / "ohlcv" / "binance" / f"{name}.csv.gz").tail(n)
+    b = raw.rename(columns={"timestamp": "ts"})[["ts", "open", "high", "low", "close", "volume"]].reset_index(drop=True)
+    b["atr"] = talib.ATR(b.high.to_numpy(), b.low.to_numpy(), b.close.to_numpy(), 14)
+    return b
+
+
+def _two_anchor_series():
+    """:func:`_leg_then_pullback`, whose pullback low (bar 16) is then a confirmed pivot low after the leg's high, and a
+    bar 21 that touches the leg's 0.618 level (107.64) and closes above it."""
+    b = _leg_then_pullback()
+    more = pd.DataFrame(
+        {
+            "ts": (19 + np.arange(3)) * 3_600_000,
+            "open": [111.0, 111.0, 108.0],
+            "high": [112.6, 112.7, 112.8],
+            "low": [110.5, 110.6, 107.6],
+            "close": [111.0, 111.0, 108.0],
+            "volume": 1.0,
+            "atr": 1.0,
+        }
+    )
+    return pd.concat([b, more], ignore_index=True)
+
+
+P_HAND = dict(pivot_window=2, retracements=[0.5, 0.618], use_avwap=False, min_leg_atr=3, touch_atr=0.0)
+
+
+def test_fibo_anchors_considers_older_legs_by_hand():
+    b = _two_anchor_series()
+    one = candidates(b, SetupParams(**P_HAND), RiskParams(), None, NO_COSTS)
+    two = candidates(b, SetupParams(**P_HAND, fibo_anchors=2), RiskParams(), None, NO_COSTS)
+    l1, l2 = one[one.side == 1], two[two.side == 1]
+    # one anchor: at bar 21 the latest pivot low (bar 16, confirmed at 18) follows the latest high (bar 9): no up-leg
+    assert l1["bar"].tolist() == [16]
+    # two anchors: the second latest low (bar 3, 100) with the high at bar 9 (120): the 0.618 level 107.64 is touched
+    r = l2.set_index("bar").loc[21]
+    assert r["level"] == 0.618 and r["entry"] == pytest.approx(107.64) and r["leg_low"] == 100 and r["leg_high"] == 120
+    assert r["sl"] == pytest.approx(100 - 0.5)  # the deepest configured level: SL below the leg's start
+    # the latest anchor's candidates are unchanged
+    pd.testing.assert_frame_equal(l2[l2.bar == 16].reset_index(drop=True), l1.reset_index(drop=True))
+
+
+def test_lookback_candles_hides_legs_older_than_the_window_by_hand():
+    b = _leg_then_pullback()  # leg from the pivot low at bar 3; the touch at bar 16
+    bars = lambda w: (
+        candidates(b, SetupParams(**P_HAND, lookback_candles=w), RiskParams(), None, NO_COSTS)
+        .query("side == 1")["bar"]
+        .tolist()
+    )
+    assert bars(None) == [16] and bars(14) == [16]  # bar 3 is within the 14 bars 3..16
+    assert bars(13) == []  # window 4..16: the leg's start is not visible
+
+
+def test_fibo_anchors_and_lookback_on_real_data(shared_data):
+    b = _real_bars(shared_data)
+    base = candidates(b, SetupParams(), RiskParams(), None, FUTURES)
+    assert len(base) == 737  # the defaults keep the former behaviour (737 candidates before these settings existed)
+    more = candidates(b, SetupParams(fibo_anchors=3), RiskParams(), None, FUTURES)
+    key = ["bar", "side"]
+    m = base.merge(more, on=key, suffixes=("", "_3"))
+    assert len(m) == len(base)  # every latest-leg candidate survives, with the same plan
+    np.testing.assert_allclose(m["entry"], m["entry_3"])
+    assert len(more) > len(base) * 1.1
+    short = candidates(b, SetupParams(lookback_candles=30), RiskParams(), None, FUTURES)
+    assert 0 < len(short) < len(base) and short.merge(base, on=key).shape[0] == len(short)
+
+
+def test_atr_period_changes_the_plans(shared_data):
+    import talib
+
+    b = _real_bars(shared_data)
+    p14 = candidates(b, SetupParams(), RiskParams(), None, FUTURES)
+    p7 = candidates(b, SetupParams(atr_period=7), RiskParams(), None, FUTURES)
+    atr7 = talib.ATR(b.high.to_numpy(), b.low.to_numpy(), b.close.to_numpy(), 7)
+    np.testing.assert_allclose(p7["atr"], atr7[p7["bar"].to_numpy()])  # the plans' ATR is ATR(7) of the bars
+    m = p14.merge(p7, on=["bar", "side"], suffixes=("", "_7"))
+    assert len(p7) != len(p14) or not np.allclose(m["sl"], m["sl_7"])
+    assert (np.abs(m["sl"] - m["sl_7"]) > 1e-9).mean() > 0.5  # SL = level - 0.5 ATR: different ATR, different SL
+    # 14 = the stored features.technical.atr_14 column, untouched
+    pd.testing.assert_frame_equal(candidates(b, SetupParams(atr_period=14), RiskParams(), None, FUTURES), p14)
+
+
+def test_use_avwap_false_removes_the_confluence_condition(shared_data):
+    b = _real_bars(shared_data)
+    on = candidates(b, SetupParams(), RiskParams(), None, FUTURES)
+    off = candidates(b, SetupParams(use_avwap=False), RiskParams(), None, FUTURES)
+    assert on["avwap"].notna().all() and off["avwap"].isna().all() and off["avwap_dist_atr"].isna().all()
+    assert len(off) > 1.5 * len(on)  # touches away from the AVWAP now count (737 -> 1,306 on this slice)
+    assert set(zip(on.bar, on.side)) <= set(zip(off.bar, off.side))
+
+
+def test_risk_modes_select_risk_leverage_and_buffer():
+    normal, aggressive = RiskParams(), RiskParams(mode="aggressive")
+    assert (normal.risk_pct, normal.max_leverage, normal.liq_buffer) == (1.0, 10.0, 1.5)  # the former defaults
+    assert (aggressive.risk_pct, aggressive.max_leverage, aggressive.liq_buffer) == (2.0, 20.0, 1.2)
+    s = RiskParams(mode="conservative")
+    assert (s.risk_pct, s.max_leverage, s.liq_buffer) == (0.5, 5.0, 2.0)
+    # a field given directly overrides that value of the selected mode only
+    o = RiskParams(mode="aggressive", max_leverage=15)
+    assert (o.risk_pct, o.max_leverage, o.liq_buffer) == (2.0, 15.0, 1.2)
+    with pytest.raises(ValueError, match="not one of risk.modes"):
+        RiskParams(mode="yolo")
+    # 0.5 % stop on 10k equity: risk 1 % -> notional 20,000 (2x); risk 2 % -> 40,000 (4x)
+    e, sl = np.array([100.0]), np.array([99.5])
+    assert position_size(e, sl, 1, normal)["leverage"][0] == pytest.approx(2.0)
+    assert position_size(e, sl, 1, aggressive)["leverage"][0] == pytest.approx(4.0)
+    # 0.5 % stop, risk 2 % wants 4x; the conservative cap of 5x at 0.5 % risk: 1x
+    assert position_size(e, sl, 1, s)["leverage"][0] == pytest.approx(1.0)
+    # a 2 % stop wanting 25x: capped at each mode's max_leverage (liquidation 1/lev - mmr beyond buffer x stop)
+    big = RiskParams(mode="aggressive", risk_pct=50.0)
+    assert position_size(np.array([100.0]), np.array([98.0]), 1, big)["leverage"][0] == pytest.approx(20.0)

@@ -115,6 +115,33 @@ def test_meta_scores_on_truncated_real_history_equal_the_full_run(shared_data):
         np.testing.assert_allclose(m["p_cal_cut"], m["p_cal_full"], rtol=0, atol=1e-12)
 
 
+def test_calibration_none_serves_raw_probabilities(shared_data):
+    """``setup_scanner.meta.calibration: none`` (seed ``models.meta.calibration.enabled: false``): p(win) is the
+    classifier's raw probability from the first fold on; the default isotonic maps it."""
+    from models.setup_meta import SetupMetaConfig, fit_configured
+
+    data = _dataset({"BTC/USDT": _series(shared_data, "BTC/USDT", 9000)})
+    kw = dict(
+        params={"n_estimators": 25, "min_child_weight": 5},
+        walk_forward={
+            "train_window": "120d",
+            "test_window": "30d",
+            "purge": "0",
+            "embargo": "1d",
+            "min_calibration_rows": 100,
+        },
+    )
+    raw = fit_configured(data, SetupMetaConfig(calibration="none", **kw)).scores
+    iso = fit_configured(data, SetupMetaConfig(**kw)).scores
+    scored = raw["fold"] >= 0
+    assert scored.sum() > 300
+    np.testing.assert_array_equal(raw.loc[scored, "p_cal"], raw.loc[scored, "p_raw"])
+    np.testing.assert_array_equal(raw["p_raw"], iso["p_raw"])  # same classifier
+    both = scored & iso["p_cal"].notna()
+    assert both.sum() > 100 and not np.allclose(iso.loc[both, "p_cal"], iso.loc[both, "p_raw"])
+    assert iso.loc[scored, "p_cal"].isna().sum() > 0  # isotonic waits for 100 earlier out-of-fold rows
+
+
 def test_tune_schedule_only_sees_outcomes_known_at_each_version():
     g = GatingParams(use_ev=False, target_winrate_pct=60, window_days=30, min_closed_samples=3)
     ts = np.arange(10) * DAY

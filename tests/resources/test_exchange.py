@@ -190,3 +190,23 @@ def test_invalid_exchange_response_is_rejected_and_keeps_data(server, tmp_path, 
                 con, _source(server, frozen_now_ms=NOW + 20 * 3_600_000), "binance", "BTC/USDT", "1h", "2024-01-01"
             )
         pd.testing.assert_frame_equal(_stored(con), before)
+
+
+def test_overlap_candles_refetches_and_upserts_the_last_n(server, tmp_path):
+    """``exchange.overlap_candles`` (seed incremental.overlap_candles): the next sync starts N candles before the
+    checkpoint; those are fetched again and upserted (no duplicate), 0 resumes after the last one (no request)."""
+    with io.connect(str(tmp_path / "w.duckdb")) as con:
+        ingest_exchange_slice(con, _source(server), "binance", "BTC/USDT", "1h", "2024-01-01")
+        last = int(EXPECTED["ts"].iloc[-1])
+        n = len(FakeBinance.calls)
+        rep = ingest_exchange_slice(con, _source(server), "binance", "BTC/USDT", "1h", "2024-01-01", overlap=5)
+        assert len(FakeBinance.calls) == n + 1 and int(FakeBinance.calls[-1]["startTime"]) == last - 4 * 3_600_000
+        assert rep["new_rows"] == 5
+        _assert_complete(con)
+
+
+def test_since_is_the_backfill_start_date(server, tmp_path):
+    """``exchange.since`` is the seed's backfill.start_date: a cold sync's first candle."""
+    with io.connect(str(tmp_path / "w.duckdb")) as con:
+        ingest_exchange_slice(con, _source(server), "binance", "BTC/USDT", "1h", "2024-01-10")
+        assert int(_stored(con)["ts"].min()) == int(pd.Timestamp("2024-01-10", tz="UTC").value // 10**6)
