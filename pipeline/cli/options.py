@@ -9,7 +9,7 @@ import time
 import pandas as pd
 import typer
 
-from pipeline.cli.common import console, fmt, print_checks, read, run_job, table
+from pipeline.cli.common import console, fmt, pct, print_checks, read, run_job, table
 from pipeline.config import settings
 
 app = typer.Typer(help="Options desk: on-chain fusion signals and option trades (BTC).", no_args_is_help=True)
@@ -172,9 +172,35 @@ def train_models(
         raise typer.Exit(1)
 
 
+#: fraction columns of the evaluation and whether they are signed returns (printed as +x %) or rates (x %)
+PCT_COLUMNS = {
+    "option_hit_rate": False,
+    "direction_hit_rate": False,
+    "avg_option_ret": True,
+    "median_option_ret": True,
+    "avg_underlying_ret": True,
+    "total_return": True,
+    "annual_return": True,
+    "max_drawdown": True,
+}
+
+
+def percent_table(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with every :data:`PCT_COLUMNS` column (fractions) as percentage strings, counts as integers."""
+    out = df.copy()
+    for c, signed in PCT_COLUMNS.items():
+        if c in out:
+            out[c] = out[c].map(lambda v, s=signed: pct(v, s))
+    for c in ("trades", "n_trades", "without_outcome"):
+        if c in out:
+            out[c] = pd.to_numeric(out[c]).astype("Int64")
+    return out
+
+
 @app.command("report")
 def report() -> None:
-    """The model-based evaluation of the taken trades: per state, per year, per trade type, versus benchmarks."""
+    """The model-based evaluation of the taken trades: per state (tactical hedges as their own group), per year, per
+    trade type, versus buy-and-hold BTC and always-on calls/puts; rates and returns in percent."""
     import json
 
     run = read("SELECT * FROM backtest.runs WHERE run_id = 'options_desk-fusion_options'")
@@ -183,24 +209,31 @@ def report() -> None:
         raise typer.Exit(1)
     r = run.iloc[0]
     per = json.loads(r["per_symbol"])
-    for k in ("by_state", "by_year", "by_trade_type"):
+    titles = {
+        "by_state": "Taken trades by fusion state (tactical_hedge = TACTICAL_PUT hedges bought inside bull states)",
+        "by_year": "Taken trades by year of entry",
+        "by_trade_type": "Taken trades by trade type",
+    }
+    for k, title in titles.items():
         if k in per:
-            table(pd.DataFrame(per[k]), f"Taken trades {k.replace('_', ' ')} (option P&L is MODEL-BASED)")
+            table(percent_table(pd.DataFrame(per[k])), f"{title} — option P&L is MODEL-BASED")
     m, b = json.loads(r["metrics"]), json.loads(r["benchmark"])
+    keys = ("option_hit_rate", "direction_hit_rate", "total_return", "annual_return", "max_drawdown")
     rows = [
-        {
-            "": "fusion trades",
-            **{
-                k: m.get(k)
-                for k in ("n_trades", "option_hit_rate", "direction_hit_rate", "total_return", "max_drawdown")
-            },
-        }
+        {"": "fusion trades", "n_trades": m.get("n_trades"), "without_outcome": m.get("n_without_outcome")}
+        | {k: m.get(k) for k in keys}
     ]
     rows += [
-        {"": k, **{c: v.get(c) for c in ("option_hit_rate", "total_return", "max_drawdown")}} for k, v in b.items()
+        {"": k, "n_trades": v.get("n_trades"), "without_outcome": None} | {c: v.get(c) for c in keys}
+        for k, v in b.items()
     ]
-    table(pd.DataFrame(rows), f"Versus benchmarks ({fmt(r['period_start'])} .. {fmt(r['period_end'])})")
-    console.print(f"[dim]{r['sample']}[/]", highlight=False)
+    table(percent_table(pd.DataFrame(rows)), f"Versus benchmarks ({fmt(r['period_start'])} .. {fmt(r['period_end'])})")
+    console.print(
+        "[dim]Hit rates and averages are over the trades with an outcome (a positive model premium and an expiry "
+        "inside the data); total/annual return and drawdown are of the account curve (2 % of equity x size in premium "
+        f"per trade; buy-and-hold: BTC itself). {r['sample']}[/]",
+        highlight=False,
+    )
 
 
 @app.command("list-trades")

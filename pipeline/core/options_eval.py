@@ -169,11 +169,15 @@ def desk_evaluation(trades: pd.DataFrame, price: pd.Series, sp) -> dict:
         "buy_and_hold": performance(bh_ts, bh.to_numpy()),
         "always_on_calls": {
             **performance(equity_curve(calls)["ts"].to_numpy(), equity_curve(calls)["equity"].to_numpy()),
+            "n_trades": float(calls["option_ret"].notna().sum()),
             "option_hit_rate": float(calls["hit"].mean()),
+            "direction_hit_rate": float(calls["direction_hit"].mean()),
         },
         "always_on_puts": {
             **performance(equity_curve(puts)["ts"].to_numpy(), equity_curve(puts)["equity"].to_numpy()),
+            "n_trades": float(puts["option_ret"].notna().sum()),
             "option_hit_rate": float(puts["hit"].mean()),
+            "direction_hit_rate": float(puts["direction_hit"].mean()),
         },
     }
     return {
