@@ -11,6 +11,13 @@ import typer
 
 from pipeline.cli.common import console, fmt, pct, print_checks, read, run_job, table
 from pipeline.config import settings
+from pipeline.core.options_explain import (
+    OVERLAY_INPUTS,
+    REGIME_INPUTS,
+    days_behind,
+    regime_inputs,
+    unavailable_reason,
+)
 
 app = typer.Typer(help="Options desk: on-chain fusion signals and option trades (BTC).", no_args_is_help=True)
 
@@ -33,26 +40,97 @@ def build_features() -> None:
         raise typer.Exit(1)
 
 
-def _signal_block(date: str | None) -> None:
-    d = read(
-        "SELECT * FROM signals.options_daily " + ("WHERE date = ?" if date else "ORDER BY date DESC LIMIT 1"),
-        [date] if date else [],
+def _age_lines(day: str, last: str, available_at, today, max_age: int) -> list[str]:
+    """How old the shown day and the stored data are, against today's UTC date, with a warning past ``max_age``."""
+    behind = days_behind(last, today)
+    ready = (
+        ""
+        if available_at is None or pd.isna(available_at)
+        else f"complete at {pd.Timestamp(available_at):%Y-%m-%d %H:%M} UTC, "
     )
+    out = [
+        f"Data: latest stored day {last} ({ready}{behind} day{'s' if behind != 1 else ''} behind today, "
+        f"{pd.Timestamp(today).date()} UTC)"
+    ]
+    if day != last:
+        out.append(f"      showing {day}, {days_behind(day, today)} days behind today (not the latest day)")
+    if behind > max_age:
+        out.append(
+            f"⚠ STALE DATA: the latest on-chain day is {behind} days old (more than {max_age}); this is NOT today's "
+            "signal. Refresh the on-chain files and run `trader options generate-signal` (or `trader run`)."
+        )
+    return out
+
+
+def _unavailable_lines(r: pd.Series, features: pd.DataFrame, day: str) -> list[str]:
+    """One line per indicator without a regime on ``day``, saying which input is missing (empty if none)."""
+    out = []
+    for ind, (prefix, _) in REGIME_INPUTS.items():
+        if r.get(f"{prefix}_regime") == "unavailable":
+            out.append(f"   ⚠ {unavailable_reason(features, day, ind)}")
+    return out
+
+
+def _input_lines(features: pd.DataFrame, r: pd.Series, day: str) -> list[str]:
+    """``--verbose``: the feature values each regime (and the overlays) were read from on ``day``, with thresholds."""
+    f = features[pd.to_datetime(features["date"]) == pd.Timestamp(day)]
+    if f.empty:
+        return ["", "--- INDICATOR INPUTS ---", f"   no features.onchain row for {day}"]
+    row = f.iloc[0]
+    rp = settings().options_desk.regimes
+    thresholds = {
+        "mdia": f"z <= {rp.mdia_strong_inflow} strong_inflow, <= {rp.mdia_inflow} inflow, >= {rp.mdia_distribution} "
+        f"distribution (z over {rp.mdia_z_window} d)",
+        "whales": f"30d change >= +/-{rp.whale_count_step:.1%} per count (primary); exchange supply "
+        f"-{rp.whale_proxy_strong:.1%} / -{rp.whale_proxy_step:.1%} accumulation, +{rp.whale_proxy_step:.1%} / "
+        f"+{rp.whale_proxy_strong:.1%} distribution (proxy)",
+        "mvrv_ls": f"z over {rp.ls_z_window} d; {rp.ls_slope_days}-day z slope beyond +/-{rp.ls_slope_min} is up/down; "
+        f"zero cross within {rp.ls_cross_days} d confirms; z >= {rp.ls_warning_z} falling = warning, "
+        f"<= {rp.ls_bear_z} falling = bear",
+    }
+    val = lambda v: "n/a" if v is None or pd.isna(v) else f"{v:,.4f}" if abs(v) < 1000 else f"{v:,.0f}"  # noqa: E731
+    out = ["", "--- INDICATOR INPUTS (features.onchain) ---"]
+    for ind, header, sources in regime_inputs(row, r):
+        out.append(f"{ind.upper()}: {header}   [{thresholds[ind]}]")
+        for src, values in sources:
+            out.append(f"   {src}: " + ", ".join(f"{c} = {val(v)}" for c, v in values))
+    out.append("OVERLAYS: " + ", ".join(f"{c} = {val(row.get(c))}" for c in OVERLAY_INPUTS))
+    return out
+
+
+def _signal_block(date: str | None, verbose: bool = False) -> None:
+    span = read("SELECT min(date) AS first, max(date) AS last, max(available_at) AS ready FROM signals.options_daily")
+    if span.empty or pd.isna(span["last"].iloc[0]):
+        console.print("[red]no signals stored yet; run `trader options build-features`[/]")
+        raise typer.Exit(1)
+    first, last = (str(pd.Timestamp(span[c].iloc[0]).date()) for c in ("first", "last"))
+    d = read("SELECT * FROM signals.options_daily WHERE date = ?", [date or last])
     if d.empty:
-        console.print(f"[red]no signal for {date}[/]")
+        console.print(f"[red]no signal for {date}: stored days are {first} .. {last}[/]")
         raise typer.Exit(1)
     r = d.iloc[0]
     day = str(pd.Timestamp(r["date"]).date())
+    today = pd.Timestamp.now(tz="UTC").tz_localize(None).normalize()
+    cfg = settings().options_desk
     trades = read("SELECT * FROM signals.options_trades WHERE date = ? ORDER BY trade_type", [day])
+    unavailable = r["state_reason"].startswith("unavailable") or "unavailable" in {
+        r.get(f"{p}_regime") for p, _ in REGIME_INPUTS.values()
+    }
+    features = (
+        read("SELECT * FROM features.onchain WHERE date <= ? ORDER BY date", [day])
+        if verbose or unavailable
+        else pd.DataFrame()
+    )
     bar = "=" * 60
     score = "n/a" if pd.isna(r["score"]) else f"{int(r['score']):+d}"
     lines = [
         bar,
         f"SIGNAL ANALYSIS: {day}",
         bar,
+        *_age_lines(day, last, span["ready"].iloc[0], today, cfg.max_data_age_days),
         "",
         "--- ML MODEL SCORES ---",
-        *_model_lines(r, day, settings().options_desk.models),
+        *_model_lines(r, day, cfg.models),
         "",
         "--- FUSION STATE ---",
         f"State: {r['state']}",
@@ -61,6 +139,8 @@ def _signal_block(date: str | None) -> None:
         f"   Reason: {r['state_reason']}",
         f"   Regimes: MDIA {r['mdia_regime']} ({r['mdia_source']}), whales {r['whale_regime']} ({r['whale_source']}), "
         f"MVRV-LS {r['mvrv_ls_regime']} ({r['mvrv_ls_source']})",
+        *(_unavailable_lines(r, features, day) if unavailable else []),
+        *(_input_lines(features, r, day) if verbose else []),
         "",
         "--- OVERLAY ---",
         f"   {r['overlay_reason']}",
@@ -86,7 +166,7 @@ def _signal_block(date: str | None) -> None:
             f"   Structures: {t.structure}",
             f"   Strikes: {strikes}   Expiry: {fmt(t.expiry)} ({t.dte} DTE)",
         ]
-    console.print("\n".join(lines), highlight=False)
+    console.print("\n".join(lines), highlight=False, markup=False)
 
 
 def _model_lines(r: pd.Series, day: str, m) -> list[str]:
@@ -128,8 +208,10 @@ def score_latest(
     date: str = typer.Option(None, "--date", help="Another stored day (YYYY-MM-DD)."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
-    """The latest (or a given) day's stored signal in the seed's sample-output layout."""
-    _signal_block(date)
+    """The latest (or a given) day's stored signal in the seed's sample-output layout, with the data's age against
+    today's UTC date (a warning when stale) and why any indicator is unavailable; ``--verbose`` adds the feature values
+    each regime was read from."""
+    _signal_block(date, verbose)
 
 
 @app.command("generate-signal")
@@ -137,12 +219,12 @@ def generate_signal(
     date: str = typer.Option(None, "--date", help="YYYY-MM-DD (default: latest)."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
-    """Recompute the desk (inputs unchanged → skipped) and show one day's signal."""
+    """Recompute the desk (inputs unchanged → skipped), republish, and show the latest (or a given) day's signal with
+    the data's age; ``--verbose`` adds the feature values behind each regime."""
     if not _run_desk():
         console.print("[red]options_desk assets failed[/]")
         raise typer.Exit(1)
-    if verbose or date:
-        _signal_block(date)
+    _signal_block(date, verbose)
 
 
 @app.command("train-models")
