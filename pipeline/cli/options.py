@@ -264,6 +264,8 @@ PCT_COLUMNS = {
     "total_return": True,
     "annual_return": True,
     "max_drawdown": True,
+    "avg_fwd_30d": True,
+    "up_share": False,
 }
 
 
@@ -363,9 +365,11 @@ def analyze_fusion() -> None:
         "States per year",
     )
     table(
-        read("""SELECT state, count(*) AS days, round(avg(fwd), 4) AS avg_fwd_30d, round(avg((fwd > 0)::INT), 3) AS up_share
+        percent_table(
+            read("""SELECT state, count(*) AS days, avg(fwd) AS avg_fwd_30d, avg((fwd > 0)::INT) AS up_share
                    FROM (SELECT state, spot_usd, lead(spot_usd, 30) OVER (ORDER BY date) / spot_usd - 1 AS fwd
-                         FROM signals.options_daily) WHERE fwd IS NOT NULL GROUP BY ALL ORDER BY days DESC"""),
+                         FROM signals.options_daily) WHERE fwd IS NOT NULL GROUP BY ALL ORDER BY days DESC""")
+        ),
         "Forward 30-day BTC return by state (evaluation only; uses future prices)",
     )
     table(
@@ -380,8 +384,10 @@ def analyze_fusion() -> None:
 def analyze_neutral() -> None:
     """MVRV-LS neutral terrain: how often, with which MDIA/whale regimes, and what followed."""
     table(
-        read("""SELECT mdia_regime, whale_regime, count(*) AS days, round(avg(fwd), 4) AS avg_fwd_30d
+        percent_table(
+            read("""SELECT mdia_regime, whale_regime, count(*) AS days, avg(fwd) AS avg_fwd_30d
                    FROM (SELECT *, lead(spot_usd, 30) OVER (ORDER BY date) / spot_usd - 1 AS fwd FROM signals.options_daily)
-                   WHERE mvrv_ls_regime = 'neutral' GROUP BY ALL ORDER BY days DESC LIMIT 20"""),
+                   WHERE mvrv_ls_regime = 'neutral' GROUP BY ALL ORDER BY days DESC LIMIT 20""")
+        ),
         "MVRV-LS neutral days",
     )
