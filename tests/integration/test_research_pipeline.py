@@ -222,7 +222,8 @@ def test_train_gate_promote_backtest_then_refuse_a_failing_model(resources, monk
         ), out.output
         assert "signal_option_put" in out.output
         out = CliRunner().invoke(cli.app, ["options", "report"], env={"COLUMNS": "250"})
-        assert out.exit_code == 0 and "Taken trades by state" in out.output and "Taken trades by year" in out.output
+        assert out.exit_code == 0 and "Taken trades by fusion state" in out.output and "by year" in out.output
+        assert "tactical_hedge" in out.output and " %" in out.output
         assert _q(resources, "SELECT count(*) n FROM features.onchain_source_agreement")["n"][0] == 2
 
         # setup scanner: candidates -> p(win) meta-model (gate passed under the test criteria, champion v1) -> tuned
