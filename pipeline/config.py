@@ -171,6 +171,12 @@ class ResearchConfig(Params):
 
 
 class OptionsDeskConfig(Params):
+    max_data_age_days: int = Field(
+        2,
+        ge=1,
+        description="score-latest / generate-signal warn when the latest stored day is more than this many days "
+        "behind today's UTC date (day D is complete at D+1 00:00 UTC, so 1 is as fresh as it gets).",
+    )
     regimes: OnchainRegimeParams = Field(default_factory=OnchainRegimeParams)
     decisions: OptionsDeskParams = Field(default_factory=OptionsDeskParams)
     models: OptionsModelsConfig = Field(default_factory=OptionsModelsConfig)

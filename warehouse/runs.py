@@ -171,11 +171,14 @@ def backtest_run_row(
 
 
 def simulator_trades(trades: pd.DataFrame) -> pd.DataFrame:
-    """Simulator trades with ``trade_id`` (0..n-1) and UTC ``entry_time``/``exit_time`` added (``backtest.trades`` form)."""
+    """Simulator trades in ``backtest.trades`` form: ``trade_id`` (0..n-1), UTC ``entry_time``/``exit_time``, and the
+    underlying's prices = the fills' own (the simulator trades the symbol itself, a linear instrument; ``instrument``
+    stays NULL — see :data:`warehouse.schema.TRADE_COLUMNS`)."""
     return trades.assign(
         trade_id=np.arange(len(trades), dtype=np.int64),
         entry_time=pd.to_datetime(trades["entry_ts"], unit="ms"),
         exit_time=pd.to_datetime(trades["exit_ts"], unit="ms"),
+        **{f"underlying_{c}": trades[c] for c in ("entry_price", "exit_price") if c in trades},
     )
 
 

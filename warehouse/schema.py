@@ -64,7 +64,16 @@ TRADE_COLUMNS = [
     "sl_initial",
     "tp_initial",
     "bars_held",
+    "instrument",
+    "underlying_entry_price",
+    "underlying_exit_price",
 ]
+#: what the price columns of ``backtest.trades`` mean, the same for every desk: ``entry_price`` / ``exit_price`` are
+#: the traded instrument's price per unit in the symbol's quote currency (spot or perpetual: the pair's price; options
+#: desk: the structure's premium paid and its value at expiry, USD per BTC of structure); ``underlying_entry_price`` /
+#: ``underlying_exit_price`` are the underlying's price at the same instants (for a linear instrument, its own price);
+#: ``instrument`` names what was traded when it is not the symbol itself (options desk: the structure, e.g.
+#: ``CALL_SPREAD``), NULL otherwise. ``units × entry_price = notional`` and ``pnl`` is net of ``fees`` on every desk.
 EQUITY_COLUMNS = [
     "ts",
     "equity",
@@ -127,7 +136,11 @@ DDL = [
         direction INTEGER, signal_ts BIGINT, entry_ts BIGINT, exit_ts BIGINT, entry_time TIMESTAMP, exit_time TIMESTAMP,
         entry_price DOUBLE, exit_price DOUBLE, units DOUBLE, notional DOUBLE, fees DOUBLE, pnl DOUBLE, ret DOUBLE,
         exit_reason VARCHAR, mae DOUBLE, mfe DOUBLE, r_multiple DOUBLE, tp1_hit BOOLEAN, sl_initial DOUBLE, tp_initial DOUBLE,
-        bars_held BIGINT)""",
+        bars_held BIGINT, instrument VARCHAR, underlying_entry_price DOUBLE, underlying_exit_price DOUBLE)""",
+    # columns added after the first release: a warehouse created by older code gets them (NULL in its old rows)
+    "ALTER TABLE backtest.trades ADD COLUMN IF NOT EXISTS instrument VARCHAR",
+    "ALTER TABLE backtest.trades ADD COLUMN IF NOT EXISTS underlying_entry_price DOUBLE",
+    "ALTER TABLE backtest.trades ADD COLUMN IF NOT EXISTS underlying_exit_price DOUBLE",
     """CREATE TABLE IF NOT EXISTS backtest.equity (run_id VARCHAR NOT NULL, ts BIGINT NOT NULL, equity DOUBLE, cash DOUBLE,
         position_value DOUBLE, gross_exposure DOUBLE, n_positions INTEGER, drawdown DOUBLE, benchmark_equity DOUBLE,
         open_time TIMESTAMP GENERATED ALWAYS AS (make_timestamp(ts * 1000)) VIRTUAL)""",

@@ -16,7 +16,7 @@ from pipeline.core.options_eval import desk_evaluation, trade_rows
 from resources.warehouse import WarehouseResource
 from warehouse import io, readers, runs
 
-CODE_VERSION = "3"
+CODE_VERSION = "4"
 RUN_ID = "options_desk-fusion_options"
 SAMPLE = (
     "full history; rules fixed a priori (no fitted parameters); option prices model-based (Black-Scholes, "

@@ -29,6 +29,7 @@ from models.options_direction import option_signals
 from pipeline.config import settings
 from pipeline.core.onchain_signals import FEATURE_COLUMNS, source_agreement
 from pipeline.core.onchain_signals import onchain_features as build_onchain_features
+from pipeline.core.options_explain import recent_availability
 from pipeline.core.options_fusion import STATES, decide_days
 from pipeline.core.validity import calendar_defects, invalid_states
 from resources.warehouse import WarehouseResource
@@ -132,8 +133,7 @@ def daily_decisions(f: pd.DataFrame, price: pd.Series, scores: pd.DataFrame, p, 
 
 def _results(daily: pd.DataFrame, trades: pd.DataFrame, unchanged: bool):
     """The two materialisations and the two checks of ``options_signals``."""
-    recent = daily.tail(90)
-    unavailable = recent["state_reason"].str.startswith("unavailable")
+    share, reasons, window = recent_availability(daily, 90)
     status = {"status": "inputs unchanged; not recomputed"} if unchanged else {}
     taken = trades[trades["cooldown_status"] == "taken"]
     yield dg.MaterializeResult(
@@ -173,14 +173,9 @@ def _results(daily: pd.DataFrame, trades: pd.DataFrame, unchanged: bool):
     yield dg.AssetCheckResult(
         check_name=RECENT_DAYS_AVAILABLE,
         asset_key=OPTIONS_DAILY,
-        passed=bool(unavailable.mean() < 0.5),
+        passed=bool(share < 0.5),
         severity=dg.AssetCheckSeverity.WARN,
-        metadata={
-            "unavailable_share_90d": float(unavailable.mean()),
-            "reasons": md_table(
-                recent.loc[unavailable, "state_reason"].value_counts().rename_axis("reason").reset_index()
-            ),
-        },
+        metadata={"unavailable_share_90d": share, **window, "reasons": md_table(reasons)},
     )
 
 
@@ -214,7 +209,8 @@ def _results(daily: pd.DataFrame, trades: pd.DataFrame, unchanged: bool):
         dg.AssetCheckSpec(
             RECENT_DAYS_AVAILABLE,
             asset=OPTIONS_DAILY,
-            description="WARN: share of the last 90 days where an indicator is unavailable.",
+            description="WARN: share of the last 90 calendar days (ending at the latest stored day) where an "
+            "indicator is unavailable or the day has no row; metadata: the window and the reasons.",
         ),
     ],
     pool=POOL,

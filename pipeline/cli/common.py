@@ -156,6 +156,13 @@ def fmt(v) -> str:
     return str(v)
 
 
+def pct(v, signed: bool = False) -> str:
+    """A fraction as a percentage: ``0.41`` → ``41.0 %``, ``64.68`` with ``signed`` → ``+6,468.0 %``; "" for NaN/None."""
+    if v is None or pd.isna(v):
+        return ""
+    return f"{100 * float(v):{'+' if signed else ''},.1f} %"
+
+
 def local_times(df: pd.DataFrame, tz: str) -> pd.DataFrame:
     """``df`` with its times shown in ``tz`` (``app.timezone``): every datetime column holding a time of day
     (naive = UTC, as the warehouse stores them) is converted to ``tz`` and renamed ``<name> (<tz>)``; columns of
@@ -176,11 +183,13 @@ def local_times(df: pd.DataFrame, tz: str) -> pd.DataFrame:
 
 
 def table(df: pd.DataFrame, title: str) -> None:
-    """Print ``df`` as a rich table (numeric columns right-aligned; times in ``app.timezone``, :func:`local_times`)."""
+    """Print ``df`` as a rich table (numeric and percentage columns right-aligned; times in ``app.timezone``,
+    :func:`local_times`)."""
     df = local_times(df, settings().app.timezone)
     t = Table(title=title)
     for c in df.columns:
-        t.add_column(str(c), justify="right" if pd.api.types.is_numeric_dtype(df[c]) else "left")
+        is_pct = df[c].map(lambda v: isinstance(v, str) and (v == "" or v.endswith("%"))).all() and len(df)
+        t.add_column(str(c), justify="right" if pd.api.types.is_numeric_dtype(df[c]) or is_pct else "left")
     for row in df.itertuples(index=False):
         t.add_row(*[fmt(v) for v in row])
     console.print(t)

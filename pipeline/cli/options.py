@@ -9,8 +9,15 @@ import time
 import pandas as pd
 import typer
 
-from pipeline.cli.common import console, fmt, print_checks, read, run_job, table
+from pipeline.cli.common import console, fmt, pct, print_checks, read, run_job, table
 from pipeline.config import settings
+from pipeline.core.options_explain import (
+    OVERLAY_INPUTS,
+    REGIME_INPUTS,
+    days_behind,
+    regime_inputs,
+    unavailable_reason,
+)
 
 app = typer.Typer(help="Options desk: on-chain fusion signals and option trades (BTC).", no_args_is_help=True)
 
@@ -33,26 +40,97 @@ def build_features() -> None:
         raise typer.Exit(1)
 
 
-def _signal_block(date: str | None) -> None:
-    d = read(
-        "SELECT * FROM signals.options_daily " + ("WHERE date = ?" if date else "ORDER BY date DESC LIMIT 1"),
-        [date] if date else [],
+def _age_lines(day: str, last: str, available_at, today, max_age: int) -> list[str]:
+    """How old the shown day and the stored data are, against today's UTC date, with a warning past ``max_age``."""
+    behind = days_behind(last, today)
+    ready = (
+        ""
+        if available_at is None or pd.isna(available_at)
+        else f"complete at {pd.Timestamp(available_at):%Y-%m-%d %H:%M} UTC, "
     )
+    out = [
+        f"Data: latest stored day {last} ({ready}{behind} day{'s' if behind != 1 else ''} behind today, "
+        f"{pd.Timestamp(today).date()} UTC)"
+    ]
+    if day != last:
+        out.append(f"      showing {day}, {days_behind(day, today)} days behind today (not the latest day)")
+    if behind > max_age:
+        out.append(
+            f"⚠ STALE DATA: the latest on-chain day is {behind} days old (more than {max_age}); this is NOT today's "
+            "signal. Refresh the on-chain files and run `trader options generate-signal` (or `trader run`)."
+        )
+    return out
+
+
+def _unavailable_lines(r: pd.Series, features: pd.DataFrame, day: str) -> list[str]:
+    """One line per indicator without a regime on ``day``, saying which input is missing (empty if none)."""
+    out = []
+    for ind, (prefix, _) in REGIME_INPUTS.items():
+        if r.get(f"{prefix}_regime") == "unavailable":
+            out.append(f"   ⚠ {unavailable_reason(features, day, ind)}")
+    return out
+
+
+def _input_lines(features: pd.DataFrame, r: pd.Series, day: str) -> list[str]:
+    """``--verbose``: the feature values each regime (and the overlays) were read from on ``day``, with thresholds."""
+    f = features[pd.to_datetime(features["date"]) == pd.Timestamp(day)]
+    if f.empty:
+        return ["", "--- INDICATOR INPUTS ---", f"   no features.onchain row for {day}"]
+    row = f.iloc[0]
+    rp = settings().options_desk.regimes
+    thresholds = {
+        "mdia": f"z <= {rp.mdia_strong_inflow} strong_inflow, <= {rp.mdia_inflow} inflow, >= {rp.mdia_distribution} "
+        f"distribution (z over {rp.mdia_z_window} d)",
+        "whales": f"30d change >= +/-{rp.whale_count_step:.1%} per count (primary); exchange supply "
+        f"-{rp.whale_proxy_strong:.1%} / -{rp.whale_proxy_step:.1%} accumulation, +{rp.whale_proxy_step:.1%} / "
+        f"+{rp.whale_proxy_strong:.1%} distribution (proxy)",
+        "mvrv_ls": f"z over {rp.ls_z_window} d; {rp.ls_slope_days}-day z slope beyond +/-{rp.ls_slope_min} is up/down; "
+        f"zero cross within {rp.ls_cross_days} d confirms; z >= {rp.ls_warning_z} falling = warning, "
+        f"<= {rp.ls_bear_z} falling = bear",
+    }
+    val = lambda v: "n/a" if v is None or pd.isna(v) else f"{v:,.4f}" if abs(v) < 1000 else f"{v:,.0f}"  # noqa: E731
+    out = ["", "--- INDICATOR INPUTS (features.onchain) ---"]
+    for ind, header, sources in regime_inputs(row, r):
+        out.append(f"{ind.upper()}: {header}   [{thresholds[ind]}]")
+        for src, values in sources:
+            out.append(f"   {src}: " + ", ".join(f"{c} = {val(v)}" for c, v in values))
+    out.append("OVERLAYS: " + ", ".join(f"{c} = {val(row.get(c))}" for c in OVERLAY_INPUTS))
+    return out
+
+
+def _signal_block(date: str | None, verbose: bool = False) -> None:
+    span = read("SELECT min(date) AS first, max(date) AS last, max(available_at) AS ready FROM signals.options_daily")
+    if span.empty or pd.isna(span["last"].iloc[0]):
+        console.print("[red]no signals stored yet; run `trader options build-features`[/]")
+        raise typer.Exit(1)
+    first, last = (str(pd.Timestamp(span[c].iloc[0]).date()) for c in ("first", "last"))
+    d = read("SELECT * FROM signals.options_daily WHERE date = ?", [date or last])
     if d.empty:
-        console.print(f"[red]no signal for {date}[/]")
+        console.print(f"[red]no signal for {date}: stored days are {first} .. {last}[/]")
         raise typer.Exit(1)
     r = d.iloc[0]
     day = str(pd.Timestamp(r["date"]).date())
+    today = pd.Timestamp.now(tz="UTC").tz_localize(None).normalize()
+    cfg = settings().options_desk
     trades = read("SELECT * FROM signals.options_trades WHERE date = ? ORDER BY trade_type", [day])
+    unavailable = r["state_reason"].startswith("unavailable") or "unavailable" in {
+        r.get(f"{p}_regime") for p, _ in REGIME_INPUTS.values()
+    }
+    features = (
+        read("SELECT * FROM features.onchain WHERE date <= ? ORDER BY date", [day])
+        if verbose or unavailable
+        else pd.DataFrame()
+    )
     bar = "=" * 60
     score = "n/a" if pd.isna(r["score"]) else f"{int(r['score']):+d}"
     lines = [
         bar,
         f"SIGNAL ANALYSIS: {day}",
         bar,
+        *_age_lines(day, last, span["ready"].iloc[0], today, cfg.max_data_age_days),
         "",
         "--- ML MODEL SCORES ---",
-        *_model_lines(r, day, settings().options_desk.models),
+        *_model_lines(r, day, cfg.models),
         "",
         "--- FUSION STATE ---",
         f"State: {r['state']}",
@@ -61,6 +139,8 @@ def _signal_block(date: str | None) -> None:
         f"   Reason: {r['state_reason']}",
         f"   Regimes: MDIA {r['mdia_regime']} ({r['mdia_source']}), whales {r['whale_regime']} ({r['whale_source']}), "
         f"MVRV-LS {r['mvrv_ls_regime']} ({r['mvrv_ls_source']})",
+        *(_unavailable_lines(r, features, day) if unavailable else []),
+        *(_input_lines(features, r, day) if verbose else []),
         "",
         "--- OVERLAY ---",
         f"   {r['overlay_reason']}",
@@ -86,7 +166,7 @@ def _signal_block(date: str | None) -> None:
             f"   Structures: {t.structure}",
             f"   Strikes: {strikes}   Expiry: {fmt(t.expiry)} ({t.dte} DTE)",
         ]
-    console.print("\n".join(lines), highlight=False)
+    console.print("\n".join(lines), highlight=False, markup=False)
 
 
 def _model_lines(r: pd.Series, day: str, m) -> list[str]:
@@ -128,8 +208,10 @@ def score_latest(
     date: str = typer.Option(None, "--date", help="Another stored day (YYYY-MM-DD)."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
-    """The latest (or a given) day's stored signal in the seed's sample-output layout."""
-    _signal_block(date)
+    """The latest (or a given) day's stored signal in the seed's sample-output layout, with the data's age against
+    today's UTC date (a warning when stale) and why any indicator is unavailable; ``--verbose`` adds the feature values
+    each regime was read from."""
+    _signal_block(date, verbose)
 
 
 @app.command("generate-signal")
@@ -137,12 +219,12 @@ def generate_signal(
     date: str = typer.Option(None, "--date", help="YYYY-MM-DD (default: latest)."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
-    """Recompute the desk (inputs unchanged → skipped) and show one day's signal."""
+    """Recompute the desk (inputs unchanged → skipped), republish, and show the latest (or a given) day's signal with
+    the data's age; ``--verbose`` adds the feature values behind each regime."""
     if not _run_desk():
         console.print("[red]options_desk assets failed[/]")
         raise typer.Exit(1)
-    if verbose or date:
-        _signal_block(date)
+    _signal_block(date, verbose)
 
 
 @app.command("train-models")
@@ -172,9 +254,37 @@ def train_models(
         raise typer.Exit(1)
 
 
+#: fraction columns of the evaluation and whether they are signed returns (printed as +x %) or rates (x %)
+PCT_COLUMNS = {
+    "option_hit_rate": False,
+    "direction_hit_rate": False,
+    "avg_option_ret": True,
+    "median_option_ret": True,
+    "avg_underlying_ret": True,
+    "total_return": True,
+    "annual_return": True,
+    "max_drawdown": True,
+    "avg_fwd_30d": True,
+    "up_share": False,
+}
+
+
+def percent_table(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with every :data:`PCT_COLUMNS` column (fractions) as percentage strings, counts as integers."""
+    out = df.copy()
+    for c, signed in PCT_COLUMNS.items():
+        if c in out:
+            out[c] = out[c].map(lambda v, s=signed: pct(v, s))
+    for c in ("trades", "n_trades", "without_outcome"):
+        if c in out:
+            out[c] = pd.to_numeric(out[c]).astype("Int64")
+    return out
+
+
 @app.command("report")
 def report() -> None:
-    """The model-based evaluation of the taken trades: per state, per year, per trade type, versus benchmarks."""
+    """The model-based evaluation of the taken trades: per state (tactical hedges as their own group), per year, per
+    trade type, versus buy-and-hold BTC and always-on calls/puts; rates and returns in percent."""
     import json
 
     run = read("SELECT * FROM backtest.runs WHERE run_id = 'options_desk-fusion_options'")
@@ -183,24 +293,31 @@ def report() -> None:
         raise typer.Exit(1)
     r = run.iloc[0]
     per = json.loads(r["per_symbol"])
-    for k in ("by_state", "by_year", "by_trade_type"):
+    titles = {
+        "by_state": "Taken trades by fusion state (tactical_hedge = TACTICAL_PUT hedges bought inside bull states)",
+        "by_year": "Taken trades by year of entry",
+        "by_trade_type": "Taken trades by trade type",
+    }
+    for k, title in titles.items():
         if k in per:
-            table(pd.DataFrame(per[k]), f"Taken trades {k.replace('_', ' ')} (option P&L is MODEL-BASED)")
+            table(percent_table(pd.DataFrame(per[k])), f"{title} — option P&L is MODEL-BASED")
     m, b = json.loads(r["metrics"]), json.loads(r["benchmark"])
+    keys = ("option_hit_rate", "direction_hit_rate", "total_return", "annual_return", "max_drawdown")
     rows = [
-        {
-            "": "fusion trades",
-            **{
-                k: m.get(k)
-                for k in ("n_trades", "option_hit_rate", "direction_hit_rate", "total_return", "max_drawdown")
-            },
-        }
+        {"": "fusion trades", "n_trades": m.get("n_trades"), "without_outcome": m.get("n_without_outcome")}
+        | {k: m.get(k) for k in keys}
     ]
     rows += [
-        {"": k, **{c: v.get(c) for c in ("option_hit_rate", "total_return", "max_drawdown")}} for k, v in b.items()
+        {"": k, "n_trades": v.get("n_trades"), "without_outcome": None} | {c: v.get(c) for c in keys}
+        for k, v in b.items()
     ]
-    table(pd.DataFrame(rows), f"Versus benchmarks ({fmt(r['period_start'])} .. {fmt(r['period_end'])})")
-    console.print(f"[dim]{r['sample']}[/]", highlight=False)
+    table(percent_table(pd.DataFrame(rows)), f"Versus benchmarks ({fmt(r['period_start'])} .. {fmt(r['period_end'])})")
+    console.print(
+        "[dim]Hit rates and averages are over the trades with an outcome (a positive model premium and an expiry "
+        "inside the data); total/annual return and drawdown are of the account curve (2 % of equity x size in premium "
+        f"per trade; buy-and-hold: BTC itself). {r['sample']}[/]",
+        highlight=False,
+    )
 
 
 @app.command("list-trades")
@@ -248,9 +365,11 @@ def analyze_fusion() -> None:
         "States per year",
     )
     table(
-        read("""SELECT state, count(*) AS days, round(avg(fwd), 4) AS avg_fwd_30d, round(avg((fwd > 0)::INT), 3) AS up_share
+        percent_table(
+            read("""SELECT state, count(*) AS days, avg(fwd) AS avg_fwd_30d, avg((fwd > 0)::INT) AS up_share
                    FROM (SELECT state, spot_usd, lead(spot_usd, 30) OVER (ORDER BY date) / spot_usd - 1 AS fwd
-                         FROM signals.options_daily) WHERE fwd IS NOT NULL GROUP BY ALL ORDER BY days DESC"""),
+                         FROM signals.options_daily) WHERE fwd IS NOT NULL GROUP BY ALL ORDER BY days DESC""")
+        ),
         "Forward 30-day BTC return by state (evaluation only; uses future prices)",
     )
     table(
@@ -265,8 +384,10 @@ def analyze_fusion() -> None:
 def analyze_neutral() -> None:
     """MVRV-LS neutral terrain: how often, with which MDIA/whale regimes, and what followed."""
     table(
-        read("""SELECT mdia_regime, whale_regime, count(*) AS days, round(avg(fwd), 4) AS avg_fwd_30d
+        percent_table(
+            read("""SELECT mdia_regime, whale_regime, count(*) AS days, avg(fwd) AS avg_fwd_30d
                    FROM (SELECT *, lead(spot_usd, 30) OVER (ORDER BY date) / spot_usd - 1 AS fwd FROM signals.options_daily)
-                   WHERE mvrv_ls_regime = 'neutral' GROUP BY ALL ORDER BY days DESC LIMIT 20"""),
+                   WHERE mvrv_ls_regime = 'neutral' GROUP BY ALL ORDER BY days DESC LIMIT 20""")
+        ),
         "MVRV-LS neutral days",
     )

@@ -47,7 +47,9 @@ def evaluate_trades(trades: pd.DataFrame, price: pd.Series, iv_premium: float = 
     Returns:
         ``trades`` plus ``iv`` (fraction/yr), ``spot_entry``, ``spot_expiry``, ``premium`` and ``payoff`` (USD per
         BTC of structure), ``option_ret`` (payoff / premium − 1), ``underlying_ret`` (signed by direction),
-        ``hit`` (option P&L > 0), ``direction_hit``; rows whose expiry lies beyond the data have NaN outcomes.
+        ``hit`` (option P&L > 0), ``direction_hit``. A trade has an outcome only where its premium is positive and its
+        expiry lies within the data; elsewhere ``option_ret``, ``hit``, ``underlying_ret`` and ``direction_hit`` are NaN
+        (a structure priced at 0 — e.g. a spread with both legs on one strike — cannot be bought, so it has no return).
     """
     t = trades.copy()
     d = pd.to_datetime(t["date"])
@@ -67,8 +69,9 @@ def evaluate_trades(trades: pd.DataFrame, price: pd.Series, iv_premium: float = 
     intrinsic = lambda k: np.where(call, np.maximum(st - k, 0), np.maximum(k - st, 0))  # noqa: E731
     t["payoff"] = intrinsic(k1) - np.where(spread, intrinsic(np.where(spread, k2, k1)), 0.0)
     t.loc[np.isnan(st), "payoff"] = np.nan
-    t["option_ret"] = t["payoff"] / t["premium"] - 1.0
-    t["underlying_ret"] = t["direction"] * (t["spot_expiry"] / t["spot_entry"] - 1.0)
+    bought = t["premium"] > 0
+    t["option_ret"] = (t["payoff"] / t["premium"] - 1.0).where(bought)
+    t["underlying_ret"] = (t["direction"] * (t["spot_expiry"] / t["spot_entry"] - 1.0)).where(bought)
     t["hit"] = (t["option_ret"] > 0).where(t["option_ret"].notna())
     t["direction_hit"] = (t["underlying_ret"] > 0).where(t["underlying_ret"].notna())
     return t
@@ -105,27 +108,28 @@ def summary(ev: pd.DataFrame, by: str | list[str]) -> pd.DataFrame:
     ).reset_index()
 
 
-def always_on(
-    price: pd.Series, structure: str, every_days: int, dte: int, moneyness: float, grid: float, start, end
-) -> pd.DataFrame:
-    """A naive benchmark: buy ``structure`` (LONG_CALL or LONG_PUT) every ``every_days`` days between start and end."""
+def always_on(price: pd.Series, trade_type: str, every_days: int, sp, start, end) -> pd.DataFrame:
+    """A naive benchmark: buy ``trade_type``'s structure (``LONG`` = long call, ``PRIMARY_SHORT`` = long put) every
+    ``every_days`` days between ``start`` and ``end``, with the desk's own strikes and expiries
+    (:func:`pipeline.core.options_fusion.option_structure` with ``sp``, DTE multiplier 1)."""
+    from pipeline.core.options_fusion import option_structure
+
     dates = pd.date_range(pd.Timestamp(start), pd.Timestamp(end), freq=f"{every_days}D")
     spot = dates.map(price)
     keep = ~np.isnan(spot.to_numpy(float))
-    dates, spot = dates[keep], spot[keep]
-    strike = np.round(spot.to_numpy(float) * (1 + moneyness) / grid) * grid
-    return pd.DataFrame(
-        {
-            "date": dates,
-            "expiry": dates + pd.Timedelta(days=dte),
-            "structure": structure,
-            "strike_long": strike,
-            "strike_short": np.nan,
-            "direction": 1 if structure == "LONG_CALL" else -1,
-            "size": 1.0,
-            "trade_type": f"ALWAYS_{structure}",
-        }
+    rows = [option_structure(trade_type, s, d, 1.0, sp) for d, s in zip(dates[keep], spot[keep])]
+    out = pd.DataFrame(rows, columns=["structure", "strike_long", "strike_short", "expiry", "dte"])
+    return out.assign(
+        date=dates[keep],
+        expiry=pd.to_datetime(out["expiry"]),
+        strike_short=out["strike_short"].astype(float),
+        direction=1 if trade_type == "LONG" else -1,
+        size=1.0,
+        trade_type="ALWAYS_" + out["structure"],
     )
+
+
+TACTICAL_GROUP = "tactical_hedge"
 
 
 def desk_evaluation(trades: pd.DataFrame, price: pd.Series, sp) -> dict:
@@ -137,40 +141,43 @@ def desk_evaluation(trades: pd.DataFrame, price: pd.Series, sp) -> dict:
         sp: the structure parameters (``options_desk.decisions.structures``: DTEs, moneyness, strike grid).
 
     Returns:
-        ``ev`` (per-trade evaluation), ``equity`` (the account curve), ``metrics`` (performance plus trade counts and
-        hit rates), ``benchmark`` (buy-and-hold BTC, always-on weekly calls, always-on weekly puts), ``by_state``,
-        ``by_year``, ``by_trade_type`` (:func:`summary` tables), ``start`` / ``end`` (Timestamps).
+        ``ev`` (per-trade evaluation), ``equity`` (the account curve), ``metrics`` (performance plus ``n_trades`` with an
+        outcome, ``n_without_outcome``, and hit rates and average return over the trades with an outcome, fractions),
+        ``benchmark`` (buy-and-hold BTC, always-on weekly calls, always-on weekly puts), ``by_state`` (by the day's
+        fusion state; tactical hedges, which the seed opens *inside* bull regimes, form their own group
+        ``tactical_hedge``), ``by_year``, ``by_trade_type`` (:func:`summary` tables), ``start`` / ``end`` (Timestamps).
     """
     from pipeline.core.backtest import performance
 
     ev = evaluate_trades(trades, price)
     start, end = pd.Timestamp(ev["date"].min()), pd.Timestamp(ev["date"].max())
-    calls = evaluate_trades(
-        always_on(price, "LONG_CALL", 7, sp.dte["LONG"], sp.long_call_moneyness, sp.strike_grid, start, end), price
-    )
-    puts = evaluate_trades(
-        always_on(price, "LONG_PUT", 7, sp.dte["PRIMARY_SHORT"], sp.long_put_moneyness, sp.strike_grid, start, end),
-        price,
-    )
+    calls = evaluate_trades(always_on(price, "LONG", 7, sp, start, end), price)
+    puts = evaluate_trades(always_on(price, "PRIMARY_SHORT", 7, sp, start, end), price)
     eq = equity_curve(ev)
+    done = ev[ev["option_ret"].notna()]
     bh = price[(price.index >= start) & (price.index <= end)].dropna()
     bh_ts = bh.index.astype("datetime64[ms]").astype("int64").to_numpy()
     metrics = {
         **performance(eq["ts"].to_numpy(), eq["equity"].to_numpy()),
-        "n_trades": float(ev["option_ret"].notna().sum()),
-        "option_hit_rate": float(ev["hit"].mean()),
-        "direction_hit_rate": float(ev["direction_hit"].mean()),
-        "avg_option_ret": float(ev["option_ret"].mean()),
+        "n_trades": float(len(done)),
+        "n_without_outcome": float(len(ev) - len(done)),
+        "option_hit_rate": float(done["hit"].mean()),
+        "direction_hit_rate": float(done["direction_hit"].mean()),
+        "avg_option_ret": float(done["option_ret"].mean()),
     }
     bench = {
         "buy_and_hold": performance(bh_ts, bh.to_numpy()),
         "always_on_calls": {
             **performance(equity_curve(calls)["ts"].to_numpy(), equity_curve(calls)["equity"].to_numpy()),
+            "n_trades": float(calls["option_ret"].notna().sum()),
             "option_hit_rate": float(calls["hit"].mean()),
+            "direction_hit_rate": float(calls["direction_hit"].mean()),
         },
         "always_on_puts": {
             **performance(equity_curve(puts)["ts"].to_numpy(), equity_curve(puts)["equity"].to_numpy()),
+            "n_trades": float(puts["option_ret"].notna().sum()),
             "option_hit_rate": float(puts["hit"].mean()),
+            "direction_hit_rate": float(puts["direction_hit"].mean()),
         },
     }
     return {
@@ -178,7 +185,7 @@ def desk_evaluation(trades: pd.DataFrame, price: pd.Series, sp) -> dict:
         "equity": eq,
         "metrics": metrics,
         "benchmark": bench,
-        "by_state": summary(ev, "state"),
+        "by_state": summary(ev.assign(state=state_group(ev)), "state"),
         "by_year": summary(ev.assign(year=pd.to_datetime(ev["date"]).dt.year), "year"),
         "by_trade_type": summary(ev, "trade_type"),
         "start": start,
@@ -186,30 +193,55 @@ def desk_evaluation(trades: pd.DataFrame, price: pd.Series, sp) -> dict:
     }
 
 
+def state_group(ev: pd.DataFrame) -> pd.Series:
+    """The group a trade is reported under: its day's fusion ``state``, except tactical hedges (``TACTICAL_PUT``,
+    bought inside a bull state to protect it) which are :data:`TACTICAL_GROUP`."""
+    return ev["state"].where(ev["trade_type"] != "TACTICAL_PUT", TACTICAL_GROUP)
+
+
+DAY_MS = 86_400_000
+
+
 def trade_rows(ev: pd.DataFrame) -> pd.DataFrame:
-    """``backtest.trades`` rows of evaluated option trades: premium in, payoff out at expiry, no fees (model premium)."""
-    d_ms = pd.to_datetime(ev["date"]).astype("datetime64[ms]").astype("int64")
-    x_ms = pd.to_datetime(ev["expiry"]).astype("datetime64[ms]").astype("int64")
+    """``backtest.trades`` rows of evaluated option trades, in the table's common meaning
+    (:data:`warehouse.schema.TRADE_COLUMNS`).
+
+    ``symbol`` ``BTC/USD`` (the underlying, priced by Coin Metrics' USD reference rate); ``instrument`` the structure
+    (``LONG_CALL``, ``CALL_SPREAD``, ``LONG_PUT``, ``PUT_SPREAD``, ``TACTICAL_PUT``); ``entry_price`` the premium paid and
+    ``exit_price`` the value at expiry (USD per BTC of structure, model-based); ``underlying_entry_price`` /
+    ``underlying_exit_price`` BTC's price those prices were computed from. ``entry_ts`` / ``exit_ts`` are the instants of
+    those prices: the close of the decision day and of the expiry day (00:00 UTC the next day, when the day's on-chain
+    row is complete; ``signal_ts`` = ``entry_ts``). ``units`` = size (BTC of structure), ``notional`` = premium × size,
+    no fees (model premium); ``ret`` = ``r_multiple`` = payoff / premium − 1 (the premium is the risk). ``exit_reason``:
+    ``expiry``, ``open`` (expiry beyond the data) or ``unpriced`` (no positive model premium: no outcome).
+    """
+    d_ms = pd.to_datetime(ev["date"]).astype("datetime64[ms]").astype("int64") + DAY_MS
+    x_ms = pd.to_datetime(ev["expiry"]).astype("datetime64[ms]").astype("int64") + DAY_MS
     return pd.DataFrame(
         {
             "trade_id": range(len(ev)),
-            "symbol": "BTC options (" + ev["structure"] + ")",
+            "symbol": "BTC/USD",
+            "instrument": ev["structure"],
             "direction": ev["direction"].astype(int),
             "signal_ts": d_ms,
             "entry_ts": d_ms,
             "exit_ts": x_ms,
-            "entry_time": pd.to_datetime(ev["date"]),
-            "exit_time": pd.to_datetime(ev["expiry"]),
+            "entry_time": pd.to_datetime(d_ms, unit="ms"),
+            "exit_time": pd.to_datetime(x_ms, unit="ms"),
             "entry_price": ev["premium"],
             "exit_price": ev["payoff"],
+            "underlying_entry_price": ev["spot_entry"],
+            "underlying_exit_price": ev["spot_expiry"],
             "units": ev["size"],
             "notional": ev["premium"] * ev["size"],
             "fees": 0.0,
-            "pnl": (ev["payoff"] - ev["premium"]) * ev["size"],
+            "pnl": ((ev["payoff"] - ev["premium"]) * ev["size"]).where(ev["option_ret"].notna()),
             "ret": ev["option_ret"],
-            "exit_reason": "expiry",
+            "exit_reason": np.select(
+                [ev["option_ret"].notna().to_numpy(), ev["payoff"].isna().to_numpy()], ["expiry", "open"], "unpriced"
+            ),
             "r_multiple": ev["option_ret"],
             "tp1_hit": False,
-            "bars_held": (x_ms - d_ms) // 86_400_000,
+            "bars_held": (x_ms - d_ms) // DAY_MS,
         }
     )

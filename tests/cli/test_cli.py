@@ -183,3 +183,103 @@ def test_retro_scan_runs_setup_retro_job(resources, tmp_path, monkeypatch):
     assert out.exit_code == 0 and "Last candle per partition" in out.output and "BTC/USDT" in out.output, out.output
     failed = {e.check_name for e in built.get_asset_check_evaluations() if not e.passed}  # e.g. real gaps: a warning
     assert all(name in out.output for name in failed) if failed else "All latest asset checks passed." in out.output
+
+
+@pytest.fixture
+def options_warehouse(tmp_path, monkeypatch, onchain_inputs):
+    """A warehouse holding the real on-chain features, the engine's daily signals and trades, and one evaluation
+    whose benchmark returned 64.68 (+6,468 %), with the CLI pointed at it."""
+    import json
+
+    import pipeline.cli.common as cli_common
+    import pipeline.cli.options as cli_options
+    from pipeline.config import settings
+    from pipeline.core.onchain_signals import onchain_features
+    from pipeline.core.options_fusion import decide_days
+    from warehouse import io, runs
+
+    daily, fng = onchain_inputs
+    f = onchain_features(daily, fng)
+    f["available_at"] = f["date"] + pd.Timedelta(days=1)
+    price = daily.assign(date=pd.to_datetime(daily["date"])).set_index("date")["price_usd"]
+    days, trades = decide_days(f, f["date"].map(price))
+    days["available_at"] = f["available_at"].to_numpy()
+    path = str(tmp_path / "wh.duckdb")
+    per = {"by_state": [{"state": "tactical_hedge", "trades": 49, "option_hit_rate": 0.1224, "avg_option_ret": 1.04}]}
+    bench = {"buy_and_hold": {"total_return": 64.68, "annual_return": 0.5, "max_drawdown": -0.845}}
+    metrics = {"n_trades": 195.0, "n_without_outcome": 3.0, "option_hit_rate": 0.41, "total_return": 0.25}
+    with io.connect(path) as con:
+        io.replace_table(con, "features.onchain", f, date_columns=("date",))
+        io.replace_table(con, "signals.options_daily", days, date_columns=("date",))
+        io.replace_table(con, "signals.options_trades", trades, date_columns=("date", "expiry"))
+        row = runs.backtest_run_row(
+            run_id="options_desk-fusion_options",
+            desk="options_desk",
+            strategy="fusion_options",
+            sample="model-based",
+            period_start=pd.Timestamp("2012-07-13"),
+            period_end=pd.Timestamp("2025-08-21"),
+            timeframe="1d",
+            universe=["BTC"],
+            params="{}",
+            costs={},
+            metrics=metrics,
+            benchmark=bench,
+            per_symbol=json.dumps(per),
+            model_name=None,
+            model_run_id=None,
+            mlflow_run_id=None,
+            code_version="x",
+            dagster_run_id="x",
+        )
+        runs.write_backtest(con, row, None, pd.DataFrame({"ts": [0], "equity": [1.0]}))
+    cfg = settings().model_copy(deep=True)
+    cfg.warehouse.path = path
+    monkeypatch.setattr(cli_common, "settings", lambda: cfg)
+    monkeypatch.setattr(cli_options, "settings", lambda: cfg)
+    return f, days
+
+
+def _invoke(*args):
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    out = CliRunner().invoke(app, ["options", *args], env={"COLUMNS": "250"})
+    assert out.exit_code == 0, out.output
+    return out.output
+
+
+def test_score_latest_says_how_old_the_data_is_and_why_an_indicator_is_unavailable(options_warehouse):
+    """Issue 12 item 6, on the real data (which ends with the whale inputs missing)."""
+    f, days = options_warehouse
+    last = pd.Timestamp(days["date"].max())
+    behind = (pd.Timestamp.now(tz="UTC").tz_localize(None).normalize() - last).days
+    out = _invoke("score-latest")
+    assert (
+        f"Data: latest stored day {last.date()} (complete at {(last + pd.Timedelta(days=1)).date()} 00:00 UTC, " in out
+    )
+    assert f"{behind} days behind today" in out and behind > 2 and "STALE DATA" in out
+    a1k = f.loc[f["whale_addr_1k"].notna(), "date"].max().date()
+    assert (
+        "whales unavailable" in out
+        and f"whale_addr_1k has no value on the day ({last.date()}; last value {a1k})" in out
+    )
+    assert "INDICATOR INPUTS" not in out  # only with --verbose
+
+    out = _invoke("score-latest", "--verbose")
+    row = f[f["date"] == last].iloc[0]
+    assert "INDICATOR INPUTS" in out and f"mdia_chg_30d_z = {row['mdia_chg_30d_z']:,.4f}" in out
+    assert "proxy:realized_cap_age (used)" in out and "OVERLAYS: fng_value = " in out
+
+    out = _invoke("score-latest", "--date", "2024-03-06", "--verbose")
+    assert "showing 2024-03-06" in out and "(not the latest day)" in out
+    day = f[f["date"] == "2024-03-06"].iloc[0]
+    assert f"mvrv_ls_z_proxy = {day['mvrv_ls_z_proxy']:,.4f}" in out and "whales unavailable" not in out
+
+
+def test_report_prints_percentages(options_warehouse):
+    """Issue 12 item 7: a benchmark return of 64.68 is +6,468.0 %, hit rates are percentages."""
+    out = _invoke("report")
+    assert "+6,468.0 %" in out and "64.68" not in out and "-84.5 %" in out
+    assert "41.0 %" in out and "12.2 %" in out and "+104.0 %" in out and "tactical_hedge" in out

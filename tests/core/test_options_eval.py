@@ -50,8 +50,113 @@ def test_trade_outcomes_on_a_crafted_path():
 def test_unknown_outcomes_stay_unknown_and_always_on_benchmark():
     dates = pd.date_range("2024-01-01", periods=60, freq="D")
     price = pd.Series(np.linspace(100, 160, 60), index=dates)
-    t = always_on(price, "LONG_CALL", 7, 45, 0.05, 1.0, dates[31], dates[-1])
-    assert len(t) == 5 and (t["strike_long"] == (t["date"].map(price) * 1.05).round()).all()
+    from pipeline.core.options_fusion import option_structure
+
+    sp = _structure_params()
+    t = always_on(price, "LONG", 7, sp, dates[31], dates[-1])
+    want = [option_structure("LONG", price[d], d, 1.0, sp) for d in t["date"]]
+    assert len(t) == 5 and list(t["strike_long"]) == [w["strike_long"] for w in want]  # the desk's own strikes
+    assert list(t["expiry"].dt.date) == [w["expiry"] for w in want] and t["structure"].eq("LONG_CALL").all()
     ev = evaluate_trades(t, price)
     assert ev["option_ret"].isna().all()  # every expiry lies beyond the data: no invented outcome
     assert equity_curve(ev).empty
+
+
+def _structure_params():
+    from pipeline.core.options_fusion import StructureParams
+
+    return StructureParams()
+
+
+def test_trade_rows_carry_premium_payoff_and_underlying_prices_by_hand():
+    """Issue 12 item 8: the options desk's ``backtest.trades`` rows mean what every desk's rows mean."""
+    dates = pd.date_range("2024-01-01", periods=80, freq="D")
+    rng = np.random.default_rng(1)
+    price = pd.Series(44_000 * np.exp(np.cumsum(rng.normal(0, 0.02, 80))), index=dates)
+    price.iloc[70] = 50_000.0
+    trades = pd.DataFrame(
+        {
+            "date": [dates[40]] * 3,
+            "expiry": [dates[70]] * 3,
+            "structure": ["LONG_CALL", "CALL_SPREAD", "CALL_SPREAD"],
+            "strike_long": [46_000.0, 46_000.0, 46_000.0],
+            "strike_short": [np.nan, 50_000.0, 46_000.0],  # the last: both legs on one strike, premium 0
+            "direction": [1, 1, 1],
+            "size": [1.0, 0.5, 0.5],
+            "trade_type": ["LONG", "BULL_PROBE", "BULL_PROBE"],
+        }
+    )
+    from pipeline.core.options_eval import trade_rows
+
+    ev = evaluate_trades(trades, price)
+    rows = trade_rows(ev)
+    assert rows["symbol"].eq("BTC/USD").all() and list(rows["instrument"]) == list(trades["structure"])
+    assert rows["entry_price"].iloc[0] == pytest.approx(ev["premium"].iloc[0]) and rows["entry_price"].iloc[0] > 0
+    assert rows["exit_price"].iloc[0] == pytest.approx(50_000 - 46_000)  # intrinsic value at expiry, USD per BTC
+    assert rows["exit_price"].iloc[1] == pytest.approx(50_000 - 46_000)  # the spread is capped at its width
+    assert rows["underlying_entry_price"].eq(price.iloc[40]).all() and rows["underlying_exit_price"].eq(50_000).all()
+    # the prices are the day's close, known at 00:00 UTC the next day
+    assert rows["entry_time"].eq(dates[41]).all() and rows["exit_time"].eq(dates[71]).all()
+    assert (rows["entry_ts"] == rows["signal_ts"]).all() and rows["bars_held"].eq(30).all()
+    assert rows["notional"].iloc[1] == pytest.approx(ev["premium"].iloc[1] * 0.5)
+    assert rows["pnl"].iloc[1] == pytest.approx((4_000 - ev["premium"].iloc[1]) * 0.5)
+    # a structure priced at 0 cannot be bought: no outcome, no invented P&L
+    assert ev["premium"].iloc[2] == 0 and np.isnan(rows["ret"].iloc[2]) and np.isnan(rows["pnl"].iloc[2])
+    assert list(rows["exit_reason"]) == ["expiry", "expiry", "unpriced"]
+
+
+def test_tactical_hedges_are_their_own_group_in_the_state_table():
+    """Issue 12 item 7: a TACTICAL_PUT bought inside a bull state is not counted under that state."""
+    from pipeline.core.options_eval import TACTICAL_GROUP, state_group
+
+    ev = pd.DataFrame(
+        {
+            "state": ["strong_bullish", "strong_bullish", "bear_probe"],
+            "trade_type": ["LONG", "TACTICAL_PUT", "BEAR_PROBE"],
+        }
+    )
+    assert list(state_group(ev)) == ["strong_bullish", TACTICAL_GROUP, "bear_probe"]
+
+
+@pytest.fixture(scope="module")
+def real_evaluation(onchain_inputs):
+    from pipeline.core.onchain_signals import onchain_features
+    from pipeline.core.options_eval import desk_evaluation, trade_rows
+    from pipeline.core.options_fusion import OptionsDeskParams, decide_days
+
+    daily, fng = onchain_inputs
+    price = daily.assign(date=pd.to_datetime(daily["date"])).set_index("date")["price_usd"]
+    f = onchain_features(daily, fng)
+    p = OptionsDeskParams()
+    days, trades = decide_days(f, f["date"].map(price), p)
+    taken = trades[trades["cooldown_status"] == "taken"].merge(
+        days[["date", "state"]].assign(date=pd.to_datetime(days["date"])).rename(columns={"date": "d"}),
+        left_on=pd.to_datetime(trades.loc[trades["cooldown_status"] == "taken", "date"]),
+        right_on="d",
+    )
+    e = desk_evaluation(taken.sort_values("date").reset_index(drop=True), price, p.structures)
+    return e, trade_rows(e["ev"])
+
+
+def test_real_option_rows_have_prices_and_the_underlying_traded_that_day(real_evaluation, shared_data):
+    """On the real data: every option trade with an outcome has a positive premium, a value at expiry and BTC's
+    prices; those lie within BTC's daily low-high range (Binance BTC/USDT 1d) of the entry and expiry days, up to the
+    USDT/USD basis (the underlying is Coin Metrics' USD reference rate; USDT traded up to ~5 % off USD in 2017-2019)."""
+    e, rows = real_evaluation
+    done = rows[rows["ret"].notna()]
+    assert len(done) > 100
+    assert (done["entry_price"] > 0).all() and (done["exit_price"] >= 0).all() and done["exit_price"].notna().all()
+    assert (done[["underlying_entry_price", "underlying_exit_price"]] > 0).all().all()
+    assert done["pnl"].sum() == pytest.approx((done["ret"] * done["notional"]).sum())
+    d1 = pd.read_csv(shared_data / "ohlcv" / "binance" / "BTC_USDT-1d.csv.gz")
+    d1 = d1.assign(day=pd.to_datetime(d1["timestamp"], unit="ms")).set_index("day")[["low", "high"]]
+    checked = 0
+    for px, t in (("underlying_entry_price", "entry_time"), ("underlying_exit_price", "exit_time")):
+        day = done[t] - pd.Timedelta(days=1)  # the price is that day's close
+        x = done.assign(low=day.map(d1["low"]), high=day.map(d1["high"])).dropna(subset=["low"])
+        tol = np.where(day[x.index] >= "2020-01-01", 0.001, 0.05)
+        assert ((x[px] >= x["low"] * (1 - tol)) & (x[px] <= x["high"] * (1 + tol))).all(), x[
+            ~((x[px] >= x["low"] * (1 - tol)) & (x[px] <= x["high"] * (1 + tol)))
+        ][[t, px, "low", "high"]]
+        checked += len(x)
+    assert checked > 100

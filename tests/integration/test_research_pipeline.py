@@ -153,6 +153,36 @@ def test_train_gate_promote_backtest_then_refuse_a_failing_model(resources, monk
         ob = _q(resources, "SELECT * FROM backtest.runs WHERE desk = 'options_desk'")
         assert len(ob) == 1 and "Black-Scholes" in ob["sample"][0]
         assert {"buy_and_hold", "always_on_calls", "always_on_puts"} == set(json.loads(ob["benchmark"][0]))
+        # its backtest.trades rows mean what every desk's mean (issue 12 item 8): the structure's premium and value at
+        # expiry, BTC's prices at those instants, within BTC/USDT's daily range up to the USDT/USD basis
+        ot = _q(resources, "SELECT * FROM backtest.trades WHERE run_id = 'options_desk-fusion_options'")
+        done = ot[ot["ret"].notna()]
+        assert (
+            len(done) > 50
+            and ot["symbol"].eq("BTC/USD").all()
+            and set(ot["instrument"])
+            <= {
+                "LONG_CALL",
+                "CALL_SPREAD",
+                "LONG_PUT",
+                "PUT_SPREAD",
+                "TACTICAL_PUT",
+            }
+        )
+        assert (done["entry_price"] > 0).all() and (done["exit_price"] >= 0).all() and done["exit_price"].notna().all()
+        assert (done[["underlying_entry_price", "underlying_exit_price"]] > 0).all().all()
+        in_range = _q(
+            resources,
+            """SELECT t.trade_id, t.underlying_entry_price BETWEEN e.low * 0.95 AND e.high * 1.05 AS entry_ok,
+                      t.underlying_exit_price BETWEEN x.low * 0.95 AND x.high * 1.05 AS exit_ok
+               FROM backtest.trades t
+               JOIN market.ohlcv e ON e.symbol = 'BTC/USDT' AND e.timeframe = '1d' AND e.ts = t.entry_ts - 86400000
+               JOIN market.ohlcv x ON x.symbol = 'BTC/USDT' AND x.timeframe = '1d' AND x.ts = t.exit_ts - 86400000
+               WHERE t.run_id = 'options_desk-fusion_options' AND t.ret IS NOT NULL""",
+        )
+        assert len(in_range) > 3 and in_range["entry_ok"].all() and in_range["exit_ok"].all(), in_range
+        base = _q(resources, "SELECT * FROM backtest.trades WHERE run_id = ?", [rid])
+        assert (base["underlying_entry_price"] == base["entry_price"]).all() and base["instrument"].isna().all()
         import pipeline.cli.options as cli_options
 
         monkeypatch.setattr(cli_options, "settings", lambda: cfg)
@@ -192,7 +222,8 @@ def test_train_gate_promote_backtest_then_refuse_a_failing_model(resources, monk
         ), out.output
         assert "signal_option_put" in out.output
         out = CliRunner().invoke(cli.app, ["options", "report"], env={"COLUMNS": "250"})
-        assert out.exit_code == 0 and "Taken trades by state" in out.output and "Taken trades by year" in out.output
+        assert out.exit_code == 0 and "Taken trades by fusion state" in out.output and "by year" in out.output
+        assert "tactical_hedge" in out.output and " %" in out.output
         assert _q(resources, "SELECT count(*) n FROM features.onchain_source_agreement")["n"][0] == 2
 
         # setup scanner: candidates -> p(win) meta-model (gate passed under the test criteria, champion v1) -> tuned

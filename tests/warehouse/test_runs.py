@@ -134,3 +134,32 @@ def test_write_backtest_replaces_the_run_or_the_strategy(tmp_path):
         t = io.read_df(con, "SELECT * FROM backtest.trades")
         assert t["trade_id"].tolist() == [0] and str(t["exit_time"][0]) == "1970-01-01 01:00:00"
         assert io.read_df(con, "SELECT count(*) n FROM backtest.equity WHERE run_id = 'c'")["n"][0] == 2
+
+
+def test_an_old_backtest_trades_table_gets_the_new_columns(tmp_path):
+    """Issue 12 item 8: a warehouse created before ``instrument`` / ``underlying_*_price`` existed gets them (NULL in
+    its old rows) on the next read-write open, and new rows of every desk fill them."""
+    import duckdb
+
+    path = str(tmp_path / "old.duckdb")
+    with duckdb.connect(path) as con:  # the table as the old code created it
+        con.execute("CREATE SCHEMA backtest")
+        con.execute(
+            """CREATE TABLE backtest.trades (run_id VARCHAR NOT NULL, trade_id BIGINT NOT NULL, symbol VARCHAR,
+            direction INTEGER, signal_ts BIGINT, entry_ts BIGINT, exit_ts BIGINT, entry_time TIMESTAMP, exit_time TIMESTAMP,
+            entry_price DOUBLE, exit_price DOUBLE, units DOUBLE, notional DOUBLE, fees DOUBLE, pnl DOUBLE, ret DOUBLE,
+            exit_reason VARCHAR, mae DOUBLE, mfe DOUBLE, r_multiple DOUBLE, tp1_hit BOOLEAN, sl_initial DOUBLE,
+            tp_initial DOUBLE, bars_held BIGINT)"""
+        )
+        con.execute("INSERT INTO backtest.trades (run_id, trade_id, symbol) VALUES ('old', 0, 'BTC/USDT')")
+    with io.connect(path) as con:
+        row, trades, equity = _backtest("a")
+        trades = trades.assign(entry_price=100.0, exit_price=105.0)
+        runs.write_backtest(con, row, runs.simulator_trades(trades), equity)
+        t = io.read_df(con, "SELECT * FROM backtest.trades ORDER BY run_id")
+    assert {"instrument", "underlying_entry_price", "underlying_exit_price"} <= set(t.columns)
+    assert t["underlying_entry_price"].isna().tolist() == [False, True]  # run 'a' filled, the old row NULL
+    assert t.loc[t["run_id"] == "a", ["underlying_entry_price", "underlying_exit_price"]].values.tolist() == [
+        [100.0, 105.0]
+    ]
+    assert t["instrument"].isna().all()  # a linear instrument: the symbol itself
