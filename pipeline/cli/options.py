@@ -98,6 +98,12 @@ def _input_lines(features: pd.DataFrame, r: pd.Series, day: str) -> list[str]:
     return out
 
 
+def _strike(k: float) -> str:
+    """A strike in USD without rounding it away: ``105,000``, ``64,500``, ``123.5``, ``0.0585`` (the grid scales
+    with price, so early strikes are small)."""
+    return f"{k:,.8g}"
+
+
 def _signal_block(date: str | None, verbose: bool = False) -> None:
     span = read("SELECT min(date) AS first, max(date) AS last, max(available_at) AS ready FROM signals.options_daily")
     if span.empty or pd.isna(span["last"].iloc[0]):
@@ -156,7 +162,7 @@ def _signal_block(date: str | None, verbose: bool = False) -> None:
     for t in trades.itertuples():
         icon = "✅" if t.cooldown_status == "taken" else "⏸"
         kind = "CALL" if t.direction > 0 else "PUT"
-        strikes = f"{t.strike_long:,.0f}" + ("" if pd.isna(t.strike_short) else f" / {t.strike_short:,.0f}")
+        strikes = _strike(t.strike_long) + ("" if pd.isna(t.strike_short) else f" / {_strike(t.strike_short)}")
         lines += [
             "",
             f"{icon} {kind} ({t.trade_type}, {t.cooldown_status})",

@@ -544,12 +544,6 @@ class StructureParams(Params):
         (1.0, 2.0, 2.5, 5.0),
         description="'Nice' step values before the power of ten (each in [1, 10); must include 1).",
     )
-    strike_grid: float = Field(
-        1000.0,
-        gt=0,
-        description="Fixed USD strike step read only by the always-on benchmark of options_eval; the desk's own "
-        "strikes use the price-scaled grid (strike_step_fraction).",
-    )
     long_call_moneyness: float = Field(0.05, gt=-0.5, lt=1.0)
     call_spread: tuple[float, float] = Field((0.0, 0.10), description="(bought, sold) call moneyness; sold > bought.")
     long_put_moneyness: float = Field(-0.05, gt=-0.5, lt=1.0)
