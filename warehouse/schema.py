@@ -64,6 +64,10 @@ TRADE_COLUMNS = [
     "sl_initial",
     "tp_initial",
     "bars_held",
+    "avg_exit_price",
+    "tp1_price",
+    "tp1_ts",
+    "leverage",
 ]
 EQUITY_COLUMNS = [
     "ts",
@@ -128,6 +132,17 @@ DDL = [
         entry_price DOUBLE, exit_price DOUBLE, units DOUBLE, notional DOUBLE, fees DOUBLE, pnl DOUBLE, ret DOUBLE,
         exit_reason VARCHAR, mae DOUBLE, mfe DOUBLE, r_multiple DOUBLE, tp1_hit BOOLEAN, sl_initial DOUBLE, tp_initial DOUBLE,
         bars_held BIGINT)""",
+    # issue 12 item 11: exit_price is the last fill; the TP1 partial fill and the size-weighted mean of all exit fills
+    # have their own columns (added in place to a warehouse created before; old rows read NULL)
+    *(
+        f"ALTER TABLE backtest.trades ADD COLUMN IF NOT EXISTS {c} {t}"
+        for c, t in (
+            ("avg_exit_price", "DOUBLE"),
+            ("tp1_price", "DOUBLE"),
+            ("tp1_ts", "BIGINT"),
+            ("leverage", "DOUBLE"),
+        )
+    ),
     """CREATE TABLE IF NOT EXISTS backtest.equity (run_id VARCHAR NOT NULL, ts BIGINT NOT NULL, equity DOUBLE, cash DOUBLE,
         position_value DOUBLE, gross_exposure DOUBLE, n_positions INTEGER, drawdown DOUBLE, benchmark_equity DOUBLE,
         open_time TIMESTAMP GENERATED ALWAYS AS (make_timestamp(ts * 1000)) VIRTUAL)""",

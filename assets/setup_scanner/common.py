@@ -108,4 +108,4 @@ def execute(
         if (s, tf) not in cache:
             cache[(s, tf)] = readers.bars(con, exchange, s, tf)
     params = execution_params(sc.signals, sc.risk, sc.execution, sc.costs, init_cash_each)
-    return simulate_signals(cache, signals, score, params, sc.signals.validity_candles, sc.risk.max_leverage, start_ts)
+    return simulate_signals(cache, signals, score, params, start_ts)
