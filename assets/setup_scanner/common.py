@@ -23,7 +23,7 @@ from pipeline.core.setup_signals import execution_params, gate_scored, simulate_
 from resources.mlflow_tracking import MlflowTracking
 from warehouse import io, readers
 
-CODE_VERSION = "1"
+CODE_VERSION = "2"  # 2: plan leverage/liquidation at execution, last-fill exit_price, status_reason (issue 12)
 
 
 def model_in_force(con, sc) -> pd.Series | None:

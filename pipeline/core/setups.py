@@ -292,7 +292,7 @@ OUTCOMES = {0: "EXPIRED", 1: "TP", 2: "SL", 3: "TP1_TRAIL", 4: "TIMEOUT", 5: "OP
 
 @numba.njit(cache=True)
 def _outcomes_kernel(
-    h, l, c, bar, side, entry, sl, tp1, tp2, atr, validity, max_hold, tp1_frac, be_after_tp1, trail_atr
+    o, h, l, c, bar, side, entry, sl, tp1, tp2, atr, validity, max_hold, tp1_frac, be_after_tp1, trail_atr
 ):  # pragma: no cover - compiled
     m = bar.shape[0]
     n = h.shape[0]
@@ -315,14 +315,16 @@ def _outcomes_kernel(
         fill_bar[j] = f
         stop = sl[j]
         took_tp1 = False
+        p1 = tp1[j]  # TP1 fill price
         best = e
         done = False
         for t in range(f, min(f + max_hold, n)):
             hit_sl = (s > 0 and l[t] <= stop) or (s < 0 and h[t] >= stop)
             if hit_sl:  # stop first inside a bar (conservative)
-                px = stop
+                # a bar after the fill that opens through the stop (fixed, break-even or trail) fills at the open
+                px = o[t] if t > f and ((s > 0 and o[t] <= stop) or (s < 0 and o[t] >= stop)) else stop
                 if took_tp1:
-                    gross[j] = tp1_frac * s * (tp1[j] / e - 1) + (1 - tp1_frac) * s * (px / e - 1)
+                    gross[j] = tp1_frac * s * (p1 / e - 1) + (1 - tp1_frac) * s * (px / e - 1)
                     status[j] = 3
                 else:
                     gross[j] = s * (px / e - 1)
@@ -332,11 +334,14 @@ def _outcomes_kernel(
             if not took_tp1 and ((s > 0 and h[t] >= tp1[j]) or (s < 0 and l[t] <= tp1[j])):
                 took_tp1 = True
                 tp1_hit[j] = True
+                if t > f and ((s > 0 and o[t] >= tp1[j]) or (s < 0 and o[t] <= tp1[j])):
+                    p1 = o[t]  # opened through TP1: filled at the open
                 if be_after_tp1:
                     stop = e
             if took_tp1 and ((s > 0 and h[t] >= tp2[j]) or (s < 0 and l[t] <= tp2[j])):
-                gross[j] = tp1_frac * s * (tp1[j] / e - 1) + (1 - tp1_frac) * s * (tp2[j] / e - 1)
-                status[j], exit_bar[j], exit_px[j], done = 1, t, tp2[j], True
+                p2 = o[t] if t > f and ((s > 0 and o[t] >= tp2[j]) or (s < 0 and o[t] <= tp2[j])) else tp2[j]
+                gross[j] = tp1_frac * s * (p1 / e - 1) + (1 - tp1_frac) * s * (p2 / e - 1)
+                status[j], exit_bar[j], exit_px[j], done = 1, t, p2, True
                 break
             if took_tp1 and trail_atr > 0:
                 best = max(best, h[t]) if s > 0 else min(best, l[t])
@@ -347,9 +352,7 @@ def _outcomes_kernel(
             if f + max_hold <= n:
                 px = c[last]
                 gross[j] = (
-                    (tp1_frac * s * (tp1[j] / e - 1) + (1 - tp1_frac) * s * (px / e - 1))
-                    if took_tp1
-                    else s * (px / e - 1)
+                    (tp1_frac * s * (p1 / e - 1) + (1 - tp1_frac) * s * (px / e - 1)) if took_tp1 else s * (px / e - 1)
                 )
                 status[j], exit_bar[j], exit_px[j] = 4, last, px
             else:
@@ -370,7 +373,9 @@ def plan_outcomes(
     """The outcome of each plan **taken on its own** (the meta-model's label; the portfolio run uses the simulator).
 
     Limit fill within ``validity_candles`` after the signal bar; then SL / TP1 (``tp1_fraction`` closed, stop to
-    break-even, ATR trail) / TP2 / time stop. Stop first when both are inside one bar. Net return in percent after
+    break-even, ATR trail) / TP2 / time stop. Stop first when both are inside one bar. After the fill bar, a bar that
+    opens through the stop in force (fixed, break-even or trail) exits at its open, the simulator's gap rule (issue 12
+    item 11; ``exit_price`` used to be the stop level, a price such a bar never traded). Net return in percent after
     the round trip ``costs.round_trip_pct(p.min_tp_cost_mode)`` (the one :func:`candidates` deducts from TP1).
 
     Returns:
@@ -379,9 +384,10 @@ def plan_outcomes(
         before the stop — the seed's winning statuses TP / TP1_TRAIL — else 0.0; NaN if unresolved or
         never filled), aligned with ``plans``.
     """
-    h, l, c = (bars[k].to_numpy(float) for k in ("high", "low", "close"))
+    o, h, l, c = (bars[k].to_numpy(float) for k in ("open", "high", "low", "close"))
     ts = bars["ts"].to_numpy(np.int64)
     st, fb, eb, px, gross, hit1 = _outcomes_kernel(
+        o,
         h,
         l,
         c,

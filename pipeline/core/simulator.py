@@ -11,8 +11,10 @@ signals can never disagree. The fill model (documented in ``docs/decisions.md`` 
   recorded as ``expired``.
 * **Levels** are fixed at the fill from the fill price and the ATR *of the signal bar* (known at
   decision time): SL/TP as ATR multiples or fractions of the entry price, or per-signal prices.
-  With ``leverage > 1`` the liquidation price is ``entry * (1 - dir * (1/leverage - maintenance_margin))``;
-  an entry whose stop is not at least ``liq_buffer`` (fraction of entry) before it is rejected.
+  Leverage and the liquidation price are per signal when given (``leverage`` / ``liq_price`` arrays: the setup
+  scanner executes each plan at its own leverage and liquidation price, issue 12 item 10), else ``params.leverage``
+  and, with leverage > 1, ``entry * (1 - dir * (1/leverage - maintenance_margin))`` from the fill; an entry whose
+  stop is not at least ``liq_buffer`` (fraction of entry) before it, or whose leverage is <= 0, is rejected.
 * **Exits**, checked every bar the position is open (also the entry bar unless
   ``stops_on_entry_bar`` is off):
 
@@ -21,6 +23,10 @@ signals can never disagree. The fill model (documented in ``docs/decisions.md`` 
   3. within the bar, if both the stop and a target are inside its range the **stop is assumed
      hit first** unless finer candles (``fine_*`` arrays) show which level was crossed first;
   4. stops fill at the stop price minus slippage (taker); TP1/TP fill at the level (maker).
+
+  The stop checked in 2-4 is the tightest of the fixed SL, the break-even level and the trail, so a level that
+  moved (break-even, trail) obeys the same gap rule as a fixed stop: a bar that opens through it fills at the open
+  minus slippage. Every fill therefore lies inside its bar's low-high range widened by slippage (property-tested).
 
   TP1 closes ``tp1_fraction`` of the position; with ``breakeven_after_tp1`` the stop moves to the
   entry price. The ATR trailing stop (``trail_atr`` x ATR behind the best price since entry) is
@@ -34,8 +40,18 @@ signals can never disagree. The fill model (documented in ``docs/decisions.md`` 
   Size is ``size_fraction`` of equity as margin times leverage, net of the entry fee (as vectorbt's
   ``size=inf``), or, when ``risk_per_trade > 0`` and a stop exists, the size that loses
   ``risk_per_trade`` of equity at the stop (never more than the margin size).
+* **Fills reported**: ``exit_price`` is the **last** fill (the one on ``exit_bar``; the last close for a
+  position still ``open``), ``tp1_price`` / ``tp1_bar`` the TP1 partial fill (NaN / -1 without one) and
+  ``avg_exit_price`` the size-weighted mean of all exit fills, which reconciles
+  ``pnl = direction * units * (avg_exit_price - entry_price) - fees``. (Before issue 12 item 11 ``exit_price`` was
+  that mean, a price the exit bar may never have traded.) ``leverage`` is the position's leverage; ``ret`` is
+  net PnL over the margin ``notional / leverage``.
+* **Ignored signals** (a position open or an entry order waiting, one at a time) leave no trace unless
+  ``record_skipped``: then each gets an order row ``skipped_position`` / ``skipped_order`` with ``since_ts`` (the
+  blocking position's entry / order's signal), and an entry order still waiting at the data's end a ``pending``
+  row, so every signal has exactly one trade or order row (the setup scanner's NEW versus SKIPPED, item 12).
 * **MAE/MFE** are the worst/best excursions (fractions of the entry price, signed so that MAE <= 0
-  <= MFE) over bars the position was held through, plus the exit price.
+  <= MFE) over bars the position was held through, plus the last exit fill.
 
 Semantics match vectorbt ``Portfolio.from_signals`` where both engines have the rule (fixed SL/TP,
 fees, next-bar-open entry, stop-first, gap fills) once ``stops_on_entry_bar=False`` (vectorbt starts
@@ -646,9 +662,12 @@ def _simulate_kernel(
 class SimResult:
     """Output of :func:`simulate` for one symbol.
 
-    ``trades``: one row per filled trade (``TRADE_COLUMNS`` plus ``signal_ts``/``entry_ts``/``exit_ts`` epoch ms
-    UTC, ``bars_held`` and ``exit_reason`` text; prices in quote currency; ``ret`` = net PnL / margin; MAE/MFE
-    fractions of entry). ``orders``: signals that never became a position (``expired`` limits, ``rejected_*``).
+    ``trades``: one row per filled trade (``TRADE_COLUMNS`` plus ``signal_ts``/``entry_ts``/``exit_ts``/``tp1_ts``
+    epoch ms UTC (-1 none), ``bars_held`` and ``exit_reason`` text; prices in quote currency, ``exit_price`` = last
+    fill, ``avg_exit_price`` = size-weighted exit; ``ret`` = net PnL / margin; MAE/MFE fractions of entry).
+    ``orders``: signals that never became a position (``expired`` limits, ``rejected_*``; with ``record_skipped``
+    also ``skipped_position`` / ``skipped_order`` / ``pending``), columns ``signal_bar, signal_ts, ts, direction,
+    status, sl_initial, tp_initial, since_ts``.
     ``bars`` (built on first access): per bar ``ts``, ``position`` (signed units), ``close``, ``equity`` and
     spot-equivalent ``cash`` (``equity - position * close``), quote currency; empty when ``record_bars`` is off.
     """
