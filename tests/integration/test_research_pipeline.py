@@ -78,7 +78,7 @@ def test_train_gate_promote_backtest_then_refuse_a_failing_model(resources, monk
         assert _check(r1, "promotion_gate").passed and _check(r1, "accounting_reconciles").passed
         # every stored fill of every candle-priced desk was traded in its bar (allowing slippage)
         fills = _q(resources, FILLS_OUTSIDE_BARS).set_index("desk")
-        assert "research" in fills.index and (fills["fills"] > 0).all(), fills
+        assert {"research", "setup_scanner"} <= set(fills.index) and (fills["fills"] > 0).all(), fills
         assert (fills["on_a_candle"] == fills["fills"]).all() and (fills["outside"] == 0).all(), fills
         runs = _q(resources, "SELECT * FROM ml.model_runs WHERE model_name = 'baseline_direction'")
         assert len(runs) == 1 and bool(runs.promotion_passed[0]) and bool(runs.promoted[0])
@@ -232,6 +232,8 @@ def test_train_gate_promote_backtest_then_refuse_a_failing_model(resources, monk
         setups = _q(resources, "SELECT * FROM signals.setups")
         assert len(setups) > 20 and setups["passed"].all() and setups["gate_mode"].eq("ev").all()
         assert set(setups["status"]) <= set(SIGNAL_STATUSES) and setups["model_version"].eq("setup_meta v1").all()
+        unexecuted = setups["status"].isin(["NEW", "SKIPPED", "EXPIRED", "REJECTED"])
+        assert setups.loc[unexecuted, "status_reason"].notna().all()  # e.g. "position open since ..." (item 12)
         assert (setups["ev_pct"] >= setups["threshold"] - 1e-12).all() and setups["why"].str.contains(" >= ").all()
         assert {"global", "tuned"} >= set(setups["threshold_source"].str.split(":").str[0])
         champ_run = _q(
