@@ -67,6 +67,10 @@ TRADE_COLUMNS = [
     "instrument",
     "underlying_entry_price",
     "underlying_exit_price",
+    "avg_exit_price",
+    "tp1_price",
+    "tp1_ts",
+    "leverage",
 ]
 #: what the price columns of ``backtest.trades`` mean, the same for every desk: ``entry_price`` / ``exit_price`` are
 #: the traded instrument's price per unit in the symbol's quote currency (spot or perpetual: the pair's price; options
@@ -141,6 +145,17 @@ DDL = [
     "ALTER TABLE backtest.trades ADD COLUMN IF NOT EXISTS instrument VARCHAR",
     "ALTER TABLE backtest.trades ADD COLUMN IF NOT EXISTS underlying_entry_price DOUBLE",
     "ALTER TABLE backtest.trades ADD COLUMN IF NOT EXISTS underlying_exit_price DOUBLE",
+    # issue 12 item 11: exit_price is the last fill; the TP1 partial fill and the size-weighted mean of all exit fills
+    # have their own columns (added in place to a warehouse created before; old rows read NULL)
+    *(
+        f"ALTER TABLE backtest.trades ADD COLUMN IF NOT EXISTS {c} {t}"
+        for c, t in (
+            ("avg_exit_price", "DOUBLE"),
+            ("tp1_price", "DOUBLE"),
+            ("tp1_ts", "BIGINT"),
+            ("leverage", "DOUBLE"),
+        )
+    ),
     """CREATE TABLE IF NOT EXISTS backtest.equity (run_id VARCHAR NOT NULL, ts BIGINT NOT NULL, equity DOUBLE, cash DOUBLE,
         position_value DOUBLE, gross_exposure DOUBLE, n_positions INTEGER, drawdown DOUBLE, benchmark_equity DOUBLE,
         open_time TIMESTAMP GENERATED ALWAYS AS (make_timestamp(ts * 1000)) VIRTUAL)""",

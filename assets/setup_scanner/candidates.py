@@ -19,7 +19,7 @@ from pipeline.core.validity import inconsistent_plans
 from resources.warehouse import WarehouseResource
 from warehouse import io, readers
 
-CODE_VERSION = "2"
+CODE_VERSION = "3"  # 3: outcomes obey the gap rule (issue 12 item 11)
 
 
 def scan_series(bars: pd.DataFrame, sc) -> pd.DataFrame:

@@ -24,7 +24,7 @@ from pipeline.core.setups import with_atr
 from resources.mlflow_tracking import MlflowTracking
 from warehouse import io, readers
 
-CODE_VERSION = "1"
+CODE_VERSION = "2"  # 2: plan leverage/liquidation at execution, last-fill exit_price, status_reason (issue 12)
 
 
 def model_in_force(con, sc) -> pd.Series | None:
@@ -110,4 +110,4 @@ def execute(
         if (s, tf) not in cache:
             cache[(s, tf)] = with_atr(readers.bars(con, exchange, s, tf), sc.signals.atr_period)
     params = execution_params(sc.signals, sc.risk, sc.execution, sc.costs, init_cash_each)
-    return simulate_signals(cache, signals, score, params, sc.signals.validity_candles, sc.risk.max_leverage, start_ts)
+    return simulate_signals(cache, signals, score, params, start_ts)

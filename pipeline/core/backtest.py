@@ -98,7 +98,8 @@ def performance(
 
     Args:
         ts: (n,) int64 epoch ms, ascending. equity: (n,) float64.
-        trades: simulator trades (``pnl``, ``ret``, ``r_multiple``, ``notional``, ``units``, ``exit_price``).
+        trades: simulator trades (``pnl``, ``ret``, ``r_multiple``, ``notional``, ``units``, ``avg_exit_price`` or,
+            for trades without partial exits, ``exit_price``).
         gross_exposure: (n,) fraction of equity; default: no exposure figure.
 
     Returns:
@@ -143,7 +144,8 @@ def performance(
         t = trades
         n = len(t)
         wins, losses = t.loc[t["pnl"] > 0, "pnl"].sum(), t.loc[t["pnl"] < 0, "pnl"].sum()
-        traded = float((t["notional"] + t["units"] * t["exit_price"]).sum()) if n else 0.0
+        exit_px = t["avg_exit_price"] if "avg_exit_price" in t else t["exit_price"]  # all exit fills, size-weighted
+        traded = float((t["notional"] + t["units"] * exit_px).sum()) if n else 0.0
         out.update(
             {
                 "n_trades": float(n),

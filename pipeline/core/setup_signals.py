@@ -78,9 +78,10 @@ def execution_params(
 ) -> SimParams:
     """Simulator parameters of the setup scanner (seed ``execution`` + ``risk``; fees and slippage from ``costs``).
 
-    Risk-per-trade sizing at ``risk.risk_pct`` of the sleeve, leverage up to ``risk.max_leverage`` (isolated margin,
-    ``maintenance_margin_pct``), limit entries valid ``validity_candles`` bars, time stop ``max_hold_candles``, the
-    ATR trail armed after TP1, no reversal while a position is open.
+    Risk-per-trade sizing at ``risk.risk_pct`` of the sleeve, limit entries valid ``validity_candles`` bars, time stop
+    ``max_hold_candles``, the ATR trail armed after TP1, no reversal while a position is open. ``leverage`` =
+    ``risk.max_leverage`` is only the fallback: each signal executes at its own plan's leverage and liquidation
+    price (per-signal arrays of :func:`pipeline.core.setups.signal_arrays`).
     """
     e = execution
     return SimParams(
@@ -105,19 +106,20 @@ def simulate_signals(
     signals: pd.DataFrame,
     score: str,
     params: SimParams,
-    validity_candles: int,
-    max_leverage: float,
     start_ts: int | None = None,
 ):
     """Run each symbol × timeframe's signals through the simulator (from ``start_ts``, epoch ms UTC).
 
     Args:
         bars_by_series: simulator bars (``ts, open, high, low, close, atr``) per ``(symbol, timeframe)`` of ``signals``.
-        signals: plan rows (``candidate_id, symbol, timeframe, ts, side, entry, sl, tp1, tp2, leverage`` and ``score``).
+        signals: plan rows (``candidate_id, symbol, timeframe, ts, side, entry, sl, tp1, tp2, leverage, liq_price``
+            and ``score``); each executes at its plan's leverage and liquidation price
+            (:func:`pipeline.core.setups.signal_arrays`).
         score: column that decides between a long and a short on the same bar (the better one is sent).
 
     Returns:
-        ``(statuses aligned with signals, {"SYM|tf": SimResult}, {symbol: closes})``; a signal whose bar-mate won is
+        ``(statuses aligned with signals, {"SYM|tf": SimResult}, {symbol: closes})``; statuses as
+        :func:`pipeline.core.setups.execution_status` (with ``status_reason``); a signal whose bar-mate won is
         ``SKIPPED``; closes prefer the 1h series (the buy-and-hold benchmark's).
     """
     parts, sleeves, closes = [], {}, {}
@@ -130,20 +132,25 @@ def simulate_signals(
         g = g.assign(bar=np.searchsorted(b["ts"].to_numpy(np.int64), g["ts"].to_numpy(np.int64)))
         g = g[(g["bar"] < len(b))]
         one = one_signal_per_bar(g, score)
-        arr = signal_arrays(len(b), one, max_leverage)
-        res: SimResult = simulate(b, arr.pop("signal"), params, **arr)
-        st = execution_status(g["bar"].to_numpy(), len(b), res.trades, res.orders, validity_candles)
+        arr = signal_arrays(len(b), one)
+        res: SimResult = simulate(b, arr.pop("signal"), params, record_skipped=True, **arr)
+        st = execution_status(g["bar"].to_numpy(), res.trades, res.orders)
         st.index = g.index
         # the losing side of a same-bar pair was never sent to the simulator
         chosen = g["candidate_id"].isin(one["candidate_id"]).to_numpy()
-        st.loc[~chosen, ["status", "entry_ts", "exit_ts"]] = ["SKIPPED", -1, -1]
+        st.loc[~chosen, ["status", "status_reason", "entry_ts", "exit_ts"]] = [
+            "SKIPPED",
+            f"a better-{score} signal on the same bar was sent",
+            -1,
+            -1,
+        ]
         parts.append(st)
         sleeves[f"{sym}|{tf}"] = res
         res.trades.insert(0, "symbol", sym)
         res.trades.insert(1, "timeframe", tf)
         if tf == "1h" or sym not in closes:
             closes[sym] = b[["ts", "close"]]
-    out = pd.concat(parts) if parts else pd.DataFrame(columns=["status", "entry_ts", "exit_ts"])
+    out = pd.concat(parts) if parts else pd.DataFrame(columns=["status", "status_reason", "entry_ts", "exit_ts"])
     return out.reindex(signals.index), sleeves, closes
 
 

@@ -413,7 +413,7 @@ OUTCOMES = {0: "EXPIRED", 1: "TP", 2: "SL", 3: "TP1_TRAIL", 4: "TIMEOUT", 5: "OP
 
 @numba.njit(cache=True)
 def _outcomes_kernel(
-    h, l, c, bar, side, entry, sl, tp1, tp2, atr, validity, max_hold, tp1_frac, be_after_tp1, trail_atr
+    o, h, l, c, bar, side, entry, sl, tp1, tp2, atr, validity, max_hold, tp1_frac, be_after_tp1, trail_atr
 ):  # pragma: no cover - compiled
     m = bar.shape[0]
     n = h.shape[0]
@@ -436,14 +436,16 @@ def _outcomes_kernel(
         fill_bar[j] = f
         stop = sl[j]
         took_tp1 = False
+        p1 = tp1[j]  # TP1 fill price
         best = e
         done = False
         for t in range(f, min(f + max_hold, n)):
             hit_sl = (s > 0 and l[t] <= stop) or (s < 0 and h[t] >= stop)
             if hit_sl:  # stop first inside a bar (conservative)
-                px = stop
+                # a bar after the fill that opens through the stop (fixed, break-even or trail) fills at the open
+                px = o[t] if t > f and ((s > 0 and o[t] <= stop) or (s < 0 and o[t] >= stop)) else stop
                 if took_tp1:
-                    gross[j] = tp1_frac * s * (tp1[j] / e - 1) + (1 - tp1_frac) * s * (px / e - 1)
+                    gross[j] = tp1_frac * s * (p1 / e - 1) + (1 - tp1_frac) * s * (px / e - 1)
                     status[j] = 3
                 else:
                     gross[j] = s * (px / e - 1)
@@ -453,11 +455,14 @@ def _outcomes_kernel(
             if not took_tp1 and ((s > 0 and h[t] >= tp1[j]) or (s < 0 and l[t] <= tp1[j])):
                 took_tp1 = True
                 tp1_hit[j] = True
+                if t > f and ((s > 0 and o[t] >= tp1[j]) or (s < 0 and o[t] <= tp1[j])):
+                    p1 = o[t]  # opened through TP1: filled at the open
                 if be_after_tp1:
                     stop = e
             if took_tp1 and ((s > 0 and h[t] >= tp2[j]) or (s < 0 and l[t] <= tp2[j])):
-                gross[j] = tp1_frac * s * (tp1[j] / e - 1) + (1 - tp1_frac) * s * (tp2[j] / e - 1)
-                status[j], exit_bar[j], exit_px[j], done = 1, t, tp2[j], True
+                p2 = o[t] if t > f and ((s > 0 and o[t] >= tp2[j]) or (s < 0 and o[t] <= tp2[j])) else tp2[j]
+                gross[j] = tp1_frac * s * (p1 / e - 1) + (1 - tp1_frac) * s * (p2 / e - 1)
+                status[j], exit_bar[j], exit_px[j], done = 1, t, p2, True
                 break
             if took_tp1 and trail_atr > 0:
                 best = max(best, h[t]) if s > 0 else min(best, l[t])
@@ -468,9 +473,7 @@ def _outcomes_kernel(
             if f + max_hold <= n:
                 px = c[last]
                 gross[j] = (
-                    (tp1_frac * s * (tp1[j] / e - 1) + (1 - tp1_frac) * s * (px / e - 1))
-                    if took_tp1
-                    else s * (px / e - 1)
+                    (tp1_frac * s * (p1 / e - 1) + (1 - tp1_frac) * s * (px / e - 1)) if took_tp1 else s * (px / e - 1)
                 )
                 status[j], exit_bar[j], exit_px[j] = 4, last, px
             else:
@@ -491,7 +494,9 @@ def plan_outcomes(
     """The outcome of each plan **taken on its own** (the meta-model's label; the portfolio run uses the simulator).
 
     Limit fill within ``validity_candles`` after the signal bar; then SL / TP1 (``tp1_fraction`` closed, stop to
-    break-even, ATR trail) / TP2 / time stop. Stop first when both are inside one bar. Net return in percent after
+    break-even, ATR trail) / TP2 / time stop. Stop first when both are inside one bar. After the fill bar, a bar that
+    opens through the stop in force (fixed, break-even or trail) exits at its open, the simulator's gap rule (issue 12
+    item 11; ``exit_price`` used to be the stop level, a price such a bar never traded). Net return in percent after
     the round trip ``costs.round_trip_pct(p.min_tp_cost_mode)`` (the one :func:`candidates` deducts from TP1).
 
     Returns:
@@ -500,9 +505,10 @@ def plan_outcomes(
         before the stop — the seed's winning statuses TP / TP1_TRAIL — else 0.0; NaN if unresolved or
         never filled), aligned with ``plans``.
     """
-    h, l, c = (bars[k].to_numpy(float) for k in ("high", "low", "close"))
+    o, h, l, c = (bars[k].to_numpy(float) for k in ("open", "high", "low", "close"))
     ts = bars["ts"].to_numpy(np.int64)
     st, fb, eb, px, gross, hit1 = _outcomes_kernel(
+        o,
         h,
         l,
         c,
@@ -569,83 +575,76 @@ def one_signal_per_bar(signals: pd.DataFrame, score: str) -> pd.DataFrame:
     )
 
 
-def signal_arrays(n: int, signals: pd.DataFrame, max_leverage: float) -> dict[str, np.ndarray]:
+def signal_arrays(n: int, signals: pd.DataFrame) -> dict[str, np.ndarray]:
     """Simulator inputs for one series of ``n`` bars from plan rows (``bar``, ``side``, ``entry``, ``sl``, ``tp1``,
-    ``tp2``, ``leverage``; at most one per bar): ``signal`` (int8 ±1), ``limit_price``, ``sl_price``, ``tp1_price``,
-    ``tp_price`` and ``size_fraction`` (= plan leverage / ``max_leverage``, so margin × max leverage = the plan's
-    notional cap), NaN where no signal."""
+    ``tp2``, ``leverage``, ``liq_price``; at most one per bar): ``signal`` (int8 ±1), ``limit_price``, ``sl_price``,
+    ``tp1_price``, ``tp_price``, ``leverage`` and ``liq_price`` (float64, NaN where no signal).
+
+    Each signal executes at **its plan's** leverage and isolated-margin liquidation price (:func:`position_size`), so
+    the simulator accepts exactly the plans the scanner accepted (a 1x plan with a wide stop is not checked against
+    the configured maximum leverage). Margin = the whole sleeve, so the notional cap is sleeve x plan leverage; the
+    risk-per-trade size is the binding one for every plan with leverage below ``max_leverage``.
+    """
     b = signals["bar"].to_numpy(np.int64)
     out = {"signal": np.zeros(n, np.int8)}
     out["signal"][b] = signals["side"].to_numpy(np.int8)
-    for k, col in (("limit_price", "entry"), ("sl_price", "sl"), ("tp1_price", "tp1"), ("tp_price", "tp2")):
+    for k, col in (
+        ("limit_price", "entry"),
+        ("sl_price", "sl"),
+        ("tp1_price", "tp1"),
+        ("tp_price", "tp2"),
+        ("leverage", "leverage"),
+        ("liq_price", "liq_price"),
+    ):
         a = np.full(n, np.nan)
         a[b] = signals[col].to_numpy(float)
         out[k] = a
-    sf = np.full(n, np.nan)
-    sf[b] = signals["leverage"].to_numpy(float) / max_leverage
-    out["size_fraction"] = sf
     return out
 
 
-def execution_status(
-    signal_bar: np.ndarray, n_bars: int, trades: pd.DataFrame, orders: pd.DataFrame, validity: int
-) -> pd.DataFrame:
+#: why a signal that never became a position has its status (``status_reason``; ``{since}`` = UTC time)
+STATUS_REASONS = {
+    "skipped_position": "position open since {since} (one position per symbol x timeframe)",
+    "skipped_order": "limit order of the signal at {since} still resting (one order per symbol x timeframe)",
+    "pending": "entry order waiting at the data's end",
+    "expired": "limit not filled within its validity",
+    "rejected_liq": "liquidation price before the stop at the fill",
+    "rejected_levels": "SL/TP on the wrong side of the fill",
+}
+
+
+def execution_status(signal_bar: np.ndarray, trades: pd.DataFrame, orders: pd.DataFrame) -> pd.DataFrame:
     """Status of each signal after one simulator run of its series (seed: NEW → OPEN → TP / SL / TP1_TRAIL / EXPIRED).
 
-    ``TP`` = TP2 reached; ``TP1_TRAIL`` = TP1 taken, the rest stopped at break-even or by the ATR trail;
-    ``SL`` = stopped before TP1 (liquidation included); ``TIMEOUT`` = time stop; ``EXPIRED`` = limit never filled;
-    ``REJECTED`` = levels or liquidation invalid at the fill; ``OPEN`` = in a position at the data's end;
-    ``NEW`` = not executed yet and still within its validity; ``SKIPPED`` = the series already had a position or a
-    resting order (one at a time per symbol × timeframe).
+    The run must have ``record_skipped=True`` so every signal has exactly one trade or order row. ``TP`` = TP2
+    reached; ``TP1_TRAIL`` = TP1 taken, the rest stopped at break-even or by the ATR trail; ``SL`` = stopped before
+    TP1 (liquidation included); ``TIMEOUT`` = time stop; ``EXPIRED`` = limit never filled; ``REJECTED`` = levels or
+    liquidation invalid at the fill; ``OPEN`` = in a position at the data's end; ``NEW`` = its entry order is still
+    waiting at the data's end; ``SKIPPED`` = the series already had a position or a resting order when it fired (one
+    at a time per symbol × timeframe; ``status_reason`` names since when). A signal with no row at all reads
+    ``SKIPPED`` ("not sent to the simulator").
 
     Returns:
-        Aligned with ``signal_bar``: ``status``, ``entry_ts``, ``exit_ts`` (epoch ms, -1 none), ``entry_price``,
-        ``exit_price``, ``exit_reason``, ``pnl`` (quote), ``net_pct`` (net PnL / entry notional, percent), ``tp1_hit``.
+        Aligned with ``signal_bar``: ``status``, ``status_reason`` (text, None for executed trades), ``entry_ts``,
+        ``exit_ts`` (epoch ms, -1 none), ``entry_price``, ``exit_price`` (the last fill), ``exit_reason``, ``pnl``
+        (quote), ``net_pct`` (net PnL / entry notional, percent), ``tp1_hit``.
     """
     sb = np.asarray(signal_bar, np.int64)
     out = pd.DataFrame({"signal_bar": sb})
-    t = (
-        trades.assign(signal_bar=trades["signal_bar"].astype(np.int64))
-        if len(trades)
-        else pd.DataFrame(
-            columns=[
-                "signal_bar",
-                "entry_ts",
-                "exit_ts",
-                "entry_price",
-                "exit_price",
-                "exit_reason",
-                "pnl",
-                "notional",
-                "tp1_hit",
-            ]
-        )
+    tcols = ["signal_bar", "entry_ts", "exit_ts", "entry_price", "exit_price", "exit_reason", "pnl", "notional"]
+    t = trades[[*tcols, "tp1_hit"]] if len(trades) else pd.DataFrame(columns=[*tcols, "tp1_hit"])
+    t = t.assign(
+        signal_bar=t["signal_bar"].astype(np.int64), net_pct=100 * t["pnl"].astype(float) / t["notional"].astype(float)
     )
-    t = t.assign(net_pct=100 * t["pnl"].astype(float) / t["notional"].astype(float))
-    m = out.merge(
-        t[
-            [
-                "signal_bar",
-                "entry_ts",
-                "exit_ts",
-                "entry_price",
-                "exit_price",
-                "exit_reason",
-                "pnl",
-                "net_pct",
-                "tp1_hit",
-            ]
-        ],
-        on="signal_bar",
-        how="left",
-    )
+    m = out.merge(t.drop(columns="notional"), on="signal_bar", how="left")
     o = (
-        orders[["signal_bar", "status"]].rename(columns={"status": "order_status"})
+        orders[["signal_bar", "status", "since_ts"]].rename(columns={"status": "order_status"})
         if len(orders)
-        else pd.DataFrame(columns=["signal_bar", "order_status"])
+        else pd.DataFrame(columns=["signal_bar", "order_status", "since_ts"])
     )
     m = m.merge(o.astype({"signal_bar": np.int64}), on="signal_bar", how="left")
     r, hit = m["exit_reason"].to_numpy(dtype=object), m["tp1_hit"].fillna(False).to_numpy(bool)
+    os_ = m["order_status"].to_numpy(dtype=object)
     status = np.select(
         [
             r == "open",
@@ -653,12 +652,19 @@ def execution_status(
             np.isin(r, ["sl", "liquidation"]) & ~hit,
             np.isin(r, ["sl", "breakeven", "trail", "liquidation"]),
             r == "time",
-            m["order_status"].to_numpy(dtype=object) == "expired",
-            pd.notna(m["order_status"]).to_numpy(),
-            sb >= n_bars - 1 - validity,
+            os_ == "expired",
+            np.isin(os_, ["rejected_liq", "rejected_levels"]),
+            os_ == "pending",
         ],
         ["OPEN", "TP", "SL", "TP1_TRAIL", "TIMEOUT", "EXPIRED", "REJECTED", "NEW"],
         "SKIPPED",
+    )
+    since = pd.to_datetime(pd.to_numeric(m["since_ts"], errors="coerce"), unit="ms").dt.strftime("%Y-%m-%d %H:%M UTC")
+    reason = [
+        STATUS_REASONS[x].format(since=w) if isinstance(x, str) else None for x, w in zip(os_, since, strict=True)
+    ]
+    m["status_reason"] = np.where(
+        pd.isna(r) & pd.isna(os_), "not sent to the simulator", pd.Series(reason, dtype=object)
     )
     m["status"] = status
     m["entry_ts"] = m["entry_ts"].fillna(-1).astype(np.int64)
@@ -666,4 +672,17 @@ def execution_status(
         np.isin(status, ["OPEN", "NEW", "SKIPPED", "EXPIRED", "REJECTED"]), -1, m["exit_ts"].fillna(-1)
     ).astype(np.int64)
     m["tp1_hit"] = hit
-    return m[["status", "entry_ts", "exit_ts", "entry_price", "exit_price", "exit_reason", "pnl", "net_pct", "tp1_hit"]]
+    return m[
+        [
+            "status",
+            "status_reason",
+            "entry_ts",
+            "exit_ts",
+            "entry_price",
+            "exit_price",
+            "exit_reason",
+            "pnl",
+            "net_pct",
+            "tp1_hit",
+        ]
+    ]

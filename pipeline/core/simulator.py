@@ -11,8 +11,10 @@ signals can never disagree. The fill model (documented in ``docs/decisions.md`` 
   recorded as ``expired``.
 * **Levels** are fixed at the fill from the fill price and the ATR *of the signal bar* (known at
   decision time): SL/TP as ATR multiples or fractions of the entry price, or per-signal prices.
-  With ``leverage > 1`` the liquidation price is ``entry * (1 - dir * (1/leverage - maintenance_margin))``;
-  an entry whose stop is not at least ``liq_buffer`` (fraction of entry) before it is rejected.
+  Leverage and the liquidation price are per signal when given (``leverage`` / ``liq_price`` arrays: the setup
+  scanner executes each plan at its own leverage and liquidation price, issue 12 item 10), else ``params.leverage``
+  and, with leverage > 1, ``entry * (1 - dir * (1/leverage - maintenance_margin))`` from the fill; an entry whose
+  stop is not at least ``liq_buffer`` (fraction of entry) before it, or whose leverage is <= 0, is rejected.
 * **Exits**, checked every bar the position is open (also the entry bar unless
   ``stops_on_entry_bar`` is off):
 
@@ -21,6 +23,10 @@ signals can never disagree. The fill model (documented in ``docs/decisions.md`` 
   3. within the bar, if both the stop and a target are inside its range the **stop is assumed
      hit first** unless finer candles (``fine_*`` arrays) show which level was crossed first;
   4. stops fill at the stop price minus slippage (taker); TP1/TP fill at the level (maker).
+
+  The stop checked in 2-4 is the tightest of the fixed SL, the break-even level and the trail, so a level that
+  moved (break-even, trail) obeys the same gap rule as a fixed stop: a bar that opens through it fills at the open
+  minus slippage. Every fill therefore lies inside its bar's low-high range widened by slippage (property-tested).
 
   TP1 closes ``tp1_fraction`` of the position; with ``breakeven_after_tp1`` the stop moves to the
   entry price. The ATR trailing stop (``trail_atr`` x ATR behind the best price since entry) is
@@ -34,8 +40,18 @@ signals can never disagree. The fill model (documented in ``docs/decisions.md`` 
   Size is ``size_fraction`` of equity as margin times leverage, net of the entry fee (as vectorbt's
   ``size=inf``), or, when ``risk_per_trade > 0`` and a stop exists, the size that loses
   ``risk_per_trade`` of equity at the stop (never more than the margin size).
+* **Fills reported**: ``exit_price`` is the **last** fill (the one on ``exit_bar``; the last close for a
+  position still ``open``), ``tp1_price`` / ``tp1_bar`` the TP1 partial fill (NaN / -1 without one) and
+  ``avg_exit_price`` the size-weighted mean of all exit fills, which reconciles
+  ``pnl = direction * units * (avg_exit_price - entry_price) - fees``. (Before issue 12 item 11 ``exit_price`` was
+  that mean, a price the exit bar may never have traded.) ``leverage`` is the position's leverage; ``ret`` is
+  net PnL over the margin ``notional / leverage``.
+* **Ignored signals** (a position open or an entry order waiting, one at a time) leave no trace unless
+  ``record_skipped``: then each gets an order row ``skipped_position`` / ``skipped_order`` with ``since_ts`` (the
+  blocking position's entry / order's signal), and an entry order still waiting at the data's end a ``pending``
+  row, so every signal has exactly one trade or order row (the setup scanner's NEW versus SKIPPED, item 12).
 * **MAE/MFE** are the worst/best excursions (fractions of the entry price, signed so that MAE <= 0
-  <= MFE) over bars the position was held through, plus the exit price.
+  <= MFE) over bars the position was held through, plus the last exit fill.
 
 Semantics match vectorbt ``Portfolio.from_signals`` where both engines have the rule (fixed SL/TP,
 fees, next-bar-open entry, stop-first, gap fills) once ``stops_on_entry_bar=False`` (vectorbt starts
@@ -65,10 +81,27 @@ EXIT_REASONS = (
     "rejected_liq",
     "rejected_levels",
     "reverse",
+    "skipped_position",
+    "skipped_order",
+    "pending",
 )
-_R_SIGNAL, _R_SL, _R_TP, _R_TRAIL, _R_BE, _R_TIME, _R_LIQ, _R_OPEN, _R_EXPIRED, _R_REJ_LIQ, _R_REJ_LVL, _R_REVERSE = (
-    range(12)
-)
+(
+    _R_SIGNAL,
+    _R_SL,
+    _R_TP,
+    _R_TRAIL,
+    _R_BE,
+    _R_TIME,
+    _R_LIQ,
+    _R_OPEN,
+    _R_EXPIRED,
+    _R_REJ_LIQ,
+    _R_REJ_LVL,
+    _R_REVERSE,
+    _R_SKIP_POS,
+    _R_SKIP_ORD,
+    _R_PENDING,
+) = range(15)
 
 TRADE_COLUMNS = (
     "signal_bar",
@@ -89,6 +122,10 @@ TRADE_COLUMNS = (
     "tp1_hit",
     "sl_initial",
     "tp_initial",
+    "avg_exit_price",
+    "tp1_price",
+    "tp1_bar",
+    "leverage",
 )
 _NF = len(TRADE_COLUMNS)
 
@@ -212,6 +249,9 @@ def _write_trade(
     sl0,
     tp0,
     tp1_done,
+    last_px,
+    tp1_px,
+    tp1_bar,
 ):  # pragma: no cover - compiled
     xp = exit_val / units0
     t[0] = sig_bar
@@ -219,28 +259,35 @@ def _write_trade(
     t[2] = exit_bar
     t[3] = d
     t[4] = entry
-    t[5] = xp
+    t[5] = last_px
     t[6] = units0
     t[7] = units0 * entry
     t[8] = fees
     t[9] = gross - fees
     t[10] = (gross - fees) / (units0 * entry / lev)
     t[11] = reason
-    t[12] = min(worst, d * (xp - entry)) / entry
-    t[13] = max(best, d * (xp - entry)) / entry
+    t[12] = min(worst, d * (last_px - entry)) / entry
+    t[13] = max(best, d * (last_px - entry)) / entry
     t[14] = (gross - fees) / (units0 * abs(entry - sl0)) if not math.isnan(sl0) and entry != sl0 else math.nan
     t[15] = 1.0 if tp1_done else 0.0
     t[16] = sl0
     t[17] = tp0
+    t[18] = xp
+    t[19] = tp1_px if tp1_done else math.nan
+    t[20] = tp1_bar if tp1_done else -1
+    t[21] = lev
 
 
 @numba.njit(cache=True)
-def _write_order(t, s, i, d, reason, sl_, tp_):  # pragma: no cover - compiled
+def _write_order(t, s, i, d, reason, sl_, tp_, since):  # pragma: no cover - compiled
+    """An order row (entry_bar -1): expired / rejected / skipped / pending; ``since`` (slot 4) = the bar of the
+    position (entry) or resting order (signal) that made a signal be skipped, else -1."""
     t[:] = math.nan
     t[0] = s
     t[1] = -1
     t[2] = i
     t[3] = d
+    t[4] = since
     t[6] = 0.0
     t[11] = reason
     t[16] = sl_
@@ -261,11 +308,14 @@ def _simulate_kernel(
     s_tp1,
     s_tp,
     s_size,
+    s_lev,
+    s_liq,
     fine_start,
     fine_end,
     fh,
     fl,
     p,
+    record_skips,
     trades,
     pos_out,
     eq_out,
@@ -276,7 +326,8 @@ def _simulate_kernel(
     maker = p[P_MAKER] * 1e-4
     slip = p[P_SLIP] * 1e-4
     lat = int(p[P_LAT])
-    lev = p[P_LEV]
+    lev_default = p[P_LEV]
+    lev = lev_default  # leverage of the open position
     max_bars = int(p[P_MAXBARS])
     validity = int(p[P_VALID])
     cash = p[P_CASH]
@@ -305,6 +356,9 @@ def _simulate_kernel(
     fees = 0.0
     gross = 0.0
     exit_val = 0.0
+    last_px = math.nan  # price of the latest fill that reduced the position
+    tp1_px = math.nan
+    tp1_bar = -1
     # pending orders: entry executable from bar pe_bar, exit at bar px_bar (-1: none)
     pe_bar = -1
     pe_dir = 0
@@ -341,6 +395,9 @@ def _simulate_kernel(
                 sl0,
                 tp0,
                 tp1_done,
+                price,
+                tp1_px,
+                tp1_bar,
             )
             nt += 1
             d = 0
@@ -365,7 +422,7 @@ def _simulate_kernel(
                 if not math.isnan(fill):
                     pe_bar = -1
                 elif i - pe_bar + 1 >= validity:
-                    _write_order(trades[nt], s, i, dd, _R_EXPIRED, math.nan, math.nan)
+                    _write_order(trades[nt], s, i, dd, _R_EXPIRED, math.nan, math.nan, -1)
                     nt += 1
                     pe_bar = -1
             if not math.isnan(fill):
@@ -373,20 +430,26 @@ def _simulate_kernel(
                 sl_ = _level(_at(s_sl, s), fill, -dd, a, p[P_SLATR], p[P_SLPCT])
                 tp_ = _level(_at(s_tp, s), fill, dd, a, p[P_TPATR], p[P_TPPCT])
                 tp1_ = _level(_at(s_tp1, s), fill, dd, a, p[P_TP1ATR], p[P_TP1PCT]) if p[P_TP1FRAC] > 0 else math.nan
-                liq_ = fill * (1.0 - dd * (1.0 / lev - p[P_MMR])) if lev > 1.0 else math.nan
+                lev_s = _at(s_lev, s)
+                lev_s = lev_default if math.isnan(lev_s) else lev_s
+                liq_ = _at(s_liq, s)
+                if math.isnan(liq_) and lev_s > 1.0:
+                    liq_ = fill * (1.0 - dd * (1.0 / lev_s - p[P_MMR]))
                 bad_lvl = (
                     ((not math.isnan(sl_)) and (sl_ - fill) * dd >= 0)
                     or ((not math.isnan(tp_)) and (tp_ - fill) * dd <= 0)
                     or ((not math.isnan(tp1_)) and (tp1_ - fill) * dd <= 0)
                 )
-                bad_liq = (not math.isnan(liq_)) and (not math.isnan(sl_)) and (sl_ - liq_) * dd < p[P_LIQBUF] * fill
+                bad_liq = lev_s <= 0.0 or (
+                    (not math.isnan(liq_)) and (not math.isnan(sl_)) and (sl_ - liq_) * dd < p[P_LIQBUF] * fill
+                )
                 if bad_lvl or bad_liq:
-                    _write_order(trades[nt], s, i, dd, _R_REJ_LVL if bad_lvl else _R_REJ_LIQ, sl_, tp_)
+                    _write_order(trades[nt], s, i, dd, _R_REJ_LVL if bad_lvl else _R_REJ_LIQ, sl_, tp_, -1)
                     nt += 1
                 else:
                     frac = _at(s_size, s)
                     frac = p[P_SIZE] if math.isnan(frac) else frac
-                    u = cash * frac * lev / (fill * (1.0 + fee_rate))
+                    u = cash * frac * lev_s / (fill * (1.0 + fee_rate))
                     if p[P_RISK] > 0 and not math.isnan(sl_):
                         u = min(u, cash * p[P_RISK] / abs(fill - sl_))
                     if u > 0:
@@ -403,6 +466,10 @@ def _simulate_kernel(
                         sl0 = sl_
                         tp0 = tp_
                         liq = liq_
+                        lev = lev_s
+                        last_px = math.nan
+                        tp1_px = math.nan
+                        tp1_bar = -1
                         trail = math.nan
                         trail_on = False
                         be_on = False
@@ -439,6 +506,7 @@ def _simulate_kernel(
                 gross += g
                 exit_val += units * price
                 units = 0.0
+                last_px = price
                 done = True
             else:
                 stop_hit = (not math.isnan(stop)) and (adv - stop) * d <= 0
@@ -468,6 +536,9 @@ def _simulate_kernel(
                     exit_val += q * price
                     units -= q
                     tp1_done = True
+                    tp1_px = price
+                    tp1_bar = i
+                    last_px = price
                     if units <= 1e-12 * units0:
                         units = 0.0
                         reason = _R_TP
@@ -481,6 +552,7 @@ def _simulate_kernel(
                     gross += g
                     exit_val += units * price
                     units = 0.0
+                    last_px = price
                     reason = _R_TP
                     done = True
                 if not done and stop_hit:
@@ -492,6 +564,7 @@ def _simulate_kernel(
                     gross += g
                     exit_val += units * price
                     units = 0.0
+                    last_px = price
                     done = True
             if done:
                 _write_trade(
@@ -512,6 +585,9 @@ def _simulate_kernel(
                     sl0,
                     tp0,
                     tp1_done,
+                    last_px,
+                    tp1_px,
+                    tp1_bar,
                 )
                 nt += 1
                 d = 0
@@ -541,6 +617,12 @@ def _simulate_kernel(
                 pe_bar = i + 1 + lat
                 pe_dir = sig[i]
                 pe_sig = i
+            elif record_skips:  # ignored: a position is open or an entry order is waiting
+                if d != 0:
+                    _write_order(trades[nt], i, i, sig[i], _R_SKIP_POS, math.nan, math.nan, entry_bar)
+                else:
+                    _write_order(trades[nt], i, i, sig[i], _R_SKIP_ORD, math.nan, math.nan, pe_sig)
+                nt += 1
         elif exit_sig[i] and d != 0 and px_bar < 0:
             px_bar = i + 1 + lat
             px_reason = _R_SIGNAL
@@ -566,7 +648,13 @@ def _simulate_kernel(
             sl0,
             tp0,
             tp1_done,
+            c[n - 1],
+            tp1_px,
+            tp1_bar,
         )
+        nt += 1
+    if record_skips and pe_bar >= 0:  # an entry order still waiting at the data's end (market or resting limit)
+        _write_order(trades[nt], pe_sig, n - 1, pe_dir, _R_PENDING, math.nan, math.nan, -1)
         nt += 1
     return nt
 
@@ -574,9 +662,12 @@ def _simulate_kernel(
 class SimResult:
     """Output of :func:`simulate` for one symbol.
 
-    ``trades``: one row per filled trade (``TRADE_COLUMNS`` plus ``signal_ts``/``entry_ts``/``exit_ts`` epoch ms
-    UTC, ``bars_held`` and ``exit_reason`` text; prices in quote currency; ``ret`` = net PnL / margin; MAE/MFE
-    fractions of entry). ``orders``: signals that never became a position (``expired`` limits, ``rejected_*``).
+    ``trades``: one row per filled trade (``TRADE_COLUMNS`` plus ``signal_ts``/``entry_ts``/``exit_ts``/``tp1_ts``
+    epoch ms UTC (-1 none), ``bars_held`` and ``exit_reason`` text; prices in quote currency, ``exit_price`` = last
+    fill, ``avg_exit_price`` = size-weighted exit; ``ret`` = net PnL / margin; MAE/MFE fractions of entry).
+    ``orders``: signals that never became a position (``expired`` limits, ``rejected_*``; with ``record_skipped``
+    also ``skipped_position`` / ``skipped_order`` / ``pending``), columns ``signal_bar, signal_ts, ts, direction,
+    status, sl_initial, tp_initial, since_ts``.
     ``bars`` (built on first access): per bar ``ts``, ``position`` (signed units), ``close``, ``equity`` and
     spot-equivalent ``cash`` (``equity - position * close``), quote currency; empty when ``record_bars`` is off.
     """
@@ -632,9 +723,12 @@ def simulate(
     tp1_price=None,
     tp_price=None,
     size_fraction=None,
+    leverage=None,
+    liq_price=None,
     fine: pd.DataFrame | None = None,
     step_ms: int | None = None,
     record_bars: bool = True,
+    record_skipped: bool = False,
 ) -> SimResult:
     """Simulate one symbol.
 
@@ -644,12 +738,16 @@ def simulate(
         signal: int array (n,): +1 open long / -1 open short, decided on that bar's close; 0 nothing.
         params: :class:`SimParams`.
         exit_signal: bool array (n,): close the position at the next open (after latency).
-        limit_price, sl_price, tp1_price, tp_price, size_fraction: optional float arrays (n,), read at the
-            signal bar; NaN falls back to ``params``.
+        limit_price, sl_price, tp1_price, tp_price, size_fraction, leverage, liq_price: optional float arrays (n,),
+            read at the signal bar; NaN falls back to ``params`` (a NaN ``liq_price`` is computed from the fill and
+            the signal's leverage). A leverage <= 0 rejects the signal (``rejected_liq``).
         fine: finer candles (``ts``, ``high``, ``low``) used only to resolve bars where the stop and a target
             are both inside the range; ``step_ms`` is the coarse bar length (required with ``fine``).
         record_bars: also return per-bar position/cash/equity (off for outcome labelling and sweeps, where
             writing two arrays per bar costs more than the simulation itself).
+        record_skipped: also return an order row for every signal that was ignored (``skipped_position`` /
+            ``skipped_order``, with ``since_ts`` = entry of the open position / signal of the waiting order) and for
+            an entry order still waiting at the data's end (``pending``), so every signal has exactly one row.
 
     Raises:
         ValueError: arrays of the wrong length, unsorted ``ts`` or NaN prices.
@@ -701,11 +799,14 @@ def simulate(
         arr(tp1_price),
         arr(tp_price),
         arr(size_fraction),
+        arr(leverage),
+        arr(liq_price),
         fs,
         fe,
         fh,
         fl,
         params.as_array(),
+        record_skipped,
         trades,
         pos,
         eq,
@@ -713,9 +814,11 @@ def simulate(
     t = trades[:nt]
     filled = t[:, 1] >= 0
     cols = {k: t[:, j] for j, k in enumerate(TRADE_COLUMNS)}
-    for k in ("signal_bar", "entry_bar", "exit_bar", "direction"):
-        cols[k] = cols[k].astype(np.int64)
+    since = np.nan_to_num(cols["entry_price"], nan=-1.0).astype(np.int64)  # order rows: the blocking bar (slot 4)
+    for k in ("signal_bar", "entry_bar", "exit_bar", "direction", "tp1_bar"):
+        cols[k] = np.nan_to_num(cols[k], nan=-1.0).astype(np.int64)
     sb, eb, xb = cols["signal_bar"], cols["entry_bar"], cols["exit_bar"]
+    cols["tp1_ts"] = np.where(cols["tp1_bar"] >= 0, ts[np.clip(cols["tp1_bar"], 0, None)], -1)
     cols["tp1_hit"] = cols["tp1_hit"] == 1.0
     cols["exit_reason"] = _REASONS[cols.pop("reason").astype(np.int64)]
     cols["signal_ts"], cols["entry_ts"], cols["exit_ts"] = (
@@ -734,6 +837,7 @@ def simulate(
             "status": cols["exit_reason"][~filled],
             "sl_initial": cols["sl_initial"][~filled],
             "tp_initial": cols["tp_initial"][~filled],
+            "since_ts": np.where(since[~filled] >= 0, ts[np.clip(since[~filled], 0, None)], -1),
         }
     )
     return SimResult(trades_df, orders, ts, pos, c, eq)

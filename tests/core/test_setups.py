@@ -470,3 +470,99 @@ def test_risk_modes_select_risk_leverage_and_buffer():
     # a 2 % stop wanting 25x: capped at each mode's max_leverage (liquidation 1/lev - mmr beyond buffer x stop)
     big = RiskParams(mode="aggressive", risk_pct=50.0)
     assert position_size(np.array([100.0]), np.array([98.0]), 1, big)["leverage"][0] == pytest.approx(20.0)
+
+def _executed(bars: pd.DataFrame, plans: pd.DataFrame, risk: RiskParams):
+    """Scanner execution of ``plans`` on one series (the live / backtest path), no costs."""
+    from pipeline.core.setup_signals import execution_params, simulate_signals
+    from pipeline.core.setups import SetupExecutionConfig
+
+    plans = plans.assign(symbol="X/USDT", timeframe="1h", candidate_id=[f"c{i}" for i in range(len(plans))], ev_pct=0.1)
+    plans = plans.assign(ts=bars["ts"].to_numpy()[plans["bar"].to_numpy()]).drop(columns="bar")
+    params = execution_params(SetupParams(validity_candles=2), risk, SetupExecutionConfig(), NO_COSTS, 10_000.0)
+    st, sleeves, _ = simulate_signals({("X/USDT", "1h"): bars}, plans, "ev_pct", params)
+    return st, sleeves["X/USDT|1h"]
+
+
+def test_wide_stop_low_leverage_plan_executes_at_its_own_leverage():
+    """Issue 12 item 10: a plan the scanner accepted (15 % stop -> 1x, liquidation near 0) used to be REJECTED because
+    the simulator checked liquidation at max_leverage 10 (9.5 % away, inside the stop). It now fills at 1x and is
+    stopped at its SL."""
+    risk = RiskParams()
+    entry, sl = 100.0, 85.0
+    plan = position_size(np.array([entry]), np.array([sl]), 1, risk)
+    assert plan["leverage"][0] == 1.0 and plan["liq_price"][0] == pytest.approx(0.5)
+    #           signal   fill     hold     hold     stop
+    h = np.array([101.0, 100.5, 100.5, 100.5, 100.5, 100.0, 100.0])
+    lo = np.array([100.5, 99.5, 99.8, 99.8, 84.0, 99.0, 99.0])
+    b = _bars(h, lo, close=np.array([101.0, 100.0, 100.0, 100.0, 86.0, 99.5, 99.5]))
+    plans = pd.DataFrame(
+        {
+            "bar": [0],
+            "side": [1],
+            "entry": [entry],
+            "sl": [sl],
+            "tp1": [130.0],
+            "tp2": [150.0],
+            "leverage": plan["leverage"],
+            "liq_price": plan["liq_price"],
+        }
+    )
+    st, res = _executed(b, plans, risk)
+    assert st["status"].tolist() == ["SL"] and res.orders.empty
+    t = res.trades.iloc[0]
+    assert (t.entry_price, t.exit_price, t.leverage) == (100.0, 85.0, 1.0)
+    assert t.pnl == pytest.approx(-100.0)  # 1 % of 10,000 lost at the stop
+
+
+def test_signal_ignored_near_the_end_is_skipped_not_new():
+    """Issue 12 item 12: a signal fired while a position is open, on the last bars of the data, has no order of its
+    own; it used to read NEW (still within its validity) and is SKIPPED with the reason. A signal whose order is
+    still waiting at the end stays NEW."""
+    n = 8
+    b = _bars(np.full(n, 101.0), np.r_[100.5, np.full(n - 1, 99.5)], close=np.full(n, 100.0))
+    plans = pd.DataFrame(
+        {
+            "bar": [0, n - 2],
+            "side": [1, 1],
+            "entry": [100.0, 99.0],
+            "sl": [95.0, 95.0],
+            "tp1": [110.0, 110.0],
+            "tp2": [120.0, 120.0],
+            "leverage": [2.0, 2.0],
+            "liq_price": [50.0, 50.0],
+        }
+    )
+    st, _ = _executed(b, plans, RiskParams())
+    assert st["status"].tolist() == ["OPEN", "SKIPPED"]
+    assert (
+        st["status_reason"].iloc[1] == "position open since 1970-01-01 01:00 UTC (one position per symbol x timeframe)"
+    )
+    st, _ = _executed(b, plans.iloc[[1]], RiskParams())  # alone: its limit rests at the data's end
+    assert st["status"].tolist() == ["NEW"] and st["status_reason"].iloc[0] == "entry order waiting at the data's end"
+
+
+def test_outcome_alone_obeys_the_gap_rule_on_the_avax_trade():
+    """Issue 12 item 11 for the meta-model's per-plan outcome (real AVAX 1h candles, the plan of
+    ``AVAX/USDT|1h|1638532800000|-1``): TP1 100.97584 on the 20:00 bar moves the trail to 100.00 + 1 ATR = 102.08;
+    the 21:00 bar opens at 106.64, through it, so the runner exits at 106.64, not at the trail level (102.08, which
+    that bar, 106.01-108.74, never traded)."""
+    from tests.conftest import real_ohlcv
+
+    ts0 = 1638532800000
+    df = real_ohlcv("AVAX/USDT", "1h")
+    b = df[(df.ts >= ts0 - 24 * 3_600_000) & (df.ts <= ts0 + 120 * 3_600_000)].reset_index(drop=True)
+    i = int(np.flatnonzero(b.ts.to_numpy() == ts0)[0])
+    plan = pd.DataFrame(
+        {
+            "bar": [i],
+            "side": [-1],
+            "entry": [112.0],
+            "sl": [114.723378],
+            "tp1": [100.97584],
+            "tp2": [96.03496],
+            "atr": [2.076676],
+        }
+    )
+    o = plan_outcomes(b, plan, SetupParams(), costs=NO_COSTS).iloc[0]
+    assert (o.status, o.exit_ts, o.exit_price) == ("TP1_TRAIL", ts0 + 9 * 3_600_000, 106.64)
+    assert o.net_pct == pytest.approx(100 * (0.5 * (1 - 100.97584 / 112) + 0.5 * (1 - 106.64 / 112)))

@@ -131,7 +131,9 @@ def test_tp1_partial_then_breakeven():
     t = one(simulate(b, sig_at(5, 0), p))
     assert (t.exit_reason, t.exit_bar, bool(t.tp1_hit)) == ("breakeven", 3, True)
     u = 1000 / (100 * 1.0005)
-    assert t.exit_price == pytest.approx((102 + 100) / 2)
+    # exit_price is the last fill (break-even at 100 on bar 3); the TP1 fill has its own price and bar
+    assert (t.exit_price, t.tp1_price, t.tp1_bar, t.tp1_ts) == (100.0, 102.0, 2, 2 * H)
+    assert t.avg_exit_price == pytest.approx((102 + 100) / 2)
     fees = u * 100 * 0.0005 + u / 2 * 102 * 0.0002 + u / 2 * 100 * 0.0005
     assert t.pnl == pytest.approx(u / 2 * 2 - fees)
 
@@ -140,7 +142,8 @@ def test_tp1_then_final_target():
     b = bars([FLAT, FLAT, (100, 102.5, 99.5, 102), (102, 106.5, 101, 106)])
     p = SimParams(sl_pct=0.03, tp1_pct=0.02, tp1_fraction=0.5, tp_pct=0.06, breakeven_after_tp1=True)
     t = one(simulate(b, sig_at(4, 0), p))
-    assert (t.exit_reason, bool(t.tp1_hit), t.exit_price) == ("tp", True, pytest.approx(104.0))
+    assert (t.exit_reason, bool(t.tp1_hit), t.exit_price, t.tp1_price) == ("tp", True, 106.0, 102.0)
+    assert t.avg_exit_price == pytest.approx(104.0)
 
 
 def test_atr_trailing_stop_arms_after_threshold_and_follows_the_high():
@@ -219,6 +222,186 @@ def test_opposite_signal_reverses_on_the_same_open():
     assert r.trades.exit_reason.tolist() == ["reverse", "open"]
     assert r.trades.entry_bar.tolist() == [1, 3] and r.trades.direction.tolist() == [1, -1]
     assert r.trades.exit_price.iloc[0] == 99.0 and r.trades.entry_price.iloc[1] == 99.0
+
+
+def test_per_signal_leverage_and_liquidation_price():
+    """Issue 12 item 10: a 1x plan with a 15 % stop is rejected when checked at the sleeve's 10x (liquidation 9.5 %
+    away), and fills when it executes at its own leverage and liquidation price."""
+    b = bars([FLAT, FLAT, (100, 100.5, 84, 86)])
+    sl = np.array([85.0, np.nan, np.nan])
+    p = SimParams(init_cash=1000, leverage=10, risk_per_trade=0.01)
+    r = simulate(b, sig_at(3, 0), p, sl_price=sl)
+    assert r.trades.empty and r.orders.status.tolist() == ["rejected_liq"]
+    lev, liq = np.array([1.0, np.nan, np.nan]), np.array([0.5, np.nan, np.nan])
+    t = one(simulate(b, sig_at(3, 0), p, sl_price=sl, leverage=lev, liq_price=liq))
+    assert (t.exit_reason, t.exit_price, t.leverage) == ("sl", 85.0, 1.0)
+    assert t.units == pytest.approx(10 / 15)  # risk sizing: 1 % of 1000 over a 15-point stop
+    assert t.ret == pytest.approx(t.pnl / (t.units * 100))  # margin = notional at 1x
+    # the plan's liquidation price is used as given: one inside the stop rejects
+    r = simulate(b, sig_at(3, 0), p, sl_price=sl, leverage=lev, liq_price=np.array([90.0, np.nan, np.nan]))
+    assert r.orders.status.tolist() == ["rejected_liq"]
+    r = simulate(b, sig_at(3, 0), p, sl_price=sl, leverage=np.array([0.0, np.nan, np.nan]))
+    assert r.orders.status.tolist() == ["rejected_liq"]  # a plan with leverage 0 is never executed
+
+
+@pytest.mark.parametrize("mode", ["trail", "breakeven"])
+def test_moved_levels_obey_the_gap_rule(mode):
+    """A level moved on bar i (trail, break-even) takes effect on bar i+1; if that bar opens through it the fill is
+    the open minus slippage, like a fixed stop, never the level itself."""
+    slip = 0.001
+    if mode == "trail":  # long, ATR 1, trail 1 ATR: bar 2's high 110 sets the trail at 109; bar 3 opens 105
+        rows = [FLAT, (100, 101, 99.5, 100.5), (100.5, 110, 100.4, 109.5), (105, 106, 104, 105)]
+        p = SimParams(trail_atr=1.0, slippage_bps=10)
+    else:  # TP1 102 on bar 2 moves the stop to entry 100; bar 3 opens at 97, below it
+        rows = [FLAT, (100, 101, 99.5, 100.5), (100.5, 102.5, 100.4, 101), (97, 98, 96, 97)]
+        p = SimParams(sl_pct=0.05, tp1_pct=0.02, tp1_fraction=0.5, breakeven_after_tp1=True, slippage_bps=10)
+    t = one(simulate(bars(rows, atr=1.0), sig_at(4, 0), p))
+    assert (t.exit_reason, t.exit_bar) == (mode, 3)
+    assert t.exit_price == pytest.approx(rows[3][0] * (1 - slip))
+    assert rows[3][2] * (1 - slip) <= t.exit_price <= rows[3][1]
+
+
+def test_ignored_and_waiting_signals_have_order_rows_when_asked():
+    """``record_skipped``: every signal gets one row; skipped ones name the bar that blocked them."""
+    b = bars([FLAT] * 6)
+    s = np.array([1, 0, 1, -1, 0, 1])
+    ex = np.array([0, 0, 0, 0, 1, 0], bool)  # closes the long at bar 5's open: bar 5's signal waits for bar 6
+    r = simulate(b, s, SimParams(allow_reverse=False), exit_signal=ex, record_skipped=True)
+    assert len(r.trades) == 1 and (r.trades.entry_bar.iloc[0], r.trades.exit_bar.iloc[0]) == (1, 5)
+    assert r.orders.status.tolist() == ["skipped_position", "skipped_position", "pending"]
+    assert r.orders.signal_bar.tolist() == [2, 3, 5] and r.orders.since_ts.tolist() == [H, H, -1]
+    lim = np.array([90.0, np.nan, np.nan, np.nan, np.nan, np.nan])  # a resting limit blocks the next signals
+    r = simulate(
+        b, np.array([1, 1, 0, 0, 0, 0]), SimParams(limit_validity_bars=10), limit_price=lim, record_skipped=True
+    )
+    assert r.orders.status.tolist() == ["skipped_order", "pending"] and r.orders.since_ts.tolist() == [0, -1]
+    assert simulate(b, s, SimParams(allow_reverse=False)).orders.empty  # off by default
+
+
+def _fills_outside(res, b, slip, tol=1e-9):
+    """Fills of ``res.trades`` outside their bar's [low, high] widened by slippage: entry, TP1 partial, last exit."""
+    lo, hi = b["low"].to_numpy(), b["high"].to_numpy()
+    t = res.trades
+    bad = []
+    for col, bar_col in (("entry_price", "entry_bar"), ("tp1_price", "tp1_bar"), ("exit_price", "exit_bar")):
+        x = t[t[bar_col] >= 0]
+        px, i = x[col].to_numpy(), x[bar_col].to_numpy()
+        out = (px < lo[i] * (1 - slip) * (1 - tol)) | (px > hi[i] * (1 + slip) * (1 + tol))
+        bad += [(col, int(k)) for k in i[out]]
+    return bad
+
+
+try:
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+except ImportError:  # pragma: no cover
+    given = None
+
+
+if given is not None:
+
+    @st.composite
+    def _case(draw):
+        n = draw(st.integers(5, 40))
+        seed = draw(st.integers(0, 2**32 - 1))
+        rng = np.random.default_rng(seed)
+        close = 100 * np.exp(np.cumsum(rng.normal(0, 0.02, n)))
+        open_ = np.r_[100.0, close[:-1]] * np.exp(rng.normal(0, 0.01, n))  # gaps between bars
+        high = np.maximum(open_, close) * np.exp(np.abs(rng.normal(0, 0.01, n)))
+        low = np.minimum(open_, close) * np.exp(-np.abs(rng.normal(0, 0.01, n)))
+        b = pd.DataFrame({"ts": np.arange(n, dtype=np.int64) * H, "open": open_, "high": high, "low": low})
+        b["close"], b["atr"] = close, rng.uniform(0.5, 3.0, n)
+        sig = rng.choice([-1, 0, 0, 0, 1], n)
+        fr = lambda lo_, hi_: draw(st.one_of(st.just(math.nan), st.floats(lo_, hi_)))  # noqa: E731
+        p = SimParams(
+            leverage=draw(st.sampled_from([1.0, 3.0, 20.0])),
+            sl_pct=fr(0.002, 0.08),
+            tp_pct=fr(0.002, 0.15),
+            tp1_pct=fr(0.002, 0.08),
+            tp1_fraction=draw(st.sampled_from([0.0, 0.5, 1.0])),
+            breakeven_after_tp1=draw(st.booleans()),
+            trail_atr=fr(0.2, 3.0),
+            trail_activation_atr=draw(st.floats(0, 2)),
+            trail_after_tp1=draw(st.booleans()),
+            max_bars=draw(st.integers(0, 10)),
+            limit_validity_bars=draw(st.integers(1, 5)),
+            slippage_bps=draw(st.sampled_from([0.0, 2.0, 25.0])),
+            latency_bars=draw(st.integers(0, 2)),
+            stops_on_entry_bar=draw(st.booleans()),
+            allow_reverse=draw(st.booleans()),
+        )
+        use_limit = draw(st.booleans())
+        lim = np.where(sig != 0, close * (1 - sig * rng.uniform(-0.01, 0.03, n)), np.nan) if use_limit else None
+        ex = rng.random(n) < 0.1
+        return b, sig, p, lim, ex
+
+    @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(_case())
+    def test_every_fill_lies_within_its_bar(case):
+        """Issue 12 item 11 (property): on random bars and random brackets, every fill the simulator reports (entry,
+        TP1 partial, last exit) was traded in its bar, allowing slippage."""
+        b, sig, p, lim, ex = case
+        res = simulate(b, sig, p, limit_price=lim, exit_signal=ex, record_skipped=True)
+        assert _fills_outside(res, b, p.slippage_bps * 1e-4) == []
+        t = res.trades  # and the size-weighted exit reconciles the PnL
+        gross = t.direction * t.units * (t.avg_exit_price - t.entry_price)
+        np.testing.assert_allclose(t.pnl, gross - t.fees, rtol=1e-9, atol=1e-9)
+
+
+# AVAX/USDT 1h short of 2021-12-03 (signals.setup_candidates AVAX/USDT|1h|1638532800000|-1 of the full run):
+# limit 112.00, SL 114.723378, TP1 100.97584, TP2 96.03496, ATR 2.076676, leverage 1, liquidation 223.44
+AVAX_SIGNAL_TS = 1638532800000
+
+
+def test_avax_trailing_stop_fills_at_the_gap_open():
+    """Golden (real AVAX 1h candles): entry at 13:00 at 112.00, TP1 at 100.98 on the 20:00 bar (low 100.00), which
+    also moves the trail to 100.00 + 1 ATR = 102.08; the 21:00 bar opens at 106.64, through the trail, so the runner
+    fills at that open plus slippage. The trade used to report the size-weighted mean of both fills (103.82), a
+    price that bar never traded (106.01-108.74)."""
+    df = real_ohlcv("AVAX/USDT", "1h")
+    b = df[(df.ts >= AVAX_SIGNAL_TS - 24 * H) & (df.ts <= AVAX_SIGNAL_TS + 120 * H)].reset_index(drop=True)
+    b = b[["ts", "open", "high", "low", "close"]].assign(atr=2.076676)
+    i = int(np.flatnonzero(b.ts.to_numpy() == AVAX_SIGNAL_TS)[0])
+    arr = lambda v: np.where(np.arange(len(b)) == i, v, np.nan)  # noqa: E731
+    p = SimParams(
+        init_cash=10_000,
+        risk_per_trade=0.01,
+        leverage=10,
+        maintenance_margin=0.005,
+        tp1_fraction=0.5,
+        breakeven_after_tp1=True,
+        trail_atr=1.0,
+        trail_after_tp1=True,
+        max_bars=96,
+        limit_validity_bars=6,
+        allow_reverse=False,
+        fee_taker_bps=6,
+        fee_maker_bps=2,
+        slippage_bps=2,
+    )
+    res = simulate(
+        b,
+        np.where(np.arange(len(b)) == i, -1, 0),
+        p,
+        limit_price=arr(112.0),
+        sl_price=arr(114.723378),
+        tp1_price=arr(100.97584),
+        tp_price=arr(96.03496),
+        leverage=arr(1.0),
+        liq_price=arr(223.44),
+    )
+    t = one(res)
+    ts = lambda s: int(pd.Timestamp(s).value // 10**6)  # noqa: E731
+    assert (t.entry_ts, t.entry_price, t.tp1_ts, t.tp1_price) == (
+        ts("2021-12-03 13:00"),
+        112.0,
+        ts("2021-12-03 20:00"),
+        100.97584,
+    )
+    assert (t.exit_reason, t.exit_ts) == ("trail", ts("2021-12-03 21:00"))
+    assert t.exit_price == pytest.approx(106.64 * 1.0002)
+    assert t.avg_exit_price == pytest.approx((100.97584 + 106.64 * 1.0002) / 2)
+    assert _fills_outside(res, b, 2e-4) == []
 
 
 def test_bad_input_is_refused():

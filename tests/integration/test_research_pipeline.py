@@ -48,11 +48,38 @@ def _check(result, name, asset=("ml", "baseline_direction_evaluation")):
     return next((e for e in hits if e.asset_key == dg.AssetKey(list(asset))), hits[0])
 
 
+#: stored fills of candle-priced desks outside their bar's [low, high] widened by the run's slippage (issue 12 item 11).
+#: Only rows whose symbol (``SYM`` or ``SYM|tf``) is a candle series and whose prices are candle prices: the options
+#: desk's rows are excluded (their prices are option premiums; the underlying's are ``underlying_*`` columns).
+FILLS_OUTSIDE_BARS = """
+WITH t AS (
+    SELECT t.*, r.desk, split_part(t.symbol, '|', 1) AS sym,
+           coalesce(nullif(split_part(t.symbol, '|', 2), ''), r.timeframe) AS tf,
+           coalesce(json_extract(r.costs, '$.slippage_bps')::DOUBLE / 1e4,
+                    json_extract(r.costs, '$.slippage_pct')::DOUBLE / 100, 0) AS slip
+    FROM backtest.trades t JOIN backtest.runs r USING (run_id) WHERE r.desk <> 'options_desk'
+), fills AS (
+    SELECT desk, run_id, trade_id, sym, tf, slip, 'entry' AS fill, entry_ts AS ts, entry_price AS px FROM t
+    UNION ALL SELECT desk, run_id, trade_id, sym, tf, slip, 'exit', exit_ts, exit_price FROM t
+    UNION ALL SELECT desk, run_id, trade_id, sym, tf, slip, 'tp1', tp1_ts, tp1_price FROM t WHERE tp1_ts >= 0
+)
+SELECT f.desk, count(*) AS fills, count(o.ts) AS on_a_candle,
+       count(*) FILTER (WHERE f.px < o.low * (1 - f.slip) * (1 - 1e-9) OR f.px > o.high * (1 + f.slip) * (1 + 1e-9))
+           AS outside
+FROM fills f LEFT JOIN market.ohlcv o ON o.symbol = f.sym AND o.timeframe = f.tf AND o.ts = f.ts
+GROUP BY ALL ORDER BY ALL
+"""
+
+
 def test_train_gate_promote_backtest_then_refuse_a_failing_model(resources, monkeypatch):
     with dg.instance_for_test() as instance:
         r1 = _run(resources, instance)
         assert r1.success
         assert _check(r1, "promotion_gate").passed and _check(r1, "accounting_reconciles").passed
+        # every stored fill of every candle-priced desk was traded in its bar (allowing slippage)
+        fills = _q(resources, FILLS_OUTSIDE_BARS).set_index("desk")
+        assert {"research", "setup_scanner"} <= set(fills.index) and (fills["fills"] > 0).all(), fills
+        assert (fills["on_a_candle"] == fills["fills"]).all() and (fills["outside"] == 0).all(), fills
         runs = _q(resources, "SELECT * FROM ml.model_runs WHERE model_name = 'baseline_direction'")
         assert len(runs) == 1 and bool(runs.promotion_passed[0]) and bool(runs.promoted[0])
 
@@ -236,6 +263,8 @@ def test_train_gate_promote_backtest_then_refuse_a_failing_model(resources, monk
         setups = _q(resources, "SELECT * FROM signals.setups")
         assert len(setups) > 20 and setups["passed"].all() and setups["gate_mode"].eq("ev").all()
         assert set(setups["status"]) <= set(SIGNAL_STATUSES) and setups["model_version"].eq("setup_meta v1").all()
+        unexecuted = setups["status"].isin(["NEW", "SKIPPED", "EXPIRED", "REJECTED"])
+        assert setups.loc[unexecuted, "status_reason"].notna().all()  # e.g. "position open since ..." (item 12)
         assert (setups["ev_pct"] >= setups["threshold"] - 1e-12).all() and setups["why"].str.contains(" >= ").all()
         assert {"global", "tuned"} >= set(setups["threshold_source"].str.split(":").str[0])
         champ_run = _q(

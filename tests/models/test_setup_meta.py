@@ -192,12 +192,13 @@ def test_execution_statuses_by_hand():
             "tp1": [104.0, 98.0, 104.0, 95.0, 104.0],
             "tp2": [110.0, 95.0, 110.0, 99.0, 110.0],
             "leverage": [1.0] * 5,
+            "liq_price": [np.nan] * 5,
             "ev_pct": [0.5, 0.2, 0.4, 0.3, 0.1],
         }
     )
     one = one_signal_per_bar(sig, "ev_pct")
     assert one["candidate_id"].tolist() == ["a", "c", "d", "e"]  # the short on bar 1 lost to the better long
-    arr = signal_arrays(len(bars), one, max_leverage=1.0)
+    arr = signal_arrays(len(bars), one)
     p = SimParams(
         init_cash=1000.0,
         risk_per_trade=0.01,
@@ -208,8 +209,8 @@ def test_execution_statuses_by_hand():
         limit_validity_bars=2,
         allow_reverse=False,
     )
-    res = simulate(bars, arr.pop("signal"), p, **arr)
-    st = execution_status(one["bar"].to_numpy(), len(bars), res.trades, res.orders, validity=2)
+    res = simulate(bars, arr.pop("signal"), p, record_skipped=True, **arr)
+    st = execution_status(one["bar"].to_numpy(), res.trades, res.orders)
     # a: limit 99 fills on bar 2 (low 98.5); TP1 104 on bar 3 (high 105) closes half, stop -> entry; the trail is armed
     #    only after TP1, at bar 3's close: best 105 - 1 ATR = 104; bar 4's low 103 hits it -> runner out at 104: TP1_TRAIL
     # c: signal while a's order/position is live -> SKIPPED; d: limit 90 never reached in 2 bars -> EXPIRED
@@ -217,10 +218,15 @@ def test_execution_statuses_by_hand():
     assert st["status"].tolist() == ["TP1_TRAIL", "SKIPPED", "EXPIRED", "NEW"]
     a = st.iloc[0]
     assert a["entry_ts"] == bars.ts[2] and a["exit_ts"] == bars.ts[4] and a["tp1_hit"]
-    assert a["exit_price"] == pytest.approx(104.0)
+    assert a["exit_price"] == pytest.approx(104.0)  # the runner's fill (TP1's 104 is in trades.tp1_price)
+    assert st["status_reason"].tolist()[1:] == [
+        "position open since 1970-01-01 02:00 UTC (one position per symbol x timeframe)",  # a filled on bar 2
+        "limit not filled within its validity",
+        "entry order waiting at the data's end",
+    ]
     # without trail_after_tp1 the trail arms at the fill bar's close (best 101 - 1 = 100 > entry 99) and bar 3's
     # low 99 stops the whole position before TP1 is credited (stop first): an SL-side exit, not TP1_TRAIL
-    arr2 = signal_arrays(len(bars), one, 1.0)
+    arr2 = signal_arrays(len(bars), one)
     res2 = simulate(bars, arr2.pop("signal"), dataclasses.replace(p, trail_after_tp1=False), **arr2)
     assert res2.trades.iloc[0]["exit_reason"] == "trail" and not res2.trades.iloc[0]["tp1_hit"]
     assert a["net_pct"] > 0 and (st.iloc[1:]["exit_ts"] == -1).all()
