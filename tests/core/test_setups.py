@@ -471,6 +471,7 @@ def test_risk_modes_select_risk_leverage_and_buffer():
     big = RiskParams(mode="aggressive", risk_pct=50.0)
     assert position_size(np.array([100.0]), np.array([98.0]), 1, big)["leverage"][0] == pytest.approx(20.0)
 
+
 def _executed(bars: pd.DataFrame, plans: pd.DataFrame, risk: RiskParams):
     """Scanner execution of ``plans`` on one series (the live / backtest path), no costs."""
     from pipeline.core.setup_signals import execution_params, simulate_signals
