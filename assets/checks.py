@@ -6,7 +6,7 @@ import dagster as dg
 import pandas as pd
 
 from assets.common import md_table, ts_iso
-from assets.keys import ACCOUNTING_RECONCILES, FRESH, GAPS_WITHIN_BUDGET
+from assets.keys import ACCOUNTING_RECONCILES, FRESH, GAPS_WITHIN_BUDGET, INPUTS_VALID
 from pipeline.core.backtest import reconcile
 
 
@@ -25,6 +25,22 @@ def candle_integrity_result(integ: pd.DataFrame, name: str, asset: dg.AssetKey) 
             "bad_ohlc": int(integ["bad_ohlc"].sum()) if len(integ) else 0,
         },
         description="duplicates, OHLC sanity (low <= open,close <= high, prices > 0), monotonic grid-aligned ts",
+    )
+
+
+def inputs_valid_result(errors: pd.DataFrame, asset: dg.AssetKey) -> dg.AssetCheckResult:
+    """ERROR (non-blocking) when any partition's input was rejected this run; ``errors`` has ``partition_key,
+    locator, rule, message`` (the rows written to ``ops.input_errors``)."""
+    return dg.AssetCheckResult(
+        check_name=INPUTS_VALID,
+        asset_key=asset,
+        passed=bool(errors.empty),
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={
+            "failed_partitions": len(errors),
+            "errors": md_table(errors[["partition_key", "rule", "message"]]),
+        },
+        description="; ".join(errors["message"].head(5)) if len(errors) else "every input passed validation",
     )
 
 

@@ -3,17 +3,19 @@
 import dagster as dg
 import pandas as pd
 
-from assets.checks import candle_integrity_result
+from assets.checks import candle_integrity_result, inputs_valid_result
 from assets.common import POOL, SINGLE_RUN, IncrementalConfig, md_table, run_slices, ts_iso
 from assets.keys import (
     EXTERNAL_DATA_FOLDER,
     EXTERNAL_EXCHANGE,
     EXTERNAL_ONCHAIN_SHEET,
     GROUP_INGEST,
+    INPUTS_VALID,
     RAW_OHLCV,
     RAW_ONCHAIN_METRICS,
 )
 from pipeline.config import settings
+from pipeline.core.candles import EXTRA_COLUMNS, CandleValidationError
 from pipeline.core.timeframes import timeframe_ms
 from pipeline.partitions import SYMBOL_TIMEFRAME
 from resources.exchange import ExchangeSource, utc_ms
@@ -21,7 +23,7 @@ from resources.files import FilesSource, file_fingerprint
 from resources.sheets import SheetsSource
 from resources.warehouse import WarehouseResource
 from warehouse import io, readers
-from warehouse.quality import cached, candle_integrity
+from warehouse.quality import cached, candle_integrity, checkpoints_without_rows
 
 EXTERNAL_FILES = dg.AssetSpec(
     EXTERNAL_DATA_FOLDER,
@@ -44,14 +46,19 @@ EXTERNAL_SHEET = dg.AssetSpec(
 
 
 def _checkpoint(con, kind: str, exchange: str, symbol: str, tf: str, locator: str) -> tuple[str | None, int | None]:
-    r = io.fetch_one(
+    r = _checkpoint_row(con, kind, exchange, symbol, tf, locator)
+    return (r[0], r[1]) if r else (None, None)
+
+
+def _checkpoint_row(con, kind: str, exchange: str, symbol: str, tf: str, locator: str) -> tuple | None:
+    """``(fingerprint, last_ts, rows, file_stat)`` of one checkpoint, or None."""
+    return io.fetch_one(
         con.execute(
-            "SELECT fingerprint, last_ts FROM raw.ingest_checkpoints WHERE source_kind=? AND exchange=? AND "
-            "symbol=? AND timeframe=? AND locator=?",
+            "SELECT fingerprint, last_ts, rows, file_stat FROM raw.ingest_checkpoints WHERE source_kind=? AND "
+            "exchange=? AND symbol=? AND timeframe=? AND locator=?",
             [kind, exchange, symbol, tf, locator],
         )
     )
-    return (r[0], r[1]) if r else (None, None)
 
 
 CANDLE_KEYS = ["exchange", "symbol", "timeframe", "ts"]
@@ -68,8 +75,10 @@ def checkpoint_row(
     last_ts: int | None,
     rows: int,
     now: pd.Timestamp,
+    stat: str | None = None,
 ) -> pd.DataFrame:
-    """One ``raw.ingest_checkpoints`` row: what of ``locator`` is stored (fingerprint, last ``ts``, rows)."""
+    """One ``raw.ingest_checkpoints`` row: what of ``locator`` is stored (fingerprint, last ``ts``, rows, and the
+    file's ``size:mtime`` when the fingerprint was taken)."""
     return pd.DataFrame(
         [
             {
@@ -82,6 +91,7 @@ def checkpoint_row(
                 "last_ts": last_ts,
                 "rows": rows,
                 "updated_at": now,
+                "file_stat": stat,
             }
         ]
     )
@@ -98,17 +108,20 @@ def write_with_checkpoint(
     fingerprint: str | None,
     last_ts: int | None,
     rows: int,
+    stat: str | None = None,
 ) -> None:
     """Upsert new candles and move the slice's checkpoint in one transaction (never one without the other)."""
     now = io.now_utc()
-    cp = checkpoint_row(kind, exchange, symbol, tf, locator, fingerprint, last_ts, rows, now)
+    cp = checkpoint_row(kind, exchange, symbol, tf, locator, fingerprint, last_ts, rows, now, stat)
     candles = candles.assign(exchange=exchange, symbol=symbol, timeframe=tf, locator=locator, ingested_at=now)
     io.upsert_many(con, [("raw.ohlcv", candles, CANDLE_KEYS), ("raw.ingest_checkpoints", cp, CHECKPOINT_KEYS)])
 
 
-def replace_source_with_checkpoint(con, long: pd.DataFrame, source: str, locator: str, fingerprint: str) -> None:
+def replace_source_with_checkpoint(
+    con, long: pd.DataFrame, source: str, locator: str, fingerprint: str, stat: str | None = None
+) -> None:
     """Replace one vendor's on-chain rows and move its file checkpoint in one transaction (never one without the other)."""
-    cp = checkpoint_row("onchain", "-", "BTC", "1d", locator, fingerprint, None, len(long), io.now_utc())
+    cp = checkpoint_row("onchain", "-", "BTC", "1d", locator, fingerprint, None, len(long), io.now_utc(), stat)
     with io.transaction(con):
         con.execute("DELETE FROM raw.onchain_metrics WHERE source = ?", [source])
         io.upsert(con, "raw.ingest_checkpoints", cp, CHECKPOINT_KEYS)
@@ -119,36 +132,120 @@ def replace_source_with_checkpoint(con, long: pd.DataFrame, source: str, locator
             con.unregister("_long")
 
 
-def ingest_files_slice(con, files: FilesSource, exchange: str, symbol: str, tf: str, full_refresh: bool) -> dict:
-    """Ingest new rows of every file of one slice. A file whose fingerprint is unchanged is not read."""
+def _same_stored_rows(con, new: pd.DataFrame, exchange: str, symbol: str, tf: str, locator: str) -> bool:
+    """True when every stored candle of ``locator`` is in ``new`` with the same values (the file only grew)."""
+    cols = [c for c in ["open", "high", "low", "close", "volume", *EXTRA_COLUMNS] if c in new.columns]
+    differs = " OR ".join(f"r.{c} IS DISTINCT FROM n.{c}" for c in cols)
+    con.register("_new_candles", new)
+    try:
+        n = io.fetch_one(
+            con.execute(
+                f"""SELECT count(*) FROM raw.ohlcv r LEFT JOIN _new_candles n ON r.ts = n.ts
+                WHERE r.exchange=? AND r.symbol=? AND r.timeframe=? AND r.locator=? AND (n.ts IS NULL OR {differs})""",
+                [exchange, symbol, tf, locator],
+            )
+        )[0]
+    finally:
+        con.unregister("_new_candles")
+    return n == 0
+
+
+def _has_rows(con, exchange: str, symbol: str, tf: str, locator: str) -> bool:
+    return bool(
+        io.fetch_one(
+            con.execute(
+                "SELECT count(*) FROM (SELECT 1 FROM raw.ohlcv WHERE exchange=? AND symbol=? AND timeframe=? AND "
+                "locator=? LIMIT 1)",
+                [exchange, symbol, tf, locator],
+            )
+        )[0]
+    )
+
+
+def ingest_files_slice(
+    con,
+    files: FilesSource,
+    exchange: str,
+    symbol: str,
+    tf: str,
+    full_refresh: bool,
+    now_ms: int | None = None,
+    timeframes: list[str] | None = None,
+) -> dict:
+    """Ingest the changed files of one slice in **one transaction** (issue 13 items 3, 5, 7, 10).
+
+    A file whose content hash is unchanged is not read (touching or restoring it identically costs one hash; an
+    unchanged ``size:mtime`` costs nothing). A changed file that only grew appends its new rows; one whose stored
+    rows changed (e.g. a bad candle removed) replaces its rows and marks ``market.ohlcv`` of the symbol (every
+    ``timeframes``) for a rebuild. The slice's candle integrity is checked before the commit, so a bad slice is
+    never committed. ``now_ms`` (wall clock) rejects future-dated candles.
+
+    Raises:
+        CandleValidationError: a file breaks a rule, or the written slice fails the integrity check; nothing of
+            the slice (full-refresh delete included) is committed.
+    """
     out = {"symbol": symbol, "timeframe": tf, "files": 0, "new_rows": 0, "skipped_unchanged": 0}
-    if full_refresh:
-        io.replace_slice(
-            con,
-            "raw.ohlcv",
-            pd.DataFrame(),
-            {"exchange": exchange, "symbol": symbol, "timeframe": tf},
-            allow_empty=True,
-        )
-        con.execute(
-            "DELETE FROM raw.ingest_checkpoints WHERE source_kind='files' AND exchange=? AND symbol=? AND timeframe=?",
-            [exchange, symbol, tf],
-        )
-    for path in files.ohlcv_files(exchange, symbol, tf):
-        out["files"] += 1
-        loc = files.rel(path)
-        fp = file_fingerprint(path)
-        old_fp, last_ts = _checkpoint(con, "files", exchange, symbol, tf, loc)
-        if fp == old_fp:
-            out["skipped_unchanged"] += 1
-            continue
-        df = files.read_ohlcv(path, tf)  # raises CandleValidationError before anything is written
-        new = df[df["ts"] > last_ts] if last_ts is not None else df
-        write_with_checkpoint(
-            con, new, "files", exchange, symbol, tf, loc, fp, int(df["ts"].iloc[-1]) if len(df) else last_ts, len(df)
-        )
-        out["new_rows"] += len(new)
+    with io.transaction(con):
+        if full_refresh:
+            io.replace_slice(
+                con,
+                "raw.ohlcv",
+                pd.DataFrame(),
+                {"exchange": exchange, "symbol": symbol, "timeframe": tf},
+                allow_empty=True,
+            )
+            con.execute(
+                "DELETE FROM raw.ingest_checkpoints WHERE source_kind='files' AND exchange=? AND symbol=? AND "
+                "timeframe=?",
+                [exchange, symbol, tf],
+            )
+        rewritten = False
+        for path in files.ohlcv_files(exchange, symbol, tf):
+            out["files"] += 1
+            loc = files.rel(path)
+            old = _checkpoint_row(con, "files", exchange, symbol, tf, loc)
+            old_fp, last_ts, old_rows, old_stat = old if old else (None, None, None, None)
+            stat, fp = file_fingerprint(path, old_stat, old_fp)
+            if fp == old_fp and (not old_rows or _has_rows(con, exchange, symbol, tf, loc)):
+                if stat != old_stat:  # touched or restored with identical bytes: remember the new stat only
+                    cp = checkpoint_row("files", exchange, symbol, tf, loc, fp, last_ts, old_rows, io.now_utc(), stat)
+                    io.upsert(con, "raw.ingest_checkpoints", cp, CHECKPOINT_KEYS)
+                out["skipped_unchanged"] += 1
+                continue
+            df = files.read_ohlcv(path, tf, now_ms)  # raises CandleValidationError before anything is written
+            stored = _has_rows(con, exchange, symbol, tf, loc)
+            if last_ts is not None and stored and _same_stored_rows(con, df, exchange, symbol, tf, loc):
+                new = df[df["ts"] > last_ts]
+            else:  # first read, or the stored rows of this file changed (or vanished): replace them all
+                rewritten = rewritten or stored
+                con.execute(
+                    "DELETE FROM raw.ohlcv WHERE exchange=? AND symbol=? AND timeframe=? AND locator=?",
+                    [exchange, symbol, tf, loc],
+                )
+                new = df
+            write_with_checkpoint(
+                con, new, "files", exchange, symbol, tf, loc, fp, int(df["ts"].iloc[-1]), len(df), stat
+            )
+            out["new_rows"] += len(new)
+        if rewritten:
+            io.mark_dirty(con, "market.ohlcv", exchange, [(symbol, t) for t in (timeframes or [tf])])
+        if out["new_rows"] or full_refresh:
+            _assert_slice_integrity(con, exchange, symbol, tf)
     return out
+
+
+def _assert_slice_integrity(con, exchange: str, symbol: str, tf: str) -> None:
+    """The blocking ``candle_integrity`` rule on the uncommitted slice; raising rolls the slice's writes back."""
+    integ = candle_integrity(con, "raw.ohlcv", exchange, [(symbol, tf)])
+    if len(integ):
+        r = integ.iloc[0]
+        if r["duplicates"] or r["bad_ohlc"] or r["off_grid"]:
+            raise CandleValidationError(
+                f"raw.ohlcv {symbol} {tf}",
+                None,
+                "candle_integrity",
+                f"duplicates={r['duplicates']} bad_ohlc={r['bad_ohlc']} off_grid={r['off_grid']}; not committed",
+            )
 
 
 def ingest_exchange_slice(
@@ -188,8 +285,17 @@ def ingest_exchange_slice(
             "candle_integrity",
             asset=RAW_OHLCV,
             blocking=True,
-            description="No duplicate ts, OHLC sanity, positive prices, ts on the timeframe grid.",
-        )
+            description="No duplicate ts, OHLC sanity, positive finite prices, ts on the timeframe grid; no file "
+            "checkpoint pointing at an empty slice.",
+        ),
+        dg.AssetCheckSpec(
+            INPUTS_VALID,
+            asset=RAW_OHLCV,
+            blocking=False,
+            description="Every partition's input passed validation. A failing partition keeps its last good rows, is "
+            "listed in ops.input_errors (file, row, rule) and fails alone: the other partitions and the downstream "
+            "assets proceed (non-blocking ERROR).",
+        ),
     ],
     description="Candles as ingested (files or ccxt), one partition per symbol × timeframe, incremental by "
     "checkpoint. Timeframes the source lacks stay empty here and are resampled in market.ohlcv.",
@@ -202,28 +308,67 @@ def raw_ohlcv(
     exchange: ExchangeSource,
 ) -> dg.MaterializeResult:
     cfg, slices = settings(), run_slices(context)
-    ex = cfg.exchange.id
+    ex, keys = cfg.exchange.id, [str(k) for k in context.partition_keys] if slices else []
     with warehouse.connect() as con:
-        if cfg.source == "files":
-            report = [ingest_files_slice(con, files, ex, s, tf, config.full_refresh) for s, tf in slices]
-        else:
-            e = cfg.exchange
-            report = [ingest_exchange_slice(con, exchange, ex, s, tf, e.since, e.overlap_candles) for s, tf in slices]
+        report, errors = [], []
+        for (s, tf), key in zip(slices, keys):
+            try:
+                report.append(_ingest_slice(con, cfg, files, exchange, s, tf, config.full_refresh))
+            except CandleValidationError as e:  # this partition fails alone (issue 13 item 9)
+                context.log.error(f"raw/ohlcv partition {key} rejected: {e}")
+                errors.append({"partition_key": key, "locator": e.source, "rule": e.rule, "message": str(e)})
+                report.append({"symbol": s, "timeframe": tf, "new_rows": 0, "error": e.rule})
+        errors = pd.DataFrame(errors, columns=["partition_key", "locator", "rule", "message"])
+        io.replace_input_errors(con, "raw.ohlcv", keys, errors)
         changed = {(r["symbol"], r["timeframe"]) for r in report if r["new_rows"] or config.full_refresh}
         integ = cached(con, "raw.ohlcv", ex, slices, changed, lambda c, e, sl: candle_integrity(c, "raw.ohlcv", e, sl))
-    rep = pd.DataFrame(report).merge(
-        integ[["symbol", "timeframe", "rows", "first_ts", "last_ts"]], how="left", on=["symbol", "timeframe"]
-    )
-    rep["first"], rep["last"] = rep["first_ts"].map(ts_iso), rep["last_ts"].map(ts_iso)
+        orphans = checkpoints_without_rows(con, ex)
     return dg.MaterializeResult(
         metadata={
             "source": cfg.source,
-            "new_rows": int(rep["new_rows"].sum()),
-            "dagster/row_count": int(integ["rows"].sum()),
+            "new_rows": int(sum(r["new_rows"] for r in report)),
+            "dagster/row_count": int(integ["rows"].sum()) if len(integ) else 0,
             "partitions": len(slices),
-            "summary": md_table(rep.drop(columns=["first_ts", "last_ts"])),
+            "failed_partitions": len(errors),
+            "input_errors": md_table(errors[["partition_key", "message"]]),
+            "summary": md_table(_summary(report, integ)),
         },
-        check_results=[candle_integrity_result(integ, "candle_integrity", RAW_OHLCV)],
+        check_results=[
+            _with_orphans(candle_integrity_result(integ, "candle_integrity", RAW_OHLCV), orphans),
+            inputs_valid_result(errors, RAW_OHLCV),
+        ],
+    )
+
+
+def _ingest_slice(con, cfg, files: FilesSource, exchange: ExchangeSource, s: str, tf: str, full: bool) -> dict:
+    ex = cfg.exchange.id
+    if cfg.source == "files":
+        now = int(io.now_utc().value // 10**6)
+        return ingest_files_slice(con, files, ex, s, tf, full, now, list(cfg.universe.timeframes))
+    e = cfg.exchange
+    return ingest_exchange_slice(con, exchange, ex, s, tf, e.since, e.overlap_candles)
+
+
+def _summary(report: list[dict], integ: pd.DataFrame) -> pd.DataFrame:
+    rep = pd.DataFrame(report)
+    if integ.empty:
+        return rep
+    rep = rep.merge(
+        integ[["symbol", "timeframe", "rows", "first_ts", "last_ts"]], how="left", on=["symbol", "timeframe"]
+    )
+    rep["first"], rep["last"] = rep["first_ts"].map(ts_iso), rep["last_ts"].map(ts_iso)
+    return rep.drop(columns=["first_ts", "last_ts"])
+
+
+def _with_orphans(res: dg.AssetCheckResult, orphans: pd.DataFrame) -> dg.AssetCheckResult:
+    """``candle_integrity`` also fails when a file checkpoint points at an empty slice (issue 13 item 3)."""
+    return dg.AssetCheckResult(
+        check_name=res.check_name,
+        asset_key=res.asset_key,
+        passed=bool(res.passed and orphans.empty),
+        severity=res.severity,
+        metadata={**res.metadata, "checkpoints_without_rows": md_table(orphans)},
+        description=res.description,
     )
 
 
@@ -243,12 +388,17 @@ def raw_onchain_metrics(
     rows = []
     with warehouse.connect() as con:
         for sf, path in files.onchain_sources():
-            fp, loc = file_fingerprint(path), files.rel(path)
-            if _checkpoint(con, "onchain", "-", "BTC", "1d", loc)[0] == fp:
+            loc = files.rel(path)
+            old = _checkpoint_row(con, "onchain", "-", "BTC", "1d", loc)
+            stat, fp = file_fingerprint(path, old[3], old[0]) if old else file_fingerprint(path)
+            if old and old[0] == fp:  # same content (a touched or restored file costs one hash, no re-read)
+                if stat != old[3]:
+                    cp = checkpoint_row("onchain", "-", "BTC", "1d", loc, fp, None, old[2], io.now_utc(), stat)
+                    io.upsert(con, "raw.ingest_checkpoints", cp, CHECKPOINT_KEYS)
                 rows.append({"source": sf.source, "file": loc, "status": "unchanged", "rows": None})
                 continue
             long = files.read_onchain(sf, path)
-            replace_source_with_checkpoint(con, long, sf.source, loc, fp)
+            replace_source_with_checkpoint(con, long, sf.source, loc, fp, stat)
             rows.append({"source": sf.source, "file": loc, "status": "loaded", "rows": len(long)})
         if sheets.spreadsheet_key:
             long = sheets.read_metrics()

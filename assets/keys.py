@@ -58,6 +58,7 @@ SETUP_RETRO = table_key("signals.setup_retro")
 CANDLE_INTEGRITY = "candle_integrity"
 GAPS_WITHIN_BUDGET = "gaps_within_budget"
 FRESH = "fresh"
+INPUTS_VALID = "inputs_valid"
 CORE_COVERAGE = "core_coverage"
 NO_NULLS_PAST_WARMUP = "no_nulls_past_warmup"
 LABELS_VALID = "labels_valid"

@@ -23,7 +23,7 @@ from pipeline.core.candles import EXTRA_COLUMNS, resample_ohlcv
 from pipeline.core.onchain import normalise_onchain
 from pipeline.core.timeframes import resample_source, timeframe_ms
 from pipeline.partitions import SYMBOL_TIMEFRAME
-from resources.files import FilesSource, file_fingerprint
+from resources.files import FilesSource, content_hash
 from resources.warehouse import WarehouseResource
 from warehouse import io, readers
 from warehouse.quality import cached, candle_integrity, gap_list
@@ -159,8 +159,15 @@ def market_ohlcv(
     )
     with warehouse.connect() as con:
         raw_marks, marks = io.watermarks(con, "raw.ohlcv", ex), io.watermarks(con, "market.ohlcv", ex)
-        rep = pd.DataFrame([build_market_slice(con, ex, s, tf, drop, full, raw_marks, marks, base) for s, tf in slices])
-        changed = {(r.symbol, r.timeframe) for r in rep.itertuples() if r.new_rows or full}
+        dirty = io.dirty_slices(con, "market.ohlcv", ex, slices)  # raw rows rewritten (not appended): rebuild
+        rep = []
+        for s, tf in slices:
+            with io.transaction(con):
+                rep.append(build_market_slice(con, ex, s, tf, drop, full or (s, tf) in dirty, raw_marks, marks, base))
+                if (s, tf) in dirty:
+                    io.clear_dirty(con, "market.ohlcv", ex, [(s, tf)])
+        rep = pd.DataFrame(rep)
+        changed = {(r.symbol, r.timeframe) for r in rep.itertuples() if r.new_rows or full} | dirty
         integ = cached(
             con, "market.ohlcv", ex, slices, changed, lambda c, e, sl: candle_integrity(c, "market.ohlcv", e, sl)
         )
@@ -291,7 +298,7 @@ def market_sentiment_daily(
 ) -> dg.MaterializeResult:
     cfg = settings()
     path = files.fear_greed_path()
-    fp = f"{file_fingerprint(path) if path else None};lag={cfg.onchain.publication_lag_hours}"
+    fp = f"{content_hash(path) if path else None};lag={cfg.onchain.publication_lag_hours}"  # content, not mtime
     with warehouse.connect() as con:
         if io.inputs_unchanged(con, "market.sentiment_daily", fp):
             return dg.MaterializeResult(

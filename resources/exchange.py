@@ -20,7 +20,7 @@ import pandas as pd
 from pydantic import Field, PrivateAttr
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
-from pipeline.core.candles import OHLCV_COLUMNS, drop_forming, validate_ohlcv
+from pipeline.core.candles import OHLCV_COLUMNS, drop_forming, reject_future, validate_ohlcv
 from pipeline.core.timeframes import timeframe_ms
 
 
@@ -75,8 +75,20 @@ class ExchangeSource(dg.ConfigurableResource):
         )
         return int(lim or 1000)
 
+    _clock_offset_ms: int | None = PrivateAttr(default=None)
+
     def now_ms(self) -> int:
-        return int(self.frozen_now_ms if self.frozen_now_ms is not None else self.client().milliseconds())
+        """The exchange's clock (epoch ms): ``frozen_now_ms``, else the local clock corrected by the server-time
+        offset measured once per resource (ccxt ``fetch_time``; 0 where the exchange has no time endpoint)."""
+        if self.frozen_now_ms is not None:
+            return int(self.frozen_now_ms)
+        ex = self.client()
+        if self._clock_offset_ms is None:
+            try:
+                self._clock_offset_ms = int(ex.fetch_time()) - int(ex.milliseconds()) if ex.has.get("fetchTime") else 0
+            except ccxt.BaseError:
+                self._clock_offset_ms = 0
+        return int(ex.milliseconds()) + self._clock_offset_ms
 
     def _call(self, fn: Callable, report: SyncReport, *args, **kwargs):
         def before_sleep(rs):
@@ -126,7 +138,9 @@ class ExchangeSource(dg.ConfigurableResource):
             if not rows:
                 break
             df = pd.DataFrame(rows, columns=OHLCV_COLUMNS)
-            df = validate_ohlcv(df, f"ccxt:{self.exchange_id}:{symbol}:{timeframe} page since {cursor}", timeframe)
+            src = f"ccxt:{self.exchange_id}:{symbol}:{timeframe} page since {cursor}"
+            df = validate_ohlcv(df, src, timeframe)
+            reject_future(df, src, timeframe, now, allow_forming=True)  # the forming candle is dropped below
             df = df[df["ts"] >= cursor]
             df = drop_forming(df, timeframe, now)
             if until_ms is not None:

@@ -11,6 +11,7 @@ exchange's candles; every file of a symbol × timeframe is ingested and checkpoi
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -18,7 +19,7 @@ import dagster as dg
 import pandas as pd
 from pydantic import Field
 
-from pipeline.core.candles import CandleValidationError, validate_ohlcv
+from pipeline.core.candles import CandleValidationError, reject_future, validate_ohlcv
 from pipeline.core.onchain import ONCHAIN_SOURCES, SourceFile, normalise_fear_greed, wide_to_long
 from pipeline.core.timeframes import TIMEFRAME_MS, file_stem
 
@@ -41,10 +42,32 @@ def read_table(path: Path) -> pd.DataFrame:
     raise ValueError(f"{path}: unsupported file type (expected {', '.join(_EXTS)})")
 
 
-def file_fingerprint(path: Path) -> str:
-    """``size:mtime_ns`` — changes whenever the file is rewritten or appended to."""
+def file_stat(path: Path) -> str:
+    """``size:mtime_ns`` — cheap; changes whenever the file is rewritten, appended to or touched."""
     st = path.stat()
     return f"{st.st_size}:{st.st_mtime_ns}"
+
+
+def content_hash(path: Path, chunk: int = 1 << 20) -> str:
+    """``blake2b:<hex>`` (128-bit digest) of the file's bytes, read in 1 MiB chunks (hashlib, ~1 GB/s)."""
+    h = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as f:
+        while b := f.read(chunk):
+            h.update(b)
+    return "blake2b:" + h.hexdigest()
+
+
+def file_fingerprint(path: Path, known_stat: str | None = None, known_hash: str | None = None) -> tuple[str, str]:
+    """``(stat, content fingerprint)`` of ``path`` (issue 13 item 10).
+
+    The fingerprint is the content hash, so rewriting, touching or restoring a file with identical bytes changes
+    nothing downstream. Hashing costs one read of the file, done only when ``stat`` differs from ``known_stat``
+    (the stat recorded with ``known_hash``); otherwise ``known_hash`` is returned unread.
+    """
+    stat = file_stat(path)
+    if known_hash is not None and known_hash.startswith("blake2b:") and stat == known_stat:
+        return stat, known_hash
+    return stat, content_hash(path)
 
 
 class FilesSource(dg.ConfigurableResource):
@@ -80,8 +103,12 @@ class FilesSource(dg.ConfigurableResource):
     def available_timeframes(self, exchange: str, symbol: str) -> set[str]:
         return {tf for tf in TIMEFRAME_MS if self.ohlcv_files(exchange, symbol, tf)}
 
-    def read_ohlcv(self, path: Path, timeframe: str) -> pd.DataFrame:
+    def read_ohlcv(self, path: Path, timeframe: str, now_ms: int | None = None) -> pd.DataFrame:
         """Read and validate one candle file (``timestamp`` or ``ts`` column, epoch ms).
+
+        Besides :func:`validate_ohlcv`'s rules: a file without data rows (header only) is rejected (rule
+        ``no_rows``: a truncated download must not pass as "nothing new"), and with ``now_ms`` (the wall clock)
+        a candle opening after the last closed one is rejected (rule ``future_candle``).
 
         Raises:
             CandleValidationError: naming the file (relative to the data folder), row and rule.
@@ -93,7 +120,12 @@ class FilesSource(dg.ConfigurableResource):
             raise CandleValidationError(src, None, "readable", str(e)) from e
         if "ts" not in df.columns and "timestamp" in df.columns:
             df = df.rename(columns={"timestamp": "ts"})
-        return validate_ohlcv(df, src, timeframe)
+        out = validate_ohlcv(df, src, timeframe)
+        if out.empty:
+            raise CandleValidationError(src, None, "no_rows", "the file has a header but no candle rows")
+        if now_ms is not None:
+            reject_future(out, src, timeframe, now_ms)
+        return out
 
     def onchain_sources(self) -> list[tuple[SourceFile, Path]]:
         """Vendor files present in ``onchain/``."""

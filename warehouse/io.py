@@ -273,3 +273,66 @@ def record_code(
             ),
             ["asset"],
         )
+
+
+def replace_input_errors(
+    con: duckdb.DuckDBPyConnection, input_name: str, partition_keys: list[str], errors: pd.DataFrame
+) -> None:
+    """Make ``ops.input_errors`` hold exactly ``errors`` for ``input_name`` × ``partition_keys`` (issue 13 item 9).
+
+    ``errors`` columns: ``partition_key, locator, rule, message`` (``input`` and ``detected_at`` are filled in).
+    Rows of partitions not in ``partition_keys`` are kept (a run over a subset does not clear the others);
+    a partition that ingested cleanly this time loses its rows.
+    """
+    with transaction(con):
+        if partition_keys:
+            con.execute(
+                "DELETE FROM ops.input_errors WHERE input = ? AND partition_key IN (SELECT unnest(?))",
+                [input_name, list(partition_keys)],
+            )
+        if len(errors):
+            upsert(
+                con,
+                "ops.input_errors",
+                errors.assign(input=input_name, detected_at=now_utc()),
+                ["input", "partition_key", "locator"],
+            )
+
+
+def mark_dirty(con: duckdb.DuckDBPyConnection, table: str, exchange: str, slices: list[tuple[str, str]]) -> None:
+    """Record that these slices of ``table`` must be rebuilt from scratch (their source rows were rewritten, not
+    appended to: e.g. a fixed file dropped a bad candle, issue 13 item 5)."""
+    if slices:
+        upsert(
+            con,
+            "ops.asset_inputs",
+            pd.DataFrame(
+                [
+                    {"asset": f"dirty:{table}:{exchange}:{s}:{tf}", "fingerprint": "rewritten", "updated_at": now_utc()}
+                    for s, tf in slices
+                ]
+            ),
+            ["asset"],
+        )
+
+
+def dirty_slices(
+    con: duckdb.DuckDBPyConnection, table: str, exchange: str, slices: list[tuple[str, str]]
+) -> set[tuple[str, str]]:
+    """The slices of ``slices`` marked by :func:`mark_dirty`."""
+    marked = {
+        r[0]
+        for r in con.execute(
+            "SELECT asset FROM ops.asset_inputs WHERE asset LIKE ?", [f"dirty:{table}:{exchange}:%"]
+        ).fetchall()
+    }
+    return {(s, tf) for s, tf in slices if f"dirty:{table}:{exchange}:{s}:{tf}" in marked}
+
+
+def clear_dirty(con: duckdb.DuckDBPyConnection, table: str, exchange: str, slices: list[tuple[str, str]]) -> None:
+    """Forget the :func:`mark_dirty` marks of rebuilt slices, and the code records of the tables built on them
+    (``features.technical``, ``regimes.market``), so those rebuild from scratch too."""
+    keys = [f"dirty:{table}:{exchange}:{s}:{tf}" for s, tf in slices]
+    keys += [_code_key(t, exchange, s, tf) for t in ("features.technical", "regimes.market") for s, tf in slices]
+    if keys:
+        con.execute("DELETE FROM ops.asset_inputs WHERE asset IN (SELECT unnest(?))", [keys])

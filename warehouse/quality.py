@@ -25,7 +25,7 @@ def candle_integrity(
 ) -> pd.DataFrame:
     """Per slice: rows, first/last ts, duplicate keys, OHLC violations, off-grid timestamps, gaps.
 
-    ``bad_ohlc`` counts rows with a non-positive price, negative volume or ``low > min(open, close)``
+    ``bad_ohlc`` counts rows with a non-positive or non-finite (``inf``/NaN) price or volume, negative volume or ``low > min(open, close)``
     / ``high < max(open, close)``; ``off_grid`` rows whose ``ts`` is not a multiple of the timeframe;
     ``missing_bars`` / ``max_gap_bars`` come from consecutive-``ts`` differences.
     """
@@ -37,7 +37,9 @@ def candle_integrity(
     SELECT symbol, timeframe, count(*) AS rows, min(ts) AS first_ts, max(ts) AS last_ts,
            count(*) - count(DISTINCT ts) AS duplicates,
            count(*) FILTER (WHERE open <= 0 OR high <= 0 OR low <= 0 OR close <= 0 OR volume < 0
-                               OR low > least(open, close) OR high < greatest(open, close)) AS bad_ohlc,
+                               OR low > least(open, close) OR high < greatest(open, close)
+                               OR NOT (isfinite(open) AND isfinite(high) AND isfinite(low) AND isfinite(close)
+                                       AND isfinite(volume))) AS bad_ohlc,
            count(*) FILTER (WHERE ts % step <> 0) AS off_grid,
            count(*) FILTER (WHERE dts > step) AS n_gaps,
            coalesce(sum(dts // step - 1) FILTER (WHERE dts > step), 0) AS missing_bars,
@@ -162,3 +164,16 @@ def invalid_regime_labels(con: duckdb.DuckDBPyConnection, exchange: str) -> int:
             [exchange],
         ).fetchone()[0]
     )
+
+
+def checkpoints_without_rows(con: duckdb.DuckDBPyConnection, exchange: str) -> pd.DataFrame:
+    """File checkpoints that claim rows (``rows > 0``) while ``raw.ohlcv`` holds none of their locator's candles
+    (issue 13 item 3: such a checkpoint would make every later run skip the file as "unchanged")."""
+    return con.execute(
+        """SELECT c.symbol, c.timeframe, c.locator, c.rows FROM raw.ingest_checkpoints c
+        WHERE c.source_kind = 'files' AND c.exchange = ? AND c.rows > 0 AND NOT EXISTS (
+            SELECT 1 FROM raw.ohlcv r WHERE r.exchange = c.exchange AND r.symbol = c.symbol
+            AND r.timeframe = c.timeframe AND r.locator = c.locator)
+        ORDER BY ALL""",
+        [exchange],
+    ).df()

@@ -29,6 +29,7 @@ PRIMARY_KEYS: dict[str, list[str]] = {
     "regimes.market": ["exchange", "symbol", "timeframe", "ts"],
     "ops.publish_log": ["published_at"],
     "ops.asset_inputs": ["asset"],
+    "ops.input_errors": ["input", "partition_key", "locator"],
     "ml.predictions": ["model_name", "exchange", "symbol", "timeframe", "ts"],
     "ml.folds": ["model_name", "mlflow_run_id", "fold"],
     "ml.model_runs": ["mlflow_run_id"],
@@ -159,6 +160,12 @@ DDL = [
     """CREATE TABLE IF NOT EXISTS backtest.equity (run_id VARCHAR NOT NULL, ts BIGINT NOT NULL, equity DOUBLE, cash DOUBLE,
         position_value DOUBLE, gross_exposure DOUBLE, n_positions INTEGER, drawdown DOUBLE, benchmark_equity DOUBLE,
         open_time TIMESTAMP GENERATED ALWAYS AS (make_timestamp(ts * 1000)) VIRTUAL)""",
+    # issue 13 item 10: the file's size:mtime beside its content-hash fingerprint (hash again only when it changes);
+    # a warehouse created before gets the column (NULL: the next run hashes each file once)
+    "ALTER TABLE raw.ingest_checkpoints ADD COLUMN IF NOT EXISTS file_stat VARCHAR",
+    # issue 13 item 9: the inputs failing validation NOW (a fixed input's rows are deleted by its next good ingest)
+    """CREATE TABLE IF NOT EXISTS ops.input_errors (input VARCHAR, partition_key VARCHAR, locator VARCHAR, rule VARCHAR,
+        message VARCHAR, detected_at TIMESTAMP)""",
     "CREATE TABLE IF NOT EXISTS ops.publish_log (published_at TIMESTAMP, fingerprint VARCHAR, tables INTEGER, path VARCHAR)",
 ]
 
@@ -171,6 +178,7 @@ SERVING_TABLES = [
     "features.technical",
     "regimes.market",
     "raw.ingest_checkpoints",
+    "ops.input_errors",
     "ml.predictions",
     "ml.folds",
     "ml.model_runs",

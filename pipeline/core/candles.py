@@ -38,7 +38,8 @@ class CandleValidationError(ValueError):
 def validate_ohlcv(df: pd.DataFrame, source: str, timeframe: str | None = None) -> pd.DataFrame:
     """Check a raw candle frame and return it typed (``ts`` int64, prices/volumes float64).
 
-    Rules, in order: required columns present; numeric types; no NaN in OHLCV; ``ts`` in epoch
+    Rules, in order: required columns present; numeric types; no NaN in OHLCV; every value finite
+    (``inf``/``-inf`` rejected, rule ``finite``, issue 13 item 7); ``ts`` in epoch
     **milliseconds** (not seconds/µs); prices > 0, volume >= 0; ``low <= open, close <= high``;
     no duplicate ``ts``; strictly increasing ``ts``; ``ts`` aligned to the timeframe grid.
 
@@ -65,6 +66,14 @@ def validate_ohlcv(df: pd.DataFrame, source: str, timeframe: str | None = None) 
         i = int(np.flatnonzero(nan)[0])
         cols = [c for c in OHLCV_COLUMNS if pd.isna(out[c].iloc[i])]
         raise CandleValidationError(source, i + 1, "no_nan", f"empty value in {cols}")
+    vals = out.to_numpy()
+    inf = np.isinf(vals).any(axis=1)  # NaN in an optional extra column is allowed (absent value), ±inf never
+    if inf.any():
+        i = int(np.flatnonzero(inf)[0])
+        cols = [c for c in out.columns if np.isinf(out[c].iloc[i])]
+        raise CandleValidationError(
+            source, i + 1, "finite", f"non-finite value in {cols}: {[out[c].iloc[i] for c in cols]}"
+        )
     ts = out["ts"].to_numpy()
     if (ts != np.floor(ts)).any():
         i = int(np.flatnonzero(ts != np.floor(ts))[0])
@@ -106,6 +115,37 @@ def validate_ohlcv(df: pd.DataFrame, source: str, timeframe: str | None = None) 
             i = int(np.flatnonzero(off)[0])
             raise CandleValidationError(source, i + 1, "timeframe_grid", f"ts {its[i]} is not aligned to {timeframe}")
     return out.reset_index(drop=True)
+
+
+def last_closed_open_ms(timeframe: str, now_ms: int) -> int:
+    """Open time (epoch ms) of the last candle of ``timeframe`` fully closed at ``now_ms`` (``ts + tf <= now``)."""
+    step = timeframe_ms(timeframe)
+    return (int(now_ms) // step) * step - step
+
+
+def reject_future(df: pd.DataFrame, source: str, timeframe: str, now_ms: int, *, allow_forming: bool = False) -> None:
+    """Reject candles that cannot exist yet at ``now_ms`` (issue 13 item 5).
+
+    Files hold closed candles only, so any ``ts`` after the last closed candle's open time
+    (:func:`last_closed_open_ms`) is an error. An exchange answer may hold the still-forming candle
+    (``allow_forming=True``: it is dropped by :func:`drop_forming`), but nothing opening after ``now_ms``.
+    ``df`` is a validated frame (sorted ``ts``); ``now_ms`` is the exchange's server time or the wall clock.
+
+    Raises:
+        CandleValidationError: rule ``future_candle``, naming ``source`` and the first offending row (1-based).
+    """
+    limit = int(now_ms) if allow_forming else last_closed_open_ms(timeframe, now_ms)
+    ts = df["ts"].to_numpy()
+    bad = ts > limit
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise CandleValidationError(
+            source,
+            i + 1,
+            "future_candle",
+            f"ts {int(ts[i])} ({_iso(ts[i])}) opens after the last {timeframe} candle closed at "
+            f"{_iso(now_ms)} UTC ({_iso(last_closed_open_ms(timeframe, now_ms))}); {int(bad.sum())} such rows",
+        )
 
 
 def _iso(ts_ms: int) -> str:
