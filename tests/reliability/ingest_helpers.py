@@ -39,12 +39,12 @@ def run_chain_range(resources, instance, tags: dict):
     )
 
 
-def table_hashes(path: str) -> dict[str, tuple[int, int]]:
-    """``{table: (rows, order-independent hash of every row)}``."""
+def table_hashes(path: str, where: str = "TRUE") -> dict[str, tuple[int, int]]:
+    """``{table: (rows, order-independent hash of every row)}`` over the rows matching ``where``."""
     with duckdb.connect(path, read_only=True) as con:
         out = {}
         for t, cols in TABLES.items():
-            n, h = con.execute(f"SELECT count(*), sum(hash(q)) FROM (SELECT {cols} FROM {t}) q").fetchone()
+            n, h = con.execute(f"SELECT count(*), sum(hash(q)) FROM (SELECT {cols} FROM {t} WHERE {where}) q").fetchone()
             out[t] = (n, h)
         return out
 
@@ -57,3 +57,11 @@ def query(path: str, sql: str) -> pd.DataFrame:
 def check_eval(result, name: str):
     ev = [e for e in result.get_asset_check_evaluations() if e.check_name == name]
     return ev[-1]
+
+
+def other_warehouse(resources: dict, path) -> dict:
+    """``resources`` with a fresh warehouse at ``path`` (for the clean run to compare with)."""
+    from resources.warehouse import WarehouseResource
+
+    w = resources["warehouse"]
+    return {**resources, "warehouse": WarehouseResource(path=str(path), serving_path=w.serving_path, exports_dir=w.exports_dir)}
