@@ -44,7 +44,9 @@ def table_hashes(path: str, where: str = "TRUE") -> dict[str, tuple[int, int]]:
     with duckdb.connect(path, read_only=True) as con:
         out = {}
         for t, cols in TABLES.items():
-            n, h = con.execute(f"SELECT count(*), sum(hash(q)) FROM (SELECT {cols} FROM {t} WHERE {where}) q").fetchone()
+            n, h = con.execute(
+                f"SELECT count(*), sum(hash(q)) FROM (SELECT {cols} FROM {t} WHERE {where}) q"
+            ).fetchone()
             out[t] = (n, h)
         return out
 
@@ -64,4 +66,7 @@ def other_warehouse(resources: dict, path) -> dict:
     from resources.warehouse import WarehouseResource
 
     w = resources["warehouse"]
-    return {**resources, "warehouse": WarehouseResource(path=str(path), serving_path=w.serving_path, exports_dir=w.exports_dir)}
+    return {
+        **resources,
+        "warehouse": WarehouseResource(path=str(path), serving_path=w.serving_path, exports_dir=w.exports_dir),
+    }

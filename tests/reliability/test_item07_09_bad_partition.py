@@ -26,7 +26,9 @@ def test_non_finite_value_is_rejected_with_row_and_rule(value):
     ).assign(ts=lambda d: d["ts"] + 1_546_300_800_000)
     df["high"] = df["high"].astype(object)
     df.loc[1, "high"] = value
-    with pytest.raises(CandleValidationError, match=r"f.csv, row 2: rule 'finite' violated: non-finite value in \['high'\]"):
+    with pytest.raises(
+        CandleValidationError, match=r"f.csv, row 2: rule 'finite' violated: non-finite value in \['high'\]"
+    ):
         validate_ohlcv(df, "f.csv", "1h")
     df.loc[1, "high"] = 2.0
     df["quote_volume"] = [1.0, np.inf, 2.0]  # optional Binance columns too
@@ -77,7 +79,9 @@ def test_bad_partition_fails_alone_and_a_fixed_file_is_enough(tmp_path, data_dir
     with dg.instance_for_test() as inst:
         assert run_chain_range(clean, inst, TAGS).success
     fixed, clean_h = table_hashes(wh), table_hashes(str(tmp_path / "clean.duckdb"))
-    assert {t: fixed[t] for t in ("raw.ohlcv", "market.ohlcv")} == {t: clean_h[t] for t in ("raw.ohlcv", "market.ohlcv")}
+    assert {t: fixed[t] for t in ("raw.ohlcv", "market.ohlcv")} == {
+        t: clean_h[t] for t in ("raw.ohlcv", "market.ohlcv")
+    }
     # the repaired partition is bit-identical to a clean run's in every table (BTC's appended features are
     # computed incrementally from a warm-up tail, which agrees with a full recompute to rounding only)
     assert table_hashes(wh, eth) == table_hashes(str(tmp_path / "clean.duckdb"), eth) == before_eth

@@ -50,9 +50,15 @@ def test_candle_file_touched_or_rewritten_identically_is_not_reread(tmp_path, da
         _bump_mtime(p, 30)
         rep = ingest_files_slice(con, files, "binance", "BTC/USDT", "1h", False, timeframes=["1h", "4h"])
         assert rep["new_rows"] == 3584 and rep["skipped_unchanged"] == 0
-        assert con.execute("SELECT volume FROM raw.ohlcv ORDER BY ts LIMIT 1 OFFSET 10").fetchone()[0] == df.loc[10, "volume"]
+        assert (
+            con.execute("SELECT volume FROM raw.ohlcv ORDER BY ts LIMIT 1 OFFSET 10").fetchone()[0]
+            == df.loc[10, "volume"]
+        )
         dirty = con.execute("SELECT asset FROM ops.asset_inputs WHERE asset LIKE 'dirty:%' ORDER BY 1").fetchall()
-        assert [d[0] for d in dirty] == ["dirty:market.ohlcv:binance:BTC/USDT:1h", "dirty:market.ohlcv:binance:BTC/USDT:4h"]
+        assert [d[0] for d in dirty] == [
+            "dirty:market.ohlcv:binance:BTC/USDT:1h",
+            "dirty:market.ohlcv:binance:BTC/USDT:4h",
+        ]
 
 
 def _statuses(result) -> tuple[list[str], str]:
