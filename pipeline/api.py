@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 import math
 import os
 import re
@@ -33,7 +34,7 @@ import pandas as pd
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict
 
 from warehouse.publish import resolve_snapshot
@@ -93,6 +94,8 @@ MAX_PAGE = 1_000_000
 """Largest ``page`` accepted (with ``page_size`` ≤ 500 the offset stays far inside DuckDB's BIGINT)."""
 MAX_HEADER_BYTES = 16 * 1024
 """Largest request head (request line + headers) uvicorn accepts (``h11_max_incomplete_event_size``)."""
+CACHE_ENTRIES = 4096
+"""Answers memoised per snapshot version (the snapshot is immutable; a new publish empties the cache)."""
 MAX_INPUT_ERRORS = 50
 """Input failures listed by health (the count is always complete)."""
 _UNAVAILABLE = "serving snapshot not available (nothing published yet, or it is being replaced); retry later"
@@ -191,6 +194,8 @@ class Snapshot:
         self._lock = threading.Lock()
         self._key: tuple | None = None
         self._con: duckdb.DuckDBPyConnection | None = None
+        self._cache: dict[tuple, bytes] = {}
+        self._cache_version: tuple | None = None
 
     def version(self) -> tuple:
         real = resolve_snapshot(self.path)
@@ -213,6 +218,23 @@ class Snapshot:
                     self._key = key  # the previous connection closes when its last cursor is dropped
                 con = self._con
         return con.cursor(), key
+
+    def cached(self, key: tuple, fn) -> bytes:
+        """``fn()`` JSON-encoded, memoised per published version (a version never changes, so this is exact);
+        at most :data:`CACHE_ENTRIES` answers are kept, oldest dropped first."""
+        version = self.version()
+        with self._lock:
+            if self._cache_version != version:
+                self._cache, self._cache_version = {}, version
+            hit = self._cache.get(key)
+        if hit is None:
+            hit = json.dumps(fn(), separators=(",", ":"), allow_nan=False).encode()
+            with self._lock:
+                if self._cache_version == version:
+                    if len(self._cache) >= CACHE_ENTRIES:
+                        self._cache.pop(next(iter(self._cache)))
+                    self._cache[key] = hit
+        return hit
 
     def query(self, sql: str, params: list | None = None) -> list[dict]:
         cur, _ = self.cursor()
@@ -329,20 +351,17 @@ def create_app(serving_path: str, tokens_path: str) -> FastAPI:
         _: str = Depends(auth),
     ) -> JSONResponse:
         """Daily signals, newest first (``page`` 1 … 1,000,000; beyond the last page ``results`` is empty)."""
-        n = int(snap.query("SELECT count(*) AS n FROM signals.options_daily")[0]["n"])
-        rows = snap.query(
-            "SELECT * FROM signals.options_daily ORDER BY date DESC LIMIT ? OFFSET ?",
-            [page_size, (page - 1) * page_size],
-        )
-        return JSONResponse(
-            {
-                "count": n,
-                "page": page,
-                "page_size": page_size,
-                "pages": max(1, math.ceil(n / page_size)),
-                "results": rows,
-            }
-        )
+
+        def build() -> dict:
+            n = int(snap.query("SELECT count(*) AS n FROM signals.options_daily")[0]["n"])
+            rows = snap.query(
+                "SELECT * FROM signals.options_daily ORDER BY date DESC LIMIT ? OFFSET ?",
+                [page_size, (page - 1) * page_size],
+            )
+            pages = max(1, math.ceil(n / page_size))
+            return {"count": n, "page": page, "page_size": page_size, "pages": pages, "results": rows}
+
+        return Response(snap.cached(("page", page, page_size), build), media_type="application/json")
 
     @app.get(
         "/api/v1/signals/latest/",
@@ -351,10 +370,15 @@ def create_app(serving_path: str, tokens_path: str) -> FastAPI:
     )
     def latest(_: str = Depends(auth)) -> JSONResponse:
         """The newest day's signal with its trades."""
-        last = snap.query("SELECT max(date) AS d FROM signals.options_daily")[0]["d"]
-        if last is None:
+
+        def build() -> dict | None:
+            last = snap.query("SELECT max(date) AS d FROM signals.options_daily")[0]["d"]
+            return None if last is None else signal(dt.date.fromisoformat(last))
+
+        body = snap.cached(("latest",), build)
+        if body == b"null":
             raise HTTPException(404, "no signals yet")
-        return JSONResponse(signal(dt.date.fromisoformat(last)))
+        return Response(body, media_type="application/json")
 
     @app.get(
         "/api/v1/signals/{day}/",
@@ -379,10 +403,10 @@ def create_app(serving_path: str, tokens_path: str) -> FastAPI:
             raise RequestValidationError(
                 [{"type": "date_parsing", "loc": ("path", "day"), "msg": "not a valid ISO date", "input": day}]
             ) from None
-        s = signal(d)
-        if s is None:
+        body = snap.cached(("day", d), lambda: signal(d))
+        if body == b"null":
             raise HTTPException(404, f"no signal for {d.isoformat()}")
-        return JSONResponse(s)
+        return Response(body, media_type="application/json")
 
     return app
 
