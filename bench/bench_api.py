@@ -90,7 +90,7 @@ async def _load(port: int, token: str, paths: list[str], n: int, concurrency: in
     return lat, errors, time.perf_counter() - t0
 
 
-def measure(name: str, module: Path, serving: Path, tokens: Path, token: str, args) -> dict:
+def measure(name: str, module: Path, serving: Path, tokens: Path, token: str, args, few: bool = False) -> dict:
     port = _port()
     script = _SERVER.format(repo=str(REPO), module=str(module), serving=str(serving), tokens=str(tokens), port=port)
     proc = subprocess.Popen([sys.executable, "-c", script])
@@ -118,6 +118,8 @@ def measure(name: str, module: Path, serving: Path, tokens: Path, token: str, ar
                 f"/api/v1/signals/?page={i % 120 + 1}",
             )
         ]
+        if few:  # the same four URLs again and again: every answer after the warm-up is a cache hit
+            paths = paths[:4]
         asyncio.run(_load(port, token, paths, 200, args.concurrency))  # warm-up
         lat, errors, wall = asyncio.run(_load(port, token, paths, args.requests, args.concurrency))
     finally:
