@@ -169,7 +169,7 @@ def main() -> None:
             subprocess.check_output(["git", "-C", str(REPO), "show", f"{args.baseline_ref}:pipeline/api.py"])
         )
         print(
-            f"snapshot: {rows}; {args.requests} requests, concurrency {args.concurrency}, 127.0.0.1; cpus={os.cpu_count()}"
+            f"snapshot: {rows}; {args.requests} requests, concurrency {args.concurrency}, 127.0.0.1; cpus={os.cpu_count()}, load average {os.getloadavg()[0]:.1f}"
         )
         results = [
             measure(
@@ -187,6 +187,15 @@ def main() -> None:
                 tokens,
                 token,
                 args,
+            ),
+            measure(
+                "project, 4 URLs only (cache hits)",
+                REPO / "pipeline" / "api.py",
+                tmp / "serving.duckdb",
+                tokens,
+                token,
+                args,
+                few=True,
             ),
         ]
     cols = list(results[0])

@@ -191,10 +191,11 @@ class Snapshot:
 
     def __init__(self, serving_path: str):
         self.path = serving_path
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._key: tuple | None = None
         self._con: duckdb.DuckDBPyConnection | None = None
         self._cache: dict[tuple, bytes] = {}
+        self._memo: dict[str, Any] = {}
         self._cache_version: tuple | None = None
 
     def version(self) -> tuple:
@@ -225,7 +226,7 @@ class Snapshot:
         version = self.version()
         with self._lock:
             if self._cache_version != version:
-                self._cache, self._cache_version = {}, version
+                self._cache, self._memo, self._cache_version = {}, {}, version
             hit = self._cache.get(key)
         if hit is None:
             hit = json.dumps(fn(), separators=(",", ":"), allow_nan=False).encode()
@@ -235,6 +236,16 @@ class Snapshot:
                         self._cache.pop(next(iter(self._cache)))
                     self._cache[key] = hit
         return hit
+
+    def memo(self, key: str, fn):
+        """``fn()`` computed once per published version (for the small signal tables loaded whole)."""
+        version = self.version()
+        with self._lock:
+            if self._cache_version != version:
+                self._cache, self._memo, self._cache_version = {}, {}, version
+            if key not in self._memo:
+                self._memo[key] = fn()
+            return self._memo[key]
 
     def query(self, sql: str, params: list | None = None) -> list[dict]:
         cur, _ = self.cursor()
@@ -322,13 +333,23 @@ def create_app(serving_path: str, tokens_path: str) -> FastAPI:
             )
         return user
 
+    def loaded() -> tuple[list[dict], dict[str, int], dict[str, list[dict]]]:
+        """The version's daily signals (newest first), their index by ISO date and the trades by date, read once
+        per version with one cursor (6,440 days and 1,323 trades on the real data: ~0.1 s)."""
+
+        def load():
+            daily = snap.query("SELECT * FROM signals.options_daily ORDER BY date DESC")
+            by_day: dict[str, list[dict]] = {}
+            for t in snap.query("SELECT * FROM signals.options_trades ORDER BY date, trade_type"):
+                by_day.setdefault(t["date"], []).append(t)
+            return daily, {r["date"]: i for i, r in enumerate(daily)}, by_day
+
+        return snap.memo("signals", load)
+
     def signal(day: dt.date) -> dict | None:
-        d = snap.query("SELECT * FROM signals.options_daily WHERE date = ?", [day])
-        if not d:
-            return None
-        rec = d[0]
-        rec["trades"] = snap.query("SELECT * FROM signals.options_trades WHERE date = ? ORDER BY trade_type", [day])
-        return rec
+        daily, index, trades = loaded()
+        i = index.get(day.isoformat())
+        return None if i is None else {**daily[i], "trades": trades.get(day.isoformat(), [])}
 
     @app.get("/api/v1/health/", response_model=Health, responses={**_E503, **_E500})
     def health() -> JSONResponse:
@@ -353,13 +374,16 @@ def create_app(serving_path: str, tokens_path: str) -> FastAPI:
         """Daily signals, newest first (``page`` 1 … 1,000,000; beyond the last page ``results`` is empty)."""
 
         def build() -> dict:
-            n = int(snap.query("SELECT count(*) AS n FROM signals.options_daily")[0]["n"])
-            rows = snap.query(
-                "SELECT * FROM signals.options_daily ORDER BY date DESC LIMIT ? OFFSET ?",
-                [page_size, (page - 1) * page_size],
-            )
+            daily = loaded()[0]
+            n, start = len(daily), (page - 1) * page_size
             pages = max(1, math.ceil(n / page_size))
-            return {"count": n, "page": page, "page_size": page_size, "pages": pages, "results": rows}
+            return {
+                "count": n,
+                "page": page,
+                "page_size": page_size,
+                "pages": pages,
+                "results": daily[start : start + page_size],
+            }
 
         return Response(snap.cached(("page", page, page_size), build), media_type="application/json")
 
@@ -372,8 +396,8 @@ def create_app(serving_path: str, tokens_path: str) -> FastAPI:
         """The newest day's signal with its trades."""
 
         def build() -> dict | None:
-            last = snap.query("SELECT max(date) AS d FROM signals.options_daily")[0]["d"]
-            return None if last is None else signal(dt.date.fromisoformat(last))
+            daily = loaded()[0]
+            return signal(dt.date.fromisoformat(daily[0]["date"])) if daily else None
 
         body = snap.cached(("latest",), build)
         if body == b"null":
