@@ -2,7 +2,8 @@
 
 Reads only the published read-only snapshot (``serving.duckdb``, a link to the current published version, see
 :mod:`warehouse.publish`), never the writer's file. One read-only DuckDB connection is kept per published version
-and reopened when the pointer moves; each request uses its own cursor of it (DuckDB's thread-safe pattern).
+and reopened when the pointer moves; each query uses its own cursor of it (DuckDB's thread-safe pattern). The small
+signal tables are read once per version and answered from memory (a version never changes).
 Health is cached for :data:`HEALTH_TTL_S` seconds. Tokens live in a small SQLite file beside the warehouse, stored
 as SHA-256 hashes (a token is 32 random bytes, so a plain hash is enough) and shown once at creation.
 
