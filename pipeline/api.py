@@ -322,7 +322,7 @@ def create_app(serving_path: str, tokens_path: str) -> FastAPI:
     async def _internal(request: Request, exc: Exception) -> JSONResponse:
         return JSONResponse({"detail": "internal error"}, status_code=500)
 
-    def auth(request: Request) -> str:
+    async def auth(request: Request) -> str:
         h = request.headers.get("Authorization", "")
         scheme, _, token = h.partition(" ")
         user = store.user_for(token.strip()) if scheme == "Token" and token.strip() else None
@@ -353,7 +353,7 @@ def create_app(serving_path: str, tokens_path: str) -> FastAPI:
         return None if i is None else {**daily[i], "trades": trades.get(day.isoformat(), [])}
 
     @app.get("/api/v1/health/", response_model=Health, responses={**_E503, **_E500})
-    def health() -> JSONResponse:
+    async def health() -> JSONResponse:
         """Snapshot status (no token). ``ok``; ``degraded`` while ``ops.input_errors`` lists failed inputs (which
         ones, by input, partition, file name and rule); 503 when no snapshot is published. Cached a few seconds."""
         now = time.monotonic()
@@ -367,7 +367,7 @@ def create_app(serving_path: str, tokens_path: str) -> FastAPI:
         return JSONResponse(hit[2])
 
     @app.get("/api/v1/signals/", response_model=SignalPage, responses={**_E401, **_E503, **_E500})
-    def signals(
+    async def signals(
         page: int = Query(1, ge=1, le=MAX_PAGE),
         page_size: int = Query(50, ge=1, le=500),
         _: str = Depends(auth),
@@ -393,7 +393,7 @@ def create_app(serving_path: str, tokens_path: str) -> FastAPI:
         response_model=Signal,
         responses={**_E401, 404: _err("No signal published yet."), **_E503, **_E500},
     )
-    def latest(_: str = Depends(auth)) -> JSONResponse:
+    async def latest(_: str = Depends(auth)) -> JSONResponse:
         """The newest day's signal with its trades."""
 
         def build() -> dict | None:
@@ -410,7 +410,7 @@ def create_app(serving_path: str, tokens_path: str) -> FastAPI:
         response_model=Signal,
         responses={**_E401, 404: _err("No signal for that date."), **_E503, **_E500},
     )
-    def by_date(
+    async def by_date(
         day: Annotated[
             str,
             PathParam(
