@@ -1,4 +1,5 @@
-"""Group ``ops``: the read-only serving snapshot and Parquet exports people query while runs write."""
+"""Group ``ops``: the read-only serving snapshot and Parquet exports people query while runs write, published
+as one versioned set (:mod:`warehouse.publish`)."""
 
 import dagster as dg
 import pandas as pd
@@ -27,7 +28,7 @@ from assets.keys import (
 )
 from resources.warehouse import WarehouseResource
 from warehouse import io
-from warehouse.publish import fingerprint, publish_snapshot
+from warehouse.publish import fingerprint, publish_snapshot, resolve_version
 from warehouse.schema import SERVING_TABLES
 
 
@@ -56,8 +57,9 @@ from warehouse.schema import SERVING_TABLES
         SETUPS,
         SETUP_BACKTEST,
     ],
-    description="Copies the curated tables into serving.duckdb (atomic rename) and exports/<table>.parquet. "
-    "Skipped when no table changed since the last publish.",
+    description="Copies the curated tables into a new version exports/<version>/ (serving.duckdb + one Parquet file "
+    "per table) and switches the exports/current pointer to it atomically (serving.duckdb links to "
+    "exports/current/serving.duckdb). Skipped when no table changed since the last publish.",
 )
 def serving_snapshot(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
     with warehouse.connect() as con:
@@ -66,19 +68,18 @@ def serving_snapshot(context: dg.AssetExecutionContext, warehouse: WarehouseReso
         if skip := if_unchanged(con, "ops.serving_snapshot", fp, "tables unchanged; snapshot kept", metadata=meta):
             return skip
         rows = publish_snapshot(con, SERVING_TABLES, warehouse.serving_path, warehouse.exports_dir)
+        version = str(resolve_version(warehouse.exports_dir))
         io.record_inputs(con, "ops.serving_snapshot", fp)
         io.upsert(
             con,
             "ops.publish_log",
-            pd.DataFrame(
-                [{"published_at": io.now_utc(), "fingerprint": fp, "tables": len(rows), "path": warehouse.serving_path}]
-            ),
+            pd.DataFrame([{"published_at": io.now_utc(), "fingerprint": fp, "tables": len(rows), "path": version}]),
             ["published_at"],
         )
     return dg.MaterializeResult(
         metadata={
             "path": dg.MetadataValue.path(warehouse.serving_path),
-            "exports": dg.MetadataValue.path(warehouse.exports_dir),
+            "version": dg.MetadataValue.path(version),
             "tables": md_table(pd.DataFrame(list(rows.items()), columns=["table", "rows"])),
         }
     )

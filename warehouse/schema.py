@@ -194,4 +194,5 @@ SERVING_TABLES = [
     "ml.setup_meta_scores",
     "signals.setup_thresholds",
     "signals.setups",
+    "ops.input_errors",  # created by the ingest (issue 13 item 9) when present; read by the API's health
 ]

@@ -52,7 +52,7 @@ def serve(host: str = typer.Option("127.0.0.1"), port: int = typer.Option(8000))
     """Serve the API (OpenAPI schema at /openapi.json, docs at /docs)."""
     import uvicorn
 
-    from pipeline.api import create_app
+    from pipeline.api import create_app, uvicorn_config
 
     cfg = settings()
-    uvicorn.run(create_app(cfg.warehouse.serving_path, tokens_path(cfg)), host=host, port=port)
+    uvicorn.Server(uvicorn_config(create_app(cfg.warehouse.serving_path, tokens_path(cfg)), host, port)).run()

@@ -198,7 +198,8 @@ def table(df: pd.DataFrame, title: str) -> None:
 @contextmanager
 def open_readonly(path: str | None = None) -> Iterator:
     """The writer's DuckDB (``path``, default the configured warehouse) opened read-only, or the serving snapshot
-    when a run holds the writer's lock (announced once per process)."""
+    when a run holds the writer's lock (announced once per process). The snapshot's pointer is resolved once
+    (:func:`warehouse.publish.resolve_snapshot`), so the connection reads one published version throughout."""
     import duckdb
 
     from warehouse.io import connect
@@ -213,7 +214,9 @@ def open_readonly(path: str | None = None) -> Iterator:
                 _fell_back.add(target)
                 why = "is locked by a running pipeline" if Path(target).exists() else "does not exist"
                 console.print(f"[yellow]{target} {why}; reading the serving snapshot[/]")
-            con = stack.enter_context(connect(cfg.warehouse.serving_path, read_only=True))
+            from warehouse.publish import resolve_snapshot
+
+            con = stack.enter_context(connect(str(resolve_snapshot(cfg.warehouse.serving_path)), read_only=True))
         yield con
 
 

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import uvicorn
 
-from pipeline.api import TokenStore, create_app
+from pipeline.api import TokenStore, create_app, uvicorn_config
 from pipeline.core.onchain import ONCHAIN_SOURCES, normalise_fear_greed, normalise_onchain, wide_to_long
 from pipeline.core.onchain_signals import onchain_features
 from pipeline.core.options_fusion import decide_days
@@ -41,9 +41,7 @@ def server(shared_data, tmp_path_factory):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     srv = uvicorn.Server(
-        uvicorn.Config(
-            create_app(str(serving), str(tmp / "tokens.sqlite")), host="127.0.0.1", port=port, log_level="warning"
-        )
+        uvicorn_config(create_app(str(serving), str(tmp / "tokens.sqlite")), port=port, log_level="warning")
     )
     th = threading.Thread(target=srv.run, daemon=True)
     th.start()
