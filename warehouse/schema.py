@@ -178,7 +178,7 @@ SERVING_TABLES = [
     "features.technical",
     "regimes.market",
     "raw.ingest_checkpoints",
-    "ops.input_errors",
+    "ops.input_errors",  # current input failures (issue 13 item 9); read by the API's health
     "ml.predictions",
     "ml.folds",
     "ml.model_runs",
@@ -194,5 +194,4 @@ SERVING_TABLES = [
     "ml.setup_meta_scores",
     "signals.setup_thresholds",
     "signals.setups",
-    "ops.input_errors",  # created by the ingest (issue 13 item 9) when present; read by the API's health
 ]
