@@ -76,10 +76,30 @@ def process_alive(pid: int, start: str | None = None) -> bool:
     return True
 
 
-def dead_reason(run: dg.DagsterRun, own_pid_is_dead: bool = True) -> str | None:
+def _worker_pid(instance: dg.DagsterInstance, run_id: str) -> int | None:
+    """The PID Dagster's in-process executor recorded for a run ("Executing steps in process (pid: N)"), if any."""
+    for e in instance.all_logs(run_id, of_type=dg.DagsterEventType.ENGINE_EVENT):
+        pid = e.dagster_event.event_specific_data.metadata.get("pid") if e.dagster_event else None
+        if pid is not None:
+            return int(getattr(pid, "value", pid))
+    return None
+
+
+def dead_reason(
+    run: dg.DagsterRun, own_pid_is_dead: bool = True, instance: dg.DagsterInstance | None = None
+) -> str | None:
     """Why ``run`` (not finished) cannot still be executing, or None when it may be (its process is alive, it runs
-    on another host, or it carries no launch tags: launched by the UI or an older version)."""
-    tags = run.tags
+    on another host, or no process is known for it).
+
+    The process is the one in the launch tags; for a run without them (launched by the UI, a schedule or an older
+    version) and a local ``instance``, the run worker's PID that Dagster's executor logged (no start time: a recycled
+    PID counts as alive, the safe side)."""
+    tags = dict(run.tags)
+    if PID_TAG not in tags and instance is not None and type(instance.run_storage).__name__.startswith("Sqlite"):
+        pid = _worker_pid(instance, run.run_id)
+        if pid is None or pid == os.getpid():
+            return None
+        tags = {PID_TAG: str(pid), HOST_TAG: socket.gethostname()}
     if PID_TAG not in tags or tags.get(HOST_TAG) != socket.gethostname():
         return None
     pid = int(tags[PID_TAG])
@@ -102,7 +122,7 @@ def recover_dead_runs(
     """
     failed = []
     for run in instance.get_runs(filters=dg.RunsFilter(statuses=UNFINISHED)):
-        why = dead_reason(run, own_pid_is_dead)
+        why = dead_reason(run, own_pid_is_dead, instance)
         if why is None:
             continue
         msg = f"Run marked failed by the next launch: {why}; its concurrency slots were freed."

@@ -20,7 +20,7 @@ import dagster as dg
 import pytest
 
 from pipeline.recovery import HOST_TAG, PID_START_TAG, PID_TAG, launch_tags, pid_start_time, recover_dead_runs
-from tests.conftest import _CONFIG, REPO, SLICE_ROOT
+from tests.conftest import REPO, SLICE_ROOT
 
 pytestmark = pytest.mark.integration
 POOL = "duckdb_warehouse"
@@ -35,7 +35,8 @@ def env(tmp_path: Path, data_dir: Path) -> dict:
     shutil.copy(REPO / ".dagster_home" / "dagster.yaml", home / "dagster.yaml")
     cfg = tmp_path / "trader.yaml"
     cfg.write_text(
-        _CONFIG.read_text()
+        Path(os.environ["TRADER_CONFIG"])
+        .read_text()
         .replace(f"{SLICE_ROOT}/default.duckdb", str(tmp_path / "cli_wh" / "warehouse.duckdb"))
         .replace(str(SLICE_ROOT), str(data_dir))
     )
@@ -210,3 +211,30 @@ def test_a_step_blocked_inside_dagster_stops_on_sigterm(env):
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_run_without_launch_tags_is_judged_by_the_worker_pid_dagster_logged(tmp_path):
+    """A run launched by the UI or a schedule has no ``trader/pid`` tag: the PID its in-process executor logged is
+    used (a live one is left alone)."""
+    from dagster._core.events import EngineEventData
+
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    inst = dg.DagsterInstance.from_config(str(home))
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        job = dg.GraphDefinition("ui_job").to_job()
+        ids = {}
+        for label, pid in (("gone", gone.pid), ("alive", alive.pid)):
+            run = inst.create_run_for_job(job, status=dg.DagsterRunStatus.STARTED)
+            inst.report_engine_event("Executing steps in process", run, EngineEventData.in_process(pid))
+            ids[label] = run.run_id
+        assert recover_dead_runs(inst, own_pid_is_dead=False) == [ids["gone"]]
+        assert inst.get_run_by_id(ids["gone"]).status == dg.DagsterRunStatus.FAILURE
+        assert inst.get_run_by_id(ids["alive"]).status == dg.DagsterRunStatus.STARTED
+    finally:
+        alive.kill()
+        alive.wait()
