@@ -195,7 +195,7 @@ def test_a_step_blocked_inside_dagster_stops_on_sigterm(env):
 
         def pending():
             steps = inst.event_log_storage.get_concurrency_info(POOL).pending_steps
-            return [s.run_id for s in steps if not s.assigned_timestamp]
+            return sorted({s.run_id for s in steps if not s.assigned_timestamp})
 
         (run_id,) = _wait_for(pending, p, what="a step pending on the pool")
         time.sleep(1.0)  # let it spin in Dagster's claim loop
