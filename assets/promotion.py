@@ -17,6 +17,15 @@ from resources.warehouse import WarehouseResource
 from warehouse import readers, runs
 
 
+def reconcile_champion(con, mlflow: MlflowTracking, name: str):
+    """The ``ModelVersion`` behind ``name@champion`` (or None), after making ``ml.model_runs.promoted`` agree with it
+    (:func:`warehouse.runs.sync_promoted`): the registry alias is the truth, so a crash between moving the alias and
+    writing the flag (either order) is repaired by the next step that calls this (issue 13, item 2)."""
+    current = mlflow.champion(name)
+    runs.sync_promoted(con, name, None if current is None else str(current.version))
+    return current
+
+
 def _latest_run(con, name: str) -> pd.Series:
     r = readers.latest_run(con, name)
     if r is None:
@@ -70,9 +79,9 @@ def promotion_assets(
         m = section(settings())
         name = m.name
         with warehouse.connect() as con:
+            champ = reconcile_champion(con, mlflow, name)
             r = _latest_run(con, name)
             scores = json.loads(r.metrics)["cal"]
-            champ = mlflow.champion(name)
             champ_metrics = mlflow.champion_scores(name, unless_version=r.model_version)
             passed, reasons = decide(
                 {k: (float("nan") if v is None else v) for k, v in scores.items()}, m.promotion, champ_metrics
@@ -124,7 +133,7 @@ def promotion_assets(
             r = _latest_run(con, name)
             if not bool(r.promotion_passed):  # defence in depth: the blocking check already stops this step
                 raise dg.Failure(f"{name} v{r.model_version} failed the promotion gate; champion unchanged")
-            current = mlflow.champion(name)
+            current = reconcile_champion(con, mlflow, name)
             if current is not None and str(current.version) == str(r.model_version):
                 return dg.MaterializeResult(
                     metadata={
@@ -133,8 +142,8 @@ def promotion_assets(
                         "status": "already champion",
                     }
                 )
-            mlflow.promote(name, r.model_version)
-            runs.mark_promoted(con, r.mlflow_run_id)
+            mlflow.promote(name, r.model_version)  # the truth first; a crash before the next line is repaired by
+            runs.sync_promoted(con, name, str(r.model_version))  # reconcile_champion on the next run
         return dg.MaterializeResult(
             metadata={
                 "champion": f"models:/{name}@champion",

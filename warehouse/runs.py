@@ -122,6 +122,28 @@ def mark_promoted(con: duckdb.DuckDBPyConnection, mlflow_run_id: str) -> None:
     con.execute("UPDATE ml.model_runs SET promoted = true WHERE mlflow_run_id = ?", [mlflow_run_id])
 
 
+def sync_promoted(con: duckdb.DuckDBPyConnection, model_name: str, champion_version: str | None) -> int:
+    """Make ``ml.model_runs.promoted`` of ``model_name`` agree with the registry alias (the truth, issue 13 item 2).
+
+    ``champion_version`` is the version behind ``<model_name>@champion`` (None: no alias). Its row gets
+    ``promoted = true``; any row flagged ``promoted`` that was trained after it (or every flagged row, without an
+    alias) is cleared, so :func:`warehouse.readers.champion_run` (the newest promoted row) is exactly the alias's
+    version. Earlier champions keep their flag (the promotion history). Repairs both orders of a crash between
+    moving the alias and writing the flag. Returns the number of rows changed.
+    """
+    v = None if champion_version is None else str(champion_version)
+    (n,) = con.execute(
+        """UPDATE ml.model_runs SET promoted = (model_version IS NOT DISTINCT FROM ?::VARCHAR)
+        WHERE model_name = ? AND (
+            (model_version = ?::VARCHAR AND NOT coalesce(promoted, false))
+            OR (coalesce(promoted, false) AND model_version IS DISTINCT FROM ?::VARCHAR AND trained_at > coalesce(
+                (SELECT max(trained_at) FROM ml.model_runs WHERE model_name = ? AND model_version = ?::VARCHAR),
+                '-infinity'::TIMESTAMP)))""",
+        [v, model_name, v, v, model_name, v],
+    ).fetchone()
+    return int(n)
+
+
 # ---- backtests ----------------------------------------------------------------------------------------------------------
 
 

@@ -19,6 +19,7 @@ import pandas as pd
 
 from assets.common import POOL, TrainConfig, md_table, png_md
 from assets.keys import GROUP_OPTIONS, ONCHAIN_DAILY, ONCHAIN_FEATURES, OPTIONS_CHAMPION, OPTIONS_MODELS, model_gate
+from assets.promotion import reconcile_champion
 from models.calibration import reliability_plot, reliability_table
 from models.evaluation import decide
 from models.options_direction import OPTIONS_MODEL_FEATURES, TARGETS, direction_dataset, fit_direction
@@ -279,7 +280,7 @@ def ml_options_direction_champion(
     with warehouse.connect() as con:
         for t, name in m.names.items():
             r = readers.latest_run(con, name)
-            current = mlflow.champion(name)
+            current = reconcile_champion(con, mlflow, name)
             cur = None if current is None else str(current.version)
             if r is None:
                 rows.append({"model": name, "champion": cur, "action": "no trained version"})
@@ -294,8 +295,8 @@ def ml_options_direction_champion(
                 )
                 continue
             if cur != str(r.model_version):
-                mlflow.promote(name, r.model_version)
-                runs.mark_promoted(con, r.mlflow_run_id)
+                mlflow.promote(name, r.model_version)  # alias first; a crash here is repaired by reconcile_champion
+                runs.sync_promoted(con, name, str(r.model_version))
             rows.append(
                 {
                     "model": name,

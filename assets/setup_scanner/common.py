@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from assets.promotion import reconcile_champion
 from models.setup_meta import META_FEATURES, meta_dataset, signal_bar_features, with_stored_scores
 from pipeline.core.setup_gating import expected_value_pct
 from pipeline.core.setup_signals import execution_params, gate_scored, simulate_signals
@@ -27,9 +28,17 @@ from warehouse import io, readers
 CODE_VERSION = "2"  # 2: plan leverage/liquidation at execution, last-fill exit_price, status_reason (issue 12)
 
 
-def model_in_force(con, sc) -> pd.Series | None:
-    """The champion's ``ml.model_runs`` row (None without one or when ``sc.meta.enabled`` is false)."""
-    return readers.champion_run(con, sc.meta.name) if sc.meta.enabled else None
+def model_in_force(con, sc, mlflow: MlflowTracking | None = None) -> pd.Series | None:
+    """The champion's ``ml.model_runs`` row (None without one or when ``sc.meta.enabled`` is false).
+
+    With ``mlflow``, ``ml.model_runs.promoted`` is first made to agree with the registry's ``@champion`` alias
+    (:func:`assets.promotion.reconcile_champion`, issue 13 item 2), so a champion step that crashed between moving
+    the alias and writing the flag never silently turns the gate into rules-only."""
+    if not sc.meta.enabled:
+        return None
+    if mlflow is not None:
+        reconcile_champion(con, mlflow, sc.meta.name)
+    return readers.champion_run(con, sc.meta.name)
 
 
 def chain_fingerprint(con, sc, champ: pd.Series | None) -> str:
@@ -77,7 +86,7 @@ def gated_candidates(
 ) -> tuple[pd.DataFrame, str, pd.Series | None]:
     """Score and gate the valid candidates exactly as live (optionally only ``start_ts <= ts <= end_ts``): ``(frame,
     mode, champion row)``, see :func:`pipeline.core.setup_signals.gate_scored`."""
-    champ = model_in_force(con, sc)
+    champ = model_in_force(con, sc, mlflow)
     c = scored_candidates(con, mlflow, champ, sc, exchange)
     if start_ts is not None:
         c = c[c["ts"] >= start_ts]

@@ -96,7 +96,7 @@ def signals_setup_thresholds(
     cfg = settings()
     sc = cfg.setup_scanner
     with warehouse.connect() as con:
-        champ = model_in_force(con, sc)
+        champ = model_in_force(con, sc, mlflow)
         fp = chain_fingerprint(con, sc, champ)
         if skip := if_unchanged(
             con,
@@ -211,7 +211,7 @@ def signals_setups(
     cfg = settings()
     sc = cfg.setup_scanner
     with warehouse.connect() as con:
-        fp = chain_fingerprint(con, sc, model_in_force(con, sc))
+        fp = chain_fingerprint(con, sc, model_in_force(con, sc, mlflow))
         if skip := if_unchanged(
             con,
             "signals.setups",

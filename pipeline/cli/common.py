@@ -9,6 +9,7 @@ Dagster UI); reads go through :func:`open_readonly` / :func:`read`.
 from __future__ import annotations
 
 import os
+import uuid
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -34,16 +35,32 @@ def instance():
 
 def _execute_in_process(job, run_config: dict | None, tags: dict | None, inst=None):
     """One in-process run of ``job`` on the project's instance, with the resources of the configuration in force
-    (identical to ``defs``' in production; lets tests point a command at a temporary warehouse)."""
+    (identical to ``defs``' in production; lets tests point a command at a temporary warehouse).
+
+    Before launching, runs whose process is gone are marked failed and their pool slots freed, and a slot held by a
+    live run is waited for (:mod:`pipeline.recovery`); the run is tagged with this process. SIGTERM and Ctrl-C stop
+    the wait and a run blocked on a slot (``KeyboardInterrupt``; the run, if started, ends FAILURE).
+    """
+    from pipeline import recovery
     from pipeline.definitions import build_resources
 
-    return job.execute_in_process(
-        instance=inst or instance(),
-        run_config=run_config or {},
-        tags=tags,
-        resources=build_resources(settings()),
-        raise_on_error=False,
-    )
+    inst = inst or instance()
+    run_id = str(uuid.uuid4())  # Dagster's own run ids are uuid4 strings
+    with recovery.sigterm_as_interrupt():
+        recovery.wait_for_pools(inst, log=lambda m: console.print(f"[yellow]{m}[/]", highlight=False))
+        with recovery.interruptible(inst, run_id) as state:
+            result = job.execute_in_process(
+                instance=inst,
+                run_config=run_config or {},
+                tags={**(tags or {}), **recovery.launch_tags()},
+                resources=build_resources(settings()),
+                raise_on_error=False,
+                run_id=run_id,
+            )
+    if state["interrupted"]:
+        console.print(f"[red]{job.name} interrupted while waiting for a pool slot (run {run_id[:8]} FAILED)[/]")
+        raise KeyboardInterrupt
+    return result
 
 
 def run_job(name: str, run_config: dict | None = None, tags: dict | None = None):
