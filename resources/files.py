@@ -11,6 +11,7 @@ exchange's candles; every file of a symbol × timeframe is ingested and checkpoi
 
 from __future__ import annotations
 
+import gzip
 import os
 from pathlib import Path
 
@@ -25,17 +26,56 @@ from pipeline.core.timeframes import TIMEFRAME_MS, file_stem
 _EXTS = (".csv.gz", ".csv", ".parquet")
 
 
-def read_table(path: Path) -> pd.DataFrame:
-    """Read a CSV/CSV.GZ/Parquet file into pandas (no type coercion; validation is the caller's).
+def first_undecodable_line(path: Path) -> tuple[int, int, bytes] | None:
+    """``(line, column, line bytes)`` of the first line of a CSV/CSV.GZ file that is not valid UTF-8 (line 1 is the
+    header, so data row = line - 1; column is 1-based, counted in comma-separated fields), or None."""
+    opener = gzip.open if path.name.endswith(".gz") else open
+    with opener(path, "rb") as fh:
+        for n, raw in enumerate(fh, start=1):
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                return n, raw[: e.start].count(b",") + 1, raw.rstrip(b"\r\n")
+    return None
+
+
+def _decode_message(path: Path, e: UnicodeDecodeError) -> str:
+    where = first_undecodable_line(path)
+    if where is None:
+        return f"{path}: not UTF-8 ({e.reason})"
+    line, col, raw = where
+    header = ""
+    try:
+        with (gzip.open if path.name.endswith(".gz") else open)(path, "rt", encoding="utf-8", errors="replace") as fh:
+            names = fh.readline().rstrip("\r\n").split(",")
+        header = f", column {names[col - 1]!r}" if 0 < col <= len(names) else ""
+    except OSError:
+        pass
+    return (
+        f"{path}: row {line - 1} (line {line}){header}: rule 'utf8' violated: byte(s) that are not UTF-8 "
+        f"({e.reason}) in {raw[:120]!r}; re-save the file as UTF-8 or fix that row"
+    )
+
+
+def read_table(path: Path, text: bool = False) -> pd.DataFrame:
+    """Read a CSV/CSV.GZ/Parquet file into pandas (validation is the caller's).
+
+    ``text=True`` reads every CSV cell as a string with no NA conversion (``"N/A"`` stays ``"N/A"``, an empty cell
+    is ``""``), for callers that tell a vendor's missing marker from garbage; Parquet keeps its types.
 
     Raises:
-        ValueError: unsupported extension or unreadable/corrupt file (message names the file).
+        ValueError: unsupported extension or unreadable/corrupt file (message names the file; a byte that is not
+            UTF-8 is reported with its row, line and column).
     """
     try:
         if path.name.endswith(".parquet"):
             return pd.read_parquet(path)
         if path.name.endswith((".csv", ".csv.gz")):
+            if text:
+                return pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False, low_memory=False)
             return pd.read_csv(path, low_memory=False)
+    except UnicodeDecodeError as e:
+        raise ValueError(_decode_message(path, e)) from e
     except Exception as e:  # pandas/pyarrow raise many types for corrupt input
         raise ValueError(f"{path}: cannot read file: {type(e).__name__}: {e}") from e
     raise ValueError(f"{path}: unsupported file type (expected {', '.join(_EXTS)})")
@@ -104,9 +144,14 @@ class FilesSource(dg.ConfigurableResource):
         ]
 
     def read_onchain(self, sf: SourceFile, path: Path) -> pd.DataFrame:
-        """Long rows ``date, source, metric, value`` of one vendor file. Raises ValueError naming the file."""
+        """Long rows ``date, source, metric, value`` of one vendor file, read as text so that only the vendor's
+        documented ``missing_markers`` mean "no value" (counts in ``attrs["missing_markers"]``).
+
+        Raises:
+            ValueError: naming the file (and row/column for a non-numeric value or a non-UTF-8 byte).
+        """
         try:
-            return wide_to_long(read_table(path), sf.source, sf.date_column)
+            return wide_to_long(read_table(path, text=True), sf.source, sf.date_column, sf.missing_markers)
         except ValueError as e:
             raise ValueError(f"{self.rel(path)}: {e}") from e
 
