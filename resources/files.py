@@ -39,22 +39,33 @@ def first_undecodable_line(path: Path) -> tuple[int, int, bytes] | None:
     return None
 
 
-def _decode_message(path: Path, e: UnicodeDecodeError) -> str:
-    where = first_undecodable_line(path)
-    if where is None:
-        return f"{path}: not UTF-8 ({e.reason})"
-    line, col, raw = where
-    header = ""
-    try:
-        with (gzip.open if path.name.endswith(".gz") else open)(path, "rt", encoding="utf-8", errors="replace") as fh:
-            names = fh.readline().rstrip("\r\n").split(",")
-        header = f", column {names[col - 1]!r}" if 0 < col <= len(names) else ""
-    except OSError:
-        pass
-    return (
-        f"{path}: row {line - 1} (line {line}){header}: rule 'utf8' violated: byte(s) that are not UTF-8 "
-        f"({e.reason}) in {raw[:120]!r}; re-save the file as UTF-8 or fix that row"
-    )
+class NotUtf8Error(ValueError):
+    """A CSV file holds bytes that are not UTF-8: ``row`` (1 = first data row), ``line`` (1 = header), ``column``
+    (header name or None) and ``detail`` (what is wrong and what to do)."""
+
+    def __init__(self, path: Path, row: int | None, line: int | None, column: str | None, detail: str):
+        self.path, self.row, self.line, self.column, self.detail = path, row, line, column, detail
+        super().__init__(f"{path}: {self.where()}rule 'utf8' violated: {detail}")
+
+    def where(self) -> str:
+        """``"row 17 (line 18), column 'open': "`` (empty when the line was not found)."""
+        if self.row is None:
+            return ""
+        return f"row {self.row} (line {self.line})" + (f", column {self.column!r}" if self.column else "") + ": "
+
+
+def _not_utf8(path: Path, e: UnicodeDecodeError) -> NotUtf8Error:
+    found = first_undecodable_line(path)
+    if found is None:
+        return NotUtf8Error(path, None, None, None, f"not UTF-8 ({e.reason}); re-save the file as UTF-8")
+    line, col, raw = found
+    name = None
+    with (gzip.open if path.name.endswith(".gz") else open)(path, "rt", encoding="utf-8", errors="replace") as fh:
+        names = fh.readline().rstrip("\r\n").split(",")
+    if line > 1 and 0 < col <= len(names):
+        name = names[col - 1]
+    detail = f"byte(s) that are not UTF-8 ({e.reason}) in {raw[:120]!r}; re-save the file as UTF-8 or fix that row"
+    return NotUtf8Error(path, line - 1 if line > 1 else None, line, name, detail)
 
 
 def read_table(path: Path, text: bool = False) -> pd.DataFrame:
@@ -64,8 +75,8 @@ def read_table(path: Path, text: bool = False) -> pd.DataFrame:
     is ``""``), for callers that tell a vendor's missing marker from garbage; Parquet keeps its types.
 
     Raises:
-        ValueError: unsupported extension or unreadable/corrupt file (message names the file; a byte that is not
-            UTF-8 is reported with its row, line and column).
+        NotUtf8Error: a byte that is not UTF-8 (its row, line and column).
+        ValueError: unsupported extension or unreadable/corrupt file (message names the file).
     """
     try:
         if path.name.endswith(".parquet"):
@@ -75,7 +86,7 @@ def read_table(path: Path, text: bool = False) -> pd.DataFrame:
                 return pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False, low_memory=False)
             return pd.read_csv(path, low_memory=False)
     except UnicodeDecodeError as e:
-        raise ValueError(_decode_message(path, e)) from e
+        raise _not_utf8(path, e) from e
     except Exception as e:  # pandas/pyarrow raise many types for corrupt input
         raise ValueError(f"{path}: cannot read file: {type(e).__name__}: {e}") from e
     raise ValueError(f"{path}: unsupported file type (expected {', '.join(_EXTS)})")
@@ -129,6 +140,9 @@ class FilesSource(dg.ConfigurableResource):
         src = self.rel(path)
         try:
             df = read_table(path)
+        except NotUtf8Error as e:
+            col = f"column {e.column!r}: " if e.column else ""
+            raise CandleValidationError(src, e.row, "utf8", col + e.detail) from e
         except ValueError as e:
             raise CandleValidationError(src, None, "readable", str(e)) from e
         if "ts" not in df.columns and "timestamp" in df.columns:
@@ -152,6 +166,8 @@ class FilesSource(dg.ConfigurableResource):
         """
         try:
             return wide_to_long(read_table(path, text=True), sf.source, sf.date_column, sf.missing_markers)
+        except NotUtf8Error as e:
+            raise ValueError(f"{self.rel(path)}: {e.where()}rule 'utf8' violated: {e.detail}") from e
         except ValueError as e:
             raise ValueError(f"{self.rel(path)}: {e}") from e
 
