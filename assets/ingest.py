@@ -258,26 +258,7 @@ def raw_onchain_metrics(
             if _checkpoint(con, "onchain", "-", "BTC", "1d", loc)[0] == fp:
                 rows.append({"source": sf.source, "file": loc, "status": "unchanged", "rows": None})
                 continue
-            long = files.read_onchain(sf, path)  # raises on garbage before anything is written
-            markers = long.attrs.get("missing_markers", {})
-            long, flags = keep_withdrawn(long, readers.onchain_source_rows(con, sf.source), loc)
-            replace_source_with_checkpoint(con, long, sf.source, loc, fp, flags)
-            if len(flags):
-                days = flags["date"].dt.date
-                context.log.warning(
-                    f"{loc}: {len(flags)} stored value(s) on {days.nunique()} day(s) ({days.min()} .. {days.max()}) "
-                    "are missing in the new file; kept the stored values and flagged them in raw.onchain_withdrawn"
-                )
-            rows.append(
-                {
-                    "source": sf.source,
-                    "file": loc,
-                    "status": "loaded",
-                    "rows": len(long),
-                    "missing_markers": sum(markers.values()),
-                    "withdrawn_kept": len(flags),
-                }
-            )
+            rows.append(ingest_onchain_file(con, files, sf, path, fp, context.log))
         if sheets.spreadsheet_key:
             long = sheets.read_metrics()
             io.replace_slice(
@@ -300,6 +281,30 @@ def raw_onchain_metrics(
             "withdrawn": md_table(withdrawn.head(50)) if len(withdrawn) else "none",
         }
     )
+
+
+def ingest_onchain_file(con, files: FilesSource, sf, path, fp: str, log) -> dict:
+    """Read one vendor file (garbage raises before anything is written), keep and flag the values it withdrew
+    (:func:`keep_withdrawn`) and replace the source in one transaction; returns the file's metadata row."""
+    loc = files.rel(path)
+    long = files.read_onchain(sf, path)
+    markers = long.attrs.get("missing_markers", {})
+    long, flags = keep_withdrawn(long, readers.onchain_source_rows(con, sf.source), loc)
+    replace_source_with_checkpoint(con, long, sf.source, loc, fp, flags)
+    if len(flags):
+        days = flags["date"].dt.date
+        log.warning(
+            f"{loc}: {len(flags)} stored value(s) on {days.nunique()} day(s) ({days.min()} .. {days.max()}) "
+            "are missing in the new file; kept the stored values and flagged them in raw.onchain_withdrawn"
+        )
+    return {
+        "source": sf.source,
+        "file": loc,
+        "status": "loaded",
+        "rows": len(long),
+        "missing_markers": sum(markers.values()),
+        "withdrawn_kept": len(flags),
+    }
 
 
 def keep_withdrawn(long: pd.DataFrame, stored: pd.DataFrame, locator: str) -> tuple[pd.DataFrame, pd.DataFrame]:
