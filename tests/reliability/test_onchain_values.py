@@ -60,16 +60,16 @@ def instance():
         yield inst
 
 
-@pytest.mark.parametrize("garbage", ["abc", "N/A"])
-def test_garbage_value_is_rejected_and_tables_unchanged(resources, instance, data_dir, garbage):
+def test_garbage_value_is_rejected_and_tables_unchanged(resources, instance, data_dir):
     assert _run(resources, instance).success
     before = _hashes(resources)
-    row = _plant(data_dir, garbage)
-    r = _run(resources, instance)
-    assert not r.success
-    msg = "".join(str(e.event_specific_data.error) for e in r.all_events if e.is_step_failure)
-    assert FILE in msg and f"row {row}, column 'mvrv'" in msg and repr(garbage) in msg, msg
-    assert _hashes(resources) == before
+    for garbage in ("abc", "N/A"):  # "N/A" was NaN to pandas' default reader: not a marker of any real vendor file
+        row = _plant(data_dir, garbage)
+        r = _run(resources, instance)
+        assert not r.success
+        msg = "".join(str(e.event_specific_data.error) for e in r.all_events if e.is_step_failure)
+        assert FILE in msg and f"row {row}, column 'mvrv'" in msg and repr(garbage) in msg, msg
+        assert _hashes(resources) == before
 
 
 def test_missing_marker_is_counted_kept_and_flagged(resources, instance, data_dir):
