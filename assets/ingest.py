@@ -16,6 +16,7 @@ from assets.keys import (
 )
 from pipeline.config import settings
 from pipeline.core.candles import EXTRA_COLUMNS, CandleValidationError
+from pipeline.core.onchain import withdrawn_values
 from pipeline.core.timeframes import timeframe_ms
 from pipeline.partitions import SYMBOL_TIMEFRAME
 from resources.exchange import ExchangeSource, utc_ms
@@ -118,12 +119,27 @@ def write_with_checkpoint(
 
 
 def replace_source_with_checkpoint(
-    con, long: pd.DataFrame, source: str, locator: str, fingerprint: str, stat: str | None = None
+    con,
+    long: pd.DataFrame,
+    source: str,
+    locator: str,
+    fingerprint: str,
+    withdrawn: pd.DataFrame | None = None,
+    stat: str | None = None,
 ) -> None:
-    """Replace one vendor's on-chain rows and move its file checkpoint in one transaction (never one without the other)."""
+    """Replace one vendor's on-chain rows, its ``raw.onchain_withdrawn`` flags (``withdrawn``: ``date, source,
+    metric, kept_value, locator, detected_at``) and its file checkpoint (content ``fingerprint`` and file ``stat``)
+    in one transaction (never one without the other)."""
     cp = checkpoint_row("onchain", "-", "BTC", "1d", locator, fingerprint, None, len(long), io.now_utc(), stat)
     with io.transaction(con):
         con.execute("DELETE FROM raw.onchain_metrics WHERE source = ?", [source])
+        con.execute("DELETE FROM raw.onchain_withdrawn WHERE source = ?", [source])
+        if withdrawn is not None and len(withdrawn):
+            con.register("_withdrawn", withdrawn)
+            try:
+                con.execute("INSERT INTO raw.onchain_withdrawn BY NAME SELECT * FROM _withdrawn")
+            finally:
+                con.unregister("_withdrawn")
         io.upsert(con, "raw.ingest_checkpoints", cp, CHECKPOINT_KEYS)
         con.register("_long", long)
         try:
@@ -397,9 +413,7 @@ def raw_onchain_metrics(
                     io.upsert(con, "raw.ingest_checkpoints", cp, CHECKPOINT_KEYS)
                 rows.append({"source": sf.source, "file": loc, "status": "unchanged", "rows": None})
                 continue
-            long = files.read_onchain(sf, path)
-            replace_source_with_checkpoint(con, long, sf.source, loc, fp, stat)
-            rows.append({"source": sf.source, "file": loc, "status": "loaded", "rows": len(long)})
+            rows.append(ingest_onchain_file(con, files, sf, path, fp, context.log, stat))
         if sheets.spreadsheet_key:
             long = sheets.read_metrics()
             io.replace_slice(
@@ -410,6 +424,50 @@ def raw_onchain_metrics(
             )
             rows.append({"source": "sheets", "file": sheets.worksheet, "status": "loaded", "rows": len(long)})
         total, per = readers.onchain_metrics_summary(con)
+        withdrawn = readers.onchain_withdrawn(con)
     return dg.MaterializeResult(
-        metadata={"dagster/row_count": int(total), "files": md_table(pd.DataFrame(rows)), "sources": md_table(per)}
+        metadata={
+            "dagster/row_count": int(total),
+            "files": md_table(pd.DataFrame(rows)),
+            "sources": md_table(per),
+            "missing_markers_read": int(sum(r.get("missing_markers", 0) for r in rows)),
+            "withdrawn_values": len(withdrawn),
+            "withdrawn_days": int(withdrawn["date"].nunique()) if len(withdrawn) else 0,
+            "withdrawn": md_table(withdrawn.head(50)) if len(withdrawn) else "none",
+        }
     )
+
+
+def ingest_onchain_file(con, files: FilesSource, sf, path, fp: str, log, stat: str | None = None) -> dict:
+    """Read one vendor file (garbage raises before anything is written), keep and flag the values it withdrew
+    (:func:`keep_withdrawn`) and replace the source in one transaction; returns the file's metadata row."""
+    loc = files.rel(path)
+    long = files.read_onchain(sf, path)
+    markers = long.attrs.get("missing_markers", {})
+    long, flags = keep_withdrawn(long, readers.onchain_source_rows(con, sf.source), loc)
+    replace_source_with_checkpoint(con, long, sf.source, loc, fp, flags, stat)
+    if len(flags):
+        days = flags["date"].dt.date
+        log.warning(
+            f"{loc}: {len(flags)} stored value(s) on {days.nunique()} day(s) ({days.min()} .. {days.max()}) "
+            "are missing in the new file; kept the stored values and flagged them in raw.onchain_withdrawn"
+        )
+    return {
+        "source": sf.source,
+        "file": loc,
+        "status": "loaded",
+        "rows": len(long),
+        "missing_markers": sum(markers.values()),
+        "withdrawn_kept": len(flags),
+    }
+
+
+def keep_withdrawn(long: pd.DataFrame, stored: pd.DataFrame, locator: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``(rows to store, flags)``: the re-read ``long`` rows plus every stored value the file withdrew
+    (:func:`pipeline.core.onchain.withdrawn_values`: a missing marker, removed row or column), so that no day's
+    indicator input silently becomes missing; ``flags`` are the ``raw.onchain_withdrawn`` rows for them."""
+    gone = withdrawn_values(stored, long)
+    flags = gone.rename(columns={"value": "kept_value"}).assign(locator=locator, detected_at=io.now_utc())
+    if len(gone):
+        long = pd.concat([long, gone[long.columns]], ignore_index=True)
+    return long, flags

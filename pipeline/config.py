@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from models.options_direction import OptionsModelsConfig
 from models.setup_meta import SetupMetaConfig
@@ -286,16 +286,51 @@ class TraderConfig(Params):
         return c
 
 
+class ConfigError(ValueError):
+    """The configuration file is missing, not valid YAML, or has an unknown key or a wrong value.
+
+    ``str(e)`` names the file and every offending field (``universe.timeframes``) with what is wrong, in a few lines
+    meant for the terminal (``trader`` prints it without a traceback)."""
+
+    def __init__(self, path: Path, problems: list[str]):
+        self.path, self.problems = path, problems
+        super().__init__(f"{path}: " + ("; ".join(problems) if len(problems) == 1 else "\n  " + "\n  ".join(problems)))
+
+
+def _describe(err: dict) -> str:
+    """One line for one pydantic error: the dotted field, what is wrong, the value given."""
+    loc = ".".join(str(x) for x in err.get("loc", ())) or "(top level)"
+    if err.get("type") == "extra_forbidden":
+        return f"field {loc!r}: unknown key (not a setting of this section; check the spelling in trader.yaml)"
+    given = repr(err.get("input"))
+    given = given if len(given) <= 60 else given[:57] + "..."
+    return f"field {loc!r}: {err.get('msg', 'invalid')} (got {given})"
+
+
 def load_config(path: str | os.PathLike | None = None) -> TraderConfig:
     """Load, validate and resolve the configuration.
 
     Raises:
-        FileNotFoundError: the config file does not exist.
-        pydantic.ValidationError: a field is unknown or invalid (message names the field).
+        ConfigError: the file does not exist, is not valid YAML (line and column), or a field is unknown or has a
+            wrong type/value (every field named, dotted: ``checks.max_gap_bars``).
     """
     p = Path(path or os.environ.get("TRADER_CONFIG") or DEFAULT_CONFIG).resolve()
-    raw = yaml.safe_load(p.read_text()) or {}
-    return TraderConfig.model_validate(raw).resolve(p.parent)
+    if not p.is_file():
+        raise ConfigError(p, ["config file not found (set TRADER_CONFIG or create trader.yaml)"])
+    try:
+        raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        raise ConfigError(p, [f"not valid YAML: {where}{getattr(e, 'problem', None) or e}"]) from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(p, [f"not UTF-8 text ({e.reason} at byte {e.start})"]) from None
+    if not isinstance(raw, dict):
+        raise ConfigError(p, [f"the top level must be a mapping of sections, got {type(raw).__name__}"])
+    try:
+        return TraderConfig.model_validate(raw).resolve(p.parent)
+    except ValidationError as e:
+        raise ConfigError(p, [_describe(err) for err in e.errors()[:10]]) from None
 
 
 @lru_cache(maxsize=1)

@@ -11,6 +11,7 @@ exchange's candles; every file of a symbol × timeframe is ingested and checkpoi
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import os
 from pathlib import Path
@@ -26,17 +27,67 @@ from pipeline.core.timeframes import TIMEFRAME_MS, file_stem
 _EXTS = (".csv.gz", ".csv", ".parquet")
 
 
-def read_table(path: Path) -> pd.DataFrame:
-    """Read a CSV/CSV.GZ/Parquet file into pandas (no type coercion; validation is the caller's).
+def first_undecodable_line(path: Path) -> tuple[int, int, bytes] | None:
+    """``(line, column, line bytes)`` of the first line of a CSV/CSV.GZ file that is not valid UTF-8 (line 1 is the
+    header, so data row = line - 1; column is 1-based, counted in comma-separated fields), or None."""
+    opener = gzip.open if path.name.endswith(".gz") else open
+    with opener(path, "rb") as fh:
+        for n, raw in enumerate(fh, start=1):
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                return n, raw[: e.start].count(b",") + 1, raw.rstrip(b"\r\n")
+    return None
+
+
+class NotUtf8Error(ValueError):
+    """A CSV file holds bytes that are not UTF-8: ``row`` (1 = first data row), ``line`` (1 = header), ``column``
+    (header name or None) and ``detail`` (what is wrong and what to do)."""
+
+    def __init__(self, path: Path, row: int | None, line: int | None, column: str | None, detail: str):
+        self.path, self.row, self.line, self.column, self.detail = path, row, line, column, detail
+        super().__init__(f"{path}: {self.where()}rule 'utf8' violated: {detail}")
+
+    def where(self) -> str:
+        """``"row 17 (line 18), column 'open': "`` (empty when the line was not found)."""
+        if self.row is None:
+            return ""
+        return f"row {self.row} (line {self.line})" + (f", column {self.column!r}" if self.column else "") + ": "
+
+
+def _not_utf8(path: Path, e: UnicodeDecodeError) -> NotUtf8Error:
+    found = first_undecodable_line(path)
+    if found is None:
+        return NotUtf8Error(path, None, None, None, f"not UTF-8 ({e.reason}); re-save the file as UTF-8")
+    line, col, raw = found
+    name = None
+    with (gzip.open if path.name.endswith(".gz") else open)(path, "rt", encoding="utf-8", errors="replace") as fh:
+        names = fh.readline().rstrip("\r\n").split(",")
+    if line > 1 and 0 < col <= len(names):
+        name = names[col - 1]
+    detail = f"byte(s) that are not UTF-8 ({e.reason}) in {raw[:120]!r}; re-save the file as UTF-8 or fix that row"
+    return NotUtf8Error(path, line - 1 if line > 1 else None, line, name, detail)
+
+
+def read_table(path: Path, text: bool = False) -> pd.DataFrame:
+    """Read a CSV/CSV.GZ/Parquet file into pandas (validation is the caller's).
+
+    ``text=True`` reads every CSV cell as a string with no NA conversion (``"N/A"`` stays ``"N/A"``, an empty cell
+    is ``""``), for callers that tell a vendor's missing marker from garbage; Parquet keeps its types.
 
     Raises:
+        NotUtf8Error: a byte that is not UTF-8 (its row, line and column).
         ValueError: unsupported extension or unreadable/corrupt file (message names the file).
     """
     try:
         if path.name.endswith(".parquet"):
             return pd.read_parquet(path)
         if path.name.endswith((".csv", ".csv.gz")):
+            if text:
+                return pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False, low_memory=False)
             return pd.read_csv(path, low_memory=False)
+    except UnicodeDecodeError as e:
+        raise _not_utf8(path, e) from e
     except Exception as e:  # pandas/pyarrow raise many types for corrupt input
         raise ValueError(f"{path}: cannot read file: {type(e).__name__}: {e}") from e
     raise ValueError(f"{path}: unsupported file type (expected {', '.join(_EXTS)})")
@@ -116,6 +167,9 @@ class FilesSource(dg.ConfigurableResource):
         src = self.rel(path)
         try:
             df = read_table(path)
+        except NotUtf8Error as e:
+            col = f"column {e.column!r}: " if e.column else ""
+            raise CandleValidationError(src, e.row, "utf8", col + e.detail) from e
         except ValueError as e:
             raise CandleValidationError(src, None, "readable", str(e)) from e
         if "ts" not in df.columns and "timestamp" in df.columns:
@@ -136,9 +190,16 @@ class FilesSource(dg.ConfigurableResource):
         ]
 
     def read_onchain(self, sf: SourceFile, path: Path) -> pd.DataFrame:
-        """Long rows ``date, source, metric, value`` of one vendor file. Raises ValueError naming the file."""
+        """Long rows ``date, source, metric, value`` of one vendor file, read as text so that only the vendor's
+        documented ``missing_markers`` mean "no value" (counts in ``attrs["missing_markers"]``).
+
+        Raises:
+            ValueError: naming the file (and row/column for a non-numeric value or a non-UTF-8 byte).
+        """
         try:
-            return wide_to_long(read_table(path), sf.source, sf.date_column)
+            return wide_to_long(read_table(path, text=True), sf.source, sf.date_column, sf.missing_markers)
+        except NotUtf8Error as e:
+            raise ValueError(f"{self.rel(path)}: {e.where()}rule 'utf8' violated: {e.detail}") from e
         except ValueError as e:
             raise ValueError(f"{self.rel(path)}: {e}") from e
 

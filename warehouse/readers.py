@@ -263,6 +263,20 @@ def onchain_metrics_summary(con: duckdb.DuckDBPyConnection) -> tuple[int, pd.Dat
     return total, per
 
 
+def onchain_source_rows(con: duckdb.DuckDBPyConnection, source: str) -> pd.DataFrame:
+    """Stored ``raw.onchain_metrics`` rows (``date, source, metric, value``) of one vendor source."""
+    return io.read_df(
+        con,
+        "SELECT date, source, metric, value FROM raw.onchain_metrics WHERE source = ? ORDER BY date, metric",
+        [source],
+    )
+
+
+def onchain_withdrawn(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """``raw.onchain_withdrawn``: values a re-read vendor file no longer has, kept and flagged (by date)."""
+    return io.read_df(con, "SELECT * FROM raw.onchain_withdrawn ORDER BY date, source, metric")
+
+
 def taken_option_trades(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     """Taken ``signals.options_trades`` rows with their day's ``state``, by date."""
     return io.read_df(

@@ -21,6 +21,7 @@ PRIMARY_KEYS: dict[str, list[str]] = {
     "raw.ohlcv": ["exchange", "symbol", "timeframe", "ts"],
     "raw.ingest_checkpoints": ["source_kind", "exchange", "symbol", "timeframe", "locator"],
     "raw.onchain_metrics": ["date", "source", "metric"],
+    "raw.onchain_withdrawn": ["date", "source", "metric"],
     "market.ohlcv": ["exchange", "symbol", "timeframe", "ts"],
     "market.onchain_daily": ["date"],
     "market.onchain_columns": ["column"],
@@ -104,6 +105,10 @@ DDL = [
         symbol VARCHAR NOT NULL, timeframe VARCHAR NOT NULL, locator VARCHAR NOT NULL, fingerprint VARCHAR,
         last_ts BIGINT, rows BIGINT, updated_at TIMESTAMP)""",
     "CREATE TABLE IF NOT EXISTS raw.onchain_metrics (date DATE NOT NULL, source VARCHAR NOT NULL, metric VARCHAR NOT NULL, value DOUBLE)",
+    # values a re-read vendor file no longer has (missing marker, removed row/column): the stored value is kept in
+    # raw.onchain_metrics and flagged here until the vendor sends a value again (docs/decisions.md, issue 13 item 6)
+    """CREATE TABLE IF NOT EXISTS raw.onchain_withdrawn (date DATE NOT NULL, source VARCHAR NOT NULL,
+        metric VARCHAR NOT NULL, kept_value DOUBLE, locator VARCHAR, detected_at TIMESTAMP)""",
     f"""CREATE TABLE IF NOT EXISTS market.ohlcv ({_CANDLE_KEY}, {_OHLCV}, bar_count INTEGER, expected_bars INTEGER,
         origin VARCHAR, {_OPEN_TIME})""",
     """CREATE TABLE IF NOT EXISTS market.sentiment_daily (date DATE NOT NULL, available_at TIMESTAMP NOT NULL,

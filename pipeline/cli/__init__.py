@@ -2,11 +2,30 @@
 :mod:`pipeline.cli.common`. State-changing commands run the jobs of :mod:`pipeline.jobs` in-process on the project's
 Dagster instance, so every CLI run shows up in the Dagster UI."""
 
+import warnings
+
 import typer
 
-from pipeline.cli import api, main, options, research, setups
+from pipeline.cli import api, common, main, options, research, setups
+from pipeline.config import ConfigError
+
+# Dagster's "is currently in beta" notices on every start are noise for a user of the CLI
+warnings.filterwarnings("ignore", message=r".*is currently in beta.*")
 
 app = typer.Typer(help="Crypto trading-signal pipeline (Dagster + DuckDB).", no_args_is_help=True, add_completion=False)
+
+
+@app.callback()
+def _load_config() -> None:
+    """Load the configuration before any command: a bad ``trader.yaml`` (unknown key, wrong type, bad YAML) is
+    reported with its file and field in a few lines, exit code 2, no traceback."""
+    try:
+        common.settings()
+    except ConfigError as e:
+        common.print_config_error(e)
+        raise typer.Exit(2) from None
+
+
 app.add_typer(main.app)
 app.add_typer(research.app)
 app.add_typer(options.app, name="options")

@@ -94,6 +94,7 @@ def execute(
         }
     inst = inst or instance()
     groups = [[s] for s in symbols] if symbols else [None]
+    run_config = quiet_run_config(run_config)
     return [_execute_in_process(job, run_config, full_range_tags(syms, timeframes), inst) for syms in groups]
 
 
@@ -134,12 +135,139 @@ def failed_checks() -> list[tuple[str, str, str, str]]:
     return out
 
 
-def print_failures(result) -> None:
-    """The error of every failed step of a run (the cause, not just "FAILED")."""
+#: ``TRADER_DAGSTER_LOG_LEVEL`` (e.g. ``DEBUG``, ``INFO``) shows Dagster's own event stream on the terminal again
+LOG_LEVEL_ENV = "TRADER_DAGSTER_LOG_LEVEL"
+
+
+def quiet_run_config(run_config: dict | None) -> dict:
+    """``run_config`` with Dagster's console logger at ``CRITICAL`` (or ``$TRADER_DAGSTER_LOG_LEVEL``), so a failing
+    step's traceback is not printed (twice) to the terminal: the CLI prints a short summary and writes the full log
+    to :func:`run_log_path` instead. A ``loggers`` entry already in ``run_config`` is kept."""
+    level = os.environ.get(LOG_LEVEL_ENV, "CRITICAL").upper()
+    return {"loggers": {"console": {"config": {"log_level": level}}}, **(run_config or {})}
+
+
+def run_log_path(run_id: str) -> Path:
+    """``<warehouse folder>/logs/<run id>.log`` (default ``warehouse/data/logs/``): the full event log of one CLI run."""
+    return Path(settings().warehouse.path).parent / "logs" / f"{run_id}.log"
+
+
+def _error_chain(err) -> list:
+    """``err`` and its causes/contexts (Dagster's ``SerializableErrorInfo``), outermost first."""
+    out = []
+    while err is not None and len(out) < 20:
+        out.append(err)
+        err = err.cause or err.context
+    return out
+
+
+def root_error(err):
+    """The user's exception inside Dagster's wrapper (e.g. ``CandleValidationError``): the first error of the chain
+    that is not a Dagster class; ``err`` itself when there is none."""
+    return next((e for e in _error_chain(err) if not (e.cls_name or "").startswith("Dagster")), err)
+
+
+#: what the user does next, by the class of the root error (anything else: read the log)
+_HINTS = {
+    "CandleValidationError": "fix or restore the file named above, then run again (a changed file is re-read; "
+    "nothing of it was stored)",
+    "OnchainValueError": "fix the cell named above (or, if the vendor means 'no value', add its spelling to the "
+    "vendor's missing_markers), then run again; nothing of the file was stored",
+    "OnchainSpliceError": "the vendor files disagree (a different vintage?): restore the previous file or keep one "
+    "vintage, then run again",
+    "NotUtf8Error": "re-save the file as UTF-8 (or fix the row named above), then run again",
+    "ConfigError": "fix the configuration file named above, then run again",
+}
+
+
+def failure_summary(result) -> list[dict]:
+    """One dict per failed step of ``result``: ``step``, ``error`` (root exception class), ``message`` (its first
+    line: file, row, rule), ``hint`` (what to do)."""
+    out = []
     for ev in result.get_step_failure_events():
         err = ev.event_specific_data.error if ev.event_specific_data else None
-        msg = err.message.strip() if err is not None else "unknown error"
-        console.print(f"[red]{ev.step_key} failed:[/] {msg}", highlight=False)
+        if err is None:
+            out.append({"step": ev.step_key, "error": "", "message": "unknown error", "hint": "see the log"})
+            continue
+        root = root_error(err)
+        msg = (root.message or "").strip().splitlines()
+        head, _, rest = msg[0].partition(": ") if msg else ("", "", "")
+        if rest and head.split(".")[-1] == root.cls_name:  # "pipeline.core.candles.CandleValidationError: ..."
+            msg[0] = rest
+        hint = _HINTS.get(root.cls_name)
+        if hint is None and any(e.cls_name == "NotUtf8Error" for e in _error_chain(err)):
+            hint = _HINTS["NotUtf8Error"]
+        out.append(
+            {
+                "step": ev.step_key,
+                "error": root.cls_name or "",
+                "message": msg[0] if msg else root.cls_name,
+                "hint": hint or "read the traceback in the log below, fix the cause, then run again",
+            }
+        )
+    return out
+
+
+def write_run_log(result, inst=None) -> Path:
+    """Write every event of ``result``'s run (time, level, step, event, message) and the full traceback of every
+    failure to :func:`run_log_path`; returns the path."""
+    import logging
+
+    inst = inst or instance()
+    path = run_log_path(result.run_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for rec in inst.all_logs(result.run_id):
+        ev = rec.dagster_event
+        when = pd.Timestamp(rec.timestamp, unit="s").strftime("%Y-%m-%d %H:%M:%S")
+        kind = ev.event_type_value if ev else "LOG"
+        lines.append(
+            f"{when} {logging.getLevelName(rec.level):<7} {rec.step_key or '-'} {kind} {rec.user_message or ''}"
+        )
+        err = getattr(ev.event_specific_data, "error", None) if ev is not None and ev.event_specific_data else None
+        if err is not None:
+            lines.append(err.to_string())
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def print_run_warnings(result, inst=None, limit: int = 10) -> None:
+    """The run's own warnings (``context.log.warning``: withdrawn on-chain values, skipped symbols), one line each,
+    since Dagster's console logging is quiet (:func:`quiet_run_config`)."""
+    import logging
+
+    inst = inst or instance()
+    recs = [r for r in inst.all_logs(result.run_id) if r.dagster_event is None and r.level >= logging.WARNING]
+    for r in recs[:limit]:
+        console.print(f"[yellow]{r.step_key or result.job_name}: {r.user_message}[/]", highlight=False)
+    if len(recs) > limit:
+        console.print(f"[yellow]… {len(recs) - limit} more warning(s) in the log[/]")
+
+
+def print_failures(result, inst=None) -> Path | None:
+    """The failed steps of a run in a few lines: step, the error's own message (file, row, rule), what to do, and
+    the path of the log file holding the full traceback (:func:`write_run_log`). Returns that path (None if no step
+    failed)."""
+    failures = failure_summary(result)
+    if not failures and result.success:
+        return None
+    path = write_run_log(result, inst)
+    for f in failures:
+        console.print(
+            f"[red]✗ step {f['step']} failed[/] ({f['error']}): {f['message']}", highlight=False, soft_wrap=True
+        )
+        console.print(f"  what to do: {f['hint']}", highlight=False, soft_wrap=True)
+    skipped = len({e.step_key for e in result.all_events if e.event_type_value == "STEP_SKIPPED"})
+    if skipped:
+        console.print(f"  {skipped} later step(s) did not run because of this", highlight=False)
+    console.print(f"  full log and traceback: {path}", highlight=False, soft_wrap=True)
+    return path
+
+
+def print_config_error(e: Exception) -> None:
+    """A configuration error (:class:`pipeline.config.ConfigError`) in a few lines, without a traceback."""
+    console.print(f"[red]configuration error:[/] {e}", highlight=False, soft_wrap=True)
+    console.print(f"  what to do: {_HINTS['ConfigError']}", highlight=False, soft_wrap=True)
 
 
 def asset_metadata(result, key_path: list[str]) -> dict:

@@ -67,6 +67,26 @@ def print_warehouse_summary(path: str) -> None:
             console.print(gt)
 
 
+def report_end(job: str, results: list, ok: bool, t0: float, inst=None) -> None:
+    """The end of ``trader run`` / ``ingest``: the runs' warnings, then per failed run the failing step, its error
+    (file, row, rule), what to do and the log file (:func:`pipeline.cli.common.print_failures`), and a last line
+    naming the failed step(s). Exits 1 unless ``ok``."""
+    failed_steps, logs = [], []
+    for r in results:
+        common.print_run_warnings(r, inst)
+        if not r.success:
+            logs.append(common.print_failures(r, inst))
+            failed_steps += [f["step"] for f in common.failure_summary(r)]
+    ids = ", ".join(r.run_id[:8] for r in results)
+    if ok:
+        console.print(f"[green]{job} succeeded[/] in {time.time() - t0:.1f}s (run ids: {ids})")
+        return
+    why = f": step {', '.join(dict.fromkeys(failed_steps))} failed" if failed_steps else ": an ERROR check failed"
+    where = f"; log {logs[0]}" if logs and logs[0] else ""
+    console.print(f"[red]{job} FAILED[/]{why} ({time.time() - t0:.1f}s, run ids: {ids}){where}", soft_wrap=True)
+    raise typer.Exit(1)
+
+
 @app.command()
 def run(
     symbol: list[str] = typer.Option(None, "--symbol", "-s", help="Limit to these symbols (BASE/QUOTE)."),
@@ -75,16 +95,13 @@ def run(
 ) -> None:
     """Materialise everything (ingest, market, features, regimes, serving snapshot) and print a summary."""
     t0 = time.time()
-    results = common.execute("main_job", symbol, timeframe, full_refresh)
+    inst = common.instance()
+    results = common.execute("main_job", symbol, timeframe, full_refresh, inst=inst)
     ok = all(r.success for r in results)
     checks_ok = common.print_checks(results)
-    print_warehouse_summary(common.settings().warehouse.path)
-    console.print(
-        f"[{'green' if ok else 'red'}]main_job {'succeeded' if ok else 'FAILED'}[/] in {time.time() - t0:.1f}s "
-        f"(run ids: {', '.join(r.run_id[:8] for r in results)})"
-    )
-    if not (ok and checks_ok):
-        raise typer.Exit(1)
+    if ok:
+        print_warehouse_summary(common.settings().warehouse.path)
+    report_end("main_job", results, ok and checks_ok, t0, inst)
 
 
 @app.command()
@@ -94,11 +111,10 @@ def ingest(
 ) -> None:
     """Sources only: raw.ohlcv, raw.onchain_metrics, market.sentiment_daily."""
     t0 = time.time()
-    results = common.execute("ingest_job", symbol, timeframe)
+    inst = common.instance()
+    results = common.execute("ingest_job", symbol, timeframe, inst=inst)
     ok = all(r.success for r in results) & common.print_checks(results)
-    console.print(f"ingest {'succeeded' if ok else 'FAILED'} in {time.time() - t0:.1f}s")
-    if not ok:
-        raise typer.Exit(1)
+    report_end("ingest_job", results, ok, t0, inst)
 
 
 @app.command()

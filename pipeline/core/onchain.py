@@ -36,6 +36,9 @@ class SourceFile:
     filename: str
     date_column: str
     vendor: str
+    # the vendor's explicit "no value" spellings (checked on the real files: every one of them uses only the empty
+    # cell); any other non-numeric cell of a numeric column is garbage and rejects the file
+    missing_markers: tuple[str, ...] = ("",)
 
 
 ONCHAIN_SOURCES: list[SourceFile] = [
@@ -426,13 +429,65 @@ class OnchainSpliceError(ValueError):
     """Two candidates of one column disagree on an overlapping day beyond the column's tolerance."""
 
 
-def wide_to_long(wide: pd.DataFrame, source: str, date_column: str) -> pd.DataFrame:
+class OnchainValueError(ValueError):
+    """A vendor file holds a non-numeric value that is not one of the vendor's documented missing markers."""
+
+
+def parse_vendor_values(
+    wide: pd.DataFrame, source: str, date_column: str, missing_markers: tuple[str, ...] = ("",)
+) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Numeric columns of a vendor wide table read as text (``dtype=str``, no NA conversion).
+
+    A cell equal to one of ``missing_markers`` (after stripping blanks) is missing (NaN) and counted; a column
+    without a single numeric value (e.g. ``asset``, ``block_ts``) is text and skipped; any other non-numeric cell
+    of a numeric column is garbage. Cells already numeric (Parquet, or a frame read with type inference) pass.
+
+    Returns:
+        ``(numeric, markers)``: float64 columns (``date_column`` excluded, same index as ``wide``) and the number of
+        marker cells per marker (``{"": 35003}``).
+
+    Raises:
+        OnchainValueError: naming ``source``, row (1 = first data row), column and value of the first garbage cell.
+    """
+    markers = {m.strip() for m in missing_markers}
+    out, counts = {}, {}
+    for c in wide.columns:
+        if c == date_column:
+            continue
+        s = wide[c]
+        if pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s):
+            out[c] = s.astype("float64")
+            continue
+        txt = s.astype("string").str.strip()
+        is_marker = txt.isna() | txt.isin(markers)
+        num = pd.to_numeric(txt.where(~is_marker), errors="coerce")
+        if num.notna().sum() == 0:
+            continue  # a text column (identifiers, time stamps): not a metric
+        bad = ~is_marker & num.isna()
+        if bad.any():
+            i = int(np.flatnonzero(bad.to_numpy())[0])
+            raise OnchainValueError(
+                f"{source}: row {i + 1}, column {c!r}: rule 'numeric' violated: value {s.iloc[i]!r} is not a number "
+                f"nor a missing marker of this vendor ({sorted(markers)}); {int(bad.sum())} such cell(s) in this "
+                "column; fix the file (or add the spelling to the vendor's missing_markers if it means 'no value')"
+            )
+        for m, n in txt[is_marker].fillna("").value_counts().items():
+            counts[m] = counts.get(m, 0) + int(n)
+        out[c] = num.astype("float64")
+    return pd.DataFrame(out, index=wide.index), counts
+
+
+def wide_to_long(
+    wide: pd.DataFrame, source: str, date_column: str, missing_markers: tuple[str, ...] = ("",)
+) -> pd.DataFrame:
     """Vendor wide table -> long rows ``date (datetime64[us]), source, metric, value (float64)``.
 
-    Non-numeric columns (e.g. ``asset``, ``block_ts``) are skipped; NaN values are dropped.
+    Values are parsed by :func:`parse_vendor_values` (text columns skipped, missing markers dropped, garbage
+    rejected); the marker counts are in ``long.attrs["missing_markers"]``. NaN values are dropped.
 
     Raises:
         ValueError: ``date_column`` is missing or holds an unparsable or duplicated date.
+        OnchainValueError: a non-numeric value that is not a missing marker (file, row, column, value).
     """
     if date_column not in wide.columns:
         raise ValueError(f"{source}: missing date column {date_column!r}")
@@ -443,15 +498,33 @@ def wide_to_long(wide: pd.DataFrame, source: str, date_column: str) -> pd.DataFr
     if dates.duplicated().any():
         i = int(np.flatnonzero(dates.duplicated().to_numpy())[0])
         raise ValueError(f"{source}: row {i + 1}: duplicate date {dates.iloc[i].date()}")
-    num = {c: pd.to_numeric(wide[c], errors="coerce") for c in wide.columns if c != date_column}
-    num = {c: s for c, s in num.items() if s.notna().any() or wide[c].isna().all()}
-    m = pd.DataFrame(num)
+    m, counts = parse_vendor_values(wide, source, date_column, missing_markers)
     m.index = dates.dt.as_unit("us").to_numpy()
     long = m.stack().rename("value").reset_index()
     long.columns = ["date", "metric", "value"]
     long.insert(1, "source", source)
     long["value"] = long["value"].astype("float64")
-    return long[np.isfinite(long["value"].to_numpy())].reset_index(drop=True)
+    long = long[np.isfinite(long["value"].to_numpy())].reset_index(drop=True)
+    long.attrs["missing_markers"] = counts
+    return long
+
+
+def withdrawn_values(stored: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
+    """Values a vendor file withdrew: ``(date, metric)`` pairs of one source that ``stored`` holds with a finite
+    value and ``new`` (the re-read file, same source) no longer has (a missing marker, a removed row or column).
+
+    Both frames are long rows (``date, source, metric, value``). Returns the withdrawn ``stored`` rows (same
+    columns), sorted by date and metric; empty when nothing was withdrawn.
+    """
+    cols = ["date", "source", "metric", "value"]
+    if stored.empty:
+        return stored.reindex(columns=cols)
+    s = stored[cols].assign(date=pd.to_datetime(stored["date"]).dt.as_unit("us"))
+    s = s[np.isfinite(s["value"].to_numpy(dtype="float64"))]
+    n = new[["date", "metric"]].assign(date=pd.to_datetime(new["date"]).dt.as_unit("us"), _new=True)
+    gone = s.merge(n, on=["date", "metric"], how="left")
+    gone = gone[gone["_new"].isna()].drop(columns="_new")
+    return gone.sort_values(["date", "metric"]).reset_index(drop=True)
 
 
 def normalise_onchain(
