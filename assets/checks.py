@@ -12,7 +12,10 @@ from pipeline.core.backtest import reconcile
 
 def candle_integrity_result(integ: pd.DataFrame, name: str, asset: dg.AssetKey) -> dg.AssetCheckResult:
     """Fails (ERROR) when any slice has duplicate ``ts``, an OHLC/price/volume violation or off-grid ``ts``."""
-    bad = integ[(integ["duplicates"] > 0) | (integ["bad_ohlc"] > 0) | (integ["off_grid"] > 0)] if len(integ) else integ
+    cols = ["symbol", "timeframe", "duplicates", "bad_ohlc", "off_grid"]
+    if integ.empty:  # every slice of the run was rejected before it was written (issue 13 item 9)
+        integ = pd.DataFrame(columns=cols + ["rows"])
+    bad = integ[(integ["duplicates"] > 0) | (integ["bad_ohlc"] > 0) | (integ["off_grid"] > 0)]
     return dg.AssetCheckResult(
         check_name=name,
         asset_key=asset,
@@ -20,7 +23,7 @@ def candle_integrity_result(integ: pd.DataFrame, name: str, asset: dg.AssetKey) 
         severity=dg.AssetCheckSeverity.ERROR,
         metadata={
             "slices": len(integ),
-            "failing": md_table(bad[["symbol", "timeframe", "duplicates", "bad_ohlc", "off_grid"]]),
+            "failing": md_table(bad[cols]),
             "duplicates": int(integ["duplicates"].sum()) if len(integ) else 0,
             "bad_ohlc": int(integ["bad_ohlc"].sum()) if len(integ) else 0,
         },

@@ -264,6 +264,38 @@ def print_failures(result, inst=None) -> Path | None:
     return path
 
 
+def rejected_inputs() -> pd.DataFrame:
+    """The inputs rejected by the latest ingest of their partition (``ops.input_errors``: ``input, partition_key,
+    locator, rule, message``); empty when the table is missing (a warehouse from before issue 13)."""
+    import duckdb
+
+    try:
+        return read("SELECT input, partition_key, locator, rule, message FROM ops.input_errors ORDER BY ALL")
+    except (duckdb.Error, FileNotFoundError):
+        return pd.DataFrame(columns=["input", "partition_key", "locator", "rule", "message"])
+
+
+def print_rejected_inputs(results, inst=None) -> tuple[pd.DataFrame, Path | None]:
+    """After a run whose only failure is rejected input (a bad file fails its partition alone, issue 13 item 9):
+    each rejected input with its file, row and rule, what to do, and the run log. Returns ``(rejected, log path)``."""
+    bad = rejected_inputs()
+    if bad.empty:
+        return bad, None
+    for r in bad.itertuples():
+        console.print(
+            f"[red]✗ input {r.input} {r.partition_key} rejected[/]: {r.message}", highlight=False, soft_wrap=True
+        )
+    console.print(
+        "  what to do: fix that file and run again; the other partitions were processed and nothing of the "
+        "rejected one was stored",
+        highlight=False,
+    )
+    path = write_run_log(results[-1], inst) if results else None
+    if path:
+        console.print(f"  full log: {path}", highlight=False, soft_wrap=True)
+    return bad, path
+
+
 def print_config_error(e: Exception) -> None:
     """A configuration error (:class:`pipeline.config.ConfigError`) in a few lines, without a traceback."""
     console.print(f"[red]configuration error:[/] {e}", highlight=False, soft_wrap=True)

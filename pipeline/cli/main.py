@@ -81,7 +81,18 @@ def report_end(job: str, results: list, ok: bool, t0: float, inst=None) -> None:
     if ok:
         console.print(f"[green]{job} succeeded[/] in {time.time() - t0:.1f}s (run ids: {ids})")
         return
-    why = f": step {', '.join(dict.fromkeys(failed_steps))} failed" if failed_steps else ": an ERROR check failed"
+    if failed_steps:
+        why = f": step {', '.join(dict.fromkeys(failed_steps))} failed"
+    else:
+        bad, log = common.print_rejected_inputs(results, inst)
+        logs.append(log)
+        first = bad.iloc[0] if len(bad) else None
+        why = (
+            f": input {first['partition_key']} rejected (rule '{first['rule']}')"
+            + (f" and {len(bad) - 1} more" if len(bad) > 1 else "")
+            if first is not None
+            else ": an ERROR check failed"
+        )
     where = f"; log {logs[0]}" if logs and logs[0] else ""
     console.print(f"[red]{job} FAILED[/]{why} ({time.time() - t0:.1f}s, run ids: {ids}){where}", soft_wrap=True)
     raise typer.Exit(1)

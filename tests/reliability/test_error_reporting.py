@@ -77,15 +77,16 @@ def test_failed_run_ends_with_step_file_row_rule_and_log(tmp_path):
     assert len(out) < 30, "\n".join(out)
     assert "Traceback" not in r.stdout + r.stderr and "Stack Trace" not in r.stdout + r.stderr
     tail = "\n".join(out[-5:])
-    assert "step raw__ohlcv failed" in tail and "BTC_USDT-1d.csv" in tail, tail
+    # the bad file fails its partition alone (issue 13 item 9): the run ends naming the rejected input
+    assert "input raw.ohlcv BTC-USDT|1d rejected" in tail and "BTC_USDT-1d.csv" in tail, tail
     assert f"row {BAD_ROW}" in tail and "rule 'utf8'" in tail and "column 'open'" in tail, tail
     assert "what to do:" in tail
     assert "position" not in tail
-    assert out[-1].startswith("ingest_job FAILED: step raw__ohlcv failed"), out[-1]
+    assert out[-1].startswith("ingest_job FAILED: input BTC-USDT|1d rejected (rule 'utf8')"), out[-1]
     log = Path(re.search(r"log (\S+\.log)", out[-1]).group(1))
     assert log.parent == tmp_path / "wh" / "logs"
     text = log.read_text()
-    assert "Stack Trace" in text and "CandleValidationError" in text and "UnicodeDecodeError" in text
+    assert "rejected" in text and "rule 'utf8'" in text
 
 
 @pytest.mark.parametrize(
