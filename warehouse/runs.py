@@ -168,8 +168,17 @@ def backtest_run_row(
     code_version: str,
     dagster_run_id: str,
 ) -> dict:
-    """One ``backtest.runs`` row; dict/list values are JSON-encoded, strings are taken as already-encoded JSON."""
+    """One ``backtest.runs`` row; dict/list values are JSON-encoded, strings are taken as already-encoded JSON.
+
+    ``n_trials``, ``sharpe``, ``psr`` and ``dsr`` are copied from ``metrics`` (a dict from
+    :func:`pipeline.core.metrics.metrics`) into their own columns (NULL when absent or not finite)."""
+    m = metrics if isinstance(metrics, dict) else json.loads(metrics or "{}")
+    num = lambda k: float(v) if isinstance(v := m.get(k), (int, float)) and np.isfinite(v) else None  # noqa: E731
     return {
+        "n_trials": None if num("n_trials") is None else int(num("n_trials")),
+        "sharpe": num("sharpe"),
+        "psr": num("psr"),
+        "dsr": num("dsr"),
         "run_id": run_id,
         "desk": desk,
         "strategy": strategy,

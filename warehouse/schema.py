@@ -162,6 +162,13 @@ DDL = [
             ("leverage", "DOUBLE"),
         )
     ),
+    # issue 15: every backtest run stores the number of configurations tried and its probabilistic / deflated Sharpe
+    # ratio (pipeline.core.metrics, daily closes) as columns beside the metrics JSON; a warehouse created before gets
+    # them in place (NULL in its old rows until the run is redone)
+    *(
+        f"ALTER TABLE backtest.runs ADD COLUMN IF NOT EXISTS {c} {t}"
+        for c, t in (("n_trials", "INTEGER"), ("sharpe", "DOUBLE"), ("psr", "DOUBLE"), ("dsr", "DOUBLE"))
+    ),
     """CREATE TABLE IF NOT EXISTS backtest.equity (run_id VARCHAR NOT NULL, ts BIGINT NOT NULL, equity DOUBLE, cash DOUBLE,
         position_value DOUBLE, gross_exposure DOUBLE, n_positions INTEGER, drawdown DOUBLE, benchmark_equity DOUBLE,
         open_time TIMESTAMP GENERATED ALWAYS AS (make_timestamp(ts * 1000)) VIRTUAL)""",

@@ -16,7 +16,7 @@ from pipeline.core.options_eval import desk_evaluation, trade_rows
 from resources.warehouse import WarehouseResource
 from warehouse import io, readers, runs
 
-CODE_VERSION = "4"
+CODE_VERSION = "5"  # 5: the account marked daily (issue 15), metrics on daily closes
 RUN_ID = "options_desk-fusion_options"
 SAMPLE = (
     "full history; rules fixed a priori (no fitted parameters); option prices model-based (Black-Scholes, "
@@ -68,7 +68,7 @@ def backtest_options_desk(context: dg.AssetExecutionContext, warehouse: Warehous
         if skip := if_unchanged(con, "backtest.options_desk", fp, SKIPPED, metadata={"run_id": RUN_ID}):
             return skip
         e = desk_evaluation(readers.taken_option_trades(con), readers.btc_price(con), decisions.structures)
-        eq = e["equity"].assign(drawdown=e["equity"]["equity"] / e["equity"]["equity"].cummax() - 1)
+        eq = e["equity"].assign(drawdown=e["equity"]["equity"] / e["equity"]["equity"].cummax() - 1)  # daily marks
         runs.write_backtest(
             con, run_row(e, decisions, context), trade_rows(e["ev"]), eq, inputs=("backtest.options_desk", fp)
         )
@@ -88,7 +88,7 @@ SKIPPED = "trades and prices unchanged; not re-evaluated"
 
 
 def _compare(m: dict, bench: dict) -> pd.DataFrame:
-    """The fusion trades next to each benchmark: trades, option hit rate, total return, max drawdown."""
-    keys = ("option_hit_rate", "total_return", "max_drawdown")
+    """The fusion trades next to each benchmark: trades, option hit rate, return, risk, PSR / DSR (daily closes)."""
+    keys = ("option_hit_rate", "total_return", "annual_return", "sharpe", "sortino", "max_drawdown", "psr", "dsr")
     rows = [{"": "fusion trades", "n_trades": m.get("n_trades"), **{k: m.get(k) for k in keys}}]
     return pd.DataFrame(rows + [{"": name, **{k: v.get(k) for k in keys}} for name, v in bench.items()])

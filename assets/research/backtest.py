@@ -25,6 +25,7 @@ from resources.warehouse import WarehouseResource
 from warehouse import io, readers, runs
 
 CODE_VERSION = "1"
+#: the metrics table of the run (pipeline.core.metrics.metrics keys; daily UTC closes, 365 periods a year)
 SUMMARY_KEYS = [
     "total_return",
     "annual_return",
@@ -42,6 +43,14 @@ SUMMARY_KEYS = [
     "avg_r",
     "exposure",
     "turnover",
+    "psr",
+    "dsr",
+    "n_trials",
+    "total_return_gross",
+    "annual_return_gross",
+    "cost_drag",
+    "cost_bps",
+    "breakeven_cost_bps",
 ]
 
 

@@ -22,10 +22,11 @@ from pipeline.core.backtest import (
     buy_and_hold,
     combine_sleeves,
     equity_plot,
-    performance,
     with_benchmark,
 )
+from pipeline.core.metrics import N_TRIALS, metrics
 from pipeline.core.setup_signals import execution_params
+from pipeline.core.timeframes import timeframe_ms
 from resources.warehouse import WarehouseResource
 from warehouse import io, readers, runs
 
@@ -46,12 +47,22 @@ def run_books(con, sc, exchange: str, gated: pd.DataFrame, ungated: pd.DataFrame
         port["equity"] += each * (sleeves_n - len(sleeves))  # sleeves with no signal still hold their cash
         trades = pd.concat([r.trades for r in sleeves.values()], ignore_index=True) if sleeves else pd.DataFrame()
         closed = trades[trades["exit_reason"] != "open"] if len(trades) else trades
-        books[name] = (
-            port,
-            trades,
-            performance(port["ts"].to_numpy(), port["equity"].to_numpy(), closed, port["gross_exposure"].to_numpy()),
+        m = metrics(
+            port["ts"].to_numpy(),
+            port["equity"].to_numpy(),
+            closed,
+            port["gross_exposure"].to_numpy(),
+            known_after_ms=known_after_ms(sc),
+            n_trials=N_TRIALS[name],
         )
+        books[name] = (port, trades, m)
     return books, closes
+
+
+def known_after_ms(sc) -> int:
+    """When a value of the books' union bar grid is known at the latest: one bar of the longest timeframe after its
+    time (a sleeve's equity is marked at its bar's close), so the daily closes of the metrics never look ahead."""
+    return max(timeframe_ms(tf) for tf in sc.timeframes)
 
 
 def book_rows(
@@ -127,7 +138,7 @@ def backtest_setup_scanner(context: dg.AssetExecutionContext, warehouse: Warehou
         )
         end = int(max(b[0]["ts"].max() for b in books.values()))
         bench = buy_and_hold(closes, start, end, sc.init_cash)
-        bm = performance(bench["ts"].to_numpy(), bench["equity"].to_numpy())
+        bm = metrics(bench["ts"].to_numpy(), bench["equity"].to_numpy(), known_after_ms=known_after_ms(sc))
         run = _shared_run(sc, gated, ungated, closes, mode, start, end, context.run_id)
         with io.transaction(con):
             for name, book in books.items():

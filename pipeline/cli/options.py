@@ -308,7 +308,7 @@ def report() -> None:
         if k in per:
             table(percent_table(pd.DataFrame(per[k])), f"{title} — option P&L is MODEL-BASED")
     m, b = json.loads(r["metrics"]), json.loads(r["benchmark"])
-    keys = ("option_hit_rate", "direction_hit_rate", "total_return", "annual_return", "max_drawdown")
+    keys = ("option_hit_rate", "direction_hit_rate", "total_return", "annual_return", "sharpe", "max_drawdown", "psr")
     rows = [
         {"": "fusion trades", "n_trades": m.get("n_trades"), "without_outcome": m.get("n_without_outcome")}
         | {k: m.get(k) for k in keys}
@@ -320,8 +320,8 @@ def report() -> None:
     table(percent_table(pd.DataFrame(rows)), f"Versus benchmarks ({fmt(r['period_start'])} .. {fmt(r['period_end'])})")
     console.print(
         "[dim]Hit rates and averages are over the trades with an outcome (a positive model premium and an expiry "
-        "inside the data); total/annual return and drawdown are of the account curve (2 % of equity x size in premium "
-        f"per trade; buy-and-hold: BTC itself). {r['sample']}[/]",
+        "inside the data); return, Sharpe, drawdown and PSR are of the account marked daily with the model (2 % of "
+        f"equity x size in premium per trade; buy-and-hold: BTC itself), on daily UTC closes. {r['sample']}[/]",
         highlight=False,
     )
 

@@ -1,4 +1,4 @@
-"""Portfolio accounting over many symbols, performance metrics and buy-and-hold benchmarks (pure).
+"""Portfolio accounting over many symbols and buy-and-hold benchmarks (pure).
 
 Portfolio model: the starting capital is split equally into one **sleeve per symbol**; each sleeve is
 simulated by :func:`pipeline.core.simulator.simulate` and compounds on its own. The portfolio is the sum
@@ -6,9 +6,7 @@ of the sleeves on the union of their bar times (a sleeve holds its cash before i
 last equity after its last bar). ``cash`` is spot-equivalent cash (equity minus the signed value of the
 open positions) and ``gross_exposure`` is sum |position value| / equity.
 
-Metrics follow the usual definitions (e.g. Bacon, *Practical Portfolio Performance Measurement*, 2008):
-returns as fractions of equity per bar, annualised with 365-day years (crypto trades every day), Sharpe
-and Sortino with a zero risk-free rate, drawdown from the running equity peak.
+Metrics are the project's one :func:`pipeline.core.metrics.metrics` (daily UTC closes, 365 periods a year).
 """
 
 from __future__ import annotations
@@ -20,11 +18,10 @@ import pandas as pd
 from pydantic import Field
 
 from pipeline.core.costs import Costs, spot_costs
+from pipeline.core.metrics import N_TRIALS, metrics
 from pipeline.core.params import Params
 from pipeline.core.plots import pyplot, to_png
 from pipeline.core.simulator import SimParams, SimResult, simulate
-
-YEAR_MS = 365 * 86_400_000
 
 
 class BacktestConfig(Params):
@@ -83,83 +80,6 @@ def drawdown(equity: np.ndarray) -> np.ndarray:
     return e / np.maximum.accumulate(e) - 1.0
 
 
-def _max_dd_duration_days(ts: np.ndarray, equity: np.ndarray) -> float:
-    """Longest time (days) from a peak until equity first regains it (or the end of the series)."""
-    peak = np.maximum.accumulate(equity)
-    at_peak = equity >= peak
-    peak_ts = np.maximum.accumulate(np.where(at_peak, ts, ts[0]))
-    return float((ts - peak_ts).max() / 86_400_000) if len(ts) else 0.0
-
-
-def performance(
-    ts: np.ndarray, equity: np.ndarray, trades: pd.DataFrame | None = None, gross_exposure: np.ndarray | None = None
-) -> dict[str, float]:
-    """Performance of an equity curve (quote currency per bar) and its trades.
-
-    Args:
-        ts: (n,) int64 epoch ms, ascending. equity: (n,) float64.
-        trades: simulator trades (``pnl``, ``ret``, ``r_multiple``, ``notional``, ``units``, ``avg_exit_price`` or,
-            for trades without partial exits, ``exit_price``).
-        gross_exposure: (n,) fraction of equity; default: no exposure figure.
-
-    Returns:
-        ``start``/``end`` (ISO UTC), ``years``, ``total_return``, ``annual_return``, ``volatility``, ``sharpe``,
-        ``sortino``, ``max_drawdown``, ``max_drawdown_days``, ``calmar``, ``n_trades``, ``win_rate``,
-        ``profit_factor``, ``expectancy`` (mean net PnL per trade, quote), ``expectancy_ret`` (mean trade
-        return, fraction), ``avg_r``, ``exposure`` (mean gross exposure), ``turnover`` (traded notional per
-        year / mean equity).
-    """
-    ts = np.asarray(ts, np.int64)
-    e = np.asarray(equity, np.float64)
-    out: dict[str, float] = {}
-    if len(e) < 2:
-        return {"n_bars": float(len(e))}
-    years = (ts[-1] - ts[0]) / YEAR_MS
-    bars_per_year = (len(e) - 1) / years if years > 0 else np.nan
-    r = np.diff(e) / e[:-1]
-    total = e[-1] / e[0] - 1.0
-    ann = (1.0 + total) ** (1.0 / years) - 1.0 if years > 0 and total > -1 else -1.0
-    sd = r.std(ddof=1) if len(r) > 1 else np.nan
-    down = np.sqrt(np.mean(np.minimum(r, 0.0) ** 2))
-    dd = drawdown(e)
-    out.update(
-        {
-            "start": pd.Timestamp(int(ts[0]), unit="ms").isoformat(),
-            "end": pd.Timestamp(int(ts[-1]), unit="ms").isoformat(),
-            "years": years,
-            "n_bars": float(len(e)),
-            "total_return": total,
-            "annual_return": ann,
-            "volatility": sd * np.sqrt(bars_per_year),
-            "sharpe": r.mean() / sd * np.sqrt(bars_per_year) if sd > 0 else np.nan,
-            "sortino": r.mean() / down * np.sqrt(bars_per_year) if down > 0 else np.nan,
-            "max_drawdown": float(dd.min()),
-            "max_drawdown_days": _max_dd_duration_days(ts, e),
-        }
-    )
-    out["calmar"] = ann / abs(out["max_drawdown"]) if out["max_drawdown"] < 0 else np.nan
-    if gross_exposure is not None:
-        out["exposure"] = float(np.nanmean(gross_exposure))
-    if trades is not None:
-        t = trades
-        n = len(t)
-        wins, losses = t.loc[t["pnl"] > 0, "pnl"].sum(), t.loc[t["pnl"] < 0, "pnl"].sum()
-        exit_px = t["avg_exit_price"] if "avg_exit_price" in t else t["exit_price"]  # all exit fills, size-weighted
-        traded = float((t["notional"] + t["units"] * exit_px).sum()) if n else 0.0
-        out.update(
-            {
-                "n_trades": float(n),
-                "win_rate": float((t["pnl"] > 0).mean()) if n else np.nan,
-                "profit_factor": float(wins / -losses) if losses < 0 else np.nan,
-                "expectancy": float(t["pnl"].mean()) if n else np.nan,
-                "expectancy_ret": float(t["ret"].mean()) if n else np.nan,
-                "avg_r": float(t["r_multiple"].mean()) if n else np.nan,
-                "turnover": traded / years / float(np.mean(e)) if years > 0 else np.nan,
-            }
-        )
-    return out
-
-
 def buy_and_hold(closes: dict[str, pd.DataFrame], start_ts: int, end_ts: int, init_cash: float) -> pd.DataFrame:
     """Equal-weight buy-and-hold of the same universe over ``[start_ts, end_ts]``, no rebalancing, no costs.
 
@@ -209,12 +129,17 @@ SUMMARY_METRICS = [
     "total_return",
     "annual_return",
     "sharpe",
+    "psr",
+    "dsr",
     "max_drawdown",
     "n_trades",
     "win_rate",
     "profit_factor",
     "expectancy_ret",
     "exposure",
+    "turnover",
+    "cost_drag",
+    "breakeven_cost_bps",
 ]
 PER_SYMBOL_COLUMNS = ("total_return", "sharpe", "max_drawdown", "n_trades", "win_rate", "profit_factor", "avg_r")
 
@@ -310,7 +235,9 @@ def long_flat_backtest(
                 "symbol": sym,
                 **{
                     k: v
-                    for k, v in performance(r.bars["ts"].to_numpy(), r.bars["equity"].to_numpy(), r.trades).items()
+                    for k, v in metrics(
+                        r.bars["ts"].to_numpy(), r.bars["equity"].to_numpy(), r.trades, known_after_ms=step_ms
+                    ).items()
                     if k in PER_SYMBOL_COLUMNS
                 },
             }
@@ -321,6 +248,13 @@ def long_flat_backtest(
     trades = pd.concat([r.trades for r in sleeves.values()], ignore_index=True) if sleeves else pd.DataFrame()
     orders = pd.concat([r.orders for r in sleeves.values()], ignore_index=True) if sleeves else pd.DataFrame()
     closed = trades[trades["exit_reason"] != "open"] if len(trades) else trades
-    metrics = performance(port["ts"].to_numpy(), port["equity"].to_numpy(), closed, port["gross_exposure"].to_numpy())
-    benchmark = performance(bench["ts"].to_numpy(), bench["equity"].to_numpy())
-    return BacktestOutput(trades, orders, port, metrics, benchmark, pd.DataFrame(rows), params, (start, end))
+    m = metrics(
+        port["ts"].to_numpy(),
+        port["equity"].to_numpy(),
+        closed,
+        port["gross_exposure"].to_numpy(),
+        known_after_ms=step_ms,
+        n_trials=N_TRIALS["baseline"],
+    )
+    benchmark = metrics(bench["ts"].to_numpy(), bench["equity"].to_numpy(), known_after_ms=step_ms)
+    return BacktestOutput(trades, orders, port, m, benchmark, pd.DataFrame(rows), params, (start, end))

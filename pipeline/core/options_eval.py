@@ -7,8 +7,10 @@ realized volatility). Each trade buys its structure at the decision day's price 
 payoff is intrinsic value at the expiry day's price. Alongside, each trade is scored by the underlying's
 move over its DTE in the trade's direction.
 
-The account model for an equity curve: each taken trade spends ``premium_budget × size`` of current equity on
-premium; its P&L (payoff/premium − 1 of that spend) is booked at expiry.
+The account model (:func:`daily_book`): each taken trade spends ``premium_budget × size`` of the decision day's
+equity on premium; every open structure is marked daily with the same model (that day's price and IV proxy) and
+settles at intrinsic value on its expiry day, so the desk has a daily equity curve for
+:func:`pipeline.core.metrics.metrics` like every other desk.
 """
 
 from __future__ import annotations
@@ -17,7 +19,10 @@ import math
 
 import numpy as np
 import pandas as pd
+from numba import njit
 from scipy.stats import norm
+
+DAY_MS = 86_400_000
 
 
 def bs_price(spot, strike, t_years, vol, call: bool) -> np.ndarray:
@@ -77,19 +82,119 @@ def evaluate_trades(trades: pd.DataFrame, price: pd.Series, iv_premium: float = 
     return t
 
 
-def equity_curve(ev: pd.DataFrame, premium_budget: float = 0.02, init: float = 1.0) -> pd.DataFrame:
-    """Account equity booked at each expiry: spend ``premium_budget × size × equity(entry)`` per trade.
+@njit(cache=True)
+def _book_kernel(
+    n_days, pair_day, pair_trade, pair_rel, entry_day, exit_day, frac, entry_order, init
+):  # pragma: no cover
+    """Day loop of :func:`daily_book` (pairs sorted by day): equity, open value, and each trade's spend."""
+    n_pairs, n_trades = len(pair_day), len(entry_day)
+    eq, open_value, spend = np.empty(n_days), np.zeros(n_days), np.zeros(n_trades)
+    cash, p, q = init, 0, 0
+    for d in range(n_days):
+        p0, held = p, 0.0
+        while p < n_pairs and pair_day[p] == d:  # positions bought before today, marked at today's price and vol
+            k = pair_trade[p]
+            if entry_day[k] < d:
+                held += spend[k] * pair_rel[p]
+            p += 1
+        e = cash + held
+        while q < n_trades and entry_day[entry_order[q]] == d:  # buy: premium budget x size of today's equity
+            k = entry_order[q]
+            spend[k] = frac[k] * e
+            cash -= spend[k]
+            q += 1
+        for j in range(p0, p):  # settle today's expiries at intrinsic value; the rest stays open
+            k = pair_trade[j]
+            v = spend[k] * pair_rel[j]
+            if exit_day[k] == d:
+                cash += v
+            else:
+                open_value[d] += v
+        eq[d] = e
+    return eq, open_value, spend
 
-    Returns ``ts`` (epoch ms of the expiry date, UTC) and ``equity``; trades without outcome are skipped.
+
+def daily_book(
+    ev: pd.DataFrame, price: pd.Series, premium_budget: float = 0.02, init: float = 1.0, iv_premium: float = 0.10
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The desk's account marked every day with its own pricing model: ``(daily curve, the account's trades)``.
+
+    Each trade with a positive premium buys, at its decision day's close, ``premium_budget × size`` of that day's
+    equity of its structure; every day after, an open structure is worth its Black–Scholes value
+    (:func:`bs_price`) at that day's price, the time left to expiry and that day's IV proxy (:func:`realized_vol` of
+    the prices up to that day × (1 + ``iv_premium``)) — only what is known at the day's close, no look-ahead; on its
+    expiry day it is worth its intrinsic value (= ``payoff``) and settles into cash. Equity = cash + marked value.
+
+    Args:
+        ev: :func:`evaluate_trades` rows (``date``, ``expiry``, ``structure``, ``strike_long``, ``strike_short``,
+            ``size``, ``premium``, ``payoff``, ``option_ret``). price: BTC daily USD price indexed by date.
+
+    Returns:
+        Curve from the first decision day to the last expiry (or the price's last day, if earlier): ``ts`` (epoch ms at which the day's equity is
+        known: the next 00:00 UTC, as :func:`trade_rows`), ``equity``, ``cash``, ``position_value`` (marked open
+        structures), ``gross_exposure`` (position value / equity), ``n_positions``; and the trades with an outcome in
+        the account's currency for :func:`pipeline.core.metrics.metrics`: ``entry_ts`` / ``exit_ts``, ``notional``
+        (premium spent), ``units`` (structures bought), ``avg_exit_price`` (payoff per structure), ``pnl``, ``ret`` =
+        ``r_multiple`` = ``option_ret``, ``fees`` 0. Empty frames when no trade was bought.
     """
-    done = ev[ev["option_ret"].notna()].sort_values("expiry")
-    if done.empty:
-        return pd.DataFrame({"ts": np.zeros(0, np.int64), "equity": np.zeros(0)})
-    growth = 1.0 + premium_budget * done["size"].to_numpy() * done["option_ret"].to_numpy()
-    eq = init * np.cumprod(np.maximum(growth, 0.0))
-    ts = pd.to_datetime(done["expiry"]).astype("datetime64[ms]").astype(np.int64).to_numpy()
-    out = pd.DataFrame({"ts": ts, "equity": eq}).groupby("ts", as_index=False).last()
-    return out
+    empty = pd.DataFrame({c: np.zeros(0) for c in ("ts", "equity", "cash", "position_value", "gross_exposure")})
+    bought = ev[(ev["premium"] > 0) & ev["premium"].notna()].reset_index(drop=True)
+    if bought.empty:
+        return empty.assign(ts=empty["ts"].astype(np.int64)), pd.DataFrame()
+    d0 = pd.Timestamp(pd.to_datetime(bought["date"]).min())
+    days = pd.date_range(d0, min(price.index.max(), pd.to_datetime(bought["expiry"]).max()), freq="D")
+    spot = price.reindex(days).ffill().to_numpy(float)  # a missing day keeps the last known price (and vol)
+    vol = realized_vol(price).reindex(days).ffill().to_numpy(float) * (1 + iv_premium)
+    e_day = ((pd.to_datetime(bought["date"]) - d0).dt.days).to_numpy(np.int64)
+    x_day = ((pd.to_datetime(bought["expiry"]) - d0).dt.days).to_numpy(np.int64)
+    last = np.minimum(x_day, len(days) - 1)
+    n_held = last - e_day + 1
+    k = np.repeat(np.arange(len(bought)), n_held)
+    day = np.concatenate([np.arange(a, b + 1) for a, b in zip(e_day, last)])
+    call = bought["structure"].isin(["LONG_CALL", "CALL_SPREAD"]).to_numpy()[k]
+    k1, k2 = bought["strike_long"].to_numpy(float)[k], bought["strike_short"].astype(float).to_numpy()[k]
+    spread = ~np.isnan(k2)
+    t_left = (x_day[k] - day) / 365.0
+    mark = bs_price(spot[day], k1, t_left, vol[day], call) - np.where(
+        spread, bs_price(spot[day], np.where(spread, k2, k1), t_left, vol[day], call), 0.0
+    )
+    rel = mark / bought["premium"].to_numpy(float)[k]
+    order = np.lexsort((k, day))
+    frac = premium_budget * bought["size"].to_numpy(float)
+    eq, pos, spend = _book_kernel(
+        len(days), day[order], k[order], rel[order], e_day, x_day, frac, np.argsort(e_day, kind="stable"), float(init)
+    )
+    npos = np.bincount(day[day < x_day[k]], minlength=len(days))
+    ts = (days.astype("datetime64[ms]").astype(np.int64) + DAY_MS).to_numpy()
+    curve = pd.DataFrame(
+        {
+            "ts": ts,
+            "equity": eq,
+            "cash": eq - pos,
+            "position_value": pos,
+            "gross_exposure": pos / eq,
+            "n_positions": npos,
+        }
+    )
+    done = bought["option_ret"].notna().to_numpy() & (x_day < len(days))
+    b = bought[done]
+    units = spend[done] / b["premium"].to_numpy(float)
+    d_ms = pd.to_datetime(b["date"]).astype("datetime64[ms]").astype("int64").to_numpy() + DAY_MS
+    x_ms = pd.to_datetime(b["expiry"]).astype("datetime64[ms]").astype("int64").to_numpy() + DAY_MS
+    book = pd.DataFrame(
+        {
+            "entry_ts": d_ms,
+            "exit_ts": x_ms,
+            "notional": spend[done],
+            "units": units,
+            "avg_exit_price": b["payoff"].to_numpy(float),
+            "pnl": spend[done] * b["option_ret"].to_numpy(float),
+            "ret": b["option_ret"].to_numpy(float),
+            "r_multiple": b["option_ret"].to_numpy(float),
+            "fees": 0.0,
+        }
+    )
+    return curve, book
 
 
 def summary(ev: pd.DataFrame, by: str | list[str]) -> pd.DataFrame:
@@ -141,24 +246,39 @@ def desk_evaluation(trades: pd.DataFrame, price: pd.Series, sp) -> dict:
         sp: the structure parameters (``options_desk.decisions.structures``: DTEs, moneyness, strike grid).
 
     Returns:
-        ``ev`` (per-trade evaluation), ``equity`` (the account curve), ``metrics`` (performance plus ``n_trades`` with an
+        ``ev`` (per-trade evaluation), ``equity`` (the account marked daily, :func:`daily_book`), ``metrics``
+        (:func:`pipeline.core.metrics.metrics` of that daily curve and its trades, plus ``n_trades`` with an
         outcome, ``n_without_outcome``, and hit rates and average return over the trades with an outcome, fractions),
         ``benchmark`` (buy-and-hold BTC, always-on weekly calls, always-on weekly puts), ``by_state`` (by the day's
         fusion state; tactical hedges, which the seed opens *inside* bull regimes, form their own group
         ``tactical_hedge``), ``by_year``, ``by_trade_type`` (:func:`summary` tables), ``start`` / ``end`` (Timestamps).
     """
-    from pipeline.core.backtest import performance
+    from pipeline.core.metrics import N_TRIALS, metrics
+
+    def account(e: pd.DataFrame, n_trials: int = 1) -> tuple[pd.DataFrame, dict]:
+        curve, book = daily_book(e, price)
+        if curve.empty:
+            return curve, {"n_days": 0.0}
+        m = metrics(
+            curve["ts"].to_numpy(),
+            curve["equity"].to_numpy(),
+            book,
+            curve["gross_exposure"].to_numpy(),
+            n_trials=n_trials,
+        )
+        return curve, m
 
     ev = evaluate_trades(trades, price)
     start, end = pd.Timestamp(ev["date"].min()), pd.Timestamp(ev["date"].max())
     calls = evaluate_trades(always_on(price, "LONG", 7, sp, start, end), price)
     puts = evaluate_trades(always_on(price, "PRIMARY_SHORT", 7, sp, start, end), price)
-    eq = equity_curve(ev)
+    eq, m = account(ev, N_TRIALS["options_desk"])
     done = ev[ev["option_ret"].notna()]
-    bh = price[(price.index >= start) & (price.index <= end)].dropna()
-    bh_ts = bh.index.astype("datetime64[ms]").astype("int64").to_numpy()
-    metrics = {
-        **performance(eq["ts"].to_numpy(), eq["equity"].to_numpy()),
+    last = pd.Timestamp(eq["ts"].max() - DAY_MS, unit="ms") if len(eq) else end  # the account curve's last day
+    bh = price[(price.index >= start) & (price.index <= last)].dropna()
+    bh_ts = bh.index.astype("datetime64[ms]").astype("int64").to_numpy() + DAY_MS  # a day's price is known at its end
+    metrics_ = {
+        **m,
         "n_trades": float(len(done)),
         "n_without_outcome": float(len(ev) - len(done)),
         "option_hit_rate": float(done["hit"].mean()),
@@ -166,15 +286,15 @@ def desk_evaluation(trades: pd.DataFrame, price: pd.Series, sp) -> dict:
         "avg_option_ret": float(done["option_ret"].mean()),
     }
     bench = {
-        "buy_and_hold": performance(bh_ts, bh.to_numpy()),
+        "buy_and_hold": metrics(bh_ts, bh.to_numpy()),
         "always_on_calls": {
-            **performance(equity_curve(calls)["ts"].to_numpy(), equity_curve(calls)["equity"].to_numpy()),
+            **account(calls)[1],
             "n_trades": float(calls["option_ret"].notna().sum()),
             "option_hit_rate": float(calls["hit"].mean()),
             "direction_hit_rate": float(calls["direction_hit"].mean()),
         },
         "always_on_puts": {
-            **performance(equity_curve(puts)["ts"].to_numpy(), equity_curve(puts)["equity"].to_numpy()),
+            **account(puts)[1],
             "n_trades": float(puts["option_ret"].notna().sum()),
             "option_hit_rate": float(puts["hit"].mean()),
             "direction_hit_rate": float(puts["direction_hit"].mean()),
@@ -183,7 +303,7 @@ def desk_evaluation(trades: pd.DataFrame, price: pd.Series, sp) -> dict:
     return {
         "ev": ev,
         "equity": eq,
-        "metrics": metrics,
+        "metrics": metrics_,
         "benchmark": bench,
         "by_state": summary(ev.assign(state=state_group(ev)), "state"),
         "by_year": summary(ev.assign(year=pd.to_datetime(ev["date"]).dt.year), "year"),
@@ -197,9 +317,6 @@ def state_group(ev: pd.DataFrame) -> pd.Series:
     """The group a trade is reported under: its day's fusion ``state``, except tactical hedges (``TACTICAL_PUT``,
     bought inside a bull state to protect it) which are :data:`TACTICAL_GROUP`."""
     return ev["state"].where(ev["trade_type"] != "TACTICAL_PUT", TACTICAL_GROUP)
-
-
-DAY_MS = 86_400_000
 
 
 def trade_rows(ev: pd.DataFrame) -> pd.DataFrame:

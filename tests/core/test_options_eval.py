@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.core.options_eval import always_on, bs_price, equity_curve, evaluate_trades, realized_vol, summary
+from pipeline.core.options_eval import always_on, bs_price, daily_book, evaluate_trades, realized_vol, summary
 
 
 def test_black_scholes_reference_values_and_parity():
@@ -41,8 +41,28 @@ def test_trade_outcomes_on_a_crafted_path():
     assert ev["payoff"].iloc[1] == 0.0 and ev["option_ret"].iloc[1] == -1.0  # the put spread expires worthless
     assert ev["underlying_ret"].iloc[0] == pytest.approx(0.2) and ev["underlying_ret"].iloc[1] == pytest.approx(-0.2)
     assert list(ev["hit"]) == [True, False] and list(ev["direction_hit"]) == [True, False]
-    eq = equity_curve(ev, premium_budget=0.02)
-    assert eq["equity"].iloc[-1] == pytest.approx((1 + 0.02 * ev["option_ret"].iloc[0]) * (1 - 0.02 * 0.5) * 1.0)
+    curve, book = daily_book(ev, price, premium_budget=0.02)
+    # both bought on day 40 with 2 % x size of equity 1, settled on day 70 at payoff / premium of that spend
+    assert curve["equity"].iloc[-1] == pytest.approx(
+        1 + 0.02 * ev["option_ret"].iloc[0] + 0.01 * ev["option_ret"].iloc[1]
+    )
+    assert list(book["notional"]) == pytest.approx([0.02, 0.01]) and book["pnl"].sum() == pytest.approx(
+        curve["equity"].iloc[-1] - 1
+    )
+    # day 55: the call is marked by hand with that day's price, 15 days left and that day's IV proxy
+    mark = bs_price(price.iloc[55], k, 15 / 365, realized_vol(price).iloc[55] * 1.1, True)
+    row = curve[curve["ts"] == (dates[55] + pd.Timedelta(days=1)).value // 1_000_000].iloc[0]
+    spread = ev.iloc[1]
+    put_mark = bs_price(price.iloc[55], spread["strike_long"], 15 / 365, realized_vol(price).iloc[55] * 1.1, False)
+    put_mark -= bs_price(price.iloc[55], spread["strike_short"], 15 / 365, realized_vol(price).iloc[55] * 1.1, False)
+    want = 0.02 * mark / ev["premium"].iloc[0] + 0.01 * put_mark / spread["premium"]
+    assert row["position_value"] == pytest.approx(want) and row["equity"] == pytest.approx(0.97 + want)
+    # no look-ahead: prices after day 55 do not change the marks up to day 55
+    later = price.copy()
+    later.iloc[56:] *= 1.5
+    c2, _ = daily_book(evaluate_trades(trades, later, iv_premium=0.1), later, premium_budget=0.02)
+    np.testing.assert_allclose(c2["equity"].iloc[:16], curve["equity"].iloc[:16], rtol=1e-12)
+    assert c2["equity"].iloc[-1] != pytest.approx(curve["equity"].iloc[-1])
     s = summary(ev, "structure").set_index("structure")
     assert s.loc["LONG_CALL", "option_hit_rate"] == 1.0 and s.loc["PUT_SPREAD", "trades"] == 1
 
@@ -59,7 +79,8 @@ def test_unknown_outcomes_stay_unknown_and_always_on_benchmark():
     assert list(t["expiry"].dt.date) == [w["expiry"] for w in want] and t["structure"].eq("LONG_CALL").all()
     ev = evaluate_trades(t, price)
     assert ev["option_ret"].isna().all()  # every expiry lies beyond the data: no invented outcome
-    assert equity_curve(ev).empty
+    curve, book = daily_book(ev, price)
+    assert book.empty and (curve["n_positions"] > 0).any()  # open structures are marked, none is settled
 
 
 def _structure_params():
