@@ -107,7 +107,7 @@ def sharpe_stats(r: np.ndarray, n_trials: int = 1, trial_sharpe_var: float | Non
 
     Returns:
         ``psr`` = PSR(0), ``dsr`` = PSR(SR₀), ``dsr_sharpe0`` = SR₀ · √365, ``skew``, ``kurtosis`` (non-excess),
-        ``n_trials``; NaN where n < 3 or the returns are constant.
+        ``n_trials``; NaN where n < 4 or the returns are constant.
 
     Raises:
         ValueError: ``n_trials`` < 1.
@@ -118,7 +118,7 @@ def sharpe_stats(r: np.ndarray, n_trials: int = 1, trial_sharpe_var: float | Non
     n = len(r)
     out = {"n_trials": float(n_trials)}
     sd = r.std(ddof=1) if n > 1 else np.nan
-    if n < 3 or not sd > 0:
+    if n < 4 or not sd > 0:  # the sample kurtosis needs four returns
         return {**out, "psr": np.nan, "dsr": np.nan, "dsr_sharpe0": np.nan, "skew": np.nan, "kurtosis": np.nan}
     sr = r.mean() / sd
     g3, g4 = float(skew(r, bias=False)), float(kurtosis(r, fisher=False, bias=False))
