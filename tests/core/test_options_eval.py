@@ -181,3 +181,16 @@ def test_real_option_rows_have_prices_and_the_underlying_traded_that_day(real_ev
         ][[t, px, "low", "high"]]
         checked += len(x)
     assert checked > 100
+
+
+def test_real_evaluation_has_a_daily_marked_curve_that_reconciles(real_evaluation):
+    """Issue 15: the desk's account is marked every day (one row per UTC day, known at the next 00:00) and its final
+    equity is the start plus the P&L of its settled trades; the metrics are of that daily curve, 365 days a year."""
+    e, _ = real_evaluation
+    c, m = e["equity"], e["metrics"]
+    assert (np.diff(c["ts"]) == 86_400_000).all() and (c["ts"] % 86_400_000 == 0).all()
+    assert m["n_days"] == len(c) > 1000 and m["years"] == pytest.approx((len(c) - 1) / 365)
+    assert ((c["gross_exposure"] >= 0) & (c["gross_exposure"] < 1)).all() and m["exposure"] > 0
+    assert {"psr", "dsr", "turnover", "sortino", "calmar"} <= set(m) and m["n_trials"] == 1
+    assert m["total_return"] == pytest.approx(c["equity"].iloc[-1] / c["equity"].iloc[0] - 1)
+    assert e["benchmark"]["buy_and_hold"]["n_days"] == m["n_days"]  # buy-and-hold over the same days

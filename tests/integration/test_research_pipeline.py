@@ -13,6 +13,7 @@ import pytest
 import assets.research.model as ml_assets
 from models.datasets import MODEL_FEATURES
 from pipeline.config import settings
+from pipeline.core.metrics import daily_closes
 from pipeline.definitions import ALL_ASSETS
 from pipeline.jobs import ON_DEMAND
 from pipeline.partitions import full_range_tags
@@ -124,9 +125,9 @@ def test_train_gate_promote_backtest_then_refuse_a_failing_model(resources, monk
         eq = _q(resources, "SELECT * FROM backtest.equity WHERE run_id = ? ORDER BY ts", [rid])
         assert m["n_trades"] == (trades.exit_reason != "open").sum() and len(trades) > 0
         assert eq.equity.iloc[-1] == pytest.approx(100_000 + trades.pnl.sum(), rel=1e-9)
-        assert json.loads(bt["benchmark"][0])["total_return"] == pytest.approx(
-            eq.benchmark_equity.iloc[-1] / 100_000 - 1, rel=1e-6
-        )
+        bh = daily_closes(eq.ts.to_numpy(), eq.benchmark_equity.to_numpy(), 3_600_000)  # the metrics' daily closes
+        assert json.loads(bt["benchmark"][0])["total_return"] == pytest.approx(bh.iloc[-1] / 100_000 - 1, rel=1e-6)
+        assert bt["n_trials"][0] == 1 and bt["psr"][0] == pytest.approx(m["psr"]) and bt["dsr"][0] == bt["psr"][0]
         assert set(json.loads(bt["costs"][0])) == {"fee_taker_bps", "fee_maker_bps", "slippage_bps", "latency_bars"}
         with duckdb.connect(resources["warehouse"].serving_path, read_only=True) as con:  # published for SQL users
             assert con.execute("SELECT count(*) FROM backtest.trades WHERE run_id = ?", [rid]).fetchone()[0] == len(
