@@ -12,6 +12,7 @@ import pandas as pd
 from assets.common import POOL, if_unchanged, md_table
 from assets.keys import GROUP_OPTIONS, OPTIONS_BACKTEST, OPTIONS_TRADES
 from pipeline.config import settings
+from pipeline.core.metrics import METRICS_VERSION
 from pipeline.core.options_eval import desk_evaluation, trade_rows
 from resources.warehouse import WarehouseResource
 from warehouse import io, readers, runs
@@ -64,7 +65,7 @@ def backtest_options_desk(context: dg.AssetExecutionContext, warehouse: Warehous
     decisions = settings().options_desk.decisions
     with warehouse.connect() as con:
         inputs = readers.asset_fingerprints(["signals.options", "market.onchain_daily"])
-        fp = io.inputs_fingerprint(con, inputs, extra=CODE_VERSION)
+        fp = io.inputs_fingerprint(con, inputs, extra=CODE_VERSION + METRICS_VERSION)
         if skip := if_unchanged(con, "backtest.options_desk", fp, SKIPPED, metadata={"run_id": RUN_ID}):
             return skip
         e = desk_evaluation(readers.taken_option_trades(con), readers.btc_price(con), decisions.structures)

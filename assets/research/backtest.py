@@ -19,6 +19,7 @@ from assets.common import POOL, if_unchanged, md_table, png_md
 from assets.keys import ACCOUNTING_RECONCILES, BASELINE, BASELINE_BACKTEST, GROUP_RESEARCH
 from pipeline.config import settings
 from pipeline.core.backtest import equity_plot, long_flat_backtest, long_flat_params
+from pipeline.core.metrics import METRICS_VERSION
 from pipeline.core.timeframes import timeframe_ms
 from resources.mlflow_tracking import MlflowTracking
 from resources.warehouse import WarehouseResource
@@ -251,8 +252,10 @@ def _metadata(run_id: str, bt, symbols: list[str], out, m: dict, bench: dict, pn
 
 
 def _fingerprint(con, run_id: str, blob: str) -> str:
-    """The predictions' run, the parameters, and whether this run is stored (a deleted run re-runs)."""
-    return io.inputs_fingerprint(con, f"SELECT count(*) FROM backtest.runs WHERE run_id = '{run_id}'", blob)
+    """The predictions' run, the parameters, the metrics' version, and whether this run is stored (a deleted run
+    re-runs)."""
+    sql = f"SELECT count(*) FROM backtest.runs WHERE run_id = '{run_id}'"
+    return io.inputs_fingerprint(con, sql, blob + METRICS_VERSION)  # new metric definitions re-score the same run
 
 
 def _stored(con, run_id: str) -> dict:

@@ -24,7 +24,7 @@ from pipeline.core.backtest import (
     equity_plot,
     with_benchmark,
 )
-from pipeline.core.metrics import N_TRIALS, metrics
+from pipeline.core.metrics import METRICS_VERSION, N_TRIALS, metrics
 from pipeline.core.setup_signals import execution_params
 from pipeline.core.timeframes import timeframe_ms
 from resources.warehouse import WarehouseResource
@@ -125,7 +125,7 @@ def backtest_setup_scanner(context: dg.AssetExecutionContext, warehouse: Warehou
     cfg = settings()
     sc = cfg.setup_scanner
     with warehouse.connect() as con:
-        fp = chain_fingerprint(con, sc, model_in_force(con, sc))
+        fp = chain_fingerprint(con, sc, model_in_force(con, sc)) + METRICS_VERSION  # new definitions re-score
         if skip := if_unchanged(con, "backtest.setup_scanner", fp, SKIPPED, checks=(ACCOUNTING_RECONCILES,)):
             return skip
         gated = readers.table(con, "signals.setups")

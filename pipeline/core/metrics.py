@@ -46,6 +46,9 @@ import numpy as np
 import pandas as pd
 from scipy.stats import kurtosis, norm, skew
 
+#: the version of these definitions: part of each backtest asset's input fingerprint (not of its run id), so a
+#: warehouse whose runs were scored by older definitions recomputes them in place at the next run
+METRICS_VERSION = "daily-utc-365-v1"
 DAY_MS = 86_400_000
 PERIODS = 365  # daily closes a year
 EULER_GAMMA = 0.5772156649015329
