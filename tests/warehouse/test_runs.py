@@ -163,3 +163,50 @@ def test_an_old_backtest_trades_table_gets_the_new_columns(tmp_path):
         [100.0, 105.0]
     ]
     assert t["instrument"].isna().all()  # a linear instrument: the symbol itself
+
+
+def test_an_old_backtest_runs_table_gets_the_trials_and_sharpe_columns(tmp_path):
+    """Issue 15: a ``backtest.runs`` created before ``n_trials`` / ``sharpe`` / ``psr`` / ``dsr`` existed gets them on
+    the next read-write open (NULL in its old rows); a new run fills them from its metrics."""
+    import duckdb
+
+    path = str(tmp_path / "old.duckdb")
+    with duckdb.connect(path) as con:  # the table as the old code created it
+        con.execute("CREATE SCHEMA backtest")
+        con.execute(
+            """CREATE TABLE backtest.runs (run_id VARCHAR NOT NULL, desk VARCHAR, strategy VARCHAR, sample VARCHAR,
+            period_start TIMESTAMP, period_end TIMESTAMP, timeframe VARCHAR, universe JSON, params JSON, costs JSON,
+            metrics JSON, benchmark JSON, per_symbol JSON, model_name VARCHAR, model_run_id VARCHAR,
+            mlflow_run_id VARCHAR, code_version VARCHAR, dagster_run_id VARCHAR, created_at TIMESTAMP)"""
+        )
+        con.execute("INSERT INTO backtest.runs (run_id, desk) VALUES ('old', 'd')")
+    with io.connect(path) as con:
+        _, trades, equity = _backtest("a")
+        m = {"total_return": 0.1, "sharpe": 1.5, "psr": 0.97, "dsr": 0.61, "n_trials": 39.0}
+        runs.write_backtest(con, runs.backtest_run_row(**_run_kwargs(m)), trades, equity)
+        r = io.read_df(con, "SELECT run_id, n_trials, sharpe, psr, dsr FROM backtest.runs ORDER BY run_id")
+    assert r.set_index("run_id").loc["a"].tolist() == [39, 1.5, 0.97, 0.61]
+    assert r.set_index("run_id").loc["old"].isna().all()
+
+
+def _run_kwargs(metrics: dict) -> dict:
+    return dict(
+        run_id="a",
+        desk="d",
+        strategy="s",
+        sample="oos",
+        period_start=pd.Timestamp(0),
+        period_end=pd.Timestamp(1),
+        timeframe="1h",
+        universe=["BTC/USDT"],
+        params={},
+        costs={},
+        metrics=metrics,
+        benchmark={},
+        per_symbol=None,
+        model_name=None,
+        model_run_id=None,
+        mlflow_run_id=None,
+        code_version="1",
+        dagster_run_id="x",
+    )
