@@ -10,9 +10,12 @@ import time
 
 import duckdb
 import pandas as pd
+import pytest
 import uvicorn
 
 from pipeline.api import uvicorn_config
+from pipeline.core.onchain_signals import onchain_features
+from pipeline.core.options_fusion import decide_days
 from tests.conftest import SLICE_ROOT
 from warehouse.schema import DDL
 
@@ -31,6 +34,15 @@ API_TABLES = [
 #: the candle series of the fixture: the sliced real files (BTC 1h ends 2019-06-30 23:00, ETH 1d 2019-12-31)
 CANDLES = [("BTC/USDT", "1h"), ("ETH/USDT", "1d")]
 H = 3_600_000
+
+
+@pytest.fixture(scope="session")
+def options_signals(onchain_inputs) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``(daily, trades)`` of the options desk's pure engine on the real on-chain data (computed once per session;
+    import this fixture into a test module to use it)."""
+    oc, fng = onchain_inputs
+    f = onchain_features(oc, fng)
+    return decide_days(f, f["date"].map(oc.set_index("date")["price_usd"]))
 
 
 def _ddl(con: duckdb.DuckDBPyConnection, table: str) -> None:

@@ -9,17 +9,16 @@ import pandas as pd
 import pytest
 
 from pipeline.api import Signal, TokenStore, Trade, create_app
-from pipeline.core.onchain_signals import onchain_features
-from pipeline.core.options_fusion import decide_days
-from tests.apps.api_helpers import serve, write_desk_tables
+from tests.apps.api_helpers import options_signals, serve, write_desk_tables
+
+__all__ = ["options_signals"]  # the session fixture, shared with tests/reliability/test_api_hardening.py
 
 
 @pytest.fixture(scope="module")
-def server(onchain_inputs, tmp_path_factory):
+def server(onchain_inputs, options_signals, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("api")
     oc, fng = onchain_inputs
-    f = onchain_features(oc, fng)
-    daily, trades = decide_days(f, f["date"].map(oc.set_index("date")["price_usd"]))
+    daily, trades = options_signals
     serving = tmp / "serving.duckdb"
     with duckdb.connect(str(serving)) as con:
         con.execute("CREATE SCHEMA signals")

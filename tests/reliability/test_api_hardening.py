@@ -13,17 +13,10 @@ from fastapi.testclient import TestClient
 
 from pipeline.api import MAX_HEADER_BYTES, TokenStore, create_app
 from pipeline.config import TraderConfig
-from pipeline.core.onchain_signals import onchain_features
-from pipeline.core.options_fusion import decide_days
-from tests.apps.api_helpers import API_TABLES, serve, write_desk_tables
+from tests.apps.api_helpers import API_TABLES, options_signals, serve, write_desk_tables
 from warehouse.publish import publish_snapshot
 
-
-def _signals(onchain_inputs):
-    oc, fng = onchain_inputs
-    f = onchain_features(oc, fng)
-    daily, trades = decide_days(f, f["date"].map(oc.set_index("date")["price_usd"]))
-    return daily.assign(date=daily["date"].dt.date), trades.assign(date=pd.to_datetime(trades["date"]).dt.date)
+__all__ = ["options_signals"]  # the session fixture, shared with tests/apps/test_api.py
 
 
 def _publish(tmp, daily, trades, onchain_inputs, input_errors: pd.DataFrame | None = None):
@@ -43,8 +36,9 @@ def _publish(tmp, daily, trades, onchain_inputs, input_errors: pd.DataFrame | No
 
 
 @pytest.fixture(scope="module")
-def signals_frames(onchain_inputs):
-    return _signals(onchain_inputs)
+def signals_frames(options_signals):
+    daily, trades = options_signals
+    return daily.assign(date=daily["date"].dt.date), trades.assign(date=pd.to_datetime(trades["date"]).dt.date)
 
 
 @pytest.fixture(scope="module")
