@@ -701,7 +701,7 @@ def create_app(serving_path: str, tokens_path: str, cfg: TraderConfig | None = N
     store = TokenStore(tokens_path)
     snap = Snapshot(serving_path)
     app = FastAPI(
-        title="Options desk signals",
+        title="Trader API",
         version="1",
         description=__doc__.split("\n\n")[0],
         docs_url=None,
@@ -735,7 +735,7 @@ def create_app(serving_path: str, tokens_path: str, cfg: TraderConfig | None = N
             swagger_js_url=f"{DOCS_STATIC}/swagger-ui-bundle.js",
             swagger_css_url=f"{DOCS_STATIC}/swagger-ui.css",
             swagger_favicon_url=f"{DOCS_STATIC}/favicon.png",
-            swagger_ui_parameters={"persistAuthorization": True, "validatorUrl": None, "tryItOutEnabled": True},
+            swagger_ui_parameters={"persistAuthorization": True, "validatorUrl": None},
         )
 
     @app.get("/redoc", include_in_schema=False)
@@ -792,7 +792,12 @@ def create_app(serving_path: str, tokens_path: str, cfg: TraderConfig | None = N
     def setups() -> list[SetupSignal]:
         return snap.memo("setups", lambda cur: _opt(serving.setups(cur), lambda r: SetupSignal(time=_ms(r["ts"]), **r)))
 
-    @app.get("/api/v1/health/", response_model=Health, responses={**_E503, **_E500})
+    @app.get(
+        "/api/v1/health/",
+        summary="Health: input ages, ok / degraded",
+        response_model=Health,
+        responses={**_E503, **_E500},
+    )
     async def health() -> Response:
         """Snapshot status (no token): the age of the latest signal and of each input (candles, on-chain,
         sentiment, setup signals: whatever the snapshot holds) and the inputs failing validation. ``degraded`` with
@@ -810,7 +815,12 @@ def create_app(serving_path: str, tokens_path: str, cfg: TraderConfig | None = N
                     hit = health_cache["v"] = (key, now, body)
         return Response(hit[2], media_type="application/json")
 
-    @app.get("/api/v1/signals/", response_model=SignalPage, responses={**_E401, **_E404_PAGE, **_E503, **_E500})
+    @app.get(
+        "/api/v1/signals/",
+        summary="Options desk: daily signals (paginated)",
+        response_model=SignalPage,
+        responses={**_E401, **_E404_PAGE, **_E503, **_E500},
+    )
     async def signals(
         page: int = _PAGE,
         page_size: int = _PAGE_SIZE,
@@ -825,6 +835,7 @@ def create_app(serving_path: str, tokens_path: str, cfg: TraderConfig | None = N
 
     @app.get(
         "/api/v1/signals/latest/",
+        summary="Options desk: latest signal",
         response_model=Signal,
         responses={**_E401, 404: _err("No signal published yet."), **_E503, **_E500},
     )
@@ -839,6 +850,7 @@ def create_app(serving_path: str, tokens_path: str, cfg: TraderConfig | None = N
 
     @app.get(
         "/api/v1/signals/{day}/",
+        summary="Options desk: signal of a date",
         response_model=Signal,
         responses={**_E401, 404: _err("No signal for that date."), **_E503, **_E500},
     )
@@ -862,7 +874,12 @@ def create_app(serving_path: str, tokens_path: str, cfg: TraderConfig | None = N
             ) from None
         return json_response(snap.cached(("day", d), lambda: signal(d)), f"no signal for {d.isoformat()}")
 
-    @app.get("/api/v1/setups/", response_model=SetupPage, responses={**_E401, **_E404_PAGE, **_E503, **_E500})
+    @app.get(
+        "/api/v1/setups/",
+        summary="Setup scanner: gated signals (paginated)",
+        response_model=SetupPage,
+        responses={**_E401, **_E404_PAGE, **_E503, **_E500},
+    )
     async def setup_signals(
         symbol: str | None = Query(None, max_length=40, description="e.g. BTC/USDT"),
         timeframe: str | None = Query(None, max_length=10, description="e.g. 1h"),
@@ -884,7 +901,12 @@ def create_app(serving_path: str, tokens_path: str, cfg: TraderConfig | None = N
 
         return json_response(snap.cached(("setups", symbol, timeframe, page, page_size), build))
 
-    @app.get("/api/v1/setups/latest/", response_model=SetupPage, responses={**_E401, **_E404_PAGE, **_E503, **_E500})
+    @app.get(
+        "/api/v1/setups/latest/",
+        summary="Setup scanner: newest signal per symbol x timeframe",
+        response_model=SetupPage,
+        responses={**_E401, **_E404_PAGE, **_E503, **_E500},
+    )
     async def setup_latest(page: int = _PAGE, page_size: int = _PAGE_SIZE, _: str = Depends(auth)) -> Response:
         """The newest gated signal of every symbol × timeframe, newest first."""
 
@@ -901,7 +923,12 @@ def create_app(serving_path: str, tokens_path: str, cfg: TraderConfig | None = N
     def models() -> list[ModelStatus]:
         return snap.memo("models", lambda cur: _opt(serving.model_runs(cur), None, _model_statuses))
 
-    @app.get("/api/v1/backtests/", response_model=BacktestPage, responses={**_E401, **_E404_PAGE, **_E503, **_E500})
+    @app.get(
+        "/api/v1/backtests/",
+        summary="Backtests: newest summary of every desk",
+        response_model=BacktestPage,
+        responses={**_E401, **_E404_PAGE, **_E503, **_E500},
+    )
     async def backtest_list(page: int = _PAGE, page_size: int = _PAGE_SIZE, _: str = Depends(auth)) -> Response:
         """The newest backtest summary of every desk × strategy (metrics and buy-and-hold benchmark), by desk."""
 
@@ -912,6 +939,7 @@ def create_app(serving_path: str, tokens_path: str, cfg: TraderConfig | None = N
 
     @app.get(
         "/api/v1/backtests/{desk}/",
+        summary="Backtests: newest summaries of one desk",
         response_model=BacktestPage,
         responses={**_E401, 404: _err("Unknown desk, or page beyond the last."), **_E503, **_E500},
     )
@@ -929,7 +957,12 @@ def create_app(serving_path: str, tokens_path: str, cfg: TraderConfig | None = N
 
         return json_response(snap.cached(("backtests", desk, page, page_size), build), f"no backtest of desk {desk}")
 
-    @app.get("/api/v1/models/", response_model=ModelPage, responses={**_E401, **_E404_PAGE, **_E503, **_E500})
+    @app.get(
+        "/api/v1/models/",
+        summary="Models: status of every model",
+        response_model=ModelPage,
+        responses={**_E401, **_E404_PAGE, **_E503, **_E500},
+    )
     async def model_list(page: int = _PAGE, page_size: int = _PAGE_SIZE, _: str = Depends(auth)) -> Response:
         """Every model's status: its latest training (OOS scores, promotion verdict and reasons) and its champion."""
 
@@ -940,6 +973,7 @@ def create_app(serving_path: str, tokens_path: str, cfg: TraderConfig | None = N
 
     @app.get(
         "/api/v1/models/{name}/",
+        summary="Models: status of one model",
         response_model=ModelStatus,
         responses={**_E401, 404: _err("Unknown model."), **_E503, **_E500},
     )
