@@ -141,7 +141,7 @@ class InputError(BaseModel):
     file: str | None = None
     rule: str | None = None
     message: str | None = None
-    detected_at: str | None = None
+    detected_at: dt.datetime | None = Field(None, description="UTC.")
 
 
 class InputAge(BaseModel):
@@ -593,7 +593,7 @@ def _health(snap: Snapshot, cfg: TraderConfig, now: dt.datetime) -> Health:
             file=None if r["locator"] is None else os.path.basename(str(r["locator"]).replace("\\", "/")),
             rule=None if r["rule"] is None else str(r["rule"]),
             message=_file_name_only(r["message"]),
-            detected_at=None if r["detected_at"] is None else r["detected_at"].replace(tzinfo=None).isoformat(sep=" "),
+            detected_at=r["detected_at"],
         )
         for r in rows
     ]
