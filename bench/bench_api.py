@@ -40,7 +40,7 @@ import sys, importlib.util
 sys.path.insert(0, {repo!r})
 import uvicorn
 spec = importlib.util.spec_from_file_location("api_under_test", {module!r})
-m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)
+m = importlib.util.module_from_spec(spec); sys.modules[spec.name] = m; spec.loader.exec_module(m)
 app = m.create_app({serving!r}, {tokens!r})
 if hasattr(m, "uvicorn_config"):
     uvicorn.Server(m.uvicorn_config(app, port={port}, log_level="warning", access_log=False)).run()
@@ -95,12 +95,14 @@ def measure(name: str, module: Path, serving: Path, tokens: Path, token: str, ar
     script = _SERVER.format(repo=str(REPO), module=str(module), serving=str(serving), tokens=str(tokens), port=port)
     proc = subprocess.Popen([sys.executable, "-c", script])
     try:
-        for _ in range(200):
+        for _ in range(1200):  # up to 60 s: the server's imports are slow on a loaded machine
             try:
                 socket.create_connection(("127.0.0.1", port), 0.1).close()
                 break
             except OSError:
                 time.sleep(0.05)
+        else:
+            raise SystemExit(f"{name}: the server did not listen on port {port} within 60 s")
         days = [
             str(d)
             for d in duckdb.connect(str(serving), read_only=True)
@@ -173,7 +175,7 @@ def main() -> None:
         )
         results = [
             measure(
-                f"baseline ({args.baseline_ref}: connect per query)",
+                f"baseline (pipeline/api.py at {args.baseline_ref})",
                 baseline,
                 tmp / "serving.duckdb",
                 tokens,

@@ -103,6 +103,31 @@ class MlflowConfig(Params):
     )
 
 
+class ApiHealthConfig(Params):
+    """``api.health``: when ``GET /api/v1/health/`` says ``degraded`` (the age of each input in the snapshot, from the
+    end of the period its newest row covers: a candle's close, the end of a daily row's day, to the time of the
+    request). The options signal's bound is ``options_desk.max_data_age_days`` (the CLI's STALE DATA warning)."""
+
+    max_candle_age_hours: float = Field(
+        26.0,
+        gt=0,
+        description="Degraded when any symbol x timeframe's newest candle closed more than this many hours ago (a 1d "
+        "candle closes once a day: 24 h + 2 h of slack).",
+    )
+    max_onchain_age_hours: float = Field(
+        48.0, gt=0, description="Degraded when the newest on-chain day ended more than this many hours ago."
+    )
+    max_sentiment_age_hours: float = Field(
+        48.0, gt=0, description="Degraded when the newest Fear & Greed day ended more than this many hours ago."
+    )
+
+
+class ApiConfig(Params):
+    """``api``: the REST API (``trader api serve``)."""
+
+    health: ApiHealthConfig = Field(default_factory=ApiHealthConfig)
+
+
 class ResampleConfig(Params):
     base_timeframe: str | None = Field(
         None,
@@ -242,6 +267,7 @@ class TraderConfig(Params):
     research: ResearchConfig = Field(default_factory=ResearchConfig)
     options_desk: OptionsDeskConfig = Field(default_factory=OptionsDeskConfig)
     setup_scanner: SetupScannerConfig = Field(default_factory=SetupScannerConfig)
+    api: ApiConfig = Field(default_factory=ApiConfig)
 
     @model_validator(mode="after")
     def _base_timeframe(self) -> "TraderConfig":

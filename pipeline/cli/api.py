@@ -49,10 +49,11 @@ def list_tokens() -> None:
 
 @app.command("serve")
 def serve(host: str = typer.Option("127.0.0.1"), port: int = typer.Option(8000)) -> None:
-    """Serve the API (OpenAPI schema at /openapi.json, docs at /docs)."""
+    """Serve the API over the serving snapshot (OpenAPI schema at /openapi.json, Swagger UI at /docs, ReDoc at /redoc,
+    both offline); health's age bounds from the ``api.health`` section of the config."""
     import uvicorn
 
     from pipeline.api import create_app, uvicorn_config
 
     cfg = settings()
-    uvicorn.Server(uvicorn_config(create_app(cfg.warehouse.serving_path, tokens_path(cfg)), host, port)).run()
+    uvicorn.Server(uvicorn_config(create_app(cfg.warehouse.serving_path, tokens_path(cfg), cfg), host, port)).run()
