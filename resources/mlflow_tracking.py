@@ -47,7 +47,7 @@ VIEW_TAG = f"mlflow.sharedViewState.{VIEW_KEY}"
 UI_QUERY = "workflowType=machine_learning"
 #: verdict tags on a model version (and its run)
 VERDICT_TAG, REASONS_TAG = "promotion_verdict", "promotion_reasons"
-_VERDICT_HEADING = "\n\n**Promotion gate:**"
+_VERDICT_HEADING = "**Promotion gate:**"
 
 #: the README's out-of-sample comparison figures: calibrated OOS AUC, ECE, Brier against the base-rate Brier, rows
 TRAINING_COLUMNS = ("oos_auc_cal", "oos_ece_cal", "oos_brier_cal", "oos_brier_base_cal", "oos_n_cal")
@@ -187,12 +187,14 @@ def benchmark_metrics(benchmark: dict) -> dict[str, float]:
 
 @dataclass(frozen=True)
 class LoggedRun:
-    """Where a logged run lives: ids, the registered version (None for unregistered runs) and its UI address."""
+    """Where a logged run lives: ids, the registered version (None for unregistered runs), its UI address and its
+    experiment's run table with the saved OOS view."""
 
     run_id: str
     experiment_id: str
     version: str | None
     url: str
+    experiment_url: str = ""
 
 
 def _finite(d: dict, prefix: str = "", suffix: str = "") -> dict[str, float]:
@@ -317,7 +319,11 @@ class MlflowTracking(dg.ConfigurableResource):
             version = self.log_sklearn_model(rec.model, rec.registered_name, input_example=rec.input_example)
             self._describe_version(rec, version, headline)
             return LoggedRun(
-                run.info.run_id, run.info.experiment_id, version, self.run_url(run.info.experiment_id, run.info.run_id)
+                run.info.run_id,
+                run.info.experiment_id,
+                version,
+                self.run_url(run.info.experiment_id, run.info.run_id),
+                self.experiment_url(run.info.experiment_id),
             )
 
     def _describe_version(self, rec: TrainingRecord, version: str, headline: str) -> None:
@@ -334,16 +340,17 @@ class MlflowTracking(dg.ConfigurableResource):
 
     def set_verdict(self, name: str, version: str, run_id: str, passed: bool, reasons: list[str]) -> None:
         """Tag version ``version`` of ``name`` and its run with the promotion verdict (``PASS`` / ``FAIL``) and the
-        reasons (one rule a line), and append them to the version's description; a refused version is tagged too."""
+        reasons (``; ``-separated rules), and append them (one rule a line) to the version's description; a refused version is tagged too."""
         client = self.client()
-        verdict, why = "PASS" if passed else "FAIL", "\n".join(reasons)
+        verdict, why = "PASS" if passed else "FAIL", "; ".join(reasons)
         for k, v in {VERDICT_TAG: verdict, REASONS_TAG: why}.items():
             client.set_model_version_tag(name, str(version), k, v)
             client.set_tag(run_id, k, v)
         client.set_tag(run_id, "promotion_passed", str(passed))
-        base = (client.get_model_version(name, str(version)).description or "").split(_VERDICT_HEADING)[0]
+        base = (client.get_model_version(name, str(version)).description or "").split(_VERDICT_HEADING)[0].rstrip()
         lines = "\n".join(f"- {r}" for r in reasons)
-        client.update_model_version(name, str(version), description=f"{base}{_VERDICT_HEADING} {verdict}\n\n{lines}")
+        text = (f"{base}\n\n" if base else "") + f"{_VERDICT_HEADING} {verdict}\n\n{lines}"
+        client.update_model_version(name, str(version), description=text)
 
     def log_backtest(
         self,
@@ -366,7 +373,11 @@ class MlflowTracking(dg.ConfigurableResource):
             for name, png in images.items():
                 mlflow.log_image(_png_array(png), name)
             return LoggedRun(
-                run.info.run_id, run.info.experiment_id, None, self.run_url(run.info.experiment_id, run.info.run_id)
+                run.info.run_id,
+                run.info.experiment_id,
+                None,
+                self.run_url(run.info.experiment_id, run.info.run_id),
+                self.experiment_url(run.info.experiment_id),
             )
 
     def load_champion(self, name: str):

@@ -54,10 +54,18 @@ def test_a_refused_version_is_tagged_with_its_verdict_and_reasons(trk):
     trk.set_verdict("setup_meta", version, run.info.run_id, False, reasons)
     trk.set_verdict("setup_meta", version, run.info.run_id, False, reasons)  # the description holds one verdict
     v = client.get_model_version("setup_meta", version)
-    assert v.tags["promotion_verdict"] == "FAIL" and v.tags["promotion_reasons"] == "\n".join(reasons)
+    assert v.tags["promotion_verdict"] == "FAIL" and v.tags["promotion_reasons"] == "; ".join(reasons)
     assert v.description.count("**Promotion gate:** FAIL") == 1 and "- FAIL auc 0.5310 >= 0.99" in v.description
     assert v.description.startswith("v1.")
     assert client.get_run(run.info.run_id).data.tags["promotion_passed"] == "False"
+    old = client.create_model_version("setup_meta", "file:///nowhere", run.info.run_id).version  # an old store's
+    for passed in (False, True):  # re-evaluated: the verdict is replaced, not appended
+        trk.set_verdict("setup_meta", old, run.info.run_id, passed, ["PASS auc 0.5315 >= 0.51"])
+    v = client.get_model_version("setup_meta", old)
+    assert (
+        v.description == "**Promotion gate:** PASS\n\n- PASS auc 0.5315 >= 0.51"
+        and v.tags["promotion_verdict"] == "PASS"
+    )
     assert client.get_experiment(run.info.experiment_id).tags[KIND_TAG] == ML_KIND  # a new experiment too
 
 
