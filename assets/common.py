@@ -68,6 +68,7 @@ def version_metadata(logged, name: str, scores_raw: dict, scores_cal: dict, trai
     scores = pd.DataFrame([{"set": "raw", **rounded(scores_raw)}, {"set": "calibrated", **rounded(scores_cal)}])
     return {
         "mlflow_run": dg.MetadataValue.url(logged.url),
+        "mlflow_experiment": dg.MetadataValue.url(logged.experiment_url),
         "mlflow_run_id": logged.run_id,
         "model_uri": f"models:/{name}/{logged.version}",
         "model_version": logged.version,

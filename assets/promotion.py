@@ -20,7 +20,10 @@ from warehouse import readers, runs
 def reconcile_champion(con, mlflow: MlflowTracking, name: str):
     """The ``ModelVersion`` behind ``name@champion`` (or None), after making ``ml.model_runs.promoted`` agree with it
     (:func:`warehouse.runs.sync_promoted`): the registry alias is the truth, so a crash between moving the alias and
-    writing the flag (either order) is repaired by the next step that calls this (issue 13, item 2)."""
+    writing the flag (either order) is repaired by the next step that calls this (issue 13, item 2). The store's
+    experiments get their UI tags here too (:meth:`MlflowTracking.describe_experiments`), so an old store is repaired
+    by the next run even when nothing is retrained."""
+    mlflow.describe_experiments()
     current = mlflow.champion(name)
     runs.sync_promoted(con, name, None if current is None else str(current.version))
     return current
@@ -87,7 +90,7 @@ def promotion_assets(
                 {k: (float("nan") if v is None else v) for k, v in scores.items()}, m.promotion, champ_metrics
             )
             runs.set_promotion_verdict(con, r.mlflow_run_id, passed, reasons)
-        mlflow.set_tag(r.mlflow_run_id, "promotion_passed", str(passed))
+        mlflow.set_verdict(name, r.model_version, r.mlflow_run_id, passed, reasons)
         verdict = pd.DataFrame({"rule": reasons})
         return dg.MaterializeResult(
             metadata={

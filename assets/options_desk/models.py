@@ -121,8 +121,10 @@ def _record(
         },
         scores_raw=res.scores_raw,
         scores_cal=res.scores_cal,
+        fold_scores=res.folds,
         model=fit.served,
         registered_name=name,
+        model_description=_model_description(t, m),
         input_example=data[OPTIONS_MODEL_FEATURES].tail(3),
         images={"reliability.png": png},
         dicts={
@@ -130,6 +132,23 @@ def _record(
             "promotion.json": {"reasons": reasons, "passed": passed},
         },
         texts={"folds.csv": res.folds.to_csv(index=False)},
+    )
+
+
+def _model_description(t: str, m) -> str:
+    """What the registered model ``options_<t>`` predicts, its label, features and where its figures come from."""
+    side = (
+        f"BTC's {m.horizon_days}-day forward return >= +{m.long_min_return:.0%}"
+        if t == "p_long"
+        else f"BTC's {m.horizon_days}-day forward return <= -{m.short_min_return:.0%}"
+    )
+    return (
+        f"Options desk `{t}`: calibrated P({side}) for each day (label y = 1 when it happens; labels end "
+        f"{m.horizon_days} days after the decision and are purged). {m.kind} on {len(OPTIONS_MODEL_FEATURES)} daily "
+        f"on-chain / sentiment / BTC momentum features (models.options_direction.OPTIONS_MODEL_FEATURES), {m.calibration} "
+        "calibration on earlier out-of-fold scores. Figures: out-of-sample over the purged walk-forward refits "
+        "(experiment options_desk; every day's point-in-time score in ml.options_scores). Only the @champion's "
+        "scores reach the desk's decisions (options_desk.models.promotion)."
     )
 
 
@@ -162,6 +181,7 @@ def train_and_record(t: str, fit, data: pd.DataFrame, m, mlflow: MlflowTracking,
         {"raw": reliability_table(oof["p_raw"], oof["y"]), "calibrated": rel}, f"{name}: out-of-sample reliability"
     )
     logged = mlflow.log_training(_record(t, fit, data, m, name, passed, reasons, png, context))
+    mlflow.set_verdict(name, logged.version, logged.run_id, passed, reasons)
     row = runs.model_run_row(
         mlflow_run_id=logged.run_id,
         model_name=name,

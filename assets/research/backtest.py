@@ -284,6 +284,7 @@ def _costs_text(bt) -> str:
 
 def _tags(context, model_run, out) -> dict:
     return {
+        "desk": "research",
         "dagster_run_id": context.run_id,
         "dagster_asset_key": BASELINE_BACKTEST.to_user_string(),
         "code_version": CODE_VERSION,

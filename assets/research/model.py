@@ -53,6 +53,19 @@ def _stored_scores(con, name: str) -> dict:
     return {"mlflow_run_id": r.mlflow_run_id, "model_version": r.model_version, "oos_scores": md_table(tbl)}
 
 
+def _model_description(b) -> str:
+    """What the registered baseline predicts, its label, features and where its figures come from."""
+    lb = b.label
+    return (
+        f"Research baseline: calibrated p(a long entered at the next {b.timeframe} open reaches +{lb.tp_atr} ATR before "
+        f"-{lb.sl_atr} ATR within {lb.max_bars} bars), triple-barrier label y = 1 when the target is hit first. {b.kind} trained on {', '.join(b.train_symbols)}, "
+        f"{len(MODEL_FEATURES)} scale-free technical and regime features (models.datasets.MODEL_FEATURES), "
+        f"{b.calibration} calibration on out-of-fold predictions. Figures: out-of-sample over the purged walk-forward "
+        "folds (experiment baseline_direction; every symbol's OOS probabilities in ml.predictions, used by "
+        "backtest/baseline). Serve with models:/" + b.name + "@champion."
+    )
+
+
 def _record(run, b, context, png: bytes, by_regime: pd.DataFrame) -> TrainingRecord:
     """The MLflow training record of one baseline version."""
     res = run.result
@@ -87,6 +100,7 @@ def _record(run, b, context, png: bytes, by_regime: pd.DataFrame) -> TrainingRec
         fold_scores=res.folds,
         model=res.final,
         registered_name=b.name,
+        model_description=_model_description(b),
         input_example=run.data[MODEL_FEATURES].head(5),
         images={"reliability.png": png},
         dicts={"features.json": {"features": MODEL_FEATURES}, "feature_importance.json": res.importance},

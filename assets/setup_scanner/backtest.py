@@ -27,6 +27,7 @@ from pipeline.core.backtest import (
 from pipeline.core.metrics import METRICS_VERSION, N_TRIALS, metrics
 from pipeline.core.setup_signals import execution_params
 from pipeline.core.timeframes import timeframe_ms
+from resources.mlflow_tracking import MlflowTracking
 from resources.warehouse import WarehouseResource
 from warehouse import io, readers, runs
 
@@ -66,10 +67,10 @@ def known_after_ms(sc) -> int:
 
 
 def book_rows(
-    name: str, book: tuple, run: dict, sc, bench: pd.DataFrame, bm: dict
+    name: str, book: tuple, run: dict, sc, bench: pd.DataFrame, bm: dict, mlflow_run_id: str | None = None
 ) -> tuple[dict, pd.DataFrame | None, pd.DataFrame]:
     """``(backtest.runs row, trades, equity)`` of one book; ``run`` holds the shared ``run_id`` suffix, mode, period,
-    universe, sleeve capital, model version and Dagster run id."""
+    universe, sleeve capital, model version and Dagster run id; ``mlflow_run_id``: the book's MLflow run."""
     port, trades, m = book
     row = runs.backtest_run_row(
         run_id=f"{name}-{run['suffix']}",
@@ -90,7 +91,7 @@ def book_rows(
         per_symbol=None,
         model_name=sc.meta.name,
         model_run_id=run["model_version"],
-        mlflow_run_id=None,
+        mlflow_run_id=mlflow_run_id,
         code_version=CODE_VERSION,
         dagster_run_id=run["dagster_run_id"],
     )
@@ -107,7 +108,7 @@ def book_rows(
     group_name=GROUP_SETUPS,
     pool=POOL,
     deps=[SETUPS],
-    kinds={"numba", "duckdb"},
+    kinds={"numba", "duckdb", "mlflow"},
     code_version=CODE_VERSION,
     check_specs=[
         dg.AssetCheckSpec(
@@ -119,9 +120,12 @@ def book_rows(
     ],
     description="Gated versus ungated setup signals versus equal-weight buy-and-hold over the same out-of-sample "
     "period (from the meta-model's first calibrated fold), through the shared simulator with maker/taker "
-    "fees and slippage; one sleeve per symbol x timeframe. Rows in backtest.* with desk 'setup_scanner'.",
+    "fees and slippage; one sleeve per symbol x timeframe. Rows in backtest.* with desk 'setup_scanner'; one MLflow "
+    "run per book (experiment backtests) with buy-and-hold as bh_* and the equity plot.",
 )
-def backtest_setup_scanner(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+def backtest_setup_scanner(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource, mlflow: MlflowTracking
+) -> dg.MaterializeResult:
     cfg = settings()
     sc = cfg.setup_scanner
     with warehouse.connect() as con:
@@ -140,21 +144,65 @@ def backtest_setup_scanner(context: dg.AssetExecutionContext, warehouse: Warehou
         bench = buy_and_hold(closes, start, end, sc.init_cash)
         bm = metrics(bench["ts"].to_numpy(), bench["equity"].to_numpy(), known_after_ms=known_after_ms(sc))
         run = _shared_run(sc, gated, ungated, closes, mode, start, end, context.run_id)
+        logged = {name: _log_book(mlflow, name, book, run, sc, bench, bm, context) for name, book in books.items()}
         with io.transaction(con):
             for name, book in books.items():
-                runs.write_backtest(con, *book_rows(name, book, run, sc, bench, bm), replace_strategy=True)
+                row = book_rows(name, book, run, sc, bench, bm, logged[name].run_id)
+                runs.write_backtest(con, *row, replace_strategy=True)
             io.record_inputs(con, "backtest.setup_scanner", fp)
     finals = {k: (float(p["equity"].iloc[-1]), t) for k, (p, t, _) in books.items()}
     return dg.MaterializeResult(
         metadata={
             "run_ids": ", ".join(f"{n}-{run['suffix']}" for n in books),
             **_report(books, bm, bench, mode, start, end, sc),
+            **{f"mlflow_{n}": dg.MetadataValue.url(lr.url) for n, lr in logged.items()},
         },
         check_results=[books_reconcile_result(finals, sc.init_cash)],
     )
 
 
 SKIPPED = "signals unchanged; not re-run (see backtest.runs)"
+
+
+def _equity_png(port: pd.DataFrame, bench: pd.DataFrame, title: str) -> bytes:
+    """Equity/drawdown plot of one book with buy-and-hold on the book's bars."""
+    t = port["ts"].to_numpy()
+    return equity_plot(
+        t, port["equity"].to_numpy(), np.interp(t, bench["ts"].to_numpy(), bench["equity"].to_numpy()), title
+    )
+
+
+def _log_book(mlflow: MlflowTracking, name: str, book: tuple, run: dict, sc, bench: pd.DataFrame, bm: dict, context):
+    """One MLflow run (experiment ``backtests``) of one book: its metrics dict as produced, buy-and-hold as ``bh_*``,
+    the equity plot."""
+    port, _, m = book
+    c = sc.costs
+    return mlflow.log_backtest(
+        f"{name}-{run['suffix']}",
+        {
+            "desk": "setup_scanner",
+            "dagster_run_id": context.run_id,
+            "dagster_asset_key": SETUP_BACKTEST.to_user_string(),
+            "code_version": CODE_VERSION,
+            "sample": "out_of_sample",
+            "model_version": run["model_version"],
+            "data_start": pd.Timestamp(run["start"], unit="ms").isoformat(),
+            "data_end": pd.Timestamp(run["end"], unit="ms").isoformat(),
+        },
+        {
+            "strategy": name,
+            "gate_mode": run["mode"],
+            "timeframes": ",".join(sc.timeframes),
+            "symbols": ",".join(run["universe"]),
+            "sleeve_capital": round(run["each"], 2),
+            "maker_fee_bps": c.maker_fee_bps,
+            "taker_fee_bps": c.taker_fee_bps,
+            "slippage_bps": c.slippage_bps,
+        },
+        runs.clean_metrics(m),
+        runs.clean_metrics(bm),
+        {"equity_drawdown.png": _equity_png(port, bench, f"{name} ({run['mode']}) vs buy-and-hold, out of sample")},
+    )
 
 
 def _shared_run(
@@ -190,13 +238,7 @@ def _report(books: dict, bm: dict, bench: pd.DataFrame, mode: str, start: int, e
             for k in SUMMARY_METRICS
         ]
     )
-    port = books["setup_gated"][0]
-    png = equity_plot(
-        port["ts"].to_numpy(),
-        port["equity"].to_numpy(),
-        np.interp(port["ts"].to_numpy(), bench["ts"].to_numpy(), bench["equity"].to_numpy()),
-        f"setup scanner ({mode}): gated vs buy-and-hold, out of sample",
-    )
+    png = _equity_png(books["setup_gated"][0], bench, f"setup scanner ({mode}): gated vs buy-and-hold, out of sample")
     c = sc.costs
     return {
         "gate_mode": mode,

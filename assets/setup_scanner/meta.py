@@ -47,6 +47,16 @@ def _fingerprint(con, m) -> str:
     )
 
 
+MODEL_DESCRIPTION = (
+    "Setup scanner precision filter: calibrated p(win) of a valid Fibonacci / AVWAP setup candidate, win = the plan "
+    "taken on its own reaches TP1 before its stop (unfilled or unresolved plans have no label). Features "
+    "(models.setup_meta.META_FEATURES): the plan's geometry (level, reward/risk, stop distance, net TP1, AVWAP "
+    "distance and slope, leg size, leverage), timeframe, UTC hour and weekday, and the technical / regime inputs of "
+    "the signal bar. Figures: out-of-sample over the purged walk-forward folds (experiment setup_scanner; every "
+    "candidate's point-in-time score in ml.setup_meta_scores). The gate (signals/setups) uses the @champion."
+)
+
+
 def _record(fit, data, m, timeframes, context, png: bytes, rel_cal: pd.DataFrame) -> TrainingRecord:
     res = fit.result
     return TrainingRecord(
@@ -71,8 +81,10 @@ def _record(fit, data, m, timeframes, context, png: bytes, rel_cal: pd.DataFrame
         },
         scores_raw=res.scores_raw,
         scores_cal=res.scores_cal,
+        fold_scores=res.folds,
         model=fit.served,
         registered_name=m.name,
+        model_description=MODEL_DESCRIPTION,
         input_example=data[META_FEATURES].head(5),
         images={"reliability.png": png},
         dicts={

@@ -72,6 +72,39 @@ GROUP BY ALL ORDER BY ALL
 """
 
 
+def _assert_mlflow_ui_records(trk, resources):
+    """What the MLflow UI shows after a first run (issue 14, item 6), queried through ``MlflowClient``: every
+    experiment opens as model development with a description; every registered model and version is described and
+    tagged with its verdict; every model logs per-fold steps; every desk's backtest is a run with the equity plot."""
+    from resources.mlflow_tracking import KIND_TAG, ML_KIND, NOTE_TAG, VIEW_TAG
+
+    client = trk.client()
+    exps = {e.name: e for e in client.search_experiments()}
+    assert {"baseline_direction", "setup_scanner", "options_desk", "backtests"} <= set(exps)
+    for name in ("baseline_direction", "setup_scanner", "options_desk", "backtests"):
+        tags = exps[name].tags
+        assert tags[KIND_TAG] == ML_KIND and tags[NOTE_TAG] and json.loads(tags[VIEW_TAG])["selectedColumns"], name
+    for name in ("baseline_direction", "setup_meta", "options_p_long", "options_p_short"):
+        assert "Figures: out-of-sample" in client.get_registered_model(name).description, name
+        v = client.get_model_version(name, "1")
+        assert v.tags["promotion_verdict"] == "PASS" and v.tags["promotion_reasons"].startswith("PASS"), name
+        assert "OOS calibrated" in v.description and "**Promotion gate:** PASS" in v.description, name
+        steps = [m.step for m in client.get_metric_history(v.run_id, "fold_auc_raw")]
+        assert len(steps) >= 2 and steps == sorted(set(steps)), (name, steps)  # one value per fold, step = fold
+    bts = client.search_runs([exps["backtests"].experiment_id])
+    by_desk = {}
+    for r in bts:
+        by_desk.setdefault(r.data.tags["desk"], []).append(r)
+    assert sorted(by_desk) == ["options_desk", "research", "setup_scanner"]
+    assert sorted(r.info.run_name.split("-")[0] for r in by_desk["setup_scanner"]) == ["setup_gated", "setup_ungated"]
+    for r in bts:
+        assert {"total_return", "max_drawdown", "bh_total_return"} <= set(r.data.metrics), r.info.run_name
+        assert "equity_drawdown.png" in {a.path for a in client.list_artifacts(r.info.run_id)}, r.info.run_name
+    assert "always_on_calls_total_return" in by_desk["options_desk"][0].data.metrics
+    stored = set(_q(resources, "SELECT mlflow_run_id FROM backtest.runs")["mlflow_run_id"])
+    assert {r.info.run_id for r in bts} <= stored  # backtest.runs.mlflow_run_id points at each run
+
+
 def test_train_gate_promote_backtest_then_refuse_a_failing_model(resources, monkeypatch):
     with dg.instance_for_test() as instance:
         r1 = _run(resources, instance)
@@ -261,6 +294,7 @@ def test_train_gate_promote_backtest_then_refuse_a_failing_model(resources, monk
 
         assert _check(r1, "promotion_gate", ("ml", "setup_meta_evaluation")).passed
         assert str(trk.champion("setup_meta").version) == "1"
+        _assert_mlflow_ui_records(trk, resources)
         setups = _q(resources, "SELECT * FROM signals.setups")
         assert len(setups) > 20 and setups["passed"].all() and setups["gate_mode"].eq("ev").all()
         assert set(setups["status"]) <= set(SIGNAL_STATUSES) and setups["model_version"].eq("setup_meta v1").all()
@@ -379,6 +413,8 @@ def test_train_gate_promote_backtest_then_refuse_a_failing_model(resources, monk
             "SELECT DISTINCT model_version FROM ml.options_scores WHERE model_name = 'options_p_long' ORDER BY 1",
         )
         assert kept["model_version"].tolist() == ["1", "2"]  # champion's and the candidate's scores
+        refused = trk.client().get_model_version("options_p_long", "2")
+        assert refused.tags["promotion_verdict"] == "FAIL" and "FAIL auc" in refused.tags["promotion_reasons"]
 
         # a setup meta-model retrain that fails its blocking gate: v2 registered, champion stays v1, and the gated
         # signals are still refreshed (they do not depend on the champion step) with v1's scores
@@ -397,6 +433,8 @@ def test_train_gate_promote_backtest_then_refuse_a_failing_model(resources, monk
         assert after["model_version"].tolist() == ["setup_meta v1"]
         kept = _q(resources, "SELECT DISTINCT model_version FROM ml.setup_meta_scores ORDER BY 1")
         assert kept["model_version"].tolist() == ["1", "2"]
+        refused = trk.client().get_model_version("setup_meta", "2")
+        assert refused.tags["promotion_verdict"] == "FAIL" and "**Promotion gate:** FAIL" in refused.description
 
         # live scoring in a fresh process: new candles arrive, `setup_scan_job` runs alone in a new Python process
         # (nothing there has set an MLflow tracking URI), and every candidate newer than the champion's data is scored by
