@@ -2,6 +2,7 @@
 :mod:`pipeline.cli.common`. State-changing commands run the jobs of :mod:`pipeline.jobs` in-process on the project's
 Dagster instance, so every CLI run shows up in the Dagster UI."""
 
+import sys
 import warnings
 
 import typer
@@ -9,10 +10,17 @@ import typer
 from pipeline.cli import api, common, main, options, research, setups
 from pipeline.config import ConfigError
 
-# Dagster's "is currently in beta" notices on every start are noise for a user of the CLI
-warnings.filterwarnings("ignore", message=r".*is currently in beta.*")
+# Library warnings (Dagster's BetaWarning / PreviewWarning on every start, deprecations of its dependencies) are
+# noise for a user of the CLI: none is printed, unless asked for with python -W or PYTHONWARNINGS
+if not sys.warnoptions:
+    warnings.simplefilter("ignore")
 
-app = typer.Typer(help="Crypto trading-signal pipeline (Dagster + DuckDB).", no_args_is_help=True, add_completion=False)
+app = typer.Typer(
+    help="Crypto trading-signal pipeline (Dagster + DuckDB). Commands that change data run a named Dagster job "
+    "(shown in the Dagster UI); the others only read the warehouse.",
+    no_args_is_help=True,
+    add_completion=False,
+)
 
 
 @app.callback()
