@@ -278,13 +278,18 @@ def _stop_group(proc: subprocess.Popen, grace: float = 20.0) -> None:
 
 
 @app.command()
-def ui(port: int = typer.Option(3000, help="Dagster webserver port.")) -> None:
+def ui(
+    port: int = typer.Option(3000, help="Dagster webserver port."),
+    workspace: str = typer.Option(
+        "workspace.yaml", "--workspace", "-w", help="Workspace file (default: the project's)."
+    ),
+) -> None:
     """Start the Dagster UI and daemon (dagster dev -w workspace.yaml) on this project's instance; runs no job itself.
 
     Ctrl-C (or SIGTERM) stops dagster dev and all its processes (webserver, daemon, code servers)."""
     common.instance()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "dagster", "dev", "-w", "workspace.yaml", "-p", str(port)],
+        [sys.executable, "-m", "dagster", "dev", "-w", workspace, "-p", str(port)],
         cwd=REPO_ROOT,
         env=os.environ.copy(),
         start_new_session=True,  # its own process group, stopped as a whole below
