@@ -13,6 +13,7 @@ import sys
 import time
 
 import duckdb
+import pandas as pd
 import typer
 from rich.table import Table
 
@@ -156,7 +157,7 @@ def _read(sql: str):
     """``sql`` on the warehouse read-only; None when its tables do not exist yet (nothing run)."""
     try:
         return common.read(sql)
-    except (duckdb.CatalogException, duckdb.BinderException, duckdb.IOException, FileNotFoundError):
+    except (duckdb.CatalogException, duckdb.IOException, FileNotFoundError):
         return None
 
 
@@ -172,8 +173,11 @@ def print_signals() -> None:
         (
             "options_desk",
             "signals.options_daily",
-            """SELECT date::TIMESTAMP AS latest, state || coalesce(' ' || trade_type, '') || coalesce(' ' || direction, '')
-                      || coalesce(', confidence ' || round(confidence, 2), '') AS signal, count(*) OVER () AS total
+            """SELECT date::TIMESTAMP AS latest, state || coalesce(' ' || trade_type, '')
+                      || CASE direction WHEN 1 THEN ' long' WHEN -1 THEN ' short' ELSE '' END
+                      || coalesce(', confidence ' || confidence, '')
+                      || CASE WHEN size > 0 THEN ', size ' || round(size, 3) ELSE '' END AS signal,
+                      count(*) OVER () AS total
                FROM signals.options_daily ORDER BY date DESC LIMIT 1""",
         ),
         (
@@ -229,7 +233,7 @@ def print_backtests() -> None:
         return
     for c in ("total_return", "cagr", "max_dd", "hit_rate"):
         df[c] = df[c].map(lambda v: common.pct(v, signed=c != "hit_rate"))
-    df["sharpe"] = df["sharpe"].round(2)
+    df["sharpe"] = df["sharpe"].map(lambda v: "" if pd.isna(v) else f"{v:.2f}")
     common.table(df, "Latest backtest per desk (backtest.runs; out of sample, after costs)")
 
 

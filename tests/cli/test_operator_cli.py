@@ -133,10 +133,11 @@ def status_warehouse(tmp_path):
             pd.DataFrame(
                 {
                     "date": [t("2025-10-06"), t("2025-10-07")],
-                    "state": ["NO_TRADE", "LONG_CALL"],
+                    "state": ["no_trade", "long_call"],  # as the options desk stores them
                     "trade_type": [None, "call"],
-                    "direction": [None, "long"],
-                    "confidence": [None, 0.71],
+                    "direction": [0, 1],
+                    "confidence": [None, "high"],
+                    "size": [0.0, 0.5],
                 }
             ),
             date_columns=("date",),
@@ -177,7 +178,8 @@ def test_status_covers_every_desk_without_warnings_and_is_not_cut_at_80_columns(
     # signals: the latest per desk
     assert "Latest signal per desk" in text
     assert re.search(
-        r"options_desk\s+│ signals\.options_daily\s+│ 2025-10-07\s+│ LONG_CALL call long, confidence 0\.71", text
+        r"options_desk\s+│ signals\.options_daily\s+│ 2025-10-07\s+│ long_call call long, confidence high, size 0\.5",
+        text,
     )
     assert re.search(
         r"setup_scanner\s+│ signals\.setups\s+│ 2025-04-18 19:13:20\s+│ ETH/USDT 1h SHORT at 1600\.25: OPEN", text
@@ -187,7 +189,7 @@ def test_status_covers_every_desk_without_warnings_and_is_not_cut_at_80_columns(
     assert re.search(r"setup_meta\s+│ 1\s+│ 2026-11-01 10:00:00\s+│ 2026-11-20 10:00:00\s+│ 2\s+│ failed", text), text
     assert re.search(r"options_p_long\s+│ none\s+│\s+│ 2026-11-02 09:30:00\s+│ 1\s+│ failed", text)
     # backtests: the latest per desk with its key figures (research's older run is not shown)
-    assert re.search(r"research\s+│ baseline_long_flat .*-22\.1 %.*-3\.5 %.*-0\.27.*-31\.9 %.*3956.*46\.0 %", text)
+    assert re.search(r"research\s+│ baseline_long_flat .*-22\.1 %.*-3\.5 %.*-0\.27 .*-31\.9 %.*3956.*46\.0 %", text)
     assert re.search(r"options_desk\s+│ fusion_options .*\+6,468\.0 %.*307.*39\.4 %", text) and "│ old " not in text
     assert "All latest asset checks passed." in text
     # a pipe is not a terminal: the tables are not cut at 80 columns
