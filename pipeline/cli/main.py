@@ -322,8 +322,9 @@ def sql(
 ) -> None:
     """Query the serving snapshot (or with --warehouse the warehouse) read-only with DuckDB SQL; runs no job.
 
-    With a QUERY prints the result as a table (or CSV with --csv); without one opens a prompt (one statement per
-    line or ending in a semicolon; .tables lists the tables, .quit or Ctrl-D leaves). Example:
+    With a QUERY prints the result as a table (or CSV with --csv); without one opens a prompt (a statement runs
+    when a line ends with a semicolon, as in the duckdb shell; .tables lists the tables, .quit or Ctrl-D leaves).
+    Example:
     trader sql "SELECT symbol, timeframe, count(*) FROM market.ohlcv GROUP BY ALL"
     """
     with common.open_sql(writer) as con:
