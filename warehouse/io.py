@@ -26,7 +26,10 @@ from warehouse.schema import DDL
     reraise=True,
 )
 def _connect(path: str, read_only: bool) -> duckdb.DuckDBPyConnection:
-    return duckdb.connect(path, read_only=read_only)
+    # DuckDB's own progress bar (printed on stdout by queries over ~2 s) would break the CLI's tables and run display
+    con = duckdb.connect(path, read_only=read_only)
+    con.execute("SET enable_progress_bar = false")
+    return con
 
 
 @contextmanager

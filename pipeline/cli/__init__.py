@@ -2,6 +2,8 @@
 :mod:`pipeline.cli.common`. State-changing commands run the jobs of :mod:`pipeline.jobs` in-process on the project's
 Dagster instance, so every CLI run shows up in the Dagster UI."""
 
+import inspect
+import sys
 import warnings
 
 import typer
@@ -9,10 +11,17 @@ import typer
 from pipeline.cli import api, common, main, options, research, setups
 from pipeline.config import ConfigError
 
-# Dagster's "is currently in beta" notices on every start are noise for a user of the CLI
-warnings.filterwarnings("ignore", message=r".*is currently in beta.*")
+# Library warnings (Dagster's BetaWarning / PreviewWarning on every start, deprecations of its dependencies) are
+# noise for a user of the CLI: none is printed, unless asked for with python -W or PYTHONWARNINGS
+if not sys.warnoptions:
+    warnings.simplefilter("ignore")
 
-app = typer.Typer(help="Crypto trading-signal pipeline (Dagster + DuckDB).", no_args_is_help=True, add_completion=False)
+app = typer.Typer(
+    help="Crypto trading-signal pipeline (Dagster + DuckDB). Commands that change data run a named Dagster job "
+    "(shown in the Dagster UI); the others only read the warehouse.",
+    no_args_is_help=True,
+    add_completion=False,
+)
 
 
 @app.callback()
@@ -31,3 +40,17 @@ app.add_typer(research.app)
 app.add_typer(options.app, name="options")
 app.add_typer(setups.app, name="setups")
 app.add_typer(api.app, name="api")
+
+
+def _reflow_help(typer_app: typer.Typer) -> None:
+    """Use each command's docstring as its help with every paragraph on one line: typer's rich help keeps the
+    docstring's line breaks, which cut the command list's sentences mid-way."""
+    for info in typer_app.registered_commands:
+        if info.help is None and info.callback is not None and info.callback.__doc__:
+            paragraphs = inspect.cleandoc(info.callback.__doc__).split("\n\n")
+            info.help = "\n\n".join(" ".join(p.split()) for p in paragraphs)
+    for group in typer_app.registered_groups:
+        _reflow_help(group.typer_instance)
+
+
+_reflow_help(app)

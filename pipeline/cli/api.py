@@ -21,7 +21,7 @@ def tokens_path(cfg) -> str:
 
 @app.command("create-token")
 def create_token(username: str = typer.Option(..., "--username")) -> None:
-    """Create a token for ``username``; it is shown once (only its hash is stored)."""
+    """Runs no job: create an API token for the user given with --username; it is shown once (only its hash is stored)."""
     from pipeline.api import TokenStore
 
     token = TokenStore(tokens_path(settings())).create(username)
@@ -30,7 +30,7 @@ def create_token(username: str = typer.Option(..., "--username")) -> None:
 
 @app.command("revoke-token")
 def revoke_token(username: str = typer.Option(..., "--username")) -> None:
-    """Revoke every active token of ``username``."""
+    """Runs no job: revoke every active API token of the user given with --username."""
     from pipeline.api import TokenStore
 
     n = TokenStore(tokens_path(settings())).revoke(username)
@@ -41,7 +41,7 @@ def revoke_token(username: str = typer.Option(..., "--username")) -> None:
 
 @app.command("list-tokens")
 def list_tokens() -> None:
-    """Token ids, users, creation and revocation times (never the tokens)."""
+    """Read-only, runs no job: API token ids, users, creation and revocation times (never the tokens)."""
     from pipeline.api import TokenStore
 
     table(TokenStore(tokens_path(settings())).list(), "API tokens")
@@ -49,8 +49,8 @@ def list_tokens() -> None:
 
 @app.command("serve")
 def serve(host: str = typer.Option("127.0.0.1"), port: int = typer.Option(8000)) -> None:
-    """Serve the API over the serving snapshot (OpenAPI schema at /openapi.json, Swagger UI at /docs, ReDoc at /redoc,
-    both offline); health's age bounds from the ``api.health`` section of the config."""
+    """Runs no job: serve the REST API over the serving snapshot (OpenAPI schema at /openapi.json, Swagger UI at /docs
+    and ReDoc at /redoc, both offline); health's age bounds come from the api.health section of the config."""
     import uvicorn
 
     from pipeline.api import create_app, uvicorn_config

@@ -8,7 +8,10 @@ Dagster UI); reads go through :func:`open_readonly` / :func:`read`.
 
 from __future__ import annotations
 
+import logging
 import os
+import sys
+import time
 import uuid
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -16,11 +19,22 @@ from typing import Iterator
 
 import pandas as pd
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from pipeline.config import REPO_ROOT, settings
 
-console = Console()
+#: width of the output when stdout is not a terminal (a pipe, a file, a CI log) and ``COLUMNS`` is not set: rich
+#: would otherwise cut every table at 80 columns
+PIPE_WIDTH = 250
+
+
+def _console() -> Console:
+    piped = not sys.stdout.isatty() and not os.environ.get("COLUMNS", "").isdigit()
+    return Console(width=PIPE_WIDTH if piped else None)
+
+
+console = _console()
 _fell_back: set[str] = set()  # writer paths whose fallback to the snapshot was already announced in this process
 
 
@@ -33,22 +47,30 @@ def instance():
     return dg.DagsterInstance.get()
 
 
-def _execute_in_process(job, run_config: dict | None, tags: dict | None, inst=None):
+def _execute_in_process(job, run_config: dict | None, tags: dict | None, inst=None, progress: bool = False):
     """One in-process run of ``job`` on the project's instance, with the resources of the configuration in force
     (identical to ``defs``' in production; lets tests point a command at a temporary warehouse).
 
     Before launching, runs whose process is gone are marked failed and their pool slots freed, and a slot held by a
     live run is waited for (:mod:`pipeline.recovery`); the run is tagged with this process. SIGTERM and Ctrl-C stop
     the wait and a run blocked on a slot (``KeyboardInterrupt``; the run, if started, ends FAILURE).
+
+    The run belongs to the job of the code location of ``workspace.yaml`` (:mod:`pipeline.launch`), so it shows in
+    the Dagster UI's job page, Overview timeline and asset views like a run launched there. Every event is appended
+    to :func:`run_log_path` as it happens; with ``progress`` a :class:`RunProgress` display follows the steps.
     """
-    from pipeline import recovery
+    from pipeline import launch, recovery
     from pipeline.definitions import build_resources
 
     inst = inst or instance()
     run_id = str(uuid.uuid4())  # Dagster's own run ids are uuid4 strings
     with recovery.sigterm_as_interrupt():
         recovery.wait_for_pools(inst, log=lambda m: console.print(f"[yellow]{m}[/]", highlight=False))
-        with recovery.interruptible(inst, run_id) as state:
+        with (
+            recovery.interruptible(inst, run_id) as state,
+            launch.runs_created_with_origin(inst, job.name),
+            RunProgress(inst, run_id, job, show=progress),
+        ):
             result = job.execute_in_process(
                 instance=inst,
                 run_config=run_config or {},
@@ -70,17 +92,125 @@ def run_job(name: str, run_config: dict | None = None, tags: dict | None = None)
     return _execute_in_process(defs.resolve_job_def(name), run_config, tags)
 
 
+def _log_lines(rec) -> list[str]:
+    """One event of the event log as lines of the run's log file: time, level, step, event, message, and the full
+    traceback of a failure."""
+    ev = rec.dagster_event
+    when = pd.Timestamp(rec.timestamp, unit="s").strftime("%Y-%m-%d %H:%M:%S")
+    kind = ev.event_type_value if ev else "LOG"
+    lines = [f"{when} {logging.getLevelName(rec.level):<7} {rec.step_key or '-'} {kind} {rec.user_message or ''}"]
+    err = getattr(ev.event_specific_data, "error", None) if ev is not None and ev.event_specific_data else None
+    if err is not None:
+        lines.append(err.to_string())
+    return lines
+
+
+class RunProgress:
+    """While a run executes in this process: append each of its events to :func:`run_log_path` (so the log exists
+    even if the process is killed) and, with ``show``, display one line per running step (the asset being
+    materialised, partitions done, elapsed time) under a bar of steps done, and print one line per finished step.
+    Listens through ``DagsterInstance.add_event_listener`` (called synchronously for every stored event)."""
+
+    def __init__(self, inst, run_id: str, job, show: bool = True):
+        self.path = run_log_path(run_id)
+        self.total = len(job.graph.nodes)
+        self.job_name, self.show, self.tasks, self.assets = job.name, show, {}, {}
+        self.progress = Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+            redirect_stderr=False,  # stderr goes to the log file during the run (_redirect_library_output)
+        )
+        self.inst, self.run_id = inst, run_id
+
+    def __enter__(self):
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.log = self.path.open("w", encoding="utf-8")
+        self.inst.add_event_listener(self.run_id, self._on_event)
+        self.swapped = []
+        if self.show:
+            self._redirect_library_output()
+            self.progress.start()
+            self.overall = self.progress.add_task(f"{self.job_name} steps", total=self.total)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.show:
+            self.progress.stop()
+            sys.stderr = self.stderr
+            for handler, stream in self.swapped:
+                handler.setStream(stream)
+            for h in self._stream_handlers():  # created during the run on the redirected sys.stderr
+                if h.stream is self.log:
+                    h.setStream(self.stderr)
+        self.log.close()
+
+    @staticmethod
+    def _stream_handlers() -> list[logging.StreamHandler]:
+        loggers = [
+            logging.getLogger(),
+            *(v for v in logging.Logger.manager.loggerDict.values() if hasattr(v, "handlers")),
+        ]
+        return [h for lg in loggers for h in lg.handlers if type(h) is logging.StreamHandler]
+
+    def _redirect_library_output(self) -> None:
+        """Send what libraries print during the run (MLflow's registry notices and logging warnings, anything on
+        ``sys.stderr`` or a logging handler writing to the terminal) to the log file instead of the display."""
+        self.stderr = sys.stderr
+        terminal = {id(sys.stderr), id(sys.stdout), id(sys.__stderr__), id(sys.__stdout__)}
+        for h in self._stream_handlers():
+            if id(h.stream) in terminal:
+                self.swapped.append((h, h.setStream(self.log)))
+        sys.stderr = self.log
+
+    def _on_event(self, rec) -> None:
+        if self.log.closed:
+            return
+        self.log.write("\n".join(_log_lines(rec)) + "\n")
+        self.log.flush()
+        ev, step = rec.dagster_event, rec.step_key
+        if not self.show or ev is None or step is None:
+            return
+        kind = ev.event_type_value
+        if kind == "STEP_START":
+            self.assets[step] = {}
+            self.tasks[step] = (self.progress.add_task(f"[cyan]{step}[/]", total=None), time.time())
+        elif kind == "ASSET_MATERIALIZATION" and step in self.tasks:
+            key = "/".join(ev.asset_key.path)
+            self.assets[step][key] = self.assets[step].get(key, 0) + 1
+            self.progress.update(self.tasks[step][0], description=f"[cyan]{step}[/] → {self._done(step)}")
+        elif kind in ("STEP_SUCCESS", "STEP_FAILURE", "STEP_SKIPPED"):
+            task, t0 = self.tasks.pop(step, (None, time.time()))
+            if task is not None:
+                self.progress.remove_task(task)
+            self.progress.advance(self.overall)
+            mark = {"STEP_SUCCESS": "[green]✓[/]", "STEP_FAILURE": "[red]✗[/]", "STEP_SKIPPED": "[yellow]-[/]"}[kind]
+            took = f"{time.time() - t0:6.1f}s" if kind != "STEP_SKIPPED" else "skipped"
+            self.progress.console.print(f"{mark} {step:<34} {took}  {self._done(step)}", highlight=False)
+
+    def _done(self, step: str) -> str:
+        """``market/ohlcv (60 partitions), …``: what ``step`` materialised so far."""
+        return ", ".join(f"{k} ({n} partitions)" if n > 1 else k for k, n in self.assets.get(step, {}).items())
+
+
 def execute(
     job_name: str,
     symbols: list[str] | None = None,
     timeframes: list[str] | None = None,
     full_refresh: bool = False,
     inst=None,
+    verbose: bool = False,
 ) -> list:
     """Run the partitioned job ``job_name`` over ``symbols × timeframes`` (default: the configured universe).
 
     One run per requested symbol when a subset is given (a multi-partition range is a rectangle in
     definition order); otherwise one run for the whole universe. Returns the ``ExecuteInProcessResult`` s.
+    A progress display follows the steps (:class:`RunProgress`); with ``verbose`` Dagster's own event stream is
+    printed instead (console logger at ``DEBUG``). Either way the full log goes to :func:`run_log_path`.
     """
     from pipeline.definitions import defs
     from pipeline.partitions import full_range_tags
@@ -94,8 +224,27 @@ def execute(
         }
     inst = inst or instance()
     groups = [[s] for s in symbols] if symbols else [None]
-    run_config = quiet_run_config(run_config)
-    return [_execute_in_process(job, run_config, full_range_tags(syms, timeframes), inst) for syms in groups]
+    run_config = quiet_run_config(run_config, "DEBUG" if verbose else None)
+    return [
+        _execute_in_process(job, run_config, full_range_tags(syms, timeframes), inst, progress=not verbose)
+        for syms in groups
+    ]
+
+
+def run_summary(result) -> dict:
+    """Counts of one run: ``steps`` succeeded / ``failed`` / ``skipped``, ``assets`` materialised (distinct keys),
+    ``materializations`` (events, one per partition), ``checks`` evaluated, and the run's ``log`` file."""
+    kinds = [e.event_type_value for e in result.all_events]
+    mats = result.get_asset_materialization_events()
+    return {
+        "steps": kinds.count("STEP_SUCCESS"),
+        "failed": kinds.count("STEP_FAILURE"),
+        "skipped": len({e.step_key for e in result.all_events if e.event_type_value == "STEP_SKIPPED"}),
+        "assets": len({e.asset_key for e in mats}),
+        "materializations": len(mats),
+        "checks": len(result.get_asset_check_evaluations()),
+        "log": run_log_path(result.run_id),
+    }
 
 
 def print_checks(results) -> bool:
@@ -139,11 +288,12 @@ def failed_checks() -> list[tuple[str, str, str, str]]:
 LOG_LEVEL_ENV = "TRADER_DAGSTER_LOG_LEVEL"
 
 
-def quiet_run_config(run_config: dict | None) -> dict:
-    """``run_config`` with Dagster's console logger at ``CRITICAL`` (or ``$TRADER_DAGSTER_LOG_LEVEL``), so a failing
-    step's traceback is not printed (twice) to the terminal: the CLI prints a short summary and writes the full log
-    to :func:`run_log_path` instead. A ``loggers`` entry already in ``run_config`` is kept."""
-    level = os.environ.get(LOG_LEVEL_ENV, "CRITICAL").upper()
+def quiet_run_config(run_config: dict | None, level: str | None = None) -> dict:
+    """``run_config`` with Dagster's console logger at ``level`` (default ``$TRADER_DAGSTER_LOG_LEVEL``, else
+    ``CRITICAL``), so a failing step's traceback is not printed (twice) to the terminal: the CLI prints a short
+    summary and writes the full log to :func:`run_log_path` instead. A ``loggers`` entry already in ``run_config`` is
+    kept."""
+    level = (level or os.environ.get(LOG_LEVEL_ENV, "CRITICAL")).upper()
     return {"loggers": {"console": {"config": {"log_level": level}}}, **(run_config or {})}
 
 
@@ -211,22 +361,10 @@ def failure_summary(result) -> list[dict]:
 def write_run_log(result, inst=None) -> Path:
     """Write every event of ``result``'s run (time, level, step, event, message) and the full traceback of every
     failure to :func:`run_log_path`; returns the path."""
-    import logging
-
     inst = inst or instance()
     path = run_log_path(result.run_id)
     path.parent.mkdir(parents=True, exist_ok=True)
-    lines = []
-    for rec in inst.all_logs(result.run_id):
-        ev = rec.dagster_event
-        when = pd.Timestamp(rec.timestamp, unit="s").strftime("%Y-%m-%d %H:%M:%S")
-        kind = ev.event_type_value if ev else "LOG"
-        lines.append(
-            f"{when} {logging.getLevelName(rec.level):<7} {rec.step_key or '-'} {kind} {rec.user_message or ''}"
-        )
-        err = getattr(ev.event_specific_data, "error", None) if ev is not None and ev.event_specific_data else None
-        if err is not None:
-            lines.append(err.to_string())
+    lines = [line for rec in inst.all_logs(result.run_id) for line in _log_lines(rec)]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
 
@@ -234,8 +372,6 @@ def write_run_log(result, inst=None) -> Path:
 def print_run_warnings(result, inst=None, limit: int = 10) -> None:
     """The run's own warnings (``context.log.warning``: withdrawn on-chain values, skipped symbols), one line each,
     since Dagster's console logging is quiet (:func:`quiet_run_config`)."""
-    import logging
-
     inst = inst or instance()
     recs = [r for r in inst.all_logs(result.run_id) if r.dagster_event is None and r.level >= logging.WARNING]
     for r in recs[:limit]:
@@ -403,3 +539,110 @@ def read(sql: str, params: list | None = None) -> pd.DataFrame:
 
     with open_readonly() as con:
         return read_df(con, sql, params or [])
+
+
+@contextmanager
+def open_sql(writer: bool = False) -> Iterator:
+    """A read-only connection for ``trader sql``: the serving snapshot (the published version current now,
+    :func:`warehouse.publish.resolve_snapshot`), or with ``writer`` the warehouse (:func:`open_readonly`).
+
+    Raises:
+        typer.Exit: (code 1) no snapshot has been published yet.
+    """
+    import typer
+
+    from warehouse.io import connect
+    from warehouse.publish import resolve_snapshot
+
+    if writer:
+        with open_readonly() as con:
+            yield con
+        return
+    path = resolve_snapshot(settings().warehouse.serving_path)
+    if not path.exists():
+        console.print(f"[red]no serving snapshot at {settings().warehouse.serving_path}[/]: run trader run first")
+        raise typer.Exit(1)
+    with connect(str(path), read_only=True) as con:
+        yield con
+
+
+def run_sql(con, query: str, csv: bool = False) -> int:
+    """Run ``query`` on ``con`` and print its result (a table, or CSV on stdout with ``csv``); a DuckDB error is
+    printed in one line. Returns the exit code (0, or 1 on error)."""
+    import duckdb
+    from rich.text import Text
+
+    try:
+        cur = con.execute(query)
+        df = cur.df() if cur.description else None
+    except duckdb.Error as e:
+        console.print(f"[red]{type(e).__name__}:[/] {e}", highlight=False, soft_wrap=True)
+        return 1
+    if df is None:
+        console.print("[green]OK[/]")
+    elif csv:
+        sys.stdout.write(df.to_csv(index=False))
+        sys.stdout.flush()
+    else:
+        t = Table(caption=f"{len(df):,} row{'s' if len(df) != 1 else ''}")
+        for c in df.columns:
+            t.add_column(str(c), justify="right" if pd.api.types.is_numeric_dtype(df[c]) else "left")
+        for row in df.itertuples(index=False):
+            t.add_row(*[Text(fmt(v)) for v in row])
+        console.print(t)
+    return 0
+
+
+def sql_prompt(con, csv: bool = False) -> None:
+    """An interactive SQL prompt on ``con`` (line editing and history through ``readline``): a statement runs when
+    a line ends with ``;`` (as in the duckdb shell); ``.tables`` lists the tables, ``.quit`` / ``.exit`` / Ctrl-D
+    leave."""
+    try:
+        import readline  # noqa: F401  (line editing and history for input())
+    except ImportError:
+        pass
+    console.print("DuckDB SQL, read-only. End a statement with ';'. .tables lists the tables, .quit leaves.")
+    buf: list[str] = []
+    while True:
+        try:
+            line = input("sql> " if not buf else "...> ")
+        except (EOFError, KeyboardInterrupt):
+            console.print()
+            return
+        cmd = line.strip()
+        if not buf and cmd in (".quit", ".exit"):
+            return
+        if not buf and cmd == ".tables":
+            run_sql(
+                con,
+                "SELECT table_schema || '.' || table_name AS \"table\" FROM information_schema.tables ORDER BY 1",
+                csv,
+            )
+            continue
+        if cmd:
+            buf.append(line)
+        if buf and cmd.endswith(";"):
+            run_sql(con, "\n".join(buf), csv)
+            buf = []
+
+
+def process_group_alive(pgid: int) -> bool:
+    """Whether any process of process group ``pgid`` is still running (zombies waiting to be reaped do not count;
+    read from ``/proc``, else ``killpg(pgid, 0)``)."""
+    if not os.path.isdir("/proc"):
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat", "rb") as f:
+                fields = f.read().decode(errors="replace").rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z" and int(fields[2]) == pgid:
+            return True
+    return False

@@ -1,16 +1,19 @@
-"""``trader run | ingest | status | ui`` — the pipeline itself. ``run`` and ``ingest`` run ``main_job`` /
-``ingest_job`` in-process against the project's Dagster instance (``DAGSTER_HOME``, default
-``<repo>/.dagster_home``), so every CLI run shows up in the Dagster UI with lineage, checks and metadata.
+"""trader run | ingest | status | ui | sql: the pipeline itself. run and ingest run main_job / ingest_job in-process
+against the project's Dagster instance (DAGSTER_HOME, default <repo>/.dagster_home) as runs of the code location's
+jobs, so every CLI run shows up in the Dagster UI (job page, timeline, asset views) with lineage, checks and metadata.
+status and sql only read the warehouse (or its serving snapshot).
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
 
 import duckdb
+import pandas as pd
 import typer
 from rich.table import Table
 
@@ -70,7 +73,8 @@ def print_warehouse_summary(path: str) -> None:
 def report_end(job: str, results: list, ok: bool, t0: float, inst=None) -> None:
     """The end of ``trader run`` / ``ingest``: the runs' warnings, then per failed run the failing step, its error
     (file, row, rule), what to do and the log file (:func:`pipeline.cli.common.print_failures`), and a last line
-    naming the failed step(s). Exits 1 unless ``ok``."""
+    naming the failed step(s), or on success the steps, assets and checks of the run(s) and the log file(s).
+    Exits 1 unless ``ok``."""
     failed_steps, logs = [], []
     for r in results:
         common.print_run_warnings(r, inst)
@@ -79,7 +83,14 @@ def report_end(job: str, results: list, ok: bool, t0: float, inst=None) -> None:
             failed_steps += [f["step"] for f in common.failure_summary(r)]
     ids = ", ".join(r.run_id[:8] for r in results)
     if ok:
-        console.print(f"[green]{job} succeeded[/] in {time.time() - t0:.1f}s (run ids: {ids})")
+        n = [common.run_summary(r) for r in results]
+        console.print(
+            f"[green]{job} succeeded[/] in {time.time() - t0:.1f}s: {sum(x['steps'] for x in n)} steps, "
+            f"{sum(x['assets'] for x in n)} assets ({sum(x['materializations'] for x in n)} materialisations), "
+            f"{sum(x['checks'] for x in n)} checks (run ids: {ids}); log {', '.join(str(x['log']) for x in n)}",
+            highlight=False,
+            soft_wrap=True,
+        )
         return
     if failed_steps:
         why = f": step {', '.join(dict.fromkeys(failed_steps))} failed"
@@ -98,16 +109,29 @@ def report_end(job: str, results: list, ok: bool, t0: float, inst=None) -> None:
     raise typer.Exit(1)
 
 
+VERBOSE = typer.Option(
+    False, "--verbose", "-v", help="Print Dagster's full event stream instead of the progress display."
+)
+
+
 @app.command()
 def run(
     symbol: list[str] = typer.Option(None, "--symbol", "-s", help="Limit to these symbols (BASE/QUOTE)."),
     timeframe: list[str] = typer.Option(None, "--timeframe", "-t", help="Limit to these timeframes."),
     full_refresh: bool = typer.Option(False, help="Recompute the selected candle partitions from scratch."),
+    verbose: bool = VERBOSE,
 ) -> None:
-    """Materialise everything (ingest, market, features, regimes, serving snapshot) and print a summary."""
+    """Run main_job: everything the project computes, for every desk.
+
+    Ingest (candles, on-chain metrics, Fear & Greed) -> market data -> technical features -> market regimes ->
+    the research baseline (model, promotion gate, backtest) -> the options desk (on-chain features, p_long/p_short
+    models, daily signals and trades, evaluation) -> the setup scanner (candidates, meta-model, calibration gate,
+    thresholds, gated signals, backtest) -> the serving snapshot and Parquet exports; with every asset check.
+    Shows one line per step and a summary; the full log is written to warehouse/data/logs/RUN_ID.log.
+    """
     t0 = time.time()
     inst = common.instance()
-    results = common.execute("main_job", symbol, timeframe, full_refresh, inst=inst)
+    results = common.execute("main_job", symbol, timeframe, full_refresh, inst=inst, verbose=verbose)
     ok = all(r.success for r in results)
     checks_ok = common.print_checks(results)
     if ok:
@@ -117,33 +141,120 @@ def run(
 
 @app.command()
 def ingest(
-    symbol: list[str] = typer.Option(None, "--symbol", "-s"),
-    timeframe: list[str] = typer.Option(None, "--timeframe", "-t"),
+    symbol: list[str] = typer.Option(None, "--symbol", "-s", help="Limit to these symbols (BASE/QUOTE)."),
+    timeframe: list[str] = typer.Option(None, "--timeframe", "-t", help="Limit to these timeframes."),
+    verbose: bool = VERBOSE,
 ) -> None:
-    """Sources only: raw.ohlcv, raw.onchain_metrics, market.sentiment_daily."""
+    """Run ingest_job: the sources only (raw.ohlcv, raw.onchain_metrics, market.sentiment_daily), with their checks."""
     t0 = time.time()
     inst = common.instance()
-    results = common.execute("ingest_job", symbol, timeframe, inst=inst)
+    results = common.execute("ingest_job", symbol, timeframe, inst=inst, verbose=verbose)
     ok = all(r.success for r in results) & common.print_checks(results)
     report_end("ingest_job", results, ok, t0, inst)
 
 
+def _read(sql: str):
+    """``sql`` on the warehouse read-only; None when its tables do not exist yet (nothing run)."""
+    try:
+        return common.read(sql)
+    except (duckdb.CatalogException, duckdb.IOException, FileNotFoundError):
+        return None
+
+
+def print_signals() -> None:
+    """The latest signal of each desk (research baseline prediction, options desk day, setup scanner signal)."""
+    rows = [
+        (
+            "research",
+            "ml.predictions",
+            """SELECT open_time AS latest, symbol || ' ' || timeframe || ': p_cal ' || round(p_cal, 3) AS signal,
+                      count(*) OVER () AS total FROM ml.predictions ORDER BY ts DESC, symbol LIMIT 1""",
+        ),
+        (
+            "options_desk",
+            "signals.options_daily",
+            """SELECT date::TIMESTAMP AS latest, state || coalesce(' ' || trade_type, '')
+                      || CASE direction WHEN 1 THEN ' long' WHEN -1 THEN ' short' ELSE '' END
+                      || coalesce(', confidence ' || confidence, '')
+                      || CASE WHEN size > 0 THEN ', size ' || round(size, 3) ELSE '' END AS signal,
+                      count(*) OVER () AS total
+               FROM signals.options_daily ORDER BY date DESC LIMIT 1""",
+        ),
+        (
+            "setup_scanner",
+            "signals.setups",
+            """SELECT make_timestamp(ts * 1000) AS latest, symbol || ' ' || timeframe || ' '
+                      || CASE side WHEN 1 THEN 'LONG' ELSE 'SHORT' END || ' at ' || round(entry, 4) || ': ' || status
+                      AS signal, count(*) OVER () AS total FROM signals.setups ORDER BY ts DESC, symbol LIMIT 1""",
+        ),
+    ]
+    t = Table(title="Latest signal per desk")
+    for c in ("desk", "table", "latest (UTC)", "signal", "rows"):
+        t.add_column(c, justify="right" if c == "rows" else "left")
+    for desk, tbl, sql in rows:
+        df = _read(sql)
+        if df is None or df.empty:
+            t.add_row(desk, tbl, "-", "nothing stored yet", "0")
+        else:
+            r = df.iloc[0]
+            t.add_row(desk, tbl, common.fmt(r["latest"]), str(r["signal"]), f"{int(r['total']):,}")
+    console.print(t)
+
+
+def print_models() -> None:
+    """Per model of ``ml.model_runs``: the champion version and when it was trained, the last training and its gate."""
+    df = _read("""SELECT model_name AS model,
+                   max(model_version::INT) FILTER (WHERE promoted)::VARCHAR AS champion,
+                   max(trained_at) FILTER (WHERE promoted) AS champion_trained,
+                   max(trained_at) AS last_training,
+                   arg_max(model_version, trained_at) AS last_version,
+                   arg_max(CASE WHEN promotion_passed THEN 'passed' WHEN NOT promotion_passed THEN 'failed'
+                           ELSE 'not judged' END, trained_at) AS last_gate
+            FROM ml.model_runs GROUP BY 1 ORDER BY 1""")
+    if df is None or df.empty:
+        console.print("[yellow]No model trained yet (ml.model_runs is empty).[/]")
+        return
+    df["champion"] = df["champion"].fillna("none")
+    common.table(df, "Models: champion per registered model, last training (ml.model_runs)")
+
+
+def print_backtests() -> None:
+    """The latest backtest of each desk (``backtest.runs``) with its key figures."""
+    df = _read("""SELECT desk, strategy, period_start::DATE AS "from", period_end::DATE AS "to",
+                   (metrics->>'$.total_return')::DOUBLE AS total_return, (metrics->>'$.annual_return')::DOUBLE AS cagr,
+                   (metrics->>'$.sharpe')::DOUBLE AS sharpe, (metrics->>'$.max_drawdown')::DOUBLE AS max_dd,
+                   (metrics->>'$.n_trades')::DOUBLE::BIGINT AS trades,
+                   coalesce((metrics->>'$.win_rate')::DOUBLE, (metrics->>'$.option_hit_rate')::DOUBLE) AS hit_rate,
+                   created_at AS run_at
+            FROM backtest.runs QUALIFY row_number() OVER (PARTITION BY desk ORDER BY created_at DESC) = 1
+            ORDER BY desk""")
+    if df is None or df.empty:
+        console.print("[yellow]No backtest yet (backtest.runs is empty).[/]")
+        return
+    for c in ("total_return", "cagr", "max_dd", "hit_rate"):
+        df[c] = df[c].map(lambda v: common.pct(v, signed=c != "hit_rate"))
+    df["sharpe"] = df["sharpe"].map(lambda v: "" if pd.isna(v) else f"{v:.2f}")
+    common.table(df, "Latest backtest per desk (backtest.runs; out of sample, after costs)")
+
+
 @app.command()
 def status() -> None:
-    """What is in the warehouse, last candle per partition, and the latest failed checks."""
+    """Read-only, runs no job: market data (rows, range, gaps, last candle per partition), the latest signal per desk,
+    the champion model per registered model and its last training, the latest backtest per desk, and the asset checks
+    whose latest result did not pass."""
     print_warehouse_summary(common.settings().warehouse.path)
-    try:
-        with common.open_readonly() as con:
-            last = con.execute("""SELECT symbol, timeframe, max(open_time) AS last_candle, count(*) AS rows
-                                  FROM market.ohlcv GROUP BY ALL ORDER BY symbol, min(CASE timeframe WHEN '1m' THEN 1 WHEN '5m' THEN 2 WHEN '15m' THEN 3 WHEN '1h' THEN 4 WHEN '4h' THEN 5 ELSE 6 END)""").fetchall()
-    except (duckdb.IOException, duckdb.CatalogException):
-        last = []
+    last = _read("""SELECT symbol, timeframe, max(open_time) AS last_candle, count(*) AS rows
+                    FROM market.ohlcv GROUP BY ALL ORDER BY symbol, min(CASE timeframe WHEN '1m' THEN 1 WHEN '5m' THEN 2
+                    WHEN '15m' THEN 3 WHEN '1h' THEN 4 WHEN '4h' THEN 5 ELSE 6 END)""")
     t = Table(title="Last candle per partition (market.ohlcv)")
     for c in ("symbol", "timeframe", "last candle (open, UTC)", "rows"):
         t.add_column(c)
-    for r in last:
+    for r in [] if last is None else last.itertuples(index=False):
         t.add_row(r[0], r[1], str(r[2]), f"{r[3]:,}")
     console.print(t)
+    print_signals()
+    print_models()
+    print_backtests()
     ft = Table(title="Latest asset-check results that did not pass")
     for c in ("asset", "check", "status", "run"):
         ft.add_column(c)
@@ -153,14 +264,70 @@ def status() -> None:
     console.print(ft if failed else "[green]All latest asset checks passed.[/]")
 
 
+def _stop_group(proc: subprocess.Popen, grace: float = 20.0) -> None:
+    """Stop ``proc`` and every process of its process group: SIGINT (dagster dev shuts its webserver, daemon and code
+    servers down), then SIGTERM and SIGKILL to whatever of the group is left after ``grace`` seconds."""
+    for sig, wait in ((signal.SIGINT, grace), (signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            break
+        t0 = time.time()
+        while time.time() - t0 < wait and common.process_group_alive(proc.pid):
+            proc.poll()
+            time.sleep(0.2)
+        if not common.process_group_alive(proc.pid):
+            break
+    proc.wait()
+
+
 @app.command()
-def ui(port: int = typer.Option(3000, help="Dagster webserver port.")) -> None:
-    """Start the Dagster UI (``dagster dev -w workspace.yaml``) on this project's instance."""
+def ui(
+    port: int = typer.Option(3000, help="Dagster webserver port."),
+    workspace: str = typer.Option(
+        "workspace.yaml", "--workspace", "-w", help="Workspace file (default: the project's)."
+    ),
+) -> None:
+    """Start the Dagster UI and daemon (dagster dev -w workspace.yaml) on this project's instance; runs no job itself.
+
+    Ctrl-C (or SIGTERM) stops dagster dev and all its processes (webserver, daemon, code servers)."""
     common.instance()
-    raise typer.Exit(
-        subprocess.call(
-            [sys.executable, "-m", "dagster", "dev", "-w", "workspace.yaml", "-p", str(port)],
-            cwd=REPO_ROOT,
-            env=os.environ.copy(),
-        )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dagster", "dev", "-w", workspace, "-p", str(port)],
+        cwd=REPO_ROOT,
+        env=os.environ.copy(),
+        start_new_session=True,  # its own process group, stopped as a whole below
     )
+    old = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        code = proc.wait()
+    except KeyboardInterrupt:
+        console.print("[yellow]stopping dagster dev and its processes…[/]")
+        _stop_group(proc)
+        code = 0
+    finally:
+        signal.signal(signal.SIGTERM, old)
+        if common.process_group_alive(proc.pid):  # dagster dev ended on its own but left children
+            _stop_group(proc, grace=5.0)
+    raise typer.Exit(code)
+
+
+@app.command()
+def sql(
+    query: str = typer.Argument(None, help="SQL to run; without it an interactive prompt opens."),
+    csv: bool = typer.Option(False, "--csv", help="Print CSV instead of a table."),
+    writer: bool = typer.Option(
+        False, "--warehouse", help="Read the writer's warehouse.duckdb instead of the serving snapshot."
+    ),
+) -> None:
+    """Query the serving snapshot (or with --warehouse the warehouse) read-only with DuckDB SQL; runs no job.
+
+    With a QUERY prints the result as a table (or CSV with --csv); without one opens a prompt (a statement runs
+    when a line ends with a semicolon, as in the duckdb shell; .tables lists the tables, .quit or Ctrl-D leaves).
+    Example:
+    trader sql "SELECT symbol, timeframe, count(*) FROM market.ohlcv GROUP BY ALL"
+    """
+    with common.open_sql(writer) as con:
+        if query is not None:
+            raise typer.Exit(common.run_sql(con, query, csv))
+        common.sql_prompt(con, csv)

@@ -28,7 +28,8 @@ def _run_desk() -> bool:
 
 @app.command("build-features")
 def build_features() -> None:
-    """Materialise features/onchain and the daily signals (the options_desk group)."""
+    """Run options_desk_job: on-chain features, p_long/p_short models, the daily signals and trades and the evaluation
+    (the options_desk group); republishes the serving snapshot."""
     t0 = time.time()
     ok = _run_desk()
     f = read("SELECT count(*) AS days, min(date) AS first, max(date) AS last FROM features.onchain")
@@ -214,8 +215,8 @@ def score_latest(
     date: str = typer.Option(None, "--date", help="Another stored day (YYYY-MM-DD)."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
-    """The latest (or a given) day's stored signal in the seed's sample-output layout, with the data's age against
-    today's UTC date (a warning when stale) and why any indicator is unavailable; ``--verbose`` adds the feature values
+    """Read-only, runs no job: the latest (or a given) day's stored signal in the seed's sample-output layout, with the data's age against
+    today's UTC date (a warning when stale) and why any indicator is unavailable; --verbose adds the feature values
     each regime was read from."""
     _signal_block(date, verbose)
 
@@ -225,8 +226,8 @@ def generate_signal(
     date: str = typer.Option(None, "--date", help="YYYY-MM-DD (default: latest)."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
-    """Recompute the desk (inputs unchanged → skipped), republish, and show the latest (or a given) day's signal with
-    the data's age; ``--verbose`` adds the feature values behind each regime."""
+    """Run options_desk_job (steps whose inputs are unchanged are skipped), republish, and show the latest (or a given)
+    day's signal with the data's age; --verbose adds the feature values behind each regime."""
     if not _run_desk():
         console.print("[red]options_desk assets failed[/]")
         raise typer.Exit(1)
@@ -237,8 +238,8 @@ def generate_signal(
 def train_models(
     force: bool = typer.Option(False, "--force", help="Retrain even if the inputs are unchanged."),
 ) -> None:
-    """Fit p_long / p_short (walk-forward, calibrated), register them in MLflow and promote those that pass their gate;
-    then refresh the daily signal so it uses the champions."""
+    """Run options_models_job: fit p_long / p_short (walk-forward, calibrated), register them in MLflow, promote those
+    that pass their gate, then refresh the daily signals and trades so they use the champions."""
     t0 = time.time()
     r = run_job("options_models_job", {"ops": {"ml__options_direction": {"config": {"force": force}}}})
     print_checks([r])
@@ -289,7 +290,7 @@ def percent_table(df: pd.DataFrame) -> pd.DataFrame:
 
 @app.command("report")
 def report() -> None:
-    """The model-based evaluation of the taken trades: per state (tactical hedges as their own group), per year, per
+    """Read-only, runs no job: the model-based evaluation of the taken trades: per state (tactical hedges as their own group), per year, per
     trade type, versus buy-and-hold BTC and always-on calls/puts; rates and returns in percent."""
     import json
 
@@ -331,7 +332,7 @@ def list_trades(
     year: int = typer.Option(None, "--year"),
     all_: bool = typer.Option(False, "--all", help="Include cooldown-suppressed."),
 ) -> None:
-    """Trade opportunities with sizing (taken after cooldowns unless --all)."""
+    """Read-only, runs no job: trade opportunities with sizing (taken after cooldowns unless --all)."""
     where = ["1=1"] + ([f"year(date) = {int(year)}"] if year else []) + ([] if all_ else ["cooldown_status = 'taken'"])
     t = read(
         "SELECT date, trade_type, structure, strike_long, strike_short, expiry, dte, size, confidence, cooldown_status, "
@@ -342,7 +343,7 @@ def list_trades(
 
 @app.command("diagnose-notrade")
 def diagnose_notrade(year: int = typer.Option(None, "--year")) -> None:
-    """Why days are NO_TRADE: counts by reason and by regime combination."""
+    """Read-only, runs no job: why days are NO_TRADE, counts by reason and by regime combination."""
     w = f"AND year(date) = {int(year)}" if year else ""
     table(
         read(
@@ -362,7 +363,8 @@ def diagnose_notrade(year: int = typer.Option(None, "--year")) -> None:
 
 @app.command("analyze-fusion")
 def analyze_fusion() -> None:
-    """States, scores and overlays per year; forward BTC return by state (30 days, from the daily close)."""
+    """Read-only, runs no job: states, scores and overlays per year; forward BTC return by state (30 days, from the
+    daily close)."""
     table(
         read(
             "SELECT year(date) AS year, state, count(*) AS days, round(avg(score), 2) AS avg_score FROM signals.options_daily "
@@ -388,7 +390,7 @@ def analyze_fusion() -> None:
 
 @app.command("analyze-neutral")
 def analyze_neutral() -> None:
-    """MVRV-LS neutral terrain: how often, with which MDIA/whale regimes, and what followed."""
+    """Read-only, runs no job: MVRV-LS neutral terrain, how often, with which MDIA/whale regimes, and what followed."""
     table(
         percent_table(
             read("""SELECT mdia_regime, whale_regime, count(*) AS days, avg(fwd) AS avg_fwd_30d

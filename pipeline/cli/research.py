@@ -69,7 +69,8 @@ def _folds(mlflow_run_id: str) -> pd.DataFrame:
 
 @app.command()
 def train(force: bool = typer.Option(False, help="Retrain even if features and configuration are unchanged.")) -> None:
-    """Train the baseline model (walk-forward, calibration, MLflow), run the promotion gate, promote if it passes."""
+    """Run train_job: train the research baseline model (walk-forward, calibration, MLflow), run the promotion gate and
+    promote it if it passes; republishes the serving snapshot."""
     t0 = time.time()
     r = common.run_job(
         "train_job", {"ops": {"ml__baseline_direction": {"config": {"force": force}}}} if force else None
@@ -104,7 +105,8 @@ def backtest(
     threshold: float = typer.Option(None, "--threshold", help="Entry threshold on calibrated p."),
     force: bool = typer.Option(False, help="Re-run even if unchanged."),
 ) -> None:
-    """Backtest a strategy on the stored out-of-sample predictions and print metrics next to buy-and-hold."""
+    """Run backtest_job: backtest a strategy on the stored out-of-sample predictions and print its metrics next to
+    buy-and-hold; republishes the serving snapshot."""
     if strategy != "baseline":
         console.print(f"[red]unknown strategy {strategy!r}; available: baseline[/]")
         raise typer.Exit(2)
@@ -145,7 +147,8 @@ def walk_forward_cmd(
     embargo: str = typer.Option(None, "--embargo", help="Gap before each test fold (bars or duration)."),
     rolling: bool = typer.Option(False, "--rolling", help="Rolling instead of expanding training window."),
 ) -> None:
-    """Run the baseline's purged walk-forward (read-only, nothing logged) and print the per-fold table."""
+    """Read-only, runs no job: the baseline's purged walk-forward with other windows (nothing stored or logged) and
+    its per-fold table."""
     cfg = settings()
     t0 = time.time()
     try:

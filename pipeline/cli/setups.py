@@ -47,7 +47,8 @@ def retro_scan(
     ),
     out: str = typer.Option(None, "--csv", help="Also write the signals and outcomes to this CSV."),
 ) -> None:
-    """Backfill historical signals with the same gating as live and simulate them at once (table signals.setup_retro)."""
+    """Run setup_retro_job: backfill a window's signals with the same gating as live and simulate them at once (table
+    signals.setup_retro)."""
     t0 = time.time()
     r = run_job(
         "setup_retro_job",
@@ -84,7 +85,8 @@ def retro_scan(
 
 @app.command("scan")
 def scan() -> None:
-    """Scan the latest closed candles, gate with the champion and the tuned thresholds, execute; print fresh signals."""
+    """Run setup_scan_job: scan the latest closed candles, gate with the champion and the tuned thresholds, execute;
+    print the fresh signals."""
     t0 = time.time()
     r = _job("setup_scan_job")
     live = read("""SELECT symbol, timeframe, make_timestamp(ts * 1000) AS signal_time, CASE side WHEN 1 THEN 'LONG' ELSE 'SHORT' END AS side,
@@ -98,7 +100,8 @@ def scan() -> None:
 def train_meta(
     force: bool = typer.Option(False, "--force", help="Retrain even if candidates and configuration are unchanged."),
 ) -> None:
-    """Retrain the p(win) meta-model (walk-forward, isotonic on out-of-fold scores, MLflow version)."""
+    """Run setup_train_job: retrain the p(win) meta-model (walk-forward, isotonic on out-of-fold scores, MLflow
+    version)."""
     t0 = time.time()
     r = _job("setup_train_job", {"ops": {"ml__setup_meta": {"config": {"force": force}}}})
     name = settings().setup_scanner.meta.name
@@ -115,7 +118,7 @@ def train_meta(
 
 @app.command("calibrate-meta")
 def calibrate_meta() -> None:
-    """Judge the latest version's calibrated out-of-sample scores (blocking promotion gate) and promote it if it passes;
+    """Run setup_calibrate_job: judge the latest version's calibrated out-of-sample scores (blocking promotion gate) and promote it if it passes;
     prints the reliability table. Calibration itself (isotonic) is fit inside training on out-of-fold scores only."""
     from models.calibration import reliability_table
 
@@ -134,7 +137,8 @@ def calibrate_meta() -> None:
 
 @app.command("tune-thresholds")
 def tune_thresholds() -> None:
-    """Re-tune the per pair/timeframe thresholds (point-in-time versions), re-gate, re-simulate and refresh the report."""
+    """Run setup_tune_job: re-tune the per pair/timeframe thresholds (point-in-time versions), re-gate, re-simulate and
+    refresh the report."""
     t0 = time.time()
     r = _job("setup_tune_job")
     md = asset_metadata(r, ["signals", "setup_thresholds"])
@@ -152,7 +156,8 @@ def tune_thresholds() -> None:
 def analyze_results(
     equity_csv: str = typer.Option(None, "--equity-csv", help="Write the gated run's equity curve here."),
 ) -> None:
-    """Metrics of gated vs ungated vs buy-and-hold (out of sample, with costs), statuses, and the equity CSV."""
+    """Read-only, runs no job: metrics of gated vs ungated vs buy-and-hold (out of sample, with costs), statuses, and
+    the equity CSV."""
     runs = read(
         "SELECT run_id, strategy, period_start, period_end, metrics, benchmark FROM backtest.runs "
         "WHERE desk = 'setup_scanner' ORDER BY strategy"
@@ -203,7 +208,7 @@ def _print_target_reach() -> None:
 
 @app.command("db-inspect")
 def db_inspect() -> None:
-    """Row counters of the setup scanner's tables."""
+    """Read-only, runs no job: row counters of the setup scanner's tables."""
     rows = []
     for t in SETUP_TABLES + ["signals.setup_retro"]:
         col = "valid_from" if t == "signals.setup_thresholds" else "ts"

@@ -8,6 +8,8 @@ import dagster as dg
 import pandas as pd
 import pytest
 
+from tests.cli.test_operator_cli import assert_run_of_the_code_location
+
 REPO = Path(__file__).resolve().parents[2]
 CLI = REPO / "pipeline" / "cli"
 COMMAND_MODULES = sorted(p for p in CLI.glob("*.py") if p.name not in {"__init__.py", "__main__.py", "common.py"})
@@ -81,6 +83,7 @@ def test_commands_and_jobs():
         "backtest",
         "walk-forward",
         "ui",
+        "sql",
         "options",
         "setups",
         "api",
@@ -154,6 +157,7 @@ def test_retro_scan_runs_setup_retro_job(resources, tmp_path, monkeypatch):
 
     runs = inst.get_runs(filters=dg.RunsFilter(job_name="setup_retro_job"))
     assert len(runs) == 1 and runs[0].status == dg.DagsterRunStatus.SUCCESS
+    assert_run_of_the_code_location(runs[0], "setup_retro_job")  # shown in the UI's job, timeline and asset views
     assert runs[0].run_config["ops"]["signals__setup_retro"]["config"] == {
         "start": "2023-03-01",
         "end": "2023-04-10",

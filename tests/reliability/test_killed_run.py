@@ -9,6 +9,7 @@ never by sleeping a fixed time.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -20,6 +21,7 @@ import dagster as dg
 import pytest
 
 from pipeline.recovery import HOST_TAG, PID_START_TAG, PID_TAG, launch_tags, pid_start_time, recover_dead_runs
+from tests.cli.test_operator_cli import assert_run_of_the_code_location
 from tests.conftest import REPO, SLICE_ROOT
 
 pytestmark = pytest.mark.integration
@@ -128,6 +130,12 @@ def test_kill_9_during_ingest_then_next_run_recovers(env, resources, kill_at):
     assert _claimed(inst) == [] and inst.event_log_storage.get_concurrency_info(POOL).pending_steps == []
     latest = inst.get_runs(limit=1)[0]
     assert latest.status == dg.DagsterRunStatus.SUCCESS and latest.tags[PID_TAG] != str(os.getpid())
+    # issue 14 items 2 and 9: a run of the code location's job, shown step by step, its full log in the log file
+    assert_run_of_the_code_location(latest, "ingest_job")
+    assert re.search(r"✓ raw__ohlcv +\d+\.\ds  raw/ohlcv \(\d+ partitions\)", out.stdout), out.stdout[-3000:]
+    log = Path(env["TRADER_CONFIG"]).parent / "cli_wh" / "logs" / f"{latest.run_id}.log"
+    assert "ingest_job succeeded in " in out.stdout and f"log {log}" in out.stdout
+    assert "DEBUG" not in out.stdout and "STEP_SUCCESS" in log.read_text() and "PIPELINE_SUCCESS" in log.read_text()
 
     # the recovered warehouse equals a clean, uninterrupted ingest of the same data (a separate warehouse)
     from pipeline.definitions import ALL_ASSETS
