@@ -49,8 +49,7 @@ def list_tokens() -> None:
 
 @app.command("serve")
 def serve(host: str = typer.Option("127.0.0.1"), port: int = typer.Option(8000)) -> None:
-    """Runs no job: serve the REST API over the serving snapshot (OpenAPI schema at /openapi.json, Swagger UI at /docs
-    and ReDoc at /redoc, both offline); health's age bounds come from the api.health section of the config."""
+    """Runs no job: serve the REST API over the serving snapshot (OpenAPI schema at /openapi.json, Swagger UI at /docs and ReDoc at /redoc, both offline); health's age bounds come from the api.health section of the config."""
     import uvicorn
 
     from pipeline.api import create_app, uvicorn_config
