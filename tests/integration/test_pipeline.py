@@ -12,19 +12,13 @@ from pipeline.config import settings
 from pipeline.core.indicators import FEATURE_COLUMNS, technical_features
 from pipeline.core.regimes import classify_regimes
 from pipeline.definitions import ALL_ASSETS
-from pipeline.jobs import ON_DEMAND
 from pipeline.partitions import full_range_tags
-from tests.conftest import real_ohlcv
+from tests.conftest import data_chain_selection, real_ohlcv
 
 pytestmark = pytest.mark.integration
 
 
-DATA_ONLY = (
-    dg.AssetSelection.all()
-    - dg.AssetSelection.key_prefixes("ml", "backtest")
-    - ON_DEMAND
-    - dg.AssetSelection.keys(["signals", "setup_thresholds"], ["signals", "setups"])
-)
+DATA_ONLY = data_chain_selection()
 
 
 def _run(resources, instance, **kw):
@@ -50,14 +44,8 @@ def _meta(result, key):
     return ev[-1].materialization.metadata
 
 
-@pytest.fixture
-def instance():
-    with dg.instance_for_test() as inst:
-        yield inst
-
-
-def test_full_chain_then_noop_then_append(resources, instance, data_dir):
-    r1 = _run(resources, instance)
+def test_full_chain_then_noop_then_append(resources, instance, data_dir, built_warehouse):
+    r1 = built_warehouse  # the session's cold run of the data chain; its warehouse copied into `resources`
     assert r1.success
     evals = {(tuple(e.asset_key.path), e.check_name): e for e in r1.get_asset_check_evaluations()}
     for (key, name), e in evals.items():
@@ -171,8 +159,7 @@ def test_full_chain_then_noop_then_append(resources, instance, data_dir):
         (lambda d: d.assign(close=d["close"].where(d.index != 2, np.nan)), "no_nan", 3),
     ],
 )
-def test_bad_file_fails_clearly_and_loses_nothing(resources, instance, data_dir, corrupt, rule, row):
-    assert _run(resources, instance).success
+def test_bad_file_fails_clearly_and_loses_nothing(resources, instance, data_dir, built_warehouse, corrupt, rule, row):
     before = _q(resources, "SELECT count(*) n, sum(hash(*columns(*))) h FROM raw.ohlcv")
     before_m = _q(resources, "SELECT count(*) n, sum(hash(*columns(*))) h FROM market.ohlcv")
     p = data_dir / "ohlcv/binance/ETH_USDT-1h.csv.gz"
@@ -193,8 +180,7 @@ def test_bad_file_fails_clearly_and_loses_nothing(resources, instance, data_dir,
     )
 
 
-def test_missing_onchain_column_fails_and_keeps_table(resources, instance, data_dir):
-    assert _run(resources, instance).success
+def test_missing_onchain_column_fails_and_keeps_table(resources, instance, data_dir, built_warehouse):
     before = _q(resources, "SELECT count(*) n, sum(hash(*columns(*))) h FROM market.onchain_daily")
     p = data_dir / "onchain" / "btc_daily_cm_api_mvrv_2010_2026-08.csv.gz"
     df = pd.read_csv(p.resolve()).drop(columns=["date"])

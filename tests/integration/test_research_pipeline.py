@@ -1,6 +1,7 @@
 """Integration: baseline model, promotion gate, champion alias and backtest through Dagster, on slices of
 real BTC/ETH candles, with a real MLflow store (sqlite + artifact folder) in a temporary directory."""
 
+import contextlib
 import json
 
 import dagster as dg
@@ -105,8 +106,9 @@ def _assert_mlflow_ui_records(trk, resources):
     assert {r.info.run_id for r in bts} <= stored  # backtest.runs.mlflow_run_id points at each run
 
 
-def test_train_gate_promote_backtest_then_refuse_a_failing_model(resources, monkeypatch):
-    with dg.instance_for_test() as instance:
+def test_train_gate_promote_backtest_then_refuse_a_failing_model(resources, monkeypatch, built_warehouse):
+    # the data chain is the session's (copied into `resources`): r1 trains, gates, promotes and backtests on it
+    with contextlib.nullcontext(dg.DagsterInstance.ephemeral()) as instance:  # in memory: see conftest `instance`
         r1 = _run(resources, instance)
         assert r1.success
         assert _check(r1, "promotion_gate").passed and _check(r1, "accounting_reconciles").passed

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import dagster as dg
 import duckdb
 import pandas as pd
@@ -19,6 +21,12 @@ TABLES = {
     "features.technical": "*",
     "regimes.market": "*",
 }
+
+
+def memory_instance():
+    """``with memory_instance() as inst:`` an in-memory Dagster instance, in place of ``dg.instance_for_test()`` where
+    the instance itself is not under test (the assets never read it): no sqlite files, no events written to disk."""
+    return contextlib.nullcontext(dg.DagsterInstance.ephemeral())
 
 
 def run_chain(resources, instance, symbol: str, timeframe: str):

@@ -13,6 +13,7 @@ from assets.keys import SETUP_META_CHAMPION
 from assets.setup_scanner.common import model_in_force
 from pipeline.config import settings
 from pipeline.definitions import ALL_ASSETS
+from tests.reliability.ingest_helpers import memory_instance
 from warehouse import io, readers, runs
 
 
@@ -48,7 +49,7 @@ def _registry(mlflow, name: str, versions: int, tmp_path) -> None:
 
 
 def _champion_step(resources):
-    with dg.instance_for_test() as inst:
+    with memory_instance() as inst:
         res = dg.materialize(
             ALL_ASSETS,
             selection=dg.AssetSelection.keys(SETUP_META_CHAMPION),

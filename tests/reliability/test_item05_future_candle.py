@@ -4,7 +4,6 @@ equal a clean run's)."""
 
 from __future__ import annotations
 
-import dagster as dg
 import pandas as pd
 import pytest
 
@@ -12,7 +11,7 @@ import resources.files as files_mod
 from assets.ingest import ingest_files_slice
 from pipeline.core.candles import CandleValidationError, last_closed_open_ms, reject_future
 from resources.files import FilesSource
-from tests.reliability.ingest_helpers import other_warehouse, query, run_chain, table_hashes
+from tests.reliability.ingest_helpers import memory_instance, other_warehouse, query, run_chain, table_hashes
 from warehouse import io
 
 FUTURE_MS = int(pd.Timestamp("2027-06-01", tz="UTC").timestamp() * 1000)
@@ -57,19 +56,19 @@ def test_polluted_series_is_repaired_when_the_file_is_fixed(tmp_path, data_dir, 
     head.to_csv(p, index=False)
     _with_future_row(p)
     monkeypatch.setattr(files_mod, "reject_future", lambda *a, **k: None)  # the old code accepted it
-    with dg.instance_for_test() as inst:
+    with memory_instance() as inst:
         assert run_chain(resources, inst, "BTC/USDT", "1d").success
     wh = resources["warehouse"].path
     assert query(wh, f"SELECT count(*) n FROM market.ohlcv WHERE ts = {FUTURE_MS}")["n"][0] == 1  # polluted
     monkeypatch.undo()
 
     p.write_bytes(clean)  # fixed: the bad row removed and the 100 genuine days appended
-    with dg.instance_for_test() as inst:
+    with memory_instance() as inst:
         assert run_chain(resources, inst, "BTC/USDT", "1d").success
     repaired = table_hashes(wh)
 
     clean_res = other_warehouse(resources, tmp_path / "c.duckdb")
-    with dg.instance_for_test() as inst:
+    with memory_instance() as inst:
         assert run_chain(clean_res, inst, "BTC/USDT", "1d").success
     assert repaired == table_hashes(str(tmp_path / "c.duckdb"))
     assert query(wh, "SELECT max(ts) m FROM features.technical")["m"][0] < FUTURE_MS

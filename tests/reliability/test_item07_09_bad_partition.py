@@ -13,7 +13,14 @@ import pytest
 from pipeline.core.candles import CandleValidationError, validate_ohlcv
 from pipeline.partitions import full_range_tags
 from tests.conftest import real_ohlcv
-from tests.reliability.ingest_helpers import check_eval, other_warehouse, query, run_chain_range, table_hashes
+from tests.reliability.ingest_helpers import (
+    check_eval,
+    memory_instance,
+    other_warehouse,
+    query,
+    run_chain_range,
+    table_hashes,
+)
 from warehouse.schema import SERVING_TABLES
 
 TAGS = full_range_tags(["BTC/USDT", "ETH/USDT"], ["1h"])
@@ -38,7 +45,7 @@ def test_non_finite_value_is_rejected_with_row_and_rule(value):
 
 def test_bad_partition_fails_alone_and_a_fixed_file_is_enough(tmp_path, data_dir, resources):
     wh = resources["warehouse"].path
-    with dg.instance_for_test() as inst:
+    with memory_instance() as inst:
         assert run_chain_range(resources, inst, TAGS).success
     eth = "symbol = 'ETH/USDT'"
     before_eth = table_hashes(wh, eth)
@@ -53,7 +60,7 @@ def test_bad_partition_fails_alone_and_a_fixed_file_is_enough(tmp_path, data_dir
     full = real_ohlcv("BTC/USDT", "1h").rename(columns={"ts": "timestamp"})
     pd.concat([btc_df, full[full["timestamp"] > btc_df["timestamp"].max()].head(24)]).to_csv(btc, index=False)
 
-    with dg.instance_for_test() as inst:
+    with memory_instance() as inst:
         r = run_chain_range(resources, inst, TAGS)
     assert r.success  # the bad partition failed alone; market/features/regimes ran
     check = check_eval(r, "inputs_valid")
@@ -71,12 +78,12 @@ def test_bad_partition_fails_alone_and_a_fixed_file_is_enough(tmp_path, data_dir
     assert "ops.input_errors" in SERVING_TABLES
 
     bad.write_bytes(good_bytes)  # the fix
-    with dg.instance_for_test() as inst:
+    with memory_instance() as inst:
         r = run_chain_range(resources, inst, TAGS)
     assert r.success and check_eval(r, "inputs_valid").passed
     assert query(wh, "SELECT count(*) n FROM ops.input_errors")["n"][0] == 0
     clean = other_warehouse(resources, tmp_path / "clean.duckdb")
-    with dg.instance_for_test() as inst:
+    with memory_instance() as inst:
         assert run_chain_range(clean, inst, TAGS).success
     fixed, clean_h = table_hashes(wh), table_hashes(str(tmp_path / "clean.duckdb"))
     assert {t: fixed[t] for t in ("raw.ohlcv", "market.ohlcv")} == {

@@ -12,6 +12,7 @@ from assets.ingest import ingest_files_slice
 from assets.keys import ONCHAIN_DAILY, RAW_ONCHAIN_METRICS
 from pipeline.definitions import ALL_ASSETS
 from resources.files import FilesSource, content_hash, file_fingerprint
+from tests.reliability.ingest_helpers import memory_instance
 from warehouse import io
 
 ONCHAIN = dg.AssetSelection.keys(RAW_ONCHAIN_METRICS, ONCHAIN_DAILY)
@@ -74,7 +75,7 @@ def test_onchain_file_restored_identically_recomputes_nothing(data_dir, resource
         if other.name not in (p.name, "btc_exchange_supply_SplyExNtv_cm_2014_2026-08.csv.gz"):
             other.unlink()
     content = p.read_bytes()
-    with dg.instance_for_test() as inst:
+    with memory_instance() as inst:
 
         def run():
             r = dg.materialize(ALL_ASSETS, resources=resources, instance=inst, selection=ONCHAIN, raise_on_error=False)
