@@ -1,6 +1,7 @@
 """The bar-by-bar execution simulator shared by every desk's backtest and by paper trading (pure).
 
-One numba kernel (:func:`_simulate_kernel`) walks the bars of **one symbol** once. Decisions are
+:func:`simulate` runs **one symbol** through the project's one numba kernel, the N = 1 case of the multi-asset engine
+(:mod:`pipeline.core.engine`, which also holds the resumable state); this module owns the fill model. Decisions are
 taken on a bar's close and executed later, so a backtest and paper trading fed the same bars and
 signals can never disagree. The fill model (documented in ``docs/decisions.md`` §simulator):
 
@@ -84,6 +85,7 @@ EXIT_REASONS = (
     "skipped_position",
     "skipped_order",
     "pending",
+    "denied_max_positions",
 )
 (
     _R_SIGNAL,
@@ -101,7 +103,8 @@ EXIT_REASONS = (
     _R_SKIP_POS,
     _R_SKIP_ORD,
     _R_PENDING,
-) = range(15)
+    _R_DENY_MAXPOS,
+) = range(16)
 
 TRADE_COLUMNS = (
     "signal_bar",
@@ -230,435 +233,6 @@ def _first_event(k0, k1, fh, fl, d, stop, target):  # pragma: no cover - compile
     return 0
 
 
-@numba.njit(cache=True)
-def _write_trade(
-    t,
-    sig_bar,
-    entry_bar,
-    exit_bar,
-    d,
-    entry,
-    exit_val,
-    units0,
-    fees,
-    gross,
-    lev,
-    reason,
-    worst,
-    best,
-    sl0,
-    tp0,
-    tp1_done,
-    last_px,
-    tp1_px,
-    tp1_bar,
-):  # pragma: no cover - compiled
-    xp = exit_val / units0
-    t[0] = sig_bar
-    t[1] = entry_bar
-    t[2] = exit_bar
-    t[3] = d
-    t[4] = entry
-    t[5] = last_px
-    t[6] = units0
-    t[7] = units0 * entry
-    t[8] = fees
-    t[9] = gross - fees
-    t[10] = (gross - fees) / (units0 * entry / lev)
-    t[11] = reason
-    t[12] = min(worst, d * (last_px - entry)) / entry
-    t[13] = max(best, d * (last_px - entry)) / entry
-    t[14] = (gross - fees) / (units0 * abs(entry - sl0)) if not math.isnan(sl0) and entry != sl0 else math.nan
-    t[15] = 1.0 if tp1_done else 0.0
-    t[16] = sl0
-    t[17] = tp0
-    t[18] = xp
-    t[19] = tp1_px if tp1_done else math.nan
-    t[20] = tp1_bar if tp1_done else -1
-    t[21] = lev
-
-
-@numba.njit(cache=True)
-def _write_order(t, s, i, d, reason, sl_, tp_, since):  # pragma: no cover - compiled
-    """An order row (entry_bar -1): expired / rejected / skipped / pending; ``since`` (slot 4) = the bar of the
-    position (entry) or resting order (signal) that made a signal be skipped, else -1."""
-    t[:] = math.nan
-    t[0] = s
-    t[1] = -1
-    t[2] = i
-    t[3] = d
-    t[4] = since
-    t[6] = 0.0
-    t[11] = reason
-    t[16] = sl_
-    t[17] = tp_
-
-
-@numba.njit(cache=True, error_model="numpy")
-def _simulate_kernel(
-    o,
-    h,
-    l,
-    c,
-    atr,
-    sig,
-    exit_sig,
-    s_limit,
-    s_sl,
-    s_tp1,
-    s_tp,
-    s_size,
-    s_lev,
-    s_liq,
-    fine_start,
-    fine_end,
-    fh,
-    fl,
-    p,
-    record_skips,
-    trades,
-    pos_out,
-    eq_out,
-):  # pragma: no cover - compiled
-    n = o.shape[0]
-    record = pos_out.shape[0] == n
-    taker = p[P_TAKER] * 1e-4
-    maker = p[P_MAKER] * 1e-4
-    slip = p[P_SLIP] * 1e-4
-    lat = int(p[P_LAT])
-    lev_default = p[P_LEV]
-    lev = lev_default  # leverage of the open position
-    max_bars = int(p[P_MAXBARS])
-    validity = int(p[P_VALID])
-    cash = p[P_CASH]
-    nt = 0
-    # position state (d = direction, 0 = flat)
-    d = 0
-    units = 0.0
-    units0 = 0.0
-    entry = 0.0
-    entry_bar = -1
-    sig_bar = -1
-    intrabar_fill = False
-    sl = math.nan
-    tp = math.nan
-    tp1 = math.nan
-    sl0 = math.nan
-    tp0 = math.nan
-    liq = math.nan
-    trail = math.nan
-    trail_on = False
-    be_on = False
-    tp1_done = False
-    best = 0.0
-    worst = 0.0
-    atr_e = math.nan
-    fees = 0.0
-    gross = 0.0
-    exit_val = 0.0
-    last_px = math.nan  # price of the latest fill that reduced the position
-    tp1_px = math.nan
-    tp1_bar = -1
-    # pending orders: entry executable from bar pe_bar, exit at bar px_bar (-1: none)
-    pe_bar = -1
-    pe_dir = 0
-    pe_sig = -1
-    px_bar = -1
-    px_reason = _R_SIGNAL
-    for i in range(n):
-        # 1. pending signal/reverse exit and time stop, at the open
-        if d != 0 and ((px_bar >= 0 and i >= px_bar) or (max_bars > 0 and i - entry_bar >= max_bars)):
-            reason = px_reason if (px_bar >= 0 and i >= px_bar) else _R_TIME
-            price = o[i] * (1.0 - d * slip)
-            f = units * price * taker
-            g = d * units * (price - entry)
-            cash += g - f
-            fees += f
-            gross += g
-            exit_val += units * price
-            units = 0.0
-            _write_trade(
-                trades[nt],
-                sig_bar,
-                entry_bar,
-                i,
-                d,
-                entry,
-                exit_val,
-                units0,
-                fees,
-                gross,
-                lev,
-                reason,
-                worst,
-                best,
-                sl0,
-                tp0,
-                tp1_done,
-                price,
-                tp1_px,
-                tp1_bar,
-            )
-            nt += 1
-            d = 0
-        if px_bar >= 0 and i >= px_bar:
-            px_bar = -1
-        # 2. pending entry (a reverse entry fills on the same open as the exit)
-        if d == 0 and pe_bar >= 0 and i >= pe_bar:
-            s = pe_sig
-            dd = pe_dir
-            lim = _at(s_limit, s)
-            fill = math.nan
-            fee_rate = taker
-            if math.isnan(lim):
-                fill = o[i] * (1.0 + dd * slip)
-                pe_bar = -1
-            else:
-                fee_rate = maker
-                if dd > 0 and l[i] <= lim:
-                    fill = min(o[i], lim)
-                elif dd < 0 and h[i] >= lim:
-                    fill = max(o[i], lim)
-                if not math.isnan(fill):
-                    pe_bar = -1
-                elif i - pe_bar + 1 >= validity:
-                    _write_order(trades[nt], s, i, dd, _R_EXPIRED, math.nan, math.nan, -1)
-                    nt += 1
-                    pe_bar = -1
-            if not math.isnan(fill):
-                a = _at(atr, s)
-                sl_ = _level(_at(s_sl, s), fill, -dd, a, p[P_SLATR], p[P_SLPCT])
-                tp_ = _level(_at(s_tp, s), fill, dd, a, p[P_TPATR], p[P_TPPCT])
-                tp1_ = _level(_at(s_tp1, s), fill, dd, a, p[P_TP1ATR], p[P_TP1PCT]) if p[P_TP1FRAC] > 0 else math.nan
-                lev_s = _at(s_lev, s)
-                lev_s = lev_default if math.isnan(lev_s) else lev_s
-                liq_ = _at(s_liq, s)
-                if math.isnan(liq_) and lev_s > 1.0:
-                    liq_ = fill * (1.0 - dd * (1.0 / lev_s - p[P_MMR]))
-                bad_lvl = (
-                    ((not math.isnan(sl_)) and (sl_ - fill) * dd >= 0)
-                    or ((not math.isnan(tp_)) and (tp_ - fill) * dd <= 0)
-                    or ((not math.isnan(tp1_)) and (tp1_ - fill) * dd <= 0)
-                )
-                bad_liq = lev_s <= 0.0 or (
-                    (not math.isnan(liq_)) and (not math.isnan(sl_)) and (sl_ - liq_) * dd < p[P_LIQBUF] * fill
-                )
-                if bad_lvl or bad_liq:
-                    _write_order(trades[nt], s, i, dd, _R_REJ_LVL if bad_lvl else _R_REJ_LIQ, sl_, tp_, -1)
-                    nt += 1
-                else:
-                    frac = _at(s_size, s)
-                    frac = p[P_SIZE] if math.isnan(frac) else frac
-                    u = cash * frac * lev_s / (fill * (1.0 + fee_rate))
-                    if p[P_RISK] > 0 and not math.isnan(sl_):
-                        u = min(u, cash * p[P_RISK] / abs(fill - sl_))
-                    if u > 0:
-                        d = dd
-                        units = u
-                        units0 = u
-                        entry = fill
-                        entry_bar = i
-                        sig_bar = s
-                        intrabar_fill = fill != o[i] and not math.isnan(lim)
-                        sl = sl_
-                        tp = tp_
-                        tp1 = tp1_
-                        sl0 = sl_
-                        tp0 = tp_
-                        liq = liq_
-                        lev = lev_s
-                        last_px = math.nan
-                        tp1_px = math.nan
-                        tp1_bar = -1
-                        trail = math.nan
-                        trail_on = False
-                        be_on = False
-                        tp1_done = False
-                        best = 0.0
-                        worst = 0.0
-                        atr_e = a
-                        fees = u * fill * fee_rate
-                        gross = 0.0
-                        exit_val = 0.0
-                        cash -= fees
-        # 3. stops and targets inside the bar
-        if d != 0 and (i > entry_bar or p[P_ENTRYBAR] > 0):
-            stop = sl
-            reason = _R_SL
-            if be_on and (math.isnan(stop) or (entry - stop) * d > 0):
-                stop = entry
-                reason = _R_BE
-            if trail_on and (math.isnan(stop) or (trail - stop) * d > 0):
-                stop = trail
-                reason = _R_TRAIL
-            if math.isnan(stop) and not math.isnan(liq):
-                stop = liq
-                reason = _R_LIQ
-            fav = h[i] if d > 0 else l[i]
-            adv = l[i] if d > 0 else h[i]
-            done = False
-            if not math.isnan(stop) and (o[i] - stop) * d <= 0:  # opened through the stop
-                price = o[i] * (1.0 - d * slip)
-                f = units * price * taker
-                g = d * units * (price - entry)
-                cash += g - f
-                fees += f
-                gross += g
-                exit_val += units * price
-                units = 0.0
-                last_px = price
-                done = True
-            else:
-                stop_hit = (not math.isnan(stop)) and (adv - stop) * d <= 0
-                tp1_hit = (not tp1_done) and (not math.isnan(tp1)) and (fav - tp1) * d >= 0
-                tp_hit = (not math.isnan(tp)) and (fav - tp) * d >= 0
-                if i == entry_bar and intrabar_fill:  # the bar's extreme may predate a limit fill
-                    tp1_hit = False
-                    tp_hit = False
-                target_first = False
-                if stop_hit and (tp1_hit or tp_hit):
-                    first = tp1 if tp1_hit else tp
-                    if (o[i] - first) * d >= 0:
-                        target_first = True  # opened through the target
-                    elif fine_end[i] > fine_start[i]:
-                        target_first = _first_event(fine_start[i], fine_end[i], fh, fl, d, stop, first) == 1
-                    if not target_first:
-                        tp1_hit = False
-                        tp_hit = False
-                if tp1_hit:
-                    price = tp1 if (o[i] - tp1) * d < 0 else o[i]
-                    q = min(units0 * p[P_TP1FRAC], units)
-                    f = q * price * maker
-                    g = d * q * (price - entry)
-                    cash += g - f
-                    fees += f
-                    gross += g
-                    exit_val += q * price
-                    units -= q
-                    tp1_done = True
-                    tp1_px = price
-                    tp1_bar = i
-                    last_px = price
-                    if units <= 1e-12 * units0:
-                        units = 0.0
-                        reason = _R_TP
-                        done = True
-                if not done and tp_hit:
-                    price = tp if (o[i] - tp) * d < 0 else o[i]
-                    f = units * price * maker
-                    g = d * units * (price - entry)
-                    cash += g - f
-                    fees += f
-                    gross += g
-                    exit_val += units * price
-                    units = 0.0
-                    last_px = price
-                    reason = _R_TP
-                    done = True
-                if not done and stop_hit:
-                    price = stop * (1.0 - d * slip)
-                    f = units * price * taker
-                    g = d * units * (price - entry)
-                    cash += g - f
-                    fees += f
-                    gross += g
-                    exit_val += units * price
-                    units = 0.0
-                    last_px = price
-                    done = True
-            if done:
-                _write_trade(
-                    trades[nt],
-                    sig_bar,
-                    entry_bar,
-                    i,
-                    d,
-                    entry,
-                    exit_val,
-                    units0,
-                    fees,
-                    gross,
-                    lev,
-                    reason,
-                    worst,
-                    best,
-                    sl0,
-                    tp0,
-                    tp1_done,
-                    last_px,
-                    tp1_px,
-                    tp1_bar,
-                )
-                nt += 1
-                d = 0
-                px_bar = -1
-        # 4. the bar completed with the position open: excursions, and the stops of the next bar
-        if d != 0:
-            best = max(best, d * ((h[i] if d > 0 else l[i]) - entry))
-            worst = min(worst, d * ((l[i] if d > 0 else h[i]) - entry))
-            if tp1_done and p[P_BE] > 0:
-                be_on = True
-            if not math.isnan(p[P_TRAIL]) and not math.isnan(atr_e):
-                if not trail_on and best >= p[P_TRAILACT] * atr_e and (p[P_TRAILTP1] == 0 or tp1_done):
-                    trail_on = True
-                if trail_on:
-                    cand = entry + d * best - d * p[P_TRAIL] * atr_e
-                    if math.isnan(trail) or (cand - trail) * d > 0:
-                        trail = cand
-        # 5. decisions on this bar's close
-        if sig[i] != 0:
-            if d == 0 and pe_bar < 0:
-                pe_bar = i + 1 + lat
-                pe_dir = sig[i]
-                pe_sig = i
-            elif d != 0 and sig[i] != d and px_bar < 0 and p[P_REVERSE] > 0:
-                px_bar = i + 1 + lat
-                px_reason = _R_REVERSE
-                pe_bar = i + 1 + lat
-                pe_dir = sig[i]
-                pe_sig = i
-            elif record_skips:  # ignored: a position is open or an entry order is waiting
-                if d != 0:
-                    _write_order(trades[nt], i, i, sig[i], _R_SKIP_POS, math.nan, math.nan, entry_bar)
-                else:
-                    _write_order(trades[nt], i, i, sig[i], _R_SKIP_ORD, math.nan, math.nan, pe_sig)
-                nt += 1
-        elif exit_sig[i] and d != 0 and px_bar < 0:
-            px_bar = i + 1 + lat
-            px_reason = _R_SIGNAL
-        if record:
-            pos_out[i] = d * units
-            eq_out[i] = cash + (d * units * (c[i] - entry) if d != 0 else 0.0)
-    if d != 0:  # still open at the end: marked at the last close, no exit fee
-        _write_trade(
-            trades[nt],
-            sig_bar,
-            entry_bar,
-            n - 1,
-            d,
-            entry,
-            exit_val + units * c[n - 1],
-            units0,
-            fees,
-            gross + d * units * (c[n - 1] - entry),
-            lev,
-            _R_OPEN,
-            worst,
-            best,
-            sl0,
-            tp0,
-            tp1_done,
-            c[n - 1],
-            tp1_px,
-            tp1_bar,
-        )
-        nt += 1
-    if record_skips and pe_bar >= 0:  # an entry order still waiting at the data's end (market or resting limit)
-        _write_order(trades[nt], pe_sig, n - 1, pe_dir, _R_PENDING, math.nan, math.nan, -1)
-        nt += 1
-    return nt
-
-
 class SimResult:
     """Output of :func:`simulate` for one symbol.
 
@@ -697,9 +271,6 @@ def _first_invalid(ts, o, h, l, c):  # pragma: no cover - compiled
         if math.isnan(o[i]) or math.isnan(h[i]) or math.isnan(l[i]) or math.isnan(c[i]):
             return i, 2
     return -1, 0
-
-
-_REASONS = np.asarray(EXIT_REASONS, dtype=object)
 
 
 def fine_index(ts: np.ndarray, step_ms: int, fine_ts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -752,92 +323,24 @@ def simulate(
     Raises:
         ValueError: arrays of the wrong length, unsorted ``ts`` or NaN prices.
     """
-    n = len(bars)
+    from pipeline.core.engine import AssetInput, run  # the engine builds on this module's fill model
+
+    x = AssetInput(
+        bars,
+        signal,
+        exit_signal,
+        limit_price,
+        sl_price,
+        tp1_price,
+        tp_price,
+        size_fraction,
+        leverage,
+        liq_price,
+        fine,
+        step_ms,
+    )
+    res = run({"": x}, params, record_bars=record_bars, record_skipped=record_skipped)
+    trades, orders = res.trades().drop(columns="asset"), res.orders().drop(columns="asset")
     ts = bars["ts"].to_numpy(np.int64)
-    o, h, l, c = (bars[k].to_numpy(np.float64) for k in ("open", "high", "low", "close"))
-    bad, code = _first_invalid(ts, o, h, l, c)
-    if code == 1:
-        raise ValueError(f"simulate: bars must be sorted by ts without duplicates (row {bad})")
-    if code == 2:
-        raise ValueError(f"simulate: NaN in open/high/low/close (row {bad})")
-    atr = bars["atr"].to_numpy(np.float64) if "atr" in bars else np.empty(0)
-    sig = np.asarray(signal, dtype=np.int8)
-    if sig.shape != (n,):
-        raise ValueError(f"simulate: signal has shape {sig.shape}, expected ({n},)")
-    ex = np.zeros(n, np.bool_) if exit_signal is None else np.asarray(exit_signal, dtype=np.bool_)
-
-    def arr(x):
-        if x is None:
-            return np.empty(0)  # absent: the kernel reads NaN
-        a = np.asarray(x, dtype=np.float64)
-        if a.shape != (n,):
-            raise ValueError(f"simulate: per-signal array has shape {a.shape}, expected ({n},)")
-        return a
-
-    if fine is not None and len(fine):
-        if step_ms is None:
-            raise ValueError("simulate: step_ms is required with fine candles")
-        fts = fine["ts"].to_numpy(np.int64)
-        fs, fe = fine_index(ts, step_ms, fts)
-        fh, fl = fine["high"].to_numpy(np.float64), fine["low"].to_numpy(np.float64)
-    else:
-        fs = fe = np.zeros(n, np.int64)
-        fh = fl = np.zeros(0)
-    trades = np.empty((int(np.count_nonzero(sig)) + 1, _NF))
-    m = n if record_bars else 0
-    pos, eq = np.empty(m), np.empty(m)
-    nt = _simulate_kernel(
-        o,
-        h,
-        l,
-        c,
-        atr,
-        sig,
-        ex,
-        arr(limit_price),
-        arr(sl_price),
-        arr(tp1_price),
-        arr(tp_price),
-        arr(size_fraction),
-        arr(leverage),
-        arr(liq_price),
-        fs,
-        fe,
-        fh,
-        fl,
-        params.as_array(),
-        record_skipped,
-        trades,
-        pos,
-        eq,
-    )
-    t = trades[:nt]
-    filled = t[:, 1] >= 0
-    cols = {k: t[:, j] for j, k in enumerate(TRADE_COLUMNS)}
-    since = np.nan_to_num(cols["entry_price"], nan=-1.0).astype(np.int64)  # order rows: the blocking bar (slot 4)
-    for k in ("signal_bar", "entry_bar", "exit_bar", "direction", "tp1_bar"):
-        cols[k] = np.nan_to_num(cols[k], nan=-1.0).astype(np.int64)
-    sb, eb, xb = cols["signal_bar"], cols["entry_bar"], cols["exit_bar"]
-    cols["tp1_ts"] = np.where(cols["tp1_bar"] >= 0, ts[np.clip(cols["tp1_bar"], 0, None)], -1)
-    cols["tp1_hit"] = cols["tp1_hit"] == 1.0
-    cols["exit_reason"] = _REASONS[cols.pop("reason").astype(np.int64)]
-    cols["signal_ts"], cols["entry_ts"], cols["exit_ts"] = (
-        ts[sb],
-        np.where(eb >= 0, ts[np.clip(eb, 0, None)], -1),
-        ts[xb],
-    )
-    cols["bars_held"] = xb - eb
-    trades_df = pd.DataFrame({k: v[filled] for k, v in cols.items()})
-    orders = pd.DataFrame(
-        {
-            "signal_bar": sb[~filled],
-            "signal_ts": cols["signal_ts"][~filled],
-            "ts": cols["exit_ts"][~filled],
-            "direction": cols["direction"][~filled],
-            "status": cols["exit_reason"][~filled],
-            "sl_initial": cols["sl_initial"][~filled],
-            "tp_initial": cols["tp_initial"][~filled],
-            "since_ts": np.where(since[~filled] >= 0, ts[np.clip(since[~filled], 0, None)], -1),
-        }
-    )
-    return SimResult(trades_df, orders, ts, pos, c, eq)
+    c = bars["close"].to_numpy(np.float64)
+    return SimResult(trades, orders, ts, res.asset_bars["position"], c, res.asset_bars["equity"])

@@ -1,0 +1,1021 @@
+"""The one execution engine of the project: T bars x N assets, one cash account per book, resumable (pure).
+
+One numba kernel (:func:`_engine_kernel`) walks every asset's bars **in time order** (rows sorted by ``ts``, then
+asset) and keeps the books of one or more cash accounts. ``pipeline.core.simulator.simulate`` is the N = 1 case of
+this kernel; the fill model of each asset (signals with brackets: next-open or limit entry, SL/TP/TP1, break-even,
+ATR trail, time stop, leverage and liquidation, fees, slippage, latency, stop first unless finer candles resolve the
+bar, reverse on/off, risk-per-trade sizing) is documented there and is unchanged here.
+
+What the engine adds over one symbol alone:
+
+* **Accounts.** Each asset books its fills on an account (``account[a]``). One account for every asset is a
+  shared-cash portfolio; one account per asset is today's "equal sleeves" (each sleeve compounds on its own).
+* **Time order across assets.** Within one timestamp the engine runs, for every asset with a bar at that time,
+  (1) exits at the open (pending signal exits, reversals' exit leg, time stops), then (2) entries at the open, then
+  (3) stops and targets inside the bar, (4) the bar's excursions and next-bar stop updates, (5) the decisions on the
+  close. Exits at an open therefore free cash before any entry at the same open is sized.
+* **Sizing on equity.** An entry's margin is ``size_fraction`` x the account's **equity** (cash plus the open PnL of
+  its other positions marked at this bar's open, or at their last close when they have no bar at this time), capped,
+  when other positions are open, by the free margin (the lesser of equity and realised cash, minus the margin of the
+  open positions), so a long-only book at leverage 1 never needs negative spot cash. With one asset per account the equity at an entry is the cash (the account is
+  flat), which is exactly :func:`pipeline.core.simulator.simulate`'s sizing.
+* **Max concurrent positions** per account (``max_positions``, 0 = off): an entry that would exceed it is denied at
+  its fill with an order row ``denied_max_positions`` (assets at the same open are served in asset order).
+* **Resumable.** The full state (per asset: position, its levels, accumulators, pending entry with its per-signal
+  values, pending exit, bar counter, last close and time; per account: cash) is an :class:`EngineState` of plain
+  numpy arrays that round-trips through :meth:`EngineState.to_dict` (JSON / Parquet-able lists). For any cut,
+  ``run(bars[:t])`` then ``run(bars[t:], state=...)`` gives the same trades and per-bar equity as ``run(bars)``:
+  rows with reason ``open`` / ``pending`` are the end-of-data snapshot (a position still open marked at the last
+  close, an order still waiting) and are not part of the state's history.
+
+Bar indices in the trade rows (``signal_bar``, ``entry_bar``, ``exit_bar``, ``tp1_bar``) count each asset's own bars
+from the first bar ever run (they continue across resumes); the ``*_ts`` columns (epoch ms UTC) are written by the
+kernel itself.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numba
+import numpy as np
+import pandas as pd
+
+from pipeline.core.simulator import (
+    _NF,
+    _R_BE,
+    _R_DENY_MAXPOS,
+    _R_EXPIRED,
+    _R_LIQ,
+    _R_OPEN,
+    _R_PENDING,
+    _R_REJ_LIQ,
+    _R_REJ_LVL,
+    _R_REVERSE,
+    _R_SIGNAL,
+    _R_SKIP_ORD,
+    _R_SKIP_POS,
+    _R_SL,
+    _R_TIME,
+    _R_TP,
+    _R_TRAIL,
+    EXIT_REASONS,
+    P_BE,
+    P_ENTRYBAR,
+    P_LAT,
+    P_LEV,
+    P_LIQBUF,
+    P_MAKER,
+    P_MAXBARS,
+    P_MMR,
+    P_REVERSE,
+    P_RISK,
+    P_SIZE,
+    P_SLATR,
+    P_SLIP,
+    P_SLPCT,
+    P_TAKER,
+    P_TP1ATR,
+    P_TP1FRAC,
+    P_TP1PCT,
+    P_TPATR,
+    P_TPPCT,
+    P_TRAIL,
+    P_TRAILACT,
+    P_TRAILTP1,
+    P_VALID,
+    TRADE_COLUMNS,
+    SimParams,
+    _at,
+    _first_event,
+    _first_invalid,
+    _level,
+    fine_index,
+)
+
+#: per-asset state rows of :attr:`EngineState.assets` (index = row)
+STATE_FIELDS = (
+    "d",  # direction of the open position (0 flat)
+    "units",
+    "units0",
+    "entry",
+    "entry_bar",
+    "sig_bar",
+    "intrabar_fill",
+    "sl",
+    "tp",
+    "tp1",
+    "sl0",
+    "tp0",
+    "liq",
+    "trail",
+    "trail_on",
+    "be_on",
+    "tp1_done",
+    "best",
+    "worst",
+    "atr_e",
+    "fees",
+    "gross",
+    "exit_val",
+    "last_px",
+    "tp1_px",
+    "tp1_bar",
+    "lev",
+    "pe_bar",  # pending entry executable from this bar (-1 none)
+    "pe_dir",
+    "pe_sig",
+    "px_bar",  # pending exit at this bar (-1 none)
+    "px_reason",
+    "pe_limit",  # the pending entry's per-signal values, read at its signal bar
+    "pe_sl",
+    "pe_tp1",
+    "pe_tp",
+    "pe_size",
+    "pe_lev",
+    "pe_liq",
+    "pe_atr",
+    "pe_ts",
+    "sig_ts",
+    "entry_ts",
+    "tp1_ts",
+    "bars",  # bars of this asset run so far
+    "mark",  # last close
+    "last_ts",
+)
+(
+    S_D,
+    S_UNITS,
+    S_UNITS0,
+    S_ENTRY,
+    S_ENTRY_BAR,
+    S_SIG_BAR,
+    S_INTRA,
+    S_SL,
+    S_TP,
+    S_TP1,
+    S_SL0,
+    S_TP0,
+    S_LIQ,
+    S_TRAIL,
+    S_TRAIL_ON,
+    S_BE_ON,
+    S_TP1_DONE,
+    S_BEST,
+    S_WORST,
+    S_ATR_E,
+    S_FEES,
+    S_GROSS,
+    S_EXIT_VAL,
+    S_LAST_PX,
+    S_TP1_PX,
+    S_TP1_BAR,
+    S_LEV,
+    S_PE_BAR,
+    S_PE_DIR,
+    S_PE_SIG,
+    S_PX_BAR,
+    S_PX_REASON,
+    S_PE_LIM,
+    S_PE_SL,
+    S_PE_TP1,
+    S_PE_TP,
+    S_PE_SIZE,
+    S_PE_LEV,
+    S_PE_LIQ,
+    S_PE_ATR,
+    S_PE_TS,
+    S_SIG_TS,
+    S_ENTRY_TS,
+    S_TP1_TS,
+    S_BARS,
+    S_MARK,
+    S_LAST_TS,
+) = range(len(STATE_FIELDS))
+_NS = len(STATE_FIELDS)
+
+#: kernel row layout: the simulator's trade columns, then times and the asset (``since_ts``: order rows only)
+ROW_COLUMNS = (*TRADE_COLUMNS, "signal_ts", "entry_ts", "exit_ts", "tp1_ts", "since_ts", "asset")
+_C_SIG_TS, _C_ENTRY_TS, _C_EXIT_TS, _C_TP1_TS, _C_SINCE_TS, _C_ASSET = range(_NF, _NF + 6)
+_NR = len(ROW_COLUMNS)
+
+#: portfolio limits (index of :meth:`Limits.as_array`)
+L_MAXPOS = 0
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Portfolio limits checked before every entry (exits and stops are never blocked); 0 disables a limit."""
+
+    max_positions: int = 0  # concurrent open positions per account
+
+    def as_array(self) -> np.ndarray:
+        return np.array([float(self.max_positions)], dtype=np.float64)
+
+
+def _blank_state(n_assets: int) -> np.ndarray:
+    s = np.zeros((_NS, n_assets))
+    for k in (S_SL, S_TP, S_TP1, S_SL0, S_TP0, S_LIQ, S_TRAIL, S_ATR_E, S_LAST_PX, S_TP1_PX, S_MARK):
+        s[k] = math.nan
+    for k in (S_ENTRY_BAR, S_SIG_BAR, S_TP1_BAR, S_PE_BAR, S_PE_SIG, S_PX_BAR, S_LAST_TS):
+        s[k] = -1.0
+    s[S_LEV] = 1.0
+    return s
+
+
+@dataclass
+class EngineState:
+    """The engine's full state between two runs: plain arrays, serialisable with :meth:`to_dict`.
+
+    ``assets``: float64 ``(len(STATE_FIELDS), N)``, one row per :data:`STATE_FIELDS` entry (bar indices, times in
+    epoch ms and flags stored as exact floats). ``cash``: float64 ``(n_accounts,)``, quote currency (margin-style
+    cash: realised PnL minus fees). ``account``: int64 ``(N,)`` account of each asset. ``names``: asset names.
+    """
+
+    assets: np.ndarray
+    cash: np.ndarray
+    account: np.ndarray
+    names: list[str] = field(default_factory=list)
+
+    @classmethod
+    def new(cls, names: list[str], init_cash, account=None) -> EngineState:
+        n = len(names)
+        acct = np.zeros(n, np.int64) if account is None else np.asarray(account, np.int64)
+        if acct.shape != (n,) or (n and (acct.min() < 0)):
+            raise ValueError(f"EngineState: account must be ({n},) non-negative ints")
+        n_acc = int(acct.max()) + 1 if n else 1
+        cash = np.broadcast_to(np.asarray(init_cash, np.float64), (n_acc,)).copy()
+        return cls(_blank_state(n), cash, acct, list(names))
+
+    @property
+    def last_ts(self) -> int:
+        """Latest bar time run (epoch ms), -1 before the first bar."""
+        return int(self.assets[S_LAST_TS].max()) if self.assets.shape[1] else -1
+
+    def copy(self) -> EngineState:
+        return EngineState(self.assets.copy(), self.cash.copy(), self.account.copy(), list(self.names))
+
+    def to_dict(self) -> dict[str, list]:
+        """JSON-able dict: ``names``, ``account``, ``cash`` and one list per :data:`STATE_FIELDS` entry
+        (NaN as ``None``)."""
+
+        def clean(a):
+            return [None if isinstance(v, float) and math.isnan(v) else v for v in a.tolist()]
+
+        out: dict[str, list] = {"names": list(self.names), "account": self.account.tolist(), "cash": clean(self.cash)}
+        for k, name in enumerate(STATE_FIELDS):
+            out[name] = clean(self.assets[k])
+        return out
+
+    @classmethod
+    def from_dict(cls, d: dict) -> EngineState:
+        def arr(v):
+            return np.array([math.nan if x is None else x for x in v], dtype=np.float64)
+
+        assets = np.stack([arr(d[name]) for name in STATE_FIELDS]) if d["names"] else np.zeros((_NS, 0))
+        return cls(assets, arr(d["cash"]), np.asarray(d["account"], np.int64), list(d["names"]))
+
+
+@numba.njit(cache=True)
+def _row_trade(t, S, a, exit_bar, exit_ts, exit_val, gross, reason, last_px):  # pragma: no cover - compiled
+    d = S[S_D, a]
+    entry = S[S_ENTRY, a]
+    units0 = S[S_UNITS0, a]
+    fees = S[S_FEES, a]
+    lev = S[S_LEV, a]
+    sl0 = S[S_SL0, a]
+    tp1_done = S[S_TP1_DONE, a] > 0
+    t[0] = S[S_SIG_BAR, a]
+    t[1] = S[S_ENTRY_BAR, a]
+    t[2] = exit_bar
+    t[3] = d
+    t[4] = entry
+    t[5] = last_px
+    t[6] = units0
+    t[7] = units0 * entry
+    t[8] = fees
+    t[9] = gross - fees
+    t[10] = (gross - fees) / (units0 * entry / lev)
+    t[11] = reason
+    t[12] = min(S[S_WORST, a], d * (last_px - entry)) / entry
+    t[13] = max(S[S_BEST, a], d * (last_px - entry)) / entry
+    t[14] = (gross - fees) / (units0 * abs(entry - sl0)) if not math.isnan(sl0) and entry != sl0 else math.nan
+    t[15] = 1.0 if tp1_done else 0.0
+    t[16] = sl0
+    t[17] = S[S_TP0, a]
+    t[18] = exit_val / units0
+    t[19] = S[S_TP1_PX, a] if tp1_done else math.nan
+    t[20] = S[S_TP1_BAR, a] if tp1_done else -1
+    t[21] = lev
+    t[_C_SIG_TS] = S[S_SIG_TS, a]
+    t[_C_ENTRY_TS] = S[S_ENTRY_TS, a]
+    t[_C_EXIT_TS] = exit_ts
+    t[_C_TP1_TS] = S[S_TP1_TS, a] if tp1_done else -1
+    t[_C_SINCE_TS] = -1
+    t[_C_ASSET] = a
+
+
+@numba.njit(cache=True)
+def _row_order(t, a, s, s_ts, i, i_ts, d, reason, sl_, tp_, since_ts):  # pragma: no cover - compiled
+    """An order row (entry_bar -1): expired / rejected / denied / skipped / pending."""
+    t[:] = math.nan
+    t[0] = s
+    t[1] = -1
+    t[2] = i
+    t[3] = d
+    t[6] = 0.0
+    t[11] = reason
+    t[16] = sl_
+    t[17] = tp_
+    t[_C_SIG_TS] = s_ts
+    t[_C_ENTRY_TS] = -1
+    t[_C_EXIT_TS] = i_ts
+    t[_C_TP1_TS] = -1
+    t[_C_SINCE_TS] = since_ts
+    t[_C_ASSET] = a
+
+
+@numba.njit(cache=True, inline="always")
+def _fill_exit(S, cash, ac, a, q, price, fee_rate):  # pragma: no cover - compiled
+    """Book an exit fill of ``q`` units at ``price``: cash, fees, gross, exit value, units."""
+    d = S[S_D, a]
+    f = q * price * fee_rate
+    g = d * q * (price - S[S_ENTRY, a])
+    cash[ac] += g - f
+    S[S_FEES, a] += f
+    S[S_GROSS, a] += g
+    S[S_EXIT_VAL, a] += q * price
+    S[S_UNITS, a] -= q
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _engine_kernel(
+    ts,
+    asset,
+    o,
+    h,
+    l,
+    c,
+    atr,
+    sig,
+    exit_sig,
+    s_limit,
+    s_sl,
+    s_tp1,
+    s_tp,
+    s_size,
+    s_lev,
+    s_liq,
+    fine_start,
+    fine_end,
+    fh,
+    fl,
+    P,
+    acct,
+    lim,
+    S,
+    cash,
+    record_skips,
+    trades,
+    pos_out,
+    eq_out,
+    g_ts,
+    g_eq,
+    g_pv,
+    g_gross,
+    g_npos,
+):  # pragma: no cover - compiled
+    """Walk rows ``0..R-1`` (sorted by ts, then asset) of the flat per-asset-bar arrays; mutate ``S`` and ``cash``.
+
+    Returns ``(n_rows_written, n_timestamps)``; rows ``[:n]`` of ``trades`` hold trades and order rows
+    (:data:`ROW_COLUMNS`); per row ``pos_out`` (signed units) / ``eq_out`` (account equity at the close) and per
+    timestamp ``g_*`` when their length allows (record off: length 0).
+    """
+    R = ts.shape[0]
+    N = S.shape[1]
+    n_acc = cash.shape[0]
+    record = pos_out.shape[0] == R
+    grec = g_eq.shape[0] > 0
+    max_pos = int(lim[L_MAXPOS])
+    acc_eq = np.zeros(n_acc)
+    nt = 0
+    ng = 0
+    r0 = 0
+    while r0 < R:
+        r1 = r0 + 1
+        while r1 < R and ts[r1] == ts[r0]:
+            r1 += 1
+        # 0. the assets with a bar now are marked at this open (sizing of entries at this open)
+        for r in range(r0, r1):
+            S[S_MARK, asset[r]] = o[r]
+        # 1. pending signal/reverse exits and time stops, at the open
+        for r in range(r0, r1):
+            a = asset[r]
+            ac = acct[a]
+            p = P[a]
+            i = S[S_BARS, a]
+            d = S[S_D, a]
+            px_bar = S[S_PX_BAR, a]
+            max_bars = p[P_MAXBARS]
+            if d != 0 and ((px_bar >= 0 and i >= px_bar) or (max_bars > 0 and i - S[S_ENTRY_BAR, a] >= max_bars)):
+                reason = S[S_PX_REASON, a] if (px_bar >= 0 and i >= px_bar) else _R_TIME
+                price = o[r] * (1.0 - d * p[P_SLIP] * 1e-4)
+                _fill_exit(S, cash, ac, a, S[S_UNITS, a], price, p[P_TAKER] * 1e-4)
+                _row_trade(trades[nt], S, a, i, ts[r], S[S_EXIT_VAL, a], S[S_GROSS, a], reason, price)
+                nt += 1
+                S[S_D, a] = 0.0
+                S[S_UNITS, a] = 0.0
+            if px_bar >= 0 and i >= px_bar:
+                S[S_PX_BAR, a] = -1.0
+        # 2. pending entries (a reverse entry fills on the same open as the exit)
+        for r in range(r0, r1):
+            a = asset[r]
+            if not (S[S_D, a] == 0 and S[S_PE_BAR, a] >= 0 and S[S_BARS, a] >= S[S_PE_BAR, a]):
+                continue
+            ac = acct[a]
+            p = P[a]
+            i = S[S_BARS, a]
+            taker = p[P_TAKER] * 1e-4
+            maker = p[P_MAKER] * 1e-4
+            slip = p[P_SLIP] * 1e-4
+            s = S[S_PE_SIG, a]
+            s_ts = S[S_PE_TS, a]
+            dd = S[S_PE_DIR, a]
+            lmt = S[S_PE_LIM, a]
+            fill = math.nan
+            fee_rate = taker
+            if math.isnan(lmt):
+                fill = o[r] * (1.0 + dd * slip)
+                S[S_PE_BAR, a] = -1.0
+            else:
+                fee_rate = maker
+                if dd > 0 and l[r] <= lmt:
+                    fill = min(o[r], lmt)
+                elif dd < 0 and h[r] >= lmt:
+                    fill = max(o[r], lmt)
+                if not math.isnan(fill):
+                    S[S_PE_BAR, a] = -1.0
+                elif i - S[S_PE_BAR, a] + 1 >= p[P_VALID]:
+                    _row_order(trades[nt], a, s, s_ts, i, ts[r], dd, _R_EXPIRED, math.nan, math.nan, -1)
+                    nt += 1
+                    S[S_PE_BAR, a] = -1.0
+            if math.isnan(fill):
+                continue
+            at = S[S_PE_ATR, a]
+            sl_ = _level(S[S_PE_SL, a], fill, -dd, at, p[P_SLATR], p[P_SLPCT])
+            tp_ = _level(S[S_PE_TP, a], fill, dd, at, p[P_TPATR], p[P_TPPCT])
+            tp1_ = _level(S[S_PE_TP1, a], fill, dd, at, p[P_TP1ATR], p[P_TP1PCT]) if p[P_TP1FRAC] > 0 else math.nan
+            lev_s = S[S_PE_LEV, a]
+            lev_s = p[P_LEV] if math.isnan(lev_s) else lev_s
+            liq_ = S[S_PE_LIQ, a]
+            if math.isnan(liq_) and lev_s > 1.0:
+                liq_ = fill * (1.0 - dd * (1.0 / lev_s - p[P_MMR]))
+            bad_lvl = (
+                ((not math.isnan(sl_)) and (sl_ - fill) * dd >= 0)
+                or ((not math.isnan(tp_)) and (tp_ - fill) * dd <= 0)
+                or ((not math.isnan(tp1_)) and (tp1_ - fill) * dd <= 0)
+            )
+            bad_liq = lev_s <= 0.0 or (
+                (not math.isnan(liq_)) and (not math.isnan(sl_)) and (sl_ - liq_) * dd < p[P_LIQBUF] * fill
+            )
+            if bad_lvl or bad_liq:
+                _row_order(trades[nt], a, s, s_ts, i, ts[r], dd, _R_REJ_LVL if bad_lvl else _R_REJ_LIQ, sl_, tp_, -1)
+                nt += 1
+                continue
+            # the account's equity (open PnL of its other positions at their latest price) and margin in use
+            eq = cash[ac]
+            used = 0.0
+            n_open = 0
+            for b in range(N):
+                if acct[b] == ac and S[S_D, b] != 0:
+                    eq += S[S_D, b] * S[S_UNITS, b] * (S[S_MARK, b] - S[S_ENTRY, b])
+                    used += S[S_UNITS, b] * S[S_ENTRY, b] / S[S_LEV, b]
+                    n_open += 1
+            if max_pos > 0 and n_open >= max_pos:
+                _row_order(trades[nt], a, s, s_ts, i, ts[r], dd, _R_DENY_MAXPOS, sl_, tp_, -1)
+                nt += 1
+                continue
+            frac = S[S_PE_SIZE, a]
+            frac = p[P_SIZE] if math.isnan(frac) else frac
+            u = eq * frac * lev_s / (fill * (1.0 + fee_rate))
+            if n_open > 0:
+                u = min(u, max(min(eq, cash[ac]) - used, 0.0) * lev_s / (fill * (1.0 + fee_rate)))
+            if p[P_RISK] > 0 and not math.isnan(sl_):
+                u = min(u, eq * p[P_RISK] / abs(fill - sl_))
+            if u > 0:
+                S[S_D, a] = dd
+                S[S_UNITS, a] = u
+                S[S_UNITS0, a] = u
+                S[S_ENTRY, a] = fill
+                S[S_ENTRY_BAR, a] = i
+                S[S_ENTRY_TS, a] = ts[r]
+                S[S_SIG_BAR, a] = s
+                S[S_SIG_TS, a] = s_ts
+                S[S_INTRA, a] = 1.0 if (fill != o[r] and not math.isnan(lmt)) else 0.0
+                S[S_SL, a] = sl_
+                S[S_TP, a] = tp_
+                S[S_TP1, a] = tp1_
+                S[S_SL0, a] = sl_
+                S[S_TP0, a] = tp_
+                S[S_LIQ, a] = liq_
+                S[S_LEV, a] = lev_s
+                S[S_LAST_PX, a] = math.nan
+                S[S_TP1_PX, a] = math.nan
+                S[S_TP1_BAR, a] = -1.0
+                S[S_TP1_TS, a] = -1.0
+                S[S_TRAIL, a] = math.nan
+                S[S_TRAIL_ON, a] = 0.0
+                S[S_BE_ON, a] = 0.0
+                S[S_TP1_DONE, a] = 0.0
+                S[S_BEST, a] = 0.0
+                S[S_WORST, a] = 0.0
+                S[S_ATR_E, a] = at
+                S[S_FEES, a] = u * fill * fee_rate
+                S[S_GROSS, a] = 0.0
+                S[S_EXIT_VAL, a] = 0.0
+                cash[ac] -= S[S_FEES, a]
+        # 3-5 per asset: stops and targets inside the bar, the completed bar, the decisions on its close
+        for r in range(r0, r1):
+            a = asset[r]
+            ac = acct[a]
+            p = P[a]
+            i = S[S_BARS, a]
+            taker = p[P_TAKER] * 1e-4
+            maker = p[P_MAKER] * 1e-4
+            slip = p[P_SLIP] * 1e-4
+            d = S[S_D, a]
+            entry = S[S_ENTRY, a]
+            if d != 0 and (i > S[S_ENTRY_BAR, a] or p[P_ENTRYBAR] > 0):
+                stop = S[S_SL, a]
+                reason = _R_SL
+                if S[S_BE_ON, a] > 0 and (math.isnan(stop) or (entry - stop) * d > 0):
+                    stop = entry
+                    reason = _R_BE
+                trail = S[S_TRAIL, a]
+                if S[S_TRAIL_ON, a] > 0 and (math.isnan(stop) or (trail - stop) * d > 0):
+                    stop = trail
+                    reason = _R_TRAIL
+                liq = S[S_LIQ, a]
+                if math.isnan(stop) and not math.isnan(liq):
+                    stop = liq
+                    reason = _R_LIQ
+                fav = h[r] if d > 0 else l[r]
+                adv = l[r] if d > 0 else h[r]
+                done = False
+                last_px = math.nan
+                if not math.isnan(stop) and (o[r] - stop) * d <= 0:  # opened through the stop
+                    price = o[r] * (1.0 - d * slip)
+                    _fill_exit(S, cash, ac, a, S[S_UNITS, a], price, taker)
+                    last_px = price
+                    done = True
+                else:
+                    tp1 = S[S_TP1, a]
+                    tp = S[S_TP, a]
+                    tp1_done = S[S_TP1_DONE, a] > 0
+                    stop_hit = (not math.isnan(stop)) and (adv - stop) * d <= 0
+                    tp1_hit = (not tp1_done) and (not math.isnan(tp1)) and (fav - tp1) * d >= 0
+                    tp_hit = (not math.isnan(tp)) and (fav - tp) * d >= 0
+                    if i == S[S_ENTRY_BAR, a] and S[S_INTRA, a] > 0:  # the bar's extreme may predate a limit fill
+                        tp1_hit = False
+                        tp_hit = False
+                    target_first = False
+                    if stop_hit and (tp1_hit or tp_hit):
+                        first = tp1 if tp1_hit else tp
+                        if (o[r] - first) * d >= 0:
+                            target_first = True  # opened through the target
+                        elif fine_end[r] > fine_start[r]:
+                            target_first = _first_event(fine_start[r], fine_end[r], fh, fl, d, stop, first) == 1
+                        if not target_first:
+                            tp1_hit = False
+                            tp_hit = False
+                    if tp1_hit:
+                        price = tp1 if (o[r] - tp1) * d < 0 else o[r]
+                        q = min(S[S_UNITS0, a] * p[P_TP1FRAC], S[S_UNITS, a])
+                        _fill_exit(S, cash, ac, a, q, price, maker)
+                        S[S_TP1_DONE, a] = 1.0
+                        S[S_TP1_PX, a] = price
+                        S[S_TP1_BAR, a] = i
+                        S[S_TP1_TS, a] = ts[r]
+                        last_px = price
+                        S[S_LAST_PX, a] = price
+                        if S[S_UNITS, a] <= 1e-12 * S[S_UNITS0, a]:
+                            S[S_UNITS, a] = 0.0
+                            reason = _R_TP
+                            done = True
+                    if not done and tp_hit:
+                        price = tp if (o[r] - tp) * d < 0 else o[r]
+                        _fill_exit(S, cash, ac, a, S[S_UNITS, a], price, maker)
+                        last_px = price
+                        reason = _R_TP
+                        done = True
+                    if not done and stop_hit:
+                        price = stop * (1.0 - d * slip)
+                        _fill_exit(S, cash, ac, a, S[S_UNITS, a], price, taker)
+                        last_px = price
+                        done = True
+                if done:
+                    S[S_UNITS, a] = 0.0
+                    S[S_LAST_PX, a] = last_px
+                    _row_trade(trades[nt], S, a, i, ts[r], S[S_EXIT_VAL, a], S[S_GROSS, a], reason, last_px)
+                    nt += 1
+                    S[S_D, a] = 0.0
+                    S[S_PX_BAR, a] = -1.0
+            # 4. the bar completed with the position open: excursions, and the stops of the next bar
+            d = S[S_D, a]
+            if d != 0:
+                best = max(S[S_BEST, a], d * ((h[r] if d > 0 else l[r]) - entry))
+                S[S_BEST, a] = best
+                S[S_WORST, a] = min(S[S_WORST, a], d * ((l[r] if d > 0 else h[r]) - entry))
+                if S[S_TP1_DONE, a] > 0 and p[P_BE] > 0:
+                    S[S_BE_ON, a] = 1.0
+                atr_e = S[S_ATR_E, a]
+                if not math.isnan(p[P_TRAIL]) and not math.isnan(atr_e):
+                    if (
+                        S[S_TRAIL_ON, a] == 0
+                        and best >= p[P_TRAILACT] * atr_e
+                        and (p[P_TRAILTP1] == 0 or S[S_TP1_DONE, a] > 0)
+                    ):
+                        S[S_TRAIL_ON, a] = 1.0
+                    if S[S_TRAIL_ON, a] > 0:
+                        cand = entry + d * best - d * p[P_TRAIL] * atr_e
+                        trail = S[S_TRAIL, a]
+                        if math.isnan(trail) or (cand - trail) * d > 0:
+                            S[S_TRAIL, a] = cand
+            # 5. decisions on this bar's close
+            sg = sig[r]
+            lat = p[P_LAT]
+            if sg != 0:
+                if d == 0 and S[S_PE_BAR, a] < 0:
+                    take = True
+                elif d != 0 and sg != d and S[S_PX_BAR, a] < 0 and p[P_REVERSE] > 0:
+                    S[S_PX_BAR, a] = i + 1 + lat
+                    S[S_PX_REASON, a] = _R_REVERSE
+                    take = True
+                else:
+                    take = False
+                    if record_skips:  # ignored: a position is open or an entry order is waiting
+                        if d != 0:
+                            _row_order(
+                                trades[nt], a, i, ts[r], i, ts[r], sg, _R_SKIP_POS, math.nan, math.nan, S[S_ENTRY_TS, a]
+                            )
+                        else:
+                            _row_order(
+                                trades[nt], a, i, ts[r], i, ts[r], sg, _R_SKIP_ORD, math.nan, math.nan, S[S_PE_TS, a]
+                            )
+                        nt += 1
+                if take:
+                    S[S_PE_BAR, a] = i + 1 + lat
+                    S[S_PE_DIR, a] = sg
+                    S[S_PE_SIG, a] = i
+                    S[S_PE_TS, a] = ts[r]
+                    S[S_PE_LIM, a] = _at(s_limit, r)
+                    S[S_PE_SL, a] = _at(s_sl, r)
+                    S[S_PE_TP1, a] = _at(s_tp1, r)
+                    S[S_PE_TP, a] = _at(s_tp, r)
+                    S[S_PE_SIZE, a] = _at(s_size, r)
+                    S[S_PE_LEV, a] = _at(s_lev, r)
+                    S[S_PE_LIQ, a] = _at(s_liq, r)
+                    S[S_PE_ATR, a] = _at(atr, r)
+            elif exit_sig[r] and d != 0 and S[S_PX_BAR, a] < 0:
+                S[S_PX_BAR, a] = i + 1 + lat
+                S[S_PX_REASON, a] = _R_SIGNAL
+            S[S_BARS, a] = i + 1
+            S[S_MARK, a] = c[r]
+            S[S_LAST_TS, a] = ts[r]
+        # records at the close: account equity per row, the book per timestamp
+        if record or grec:
+            for k in range(n_acc):
+                acc_eq[k] = cash[k]
+            pv = 0.0
+            gross = 0.0
+            npos = 0
+            for b in range(N):
+                if S[S_D, b] != 0:
+                    acc_eq[acct[b]] += S[S_D, b] * S[S_UNITS, b] * (S[S_MARK, b] - S[S_ENTRY, b])
+                    v = S[S_D, b] * S[S_UNITS, b] * S[S_MARK, b]
+                    pv += v
+                    gross += abs(v)
+                    npos += 1
+            if record:
+                for r in range(r0, r1):
+                    a = asset[r]
+                    pos_out[r] = S[S_D, a] * S[S_UNITS, a]
+                    eq_out[r] = acc_eq[acct[a]]
+            if grec:
+                tot = 0.0
+                for k in range(n_acc):
+                    tot += acc_eq[k]
+                g_ts[ng] = ts[r0]
+                g_eq[ng] = tot
+                g_pv[ng] = pv
+                g_gross[ng] = gross
+                g_npos[ng] = npos
+        ng += 1
+        r0 = r1
+    return nt, ng
+
+
+@numba.njit(cache=True)
+def _snapshot_rows(S, trades, nt, record_skips):  # pragma: no cover - compiled
+    """End-of-data rows (not state): each open position marked at its last close (no exit fee), and with
+    ``record_skips`` each entry order still waiting (``pending``)."""
+    N = S.shape[1]
+    for a in range(N):
+        d = S[S_D, a]
+        if d != 0:
+            m = S[S_MARK, a]
+            u = S[S_UNITS, a]
+            _row_trade(
+                trades[nt],
+                S,
+                a,
+                S[S_BARS, a] - 1,
+                S[S_LAST_TS, a],
+                S[S_EXIT_VAL, a] + u * m,
+                S[S_GROSS, a] + d * u * (m - S[S_ENTRY, a]),
+                _R_OPEN,
+                m,
+            )
+            nt += 1
+    if record_skips:
+        for a in range(N):
+            if S[S_PE_BAR, a] >= 0:
+                _row_order(
+                    trades[nt],
+                    a,
+                    S[S_PE_SIG, a],
+                    S[S_PE_TS, a],
+                    S[S_BARS, a] - 1,
+                    S[S_LAST_TS, a],
+                    S[S_PE_DIR, a],
+                    _R_PENDING,
+                    math.nan,
+                    math.nan,
+                    -1,
+                )
+                nt += 1
+    return nt
+
+
+@dataclass
+class AssetInput:
+    """One asset's bars and order source 1 (signals with brackets), see :func:`pipeline.core.simulator.simulate`.
+
+    ``bars``: sorted candles ``ts`` (epoch ms UTC), ``open, high, low, close`` (quote) and optionally ``atr``.
+    ``signal``: int (n,) +1/-1 on the decision bar's close; ``exit_signal`` bool (n,); per-signal float arrays (n,)
+    (NaN = ``params``); ``fine`` finer candles (``ts, high, low``) with ``step_ms`` the bar length.
+    """
+
+    bars: pd.DataFrame
+    signal: np.ndarray
+    exit_signal: np.ndarray | None = None
+    limit_price: np.ndarray | None = None
+    sl_price: np.ndarray | None = None
+    tp1_price: np.ndarray | None = None
+    tp_price: np.ndarray | None = None
+    size_fraction: np.ndarray | None = None
+    leverage: np.ndarray | None = None
+    liq_price: np.ndarray | None = None
+    fine: pd.DataFrame | None = None
+    step_ms: int | None = None
+
+
+_PER_SIGNAL = ("limit_price", "sl_price", "tp1_price", "tp_price", "size_fraction", "leverage", "liq_price")
+_REASONS = np.asarray(EXIT_REASONS, dtype=object)
+
+
+@dataclass
+class EngineResult:
+    """Output of :func:`run`.
+
+    ``rows``: float64 (k, len(ROW_COLUMNS)) raw kernel rows (trades and order rows, end-of-data snapshot rows
+    included; see :func:`split_rows`). ``asset_bars``: per asset-bar in time order ``asset`` (index), ``ts``,
+    ``position`` (signed units), ``close``, ``equity`` (the asset's account). ``book``: per timestamp ``ts``,
+    ``equity``, ``cash`` (spot-equivalent: equity − position value), ``position_value`` (signed),
+    ``gross_exposure`` (Σ|position value| / equity), ``n_positions``. ``state``: the state after the last bar.
+    """
+
+    rows: np.ndarray
+    asset_bars: dict[str, np.ndarray]
+    book: pd.DataFrame
+    state: EngineState
+    names: list[str]
+
+    def trades(self) -> pd.DataFrame:
+        """Filled trades: :data:`TRADE_COLUMNS` (+ ``*_ts``, ``bars_held``, ``exit_reason``, ``asset`` name)."""
+        return _frames(self.rows, self.names)[0]
+
+    def orders(self) -> pd.DataFrame:
+        """Signals that never became a position: ``asset, signal_bar, signal_ts, ts, direction, status, ...``."""
+        return _frames(self.rows, self.names)[1]
+
+
+def _frames(rows: np.ndarray, names: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    cols = {k: rows[:, j] for j, k in enumerate(ROW_COLUMNS)}
+    filled = cols["entry_bar"] >= 0
+    for k in ("signal_bar", "entry_bar", "exit_bar", "direction", "tp1_bar", "signal_ts", "entry_ts", "exit_ts"):
+        cols[k] = np.nan_to_num(cols[k], nan=-1.0).astype(np.int64)
+    cols["tp1_ts"] = np.nan_to_num(cols["tp1_ts"], nan=-1.0).astype(np.int64)
+    since = np.nan_to_num(cols.pop("since_ts"), nan=-1.0).astype(np.int64)
+    a = cols.pop("asset").astype(np.int64)
+    cols["tp1_hit"] = cols["tp1_hit"] == 1.0
+    cols["exit_reason"] = _REASONS[cols.pop("reason").astype(np.int64)]
+    cols["bars_held"] = cols["exit_bar"] - cols["entry_bar"]
+    order = [*TRADE_COLUMNS]
+    order.remove("reason")
+    order += ["tp1_ts", "exit_reason", "signal_ts", "entry_ts", "exit_ts", "bars_held"]
+    nm = np.asarray(names, dtype=object) if names else np.zeros(0, dtype=object)
+    trades = pd.DataFrame({k: cols[k][filled] for k in order})
+    trades["asset"] = nm[a[filled]] if len(nm) else []
+    orders = pd.DataFrame(
+        {
+            "signal_bar": cols["signal_bar"][~filled],
+            "signal_ts": cols["signal_ts"][~filled],
+            "ts": cols["exit_ts"][~filled],
+            "direction": cols["direction"][~filled],
+            "status": cols["exit_reason"][~filled],
+            "sl_initial": cols["sl_initial"][~filled],
+            "tp_initial": cols["tp_initial"][~filled],
+            "since_ts": since[~filled],
+        }
+    )
+    orders["asset"] = nm[a[~filled]] if len(nm) else []
+    return trades, orders
+
+
+SNAPSHOT_REASONS = (_R_OPEN, _R_PENDING)
+
+
+def split_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(history, snapshot)``: the rows of events that happened, and the end-of-data view (``open`` / ``pending``)."""
+    snap = np.isin(rows[:, 11], SNAPSHOT_REASONS)
+    return rows[~snap], rows[snap]
+
+
+def run(
+    assets: dict[str, AssetInput],
+    params: SimParams | list[SimParams],
+    *,
+    init_cash=None,
+    account=None,
+    limits: Limits | None = None,
+    state: EngineState | None = None,
+    record_bars: bool = True,
+    record_skipped: bool = False,
+) -> EngineResult:
+    """Run (or, with ``state``, resume) the engine over N assets' bars in time order.
+
+    Args:
+        assets: name → :class:`AssetInput`; the order fixes the asset index (and who is served first at one open).
+        params: one :class:`SimParams` for all assets or one per asset (their ``init_cash`` is ignored here).
+        init_cash: quote currency per account (scalar or (n_accounts,)); default: the first params' ``init_cash``
+            (shared) or each asset's own (``account="sleeves"``).
+        account: ``None`` (one shared account), ``"sleeves"`` (one account per asset) or int (N,) account ids.
+        limits: :class:`Limits` (default none).
+        state: the state returned by an earlier run over the same assets; every bar must be later than the
+            asset's last bar run.
+        record_bars: per asset-bar and per-timestamp outputs (off for sweeps).
+        record_skipped: order rows for ignored signals and waiting orders (see ``simulate``).
+
+    Raises:
+        ValueError: wrong lengths, unsorted or NaN bars, a resume over bars not after the state, mismatched assets.
+    """
+    names = list(assets)
+    n = len(names)
+    plist = list(params) if isinstance(params, list | tuple) else [params] * n
+    if len(plist) != n:
+        raise ValueError(f"run: {len(plist)} params for {n} assets")
+    if state is None:
+        if isinstance(account, str) and account == "sleeves":
+            acct = np.arange(n, dtype=np.int64)
+            cash0 = [p.init_cash for p in plist] if init_cash is None else init_cash
+        else:
+            acct = None if account is None else np.asarray(account, np.int64)
+            cash0 = (plist[0].init_cash if plist else 0.0) if init_cash is None else init_cash
+        state = EngineState.new(names, cash0, acct)
+    else:
+        if state.names != names:
+            raise ValueError("run: the state was built for other assets")
+        state = state.copy()
+    parts = []
+    fine_h, fine_l, fine_off = [], [], 0
+    any_ps = {k: False for k in _PER_SIGNAL}
+    for j, nm in enumerate(names):
+        x = assets[nm]
+        b = x.bars
+        m = len(b)
+        ts = b["ts"].to_numpy(np.int64)
+        o, h, l, c = (b[k].to_numpy(np.float64) for k in ("open", "high", "low", "close"))
+        bad, code = _first_invalid(ts, o, h, l, c)
+        if code == 1:
+            raise ValueError(f"simulate: bars must be sorted by ts without duplicates (row {bad})")
+        if code == 2:
+            raise ValueError(f"simulate: NaN in open/high/low/close (row {bad})")
+        if m and ts[0] <= state.assets[S_LAST_TS, j]:
+            raise ValueError(f"run: {nm}'s bars start at or before the state's last bar")
+        sig = np.asarray(x.signal, dtype=np.int8)
+        if sig.shape != (m,):
+            raise ValueError(f"simulate: signal has shape {sig.shape}, expected ({m},)")
+        ex = np.zeros(m, np.bool_) if x.exit_signal is None else np.asarray(x.exit_signal, dtype=np.bool_)
+        part = {
+            "ts": ts,
+            "asset": np.full(m, j, np.int64),
+            "o": o,
+            "h": h,
+            "l": l,
+            "c": c,
+            "atr": b["atr"].to_numpy(np.float64) if "atr" in b else np.full(m, math.nan),
+            "sig": sig,
+            "ex": ex,
+        }
+        for k in _PER_SIGNAL:
+            v = getattr(x, k)
+            if v is None:
+                part[k] = np.full(m, math.nan)
+            else:
+                a = np.asarray(v, dtype=np.float64)
+                if a.shape != (m,):
+                    raise ValueError(f"simulate: per-signal array has shape {a.shape}, expected ({m},)")
+                part[k] = a
+                any_ps[k] = True
+        if x.fine is not None and len(x.fine):
+            if x.step_ms is None:
+                raise ValueError("simulate: step_ms is required with fine candles")
+            fs, fe = fine_index(ts, x.step_ms, x.fine["ts"].to_numpy(np.int64))
+            part["fs"], part["fe"] = fs + fine_off, fe + fine_off
+            fine_h.append(x.fine["high"].to_numpy(np.float64))
+            fine_l.append(x.fine["low"].to_numpy(np.float64))
+            fine_off += len(x.fine)
+        else:
+            part["fs"] = part["fe"] = np.zeros(m, np.int64)
+        parts.append(part)
+    cat = {k: np.concatenate([p[k] for p in parts]) if parts else np.zeros(0) for k in parts[0]} if parts else {}
+    if not cat or len(cat["ts"]) == 0:
+        return _empty_result(state, names)
+    order = np.lexsort((cat["asset"], cat["ts"])) if n > 1 else np.arange(len(cat["ts"]))
+    f = {k: np.ascontiguousarray(v[order]) for k, v in cat.items()}
+    R = len(order)
+    P = np.stack([p.as_array() for p in plist])
+    nnz = int(np.count_nonzero(f["sig"]))
+    trades = np.empty((nnz + 4 * n + 1, _NR))
+    m_rows = R if record_bars else 0
+    pos, eq = np.empty(m_rows), np.empty(m_rows)
+    n_ts = int(np.count_nonzero(np.diff(f["ts"]))) + 1 if record_bars else 0
+    g_ts, g_eq, g_pv, g_gross = np.empty(n_ts, np.int64), np.empty(n_ts), np.empty(n_ts), np.empty(n_ts)
+    g_npos = np.empty(n_ts, np.int64)
+    e0 = np.empty(0)
+    fh = np.concatenate(fine_h) if fine_h else np.zeros(0)
+    fl = np.concatenate(fine_l) if fine_l else np.zeros(0)
+    nt, _ = _engine_kernel(
+        f["ts"],
+        f["asset"],
+        f["o"],
+        f["h"],
+        f["l"],
+        f["c"],
+        f["atr"],
+        f["sig"],
+        f["ex"],
+        *(f[k] if any_ps[k] else e0 for k in _PER_SIGNAL),
+        f["fs"],
+        f["fe"],
+        fh,
+        fl,
+        P,
+        state.account,
+        (limits or Limits()).as_array(),
+        state.assets,
+        state.cash,
+        record_skipped,
+        trades,
+        pos,
+        eq,
+        g_ts,
+        g_eq,
+        g_pv,
+        g_gross,
+        g_npos,
+    )
+    nt = _snapshot_rows(state.assets, trades, nt, record_skipped)
+    asset_bars = {"asset": f["asset"], "ts": f["ts"], "close": f["c"], "position": pos, "equity": eq}
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ge = np.where(g_eq > 0, g_gross / g_eq, np.nan)
+    book = pd.DataFrame(
+        {
+            "ts": g_ts,
+            "equity": g_eq,
+            "cash": g_eq - g_pv,
+            "position_value": g_pv,
+            "gross_exposure": ge,
+            "n_positions": g_npos,
+        }
+    )
+    return EngineResult(trades[:nt].copy(), asset_bars, book, state, names)
+
+
+def _empty_result(state: EngineState, names: list[str]) -> EngineResult:
+    e = np.zeros(0)
+    book = pd.DataFrame(columns=["ts", "equity", "cash", "position_value", "gross_exposure", "n_positions"])
+    bars = {"asset": np.zeros(0, np.int64), "ts": np.zeros(0, np.int64), "close": e, "position": e, "equity": e}
+    return EngineResult(np.zeros((0, _NR)), bars, book, state, names)

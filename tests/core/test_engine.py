@@ -1,0 +1,143 @@
+"""The multi-asset engine: resume equals one run at any cut, sleeves equal ``simulate`` per symbol, the shared book's
+accounting invariants and portfolio limits, on real candles with random signals and a hand-computed case."""
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline.core.engine import AssetInput, EngineState, Limits, run, split_rows
+from pipeline.core.simulator import SimParams, simulate
+from tests.conftest import real_ohlcv
+
+H = 3_600_000
+
+BRACKETS = SimParams(
+    init_cash=10_000,
+    size_fraction=0.5,
+    sl_atr=2.0,
+    tp_atr=6.0,
+    tp1_atr=2.0,
+    tp1_fraction=0.5,
+    breakeven_after_tp1=True,
+    trail_atr=2.5,
+    trail_activation_atr=1.0,
+    max_bars=48,
+    limit_validity_bars=3,
+    fee_taker_bps=5,
+    fee_maker_bps=2,
+    slippage_bps=3,
+    latency_bars=1,
+)
+
+
+def _atr(df: pd.DataFrame, n: int = 14) -> np.ndarray:
+    pc = df["close"].shift()
+    tr = np.maximum(df["high"] - df["low"], np.maximum((df["high"] - pc).abs(), (df["low"] - pc).abs()))
+    return tr.rolling(n, min_periods=1).mean().to_numpy()
+
+
+@pytest.fixture(scope="module")
+def real_book():
+    """Three real hourly series of different lengths (ETH starts later, SOL later still) with random signals."""
+    out = {}
+    rng = np.random.default_rng(7)
+    for sym, n in (("BTC/USDT", 1500), ("ETH/USDT", 1200), ("SOL/USDT", 900)):
+        df = real_ohlcv(sym, "1h")
+        df = df[df["ts"] >= 1_640_995_200_000].iloc[1500 - n : 1500].reset_index(drop=True)  # from 2022-01-01
+        df = df[["ts", "open", "high", "low", "close"]].assign(atr=_atr(df))
+        sig = rng.choice([-1, 0, 1], size=n, p=[0.03, 0.94, 0.03]).astype(np.int8)
+        lim = np.where(rng.random(n) < 0.3, df["close"] * (1 - 0.002 * sig), np.nan)  # some limit entries
+        ex = rng.random(n) < 0.01
+        out[sym] = AssetInput(df, sig, exit_signal=ex, limit_price=lim)
+    return out
+
+
+def _cut(book: dict, t_ms: int, before: bool) -> dict:
+    out = {}
+    for k, x in book.items():
+        keep = (x.bars["ts"] < t_ms).to_numpy() if before else (x.bars["ts"] >= t_ms).to_numpy()
+        out[k] = AssetInput(
+            x.bars[keep].reset_index(drop=True),
+            x.signal[keep],
+            exit_signal=x.exit_signal[keep],
+            limit_price=x.limit_price[keep],
+        )
+    return out
+
+
+@pytest.mark.parametrize("account", [None, "sleeves"])
+def test_resume_equals_one_run_at_random_cuts(real_book, account):
+    kw = dict(account=account, limits=Limits(max_positions=2), record_skipped=True)
+    full = run(real_book, BRACKETS, **kw)
+    hist_full, snap_full = split_rows(full.rows)
+    assert len(hist_full) > 50 and (full.rows[:, 1] >= 0).sum() > 30  # the case exercises many trades
+    ts_all = np.unique(np.concatenate([x.bars["ts"].to_numpy() for x in real_book.values()]))
+    rng = np.random.default_rng(11)
+    for t in rng.choice(ts_all[1:-1], size=6, replace=False):
+        a = run(_cut(real_book, int(t), True), BRACKETS, **kw)
+        state = EngineState.from_dict(json.loads(json.dumps(a.state.to_dict())))  # the record survives JSON
+        b = run(_cut(real_book, int(t), False), BRACKETS, state=state, **kw)
+        hist = np.concatenate([split_rows(a.rows)[0], split_rows(b.rows)[0]])
+        np.testing.assert_array_equal(np.nan_to_num(hist, nan=-7.0), np.nan_to_num(hist_full, nan=-7.0))
+        np.testing.assert_array_equal(np.nan_to_num(split_rows(b.rows)[1], nan=-7), np.nan_to_num(snap_full, nan=-7))
+        eq = np.concatenate([a.book["equity"].to_numpy(), b.book["equity"].to_numpy()])
+        np.testing.assert_allclose(eq, full.book["equity"].to_numpy(), rtol=0, atol=1e-12)
+        np.testing.assert_array_equal(b.state.assets, full.state.assets)
+
+
+def test_resume_rejects_bars_before_the_state(real_book):
+    a = run(_cut(real_book, int(real_book["BTC/USDT"].bars["ts"].iloc[500]), True), BRACKETS)
+    with pytest.raises(ValueError, match="before the state"):
+        run(real_book, BRACKETS, state=a.state)
+
+
+def test_equal_sleeves_reproduce_simulate_per_symbol(real_book):
+    res = run(real_book, BRACKETS, account="sleeves", record_skipped=True)
+    trades, orders = res.trades(), res.orders()
+    for sym, x in real_book.items():
+        one = simulate(
+            x.bars, x.signal, BRACKETS, exit_signal=x.exit_signal, limit_price=x.limit_price, record_skipped=True
+        )
+        mine = trades[trades["asset"] == sym].drop(columns="asset").reset_index(drop=True)
+        pd.testing.assert_frame_equal(mine, one.trades.reset_index(drop=True))
+        mo = orders[orders["asset"] == sym].drop(columns="asset").reset_index(drop=True)
+        pd.testing.assert_frame_equal(mo, one.orders.reset_index(drop=True))
+        k = res.asset_bars["asset"] == list(real_book).index(sym)
+        np.testing.assert_array_equal(res.asset_bars["equity"][k], one.bars["equity"].to_numpy())
+
+
+def test_shared_book_invariants(real_book):
+    res = run(real_book, BRACKETS, limits=Limits(max_positions=2))
+    book, trades = res.book, res.trades()
+    # equity = cash + marked positions every bar (cash here is spot-equivalent: equity − position value)
+    np.testing.assert_allclose(book["cash"] + book["position_value"], book["equity"], rtol=1e-12)
+    # final equity = initial cash + Σ trade PnL (net of fees; open trades marked at their last close)
+    assert book["equity"].iloc[-1] == pytest.approx(10_000 + trades["pnl"].sum(), rel=1e-12)
+    assert book["n_positions"].max() <= 2
+    assert (res.orders()["status"] == "denied_max_positions").any()
+    # long only at leverage 1: spot cash never negative, gross exposure never above 1
+    longs = {k: AssetInput(x.bars, np.maximum(x.signal, 0), x.exit_signal, x.limit_price) for k, x in real_book.items()}
+    lb = run(longs, BRACKETS, limits=Limits(max_positions=2)).book
+    assert (lb["cash"] >= -1e-9).all() and (lb["gross_exposure"] <= 1.0 + 1e-12).all()
+
+
+def test_shared_cash_sizes_on_equity_and_caps_by_max_positions():
+    """Hand case: two assets, one account of 1000, size_fraction 0.5, max 1 position."""
+    rows = [(100, 101, 99, 100)] * 4
+    df = pd.DataFrame(rows, columns=["open", "high", "low", "close"], dtype=float)
+    df.insert(0, "ts", np.arange(4, dtype=np.int64) * H)
+    a = AssetInput(df, np.array([1, 0, 0, 0], np.int8))
+    b = AssetInput(df.assign(open=50.0, high=51.0, low=49.0, close=50.0), np.array([1, 0, 0, 0], np.int8))
+    p = SimParams(init_cash=1000, size_fraction=0.5)
+    res = run({"A": a, "B": b}, p, limits=Limits(max_positions=1))
+    t, o = res.trades(), res.orders()
+    assert t["asset"].tolist() == ["A"] and t["units"].iloc[0] == pytest.approx(5.0)  # 0.5 x 1000 / 100
+    assert o[["asset", "status"]].values.tolist() == [["B", "denied_max_positions"]]
+    res2 = run({"A": a, "B": b}, p)
+    t2 = res2.trades()
+    assert t2["units"].tolist() == pytest.approx([5.0, 10.0])  # both sized on equity 1000 at the same open
+    assert res2.book["gross_exposure"].iloc[-1] == pytest.approx(1.0)
+    assert not math.isnan(res2.book["equity"].iloc[-1])
