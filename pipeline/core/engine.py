@@ -50,6 +50,7 @@ from pipeline.core.simulator import (
     _R_LIQ,
     _R_OPEN,
     _R_PENDING,
+    _R_REBAL,
     _R_REJ_LIQ,
     _R_REJ_LVL,
     _R_REVERSE,
@@ -143,6 +144,8 @@ STATE_FIELDS = (
     "bars",  # bars of this asset run so far
     "mark",  # last close
     "last_ts",
+    "tw",  # order source 2: the pending target weight (fraction of the account's equity)
+    "tw_bar",  # ... executable from this bar (-1 none)
 )
 (
     S_D,
@@ -192,6 +195,8 @@ STATE_FIELDS = (
     S_BARS,
     S_MARK,
     S_LAST_TS,
+    S_TW,
+    S_TW_BAR,
 ) = range(len(STATE_FIELDS))
 _NS = len(STATE_FIELDS)
 
@@ -200,25 +205,36 @@ ROW_COLUMNS = (*TRADE_COLUMNS, "signal_ts", "entry_ts", "exit_ts", "tp1_ts", "si
 _C_SIG_TS, _C_ENTRY_TS, _C_EXIT_TS, _C_TP1_TS, _C_SINCE_TS, _C_ASSET = range(_NF, _NF + 6)
 _NR = len(ROW_COLUMNS)
 
-#: portfolio limits (index of :meth:`Limits.as_array`)
-L_MAXPOS = 0
+#: portfolio limits and rebalance rules (index of :meth:`Limits.as_array`)
+L_MAXPOS, L_BAND_W, L_BAND_N, L_MIN_NOTIONAL = range(4)
+
+#: order-log status codes of order source 2 (index = code)
+ORDER_STATUSES = ("filled", "band", "below_min", "scaled", "unchanged", "denied_max_positions")
+_O_FILLED, _O_BAND, _O_BELOW_MIN, _O_SCALED, _O_UNCHANGED, _O_DENY_MAXPOS = range(6)
+ORDER_LOG_COLUMNS = ("asset", "bar", "ts", "status", "target_weight", "units", "price", "fee")
 
 
 @dataclass(frozen=True)
 class Limits:
-    """Portfolio limits checked before every entry (exits and stops are never blocked); 0 disables a limit."""
+    """Portfolio limits checked before every entry (exits and stops are never blocked) and the rebalance rules of
+    order source 2; 0 disables a rule."""
 
     max_positions: int = 0  # concurrent open positions per account
+    band_weight: float = 0.0  # rebalance only when |target − current weight| >= this (fraction of equity)
+    band_notional: float = 0.0  # ... and when |order notional| >= this (quote currency)
+    min_notional: float = 0.0  # orders below this notional (quote) are not sent (after lot rounding and scaling)
 
     def as_array(self) -> np.ndarray:
-        return np.array([float(self.max_positions)], dtype=np.float64)
+        return np.array(
+            [float(self.max_positions), self.band_weight, self.band_notional, self.min_notional], dtype=np.float64
+        )
 
 
 def _blank_state(n_assets: int) -> np.ndarray:
     s = np.zeros((_NS, n_assets))
     for k in (S_SL, S_TP, S_TP1, S_SL0, S_TP0, S_LIQ, S_TRAIL, S_ATR_E, S_LAST_PX, S_TP1_PX, S_MARK):
         s[k] = math.nan
-    for k in (S_ENTRY_BAR, S_SIG_BAR, S_TP1_BAR, S_PE_BAR, S_PE_SIG, S_PX_BAR, S_LAST_TS):
+    for k in (S_ENTRY_BAR, S_SIG_BAR, S_TP1_BAR, S_PE_BAR, S_PE_SIG, S_PX_BAR, S_LAST_TS, S_TW_BAR):
         s[k] = -1.0
     s[S_LEV] = 1.0
     return s
@@ -371,6 +387,8 @@ def _engine_kernel(
     fine_end,
     fh,
     fl,
+    tw,
+    lot,
     P,
     acct,
     lim,
@@ -378,6 +396,7 @@ def _engine_kernel(
     cash,
     record_skips,
     trades,
+    olog,
     pos_out,
     eq_out,
     g_ts,
@@ -388,8 +407,8 @@ def _engine_kernel(
 ):  # pragma: no cover - compiled
     """Walk rows ``0..R-1`` (sorted by ts, then asset) of the flat per-asset-bar arrays; mutate ``S`` and ``cash``.
 
-    Returns ``(n_rows_written, n_timestamps)``; rows ``[:n]`` of ``trades`` hold trades and order rows
-    (:data:`ROW_COLUMNS`); per row ``pos_out`` (signed units) / ``eq_out`` (account equity at the close) and per
+    Returns ``(n_rows_written, n_order_log_rows, n_timestamps)``; rows ``[:n]`` of ``trades`` hold trades and order
+    rows (:data:`ROW_COLUMNS`), ``olog`` the decisions of order source 2 (:data:`ORDER_LOG_COLUMNS`); per row ``pos_out`` (signed units) / ``eq_out`` (account equity at the close) and per
     timestamp ``g_*`` when their length allows (record off: length 0).
     """
     R = ts.shape[0]
@@ -399,7 +418,14 @@ def _engine_kernel(
     grec = g_eq.shape[0] > 0
     max_pos = int(lim[L_MAXPOS])
     acc_eq = np.zeros(n_acc)
+    acc_spot = np.zeros(n_acc)
+    need = np.zeros(n_acc)
+    acc_n = np.zeros(n_acc, np.int64)
+    due = np.zeros(N, np.int64)
+    dlt = np.zeros(N)
+    has_w = tw.shape[0] > 0
     nt = 0
+    no = 0
     ng = 0
     r0 = 0
     while r0 < R:
@@ -428,6 +454,148 @@ def _engine_kernel(
                 S[S_UNITS, a] = 0.0
             if px_bar >= 0 and i >= px_bar:
                 S[S_PX_BAR, a] = -1.0
+        # 1b. order source 2: target weights due at this open, on the account's equity at this open; sells first
+        nd = 0
+        if has_w:
+            for r in range(r0, r1):
+                a = asset[r]
+                if S[S_TW_BAR, a] >= 0 and S[S_BARS, a] >= S[S_TW_BAR, a]:
+                    due[nd] = r
+                    nd += 1
+        if nd > 0:
+            for k in range(n_acc):
+                acc_eq[k] = cash[k]
+                acc_spot[k] = cash[k]
+                need[k] = 0.0
+                acc_n[k] = 0
+            for b in range(N):
+                if S[S_D, b] != 0:
+                    acc_n[acct[b]] += 1
+                    acc_eq[acct[b]] += S[S_D, b] * S[S_UNITS, b] * (S[S_MARK, b] - S[S_ENTRY, b])
+                    acc_spot[acct[b]] -= S[S_D, b] * S[S_UNITS, b] * S[S_ENTRY, b]
+            for j in range(nd):
+                r = due[j]
+                a = asset[r]
+                ac = acct[a]
+                w = S[S_TW, a]
+                S[S_TW_BAR, a] = -1.0
+                price = o[r]
+                eq = acc_eq[ac]
+                cur = S[S_D, a] * S[S_UNITS, a]
+                delta = w * eq / price - cur if eq > 0 else -cur
+                if lot[a] > 0 and w > 0:  # round the order down to the lot step (a full exit sells everything)
+                    delta = math.copysign(math.floor(abs(delta) / lot[a] + 1e-9) * lot[a], delta)
+                curw = cur * price / eq if eq > 0 else 0.0
+                status = -1
+                if delta == 0:
+                    status = _O_UNCHANGED
+                elif abs(w - curw) < lim[L_BAND_W] or abs(delta * price) < lim[L_BAND_N]:
+                    status = _O_BAND
+                elif abs(delta * price) < lim[L_MIN_NOTIONAL]:
+                    status = _O_BELOW_MIN
+                elif cur == 0 and max_pos > 0 and acc_n[ac] >= max_pos:
+                    status = _O_DENY_MAXPOS
+                elif cur == 0:
+                    acc_n[ac] += 1
+                if status >= 0:
+                    o_ = olog[no]
+                    o_[0] = a
+                    o_[1] = S[S_BARS, a]
+                    o_[2] = ts[r]
+                    o_[3] = status
+                    o_[4] = w
+                    o_[5] = 0.0
+                    o_[6] = math.nan
+                    o_[7] = 0.0
+                    no += 1
+                    delta = 0.0
+                dlt[j] = delta
+                if delta > 0:
+                    need[ac] += delta * price * (1.0 + P[a, P_SLIP] * 1e-4) * (1.0 + P[a, P_TAKER] * 1e-4)
+            for side in range(2):  # 0: sells, 1: buys
+                if side == 1:  # the buys' scale per account, on the cash after the sells
+                    for k in range(n_acc):
+                        need[k] = max(acc_spot[k], 0.0) / need[k] * (1.0 - 1e-12) if need[k] > acc_spot[k] else 1.0
+                for j in range(nd):
+                    delta = dlt[j]
+                    if delta == 0 or (side == 0) != (delta < 0):
+                        continue
+                    r = due[j]
+                    a = asset[r]
+                    ac = acct[a]
+                    p = P[a]
+                    slip = p[P_SLIP] * 1e-4
+                    fee_rate = p[P_TAKER] * 1e-4
+                    status = _O_FILLED
+                    if side == 0:
+                        q = -delta
+                        price = o[r] * (1.0 - slip)
+                        fee = q * price * fee_rate
+                        _fill_exit(S, cash, ac, a, q, price, fee_rate)
+                        acc_spot[ac] += q * price - fee
+                        if S[S_UNITS, a] <= 1e-12 * S[S_UNITS0, a]:
+                            S[S_UNITS, a] = 0.0
+                            _row_trade(
+                                trades[nt], S, a, S[S_BARS, a], ts[r], S[S_EXIT_VAL, a], S[S_GROSS, a], _R_REBAL, price
+                            )
+                            nt += 1
+                            S[S_D, a] = 0.0
+                        signed = -q
+                    else:
+                        q = delta
+                        price = o[r] * (1.0 + slip)
+                        if need[ac] < 1.0:  # scale the buys so the account's cash stays >= 0 after fees
+                            q *= need[ac]
+                            if lot[a] > 0:
+                                q = math.floor(q / lot[a] + 1e-9) * lot[a]
+                            status = _O_SCALED
+                            if q * o[r] < max(lim[L_MIN_NOTIONAL], 1e-300):
+                                status = _O_BELOW_MIN
+                                q = 0.0
+                        fee = q * price * fee_rate
+                        if q > 0:
+                            if S[S_D, a] == 0:
+                                S[S_D, a] = 1.0
+                                S[S_UNITS, a] = q
+                                S[S_UNITS0, a] = q
+                                S[S_ENTRY, a] = price
+                                S[S_ENTRY_BAR, a] = S[S_BARS, a]
+                                S[S_ENTRY_TS, a] = ts[r]
+                                S[S_SIG_BAR, a] = S[S_BARS, a] - 1
+                                S[S_SIG_TS, a] = S[S_LAST_TS, a]
+                                S[S_INTRA, a] = 0.0
+                                for k in (S_SL, S_TP, S_TP1, S_SL0, S_TP0, S_LIQ, S_TRAIL, S_ATR_E, S_TP1_PX):
+                                    S[k, a] = math.nan
+                                S[S_LEV, a] = 1.0
+                                S[S_TP1_BAR, a] = -1.0
+                                S[S_TP1_TS, a] = -1.0
+                                S[S_TRAIL_ON, a] = 0.0
+                                S[S_BE_ON, a] = 0.0
+                                S[S_TP1_DONE, a] = 0.0
+                                S[S_BEST, a] = 0.0
+                                S[S_WORST, a] = 0.0
+                                S[S_FEES, a] = 0.0
+                                S[S_GROSS, a] = 0.0
+                                S[S_EXIT_VAL, a] = 0.0
+                            else:
+                                u = S[S_UNITS, a]
+                                S[S_ENTRY, a] = (u * S[S_ENTRY, a] + q * price) / (u + q)
+                                S[S_UNITS, a] = u + q
+                                S[S_UNITS0, a] += q
+                            S[S_FEES, a] += fee
+                            cash[ac] -= fee
+                            acc_spot[ac] -= q * price + fee
+                        signed = q
+                    o_ = olog[no]
+                    o_[0] = a
+                    o_[1] = S[S_BARS, a]
+                    o_[2] = ts[r]
+                    o_[3] = status
+                    o_[4] = S[S_TW, a]
+                    o_[5] = signed
+                    o_[6] = price if signed != 0 else math.nan
+                    o_[7] = fee if signed != 0 else 0.0
+                    no += 1
         # 2. pending entries (a reverse entry fills on the same open as the exit)
         for r in range(r0, r1):
             a = asset[r]
@@ -680,6 +848,9 @@ def _engine_kernel(
             elif exit_sig[r] and d != 0 and S[S_PX_BAR, a] < 0:
                 S[S_PX_BAR, a] = i + 1 + lat
                 S[S_PX_REASON, a] = _R_SIGNAL
+            if has_w and not math.isnan(tw[r]):  # order source 2: a new target replaces a pending one
+                S[S_TW, a] = tw[r]
+                S[S_TW_BAR, a] = i + 1 + lat
             S[S_BARS, a] = i + 1
             S[S_MARK, a] = c[r]
             S[S_LAST_TS, a] = ts[r]
@@ -713,7 +884,7 @@ def _engine_kernel(
                 g_npos[ng] = npos
         ng += 1
         r0 = r1
-    return nt, ng
+    return nt, no, ng
 
 
 @numba.njit(cache=True)
@@ -765,6 +936,11 @@ class AssetInput:
     ``bars``: sorted candles ``ts`` (epoch ms UTC), ``open, high, low, close`` (quote) and optionally ``atr``.
     ``signal``: int (n,) +1/-1 on the decision bar's close; ``exit_signal`` bool (n,); per-signal float arrays (n,)
     (NaN = ``params``); ``fine`` finer candles (``ts, high, low``) with ``step_ms`` the bar length.
+
+    Order source 2: ``weight`` float (n,) target weight (fraction of the account's equity, >= 0: long only) decided
+    on the bar's close and rebalanced at the next open (after latency); NaN = no decision, holdings drift.
+    ``lot_step`` (base units, 0 = none): orders round down to it. An asset uses one source: a ``weight`` array
+    and non-zero ``signal`` together raise ``ValueError``.
     """
 
     bars: pd.DataFrame
@@ -779,6 +955,8 @@ class AssetInput:
     liq_price: np.ndarray | None = None
     fine: pd.DataFrame | None = None
     step_ms: int | None = None
+    weight: np.ndarray | None = None
+    lot_step: float = 0.0
 
 
 _PER_SIGNAL = ("limit_price", "sl_price", "tp1_price", "tp_price", "size_fraction", "leverage", "liq_price")
@@ -801,6 +979,19 @@ class EngineResult:
     book: pd.DataFrame
     state: EngineState
     names: list[str]
+    olog: np.ndarray = field(default_factory=lambda: np.zeros((0, len(ORDER_LOG_COLUMNS))))
+
+    def order_log(self) -> pd.DataFrame:
+        """Order source 2, one row per decision that came due: ``asset`` (name), ``bar`` (the asset's bar index),
+        ``ts``, ``status`` (:data:`ORDER_STATUSES`), ``target_weight``, ``units`` (signed fill, 0 when not sent),
+        ``price`` (fill, slippage included), ``fee`` (quote)."""
+        d = {k: self.olog[:, j] for j, k in enumerate(ORDER_LOG_COLUMNS)}
+        nm = np.asarray(self.names, dtype=object)
+        d["asset"] = nm[d["asset"].astype(np.int64)] if len(nm) else d["asset"]
+        d["bar"] = d["bar"].astype(np.int64)
+        d["ts"] = d["ts"].astype(np.int64)
+        d["status"] = np.asarray(ORDER_STATUSES, dtype=object)[d["status"].astype(np.int64)]
+        return pd.DataFrame(d)
 
     def trades(self) -> pd.DataFrame:
         """Filled trades: :data:`TRADE_COLUMNS` (+ ``*_ts``, ``bars_held``, ``exit_reason``, ``asset`` name)."""
@@ -901,6 +1092,7 @@ def run(
     parts = []
     fine_h, fine_l, fine_off = [], [], 0
     any_ps = {k: False for k in _PER_SIGNAL}
+    any_w = False
     for j, nm in enumerate(names):
         x = assets[nm]
         b = x.bars
@@ -918,6 +1110,17 @@ def run(
         if sig.shape != (m,):
             raise ValueError(f"simulate: signal has shape {sig.shape}, expected ({m},)")
         ex = np.zeros(m, np.bool_) if x.exit_signal is None else np.asarray(x.exit_signal, dtype=np.bool_)
+        if x.weight is None:
+            w = np.full(m, math.nan)
+        else:
+            w = np.asarray(x.weight, dtype=np.float64)
+            if w.shape != (m,):
+                raise ValueError(f"run: {nm}'s weight has shape {w.shape}, expected ({m},)")
+            if (w < 0).any():
+                raise ValueError(f"run: {nm}'s target weights must be >= 0 (long only)")
+            if np.count_nonzero(sig):
+                raise ValueError(f"run: {nm} has both signals and target weights; an asset uses one order source")
+            any_w = True
         part = {
             "ts": ts,
             "asset": np.full(m, j, np.int64),
@@ -928,6 +1131,7 @@ def run(
             "atr": b["atr"].to_numpy(np.float64) if "atr" in b else np.full(m, math.nan),
             "sig": sig,
             "ex": ex,
+            "tw": w,
         }
         for k in _PER_SIGNAL:
             v = getattr(x, k)
@@ -958,7 +1162,9 @@ def run(
     R = len(order)
     P = np.stack([p.as_array() for p in plist])
     nnz = int(np.count_nonzero(f["sig"]))
-    trades = np.empty((nnz + 4 * n + 1, _NR))
+    trades = np.empty((nnz + 4 * n + 1 + (int(np.count_nonzero(~np.isnan(f["tw"]))) if any_w else 0), _NR))
+    olog = np.empty((int(np.count_nonzero(~np.isnan(f["tw"]))) + n + 1 if any_w else 1, len(ORDER_LOG_COLUMNS)))
+    lot = np.array([float(assets[k].lot_step) for k in names])
     m_rows = R if record_bars else 0
     pos, eq = np.empty(m_rows), np.empty(m_rows)
     n_ts = int(np.count_nonzero(np.diff(f["ts"]))) + 1 if record_bars else 0
@@ -967,7 +1173,7 @@ def run(
     e0 = np.empty(0)
     fh = np.concatenate(fine_h) if fine_h else np.zeros(0)
     fl = np.concatenate(fine_l) if fine_l else np.zeros(0)
-    nt, _ = _engine_kernel(
+    nt, no, _ = _engine_kernel(
         f["ts"],
         f["asset"],
         f["o"],
@@ -982,6 +1188,8 @@ def run(
         f["fe"],
         fh,
         fl,
+        f["tw"] if any_w else e0,
+        lot,
         P,
         state.account,
         (limits or Limits()).as_array(),
@@ -989,6 +1197,7 @@ def run(
         state.cash,
         record_skipped,
         trades,
+        olog,
         pos,
         eq,
         g_ts,
@@ -1011,7 +1220,7 @@ def run(
             "n_positions": g_npos,
         }
     )
-    return EngineResult(trades[:nt].copy(), asset_bars, book, state, names)
+    return EngineResult(trades[:nt].copy(), asset_bars, book, state, names, olog[:no].copy())
 
 
 def _empty_result(state: EngineState, names: list[str]) -> EngineResult:

@@ -86,6 +86,7 @@ EXIT_REASONS = (
     "skipped_order",
     "pending",
     "denied_max_positions",
+    "rebalance",
 )
 (
     _R_SIGNAL,
@@ -104,7 +105,8 @@ EXIT_REASONS = (
     _R_SKIP_ORD,
     _R_PENDING,
     _R_DENY_MAXPOS,
-) = range(16)
+    _R_REBAL,
+) = range(17)
 
 TRADE_COLUMNS = (
     "signal_bar",

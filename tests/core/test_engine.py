@@ -52,6 +52,10 @@ def real_book():
         lim = np.where(rng.random(n) < 0.3, df["close"] * (1 - 0.002 * sig), np.nan)  # some limit entries
         ex = rng.random(n) < 0.01
         out[sym] = AssetInput(df, sig, exit_signal=ex, limit_price=lim)
+    df = out["ETH/USDT"].bars.assign(open=lambda d: d["open"] / 3, high=lambda d: d["high"] / 3)  # a 4th series
+    df = df.assign(low=df["low"] / 3, close=df["close"] / 3)
+    w = np.where(rng.random(len(df)) < 0.2, rng.choice([0.0, 0.1, 0.25], size=len(df)), np.nan)  # order source 2
+    out["ETH3"] = AssetInput(df, np.zeros(len(df), np.int8), weight=w, lot_step=0.01)
     return out
 
 
@@ -62,8 +66,10 @@ def _cut(book: dict, t_ms: int, before: bool) -> dict:
         out[k] = AssetInput(
             x.bars[keep].reset_index(drop=True),
             x.signal[keep],
-            exit_signal=x.exit_signal[keep],
-            limit_price=x.limit_price[keep],
+            exit_signal=None if x.exit_signal is None else x.exit_signal[keep],
+            limit_price=None if x.limit_price is None else x.limit_price[keep],
+            weight=None if x.weight is None else x.weight[keep],
+            lot_step=x.lot_step,
         )
     return out
 
@@ -86,6 +92,7 @@ def test_resume_equals_one_run_at_random_cuts(real_book, account):
         eq = np.concatenate([a.book["equity"].to_numpy(), b.book["equity"].to_numpy()])
         np.testing.assert_allclose(eq, full.book["equity"].to_numpy(), rtol=0, atol=1e-12)
         np.testing.assert_array_equal(b.state.assets, full.state.assets)
+        np.testing.assert_array_equal(np.concatenate([a.olog, b.olog]), full.olog)  # order source 2's log
 
 
 def test_resume_rejects_bars_before_the_state(real_book):
@@ -98,6 +105,8 @@ def test_equal_sleeves_reproduce_simulate_per_symbol(real_book):
     res = run(real_book, BRACKETS, account="sleeves", record_skipped=True)
     trades, orders = res.trades(), res.orders()
     for sym, x in real_book.items():
+        if x.weight is not None:
+            continue
         one = simulate(
             x.bars, x.signal, BRACKETS, exit_signal=x.exit_signal, limit_price=x.limit_price, record_skipped=True
         )
@@ -119,7 +128,10 @@ def test_shared_book_invariants(real_book):
     assert book["n_positions"].max() <= 2
     assert (res.orders()["status"] == "denied_max_positions").any()
     # long only at leverage 1: spot cash never negative, gross exposure never above 1
-    longs = {k: AssetInput(x.bars, np.maximum(x.signal, 0), x.exit_signal, x.limit_price) for k, x in real_book.items()}
+    longs = {
+        k: AssetInput(x.bars, np.maximum(x.signal, 0), x.exit_signal, x.limit_price, weight=x.weight)
+        for k, x in real_book.items()
+    }
     lb = run(longs, BRACKETS, limits=Limits(max_positions=2)).book
     assert (lb["cash"] >= -1e-9).all() and (lb["gross_exposure"] <= 1.0 + 1e-12).all()
 
@@ -141,3 +153,86 @@ def test_shared_cash_sizes_on_equity_and_caps_by_max_positions():
     assert t2["units"].tolist() == pytest.approx([5.0, 10.0])  # both sized on equity 1000 at the same open
     assert res2.book["gross_exposure"].iloc[-1] == pytest.approx(1.0)
     assert not math.isnan(res2.book["equity"].iloc[-1])
+
+
+PAIRS = ["BTC", "ETH", "BNB", "SOL", "XRP", "ADA", "DOGE", "AVAX", "DOT", "LINK"]
+
+
+@pytest.fixture(scope="module")
+def ten_pairs():
+    """The 10 pairs' real hourly bars on their common hours, 1000 bars from 2023-01-01."""
+    frames = {}
+    for s in PAIRS:
+        df = real_ohlcv(f"{s}/USDT", "1h")
+        frames[s] = df[df["ts"] >= 1_672_531_200_000].iloc[:1100][["ts", "open", "high", "low", "close"]]
+    common = frames["BTC"]["ts"]
+    for df in frames.values():
+        common = common[common.isin(df["ts"])]
+    common = common.iloc[:1000]
+    return {s: df[df["ts"].isin(common)].reset_index(drop=True) for s, df in frames.items()}
+
+
+def test_target_weights_match_vectorbt_from_orders_targetpercent(ten_pairs):
+    vbt = pytest.importorskip("vectorbt")
+    n = len(ten_pairs["BTC"])
+    rng = np.random.default_rng(3)
+    w = rng.dirichlet(np.ones(len(PAIRS) + 1), size=n)[:, : len(PAIRS)] * 0.95  # a change every bar, sum < 0.95
+    w[rng.random(w.shape) < 0.15] = 0.0  # some full exits
+    p = SimParams(init_cash=100_000, fee_taker_bps=10, slippage_bps=5)
+    book = {s: AssetInput(ten_pairs[s], np.zeros(n, np.int8), weight=w[:, j]) for j, s in enumerate(PAIRS)}
+    res = run(book, p)
+    close = pd.DataFrame({s: ten_pairs[s]["close"].to_numpy() for s in PAIRS})
+    opens = pd.DataFrame({s: ten_pairs[s]["open"].to_numpy() for s in PAIRS})
+    size = pd.DataFrame(np.vstack([np.full(len(PAIRS), np.nan), w[:-1]]), columns=PAIRS)  # decided on the close
+    pf = vbt.Portfolio.from_orders(
+        close,
+        size,
+        size_type="targetpercent",
+        price=opens,
+        fees=0.001,
+        slippage=0.0005,
+        init_cash=100_000,
+        group_by=True,
+        cash_sharing=True,
+        call_seq="auto",
+        freq="1h",
+    )
+    np.testing.assert_allclose(res.book["equity"].to_numpy(), pf.value().to_numpy(), rtol=1e-9)
+    rec = pd.DataFrame(pf.orders.values).sort_values(["idx", "col"]).reset_index(drop=True)
+    log = res.order_log()
+    mine = log[log["status"] == "filled"].assign(col=lambda d: d["asset"].map(PAIRS.index))
+    mine = mine.sort_values(["bar", "col"]).reset_index(drop=True)
+    assert len(mine) == len(rec) > 5000
+    np.testing.assert_array_equal(mine["bar"], rec["idx"])
+    np.testing.assert_array_equal(mine["col"], rec["col"])
+    np.testing.assert_allclose(mine["units"].abs(), rec["size"], rtol=1e-9)
+    np.testing.assert_allclose(mine["price"], rec["price"], rtol=1e-12)
+    np.testing.assert_allclose(mine["fee"], rec["fees"], rtol=1e-9, atol=1e-9)
+    np.testing.assert_array_equal(mine["units"] < 0, rec["side"] == 1)
+
+
+def test_target_weights_band_min_notional_lot_step_and_scaling(ten_pairs):
+    """Hand case on two real series: one account of 10 000, fees 10 bps."""
+    a, b = ten_pairs["BTC"].iloc[:4], ten_pairs["ETH"].iloc[:4]
+    nanw = np.full(4, np.nan)
+    wa, wb = nanw.copy(), nanw.copy()
+    wa[0], wb[0] = 0.7, 0.7  # asks for 140 % of equity: the buys are scaled to the cash
+    wa[1] = 0.495  # each holds ~0.4995 after the scaling: inside a 1 % band, held
+    wb[2] = 0.0  # full exit
+    p = SimParams(init_cash=10_000, fee_taker_bps=10)
+    book = {
+        "A": AssetInput(a, np.zeros(4, np.int8), weight=wa, lot_step=0.001),
+        "B": AssetInput(b, np.zeros(4, np.int8), weight=wb),
+    }
+    res = run(book, p, limits=Limits(band_weight=0.01))
+    log = res.order_log()
+    assert log["status"].tolist() == ["scaled", "scaled", "band", "filled"]
+    first = log.iloc[:2]
+    cost = (first["units"] * first["price"] + first["fee"]).sum()
+    assert cost <= 10_000 and cost == pytest.approx(10_000, rel=1e-4)  # cash never negative after fees
+    ua = first["units"].iloc[0]
+    assert ua == pytest.approx(round(ua / 0.001) * 0.001, abs=1e-12)  # lot step
+    assert (res.book["cash"] >= -1e-9).all()
+    t = res.trades()
+    assert t["exit_reason"].tolist() == ["rebalance", "open"]
+    assert res.book["equity"].iloc[-1] == pytest.approx(10_000 + t["pnl"].sum(), rel=1e-12)
