@@ -236,3 +236,30 @@ def test_target_weights_band_min_notional_lot_step_and_scaling(ten_pairs):
     t = res.trades()
     assert t["exit_reason"].tolist() == ["rebalance", "open"]
     assert res.book["equity"].iloc[-1] == pytest.approx(10_000 + t["pnl"].sum(), rel=1e-12)
+
+
+def test_baseline_equal_sleeves_reproduce_the_per_symbol_simulation(real_book):
+    """The baseline's ``sleeves`` book on the engine equals the code before it: one ``simulate`` per symbol, the
+    sleeves combined on the union of their bar times; the shared book respects max_positions."""
+    from pipeline.core.backtest import combine_sleeves, long_flat_backtest
+
+    rng = np.random.default_rng(5)
+    bars = {s: x.bars for s, x in real_book.items() if x.weight is None}
+    preds = pd.concat(
+        [pd.DataFrame({"symbol": s, "ts": b["ts"], "p_cal": rng.random(len(b))}) for s, b in bars.items()]
+    )
+    p = SimParams(init_cash=100_000 / 3, sl_atr=1.5, tp_atr=2.0, max_bars=24, fee_taker_bps=10, fee_maker_bps=10)
+    out = long_flat_backtest(bars, preds, 0.97, p, 100_000, H, book="sleeves")
+    olds = {}
+    for s, b in bars.items():
+        sig = np.where(preds[preds["symbol"] == s]["p_cal"].to_numpy() >= 0.97, 1, 0)
+        olds[s] = simulate(b, sig, p)
+        mine = out.trades[out.trades["symbol"] == s].drop(columns="symbol").reset_index(drop=True)
+        pd.testing.assert_frame_equal(mine, olds[s].trades.reset_index(drop=True))
+    port = combine_sleeves(olds, p.init_cash)
+    np.testing.assert_array_equal(out.equity["ts"], port["ts"])
+    np.testing.assert_allclose(out.equity["equity"], port["equity"], rtol=1e-12)
+    np.testing.assert_allclose(out.equity["gross_exposure"], port["gross_exposure"], rtol=1e-9)
+    shared = long_flat_backtest(bars, preds, 0.97, p, 100_000, H, book="shared", max_positions=2)
+    assert shared.equity["n_positions"].max() <= 2 and (shared.orders["status"] == "denied_max_positions").any()
+    assert shared.equity["equity"].iloc[-1] == pytest.approx(100_000 + shared.trades["pnl"].sum(), rel=1e-12)
