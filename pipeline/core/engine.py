@@ -20,7 +20,8 @@ What the engine adds over one symbol alone:
   open positions), so a long-only book at leverage 1 never needs negative spot cash. With one asset per account the equity at an entry is the cash (the account is
   flat), which is exactly :func:`pipeline.core.simulator.simulate`'s sizing.
 * **Max concurrent positions** per account (``max_positions``, 0 = off): an entry that would exceed it is denied at
-  its fill with an order row ``denied_max_positions`` (assets at the same open are served in asset order).
+  its fill with an order row ``denied_max_positions`` (assets at the same open are served in asset order); an entry
+  left with no free margin by the account's other open positions gets ``denied_margin``.
 * **Resumable.** The full state (per asset: position, its levels, accumulators, pending entry with its per-signal
   values, pending exit, bar counter, last close and time; per account: cash) is an :class:`EngineState` of plain
   numpy arrays that round-trips through :meth:`EngineState.to_dict` (JSON / Parquet-able lists). For any cut,
@@ -36,64 +37,202 @@ kernel itself.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 import numba
 import numpy as np
 import pandas as pd
 
-from pipeline.core.simulator import (
-    _NF,
-    _R_BE,
-    _R_DENY_MAXPOS,
-    _R_EXPIRED,
-    _R_LIQ,
-    _R_OPEN,
-    _R_PENDING,
-    _R_REBAL,
-    _R_REJ_LIQ,
-    _R_REJ_LVL,
-    _R_REVERSE,
-    _R_SIGNAL,
-    _R_SKIP_ORD,
-    _R_SKIP_POS,
-    _R_SL,
-    _R_TIME,
-    _R_TP,
-    _R_TRAIL,
-    EXIT_REASONS,
-    P_BE,
-    P_ENTRYBAR,
-    P_LAT,
-    P_LEV,
-    P_LIQBUF,
-    P_MAKER,
-    P_MAXBARS,
-    P_MMR,
-    P_REVERSE,
-    P_RISK,
+#: exit reason codes of the ``reason`` column (index = code)
+EXIT_REASONS = (
+    "signal",
+    "sl",
+    "tp",
+    "trail",
+    "breakeven",
+    "time",
+    "liquidation",
+    "open",
+    "expired",
+    "rejected_liq",
+    "rejected_levels",
+    "reverse",
+    "skipped_position",
+    "skipped_order",
+    "pending",
+    "denied_max_positions",
+    "rebalance",
+    "denied_margin",
+)
+
+TRADE_COLUMNS = (
+    "signal_bar",
+    "entry_bar",
+    "exit_bar",
+    "direction",
+    "entry_price",
+    "exit_price",
+    "units",
+    "notional",
+    "fees",
+    "pnl",
+    "ret",
+    "reason",
+    "mae",
+    "mfe",
+    "r_multiple",
+    "tp1_hit",
+    "sl_initial",
+    "tp_initial",
+    "avg_exit_price",
+    "tp1_price",
+    "tp1_bar",
+    "leverage",
+)
+
+
+@dataclass(frozen=True)
+class SimParams:
+    """Simulator parameters (units in each field's comment). ``nan`` disables a level.
+
+    Per-signal arrays passed to :func:`simulate` (limit price, SL, TP1, TP, size) override these.
+    """
+
+    init_cash: float = 10_000.0  # quote currency
+    size_fraction: float = 1.0  # fraction of equity used as margin per trade
+    risk_per_trade: float = 0.0  # fraction of equity lost at the stop (0 = off: margin sizing)
+    leverage: float = 1.0
+    maintenance_margin: float = 0.005  # fraction of notional (Binance USDT-M tier 1)
+    liq_buffer: float = 0.0  # stop must sit this fraction of entry before liquidation
+    sl_pct: float = math.nan  # stop distance, fraction of entry
+    tp_pct: float = math.nan
+    sl_atr: float = math.nan  # stop distance, ATR multiples (ATR of the signal bar)
+    tp_atr: float = math.nan
+    tp1_atr: float = math.nan  # first target, ATR multiples
+    tp1_pct: float = math.nan
+    tp1_fraction: float = 0.0  # fraction of the position closed at TP1
+    breakeven_after_tp1: bool = False
+    trail_atr: float = math.nan  # trailing distance, ATR multiples
+    trail_activation_atr: float = 0.0  # profit (ATR multiples) before the trail is armed
+    max_bars: int = 0  # time stop in bars after entry (0 = off)
+    limit_validity_bars: int = 1  # bars a limit entry rests before it expires
+    fee_taker_bps: float = 0.0
+    fee_maker_bps: float = 0.0
+    slippage_bps: float = 0.0  # on market and stop fills, against the trade
+    latency_bars: int = 0  # extra bars between decision and execution
+    stops_on_entry_bar: bool = True
+    trail_after_tp1: bool = False  # arm the ATR trail only once TP1 has been taken (setup scanner)
+    allow_reverse: bool = True  # an opposite signal while in a position reverses it (else it is ignored)
+
+    def as_array(self) -> np.ndarray:
+        return np.array([float(getattr(self, f.name)) for f in fields(self)], dtype=np.float64)
+
+    def to_dict(self) -> dict:
+        return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in asdict(self).items()}
+
+
+_P = {f.name: i for i, f in enumerate(fields(SimParams))}
+(
+    P_CASH,
     P_SIZE,
-    P_SLATR,
-    P_SLIP,
+    P_RISK,
+    P_LEV,
+    P_MMR,
+    P_LIQBUF,
     P_SLPCT,
-    P_TAKER,
-    P_TP1ATR,
-    P_TP1FRAC,
-    P_TP1PCT,
-    P_TPATR,
     P_TPPCT,
+    P_SLATR,
+    P_TPATR,
+    P_TP1ATR,
+    P_TP1PCT,
+    P_TP1FRAC,
+    P_BE,
     P_TRAIL,
     P_TRAILACT,
-    P_TRAILTP1,
+    P_MAXBARS,
     P_VALID,
-    TRADE_COLUMNS,
-    SimParams,
-    _at,
-    _first_event,
-    _first_invalid,
-    _level,
-    fine_index,
-)
+    P_TAKER,
+    P_MAKER,
+    P_SLIP,
+    P_LAT,
+    P_ENTRYBAR,
+    P_TRAILTP1,
+    P_REVERSE,
+) = range(len(_P))
+
+
+def fine_index(ts: np.ndarray, step_ms: int, fine_ts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each coarse bar ``[ts, ts + step_ms)`` the half-open index range of finer bars inside it.
+
+    ``fine_ts`` must be sorted (epoch ms). Bars without finer data get an empty range.
+    """
+    start = np.searchsorted(fine_ts, ts, side="left").astype(np.int64)
+    end = np.searchsorted(fine_ts, ts + step_ms, side="left").astype(np.int64)
+    return start, end
+
+
+#: reason codes of the kernel rows (index into ``EXIT_REASONS``)
+_R_SIGNAL = EXIT_REASONS.index("signal")
+_R_SL = EXIT_REASONS.index("sl")
+_R_TP = EXIT_REASONS.index("tp")
+_R_TRAIL = EXIT_REASONS.index("trail")
+_R_BE = EXIT_REASONS.index("breakeven")
+_R_TIME = EXIT_REASONS.index("time")
+_R_LIQ = EXIT_REASONS.index("liquidation")
+_R_OPEN = EXIT_REASONS.index("open")
+_R_EXPIRED = EXIT_REASONS.index("expired")
+_R_REJ_LIQ = EXIT_REASONS.index("rejected_liq")
+_R_REJ_LVL = EXIT_REASONS.index("rejected_levels")
+_R_REVERSE = EXIT_REASONS.index("reverse")
+_R_SKIP_POS = EXIT_REASONS.index("skipped_position")
+_R_SKIP_ORD = EXIT_REASONS.index("skipped_order")
+_R_PENDING = EXIT_REASONS.index("pending")
+_R_DENY_MAXPOS = EXIT_REASONS.index("denied_max_positions")
+_R_REBAL = EXIT_REASONS.index("rebalance")
+_R_DENY_MARGIN = EXIT_REASONS.index("denied_margin")
+_NF = len(TRADE_COLUMNS)
+
+
+@numba.njit(cache=True, inline="always")
+def _level(override, fill, d, atr, mult_atr, pct):
+    if not math.isnan(override):
+        return override
+    if not math.isnan(mult_atr) and not math.isnan(atr):
+        return fill + d * mult_atr * atr
+    if not math.isnan(pct):
+        return fill * (1.0 + d * pct)
+    return math.nan
+
+
+@numba.njit(cache=True, inline="always")
+def _at(a, i):
+    """``a[i]``, or NaN for an absent (length-0) per-signal array."""
+    return a[i] if a.shape[0] > 0 else math.nan
+
+
+@numba.njit(cache=True)
+def _first_event(k0, k1, fh, fl, d, stop, target):  # pragma: no cover - compiled
+    """In finer bars [k0, k1): 1 if ``target`` is crossed before ``stop``, else 0 (stop first, also on ties)."""
+    for k in range(k0, k1):
+        stop_hit = fl[k] <= stop if d > 0 else fh[k] >= stop
+        if stop_hit:
+            return 0
+        tgt_hit = fh[k] >= target if d > 0 else fl[k] <= target
+        if tgt_hit:
+            return 1
+    return 0
+
+
+@numba.njit(cache=True)
+def _first_invalid(ts, o, h, l, c):  # pragma: no cover - compiled
+    """(index, code) of the first bad bar: 1 = ts not increasing, 2 = NaN price; (-1, 0) when clean."""
+    for i in range(ts.shape[0]):
+        if i > 0 and ts[i] <= ts[i - 1]:
+            return i, 1
+        if math.isnan(o[i]) or math.isnan(h[i]) or math.isnan(l[i]) or math.isnan(c[i]):
+            return i, 2
+    return -1, 0
+
 
 #: per-asset state rows of :attr:`EngineState.assets` (index = row)
 STATE_FIELDS = (
@@ -671,7 +810,11 @@ def _engine_kernel(
                 u = min(u, max(min(eq, cash[ac]) - used, 0.0) * lev_s / (fill * (1.0 + fee_rate)))
             if p[P_RISK] > 0 and not math.isnan(sl_):
                 u = min(u, eq * p[P_RISK] / abs(fill - sl_))
-            if u > 0:
+            if not u > 0:
+                if n_open > 0:  # the other positions hold all the margin: denied (alone, as simulate: no row)
+                    _row_order(trades[nt], a, s, s_ts, i, ts[r], dd, _R_DENY_MARGIN, sl_, tp_, -1)
+                    nt += 1
+            else:
                 S[S_D, a] = dd
                 S[S_UNITS, a] = u
                 S[S_UNITS0, a] = u

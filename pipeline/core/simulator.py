@@ -61,178 +61,17 @@ checking stops on the bar after entry); ``tests/core/test_simulator.py`` compare
 
 from __future__ import annotations
 
-import math
-from dataclasses import asdict, dataclass, fields
-
-import numba
 import numpy as np
 import pandas as pd
 
-#: exit reason codes of the ``reason`` column (index = code)
-EXIT_REASONS = (
-    "signal",
-    "sl",
-    "tp",
-    "trail",
-    "breakeven",
-    "time",
-    "liquidation",
-    "open",
-    "expired",
-    "rejected_liq",
-    "rejected_levels",
-    "reverse",
-    "skipped_position",
-    "skipped_order",
-    "pending",
-    "denied_max_positions",
-    "rebalance",
+from pipeline.core.engine import (  # noqa: F401 - the simulator's public names live beside the one kernel
+    EXIT_REASONS,
+    TRADE_COLUMNS,
+    AssetInput,
+    SimParams,
+    fine_index,
+    run,
 )
-(
-    _R_SIGNAL,
-    _R_SL,
-    _R_TP,
-    _R_TRAIL,
-    _R_BE,
-    _R_TIME,
-    _R_LIQ,
-    _R_OPEN,
-    _R_EXPIRED,
-    _R_REJ_LIQ,
-    _R_REJ_LVL,
-    _R_REVERSE,
-    _R_SKIP_POS,
-    _R_SKIP_ORD,
-    _R_PENDING,
-    _R_DENY_MAXPOS,
-    _R_REBAL,
-) = range(17)
-
-TRADE_COLUMNS = (
-    "signal_bar",
-    "entry_bar",
-    "exit_bar",
-    "direction",
-    "entry_price",
-    "exit_price",
-    "units",
-    "notional",
-    "fees",
-    "pnl",
-    "ret",
-    "reason",
-    "mae",
-    "mfe",
-    "r_multiple",
-    "tp1_hit",
-    "sl_initial",
-    "tp_initial",
-    "avg_exit_price",
-    "tp1_price",
-    "tp1_bar",
-    "leverage",
-)
-_NF = len(TRADE_COLUMNS)
-
-
-@dataclass(frozen=True)
-class SimParams:
-    """Simulator parameters (units in each field's comment). ``nan`` disables a level.
-
-    Per-signal arrays passed to :func:`simulate` (limit price, SL, TP1, TP, size) override these.
-    """
-
-    init_cash: float = 10_000.0  # quote currency
-    size_fraction: float = 1.0  # fraction of equity used as margin per trade
-    risk_per_trade: float = 0.0  # fraction of equity lost at the stop (0 = off: margin sizing)
-    leverage: float = 1.0
-    maintenance_margin: float = 0.005  # fraction of notional (Binance USDT-M tier 1)
-    liq_buffer: float = 0.0  # stop must sit this fraction of entry before liquidation
-    sl_pct: float = math.nan  # stop distance, fraction of entry
-    tp_pct: float = math.nan
-    sl_atr: float = math.nan  # stop distance, ATR multiples (ATR of the signal bar)
-    tp_atr: float = math.nan
-    tp1_atr: float = math.nan  # first target, ATR multiples
-    tp1_pct: float = math.nan
-    tp1_fraction: float = 0.0  # fraction of the position closed at TP1
-    breakeven_after_tp1: bool = False
-    trail_atr: float = math.nan  # trailing distance, ATR multiples
-    trail_activation_atr: float = 0.0  # profit (ATR multiples) before the trail is armed
-    max_bars: int = 0  # time stop in bars after entry (0 = off)
-    limit_validity_bars: int = 1  # bars a limit entry rests before it expires
-    fee_taker_bps: float = 0.0
-    fee_maker_bps: float = 0.0
-    slippage_bps: float = 0.0  # on market and stop fills, against the trade
-    latency_bars: int = 0  # extra bars between decision and execution
-    stops_on_entry_bar: bool = True
-    trail_after_tp1: bool = False  # arm the ATR trail only once TP1 has been taken (setup scanner)
-    allow_reverse: bool = True  # an opposite signal while in a position reverses it (else it is ignored)
-
-    def as_array(self) -> np.ndarray:
-        return np.array([float(getattr(self, f.name)) for f in fields(self)], dtype=np.float64)
-
-    def to_dict(self) -> dict:
-        return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in asdict(self).items()}
-
-
-_P = {f.name: i for i, f in enumerate(fields(SimParams))}
-(
-    P_CASH,
-    P_SIZE,
-    P_RISK,
-    P_LEV,
-    P_MMR,
-    P_LIQBUF,
-    P_SLPCT,
-    P_TPPCT,
-    P_SLATR,
-    P_TPATR,
-    P_TP1ATR,
-    P_TP1PCT,
-    P_TP1FRAC,
-    P_BE,
-    P_TRAIL,
-    P_TRAILACT,
-    P_MAXBARS,
-    P_VALID,
-    P_TAKER,
-    P_MAKER,
-    P_SLIP,
-    P_LAT,
-    P_ENTRYBAR,
-    P_TRAILTP1,
-    P_REVERSE,
-) = range(len(_P))
-
-
-@numba.njit(cache=True, inline="always")
-def _level(override, fill, d, atr, mult_atr, pct):
-    if not math.isnan(override):
-        return override
-    if not math.isnan(mult_atr) and not math.isnan(atr):
-        return fill + d * mult_atr * atr
-    if not math.isnan(pct):
-        return fill * (1.0 + d * pct)
-    return math.nan
-
-
-@numba.njit(cache=True, inline="always")
-def _at(a, i):
-    """``a[i]``, or NaN for an absent (length-0) per-signal array."""
-    return a[i] if a.shape[0] > 0 else math.nan
-
-
-@numba.njit(cache=True)
-def _first_event(k0, k1, fh, fl, d, stop, target):  # pragma: no cover - compiled
-    """In finer bars [k0, k1): 1 if ``target`` is crossed before ``stop``, else 0 (stop first, also on ties)."""
-    for k in range(k0, k1):
-        stop_hit = fl[k] <= stop if d > 0 else fh[k] >= stop
-        if stop_hit:
-            return 0
-        tgt_hit = fh[k] >= target if d > 0 else fl[k] <= target
-        if tgt_hit:
-            return 1
-    return 0
 
 
 class SimResult:
@@ -262,27 +101,6 @@ class SimResult:
             else:
                 self._bars = pd.DataFrame({"ts": ts, "position": pos, "close": c, "equity": eq, "cash": eq - pos * c})
         return self._bars
-
-
-@numba.njit(cache=True)
-def _first_invalid(ts, o, h, l, c):  # pragma: no cover - compiled
-    """(index, code) of the first bad bar: 1 = ts not increasing, 2 = NaN price; (-1, 0) when clean."""
-    for i in range(ts.shape[0]):
-        if i > 0 and ts[i] <= ts[i - 1]:
-            return i, 1
-        if math.isnan(o[i]) or math.isnan(h[i]) or math.isnan(l[i]) or math.isnan(c[i]):
-            return i, 2
-    return -1, 0
-
-
-def fine_index(ts: np.ndarray, step_ms: int, fine_ts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """For each coarse bar ``[ts, ts + step_ms)`` the half-open index range of finer bars inside it.
-
-    ``fine_ts`` must be sorted (epoch ms). Bars without finer data get an empty range.
-    """
-    start = np.searchsorted(fine_ts, ts, side="left").astype(np.int64)
-    end = np.searchsorted(fine_ts, ts + step_ms, side="left").astype(np.int64)
-    return start, end
 
 
 def simulate(
@@ -325,8 +143,6 @@ def simulate(
     Raises:
         ValueError: arrays of the wrong length, unsorted ``ts`` or NaN prices.
     """
-    from pipeline.core.engine import AssetInput, run  # the engine builds on this module's fill model
-
     x = AssetInput(
         bars,
         signal,

@@ -263,3 +263,57 @@ def test_baseline_equal_sleeves_reproduce_the_per_symbol_simulation(real_book):
     shared = long_flat_backtest(bars, preds, 0.97, p, 100_000, H, book="shared", max_positions=2)
     assert shared.equity["n_positions"].max() <= 2 and (shared.orders["status"] == "denied_max_positions").any()
     assert shared.equity["equity"].iloc[-1] == pytest.approx(100_000 + shared.trades["pnl"].sum(), rel=1e-12)
+
+
+def test_setup_scanner_sleeves_equal_simulate_and_the_shared_book_balances(real_book):
+    """The scanner's execution on the engine (one sleeve per series) equals ``simulate`` per series; its backtest's
+    shared book (one account, risk-sized on its equity) balances and respects max_positions."""
+    from pipeline.core.setup_signals import execution_params, simulate_book, simulate_signals
+    from pipeline.core.setups import RiskParams, SetupExecutionConfig, SetupParams, signal_arrays
+
+    rng = np.random.default_rng(9)
+    series = {("BTC/USDT", "1h"): real_book["BTC/USDT"].bars, ("ETH/USDT", "1h"): real_book["ETH/USDT"].bars}
+    plans = []
+    for (sym, tf), b in series.items():
+        bar = np.sort(rng.choice(len(b) - 1, size=60, replace=False))
+        side = rng.choice([-1, 1], size=60)
+        c = b["close"].to_numpy()[bar]
+        plans.append(
+            pd.DataFrame(
+                {
+                    "symbol": sym,
+                    "timeframe": tf,
+                    "ts": b["ts"].to_numpy()[bar],
+                    "side": side,
+                    "entry": c * (1 - 0.001 * side),
+                    "sl": c * (1 - 0.015 * side),
+                    "tp1": c * (1 + 0.01 * side),
+                    "tp2": c * (1 + 0.03 * side),
+                    "leverage": 3.0,
+                    "liq_price": np.nan,
+                    "ev_pct": rng.random(60),
+                }
+            )
+        )
+    plans = pd.concat(plans, ignore_index=True)
+    plans["candidate_id"] = [f"c{i}" for i in range(len(plans))]
+    params = execution_params(
+        SetupParams(validity_candles=3), RiskParams(), SetupExecutionConfig(), spot_like_costs(), 10_000.0
+    )
+    _, sleeves, _ = simulate_signals(series, plans, "ev_pct", params)
+    for (sym, tf), b in series.items():
+        g = plans[(plans["symbol"] == sym)].assign(bar=lambda d: np.searchsorted(b["ts"], d["ts"]))
+        arr = signal_arrays(len(b), g)
+        one = simulate(b, arr.pop("signal"), params, record_skipped=True, **arr)
+        got = sleeves[f"{sym}|{tf}"]
+        pd.testing.assert_frame_equal(got.trades.drop(columns=["symbol", "timeframe"]), one.trades)
+        pd.testing.assert_frame_equal(got.orders, one.orders)
+    book, trades, orders = simulate_book(series, plans, "ev_pct", params, 20_000.0, max_positions=1)
+    assert book["n_positions"].max() <= 1 and (orders["status"] == "denied_max_positions").any()
+    assert book["equity"].iloc[-1] == pytest.approx(20_000 + trades["pnl"].sum(), rel=1e-12)
+
+
+def spot_like_costs():
+    from pipeline.core.costs import spot_costs
+
+    return spot_costs()
