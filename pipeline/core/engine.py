@@ -1119,10 +1119,30 @@ class EngineResult:
 
     rows: np.ndarray
     asset_bars: dict[str, np.ndarray]
-    book: pd.DataFrame
+    book_arrays: dict[str, np.ndarray]
     state: EngineState
     names: list[str]
     olog: np.ndarray = field(default_factory=lambda: np.zeros((0, len(ORDER_LOG_COLUMNS))))
+    _book: pd.DataFrame | None = None
+
+    @property
+    def book(self) -> pd.DataFrame:
+        """Per timestamp (built on first access)."""
+        if self._book is None:
+            g = self.book_arrays
+            with np.errstate(invalid="ignore", divide="ignore"):
+                ge = np.where(g["equity"] > 0, g["gross"] / g["equity"], np.nan)
+            self._book = pd.DataFrame(
+                {
+                    "ts": g["ts"],
+                    "equity": g["equity"],
+                    "cash": g["equity"] - g["pv"],
+                    "position_value": g["pv"],
+                    "gross_exposure": ge,
+                    "n_positions": g["npos"],
+                }
+            )
+        return self._book
 
     def order_log(self) -> pd.DataFrame:
         """Order source 2, one row per decision that came due: ``asset`` (name), ``bar`` (the asset's bar index),
@@ -1300,9 +1320,12 @@ def run(
     cat = {k: np.concatenate([p[k] for p in parts]) if parts else np.zeros(0) for k in parts[0]} if parts else {}
     if not cat or len(cat["ts"]) == 0:
         return _empty_result(state, names)
-    order = np.lexsort((cat["asset"], cat["ts"])) if n > 1 else np.arange(len(cat["ts"]))
-    f = {k: np.ascontiguousarray(v[order]) for k, v in cat.items()}
-    R = len(order)
+    if n > 1:
+        order = np.lexsort((cat["asset"], cat["ts"]))
+        f = {k: np.ascontiguousarray(v[order]) for k, v in cat.items()}
+    else:
+        f = cat
+    R = len(f["ts"])
     P = np.stack([p.as_array() for p in plist])
     nnz = int(np.count_nonzero(f["sig"]))
     trades = np.empty((nnz + 4 * n + 1 + (int(np.count_nonzero(~np.isnan(f["tw"]))) if any_w else 0), _NR))
@@ -1351,23 +1374,13 @@ def run(
     )
     nt = _snapshot_rows(state.assets, trades, nt, record_skipped)
     asset_bars = {"asset": f["asset"], "ts": f["ts"], "close": f["c"], "position": pos, "equity": eq}
-    with np.errstate(invalid="ignore", divide="ignore"):
-        ge = np.where(g_eq > 0, g_gross / g_eq, np.nan)
-    book = pd.DataFrame(
-        {
-            "ts": g_ts,
-            "equity": g_eq,
-            "cash": g_eq - g_pv,
-            "position_value": g_pv,
-            "gross_exposure": ge,
-            "n_positions": g_npos,
-        }
-    )
+    book = {"ts": g_ts, "equity": g_eq, "pv": g_pv, "gross": g_gross, "npos": g_npos}
     return EngineResult(trades[:nt].copy(), asset_bars, book, state, names, olog[:no].copy())
 
 
 def _empty_result(state: EngineState, names: list[str]) -> EngineResult:
     e = np.zeros(0)
-    book = pd.DataFrame(columns=["ts", "equity", "cash", "position_value", "gross_exposure", "n_positions"])
-    bars = {"asset": np.zeros(0, np.int64), "ts": np.zeros(0, np.int64), "close": e, "position": e, "equity": e}
+    i0 = np.zeros(0, np.int64)
+    book = {"ts": i0, "equity": e, "pv": e, "gross": e, "npos": i0}
+    bars = {"asset": i0, "ts": i0, "close": e, "position": e, "equity": e}
     return EngineResult(np.zeros((0, _NR)), bars, book, state, names)
