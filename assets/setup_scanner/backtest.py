@@ -76,7 +76,11 @@ def book_rows(
         universe=run["universe"],
         params={
             "gate_mode": run["mode"],
-            **execution_params(sc.signals, sc.risk, sc.execution, sc.costs, run["each"]).to_dict(),
+            "book": sc.book,
+            "max_positions": sc.max_positions,
+            **execution_params(
+                sc.signals, sc.risk, sc.execution, sc.costs, run["each"] if sc.book == "sleeves" else sc.init_cash
+            ).to_dict(),
         },
         costs=sc.costs.percent(),
         metrics=runs.clean_metrics(m),
