@@ -243,7 +243,15 @@ class SetupScannerConfig(Params):
         7, ge=1, description="Cadence of the point-in-time threshold versions (weekly = seed)."
     )
     init_cash: float = Field(
-        100_000.0, gt=0, description="Backtest capital, quote currency, split equally per symbol x timeframe."
+        100_000.0, gt=0, description="Backtest capital, quote currency (sleeves: split equally per symbol x timeframe)."
+    )
+    book: Literal["shared", "sleeves"] = Field(
+        "shared",
+        description="Backtest book: shared = one cash account for every symbol x timeframe (risk-sized on its "
+        "equity); sleeves = one equal account per symbol x timeframe.",
+    )
+    max_positions: int | None = Field(
+        None, ge=1, description="Shared book: most concurrent positions (null = one per symbol x timeframe)."
     )
 
 

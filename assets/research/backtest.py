@@ -158,7 +158,8 @@ def _run_row(run_id, bt, b, symbols, out, m, bench, model_run_id, mlflow_run_id,
         )
     ],
     description="Long/flat on the baseline model's calibrated out-of-sample p(TP first) over every universe symbol "
-    "(1h), ATR stop/target and time stop through the shared simulator, with fees, slippage and latency; "
+    "(1h), ATR stop/target and time stop through the engine (one shared-cash book, research.backtest.book / "
+    "max_positions), with fees, slippage and latency; "
     "versus equal-weight buy-and-hold over the same period.",
 )
 def backtest_baseline(
@@ -178,7 +179,17 @@ def backtest_baseline(
             return skip
         preds, bars, fine = _read(con, ex, b, bt, symbols)
     params = long_flat_params(bt, b.label, bt.init_cash / len(symbols))
-    out = long_flat_backtest(bars, preds, bt.enter_threshold, params, bt.init_cash, timeframe_ms(b.timeframe), fine)
+    out = long_flat_backtest(
+        bars,
+        preds,
+        bt.enter_threshold,
+        params,
+        bt.init_cash,
+        timeframe_ms(b.timeframe),
+        fine,
+        book=bt.book,
+        max_positions=bt.max_positions,
+    )
     m, bench, eq = runs.clean_metrics(out.metrics), runs.clean_metrics(out.benchmark), out.equity
     png = _plot(eq, bt, symbols)
     logged = mlflow.log_backtest(

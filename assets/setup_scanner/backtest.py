@@ -1,7 +1,9 @@
 """Group ``setup_scanner``: gated versus ungated signals versus buy-and-hold (``backtest/setup_scanner``).
 
-Both books run through the same execution as live signals (:func:`assets.setup_scanner.common.execute`) with one
-sleeve per symbol × timeframe of equal capital; sleeves without a signal hold their cash, so the books share one
+Both books run through the same engine as live signals. ``setup_scanner.book: shared`` (default): one cash account of
+``init_cash`` for every symbol × timeframe, each plan risk-sized on its equity, at most ``max_positions`` open
+(:func:`assets.setup_scanner.common.execute_book`). ``sleeves``: one sleeve per symbol × timeframe of equal capital
+(:func:`assets.setup_scanner.common.execute`); sleeves without a signal hold their cash, so the books share one
 capital base. Rows in ``backtest.*`` with desk ``setup_scanner`` (``warehouse.runs.write_backtest``).
 """
 
@@ -15,7 +17,7 @@ import pandas as pd
 from assets.checks import books_reconcile_result
 from assets.common import POOL, if_unchanged, md_table, png_md
 from assets.keys import ACCOUNTING_RECONCILES, GROUP_SETUPS, SETUP_BACKTEST, SETUPS
-from assets.setup_scanner.common import CODE_VERSION, chain_fingerprint, execute, model_in_force
+from assets.setup_scanner.common import CODE_VERSION, chain_fingerprint, execute, execute_book, model_in_force
 from pipeline.config import settings
 from pipeline.core.backtest import (
     SUMMARY_METRICS,
@@ -43,10 +45,13 @@ def run_books(con, sc, exchange: str, gated: pd.DataFrame, ungated: pd.DataFrame
     sleeves_n, each = sleeve_capital(sc, ungated)
     books, cache = {}, {}
     for name, sig in (("setup_gated", gated), ("setup_ungated", ungated)):
-        _, sleeves, closes = execute(con, sc, exchange, sig, score, each, start, cache)
-        port = combine_sleeves(sleeves, each)
-        port["equity"] += each * (sleeves_n - len(sleeves))  # sleeves with no signal still hold their cash
-        trades = pd.concat([r.trades for r in sleeves.values()], ignore_index=True) if sleeves else pd.DataFrame()
+        if sc.book == "shared":  # one cash account, risk-sized on its equity, at most sc.max_positions open
+            port, trades, closes = execute_book(con, sc, exchange, sig, score, start, cache)
+        else:
+            _, sleeves, closes = execute(con, sc, exchange, sig, score, each, start, cache)
+            port = combine_sleeves(sleeves, each)
+            port["equity"] += each * (sleeves_n - len(sleeves))  # sleeves with no signal still hold their cash
+            trades = pd.concat([r.trades for r in sleeves.values()], ignore_index=True) if sleeves else pd.DataFrame()
         closed = trades[trades["exit_reason"] != "open"] if len(trades) else trades
         m = metrics(
             port["ts"].to_numpy(),
@@ -83,7 +88,11 @@ def book_rows(
         universe=run["universe"],
         params={
             "gate_mode": run["mode"],
-            **execution_params(sc.signals, sc.risk, sc.execution, sc.costs, run["each"]).to_dict(),
+            "book": sc.book,
+            "max_positions": sc.max_positions,
+            **execution_params(
+                sc.signals, sc.risk, sc.execution, sc.costs, run["each"] if sc.book == "sleeves" else sc.init_cash
+            ).to_dict(),
         },
         costs=sc.costs.percent(),
         metrics=runs.clean_metrics(m),
@@ -120,8 +129,8 @@ def book_rows(
     ],
     description="Gated versus ungated setup signals versus equal-weight buy-and-hold over the same out-of-sample "
     "period (from the meta-model's first calibrated fold), through the shared simulator with maker/taker "
-    "fees and slippage; one sleeve per symbol x timeframe. Rows in backtest.* with desk 'setup_scanner'; one MLflow "
-    "run per book (experiment backtests) with buy-and-hold as bh_* and the equity plot.",
+    "fees and slippage; one shared-cash book (setup_scanner.book / max_positions). Rows in backtest.* with desk "
+    "'setup_scanner'; one MLflow run per book (experiment backtests) with buy-and-hold as bh_* and the equity plot.",
 )
 def backtest_setup_scanner(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, mlflow: MlflowTracking

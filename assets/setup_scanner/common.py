@@ -20,7 +20,7 @@ import pandas as pd
 from assets.promotion import reconcile_champion
 from models.setup_meta import META_FEATURES, meta_dataset, signal_bar_features, with_stored_scores
 from pipeline.core.setup_gating import expected_value_pct
-from pipeline.core.setup_signals import execution_params, gate_scored, simulate_signals
+from pipeline.core.setup_signals import execution_params, gate_scored, simulate_book, simulate_signals
 from pipeline.core.setups import with_atr
 from resources.mlflow_tracking import MlflowTracking
 from warehouse import io, readers
@@ -114,9 +114,31 @@ def execute(
     ``bars_cache``: optional dict reused across calls so each series' candles are read once (the backtest simulates
     the gated and the ungated book on the same bars).
     """
+    cache = _bars(con, sc, exchange, signals, bars_cache)
+    params = execution_params(sc.signals, sc.risk, sc.execution, sc.costs, init_cash_each)
+    return simulate_signals(cache, signals, score, params, start_ts)
+
+
+def _bars(con, sc, exchange: str, signals: pd.DataFrame, bars_cache: dict | None) -> dict:
     cache = {} if bars_cache is None else bars_cache
     for s, tf in signals[["symbol", "timeframe"]].drop_duplicates().itertuples(index=False):
         if (s, tf) not in cache:
             cache[(s, tf)] = with_atr(readers.bars(con, exchange, s, tf), sc.signals.atr_period)
-    params = execution_params(sc.signals, sc.risk, sc.execution, sc.costs, init_cash_each)
-    return simulate_signals(cache, signals, score, params, start_ts)
+    return cache
+
+
+def execute_book(
+    con, sc, exchange: str, signals: pd.DataFrame, score: str, start_ts: int, bars_cache: dict | None = None
+):
+    """:func:`pipeline.core.setup_signals.simulate_book` (one shared-cash book of ``sc.init_cash``, at most
+    ``sc.max_positions`` open) on the stored bars: ``(book per bar time, trades, {symbol: closes})``, closes from
+    ``start_ts`` preferring the 1h series (the buy-and-hold benchmark's)."""
+    cache = _bars(con, sc, exchange, signals, bars_cache)
+    params = execution_params(sc.signals, sc.risk, sc.execution, sc.costs, sc.init_cash)
+    port, trades, _ = simulate_book(cache, signals, score, params, sc.init_cash, sc.max_positions, start_ts)
+    closes = {}
+    for (sym, tf), b in sorted(cache.items()):
+        if (sym, tf) in set(signals[["symbol", "timeframe"]].itertuples(index=False, name=None)):
+            if tf == "1h" or sym not in closes:
+                closes[sym] = b[b["ts"] >= start_ts][["ts", "close"]]
+    return port, trades, closes

@@ -1,9 +1,11 @@
 """Portfolio accounting over many symbols and buy-and-hold benchmarks (pure).
 
-Portfolio model: the starting capital is split equally into one **sleeve per symbol**; each sleeve is
-simulated by :func:`pipeline.core.simulator.simulate` and compounds on its own. The portfolio is the sum
-of the sleeves on the union of their bar times (a sleeve holds its cash before its first bar and its
-last equity after its last bar). ``cash`` is spot-equivalent cash (equity minus the signed value of the
+Portfolio model (``research.backtest.book``): every symbol runs through the one engine
+(:func:`pipeline.core.engine.run`) in time order. ``shared`` (the reported book): one cash account, each entry's
+margin is equity / ``max_positions`` and at most ``max_positions`` positions are open at once (an entry beyond it is
+denied, order row ``denied_max_positions``). ``sleeves``: the starting capital is split equally into one account per
+symbol that compounds on its own (the book before issue 15); the portfolio is the sum of the sleeves on the union of
+their bar times (a sleeve holds its cash before its first bar and its last equity after its last bar). ``cash`` is spot-equivalent cash (equity minus the signed value of the
 open positions) and ``gross_exposure`` is sum |position value| / equity.
 
 Metrics are the project's one :func:`pipeline.core.metrics.metrics` (daily UTC closes, 365 periods a year).
@@ -11,17 +13,20 @@ Metrics are the project's one :func:`pipeline.core.metrics.metrics` (daily UTC c
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import pandas as pd
 from pydantic import Field
 
 from pipeline.core.costs import Costs, spot_costs
+from pipeline.core.engine import AssetInput, Limits, run
 from pipeline.core.metrics import N_TRIALS, metrics
 from pipeline.core.params import Params
 from pipeline.core.plots import pyplot, to_png
-from pipeline.core.simulator import SimParams, SimResult, simulate
+from pipeline.core.simulator import SimParams, SimResult
 
 
 class BacktestConfig(Params):
@@ -38,6 +43,15 @@ class BacktestConfig(Params):
     latency_bars: int = Field(0, ge=0, description="Bars between decision and execution beyond the next open.")
     resolve_intrabar_with: str | None = Field(
         "15m", description="Finer timeframe used when SL and TP share a bar (null = stop first)."
+    )
+    book: Literal["shared", "sleeves"] = Field(
+        "shared", description="shared: one cash account for all symbols; sleeves: one equal account per symbol."
+    )
+    max_positions: int | None = Field(
+        None,
+        ge=1,
+        description="Shared book: most concurrent positions; each entry's margin is equity / this "
+        "(null = the number of symbols).",
     )
 
 
@@ -199,54 +213,65 @@ def long_flat_backtest(
     init_cash: float,
     step_ms: int,
     fine_by_symbol: dict[str, pd.DataFrame | None] | None = None,
+    book: str = "sleeves",
+    max_positions: int | None = None,
 ) -> BacktestOutput:
-    """Long/flat on calibrated out-of-sample probabilities through the simulator, one equal sleeve per symbol.
+    """Long/flat on calibrated out-of-sample probabilities through the engine, all symbols in time order.
 
     Args:
         bars_by_symbol: simulator bars (``ts, open, high, low, close, atr``) per symbol over the predictions' period.
         preds: ``symbol, ts, p_cal``; a bar is long-entry when ``p_cal >= enter_threshold`` (NaN never enters).
         params: simulator parameters of one sleeve (``init_cash`` = ``init_cash / len(bars_by_symbol)``).
         fine_by_symbol: finer ``ts, high, low`` per symbol that decides bars where SL and TP are both inside the range.
+        book: ``sleeves`` (one equal account per symbol) or ``shared`` (one account of ``init_cash``; margin per entry
+            equity / ``max_positions``, at most ``max_positions`` open; null = the number of symbols).
 
     Returns:
-        The portfolio of the sleeves next to equal-weight buy-and-hold of the same symbols over the same period.
+        The portfolio next to equal-weight buy-and-hold of the same symbols over the same period. ``params`` is the
+        parameters the engine ran (shared: ``init_cash`` the whole book, ``size_fraction`` 1 / ``max_positions``).
 
     Raises:
-        ValueError: no calibrated prediction to trade on.
+        ValueError: no calibrated prediction to trade on, or an unknown ``book``.
     """
     have = preds[preds["p_cal"].notna()]
     if have.empty:
         raise ValueError("no calibrated out-of-sample predictions to backtest; train the model first")
+    if book not in ("shared", "sleeves"):
+        raise ValueError(f"book must be shared or sleeves, not {book!r}")
     start, end = int(have["ts"].min()), int(have["ts"].max())
-    sleeves: dict[str, SimResult] = {}
-    closes, rows = {}, []
+    inputs, closes = {}, {}
     for sym, bars in bars_by_symbol.items():
         if bars.empty:
             continue
         p = bars[["ts"]].merge(have[have["symbol"] == sym][["ts", "p_cal"]], on="ts", how="left")["p_cal"].to_numpy()
-        r = simulate(
-            bars, np.where(p >= enter_threshold, 1, 0), params, fine=(fine_by_symbol or {}).get(sym), step_ms=step_ms
-        )
-        sleeves[sym], closes[sym] = r, bars[["ts", "close"]]
-        r.trades.insert(0, "symbol", sym)
-        r.orders.insert(0, "symbol", sym)
-        rows.append(
-            {
-                "symbol": sym,
-                **{
-                    k: v
-                    for k, v in metrics(
-                        r.bars["ts"].to_numpy(), r.bars["equity"].to_numpy(), r.trades, known_after_ms=step_ms
-                    ).items()
-                    if k in PER_SYMBOL_COLUMNS
-                },
-            }
-        )
-    port = combine_sleeves(sleeves, params.init_cash)
+        fine = (fine_by_symbol or {}).get(sym)
+        inputs[sym] = AssetInput(bars, np.where(p >= enter_threshold, 1, 0), fine=fine, step_ms=step_ms)
+        closes[sym] = bars[["ts", "close"]]
+    if book == "shared":
+        k = max_positions or max(1, len(bars_by_symbol))
+        params = dataclasses.replace(params, init_cash=init_cash, size_fraction=1.0 / k)
+        res = run(inputs, params, limits=Limits(max_positions=k))
+    else:
+        res = run(inputs, params, account="sleeves")
+    trades, orders = res.trades(), res.orders()
+    trades.insert(0, "symbol", trades.pop("asset"))
+    orders.insert(0, "symbol", orders.pop("asset"))
+    rows = []
+    ab = res.asset_bars
+    for j, sym in enumerate(inputs):
+        t = trades[trades["symbol"] == sym]
+        if book == "sleeves":
+            k = ab["asset"] == j
+            m = metrics(ab["ts"][k], ab["equity"][k], t, known_after_ms=step_ms)
+        else:  # one account: the symbol's own curve is its share of the start plus its PnL, marked per bar
+            m = metrics(*_symbol_curve(ab, j, t, init_cash / len(inputs)), t, known_after_ms=step_ms)
+        rows.append({"symbol": sym, **{k_: v for k_, v in m.items() if k_ in PER_SYMBOL_COLUMNS}})
+    port = res.book
+    if book == "sleeves":  # sleeves of symbols without bars hold their cash
+        port = port.assign(equity=port["equity"] + params.init_cash * (len(bars_by_symbol) - len(inputs)))
+        port = port.assign(cash=port["equity"] - port["position_value"])
     bench = buy_and_hold(closes, start, end, init_cash)
     port = with_benchmark(port, bench, init_cash)
-    trades = pd.concat([r.trades for r in sleeves.values()], ignore_index=True) if sleeves else pd.DataFrame()
-    orders = pd.concat([r.orders for r in sleeves.values()], ignore_index=True) if sleeves else pd.DataFrame()
     closed = trades[trades["exit_reason"] != "open"] if len(trades) else trades
     m = metrics(
         port["ts"].to_numpy(),
@@ -258,3 +283,23 @@ def long_flat_backtest(
     )
     benchmark = metrics(bench["ts"].to_numpy(), bench["equity"].to_numpy(), known_after_ms=step_ms)
     return BacktestOutput(trades, orders, port, m, benchmark, pd.DataFrame(rows), params, (start, end))
+
+
+def _symbol_curve(ab: dict, j: int, trades: pd.DataFrame, start_cash: float) -> tuple[np.ndarray, np.ndarray]:
+    """One symbol of a shared book: ``(ts, start_cash + realised PnL up to the bar + open PnL marked at its close)``."""
+    k = ab["asset"] == j
+    ts, pos, c = ab["ts"][k], ab["position"][k], ab["close"][k]
+    closed = trades[trades["exit_reason"] != "open"]
+    realised = np.zeros(len(ts))
+    if len(closed):
+        at = np.searchsorted(ts, closed["exit_ts"].to_numpy(np.int64))
+        np.add.at(realised, np.clip(at, 0, len(ts) - 1), closed["pnl"].to_numpy())
+    realised = np.cumsum(realised)
+    entry = np.zeros(len(ts))
+    for tr in trades.itertuples():  # open PnL of the position held over each bar (entry fee already in pnl at exit)
+        a, b = np.searchsorted(ts, [tr.entry_ts, tr.exit_ts])
+        if tr.exit_reason == "open":
+            b = len(ts)
+        entry[a:b] = tr.entry_price
+    open_pnl = np.where(pos != 0, pos * (c - entry), 0.0)
+    return ts, start_cash + realised + open_pnl

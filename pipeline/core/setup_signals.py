@@ -10,10 +10,13 @@ gated-versus-ungated backtest call the same functions, so a backtest and a live 
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 
 from pipeline.core.costs import Costs
+from pipeline.core.engine import AssetInput, EngineResult, Limits, run
 from pipeline.core.setup_gating import (
     UNKNOWN_REGIME,
     GatingParams,
@@ -30,7 +33,7 @@ from pipeline.core.setups import (
     one_signal_per_bar,
     signal_arrays,
 )
-from pipeline.core.simulator import SimParams, SimResult, simulate
+from pipeline.core.simulator import SimParams, SimResult
 
 #: execution statuses of a closed trade (:func:`pipeline.core.setups.execution_status`)
 CLOSED_STATUSES = ["TP", "SL", "TP1_TRAIL", "TIMEOUT"]
@@ -101,6 +104,36 @@ def execution_params(
     )
 
 
+def _series_inputs(bars_by_series, signals: pd.DataFrame, score: str, start_ts: int | None):
+    """Per series ``"SYM|tf"``: ``(symbol, timeframe, bars, signals with their bar, the one sent per bar, engine
+    input)``, series in (symbol, timeframe) order."""
+    out = {}
+    for (sym, tf), g in signals.groupby(["symbol", "timeframe"], sort=True):
+        b = bars_by_series[(sym, tf)]
+        if start_ts is not None:
+            b = b[b["ts"] >= start_ts].reset_index(drop=True)
+        if b.empty:
+            continue
+        g = g.assign(bar=np.searchsorted(b["ts"].to_numpy(np.int64), g["ts"].to_numpy(np.int64)))
+        g = g[(g["bar"] < len(b))]
+        one = one_signal_per_bar(g, score)
+        arr = signal_arrays(len(b), one)
+        out[f"{sym}|{tf}"] = (sym, tf, b, g, one, AssetInput(b, arr.pop("signal"), **arr))
+    return out
+
+
+def _sleeve(res: EngineResult, t: pd.DataFrame, o: pd.DataFrame, j: int, name: str, b: pd.DataFrame) -> SimResult:
+    """One series of an engine run (its trades ``t`` and orders ``o``) as :func:`pipeline.core.simulator.simulate`
+    returns it."""
+    t = t[t["asset"] == name].drop(columns="asset").reset_index(drop=True)
+    o = o[o["asset"] == name].drop(columns="asset").reset_index(drop=True)
+    k = res.asset_bars["asset"] == j
+    ts = b["ts"].to_numpy(np.int64)
+    return SimResult(
+        t, o, ts, res.asset_bars["position"][k], b["close"].to_numpy(np.float64), res.asset_bars["equity"][k]
+    )
+
+
 def simulate_signals(
     bars_by_series: dict[tuple[str, str], pd.DataFrame],
     signals: pd.DataFrame,
@@ -108,7 +141,7 @@ def simulate_signals(
     params: SimParams,
     start_ts: int | None = None,
 ):
-    """Run each symbol × timeframe's signals through the simulator (from ``start_ts``, epoch ms UTC).
+    """Run each symbol × timeframe's signals through the engine, one equal sleeve each (from ``start_ts``, epoch ms).
 
     Args:
         bars_by_series: simulator bars (``ts, open, high, low, close, atr``) per ``(symbol, timeframe)`` of ``signals``.
@@ -122,19 +155,13 @@ def simulate_signals(
         :func:`pipeline.core.setups.execution_status` (with ``status_reason``); a signal whose bar-mate won is
         ``SKIPPED``; closes prefer the 1h series (the buy-and-hold benchmark's).
     """
+    series = _series_inputs(bars_by_series, signals, score, start_ts)
     parts, sleeves, closes = [], {}, {}
-    for (sym, tf), g in signals.groupby(["symbol", "timeframe"], sort=True):
-        b = bars_by_series[(sym, tf)]
-        if start_ts is not None:
-            b = b[b["ts"] >= start_ts].reset_index(drop=True)
-        if b.empty:
-            continue
-        g = g.assign(bar=np.searchsorted(b["ts"].to_numpy(np.int64), g["ts"].to_numpy(np.int64)))
-        g = g[(g["bar"] < len(b))]
-        one = one_signal_per_bar(g, score)
-        arr = signal_arrays(len(b), one)
-        res: SimResult = simulate(b, arr.pop("signal"), params, record_skipped=True, **arr)
-        st = execution_status(g["bar"].to_numpy(), res.trades, res.orders)
+    res = run({k: v[5] for k, v in series.items()}, params, account="sleeves", record_skipped=True)
+    t_all, o_all = res.trades(), res.orders()
+    for j, (name, (sym, tf, b, g, one, _)) in enumerate(series.items()):
+        r = _sleeve(res, t_all, o_all, j, name, b)
+        st = execution_status(g["bar"].to_numpy(), r.trades, r.orders)
         st.index = g.index
         # the losing side of a same-bar pair was never sent to the simulator
         chosen = g["candidate_id"].isin(one["candidate_id"]).to_numpy()
@@ -145,13 +172,44 @@ def simulate_signals(
             -1,
         ]
         parts.append(st)
-        sleeves[f"{sym}|{tf}"] = res
-        res.trades.insert(0, "symbol", sym)
-        res.trades.insert(1, "timeframe", tf)
+        sleeves[name] = r
+        r.trades.insert(0, "symbol", sym)
+        r.trades.insert(1, "timeframe", tf)
         if tf == "1h" or sym not in closes:
             closes[sym] = b[["ts", "close"]]
     out = pd.concat(parts) if parts else pd.DataFrame(columns=["status", "status_reason", "entry_ts", "exit_ts"])
     return out.reindex(signals.index), sleeves, closes
+
+
+def simulate_book(
+    bars_by_series: dict[tuple[str, str], pd.DataFrame],
+    signals: pd.DataFrame,
+    score: str,
+    params: SimParams,
+    init_cash: float,
+    max_positions: int | None = None,
+    start_ts: int | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """The signals of every symbol × timeframe as **one shared-cash book** (the setup scanner's backtest).
+
+    Each plan is risk-sized on the book's equity (``params.risk_per_trade``), its margin capped by the free margin,
+    and at most ``max_positions`` positions are open at once (null = one per series; an entry beyond it is denied,
+    order row ``denied_max_positions``). Same bars and signal arrays as :func:`simulate_signals`.
+
+    Returns:
+        ``(book per bar time, trades with symbol and timeframe, orders with symbol and timeframe)``; the book as
+        :attr:`pipeline.core.engine.EngineResult.book`.
+    """
+    series = _series_inputs(bars_by_series, signals, score, start_ts)
+    k = max_positions or max(1, len(series))
+    p = dataclasses.replace(params, init_cash=init_cash)
+    res = run({n: v[5] for n, v in series.items()}, p, limits=Limits(max_positions=k), record_skipped=True)
+    trades, orders = res.trades(), res.orders()
+    for f in (trades, orders):
+        name = f.pop("asset").astype(str)
+        f.insert(0, "symbol", name.str.split("|").str[0])
+        f.insert(1, "timeframe", name.str.split("|").str[1])
+    return res.book, trades, orders
 
 
 def every_nth_bar(c: pd.DataFrame, stride: int, step_ms: pd.Series) -> pd.DataFrame:

@@ -1,0 +1,163 @@
+"""Engine benchmark (run by hand, issue 15 "Speed"): the engine against vectorbt on the same real data, one run.
+
+    python bench/bench_engine.py
+
+* one asset (BTC/USDT 1h, all history), random signals: the engine with TP1 50 % + break-even + ATR trail + time
+  stop against vectorbt ``Portfolio.from_signals`` with its nearest rules (``sl_stop`` + ``sl_trail`` + ``tp_stop``;
+  vectorbt has no partial TP1 nor time stop);
+* 20 assets (the 10 pairs' hourly bars and the same bars at half price, common hours), a target-weight change every
+  bar: the engine's order source 2 against ``Portfolio.from_orders(size_type="targetpercent", group_by=True,
+  cash_sharing=True, call_seq="auto")``;
+* resuming one new bar for the 20 assets from the engine's state (the paper-trading step).
+
+Times are the best of several warm runs (compilation excluded).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+from pipeline.core.engine import AssetInput, run  # noqa: E402
+from pipeline.core.simulator import SimParams  # noqa: E402
+
+DATA = Path(os.environ.get("TRADER_DATA_DIR", REPO.parent / "shared" / "data"))
+PAIRS = ["BTC", "ETH", "SOL", "BNB", "XRP", "ADA", "DOGE", "AVAX", "LINK", "DOT"]
+
+
+def best(fn, repeat=5):
+    ts = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t)
+    return min(ts)
+
+
+def load(sym: str) -> pd.DataFrame:
+    df = pd.read_csv(DATA / "ohlcv" / "binance" / f"{sym}_USDT-1h.csv.gz").rename(columns={"timestamp": "ts"})
+    return df[["ts", "open", "high", "low", "close"]]
+
+
+def atr(df: pd.DataFrame, n: int = 14) -> np.ndarray:
+    pc = df["close"].shift()
+    tr = np.maximum(df["high"] - df["low"], np.maximum((df["high"] - pc).abs(), (df["low"] - pc).abs()))
+    return tr.rolling(n, min_periods=1).mean().to_numpy()
+
+
+def main() -> None:
+    import vectorbt as vbt
+
+    rows = []
+    # 1. one asset, brackets
+    b = load("BTC")
+    b = b.assign(atr=atr(b))
+    n = len(b)
+    rng = np.random.default_rng(1)
+    sig = (rng.random(n) < 0.02).astype(np.int8)
+    p = SimParams(
+        sl_atr=2.0,
+        tp_atr=6.0,
+        tp1_atr=2.0,
+        tp1_fraction=0.5,
+        breakeven_after_tp1=True,
+        trail_atr=2.5,
+        trail_activation_atr=1.0,
+        max_bars=48,
+        fee_taker_bps=10,
+        fee_maker_bps=10,
+        slippage_bps=2,
+    )
+    x = {"BTC": AssetInput(b, sig)}
+    res = run(x, p)
+    t_eng = best(lambda: run(x, p))
+    t_eng_nr = best(lambda: run(x, p, record_bars=False))
+    close = b["close"]
+    stop = pd.Series(2.0 * b["atr"].to_numpy() / close.to_numpy())
+
+    def vb1():
+        return vbt.Portfolio.from_signals(
+            close,
+            entries=pd.Series(sig.astype(bool)),
+            exits=pd.Series(np.zeros(n, bool)),
+            open=b["open"],
+            high=b["high"],
+            low=b["low"],
+            sl_stop=stop,
+            sl_trail=True,
+            tp_stop=stop * 3,
+            fees=0.001,
+            slippage=0.0002,
+            freq="1h",
+        ).value()
+
+    vb1()
+    t_vb1 = best(vb1, repeat=3)
+    n_tr = int((res.rows[:, 1] >= 0).sum())
+    rows.append(
+        (
+            f"1 asset, {n:,} bars, TP1 + BE + trail + time stop ({n_tr:,} trades)",
+            t_eng,
+            t_vb1,
+            n,
+            f"(trades only: {n / t_eng_nr / 1e6:.1f}M bars/s)",
+        )
+    )
+    # 2. 20 assets, target weights every bar
+    fr = {s: load(s) for s in PAIRS}
+    common = fr["BTC"]["ts"]
+    for df in fr.values():
+        common = common[common.isin(df["ts"])]
+    fr = {s: df[df["ts"].isin(common)].reset_index(drop=True) for s, df in fr.items()}
+    for s in PAIRS:
+        fr[s + "/2"] = fr[s].assign(**{k: fr[s][k] / 2 for k in ("open", "high", "low", "close")})
+    names = list(fr)
+    T = len(common)
+    w = rng.dirichlet(np.ones(len(names) + 1), size=T)[:, : len(names)] * 0.95
+    pw = SimParams(init_cash=1e6, fee_taker_bps=10, slippage_bps=5)
+    xs = {s: AssetInput(fr[s], np.zeros(T, np.int8), weight=w[:, j]) for j, s in enumerate(names)}
+    run(xs, pw)
+    t_w = best(lambda: run(xs, pw), repeat=3)
+    close = pd.DataFrame({s: fr[s]["close"].to_numpy() for s in names})
+    opens = pd.DataFrame({s: fr[s]["open"].to_numpy() for s in names})
+    size = pd.DataFrame(np.vstack([np.full(len(names), np.nan), w[:-1]]), columns=names)
+
+    def vb2():
+        return vbt.Portfolio.from_orders(
+            close,
+            size,
+            size_type="targetpercent",
+            price=opens,
+            fees=0.001,
+            slippage=0.0005,
+            init_cash=1e6,
+            group_by=True,
+            cash_sharing=True,
+            call_seq="auto",
+            freq="1h",
+        ).value()
+
+    vb2()
+    t_vb2 = best(vb2, repeat=3)
+    rows.append((f"20 assets x {T:,} bars, target weights every bar, shared cash", t_w, t_vb2, T * 20, ""))
+    # 3. resume one new bar for 20 assets
+    head = {s: AssetInput(v.bars.iloc[:-1], v.signal[:-1], weight=v.weight[:-1]) for s, v in xs.items()}
+    tail = {s: AssetInput(v.bars.iloc[-1:], v.signal[-1:], weight=v.weight[-1:]) for s, v in xs.items()}
+    st = run(head, pw).state
+    t_res = best(lambda: run(tail, pw, state=st), repeat=50)
+    print("| benchmark | engine | vectorbt | ratio | engine asset-bars/s |")
+    print("|---|---|---|---|---|")
+    for name, te, tv, ab, extra in rows:
+        print(f"| {name} | {te * 1e3:.1f} ms | {tv * 1e3:.1f} ms | {tv / te:.1f}x | {ab / te / 1e6:.1f}M {extra} |")
+    print(f"| resume one new bar, 20 assets (state → run) | {t_res * 1e3:.2f} ms | | | |")
+
+
+if __name__ == "__main__":
+    main()
