@@ -36,6 +36,7 @@ def run_slices(context: dg.AssetExecutionContext) -> list[tuple[str, str]]:
 
 
 def if_unchanged(
+    context: dg.AssetExecutionContext,
     con,
     asset: str,
     fingerprint: str,
@@ -48,16 +49,79 @@ def if_unchanged(
 ) -> dg.MaterializeResult | None:
     """The "skip if inputs unchanged" prologue of every fingerprinted asset, written once.
 
-    Returns the ``MaterializeResult`` to return (``status`` and ``metadata``, each of ``checks`` passed with a note)
-    when ``asset``'s recorded input fingerprint equals ``fingerprint`` (and, with ``require_table``, the table
-    ``asset`` exists), else None. ``force`` never skips.
+    Returns the ``MaterializeResult`` to return when ``asset``'s recorded input fingerprint equals ``fingerprint``
+    (and, with ``require_table``, the table ``asset`` exists), else None. ``force`` never skips. The result carries
+    the latest materialisation's metadata forward (:func:`carried_forward`: figures, tables, plots) under
+    ``status`` and ``metadata``; each of ``checks`` passes with a note.
     """
     if force or (require_table and not io.table_exists(con, asset)) or not io.inputs_unchanged(con, asset, fingerprint):
         return None
     return dg.MaterializeResult(
-        metadata={"status": status, **(metadata or {})},
+        metadata=carried_forward(context, {"status": status, **(metadata or {})}),
         check_results=[dg.AssetCheckResult(check_name=c, passed=True, metadata={"note": "unchanged"}) for c in checks],
     )
+
+
+#: metadata keys of a carried-forward materialisation: the run and time that computed the figures shown
+COMPUTED_IN_RUN, COMPUTED_AT = "computed_in_run", "computed_at"
+
+
+def carried_forward(context: dg.AssetExecutionContext, metadata: dict, asset_key: dg.AssetKey | None = None) -> dict:
+    """Metadata of a materialisation that recomputed nothing (issue 14 item 1): ``metadata`` (its ``status``) first,
+    then the run and time that computed the figures (``computed_in_run``, ``computed_at``), then every entry of the
+    asset's latest materialisation (figures, tables, reliability diagram, equity plot) not overridden by ``metadata``.
+
+    The latest event is read from ``context.instance`` (unpartitioned assets only); without one (a new Dagster home
+    over an existing warehouse) only ``metadata`` is returned. A chain of no-op runs keeps pointing at the run that
+    computed the figures. ``asset_key``: the asset of a multi-output step (default ``context.asset_key``).
+    """
+    key = asset_key or context.asset_key
+    event = context.instance.get_latest_materialization_event(key)
+    if event is None or event.asset_materialization is None:
+        return dict(metadata)
+    previous = dict(event.asset_materialization.metadata)
+    computed = {
+        COMPUTED_IN_RUN: previous.pop(COMPUTED_IN_RUN, None) or dg.MetadataValue.dagster_run(event.run_id),
+        COMPUTED_AT: previous.pop(COMPUTED_AT, None) or dg.MetadataValue.timestamp(event.timestamp),
+    }
+    return {**metadata, **computed, **{k: v for k, v in previous.items() if k not in metadata}}
+
+
+def partition_metadata(context: dg.AssetExecutionContext, per_slice: pd.DataFrame, empty_status: str) -> None:
+    """Attach to each partition of this run its OWN figures (issue 14 item 3); the run-wide ``MaterializeResult``
+    metadata is shared by every partition's event.
+
+    ``per_slice``: one row per ``(symbol, timeframe)`` with ``rows``, ``first_ts``, ``last_ts`` (ms) and optionally
+    ``new_rows``, ``origin``, ``n_gaps``, ``missing_bars``, ``max_gap_bars`` (e.g. :func:`warehouse.quality.
+    candle_integrity` merged with the run's report). A partition absent from it, or with 0 rows, gets
+    ``rows: 0`` and ``status: <empty_status>`` (e.g. "no source data").
+    """
+    by = (
+        per_slice.drop_duplicates(["symbol", "timeframe"]).set_index(["symbol", "timeframe"])
+        if len(per_slice)
+        else None
+    )
+    for key, sl in zip(context.partition_keys, run_slices(context)):
+        r = by.loc[sl] if by is not None and sl in by.index else pd.Series(dtype=object)
+        context.add_asset_metadata(slice_metadata(r, empty_status), partition_key=key)
+
+
+def slice_metadata(r: pd.Series, empty_status: str) -> dict:
+    """The metadata of one partition from its row of :func:`partition_metadata`'s table (see there)."""
+    rows = int(r["rows"]) if pd.notna(r.get("rows")) else 0
+    meta: dict = {"dagster/row_count": rows, "rows": rows}
+    if rows == 0:
+        meta["status"] = empty_status
+    else:
+        meta.update({"first": ts_iso(r["first_ts"]), "last": ts_iso(r["last_ts"])})
+    for col, name in (("n_gaps", "gaps"), ("missing_bars", "missing_bars"), ("max_gap_bars", "largest_gap_bars")):
+        if rows and pd.notna(r.get(col)):
+            meta[name] = int(r[col])
+    if pd.notna(r.get("new_rows")):
+        meta["new_rows"] = int(r["new_rows"])
+    if isinstance(r.get("origin"), str):
+        meta["origin"] = r["origin"]
+    return meta
 
 
 def version_metadata(logged, name: str, scores_raw: dict, scores_cal: dict, train_seconds: float, row: dict) -> dict:

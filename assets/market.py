@@ -4,7 +4,16 @@ import dagster as dg
 import pandas as pd
 
 from assets.checks import candle_integrity_result, gap_budget_result, staleness_result
-from assets.common import POOL, SINGLE_RUN, IncrementalConfig, md_table, run_slices, ts_iso
+from assets.common import (
+    POOL,
+    SINGLE_RUN,
+    IncrementalConfig,
+    carried_forward,
+    md_table,
+    partition_metadata,
+    run_slices,
+    ts_iso,
+)
 from assets.keys import (
     CANDLE_INTEGRITY,
     CORE_COVERAGE,
@@ -139,7 +148,13 @@ def freshness(
     code_version="1",
     ins={"raw": dg.AssetIn(key=RAW_OHLCV, partition_mapping=_SAME_SYMBOL_ANY_TF, dagster_type=dg.Nothing)},
     check_specs=[
-        dg.AssetCheckSpec(CANDLE_INTEGRITY, asset=MARKET_OHLCV, blocking=True),
+        dg.AssetCheckSpec(
+            CANDLE_INTEGRITY,
+            asset=MARKET_OHLCV,
+            blocking=True,
+            description="No duplicate ts, OHLC sanity, positive finite prices, ts on the timeframe grid (blocking: "
+            "features wait for it).",
+        ),
         dg.AssetCheckSpec(GAPS_WITHIN_BUDGET, asset=MARKET_OHLCV, description="Gap list; WARN over budget."),
         dg.AssetCheckSpec(FRESH, asset=MARKET_OHLCV, description="Last candle vs the expected last closed candle."),
     ],
@@ -151,11 +166,10 @@ def market_ohlcv(
     context: dg.AssetExecutionContext, config: IncrementalConfig, warehouse: WarehouseResource
 ) -> dg.MaterializeResult:
     cfg, slices = settings(), run_slices(context)
-    ex, drop, full, base = (
+    ex, full, (drop, base) = (
         cfg.exchange.id,
-        cfg.resample.drop_incomplete,
         config.full_refresh,
-        cfg.resample.base_timeframe,
+        (cfg.resample.drop_incomplete, cfg.resample.base_timeframe),
     )
     with warehouse.connect() as con:
         raw_marks, marks = io.watermarks(con, "raw.ohlcv", ex), io.watermarks(con, "market.ohlcv", ex)
@@ -177,12 +191,13 @@ def market_ohlcv(
         fresh = freshness(con, ex, slices, origins, now_ms, raw_marks, io.watermarks(con, "market.ohlcv", ex))
         flagged = readers.incomplete_periods(con, ex)
     c = cfg.checks
+    partition_metadata(context, rep.merge(integ, how="left", on=["symbol", "timeframe"]), NO_SOURCE)
     return dg.MaterializeResult(
-        metadata={
-            "new_rows": int(rep["new_rows"].sum()),
-            "dagster/row_count": int(integ["rows"].sum()) if len(integ) else 0,
+        metadata={  # shared by every partition of the run; each partition's own figures: partition_metadata
+            "run_new_rows": int(rep["new_rows"].sum()),
+            "run_partitions": len(slices),
             "incomplete_periods_flagged": flagged,
-            "summary": md_table(_slice_summary(rep, integ)),
+            "run_summary": md_table(_slice_summary(rep, integ)),
         },
         check_results=[
             candle_integrity_result(integ, CANDLE_INTEGRITY, MARKET_OHLCV),
@@ -192,6 +207,7 @@ def market_ohlcv(
     )
 
 
+NO_SOURCE = "no source data: the source has neither this timeframe nor a finer one to resample"
 GAPS_UNCHANGED = "no new candles; gap list unchanged since the last materialisation"
 
 
@@ -232,7 +248,8 @@ def market_onchain_daily(context: dg.AssetExecutionContext, warehouse: Warehouse
         )
         if io.inputs_unchanged(con, "market.onchain_daily", fp):
             return dg.MaterializeResult(
-                metadata={"status": "inputs unchanged; not recomputed"}, check_results=_onchain_checks(con, cfg)
+                metadata=carried_forward(context, {"status": "inputs unchanged; not recomputed"}),
+                check_results=_onchain_checks(con, cfg),
             )
         long = io.read_df(con, "SELECT date, source, metric, value FROM raw.onchain_metrics")
         long["date"] = pd.to_datetime(long["date"]).dt.as_unit("us")
@@ -302,7 +319,8 @@ def market_sentiment_daily(
     with warehouse.connect() as con:
         if io.inputs_unchanged(con, "market.sentiment_daily", fp):
             return dg.MaterializeResult(
-                metadata={"status": "source file unchanged; not re-read"}, check_results=[_sentiment_fresh(con)]
+                metadata=carried_forward(context, {"status": "source file unchanged; not re-read"}),
+                check_results=[_sentiment_fresh(con)],
             )
         fng = files.read_fear_greed(cfg.onchain.publication_lag_hours)  # validates before anything is replaced
         io.replace_slice(con, "market.sentiment_daily", fng, {})

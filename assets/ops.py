@@ -65,7 +65,9 @@ def serving_snapshot(context: dg.AssetExecutionContext, warehouse: WarehouseReso
     with warehouse.connect() as con:
         fp = fingerprint(con, SERVING_TABLES)
         meta = {"path": warehouse.serving_path}
-        if skip := if_unchanged(con, "ops.serving_snapshot", fp, "tables unchanged; snapshot kept", metadata=meta):
+        if skip := if_unchanged(
+            context, con, "ops.serving_snapshot", fp, "tables unchanged; snapshot kept", metadata=meta
+        ):
             return skip
         rows = publish_snapshot(con, SERVING_TABLES, warehouse.serving_path, warehouse.exports_dir)
         version = str(resolve_version(warehouse.exports_dir))

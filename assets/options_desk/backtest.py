@@ -65,7 +65,7 @@ def backtest_options_desk(context: dg.AssetExecutionContext, warehouse: Warehous
     with warehouse.connect() as con:
         inputs = readers.asset_fingerprints(["signals.options", "market.onchain_daily"])
         fp = io.inputs_fingerprint(con, inputs, extra=CODE_VERSION)
-        if skip := if_unchanged(con, "backtest.options_desk", fp, SKIPPED, metadata={"run_id": RUN_ID}):
+        if skip := if_unchanged(context, con, "backtest.options_desk", fp, SKIPPED, metadata={"run_id": RUN_ID}):
             return skip
         e = desk_evaluation(readers.taken_option_trades(con), readers.btc_price(con), decisions.structures)
         eq = e["equity"].assign(drawdown=e["equity"]["equity"] / e["equity"]["equity"].cummax() - 1)

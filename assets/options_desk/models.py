@@ -4,7 +4,7 @@
 MLflow run and registered version per model, stores every day's walk-forward score in ``ml.options_scores`` and
 applies the promotion criteria of ``options_desk.models.promotion`` (OOS calibrated scores and no regression
 against the current champion). Its checks ``p_long_gate`` / ``p_short_gate`` show the verdicts.
-``ml/options_direction_champion`` then moves ``@champion`` for each model that passed and leaves the other alone.
+``ml/options_champion`` then moves ``@champion`` for each model that passed and leaves the other alone.
 
 Unlike the baseline (whose gate is a blocking check), these checks do not block: the daily signal depends on
 the champion step, and a model that fails its gate must not stop the desk's daily signal. The gate still decides
@@ -17,7 +17,7 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from assets.common import POOL, TrainConfig, md_table, png_md
+from assets.common import POOL, TrainConfig, carried_forward, md_table, png_md
 from assets.keys import GROUP_OPTIONS, ONCHAIN_DAILY, ONCHAIN_FEATURES, OPTIONS_CHAMPION, OPTIONS_MODELS, model_gate
 from assets.promotion import reconcile_champion
 from models.calibration import reliability_plot, reliability_table
@@ -67,14 +67,18 @@ def fit_all(data: pd.DataFrame, cfg) -> dict:
     }
 
 
-def _unchanged_results(con, m):
-    """Metadata and checks of the versions already trained on these inputs (shown when the asset skips)."""
+def _unchanged_results(context, con, m):
+    """Metadata and checks of the versions already trained on these inputs (shown when the asset skips; the figures
+    of the training run are carried forward)."""
     latest = readers.latest_runs(con, list(m.names.values()))
     yield dg.MaterializeResult(
-        metadata={
-            "status": "inputs unchanged; models not retrained",
-            "versions": md_table(latest[["model_name", "model_version", "promotion_passed"]]),
-        }
+        metadata=carried_forward(
+            context,
+            {
+                "status": "inputs unchanged; models not retrained",
+                "versions": md_table(latest[["model_name", "model_version", "promotion_passed"]]),
+            },
+        )
     )
     for t, name in m.names.items():
         r = latest[latest["model_name"] == name]
@@ -238,7 +242,7 @@ def ml_options_direction(
             extra=m.model_dump_json() + CODE_VERSION,
         )
         if not config.force and io.inputs_unchanged(con, "ml.options_direction", fp):
-            yield from _unchanged_results(con, m)
+            yield from _unchanged_results(context, con, m)
             return
         data = load_dataset(con, cfg)
     fits = fit_all(data, cfg)

@@ -63,7 +63,7 @@ def features_onchain(context: dg.AssetExecutionContext, warehouse: WarehouseReso
         inputs = readers.asset_fingerprints(["market.onchain_daily", "market.sentiment_daily"])
         fp = io.inputs_fingerprint(con, inputs, extra=cfg.options_desk.regimes.model_dump_json() + CODE_VERSION)
         if skip := if_unchanged(
-            con, "features.onchain", fp, "inputs unchanged; not recomputed", checks=(ONE_ROW_PER_DAY,)
+            context, con, "features.onchain", fp, "inputs unchanged; not recomputed", checks=(ONE_ROW_PER_DAY,)
         ):
             return skip
         onchain = readers.table(con, "market.onchain_daily", order_by="date")

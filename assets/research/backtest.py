@@ -163,7 +163,7 @@ def backtest_baseline(
         stored = _stored(con, run_id)
         checks = (ACCOUNTING_RECONCILES,)
         if skip := if_unchanged(
-            con, f"backtest.{bt.strategy}", fp, SKIPPED, checks=checks, metadata=stored, force=config.force
+            context, con, f"backtest.{bt.strategy}", fp, SKIPPED, checks=checks, metadata=stored, force=config.force
         ):
             return skip
         preds, bars, fine = _read(con, ex, b, bt, symbols)

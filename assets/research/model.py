@@ -1,9 +1,9 @@
 """Group ``research``: the baseline direction model (walk-forward, calibrated, MLflow) and its ``@champion`` promotion.
 
 ``ml/baseline_direction`` trains and registers a version every time its inputs change and stores its
-out-of-sample predictions (the backtest uses them whatever the verdict). ``ml/baseline_direction_evaluation``
+out-of-sample predictions (the backtest uses them whatever the verdict). ``ml/baseline_gate``
 carries the blocking check ``promotion_gate``: the promotion criteria of ``trader.yaml`` applied to the
-out-of-sample calibrated scores and compared with the current champion. ``ml/baseline_direction_champion``
+out-of-sample calibrated scores and compared with the current champion. ``ml/baseline_champion``
 moves the alias and only runs when the gate passed, so a worse model is logged and registered but never served.
 """
 
@@ -115,7 +115,9 @@ def ml_baseline_direction(
         stored = _stored_scores(con, b.name)
         # skip only while a trained version is stored (a deleted ml.model_runs row retrains)
         if stored and (
-            skip := if_unchanged(con, "ml.baseline_direction", fp, SKIPPED, metadata=stored, force=config.force)
+            skip := if_unchanged(
+                context, con, "ml.baseline_direction", fp, SKIPPED, metadata=stored, force=config.force
+            )
         ):
             return skip
         series = {s: readers.series(con, ex, s, b.timeframe) for s in dict.fromkeys([*b.train_symbols, *symbols])}

@@ -115,7 +115,7 @@ def backtest_setup_scanner(context: dg.AssetExecutionContext, warehouse: Warehou
     sc = cfg.setup_scanner
     with warehouse.connect() as con:
         fp = chain_fingerprint(con, sc, model_in_force(con, sc))
-        if skip := if_unchanged(con, "backtest.setup_scanner", fp, SKIPPED, checks=(ACCOUNTING_RECONCILES,)):
+        if skip := if_unchanged(context, con, "backtest.setup_scanner", fp, SKIPPED, checks=(ACCOUNTING_RECONCILES,)):
             return skip
         gated = readers.table(con, "signals.setups")
         if gated.empty:

@@ -121,7 +121,7 @@ def signals_setup_candidates(context: dg.AssetExecutionContext, warehouse: Wareh
     with warehouse.connect() as con:
         fp = _fingerprint(con, sc, symbols, tfs)
         if skip := if_unchanged(
-            con, "signals.setup_candidates", fp, "inputs unchanged; not rescanned", checks=(PLANS_CONSISTENT,)
+            context, con, "signals.setup_candidates", fp, "inputs unchanged; not rescanned", checks=(PLANS_CONSISTENT,)
         ):
             return skip
         out = scan(con, sc, ex, symbols, tfs)

@@ -3,8 +3,8 @@
 ``ml/setup_meta`` builds the dataset from ``signals.setup_candidates`` (valid plans, label = TP1 before the stop,
 pure code in :mod:`models.setup_meta`), fits the purged walk-forward with isotonic calibration, logs an MLflow run
 (experiment ``setup_scanner``), registers a version and stores every candidate's point-in-time p(win) in
-``ml.setup_meta_scores``. ``ml/setup_meta_evaluation`` carries the blocking ``promotion_gate`` check and
-``ml/setup_meta_champion`` moves the alias (factory :func:`assets.promotion.promotion_assets`). Both run at a higher
+``ml.setup_meta_scores``. ``ml/setup_meta_gate`` carries the blocking ``promotion_gate`` check and
+``ml/setup_champion`` moves the alias (factory :func:`assets.promotion.promotion_assets`). Both run at a higher
 Dagster priority so that, inside one run, the gate and the promotion happen before the signals are gated.
 """
 
@@ -101,7 +101,7 @@ def ml_setup_meta(
     m, ex = cfg.setup_scanner.meta, cfg.exchange.id
     with warehouse.connect() as con:
         fp = _fingerprint(con, m)
-        if skip := if_unchanged(con, "ml.setup_meta", fp, SKIPPED, force=config.force):
+        if skip := if_unchanged(context, con, "ml.setup_meta", fp, SKIPPED, force=config.force):
             return skip
         data = load_dataset(con, ex)
     fit = fit_configured(data, m)

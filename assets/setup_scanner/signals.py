@@ -99,6 +99,7 @@ def signals_setup_thresholds(
         champ = model_in_force(con, sc, mlflow)
         fp = chain_fingerprint(con, sc, champ)
         if skip := if_unchanged(
+            context,
             con,
             "signals.setup_thresholds",
             fp,
@@ -213,6 +214,7 @@ def signals_setups(
     with warehouse.connect() as con:
         fp = chain_fingerprint(con, sc, model_in_force(con, sc, mlflow))
         if skip := if_unchanged(
+            context,
             con,
             "signals.setups",
             fp,

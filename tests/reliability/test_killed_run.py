@@ -103,7 +103,7 @@ def _hashes(path: str) -> dict:
 _CLEAN: dict = {}  # hashes of one clean, uninterrupted ingest of the test slice (the same for every kill point)
 
 
-@pytest.mark.parametrize("kill_at", ["raw__ohlcv", "market__sentiment_daily"])
+@pytest.mark.parametrize("kill_at", ["raw__ingested_ohlcv", "market__sentiment_daily"])
 def test_kill_9_during_ingest_then_next_run_recovers(env, resources, kill_at):
     """Killed at two points of a run (the candle step, the sentiment step that runs beside it under the pool)."""
     inst = _instance(env)
@@ -155,7 +155,7 @@ def _live_holder(inst: dg.DagsterInstance, holder: subprocess.Popen) -> str:
     run = inst.create_run_for_job(dg.GraphDefinition("holder").to_job(), tags=tags, status=dg.DagsterRunStatus.STARTED)
     storage = inst.event_log_storage
     storage.initialize_concurrency_limit_to_default(POOL)
-    assert storage.claim_concurrency_slot(POOL, run.run_id, "raw__ohlcv").is_claimed
+    assert storage.claim_concurrency_slot(POOL, run.run_id, "raw__ingested_ohlcv").is_claimed
     return run.run_id
 
 
