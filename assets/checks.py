@@ -58,7 +58,7 @@ def gap_budget_result(
         return dg.AssetCheckResult(check_name=GAPS_WITHIN_BUDGET, asset_key=asset, passed=True, metadata={"slices": 0})
     expected = (integ["last_ts"] - integ["first_ts"]) // integ["step"] + 1
     frac = integ["missing_bars"] / expected.where(expected > 0, 1)
-    over = integ.assign(missing_fraction=frac.round(5))[
+    over = integ.assign(missing_fraction=frac)[
         (integ["max_gap_bars"] > max_gap_bars) | (frac > max_missing_fraction)
     ]
     g = gaps.copy()

@@ -135,22 +135,45 @@ def version_metadata(logged, name: str, scores_raw: dict, scores_cal: dict, trai
         "mlflow_run_id": logged.run_id,
         "model_uri": f"models:/{name}/{logged.version}",
         "model_version": logged.version,
-        "train_seconds": round(train_seconds, 1),
+        "train_seconds": rounded(train_seconds),
         "data_range": f"{row['data_start']} .. {row['data_end']}",
         "oos_scores": md_table(scores),
     }
 
 
-def md_table(df: pd.DataFrame, max_rows: int = 60) -> dg.MetadataValue:
-    """A markdown preview table (first ``max_rows`` rows)."""
+def md_table(df: pd.DataFrame, max_rows: int = 60, digits: int = 4) -> dg.MetadataValue:
+    """A markdown preview table (first ``max_rows`` rows), floats :func:`rounded` to ``digits`` significant digits
+    (6 for price levels) and printed as rounded (``floatfmt=".10g"``: 0.1235, 1234568)."""
     if df is None or df.empty:
         return dg.MetadataValue.md("_(empty)_")
-    return dg.MetadataValue.md(df.head(max_rows).to_markdown(index=False))
+    return dg.MetadataValue.md(rounded(df.head(max_rows), digits).to_markdown(index=False, floatfmt=".10g"))
 
 
-def rounded(d: dict, n: int = 5) -> dict:
-    """``d`` with float values rounded to ``n`` decimals (for metadata tables)."""
-    return {k: (round(float(v), n) if isinstance(v, (float, np.floating)) else v) for k, v in d.items()}
+#: significant digits of every float shown in metadata (integer parts are never cut: 123456.7 -> 123457)
+SIGNIFICANT = 4
+
+
+def rounded(x, digits: int = SIGNIFICANT):
+    """``x`` with every float rounded to ``digits`` significant digits, the integer part always kept — the one
+    rounding of metadata (issue 14 item 4): 0.0123456 → 0.01235, 52.3456 → 52.35, 123456.78 → 123457.
+
+    ``x``: a float (``numpy`` floats included; NaN/inf unchanged), a dict (values rounded, e.g. scores), a list, or a
+    ``DataFrame`` / ``Series`` (float columns rounded); anything else is returned as is.
+    """
+    if isinstance(x, pd.DataFrame):
+        return x.assign(**{c: x[c].map(lambda v: rounded(v, digits)) for c in x.select_dtypes("float").columns})
+    if isinstance(x, pd.Series):
+        return x.map(lambda v: rounded(v, digits)) if pd.api.types.is_float_dtype(x) else x
+    if isinstance(x, dict):
+        return {k: rounded(v, digits) for k, v in x.items()}
+    if isinstance(x, list):
+        return [rounded(v, digits) for v in x]
+    if isinstance(x, (float, np.floating)) and not isinstance(x, bool):
+        v = float(x)
+        if not np.isfinite(v) or v == 0:
+            return v
+        return float(round(v, max(0, digits - 1 - int(np.floor(np.log10(abs(v)))))))
+    return x
 
 
 def ts_iso(ts: int | None) -> str | None:

@@ -77,9 +77,9 @@ def backtest_options_desk(context: dg.AssetExecutionContext, warehouse: Warehous
             "run_id": RUN_ID,
             "note": "option prices are MODEL-BASED (Black-Scholes, realized-vol IV proxy), not market quotes",
             "versus_benchmarks": md_table(_compare(e["metrics"], e["benchmark"])),
-            "by_trade_state": md_table(e["by_state"].round(4)),
-            "by_year": md_table(e["by_year"].round(4)),
-            "by_trade_type": md_table(e["by_trade_type"].round(4)),
+            "by_trade_state": md_table(e["by_state"]),
+            "by_year": md_table(e["by_year"]),
+            "by_trade_type": md_table(e["by_trade_type"]),
         }
     )
 

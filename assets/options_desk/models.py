@@ -17,7 +17,7 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from assets.common import POOL, TrainConfig, carried_forward, md_table, png_md
+from assets.common import POOL, TrainConfig, carried_forward, md_table, png_md, rounded
 from assets.keys import GROUP_OPTIONS, ONCHAIN_DAILY, ONCHAIN_FEATURES, OPTIONS_CHAMPION, OPTIONS_MODELS, model_gate
 from assets.promotion import reconcile_champion
 from models.calibration import reliability_plot, reliability_table
@@ -190,7 +190,7 @@ def train_and_record(t: str, fit, data: pd.DataFrame, m, mlflow: MlflowTracking,
         "version": str(logged.version),
         "verdict": "PASS" if passed else "FAIL",
         **{
-            k: round(float(v), 4)
+            k: rounded(float(v))
             for k, v in res.scores_cal.items()
             if k in ("n", "base_rate", "auc", "brier", "brier_base", "ece")
         },
@@ -256,11 +256,9 @@ def ml_options_direction(
             "rows": len(data),
             "refits": len(fits["p_long"].folds),
             "latest_day": str(data["date"].max().date()),
-            "latest_scores": json.dumps(
-                {k: None if v is None or np.isnan(v) else round(v, 4) for k, v in last.items()}
-            ),
-            "p_long_reliability": md_table(out["p_long"][2].round(4)),
-            "p_short_reliability": md_table(out["p_short"][2].round(4)),
+            "latest_scores": json.dumps({k: None if v is None or np.isnan(v) else rounded(v) for k, v in last.items()}),
+            "p_long_reliability": md_table(out["p_long"][2]),
+            "p_short_reliability": md_table(out["p_short"][2]),
         }
     )
     yield from (o[1] for o in out.values())

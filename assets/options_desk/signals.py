@@ -90,7 +90,7 @@ def _features_metadata(f: pd.DataFrame, agree: pd.DataFrame) -> dict:
         "last_date": str(f["date"].max().date()),
         "features": len(FEATURE_COLUMNS),
         "sources_days": md_table(sources.fillna(0).astype(int).reset_index()),
-        "primary_vs_proxy_agreement": md_table(agree.round({"exact_agreement": 4, "direction_agreement": 4})),
+        "primary_vs_proxy_agreement": md_table(agree),
     }
 
 

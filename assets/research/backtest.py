@@ -15,7 +15,7 @@ import pandas as pd
 from pydantic import Field
 
 from assets.checks import reconcile_result
-from assets.common import POOL, if_unchanged, md_table, png_md
+from assets.common import POOL, if_unchanged, md_table, png_md, rounded
 from assets.keys import ACCOUNTING_RECONCILES, BASELINE, BASELINE_BACKTEST, GROUP_RESEARCH
 from pipeline.config import settings
 from pipeline.core.backtest import equity_plot, long_flat_backtest, long_flat_params
@@ -57,9 +57,8 @@ class BacktestRunConfig(dg.Config):
 
 def _compare(m: dict, bench: dict) -> pd.DataFrame:
     """Strategy next to buy-and-hold, one row per summary metric (rounded for display)."""
-    r4 = lambda v: round(v, 4) if isinstance(v, float) else v  # noqa: E731
     return pd.DataFrame(
-        [{"metric": k, "strategy": r4(m.get(k)), "buy_and_hold": r4(bench.get(k))} for k in SUMMARY_KEYS]
+        [{"metric": k, "strategy": rounded(m.get(k)), "buy_and_hold": rounded(bench.get(k))} for k in SUMMARY_KEYS]
     )
 
 
@@ -232,7 +231,7 @@ def _metadata(run_id: str, bt, symbols: list[str], out, m: dict, bench: dict, pn
         "universe": ", ".join(symbols),
         "costs": _costs_text(bt),
         "metrics_vs_buy_and_hold": md_table(_compare(m, bench)),
-        "per_symbol": md_table(out.per_symbol.round(4)),
+        "per_symbol": md_table(out.per_symbol),
         "n_trades": len(out.trades),
         "exit_reasons": md_table(out.trades["exit_reason"].value_counts().rename_axis("reason").reset_index()),
         "equity": png_md(png, "equity"),

@@ -185,9 +185,9 @@ def _metadata(run, preds: pd.DataFrame, logged, row: dict, report: dict, b) -> d
         **version_metadata(logged, b.name, res.scores_raw, res.scores_cal, res.train_seconds, row),
         "rows": len(run.data),
         "folds": len(run.folds),
-        "folds_table": md_table(res.folds.round({c: 4 for c in res.folds.select_dtypes("float").columns}), 100),
-        "scores_by_regime": md_table(report["by_regime"].round(4)),
-        "scores_by_symbol": md_table(report["by_symbol"].round(4)),
+        "folds_table": md_table(res.folds, 100),
+        "scores_by_regime": md_table(report["by_regime"]),
+        "scores_by_symbol": md_table(report["by_symbol"]),
         "reliability": png_md(report["png"], "reliability"),
         "prediction_rows": len(preds),
     }

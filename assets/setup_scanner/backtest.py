@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from assets.checks import books_reconcile_result
-from assets.common import POOL, if_unchanged, md_table, png_md
+from assets.common import POOL, if_unchanged, md_table, png_md, rounded
 from assets.keys import ACCOUNTING_RECONCILES, GROUP_SETUPS, SETUP_BACKTEST, SETUPS
 from assets.setup_scanner.common import CODE_VERSION, chain_fingerprint, execute, model_in_force
 from pipeline.config import settings
@@ -167,14 +167,13 @@ def _shared_run(
 
 
 def _report(books: dict, bm: dict, bench: pd.DataFrame, mode: str, start: int, end: int, sc) -> dict:
-    r4 = lambda v: round(v, 4) if isinstance(v, float) else v  # noqa: E731
     compare = pd.DataFrame(
         [
             {
                 "metric": k,
-                "gated": r4(books["setup_gated"][2].get(k)),
-                "ungated": r4(books["setup_ungated"][2].get(k)),
-                "buy_and_hold": r4(bm.get(k)),
+                "gated": rounded(books["setup_gated"][2].get(k)),
+                "ungated": rounded(books["setup_ungated"][2].get(k)),
+                "buy_and_hold": rounded(bm.get(k)),
             }
             for k in SUMMARY_METRICS
         ]

@@ -79,7 +79,6 @@ def _report(out: pd.DataFrame) -> dict:
     summary = (
         closed.groupby(["symbol", "timeframe"])
         .agg(candidates=("win", "size"), win_rate=("win", "mean"), avg_net_pct=("net_pct", "mean"))
-        .round(4)
         .reset_index()
     )
     return {

@@ -161,8 +161,8 @@ def _metadata(fit, scored: pd.DataFrame, logged, row: dict, report: dict, m) -> 
         "labelled_rows": fit.labelled_rows,
         "scored_candidates": int(scored["fold"].ge(0).sum()),
         "folds": len(fit.folds),
-        "scores_by_timeframe": md_table(scores_by(report["oof"], "timeframe").round(4)),
-        "reliability_table": md_table(report["rel"].round(4)),
+        "scores_by_timeframe": md_table(scores_by(report["oof"], "timeframe")),
+        "reliability_table": md_table(report["rel"]),
         "reliability": png_md(report["png"], "reliability"),
     }
 

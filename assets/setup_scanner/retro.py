@@ -103,5 +103,5 @@ def _report(res: pd.DataFrame, c: pd.DataFrame, sig: pd.DataFrame, mode: str, co
         "closed_trades": int(res["status"].isin(CLOSED_STATUSES).sum()),
         "gate_mode": mode,
         "statuses": md_table(res["status"].value_counts().rename_axis("status").reset_index()),
-        "per_pair": md_table(executed_by_series(res).round(4)),
+        "per_pair": md_table(executed_by_series(res)),
     }

@@ -2,6 +2,7 @@
 real BTC/ETH candles, with a real MLflow store (sqlite + artifact folder) in a temporary directory."""
 
 import json
+import re
 
 import dagster as dg
 import duckdb
@@ -56,6 +57,24 @@ CARRIED = [
 ]
 
 
+LONG_DECIMALS = re.compile(r"\d\.\d{7,}")  # 7+ decimals: a float printed unrounded (price tables keep 6 digits)
+
+
+def _assert_rounded(result):
+    """No metadata float of ``result``'s materialisations and checks shows more than 4 significant digits (integer
+    parts kept), and no markdown table prints a float unrounded."""
+    from assets.common import rounded
+
+    events = [e.materialization.metadata for e in result.get_asset_materialization_events()]
+    events += [e.metadata for e in result.get_asset_check_evaluations()]
+    for md in events:
+        for name, v in md.items():
+            if isinstance(v, dg.FloatMetadataValue) and v.value is not None:
+                assert v.value == rounded(v.value), (name, v.value)
+            if isinstance(v, dg.MarkdownMetadataValue) and "data:image" not in v.value:
+                assert not LONG_DECIMALS.search(v.value), (name, LONG_DECIMALS.search(v.value).group())
+
+
 def _check(result, name, asset=("ml", "baseline_gate")):
     """The evaluation of check ``name`` (``promotion_gate`` exists on several assets: ``asset`` disambiguates)."""
     hits = [e for e in result.get_asset_check_evaluations() if e.check_name == name]
@@ -90,6 +109,9 @@ def test_train_gate_promote_backtest_then_refuse_a_failing_model(resources, monk
         r1 = _run(resources, instance)
         assert r1.success
         assert _check(r1, "promotion_gate").passed and _check(r1, "accounting_reconciles").passed
+        # every float the UI shows is rounded by the one metadata helper (issue 14 item 4); MLflow links open the UI
+        _assert_rounded(r1)
+        assert _meta(r1, ["ml", "baseline_direction"])["mlflow_run"].value.startswith("http://127.0.0.1:5000/#/")
         # every stored fill of every candle-priced desk was traded in its bar (allowing slippage)
         fills = _q(resources, FILLS_OUTSIDE_BARS).set_index("desk")
         assert {"research", "setup_scanner"} <= set(fills.index) and (fills["fills"] > 0).all(), fills
