@@ -69,22 +69,31 @@ COMPUTED_IN_RUN, COMPUTED_AT = "computed_in_run", "computed_at"
 def carried_forward(context: dg.AssetExecutionContext, metadata: dict, asset_key: dg.AssetKey | None = None) -> dict:
     """Metadata of a materialisation that recomputed nothing (issue 14 item 1): ``metadata`` (its ``status``) first,
     then the run and time that computed the figures (``computed_in_run``, ``computed_at``), then every entry of the
-    asset's latest materialisation (figures, tables, reliability diagram, equity plot) not overridden by ``metadata``.
+    asset's latest materialisation that shows figures (tables, scores, reliability diagram, equity plot), unless
+    ``metadata`` overrides it.
 
-    The latest event is read from ``context.instance`` (unpartitioned assets only); without one (a new Dagster home
-    over an existing warehouse) only ``metadata`` is returned. A chain of no-op runs keeps pointing at the run that
-    computed the figures. ``asset_key``: the asset of a multi-output step (default ``context.asset_key``).
+    The events are read from ``context.instance`` (unpartitioned assets): the newest of the last
+    :data:`LOOK_BACK` that has an entry besides ``metadata``'s own keys, so a status-only event of an older no-op run
+    (code before this rule) is passed over. Without one (a new Dagster home over an existing warehouse, or a renamed
+    key) only ``metadata`` is returned. A chain of no-op runs keeps pointing at the run that computed the figures.
+    ``asset_key``: the asset of a multi-output step (default ``context.asset_key``).
     """
     key = asset_key or context.asset_key
-    event = context.instance.get_latest_materialization_event(key)
-    if event is None or event.asset_materialization is None:
-        return dict(metadata)
-    previous = dict(event.asset_materialization.metadata)
-    computed = {
-        COMPUTED_IN_RUN: previous.pop(COMPUTED_IN_RUN, None) or dg.MetadataValue.dagster_run(event.run_id),
-        COMPUTED_AT: previous.pop(COMPUTED_AT, None) or dg.MetadataValue.timestamp(event.timestamp),
-    }
-    return {**metadata, **computed, **{k: v for k, v in previous.items() if k not in metadata}}
+    records = context.instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=key), limit=LOOK_BACK).records
+    for record in records:  # newest first
+        event = record.event_log_entry
+        previous = dict(event.asset_materialization.metadata) if event.asset_materialization else {}
+        if set(previous) - set(metadata):
+            computed = {
+                COMPUTED_IN_RUN: previous.pop(COMPUTED_IN_RUN, None) or dg.MetadataValue.dagster_run(event.run_id),
+                COMPUTED_AT: previous.pop(COMPUTED_AT, None) or dg.MetadataValue.timestamp(event.timestamp),
+            }
+            return {**metadata, **computed, **{k: v for k, v in previous.items() if k not in metadata}}
+    return dict(metadata)
+
+
+#: how many past materialisations :func:`carried_forward` looks through for the last one with figures
+LOOK_BACK = 20
 
 
 def partition_metadata(context: dg.AssetExecutionContext, per_slice: pd.DataFrame, empty_status: str) -> None:
