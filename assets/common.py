@@ -57,7 +57,7 @@ def if_unchanged(
     if force or (require_table and not io.table_exists(con, asset)) or not io.inputs_unchanged(con, asset, fingerprint):
         return None
     return dg.MaterializeResult(
-        metadata=carried_forward(context, {"status": status, **(metadata or {})}),
+        metadata=rounded(carried_forward(context, {"status": status, **(metadata or {})})),
         check_results=[dg.AssetCheckResult(check_name=c, passed=True, metadata={"note": "unchanged"}) for c in checks],
     )
 

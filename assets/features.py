@@ -4,7 +4,7 @@ import dagster as dg
 import pandas as pd
 
 from assets.checks import count_result
-from assets.common import POOL, SINGLE_RUN, IncrementalConfig, md_table, partition_metadata, run_slices
+from assets.common import POOL, SINGLE_RUN, IncrementalConfig, md_table, partition_metadata, rounded, run_slices
 from assets.keys import (
     FEATURES,
     GROUP_FEATURES,
@@ -118,18 +118,20 @@ def features_technical(
     bad = nulls[nulls["null_rows"] > 0] if len(nulls) else nulls
     partition_metadata(context, rep.merge(extent, how="left", on=["symbol", "timeframe"]), NO_CANDLES)
     return dg.MaterializeResult(
-        metadata={  # shared by every partition of the run; each partition's own figures: partition_metadata
-            "run_new_rows": int(rep["new_rows"].sum()),
-            "run_partitions": len(slices),
-            "run_summary": md_table(rep),
-            "null_ratio": md_table(ratio.T.reset_index().rename(columns={"index": "feature", 0: "null_ratio"})),
-        },
+        metadata=rounded(
+            {  # shared by every partition of the run; each partition's own figures: partition_metadata
+                "run_new_rows": int(rep["new_rows"].sum()),
+                "run_partitions": len(slices),
+                "run_summary": md_table(rep),
+                "null_ratio": md_table(ratio.T.reset_index().rename(columns={"index": "feature", 0: "null_ratio"})),
+            }
+        ),
         check_results=[
             dg.AssetCheckResult(
                 check_name=NO_NULLS_PAST_WARMUP,
                 passed=bool(bad.empty),
                 severity=dg.AssetCheckSeverity.ERROR,
-                metadata={"failing": md_table(bad)},
+                metadata=rounded({"failing": md_table(bad)}),
             )
         ],
     )
@@ -172,7 +174,7 @@ def regimes_market(
         partition_metadata(context, rep.merge(extent, how="left", on=["symbol", "timeframe"]), NO_CANDLES)
         if not rep["new_rows"].any() and not config.full_refresh:
             return dg.MaterializeResult(
-                metadata={"run_new_rows": 0, "run_status": "no new feature rows; nothing recomputed"},
+                metadata=rounded({"run_new_rows": 0, "run_status": "no new feature rows; nothing recomputed"}),
                 check_results=[
                     dg.AssetCheckResult(
                         check_name=LABELS_VALID, passed=True, metadata={"note": "no rows written in this run"}
@@ -181,11 +183,13 @@ def regimes_market(
             )
         dist, invalid = readers.regime_distribution(con, ex), invalid_regime_labels(con, ex)
     return dg.MaterializeResult(
-        metadata={  # shared by every partition of the run; each partition's own figures: partition_metadata
-            "run_new_rows": int(rep["new_rows"].sum()),
-            "run_summary": md_table(rep),
-            "distribution": md_table(dist, 100),
-            "columns": ", ".join(REGIME_COLUMNS),
-        },
+        metadata=rounded(
+            {  # shared by every partition of the run; each partition's own figures: partition_metadata
+                "run_new_rows": int(rep["new_rows"].sum()),
+                "run_summary": md_table(rep),
+                "distribution": md_table(dist, 100),
+                "columns": ", ".join(REGIME_COLUMNS),
+            }
+        ),
         check_results=[count_result(LABELS_VALID, invalid, "invalid_rows")],
     )

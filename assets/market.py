@@ -11,6 +11,7 @@ from assets.common import (
     carried_forward,
     md_table,
     partition_metadata,
+    rounded,
     run_slices,
     ts_iso,
 )
@@ -259,15 +260,17 @@ def market_onchain_daily(context: dg.AssetExecutionContext, warehouse: Warehouse
         io.record_inputs(con, "market.onchain_daily", fp)
         checks = _onchain_checks(con, cfg)
     return dg.MaterializeResult(
-        metadata={
-            "dagster/row_count": len(daily),
-            "first_date": str(daily["date"].min().date()),
-            "last_date": str(daily["date"].max().date()),
-            "columns": len(report),
-            "coverage": md_table(
-                report[["column", "unit", "first_date", "last_date", "coverage", "max_overlap_rel_diff"]], 80
-            ),
-        },
+        metadata=rounded(
+            {
+                "dagster/row_count": len(daily),
+                "first_date": str(daily["date"].min().date()),
+                "last_date": str(daily["date"].max().date()),
+                "columns": len(report),
+                "coverage": md_table(
+                    report[["column", "unit", "first_date", "last_date", "coverage", "max_overlap_rel_diff"]], 80
+                ),
+            }
+        ),
         check_results=checks,
     )
 
@@ -284,17 +287,19 @@ def _onchain_checks(con, cfg) -> list[dg.AssetCheckResult]:
             check_name=CORE_COVERAGE,
             passed=bool(low.empty),
             severity=dg.AssetCheckSeverity.ERROR,
-            metadata={
-                "below_threshold": md_table(low[["column", "coverage_since_2011"]]),
-                "threshold": cfg.checks.min_onchain_coverage,
-                "coverage": md_table(core[["column", "first_date", "last_date", "coverage_since_2011"]]),
-            },
+            metadata=rounded(
+                {
+                    "below_threshold": md_table(low[["column", "coverage_since_2011"]]),
+                    "threshold": cfg.checks.min_onchain_coverage,
+                    "coverage": md_table(core[["column", "first_date", "last_date", "coverage_since_2011"]]),
+                }
+            ),
         ),
         dg.AssetCheckResult(
             check_name=FRESH,
             passed=days_behind <= 3,
             severity=dg.AssetCheckSeverity.WARN,
-            metadata={"last_core_date": str(last_core.date()), "days_behind_today": days_behind},
+            metadata=rounded({"last_core_date": str(last_core.date()), "days_behind_today": days_behind}),
         ),
     ]
 
@@ -329,13 +334,15 @@ def market_sentiment_daily(
     full = pd.date_range(fng["date"].min(), fng["date"].max(), freq="D")
     missing = sorted(set(full) - set(fng["date"]))
     return dg.MaterializeResult(
-        metadata={
-            "dagster/row_count": len(fng),
-            "first_date": str(fng["date"].min().date()),
-            "last_date": str(fng["date"].max().date()),
-            "missing_days": ", ".join(str(d.date()) for d in missing) or "none",
-            "preview": md_table(fng.tail(10)),
-        },
+        metadata=rounded(
+            {
+                "dagster/row_count": len(fng),
+                "first_date": str(fng["date"].min().date()),
+                "last_date": str(fng["date"].max().date()),
+                "missing_days": ", ".join(str(d.date()) for d in missing) or "none",
+                "preview": md_table(fng.tail(10)),
+            }
+        ),
         check_results=[check],
     )
 
@@ -347,5 +354,5 @@ def _sentiment_fresh(con) -> dg.AssetCheckResult:
         check_name=FRESH,
         passed=days_behind <= 3,
         severity=dg.AssetCheckSeverity.WARN,
-        metadata={"last_date": str(last), "days_behind_today": days_behind},
+        metadata=rounded({"last_date": str(last), "days_behind_today": days_behind}),
     )

@@ -9,7 +9,7 @@ import json
 import dagster as dg
 import pandas as pd
 
-from assets.common import POOL, if_unchanged, md_table
+from assets.common import POOL, if_unchanged, md_table, rounded
 from assets.keys import GROUP_OPTIONS, OPTIONS_BACKTEST, OPTIONS_TRADES
 from pipeline.config import settings
 from pipeline.core.options_eval import desk_evaluation, trade_rows
@@ -73,14 +73,16 @@ def backtest_options_desk(context: dg.AssetExecutionContext, warehouse: Warehous
             con, run_row(e, decisions, context), trade_rows(e["ev"]), eq, inputs=("backtest.options_desk", fp)
         )
     return dg.MaterializeResult(
-        metadata={
-            "run_id": RUN_ID,
-            "note": "option prices are MODEL-BASED (Black-Scholes, realized-vol IV proxy), not market quotes",
-            "versus_benchmarks": md_table(_compare(e["metrics"], e["benchmark"])),
-            "by_trade_state": md_table(e["by_state"]),
-            "by_year": md_table(e["by_year"]),
-            "by_trade_type": md_table(e["by_trade_type"]),
-        }
+        metadata=rounded(
+            {
+                "run_id": RUN_ID,
+                "note": "option prices are MODEL-BASED (Black-Scholes, realized-vol IV proxy), not market quotes",
+                "versus_benchmarks": md_table(_compare(e["metrics"], e["benchmark"])),
+                "by_trade_state": md_table(e["by_state"]),
+                "by_year": md_table(e["by_year"]),
+                "by_trade_type": md_table(e["by_trade_type"]),
+            }
+        )
     )
 
 

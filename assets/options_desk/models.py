@@ -72,12 +72,14 @@ def _unchanged_results(context, con, m):
     of the training run are carried forward)."""
     latest = readers.latest_runs(con, list(m.names.values()))
     yield dg.MaterializeResult(
-        metadata=carried_forward(
-            context,
-            {
-                "status": "inputs unchanged; models not retrained",
-                "versions": md_table(latest[["model_name", "model_version", "promotion_passed"]]),
-            },
+        metadata=rounded(
+            carried_forward(
+                context,
+                {
+                    "status": "inputs unchanged; models not retrained",
+                    "versions": md_table(latest[["model_name", "model_version", "promotion_passed"]]),
+                },
+            )
         )
     )
     for t, name in m.names.items():
@@ -92,7 +94,7 @@ def _unchanged_results(context, con, m):
             check_name=model_gate(t),
             passed=ok,
             severity=dg.AssetCheckSeverity.WARN,
-            metadata={"reasons": "\n".join(reasons), "status": "unchanged since the last training"},
+            metadata=rounded({"reasons": "\n".join(reasons), "status": "unchanged since the last training"}),
         )
 
 
@@ -200,11 +202,13 @@ def train_and_record(t: str, fit, data: pd.DataFrame, m, mlflow: MlflowTracking,
         check_name=model_gate(t),
         passed=passed,
         severity=dg.AssetCheckSeverity.WARN,
-        metadata={
-            "reasons": "\n".join(reasons),
-            "model_version": str(logged.version),
-            "reliability": png_md(png, "reliability"),
-        },
+        metadata=rounded(
+            {
+                "reasons": "\n".join(reasons),
+                "model_version": str(logged.version),
+                "reliability": png_md(png, "reliability"),
+            }
+        ),
     )
     return summary, check, rel
 
@@ -251,15 +255,19 @@ def ml_options_direction(
         io.record_inputs(con, "ml.options_direction", fp)
     last = {t: float(f.daily["p_cal"].iloc[-1]) if len(f.daily) else None for t, f in fits.items()}
     yield dg.MaterializeResult(
-        metadata={
-            "models": md_table(pd.DataFrame([o[0] for o in out.values()])),
-            "rows": len(data),
-            "refits": len(fits["p_long"].folds),
-            "latest_day": str(data["date"].max().date()),
-            "latest_scores": json.dumps({k: None if v is None or np.isnan(v) else rounded(v) for k, v in last.items()}),
-            "p_long_reliability": md_table(out["p_long"][2]),
-            "p_short_reliability": md_table(out["p_short"][2]),
-        }
+        metadata=rounded(
+            {
+                "models": md_table(pd.DataFrame([o[0] for o in out.values()])),
+                "rows": len(data),
+                "refits": len(fits["p_long"].folds),
+                "latest_day": str(data["date"].max().date()),
+                "latest_scores": json.dumps(
+                    {k: None if v is None or np.isnan(v) else rounded(v) for k, v in last.items()}
+                ),
+                "p_long_reliability": md_table(out["p_long"][2]),
+                "p_short_reliability": md_table(out["p_short"][2]),
+            }
+        )
     )
     yield from (o[1] for o in out.values())
 
@@ -306,4 +314,4 @@ def ml_options_direction_champion(
                     "action": "already champion" if cur == str(r.model_version) else f"promoted (was {cur})",
                 }
             )
-    return dg.MaterializeResult(metadata={"champions": md_table(pd.DataFrame(rows))})
+    return dg.MaterializeResult(metadata=rounded({"champions": md_table(pd.DataFrame(rows))}))

@@ -178,7 +178,7 @@ def backtest_baseline(
         runs.write_backtest(con, row, runs.simulator_trades(out.trades), eq)
         io.record_inputs(con, f"backtest.{bt.strategy}", _fingerprint(con, run_id, blob))  # with the run now stored
     return dg.MaterializeResult(
-        metadata=_metadata(run_id, bt, symbols, out, m, bench, png, logged),
+        metadata=rounded(_metadata(run_id, bt, symbols, out, m, bench, png, logged)),
         check_results=[reconcile_result(float(eq["equity"].iloc[-1]), bt.init_cash, out.trades)],
     )
 

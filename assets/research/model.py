@@ -127,7 +127,7 @@ def ml_baseline_direction(
     preds = predictions_for(series, symbols, b, run)
     with warehouse.connect() as con:
         row = _record_version(con, run, preds, logged, b, ex, context.run_id, fp)
-    return dg.MaterializeResult(metadata=_metadata(run, preds, logged, row, report, b))
+    return dg.MaterializeResult(metadata=rounded(_metadata(run, preds, logged, row, report, b)))
 
 
 SKIPPED = "features and configuration unchanged; model not retrained"

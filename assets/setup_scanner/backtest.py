@@ -135,10 +135,12 @@ def backtest_setup_scanner(context: dg.AssetExecutionContext, warehouse: Warehou
             io.record_inputs(con, "backtest.setup_scanner", fp)
     finals = {k: (float(p["equity"].iloc[-1]), t) for k, (p, t, _) in books.items()}
     return dg.MaterializeResult(
-        metadata={
-            "run_ids": ", ".join(f"{n}-{run['suffix']}" for n in books),
-            **_report(books, bm, bench, mode, start, end, sc),
-        },
+        metadata=rounded(
+            {
+                "run_ids": ", ".join(f"{n}-{run['suffix']}" for n in books),
+                **_report(books, bm, bench, mode, start, end, sc),
+            }
+        ),
         check_results=[books_reconcile_result(finals, sc.init_cash)],
     )
 

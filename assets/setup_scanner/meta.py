@@ -11,7 +11,7 @@ Dagster priority so that, inside one run, the gate and the promotion happen befo
 import dagster as dg
 import pandas as pd
 
-from assets.common import POOL, TrainConfig, if_unchanged, md_table, png_md, version_metadata
+from assets.common import POOL, TrainConfig, if_unchanged, md_table, png_md, rounded, version_metadata
 from assets.keys import GROUP_SETUPS, SETUP_CANDIDATES, SETUP_META, SETUP_META_CHAMPION, SETUP_META_EVALUATION
 from assets.promotion import promotion_assets
 from assets.setup_scanner.common import series_by_key
@@ -112,7 +112,7 @@ def ml_setup_meta(
     )
     with warehouse.connect() as con:
         row = _record_version(con, fit, data, scored, logged, m, context.run_id, fp)
-    return dg.MaterializeResult(metadata=_metadata(fit, scored, logged, row, report, m))
+    return dg.MaterializeResult(metadata=rounded(_metadata(fit, scored, logged, row, report, m)))
 
 
 SKIPPED = "candidates and configuration unchanged; model not retrained"

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from assets.checks import count_result
-from assets.common import POOL, if_unchanged, md_table
+from assets.common import POOL, if_unchanged, md_table, rounded
 from assets.keys import GROUP_SETUPS, SETUP_CANDIDATES, SETUP_META, SETUP_THRESHOLDS, SETUPS, STATUSES_VALID
 from assets.setup_scanner.common import (
     CODE_VERSION,
@@ -124,7 +124,7 @@ def signals_setup_thresholds(
             io.replace_table(con, "signals.setup_thresholds", rows)
             io.record_inputs(con, "signals.setup_thresholds", fp)
     return dg.MaterializeResult(
-        metadata=_thresholds_report(rows, lab, int(c["ts"].max()), sc.gating, str(champ.model_version))
+        metadata=rounded(_thresholds_report(rows, lab, int(c["ts"].max()), sc.gating, str(champ.model_version)))
     )
 
 
@@ -239,5 +239,6 @@ def signals_setups(
             io.replace_table(con, "signals.setups", sig.reset_index(drop=True))
             io.record_inputs(con, "signals.setups", fp)
     return dg.MaterializeResult(
-        metadata=_signals_report(sig, c, mode), check_results=[count_result(STATUSES_VALID, invalid_signals(sig))]
+        metadata=rounded(_signals_report(sig, c, mode)),
+        check_results=[count_result(STATUSES_VALID, invalid_signals(sig))],
     )
