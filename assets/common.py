@@ -166,8 +166,8 @@ def rounded(x, digits: int = SIGNIFICANT):
     """``x`` with every float rounded to ``digits`` significant digits, the integer part always kept — the one
     rounding of metadata (issue 14 item 4): 0.0123456 → 0.01235, 52.3456 → 52.35, 123456.78 → 123457.
 
-    ``x``: a float (``numpy`` floats included; NaN/inf unchanged), a dict (values rounded, e.g. scores), a list, or a
-    ``DataFrame`` / ``Series`` (float columns rounded); anything else is returned as is.
+    ``x``: a float (``numpy`` floats included; NaN/inf unchanged), a dict (values rounded, e.g. scores), a list, a
+    ``FloatMetadataValue``, or a ``DataFrame`` / ``Series`` (float columns rounded); anything else is returned as is.
     """
     if isinstance(x, pd.DataFrame):
         return x.assign(**{c: x[c].map(lambda v: rounded(v, digits)) for c in x.select_dtypes("float").columns})
@@ -175,6 +175,8 @@ def rounded(x, digits: int = SIGNIFICANT):
         return x.map(lambda v: rounded(v, digits)) if pd.api.types.is_float_dtype(x) else x
     if isinstance(x, dict):
         return {k: rounded(v, digits) for k, v in x.items()}
+    if isinstance(x, dg.FloatMetadataValue):  # e.g. figures carried forward from an event of older code
+        return dg.MetadataValue.float(rounded(x.value, digits)) if x.value is not None else x
     if isinstance(x, list):
         return [rounded(v, digits) for v in x]
     if isinstance(x, (float, np.floating)) and not isinstance(x, bool):

@@ -69,3 +69,26 @@ def test_a_noop_materialisation_carries_the_figures_of_the_run_that_computed_the
                 "computed_in_run",
                 "computed_at",
             ]
+
+
+def test_rounded_keeps_four_significant_digits_and_the_integer_part():
+    """Issue 14 item 4: the one rounding of metadata, hand-computed."""
+    import numpy as np
+
+    from assets.common import md_table, rounded
+
+    assert [rounded(v) for v in (0.0123456, 52.3456, 123456.78, -0.25846153846, np.float32(1 / 3), 0.0, 7)] == [
+        0.01235,
+        52.35,
+        123457.0,
+        -0.2585,
+        0.3333,
+        0.0,
+        7,
+    ]
+    assert np.isnan(rounded(float("nan"))) and rounded(True) is True and rounded("0.123456") == "0.123456"
+    assert rounded({"auc": 0.512345, "n": 12, "nested": [0.987654]}) == {"auc": 0.5123, "n": 12, "nested": [0.9877]}
+    assert rounded(dg.MetadataValue.float(0.005156945527970263)).value == 0.005157  # carried-forward old figure
+    table = md_table(pd.DataFrame({"p": [0.123456789, 1234567.891], "s": ["a", "b"]})).value
+    assert "0.1235" in table and "1234568" in table and "e+06" not in table and "0.123456" not in table
+    assert "67234.5" in md_table(pd.DataFrame({"entry": [67234.51]}), digits=6).value  # price levels keep 6 digits
