@@ -57,7 +57,7 @@ CARRIED = [
 ]
 
 
-DECIMAL = re.compile(r"\d+\.\d+")
+DECIMAL = re.compile(r"(?<![\d:.])\d+\.\d+")  # not the seconds of a timestamp (23:59:59.999000)
 
 
 def _significant(token: str) -> int:
