@@ -170,7 +170,8 @@ def rounded(x, digits: int = SIGNIFICANT):
     ``FloatMetadataValue``, or a ``DataFrame`` / ``Series`` (float columns rounded); anything else is returned as is.
     """
     if isinstance(x, pd.DataFrame):
-        return x.assign(**{c: x[c].map(lambda v: rounded(v, digits)) for c in x.select_dtypes("float").columns})
+        cols = x.select_dtypes(["float", "object"]).columns  # object: mixed columns (numbers beside text)
+        return x.assign(**{c: x[c].map(lambda v: rounded(v, digits)) for c in cols})
     if isinstance(x, pd.Series):
         return x.map(lambda v: rounded(v, digits)) if pd.api.types.is_float_dtype(x) else x
     if isinstance(x, dict):
