@@ -163,8 +163,9 @@ SIGNIFICANT = 4
 
 
 def rounded(x, digits: int = SIGNIFICANT):
-    """``x`` with every float rounded to ``digits`` significant digits, the integer part always kept — the one
-    rounding of metadata (issue 14 item 4): 0.0123456 → 0.01235, 52.3456 → 52.35, 123456.78 → 123457.
+    """``x`` with every float rounded to ``digits`` significant digits, the integer part kept below 10 million — the
+    one rounding of metadata (issue 14 item 4): 0.0123456 → 0.01235, 52.3456 → 52.35, 123456.78 → 123457,
+    1.215966923e13 → 1.216e13.
 
     ``x``: a float (``numpy`` floats included; NaN/inf unchanged), a dict (values rounded, e.g. scores), a list, a
     ``FloatMetadataValue``, or a ``DataFrame`` / ``Series`` (float columns rounded); anything else is returned as is.
@@ -184,7 +185,8 @@ def rounded(x, digits: int = SIGNIFICANT):
         v = float(x)
         if not np.isfinite(v) or v == 0:
             return v
-        return float(round(v, max(0, digits - 1 - int(np.floor(np.log10(abs(v)))))))
+        decimals = digits - 1 - int(np.floor(np.log10(abs(v))))
+        return float(round(v, decimals if abs(v) >= 1e7 else max(0, decimals)))  # 1.215966923e13 -> 1.216e13
     return x
 
 

@@ -86,6 +86,7 @@ def test_rounded_keeps_four_significant_digits_and_the_integer_part():
         0.0,
         7,
     ]
+    assert rounded(1.215966923e13) == 1.216e13 and rounded(-12345678.9) == -12350000.0  # huge: 4 digits too
     assert np.isnan(rounded(float("nan"))) and rounded(True) is True and rounded("0.123456") == "0.123456"
     assert rounded({"auc": 0.512345, "n": 12, "nested": [0.987654]}) == {"auc": 0.5123, "n": 12, "nested": [0.9877]}
     assert rounded(dg.MetadataValue.float(0.005156945527970263)).value == 0.005157  # carried-forward old figure
