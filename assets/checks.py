@@ -5,7 +5,7 @@ from __future__ import annotations
 import dagster as dg
 import pandas as pd
 
-from assets.common import md_table, ts_iso
+from assets.common import md_table, rounded, ts_iso
 from assets.keys import ACCOUNTING_RECONCILES, FRESH, GAPS_WITHIN_BUDGET, INPUTS_VALID
 from pipeline.core.backtest import reconcile
 
@@ -21,12 +21,14 @@ def candle_integrity_result(integ: pd.DataFrame, name: str, asset: dg.AssetKey) 
         asset_key=asset,
         passed=bool(bad.empty),
         severity=dg.AssetCheckSeverity.ERROR,
-        metadata={
-            "slices": len(integ),
-            "failing": md_table(bad[cols]),
-            "duplicates": int(integ["duplicates"].sum()) if len(integ) else 0,
-            "bad_ohlc": int(integ["bad_ohlc"].sum()) if len(integ) else 0,
-        },
+        metadata=rounded(
+            {
+                "slices": len(integ),
+                "failing": md_table(bad[cols]),
+                "duplicates": int(integ["duplicates"].sum()) if len(integ) else 0,
+                "bad_ohlc": int(integ["bad_ohlc"].sum()) if len(integ) else 0,
+            }
+        ),
         description="duplicates, OHLC sanity (low <= open,close <= high, prices > 0), monotonic grid-aligned ts",
     )
 
@@ -39,10 +41,12 @@ def inputs_valid_result(errors: pd.DataFrame, asset: dg.AssetKey) -> dg.AssetChe
         asset_key=asset,
         passed=bool(errors.empty),
         severity=dg.AssetCheckSeverity.ERROR,
-        metadata={
-            "failed_partitions": len(errors),
-            "errors": md_table(errors[["partition_key", "rule", "message"]]),
-        },
+        metadata=rounded(
+            {
+                "failed_partitions": len(errors),
+                "errors": md_table(errors[["partition_key", "rule", "message"]]),
+            }
+        ),
         description="; ".join(errors["message"].head(5)) if len(errors) else "every input passed validation",
     )
 
@@ -55,27 +59,29 @@ def gap_budget_result(
     Gaps are real exchange outages or coverage holes between data windows; they are reported, never filled.
     """
     if integ.empty:
-        return dg.AssetCheckResult(check_name=GAPS_WITHIN_BUDGET, asset_key=asset, passed=True, metadata={"slices": 0})
+        return dg.AssetCheckResult(
+            check_name=GAPS_WITHIN_BUDGET, asset_key=asset, passed=True, metadata=rounded({"slices": 0})
+        )
     expected = (integ["last_ts"] - integ["first_ts"]) // integ["step"] + 1
     frac = integ["missing_bars"] / expected.where(expected > 0, 1)
-    over = integ.assign(missing_fraction=frac.round(5))[
-        (integ["max_gap_bars"] > max_gap_bars) | (frac > max_missing_fraction)
-    ]
+    over = integ.assign(missing_fraction=frac)[(integ["max_gap_bars"] > max_gap_bars) | (frac > max_missing_fraction)]
     g = gaps.copy()
     return dg.AssetCheckResult(
         check_name=GAPS_WITHIN_BUDGET,
         asset_key=asset,
         passed=bool(over.empty),
         severity=dg.AssetCheckSeverity.WARN,
-        metadata={
-            "gaps_total": int(integ["n_gaps"].sum()),
-            "missing_bars_total": int(integ["missing_bars"].sum()),
-            "over_budget": md_table(
-                over[["symbol", "timeframe", "n_gaps", "missing_bars", "max_gap_bars", "missing_fraction"]]
-            ),
-            "largest_gaps": md_table(g, 40),
-            "budget": f"max_gap_bars={max_gap_bars}, max_missing_fraction={max_missing_fraction}",
-        },
+        metadata=rounded(
+            {
+                "gaps_total": int(integ["n_gaps"].sum()),
+                "missing_bars_total": int(integ["missing_bars"].sum()),
+                "over_budget": md_table(
+                    over[["symbol", "timeframe", "n_gaps", "missing_bars", "max_gap_bars", "missing_fraction"]]
+                ),
+                "largest_gaps": md_table(g, 40),
+                "budget": f"max_gap_bars={max_gap_bars}, max_missing_fraction={max_missing_fraction}",
+            }
+        ),
     )
 
 
@@ -96,11 +102,13 @@ def staleness_result(fresh: pd.DataFrame, max_bars: int, asset: dg.AssetKey) -> 
         asset_key=asset,
         passed=bool(over.empty),
         severity=dg.AssetCheckSeverity.WARN,
-        metadata={
-            "stale_slices": len(over),
-            "max_lag_bars": int(fresh["lag_bars"].max()) if len(fresh) else 0,
-            "slices": md_table(view[cols]),
-        },
+        metadata=rounded(
+            {
+                "stale_slices": len(over),
+                "max_lag_bars": int(fresh["lag_bars"].max()) if len(fresh) else 0,
+                "slices": md_table(view[cols]),
+            }
+        ),
     )
 
 
@@ -114,7 +122,7 @@ def reconcile_result(
         check_name=name,
         passed=err < 1e-6 * init_cash and bad == 0,
         severity=dg.AssetCheckSeverity.ERROR,
-        metadata={"abs_error": err, "trades_exit_before_entry": bad},
+        metadata=rounded({"abs_error": err, "trades_exit_before_entry": bad}),
     )
 
 
@@ -128,12 +136,16 @@ def books_reconcile_result(
         check_name=name,
         passed=ok,
         severity=dg.AssetCheckSeverity.ERROR,
-        metadata={k: float(e) for k, (e, _) in errs.items()},
+        metadata=rounded({k: float(e) for k, (e, _) in errs.items()}),
     )
 
 
 def count_result(name: str, bad: int, what: str = "bad_rows", asset: dg.AssetKey | None = None) -> dg.AssetCheckResult:
     """ERROR when a validity predicate (:mod:`pipeline.core.validity`) counts offending rows."""
     return dg.AssetCheckResult(
-        check_name=name, asset_key=asset, passed=bad == 0, severity=dg.AssetCheckSeverity.ERROR, metadata={what: bad}
+        check_name=name,
+        asset_key=asset,
+        passed=bad == 0,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata=rounded({what: bad}),
     )

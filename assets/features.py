@@ -4,7 +4,7 @@ import dagster as dg
 import pandas as pd
 
 from assets.checks import count_result
-from assets.common import POOL, SINGLE_RUN, IncrementalConfig, md_table, run_slices
+from assets.common import POOL, SINGLE_RUN, IncrementalConfig, md_table, partition_metadata, rounded, run_slices
 from assets.keys import (
     FEATURES,
     GROUP_FEATURES,
@@ -25,6 +25,8 @@ from warehouse.quality import cached, feature_nulls_past_warmup, invalid_regime_
 #: bump when a formula changes: slices computed by another version are rebuilt from scratch
 FEATURES_CODE = "1"
 REGIMES_CODE = "2"  # 2: trend votes use the MACD line
+
+NO_CANDLES = "no candles in market/ohlcv for this partition (no source data)"
 
 
 def build_features_slice(
@@ -112,20 +114,24 @@ def features_technical(
         changed = {(r.symbol, r.timeframe) for r in rep.itertuples() if r.new_rows} | rebuild
         nulls = cached(con, "features.technical", ex, slices, changed, feature_nulls_past_warmup)
         ratio = readers.feature_null_ratio(con, ex, FEATURE_COLUMNS) if changed else pd.DataFrame()
+        extent = readers.slice_extent(con, "features.technical", ex)
     bad = nulls[nulls["null_rows"] > 0] if len(nulls) else nulls
+    partition_metadata(context, rep.merge(extent, how="left", on=["symbol", "timeframe"]), NO_CANDLES)
     return dg.MaterializeResult(
-        metadata={
-            "new_rows": int(rep["new_rows"].sum()),
-            "partitions": len(slices),
-            "summary": md_table(rep),
-            "null_ratio": md_table(ratio.T.reset_index().rename(columns={"index": "feature", 0: "null_ratio"})),
-        },
+        metadata=rounded(
+            {  # shared by every partition of the run; each partition's own figures: partition_metadata
+                "run_new_rows": int(rep["new_rows"].sum()),
+                "run_partitions": len(slices),
+                "run_summary": md_table(rep),
+                "null_ratio": md_table(ratio.T.reset_index().rename(columns={"index": "feature", 0: "null_ratio"})),
+            }
+        ),
         check_results=[
             dg.AssetCheckResult(
                 check_name=NO_NULLS_PAST_WARMUP,
                 passed=bool(bad.empty),
                 severity=dg.AssetCheckSeverity.ERROR,
-                metadata={"failing": md_table(bad)},
+                metadata=rounded({"failing": md_table(bad)}),
             )
         ],
     )
@@ -164,9 +170,11 @@ def regimes_market(
             [build_regimes_slice(con, ex, s, tf, params, (s, tf) in rebuild, done, have) for s, tf in slices]
         )
         io.record_code(con, "regimes.market", ex, sorted(stale), REGIMES_CODE)
+        extent = readers.slice_extent(con, "regimes.market", ex)
+        partition_metadata(context, rep.merge(extent, how="left", on=["symbol", "timeframe"]), NO_CANDLES)
         if not rep["new_rows"].any() and not config.full_refresh:
             return dg.MaterializeResult(
-                metadata={"new_rows": 0, "status": "no new feature rows; nothing recomputed"},
+                metadata=rounded({"run_new_rows": 0, "run_status": "no new feature rows; nothing recomputed"}),
                 check_results=[
                     dg.AssetCheckResult(
                         check_name=LABELS_VALID, passed=True, metadata={"note": "no rows written in this run"}
@@ -175,11 +183,13 @@ def regimes_market(
             )
         dist, invalid = readers.regime_distribution(con, ex), invalid_regime_labels(con, ex)
     return dg.MaterializeResult(
-        metadata={
-            "new_rows": int(rep["new_rows"].sum()),
-            "summary": md_table(rep),
-            "distribution": md_table(dist, 100),
-            "columns": ", ".join(REGIME_COLUMNS),
-        },
+        metadata=rounded(
+            {  # shared by every partition of the run; each partition's own figures: partition_metadata
+                "run_new_rows": int(rep["new_rows"].sum()),
+                "run_summary": md_table(rep),
+                "distribution": md_table(dist, 100),
+                "columns": ", ".join(REGIME_COLUMNS),
+            }
+        ),
         check_results=[count_result(LABELS_VALID, invalid, "invalid_rows")],
     )

@@ -4,7 +4,7 @@ import dagster as dg
 import pandas as pd
 
 from assets.checks import candle_integrity_result, inputs_valid_result
-from assets.common import POOL, SINGLE_RUN, IncrementalConfig, md_table, run_slices, ts_iso
+from assets.common import POOL, SINGLE_RUN, IncrementalConfig, md_table, partition_metadata, rounded, run_slices, ts_iso
 from assets.keys import (
     EXTERNAL_DATA_FOLDER,
     EXTERNAL_EXCHANGE,
@@ -331,7 +331,7 @@ def raw_ohlcv(
             try:
                 report.append(_ingest_slice(con, cfg, files, exchange, s, tf, config.full_refresh))
             except CandleValidationError as e:  # this partition fails alone (issue 13 item 9)
-                context.log.error(f"raw/ohlcv partition {key} rejected: {e}")
+                context.log.error(f"raw/ingested_ohlcv partition {key} rejected: {e}")
                 errors.append({"partition_key": key, "locator": e.source, "rule": e.rule, "message": str(e)})
                 report.append({"symbol": s, "timeframe": tf, "new_rows": 0, "error": e.rule})
         errors = pd.DataFrame(errors, columns=["partition_key", "locator", "rule", "message"])
@@ -339,21 +339,29 @@ def raw_ohlcv(
         changed = {(r["symbol"], r["timeframe"]) for r in report if r["new_rows"] or config.full_refresh}
         integ = cached(con, "raw.ohlcv", ex, slices, changed, lambda c, e, sl: candle_integrity(c, "raw.ohlcv", e, sl))
         orphans = checkpoints_without_rows(con, ex)
+    per_slice = pd.DataFrame(report, columns=["symbol", "timeframe", "new_rows"]).merge(
+        integ, how="left", on=["symbol", "timeframe"]
+    )
+    partition_metadata(context, per_slice, NO_SOURCE)
     return dg.MaterializeResult(
-        metadata={
-            "source": cfg.source,
-            "new_rows": int(sum(r["new_rows"] for r in report)),
-            "dagster/row_count": int(integ["rows"].sum()) if len(integ) else 0,
-            "partitions": len(slices),
-            "failed_partitions": len(errors),
-            "input_errors": md_table(errors[["partition_key", "message"]]),
-            "summary": md_table(_summary(report, integ)),
-        },
+        metadata=rounded(
+            {  # shared by every partition of the run; each partition's own figures: partition_metadata
+                "source": cfg.source,
+                "run_new_rows": int(sum(r["new_rows"] for r in report)),
+                "run_partitions": len(slices),
+                "failed_partitions": len(errors),
+                "input_errors": md_table(errors[["partition_key", "message"]]),
+                "run_summary": md_table(_summary(report, integ)),
+            }
+        ),
         check_results=[
             _with_orphans(candle_integrity_result(integ, "candle_integrity", RAW_OHLCV), orphans),
             inputs_valid_result(errors, RAW_OHLCV),
         ],
     )
+
+
+NO_SOURCE = "no source data for this timeframe (market/ohlcv resamples it from a finer one where there is one)"
 
 
 def _ingest_slice(con, cfg, files: FilesSource, exchange: ExchangeSource, s: str, tf: str, full: bool) -> dict:
@@ -383,7 +391,7 @@ def _with_orphans(res: dg.AssetCheckResult, orphans: pd.DataFrame) -> dg.AssetCh
         asset_key=res.asset_key,
         passed=bool(res.passed and orphans.empty),
         severity=res.severity,
-        metadata={**res.metadata, "checkpoints_without_rows": md_table(orphans)},
+        metadata=rounded({**res.metadata, "checkpoints_without_rows": md_table(orphans)}),
         description=res.description,
     )
 
@@ -426,15 +434,17 @@ def raw_onchain_metrics(
         total, per = readers.onchain_metrics_summary(con)
         withdrawn = readers.onchain_withdrawn(con)
     return dg.MaterializeResult(
-        metadata={
-            "dagster/row_count": int(total),
-            "files": md_table(pd.DataFrame(rows)),
-            "sources": md_table(per),
-            "missing_markers_read": int(sum(r.get("missing_markers", 0) for r in rows)),
-            "withdrawn_values": len(withdrawn),
-            "withdrawn_days": int(withdrawn["date"].nunique()) if len(withdrawn) else 0,
-            "withdrawn": md_table(withdrawn.head(50)) if len(withdrawn) else "none",
-        }
+        metadata=rounded(
+            {
+                "dagster/row_count": int(total),
+                "files": md_table(pd.DataFrame(rows)),
+                "sources": md_table(per),
+                "missing_markers_read": int(sum(r.get("missing_markers", 0) for r in rows)),
+                "withdrawn_values": len(withdrawn),
+                "withdrawn_days": int(withdrawn["date"].nunique()) if len(withdrawn) else 0,
+                "withdrawn": md_table(withdrawn.head(50)) if len(withdrawn) else "none",
+            }
+        )
     )
 
 

@@ -1,7 +1,9 @@
 """Every asset key and every asset-check name of the code location, in one place.
 
 A key is its warehouse table: ``"signals.setups"`` → ``AssetKey(["signals", "setups"])`` (key prefix = layer =
-warehouse schema). Asset modules import keys from here and never from each other, so a desk module depends only on
+warehouse schema), except where the table's last part would repeat another key's or be cut in the asset graph
+(longer than 18 characters): then the key names the asset and the comment beside it its table (issue 14 item 4;
+docs/decisions.md "Asset keys readable in the graph"). Asset modules import keys from here and never from each other, so a desk module depends only on
 ``assets/{common,checks,keys,promotion}`` and the pure and storage layers.
 """
 
@@ -21,7 +23,7 @@ EXTERNAL_EXCHANGE = table_key("external.exchange")
 EXTERNAL_ONCHAIN_SHEET = table_key("external.onchain_sheet")
 
 # shared layers
-RAW_OHLCV = table_key("raw.ohlcv")
+RAW_OHLCV = dg.AssetKey(["raw", "ingested_ohlcv"])  # table raw.ohlcv (market/ohlcv is the analysis-ready one)
 RAW_ONCHAIN_METRICS = table_key("raw.onchain_metrics")
 MARKET_OHLCV = table_key("market.ohlcv")
 ONCHAIN_DAILY = table_key("market.onchain_daily")
@@ -32,14 +34,14 @@ SNAPSHOT = table_key("ops.serving_snapshot")
 
 # research baseline
 BASELINE = table_key("ml.baseline_direction")
-BASELINE_EVALUATION = table_key("ml.baseline_direction_evaluation")
-BASELINE_CHAMPION = table_key("ml.baseline_direction_champion")
+BASELINE_EVALUATION = table_key("ml.baseline_gate")  # no table: the promotion gate of the latest version
+BASELINE_CHAMPION = table_key("ml.baseline_champion")  # no table: the @champion alias
 BASELINE_BACKTEST = table_key("backtest.baseline")
 
 # options desk
 ONCHAIN_FEATURES = table_key("features.onchain")
 OPTIONS_MODELS = table_key("ml.options_direction")
-OPTIONS_CHAMPION = table_key("ml.options_direction_champion")
+OPTIONS_CHAMPION = table_key("ml.options_champion")  # no table: the @champion aliases
 OPTIONS_DAILY = table_key("signals.options_daily")
 OPTIONS_TRADES = table_key("signals.options_trades")
 OPTIONS_BACKTEST = table_key("backtest.options_desk")
@@ -47,8 +49,8 @@ OPTIONS_BACKTEST = table_key("backtest.options_desk")
 # setup scanner
 SETUP_CANDIDATES = table_key("signals.setup_candidates")
 SETUP_META = table_key("ml.setup_meta")
-SETUP_META_EVALUATION = table_key("ml.setup_meta_evaluation")
-SETUP_META_CHAMPION = table_key("ml.setup_meta_champion")
+SETUP_META_EVALUATION = table_key("ml.setup_meta_gate")  # no table: the promotion gate of the latest version
+SETUP_META_CHAMPION = table_key("ml.setup_champion")  # no table: the @champion alias
 SETUP_THRESHOLDS = table_key("signals.setup_thresholds")
 SETUPS = table_key("signals.setups")
 SETUP_BACKTEST = table_key("backtest.setup_scanner")

@@ -4,7 +4,17 @@ import dagster as dg
 import pandas as pd
 
 from assets.checks import candle_integrity_result, gap_budget_result, staleness_result
-from assets.common import POOL, SINGLE_RUN, IncrementalConfig, md_table, run_slices, ts_iso
+from assets.common import (
+    POOL,
+    SINGLE_RUN,
+    IncrementalConfig,
+    carried_forward,
+    md_table,
+    partition_metadata,
+    rounded,
+    run_slices,
+    ts_iso,
+)
 from assets.keys import (
     CANDLE_INTEGRITY,
     CORE_COVERAGE,
@@ -139,7 +149,13 @@ def freshness(
     code_version="1",
     ins={"raw": dg.AssetIn(key=RAW_OHLCV, partition_mapping=_SAME_SYMBOL_ANY_TF, dagster_type=dg.Nothing)},
     check_specs=[
-        dg.AssetCheckSpec(CANDLE_INTEGRITY, asset=MARKET_OHLCV, blocking=True),
+        dg.AssetCheckSpec(
+            CANDLE_INTEGRITY,
+            asset=MARKET_OHLCV,
+            blocking=True,
+            description="No duplicate ts, OHLC sanity, positive finite prices, ts on the timeframe grid (blocking: "
+            "features wait for it).",
+        ),
         dg.AssetCheckSpec(GAPS_WITHIN_BUDGET, asset=MARKET_OHLCV, description="Gap list; WARN over budget."),
         dg.AssetCheckSpec(FRESH, asset=MARKET_OHLCV, description="Last candle vs the expected last closed candle."),
     ],
@@ -151,11 +167,10 @@ def market_ohlcv(
     context: dg.AssetExecutionContext, config: IncrementalConfig, warehouse: WarehouseResource
 ) -> dg.MaterializeResult:
     cfg, slices = settings(), run_slices(context)
-    ex, drop, full, base = (
+    ex, full, (drop, base) = (
         cfg.exchange.id,
-        cfg.resample.drop_incomplete,
         config.full_refresh,
-        cfg.resample.base_timeframe,
+        (cfg.resample.drop_incomplete, cfg.resample.base_timeframe),
     )
     with warehouse.connect() as con:
         raw_marks, marks = io.watermarks(con, "raw.ohlcv", ex), io.watermarks(con, "market.ohlcv", ex)
@@ -177,12 +192,13 @@ def market_ohlcv(
         fresh = freshness(con, ex, slices, origins, now_ms, raw_marks, io.watermarks(con, "market.ohlcv", ex))
         flagged = readers.incomplete_periods(con, ex)
     c = cfg.checks
+    partition_metadata(context, rep.merge(integ, how="left", on=["symbol", "timeframe"]), NO_SOURCE)
     return dg.MaterializeResult(
-        metadata={
-            "new_rows": int(rep["new_rows"].sum()),
-            "dagster/row_count": int(integ["rows"].sum()) if len(integ) else 0,
+        metadata={  # shared by every partition of the run; each partition's own figures: partition_metadata
+            "run_new_rows": int(rep["new_rows"].sum()),
+            "run_partitions": len(slices),
             "incomplete_periods_flagged": flagged,
-            "summary": md_table(_slice_summary(rep, integ)),
+            "run_summary": md_table(_slice_summary(rep, integ)),
         },
         check_results=[
             candle_integrity_result(integ, CANDLE_INTEGRITY, MARKET_OHLCV),
@@ -192,6 +208,7 @@ def market_ohlcv(
     )
 
 
+NO_SOURCE = "no source data: the source has neither this timeframe nor a finer one to resample"
 GAPS_UNCHANGED = "no new candles; gap list unchanged since the last materialisation"
 
 
@@ -232,7 +249,8 @@ def market_onchain_daily(context: dg.AssetExecutionContext, warehouse: Warehouse
         )
         if io.inputs_unchanged(con, "market.onchain_daily", fp):
             return dg.MaterializeResult(
-                metadata={"status": "inputs unchanged; not recomputed"}, check_results=_onchain_checks(con, cfg)
+                metadata=carried_forward(context, {"status": "inputs unchanged; not recomputed"}),
+                check_results=_onchain_checks(con, cfg),
             )
         long = io.read_df(con, "SELECT date, source, metric, value FROM raw.onchain_metrics")
         long["date"] = pd.to_datetime(long["date"]).dt.as_unit("us")
@@ -242,15 +260,17 @@ def market_onchain_daily(context: dg.AssetExecutionContext, warehouse: Warehouse
         io.record_inputs(con, "market.onchain_daily", fp)
         checks = _onchain_checks(con, cfg)
     return dg.MaterializeResult(
-        metadata={
-            "dagster/row_count": len(daily),
-            "first_date": str(daily["date"].min().date()),
-            "last_date": str(daily["date"].max().date()),
-            "columns": len(report),
-            "coverage": md_table(
-                report[["column", "unit", "first_date", "last_date", "coverage", "max_overlap_rel_diff"]], 80
-            ),
-        },
+        metadata=rounded(
+            {
+                "dagster/row_count": len(daily),
+                "first_date": str(daily["date"].min().date()),
+                "last_date": str(daily["date"].max().date()),
+                "columns": len(report),
+                "coverage": md_table(
+                    report[["column", "unit", "first_date", "last_date", "coverage", "max_overlap_rel_diff"]], 80
+                ),
+            }
+        ),
         check_results=checks,
     )
 
@@ -267,17 +287,19 @@ def _onchain_checks(con, cfg) -> list[dg.AssetCheckResult]:
             check_name=CORE_COVERAGE,
             passed=bool(low.empty),
             severity=dg.AssetCheckSeverity.ERROR,
-            metadata={
-                "below_threshold": md_table(low[["column", "coverage_since_2011"]]),
-                "threshold": cfg.checks.min_onchain_coverage,
-                "coverage": md_table(core[["column", "first_date", "last_date", "coverage_since_2011"]]),
-            },
+            metadata=rounded(
+                {
+                    "below_threshold": md_table(low[["column", "coverage_since_2011"]]),
+                    "threshold": cfg.checks.min_onchain_coverage,
+                    "coverage": md_table(core[["column", "first_date", "last_date", "coverage_since_2011"]]),
+                }
+            ),
         ),
         dg.AssetCheckResult(
             check_name=FRESH,
             passed=days_behind <= 3,
             severity=dg.AssetCheckSeverity.WARN,
-            metadata={"last_core_date": str(last_core.date()), "days_behind_today": days_behind},
+            metadata=rounded({"last_core_date": str(last_core.date()), "days_behind_today": days_behind}),
         ),
     ]
 
@@ -302,7 +324,8 @@ def market_sentiment_daily(
     with warehouse.connect() as con:
         if io.inputs_unchanged(con, "market.sentiment_daily", fp):
             return dg.MaterializeResult(
-                metadata={"status": "source file unchanged; not re-read"}, check_results=[_sentiment_fresh(con)]
+                metadata=carried_forward(context, {"status": "source file unchanged; not re-read"}),
+                check_results=[_sentiment_fresh(con)],
             )
         fng = files.read_fear_greed(cfg.onchain.publication_lag_hours)  # validates before anything is replaced
         io.replace_slice(con, "market.sentiment_daily", fng, {})
@@ -311,13 +334,15 @@ def market_sentiment_daily(
     full = pd.date_range(fng["date"].min(), fng["date"].max(), freq="D")
     missing = sorted(set(full) - set(fng["date"]))
     return dg.MaterializeResult(
-        metadata={
-            "dagster/row_count": len(fng),
-            "first_date": str(fng["date"].min().date()),
-            "last_date": str(fng["date"].max().date()),
-            "missing_days": ", ".join(str(d.date()) for d in missing) or "none",
-            "preview": md_table(fng.tail(10)),
-        },
+        metadata=rounded(
+            {
+                "dagster/row_count": len(fng),
+                "first_date": str(fng["date"].min().date()),
+                "last_date": str(fng["date"].max().date()),
+                "missing_days": ", ".join(str(d.date()) for d in missing) or "none",
+                "preview": md_table(fng.tail(10)),
+            }
+        ),
         check_results=[check],
     )
 
@@ -329,5 +354,5 @@ def _sentiment_fresh(con) -> dg.AssetCheckResult:
         check_name=FRESH,
         passed=days_behind <= 3,
         severity=dg.AssetCheckSeverity.WARN,
-        metadata={"last_date": str(last), "days_behind_today": days_behind},
+        metadata=rounded({"last_date": str(last), "days_behind_today": days_behind}),
     )

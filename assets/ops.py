@@ -4,7 +4,7 @@ as one versioned set (:mod:`warehouse.publish`)."""
 import dagster as dg
 import pandas as pd
 
-from assets.common import POOL, if_unchanged, md_table
+from assets.common import POOL, if_unchanged, md_table, rounded
 from assets.keys import (
     BASELINE,
     BASELINE_BACKTEST,
@@ -65,7 +65,9 @@ def serving_snapshot(context: dg.AssetExecutionContext, warehouse: WarehouseReso
     with warehouse.connect() as con:
         fp = fingerprint(con, SERVING_TABLES)
         meta = {"path": warehouse.serving_path}
-        if skip := if_unchanged(con, "ops.serving_snapshot", fp, "tables unchanged; snapshot kept", metadata=meta):
+        if skip := if_unchanged(
+            context, con, "ops.serving_snapshot", fp, "tables unchanged; snapshot kept", metadata=meta
+        ):
             return skip
         rows = publish_snapshot(con, SERVING_TABLES, warehouse.serving_path, warehouse.exports_dir)
         version = str(resolve_version(warehouse.exports_dir))
@@ -77,9 +79,11 @@ def serving_snapshot(context: dg.AssetExecutionContext, warehouse: WarehouseReso
             ["published_at"],
         )
     return dg.MaterializeResult(
-        metadata={
-            "path": dg.MetadataValue.path(warehouse.serving_path),
-            "version": dg.MetadataValue.path(version),
-            "tables": md_table(pd.DataFrame(list(rows.items()), columns=["table", "rows"])),
-        }
+        metadata=rounded(
+            {
+                "path": dg.MetadataValue.path(warehouse.serving_path),
+                "version": dg.MetadataValue.path(version),
+                "tables": md_table(pd.DataFrame(list(rows.items()), columns=["table", "rows"])),
+            }
+        )
     )

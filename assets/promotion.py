@@ -7,7 +7,7 @@ from typing import Callable
 import dagster as dg
 import pandas as pd
 
-from assets.common import POOL, md_table
+from assets.common import POOL, md_table, rounded
 from assets.keys import PROMOTION_GATE
 from models.evaluation import decide
 from models.trainers import ModelConfig
@@ -105,14 +105,16 @@ def promotion_assets(
                     check_name=PROMOTION_GATE,
                     passed=passed,
                     severity=dg.AssetCheckSeverity.ERROR,
-                    metadata={
-                        "reasons": "\n".join(reasons),
-                        "model_version": str(r.model_version),
-                        "auc_cal": scores.get("auc"),
-                        "ece_cal": scores.get("ece"),
-                        "brier_cal": scores.get("brier"),
-                        "brier_base": scores.get("brier_base"),
-                    },
+                    metadata=rounded(
+                        {
+                            "reasons": "\n".join(reasons),
+                            "model_version": str(r.model_version),
+                            "auc_cal": scores.get("auc"),
+                            "ece_cal": scores.get("ece"),
+                            "brier_cal": scores.get("brier"),
+                            "brier_base": scores.get("brier_base"),
+                        }
+                    ),
                 )
             ],
         )
@@ -139,20 +141,24 @@ def promotion_assets(
             current = reconcile_champion(con, mlflow, name)
             if current is not None and str(current.version) == str(r.model_version):
                 return dg.MaterializeResult(
-                    metadata={
-                        "champion": f"models:/{name}@champion",
-                        "version": r.model_version,
-                        "status": "already champion",
-                    }
+                    metadata=rounded(
+                        {
+                            "champion": f"models:/{name}@champion",
+                            "version": r.model_version,
+                            "status": "already champion",
+                        }
+                    )
                 )
             mlflow.promote(name, r.model_version)  # the truth first; a crash before the next line is repaired by
             runs.sync_promoted(con, name, str(r.model_version))  # reconcile_champion on the next run
         return dg.MaterializeResult(
-            metadata={
-                "champion": f"models:/{name}@champion",
-                "version": r.model_version,
-                "previous": None if current is None else str(current.version),
-            }
+            metadata=rounded(
+                {
+                    "champion": f"models:/{name}@champion",
+                    "version": r.model_version,
+                    "previous": None if current is None else str(current.version),
+                }
+            )
         )
 
     return _evaluation, _champion

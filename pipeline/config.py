@@ -94,12 +94,20 @@ class WarehouseConfig(Params):
     exports_dir: str = Field("warehouse/data/exports", description="Parquet exports of the serving tables.")
 
 
+DEFAULT_MLFLOW_UI = "http://127.0.0.1:5000"
+
+
 class MlflowConfig(Params):
     tracking_uri: str | None = Field(
         None, description="Absolute MLflow tracking URI; null = sqlite under warehouse/data/mlflow."
     )
     artifact_location: str | None = Field(
         None, description="Absolute artifact folder; null = warehouse/data/mlflow/artifacts."
+    )
+    ui_url: str | None = Field(
+        None,
+        description="Address of the MLflow UI that the links in Dagster metadata open (e.g. http://mlflow.lan:5000); "
+        "null = tracking_uri when it is http(s), else http://127.0.0.1:5000 (`mlflow ui`'s default).",
     )
 
 
@@ -317,6 +325,8 @@ class TraderConfig(Params):
         mlroot = Path(c.warehouse.path).parent / "mlflow"
         c.mlflow.tracking_uri = c.mlflow.tracking_uri or f"sqlite:///{mlroot / 'mlflow.db'}"
         c.mlflow.artifact_location = absolute(c.mlflow.artifact_location or str(mlroot / "artifacts"))
+        http = c.mlflow.tracking_uri.startswith(("http://", "https://"))
+        c.mlflow.ui_url = (c.mlflow.ui_url or (c.mlflow.tracking_uri if http else DEFAULT_MLFLOW_UI)).rstrip("/")
         return c
 
 

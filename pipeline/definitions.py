@@ -41,7 +41,11 @@ def build_resources(cfg: TraderConfig) -> dict:
             page_limit=cfg.exchange.page_limit,
         ),
         "sheets": SheetsSource(spreadsheet_key=cfg.onchain.sheet),
-        "mlflow": MlflowTracking(tracking_uri=cfg.mlflow.tracking_uri, artifact_location=cfg.mlflow.artifact_location),
+        "mlflow": MlflowTracking(
+            tracking_uri=cfg.mlflow.tracking_uri,
+            artifact_location=cfg.mlflow.artifact_location,
+            ui_url=cfg.mlflow.ui_url,
+        ),
     }
 
 

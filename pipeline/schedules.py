@@ -1,30 +1,74 @@
-"""Schedules: when the named jobs of :mod:`pipeline.jobs` run (cron in ``app.timezone``, UTC by default)."""
+"""Schedules: when the named jobs of :mod:`pipeline.jobs` run (cron in ``app.timezone``, UTC by default).
+
+Each schedule's description (the Automation page of the Dagster UI) says which job it runs, what that job does, when
+(the cron in words and as written, with its time zone), whether it starts on and how to turn it on.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
+
 import dagster as dg
+from dagster._utils.schedules import cron_string_iterator
 
 from pipeline.config import TraderConfig
 from pipeline.jobs import setup_calibrate_job, setup_train_job, setup_tune_job
+
+#: what each scheduled job does, in the words of the Automation page
+_WHAT = {
+    setup_train_job.name: "retrains the setup meta-model (walk-forward, isotonic calibration, new MLflow version)",
+    setup_calibrate_job.name: "applies the promotion gate to the latest meta-model version and promotes it if it "
+    "passes",
+    setup_tune_job.name: "re-tunes the gating thresholds, re-gates and re-simulates the setup signals and refreshes "
+    "the backtest",
+}
+
+
+def cron_in_words(cron: str, timezone: str) -> str:
+    """``"0 1 * * 1"`` → ``"every Monday at 01:00 UTC"``; daily and hourly cadences likewise, any other cron as
+    ``"on cron '<cron>' (<timezone>)"``. The cadence is read off two consecutive ticks of Dagster's own cron
+    iterator, so it means what the scheduler does."""
+    start = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc).timestamp()
+    ticks = cron_string_iterator(start, cron, timezone)
+    a, b, c = next(ticks), next(ticks), next(ticks)
+    step = b - a
+    if step != c - b:
+        return f"on cron '{cron}' ({timezone})"
+    at = a.strftime("%H:%M")
+    if step == dt.timedelta(days=7):
+        return f"every {a.strftime('%A')} at {at} {timezone}"
+    if step == dt.timedelta(days=1):
+        return f"every day at {at} {timezone}"
+    if step == dt.timedelta(hours=1):
+        return f"every hour at minute {a.minute:02d} ({timezone})"
+    return f"on cron '{cron}' ({timezone})"
 
 
 def setup_schedules(cfg: TraderConfig) -> list[dg.ScheduleDefinition]:
     """Weekly train -> calibrate -> tune schedules of ``setup_scanner.auto`` (cron read in ``app.timezone``, the
     schedules' ``execution_timezone``); RUNNING only when enabled."""
-    a = cfg.setup_scanner.auto
+    a, tz = cfg.setup_scanner.auto, cfg.app.timezone
     status = dg.DefaultScheduleStatus.RUNNING if a.enabled else dg.DefaultScheduleStatus.STOPPED
+    state = (
+        "ON by default (setup_scanner.auto.enabled: true in trader.yaml)."
+        if a.enabled
+        else "OFF by default: set setup_scanner.auto.enabled: true in trader.yaml, or switch it on here, and keep "
+        "`trader ui` (its dagster-daemon) running."
+    )
     return [
         dg.ScheduleDefinition(
             name=f"{job.name.replace('_job', '')}_weekly",
             job=job,
             cron_schedule=cron,
-            execution_timezone=cfg.app.timezone,
+            execution_timezone=tz,
             default_status=status,
+            description=f"Runs {job.name} {cron_in_words(cron, tz)} (cron '{cron}', setup_scanner.auto.{field}): "
+            f"{_WHAT[job.name]}, then republishes the serving snapshot. {state}",
         )
-        for job, cron in (
-            (setup_train_job, a.train_cron),
-            (setup_calibrate_job, a.calibrate_cron),
-            (setup_tune_job, a.tune_cron),
+        for job, cron, field in (
+            (setup_train_job, a.train_cron, "train_cron"),
+            (setup_calibrate_job, a.calibrate_cron, "calibrate_cron"),
+            (setup_tune_job, a.tune_cron, "tune_cron"),
         )
     ]
 

@@ -218,6 +218,9 @@ class MlflowTracking(dg.ConfigurableResource):
         description="Absolute MLflow tracking URI (sqlite:////abs/mlflow.db or http://host:port)."
     )
     artifact_location: str = Field(description="Absolute folder for experiment artifacts.")
+    ui_url: str = Field(
+        "http://127.0.0.1:5000", description="MLflow UI address the run links point at (config mlflow.ui_url)."
+    )
 
     def _mlflow(self):
         import mlflow
@@ -416,9 +419,11 @@ class MlflowTracking(dg.ConfigurableResource):
         self.client().set_registered_model_alias(name, CHAMPION, str(version))
 
     def run_url(self, experiment_id: str, run_id: str) -> str:
-        """Where to open the run in ``mlflow ui`` (default port 5000), in model-training mode."""
-        return f"http://127.0.0.1:5000/#/experiments/{experiment_id}/runs/{run_id}?{UI_QUERY}"
+        """Where to open the run in the MLflow UI at ``ui_url`` (``mlflow.ui_url``; ``mlflow ui`` listens on 5000), in
+        model-training mode."""
+        return f"{self.ui_url.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}?{UI_QUERY}"
 
     def experiment_url(self, experiment_id: str) -> str:
-        """The experiment's run table in ``mlflow ui`` with the saved view of the OOS columns, model-training mode."""
-        return f"http://127.0.0.1:5000/#/experiments/{experiment_id}/runs?{UI_QUERY}&viewStateShareKey={VIEW_KEY}"
+        """The experiment's run table in the MLflow UI at ``ui_url`` with the saved view of the OOS columns, in
+        model-training mode."""
+        return f"{self.ui_url.rstrip('/')}/#/experiments/{experiment_id}/runs?{UI_QUERY}&viewStateShareKey={VIEW_KEY}"

@@ -50,7 +50,7 @@ def test_asset_keys_snapshot():
         "external/data_folder",
         "external/exchange",
         "external/onchain_sheet",
-        "raw/ohlcv",
+        "raw/ingested_ohlcv",
         "raw/onchain_metrics",
         "market/ohlcv",
         "market/onchain_daily",
@@ -58,19 +58,19 @@ def test_asset_keys_snapshot():
         "features/technical",
         "regimes/market",
         "ml/baseline_direction",
-        "ml/baseline_direction_evaluation",
-        "ml/baseline_direction_champion",
+        "ml/baseline_gate",
+        "ml/baseline_champion",
         "backtest/baseline",
         "features/onchain",
         "signals/options_daily",
         "signals/options_trades",
         "backtest/options_desk",
         "ml/options_direction",
-        "ml/options_direction_champion",
+        "ml/options_champion",
         "signals/setup_candidates",
         "ml/setup_meta",
-        "ml/setup_meta_evaluation",
-        "ml/setup_meta_champion",
+        "ml/setup_meta_gate",
+        "ml/setup_champion",
         "signals/setup_thresholds",
         "signals/setups",
         "backtest/setup_scanner",
@@ -84,15 +84,12 @@ def test_asset_keys_snapshot():
     assert graph.get(dg.AssetKey(["signals", "options_trades"])).group_name == "options_desk"
     assert graph.get(dg.AssetKey(["ml", "options_direction"])).group_name == "options_desk"
     # the daily signal waits for the champion step, so it always reads the current champions' scores
-    assert (
-        dg.AssetKey(["ml", "options_direction_champion"])
-        in graph.get(dg.AssetKey(["signals", "options_daily"])).parent_keys
-    )
+    assert dg.AssetKey(["ml", "options_champion"]) in graph.get(dg.AssetKey(["signals", "options_daily"])).parent_keys
     # setup signals do not depend on the champion step (a failed weekly gate must not stop live scans); the gate and
     # the promotion run first inside a run through their higher Dagster priority
     setups = graph.get(dg.AssetKey(["signals", "setups"]))
-    assert dg.AssetKey(["ml", "setup_meta_champion"]) not in setups.parent_keys and setups.group_name == "setup_scanner"
-    for k in (["ml", "setup_meta_evaluation"], ["ml", "setup_meta_champion"]):
+    assert dg.AssetKey(["ml", "setup_champion"]) not in setups.parent_keys and setups.group_name == "setup_scanner"
+    for k in (["ml", "setup_meta_gate"], ["ml", "setup_champion"]):
         assert defs.get_assets_def(dg.AssetKey(k)).op.tags["dagster/priority"] == "10"
 
 
@@ -133,3 +130,35 @@ def test_every_job_that_changes_signals_or_models_republishes_the_snapshot():
         "setup_tune_job",
     ):
         assert snapshot in defs.resolve_job_def(job).asset_layer.selected_asset_keys, job
+
+
+def test_every_asset_and_check_is_described_and_reads_uniquely_in_the_graph():
+    """Issue 14 item 4: the lineage graph is readable on its own."""
+    graph = defs.resolve_asset_graph()
+    keys = graph.get_all_asset_keys()
+    missing = [k.to_user_string() for k in keys if not (graph.get(k).description or "").strip()]
+    assert not missing, f"assets without a description: {missing}"
+    checks = [spec for ad in defs.resolve_asset_graph().assets_defs for spec in ad.check_specs]
+    assert len(checks) > 20
+    bare = [f"{c.asset_key.to_user_string()}:{c.name}" for c in checks if not (c.description or "").strip()]
+    assert not bare, f"asset checks without a description: {bare}"
+    last = [k.path[-1] for k in keys]
+    assert len(set(last)) == len(last), sorted(n for n in last if last.count(n) > 1)
+    # the zoomed-out graph cuts names longer than 18 characters in the middle (Dagster UI AssetNode minimal view)
+    assert not [n for n in last if len(n) > 18]
+
+
+def test_every_schedule_says_what_it_runs_and_when():
+    """Issue 14 item 5: the Automation page explains each schedule (job, cron in words, time zone, how to enable)."""
+    from pipeline.config import settings
+    from pipeline.schedules import schedules
+
+    for on, tz in ((False, "UTC"), (True, "Asia/Tokyo")):
+        cfg = settings().model_copy(deep=True)
+        cfg.setup_scanner.auto.enabled, cfg.app.timezone = on, tz
+        descriptions = {s.job_name: s.description or "" for s in schedules(cfg)}
+        assert len(descriptions) == 3
+        for job, d in descriptions.items():
+            assert d.startswith(f"Runs {job} every Monday at ") and f" {tz} (cron '" in d, d
+            assert "setup_scanner.auto.enabled" in d and ("ON by default" if on else "OFF by default") in d, d
+        assert "every Monday at 01:30 " in descriptions["setup_calibrate_job"]

@@ -284,3 +284,14 @@ def taken_option_trades(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
         "SELECT t.*, d.state FROM signals.options_trades t JOIN signals.options_daily d USING (date) "
         "WHERE t.cooldown_status = 'taken' ORDER BY date",
     )
+
+
+def slice_extent(con: duckdb.DuckDBPyConnection, table: str, exchange: str) -> pd.DataFrame:
+    """Per stored ``(symbol, timeframe)`` slice of a candle-keyed table: ``rows``, ``first_ts``, ``last_ts`` (ms).
+
+    One scan (partition metadata of ``features.technical`` / ``regimes.market``, issue 14 item 3)."""
+    return con.execute(
+        f"SELECT symbol, timeframe, count(*) AS rows, min(ts) AS first_ts, max(ts) AS last_ts FROM {table} "
+        "WHERE exchange = ? GROUP BY ALL ORDER BY ALL",
+        [exchange],
+    ).df()

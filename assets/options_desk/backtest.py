@@ -10,7 +10,7 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from assets.common import POOL, if_unchanged, md_table
+from assets.common import POOL, if_unchanged, md_table, rounded
 from assets.keys import GROUP_OPTIONS, OPTIONS_BACKTEST, OPTIONS_TRADES
 from pipeline.config import settings
 from pipeline.core.backtest import equity_plot
@@ -72,7 +72,7 @@ def backtest_options_desk(
     with warehouse.connect() as con:
         inputs = readers.asset_fingerprints(["signals.options", "market.onchain_daily"])
         fp = io.inputs_fingerprint(con, inputs, extra=CODE_VERSION + METRICS_VERSION)
-        if skip := if_unchanged(con, "backtest.options_desk", fp, SKIPPED, metadata={"run_id": RUN_ID}):
+        if skip := if_unchanged(context, con, "backtest.options_desk", fp, SKIPPED, metadata={"run_id": RUN_ID}):
             return skip
         price = readers.btc_price(con)
         e = desk_evaluation(readers.taken_option_trades(con), price, decisions.structures)
@@ -86,15 +86,17 @@ def backtest_options_desk(
             inputs=("backtest.options_desk", fp),
         )
     return dg.MaterializeResult(
-        metadata={
-            "run_id": RUN_ID,
-            "note": "option prices are MODEL-BASED (Black-Scholes, realized-vol IV proxy), not market quotes",
-            "versus_benchmarks": md_table(_compare(e["metrics"], e["benchmark"])),
-            "by_trade_state": md_table(e["by_state"].round(4)),
-            "by_year": md_table(e["by_year"].round(4)),
-            "by_trade_type": md_table(e["by_trade_type"].round(4)),
-            "mlflow_run": dg.MetadataValue.url(logged.url),
-        }
+        metadata=rounded(
+            {
+                "run_id": RUN_ID,
+                "note": "option prices are MODEL-BASED (Black-Scholes, realized-vol IV proxy), not market quotes",
+                "versus_benchmarks": md_table(_compare(e["metrics"], e["benchmark"])),
+                "by_trade_state": md_table(e["by_state"]),
+                "by_year": md_table(e["by_year"]),
+                "by_trade_type": md_table(e["by_trade_type"]),
+                "mlflow_run": dg.MetadataValue.url(logged.url),
+            }
+        )
     )
 
 

@@ -4,7 +4,7 @@
 MLflow run and registered version per model, stores every day's walk-forward score in ``ml.options_scores`` and
 applies the promotion criteria of ``options_desk.models.promotion`` (OOS calibrated scores and no regression
 against the current champion). Its checks ``p_long_gate`` / ``p_short_gate`` show the verdicts.
-``ml/options_direction_champion`` then moves ``@champion`` for each model that passed and leaves the other alone.
+``ml/options_champion`` then moves ``@champion`` for each model that passed and leaves the other alone.
 
 Unlike the baseline (whose gate is a blocking check), these checks do not block: the daily signal depends on
 the champion step, and a model that fails its gate must not stop the desk's daily signal. The gate still decides
@@ -17,7 +17,7 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from assets.common import POOL, TrainConfig, md_table, png_md
+from assets.common import POOL, TrainConfig, carried_forward, md_table, png_md, rounded
 from assets.keys import GROUP_OPTIONS, ONCHAIN_DAILY, ONCHAIN_FEATURES, OPTIONS_CHAMPION, OPTIONS_MODELS, model_gate
 from assets.promotion import reconcile_champion
 from models.calibration import reliability_plot, reliability_table
@@ -67,14 +67,20 @@ def fit_all(data: pd.DataFrame, cfg) -> dict:
     }
 
 
-def _unchanged_results(con, m):
-    """Metadata and checks of the versions already trained on these inputs (shown when the asset skips)."""
+def _unchanged_results(context, con, m):
+    """Metadata and checks of the versions already trained on these inputs (shown when the asset skips; the figures
+    of the training run are carried forward)."""
     latest = readers.latest_runs(con, list(m.names.values()))
     yield dg.MaterializeResult(
-        metadata={
-            "status": "inputs unchanged; models not retrained",
-            "versions": md_table(latest[["model_name", "model_version", "promotion_passed"]]),
-        }
+        metadata=rounded(
+            carried_forward(
+                context,
+                {
+                    "status": "inputs unchanged; models not retrained",
+                    "versions": md_table(latest[["model_name", "model_version", "promotion_passed"]]),
+                },
+            )
+        )
     )
     for t, name in m.names.items():
         r = latest[latest["model_name"] == name]
@@ -88,7 +94,7 @@ def _unchanged_results(con, m):
             check_name=model_gate(t),
             passed=ok,
             severity=dg.AssetCheckSeverity.WARN,
-            metadata={"reasons": "\n".join(reasons), "status": "unchanged since the last training"},
+            metadata=rounded({"reasons": "\n".join(reasons), "status": "unchanged since the last training"}),
         )
 
 
@@ -206,7 +212,7 @@ def train_and_record(t: str, fit, data: pd.DataFrame, m, mlflow: MlflowTracking,
         "version": str(logged.version),
         "verdict": "PASS" if passed else "FAIL",
         **{
-            k: round(float(v), 4)
+            k: rounded(float(v))
             for k, v in res.scores_cal.items()
             if k in ("n", "base_rate", "auc", "brier", "brier_base", "ece")
         },
@@ -216,11 +222,13 @@ def train_and_record(t: str, fit, data: pd.DataFrame, m, mlflow: MlflowTracking,
         check_name=model_gate(t),
         passed=passed,
         severity=dg.AssetCheckSeverity.WARN,
-        metadata={
-            "reasons": "\n".join(reasons),
-            "model_version": str(logged.version),
-            "reliability": png_md(png, "reliability"),
-        },
+        metadata=rounded(
+            {
+                "reasons": "\n".join(reasons),
+                "model_version": str(logged.version),
+                "reliability": png_md(png, "reliability"),
+            }
+        ),
     )
     return summary, check, rel
 
@@ -258,7 +266,7 @@ def ml_options_direction(
             extra=m.model_dump_json() + CODE_VERSION,
         )
         if not config.force and io.inputs_unchanged(con, "ml.options_direction", fp):
-            yield from _unchanged_results(con, m)
+            yield from _unchanged_results(context, con, m)
             return
         data = load_dataset(con, cfg)
     fits = fit_all(data, cfg)
@@ -267,17 +275,19 @@ def ml_options_direction(
         io.record_inputs(con, "ml.options_direction", fp)
     last = {t: float(f.daily["p_cal"].iloc[-1]) if len(f.daily) else None for t, f in fits.items()}
     yield dg.MaterializeResult(
-        metadata={
-            "models": md_table(pd.DataFrame([o[0] for o in out.values()])),
-            "rows": len(data),
-            "refits": len(fits["p_long"].folds),
-            "latest_day": str(data["date"].max().date()),
-            "latest_scores": json.dumps(
-                {k: None if v is None or np.isnan(v) else round(v, 4) for k, v in last.items()}
-            ),
-            "p_long_reliability": md_table(out["p_long"][2].round(4)),
-            "p_short_reliability": md_table(out["p_short"][2].round(4)),
-        }
+        metadata=rounded(
+            {
+                "models": md_table(pd.DataFrame([o[0] for o in out.values()])),
+                "rows": len(data),
+                "refits": len(fits["p_long"].folds),
+                "latest_day": str(data["date"].max().date()),
+                "latest_scores": json.dumps(
+                    {k: None if v is None or np.isnan(v) else rounded(v) for k, v in last.items()}
+                ),
+                "p_long_reliability": md_table(out["p_long"][2]),
+                "p_short_reliability": md_table(out["p_short"][2]),
+            }
+        )
     )
     yield from (o[1] for o in out.values())
 
@@ -324,4 +334,4 @@ def ml_options_direction_champion(
                     "action": "already champion" if cur == str(r.model_version) else f"promoted (was {cur})",
                 }
             )
-    return dg.MaterializeResult(metadata={"champions": md_table(pd.DataFrame(rows))})
+    return dg.MaterializeResult(metadata=rounded({"champions": md_table(pd.DataFrame(rows))}))

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from assets.checks import count_result
-from assets.common import POOL, if_unchanged, md_table
+from assets.common import POOL, if_unchanged, md_table, rounded
 from assets.keys import (
     GROUP_OPTIONS,
     ONCHAIN_DAILY,
@@ -63,7 +63,7 @@ def features_onchain(context: dg.AssetExecutionContext, warehouse: WarehouseReso
         inputs = readers.asset_fingerprints(["market.onchain_daily", "market.sentiment_daily"])
         fp = io.inputs_fingerprint(con, inputs, extra=cfg.options_desk.regimes.model_dump_json() + CODE_VERSION)
         if skip := if_unchanged(
-            con, "features.onchain", fp, "inputs unchanged; not recomputed", checks=(ONE_ROW_PER_DAY,)
+            context, con, "features.onchain", fp, "inputs unchanged; not recomputed", checks=(ONE_ROW_PER_DAY,)
         ):
             return skip
         onchain = readers.table(con, "market.onchain_daily", order_by="date")
@@ -77,7 +77,7 @@ def features_onchain(context: dg.AssetExecutionContext, warehouse: WarehouseReso
             io.record_inputs(con, "features.onchain", fp)
     dup, daily = calendar_defects(f["date"])
     check = count_result(ONE_ROW_PER_DAY, dup + (0 if daily else 1), "duplicates_or_gaps")
-    return dg.MaterializeResult(metadata=_features_metadata(f, agree), check_results=[check])
+    return dg.MaterializeResult(metadata=rounded(_features_metadata(f, agree)), check_results=[check])
 
 
 def _features_metadata(f: pd.DataFrame, agree: pd.DataFrame) -> dict:
@@ -90,7 +90,7 @@ def _features_metadata(f: pd.DataFrame, agree: pd.DataFrame) -> dict:
         "last_date": str(f["date"].max().date()),
         "features": len(FEATURE_COLUMNS),
         "sources_days": md_table(sources.fillna(0).astype(int).reset_index()),
-        "primary_vs_proxy_agreement": md_table(agree.round({"exact_agreement": 4, "direction_agreement": 4})),
+        "primary_vs_proxy_agreement": md_table(agree),
     }
 
 
@@ -138,36 +138,49 @@ def _results(daily: pd.DataFrame, trades: pd.DataFrame, unchanged: bool):
     taken = trades[trades["cooldown_status"] == "taken"]
     yield dg.MaterializeResult(
         asset_key=OPTIONS_DAILY,
-        metadata={
-            **status,
-            "dagster/row_count": len(daily),
-            "last_day": str(pd.Timestamp(daily["date"].iloc[-1]).date()),
-            "states_by_year": md_table(
-                daily.assign(year=pd.to_datetime(daily["date"]).dt.year)
-                .groupby(["year", "state"])
-                .size()
-                .unstack(fill_value=0)
-                .reset_index(),
-                40,
-            ),
-            "latest": md_table(
-                daily.tail(5)[["date", "state", "score", "confidence", "overlay", "size", "state_reason"]]
-            ),
-        },
+        metadata=rounded(
+            {
+                **status,
+                "dagster/row_count": len(daily),
+                "last_day": str(pd.Timestamp(daily["date"].iloc[-1]).date()),
+                "states_by_year": md_table(
+                    daily.assign(year=pd.to_datetime(daily["date"]).dt.year)
+                    .groupby(["year", "state"])
+                    .size()
+                    .unstack(fill_value=0)
+                    .reset_index(),
+                    40,
+                ),
+                "latest": md_table(
+                    daily.tail(5)[["date", "state", "score", "confidence", "overlay", "size", "state_reason"]]
+                ),
+            }
+        ),
     )
     yield dg.MaterializeResult(
         asset_key=OPTIONS_TRADES,
-        metadata={
-            **status,
-            "dagster/row_count": len(trades),
-            "taken": len(taken),
-            "taken_by_type": md_table(taken["trade_type"].value_counts().rename_axis("trade_type").reset_index()),
-            "latest_taken": md_table(
-                taken.tail(10)[
-                    ["date", "trade_type", "structure", "strike_long", "strike_short", "expiry", "size", "confidence"]
-                ]
-            ),
-        },
+        metadata=rounded(
+            {
+                **status,
+                "dagster/row_count": len(trades),
+                "taken": len(taken),
+                "taken_by_type": md_table(taken["trade_type"].value_counts().rename_axis("trade_type").reset_index()),
+                "latest_taken": md_table(
+                    taken.tail(10)[
+                        [
+                            "date",
+                            "trade_type",
+                            "structure",
+                            "strike_long",
+                            "strike_short",
+                            "expiry",
+                            "size",
+                            "confidence",
+                        ]
+                    ]
+                ),
+            }
+        ),
     )
     yield count_result(STATES_VALID, invalid_states(daily, STATES), asset=OPTIONS_DAILY)
     yield dg.AssetCheckResult(
@@ -175,7 +188,7 @@ def _results(daily: pd.DataFrame, trades: pd.DataFrame, unchanged: bool):
         asset_key=OPTIONS_DAILY,
         passed=bool(share < 0.5),
         severity=dg.AssetCheckSeverity.WARN,
-        metadata={"unavailable_share_90d": share, **window, "reasons": md_table(reasons)},
+        metadata=rounded({"unavailable_share_90d": share, **window, "reasons": md_table(reasons)}),
     )
 
 

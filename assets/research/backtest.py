@@ -15,7 +15,7 @@ import pandas as pd
 from pydantic import Field
 
 from assets.checks import reconcile_result
-from assets.common import POOL, if_unchanged, md_table, png_md
+from assets.common import POOL, if_unchanged, md_table, png_md, rounded
 from assets.keys import ACCOUNTING_RECONCILES, BASELINE, BASELINE_BACKTEST, GROUP_RESEARCH
 from pipeline.config import settings
 from pipeline.core.backtest import equity_plot, long_flat_backtest, long_flat_params
@@ -67,9 +67,8 @@ class BacktestRunConfig(dg.Config):
 
 def _compare(m: dict, bench: dict) -> pd.DataFrame:
     """Strategy next to buy-and-hold, one row per summary metric (rounded for display)."""
-    r4 = lambda v: round(v, 4) if isinstance(v, float) else v  # noqa: E731
     return pd.DataFrame(
-        [{"metric": k, "strategy": r4(m.get(k)), "buy_and_hold": r4(bench.get(k))} for k in SUMMARY_KEYS]
+        [{"metric": k, "strategy": rounded(m.get(k)), "buy_and_hold": rounded(bench.get(k))} for k in SUMMARY_KEYS]
     )
 
 
@@ -174,7 +173,7 @@ def backtest_baseline(
         stored = _stored(con, run_id)
         checks = (ACCOUNTING_RECONCILES,)
         if skip := if_unchanged(
-            con, f"backtest.{bt.strategy}", fp, SKIPPED, checks=checks, metadata=stored, force=config.force
+            context, con, f"backtest.{bt.strategy}", fp, SKIPPED, checks=checks, metadata=stored, force=config.force
         ):
             return skip
         preds, bars, fine = _read(con, ex, b, bt, symbols)
@@ -200,7 +199,7 @@ def backtest_baseline(
         runs.write_backtest(con, row, runs.simulator_trades(out.trades), eq)
         io.record_inputs(con, f"backtest.{bt.strategy}", _fingerprint(con, run_id, blob))  # with the run now stored
     return dg.MaterializeResult(
-        metadata=_metadata(run_id, bt, symbols, out, m, bench, png, logged),
+        metadata=rounded(_metadata(run_id, bt, symbols, out, m, bench, png, logged)),
         check_results=[reconcile_result(float(eq["equity"].iloc[-1]), bt.init_cash, out.trades)],
     )
 
@@ -253,7 +252,7 @@ def _metadata(run_id: str, bt, symbols: list[str], out, m: dict, bench: dict, pn
         "universe": ", ".join(symbols),
         "costs": _costs_text(bt),
         "metrics_vs_buy_and_hold": md_table(_compare(m, bench)),
-        "per_symbol": md_table(out.per_symbol.round(4)),
+        "per_symbol": md_table(out.per_symbol),
         "n_trades": len(out.trades),
         "exit_reasons": md_table(out.trades["exit_reason"].value_counts().rename_axis("reason").reset_index()),
         "equity": png_md(png, "equity"),

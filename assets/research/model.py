@@ -1,9 +1,9 @@
 """Group ``research``: the baseline direction model (walk-forward, calibrated, MLflow) and its ``@champion`` promotion.
 
 ``ml/baseline_direction`` trains and registers a version every time its inputs change and stores its
-out-of-sample predictions (the backtest uses them whatever the verdict). ``ml/baseline_direction_evaluation``
+out-of-sample predictions (the backtest uses them whatever the verdict). ``ml/baseline_gate``
 carries the blocking check ``promotion_gate``: the promotion criteria of ``trader.yaml`` applied to the
-out-of-sample calibrated scores and compared with the current champion. ``ml/baseline_direction_champion``
+out-of-sample calibrated scores and compared with the current champion. ``ml/baseline_champion``
 moves the alias and only runs when the gate passed, so a worse model is logged and registered but never served.
 """
 
@@ -129,7 +129,9 @@ def ml_baseline_direction(
         stored = _stored_scores(con, b.name)
         # skip only while a trained version is stored (a deleted ml.model_runs row retrains)
         if stored and (
-            skip := if_unchanged(con, "ml.baseline_direction", fp, SKIPPED, metadata=stored, force=config.force)
+            skip := if_unchanged(
+                context, con, "ml.baseline_direction", fp, SKIPPED, metadata=stored, force=config.force
+            )
         ):
             return skip
         series = {s: readers.series(con, ex, s, b.timeframe) for s in dict.fromkeys([*b.train_symbols, *symbols])}
@@ -139,7 +141,7 @@ def ml_baseline_direction(
     preds = predictions_for(series, symbols, b, run)
     with warehouse.connect() as con:
         row = _record_version(con, run, preds, logged, b, ex, context.run_id, fp)
-    return dg.MaterializeResult(metadata=_metadata(run, preds, logged, row, report, b))
+    return dg.MaterializeResult(metadata=rounded(_metadata(run, preds, logged, row, report, b)))
 
 
 SKIPPED = "features and configuration unchanged; model not retrained"
@@ -197,9 +199,9 @@ def _metadata(run, preds: pd.DataFrame, logged, row: dict, report: dict, b) -> d
         **version_metadata(logged, b.name, res.scores_raw, res.scores_cal, res.train_seconds, row),
         "rows": len(run.data),
         "folds": len(run.folds),
-        "folds_table": md_table(res.folds.round({c: 4 for c in res.folds.select_dtypes("float").columns}), 100),
-        "scores_by_regime": md_table(report["by_regime"].round(4)),
-        "scores_by_symbol": md_table(report["by_symbol"].round(4)),
+        "folds_table": md_table(res.folds, 100),
+        "scores_by_regime": md_table(report["by_regime"]),
+        "scores_by_symbol": md_table(report["by_symbol"]),
         "reliability": png_md(report["png"], "reliability"),
         "prediction_rows": len(preds),
     }

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from assets.checks import books_reconcile_result
-from assets.common import POOL, if_unchanged, md_table, png_md
+from assets.common import POOL, if_unchanged, md_table, png_md, rounded
 from assets.keys import ACCOUNTING_RECONCILES, GROUP_SETUPS, SETUP_BACKTEST, SETUPS
 from assets.setup_scanner.common import CODE_VERSION, chain_fingerprint, execute, execute_book, model_in_force
 from pipeline.config import settings
@@ -139,7 +139,7 @@ def backtest_setup_scanner(
     sc = cfg.setup_scanner
     with warehouse.connect() as con:
         fp = chain_fingerprint(con, sc, model_in_force(con, sc)) + METRICS_VERSION  # new definitions re-score
-        if skip := if_unchanged(con, "backtest.setup_scanner", fp, SKIPPED, checks=(ACCOUNTING_RECONCILES,)):
+        if skip := if_unchanged(context, con, "backtest.setup_scanner", fp, SKIPPED, checks=(ACCOUNTING_RECONCILES,)):
             return skip
         gated = readers.table(con, "signals.setups")
         if gated.empty:
@@ -161,11 +161,13 @@ def backtest_setup_scanner(
             io.record_inputs(con, "backtest.setup_scanner", fp)
     finals = {k: (float(p["equity"].iloc[-1]), t) for k, (p, t, _) in books.items()}
     return dg.MaterializeResult(
-        metadata={
-            "run_ids": ", ".join(f"{n}-{run['suffix']}" for n in books),
-            **_report(books, bm, bench, mode, start, end, sc),
-            **{f"mlflow_{n}": dg.MetadataValue.url(lr.url) for n, lr in logged.items()},
-        },
+        metadata=rounded(
+            {
+                "run_ids": ", ".join(f"{n}-{run['suffix']}" for n in books),
+                **_report(books, bm, bench, mode, start, end, sc),
+                **{f"mlflow_{n}": dg.MetadataValue.url(lr.url) for n, lr in logged.items()},
+            }
+        ),
         check_results=[books_reconcile_result(finals, sc.init_cash)],
     )
 
@@ -235,14 +237,13 @@ def _shared_run(
 
 
 def _report(books: dict, bm: dict, bench: pd.DataFrame, mode: str, start: int, end: int, sc) -> dict:
-    r4 = lambda v: round(v, 4) if isinstance(v, float) else v  # noqa: E731
     compare = pd.DataFrame(
         [
             {
                 "metric": k,
-                "gated": r4(books["setup_gated"][2].get(k)),
-                "ungated": r4(books["setup_ungated"][2].get(k)),
-                "buy_and_hold": r4(bm.get(k)),
+                "gated": rounded(books["setup_gated"][2].get(k)),
+                "ungated": rounded(books["setup_ungated"][2].get(k)),
+                "buy_and_hold": rounded(bm.get(k)),
             }
             for k in SUMMARY_METRICS
         ]

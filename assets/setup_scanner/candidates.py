@@ -11,7 +11,7 @@ import dagster as dg
 import pandas as pd
 
 from assets.checks import count_result
-from assets.common import POOL, if_unchanged, md_table
+from assets.common import POOL, if_unchanged, md_table, rounded
 from assets.keys import FEATURES, GROUP_SETUPS, PLANS_CONSISTENT, REGIMES, SETUP_CANDIDATES
 from pipeline.config import settings
 from pipeline.core.setups import candidates, plan_outcomes
@@ -79,7 +79,6 @@ def _report(out: pd.DataFrame) -> dict:
     summary = (
         closed.groupby(["symbol", "timeframe"])
         .agg(candidates=("win", "size"), win_rate=("win", "mean"), avg_net_pct=("net_pct", "mean"))
-        .round(4)
         .reset_index()
     )
     return {
@@ -121,7 +120,7 @@ def signals_setup_candidates(context: dg.AssetExecutionContext, warehouse: Wareh
     with warehouse.connect() as con:
         fp = _fingerprint(con, sc, symbols, tfs)
         if skip := if_unchanged(
-            con, "signals.setup_candidates", fp, "inputs unchanged; not rescanned", checks=(PLANS_CONSISTENT,)
+            context, con, "signals.setup_candidates", fp, "inputs unchanged; not rescanned", checks=(PLANS_CONSISTENT,)
         ):
             return skip
         out = scan(con, sc, ex, symbols, tfs)
@@ -132,5 +131,5 @@ def signals_setup_candidates(context: dg.AssetExecutionContext, warehouse: Wareh
             io.record_inputs(con, "signals.setup_candidates", fp)
     bad = inconsistent_plans(out[out["reject_reason"].isna()], sc.risk.max_leverage)
     return dg.MaterializeResult(
-        metadata=_report(out), check_results=[count_result(PLANS_CONSISTENT, bad, "inconsistent_plans")]
+        metadata=rounded(_report(out)), check_results=[count_result(PLANS_CONSISTENT, bad, "inconsistent_plans")]
     )

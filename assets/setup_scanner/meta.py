@@ -3,15 +3,15 @@
 ``ml/setup_meta`` builds the dataset from ``signals.setup_candidates`` (valid plans, label = TP1 before the stop,
 pure code in :mod:`models.setup_meta`), fits the purged walk-forward with isotonic calibration, logs an MLflow run
 (experiment ``setup_scanner``), registers a version and stores every candidate's point-in-time p(win) in
-``ml.setup_meta_scores``. ``ml/setup_meta_evaluation`` carries the blocking ``promotion_gate`` check and
-``ml/setup_meta_champion`` moves the alias (factory :func:`assets.promotion.promotion_assets`). Both run at a higher
+``ml.setup_meta_scores``. ``ml/setup_meta_gate`` carries the blocking ``promotion_gate`` check and
+``ml/setup_champion`` moves the alias (factory :func:`assets.promotion.promotion_assets`). Both run at a higher
 Dagster priority so that, inside one run, the gate and the promotion happen before the signals are gated.
 """
 
 import dagster as dg
 import pandas as pd
 
-from assets.common import POOL, TrainConfig, if_unchanged, md_table, png_md, version_metadata
+from assets.common import POOL, TrainConfig, if_unchanged, md_table, png_md, rounded, version_metadata
 from assets.keys import GROUP_SETUPS, SETUP_CANDIDATES, SETUP_META, SETUP_META_CHAMPION, SETUP_META_EVALUATION
 from assets.promotion import promotion_assets
 from assets.setup_scanner.common import series_by_key
@@ -113,7 +113,7 @@ def ml_setup_meta(
     m, ex = cfg.setup_scanner.meta, cfg.exchange.id
     with warehouse.connect() as con:
         fp = _fingerprint(con, m)
-        if skip := if_unchanged(con, "ml.setup_meta", fp, SKIPPED, force=config.force):
+        if skip := if_unchanged(context, con, "ml.setup_meta", fp, SKIPPED, force=config.force):
             return skip
         data = load_dataset(con, ex)
     fit = fit_configured(data, m)
@@ -124,7 +124,7 @@ def ml_setup_meta(
     )
     with warehouse.connect() as con:
         row = _record_version(con, fit, data, scored, logged, m, context.run_id, fp)
-    return dg.MaterializeResult(metadata=_metadata(fit, scored, logged, row, report, m))
+    return dg.MaterializeResult(metadata=rounded(_metadata(fit, scored, logged, row, report, m)))
 
 
 SKIPPED = "candidates and configuration unchanged; model not retrained"
@@ -173,8 +173,8 @@ def _metadata(fit, scored: pd.DataFrame, logged, row: dict, report: dict, m) -> 
         "labelled_rows": fit.labelled_rows,
         "scored_candidates": int(scored["fold"].ge(0).sum()),
         "folds": len(fit.folds),
-        "scores_by_timeframe": md_table(scores_by(report["oof"], "timeframe").round(4)),
-        "reliability_table": md_table(report["rel"].round(4)),
+        "scores_by_timeframe": md_table(scores_by(report["oof"], "timeframe")),
+        "reliability_table": md_table(report["rel"]),
         "reliability": png_md(report["png"], "reliability"),
     }
 

@@ -11,7 +11,7 @@ import dagster as dg
 import pandas as pd
 from pydantic import Field
 
-from assets.common import POOL, md_table
+from assets.common import POOL, md_table, rounded
 from assets.keys import GROUP_SETUPS, SETUP_CANDIDATES, SETUP_RETRO, SETUPS
 from assets.setup_scanner.common import execute, gated_candidates
 from pipeline.config import settings
@@ -83,13 +83,13 @@ def signals_setup_retro(
         if sig.empty:
             status = "no gated signals in that window; table not replaced"
             return dg.MaterializeResult(
-                metadata={"status": status, "candidates": len(c), "signals": 0, "gate_mode": mode}
+                metadata=rounded({"status": status, "candidates": len(c), "signals": 0, "gate_mode": mode})
             )
         each = sc.init_cash / max(1, c.groupby(["symbol", "timeframe"]).ngroups)
         st, _, _ = execute(con, sc, ex, sig, "p_win" if mode == "p_win" else "ev_pct", each, int(sig["ts"].min()))
         res = pd.concat([sig[SIGNAL_COLUMNS], st], axis=1).assign(gate_mode=mode, retro_at=io.now_utc())
         io.replace_table(con, "signals.setup_retro", res.reset_index(drop=True))
-    return dg.MaterializeResult(metadata=_report(res, c, sig, mode, config))
+    return dg.MaterializeResult(metadata=rounded(_report(res, c, sig, mode, config)))
 
 
 def _report(res: pd.DataFrame, c: pd.DataFrame, sig: pd.DataFrame, mode: str, config: RetroScanConfig) -> dict:
@@ -103,5 +103,5 @@ def _report(res: pd.DataFrame, c: pd.DataFrame, sig: pd.DataFrame, mode: str, co
         "closed_trades": int(res["status"].isin(CLOSED_STATUSES).sum()),
         "gate_mode": mode,
         "statuses": md_table(res["status"].value_counts().rename_axis("status").reset_index()),
-        "per_pair": md_table(executed_by_series(res).round(4)),
+        "per_pair": md_table(executed_by_series(res)),
     }

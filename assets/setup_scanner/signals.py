@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from assets.checks import count_result
-from assets.common import POOL, if_unchanged, md_table
+from assets.common import POOL, if_unchanged, md_table, rounded
 from assets.keys import GROUP_SETUPS, SETUP_CANDIDATES, SETUP_META, SETUP_THRESHOLDS, SETUPS, STATUSES_VALID
 from assets.setup_scanner.common import (
     CODE_VERSION,
@@ -72,9 +72,9 @@ def _thresholds_report(rows: pd.DataFrame, lab: pd.DataFrame, end: int, g, model
         "mode": "EV %" if g.use_ev else "p(win)",
         "target_winrate": g.target_winrate_pct / 100,
         "tuned_pairs_latest": int(last["threshold"].notna().sum()),
-        "latest_thresholds": md_table(show.round({"threshold": 4, "coverage": 4, "winrate": 4}), 40),
-        "coverage_vs_winrate": md_table(pooled["table"].round(4), 40),
-        "target_reach": md_table(reach.round(4), 40),
+        "latest_thresholds": md_table(show, 40),
+        "coverage_vs_winrate": md_table(pooled["table"], 40),
+        "target_reach": md_table(reach, 40),
         "best_winrate_max": float(reach["best_winrate"].max()) if reach["best_winrate"].notna().any() else None,
     }
 
@@ -99,6 +99,7 @@ def signals_setup_thresholds(
         champ = model_in_force(con, sc, mlflow)
         fp = chain_fingerprint(con, sc, champ)
         if skip := if_unchanged(
+            context,
             con,
             "signals.setup_thresholds",
             fp,
@@ -123,7 +124,7 @@ def signals_setup_thresholds(
             io.replace_table(con, "signals.setup_thresholds", rows)
             io.record_inputs(con, "signals.setup_thresholds", fp)
     return dg.MaterializeResult(
-        metadata=_thresholds_report(rows, lab, int(c["ts"].max()), sc.gating, str(champ.model_version))
+        metadata=rounded(_thresholds_report(rows, lab, int(c["ts"].max()), sc.gating, str(champ.model_version)))
     )
 
 
@@ -173,13 +174,12 @@ def _signals_report(sig: pd.DataFrame, c: pd.DataFrame, mode: str) -> dict:
         "threshold_sources": md_table(
             sig["threshold_source"].str.split(":").str[0].value_counts().rename_axis("source").reset_index()
         ),
-        "gated_vs_all_scored": md_table(summary.round(4)),
+        "gated_vs_all_scored": md_table(summary),
         "executed_win_rate": float((closed["net_pct"] > 0).mean()) if len(closed) else None,
         "executed_avg_net_pct": float(closed["net_pct"].mean()) if len(closed) else None,
         "latest": md_table(
-            latest[
-                ["symbol", "timeframe", "ts", "side", "entry", "sl", "tp1", "tp2", "p_win", "ev_pct", "status"]
-            ].round({"p_win": 4, "ev_pct": 4})
+            latest[["symbol", "timeframe", "ts", "side", "entry", "sl", "tp1", "tp2", "p_win", "ev_pct", "status"]],
+            digits=6,  # price levels
         ),
     }
 
@@ -213,6 +213,7 @@ def signals_setups(
     with warehouse.connect() as con:
         fp = chain_fingerprint(con, sc, model_in_force(con, sc, mlflow))
         if skip := if_unchanged(
+            context,
             con,
             "signals.setups",
             fp,
@@ -238,5 +239,6 @@ def signals_setups(
             io.replace_table(con, "signals.setups", sig.reset_index(drop=True))
             io.record_inputs(con, "signals.setups", fp)
     return dg.MaterializeResult(
-        metadata=_signals_report(sig, c, mode), check_results=[count_result(STATUSES_VALID, invalid_signals(sig))]
+        metadata=rounded(_signals_report(sig, c, mode)),
+        check_results=[count_result(STATUSES_VALID, invalid_signals(sig))],
     )

@@ -218,7 +218,7 @@ def execute(
     job = defs.resolve_job_def(job_name)
     run_config = {}
     if full_refresh:
-        ops = {"raw__ohlcv", "market__ohlcv", "features__technical", "regimes__market"}
+        ops = {"raw__ingested_ohlcv", "market__ohlcv", "features__technical", "regimes__market"}
         run_config = {
             "ops": {k: {"config": {"full_refresh": True}} for k in ops if k in {n.name for n in job.graph.node_defs}}
         }

@@ -83,9 +83,9 @@ def train(force: bool = typer.Option(False, help="Retrain even if features and c
             _folds(md["mlflow_run_id"]),
             f"Folds of MLflow run {md['mlflow_run_id']}",
         )
-    ev = common.asset_metadata(r, ["ml", "baseline_direction_evaluation"])
+    ev = common.asset_metadata(r, ["ml", "baseline_gate"])
     common.print_md(f"Promotion gate: {ev.get('verdict', '?')}", ev.get("rules"))
-    ch = common.asset_metadata(r, ["ml", "baseline_direction_champion"])
+    ch = common.asset_metadata(r, ["ml", "baseline_champion"])
     if ch:
         console.print(f"champion: {ch.get('champion')} -> version {ch.get('version')}")
     console.print(

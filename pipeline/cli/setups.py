@@ -124,7 +124,7 @@ def calibrate_meta() -> None:
 
     t0 = time.time()
     r = _job("setup_calibrate_job")
-    ev = asset_metadata(r, ["ml", "setup_meta_evaluation"])
+    ev = asset_metadata(r, ["ml", "setup_meta_gate"])
     print_md(f"Promotion gate: {ev.get('verdict', '?')}", ev.get("rules"))
     s = read(
         """SELECT p_cal, win FROM ml.setup_meta_scores WHERE mlflow_run_id = ? AND p_cal IS NOT NULL AND win IS NOT NULL""",

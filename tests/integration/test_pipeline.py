@@ -92,8 +92,8 @@ def test_full_chain_then_noop_then_append(resources, instance, data_dir, built_w
     before = _q(resources, "SELECT count(*) n, sum(hash(*columns(*))) h FROM features.technical")
     r2 = _run(resources, instance)
     assert r2.success
-    assert _meta(r2, ["raw", "ohlcv"])["new_rows"].value == 0
-    assert _meta(r2, ["features", "technical"])["new_rows"].value == 0
+    assert _meta(r2, ["raw", "ingested_ohlcv"])["run_new_rows"].value == 0
+    assert _meta(r2, ["features", "technical"])["run_new_rows"].value == 0
     pd.testing.assert_frame_equal(
         before, _q(resources, "SELECT count(*) n, sum(hash(*columns(*))) h FROM features.technical")
     )
@@ -106,8 +106,8 @@ def test_full_chain_then_noop_then_append(resources, instance, data_dir, built_w
         extra.to_csv(fh, header=False, index=False)
     r3 = _run(resources, instance)
     assert r3.success
-    assert _meta(r3, ["raw", "ohlcv"])["new_rows"].value == 48
-    assert _meta(r3, ["features", "technical"])["new_rows"].value in (
+    assert _meta(r3, ["raw", "ingested_ohlcv"])["run_new_rows"].value == 48
+    assert _meta(r3, ["features", "technical"])["run_new_rows"].value in (
         48,
         48 + 12,
         48 + 12 + 2,

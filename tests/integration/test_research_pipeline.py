@@ -3,6 +3,7 @@ real BTC/ETH candles, with a real MLflow store (sqlite + artifact folder) in a t
 
 import contextlib
 import json
+import re
 
 import dagster as dg
 import duckdb
@@ -44,7 +45,45 @@ def _meta(result, key):
     return ev[-1].materialization.metadata if ev else None
 
 
-def _check(result, name, asset=("ml", "baseline_direction_evaluation")):
+#: assets that skip on a no-op run and must carry their figures forward
+CARRIED = [
+    ["ml", "baseline_direction"],
+    ["backtest", "baseline"],
+    ["ml", "options_direction"],
+    ["backtest", "options_desk"],
+    ["features", "onchain"],
+    ["ml", "setup_meta"],
+    ["signals", "setup_thresholds"],
+    ["signals", "setups"],
+    ["backtest", "setup_scanner"],
+]
+
+
+DECIMAL = re.compile(r"(?<![\d:.])\d+\.\d+")  # not the seconds of a timestamp (23:59:59.999000)
+
+
+def _significant(token: str) -> int:
+    """Significant digits of a printed decimal: ``0.0001627`` → 4, ``52.35`` → 4, ``0.123456789`` → 9."""
+    return len(token.replace(".", "").lstrip("0"))
+
+
+def _assert_rounded(result):
+    """No metadata float of ``result``'s materialisations and checks shows more than 4 significant digits (integer
+    parts kept), and no markdown table prints a float unrounded."""
+    from assets.common import rounded
+
+    events = [e.materialization.metadata for e in result.get_asset_materialization_events()]
+    events += [e.metadata for e in result.get_asset_check_evaluations()]
+    for md in events:
+        for name, v in md.items():
+            if isinstance(v, dg.FloatMetadataValue) and v.value is not None:
+                assert v.value == rounded(v.value), (name, v.value)
+            if isinstance(v, dg.MarkdownMetadataValue) and "data:image" not in v.value:
+                long = [t for t in DECIMAL.findall(v.value) if _significant(t) > 6]  # price tables keep 6 digits
+                assert not long, (name, long[:3])
+
+
+def _check(result, name, asset=("ml", "baseline_gate")):
     """The evaluation of check ``name`` (``promotion_gate`` exists on several assets: ``asset`` disambiguates)."""
     hits = [e for e in result.get_asset_check_evaluations() if e.check_name == name]
     return next((e for e in hits if e.asset_key == dg.AssetKey(list(asset))), hits[0])
@@ -112,6 +151,9 @@ def test_train_gate_promote_backtest_then_refuse_a_failing_model(resources, monk
         r1 = _run(resources, instance)
         assert r1.success
         assert _check(r1, "promotion_gate").passed and _check(r1, "accounting_reconciles").passed
+        # every float the UI shows is rounded by the one metadata helper (issue 14 item 4); MLflow links open the UI
+        _assert_rounded(r1)
+        assert _meta(r1, ["ml", "baseline_direction"])["mlflow_run"].value.startswith("http://127.0.0.1:5000/#/")
         # every stored fill of every candle-priced desk was traded in its bar (allowing slippage)
         fills = _q(resources, FILLS_OUTSIDE_BARS).set_index("desk")
         assert {"research", "setup_scanner"} <= set(fills.index) and (fills["fills"] > 0).all(), fills
@@ -294,7 +336,7 @@ def test_train_gate_promote_backtest_then_refuse_a_failing_model(resources, monk
         from models.setup_meta import META_FEATURES
         from pipeline.core.setups import SIGNAL_STATUSES
 
-        assert _check(r1, "promotion_gate", ("ml", "setup_meta_evaluation")).passed
+        assert _check(r1, "promotion_gate", ("ml", "setup_meta_gate")).passed
         assert str(trk.champion("setup_meta").version) == "1"
         _assert_mlflow_ui_records(trk, resources)
         setups = _q(resources, "SELECT * FROM signals.setups")
@@ -371,6 +413,16 @@ def test_train_gate_promote_backtest_then_refuse_a_failing_model(resources, monk
         for k in (["signals", "setup_thresholds"], ["signals", "setups"], ["backtest", "setup_scanner"]):
             assert "unchanged" in _meta(r2, k)["status"].value
         assert len(_q(resources, "SELECT * FROM ml.model_runs")) == 4  # baseline + p_long + p_short + setup_meta
+        # ... and the latest materialisation of every skipped asset still shows the figures, tables and plots of the
+        # run that computed them (issue 14 item 1), pointing at that run
+        for k in CARRIED:
+            first, latest = _meta(r1, k), instance.get_latest_materialization_event(dg.AssetKey(k))
+            shown = latest.asset_materialization.metadata
+            assert latest.run_id == r2.run_id and "status" in shown, k
+            assert set(first) <= set(shown), (k, set(first) - set(shown))
+            assert shown["computed_in_run"].value == r1.run_id, k
+        assert "data:image/png;base64" in _meta(r2, ["ml", "setup_meta"])["reliability"].value
+        assert "data:image/png;base64" in _meta(r2, ["backtest", "setup_scanner"])["equity"].value
 
         # a retrained model that fails the criteria is registered but never promoted; the rest still runs
         strict = settings().model_copy(deep=True)
@@ -383,7 +435,7 @@ def test_train_gate_promote_backtest_then_refuse_a_failing_model(resources, monk
         gate = _check(r3, "promotion_gate")
         assert not gate.passed and "FAIL auc" in gate.metadata["reasons"].value
         assert not r3.success  # the failed blocking check is visible as a failed step
-        assert _meta(r3, ["ml", "baseline_direction_champion"]) is None  # skipped
+        assert _meta(r3, ["ml", "baseline_champion"]) is None  # skipped
         assert _meta(r3, ["ops", "serving_snapshot"]) is not None  # data publishing is not held hostage
         assert str(trk.champion("baseline_direction").version) == "1"
         runs = _q(
@@ -402,7 +454,7 @@ def test_train_gate_promote_backtest_then_refuse_a_failing_model(resources, monk
         monkeypatch.setattr(om, "settings", lambda: strict_o)
         r4 = _run(resources, instance, {"ops": {"ml__options_direction": {"config": {"force": True}}}})
         assert not _check(r4, "p_long_gate").passed and _check(r4, "p_long_gate").severity == dg.AssetCheckSeverity.WARN
-        assert "v2 failed its gate" in _meta(r4, ["ml", "options_direction_champion"])["champions"].value
+        assert "v2 failed its gate" in _meta(r4, ["ml", "options_champion"])["champions"].value
         assert str(trk.champion("options_p_long").version) == "1"
         assert (
             _q(resources, "SELECT p_long_version FROM signals.options_daily ORDER BY date DESC LIMIT 1")[
@@ -427,9 +479,9 @@ def test_train_gate_promote_backtest_then_refuse_a_failing_model(resources, monk
         monkeypatch.setattr(sm, "settings", lambda: strict_s)
         monkeypatch.setattr(promotion, "settings", lambda: strict_s)
         r5 = _run(resources, instance, {"ops": {"ml__setup_meta": {"config": {"force": True}}}})
-        gate_s = _check(r5, "promotion_gate", ("ml", "setup_meta_evaluation"))
+        gate_s = _check(r5, "promotion_gate", ("ml", "setup_meta_gate"))
         assert not gate_s.passed and "FAIL auc" in gate_s.metadata["reasons"].value
-        assert _meta(r5, ["ml", "setup_meta_champion"]) is None and str(trk.champion("setup_meta").version) == "1"
+        assert _meta(r5, ["ml", "setup_champion"]) is None and str(trk.champion("setup_meta").version) == "1"
         assert _meta(r5, ["signals", "setups"]) is not None
         after = _q(resources, "SELECT DISTINCT model_version FROM signals.setups")
         assert after["model_version"].tolist() == ["setup_meta v1"]
@@ -465,7 +517,7 @@ def _live_scan_in_fresh_process(resources, instance, trk):
         more = real[(real["timestamp"] > last) & (real["timestamp"] <= last + 14 * 86_400_000)]
         pd.concat([have, more]).to_csv(f, index=False)
     candles = dg.AssetSelection.keys(
-        ["raw", "ohlcv"], ["market", "ohlcv"], ["features", "technical"], ["regimes", "market"]
+        ["raw", "ingested_ohlcv"], ["market", "ohlcv"], ["features", "technical"], ["regimes", "market"]
     )
     assert dg.materialize(
         ALL_ASSETS, resources=resources, instance=instance, tags=full_range_tags(), selection=candles

@@ -105,7 +105,7 @@ def _hashes(path: str) -> dict:
 _CLEAN: dict = {}  # hashes of one clean, uninterrupted ingest of the test slice (the same for every kill point)
 
 
-@pytest.mark.parametrize("kill_at", ["raw__ohlcv", "market__sentiment_daily"])
+@pytest.mark.parametrize("kill_at", ["raw__ingested_ohlcv", "market__sentiment_daily"])
 def test_kill_9_during_ingest_then_next_run_recovers(env, resources, kill_at):
     """Killed at two points of a run (the candle step, the sentiment step that runs beside it under the pool)."""
     inst = _instance(env)
@@ -132,7 +132,7 @@ def test_kill_9_during_ingest_then_next_run_recovers(env, resources, kill_at):
     assert latest.status == dg.DagsterRunStatus.SUCCESS and latest.tags[PID_TAG] != str(os.getpid())
     # issue 14 items 2 and 9: a run of the code location's job, shown step by step, its full log in the log file
     assert_run_of_the_code_location(latest, "ingest_job")
-    assert re.search(r"✓ raw__ohlcv +\d+\.\ds  raw/ohlcv \(\d+ partitions\)", out.stdout), out.stdout[-3000:]
+    assert re.search(r"✓ raw__ingested_ohlcv +\d+\.\ds  raw/ingested_ohlcv \(\d+ partitions\)", out.stdout), out.stdout[-3000:]
     log = Path(env["TRADER_CONFIG"]).parent / "cli_wh" / "logs" / f"{latest.run_id}.log"
     assert "ingest_job succeeded in " in out.stdout and f"log {log}" in out.stdout
     assert "DEBUG" not in out.stdout and "STEP_SUCCESS" in log.read_text() and "PIPELINE_SUCCESS" in log.read_text()
@@ -163,7 +163,7 @@ def _live_holder(inst: dg.DagsterInstance, holder: subprocess.Popen) -> str:
     run = inst.create_run_for_job(dg.GraphDefinition("holder").to_job(), tags=tags, status=dg.DagsterRunStatus.STARTED)
     storage = inst.event_log_storage
     storage.initialize_concurrency_limit_to_default(POOL)
-    assert storage.claim_concurrency_slot(POOL, run.run_id, "raw__ohlcv").is_claimed
+    assert storage.claim_concurrency_slot(POOL, run.run_id, "raw__ingested_ohlcv").is_claimed
     return run.run_id
 
 
