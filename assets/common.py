@@ -96,6 +96,14 @@ def carried_forward(context: dg.AssetExecutionContext, metadata: dict, asset_key
 LOOK_BACK = 20
 
 
+def with_integrity(per_slice: pd.DataFrame, integ: pd.DataFrame) -> pd.DataFrame:
+    """``per_slice`` (one row per ``symbol, timeframe``) left-joined with :func:`warehouse.quality.candle_integrity`'s
+    figures; unchanged when ``integ`` has no columns (no slice of the run has a stored row, e.g. every one rejected)."""
+    if not {"symbol", "timeframe"} <= set(integ.columns):
+        return per_slice
+    return per_slice.merge(integ, how="left", on=["symbol", "timeframe"])
+
+
 def partition_metadata(context: dg.AssetExecutionContext, per_slice: pd.DataFrame, empty_status: str) -> None:
     """Attach to each partition of this run its OWN figures (issue 14 item 3); the run-wide ``MaterializeResult``
     metadata is shared by every partition's event.

@@ -4,7 +4,17 @@ import dagster as dg
 import pandas as pd
 
 from assets.checks import candle_integrity_result, inputs_valid_result
-from assets.common import POOL, SINGLE_RUN, IncrementalConfig, md_table, partition_metadata, rounded, run_slices, ts_iso
+from assets.common import (
+    POOL,
+    SINGLE_RUN,
+    IncrementalConfig,
+    md_table,
+    partition_metadata,
+    rounded,
+    run_slices,
+    ts_iso,
+    with_integrity,
+)
 from assets.keys import (
     EXTERNAL_DATA_FOLDER,
     EXTERNAL_EXCHANGE,
@@ -339,9 +349,7 @@ def raw_ohlcv(
         changed = {(r["symbol"], r["timeframe"]) for r in report if r["new_rows"] or config.full_refresh}
         integ = cached(con, "raw.ohlcv", ex, slices, changed, lambda c, e, sl: candle_integrity(c, "raw.ohlcv", e, sl))
         orphans = checkpoints_without_rows(con, ex)
-    per_slice = pd.DataFrame(report, columns=["symbol", "timeframe", "new_rows"]).merge(
-        integ, how="left", on=["symbol", "timeframe"]
-    )
+    per_slice = with_integrity(pd.DataFrame(report, columns=["symbol", "timeframe", "new_rows"]), integ)
     partition_metadata(context, per_slice, NO_SOURCE)
     return dg.MaterializeResult(
         metadata=rounded(

@@ -14,6 +14,7 @@ from assets.common import (
     rounded,
     run_slices,
     ts_iso,
+    with_integrity,
 )
 from assets.keys import (
     CANDLE_INTEGRITY,
@@ -192,7 +193,7 @@ def market_ohlcv(
         fresh = freshness(con, ex, slices, origins, now_ms, raw_marks, io.watermarks(con, "market.ohlcv", ex))
         flagged = readers.incomplete_periods(con, ex)
     c = cfg.checks
-    partition_metadata(context, rep.merge(integ, how="left", on=["symbol", "timeframe"]), NO_SOURCE)
+    partition_metadata(context, with_integrity(rep, integ), NO_SOURCE)
     return dg.MaterializeResult(
         metadata={  # shared by every partition of the run; each partition's own figures: partition_metadata
             "run_new_rows": int(rep["new_rows"].sum()),

@@ -420,6 +420,9 @@ def test_train_gate_promote_backtest_then_refuse_a_failing_model(resources, monk
             shown = latest.asset_materialization.metadata
             assert latest.run_id == r2.run_id and "status" in shown, k
             assert set(first) <= set(shown), (k, set(first) - set(shown))
+            if k == ["features", "onchain"]:  # computed by the session's data-chain build in another Dagster instance:
+                assert set(shown) == set(first), k  # r1 found it unchanged too, so there is nothing to carry forward
+                continue
             assert shown["computed_in_run"].value == r1.run_id, k
         assert "data:image/png;base64" in _meta(r2, ["ml", "setup_meta"])["reliability"].value
         assert "data:image/png;base64" in _meta(r2, ["backtest", "setup_scanner"])["equity"].value

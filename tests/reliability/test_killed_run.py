@@ -132,7 +132,9 @@ def test_kill_9_during_ingest_then_next_run_recovers(env, resources, kill_at):
     assert latest.status == dg.DagsterRunStatus.SUCCESS and latest.tags[PID_TAG] != str(os.getpid())
     # issue 14 items 2 and 9: a run of the code location's job, shown step by step, its full log in the log file
     assert_run_of_the_code_location(latest, "ingest_job")
-    assert re.search(r"✓ raw__ingested_ohlcv +\d+\.\ds  raw/ingested_ohlcv \(\d+ partitions\)", out.stdout), out.stdout[-3000:]
+    assert re.search(r"✓ raw__ingested_ohlcv +\d+\.\ds  raw/ingested_ohlcv \(\d+ partitions\)", out.stdout), out.stdout[
+        -3000:
+    ]
     log = Path(env["TRADER_CONFIG"]).parent / "cli_wh" / "logs" / f"{latest.run_id}.log"
     assert "ingest_job succeeded in " in out.stdout and f"log {log}" in out.stdout
     assert "DEBUG" not in out.stdout and "STEP_SUCCESS" in log.read_text() and "PIPELINE_SUCCESS" in log.read_text()

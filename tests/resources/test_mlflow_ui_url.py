@@ -21,4 +21,4 @@ def test_run_links_follow_the_configured_ui(tmp_path, monkeypatch, mlflow_sectio
     cfg = load_config(tmp_path / "trader.yaml")
     assert cfg.mlflow.ui_url == expected
     url = build_resources(cfg)["mlflow"].run_url("7", "abc123")
-    assert url == f"{expected}/#/experiments/7/runs/abc123"
+    assert url == f"{expected}/#/experiments/7/runs/abc123?workflowType=machine_learning"  # the ML view (item 6)
