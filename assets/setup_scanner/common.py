@@ -136,9 +136,9 @@ def execute_book(
     cache = _bars(con, sc, exchange, signals, bars_cache)
     params = execution_params(sc.signals, sc.risk, sc.execution, sc.costs, sc.init_cash)
     port, trades, _ = simulate_book(cache, signals, score, params, sc.init_cash, sc.max_positions, start_ts)
+    traded = set(signals[["symbol", "timeframe"]].itertuples(index=False, name=None))
     closes = {}
     for (sym, tf), b in sorted(cache.items()):
-        if (sym, tf) in set(signals[["symbol", "timeframe"]].itertuples(index=False, name=None)):
-            if tf == "1h" or sym not in closes:
-                closes[sym] = b[b["ts"] >= start_ts][["ts", "close"]]
+        if (sym, tf) in traded and (tf == "1h" or sym not in closes):
+            closes[sym] = b[b["ts"] >= start_ts][["ts", "close"]]
     return port, trades, closes

@@ -295,11 +295,12 @@ def _symbol_curve(ab: dict, j: int, trades: pd.DataFrame, start_cash: float) -> 
         at = np.searchsorted(ts, closed["exit_ts"].to_numpy(np.int64))
         np.add.at(realised, np.clip(at, 0, len(ts) - 1), closed["pnl"].to_numpy())
     realised = np.cumsum(realised)
-    entry = np.zeros(len(ts))
-    for tr in trades.itertuples():  # open PnL of the position held over each bar (entry fee already in pnl at exit)
-        a, b = np.searchsorted(ts, [tr.entry_ts, tr.exit_ts])
-        if tr.exit_reason == "open":
-            b = len(ts)
-        entry[a:b] = tr.entry_price
+    # open PnL of the position held over each bar (entry fee already in pnl at exit): a symbol holds one position at
+    # a time, so a bar with a position belongs to the latest trade entered at or before it
+    by_entry = trades.sort_values("entry_ts", kind="stable")
+    latest = np.full(len(ts), -1)
+    latest[np.searchsorted(ts, by_entry["entry_ts"].to_numpy(np.int64))] = np.arange(len(by_entry))
+    latest = np.maximum.accumulate(latest)
+    entry = np.where(latest >= 0, by_entry["entry_price"].to_numpy(np.float64)[np.maximum(latest, 0)], 0.0)
     open_pnl = np.where(pos != 0, pos * (c - entry), 0.0)
     return ts, start_cash + realised + open_pnl
