@@ -63,6 +63,12 @@ EXIT_REASONS = (
     "denied_max_positions",
     "rebalance",
     "denied_margin",
+    "denied_halted",  # the max-drawdown halt is latched (until EngineState.reset_halt)
+    "denied_daily_loss",  # the UTC-day or rolling-24 h loss limit is reached
+    "denied_gross_cap",
+    "denied_group_cap",
+    "denied_asset_cap",
+    "denied_symbol_positions",
 )
 
 TRADE_COLUMNS = (
@@ -190,6 +196,12 @@ _R_PENDING = EXIT_REASONS.index("pending")
 _R_DENY_MAXPOS = EXIT_REASONS.index("denied_max_positions")
 _R_REBAL = EXIT_REASONS.index("rebalance")
 _R_DENY_MARGIN = EXIT_REASONS.index("denied_margin")
+_R_DENY_HALT = EXIT_REASONS.index("denied_halted")
+_R_DENY_DAILY = EXIT_REASONS.index("denied_daily_loss")
+_R_DENY_GROSS = EXIT_REASONS.index("denied_gross_cap")
+_R_DENY_GROUP = EXIT_REASONS.index("denied_group_cap")
+_R_DENY_ASSET = EXIT_REASONS.index("denied_asset_cap")
+_R_DENY_SYMBOL = EXIT_REASONS.index("denied_symbol_positions")
 _NF = len(TRADE_COLUMNS)
 
 
@@ -285,6 +297,9 @@ STATE_FIELDS = (
     "last_ts",
     "tw",  # order source 2: the pending target weight (fraction of the account's equity)
     "tw_bar",  # ... executable from this bar (-1 none)
+    "group",  # the asset's group id at its latest bar (-1 none)
+    "group_e",  # ... at the open position's entry
+    "stop_bar",  # order source 2: bar of the last stop exit (re-entry cooldown), -1 none
 )
 (
     S_D,
@@ -336,37 +351,176 @@ STATE_FIELDS = (
     S_LAST_TS,
     S_TW,
     S_TW_BAR,
+    S_GROUP,
+    S_GROUP_E,
+    S_STOP_BAR,
 ) = range(len(STATE_FIELDS))
 _NS = len(STATE_FIELDS)
 
 #: kernel row layout: the simulator's trade columns, then times and the asset (``since_ts``: order rows only)
-ROW_COLUMNS = (*TRADE_COLUMNS, "signal_ts", "entry_ts", "exit_ts", "tp1_ts", "since_ts", "asset")
-_C_SIG_TS, _C_ENTRY_TS, _C_EXIT_TS, _C_TP1_TS, _C_SINCE_TS, _C_ASSET = range(_NF, _NF + 6)
+ROW_COLUMNS = (*TRADE_COLUMNS, "signal_ts", "entry_ts", "exit_ts", "tp1_ts", "since_ts", "asset", "group")
+_C_SIG_TS, _C_ENTRY_TS, _C_EXIT_TS, _C_TP1_TS, _C_SINCE_TS, _C_ASSET, _C_GROUP = range(_NF, _NF + 7)
 _NR = len(ROW_COLUMNS)
 
-#: portfolio limits and rebalance rules (index of :meth:`Limits.as_array`)
-L_MAXPOS, L_BAND_W, L_BAND_N, L_MIN_NOTIONAL = range(4)
-
 #: order-log status codes of order source 2 (index = code)
-ORDER_STATUSES = ("filled", "band", "below_min", "scaled", "unchanged", "denied_max_positions")
-_O_FILLED, _O_BAND, _O_BELOW_MIN, _O_SCALED, _O_UNCHANGED, _O_DENY_MAXPOS = range(6)
+ORDER_STATUSES = (
+    "filled",
+    "band",
+    "below_min",
+    "scaled",  # bought less: the account's cash after fees would have gone negative
+    "unchanged",
+    "denied_max_positions",
+    "denied_halted",
+    "denied_daily_loss",
+    "denied_gross_cap",
+    "denied_group_cap",
+    "denied_asset_cap",
+    "denied_symbol_positions",
+    "capped",  # bought less: an asset, group or gross exposure cap
+    "cooldown",  # not re-entered: a stop closed the position fewer than reentry_cooldown_bars bars ago
+)
+(
+    _O_FILLED,
+    _O_BAND,
+    _O_BELOW_MIN,
+    _O_SCALED,
+    _O_UNCHANGED,
+    _O_DENY_MAXPOS,
+    _O_DENY_HALT,
+    _O_DENY_DAILY,
+    _O_DENY_GROSS,
+    _O_DENY_GROUP,
+    _O_DENY_ASSET,
+    _O_DENY_SYMBOL,
+    _O_CAPPED,
+    _O_COOLDOWN,
+) = range(len(ORDER_STATUSES))
 ORDER_LOG_COLUMNS = ("asset", "bar", "ts", "status", "target_weight", "units", "price", "fee")
+
+#: engine (risk) states per account, index = code of the ``state`` outputs
+ENGINE_STATES = ("ACTIVE", "REDUCING", "HALTED")
+_ACTIVE, _REDUCING, _HALTED = range(3)
 
 
 @dataclass(frozen=True)
 class Limits:
-    """Portfolio limits checked before every entry (exits and stops are never blocked) and the rebalance rules of
-    order source 2; 0 disables a rule."""
+    """Portfolio limits, checked before every entry or increase (exits and stops are never blocked), and the
+    rebalance rules of order source 2. 0 disables a rule. Fractions are of the account's equity marked at the
+    decision price (cash plus open PnL); each limit applies per account (a shared book, or each sleeve alone).
+
+    The risk state of an account is evaluated at every timestamp's open, before any fill, on its equity with the
+    open positions marked at this open (or their last close):
+
+    * ``max_drawdown``: drawdown from the peak equity (open PnL included) at or beyond it latches **HALTED** (no
+      entry or increase, reason ``denied_halted``) until :meth:`EngineState.reset_halt` (freqtrade's
+      ``MaxDrawdown`` protection on equity, with go-trader#25's manual reset).
+    * ``daily_loss``: a loss from the equity at the first bar of the UTC day, **or** from the equity of 24 h ago
+      (the first evaluation of the clock hour 24 h back; the rolling window closes the midnight-reset loophole of
+      chrisleekr/binance-trading-bot PR#777), at or beyond it is **HALTED** with ``denied_daily_loss`` until both
+      are back inside the limit.
+    * Drawdown-scaled exposure (seed 004 "drawdown scaling": soft 5 % → 50 % exposure, hard 10 % → 20 %): at a
+      drawdown >= ``dd_soft`` new sizes and target weights are multiplied by ``dd_soft_scale``, >= ``dd_hard`` by
+      ``dd_hard_scale``; a level is left only once the drawdown is below it by ``dd_recovery`` (the recovery band).
+    * Volatility targeting (seed 001 ``VOL_TARGET_DAILY_PCT``): sizes and target weights are multiplied by
+      ``min(1, vol_target_daily / vol)``, ``vol`` the EWMA (half-life ``vol_halflife_days``) daily volatility of the
+      account's equity returns between evaluations, each squared return scaled by ``1 day / elapsed time`` so that
+      any bar size gives a daily figure; it applies once ``vol_min_days`` of history have been seen.
+    * An account whose exposure scale is below 1 is **REDUCING** (entries allowed at the reduced size; the weights
+      of order source 2 are scaled, so the next rebalance sells down to them), else **ACTIVE**.
+
+    Caps, applied to the size of an entry or an increase, which is cut to fit (denied with the cap's reason when
+    nothing fits), on exposure after the fill's own costs: ``max_asset_weight`` (|notional| of one asset),
+    ``max_group_weight`` (Σ|notional| of the assets whose group id at this bar equals the asset's; the group id is
+    data per asset per bar, so correlation clusters can change over time), ``max_gross`` (Σ|notional|).
+    ``max_positions`` (open positions per account) and ``max_per_symbol`` (open positions of the assets that
+    share :attr:`AssetInput.symbol`) deny an entry from flat.
+    """
 
     max_positions: int = 0  # concurrent open positions per account
     band_weight: float = 0.0  # rebalance only when |target − current weight| >= this (fraction of equity)
     band_notional: float = 0.0  # ... and when |order notional| >= this (quote currency)
     min_notional: float = 0.0  # orders below this notional (quote) are not sent (after lot rounding and scaling)
+    max_per_symbol: int = 0  # open positions per symbol (assets sharing AssetInput.symbol)
+    max_asset_weight: float = 0.0  # |notional| of one asset / equity
+    max_group_weight: float = 0.0  # Σ|notional| of one group / equity (seed 001 CORR_CLUSTER_CAP_PCT 0.40)
+    max_gross: float = 0.0  # Σ|notional| / equity (seed 001 EXPOSURE_CAP_PCT 0.60)
+    daily_loss: float = 0.0  # fraction of equity lost in the UTC day or the last 24 h (seed 001 MAX_DAILY_LOSS_PCT)
+    max_drawdown: float = 0.0  # drawdown from the peak that latches HALTED (seed 001 MAX_DRAWDOWN_PCT)
+    dd_soft: float = 0.0  # drawdown of the first scaling level (seed 004: 0.05)
+    dd_soft_scale: float = 1.0  # exposure multiplier at that level (seed 004: 0.5)
+    dd_hard: float = 0.0  # drawdown of the second level (seed 004: 0.10)
+    dd_hard_scale: float = 1.0  # exposure multiplier at that level (seed 004: 0.2)
+    dd_recovery: float = 0.0  # a level is left once the drawdown is this far below it
+    vol_target_daily: float = 0.0  # daily volatility of equity aimed at (seed 001 VOL_TARGET_DAILY_PCT 2 % = 0.02)
+    vol_halflife_days: float = 10.0  # EWMA half-life of the volatility estimate
+    vol_min_days: float = 5.0  # history needed before the volatility scale applies
+    reentry_cooldown_bars: int = 0  # order source 2: bars after a stop exit before the asset is bought again
 
     def as_array(self) -> np.ndarray:
-        return np.array(
-            [float(self.max_positions), self.band_weight, self.band_notional, self.min_notional], dtype=np.float64
+        return np.array([float(getattr(self, f.name)) for f in fields(self)], dtype=np.float64)
+
+    @property
+    def has_risk_state(self) -> bool:
+        """Whether an account-level risk rule (halts, scaling) is on."""
+        return any(
+            v > 0 for v in (self.daily_loss, self.max_drawdown, self.dd_soft, self.dd_hard, self.vol_target_daily)
         )
+
+
+(
+    L_MAXPOS,
+    L_BAND_W,
+    L_BAND_N,
+    L_MIN_NOTIONAL,
+    L_MAX_SYM,
+    L_ASSET_W,
+    L_GROUP_W,
+    L_GROSS,
+    L_DAILY,
+    L_MAXDD,
+    L_DD_SOFT,
+    L_DD_SOFT_SCALE,
+    L_DD_HARD,
+    L_DD_HARD_SCALE,
+    L_DD_REC,
+    L_VOL_TGT,
+    L_VOL_HL,
+    L_VOL_MIN,
+    L_COOLDOWN,
+) = range(len(fields(Limits)))
+
+_RING = 25  # hourly equity samples kept for the rolling-24 h loss
+#: per-account risk state rows of :attr:`EngineState.book` (then ``_RING`` hours and ``_RING`` equities)
+BOOK_FIELDS = (
+    "peak",  # peak equity seen at an evaluation (NaN before the first)
+    "day",  # UTC day number (ts // 86_400_000) of the day's first evaluation, -1 none
+    "day_equity",  # equity at that evaluation
+    "halt",  # max-drawdown latch (1 = HALTED until reset)
+    "daily",  # 1 while a daily-loss limit is reached
+    "dd_level",  # drawdown-scaling level 0 / 1 (soft) / 2 (hard)
+    "vol_var",  # EWMA of squared equity returns, per day
+    "vol_seen_ms",  # history the estimate has seen
+    "prev_equity",  # equity at the previous evaluation
+    "prev_ts",  # its time, -1 none
+    "scale",  # exposure multiplier in force (drawdown level x volatility target)
+    "state",  # ENGINE_STATES code
+)
+(B_PEAK, B_DAY, B_DAY_EQ, B_HALT, B_DAILY, B_DD_LEVEL, B_VAR, B_SEEN, B_PREV_EQ, B_PREV_TS, B_SCALE, B_STATE) = range(
+    len(BOOK_FIELDS)
+)
+_B_RING_H = len(BOOK_FIELDS)
+_B_RING_EQ = _B_RING_H + _RING
+_NB = _B_RING_EQ + _RING
+
+
+def _blank_book(n_acc: int) -> np.ndarray:
+    b = np.zeros((_NB, n_acc))
+    b[B_PEAK] = math.nan
+    b[B_DAY] = -1.0
+    b[B_PREV_TS] = -1.0
+    b[B_SCALE] = 1.0
+    b[_B_RING_H:_B_RING_EQ] = -1.0
+    return b
 
 
 def _blank_state(n_assets: int) -> np.ndarray:
@@ -374,6 +528,8 @@ def _blank_state(n_assets: int) -> np.ndarray:
     for k in (S_SL, S_TP, S_TP1, S_SL0, S_TP0, S_LIQ, S_TRAIL, S_ATR_E, S_LAST_PX, S_TP1_PX, S_MARK):
         s[k] = math.nan
     for k in (S_ENTRY_BAR, S_SIG_BAR, S_TP1_BAR, S_PE_BAR, S_PE_SIG, S_PX_BAR, S_LAST_TS, S_TW_BAR):
+        s[k] = -1.0
+    for k in (S_GROUP, S_GROUP_E, S_STOP_BAR):
         s[k] = -1.0
     s[S_LEV] = 1.0
     return s
@@ -386,12 +542,19 @@ class EngineState:
     ``assets``: float64 ``(len(STATE_FIELDS), N)``, one row per :data:`STATE_FIELDS` entry (bar indices, times in
     epoch ms and flags stored as exact floats). ``cash``: float64 ``(n_accounts,)``, quote currency (margin-style
     cash: realised PnL minus fees). ``account``: int64 ``(N,)`` account of each asset. ``names``: asset names.
+    ``book``: float64 ``(len(BOOK_FIELDS) + 50, n_accounts)``, each account's risk state (peak, day counters,
+    halt latch, drawdown level, volatility estimate, the rolling-24 h hourly equity ring).
     """
 
     assets: np.ndarray
     cash: np.ndarray
     account: np.ndarray
     names: list[str] = field(default_factory=list)
+    book: np.ndarray | None = None
+
+    def __post_init__(self):
+        if self.book is None:
+            self.book = _blank_book(self.cash.shape[0])
 
     @classmethod
     def new(cls, names: list[str], init_cash, account=None) -> EngineState:
@@ -401,19 +564,34 @@ class EngineState:
             raise ValueError(f"EngineState: account must be ({n},) non-negative ints")
         n_acc = int(acct.max()) + 1 if n else 1
         cash = np.broadcast_to(np.asarray(init_cash, np.float64), (n_acc,)).copy()
-        return cls(_blank_state(n), cash, acct, list(names))
+        return cls(_blank_state(n), cash, acct, list(names), _blank_book(n_acc))
 
     @property
     def last_ts(self) -> int:
         """Latest bar time run (epoch ms), -1 before the first bar."""
         return int(self.assets[S_LAST_TS].max()) if self.assets.shape[1] else -1
 
+    @property
+    def engine_state(self) -> list[str]:
+        """Each account's :data:`ENGINE_STATES` name after the last evaluation."""
+        return [ENGINE_STATES[int(v)] for v in self.book[B_STATE]]
+
+    def reset_halt(self, account: int | None = None) -> None:
+        """Release the max-drawdown latch (all accounts, or one) and restart its peak at the current equity (the
+        next evaluation's); the daily-loss halt is not latched and needs no reset."""
+        cols = slice(None) if account is None else slice(account, account + 1)
+        self.book[B_HALT, cols] = 0.0
+        self.book[B_PEAK, cols] = math.nan
+        self.book[B_DD_LEVEL, cols] = 0.0
+
     def copy(self) -> EngineState:
-        return EngineState(self.assets.copy(), self.cash.copy(), self.account.copy(), list(self.names))
+        return EngineState(
+            self.assets.copy(), self.cash.copy(), self.account.copy(), list(self.names), self.book.copy()
+        )
 
     def to_dict(self) -> dict[str, list]:
-        """JSON-able dict: ``names``, ``account``, ``cash`` and one list per :data:`STATE_FIELDS` entry
-        (NaN as ``None``)."""
+        """JSON-able dict: ``names``, ``account``, ``cash``, one list per :data:`STATE_FIELDS` entry and ``book``
+        (a list of rows, one per account-state row; NaN as ``None``)."""
 
         def clean(a):
             return [None if isinstance(v, float) and math.isnan(v) else v for v in a.tolist()]
@@ -421,6 +599,7 @@ class EngineState:
         out: dict[str, list] = {"names": list(self.names), "account": self.account.tolist(), "cash": clean(self.cash)}
         for k, name in enumerate(STATE_FIELDS):
             out[name] = clean(self.assets[k])
+        out["book"] = [clean(row) for row in self.book]
         return out
 
     @classmethod
@@ -429,7 +608,114 @@ class EngineState:
             return np.array([math.nan if x is None else x for x in v], dtype=np.float64)
 
         assets = np.stack([arr(d[name]) for name in STATE_FIELDS]) if d["names"] else np.zeros((_NS, 0))
-        return cls(assets, arr(d["cash"]), np.asarray(d["account"], np.int64), list(d["names"]))
+        cash = arr(d["cash"])
+        book = np.stack([arr(r) for r in d["book"]]) if d.get("book") else None
+        return cls(assets, cash, np.asarray(d["account"], np.int64), list(d["names"]), book)
+
+
+@numba.njit(cache=True)
+def _risk_eval(Bk, k, t, eq, lim):  # pragma: no cover - compiled
+    """Update account ``k``'s risk state at an evaluation (time ``t`` epoch ms, equity ``eq``); see :class:`Limits`."""
+    day_ms = 86_400_000.0
+    # peak and the max-drawdown latch
+    if math.isnan(Bk[B_PEAK, k]) or eq > Bk[B_PEAK, k]:
+        Bk[B_PEAK, k] = eq
+    peak = Bk[B_PEAK, k]
+    dd = 1.0 - eq / peak if peak > 0 else 0.0
+    if lim[L_MAXDD] > 0 and dd >= lim[L_MAXDD]:
+        Bk[B_HALT, k] = 1.0
+    # daily loss: the UTC day and the rolling 24 h (hourly ring of the first equity seen in each clock hour)
+    day = math.floor(t / day_ms)
+    if Bk[B_DAY, k] != day:
+        Bk[B_DAY, k] = day
+        Bk[B_DAY_EQ, k] = eq
+    hour = math.floor(t / 3_600_000.0)
+    slot = int(hour % _RING)
+    if Bk[_B_RING_H + slot, k] != hour:
+        Bk[_B_RING_H + slot, k] = hour
+        Bk[_B_RING_EQ + slot, k] = eq
+    ref = math.nan
+    ref_h = math.inf
+    for j in range(_RING):
+        hj = Bk[_B_RING_H + j, k]
+        if hj >= hour - 24 and hj < ref_h:
+            ref_h = hj
+            ref = Bk[_B_RING_EQ + j, k]
+    daily = 0.0
+    if lim[L_DAILY] > 0:
+        de = Bk[B_DAY_EQ, k]
+        if (de > 0 and 1.0 - eq / de >= lim[L_DAILY]) or (ref > 0 and 1.0 - eq / ref >= lim[L_DAILY]):
+            daily = 1.0
+    Bk[B_DAILY, k] = daily
+    # drawdown levels with the recovery band
+    lvl = Bk[B_DD_LEVEL, k]
+    tgt = 0.0
+    if lim[L_DD_HARD] > 0 and dd >= lim[L_DD_HARD]:
+        tgt = 2.0
+    elif lim[L_DD_SOFT] > 0 and dd >= lim[L_DD_SOFT]:
+        tgt = 1.0
+    if tgt > lvl:
+        lvl = tgt
+    else:
+        while lvl > tgt:
+            edge = lim[L_DD_HARD] if lvl == 2.0 else lim[L_DD_SOFT]
+            if dd < edge - lim[L_DD_REC]:
+                lvl -= 1.0
+            else:
+                break
+    Bk[B_DD_LEVEL, k] = lvl
+    scale = 1.0 if lvl == 0.0 else (lim[L_DD_SOFT_SCALE] if lvl == 1.0 else lim[L_DD_HARD_SCALE])
+    # volatility target: EWMA of squared returns between evaluations, each scaled to one day
+    pt = Bk[B_PREV_TS, k]
+    pe = Bk[B_PREV_EQ, k]
+    if pt >= 0 and t > pt and pe > 0:
+        dt = t - pt
+        r = eq / pe - 1.0
+        alpha = 1.0 - 0.5 ** (dt / (lim[L_VOL_HL] * day_ms)) if lim[L_VOL_HL] > 0 else 1.0
+        Bk[B_VAR, k] = (1.0 - alpha) * Bk[B_VAR, k] + alpha * r * r * (day_ms / dt)
+        Bk[B_SEEN, k] += dt
+    Bk[B_PREV_TS, k] = t
+    Bk[B_PREV_EQ, k] = eq
+    if lim[L_VOL_TGT] > 0 and Bk[B_SEEN, k] >= lim[L_VOL_MIN] * day_ms and Bk[B_VAR, k] > 0:
+        scale *= min(1.0, lim[L_VOL_TGT] / math.sqrt(Bk[B_VAR, k]))
+    Bk[B_SCALE, k] = scale
+    if Bk[B_HALT, k] > 0 or daily > 0:
+        Bk[B_STATE, k] = _HALTED
+    elif scale < 1.0:
+        Bk[B_STATE, k] = _REDUCING
+    else:
+        Bk[B_STATE, k] = _ACTIVE
+
+
+@numba.njit(cache=True, inline="always")
+def _olog_row(o_, a, bar, t, status, w, units, price, fee):  # pragma: no cover - compiled
+    o_[0] = a
+    o_[1] = bar
+    o_[2] = t
+    o_[3] = status
+    o_[4] = w
+    o_[5] = units
+    o_[6] = price
+    o_[7] = fee
+
+
+@numba.njit(cache=True)
+def _n_same_symbol(S, acct, sym, a):  # pragma: no cover - compiled
+    """Open positions of the account of asset ``a`` on assets sharing its symbol id (``a`` itself included)."""
+    n = 0
+    for b in range(S.shape[1]):
+        if acct[b] == acct[a] and sym[b] == sym[a] and S[S_D, b] != 0:
+            n += 1
+    return n
+
+
+@numba.njit(cache=True, inline="always")
+def _cap_units(cap, eq, other, cur_notional, m, cu):  # pragma: no cover - compiled
+    """Largest added units ``q`` with ``cur_notional + other + q m <= cap (eq − q cu)`` (``cu``: the fill's cost
+    per unit, which lowers equity); ``inf`` when the cap is off."""
+    if cap <= 0:
+        return math.inf
+    return (cap * eq - other - cur_notional) / (m + cap * cu)
 
 
 @numba.njit(cache=True)
@@ -469,6 +755,7 @@ def _row_trade(t, S, a, exit_bar, exit_ts, exit_val, gross, reason, last_px):  #
     t[_C_TP1_TS] = S[S_TP1_TS, a] if tp1_done else -1
     t[_C_SINCE_TS] = -1
     t[_C_ASSET] = a
+    t[_C_GROUP] = S[S_GROUP_E, a]
 
 
 @numba.njit(cache=True)
@@ -527,12 +814,15 @@ def _engine_kernel(
     fh,
     fl,
     tw,
+    grp,
     lot,
+    sym,
     P,
     acct,
     lim,
     S,
     cash,
+    Bk,
     record_skips,
     trades,
     olog,
@@ -543,12 +833,17 @@ def _engine_kernel(
     g_pv,
     g_gross,
     g_npos,
+    g_state,
+    g_scale,
+    g_gopen,
+    g_eopen,
 ):  # pragma: no cover - compiled
     """Walk rows ``0..R-1`` (sorted by ts, then asset) of the flat per-asset-bar arrays; mutate ``S`` and ``cash``.
 
     Returns ``(n_rows_written, n_order_log_rows, n_timestamps)``; rows ``[:n]`` of ``trades`` hold trades and order
     rows (:data:`ROW_COLUMNS`), ``olog`` the decisions of order source 2 (:data:`ORDER_LOG_COLUMNS`); per row ``pos_out`` (signed units) / ``eq_out`` (account equity at the close) and per
-    timestamp ``g_*`` when their length allows (record off: length 0).
+    timestamp ``g_*`` when their length allows (record off: length 0). ``grp``: group id per row (length 0: none);
+    ``sym``: symbol id per asset; ``Bk``: the accounts' risk state (:data:`BOOK_FIELDS`), mutated.
     """
     R = ts.shape[0]
     N = S.shape[1]
@@ -563,6 +858,17 @@ def _engine_kernel(
     due = np.zeros(N, np.int64)
     dlt = np.zeros(N)
     has_w = tw.shape[0] > 0
+    has_g = grp.shape[0] > 0
+    risk = lim[L_DAILY] > 0 or lim[L_MAXDD] > 0 or lim[L_DD_SOFT] > 0 or lim[L_DD_HARD] > 0 or lim[L_VOL_TGT] > 0
+    max_sym = int(lim[L_MAX_SYM])
+    cap_a = lim[L_ASSET_W]
+    cap_g = lim[L_GROUP_W]
+    cap_x = lim[L_GROSS]
+    caps = cap_a > 0 or cap_g > 0 or cap_x > 0
+    cooldown = lim[L_COOLDOWN]
+    pu = np.zeros(N)  # order source 2: projected signed units after this open's orders
+    eq_proj = np.zeros(n_acc)
+    dst = np.zeros(N, np.int64)
     nt = 0
     no = 0
     ng = 0
@@ -571,9 +877,24 @@ def _engine_kernel(
         r1 = r0 + 1
         while r1 < R and ts[r1] == ts[r0]:
             r1 += 1
-        # 0. the assets with a bar now are marked at this open (sizing of entries at this open)
+        # 0. the assets with a bar now are marked at this open (sizing of entries at this open), their group set;
+        # the accounts' risk state is evaluated on this equity, before any fill
         for r in range(r0, r1):
             S[S_MARK, asset[r]] = o[r]
+            if has_g:
+                S[S_GROUP, asset[r]] = grp[r]
+        if risk:  # only the accounts with a bar now (a sleeve without one has not moved)
+            for k in range(n_acc):
+                acc_eq[k] = cash[k]
+                acc_n[k] = 0
+            for r in range(r0, r1):
+                acc_n[acct[asset[r]]] = 1
+            for b in range(N):
+                if S[S_D, b] != 0:
+                    acc_eq[acct[b]] += S[S_D, b] * S[S_UNITS, b] * (S[S_MARK, b] - S[S_ENTRY, b])
+            for k in range(n_acc):
+                if acc_n[k] > 0:
+                    _risk_eval(Bk, k, ts[r0], acc_eq[k], lim)
         # 1. pending signal/reverse exits and time stops, at the open
         for r in range(r0, r1):
             a = asset[r]
@@ -618,39 +939,104 @@ def _engine_kernel(
                 ac = acct[a]
                 w = S[S_TW, a]
                 S[S_TW_BAR, a] = -1.0
+                we = w * Bk[B_SCALE, ac]  # drawdown / volatility scaling of the target
                 price = o[r]
                 eq = acc_eq[ac]
                 cur = S[S_D, a] * S[S_UNITS, a]
-                delta = w * eq / price - cur if eq > 0 else -cur
-                if lot[a] > 0 and w > 0:  # round the order down to the lot step (a full exit sells everything)
+                delta = we * eq / price - cur if eq > 0 else -cur
+                if lot[a] > 0 and we > 0:  # round the order down to the lot step (a full exit sells everything)
                     delta = math.copysign(math.floor(abs(delta) / lot[a] + 1e-9) * lot[a], delta)
                 curw = cur * price / eq if eq > 0 else 0.0
                 status = -1
                 if delta == 0:
                     status = _O_UNCHANGED
-                elif abs(w - curw) < lim[L_BAND_W] or abs(delta * price) < lim[L_BAND_N]:
+                elif abs(we - curw) < lim[L_BAND_W] or abs(delta * price) < lim[L_BAND_N]:
                     status = _O_BAND
                 elif abs(delta * price) < lim[L_MIN_NOTIONAL]:
                     status = _O_BELOW_MIN
+                elif delta > 0 and Bk[B_HALT, ac] > 0:
+                    status = _O_DENY_HALT
+                elif delta > 0 and Bk[B_DAILY, ac] > 0:
+                    status = _O_DENY_DAILY
+                elif cur == 0 and cooldown > 0 and S[S_STOP_BAR, a] >= 0 and S[S_BARS, a] - S[S_STOP_BAR, a] < cooldown:
+                    status = _O_COOLDOWN
                 elif cur == 0 and max_pos > 0 and acc_n[ac] >= max_pos:
                     status = _O_DENY_MAXPOS
+                elif cur == 0 and max_sym > 0 and _n_same_symbol(S, acct, sym, a) >= max_sym:
+                    status = _O_DENY_SYMBOL
                 elif cur == 0:
                     acc_n[ac] += 1
                 if status >= 0:
-                    o_ = olog[no]
-                    o_[0] = a
-                    o_[1] = S[S_BARS, a]
-                    o_[2] = ts[r]
-                    o_[3] = status
-                    o_[4] = w
-                    o_[5] = 0.0
-                    o_[6] = math.nan
-                    o_[7] = 0.0
+                    _olog_row(olog[no], a, S[S_BARS, a], ts[r], status, w, 0.0, math.nan, 0.0)
                     no += 1
                     delta = 0.0
                 dlt[j] = delta
-                if delta > 0:
-                    need[ac] += delta * price * (1.0 + P[a, P_SLIP] * 1e-4) * (1.0 + P[a, P_TAKER] * 1e-4)
+                dst[j] = _O_FILLED
+            if caps:  # cut the buys to the exposure caps, on the exposure and equity after the sells
+                for k in range(n_acc):
+                    eq_proj[k] = acc_eq[k]
+                for b in range(N):
+                    pu[b] = S[S_D, b] * S[S_UNITS, b]
+                for j in range(nd):
+                    if dlt[j] < 0:
+                        r = due[j]
+                        a = asset[r]
+                        fill = o[r] * (1.0 - P[a, P_SLIP] * 1e-4)
+                        pu[a] += dlt[j]
+                        eq_proj[acct[a]] += dlt[j] * (fill * P[a, P_TAKER] * 1e-4 + (o[r] - fill))
+                for j in range(nd):
+                    if dlt[j] <= 0:
+                        continue
+                    r = due[j]
+                    a = asset[r]
+                    ac = acct[a]
+                    m = o[r]
+                    fill = m * (1.0 + P[a, P_SLIP] * 1e-4)
+                    cu = fill * P[a, P_TAKER] * 1e-4 + (fill - m)
+                    gross_o = 0.0
+                    grp_o = 0.0
+                    for b in range(N):
+                        if b != a and acct[b] == ac and pu[b] != 0:
+                            v = abs(pu[b]) * S[S_MARK, b]
+                            gross_o += v
+                            if S[S_GROUP, a] >= 0 and S[S_GROUP, b] == S[S_GROUP, a]:
+                                grp_o += v
+                    cur_n = abs(pu[a]) * m
+                    q = dlt[j]
+                    why = -1
+                    qa = _cap_units(cap_a, eq_proj[ac], 0.0, cur_n, m, cu)
+                    if qa < q:
+                        q = qa
+                        why = _O_DENY_ASSET
+                    if S[S_GROUP, a] >= 0:
+                        qg = _cap_units(cap_g, eq_proj[ac], grp_o, cur_n, m, cu)
+                        if qg < q:
+                            q = qg
+                            why = _O_DENY_GROUP
+                    qx = _cap_units(cap_x, eq_proj[ac], gross_o, cur_n, m, cu)
+                    if qx < q:
+                        q = qx
+                        why = _O_DENY_GROSS
+                    if why >= 0:
+                        q = max(q, 0.0) * (1.0 - 1e-12)
+                        if lot[a] > 0:
+                            q = math.floor(q / lot[a] + 1e-9) * lot[a]
+                        if q * m < max(lim[L_MIN_NOTIONAL], 1e-9 * eq_proj[ac]):  # nothing fits
+                            _olog_row(olog[no], a, S[S_BARS, a], ts[r], why, S[S_TW, a], 0.0, math.nan, 0.0)
+                            no += 1
+                            if pu[a] == 0:
+                                acc_n[ac] -= 1
+                            q = 0.0
+                        else:
+                            dst[j] = _O_CAPPED
+                        dlt[j] = q
+                    pu[a] += q
+                    eq_proj[ac] -= q * cu
+            for j in range(nd):
+                if dlt[j] > 0:
+                    r = due[j]
+                    a = asset[r]
+                    need[acct[a]] += dlt[j] * o[r] * (1.0 + P[a, P_SLIP] * 1e-4) * (1.0 + P[a, P_TAKER] * 1e-4)
             for side in range(2):  # 0: sells, 1: buys
                 if side == 1:  # the buys' scale per account, on the cash after the sells
                     for k in range(n_acc):
@@ -665,7 +1051,7 @@ def _engine_kernel(
                     p = P[a]
                     slip = p[P_SLIP] * 1e-4
                     fee_rate = p[P_TAKER] * 1e-4
-                    status = _O_FILLED
+                    status = dst[j]
                     if side == 0:
                         q = -delta
                         price = o[r] * (1.0 - slip)
@@ -703,8 +1089,15 @@ def _engine_kernel(
                                 S[S_SIG_BAR, a] = S[S_BARS, a] - 1
                                 S[S_SIG_TS, a] = S[S_LAST_TS, a]
                                 S[S_INTRA, a] = 0.0
-                                for k in (S_SL, S_TP, S_TP1, S_SL0, S_TP0, S_LIQ, S_TRAIL, S_ATR_E, S_TP1_PX):
+                                for k in (S_TP1, S_LIQ, S_TRAIL, S_TP1_PX):
                                     S[k, a] = math.nan
+                                at = S[S_PE_ATR, a]  # optional ATR / fixed stop and target of this position
+                                S[S_ATR_E, a] = at
+                                S[S_SL, a] = _level(math.nan, price, -1.0, at, p[P_SLATR], p[P_SLPCT])
+                                S[S_TP, a] = _level(math.nan, price, 1.0, at, p[P_TPATR], p[P_TPPCT])
+                                S[S_SL0, a] = S[S_SL, a]
+                                S[S_TP0, a] = S[S_TP, a]
+                                S[S_GROUP_E, a] = S[S_GROUP, a]
                                 S[S_LEV, a] = 1.0
                                 S[S_TP1_BAR, a] = -1.0
                                 S[S_TP1_TS, a] = -1.0
@@ -725,15 +1118,17 @@ def _engine_kernel(
                             cash[ac] -= fee
                             acc_spot[ac] -= q * price + fee
                         signed = q
-                    o_ = olog[no]
-                    o_[0] = a
-                    o_[1] = S[S_BARS, a]
-                    o_[2] = ts[r]
-                    o_[3] = status
-                    o_[4] = S[S_TW, a]
-                    o_[5] = signed
-                    o_[6] = price if signed != 0 else math.nan
-                    o_[7] = fee if signed != 0 else 0.0
+                    _olog_row(
+                        olog[no],
+                        a,
+                        S[S_BARS, a],
+                        ts[r],
+                        status,
+                        S[S_TW, a],
+                        signed,
+                        price if signed != 0 else math.nan,
+                        fee if signed != 0 else 0.0,
+                    )
                     no += 1
         # 2. pending entries (a reverse entry fills on the same open as the exit)
         for r in range(r0, r1):
@@ -794,13 +1189,31 @@ def _engine_kernel(
             eq = cash[ac]
             used = 0.0
             n_open = 0
+            gross_o = 0.0
+            grp_o = 0.0
+            n_sym = 0
             for b in range(N):
                 if acct[b] == ac and S[S_D, b] != 0:
                     eq += S[S_D, b] * S[S_UNITS, b] * (S[S_MARK, b] - S[S_ENTRY, b])
                     used += S[S_UNITS, b] * S[S_ENTRY, b] / S[S_LEV, b]
                     n_open += 1
+                    v = S[S_UNITS, b] * S[S_MARK, b]
+                    gross_o += v
+                    if S[S_GROUP, a] >= 0 and S[S_GROUP, b] == S[S_GROUP, a]:
+                        grp_o += v
+                    if sym[b] == sym[a]:
+                        n_sym += 1
+            deny = -1
             if max_pos > 0 and n_open >= max_pos:
-                _row_order(trades[nt], a, s, s_ts, i, ts[r], dd, _R_DENY_MAXPOS, sl_, tp_, -1)
+                deny = _R_DENY_MAXPOS
+            elif max_sym > 0 and n_sym >= max_sym:
+                deny = _R_DENY_SYMBOL
+            elif Bk[B_HALT, ac] > 0:
+                deny = _R_DENY_HALT
+            elif Bk[B_DAILY, ac] > 0:
+                deny = _R_DENY_DAILY
+            if deny >= 0:
+                _row_order(trades[nt], a, s, s_ts, i, ts[r], dd, deny, sl_, tp_, -1)
                 nt += 1
                 continue
             frac = S[S_PE_SIZE, a]
@@ -810,6 +1223,30 @@ def _engine_kernel(
                 u = min(u, max(min(eq, cash[ac]) - used, 0.0) * lev_s / (fill * (1.0 + fee_rate)))
             if p[P_RISK] > 0 and not math.isnan(sl_):
                 u = min(u, eq * p[P_RISK] / abs(fill - sl_))
+            u *= Bk[B_SCALE, ac]  # drawdown / volatility scaling
+            if caps and u > 0:  # cut to the exposure caps (after this fill's own cost)
+                m = o[r]
+                cu = fill * fee_rate + dd * (fill - m)
+                why = -1
+                q = _cap_units(cap_a, eq, 0.0, 0.0, m, cu)
+                if q < u:
+                    u = q
+                    why = _R_DENY_ASSET
+                if S[S_GROUP, a] >= 0:
+                    q = _cap_units(cap_g, eq, grp_o, 0.0, m, cu)
+                    if q < u:
+                        u = q
+                        why = _R_DENY_GROUP
+                q = _cap_units(cap_x, eq, gross_o, 0.0, m, cu)
+                if q < u:
+                    u = q
+                    why = _R_DENY_GROSS
+                if why >= 0:
+                    u *= 1.0 - 1e-12
+                    if not (u * fill >= max(lim[L_MIN_NOTIONAL], 1e-9 * eq)):  # nothing fits
+                        _row_order(trades[nt], a, s, s_ts, i, ts[r], dd, why, sl_, tp_, -1)
+                        nt += 1
+                        continue
             if not u > 0:
                 if n_open > 0:  # the other positions hold all the margin: denied (alone, as simulate: no row)
                     _row_order(trades[nt], a, s, s_ts, i, ts[r], dd, _R_DENY_MARGIN, sl_, tp_, -1)
@@ -842,10 +1279,22 @@ def _engine_kernel(
                 S[S_BEST, a] = 0.0
                 S[S_WORST, a] = 0.0
                 S[S_ATR_E, a] = at
+                S[S_GROUP_E, a] = S[S_GROUP, a]
                 S[S_FEES, a] = u * fill * fee_rate
                 S[S_GROSS, a] = 0.0
                 S[S_EXIT_VAL, a] = 0.0
                 cash[ac] -= S[S_FEES, a]
+        if grec:  # the book right after this open's fills: gross exposure at the open's marks
+            eo = 0.0
+            go = 0.0
+            for k in range(n_acc):
+                eo += cash[k]
+            for b in range(N):
+                if S[S_D, b] != 0:
+                    eo += S[S_D, b] * S[S_UNITS, b] * (S[S_MARK, b] - S[S_ENTRY, b])
+                    go += S[S_UNITS, b] * S[S_MARK, b]
+            g_gopen[ng] = go / eo if eo > 0 else math.nan
+            g_eopen[ng] = eo
         # 3-5 per asset: stops and targets inside the bar, the completed bar, the decisions on its close
         for r in range(r0, r1):
             a = asset[r]
@@ -926,6 +1375,8 @@ def _engine_kernel(
                         last_px = price
                         done = True
                 if done:
+                    if reason != _R_TP:
+                        S[S_STOP_BAR, a] = i
                     S[S_UNITS, a] = 0.0
                     S[S_LAST_PX, a] = last_px
                     _row_trade(trades[nt], S, a, i, ts[r], S[S_EXIT_VAL, a], S[S_GROSS, a], reason, last_px)
@@ -994,6 +1445,7 @@ def _engine_kernel(
             if has_w and not math.isnan(tw[r]):  # order source 2: a new target replaces a pending one
                 S[S_TW, a] = tw[r]
                 S[S_TW_BAR, a] = i + 1 + lat
+                S[S_PE_ATR, a] = atr[r]
             S[S_BARS, a] = i + 1
             S[S_MARK, a] = c[r]
             S[S_LAST_TS, a] = ts[r]
@@ -1025,6 +1477,13 @@ def _engine_kernel(
                 g_pv[ng] = pv
                 g_gross[ng] = gross
                 g_npos[ng] = npos
+                st = 0.0
+                sc = 1.0
+                for k in range(n_acc):
+                    st = max(st, Bk[B_STATE, k])
+                    sc = min(sc, Bk[B_SCALE, k])
+                g_state[ng] = st
+                g_scale[ng] = sc
         ng += 1
         r0 = r1
     return nt, no, ng
@@ -1083,7 +1542,14 @@ class AssetInput:
     Order source 2: ``weight`` float (n,) target weight (fraction of the account's equity, >= 0: long only) decided
     on the bar's close and rebalanced at the next open (after latency); NaN = no decision, holdings drift.
     ``lot_step`` (base units, 0 = none): orders round down to it. An asset uses one source: a ``weight`` array
-    and non-zero ``signal`` together raise ``ValueError``.
+    and non-zero ``signal`` together raise ``ValueError``. With ``params.sl_atr``/``sl_pct`` (``tp_atr``/``tp_pct``,
+    ``trail_atr``) a position of order source 2 gets a stop (target, ATR trail) at its first buy, from the ATR of
+    the decision bar, exactly as a signal's bracket; a stopped-out asset is bought again at its next due target
+    (after ``Limits.reentry_cooldown_bars``).
+
+    Portfolio limits (:class:`Limits`): ``group`` int (n,) the asset's group id (e.g. its correlation cluster) at
+    each bar, -1 = none; ``symbol`` the instrument it trades (default: its name), for ``max_per_symbol`` when
+    several assets (strategies, timeframes) trade one symbol.
     """
 
     bars: pd.DataFrame
@@ -1100,6 +1566,8 @@ class AssetInput:
     step_ms: int | None = None
     weight: np.ndarray | None = None
     lot_step: float = 0.0
+    group: np.ndarray | None = None
+    symbol: str | None = None
 
 
 _PER_SIGNAL = ("limit_price", "sl_price", "tp1_price", "tp_price", "size_fraction", "leverage", "liq_price")
@@ -1114,7 +1582,10 @@ class EngineResult:
     included; see :func:`split_rows`). ``asset_bars``: per asset-bar in time order ``asset`` (index), ``ts``,
     ``position`` (signed units), ``close``, ``equity`` (the asset's account). ``book``: per timestamp ``ts``,
     ``equity``, ``cash`` (spot-equivalent: equity − position value), ``position_value`` (signed),
-    ``gross_exposure`` (Σ|position value| / equity), ``n_positions``. ``state``: the state after the last bar.
+    ``gross_exposure`` (Σ|position value| / equity), ``n_positions``, ``equity_open`` and
+    ``gross_exposure_open`` (right after the open's fills, at the open's marks), ``engine_state`` (:data:`ENGINE_STATES`, the worst account's) and
+    ``exposure_scale`` (the lowest account's drawdown x volatility multiplier). ``state``: the state after the
+    last bar.
     """
 
     rows: np.ndarray
@@ -1140,6 +1611,10 @@ class EngineResult:
                     "position_value": g["pv"],
                     "gross_exposure": ge,
                     "n_positions": g["npos"],
+                    "equity_open": g["eopen"],
+                    "gross_exposure_open": g["gopen"],
+                    "engine_state": np.asarray(ENGINE_STATES, dtype=object)[g["state"].astype(np.int64)],
+                    "exposure_scale": g["scale"],
                 }
             )
         return self._book
@@ -1173,6 +1648,7 @@ def _frames(rows: np.ndarray, names: list[str]) -> tuple[pd.DataFrame, pd.DataFr
     cols["tp1_ts"] = np.nan_to_num(cols["tp1_ts"], nan=-1.0).astype(np.int64)
     since = np.nan_to_num(cols.pop("since_ts"), nan=-1.0).astype(np.int64)
     a = cols.pop("asset").astype(np.int64)
+    grp = np.nan_to_num(cols.pop("group"), nan=-1.0).astype(np.int64)
     cols["tp1_hit"] = cols["tp1_hit"] == 1.0
     cols["exit_reason"] = _REASONS[cols.pop("reason").astype(np.int64)]
     cols["bars_held"] = cols["exit_bar"] - cols["entry_bar"]
@@ -1182,6 +1658,7 @@ def _frames(rows: np.ndarray, names: list[str]) -> tuple[pd.DataFrame, pd.DataFr
     nm = np.asarray(names, dtype=object) if names else np.zeros(0, dtype=object)
     trades = pd.DataFrame({k: cols[k][filled] for k in order})
     trades["asset"] = nm[a[filled]] if len(nm) else []
+    trades["group"] = grp[filled]
     orders = pd.DataFrame(
         {
             "signal_bar": cols["signal_bar"][~filled],
@@ -1256,6 +1733,7 @@ def run(
     fine_h, fine_l, fine_off = [], [], 0
     any_ps = {k: False for k in _PER_SIGNAL}
     any_w = False
+    any_g = False
     for j, nm in enumerate(names):
         x = assets[nm]
         b = x.bars
@@ -1284,6 +1762,13 @@ def run(
             if np.count_nonzero(sig):
                 raise ValueError(f"run: {nm} has both signals and target weights; an asset uses one order source")
             any_w = True
+        if x.group is None:
+            g = np.full(m, -1, np.int64)
+        else:
+            g = np.asarray(x.group, dtype=np.int64)
+            if g.shape != (m,):
+                raise ValueError(f"run: {nm}'s group has shape {g.shape}, expected ({m},)")
+            any_g = True
         part = {
             "ts": ts,
             "asset": np.full(m, j, np.int64),
@@ -1295,6 +1780,7 @@ def run(
             "sig": sig,
             "ex": ex,
             "tw": w,
+            "grp": g,
         }
         for k in _PER_SIGNAL:
             v = getattr(x, k)
@@ -1331,11 +1817,15 @@ def run(
     trades = np.empty((nnz + 4 * n + 1 + (int(np.count_nonzero(~np.isnan(f["tw"]))) if any_w else 0), _NR))
     olog = np.empty((int(np.count_nonzero(~np.isnan(f["tw"]))) + n + 1 if any_w else 1, len(ORDER_LOG_COLUMNS)))
     lot = np.array([float(assets[k].lot_step) for k in names])
+    sym_names = [assets[k].symbol or k for k in names]
+    sym_ids = {v: i for i, v in enumerate(dict.fromkeys(sym_names))}
+    sym = np.array([sym_ids[v] for v in sym_names], np.int64)
     m_rows = R if record_bars else 0
     pos, eq = np.empty(m_rows), np.empty(m_rows)
     n_ts = int(np.count_nonzero(np.diff(f["ts"]))) + 1 if record_bars else 0
     g_ts, g_eq, g_pv, g_gross = np.empty(n_ts, np.int64), np.empty(n_ts), np.empty(n_ts), np.empty(n_ts)
     g_npos = np.empty(n_ts, np.int64)
+    g_state, g_scale, g_gopen, g_eopen = np.empty(n_ts), np.empty(n_ts), np.empty(n_ts), np.empty(n_ts)
     e0 = np.empty(0)
     fh = np.concatenate(fine_h) if fine_h else np.zeros(0)
     fl = np.concatenate(fine_l) if fine_l else np.zeros(0)
@@ -1355,12 +1845,15 @@ def run(
         fh,
         fl,
         f["tw"] if any_w else e0,
+        f["grp"] if any_g else np.empty(0, np.int64),
         lot,
+        sym,
         P,
         state.account,
         (limits or Limits()).as_array(),
         state.assets,
         state.cash,
+        state.book,
         record_skipped,
         trades,
         olog,
@@ -1371,16 +1864,30 @@ def run(
         g_pv,
         g_gross,
         g_npos,
+        g_state,
+        g_scale,
+        g_gopen,
+        g_eopen,
     )
     nt = _snapshot_rows(state.assets, trades, nt, record_skipped)
     asset_bars = {"asset": f["asset"], "ts": f["ts"], "close": f["c"], "position": pos, "equity": eq}
-    book = {"ts": g_ts, "equity": g_eq, "pv": g_pv, "gross": g_gross, "npos": g_npos}
+    book = {
+        "ts": g_ts,
+        "equity": g_eq,
+        "pv": g_pv,
+        "gross": g_gross,
+        "npos": g_npos,
+        "state": g_state,
+        "scale": g_scale,
+        "gopen": g_gopen,
+        "eopen": g_eopen,
+    }
     return EngineResult(trades[:nt].copy(), asset_bars, book, state, names, olog[:no].copy())
 
 
 def _empty_result(state: EngineState, names: list[str]) -> EngineResult:
     e = np.zeros(0)
     i0 = np.zeros(0, np.int64)
-    book = {"ts": i0, "equity": e, "pv": e, "gross": e, "npos": i0}
+    book = {"ts": i0, "equity": e, "pv": e, "gross": e, "npos": i0, "state": e, "scale": e, "gopen": e, "eopen": e}
     bars = {"asset": i0, "ts": i0, "close": e, "position": e, "equity": e}
     return EngineResult(np.zeros((0, _NR)), bars, book, state, names)
