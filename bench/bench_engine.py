@@ -25,7 +25,7 @@ import pandas as pd
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-from pipeline.core.engine import AssetInput, run  # noqa: E402
+from pipeline.core.engine import AssetInput, run, run_panel, step  # noqa: E402
 from pipeline.core.simulator import SimParams  # noqa: E402
 
 DATA = Path(os.environ.get("TRADER_DATA_DIR", REPO.parent / "shared" / "data"))
@@ -147,16 +147,31 @@ def main() -> None:
     vb2()
     t_vb2 = best(vb2, repeat=3)
     rows.append((f"20 assets x {T:,} bars, target weights every bar, shared cash", t_w, t_vb2, T * 20, ""))
+    mats = {k: np.column_stack([fr[s][k].to_numpy() for s in names]) for k in ("open", "high", "low", "close")}
+    tsv = common.to_numpy()
+
+    def panel():
+        return run_panel(tsv, mats["open"], mats["high"], mats["low"], mats["close"], pw, names=names, weight=w)
+
+    panel()
+    t_p = best(panel, repeat=3)
+    rows.append(("same, (T, N) panel input (`run_panel`)", t_p, t_vb2, T * 20, ""))
     # 3. resume one new bar for 20 assets
     head = {s: AssetInput(v.bars.iloc[:-1], v.signal[:-1], weight=v.weight[:-1]) for s, v in xs.items()}
     tail = {s: AssetInput(v.bars.iloc[-1:], v.signal[-1:], weight=v.weight[-1:]) for s, v in xs.items()}
     st = run(head, pw).state
     t_res = best(lambda: run(tail, pw, state=st), repeat=50)
+    last = {k: v[-1] for k, v in mats.items()}
+    t_step = best(
+        lambda: step(st, int(tsv[-1]), last["open"], last["high"], last["low"], last["close"], pw, weight=w[-1]),
+        repeat=200,
+    )
     print("| benchmark | engine | vectorbt | ratio | engine asset-bars/s |")
     print("|---|---|---|---|---|")
     for name, te, tv, ab, extra in rows:
         print(f"| {name} | {te * 1e3:.1f} ms | {tv * 1e3:.1f} ms | {tv / te:.1f}x | {ab / te / 1e6:.1f}M {extra} |")
     print(f"| resume one new bar, 20 assets (state → run) | {t_res * 1e3:.2f} ms | | | |")
+    print(f"| resume one new bar, 20 assets (`step`) | {t_step * 1e3:.3f} ms | | | |")
 
 
 if __name__ == "__main__":

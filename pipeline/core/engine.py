@@ -1344,7 +1344,7 @@ def _engine_kernel(
                         first = tp1 if tp1_hit else tp
                         if (o[r] - first) * d >= 0:
                             target_first = True  # opened through the target
-                        elif fine_end[r] > fine_start[r]:
+                        elif fine_end.shape[0] > 0 and fine_end[r] > fine_start[r]:
                             target_first = _first_event(fine_start[r], fine_end[r], fh, fl, d, stop, first) == 1
                         if not target_first:
                             tp1_hit = False
@@ -1439,13 +1439,13 @@ def _engine_kernel(
                     S[S_PE_LEV, a] = _at(s_lev, r)
                     S[S_PE_LIQ, a] = _at(s_liq, r)
                     S[S_PE_ATR, a] = _at(atr, r)
-            elif exit_sig[r] and d != 0 and S[S_PX_BAR, a] < 0:
+            elif exit_sig.shape[0] > 0 and exit_sig[r] and d != 0 and S[S_PX_BAR, a] < 0:
                 S[S_PX_BAR, a] = i + 1 + lat
                 S[S_PX_REASON, a] = _R_SIGNAL
             if has_w and not math.isnan(tw[r]):  # order source 2: a new target replaces a pending one
                 S[S_TW, a] = tw[r]
                 S[S_TW_BAR, a] = i + 1 + lat
-                S[S_PE_ATR, a] = atr[r]
+                S[S_PE_ATR, a] = _at(atr, r)
             S[S_BARS, a] = i + 1
             S[S_MARK, a] = c[r]
             S[S_LAST_TS, a] = ts[r]
@@ -1714,21 +1714,7 @@ def run(
     """
     names = list(assets)
     n = len(names)
-    plist = list(params) if isinstance(params, list | tuple) else [params] * n
-    if len(plist) != n:
-        raise ValueError(f"run: {len(plist)} params for {n} assets")
-    if state is None:
-        if isinstance(account, str) and account == "sleeves":
-            acct = np.arange(n, dtype=np.int64)
-            cash0 = [p.init_cash for p in plist] if init_cash is None else init_cash
-        else:
-            acct = None if account is None else np.asarray(account, np.int64)
-            cash0 = (plist[0].init_cash if plist else 0.0) if init_cash is None else init_cash
-        state = EngineState.new(names, cash0, acct)
-    else:
-        if state.names != names:
-            raise ValueError("run: the state was built for other assets")
-        state = state.copy()
+    plist, state = _start(names, params, init_cash, account, state)
     parts = []
     fine_h, fine_l, fine_off = [], [], 0
     any_ps = {k: False for k in _PER_SIGNAL}
@@ -1803,23 +1789,70 @@ def run(
         else:
             part["fs"] = part["fe"] = np.zeros(m, np.int64)
         parts.append(part)
-    cat = {k: np.concatenate([p[k] for p in parts]) if parts else np.zeros(0) for k in parts[0]} if parts else {}
-    if not cat or len(cat["ts"]) == 0:
+    if not parts or sum(len(p["ts"]) for p in parts) == 0:
         return _empty_result(state, names)
-    if n > 1:
+    # inputs nobody gave are passed as length-0 arrays (the kernel reads them as absent)
+    used = {
+        "atr": any("atr" in assets[k].bars for k in names),
+        "ex": any(assets[k].exit_signal is not None for k in names),
+    }
+    used |= {"fs": bool(fine_h), "fe": bool(fine_h), "tw": any_w, "grp": any_g, **any_ps}
+    for p in parts:
+        for k, on in used.items():
+            if not on:
+                p.pop(k)
+    t0 = parts[0]["ts"]
+    if n > 1 and all(len(p["ts"]) == len(t0) and np.array_equal(p["ts"], t0) for p in parts[1:]):
+        # every asset has a bar at every time (a (T, N) panel): interleave, no sort needed
+        f = {k: np.stack([p[k] for p in parts], axis=1).ravel() for k in parts[0]}
+    elif n > 1:
+        cat = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
         order = np.lexsort((cat["asset"], cat["ts"]))
         f = {k: np.ascontiguousarray(v[order]) for k, v in cat.items()}
     else:
-        f = cat
+        f = parts[0]
+    lot = np.array([float(assets[k].lot_step) for k in names])
+    sym = _symbol_ids([assets[k].symbol or k for k in names])
+    fh = np.concatenate(fine_h) if fine_h else np.zeros(0)
+    fl = np.concatenate(fine_l) if fine_l else np.zeros(0)
+    return _execute(f, names, plist, lot, sym, fh, fl, state, limits, record_bars, record_skipped)
+
+
+def _symbol_ids(symbols: list[str]) -> np.ndarray:
+    ids = {v: i for i, v in enumerate(dict.fromkeys(symbols))}
+    return np.array([ids[v] for v in symbols], np.int64)
+
+
+def _start(names, params, init_cash, account, state):
+    """Per-asset params and the state to run from (a copy of ``state``, or a new one)."""
+    n = len(names)
+    plist = list(params) if isinstance(params, list | tuple) else [params] * n
+    if len(plist) != n:
+        raise ValueError(f"run: {len(plist)} params for {n} assets")
+    if state is None:
+        if isinstance(account, str) and account == "sleeves":
+            acct = np.arange(n, dtype=np.int64)
+            cash0 = [p.init_cash for p in plist] if init_cash is None else init_cash
+        else:
+            acct = None if account is None else np.asarray(account, np.int64)
+            cash0 = (plist[0].init_cash if plist else 0.0) if init_cash is None else init_cash
+        state = EngineState.new(names, cash0, acct)
+    else:
+        if state.names != names:
+            raise ValueError("run: the state was built for other assets")
+        state = state.copy()
+    return plist, state
+
+
+def _execute(f, names, plist, lot, sym, fh, fl, state, limits, record_bars, record_skipped) -> EngineResult:
+    """Run the kernel over the flat rows ``f`` (sorted by ts, then asset; absent inputs left out)."""
+    n = len(names)
     R = len(f["ts"])
     P = np.stack([p.as_array() for p in plist])
     nnz = int(np.count_nonzero(f["sig"]))
-    trades = np.empty((nnz + 4 * n + 1 + (int(np.count_nonzero(~np.isnan(f["tw"]))) if any_w else 0), _NR))
-    olog = np.empty((int(np.count_nonzero(~np.isnan(f["tw"]))) + n + 1 if any_w else 1, len(ORDER_LOG_COLUMNS)))
-    lot = np.array([float(assets[k].lot_step) for k in names])
-    sym_names = [assets[k].symbol or k for k in names]
-    sym_ids = {v: i for i, v in enumerate(dict.fromkeys(sym_names))}
-    sym = np.array([sym_ids[v] for v in sym_names], np.int64)
+    n_w = int(np.count_nonzero(~np.isnan(f["tw"]))) if "tw" in f else 0
+    trades = np.empty((nnz + 4 * n + 1 + n_w, _NR))
+    olog = np.empty((n_w + n + 1, len(ORDER_LOG_COLUMNS)))
     m_rows = R if record_bars else 0
     pos, eq = np.empty(m_rows), np.empty(m_rows)
     n_ts = int(np.count_nonzero(np.diff(f["ts"]))) + 1 if record_bars else 0
@@ -1827,8 +1860,6 @@ def run(
     g_npos = np.empty(n_ts, np.int64)
     g_state, g_scale, g_gopen, g_eopen = np.empty(n_ts), np.empty(n_ts), np.empty(n_ts), np.empty(n_ts)
     e0 = np.empty(0)
-    fh = np.concatenate(fine_h) if fine_h else np.zeros(0)
-    fl = np.concatenate(fine_l) if fine_l else np.zeros(0)
     nt, no, _ = _engine_kernel(
         f["ts"],
         f["asset"],
@@ -1836,16 +1867,16 @@ def run(
         f["h"],
         f["l"],
         f["c"],
-        f["atr"],
+        f.get("atr", e0),
         f["sig"],
-        f["ex"],
-        *(f[k] if any_ps[k] else e0 for k in _PER_SIGNAL),
-        f["fs"],
-        f["fe"],
+        f.get("ex", np.empty(0, np.bool_)),
+        *(f.get(k, e0) for k in _PER_SIGNAL),
+        f.get("fs", np.empty(0, np.int64)),
+        f.get("fe", np.empty(0, np.int64)),
         fh,
         fl,
-        f["tw"] if any_w else e0,
-        f["grp"] if any_g else np.empty(0, np.int64),
+        f.get("tw", e0),
+        f.get("grp", np.empty(0, np.int64)),
         lot,
         sym,
         P,
@@ -1883,6 +1914,140 @@ def run(
         "eopen": g_eopen,
     }
     return EngineResult(trades[:nt].copy(), asset_bars, book, state, names, olog[:no].copy())
+
+
+def run_panel(
+    ts: np.ndarray,
+    open: np.ndarray,
+    high: np.ndarray,
+    low: np.ndarray,
+    close: np.ndarray,
+    params: SimParams | list[SimParams],
+    *,
+    names: list[str],
+    atr: np.ndarray | None = None,
+    signal: np.ndarray | None = None,
+    exit_signal: np.ndarray | None = None,
+    weight: np.ndarray | None = None,
+    group: np.ndarray | None = None,
+    per_signal: dict[str, np.ndarray] | None = None,
+    lot_step=None,
+    symbols: list[str] | None = None,
+    init_cash=None,
+    account=None,
+    limits: Limits | None = None,
+    state: EngineState | None = None,
+    record_bars: bool = True,
+    record_skipped: bool = False,
+) -> EngineResult:
+    """:func:`run` on a ``(T, N)`` panel, without building per-asset frames (the fast path for many assets and for
+    paper trading's one-bar steps); same kernel, same results as :func:`run` on the same bars.
+
+    Args:
+        ts: int64 ``(T,)`` bar open times, epoch ms UTC, strictly increasing.
+        open, high, low, close: float64 ``(T, N)`` quote currency; a NaN close means the asset has no bar then (its
+            other inputs at that row are ignored); a bar with a close must have open, high and low.
+        names: the N asset names (column order). ``atr``: float ``(T, N)``. ``signal``: int ``(T, N)`` +1/-1.
+        exit_signal: bool ``(T, N)``. ``weight``: float ``(T, N)`` target weights (NaN = no decision).
+        group: int ``(T, N)`` group ids (-1 none). ``per_signal``: name in ``limit_price, sl_price, tp1_price,
+            tp_price, size_fraction, leverage, liq_price`` → float ``(T, N)``. ``lot_step``: scalar or ``(N,)``.
+        symbols: per asset (default: names). The other arguments are :func:`run`'s.
+
+    Raises:
+        ValueError: shapes that do not match ``(T, N)``, ``ts`` not increasing, a missing open/high/low on a bar
+            with a close, negative weights, signals and weights on one asset, bars not after the state.
+    """
+    ts = np.asarray(ts, np.int64)
+    T, n = len(ts), len(names)
+    if T > 1 and not (np.diff(ts) > 0).all():
+        raise ValueError("run_panel: ts must be strictly increasing")
+
+    def mat(x, dtype, what):
+        a = np.asarray(x, dtype=dtype)
+        if a.shape != (T, n):
+            raise ValueError(f"run_panel: {what} has shape {a.shape}, expected ({T}, {n})")
+        return a
+
+    c = mat(close, np.float64, "close")
+    present = ~np.isnan(c)
+    full = bool(present.all())
+    o, h, l_ = (mat(x, np.float64, k) for x, k in ((open, "open"), (high, "high"), (low, "low")))
+    if (np.isnan(o) | np.isnan(h) | np.isnan(l_))[present].any():
+        raise ValueError("run_panel: NaN in open/high/low on a bar with a close")
+    plist, state = _start(names, params, init_cash, account, state)
+    if T == 0 or not present.any():
+        return _empty_result(state, names)
+    first = np.where(present.any(axis=0), ts[np.argmax(present, axis=0)], np.iinfo(np.int64).max)
+    if (first <= state.assets[S_LAST_TS]).any():
+        raise ValueError("run_panel: an asset's bars start at or before the state's last bar")
+
+    def flat(a):
+        v = a.ravel()
+        return v if full else v[present.ravel()]
+
+    f = {
+        "ts": flat(np.repeat(ts[:, None], n, axis=1)),
+        "asset": flat(np.broadcast_to(np.arange(n, dtype=np.int64), (T, n))),
+        "o": flat(o),
+        "h": flat(h),
+        "l": flat(l_),
+        "c": flat(c),
+    }
+    sig = np.zeros((T, n), np.int8) if signal is None else mat(signal, np.int8, "signal")
+    f["sig"] = flat(sig)
+    if atr is not None:
+        f["atr"] = flat(mat(atr, np.float64, "atr"))
+    if exit_signal is not None:
+        f["ex"] = flat(mat(exit_signal, np.bool_, "exit_signal"))
+    if weight is not None:
+        w = mat(weight, np.float64, "weight")
+        if (w[present] < 0).any():
+            raise ValueError("run_panel: target weights must be >= 0 (long only)")
+        both = ((~np.isnan(w)) & present).any(axis=0) & (sig != 0).any(axis=0)
+        if both.any():
+            raise ValueError(f"run_panel: {names[int(np.argmax(both))]} has both signals and target weights")
+        f["tw"] = flat(w)
+    if group is not None:
+        f["grp"] = flat(mat(group, np.int64, "group"))
+    for k, v in (per_signal or {}).items():
+        if k not in _PER_SIGNAL:
+            raise ValueError(f"run_panel: unknown per-signal input {k!r} (known: {', '.join(_PER_SIGNAL)})")
+        f[k] = flat(mat(v, np.float64, k))
+    lot = np.broadcast_to(np.asarray(0.0 if lot_step is None else lot_step, np.float64), (n,)).copy()
+    sym = _symbol_ids(list(symbols) if symbols is not None else list(names))
+    return _execute(f, names, plist, lot, sym, np.zeros(0), np.zeros(0), state, limits, record_bars, record_skipped)
+
+
+def step(
+    state: EngineState,
+    ts: int,
+    open: np.ndarray,
+    high: np.ndarray,
+    low: np.ndarray,
+    close: np.ndarray,
+    params: SimParams | list[SimParams],
+    **inputs,
+) -> EngineResult:
+    """Advance ``state`` by one closed bar per asset (the paper-trading step): :func:`run_panel` with ``T = 1``.
+
+    ``open``..``close`` float ``(N,)`` (NaN close = no bar for that asset); ``inputs``: :func:`run_panel`'s
+    keyword inputs as ``(N,)`` arrays (``weight``, ``signal``, ``atr``, ``group``, ...) and its options
+    (``limits``, ``record_bars``, ``record_skipped``, ``lot_step``, ``symbols``)."""
+    opts = {"limits", "record_bars", "record_skipped", "lot_step", "symbols", "per_signal"}
+    rows = {k: (np.asarray(v)[None, :] if k not in opts else v) for k, v in inputs.items()}
+    if rows.get("per_signal"):
+        rows["per_signal"] = {k: np.asarray(v)[None, :] for k, v in rows["per_signal"].items()}
+    return run_panel(
+        np.array([ts], np.int64),
+        np.asarray(open, np.float64)[None, :],
+        np.asarray(high, np.float64)[None, :],
+        np.asarray(low, np.float64)[None, :],
+        np.asarray(close, np.float64)[None, :],
+        params,
+        names=state.names,
+        state=state,
+        **rows,
+    )
 
 
 def _empty_result(state: EngineState, names: list[str]) -> EngineResult:

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.core.engine import AssetInput, EngineState, Limits, run, split_rows
+from pipeline.core.engine import AssetInput, EngineState, Limits, run, run_panel, split_rows, step
 from pipeline.core.simulator import SimParams, simulate
 from tests.conftest import real_ohlcv
 
@@ -317,3 +317,92 @@ def spot_like_costs():
     from pipeline.core.costs import spot_costs
 
     return spot_costs()
+
+
+def _panel(book: dict):
+    """The assets of ``book`` as a (T, N) panel on the union of their times (NaN where an asset has no bar)."""
+    names = list(book)
+    ts = np.unique(np.concatenate([x.bars["ts"].to_numpy() for x in book.values()]))
+    out = {k: np.full((len(ts), len(names)), np.nan) for k in ("open", "high", "low", "close", "atr", "limit", "w")}
+    sig = np.zeros((len(ts), len(names)), np.int8)
+    ex = np.zeros((len(ts), len(names)), bool)
+    for j, k in enumerate(names):
+        x = book[k]
+        i = np.searchsorted(ts, x.bars["ts"].to_numpy())
+        for c in ("open", "high", "low", "close", "atr"):
+            out[c][i, j] = x.bars[c].to_numpy()
+        sig[i, j] = x.signal
+        if x.exit_signal is not None:
+            ex[i, j] = x.exit_signal
+        if x.limit_price is not None:
+            out["limit"][i, j] = x.limit_price
+        if x.weight is not None:
+            out["w"][i, j] = x.weight
+    return names, ts, out, sig, ex
+
+
+def test_run_panel_and_step_equal_run(real_book):
+    """The (T, N) fast path on the union of times (NaN = no bar) gives run()'s rows, book and order log; stepping
+    the last bars one at a time from the state equals the one run."""
+    names, ts, m, sig, ex = _panel(real_book)
+    lots = [x.lot_step for x in real_book.values()]
+    kw = dict(limits=Limits(max_positions=2), record_skipped=True)
+    ref = run(real_book, BRACKETS, **kw)
+    pan = run_panel(
+        ts,
+        m["open"],
+        m["high"],
+        m["low"],
+        m["close"],
+        BRACKETS,
+        names=names,
+        atr=m["atr"],
+        signal=sig,
+        exit_signal=ex,
+        weight=m["w"],
+        per_signal={"limit_price": m["limit"]},
+        lot_step=lots,
+        **kw,
+    )
+    np.testing.assert_array_equal(np.nan_to_num(pan.rows, nan=-7.0), np.nan_to_num(ref.rows, nan=-7.0))
+    np.testing.assert_array_equal(pan.olog, ref.olog)
+    pd.testing.assert_frame_equal(pan.book, ref.book)
+    k = len(ts) - 5
+    head = run_panel(
+        ts[:k],
+        *(m[c][:k] for c in ("open", "high", "low", "close")),
+        BRACKETS,
+        names=names,
+        atr=m["atr"][:k],
+        signal=sig[:k],
+        exit_signal=ex[:k],
+        weight=m["w"][:k],
+        per_signal={"limit_price": m["limit"][:k]},
+        lot_step=lots,
+        **kw,
+    )
+    state, hist, eq = head.state, [split_rows(head.rows)[0]], [head.book["equity"].to_numpy()]
+    for i in range(k, len(ts)):
+        r = step(
+            state,
+            int(ts[i]),
+            *(m[c][i] for c in ("open", "high", "low", "close")),
+            BRACKETS,
+            atr=m["atr"][i],
+            signal=sig[i],
+            exit_signal=ex[i],
+            weight=m["w"][i],
+            per_signal={"limit_price": m["limit"][i]},
+            lot_step=lots,
+            **kw,
+        )
+        state = r.state
+        hist.append(split_rows(r.rows)[0])
+        eq.append(r.book["equity"].to_numpy())
+    np.testing.assert_array_equal(
+        np.nan_to_num(np.concatenate(hist), nan=-7.0), np.nan_to_num(split_rows(ref.rows)[0], nan=-7.0)
+    )
+    np.testing.assert_allclose(np.concatenate(eq), ref.book["equity"].to_numpy(), rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(state.assets, ref.state.assets)
+    with pytest.raises(ValueError, match="before the state"):
+        step(state, int(ts[-1]), *(m[c][-1] for c in ("open", "high", "low", "close")), BRACKETS)
