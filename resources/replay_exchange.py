@@ -411,7 +411,7 @@ def start_replay(
     data = data_dir if isinstance(data_dir, ReplayData) else ReplayData(data_dir, exchange, base_timeframe)
     replay = ReplayExchange(data, clock)
     srv = _Server((host, port), replay)
-    t = threading.Thread(target=srv.serve_forever, name="replay-exchange", daemon=True)
+    t = threading.Thread(target=srv.serve_forever, args=(0.05,), name="replay-exchange", daemon=True)
     t.start()
     return ReplayHandle(f"http://{host}:{srv.server_address[1]}", replay, srv, t)
 
