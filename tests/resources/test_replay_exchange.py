@@ -285,3 +285,16 @@ def test_bad_inputs_give_clear_errors(replay, data):
     with pytest.raises(ReplayError, match="no binance candle files"):
         start_replay(SHARED / "onchain", "2026-04-20", 600)
     assert main(["--start", "2030-01-01", "--data-dir", str(SHARED)]) == 2
+
+
+def test_trader_yaml_settings_reach_the_exchange_source():
+    from pipeline.config import ExchangeConfig, settings
+    from pipeline.definitions import build_resources
+
+    cfg = settings()
+    assert (cfg.exchange.market_type, cfg.exchange.api_base_url) == ("spot", None)  # the defaults: Binance spot
+    swap = cfg.exchange.model_copy(update={"market_type": "swap", "api_base_url": "http://127.0.0.1:9"})
+    src = build_resources(cfg.model_copy(update={"exchange": swap}))["exchange"]
+    assert (src.market_type, src.api_base_url, src.locator) == ("swap", "http://127.0.0.1:9", "ccxt:swap")
+    with pytest.raises(ValueError, match="Input should be 'spot' or 'swap'"):
+        ExchangeConfig(market_type="futures")
