@@ -41,6 +41,7 @@ import json
 import re
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -179,12 +180,12 @@ class ReplayData:
 
 class ReplayExchange:
     """Answers Binance REST requests from :class:`ReplayData` under a :class:`SimClock` (no HTTP here: see
-    :meth:`handle`). ``requests`` records ``(path, query)`` of every request; :meth:`revise` simulates the exchange
+    :meth:`handle`). ``requests`` records ``(path, query)`` of the last 10,000 requests; :meth:`revise` simulates the exchange
     correcting a candle after it was first sent (what ``exchange.overlap_candles`` is for)."""
 
     def __init__(self, data: ReplayData, clock: SimClock):
         self.data, self.clock = data, clock
-        self.requests: list[tuple[str, dict]] = []
+        self.requests: deque[tuple[str, dict]] = deque(maxlen=10_000)  # bounded: a replay may run for days
         self._revisions: dict[tuple[str, str, int], dict[str, float]] = {}
         spans = {s: data.span(s) for s in data.symbols()}
         self.spans = spans

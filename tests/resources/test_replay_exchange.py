@@ -235,7 +235,7 @@ def test_ingest_through_replay_overlap_refetches_and_corrects_a_revised_candle(r
         replay.wall.t += 2 * H / 600_000
         n = len(replay.exchange.requests)
         rep = ingest_exchange_slice(con, src, "binance", "BTC/USDT", "1h", since, overlap=3)
-        kl = [q for p, q in replay.exchange.requests[n:] if p.endswith("/klines")]
+        kl = [q for p, q in list(replay.exchange.requests)[n:] if p.endswith("/klines")]
         assert [int(q["startTime"]) for q in kl] == [last - 2 * H]  # checkpoint - (3 - 1) candles
         assert rep["new_rows"] == 3 + 2  # 3 re-fetched + 10:00, 11:00
         got = _stored(con)
