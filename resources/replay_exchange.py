@@ -110,6 +110,7 @@ class ReplayData:
         self.files = FilesSource(data_dir=str(data_dir))
         self.exchange, self.base = exchange, base_timeframe
         self._cache: dict[tuple[str, str], pd.DataFrame] = {}
+        self._native: dict[str, set[str]] = {}
         self._lock = threading.RLock()  # re-entrant: a resampled frame loads its source
         self._symbols = self._scan()
         if not self._symbols:
@@ -137,7 +138,10 @@ class ReplayData:
         return list(self._symbols)
 
     def native(self, symbol: str) -> set[str]:
-        return self.files.available_timeframes(self.exchange, symbol)
+        """Timeframes the files hold for ``symbol`` (looked up once: the folder is read in place, not watched)."""
+        if symbol not in self._native:
+            self._native[symbol] = self.files.available_timeframes(self.exchange, symbol)
+        return self._native[symbol]
 
     def source_of(self, symbol: str, tf: str) -> str | None:
         """The file timeframe ``tf`` is served from (itself when native), None when nothing can build it."""
@@ -164,10 +168,8 @@ class ReplayData:
 
     def _build(self, symbol: str, tf: str) -> pd.DataFrame:
         src = self.source_of(symbol, tf)
-        if src is None:
-            return self._read_native(symbol, tf)  # empty
-        if src == tf:
-            return self._read_native(symbol, tf)
+        if src is None or src == tf:
+            return self._read_native(symbol, tf)  # native, or an empty frame
         out = resample_ohlcv(self.candles(symbol, src), src, tf)
         return out.drop(columns=["bar_count", "expected_bars"])
 
@@ -180,8 +182,12 @@ class ReplayData:
 
 class ReplayExchange:
     """Answers Binance REST requests from :class:`ReplayData` under a :class:`SimClock` (no HTTP here: see
-    :meth:`handle`). ``requests`` records ``(path, query)`` of the last 10,000 requests; :meth:`revise` simulates the exchange
-    correcting a candle after it was first sent (what ``exchange.overlap_candles`` is for)."""
+    :meth:`handle`). ``requests`` records ``(path, query)`` of the last 10,000 requests; :meth:`revise` simulates the
+    exchange correcting a candle after it was first sent (what ``exchange.overlap_candles`` is for).
+
+    Raises:
+        ReplayError: the clock's start lies outside the files' span (first open -> last close of the coarsest files).
+    """
 
     def __init__(self, data: ReplayData, clock: SimClock):
         self.data, self.clock = data, clock
