@@ -278,8 +278,28 @@ def ingest_exchange_slice(
     con, exchange_src: ExchangeSource, exchange: str, symbol: str, tf: str, since: str, overlap: int = 0
 ) -> dict:
     """Sync one slice from the exchange, resuming after the stored checkpoint, ``overlap`` candles earlier
-    (``exchange.overlap_candles``: those are fetched again and upserted), never before ``since``."""
-    _, last_ts = _checkpoint(con, "exchange", exchange, symbol, tf, "ccxt")
+    (``exchange.overlap_candles``: those are fetched again and upserted), never before ``since``.
+
+    The market type is recorded in ``raw.ohlcv.locator`` and the checkpoint's locator (``ccxt`` spot, ``ccxt:swap``;
+    the symbol stays ``BASE/QUOTE``). Raises ValueError when the slice already holds candles of the other market
+    type: spot and perpetual prices differ, one series must not mix them (use another warehouse file).
+    """
+    locator = exchange_src.locator
+    other = io.fetch_one(
+        con.execute(
+            "SELECT locator, count(*) FROM raw.ohlcv WHERE exchange=? AND symbol=? AND timeframe=? "
+            "AND (locator = 'ccxt' OR locator LIKE 'ccxt:%') AND locator <> ? GROUP BY locator LIMIT 1",
+            [exchange, symbol, tf, locator],
+        )
+    )
+    if other is not None:
+        kind = "spot" if other[0] == "ccxt" else other[0].split(":", 1)[1]
+        raise ValueError(
+            f"raw.ohlcv holds {other[1]} {kind} candles of {symbol} {tf} from {exchange}; exchange.market_type is "
+            f"{exchange_src.market_type!r}: one series cannot mix markets. Point TRADER_WAREHOUSE at another file "
+            f"or set exchange.market_type back to {kind!r}"
+        )
+    _, last_ts = _checkpoint(con, "exchange", exchange, symbol, tf, locator)
     stored = io.max_ts(con, "raw.ohlcv", {"exchange": exchange, "symbol": symbol, "timeframe": tf})
     step = timeframe_ms(tf)
     back = (1 - overlap) * step
@@ -290,7 +310,7 @@ def ingest_exchange_slice(
 
     def write_page(page: pd.DataFrame) -> None:
         write_with_checkpoint(
-            con, page, "exchange", exchange, symbol, tf, "ccxt", None, int(page["ts"].iloc[-1]), len(page)
+            con, page, "exchange", exchange, symbol, tf, locator, None, int(page["ts"].iloc[-1]), len(page)
         )
 
     rep = exchange_src.sync_ohlcv(symbol, tf, since_ms, write_page)

@@ -84,6 +84,16 @@ class ExchangeConfig(Params):
         description="Incremental exchange syncs re-fetch this many candles before the stored checkpoint and upsert "
         "them (seed incremental.overlap_candles; corrects candles the exchange revised). 0 = resume after the last.",
     )
+    market_type: Literal["spot", "swap"] = Field(
+        "spot",
+        description="spot, or swap = the USDT-M perpetuals (ccxt BTC/USDT:USDT; the setup scanner's plans are "
+        "leveraged). Universe and warehouse symbols stay BTC/USDT; raw.ohlcv.locator records ccxt / ccxt:swap.",
+    )
+    api_base_url: str | None = Field(
+        None,
+        description="Replace every API host of the exchange (spot and futures), e.g. the replay exchange's "
+        "http://127.0.0.1:<port>; null = the exchange's own hosts.",
+    )
 
 
 class WarehouseConfig(Params):

@@ -39,6 +39,8 @@ def build_resources(cfg: TraderConfig) -> dict:
             rate_limit_ms=cfg.exchange.rate_limit_ms,
             max_retries=cfg.exchange.max_retries,
             page_limit=cfg.exchange.page_limit,
+            market_type=cfg.exchange.market_type,
+            api_base_url=cfg.exchange.api_base_url,
         ),
         "sheets": SheetsSource(spreadsheet_key=cfg.onchain.sheet),
         "mlflow": MlflowTracking(

@@ -7,12 +7,20 @@ on ccxt's recoverable branch ``ccxt.OperationFailed``: ``NetworkError`` (``Reque
 ``-1000 unknown error`` (HTTP 500) maps there too. ``ExchangeError`` (bad symbol, auth) is not retried. The still-forming last candle is dropped. Each page
 is validated and handed to ``write_page`` (the caller upserts it and moves the checkpoint in one
 transaction), so an interrupted sync resumes where it stopped with no gap and no duplicate.
+
+``market_type`` picks the market (issue 16): ``spot`` (ccxt ``BTC/USDT``, Binance ``/api/v3``) or ``swap`` (the USDT-M
+perpetual, ccxt ``BTC/USDT:USDT``, Binance ``/fapi/v1``: ccxt ``defaultType: swap`` and ``fetchMarkets.types:
+[linear]``). Callers keep the warehouse's ``BASE/QUOTE`` names; :meth:`ExchangeSource.market_symbol` maps them and
+:attr:`ExchangeSource.locator` (``ccxt`` / ``ccxt:swap``) records the market type in ``raw.ohlcv.locator`` and the
+checkpoint. ``api_base_url`` rebases every ccxt API host (spot, fapi, dapi, sapi...) onto one URL, e.g. the replay
+exchange of :mod:`resources.replay_exchange`; the exchange clock is then asked after every page, since a replay clock
+runs faster than real time.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Literal
 
 import ccxt
 import dagster as dg
@@ -45,7 +53,12 @@ class ExchangeSource(dg.ConfigurableResource):
     retry_wait_s: float = Field(1.0, description="First backoff wait in seconds (doubles each retry, max 30 s).")
     page_limit: int | None = Field(None, description="Candles per request; None = exchange limit (Binance 1000).")
     timeout_ms: int = Field(10_000, description="HTTP timeout per request.")
-    api_base_url: str | None = Field(None, description="Replace the exchange's API host (testnets, local replay).")
+    market_type: Literal["spot", "swap"] = Field(
+        "spot", description="spot, or swap = USDT-M perpetuals (ccxt BTC/USDT:USDT); warehouse names stay BTC/USDT."
+    )
+    api_base_url: str | None = Field(
+        None, description="Replace every API host of the exchange, spot and futures (testnets, the replay exchange)."
+    )
     frozen_now_ms: int | None = Field(None, description="Fixed 'now' for replay; None = the exchange clock.")
     _client: ccxt.Exchange | None = PrivateAttr(default=None)
 
@@ -55,7 +68,10 @@ class ExchangeSource(dg.ConfigurableResource):
             opts: dict = {
                 "enableRateLimit": True,
                 "timeout": self.timeout_ms,
-                "options": {"defaultType": "spot", "fetchMarkets": {"types": ["spot"]}},
+                "options": {
+                    "defaultType": self.market_type,
+                    "fetchMarkets": {"types": ["spot"] if self.market_type == "spot" else ["linear"]},
+                },
             }
             if self.rate_limit_ms is not None:
                 opts["rateLimit"] = self.rate_limit_ms
@@ -65,24 +81,42 @@ class ExchangeSource(dg.ConfigurableResource):
             self._client = ex
         return self._client
 
+    @property
+    def locator(self) -> str:
+        """What ``raw.ohlcv.locator`` and the checkpoint record for this source: ``ccxt`` (spot, as before issue 16)
+        or ``ccxt:swap``."""
+        return "ccxt" if self.market_type == "spot" else f"ccxt:{self.market_type}"
+
+    def market_symbol(self, symbol: str) -> str:
+        """The warehouse's ``BASE/QUOTE`` -> ccxt's symbol of the market type: ``BTC/USDT`` (spot) or
+        ``BTC/USDT:USDT`` (swap: the perpetual settled in the quote currency). A symbol with ``:`` is kept."""
+        if self.market_type == "spot" or ":" in symbol:
+            return symbol
+        return f"{symbol}:{symbol.split('/')[-1]}"
+
     def candle_limit(self) -> int:
-        """Candles per request: configured, else ccxt's documented ``fetchOHLCV`` limit, else 1000."""
+        """Candles per request: configured, else ccxt's documented ``fetchOHLCV`` limit of the market type (Binance:
+        spot 1000, USDT-M swap 500), else 1000."""
         if self.page_limit:
             return self.page_limit
         ex = self.client()
-        lim = (
-            (ex.features or {}).get("spot", {}).get("fetchOHLCV", {}).get("limit") if hasattr(ex, "features") else None
-        )
+        feats = (ex.features or {}) if hasattr(ex, "features") else {}
+        feats = feats.get("spot", {}) if self.market_type == "spot" else feats.get("swap", {}).get("linear") or {}
+        lim = (feats.get("fetchOHLCV") or {}).get("limit")
         return int(lim or 1000)
 
     _clock_offset_ms: int | None = PrivateAttr(default=None)
 
     def now_ms(self) -> int:
-        """The exchange's clock (epoch ms): ``frozen_now_ms``, else the local clock corrected by the server-time
-        offset measured once per resource (ccxt ``fetch_time``; 0 where the exchange has no time endpoint)."""
+        """The exchange's clock (epoch ms): ``frozen_now_ms``, else with ``api_base_url`` the server's time asked now
+        (a replay clock runs ``speed`` times faster than the local one), else the local clock corrected by the
+        server-time offset measured once per resource (ccxt ``fetch_time``; 0 where the exchange has no time endpoint).
+        """
         if self.frozen_now_ms is not None:
             return int(self.frozen_now_ms)
         ex = self.client()
+        if self.api_base_url and ex.has.get("fetchTime"):
+            return int(ex.fetch_time())
         if self._clock_offset_ms is None:
             try:
                 self._clock_offset_ms = int(ex.fetch_time()) - int(ex.milliseconds()) if ex.has.get("fetchTime") else 0
@@ -116,7 +150,8 @@ class ExchangeSource(dg.ConfigurableResource):
         """Fetch closed candles from ``since_ms`` (inclusive) up to now and pass each page to ``write_page``.
 
         Args:
-            symbol: ``BASE/QUOTE``. timeframe: e.g. ``1h``. since_ms: epoch ms UTC.
+            symbol: ``BASE/QUOTE`` (the market type's ccxt symbol is derived: :meth:`market_symbol`).
+            timeframe: e.g. ``1h``. since_ms: epoch ms UTC.
             write_page: receives a validated frame (``ts`` + OHLCV) per page; must persist it.
             until_ms: stop before this open time (default: the last closed candle).
 
@@ -128,17 +163,23 @@ class ExchangeSource(dg.ConfigurableResource):
         ex = self.client()
         report = SyncReport()
         self._call(ex.load_markets, report)
-        step, limit = timeframe_ms(timeframe), self.candle_limit()
-        cursor = since_ms
+        step, limit, market = timeframe_ms(timeframe), self.candle_limit(), self.market_symbol(symbol)
+        if ex.markets is not None and market not in ex.markets:
+            some = ", ".join(sorted(ex.markets)[:5])
+            raise ccxt.BadSymbol(
+                f"{self.exchange_id} {self.market_type} has no market {market} (universe symbol {symbol!r}, "
+                f"exchange.market_type {self.market_type!r}); it lists {len(ex.markets)} markets, e.g. {some}"
+            )
+        cursor, now = since_ms, self.now_ms()
         while True:
-            now = self.now_ms()
             if cursor + step > now or (until_ms is not None and cursor >= until_ms):
                 break
-            rows = self._call(ex.fetch_ohlcv, report, symbol, timeframe, since=cursor, limit=limit)
+            rows = self._call(ex.fetch_ohlcv, report, market, timeframe, since=cursor, limit=limit)
+            now = self.now_ms()  # read after the answer: every candle in it opened before this clock
             if not rows:
                 break
             df = pd.DataFrame(rows, columns=OHLCV_COLUMNS)
-            src = f"ccxt:{self.exchange_id}:{symbol}:{timeframe} page since {cursor}"
+            src = f"ccxt:{self.exchange_id}:{market}:{timeframe} page since {cursor}"
             df = validate_ohlcv(df, src, timeframe)
             reject_future(df, src, timeframe, now, allow_forming=True)  # the forming candle is dropped below
             df = df[df["ts"] >= cursor]
