@@ -302,3 +302,19 @@ def test_resume_with_limits_equals_one_run(limited_book):
         assert (st == full.book["engine_state"].to_numpy()).all()
         np.testing.assert_array_equal(b.state.book, full.state.book)
         np.testing.assert_array_equal(np.concatenate([a.olog, b.olog]), full.olog)
+
+
+def test_equity_is_cash_plus_marked_positions_from_the_order_log(limited_book):
+    """Target weights only (no stops): the book's spot cash is the initial cash minus every fill's units x price +
+    fee up to that bar (from the order log), and its position value is Σ units x close (from the per-asset rows)."""
+    longs = {k: x for k, x in limited_book.items() if x.weight is not None}
+    p = SimParams(init_cash=100_000, fee_taker_bps=5, slippage_bps=3)
+    res = run(longs, p, limits=LIMITS)
+    book, log = res.book, res.order_log()
+    assert len(log[log["units"] != 0]) > 300
+    flow = (log["units"] * log["price"].fillna(0) + log["fee"]).groupby(log["ts"]).sum()
+    cash = 100_000 - flow.reindex(book["ts"], fill_value=0.0).cumsum().to_numpy()
+    np.testing.assert_allclose(book["cash"].to_numpy(), cash, rtol=1e-10)
+    pv = pd.Series(res.asset_bars["position"] * res.asset_bars["close"]).groupby(res.asset_bars["ts"]).sum()
+    np.testing.assert_allclose(book["position_value"].to_numpy(), pv.to_numpy(), rtol=1e-10, atol=1e-6)
+    assert (book["cash"] >= -1e-9).all()
