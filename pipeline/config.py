@@ -10,6 +10,7 @@ Environment variables:
     TRADER_CONFIG      path of the YAML file (default: ``<repo>/trader.yaml``)
     TRADER_DATA_DIR    data folder; when set, ``source`` is forced to ``files``
     TRADER_WAREHOUSE   DuckDB warehouse file
+    TRADER_LIVE        ``1``: the live sensors start RUNNING (``trader live`` sets it)
     MLFLOW_TRACKING_URI  MLflow tracking URI
 """
 
@@ -273,6 +274,24 @@ class SetupScannerConfig(Params):
     )
 
 
+class LiveConfig(Params):
+    """``live``: the sensors that turn each newly closed candle into one run of ``live_candle_job``."""
+
+    enabled: bool = Field(
+        False,
+        description="Live sensors start RUNNING when true (trader live sets it with TRADER_LIVE=1; else STOPPED, "
+        "toggle in the UI).",
+    )
+    timeframes: list[str] | None = Field(
+        None, description="Timeframes with a closed-candle sensor; null = setup_scanner.timeframes."
+    )
+    symbols: list[str] | None = Field(None, description="Symbols the sensors watch; null = universe.symbols.")
+    sensor_interval_s: int = Field(10, ge=1, description="Seconds between two sensor ticks (Dagster's minimum).")
+    close_lag_s: float = Field(
+        5.0, ge=0, description="Seconds after a candle's close before it is requested (the exchange settles it)."
+    )
+
+
 class TraderConfig(Params):
     """The whole configuration (``trader.yaml``)."""
 
@@ -294,6 +313,7 @@ class TraderConfig(Params):
     options_desk: OptionsDeskConfig = Field(default_factory=OptionsDeskConfig)
     setup_scanner: SetupScannerConfig = Field(default_factory=SetupScannerConfig)
     api: ApiConfig = Field(default_factory=ApiConfig)
+    live: LiveConfig = Field(default_factory=LiveConfig)
 
     @model_validator(mode="after")
     def _base_timeframe(self) -> "TraderConfig":
@@ -323,6 +343,8 @@ class TraderConfig(Params):
             c.warehouse.exports_dir = str(wh.with_name(wh.stem + "_exports"))
         if os.environ.get("MLFLOW_TRACKING_URI"):
             c.mlflow.tracking_uri = os.environ["MLFLOW_TRACKING_URI"]
+        if os.environ.get("TRADER_LIVE") == "1":
+            c.live.enabled = True
 
         def absolute(p: str) -> str:
             q = Path(os.path.expanduser(p))

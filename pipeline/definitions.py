@@ -15,6 +15,7 @@ import assets
 from pipeline.config import TraderConfig, settings
 from pipeline.jobs import JOBS
 from pipeline.schedules import schedules
+from pipeline.sensors import sensors
 from resources.exchange import ExchangeSource
 from resources.files import FilesSource
 from resources.mlflow_tracking import MlflowTracking
@@ -57,6 +58,7 @@ defs = dg.Definitions(
     assets=ALL_ASSETS,
     jobs=JOBS,
     schedules=schedules(settings()),
+    sensors=sensors(settings()),
     resources=build_resources(settings()),
     executor=dg.in_process_executor,
 )

@@ -10,14 +10,17 @@ from __future__ import annotations
 import dagster as dg
 
 from assets.keys import (
+    FEATURES,
     GROUP_OPTIONS,
     GROUP_RESEARCH,
+    MARKET_OHLCV,
     OPTIONS_CHAMPION,
     OPTIONS_DAILY,
     OPTIONS_MODELS,
     OPTIONS_TRADES,
     RAW_OHLCV,
     RAW_ONCHAIN_METRICS,
+    REGIMES,
     SENTIMENT_DAILY,
     SETUP_BACKTEST,
     SETUP_CANDIDATES,
@@ -29,6 +32,7 @@ from assets.keys import (
     SETUPS,
     SNAPSHOT,
 )
+from pipeline.partitions import SYMBOL_TIMEFRAME
 
 # assets that run only through their own job (with run config), never in main_job
 ON_DEMAND = dg.AssetSelection.keys(SETUP_RETRO)
@@ -100,5 +104,24 @@ setup_retro_job = dg.define_asset_job(
     "run config: start, end, stride, limit_per_pair).",
 )
 
+# live: one run per newly closed candle (pipeline/sensors.py), partition = that symbol x timeframe; never retrains
+live_candle_job = dg.define_asset_job(
+    "live_candle_job",
+    selection=dg.AssetSelection.keys(RAW_OHLCV, MARKET_OHLCV, FEATURES, REGIMES, SETUP_CANDIDATES, SETUPS) | PUBLISH,
+    partitions_def=SYMBOL_TIMEFRAME,
+    description="One newly closed candle (run key timeframe:symbol:ts, launched by the closed_candles_<tf> sensors): "
+    "ingest that partition, rebuild its market candles, features and regimes, scan and gate the setups with the "
+    "current champion and thresholds (no training), republish the serving snapshot.",
+)
+
 SETUP_JOBS = [setup_scan_job, setup_train_job, setup_calibrate_job, setup_tune_job, setup_retro_job]
-JOBS = [main_job, ingest_job, train_job, backtest_job, options_desk_job, options_models_job, *SETUP_JOBS]
+JOBS = [
+    main_job,
+    ingest_job,
+    train_job,
+    backtest_job,
+    options_desk_job,
+    options_models_job,
+    *SETUP_JOBS,
+    live_candle_job,
+]

@@ -139,6 +139,24 @@ class ExchangeSource(dg.ConfigurableResource):
             with attempt:
                 return fn(*args, **kwargs)
 
+    def newest_candles(self, symbol: str, timeframe: str, since_ms: int | None, limit: int = 50) -> list[int]:
+        """Open times (epoch ms) of the newest candles of ``symbol`` (the forming one included): from ``since_ms``
+        when given (at most ``limit``), else the last ``limit``. One ``fetch_ohlcv`` request (after the markets are
+        loaded once), retried like :meth:`sync_ohlcv`; what a live sensor asks every tick.
+
+        Raises:
+            ccxt.OperationFailed after ``max_retries`` retries; ccxt.BadSymbol for an unknown market.
+        """
+        ex = self.client()
+        report = SyncReport()
+        if not ex.markets:
+            self._call(ex.load_markets, report)
+        market = self.market_symbol(symbol)
+        if ex.markets is not None and market not in ex.markets:
+            raise ccxt.BadSymbol(f"{self.exchange_id} {self.market_type} has no market {market} ({symbol!r})")
+        rows = self._call(ex.fetch_ohlcv, report, market, timeframe, since=since_ms, limit=limit)
+        return [int(r[0]) for r in rows]
+
     def sync_ohlcv(
         self,
         symbol: str,

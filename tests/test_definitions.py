@@ -20,8 +20,15 @@ def test_definitions_load():
         "setup_calibrate_job",
         "setup_tune_job",
         "setup_retro_job",
+        "live_candle_job",
     ):
         assert defs.resolve_job_def(job)
+    # issue 16: one closed-candle sensor per scanned timeframe, off unless live.enabled (trader live)
+    sens = {s.name: s for s in defs.sensors}
+    assert set(sens) == {"closed_candles_15m", "closed_candles_1h"}
+    assert all(
+        s.default_status == dg.DefaultSensorStatus.STOPPED and s.job_name == "live_candle_job" for s in sens.values()
+    )
     # seed 002 "auto": weekly UTC train -> calibrate -> tune, stopped unless setup_scanner.auto.enabled
     sched = {s.name: s for s in defs.schedules}
     assert [sched[n].cron_schedule for n in ("setup_train_weekly", "setup_calibrate_weekly", "setup_tune_weekly")] == [
