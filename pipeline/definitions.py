@@ -18,6 +18,7 @@ from pipeline.schedules import schedules
 from resources.exchange import ExchangeSource
 from resources.files import FilesSource
 from resources.mlflow_tracking import MlflowTracking
+from resources.notifier import build_notifier
 from resources.sheets import SheetsSource
 from resources.warehouse import WarehouseResource
 
@@ -46,6 +47,7 @@ def build_resources(cfg: TraderConfig) -> dict:
             artifact_location=cfg.mlflow.artifact_location,
             ui_url=cfg.mlflow.ui_url,
         ),
+        "notifier": build_notifier(cfg.notify.telegram),
     }
 
 
