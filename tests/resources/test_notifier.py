@@ -322,3 +322,103 @@ def test_outage_keeps_everything_pending_then_delivers(tg, con, token):
     assert rep.delivered == 3 and len(tg.requests) == 3
     assert [json.loads(_r["payload"])["candidate_id"] for _r in _rows(con)] == ["c0", "c1", "c2"]
     assert [r["text"].splitlines()[-1] for r in tg.requests] == [f"ref `{m.ref(k)}`" for k in keys]
+
+
+# the options desk's real decision of 2025-10-08 (signals.options_daily / options_trades of a full run)
+OPTIONS_DAY = {
+    "date": "2025-10-08",
+    "score": 3,
+    "state": "bull_probe",
+    "confidence": "medium",
+    "state_reason": "MDIA neutral + whale sponsored + MVRV call_confirm",
+    "mdia_regime": "neutral",
+    "mdia_source": "proxy:realized_cap_age",
+    "whale_regime": "strategic_accum",
+    "whale_source": "proxy:exchange_supply",
+    "mvrv_ls_regime": "call_confirm_recovery",
+    "mvrv_ls_source": "proxy:mvrv_minus_sth155",
+    "overlay_reason": "none",
+    "size_mult": 1.0,
+    "dte_mult": 1.0,
+    "p_long": 0.61,
+    "p_long_version": "options_p_long v3",
+    "p_short": float("nan"),
+    "signal_option_call": 1,
+    "signal_option_put": float("nan"),
+    "model_gate_mode": "display",
+}
+OPTIONS_TRADES = [
+    (
+        "BULL_PROBE",
+        1,
+        "cooldown",
+        "Fusion: bull_probe",
+        "medium",
+        0.5,
+        "CALL_SPREAD",
+        123000.0,
+        136000.0,
+        "2025-11-07",
+        30,
+    ),
+    (
+        "TACTICAL_PUT",
+        -1,
+        "taken",
+        "Tactical put: MVRV-60d near peak",
+        "low",
+        0.4,
+        "TACTICAL_PUT",
+        114000.0,
+        None,
+        "2025-10-24",
+        16,
+    ),
+]
+
+
+def test_options_decision_is_the_cli_block_in_a_pre_entity(tg, con, token):
+    import pandas as pd
+
+    from pipeline.core import options_explain as ox
+
+    cols = "trade_type direction cooldown_status reason confidence size structure strike_long strike_short expiry dte"
+    trades = pd.DataFrame(OPTIONS_TRADES, columns=cols.split()).assign(expiry=lambda d: pd.to_datetime(d["expiry"]))
+    r = pd.Series(OPTIONS_DAY)
+    cand = (0.262, "1", '["PASS auc", "FAIL brier 0.21896 < base-rate brier 0.21510"]')
+    block = ox.decision_block(
+        r,
+        trades,
+        age=ox.age_lines("2025-10-08", "2025-10-08", pd.Timestamp("2025-10-09"), pd.Timestamp("2025-10-09"), 2),
+        models=ox.model_lines(
+            r, {"p_long": "options_p_long", "p_short": "options_p_short"}, (0.5, 0.5), "display", {"p_short": cand}
+        ),
+    )
+    assert block[1] == "SIGNAL ANALYSIS: 2025-10-08"
+    assert (
+        "Data: latest stored day 2025-10-08 (complete at 2025-10-09 00:00 UTC, 1 day behind today, 2025-10-09 UTC)"
+        in block
+    )
+    assert "p_long  = 0.610   (options_p_long v3 @champion)" in block
+    assert (
+        "p_short = 0.262   (candidate options_p_short v1, NOT promoted: FAIL brier 0.21896 < base-rate brier "
+        "0.21510; not used by decisions)"
+    ) in block
+    assert "signal_option_call = 1   (champion p_long >= 0.5)" in block and "   Score: +3" in block
+    assert block[-14:-12] == ["", "⏸ CALL (BULL_PROBE, cooldown)"]
+    assert "   Strikes: 123,000 / 136,000   Expiry: 2025-11-07 (30 DTE)" in block
+    assert block[-7:] == [
+        "",
+        "✅ PUT (TACTICAL_PUT, taken)",
+        "   Reason: Tactical put: MVRV-60d near peak",
+        "   Confidence: low",
+        "   Size: 0.40",
+        "   Structures: TACTICAL_PUT",
+        "   Strikes: 114,000   Expiry: 2025-10-24 (16 DTE)",
+    ]
+    msg = m.options_decision("2025-10-08", block, {"state": "bull_probe"})
+    assert msg.plain.splitlines()[1:-1] == block and msg.dedup_key == "options_decision:2025-10-08"
+    assert msg.markdown.startswith(r"*Options desk decision 2025\-10\-08*" + "\n```\n=====")
+    enqueue(con, msg, KINDS, now=T0)
+    assert deliver(con, _bot(tg), P, clock=Clock(), sleep=Clock().sleep).outcomes == ["sent"]  # parsed as MarkdownV2
+    assert tg.requests[0]["text"] == msg.markdown
