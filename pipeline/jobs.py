@@ -29,6 +29,7 @@ from assets.keys import (
     SETUPS,
     SNAPSHOT,
 )
+from pipeline.notify import NOTIFY_JOBS
 
 # assets that run only through their own job (with run config), never in main_job
 ON_DEMAND = dg.AssetSelection.keys(SETUP_RETRO)
@@ -101,4 +102,4 @@ setup_retro_job = dg.define_asset_job(
 )
 
 SETUP_JOBS = [setup_scan_job, setup_train_job, setup_calibrate_job, setup_tune_job, setup_retro_job]
-JOBS = [main_job, ingest_job, train_job, backtest_job, options_desk_job, options_models_job, *SETUP_JOBS]
+JOBS = [main_job, ingest_job, train_job, backtest_job, options_desk_job, options_models_job, *SETUP_JOBS, *NOTIFY_JOBS]
