@@ -204,21 +204,21 @@ def test_at_most_20_requests_a_minute_per_chat_across_restarts(tg, con, token, t
     for i in range(25):
         enqueue(con, _stale(i), KINDS, now=clock())
     assert deliver(con, _bot(tg), P, clock=clock, sleep=clock.sleep).requests == 20
-    clock.t = T0 + 59.9
-    with io.connect(str(tmp_path / "wh.duckdb")) as other:  # a new process: the window is read from the warehouse
-        pass
-    assert deliver(con, _bot(tg), P, clock=clock, sleep=clock.sleep).requests == 0
-    clock.t = T0 + 60
-    assert deliver(con, _bot(tg), P, clock=clock, sleep=clock.sleep).requests == 5
-    # one pass allowed to wait sleeps until the next token instead of returning
-    clock2 = Clock(T0 + 1000)
-    for i in range(25, 50):
-        enqueue(con, _stale(i), KINDS, now=clock2())
-    rep = deliver(con, _bot(tg), P, clock=clock2, sleep=clock2.sleep, max_wait_s=120)
-    assert rep.delivered == 25 and clock2.t == T0 + 1060
-    times = sorted(r[0] for r in con.execute("SELECT epoch(started_at) FROM ops.notification_attempts").fetchall())
-    assert max(sum(1 for t in times if a <= t < a + 60) for a in times) == 20
-    assert other is not None
+    con.close()
+    # a restarted sender (new connection, new notifier): the spent tokens are read from ops.notification_attempts
+    with io.connect(str(tmp_path / "wh.duckdb")) as con2:
+        clock.t = T0 + 59.9
+        assert deliver(con2, _bot(tg), P, clock=clock, sleep=clock.sleep).requests == 0
+        clock.t = T0 + 60
+        assert deliver(con2, _bot(tg), P, clock=clock, sleep=clock.sleep).requests == 5
+        # one pass allowed to wait sleeps until the next token instead of returning
+        clock2 = Clock(T0 + 1000)
+        for i in range(25, 50):
+            enqueue(con2, _stale(i), KINDS, now=clock2())
+        rep = deliver(con2, _bot(tg), P, clock=clock2, sleep=clock2.sleep, max_wait_s=120)
+        assert rep.delivered == 25 and clock2.t == T0 + 1060
+        times = sorted(r[0] for r in con2.execute("SELECT epoch(started_at) FROM ops.notification_attempts").fetchall())
+    assert len(times) == 50 and max(sum(1 for t in times if a <= t < a + 60) for a in times) == 20
 
 
 def test_plain_text_fallback_on_parse_error(tg, con, token):
@@ -422,3 +422,50 @@ def test_options_decision_is_the_cli_block_in_a_pre_entity(tg, con, token):
     enqueue(con, msg, KINDS, now=T0)
     assert deliver(con, _bot(tg), P, clock=Clock(), sleep=Clock().sleep).outcomes == ["sent"]  # parsed as MarkdownV2
     assert tg.requests[0]["text"] == msg.markdown
+
+
+_SENDER = """
+import sys, time
+from pipeline.core.outbox import OutboxParams
+from resources.notifier import TelegramNotifier, deliver
+from warehouse import io
+
+with io.connect(sys.argv[1]) as con:
+    bot = TelegramNotifier(chat_id="42", bot_token_env="TEST_TG_TOKEN", api_base=sys.argv[2], read_timeout_s=20)
+    deliver(con, bot, OutboxParams(max_wait_s=0), clock=lambda: float(sys.argv[3]))
+"""
+
+
+def test_kill_9_while_the_request_is_in_flight(tg, tmp_path, token):
+    """A real crash: the sender process is killed (SIGKILL) after Telegram received the request and before the
+    answer came back; the restarted sender resends the at-least-once signal once, flagged as a possible repeat."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    path = str(tmp_path / "wh.duckdb")
+    sig = m.new_signal(SIGNAL)
+    with io.connect(path) as c:
+        enqueue(c, sig, KINDS, now=T0)
+    tg.script = [("timeout", 5.0)]  # Telegram holds the answer
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.Popen([sys.executable, "-c", _SENDER, path, tg.url, str(T0)], env=env)
+    try:
+        deadline = time.time() + 30
+        while not tg.requests and time.time() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        assert len(tg.requests) == 1, "the sender did not reach the fake server"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    with io.connect(path) as c:
+        assert [r["status"] for r in _rows(c)] == ["sending"]
+        clock = Clock(T0 + 121)
+        rep = deliver(c, _bot(tg), P, clock=clock, sleep=clock.sleep)
+        assert (rep.requeued_orphans, rep.delivered, len(tg.requests)) == (1, 1, 2)
+        assert tg.requests[1]["text"].startswith(r"_♻ possible repeat of ref " + m.ref(sig.dedup_key))
+        assert [r["status"] for r in _rows(c)] == ["sent"]
