@@ -43,6 +43,12 @@ def test() -> None:
 @app.command("status")
 def status(limit: int = typer.Option(10, help="Newest messages shown.")) -> None:
     """Messages of the outbox by kind and status, and the newest ones with their last error."""
+    have = read(
+        "SELECT count(*) AS n FROM information_schema.tables WHERE table_schema = 'ops' AND table_name = 'notifications'"
+    )
+    if not int(have["n"].iloc[0]):
+        console.print("no outbox yet (ops.notifications is created by the next run that writes the warehouse)")
+        return
     table(read("SELECT kind, status, count(*) AS messages FROM ops.notifications GROUP BY ALL ORDER BY ALL"), "outbox")
     table(
         read(
