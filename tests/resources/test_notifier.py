@@ -151,6 +151,23 @@ def test_kind_modes_read_yaml_on_off():
     assert (k.signal, k.data_stale, k.run_failure, k.mode("test")) == ("off", "silent", "on", "on")
 
 
+def test_telegram_config_and_the_notifier_it_builds():
+    from pydantic import ValidationError
+
+    from pipeline.config import TelegramConfig
+    from resources.notifier import build_notifier
+
+    with pytest.raises(ValidationError, match="chat_id is required"):
+        TelegramConfig(enabled=True)
+    on = TelegramConfig.model_validate({"enabled": True, "chat_id": 123456789, "api_base": "http://127.0.0.1:9"})
+    bot = build_notifier(on)
+    assert (
+        isinstance(bot, TelegramNotifier) and bot.chat_id == "123456789" and bot.bot_token_env == "TELEGRAM_BOT_TOKEN"
+    )
+    assert "token" not in {k for k in bot.model_dump() if k != "bot_token_env"}  # the token itself is never config
+    assert isinstance(build_notifier(TelegramConfig()), NullNotifier)
+
+
 # --------------------------------------------------------------------------- delivery through the fake server
 
 
