@@ -29,8 +29,10 @@ from models.setup_meta import SetupMetaConfig
 from models.trainers import BaselineModelConfig
 from pipeline.core.backtest import BacktestConfig
 from pipeline.core.costs import Costs, futures_costs
+from pipeline.core.messages import NotifyKinds
 from pipeline.core.onchain_signals import OnchainRegimeParams
 from pipeline.core.options_fusion import OptionsDeskParams
+from pipeline.core.outbox import OutboxParams
 from pipeline.core.params import Params
 from pipeline.core.regimes import RegimeParams
 from pipeline.core.setup_gating import GatingParams
@@ -292,6 +294,41 @@ class LiveConfig(Params):
     )
 
 
+class TelegramConfig(Params):
+    """``notify.telegram`` (seed 002): the Telegram bot that receives the notifications (resources/notifier.py)."""
+
+    enabled: bool = Field(False, description="Send to Telegram; false = messages are stored as 'off', never sent.")
+    bot_token_env: str = Field(
+        "TELEGRAM_BOT_TOKEN",
+        description="Name of the environment variable holding the bot token (the token is never written in "
+        "trader.yaml; seed notify.telegram.bot_token).",
+    )
+    chat_id: str | None = Field(None, description="Chat id (e.g. 123456789, -100123... for a group) or @channel.")
+    api_base: str = Field("https://api.telegram.org", description="Bot API address (tests: a local fake server).")
+    connect_timeout_s: float = Field(5.0, gt=0, description="Seconds to connect to the Bot API.")
+    read_timeout_s: float = Field(10.0, gt=0, description="Seconds to wait for the Bot API's answer.")
+    connect_retries: int = Field(2, ge=0, description="Immediate retries of a failed connection (nothing was sent).")
+
+    @field_validator("chat_id", mode="before")
+    @classmethod
+    def _chat_text(cls, v):
+        return str(v) if isinstance(v, int) and not isinstance(v, bool) else v  # YAML reads 123456789 as a number
+
+    @model_validator(mode="after")
+    def _chat(self) -> "TelegramConfig":
+        if self.enabled and not self.chat_id:
+            raise ValueError("notify.telegram.chat_id is required when notify.telegram.enabled is true")
+        return self
+
+
+class NotifyConfig(Params):
+    """``notify``: where notifications go, which kinds are sent, and how the outbox delivers them (issue 16)."""
+
+    telegram: TelegramConfig = Field(default_factory=TelegramConfig)
+    kinds: NotifyKinds = Field(default_factory=NotifyKinds)
+    outbox: OutboxParams = Field(default_factory=OutboxParams)
+
+
 class TraderConfig(Params):
     """The whole configuration (``trader.yaml``)."""
 
@@ -314,6 +351,8 @@ class TraderConfig(Params):
     setup_scanner: SetupScannerConfig = Field(default_factory=SetupScannerConfig)
     api: ApiConfig = Field(default_factory=ApiConfig)
     live: LiveConfig = Field(default_factory=LiveConfig)
+
+    notify: NotifyConfig = Field(default_factory=NotifyConfig)
 
     @model_validator(mode="after")
     def _base_timeframe(self) -> "TraderConfig":

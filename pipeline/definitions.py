@@ -19,6 +19,7 @@ from pipeline.sensors import sensors
 from resources.exchange import ExchangeSource
 from resources.files import FilesSource
 from resources.mlflow_tracking import MlflowTracking
+from resources.notifier import build_notifier
 from resources.sheets import SheetsSource
 from resources.warehouse import WarehouseResource
 
@@ -49,6 +50,7 @@ def build_resources(cfg: TraderConfig) -> dict:
             artifact_location=cfg.mlflow.artifact_location,
             ui_url=cfg.mlflow.ui_url,
         ),
+        "notifier": build_notifier(cfg.notify.telegram),
     }
 
 

@@ -32,6 +32,7 @@ from assets.keys import (
     SETUPS,
     SNAPSHOT,
 )
+from pipeline.notify import NOTIFY_JOBS
 from pipeline.partitions import SYMBOL_TIMEFRAME
 
 # assets that run only through their own job (with run config), never in main_job
@@ -123,5 +124,6 @@ JOBS = [
     options_desk_job,
     options_models_job,
     *SETUP_JOBS,
+    *NOTIFY_JOBS,
     live_candle_job,
 ]

@@ -31,6 +31,8 @@ PRIMARY_KEYS: dict[str, list[str]] = {
     "ops.publish_log": ["published_at"],
     "ops.asset_inputs": ["asset"],
     "ops.input_errors": ["input", "partition_key", "locator"],
+    "ops.notifications": ["dedup_key"],
+    "ops.notification_attempts": ["attempt_id"],
     "ml.predictions": ["model_name", "exchange", "symbol", "timeframe", "ts"],
     "ml.folds": ["model_name", "mlflow_run_id", "fold"],
     "ml.model_runs": ["mlflow_run_id"],
@@ -179,6 +181,22 @@ DDL = [
     """CREATE TABLE IF NOT EXISTS ops.input_errors (input VARCHAR, partition_key VARCHAR, locator VARCHAR, rule VARCHAR,
         message VARCHAR, detected_at TIMESTAMP)""",
     "CREATE TABLE IF NOT EXISTS ops.publish_log (published_at TIMESTAMP, fingerprint VARCHAR, tables INTEGER, path VARCHAR)",
+    # issue 16: the notification outbox (warehouse/notifications.py; docs/decisions.md "Notifications and the outbox").
+    # A real PRIMARY KEY (the table is small): enqueue is INSERT ... ON CONFLICT DO NOTHING; seq = enqueue order (messages
+    # due at the same time go out in it). Times are naive UTC.
+    # Created IF NOT EXISTS, so a warehouse made by older code gains both tables on its next read-write open.
+    "CREATE SEQUENCE IF NOT EXISTS ops.notification_seq",
+    """CREATE TABLE IF NOT EXISTS ops.notifications (dedup_key VARCHAR PRIMARY KEY,
+        seq BIGINT NOT NULL DEFAULT nextval('ops.notification_seq'), kind VARCHAR NOT NULL,
+        mode VARCHAR NOT NULL, payload JSON, text VARCHAR, plain_text VARCHAR, status VARCHAR NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0, failures INTEGER NOT NULL DEFAULT 0, next_attempt_at TIMESTAMP,
+        attempt_id VARCHAR, attempt_started_at TIMESTAMP, maybe_sent BOOLEAN NOT NULL DEFAULT false, format VARCHAR,
+        chat_id VARCHAR, last_error VARCHAR, created_at TIMESTAMP NOT NULL, updated_at TIMESTAMP, sent_at TIMESTAMP,
+        telegram_message_id BIGINT)""",
+    # every sendMessage request made (one row per HTTP request): the audit trail and the per-chat rate limit's memory
+    """CREATE TABLE IF NOT EXISTS ops.notification_attempts (attempt_id VARCHAR NOT NULL, dedup_key VARCHAR NOT NULL,
+        chat_id VARCHAR, started_at TIMESTAMP NOT NULL, finished_at TIMESTAMP, format VARCHAR, outcome VARCHAR,
+        http_status INTEGER, retry_after DOUBLE, retry_at TIMESTAMP, error VARCHAR, telegram_message_id BIGINT)""",
 ]
 
 #: tables copied into the read-only serving snapshot and exported to Parquet

@@ -13,10 +13,12 @@ from pipeline.cli.common import console, fmt, pct, print_checks, read, run_job, 
 from pipeline.config import settings
 from pipeline.core.options_explain import (
     OVERLAY_INPUTS,
-    REGIME_INPUTS,
-    days_behind,
+    age_lines,
+    decision_block,
+    is_unavailable,
+    model_lines,
     regime_inputs,
-    unavailable_reason,
+    unavailable_lines,
 )
 
 app = typer.Typer(help="Options desk: on-chain fusion signals and option trades (BTC).", no_args_is_help=True)
@@ -39,37 +41,6 @@ def build_features() -> None:
     )
     if not ok:
         raise typer.Exit(1)
-
-
-def _age_lines(day: str, last: str, available_at, today, max_age: int) -> list[str]:
-    """How old the shown day and the stored data are, against today's UTC date, with a warning past ``max_age``."""
-    behind = days_behind(last, today)
-    ready = (
-        ""
-        if available_at is None or pd.isna(available_at)
-        else f"complete at {pd.Timestamp(available_at):%Y-%m-%d %H:%M} UTC, "
-    )
-    out = [
-        f"Data: latest stored day {last} ({ready}{behind} day{'s' if behind != 1 else ''} behind today, "
-        f"{pd.Timestamp(today).date()} UTC)"
-    ]
-    if day != last:
-        out.append(f"      showing {day}, {days_behind(day, today)} days behind today (not the latest day)")
-    if behind > max_age:
-        out.append(
-            f"⚠ STALE DATA: the latest on-chain day is {behind} days old (more than {max_age}); this is NOT today's "
-            "signal. Refresh the on-chain files and run `trader options generate-signal` (or `trader run`)."
-        )
-    return out
-
-
-def _unavailable_lines(r: pd.Series, features: pd.DataFrame, day: str) -> list[str]:
-    """One line per indicator without a regime on ``day``, saying which input is missing (empty if none)."""
-    out = []
-    for ind, (prefix, _) in REGIME_INPUTS.items():
-        if r.get(f"{prefix}_regime") == "unavailable":
-            out.append(f"   ⚠ {unavailable_reason(features, day, ind)}")
-    return out
 
 
 def _input_lines(features: pd.DataFrame, r: pd.Series, day: str) -> list[str]:
@@ -99,12 +70,6 @@ def _input_lines(features: pd.DataFrame, r: pd.Series, day: str) -> list[str]:
     return out
 
 
-def _strike(k: float) -> str:
-    """A strike in USD without rounding it away: ``105,000``, ``64,500``, ``123.5``, ``0.0585`` (the grid scales
-    with price, so early strikes are small)."""
-    return f"{k:,.8g}"
-
-
 def _signal_block(date: str | None, verbose: bool = False) -> None:
     span = read("SELECT min(date) AS first, max(date) AS last, max(available_at) AS ready FROM signals.options_daily")
     if span.empty or pd.isna(span["last"].iloc[0]):
@@ -120,94 +85,38 @@ def _signal_block(date: str | None, verbose: bool = False) -> None:
     today = pd.Timestamp.now(tz="UTC").tz_localize(None).normalize()
     cfg = settings().options_desk
     trades = read("SELECT * FROM signals.options_trades WHERE date = ? ORDER BY trade_type", [day])
-    unavailable = r["state_reason"].startswith("unavailable") or "unavailable" in {
-        r.get(f"{p}_regime") for p, _ in REGIME_INPUTS.values()
-    }
+    unavailable = is_unavailable(r)
     features = (
         read("SELECT * FROM features.onchain WHERE date <= ? ORDER BY date", [day])
         if verbose or unavailable
         else pd.DataFrame()
     )
-    bar = "=" * 60
-    score = "n/a" if pd.isna(r["score"]) else f"{int(r['score']):+d}"
-    lines = [
-        bar,
-        f"SIGNAL ANALYSIS: {day}",
-        bar,
-        *_age_lines(day, last, span["ready"].iloc[0], today, cfg.max_data_age_days),
-        "",
-        "--- ML MODEL SCORES ---",
-        *_model_lines(r, day, cfg.models),
-        "",
-        "--- FUSION STATE ---",
-        f"State: {r['state']}",
-        f"   Confidence: {r['confidence'] if pd.notna(r['confidence']) else 'n/a'}",
-        f"   Score: {score}",
-        f"   Reason: {r['state_reason']}",
-        f"   Regimes: MDIA {r['mdia_regime']} ({r['mdia_source']}), whales {r['whale_regime']} ({r['whale_source']}), "
-        f"MVRV-LS {r['mvrv_ls_regime']} ({r['mvrv_ls_source']})",
-        *(_unavailable_lines(r, features, day) if unavailable else []),
-        *(_input_lines(features, r, day) if verbose else []),
-        "",
-        "--- OVERLAY ---",
-        f"   {r['overlay_reason']}",
-        f"   Size Multiplier: {r['size_mult']:.2f}",
-        f"   DTE Multiplier: {r['dte_mult']:.2f}",
-        "",
-        bar,
-        "TRADE DECISIONS",
-        bar,
-    ]
-    if trades.empty:
-        lines += ["", "⚪ NO TRADE"]
-    for t in trades.itertuples():
-        icon = "✅" if t.cooldown_status == "taken" else "⏸"
-        kind = "CALL" if t.direction > 0 else "PUT"
-        strikes = _strike(t.strike_long) + ("" if pd.isna(t.strike_short) else f" / {_strike(t.strike_short)}")
-        lines += [
-            "",
-            f"{icon} {kind} ({t.trade_type}, {t.cooldown_status})",
-            f"   Reason: {t.reason}",
-            f"   Confidence: {t.confidence}",
-            f"   Size: {t.size:.2f}",
-            f"   Structures: {t.structure}",
-            f"   Strikes: {strikes}   Expiry: {fmt(t.expiry)} ({t.dte} DTE)",
-        ]
+    lines = decision_block(
+        r,
+        trades,
+        age=age_lines(day, last, span["ready"].iloc[0], today, cfg.max_data_age_days),
+        models=_model_lines(r, day, cfg.models),
+        unavailable=unavailable_lines(r, features, day) if unavailable else [],
+        inputs=_input_lines(features, r, day) if verbose else [],
+    )
     console.print("\n".join(lines), highlight=False, markup=False)
 
 
 def _model_lines(r: pd.Series, day: str, m) -> list[str]:
-    """The seed's model block: champion scores, or the latest candidate's labelled as not promoted (``m``: the
+    """The seed's model block (:func:`pipeline.core.options_explain.model_lines`) with, for a score without a
+    champion value, the latest candidate's score of the day read from ``ml.options_scores`` (``m``: the
     ``options_desk.models`` section)."""
-    out = []
-    for t, sig in (("p_long", "signal_option_call"), ("p_short", "signal_option_put")):
-        p = r.get(t)
-        if p is not None and pd.notna(p):
-            out.append(f"{t:<7} = {p:.3f}   ({r[f'{t}_version']} @champion)")
+    candidates = {}
+    for t in ("p_long", "p_short"):
+        if r.get(t) is not None and pd.notna(r.get(t)):
             continue
         cand = read(
             """SELECT s.p_cal, r.model_version, r.promotion_reasons FROM ml.options_scores s JOIN ml.model_runs r
                        USING (mlflow_run_id) WHERE s.model_name = ? AND s.date = ? ORDER BY r.trained_at DESC LIMIT 1""",
             [m.names[t], day],
         )
-        if cand.empty or pd.isna(cand["p_cal"].iloc[0]):
-            out.append(f"{t:<7} = n/a   (no champion and no candidate score for this day; trader options train-models)")
-        else:
-            import json
-
-            failed = [x for x in json.loads(cand["promotion_reasons"].iloc[0] or "[]") if x.startswith("FAIL")]
-            out.append(
-                f"{t:<7} = {cand['p_cal'].iloc[0]:.3f}   (candidate {m.names[t]} v{cand['model_version'].iloc[0]}, "
-                f"NOT promoted: {'; '.join(failed) or 'gate not run'}; not used by decisions)"
-            )
-    for t, sig, thr in (
-        ("p_long", "signal_option_call", m.call_threshold),
-        ("p_short", "signal_option_put", m.put_threshold),
-    ):
-        v = r.get(sig)
-        out.append(f"{sig:<18} = {'n/a' if v is None or pd.isna(v) else int(v)}   (champion {t} >= {thr})")
-    out.append(f"model gate: {r.get('model_gate_mode', 'display')}")
-    return out
+        candidates[t] = None if cand.empty else tuple(cand[["p_cal", "model_version", "promotion_reasons"]].iloc[0])
+    return model_lines(r, m.names, (m.call_threshold, m.put_threshold), "display", candidates)
 
 
 @app.command("score-latest")

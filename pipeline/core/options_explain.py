@@ -177,3 +177,163 @@ def recent_availability(daily: pd.DataFrame, days: int = 90) -> tuple[float, pd.
     reasons = why.value_counts().rename_axis("reason").reset_index(name="days")
     window = {"first_day": str(cal[0].date()), "last_day": str(last.date()), "days_without_row": int(missing.sum())}
     return float(bad.mean()), reasons, window
+
+
+# --------------------------------------------------------------------------- the daily decision block (seed 000)
+
+
+def age_lines(day: str, last: str, available_at, today, max_age: int) -> list[str]:
+    """How old the shown ``day`` and the latest stored day ``last`` are against ``today`` (UTC dates), with a
+    ``STALE DATA`` warning past ``max_age`` days (``options_desk.max_data_age_days``); ``available_at``: when the
+    latest day was complete (naive UTC), or None."""
+    behind = days_behind(last, today)
+    ready = (
+        ""
+        if available_at is None or pd.isna(available_at)
+        else f"complete at {pd.Timestamp(available_at):%Y-%m-%d %H:%M} UTC, "
+    )
+    out = [
+        f"Data: latest stored day {last} ({ready}{behind} day{'s' if behind != 1 else ''} behind today, "
+        f"{pd.Timestamp(today).date()} UTC)"
+    ]
+    if day != last:
+        out.append(f"      showing {day}, {days_behind(day, today)} days behind today (not the latest day)")
+    if behind > max_age:
+        out.append(
+            f"⚠ STALE DATA: the latest on-chain day is {behind} days old (more than {max_age}); this is NOT today's "
+            "signal. Refresh the on-chain files and run `trader options generate-signal` (or `trader run`)."
+        )
+    return out
+
+
+def is_unavailable(r) -> bool:
+    """The day's fusion state or one of its indicator regimes is ``unavailable`` (``r``: a ``signals.options_daily``
+    row)."""
+    return str(r["state_reason"]).startswith(UNAVAILABLE) or UNAVAILABLE in {
+        r.get(f"{p}_regime") for p, _ in REGIME_INPUTS.values()
+    }
+
+
+def unavailable_lines(r, features: pd.DataFrame, day: str) -> list[str]:
+    """One line per indicator without a regime on ``day``, saying which input is missing (empty if none)."""
+    out = []
+    for ind, (prefix, _) in REGIME_INPUTS.items():
+        if r.get(f"{prefix}_regime") == UNAVAILABLE:
+            out.append(f"   ⚠ {unavailable_reason(features, day, ind)}")
+    return out
+
+
+def model_lines(r, names: dict, thresholds: tuple[float, float], gate_default: str, candidates: dict) -> list[str]:
+    """The seed's model block: champion scores, or the latest candidate's labelled as not promoted.
+
+    ``r``: the ``signals.options_daily`` row; ``names``: ``{"p_long": model name, "p_short": ...}``;
+    ``thresholds``: ``(call_threshold, put_threshold)``; ``candidates``: for a score without a champion value,
+    ``{"p_long": (p_cal, model_version, promotion_reasons JSON) or None}`` (the latest candidate's score of the day).
+    """
+    import json
+
+    out = []
+    for t in ("p_long", "p_short"):
+        p = r.get(t)
+        if p is not None and pd.notna(p):
+            out.append(f"{t:<7} = {p:.3f}   ({r[f'{t}_version']} @champion)")
+            continue
+        cand = candidates.get(t)
+        if cand is None or pd.isna(cand[0]):
+            out.append(f"{t:<7} = n/a   (no champion and no candidate score for this day; trader options train-models)")
+        else:
+            failed = [x for x in json.loads(cand[2] or "[]") if x.startswith("FAIL")]
+            out.append(
+                f"{t:<7} = {cand[0]:.3f}   (candidate {names[t]} v{cand[1]}, "
+                f"NOT promoted: {'; '.join(failed) or 'gate not run'}; not used by decisions)"
+            )
+    for t, sig, thr in (
+        ("p_long", "signal_option_call", thresholds[0]),
+        ("p_short", "signal_option_put", thresholds[1]),
+    ):
+        v = r.get(sig)
+        out.append(f"{sig:<18} = {'n/a' if v is None or pd.isna(v) else int(v)}   (champion {t} >= {thr})")
+    out.append(f"model gate: {r.get('model_gate_mode', gate_default)}")
+    return out
+
+
+def strike_text(k: float) -> str:
+    """A strike in USD without rounding it away: ``105,000``, ``64,500``, ``123.5``, ``0.0585`` (the grid scales
+    with price, so early strikes are small)."""
+    return f"{k:,.8g}"
+
+
+def _day_text(v) -> str:
+    t = pd.Timestamp(v)
+    return str(t.date()) if t == t.normalize() else str(t)
+
+
+def decision_block(
+    r,
+    trades: pd.DataFrame,
+    *,
+    age: list[str],
+    models: list[str],
+    unavailable: list[str] = (),
+    inputs: list[str] = (),
+) -> list[str]:
+    """The options desk's daily block, as seed 000 "Sample Output" prints it (SIGNAL ANALYSIS, ML MODEL SCORES,
+    FUSION STATE, OVERLAY, TRADE DECISIONS), shown by ``trader options score-latest`` and sent by the
+    ``options_decision`` notification (:func:`pipeline.core.messages.options_decision`).
+
+    Args:
+        r: one ``signals.options_daily`` row (mapping / Series).
+        trades: that day's ``signals.options_trades`` rows (``trade_type, direction, cooldown_status, reason,
+            confidence, size, structure, strike_long, strike_short, expiry, dte``), in display order.
+        age: :func:`age_lines`; models: :func:`model_lines`; unavailable: :func:`unavailable_lines` (when
+            :func:`is_unavailable`); inputs: the ``--verbose`` indicator inputs (empty otherwise).
+    Returns:
+        The lines, without trailing newlines.
+    """
+    day = str(pd.Timestamp(r["date"]).date())
+    bar = "=" * 60
+    score = "n/a" if pd.isna(r["score"]) else f"{int(r['score']):+d}"
+    lines = [
+        bar,
+        f"SIGNAL ANALYSIS: {day}",
+        bar,
+        *age,
+        "",
+        "--- ML MODEL SCORES ---",
+        *models,
+        "",
+        "--- FUSION STATE ---",
+        f"State: {r['state']}",
+        f"   Confidence: {r['confidence'] if pd.notna(r['confidence']) else 'n/a'}",
+        f"   Score: {score}",
+        f"   Reason: {r['state_reason']}",
+        f"   Regimes: MDIA {r['mdia_regime']} ({r['mdia_source']}), whales {r['whale_regime']} ({r['whale_source']}), "
+        f"MVRV-LS {r['mvrv_ls_regime']} ({r['mvrv_ls_source']})",
+        *unavailable,
+        *inputs,
+        "",
+        "--- OVERLAY ---",
+        f"   {r['overlay_reason']}",
+        f"   Size Multiplier: {r['size_mult']:.2f}",
+        f"   DTE Multiplier: {r['dte_mult']:.2f}",
+        "",
+        bar,
+        "TRADE DECISIONS",
+        bar,
+    ]
+    if trades.empty:
+        lines += ["", "⚪ NO TRADE"]
+    for t in trades.itertuples():
+        icon = "✅" if t.cooldown_status == "taken" else "⏸"
+        kind = "CALL" if t.direction > 0 else "PUT"
+        strikes = strike_text(t.strike_long) + ("" if pd.isna(t.strike_short) else f" / {strike_text(t.strike_short)}")
+        lines += [
+            "",
+            f"{icon} {kind} ({t.trade_type}, {t.cooldown_status})",
+            f"   Reason: {t.reason}",
+            f"   Confidence: {t.confidence}",
+            f"   Size: {t.size:.2f}",
+            f"   Structures: {t.structure}",
+            f"   Strikes: {strikes}   Expiry: {_day_text(t.expiry)} ({t.dte} DTE)",
+        ]
+    return lines

@@ -35,7 +35,7 @@ def _under(module: str, prefix: str) -> bool:
 
 
 def test_command_modules_import_only_common_from_the_cli_and_nothing_under_assets():
-    assert {p.stem for p in COMMAND_MODULES} == {"main", "research", "options", "setups", "api"}
+    assert {p.stem for p in COMMAND_MODULES} == {"main", "research", "options", "setups", "api", "notify"}
     bad = {}
     for path in COMMAND_MODULES:
         for module, names in _imports(path):
@@ -87,7 +87,9 @@ def test_commands_and_jobs():
         "options",
         "setups",
         "api",
+        "notify",
     }
+    assert set(top.commands["notify"].commands) == {"test", "status"}
     assert set(top.commands["setups"].commands) == {
         "retro-scan",
         "scan",
