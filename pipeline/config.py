@@ -17,6 +17,7 @@ Environment variables:
 from __future__ import annotations
 
 import os
+from datetime import datetime, timezone
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -452,3 +453,30 @@ def load_config(path: str | os.PathLike | None = None) -> TraderConfig:
 def settings() -> TraderConfig:
     """Process-wide configuration (cached; tests call ``settings.cache_clear()`` after changing env)."""
     return load_config()
+
+
+def write_replay_config(cfg: TraderConfig, base_url: str, start_ms: int, out_dir: Path) -> Path:
+    """The configuration ``trader live --replay`` runs with, written to ``out_dir/trader.yaml`` (returned).
+
+    ``cfg`` (resolved) with: candles from the exchange at ``base_url`` (the replay server), fetched from the replay
+    start minus ``features.warmup_bars`` bars of the longest live timeframe (the features' warm-up), a warehouse of
+    its own under ``out_dir`` (the replayed days are not mixed into the files-built warehouse), the live sensors
+    on, and the same MLflow store as ``cfg`` (so the champions trained by ``trader run`` gate the replayed signals;
+    they were trained on data that may include the replayed days: docs/decisions.md)."""
+    tfs = cfg.live.timeframes or cfg.setup_scanner.timeframes
+    warm = cfg.features.warmup_bars * max(TIMEFRAME_MS[t] for t in tfs)
+    since = datetime.fromtimestamp((start_ms - warm) / 1000, tz=timezone.utc).strftime("%Y-%m-%d")
+    raw = cfg.model_dump(mode="json")
+    raw["source"] = "exchange"
+    raw["exchange"] |= {"api_base_url": base_url, "since": since, "rate_limit_ms": 1}
+    raw["warehouse"] = {
+        "path": str(out_dir / "warehouse.duckdb"),
+        "serving_path": str(out_dir / "serving.duckdb"),
+        "exports_dir": str(out_dir / "exports"),
+    }
+    raw["live"]["enabled"] = True
+    out_dir.mkdir(parents=True, exist_ok=True)
+    p = out_dir / "trader.yaml"
+    head = f"# written by trader live --replay (replay exchange {base_url}); edit trader.yaml instead\n"
+    p.write_text(head + yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
+    return p

@@ -48,36 +48,44 @@ def replay():
     h.stop()
 
 
-def test_sensor_requests_each_closed_candle_once_through_ccxt(replay):
+def test_sensor_requests_one_run_per_closed_candle_through_ccxt(replay):
     cfg = TraderConfig.model_validate(
         {"live": {"symbols": ["BTC/USDT", "ETH/USDT", "FOO/USDT"], "close_lag_s": 5, "sensor_interval_s": 10}}
     )
     sensor = closed_candle_sensor("15m", cfg)
     src = ExchangeSource(api_base_url=replay.base_url, rate_limit_ms=1, retry_wait_s=0.01, max_retries=0)
-
     repo = dg.Definitions(
         assets=ALL_ASSETS, jobs=[live_candle_job], sensors=[sensor], resources=build_resources(settings())
     ).get_repository_def()
+    instance = dg.DagsterInstance.ephemeral()
 
     def tick(cursor):
-        with dg.build_sensor_context(cursor=cursor, resources={"exchange": src}, repository_def=repo) as ctx:
+        with dg.build_sensor_context(
+            cursor=cursor, resources={"exchange": src}, repository_def=repo, instance=instance
+        ) as ctx:
             return sensor.evaluate_tick(ctx)
 
+    both = "BTC/USDT,ETH/USDT"  # FOO/USDT is not a market: logged, skipped, never in the cursor
     r1 = tick(None)  # 10:30:00: the 10:15 candle closed 0 s ago (lag 5 s) -> the 10:00 candle
-    keys = [r.run_key for r in r1.run_requests]
-    assert keys == [f"15m:BTC/USDT:{T1030 - 2 * M15}", f"15m:ETH/USDT:{T1030 - 2 * M15}"]
-    assert [str(r.partition_key) for r in r1.run_requests] == ["BTC-USDT|15m", "ETH-USDT|15m"]
-    assert json.loads(r1.cursor) == {"BTC/USDT": T1030 - 2 * M15, "ETH/USDT": T1030 - 2 * M15}  # no FOO: it failed
+    assert [r.run_key for r in r1.run_requests] == [f"15m:{T1030 - 2 * M15}:{both}"]
+    tags = r1.run_requests[0].tags
+    assert tags["dagster/asset_partition_range_start"] == "BTC-USDT|15m"
+    assert tags["dagster/asset_partition_range_end"] == "ETH-USDT|15m"
+    assert tags["trader/timeframe"] == "15m" and tags["trader/symbols"] == both
+    assert json.loads(r1.cursor) == {"BTC/USDT": T1030 - 2 * M15, "ETH/USDT": T1030 - 2 * M15}
     assert tick(r1.cursor).skip_message  # the clock has not moved: nothing new
     replay.wall.t += 0.01  # +6 simulated seconds: 10:15 is settled
     r2 = tick(r1.cursor)
-    assert [r.run_key for r in r2.run_requests] == [f"15m:BTC/USDT:{T1030 - M15}", f"15m:ETH/USDT:{T1030 - M15}"]
+    assert [r.run_key for r in r2.run_requests] == [f"15m:{T1030 - M15}:{both}"]
+    assert tick(r2.cursor).run_requests == []  # a repeated tick asks for nothing twice
+    # while a live 15m run is in progress nothing is requested and the cursor stays: the candles coalesce
+    instance.add_run(
+        dg.DagsterRun(job_name="live_candle_job", run_id="a" * 36, status=dg.DagsterRunStatus.STARTED, tags=tags)
+    )
     replay.wall.t += 3.0  # +30 simulated minutes: 10:30 and 10:45 closed
-    r3 = tick(r2.cursor)
-    assert [r.run_key for r in r3.run_requests] == [
-        f"15m:BTC/USDT:{T1030}",
-        f"15m:BTC/USDT:{T1030 + M15}",
-        f"15m:ETH/USDT:{T1030}",
-        f"15m:ETH/USDT:{T1030 + M15}",
-    ]
-    assert tick(r2.cursor).run_requests[0].run_key == r3.run_requests[0].run_key  # a repeated tick: the same keys
+    busy = tick(r2.cursor)
+    assert busy.run_requests == [] and "still in progress" in busy.skip_message
+    instance.report_run_failed(instance.get_run_by_id("a" * 36))
+    r3 = tick(r2.cursor)  # one run for the newest candle covers both
+    assert [r.run_key for r in r3.run_requests] == [f"15m:{T1030 + M15}:{both}"]
+    assert json.loads(r3.cursor) == {"BTC/USDT": T1030 + M15, "ETH/USDT": T1030 + M15}

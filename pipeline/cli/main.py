@@ -7,10 +7,12 @@ status and sql only read the warehouse (or its serving snapshot).
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import duckdb
 import pandas as pd
@@ -19,7 +21,8 @@ from rich.table import Table
 
 from pipeline.cli import common
 from pipeline.cli.common import console
-from pipeline.config import REPO_ROOT
+from pipeline.config import REPO_ROOT, write_replay_config
+from pipeline.recovery import recover_dead_runs
 from warehouse.io import fetch_one, table_exists
 
 app = typer.Typer()
@@ -281,6 +284,31 @@ def _stop_group(proc: subprocess.Popen, grace: float = 20.0) -> None:
     proc.wait()
 
 
+def _dagster_dev(port: int, workspace: str, env: dict, on_start=None) -> int:
+    """Run ``dagster dev -w workspace -p port`` in its own process group until it ends or Ctrl-C / SIGTERM, then stop
+    it and every process it started; the exit code (0 after Ctrl-C). ``on_start()`` runs once it is launched."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dagster", "dev", "-w", workspace, "-p", str(port)],
+        cwd=REPO_ROOT,
+        env=env,
+        start_new_session=True,  # its own process group, stopped as a whole below
+    )
+    old = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        if on_start is not None:
+            on_start()
+        code = proc.wait()
+    except KeyboardInterrupt:
+        console.print("[yellow]stopping dagster dev and its processes…[/]")
+        _stop_group(proc)
+        code = 0
+    finally:
+        signal.signal(signal.SIGTERM, old)
+        if common.process_group_alive(proc.pid):  # dagster dev ended on its own but left children
+            _stop_group(proc, grace=5.0)
+    return code
+
+
 @app.command()
 def ui(
     port: int = typer.Option(3000, help="Dagster webserver port."),
@@ -292,23 +320,67 @@ def ui(
 
     Ctrl-C (or SIGTERM) stops dagster dev and all its processes (webserver, daemon, code servers)."""
     common.instance()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "dagster", "dev", "-w", workspace, "-p", str(port)],
-        cwd=REPO_ROOT,
-        env=os.environ.copy(),
-        start_new_session=True,  # its own process group, stopped as a whole below
-    )
-    old = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    raise typer.Exit(_dagster_dev(port, workspace, os.environ.copy()))
+
+
+@app.command()
+def live(
+    replay: str = typer.Option(
+        None,
+        "--replay",
+        help="Replay the candle files from this UTC date/time (YYYY-MM-DD[THH:MM]) instead of the "
+        "exchange: a replay exchange on 127.0.0.1 serves them through ccxt.",
+    ),
+    speed: float = typer.Option(600.0, help="With --replay: simulated seconds per real second (600 = 10 min/s)."),
+    port: int = typer.Option(3000, help="Dagster webserver port."),
+    workspace: str = typer.Option("workspace.yaml", "--workspace", "-w", help="Workspace file."),
+) -> None:
+    """Run the pipeline live: the Dagster webserver and daemon with the live sensors and schedules RUNNING (each newly
+    closed candle of live.timeframes launches live_candle_job); prints the UI address; Ctrl-C stops everything.
+
+    With --replay DATE the candles come from a replay exchange (the real candle files, released as a simulated clock
+    passes their close, --speed times real time), into a warehouse and Dagster instance of their own under
+    warehouse/data/replay/ (the files-built warehouse is not touched). Example:
+    trader live --replay 2026-04-20 --speed 600
+    """
+    cfg = common.settings()
+    env = {**os.environ, "TRADER_LIVE": "1"}
+    handle = None
+    if replay is not None:
+        from resources.replay_exchange import ReplayError, parse_utc, start_replay
+
+        try:
+            handle = start_replay(cfg.data_dir, replay, speed)
+        except (ReplayError, ValueError) as e:
+            console.print(f"[red]trader live --replay: {e}[/]")
+            raise typer.Exit(2) from None
+        out = Path(cfg.warehouse.path).parent / "replay"
+        env["TRADER_CONFIG"] = str(write_replay_config(cfg, handle.base_url, parse_utc(replay), out))
+        env.pop("TRADER_DATA_DIR", None)  # it would force the files source
+        env.pop("TRADER_WAREHOUSE", None)
+        home = out / ".dagster_home"
+        home.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(REPO_ROOT / ".dagster_home" / "dagster.yaml", home / "dagster.yaml")  # pools, retention
+        env["DAGSTER_HOME"] = str(home)
+        console.print(
+            f"replay exchange {handle.base_url}: candle files from {replay} UTC at {speed:g}x; warehouse {out}"
+        )
+    else:
+        env.setdefault("DAGSTER_HOME", str(REPO_ROOT / ".dagster_home"))
+    os.environ["DAGSTER_HOME"] = env["DAGSTER_HOME"]
+    failed = recover_dead_runs(common.instance(), own_pid_is_dead=True, log=console.print)
+    if failed:
+        console.print(f"marked {len(failed)} run(s) of a dead process FAILURE")
+    tfs = ", ".join(cfg.live.timeframes or cfg.setup_scanner.timeframes)
+
+    def started():
+        console.print(f"Dagster UI http://127.0.0.1:{port} (sensors closed_candles_[{tfs}] RUNNING); Ctrl-C stops")
+
     try:
-        code = proc.wait()
-    except KeyboardInterrupt:
-        console.print("[yellow]stopping dagster dev and its processes…[/]")
-        _stop_group(proc)
-        code = 0
+        code = _dagster_dev(port, workspace, env, on_start=started)
     finally:
-        signal.signal(signal.SIGTERM, old)
-        if common.process_group_alive(proc.pid):  # dagster dev ended on its own but left children
-            _stop_group(proc, grace=5.0)
+        if handle is not None:
+            handle.stop()
     raise typer.Exit(code)
 
 
