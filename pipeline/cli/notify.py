@@ -42,7 +42,7 @@ def test() -> None:
 
 @app.command("status")
 def status(limit: int = typer.Option(10, help="Newest messages shown.")) -> None:
-    """Messages of the outbox by kind and status, and the newest ones with their last error."""
+    """Messages of the outbox by kind and status, and the newest ones with their last error; read-only, runs no job."""
     have = read(
         "SELECT count(*) AS n FROM information_schema.tables WHERE table_schema = 'ops' AND table_name = 'notifications'"
     )

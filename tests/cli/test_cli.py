@@ -83,6 +83,7 @@ def test_commands_and_jobs():
         "backtest",
         "walk-forward",
         "ui",
+        "live",
         "sql",
         "options",
         "setups",
