@@ -365,6 +365,12 @@ def live(
         console.print(
             f"replay exchange {handle.base_url}: candle files from {replay} UTC at {speed:g}x; warehouse {out}"
         )
+    elif cfg.source != "exchange":
+        console.print(
+            "[red]trader live needs candles from an exchange: set source: exchange in trader.yaml (unset "
+            "TRADER_DATA_DIR, which forces the files), or replay the files: trader live --replay 2026-04-20[/]"
+        )
+        raise typer.Exit(2)
     else:
         env.setdefault("DAGSTER_HOME", str(REPO_ROOT / ".dagster_home"))
     os.environ["DAGSTER_HOME"] = env["DAGSTER_HOME"]

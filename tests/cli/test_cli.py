@@ -290,3 +290,16 @@ def test_report_prints_percentages(options_warehouse):
     out = _invoke("report")
     assert "+6,468.0 %" in out and "64.68" not in out and "-84.5 %" in out
     assert "41.0 %" in out and "12.2 %" in out and "+104.0 %" in out and "tactical_hedge" in out
+
+
+def test_live_refuses_the_files_source_and_a_replay_outside_the_data():
+    """``trader live`` without --replay needs an exchange (the test config reads files); a replay start outside the
+    candle files is refused with their span. Neither starts anything."""
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    out = CliRunner().invoke(app, ["live"], env={"COLUMNS": "250"})
+    assert out.exit_code == 2 and "source: exchange" in out.output and "--replay" in out.output
+    out = CliRunner().invoke(app, ["live", "--replay", "2030-01-01"], env={"COLUMNS": "250"})
+    assert out.exit_code == 2 and "2030-01-01" in out.output
