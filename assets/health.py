@@ -1,0 +1,129 @@
+"""Health (issue 16): the asset ``ops/health`` of ``health_job`` (the ``health`` schedule) and its checks
+``<input>_fresh`` — the age of candles, on-chain, sentiment and every signal table against the clock now — with a
+``data_stale`` notification per stale input. The checks sit on ``ops/health`` (not on the judged assets) so that no
+other job runs them: a job that selects an asset runs that asset's checks.
+
+The rule is :func:`pipeline.core.health.judge`; bounds: ``health.max_candle_lag_bars`` (candle series of
+``health.candle_timeframes``, default the live timeframes), ``api.health.max_onchain_age_hours`` /
+``max_sentiment_age_hours`` (the REST API's "degraded" uses the same), ``options_desk.max_data_age_days`` (options
+signals, as the CLI's STALE DATA warning), ``health.max_scan_age_hours`` (the setup scan). "Now" is the exchange's
+clock with ``source: exchange`` (the replay exchange's simulated clock under ``trader live --replay``), else the
+wall clock. A stale input's message has dedup key ``data_stale:<source>:<newest>``: one per staleness episode.
+"""
+
+import time
+
+import dagster as dg
+import pandas as pd
+
+from assets.common import POOL, md_table, ts_iso
+from assets.keys import GROUP_OPS, HEALTH_REPORT, MARKET_OHLCV, ONCHAIN_DAILY, OPTIONS_DAILY, SENTIMENT_DAILY, SETUPS
+from pipeline.config import settings
+from pipeline.core.health import judge
+from pipeline.core.messages import data_stale
+from resources.exchange import ExchangeSource
+from resources.notifier import Notifier, deliver, enqueue
+from resources.warehouse import WarehouseResource
+from warehouse import readers
+from warehouse.serving import freshness
+
+#: check name of ops/health -> the table it judges
+CHECKS = {
+    "candles_fresh": MARKET_OHLCV,
+    "onchain_fresh": ONCHAIN_DAILY,
+    "sentiment_fresh": SENTIMENT_DAILY,
+    "options_signals_fresh": OPTIONS_DAILY,
+    "setup_scan_fresh": SETUPS,
+}
+
+
+def now_ms(cfg, exchange: ExchangeSource) -> int:
+    """The health clock: the exchange's with ``source: exchange``, else the wall clock (epoch ms)."""
+    return exchange.now_ms() if cfg.source == "exchange" else int(time.time() * 1000)
+
+
+@dg.asset(
+    key=HEALTH_REPORT,
+    group_name=GROUP_OPS,
+    pool=POOL,
+    kinds={"duckdb", "telegram"},
+    deps=list(CHECKS.values()),
+    check_specs=[
+        dg.AssetCheckSpec(
+            name,
+            asset=HEALTH_REPORT,
+            description=f"WARN when {'.'.join(a.path)} is older than its bound against the clock now; a data_stale "
+            "notification per stale input.",
+        )
+        for name, a in CHECKS.items()
+    ],
+    description="The age of every input and signal table against the clock now (no table: the report is this "
+    "metadata and the checks); enqueues and delivers one data_stale message per stale input.",
+)
+def health_report(
+    context: dg.AssetExecutionContext,
+    warehouse: WarehouseResource,
+    notifier: Notifier,
+    exchange: ExchangeSource,
+):
+    cfg = settings()
+    now = now_ms(cfg, exchange)
+    with warehouse.connect() as con:
+        rows = judge(
+            freshness(con),
+            now,
+            candle_timeframes=cfg.health.candle_timeframes or cfg.live.timeframes or cfg.setup_scanner.timeframes,
+            max_candle_lag_bars=cfg.health.max_candle_lag_bars,
+            max_onchain_age_hours=cfg.api.health.max_onchain_age_hours,
+            max_sentiment_age_hours=cfg.api.health.max_sentiment_age_hours,
+            max_signal_age_hours=cfg.options_desk.max_data_age_days * 24.0,
+            scan_ran_ms=readers.computed_at_ms(con, "signals.setups"),
+            max_scan_age_hours=cfg.health.max_scan_age_hours,
+        )
+        stale = [r for r in rows if r.stale]
+        new = sum(
+            enqueue(
+                con,
+                data_stale(r.source, ts_iso(r.newest) or "empty", r.age_hours or 0.0, r.max_age_hours),
+                cfg.notify.kinds,
+            )
+            for r in stale
+        )
+        rep = deliver(con, notifier, cfg.notify.outbox) if stale else None
+    context.log.info(f"{len(stale)} stale of {len(rows)} judged at {ts_iso(now)}; {new} new data_stale messages")
+    table = pd.DataFrame(
+        [
+            {
+                "source": r.source,
+                "newest": ts_iso(r.newest),
+                "age_hours": r.age_hours,
+                "max_age_hours": r.max_age_hours,
+                "stale": r.stale,
+                "asset": r.asset,
+            }
+            for r in rows
+        ]
+    )
+    checks = []
+    for name, a in CHECKS.items():
+        mine = table[table["asset"] == ".".join(a.path)] if len(table) else table
+        bad = mine[mine["stale"]] if len(mine) else mine
+        checks.append(
+            dg.AssetCheckResult(
+                check_name=name,
+                passed=bool(bad.empty),
+                severity=dg.AssetCheckSeverity.WARN,
+                metadata={"judged": len(mine), "stale": len(bad), "inputs": md_table(mine.drop(columns=["asset"]))},
+            )
+        )
+    return dg.MaterializeResult(
+        metadata={
+            "now": ts_iso(now),
+            "judged": len(rows),
+            "stale": len(stale),
+            "new_messages": int(new),
+            "delivered": 0 if rep is None else rep.delivered,
+            "inputs": md_table(table, 200),
+        },
+        check_results=checks,
+    )
