@@ -104,6 +104,8 @@ def failure_alert(context: dg.RunFailureSensorContext, ui_url: str | None) -> dg
     err = steps[0].event_specific_data.error if steps and steps[0].event_specific_data else None
     if err is None and context.failure_event.event_specific_data is not None:
         err = context.failure_event.event_specific_data.error
+    while err is not None and err.cause is not None:  # Dagster's step-error wrapper -> the exception raised
+        err = err.cause
     head = (err.message if err else context.failure_event.message or "run failed").strip().splitlines()[0][:300]
     where = f"step {steps[0].step_key}: " if steps else ""
     rec = context.instance.get_run_record_by_id(run.run_id)

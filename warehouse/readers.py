@@ -324,14 +324,11 @@ def options_decision(con: duckdb.DuckDBPyConnection, model_names: dict[str, str]
     for t, name in model_names.items():
         if r.get(t) is not None and pd.notna(r.get(t)):
             continue
-        c = (
-            io.read_df(
-                """SELECT s.p_cal, r.model_version, r.promotion_reasons FROM ml.options_scores s JOIN ml.model_runs r
+        c = io.read_df(
+            con,
+            """SELECT s.p_cal, r.model_version, r.promotion_reasons FROM ml.options_scores s JOIN ml.model_runs r
                USING (mlflow_run_id) WHERE s.model_name = ? AND s.date = ? ORDER BY r.trained_at DESC LIMIT 1""",
-                [name, day],
-            )
-            if _has(con, "ml.options_scores") and _has(con, "ml.model_runs")
-            else pd.DataFrame()
+            [name, day],
         )
         candidates[t] = None if c.empty else tuple(c[["p_cal", "model_version", "promotion_reasons"]].iloc[0])
     return {
@@ -342,15 +339,6 @@ def options_decision(con: duckdb.DuckDBPyConnection, model_names: dict[str, str]
         "features": features,
         "candidates": candidates,
     }
-
-
-def _has(con: duckdb.DuckDBPyConnection, table: str) -> bool:
-    s, t = table.split(".")
-    return bool(
-        con.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name = ? AND table_name = ?", [s, t]).fetchone()[
-            0
-        ]
-    )
 
 
 def computed_at_ms(con: duckdb.DuckDBPyConnection, asset: str) -> int | None:
