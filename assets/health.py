@@ -65,21 +65,11 @@ def health_report(
     warehouse: WarehouseResource,
     notifier: Notifier,
     exchange: ExchangeSource,
-):
+) -> dg.MaterializeResult:
     cfg = settings()
     now = now_ms(cfg, exchange)
     with warehouse.connect() as con:
-        rows = judge(
-            freshness(con),
-            now,
-            candle_timeframes=cfg.health.candle_timeframes or cfg.live.timeframes or cfg.setup_scanner.timeframes,
-            max_candle_lag_bars=cfg.health.max_candle_lag_bars,
-            max_onchain_age_hours=cfg.api.health.max_onchain_age_hours,
-            max_sentiment_age_hours=cfg.api.health.max_sentiment_age_hours,
-            max_signal_age_hours=cfg.options_desk.max_data_age_days * 24.0,
-            scan_ran_ms=readers.computed_at_ms(con, "signals.setups"),
-            max_scan_age_hours=cfg.health.max_scan_age_hours,
-        )
+        rows = judged(con, cfg, now)
         stale = [r for r in rows if r.stale]
         new = sum(
             enqueue(
@@ -91,31 +81,8 @@ def health_report(
         )
         rep = deliver(con, notifier, cfg.notify.outbox) if stale else None
     context.log.info(f"{len(stale)} stale of {len(rows)} judged at {ts_iso(now)}; {new} new data_stale messages")
-    table = pd.DataFrame(
-        [
-            {
-                "source": r.source,
-                "newest": ts_iso(r.newest),
-                "age_hours": r.age_hours,
-                "max_age_hours": r.max_age_hours,
-                "stale": r.stale,
-                "asset": r.asset,
-            }
-            for r in rows
-        ]
-    )
-    checks = []
-    for name, a in CHECKS.items():
-        mine = table[table["asset"] == ".".join(a.path)] if len(table) else table
-        bad = mine[mine["stale"]] if len(mine) else mine
-        checks.append(
-            dg.AssetCheckResult(
-                check_name=name,
-                passed=bool(bad.empty),
-                severity=dg.AssetCheckSeverity.WARN,
-                metadata={"judged": len(mine), "stale": len(bad), "inputs": md_table(mine.drop(columns=["asset"]))},
-            )
-        )
+    table = pd.DataFrame([{c: getattr(r, c) for c in COLUMNS} for r in rows], columns=COLUMNS)
+    table["newest"] = table["newest"].map(ts_iso)
     return dg.MaterializeResult(
         metadata={
             "now": ts_iso(now),
@@ -125,5 +92,40 @@ def health_report(
             "delivered": 0 if rep is None else rep.delivered,
             "inputs": md_table(table, 200),
         },
-        check_results=checks,
+        check_results=check_results(table),
     )
+
+
+COLUMNS = ["source", "newest", "age_hours", "max_age_hours", "stale", "asset"]
+
+
+def judged(con, cfg, now: int) -> list:
+    """:func:`pipeline.core.health.judge` of the warehouse at ``now`` (epoch ms) with the configured bounds."""
+    return judge(
+        freshness(con),
+        now,
+        candle_timeframes=cfg.health.candle_timeframes or cfg.live.timeframes or cfg.setup_scanner.timeframes,
+        max_candle_lag_bars=cfg.health.max_candle_lag_bars,
+        max_onchain_age_hours=cfg.api.health.max_onchain_age_hours,
+        max_sentiment_age_hours=cfg.api.health.max_sentiment_age_hours,
+        max_signal_age_hours=cfg.options_desk.max_data_age_days * 24.0,
+        scan_ran_ms=readers.computed_at_ms(con, "signals.setups"),
+        max_scan_age_hours=cfg.health.max_scan_age_hours,
+    )
+
+
+def check_results(table: pd.DataFrame) -> list[dg.AssetCheckResult]:
+    """One WARN check per judged table of :data:`CHECKS`: passed when none of its rows in ``table`` is stale."""
+    out = []
+    for name, a in CHECKS.items():
+        mine = table[table["asset"] == ".".join(a.path)]
+        bad = mine[mine["stale"].astype(bool)]
+        out.append(
+            dg.AssetCheckResult(
+                check_name=name,
+                passed=bool(bad.empty),
+                severity=dg.AssetCheckSeverity.WARN,
+                metadata={"judged": len(mine), "stale": len(bad), "inputs": md_table(mine.drop(columns=["asset"]))},
+            )
+        )
+    return out
