@@ -8,7 +8,8 @@ The rule is :func:`pipeline.core.health.judge`; bounds: ``health.max_candle_lag_
 ``max_sentiment_age_hours`` (the REST API's "degraded" uses the same), ``options_desk.max_data_age_days`` (options
 signals, as the CLI's STALE DATA warning), ``health.max_scan_age_hours`` (the setup scan). "Now" is the exchange's
 clock with ``source: exchange`` (the replay exchange's simulated clock under ``trader live --replay``), else the
-wall clock. A stale input's message has dedup key ``data_stale:<source>:<newest>``: one per staleness episode.
+wall clock. A stale input's message has dedup key ``data_stale:<source>:<newest>``: one per staleness episode; the
+candle series of one timeframe make one message (``candles 15m``, the stalest series: :func:`episodes`).
 """
 
 import time
@@ -19,7 +20,7 @@ import pandas as pd
 from assets.common import POOL, md_table, ts_iso
 from assets.keys import GROUP_OPS, HEALTH_REPORT, MARKET_OHLCV, ONCHAIN_DAILY, OPTIONS_DAILY, SENTIMENT_DAILY, SETUPS
 from pipeline.config import settings
-from pipeline.core.health import judge
+from pipeline.core.health import episodes, judge
 from pipeline.core.messages import data_stale
 from resources.exchange import ExchangeSource
 from resources.notifier import Notifier, deliver, enqueue
@@ -70,7 +71,7 @@ def health_report(
     now = now_ms(cfg, exchange)
     with warehouse.connect() as con:
         rows = judged(con, cfg, now)
-        stale = [r for r in rows if r.stale]
+        stale = episodes(rows)
         new = sum(
             enqueue(
                 con,
@@ -80,14 +81,16 @@ def health_report(
             for r in stale
         )
         rep = deliver(con, notifier, cfg.notify.outbox) if stale else None
-    context.log.info(f"{len(stale)} stale of {len(rows)} judged at {ts_iso(now)}; {new} new data_stale messages")
+    n_stale = sum(r.stale for r in rows)
+    context.log.info(f"{n_stale} stale of {len(rows)} judged at {ts_iso(now)}; {new} new data_stale messages")
     table = pd.DataFrame([{c: getattr(r, c) for c in COLUMNS} for r in rows], columns=COLUMNS)
     table["newest"] = table["newest"].map(ts_iso)
     return dg.MaterializeResult(
         metadata={
             "now": ts_iso(now),
             "judged": len(rows),
-            "stale": len(stale),
+            "stale": n_stale,
+            "alerts": len(stale),
             "new_messages": int(new),
             "delivered": 0 if rep is None else rep.delivered,
             "inputs": md_table(table, 200),

@@ -14,7 +14,7 @@ import duckdb
 import pandas as pd
 
 from pipeline.config import settings
-from pipeline.core.health import judge, lagging
+from pipeline.core.health import episodes, judge, lagging
 from pipeline.maintenance import db_maintenance_job, delete_old_runs
 from pipeline.notify import notify_alert_job
 from pipeline.schedules import live_schedules
@@ -125,6 +125,7 @@ def test_judge_by_hand():
             "series": [
                 {"exchange": "binance", "symbol": "BTC/USDT", "timeframe": "15m", "last_ts": now - 4 * M15},
                 {"exchange": "binance", "symbol": "ETH/USDT", "timeframe": "15m", "last_ts": now - 5 * M15},
+                {"exchange": "binance", "symbol": "ADA/USDT", "timeframe": "15m", "last_ts": now - 6 * M15},
                 {"exchange": "binance", "symbol": "BTC/USDT", "timeframe": "1d", "last_ts": now - 90 * 24 * H},
             ]
         },
@@ -147,10 +148,18 @@ def test_judge_by_hand():
     assert [(r.source, r.age_hours, r.stale) for r in got] == [
         ("candles BTC/USDT 15m", 0.75, False),
         ("candles ETH/USDT 15m", 1.0, True),
+        ("candles ADA/USDT 15m", 1.25, True),
         ("onchain", 34.5, True),
         ("sentiment", 10.5, False),
         ("options signals", None, True),
         ("setup scan", 3.0, True),
+    ]
+    # the alerts: one per candle timeframe (the stalest series: ADA), then the other stale inputs
+    assert [(r.source, r.age_hours) for r in episodes(got)] == [
+        ("candles 15m", 1.25),
+        ("onchain", 34.5),
+        ("options signals", None),
+        ("setup scan", 3.0),
     ]
 
 
@@ -199,7 +208,7 @@ def test_stale_input_enqueues_data_stale_once_per_episode(tmp_path):
         "setup_scan_fresh": True,
     }
     rows = _rows(wh, "SELECT kind, payload->>'$.source' FROM ops.notifications ORDER BY 2")
-    assert rows == [("data_stale", "candles BTC/USDT 15m"), ("data_stale", "sentiment")]  # the 2nd run added none
+    assert rows == [("data_stale", "candles 15m"), ("data_stale", "sentiment")]  # the 2nd run added none
     assert _rows(wh, "SELECT count(*) FROM ops.notification_attempts") == [(2,)]
 
 

@@ -96,3 +96,27 @@ def lagging(cursor: dict[str, int], timeframe: str, now_ms: int, factor: float) 
         if now_ms - close > factor * step:
             out.append((sym, close, round((now_ms - close) / _H, 3)))
     return out
+
+
+def episodes(rows: list[Freshness]) -> list[Freshness]:
+    """The stale rows as alerts: candle series grouped per timeframe into one row ``candles <tf>`` carrying the
+    stalest series' newest close and age, every other stale row as it is. One message per timeframe instead of one per
+    symbol: ten symbols going stale together (an exchange outage) is one event; the ``ops/health`` metadata lists
+    every series."""
+    out: list[Freshness] = []
+    candles: dict[str, Freshness] = {}
+    for r in rows:
+        if not r.stale:
+            continue
+        if r.source.startswith("candles "):
+            tf = r.source.rsplit(" ", 1)[-1]
+            prev = candles.get(tf)
+            if prev is None or (r.newest or 0) < (prev.newest or 0):
+                candles[tf] = r
+        else:
+            out.append(r)
+    grouped = [
+        Freshness(f"candles {tf}", r.asset, r.newest, r.age_hours, r.max_age_hours)
+        for tf, r in sorted(candles.items(), key=lambda x: TIMEFRAME_MS.get(x[0], 0))
+    ]
+    return grouped + out
