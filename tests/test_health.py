@@ -13,12 +13,13 @@ import dagster as dg
 import duckdb
 import pandas as pd
 
+from pipeline.alerts import cursor_lag_alerts, run_failure_alert
 from pipeline.config import settings
 from pipeline.core.health import episodes, judge, lagging
 from pipeline.maintenance import db_maintenance_job, delete_old_runs
 from pipeline.notify import notify_alert_job
 from pipeline.schedules import live_schedules
-from pipeline.sensors import cursor_lag_alerts, run_failure_alert, sensors
+from pipeline.sensors import sensors
 from resources.notifier import MemoryNotifier
 from resources.warehouse import WarehouseResource
 from warehouse import io
