@@ -31,6 +31,7 @@ SENTIMENT_DAILY = table_key("market.sentiment_daily")
 FEATURES = table_key("features.technical")
 REGIMES = table_key("regimes.market")
 SNAPSHOT = table_key("ops.serving_snapshot")
+HEALTH_REPORT = table_key("ops.health")  # no table: freshness against the clock now (issue 16)
 
 # research baseline
 BASELINE = table_key("ml.baseline_direction")
@@ -45,6 +46,7 @@ OPTIONS_CHAMPION = table_key("ml.options_champion")  # no table: the @champion a
 OPTIONS_DAILY = table_key("signals.options_daily")
 OPTIONS_TRADES = table_key("signals.options_trades")
 OPTIONS_BACKTEST = table_key("backtest.options_desk")
+OPTIONS_NOTICE = dg.AssetKey(["ops", "options_notice"])  # rows of ops.notifications (the daily decision message)
 
 # setup scanner
 SETUP_CANDIDATES = table_key("signals.setup_candidates")

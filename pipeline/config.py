@@ -224,6 +224,12 @@ class OptionsDeskConfig(Params):
         description="score-latest / generate-signal warn when the latest stored day is more than this many days "
         "behind today's UTC date (day D is complete at D+1 00:00 UTC, so 1 is as fresh as it gets).",
     )
+    daily_cron: str = Field(
+        "0 2 * * *",
+        description="Cron (app.timezone) of the options_daily schedule: ingest on-chain + Fear & Greed, decide, "
+        "publish, notify. Day D is complete at D+1 00:00 UTC + onchain.publication_lag_hours; 02:00 leaves 2 h of "
+        "margin at the default lag 0 (raise it with the lag).",
+    )
     regimes: OnchainRegimeParams = Field(default_factory=OnchainRegimeParams)
     decisions: OptionsDeskParams = Field(default_factory=OptionsDeskParams)
     models: OptionsModelsConfig = Field(default_factory=OptionsModelsConfig)
@@ -295,6 +301,51 @@ class LiveConfig(Params):
     )
 
 
+class HealthConfig(Params):
+    """``health`` (issue 16): freshness checks, the run-failure and sensor-lag alerts, routed to the notifier."""
+
+    cron: str = Field(
+        "*/15 * * * *", description="Cron (app.timezone) of the health schedule (freshness checks, health_job)."
+    )
+    candle_timeframes: list[str] | None = Field(
+        None, description="Candle series judged by the freshness check; null = the live timeframes."
+    )
+    max_candle_lag_bars: int = Field(
+        3,
+        ge=1,
+        description="A series is stale when its newest candle closed more than this many of its bars before now "
+        "(the exchange clock with source: exchange, else the wall clock).",
+    )
+    max_scan_age_hours: float = Field(
+        2.0, gt=0, description="signals.setups is stale when the setup scan last ran longer ago than this."
+    )
+    sensor_lag_factor: float = Field(
+        2.0,
+        gt=0,
+        description="Sensor-lag alert: a closed_candles_<tf> sensor is behind when now - the close of the newest "
+        "candle its cursor requested > this x the timeframe.",
+    )
+    sensor_lag_interval_s: int = Field(60, ge=1, description="Seconds between two ticks of the sensor-lag sensor.")
+    ui_url: str | None = Field(
+        None,
+        description="Dagster UI address for the run links of run_failure messages (e.g. http://127.0.0.1:3000); "
+        "null = no link.",
+    )
+
+
+class MaintenanceConfig(Params):
+    """``maintenance`` (seed 002 ``db_checkpoint``): the daily warehouse CHECKPOINT and ops-log retention."""
+
+    cron: str = Field("30 0 * * *", description="Cron (app.timezone) of the db_maintenance schedule.")
+    retention_days: int = Field(
+        30,
+        ge=1,
+        description="ops.notification_attempts rows of finished messages and ops.publish_log rows older than this "
+        "are deleted, as are finished Dagster runs of the notification / health / maintenance jobs. Business "
+        "tables (raw, market, features, regimes, ml, signals, backtest, paper) are never pruned.",
+    )
+
+
 class TelegramConfig(Params):
     """``notify.telegram`` (seed 002): the Telegram bot that receives the notifications (resources/notifier.py)."""
 
@@ -352,6 +403,8 @@ class TraderConfig(Params):
     setup_scanner: SetupScannerConfig = Field(default_factory=SetupScannerConfig)
     api: ApiConfig = Field(default_factory=ApiConfig)
     live: LiveConfig = Field(default_factory=LiveConfig)
+    health: HealthConfig = Field(default_factory=HealthConfig)
+    maintenance: MaintenanceConfig = Field(default_factory=MaintenanceConfig)
 
     notify: NotifyConfig = Field(default_factory=NotifyConfig)
 

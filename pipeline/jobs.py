@@ -13,10 +13,15 @@ from assets.keys import (
     FEATURES,
     GROUP_OPTIONS,
     GROUP_RESEARCH,
+    HEALTH_REPORT,
     MARKET_OHLCV,
+    ONCHAIN_DAILY,
+    ONCHAIN_FEATURES,
+    OPTIONS_BACKTEST,
     OPTIONS_CHAMPION,
     OPTIONS_DAILY,
     OPTIONS_MODELS,
+    OPTIONS_NOTICE,
     OPTIONS_TRADES,
     RAW_OHLCV,
     RAW_ONCHAIN_METRICS,
@@ -32,11 +37,17 @@ from assets.keys import (
     SETUPS,
     SNAPSHOT,
 )
+from pipeline.maintenance import db_maintenance_job
 from pipeline.notify import NOTIFY_JOBS
 from pipeline.partitions import SYMBOL_TIMEFRAME
 
+#: notification steps: only the scheduled / live jobs notify, never a batch run (main_job, options_desk_job)
+NOTICES = dg.AssetSelection.keys(OPTIONS_NOTICE)
+#: the freshness report against the clock now, and its checks: only health_job
+HEALTH = dg.AssetSelection.keys(HEALTH_REPORT)
+
 # assets that run only through their own job (with run config), never in main_job
-ON_DEMAND = dg.AssetSelection.keys(SETUP_RETRO)
+ON_DEMAND = dg.AssetSelection.keys(SETUP_RETRO) | NOTICES | HEALTH
 
 #: every job that changes what people read republishes the serving snapshot (the REST API and SQL users read it)
 PUBLISH = dg.AssetSelection.keys(SNAPSHOT)
@@ -67,13 +78,39 @@ backtest_job = dg.define_asset_job(
 # options desk (seed 000)
 options_desk_job = dg.define_asset_job(
     "options_desk_job",
-    selection=(dg.AssetSelection.groups(GROUP_OPTIONS)) | PUBLISH,
+    selection=(dg.AssetSelection.groups(GROUP_OPTIONS) - NOTICES) | PUBLISH,
     description="On-chain features, p_long/p_short models and champions, daily signals and trades, evaluation.",
 )
 options_models_job = dg.define_asset_job(
     "options_models_job",
     selection=(dg.AssetSelection.keys(OPTIONS_MODELS, OPTIONS_CHAMPION, OPTIONS_DAILY, OPTIONS_TRADES)) | PUBLISH,
     description="Fit p_long / p_short, promote those that pass their gate, refresh the daily signals and trades.",
+)
+
+options_daily_job = dg.define_asset_job(
+    "options_daily_job",
+    selection=dg.AssetSelection.keys(
+        RAW_ONCHAIN_METRICS,
+        ONCHAIN_DAILY,
+        SENTIMENT_DAILY,
+        ONCHAIN_FEATURES,
+        OPTIONS_DAILY,
+        OPTIONS_TRADES,
+        OPTIONS_BACKTEST,
+    )
+    | PUBLISH
+    | NOTICES,
+    description="The options desk's day (options_daily schedule): ingest on-chain (files or sheet) and Fear & Greed, "
+    "on-chain features, the daily decision and trades with the current champions' scores (no training: "
+    "options_models_job), evaluation, serving snapshot, then the options_decision notification.",
+)
+
+# health (issue 16): freshness against the clock now (ops/health and its checks), one data_stale message per stale input
+health_job = dg.define_asset_job(
+    "health_job",
+    selection=HEALTH,
+    description="Freshness of candles, on-chain, sentiment and the signal tables against the clock now (ops/health "
+    "and its <input>_fresh checks); a data_stale notification per stale input.",
 )
 
 # setup scanner (seed 002): live scan, and the weekly train -> calibrate -> tune chain
@@ -123,6 +160,9 @@ JOBS = [
     backtest_job,
     options_desk_job,
     options_models_job,
+    options_daily_job,
+    health_job,
+    db_maintenance_job,
     *SETUP_JOBS,
     *NOTIFY_JOBS,
     live_candle_job,

@@ -12,7 +12,14 @@ import dagster as dg
 from dagster._utils.schedules import cron_string_iterator
 
 from pipeline.config import TraderConfig
-from pipeline.jobs import setup_calibrate_job, setup_train_job, setup_tune_job
+from pipeline.jobs import (
+    db_maintenance_job,
+    health_job,
+    options_daily_job,
+    setup_calibrate_job,
+    setup_train_job,
+    setup_tune_job,
+)
 
 #: what each scheduled job does, in the words of the Automation page
 _WHAT = {
@@ -21,12 +28,19 @@ _WHAT = {
     "passes",
     setup_tune_job.name: "re-tunes the gating thresholds, re-gates and re-simulates the setup signals and refreshes "
     "the backtest",
+    options_daily_job.name: "ingests on-chain (files or sheet) and Fear & Greed, rebuilds the on-chain features and the "
+    "options desk's daily decision and trades (no training), republishes the serving snapshot and sends the "
+    "options_decision notification",
+    health_job.name: "checks the age of candles, on-chain, sentiment and the signal tables against the clock now "
+    "(ops/health and its checks) and sends a data_stale notification per stale input",
+    db_maintenance_job.name: "prunes the ops logs older than maintenance.retention_days (never a business table) and "
+    "CHECKPOINTs the warehouse (seed db_checkpoint)",
 }
 
 
 def cron_in_words(cron: str, timezone: str) -> str:
     """``"0 1 * * 1"`` → ``"every Monday at 01:00 UTC"``; daily and hourly cadences likewise, any other cron as
-    ``"on cron '<cron>' (<timezone>)"``. The cadence is read off two consecutive ticks of Dagster's own cron
+    ``"on cron '<cron>' (<timezone>)"``; ``"*/15 * * * *"`` → ``"every 15 minutes (UTC)"``. The cadence is read off two consecutive ticks of Dagster's own cron
     iterator, so it means what the scheduler does."""
     start = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc).timestamp()
     ticks = cron_string_iterator(start, cron, timezone)
@@ -41,6 +55,8 @@ def cron_in_words(cron: str, timezone: str) -> str:
         return f"every day at {at} {timezone}"
     if step == dt.timedelta(hours=1):
         return f"every hour at minute {a.minute:02d} ({timezone})"
+    if step < dt.timedelta(hours=1) and dt.timedelta(hours=1) % step == dt.timedelta(0):
+        return f"every {step.seconds // 60} minutes ({timezone})"
     return f"on cron '{cron}' ({timezone})"
 
 
@@ -73,6 +89,41 @@ def setup_schedules(cfg: TraderConfig) -> list[dg.ScheduleDefinition]:
     ]
 
 
+def live_schedules(cfg: TraderConfig) -> list[dg.ScheduleDefinition]:
+    """The daily options decision, the health checks and the warehouse maintenance (issue 16): RUNNING when
+    ``live.enabled`` (``trader live``), like the sensors; cron in ``app.timezone``."""
+    tz = cfg.app.timezone
+    on = cfg.live.enabled
+    state = (
+        "ON (live.enabled / trader live)."
+        if on
+        else "OFF unless started by `trader live` (or live.enabled: true, or switched on here with the daemon running)."
+    )
+    lag = cfg.onchain.publication_lag_hours
+    return [
+        dg.ScheduleDefinition(
+            name=name,
+            job=job,
+            cron_schedule=cron,
+            execution_timezone=tz,
+            default_status=dg.DefaultScheduleStatus.RUNNING if on else dg.DefaultScheduleStatus.STOPPED,
+            description=f"Runs {job.name} {cron_in_words(cron, tz)} (cron '{cron}', {field}): {_WHAT[job.name]}."
+            f"{extra} {state}",
+        )
+        for name, job, cron, field, extra in (
+            (
+                "options_daily",
+                options_daily_job,
+                cfg.options_desk.daily_cron,
+                "options_desk.daily_cron",
+                f" Day D is complete at D+1 00:00 UTC + {lag:g} h (onchain.publication_lag_hours).",
+            ),
+            ("health", health_job, cfg.health.cron, "health.cron", ""),
+            ("db_maintenance", db_maintenance_job, cfg.maintenance.cron, "maintenance.cron", ""),
+        )
+    ]
+
+
 def schedules(cfg: TraderConfig) -> list[dg.ScheduleDefinition]:
     """Every schedule of the code location."""
-    return setup_schedules(cfg)
+    return setup_schedules(cfg) + live_schedules(cfg)

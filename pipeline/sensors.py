@@ -24,6 +24,7 @@ import json
 import ccxt
 import dagster as dg
 
+from pipeline.alerts import alert_sensors
 from pipeline.config import TraderConfig
 from pipeline.core.live import due_candles
 from pipeline.core.timeframes import timeframe_ms
@@ -100,5 +101,7 @@ def closed_candle_sensor(timeframe: str, cfg: TraderConfig) -> dg.SensorDefiniti
 
 
 def sensors(cfg: TraderConfig) -> list[dg.SensorDefinition]:
-    """Every sensor of the code location: one closed-candle sensor per ``live.timeframes``."""
-    return [closed_candle_sensor(tf, cfg) for tf in (cfg.live.timeframes or cfg.setup_scanner.timeframes)]
+    """Every sensor of the code location: one closed-candle sensor per ``live.timeframes``, then the health alerts
+    (:mod:`pipeline.alerts`: run failure, sensor lag)."""
+    tfs = cfg.live.timeframes or cfg.setup_scanner.timeframes
+    return [closed_candle_sensor(tf, cfg) for tf in tfs] + alert_sensors(cfg)

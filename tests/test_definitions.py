@@ -21,16 +21,28 @@ def test_definitions_load():
         "setup_tune_job",
         "setup_retro_job",
         "live_candle_job",
+        "options_daily_job",
+        "health_job",
+        "db_maintenance_job",
+        "notify_alert_job",
     ):
         assert defs.resolve_job_def(job)
     # issue 16: one closed-candle sensor per scanned timeframe, off unless live.enabled (trader live)
     sens = {s.name: s for s in defs.sensors}
-    assert set(sens) == {"closed_candles_15m", "closed_candles_1h"}
-    assert all(
-        s.default_status == dg.DefaultSensorStatus.STOPPED and s.job_name == "live_candle_job" for s in sens.values()
-    )
+    assert set(sens) == {"closed_candles_15m", "closed_candles_1h", "run_failure_alert", "closed_candle_lag"}
+    assert all(sens[f"closed_candles_{tf}"].job_name == "live_candle_job" for tf in ("15m", "1h"))
+    assert all(s.default_status == dg.DefaultSensorStatus.STOPPED for s in sens.values())
+    # the health alerts request notify_alert_job (a sensor never opens the warehouse)
+    assert sens["closed_candle_lag"].job_name == "notify_alert_job"
+    assert [j.name for j in sens["run_failure_alert"].jobs] == ["notify_alert_job"]
     # seed 002 "auto": weekly UTC train -> calibrate -> tune, stopped unless setup_scanner.auto.enabled
     sched = {s.name: s for s in defs.schedules}
+    # issue 16: the options desk's day, the health checks and the warehouse maintenance, stopped unless live.enabled
+    assert {n: sched[n].job_name for n in ("options_daily", "health", "db_maintenance")} == {
+        "options_daily": "options_daily_job",
+        "health": "health_job",
+        "db_maintenance": "db_maintenance_job",
+    }
     assert [sched[n].cron_schedule for n in ("setup_train_weekly", "setup_calibrate_weekly", "setup_tune_weekly")] == [
         "0 1 * * 1",
         "30 1 * * 1",
@@ -83,6 +95,8 @@ def test_asset_keys_snapshot():
         "backtest/setup_scanner",
         "signals/setup_retro",
         "ops/serving_snapshot",
+        "ops/options_notice",
+        "ops/health",
     }
     graph = defs.resolve_asset_graph()
     # groups are owners (a shared layer or one desk), key prefixes are layers (docs/decisions.md "Groups")
@@ -131,12 +145,19 @@ def test_every_job_that_changes_signals_or_models_republishes_the_snapshot():
         "backtest_job",
         "options_desk_job",
         "options_models_job",
+        "options_daily_job",
         "setup_scan_job",
         "setup_train_job",
         "setup_calibrate_job",
         "setup_tune_job",
     ):
         assert snapshot in defs.resolve_job_def(job).asset_layer.selected_asset_keys, job
+    # notifications and the health report run only in their scheduled jobs, never in a batch run
+    notice, health = dg.AssetKey(["ops", "options_notice"]), dg.AssetKey(["ops", "health"])
+    for job in ("main_job", "options_desk_job", "live_candle_job"):
+        assert not {notice, health} & set(defs.resolve_job_def(job).asset_layer.selected_asset_keys), job
+    daily = defs.resolve_job_def("options_daily_job").asset_layer.selected_asset_keys
+    assert notice in daily and dg.AssetKey(["ml", "options_direction"]) not in daily  # the daily path never trains
 
 
 def test_every_asset_and_check_is_described_and_reads_uniquely_in_the_graph():
@@ -163,8 +184,13 @@ def test_every_schedule_says_what_it_runs_and_when():
     for on, tz in ((False, "UTC"), (True, "Asia/Tokyo")):
         cfg = settings().model_copy(deep=True)
         cfg.setup_scanner.auto.enabled, cfg.app.timezone = on, tz
-        descriptions = {s.job_name: s.description or "" for s in schedules(cfg)}
-        assert len(descriptions) == 3
+        everything = {s.job_name: s.description or "" for s in schedules(cfg)}
+        assert len(everything) == 6
+        weekly = ("setup_train_job", "setup_calibrate_job", "setup_tune_job")
+        descriptions = {j: everything[j] for j in weekly}
+        for job in ("options_daily_job", "health_job", "db_maintenance_job"):  # issue 16, on with live.enabled
+            d = everything[job]
+            assert d.startswith(f"Runs {job} every ") and f"{tz}" in d and "live.enabled" in d, d
         for job, d in descriptions.items():
             assert d.startswith(f"Runs {job} every Monday at ") and f" {tz} (cron '" in d, d
             assert "setup_scanner.auto.enabled" in d and ("ON by default" if on else "OFF by default") in d, d

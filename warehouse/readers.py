@@ -295,3 +295,54 @@ def slice_extent(con: duckdb.DuckDBPyConnection, table: str, exchange: str) -> p
         "WHERE exchange = ? GROUP BY ALL ORDER BY ALL",
         [exchange],
     ).df()
+
+
+# ---- live operations (issue 16): the daily options decision, the health checks --------------------------------------
+
+
+def options_decision(con: duckdb.DuckDBPyConnection, model_names: dict[str, str]) -> dict | None:
+    """What the latest day's options decision block is made of, or None when ``signals.options_daily`` is empty:
+    ``row`` (that day's ``signals.options_daily`` row, Series), ``trades`` (its ``signals.options_trades`` rows by
+    ``trade_type``), ``last`` (that day, ``YYYY-MM-DD``), ``ready`` (its ``available_at``), ``features``
+    (``features.onchain`` up to that day, only read when an indicator is unavailable, else empty) and ``candidates``
+    (per score without a champion value, the latest candidate's ``(p_cal, model_version, promotion_reasons)`` of the
+    day or None; ``model_names``: ``options_desk.models.names``)."""
+    from pipeline.core.options_explain import is_unavailable
+
+    d = io.read_df(con, "SELECT * FROM signals.options_daily ORDER BY date DESC LIMIT 1")
+    if d.empty:
+        return None
+    r = d.iloc[0]
+    day = str(pd.Timestamp(r["date"]).date())
+    trades = io.read_df(con, "SELECT * FROM signals.options_trades WHERE date = ? ORDER BY trade_type", [day])
+    features = (
+        io.read_df(con, "SELECT * FROM features.onchain WHERE date <= ? ORDER BY date", [day])
+        if is_unavailable(r)
+        else pd.DataFrame()
+    )
+    candidates = {}
+    for t, name in model_names.items():
+        if r.get(t) is not None and pd.notna(r.get(t)):
+            continue
+        c = io.read_df(
+            con,
+            """SELECT s.p_cal, r.model_version, r.promotion_reasons FROM ml.options_scores s JOIN ml.model_runs r
+               USING (mlflow_run_id) WHERE s.model_name = ? AND s.date = ? ORDER BY r.trained_at DESC LIMIT 1""",
+            [name, day],
+        )
+        candidates[t] = None if c.empty else tuple(c[["p_cal", "model_version", "promotion_reasons"]].iloc[0])
+    return {
+        "row": r,
+        "trades": trades,
+        "last": day,
+        "ready": r.get("available_at"),
+        "features": features,
+        "candidates": candidates,
+    }
+
+
+def computed_at_ms(con: duckdb.DuckDBPyConnection, asset: str) -> int | None:
+    """Epoch ms (wall clock) when ``asset`` was last recomputed from new inputs (``ops.asset_inputs.updated_at``,
+    naive UTC), or None."""
+    r = io.fetch_one(con.execute("SELECT updated_at FROM ops.asset_inputs WHERE asset = ?", [asset]))
+    return None if r is None or r[0] is None else int(pd.Timestamp(r[0]).value // 10**6)

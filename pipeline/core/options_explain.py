@@ -337,3 +337,17 @@ def decision_block(
             f"   Strikes: {strikes}   Expiry: {_day_text(t.expiry)} ({t.dte} DTE)",
         ]
     return lines
+
+
+def latest_block(inputs: dict, today, max_age: int, names: dict, thresholds: tuple[float, float]) -> list[str]:
+    """The latest day's decision block (what ``trader options score-latest`` prints without ``--verbose``) from
+    :func:`warehouse.readers.options_decision` ``inputs``; ``today``: UTC date; ``max_age``:
+    ``options_desk.max_data_age_days``; ``names`` / ``thresholds``: as :func:`model_lines`."""
+    r, day = inputs["row"], inputs["last"]
+    return decision_block(
+        r,
+        inputs["trades"],
+        age=age_lines(day, day, inputs["ready"], today, max_age),
+        models=model_lines(r, names, thresholds, "display", inputs["candidates"]),
+        unavailable=unavailable_lines(r, inputs["features"], day) if is_unavailable(r) else [],
+    )

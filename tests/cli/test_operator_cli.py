@@ -25,6 +25,7 @@ import typer
 from typer.testing import CliRunner
 
 from tests.conftest import REPO
+from tests.processes import descendants, running
 
 
 def assert_run_of_the_code_location(run: dg.DagsterRun, job_name: str) -> None:
@@ -284,32 +285,6 @@ def test_sql_without_a_snapshot_says_what_to_do(snapshot):
 # --------------------------------------------------------------------------- trader ui (item 12)
 
 
-def _descendants(pid: int) -> set[int]:
-    """PIDs of every live descendant of ``pid`` (from ``/proc``)."""
-    children: dict[int, list[int]] = {}
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                f = Path(f"/proc/{d}/stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if f[0] != "Z":
-                children.setdefault(int(f[1]), []).append(int(d))
-    out, todo = set(), [pid]
-    while todo:
-        for c in children.get(todo.pop(), []):
-            out.add(c)
-            todo.append(c)
-    return out
-
-
-def _running(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
 def test_ui_ctrl_c_stops_dagster_dev_and_all_its_processes(tmp_path):
     """A real ``trader ui`` (on a one-asset workspace, so it starts fast), SIGINT once it answers HTTP: no process
     it started survives, and they ran in their own process group."""
@@ -346,16 +321,16 @@ def test_ui_ctrl_c_stops_dagster_dev_and_all_its_processes(tmp_path):
                         break
             except OSError:
                 time.sleep(0.3)
-        started = _descendants(p.pid)
+        started = descendants(p.pid)
         assert len(started) >= 3  # dagster dev, its webserver, daemon and code server
-        groups = {os.getpgid(pid) for pid in started if _running(pid)}
+        groups = {os.getpgid(pid) for pid in started if running(pid)}
         p.send_signal(signal.SIGINT)
         rc = p.wait(timeout=120)  # its own stop escalates within 45 s; a loaded machine adds to that
-        left = [pid for pid in started if _running(pid)]
+        left = [pid for pid in started if running(pid)]
         assert not left, f"still running after Ctrl-C: {left}"
         assert rc == 0 and len(groups) == 1 and os.getpgid(0) not in groups  # they ran in their own process group
     finally:
-        for pid in [q for q in started | _descendants(p.pid) | {p.pid} if _running(q)]:
+        for pid in [q for q in started | descendants(p.pid) | {p.pid} if running(q)]:
             os.kill(pid, signal.SIGKILL)
         p.wait()
         log.close()

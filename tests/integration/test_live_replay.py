@@ -15,8 +15,8 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 
-from tests.cli.test_operator_cli import _descendants, _running
 from tests.conftest import SHARED
+from tests.processes import descendants, running
 
 REPO = Path(__file__).resolve().parents[2]
 START_MS = 1776679200000  # 2026-04-20 10:00 UTC
@@ -64,7 +64,7 @@ live:
         while not ok:
             assert p.poll() is None and time.time() - t0 < 300, (tmp_path / "live.log").read_text()[-3000:]
             time.sleep(3)
-            started |= _descendants(p.pid)
+            started |= descendants(p.pid)
             if (home / "storage").exists():
                 with dg.DagsterInstance.from_config(str(home)) as inst:
                     ok = inst.get_runs(
@@ -78,7 +78,7 @@ live:
         assert candle >= START_MS - 3_600_000 and tags["dagster/sensor_name"] == "closed_candles_1h"
         p.send_signal(signal.SIGTERM)
         assert p.wait(timeout=120) == 0
-        left = [q for q in started if _running(q)]
+        left = [q for q in started if running(q)]
         assert not left, f"still running after SIGTERM: {left}"
         out = (tmp_path / "live.log").read_text()
         assert "replay exchange http://127.0.0.1:" in out and f"Dagster UI http://127.0.0.1:{port}" in out
@@ -91,7 +91,7 @@ live:
             assert con.execute("SELECT count(*) FROM signals.setup_candidates").fetchone()[0] > 0
         assert not (tmp_path / "wh" / "warehouse.duckdb").exists()  # the files-built warehouse is not touched
     finally:
-        for q in [q for q in started | _descendants(p.pid) | {p.pid} if _running(q)]:
+        for q in [q for q in started | descendants(p.pid) | {p.pid} if running(q)]:
             os.kill(q, signal.SIGKILL)
         p.wait()
         log.close()
