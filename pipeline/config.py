@@ -30,6 +30,7 @@ from pipeline.core.backtest import BacktestConfig
 from pipeline.core.costs import Costs, futures_costs
 from pipeline.core.onchain_signals import OnchainRegimeParams
 from pipeline.core.options_fusion import OptionsDeskParams
+from pipeline.core.paper import PaperParams
 from pipeline.core.params import Params
 from pipeline.core.regimes import RegimeParams
 from pipeline.core.setup_gating import GatingParams
@@ -293,6 +294,7 @@ class TraderConfig(Params):
     research: ResearchConfig = Field(default_factory=ResearchConfig)
     options_desk: OptionsDeskConfig = Field(default_factory=OptionsDeskConfig)
     setup_scanner: SetupScannerConfig = Field(default_factory=SetupScannerConfig)
+    paper: PaperParams = Field(default_factory=PaperParams)
     api: ApiConfig = Field(default_factory=ApiConfig)
 
     @model_validator(mode="after")

@@ -16,6 +16,7 @@ from assets.keys import (
     OPTIONS_DAILY,
     OPTIONS_MODELS,
     OPTIONS_TRADES,
+    PAPER_SETUPS,
     RAW_OHLCV,
     RAW_ONCHAIN_METRICS,
     SENTIMENT_DAILY,
@@ -27,11 +28,15 @@ from assets.keys import (
     SETUP_RETRO,
     SETUP_THRESHOLDS,
     SETUPS,
+    SIGNALS_LOG,
     SNAPSHOT,
 )
+from assets.paper.book import paper_reset
 
-# assets that run only through their own job (with run config), never in main_job
-ON_DEMAND = dg.AssetSelection.keys(SETUP_RETRO)
+# assets that run only through their own job (with run config), never in main_job; the signal log and the paper
+# books advance only in paper_job / the live job (a cold `trader run` neither logs history nor starts a book)
+PAPER = dg.AssetSelection.keys(SIGNALS_LOG, PAPER_SETUPS)
+ON_DEMAND = dg.AssetSelection.keys(SETUP_RETRO) | PAPER
 
 #: every job that changes what people read republishes the serving snapshot (the REST API and SQL users read it)
 PUBLISH = dg.AssetSelection.keys(SNAPSHOT)
@@ -100,5 +105,29 @@ setup_retro_job = dg.define_asset_job(
     "run config: start, end, stride, limit_per_pair).",
 )
 
+# signal log and paper trading (issue 16)
+paper_job = dg.define_asset_job(
+    "paper_job",
+    selection=PAPER,
+    description="Log the new gated signals (signals.log) and advance the paper books on the new closed bars; with "
+    "the blocking check paper_matches_backtest.",
+)
+
+
+@dg.job(description="Delete a desk's paper book (run config: ops.paper_reset.config.desk); signals.log is kept.")
+def paper_reset_job():
+    paper_reset()
+
+
 SETUP_JOBS = [setup_scan_job, setup_train_job, setup_calibrate_job, setup_tune_job, setup_retro_job]
-JOBS = [main_job, ingest_job, train_job, backtest_job, options_desk_job, options_models_job, *SETUP_JOBS]
+JOBS = [
+    main_job,
+    paper_job,
+    paper_reset_job,
+    ingest_job,
+    train_job,
+    backtest_job,
+    options_desk_job,
+    options_models_job,
+    *SETUP_JOBS,
+]

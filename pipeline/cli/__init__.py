@@ -8,7 +8,7 @@ import warnings
 
 import typer
 
-from pipeline.cli import api, common, main, options, research, setups
+from pipeline.cli import api, common, main, options, paper, research, setups
 from pipeline.config import ConfigError
 
 # Library warnings (Dagster's BetaWarning / PreviewWarning on every start, deprecations of its dependencies) are
@@ -40,6 +40,7 @@ app.add_typer(research.app)
 app.add_typer(options.app, name="options")
 app.add_typer(setups.app, name="setups")
 app.add_typer(api.app, name="api")
+app.add_typer(paper.app, name="paper")
 
 
 def _reflow_help(typer_app: typer.Typer) -> None:
