@@ -58,7 +58,7 @@ SETUP_RETRO = table_key("signals.setup_retro")
 
 # signal log and paper books (issue 16)
 SIGNALS_LOG = table_key("signals.log")
-PAPER_SETUPS = dg.AssetKey(["paper", "setup_scanner"])  # tables paper.* (rows of desk setup_scanner)
+PAPER_SETUPS = dg.AssetKey(["paper", "setup_book"])  # tables paper.* (rows of desk setup_scanner)
 
 # asset-check names (the same name on several assets is disambiguated by the asset key)
 CANDLE_INTEGRITY = "candle_integrity"

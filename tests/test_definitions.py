@@ -20,6 +20,8 @@ def test_definitions_load():
         "setup_calibrate_job",
         "setup_tune_job",
         "setup_retro_job",
+        "paper_job",
+        "paper_reset_job",
     ):
         assert defs.resolve_job_def(job)
     # seed 002 "auto": weekly UTC train -> calibrate -> tune, stopped unless setup_scanner.auto.enabled
@@ -73,6 +75,8 @@ def test_asset_keys_snapshot():
         "ml/setup_champion",
         "signals/setup_thresholds",
         "signals/setups",
+        "signals/log",
+        "paper/setup_book",
         "backtest/setup_scanner",
         "signals/setup_retro",
         "ops/serving_snapshot",

@@ -196,7 +196,7 @@ DDL = [
         last_ts BIGINT, bars BIGINT, state JSON, config_hash VARCHAR, dagster_run_id VARCHAR, created_at TIMESTAMP)""",
     """CREATE TABLE IF NOT EXISTS paper.orders (desk VARCHAR NOT NULL, version BIGINT, signal_id VARCHAR NOT NULL,
         asset VARCHAR, signal_ts BIGINT, status VARCHAR NOT NULL, ts BIGINT, recorded_at TIMESTAMP)""",
-    f"""CREATE TABLE IF NOT EXISTS paper.trades (desk VARCHAR NOT NULL, version BIGINT, signal_id VARCHAR,
+    """CREATE TABLE IF NOT EXISTS paper.trades (desk VARCHAR NOT NULL, version BIGINT, signal_id VARCHAR,
         asset VARCHAR NOT NULL, symbol VARCHAR, timeframe VARCHAR, signal_ts BIGINT, entry_ts BIGINT NOT NULL,
         exit_ts BIGINT, direction INTEGER, entry_price DOUBLE, exit_price DOUBLE, avg_exit_price DOUBLE, units DOUBLE,
         notional DOUBLE, fees DOUBLE, pnl DOUBLE, ret DOUBLE, exit_reason VARCHAR, tp1_hit BOOLEAN, tp1_price DOUBLE,

@@ -2,10 +2,10 @@
 
 * ``signals/log`` — the gated signals of ``signals.setups`` whose candle is among the newest ``paper.log_recent_candles``
   of its series, appended once per signal id (:func:`warehouse.paper.log_signals`; history is never rewritten).
-* ``paper/setup_scanner`` — one paper step: resume the stored engine state on the closed bars after it and the
+* ``paper/setup_book`` — one paper step: resume the stored engine state on the closed bars after it and the
   logged signals on them (:func:`pipeline.core.paper.advance`), written in one transaction
   (:func:`warehouse.paper.write_step`). Work is proportional to the new bars.
-* check ``paper_matches_backtest`` (blocking, on ``paper/setup_scanner``; a job may select it apart, e.g. daily) — the
+* check ``paper_matches_backtest`` (blocking, on ``paper/setup_book``; a job may select it apart, e.g. daily) — the
   paper window re-simulated in one engine run from the stored candles and the logged signals equals the paper book.
 * op ``paper_reset`` (``paper_reset_job``, ``trader paper reset --desk``).
 

@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -23,11 +24,17 @@ from assets.paper import common as pa
 from pipeline.config import settings
 from pipeline.core import paper
 from pipeline.core.setup_signals import execution_params, simulate_book
-from tests.conftest import _ms, real_ohlcv
+from tests.conftest import real_ohlcv
 from warehouse import io
 from warehouse import paper as store
 
 REPO = Path(__file__).resolve().parents[2]
+
+
+def _ms(s: str) -> int:
+    return int(pd.Timestamp(s, tz="UTC").value // 1_000_000)
+
+
 SERIES = [(s, tf) for s in ("BTC/USDT", "ETH/USDT") for tf in ("15m", "1h")]
 START, END = _ms("2023-03-01"), _ms("2023-03-12")
 CUTS = [_ms("2023-03-04"), _ms("2023-03-06 13:00"), _ms("2023-03-09 07:15"), END]
@@ -254,18 +261,65 @@ def test_kill_9_mid_step_then_restart_gives_the_uninterrupted_book(cfg, candles,
         _release(con, candles, CUTS[2], cfg.exchange.id)
         _scan(con, setups, CUTS[2])
         pa.log_new_signals(con, cfg)
-    # killed inside the step's transaction (after its trades were written): the previous version stands; killed
-    # right after the commit: the step is whole; the restart then has nothing left to do
-    for point, version in (("trades", 2), ("commit", 3)):
-        env = {**os.environ, "PYTHONPATH": str(REPO), "TRADER_PAPER_CRASH_AT": point}
-        run = subprocess.run([sys.executable, "-c", _STEP, cfg.warehouse.path], env=env, cwd=REPO, capture_output=True)
-        assert run.returncode == 9, run.stderr.decode()[-2000:]
-        with io.connect(cfg.warehouse.path, read_only=True) as con:
-            assert io.fetch_one(con.execute("SELECT max(version) FROM paper.state"))[0] == version
+    # killed inside the step's transaction, every row of the step written but not committed: the previous version
+    # stands, and the restart redoes the step from it
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TRADER_PAPER_CRASH_AT": "state"}
+    run = subprocess.run([sys.executable, "-c", _STEP, cfg.warehouse.path], env=env, cwd=REPO, capture_output=True)
+    assert run.returncode == 9, run.stderr.decode()[-2000:]
+    with io.connect(cfg.warehouse.path, read_only=True) as con:
+        assert io.fetch_one(con.execute("SELECT max(version) FROM paper.state"))[0] == 2
+        assert io.fetch_one(con.execute("SELECT count(*) FROM paper.equity WHERE version = 3"))[0] == 0
     with io.connect(cfg.warehouse.path) as con:
-        assert pa.step_book(con, cfg)["status"] == "no new closed bar"  # the restart
+        assert pa.step_book(con, cfg)["version"] == 3  # the restart
+        assert pa.step_book(con, cfg)["status"] == "no new closed bar"
     got, want = _book(cfg.warehouse.path), _book(ref.warehouse.path)
     pd.testing.assert_frame_equal(got["trades"], want["trades"])
     pd.testing.assert_frame_equal(got["equity"], want["equity"])
     pd.testing.assert_frame_equal(got["positions"], want["positions"])
     assert got["state"] == want["state"]
+
+
+def test_paper_job_assets_check_status_and_reset(cfg, candles, setups, resources, monkeypatch):
+    import dagster as dg
+    from typer.testing import CliRunner
+
+    from assets.paper import book
+    from pipeline.cli import app
+    from pipeline.cli import paper as cli_paper
+    from pipeline.jobs import paper_reset_job
+
+    cfg.warehouse.path = resources["warehouse"].path
+    monkeypatch.setattr(book, "settings", lambda: cfg)
+    with io.connect(cfg.warehouse.path) as con:
+        _release(con, candles, CUTS[1], cfg.exchange.id)
+        _scan(con, setups, CUTS[1])
+    res = dg.materialize(
+        [book.signals_log, book.paper_setup_scanner, book.paper_matches_backtest],
+        resources=resources,
+        instance=dg.DagsterInstance.ephemeral(),
+    )
+    assert res.success
+    (check,) = res.get_asset_check_evaluations()
+    assert check.passed and check.check_name == "paper_matches_backtest"
+    step = res.asset_materializations_for_node("paper__setup_book")[0].metadata
+    assert step["version"].value == 1 and step["closed_trades"].value > 0
+
+    @contextmanager
+    def readonly():
+        with io.connect(cfg.warehouse.path, read_only=True) as con:
+            yield con
+
+    monkeypatch.setattr(cli_paper, "open_readonly", readonly)
+    out = CliRunner().invoke(app, ["paper", "status", "--desk", "setup_scanner"], env={"COLUMNS": "250"})
+    assert out.exit_code == 0, out.output
+    assert "paper books" in out.output and "setup_scanner" in out.output and "open positions" in out.output
+
+    r = paper_reset_job.execute_in_process(
+        run_config={"ops": {"paper_reset": {"config": {"desk": "setup_scanner"}}}},
+        resources={"warehouse": resources["warehouse"]},
+        instance=dg.DagsterInstance.ephemeral(),
+    )
+    assert r.success and r.output_for_node("paper_reset")["paper.state"] == 1
+    with io.connect(cfg.warehouse.path, read_only=True) as con:
+        assert io.fetch_one(con.execute("SELECT count(*) FROM paper.trades"))[0] == 0
+        assert io.fetch_one(con.execute("SELECT count(*) FROM signals.log"))[0] > 0  # the log is kept
