@@ -22,7 +22,8 @@ def _times(df: pd.DataFrame, cols: tuple[str, ...]) -> pd.DataFrame:
 @app.command("status")
 def status(desk: str = typer.Option(None, "--desk", help="One desk (default: every desk with a paper book).")) -> None:
     """Each paper book: engine state (version, first and last bar, cash), equity, realised and open PnL, exposure,
-    open positions and the order log's counts."""
+    open positions and the order log's counts. Runs no job: reads the warehouse (or the serving snapshot while a
+    run writes); paper_job and the live job advance the books."""
     from warehouse.paper import book
 
     with open_readonly() as con:
