@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from contextlib import contextmanager
@@ -253,14 +254,16 @@ with io.connect(cfg.warehouse.path) as con:
 
 
 def test_kill_9_mid_step_then_restart_gives_the_uninterrupted_book(cfg, candles, setups, tmp_path):
-    ref = cfg.model_copy(deep=True)
-    ref.warehouse.path = str(tmp_path / "ref.duckdb")
-    _live(ref, candles, setups, CUTS[:3])
     _live(cfg, candles, setups, CUTS[:2])
     with io.connect(cfg.warehouse.path) as con:
         _release(con, candles, CUTS[2], cfg.exchange.id)
         _scan(con, setups, CUTS[2])
         pa.log_new_signals(con, cfg)
+    ref = cfg.model_copy(deep=True)  # the same warehouse, stepped without interruption
+    ref.warehouse.path = str(tmp_path / "ref.duckdb")
+    shutil.copy(cfg.warehouse.path, ref.warehouse.path)
+    with io.connect(ref.warehouse.path) as con:
+        assert pa.step_book(con, ref)["version"] == 3
     # killed inside the step's transaction, every row of the step written but not committed: the previous version
     # stands, and the restart redoes the step from it
     env = {**os.environ, "PYTHONPATH": str(REPO), "TRADER_PAPER_CRASH_AT": "state"}
@@ -323,3 +326,35 @@ def test_paper_job_assets_check_status_and_reset(cfg, candles, setups, resources
     with io.connect(cfg.warehouse.path, read_only=True) as con:
         assert io.fetch_one(con.execute("SELECT count(*) FROM paper.trades"))[0] == 0
         assert io.fetch_one(con.execute("SELECT count(*) FROM signals.log"))[0] > 0  # the log is kept
+
+
+def test_a_sleeves_book_resumes_like_one_run(cfg, candles, setups):
+    """book: sleeves (one equal account per series): two steps equal one run (pure, no warehouse)."""
+    cfg.paper.book = "sleeves"
+    names = paper.series_names(["BTC/USDT", "ETH/USDT"], ["15m", "1h"])
+    sc = cfg.setup_scanner
+    params = execution_params(sc.signals, sc.risk, sc.execution, sc.costs, cfg.paper.initial_cash)
+    sig = setups.assign(score=setups["ev_pct"])
+    bars = {f"{s}|{tf}": b for (s, tf), b in candles.items()}
+    cut = CUTS[1]
+    one = paper.advance(paper.new_state(names, cfg.paper), bars, sig, params, cfg.paper).result
+    a = paper.advance(
+        paper.new_state(names, cfg.paper),
+        {k: b[b["ts"] < cut] for k, b in bars.items()},
+        sig[sig["ts"] < cut],
+        params,
+        cfg.paper,
+    ).result
+    b = paper.advance(
+        a.state, {k: b[b["ts"] >= cut] for k, b in bars.items()}, sig[sig["ts"] >= cut], params, cfg.paper
+    ).result
+    assert one.state.cash.shape == (4,) and np.allclose(paper.new_state(names, cfg.paper).cash, 25_000.0)
+    steps = pd.concat([paper.history(a)[0], paper.history(b)[0]], ignore_index=True)
+    cmp = paper.compare_books(
+        steps,
+        paper.history(one)[0],
+        pd.concat([paper.equity_rows(a), paper.equity_rows(b)]),
+        paper.equity_rows(one),
+        1e-12,
+    )
+    assert cmp["passed"] and cmp["paper_trades"] > 20, cmp
