@@ -164,8 +164,7 @@ def book(con: duckdb.DuckDBPyConnection, desk: str | None = None) -> dict[str, p
     return {
         "state": io.read_df(
             con,
-            f"""SELECT desk, version, start_ts, last_ts, bars, config_hash, created_at,
-                   json_extract(state, '$.cash') AS cash FROM paper.state {where}
+            f"""SELECT desk, version, start_ts, last_ts, bars, config_hash, created_at FROM paper.state {where}
                    QUALIFY row_number() OVER (PARTITION BY desk ORDER BY version DESC) = 1 ORDER BY desk""",
             params,
         ),
@@ -216,3 +215,30 @@ def sent_ids(con: duckdb.DuckDBPyConnection, desk: str, assets: list[str], min_s
             AND signal_ts >= ? AND asset IN ({", ".join("?" * len(assets))})""",
         [desk, min_signal_ts, *assets],
     )
+
+
+def new_bars(
+    con: duckdb.DuckDBPyConnection, exchange: str, series: list[tuple[str, str]], after_ts: int, upto_ts: int
+) -> dict[tuple[str, str], pd.DataFrame]:
+    """The bars of a paper step in **one** query: per ``(symbol, timeframe)`` of ``series`` its candles with
+    ``after_ts < ts <= upto_ts`` and the stored ATR(14) (``ts, open, high, low, close, atr``, sorted by ``ts``; the
+    same rows as :func:`warehouse.readers.bars`: candles that have a ``features.technical`` row); empty when none."""
+    keys = pd.DataFrame(series, columns=["symbol", "timeframe"])
+    con.register("_paper_series", keys)
+    try:
+        df = io.read_df(
+            con,
+            """SELECT o.symbol, o.timeframe, o.ts, o.open, o.high, o.low, o.close, f.atr_14 AS atr
+               FROM market.ohlcv o JOIN _paper_series s USING (symbol, timeframe)
+               JOIN features.technical f USING (exchange, symbol, timeframe, ts)
+               WHERE o.exchange = ? AND o.ts > ? AND o.ts <= ? ORDER BY o.symbol, o.timeframe, o.ts""",
+            [exchange, after_ts, upto_ts],
+        )
+    finally:
+        con.unregister("_paper_series")
+    groups = {
+        k: g.drop(columns=["symbol", "timeframe"]).reset_index(drop=True)
+        for k, g in df.groupby(["symbol", "timeframe"])
+    }
+    empty = df.drop(columns=["symbol", "timeframe"]).iloc[:0]
+    return {k: groups.get(k, empty) for k in series}

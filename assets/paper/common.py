@@ -75,12 +75,10 @@ def log_new_signals(con, cfg) -> dict:
 
 
 def _read_bars(con, cfg, names: list[str], after: int, upto: int) -> dict[str, pd.DataFrame]:
-    out = {}
-    for n in names:
-        sym, tf = n.split("|")
-        b = readers.bars(con, cfg.exchange.id, sym, tf, after + 1, upto)
-        out[n] = with_atr(b, cfg.setup_scanner.signals.atr_period)[["ts", "open", "high", "low", "close", "atr"]]
-    return out
+    """The series' bars with ``after < ts <= upto`` in one query (the backtest's bars: candles with a feature row,
+    ATR(``signals.atr_period``))."""
+    got = store.new_bars(con, cfg.exchange.id, [tuple(n.split("|")) for n in names], after, upto)
+    return {f"{s}|{tf}": with_atr(b, cfg.setup_scanner.signals.atr_period) for (s, tf), b in got.items()}
 
 
 def step_book(con, cfg, dagster_run_id: str | None = None) -> dict:
