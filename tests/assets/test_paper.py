@@ -149,6 +149,12 @@ def _book(path: str) -> dict:
 def test_paper_steps_equal_one_backtest_run_and_the_check_passes(cfg, candles, setups):
     steps = _live(cfg, candles, setups, CUTS)
     assert [s["version"] for s in steps] == [1, 2, 3, 4]
+    assert steps[1]["bars"] < steps[0]["bars"]  # each step reads only the bars after the previous one's
+    # the watermark: every series has closed the bar (the 1h bar opening at 12:00 closed at 13:00 = CUTS[1])
+    assert steps[1]["last_ts"] == _ms("2023-03-06 12:00")
+    with io.connect(cfg.warehouse.path) as con:
+        assert pa.step_book(con, cfg)["status"] == "no new closed bar"  # nothing new: nothing written
+        assert io.fetch_one(con.execute("SELECT max(version) FROM paper.state"))[0] == 4
     book = _book(cfg.warehouse.path)
     assert len(book["trades"]) > 40  # enough fills that a wrong resume would show
     with io.connect(cfg.warehouse.path, read_only=True) as con:
@@ -166,17 +172,6 @@ def test_paper_steps_equal_one_backtest_run_and_the_check_passes(cfg, candles, s
     cmp = paper.compare_books(book["trades"], bt, book["equity"], port, 1e-9)
     assert cmp["differing_trades"] == 0 and cmp["sim_trades"] == len(bt), cmp
     assert cmp["equity_max_abs_diff"] <= 1e-9
-
-
-def test_a_step_without_new_bars_writes_nothing_and_work_is_the_new_bars(cfg, candles, setups):
-    steps = _live(cfg, candles, setups, CUTS[:2])
-    assert steps[1]["bars"] < steps[0]["bars"]  # the second step read only the bars after the first one's
-    with io.connect(cfg.warehouse.path) as con:
-        again = pa.step_book(con, cfg)
-        assert again["status"] == "no new closed bar"
-        assert io.fetch_one(con.execute("SELECT max(version) FROM paper.state"))[0] == 2
-    # the watermark: every series has closed the bar, the 1h bar opening at 12:00 closes at 13:00
-    assert steps[1]["last_ts"] == _ms("2023-03-06 12:00")
 
 
 def test_the_signal_log_is_append_only(cfg, candles, setups):
@@ -210,18 +205,7 @@ def test_only_recent_candles_are_logged(cfg, candles, setups):
     assert set(got["signal_id"]) == set(want["candidate_id"])
 
 
-def test_the_check_fails_when_a_paper_fill_is_tampered_with(cfg, candles, setups):
-    _live(cfg, candles, setups, CUTS[:2])
-    with io.connect(cfg.warehouse.path) as con:
-        con.execute(
-            "UPDATE paper.trades SET exit_price = exit_price * (1 + 1e-7) WHERE entry_ts = "
-            "(SELECT min(entry_ts) FROM paper.trades)"
-        )
-        r = pa.resimulate(con, cfg)
-    assert not r["passed"] and r["differing_trades"] == 1, r
-
-
-def test_a_late_signal_is_recorded_and_the_book_still_matches(cfg, candles, setups):
+def test_a_late_signal_is_recorded_the_book_still_matches_and_a_tampered_fill_fails_the_check(cfg, candles, setups):
     steps = _live(cfg, candles, setups[setups["ts"] != int(setups["ts"].iloc[3])], CUTS[:2])
     with io.connect(cfg.warehouse.path) as con:
         _scan(con, setups, CUTS[1])  # the scan of an old candle arrives after its bar was stepped
@@ -232,9 +216,15 @@ def test_a_late_signal_is_recorded_and_the_book_still_matches(cfg, candles, setu
         s = pa.step_book(con, cfg)
         late = store.late_ids(con, pa.DESK)
         r = pa.resimulate(con, cfg)
+        con.execute(
+            "UPDATE paper.trades SET exit_price = exit_price * (1 + 1e-7) WHERE entry_ts = "
+            "(SELECT min(entry_ts) FROM paper.trades)"
+        )
+        bad = pa.resimulate(con, cfg)
     assert s["late"] >= 1 and setups["candidate_id"].iloc[3] in late
     assert int(setups["ts"].iloc[3]) <= steps[-1]["last_ts"]
     assert r["passed"], r
+    assert not bad["passed"] and bad["differing_trades"] == 1, bad
 
 
 _STEP = """
