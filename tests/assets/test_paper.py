@@ -292,6 +292,10 @@ def test_paper_job_assets_check_status_and_reset(cfg, candles, setups, resources
         instance=dg.DagsterInstance.ephemeral(),
     )
     assert res.success
+    from pipeline.definitions import defs  # the check is in the code location and in paper_job, not in main_job
+
+    assert "paper__setup_book_paper_matches_backtest" in defs.resolve_job_def("paper_job").graph.node_dict
+    assert not [n for n in defs.resolve_job_def("main_job").graph.node_dict if "paper" in n or n == "signals__log"]
     (check,) = res.get_asset_check_evaluations()
     assert check.passed and check.check_name == "paper_matches_backtest"
     step = res.asset_materializations_for_node("paper__setup_book")[0].metadata
