@@ -58,6 +58,10 @@ SETUPS = table_key("signals.setups")
 SETUP_BACKTEST = table_key("backtest.setup_scanner")
 SETUP_RETRO = table_key("signals.setup_retro")
 
+# signal log and paper books (issue 16)
+SIGNALS_LOG = table_key("signals.log")
+PAPER_SETUPS = dg.AssetKey(["paper", "setup_book"])  # tables paper.* (rows of desk setup_scanner)
+
 # asset-check names (the same name on several assets is disambiguated by the asset key)
 CANDLE_INTEGRITY = "candle_integrity"
 GAPS_WITHIN_BUDGET = "gaps_within_budget"
@@ -73,6 +77,7 @@ STATES_VALID = "states_valid"
 RECENT_DAYS_AVAILABLE = "recent_days_available"
 PLANS_CONSISTENT = "plans_consistent"
 STATUSES_VALID = "statuses_valid"
+PAPER_MATCHES_BACKTEST = "paper_matches_backtest"
 
 
 def model_gate(target: str) -> str:
@@ -83,3 +88,4 @@ def model_gate(target: str) -> str:
 # Dagster groups = owners: a shared layer or one desk (docs/decisions.md "Groups")
 GROUP_INGEST, GROUP_MARKET, GROUP_FEATURES, GROUP_REGIMES, GROUP_OPS = "ingest", "market", "features", "regimes", "ops"
 GROUP_RESEARCH, GROUP_OPTIONS, GROUP_SETUPS = "research", "options_desk", "setup_scanner"
+GROUP_PAPER = "paper"  # the signal log and the paper books of every desk (issue 16)

@@ -34,6 +34,7 @@ from pipeline.core.messages import NotifyKinds
 from pipeline.core.onchain_signals import OnchainRegimeParams
 from pipeline.core.options_fusion import OptionsDeskParams
 from pipeline.core.outbox import OutboxParams
+from pipeline.core.paper import PaperParams
 from pipeline.core.params import Params
 from pipeline.core.regimes import RegimeParams
 from pipeline.core.setup_gating import GatingParams
@@ -401,6 +402,7 @@ class TraderConfig(Params):
     research: ResearchConfig = Field(default_factory=ResearchConfig)
     options_desk: OptionsDeskConfig = Field(default_factory=OptionsDeskConfig)
     setup_scanner: SetupScannerConfig = Field(default_factory=SetupScannerConfig)
+    paper: PaperParams = Field(default_factory=PaperParams)
     api: ApiConfig = Field(default_factory=ApiConfig)
     live: LiveConfig = Field(default_factory=LiveConfig)
     health: HealthConfig = Field(default_factory=HealthConfig)

@@ -55,9 +55,13 @@ def build_resources(cfg: TraderConfig) -> dict:
 
 
 ALL_ASSETS = dg.load_assets_from_modules(asset_modules(), include_specs=True)
+#: checks defined apart from their asset (``@dg.asset_check``; e.g. ``paper_matches_backtest``, which a job selects on
+#: its own schedule): the checks declared in an asset's ``check_specs`` come with ``ALL_ASSETS``
+ALL_CHECKS = dg.load_asset_checks_from_modules(asset_modules())
 
 defs = dg.Definitions(
     assets=ALL_ASSETS,
+    asset_checks=ALL_CHECKS,
     jobs=JOBS,
     schedules=schedules(settings()),
     sensors=sensors(settings()),

@@ -23,6 +23,7 @@ from assets.keys import (
     OPTIONS_MODELS,
     OPTIONS_NOTICE,
     OPTIONS_TRADES,
+    PAPER_SETUPS,
     RAW_OHLCV,
     RAW_ONCHAIN_METRICS,
     REGIMES,
@@ -35,8 +36,10 @@ from assets.keys import (
     SETUP_RETRO,
     SETUP_THRESHOLDS,
     SETUPS,
+    SIGNALS_LOG,
     SNAPSHOT,
 )
+from assets.paper.book import paper_reset
 from pipeline.maintenance import db_maintenance_job
 from pipeline.notify import NOTIFY_JOBS
 from pipeline.partitions import SYMBOL_TIMEFRAME
@@ -46,8 +49,11 @@ NOTICES = dg.AssetSelection.keys(OPTIONS_NOTICE)
 #: the freshness report against the clock now, and its checks: only health_job
 HEALTH = dg.AssetSelection.keys(HEALTH_REPORT)
 
+# the signal log and the paper books advance only in paper_job / the live job (a cold `trader run` neither logs
+# history nor starts a book)
+PAPER = dg.AssetSelection.keys(SIGNALS_LOG, PAPER_SETUPS)
 # assets that run only through their own job (with run config), never in main_job
-ON_DEMAND = dg.AssetSelection.keys(SETUP_RETRO) | NOTICES | HEALTH
+ON_DEMAND = dg.AssetSelection.keys(SETUP_RETRO) | NOTICES | HEALTH | PAPER
 
 #: every job that changes what people read republishes the serving snapshot (the REST API and SQL users read it)
 PUBLISH = dg.AssetSelection.keys(SNAPSHOT)
@@ -142,14 +148,32 @@ setup_retro_job = dg.define_asset_job(
     "run config: start, end, stride, limit_per_pair).",
 )
 
-# live: one run per newly closed candle (pipeline/sensors.py), partition = that symbol x timeframe; never retrains
+# signal log and paper trading (issue 16)
+paper_job = dg.define_asset_job(
+    "paper_job",
+    selection=PAPER,
+    description="Log the new gated signals (signals.log) and advance the paper books on the new closed bars; with "
+    "the blocking check paper_matches_backtest.",
+)
+
+
+@dg.job(description="Delete a desk's paper book (run config: ops.paper_reset.config.desk); signals.log is kept.")
+def paper_reset_job():
+    paper_reset()
+
+
+# live: one run per timeframe per newly closed candle (pipeline/sensors.py) over the symbols with new candles; it
+# never trains, and leaves the paper check (a re-simulation of the whole paper window) to paper_job
 live_candle_job = dg.define_asset_job(
     "live_candle_job",
-    selection=dg.AssetSelection.keys(RAW_OHLCV, MARKET_OHLCV, FEATURES, REGIMES, SETUP_CANDIDATES, SETUPS) | PUBLISH,
+    selection=dg.AssetSelection.keys(RAW_OHLCV, MARKET_OHLCV, FEATURES, REGIMES, SETUP_CANDIDATES, SETUPS)
+    | PAPER.without_checks()
+    | PUBLISH,
     partitions_def=SYMBOL_TIMEFRAME,
-    description="One newly closed candle (run key timeframe:symbol:ts, launched by the closed_candles_<tf> sensors): "
-    "ingest that partition, rebuild its market candles, features and regimes, scan and gate the setups with the "
-    "current champion and thresholds (no training), republish the serving snapshot.",
+    description="Newly closed candles (run key timeframe:ts, launched by the closed_candles_<tf> sensors over the "
+    "symbols with new candles): ingest those partitions, rebuild their market candles, features and regimes, scan and "
+    "gate the setups with the current champion and thresholds (no training), log the new signals, step the paper "
+    "book, republish the serving snapshot.",
 )
 
 SETUP_JOBS = [setup_scan_job, setup_train_job, setup_calibrate_job, setup_tune_job, setup_retro_job]
@@ -163,6 +187,8 @@ JOBS = [
     options_daily_job,
     health_job,
     db_maintenance_job,
+    paper_job,
+    paper_reset_job,
     *SETUP_JOBS,
     *NOTIFY_JOBS,
     live_candle_job,

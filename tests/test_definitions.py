@@ -25,6 +25,8 @@ def test_definitions_load():
         "health_job",
         "db_maintenance_job",
         "notify_alert_job",
+        "paper_job",
+        "paper_reset_job",
     ):
         assert defs.resolve_job_def(job)
     # issue 16: one closed-candle sensor per scanned timeframe, off unless live.enabled (trader live)
@@ -92,6 +94,8 @@ def test_asset_keys_snapshot():
         "ml/setup_champion",
         "signals/setup_thresholds",
         "signals/setups",
+        "signals/log",
+        "paper/setup_book",
         "backtest/setup_scanner",
         "signals/setup_retro",
         "ops/serving_snapshot",

@@ -41,6 +41,12 @@ PRIMARY_KEYS: dict[str, list[str]] = {
     "backtest.runs": ["run_id"],
     "backtest.trades": ["run_id", "trade_id"],
     "backtest.equity": ["run_id", "ts"],
+    "signals.log": ["desk", "signal_id"],
+    "paper.state": ["desk", "version"],
+    "paper.orders": ["desk", "signal_id", "status"],
+    "paper.trades": ["desk", "asset", "entry_ts"],
+    "paper.positions": ["desk", "asset"],
+    "paper.equity": ["desk", "ts"],
 }
 
 # backtest.trades / backtest.equity columns a backtest writes (besides run_id): the table contract of every desk
@@ -102,6 +108,7 @@ DDL = [
     "CREATE SCHEMA IF NOT EXISTS ml",
     "CREATE SCHEMA IF NOT EXISTS backtest",
     "CREATE SCHEMA IF NOT EXISTS signals",
+    "CREATE SCHEMA IF NOT EXISTS paper",
     f"CREATE TABLE IF NOT EXISTS raw.ohlcv ({_CANDLE_KEY}, {_OHLCV}, locator VARCHAR, ingested_at TIMESTAMP, {_OPEN_TIME})",
     """CREATE TABLE IF NOT EXISTS raw.ingest_checkpoints (source_kind VARCHAR NOT NULL, exchange VARCHAR NOT NULL,
         symbol VARCHAR NOT NULL, timeframe VARCHAR NOT NULL, locator VARCHAR NOT NULL, fingerprint VARCHAR,
@@ -197,6 +204,29 @@ DDL = [
     """CREATE TABLE IF NOT EXISTS ops.notification_attempts (attempt_id VARCHAR NOT NULL, dedup_key VARCHAR NOT NULL,
         chat_id VARCHAR, started_at TIMESTAMP NOT NULL, finished_at TIMESTAMP, format VARCHAR, outcome VARCHAR,
         http_status INTEGER, retry_after DOUBLE, retry_at TIMESTAMP, error VARCHAR, telegram_message_id BIGINT)""",
+    # issue 16: the append-only signal log (a logged signal id is never rewritten: warehouse.paper.log_signals) and
+    # the paper books per desk (warehouse.paper.write_step writes one step in one transaction). New tables only: a
+    # warehouse created before gets them on its next read-write open.
+    """CREATE TABLE IF NOT EXISTS signals.log (desk VARCHAR NOT NULL, signal_id VARCHAR NOT NULL, symbol VARCHAR,
+        timeframe VARCHAR, ts BIGINT, first_seen TIMESTAMP, payload JSON, model_version VARCHAR, config_hash VARCHAR,
+        open_time TIMESTAMP GENERATED ALWAYS AS (make_timestamp(ts * 1000)) VIRTUAL)""",
+    """CREATE TABLE IF NOT EXISTS paper.state (desk VARCHAR NOT NULL, version BIGINT NOT NULL, start_ts BIGINT,
+        last_ts BIGINT, bars BIGINT, state JSON, config_hash VARCHAR, dagster_run_id VARCHAR, created_at TIMESTAMP)""",
+    """CREATE TABLE IF NOT EXISTS paper.orders (desk VARCHAR NOT NULL, version BIGINT, signal_id VARCHAR NOT NULL,
+        asset VARCHAR, signal_ts BIGINT, status VARCHAR NOT NULL, ts BIGINT, recorded_at TIMESTAMP)""",
+    """CREATE TABLE IF NOT EXISTS paper.trades (desk VARCHAR NOT NULL, version BIGINT, signal_id VARCHAR,
+        asset VARCHAR NOT NULL, symbol VARCHAR, timeframe VARCHAR, signal_ts BIGINT, entry_ts BIGINT NOT NULL,
+        exit_ts BIGINT, direction INTEGER, entry_price DOUBLE, exit_price DOUBLE, avg_exit_price DOUBLE, units DOUBLE,
+        notional DOUBLE, fees DOUBLE, pnl DOUBLE, ret DOUBLE, exit_reason VARCHAR, tp1_hit BOOLEAN, tp1_price DOUBLE,
+        tp1_ts BIGINT, sl_initial DOUBLE, tp_initial DOUBLE, leverage DOUBLE, r_multiple DOUBLE, mae DOUBLE,
+        mfe DOUBLE)""",
+    """CREATE TABLE IF NOT EXISTS paper.positions (desk VARCHAR NOT NULL, version BIGINT, signal_id VARCHAR,
+        asset VARCHAR NOT NULL, symbol VARCHAR, timeframe VARCHAR, signal_ts BIGINT, entry_ts BIGINT, direction INTEGER,
+        entry_price DOUBLE, mark DOUBLE, units DOUBLE, notional DOUBLE, fees DOUBLE, open_pnl DOUBLE, tp1_hit BOOLEAN,
+        sl_initial DOUBLE, tp_initial DOUBLE, leverage DOUBLE, as_of_ts BIGINT)""",
+    """CREATE TABLE IF NOT EXISTS paper.equity (desk VARCHAR NOT NULL, version BIGINT, ts BIGINT NOT NULL,
+        equity DOUBLE, cash DOUBLE, position_value DOUBLE, gross_exposure DOUBLE, n_positions INTEGER,
+        engine_state VARCHAR, open_time TIMESTAMP GENERATED ALWAYS AS (make_timestamp(ts * 1000)) VIRTUAL)""",
 ]
 
 #: tables copied into the read-only serving snapshot and exported to Parquet
@@ -224,4 +254,10 @@ SERVING_TABLES = [
     "ml.setup_meta_scores",
     "signals.setup_thresholds",
     "signals.setups",
+    "signals.log",
+    "paper.state",
+    "paper.orders",
+    "paper.trades",
+    "paper.positions",
+    "paper.equity",
 ]

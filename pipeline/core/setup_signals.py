@@ -114,12 +114,20 @@ def _series_inputs(bars_by_series, signals: pd.DataFrame, score: str, start_ts: 
             b = b[b["ts"] >= start_ts].reset_index(drop=True)
         if b.empty:
             continue
-        g = g.assign(bar=np.searchsorted(b["ts"].to_numpy(np.int64), g["ts"].to_numpy(np.int64)))
-        g = g[(g["bar"] < len(b))]
-        one = one_signal_per_bar(g, score)
-        arr = signal_arrays(len(b), one)
-        out[f"{sym}|{tf}"] = (sym, tf, b, g, one, AssetInput(b, arr.pop("signal"), **arr))
+        g, one, x = series_input(b, g, score)
+        out[f"{sym}|{tf}"] = (sym, tf, b, g, one, x)
     return out
+
+
+def series_input(b: pd.DataFrame, g: pd.DataFrame, score: str) -> tuple[pd.DataFrame, pd.DataFrame, AssetInput]:
+    """One series' engine input from its bars ``b`` (sorted ``ts``) and plan rows ``g``: ``(g with its bar index
+    (signals after the last bar dropped), the one signal sent per bar (best ``score``), engine input)``. The backtest
+    and paper trading build their inputs with this one function (:mod:`pipeline.core.paper`)."""
+    g = g.assign(bar=np.searchsorted(b["ts"].to_numpy(np.int64), g["ts"].to_numpy(np.int64)))
+    g = g[(g["bar"] < len(b))]
+    one = one_signal_per_bar(g, score)
+    arr = signal_arrays(len(b), one)
+    return g, one, AssetInput(b, arr.pop("signal"), **arr)
 
 
 def _sleeve(res: EngineResult, t: pd.DataFrame, o: pd.DataFrame, j: int, name: str, b: pd.DataFrame) -> SimResult:

@@ -35,7 +35,7 @@ def _under(module: str, prefix: str) -> bool:
 
 
 def test_command_modules_import_only_common_from_the_cli_and_nothing_under_assets():
-    assert {p.stem for p in COMMAND_MODULES} == {"main", "research", "options", "setups", "api", "notify"}
+    assert {p.stem for p in COMMAND_MODULES} == {"main", "research", "options", "setups", "api", "notify", "paper"}
     bad = {}
     for path in COMMAND_MODULES:
         for module, names in _imports(path):
@@ -89,6 +89,7 @@ def test_commands_and_jobs():
         "setups",
         "api",
         "notify",
+        "paper",
     }
     assert set(top.commands["notify"].commands) == {"test", "status"}
     assert set(top.commands["setups"].commands) == {

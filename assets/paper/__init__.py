@@ -1,0 +1,1 @@
+"""The signal log and the paper books (issue 16)."""

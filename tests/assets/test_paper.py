@@ -1,0 +1,354 @@
+"""Signal log and paper trading (issue 16) on real candles: BTC/ETH 15m + 1h, 2023-03-01 → 2023-03-12.
+
+The warehouse holds the real candles (``market.ohlcv`` and the stored ATR(14) of ``features.technical``) and
+``signals.setups`` rows with plans built from those candles (limit entries around the close, SL/TP at ATR
+multiples, 1-5x leverage); the candles are released in chunks, as a live exchange would, and the paper book is
+stepped after each chunk.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import talib
+
+from assets.paper import common as pa
+from pipeline.config import settings
+from pipeline.core import paper
+from pipeline.core.setup_signals import execution_params, simulate_book
+from tests.conftest import real_ohlcv
+from warehouse import io
+from warehouse import paper as store
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _ms(s: str) -> int:
+    return int(pd.Timestamp(s, tz="UTC").value // 1_000_000)
+
+
+SERIES = [(s, tf) for s in ("BTC/USDT", "ETH/USDT") for tf in ("15m", "1h")]
+START, END = _ms("2023-03-01"), _ms("2023-03-12")
+CUTS = [_ms("2023-03-04"), _ms("2023-03-06 13:00"), _ms("2023-03-09 07:15"), END]
+
+
+@pytest.fixture(scope="module")
+def candles() -> dict:
+    out = {}
+    for sym, tf in SERIES:
+        b = real_ohlcv(sym, tf)
+        b = b[(b["ts"] >= START - 40 * 3_600_000) & (b["ts"] < END)].reset_index(drop=True)
+        b["atr"] = talib.ATR(b["high"].to_numpy(), b["low"].to_numpy(), b["close"].to_numpy(), timeperiod=14)
+        out[(sym, tf)] = b[b["ts"] >= START].reset_index(drop=True)
+    return out
+
+
+@pytest.fixture(scope="module")
+def setups(candles) -> pd.DataFrame:
+    """Gated plans on ~6 % of the bars of every series (both sides, some on the same bar)."""
+    rng = np.random.default_rng(16)
+    rows = []
+    for (sym, tf), b in candles.items():
+        for i in np.flatnonzero(rng.random(len(b)) < 0.06):
+            c, a = float(b["close"][i]), float(b["atr"][i])
+            for side in (1, -1) if rng.random() < 0.1 else (int(rng.choice([1, -1])),):
+                e = c - side * 0.2 * a
+                lev = float(rng.integers(1, 6))
+                rows.append(
+                    {
+                        "candidate_id": f"{sym}|{tf}|{int(b['ts'][i])}|{side}",
+                        "symbol": sym,
+                        "timeframe": tf,
+                        "ts": int(b["ts"][i]),
+                        "side": side,
+                        "entry_type": "limit",
+                        "entry": e,
+                        "sl": e - side * 1.5 * a,
+                        "tp1": e + side * 2.0 * a,
+                        "tp2": e + side * 3.5 * a,
+                        "leverage": lev,
+                        "liq_price": e * (1 - side * 0.9 / lev),
+                        "qty": 1.0,
+                        "notional": e,
+                        "p_win": float(rng.random()),
+                        "ev_pct": float(rng.normal(0.2, 0.1)),
+                        "threshold": 0.0,
+                        "threshold_source": "global",
+                        "why": "EV % >= 0.0 (global)",
+                        "gate_mode": "ev",
+                        "passed": True,
+                        "model_version": "setup_meta v1",
+                    }
+                )
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture
+def cfg(tmp_path):
+    c = settings().model_copy(deep=True)
+    c.warehouse.path = str(tmp_path / "wh.duckdb")
+    c.setup_scanner.symbols = ["BTC/USDT", "ETH/USDT"]
+    c.setup_scanner.timeframes = ["15m", "1h"]
+    c.paper.start = "2023-03-01"
+    c.paper.log_recent_candles = 10**6  # log every plan of the fixture (the recent-window rule has its own test)
+    return c
+
+
+def _release(con, candles: dict, upto: int, exchange: str) -> None:
+    """The candles with ``ts < upto`` (closed bars) in market.ohlcv and features.technical."""
+    for (sym, tf), b in candles.items():
+        part = b[b["ts"] < upto].assign(exchange=exchange, symbol=sym, timeframe=tf)
+        io.upsert(
+            con,
+            "market.ohlcv",
+            part[["exchange", "symbol", "timeframe", "ts", "open", "high", "low", "close"]],
+            ["exchange", "symbol", "timeframe", "ts"],
+        )
+        f = part.rename(columns={"atr": "atr_14"})[["exchange", "symbol", "timeframe", "ts", "close", "atr_14"]]
+        io.upsert(con, "features.technical", f, ["exchange", "symbol", "timeframe", "ts"])
+
+
+def _scan(con, setups: pd.DataFrame, upto: int) -> None:
+    io.replace_table(con, "signals.setups", setups[setups["ts"] < upto].reset_index(drop=True))
+
+
+def _live(cfg, candles, setups, cuts) -> list[dict]:
+    """Release candles chunk by chunk; after each: scan → log → paper step (the live job's order)."""
+    out = []
+    with io.connect(cfg.warehouse.path) as con:
+        for cut in cuts:
+            _release(con, candles, cut, cfg.exchange.id)
+            _scan(con, setups, cut)
+            pa.log_new_signals(con, cfg)
+            out.append(pa.step_book(con, cfg))
+    return out
+
+
+def _book(path: str) -> dict:
+    with io.connect(path, read_only=True) as con:
+        t, e = store.book_frames(con, pa.DESK)
+        s = store.latest_state(con, pa.DESK)
+        pos = io.read_df(con, "SELECT * EXCLUDE (version) FROM paper.positions ORDER BY asset")
+    return {
+        "trades": t.drop(columns="version"),
+        "equity": e.drop(columns="version"),
+        "state": s["state"],
+        "positions": pos,
+    }
+
+
+def test_paper_steps_equal_one_backtest_run_and_the_check_passes(cfg, candles, setups):
+    steps = _live(cfg, candles, setups, CUTS)
+    assert [s["version"] for s in steps] == [1, 2, 3, 4]
+    assert steps[1]["bars"] < steps[0]["bars"]  # each step reads only the bars after the previous one's
+    # the watermark: every series has closed the bar (the 1h bar opening at 12:00 closed at 13:00 = CUTS[1])
+    assert steps[1]["last_ts"] == _ms("2023-03-06 12:00")
+    with io.connect(cfg.warehouse.path) as con:
+        assert pa.step_book(con, cfg)["status"] == "no new closed bar"  # nothing new: nothing written
+        assert io.fetch_one(con.execute("SELECT max(version) FROM paper.state"))[0] == 4
+    book = _book(cfg.warehouse.path)
+    assert len(book["trades"]) > 40  # enough fills that a wrong resume would show
+    with io.connect(cfg.warehouse.path, read_only=True) as con:
+        r = pa.resimulate(con, cfg)
+    assert r["passed"] and r["differing_trades"] == 0 and r["equity_max_abs_diff"] <= 1e-9, r
+    assert r["paper_trades"] == len(book["trades"])
+    # ... and equals the setup scanner's backtest (simulate_book) on the same candles and signals, trade for trade
+    sc = cfg.setup_scanner
+    params = execution_params(sc.signals, sc.risk, sc.execution, sc.costs, cfg.paper.initial_cash)
+    last = steps[-1]["last_ts"]
+    sig = setups[setups["ts"] <= last].assign(score=setups["ev_pct"])
+    bars = {k: b[b["ts"] <= last] for k, b in candles.items()}
+    port, bt, _ = simulate_book(bars, sig, "score", params, cfg.paper.initial_cash, None, START)
+    bt = bt[bt["exit_reason"] != "open"].assign(asset=lambda d: d["symbol"] + "|" + d["timeframe"])
+    cmp = paper.compare_books(book["trades"], bt, book["equity"], port, 1e-9)
+    assert cmp["differing_trades"] == 0 and cmp["sim_trades"] == len(bt), cmp
+    assert cmp["equity_max_abs_diff"] <= 1e-9
+
+
+def test_the_signal_log_is_append_only(cfg, candles, setups):
+    with io.connect(cfg.warehouse.path) as con:
+        _release(con, candles, CUTS[1], cfg.exchange.id)
+        _scan(con, setups, CUTS[1])
+        n = pa.log_new_signals(con, cfg)["new"]
+        before = io.read_df(con, "SELECT * FROM signals.log ORDER BY signal_id")
+        # a recomputed history (other plans, later scan time) re-logs nothing and rewrites nothing
+        io.replace_table(con, "signals.setups", setups[setups["ts"] < CUTS[1]].assign(entry=1.0, why="changed"))
+        assert pa.log_new_signals(con, cfg)["new"] == 0
+        after = io.read_df(con, "SELECT * FROM signals.log ORDER BY signal_id")
+    assert n == len(before) == (setups["ts"] < CUTS[1]).sum()
+    pd.testing.assert_frame_equal(before, after)
+    p = json.loads(before["payload"][0])
+    assert {"side", "entry", "sl", "tp1", "tp2", "leverage", "qty", "p_win", "ev_pct", "threshold", "why"} <= set(p)
+
+
+def test_only_recent_candles_are_logged(cfg, candles, setups):
+    cfg.paper.log_recent_candles = 40
+    with io.connect(cfg.warehouse.path) as con:
+        _release(con, candles, CUTS[1], cfg.exchange.id)
+        _scan(con, setups, CUTS[1])
+        pa.log_new_signals(con, cfg)
+        got = io.read_df(con, "SELECT signal_id, timeframe, ts FROM signals.log")
+    s = setups[setups["ts"] < CUTS[1]]
+    step = s["timeframe"].map({"15m": 900_000, "1h": 3_600_000})
+    newest = s["timeframe"].map({"15m": CUTS[1] - 900_000, "1h": CUTS[1] - 3_600_000})
+    want = s[s["ts"] > newest - 40 * step]
+    assert 0 < len(got) == len(want) < len(s)
+    assert set(got["signal_id"]) == set(want["candidate_id"])
+
+
+def test_a_late_signal_is_recorded_the_book_still_matches_and_a_tampered_fill_fails_the_check(cfg, candles, setups):
+    steps = _live(cfg, candles, setups[setups["ts"] != int(setups["ts"].iloc[3])], CUTS[:2])
+    with io.connect(cfg.warehouse.path) as con:
+        _scan(con, setups, CUTS[1])  # the scan of an old candle arrives after its bar was stepped
+        assert pa.log_new_signals(con, cfg)["new"] >= 1
+        _release(con, candles, CUTS[2], cfg.exchange.id)
+        _scan(con, setups, CUTS[2])
+        pa.log_new_signals(con, cfg)
+        s = pa.step_book(con, cfg)
+        late = store.late_ids(con, pa.DESK)
+        r = pa.resimulate(con, cfg)
+        con.execute(
+            "UPDATE paper.trades SET exit_price = exit_price * (1 + 1e-7) WHERE entry_ts = "
+            "(SELECT min(entry_ts) FROM paper.trades)"
+        )
+        bad = pa.resimulate(con, cfg)
+    assert s["late"] >= 1 and setups["candidate_id"].iloc[3] in late
+    assert int(setups["ts"].iloc[3]) <= steps[-1]["last_ts"]
+    assert r["passed"], r
+    assert not bad["passed"] and bad["differing_trades"] == 1, bad
+
+
+_STEP = """
+import sys
+from assets.paper import common as pa
+from pipeline.config import settings
+from warehouse import io
+cfg = settings().model_copy(deep=True)
+cfg.warehouse.path = sys.argv[1]
+cfg.setup_scanner.symbols = ["BTC/USDT", "ETH/USDT"]
+cfg.setup_scanner.timeframes = ["15m", "1h"]
+cfg.paper.log_recent_candles = 10**6
+cfg.paper.start = "2023-03-01"
+with io.connect(cfg.warehouse.path) as con:
+    print(pa.step_book(con, cfg))
+"""
+
+
+def test_kill_9_mid_step_then_restart_gives_the_uninterrupted_book(cfg, candles, setups, tmp_path):
+    _live(cfg, candles, setups, CUTS[:2])
+    with io.connect(cfg.warehouse.path) as con:
+        _release(con, candles, CUTS[2], cfg.exchange.id)
+        _scan(con, setups, CUTS[2])
+        pa.log_new_signals(con, cfg)
+    ref = cfg.model_copy(deep=True)  # the same warehouse, stepped without interruption
+    ref.warehouse.path = str(tmp_path / "ref.duckdb")
+    shutil.copy(cfg.warehouse.path, ref.warehouse.path)
+    with io.connect(ref.warehouse.path) as con:
+        assert pa.step_book(con, ref)["version"] == 3
+    # killed inside the step's transaction, every row of the step written but not committed: the previous version
+    # stands, and the restart redoes the step from it
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TRADER_PAPER_CRASH_AT": "state"}
+    run = subprocess.run([sys.executable, "-c", _STEP, cfg.warehouse.path], env=env, cwd=REPO, capture_output=True)
+    assert run.returncode == 9, run.stderr.decode()[-2000:]
+    with io.connect(cfg.warehouse.path, read_only=True) as con:
+        assert io.fetch_one(con.execute("SELECT max(version) FROM paper.state"))[0] == 2
+        assert io.fetch_one(con.execute("SELECT count(*) FROM paper.equity WHERE version = 3"))[0] == 0
+    with io.connect(cfg.warehouse.path) as con:
+        assert pa.step_book(con, cfg)["version"] == 3  # the restart
+        assert pa.step_book(con, cfg)["status"] == "no new closed bar"
+    got, want = _book(cfg.warehouse.path), _book(ref.warehouse.path)
+    pd.testing.assert_frame_equal(got["trades"], want["trades"])
+    pd.testing.assert_frame_equal(got["equity"], want["equity"])
+    pd.testing.assert_frame_equal(got["positions"], want["positions"])
+    assert got["state"] == want["state"]
+
+
+def test_paper_job_assets_check_status_and_reset(cfg, candles, setups, resources, monkeypatch):
+    import dagster as dg
+    from typer.testing import CliRunner
+
+    from assets.paper import book
+    from pipeline.cli import app
+    from pipeline.cli import paper as cli_paper
+    from pipeline.jobs import paper_reset_job
+
+    cfg.warehouse.path = resources["warehouse"].path
+    monkeypatch.setattr(book, "settings", lambda: cfg)
+    with io.connect(cfg.warehouse.path) as con:
+        _release(con, candles, CUTS[1], cfg.exchange.id)
+        _scan(con, setups, CUTS[1])
+    res = dg.materialize(
+        [book.signals_log, book.paper_setup_scanner, book.paper_matches_backtest],
+        resources=resources,
+        instance=dg.DagsterInstance.ephemeral(),
+    )
+    assert res.success
+    from pipeline.definitions import defs  # the check is in the code location and in paper_job, not in main_job
+
+    assert "paper__setup_book_paper_matches_backtest" in defs.resolve_job_def("paper_job").graph.node_dict
+    assert not [n for n in defs.resolve_job_def("main_job").graph.node_dict if "paper" in n or n == "signals__log"]
+    (check,) = res.get_asset_check_evaluations()
+    assert check.passed and check.check_name == "paper_matches_backtest"
+    step = res.asset_materializations_for_node("paper__setup_book")[0].metadata
+    assert step["version"].value == 1 and step["closed_trades"].value > 0
+
+    @contextmanager
+    def readonly():
+        with io.connect(cfg.warehouse.path, read_only=True) as con:
+            yield con
+
+    monkeypatch.setattr(cli_paper, "open_readonly", readonly)
+    out = CliRunner().invoke(app, ["paper", "status", "--desk", "setup_scanner"], env={"COLUMNS": "250"})
+    assert out.exit_code == 0, out.output
+    assert "paper books" in out.output and "setup_scanner" in out.output and "open positions" in out.output
+
+    r = paper_reset_job.execute_in_process(
+        run_config={"ops": {"paper_reset": {"config": {"desk": "setup_scanner"}}}},
+        resources={"warehouse": resources["warehouse"]},
+        instance=dg.DagsterInstance.ephemeral(),
+    )
+    assert r.success and r.output_for_node("paper_reset")["paper.state"] == 1
+    with io.connect(cfg.warehouse.path, read_only=True) as con:
+        assert io.fetch_one(con.execute("SELECT count(*) FROM paper.trades"))[0] == 0
+        assert io.fetch_one(con.execute("SELECT count(*) FROM signals.log"))[0] > 0  # the log is kept
+
+
+def test_a_sleeves_book_resumes_like_one_run(cfg, candles, setups):
+    """book: sleeves (one equal account per series): two steps equal one run (pure, no warehouse)."""
+    cfg.paper.book = "sleeves"
+    names = paper.series_names(["BTC/USDT", "ETH/USDT"], ["15m", "1h"])
+    sc = cfg.setup_scanner
+    params = execution_params(sc.signals, sc.risk, sc.execution, sc.costs, cfg.paper.initial_cash)
+    sig = setups.assign(score=setups["ev_pct"])
+    bars = {f"{s}|{tf}": b for (s, tf), b in candles.items()}
+    cut = CUTS[1]
+    one = paper.advance(paper.new_state(names, cfg.paper), bars, sig, params, cfg.paper).result
+    a = paper.advance(
+        paper.new_state(names, cfg.paper),
+        {k: b[b["ts"] < cut] for k, b in bars.items()},
+        sig[sig["ts"] < cut],
+        params,
+        cfg.paper,
+    ).result
+    b = paper.advance(
+        a.state, {k: b[b["ts"] >= cut] for k, b in bars.items()}, sig[sig["ts"] >= cut], params, cfg.paper
+    ).result
+    assert one.state.cash.shape == (4,) and np.allclose(paper.new_state(names, cfg.paper).cash, 25_000.0)
+    steps = pd.concat([paper.history(a)[0], paper.history(b)[0]], ignore_index=True)
+    cmp = paper.compare_books(
+        steps,
+        paper.history(one)[0],
+        pd.concat([paper.equity_rows(a), paper.equity_rows(b)]),
+        paper.equity_rows(one),
+        1e-12,
+    )
+    assert cmp["passed"] and cmp["paper_trades"] > 20, cmp
