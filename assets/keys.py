@@ -61,6 +61,7 @@ SETUP_RETRO = table_key("signals.setup_retro")
 # signal log and paper books (issue 16)
 SIGNALS_LOG = table_key("signals.log")
 PAPER_SETUPS = dg.AssetKey(["paper", "setup_book"])  # tables paper.* (rows of desk setup_scanner)
+SETUP_NOTICES = dg.AssetKey(["ops", "setup_notices"])  # rows of ops.notifications (setup signals, closed trades)
 
 # asset-check names (the same name on several assets is disambiguated by the asset key)
 CANDLE_INTEGRITY = "candle_integrity"

@@ -33,6 +33,7 @@ from assets.keys import (
     SETUP_META,
     SETUP_META_CHAMPION,
     SETUP_META_EVALUATION,
+    SETUP_NOTICES,
     SETUP_RETRO,
     SETUP_THRESHOLDS,
     SETUPS,
@@ -45,7 +46,7 @@ from pipeline.notify import NOTIFY_JOBS
 from pipeline.partitions import SYMBOL_TIMEFRAME
 
 #: notification steps: only the scheduled / live jobs notify, never a batch run (main_job, options_desk_job)
-NOTICES = dg.AssetSelection.keys(OPTIONS_NOTICE)
+NOTICES = dg.AssetSelection.keys(OPTIONS_NOTICE, SETUP_NOTICES)
 #: the freshness report against the clock now, and its checks: only health_job
 HEALTH = dg.AssetSelection.keys(HEALTH_REPORT)
 
@@ -168,12 +169,13 @@ live_candle_job = dg.define_asset_job(
     "live_candle_job",
     selection=dg.AssetSelection.keys(RAW_OHLCV, MARKET_OHLCV, FEATURES, REGIMES, SETUP_CANDIDATES, SETUPS)
     | PAPER.without_checks()
+    | dg.AssetSelection.keys(SETUP_NOTICES)
     | PUBLISH,
     partitions_def=SYMBOL_TIMEFRAME,
     description="Newly closed candles (run key timeframe:ts, launched by the closed_candles_<tf> sensors over the "
     "symbols with new candles): ingest those partitions, rebuild their market candles, features and regimes, scan and "
     "gate the setups with the current champion and thresholds (no training), log the new signals, step the paper "
-    "book, republish the serving snapshot.",
+    "book, notify (new signals, closed trades), republish the serving snapshot.",
 )
 
 SETUP_JOBS = [setup_scan_job, setup_train_job, setup_calibrate_job, setup_tune_job, setup_retro_job]

@@ -96,6 +96,7 @@ def test_asset_keys_snapshot():
         "signals/setups",
         "signals/log",
         "paper/setup_book",
+        "ops/setup_notices",
         "backtest/setup_scanner",
         "signals/setup_retro",
         "ops/serving_snapshot",

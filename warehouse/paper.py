@@ -242,3 +242,25 @@ def new_bars(
     }
     empty = df.drop(columns=["symbol", "timeframe"]).iloc[:0]
     return {k: groups.get(k, empty) for k in series}
+
+
+def unnotified(
+    con: duckdb.DuckDBPyConnection, desk: str, window_ms: int = 2 * 86_400_000
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``(signals, trades)`` of ``desk`` that have no message in ``ops.notifications`` yet: the ``signals.log`` rows
+    (dedup key ``signal:<signal_id>``) and the closed ``paper.trades`` (dedup keys ``trade_closed:<signal_id>:…``)
+    that exited within ``window_ms`` of the book's newest exit (a book that existed before notifications were on
+    does not send its whole history)."""
+    sig = con.execute(
+        """SELECT l.* EXCLUDE (open_time) FROM signals.log l WHERE l.desk = ? AND NOT EXISTS
+           (SELECT 1 FROM ops.notifications n WHERE n.dedup_key = 'signal:' || l.signal_id) ORDER BY l.ts, l.signal_id""",
+        [desk],
+    ).df()
+    trades = con.execute(
+        """SELECT t.* FROM paper.trades t WHERE t.desk = ? AND t.exit_ts >= 0
+             AND t.exit_ts >= (SELECT max(exit_ts) FROM paper.trades WHERE desk = ?) - ?
+             AND NOT EXISTS (SELECT 1 FROM ops.notifications n WHERE n.dedup_key LIKE 'trade_closed:' || t.signal_id || ':%')
+           ORDER BY t.exit_ts, t.signal_id""",
+        [desk, desk, window_ms],
+    ).df()
+    return sig, trades

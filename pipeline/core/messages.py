@@ -23,6 +23,7 @@ from typing import Any, Literal, Mapping, Sequence
 from pydantic import Field, field_validator
 
 from pipeline.core.params import Params
+from pipeline.core.setups import seed_status
 from pipeline.core.timeframes import TIMEFRAME_MS
 
 Mode = Literal["on", "silent", "off"]
@@ -319,3 +320,25 @@ def hello(stamp: str) -> Message:
 
 def _num(v, spec: str = ".4g") -> str:
     return "n/a" if _missing(v) else format(float(v), spec)
+
+
+def setup_messages(log_rows, trades) -> list[Message]:
+    """The setup scanner's messages of one live step: a :func:`new_signal` per ``signals.log`` row (its ``payload``
+    JSON plan plus ``signal_id → candidate_id, symbol, timeframe, ts, model_version``) and a :func:`trade_closed`
+    per closed ``paper.trades`` row (status from the engine's exit reason: :func:`pipeline.core.setups.seed_status`;
+    ``net_pct`` = net PnL / entry notional in percent)."""
+    out = []
+    for r in log_rows.to_dict("records"):
+        plan = json.loads(r["payload"]) if isinstance(r.get("payload"), str) else dict(r.get("payload") or {})
+        keys = ("symbol", "timeframe", "ts", "model_version")
+        out.append(new_signal({**plan, "candidate_id": r["signal_id"], **{k: r.get(k) for k in keys}}))
+    if len(trades):
+        status = seed_status(trades["exit_reason"].to_numpy(object), trades["tp1_hit"].fillna(False).to_numpy(bool))
+        for st, r in zip(status, trades.to_dict("records"), strict=True):
+            net = 100.0 * r["pnl"] / r["notional"] if r.get("notional") else None
+            out.append(
+                trade_closed(
+                    {**r, "candidate_id": r["signal_id"], "side": r["direction"], "status": st, "net_pct": net}
+                )
+            )
+    return out

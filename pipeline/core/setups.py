@@ -613,6 +613,30 @@ STATUS_REASONS = {
 }
 
 
+def seed_status(exit_reason, tp1_hit, order_status=None) -> np.ndarray:
+    """Seed 002 status (object array) of engine rows: ``exit_reason`` (:data:`pipeline.core.engine.EXIT_REASONS`
+    name of a trade, NaN / None for an order row), ``tp1_hit`` bool, ``order_status`` (an order row's status, or
+    None): ``OPEN, TP, SL, TP1_TRAIL, TIMEOUT, EXPIRED, REJECTED, NEW``, else ``SKIPPED`` (see
+    :func:`execution_status`)."""
+    r = np.asarray(exit_reason, dtype=object)
+    hit = np.asarray(tp1_hit, dtype=bool)
+    os_ = np.full(r.shape, None, dtype=object) if order_status is None else np.asarray(order_status, dtype=object)
+    return np.select(
+        [
+            r == "open",
+            r == "tp",
+            np.isin(r, ["sl", "liquidation"]) & ~hit,
+            np.isin(r, ["sl", "breakeven", "trail", "liquidation"]),
+            r == "time",
+            os_ == "expired",
+            np.isin(os_, ["rejected_liq", "rejected_levels"]),
+            os_ == "pending",
+        ],
+        ["OPEN", "TP", "SL", "TP1_TRAIL", "TIMEOUT", "EXPIRED", "REJECTED", "NEW"],
+        "SKIPPED",
+    )
+
+
 def execution_status(signal_bar: np.ndarray, trades: pd.DataFrame, orders: pd.DataFrame) -> pd.DataFrame:
     """Status of each signal after one simulator run of its series (seed: NEW → OPEN → TP / SL / TP1_TRAIL / EXPIRED).
 
@@ -645,20 +669,7 @@ def execution_status(signal_bar: np.ndarray, trades: pd.DataFrame, orders: pd.Da
     m = m.merge(o.astype({"signal_bar": np.int64}), on="signal_bar", how="left")
     r, hit = m["exit_reason"].to_numpy(dtype=object), m["tp1_hit"].fillna(False).to_numpy(bool)
     os_ = m["order_status"].to_numpy(dtype=object)
-    status = np.select(
-        [
-            r == "open",
-            r == "tp",
-            np.isin(r, ["sl", "liquidation"]) & ~hit,
-            np.isin(r, ["sl", "breakeven", "trail", "liquidation"]),
-            r == "time",
-            os_ == "expired",
-            np.isin(os_, ["rejected_liq", "rejected_levels"]),
-            os_ == "pending",
-        ],
-        ["OPEN", "TP", "SL", "TP1_TRAIL", "TIMEOUT", "EXPIRED", "REJECTED", "NEW"],
-        "SKIPPED",
-    )
+    status = seed_status(r, hit, os_)
     since = pd.to_datetime(pd.to_numeric(m["since_ts"], errors="coerce"), unit="ms").dt.strftime("%Y-%m-%d %H:%M UTC")
     reason = [
         STATUS_REASONS[x].format(since=w) if isinstance(x, str) else None for x, w in zip(os_, since, strict=True)

@@ -352,3 +352,48 @@ def test_a_sleeves_book_resumes_like_one_run(cfg, candles, setups):
         1e-12,
     )
     assert cmp["passed"] and cmp["paper_trades"] > 20, cmp
+
+
+def test_live_notices_send_each_new_signal_and_closed_trade_once(cfg, candles, setups):
+    """What ``ops/setup_notices`` does after each live step: every logged signal and every recently closed paper trade
+    gets one message (status from the engine's exit reason); a repeated step sends nothing again; the next step sends
+    only what is new. The outbox's 20-a-minute limit runs on a simulated clock."""
+    import re
+
+    from pipeline.core.messages import setup_messages
+    from pipeline.core.setups import seed_status
+    from resources.notifier import MemoryNotifier, deliver, enqueue
+
+    bot = MemoryNotifier(chat_id="1")
+    clock = [1.8e9]
+
+    def notify(con):
+        sig, tr = store.unnotified(con, pa.DESK)
+        new = sum(enqueue(con, m, cfg.notify.kinds, now=clock[0]) for m in setup_messages(sig, tr))
+        rep = deliver(
+            con,
+            bot,
+            cfg.notify.outbox,
+            clock=lambda: clock[0],
+            sleep=lambda s: clock.__setitem__(0, clock[0] + s),
+            max_wait_s=3600,
+        )
+        assert rep.delivered == new
+        return sig, tr, new
+
+    _live(cfg, candles, setups, CUTS[:2])
+    with io.connect(cfg.warehouse.path) as con:
+        sig, tr, new = notify(con)
+        assert len(sig) > 5 and len(tr) > 0 and new == len(sig) + len(tr) == len(bot.sent)
+        again = notify(con)
+        assert (len(again[0]), len(again[1]), again[2]) == (0, 0, 0)  # nothing twice
+    first = bot.sent[0]["text"]
+    assert "New signal" in first and sig["symbol"].iloc[0].split("/")[0] in first and "p\\(win\\)" in first
+    titles = [m["text"].split("\n")[0] for m in bot.sent if "New signal" not in m["text"]]
+    got = [re.search(r"(TP1\\_TRAIL|TIMEOUT|TP|SL):", t).group(1).replace("\\", "") for t in titles]
+    assert got == list(seed_status(tr["exit_reason"].to_numpy(object), tr["tp1_hit"].to_numpy(bool)))
+    n = len(bot.sent)
+    _live(cfg, candles, setups, CUTS[2:3])
+    with io.connect(cfg.warehouse.path) as con:
+        sig, tr, new = notify(con)
+    assert new == len(sig) + len(tr) > 0 and len(bot.sent) == n + new
