@@ -1723,11 +1723,18 @@ def run(
     plist, state = _start(names, params, init_cash, account, state)
     parts = []
     fine_h, fine_l, fine_off = [], [], 0
-    any_ps = {k: False for k in _PER_SIGNAL}
-    any_w = False
-    any_g = False
+    # inputs nobody gave are left out (the kernel reads a length-0 array as absent); the others are filled per asset
+    xs = [assets[k] for k in names]
+    used = {
+        "atr": any("atr" in x.bars for x in xs),
+        "ex": any(x.exit_signal is not None for x in xs),
+        "tw": any(x.weight is not None for x in xs),
+        "grp": any(x.group is not None for x in xs),
+        "fine": any(x.fine is not None and len(x.fine) for x in xs),
+        **{k: any(getattr(x, k) is not None for x in xs) for k in _PER_SIGNAL},
+    }
     for j, nm in enumerate(names):
-        x = assets[nm]
+        x = xs[j]
         b = x.bars
         m = len(b)
         ts = b["ts"].to_numpy(np.int64)
@@ -1742,10 +1749,12 @@ def run(
         sig = np.asarray(x.signal, dtype=np.int8)
         if sig.shape != (m,):
             raise ValueError(f"simulate: signal has shape {sig.shape}, expected ({m},)")
-        ex = np.zeros(m, np.bool_) if x.exit_signal is None else np.asarray(x.exit_signal, dtype=np.bool_)
-        if x.weight is None:
-            w = np.full(m, math.nan)
-        else:
+        part = {"ts": ts, "asset": np.full(m, j, np.int64), "o": o, "h": h, "l": l, "c": c, "sig": sig}
+        if used["atr"]:
+            part["atr"] = b["atr"].to_numpy(np.float64) if "atr" in b else np.full(m, math.nan)
+        if used["ex"]:
+            part["ex"] = np.zeros(m, np.bool_) if x.exit_signal is None else np.asarray(x.exit_signal, dtype=np.bool_)
+        if x.weight is not None:
             w = np.asarray(x.weight, dtype=np.float64)
             if w.shape != (m,):
                 raise ValueError(f"run: {nm}'s weight has shape {w.shape}, expected ({m},)")
@@ -1753,37 +1762,25 @@ def run(
                 raise ValueError(f"run: {nm}'s target weights must be >= 0 (long only)")
             if np.count_nonzero(sig):
                 raise ValueError(f"run: {nm} has both signals and target weights; an asset uses one order source")
-            any_w = True
-        if x.group is None:
-            g = np.full(m, -1, np.int64)
-        else:
+            part["tw"] = w
+        elif used["tw"]:
+            part["tw"] = np.full(m, math.nan)
+        if x.group is not None:
             g = np.asarray(x.group, dtype=np.int64)
             if g.shape != (m,):
                 raise ValueError(f"run: {nm}'s group has shape {g.shape}, expected ({m},)")
-            any_g = True
-        part = {
-            "ts": ts,
-            "asset": np.full(m, j, np.int64),
-            "o": o,
-            "h": h,
-            "l": l,
-            "c": c,
-            "atr": b["atr"].to_numpy(np.float64) if "atr" in b else np.full(m, math.nan),
-            "sig": sig,
-            "ex": ex,
-            "tw": w,
-            "grp": g,
-        }
+            part["grp"] = g
+        elif used["grp"]:
+            part["grp"] = np.full(m, -1, np.int64)
         for k in _PER_SIGNAL:
             v = getattr(x, k)
-            if v is None:
-                part[k] = np.full(m, math.nan)
-            else:
+            if v is not None:
                 a = np.asarray(v, dtype=np.float64)
                 if a.shape != (m,):
                     raise ValueError(f"simulate: per-signal array has shape {a.shape}, expected ({m},)")
                 part[k] = a
-                any_ps[k] = True
+            elif used[k]:
+                part[k] = np.full(m, math.nan)
         if x.fine is not None and len(x.fine):
             if x.step_ms is None:
                 raise ValueError("simulate: step_ms is required with fine candles")
@@ -1792,21 +1789,11 @@ def run(
             fine_h.append(x.fine["high"].to_numpy(np.float64))
             fine_l.append(x.fine["low"].to_numpy(np.float64))
             fine_off += len(x.fine)
-        else:
+        elif used["fine"]:
             part["fs"] = part["fe"] = np.zeros(m, np.int64)
         parts.append(part)
     if not parts or sum(len(p["ts"]) for p in parts) == 0:
         return _empty_result(state, names)
-    # inputs nobody gave are passed as length-0 arrays (the kernel reads them as absent)
-    used = {
-        "atr": any("atr" in assets[k].bars for k in names),
-        "ex": any(assets[k].exit_signal is not None for k in names),
-    }
-    used |= {"fs": bool(fine_h), "fe": bool(fine_h), "tw": any_w, "grp": any_g, **any_ps}
-    for p in parts:
-        for k, on in used.items():
-            if not on:
-                p.pop(k)
     t0 = parts[0]["ts"]
     if n > 1 and all(len(p["ts"]) == len(t0) and np.array_equal(p["ts"], t0) for p in parts[1:]):
         # every asset has a bar at every time (a (T, N) panel): interleave, no sort needed
