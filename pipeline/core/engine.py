@@ -1906,7 +1906,13 @@ def _execute(f, names, plist, lot, sym, fh, fl, state, limits, record_bars, reco
         "gopen": g_gopen,
         "eopen": g_eopen,
     }
-    return EngineResult(trades[:nt].copy(), asset_bars, book, state, names, olog[:no].copy())
+    return EngineResult(_trim(trades, nt), asset_bars, book, state, names, _trim(olog, no))
+
+
+def _trim(buf: np.ndarray, n: int) -> np.ndarray:
+    """The first ``n`` rows of an output buffer: a view when they fill at least half of it (copying tens of MB of
+    order log costs more than the kernel that wrote it), else a copy that frees the oversized buffer."""
+    return buf[:n] if 2 * n >= buf.shape[0] else buf[:n].copy()
 
 
 def run_panel(
