@@ -1843,12 +1843,17 @@ def _execute(f, names, plist, lot, sym, fh, fl, state, limits, record_bars, reco
     R = len(f["ts"])
     P = np.stack([p.as_array() for p in plist])
     nnz = int(np.count_nonzero(f["sig"]))
-    n_w = int(np.count_nonzero(~np.isnan(f["tw"]))) if "tw" in f else 0
+    n_w = R - int(np.count_nonzero(np.isnan(f["tw"]))) if "tw" in f else 0
     trades = np.empty((nnz + 4 * n + 1 + n_w, _NR))
     olog = np.empty((n_w + n + 1, len(ORDER_LOG_COLUMNS)))
     m_rows = R if record_bars else 0
     pos, eq = np.empty(m_rows), np.empty(m_rows)
-    n_ts = int(np.count_nonzero(np.diff(f["ts"]))) + 1 if record_bars else 0
+    if not record_bars:
+        n_ts = 0
+    elif n == 1:  # one asset: its ts are strictly increasing (checked), one timestamp per row
+        n_ts = R
+    else:
+        n_ts = int(np.count_nonzero(np.diff(f["ts"]))) + 1
     g_ts, g_eq, g_pv, g_gross = np.empty(n_ts, np.int64), np.empty(n_ts), np.empty(n_ts), np.empty(n_ts)
     g_npos = np.empty(n_ts, np.int64)
     g_state, g_scale, g_gopen, g_eopen = np.empty(n_ts), np.empty(n_ts), np.empty(n_ts), np.empty(n_ts)
@@ -1971,7 +1976,11 @@ def run_panel(
     present = ~np.isnan(c)
     full = bool(present.all())
     o, h, l_ = (mat(x, np.float64, k) for x, k in ((open, "open"), (high, "high"), (low, "low")))
-    if (np.isnan(o) | np.isnan(h) | np.isnan(l_))[present].any():
+    if (
+        (np.isnan(o).any() or np.isnan(h).any() or np.isnan(l_).any())
+        if full
+        else (np.isnan(o) | np.isnan(h) | np.isnan(l_))[present].any()
+    ):
         raise ValueError("run_panel: NaN in open/high/low on a bar with a close")
     plist, state = _start(names, params, init_cash, account, state)
     if T == 0 or not present.any():
