@@ -688,15 +688,16 @@ def _risk_eval(Bk, k, t, eq, lim):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, inline="always")
-def _olog_row(o_, a, bar, t, status, w, units, price, fee):  # pragma: no cover - compiled
-    o_[0] = a
-    o_[1] = bar
-    o_[2] = t
-    o_[3] = status
-    o_[4] = w
-    o_[5] = units
-    o_[6] = price
-    o_[7] = fee
+def _olog_row(o_, n, a, bar, t, status, w, units, price, fee):  # pragma: no cover - compiled
+    """Write order-log row ``n`` (indexed, no row view per fill)."""
+    o_[n, 0] = a
+    o_[n, 1] = bar
+    o_[n, 2] = t
+    o_[n, 3] = status
+    o_[n, 4] = w
+    o_[n, 5] = units
+    o_[n, 6] = price
+    o_[n, 7] = fee
 
 
 @numba.njit(cache=True)
@@ -719,7 +720,8 @@ def _cap_units(cap, eq, other, cur_notional, m, cu):  # pragma: no cover - compi
 
 
 @numba.njit(cache=True)
-def _row_trade(t, S, a, exit_bar, exit_ts, exit_val, gross, reason, last_px):  # pragma: no cover - compiled
+def _row_trade(rows, n, S, a, exit_bar, exit_ts, exit_val, gross, reason, last_px):  # pragma: no cover - compiled
+    t = rows[n]
     d = S[S_D, a]
     entry = S[S_ENTRY, a]
     units0 = S[S_UNITS0, a]
@@ -759,8 +761,9 @@ def _row_trade(t, S, a, exit_bar, exit_ts, exit_val, gross, reason, last_px):  #
 
 
 @numba.njit(cache=True)
-def _row_order(t, a, s, s_ts, i, i_ts, d, reason, sl_, tp_, since_ts):  # pragma: no cover - compiled
-    """An order row (entry_bar -1): expired / rejected / denied / skipped / pending."""
+def _row_order(rows, n, a, s, s_ts, i, i_ts, d, reason, sl_, tp_, since_ts):  # pragma: no cover - compiled
+    """Order row ``n`` (entry_bar -1): expired / rejected / denied / skipped / pending."""
+    t = rows[n]
     t[:] = math.nan
     t[0] = s
     t[1] = -1
@@ -899,16 +902,15 @@ def _engine_kernel(
         for r in range(r0, r1):
             a = asset[r]
             ac = acct[a]
-            p = P[a]
             i = S[S_BARS, a]
             d = S[S_D, a]
             px_bar = S[S_PX_BAR, a]
-            max_bars = p[P_MAXBARS]
+            max_bars = P[a, P_MAXBARS]
             if d != 0 and ((px_bar >= 0 and i >= px_bar) or (max_bars > 0 and i - S[S_ENTRY_BAR, a] >= max_bars)):
                 reason = S[S_PX_REASON, a] if (px_bar >= 0 and i >= px_bar) else _R_TIME
-                price = o[r] * (1.0 - d * p[P_SLIP] * 1e-4)
-                _fill_exit(S, cash, ac, a, S[S_UNITS, a], price, p[P_TAKER] * 1e-4)
-                _row_trade(trades[nt], S, a, i, ts[r], S[S_EXIT_VAL, a], S[S_GROSS, a], reason, price)
+                price = o[r] * (1.0 - d * P[a, P_SLIP] * 1e-4)
+                _fill_exit(S, cash, ac, a, S[S_UNITS, a], price, P[a, P_TAKER] * 1e-4)
+                _row_trade(trades, nt, S, a, i, ts[r], S[S_EXIT_VAL, a], S[S_GROSS, a], reason, price)
                 nt += 1
                 S[S_D, a] = 0.0
                 S[S_UNITS, a] = 0.0
@@ -967,7 +969,7 @@ def _engine_kernel(
                 elif cur == 0:
                     acc_n[ac] += 1
                 if status >= 0:
-                    _olog_row(olog[no], a, S[S_BARS, a], ts[r], status, w, 0.0, math.nan, 0.0)
+                    _olog_row(olog, no, a, S[S_BARS, a], ts[r], status, w, 0.0, math.nan, 0.0)
                     no += 1
                     delta = 0.0
                 dlt[j] = delta
@@ -1022,7 +1024,7 @@ def _engine_kernel(
                         if lot[a] > 0:
                             q = math.floor(q / lot[a] + 1e-9) * lot[a]
                         if q * m < max(lim[L_MIN_NOTIONAL], 1e-9 * eq_proj[ac]):  # nothing fits
-                            _olog_row(olog[no], a, S[S_BARS, a], ts[r], why, S[S_TW, a], 0.0, math.nan, 0.0)
+                            _olog_row(olog, no, a, S[S_BARS, a], ts[r], why, S[S_TW, a], 0.0, math.nan, 0.0)
                             no += 1
                             if pu[a] == 0:
                                 acc_n[ac] -= 1
@@ -1048,9 +1050,8 @@ def _engine_kernel(
                     r = due[j]
                     a = asset[r]
                     ac = acct[a]
-                    p = P[a]
-                    slip = p[P_SLIP] * 1e-4
-                    fee_rate = p[P_TAKER] * 1e-4
+                    slip = P[a, P_SLIP] * 1e-4
+                    fee_rate = P[a, P_TAKER] * 1e-4
                     status = dst[j]
                     if side == 0:
                         q = -delta
@@ -1061,7 +1062,7 @@ def _engine_kernel(
                         if S[S_UNITS, a] <= 1e-12 * S[S_UNITS0, a]:
                             S[S_UNITS, a] = 0.0
                             _row_trade(
-                                trades[nt], S, a, S[S_BARS, a], ts[r], S[S_EXIT_VAL, a], S[S_GROSS, a], _R_REBAL, price
+                                trades, nt, S, a, S[S_BARS, a], ts[r], S[S_EXIT_VAL, a], S[S_GROSS, a], _R_REBAL, price
                             )
                             nt += 1
                             S[S_D, a] = 0.0
@@ -1093,8 +1094,8 @@ def _engine_kernel(
                                     S[k, a] = math.nan
                                 at = S[S_PE_ATR, a]  # optional ATR / fixed stop and target of this position
                                 S[S_ATR_E, a] = at
-                                S[S_SL, a] = _level(math.nan, price, -1.0, at, p[P_SLATR], p[P_SLPCT])
-                                S[S_TP, a] = _level(math.nan, price, 1.0, at, p[P_TPATR], p[P_TPPCT])
+                                S[S_SL, a] = _level(math.nan, price, -1.0, at, P[a, P_SLATR], P[a, P_SLPCT])
+                                S[S_TP, a] = _level(math.nan, price, 1.0, at, P[a, P_TPATR], P[a, P_TPPCT])
                                 S[S_SL0, a] = S[S_SL, a]
                                 S[S_TP0, a] = S[S_TP, a]
                                 S[S_GROUP_E, a] = S[S_GROUP, a]
@@ -1119,7 +1120,8 @@ def _engine_kernel(
                             acc_spot[ac] -= q * price + fee
                         signed = q
                     _olog_row(
-                        olog[no],
+                        olog,
+                        no,
                         a,
                         S[S_BARS, a],
                         ts[r],
@@ -1136,11 +1138,10 @@ def _engine_kernel(
             if not (S[S_D, a] == 0 and S[S_PE_BAR, a] >= 0 and S[S_BARS, a] >= S[S_PE_BAR, a]):
                 continue
             ac = acct[a]
-            p = P[a]
             i = S[S_BARS, a]
-            taker = p[P_TAKER] * 1e-4
-            maker = p[P_MAKER] * 1e-4
-            slip = p[P_SLIP] * 1e-4
+            taker = P[a, P_TAKER] * 1e-4
+            maker = P[a, P_MAKER] * 1e-4
+            slip = P[a, P_SLIP] * 1e-4
             s = S[S_PE_SIG, a]
             s_ts = S[S_PE_TS, a]
             dd = S[S_PE_DIR, a]
@@ -1158,31 +1159,35 @@ def _engine_kernel(
                     fill = max(o[r], lmt)
                 if not math.isnan(fill):
                     S[S_PE_BAR, a] = -1.0
-                elif i - S[S_PE_BAR, a] + 1 >= p[P_VALID]:
-                    _row_order(trades[nt], a, s, s_ts, i, ts[r], dd, _R_EXPIRED, math.nan, math.nan, -1)
+                elif i - S[S_PE_BAR, a] + 1 >= P[a, P_VALID]:
+                    _row_order(trades, nt, a, s, s_ts, i, ts[r], dd, _R_EXPIRED, math.nan, math.nan, -1)
                     nt += 1
                     S[S_PE_BAR, a] = -1.0
             if math.isnan(fill):
                 continue
             at = S[S_PE_ATR, a]
-            sl_ = _level(S[S_PE_SL, a], fill, -dd, at, p[P_SLATR], p[P_SLPCT])
-            tp_ = _level(S[S_PE_TP, a], fill, dd, at, p[P_TPATR], p[P_TPPCT])
-            tp1_ = _level(S[S_PE_TP1, a], fill, dd, at, p[P_TP1ATR], p[P_TP1PCT]) if p[P_TP1FRAC] > 0 else math.nan
+            sl_ = _level(S[S_PE_SL, a], fill, -dd, at, P[a, P_SLATR], P[a, P_SLPCT])
+            tp_ = _level(S[S_PE_TP, a], fill, dd, at, P[a, P_TPATR], P[a, P_TPPCT])
+            tp1_ = (
+                _level(S[S_PE_TP1, a], fill, dd, at, P[a, P_TP1ATR], P[a, P_TP1PCT])
+                if P[a, P_TP1FRAC] > 0
+                else math.nan
+            )
             lev_s = S[S_PE_LEV, a]
-            lev_s = p[P_LEV] if math.isnan(lev_s) else lev_s
+            lev_s = P[a, P_LEV] if math.isnan(lev_s) else lev_s
             liq_ = S[S_PE_LIQ, a]
             if math.isnan(liq_) and lev_s > 1.0:
-                liq_ = fill * (1.0 - dd * (1.0 / lev_s - p[P_MMR]))
+                liq_ = fill * (1.0 - dd * (1.0 / lev_s - P[a, P_MMR]))
             bad_lvl = (
                 ((not math.isnan(sl_)) and (sl_ - fill) * dd >= 0)
                 or ((not math.isnan(tp_)) and (tp_ - fill) * dd <= 0)
                 or ((not math.isnan(tp1_)) and (tp1_ - fill) * dd <= 0)
             )
             bad_liq = lev_s <= 0.0 or (
-                (not math.isnan(liq_)) and (not math.isnan(sl_)) and (sl_ - liq_) * dd < p[P_LIQBUF] * fill
+                (not math.isnan(liq_)) and (not math.isnan(sl_)) and (sl_ - liq_) * dd < P[a, P_LIQBUF] * fill
             )
             if bad_lvl or bad_liq:
-                _row_order(trades[nt], a, s, s_ts, i, ts[r], dd, _R_REJ_LVL if bad_lvl else _R_REJ_LIQ, sl_, tp_, -1)
+                _row_order(trades, nt, a, s, s_ts, i, ts[r], dd, _R_REJ_LVL if bad_lvl else _R_REJ_LIQ, sl_, tp_, -1)
                 nt += 1
                 continue
             # the account's equity (open PnL of its other positions at their latest price) and margin in use
@@ -1213,16 +1218,16 @@ def _engine_kernel(
             elif Bk[B_DAILY, ac] > 0:
                 deny = _R_DENY_DAILY
             if deny >= 0:
-                _row_order(trades[nt], a, s, s_ts, i, ts[r], dd, deny, sl_, tp_, -1)
+                _row_order(trades, nt, a, s, s_ts, i, ts[r], dd, deny, sl_, tp_, -1)
                 nt += 1
                 continue
             frac = S[S_PE_SIZE, a]
-            frac = p[P_SIZE] if math.isnan(frac) else frac
+            frac = P[a, P_SIZE] if math.isnan(frac) else frac
             u = eq * frac * lev_s / (fill * (1.0 + fee_rate))
             if n_open > 0:
                 u = min(u, max(min(eq, cash[ac]) - used, 0.0) * lev_s / (fill * (1.0 + fee_rate)))
-            if p[P_RISK] > 0 and not math.isnan(sl_):
-                u = min(u, eq * p[P_RISK] / abs(fill - sl_))
+            if P[a, P_RISK] > 0 and not math.isnan(sl_):
+                u = min(u, eq * P[a, P_RISK] / abs(fill - sl_))
             u *= Bk[B_SCALE, ac]  # drawdown / volatility scaling
             if caps and u > 0:  # cut to the exposure caps (after this fill's own cost)
                 m = o[r]
@@ -1244,12 +1249,12 @@ def _engine_kernel(
                 if why >= 0:
                     u *= 1.0 - 1e-12
                     if not (u * fill >= max(lim[L_MIN_NOTIONAL], 1e-9 * eq)):  # nothing fits
-                        _row_order(trades[nt], a, s, s_ts, i, ts[r], dd, why, sl_, tp_, -1)
+                        _row_order(trades, nt, a, s, s_ts, i, ts[r], dd, why, sl_, tp_, -1)
                         nt += 1
                         continue
             if not u > 0:
                 if n_open > 0:  # the other positions hold all the margin: denied (alone, as simulate: no row)
-                    _row_order(trades[nt], a, s, s_ts, i, ts[r], dd, _R_DENY_MARGIN, sl_, tp_, -1)
+                    _row_order(trades, nt, a, s, s_ts, i, ts[r], dd, _R_DENY_MARGIN, sl_, tp_, -1)
                     nt += 1
             else:
                 S[S_D, a] = dd
@@ -1299,14 +1304,13 @@ def _engine_kernel(
         for r in range(r0, r1):
             a = asset[r]
             ac = acct[a]
-            p = P[a]
             i = S[S_BARS, a]
-            taker = p[P_TAKER] * 1e-4
-            maker = p[P_MAKER] * 1e-4
-            slip = p[P_SLIP] * 1e-4
+            taker = P[a, P_TAKER] * 1e-4
+            maker = P[a, P_MAKER] * 1e-4
+            slip = P[a, P_SLIP] * 1e-4
             d = S[S_D, a]
             entry = S[S_ENTRY, a]
-            if d != 0 and (i > S[S_ENTRY_BAR, a] or p[P_ENTRYBAR] > 0):
+            if d != 0 and (i > S[S_ENTRY_BAR, a] or P[a, P_ENTRYBAR] > 0):
                 stop = S[S_SL, a]
                 reason = _R_SL
                 if S[S_BE_ON, a] > 0 and (math.isnan(stop) or (entry - stop) * d > 0):
@@ -1351,7 +1355,7 @@ def _engine_kernel(
                             tp_hit = False
                     if tp1_hit:
                         price = tp1 if (o[r] - tp1) * d < 0 else o[r]
-                        q = min(S[S_UNITS0, a] * p[P_TP1FRAC], S[S_UNITS, a])
+                        q = min(S[S_UNITS0, a] * P[a, P_TP1FRAC], S[S_UNITS, a])
                         _fill_exit(S, cash, ac, a, q, price, maker)
                         S[S_TP1_DONE, a] = 1.0
                         S[S_TP1_PX, a] = price
@@ -1379,7 +1383,7 @@ def _engine_kernel(
                         S[S_STOP_BAR, a] = i
                     S[S_UNITS, a] = 0.0
                     S[S_LAST_PX, a] = last_px
-                    _row_trade(trades[nt], S, a, i, ts[r], S[S_EXIT_VAL, a], S[S_GROSS, a], reason, last_px)
+                    _row_trade(trades, nt, S, a, i, ts[r], S[S_EXIT_VAL, a], S[S_GROSS, a], reason, last_px)
                     nt += 1
                     S[S_D, a] = 0.0
                     S[S_PX_BAR, a] = -1.0
@@ -1389,28 +1393,28 @@ def _engine_kernel(
                 best = max(S[S_BEST, a], d * ((h[r] if d > 0 else l[r]) - entry))
                 S[S_BEST, a] = best
                 S[S_WORST, a] = min(S[S_WORST, a], d * ((l[r] if d > 0 else h[r]) - entry))
-                if S[S_TP1_DONE, a] > 0 and p[P_BE] > 0:
+                if S[S_TP1_DONE, a] > 0 and P[a, P_BE] > 0:
                     S[S_BE_ON, a] = 1.0
                 atr_e = S[S_ATR_E, a]
-                if not math.isnan(p[P_TRAIL]) and not math.isnan(atr_e):
+                if not math.isnan(P[a, P_TRAIL]) and not math.isnan(atr_e):
                     if (
                         S[S_TRAIL_ON, a] == 0
-                        and best >= p[P_TRAILACT] * atr_e
-                        and (p[P_TRAILTP1] == 0 or S[S_TP1_DONE, a] > 0)
+                        and best >= P[a, P_TRAILACT] * atr_e
+                        and (P[a, P_TRAILTP1] == 0 or S[S_TP1_DONE, a] > 0)
                     ):
                         S[S_TRAIL_ON, a] = 1.0
                     if S[S_TRAIL_ON, a] > 0:
-                        cand = entry + d * best - d * p[P_TRAIL] * atr_e
+                        cand = entry + d * best - d * P[a, P_TRAIL] * atr_e
                         trail = S[S_TRAIL, a]
                         if math.isnan(trail) or (cand - trail) * d > 0:
                             S[S_TRAIL, a] = cand
             # 5. decisions on this bar's close
             sg = sig[r]
-            lat = p[P_LAT]
+            lat = P[a, P_LAT]
             if sg != 0:
                 if d == 0 and S[S_PE_BAR, a] < 0:
                     take = True
-                elif d != 0 and sg != d and S[S_PX_BAR, a] < 0 and p[P_REVERSE] > 0:
+                elif d != 0 and sg != d and S[S_PX_BAR, a] < 0 and P[a, P_REVERSE] > 0:
                     S[S_PX_BAR, a] = i + 1 + lat
                     S[S_PX_REASON, a] = _R_REVERSE
                     take = True
@@ -1419,11 +1423,11 @@ def _engine_kernel(
                     if record_skips:  # ignored: a position is open or an entry order is waiting
                         if d != 0:
                             _row_order(
-                                trades[nt], a, i, ts[r], i, ts[r], sg, _R_SKIP_POS, math.nan, math.nan, S[S_ENTRY_TS, a]
+                                trades, nt, a, i, ts[r], i, ts[r], sg, _R_SKIP_POS, math.nan, math.nan, S[S_ENTRY_TS, a]
                             )
                         else:
                             _row_order(
-                                trades[nt], a, i, ts[r], i, ts[r], sg, _R_SKIP_ORD, math.nan, math.nan, S[S_PE_TS, a]
+                                trades, nt, a, i, ts[r], i, ts[r], sg, _R_SKIP_ORD, math.nan, math.nan, S[S_PE_TS, a]
                             )
                         nt += 1
                 if take:
@@ -1500,7 +1504,8 @@ def _snapshot_rows(S, trades, nt, record_skips):  # pragma: no cover - compiled
             m = S[S_MARK, a]
             u = S[S_UNITS, a]
             _row_trade(
-                trades[nt],
+                trades,
+                nt,
                 S,
                 a,
                 S[S_BARS, a] - 1,
@@ -1515,7 +1520,8 @@ def _snapshot_rows(S, trades, nt, record_skips):  # pragma: no cover - compiled
         for a in range(N):
             if S[S_PE_BAR, a] >= 0:
                 _row_order(
-                    trades[nt],
+                    trades,
+                    nt,
                     a,
                     S[S_PE_SIG, a],
                     S[S_PE_TS, a],
@@ -1717,11 +1723,18 @@ def run(
     plist, state = _start(names, params, init_cash, account, state)
     parts = []
     fine_h, fine_l, fine_off = [], [], 0
-    any_ps = {k: False for k in _PER_SIGNAL}
-    any_w = False
-    any_g = False
+    # inputs nobody gave are left out (the kernel reads a length-0 array as absent); the others are filled per asset
+    xs = [assets[k] for k in names]
+    used = {
+        "atr": any("atr" in x.bars for x in xs),
+        "ex": any(x.exit_signal is not None for x in xs),
+        "tw": any(x.weight is not None for x in xs),
+        "grp": any(x.group is not None for x in xs),
+        "fine": any(x.fine is not None and len(x.fine) for x in xs),
+        **{k: any(getattr(x, k) is not None for x in xs) for k in _PER_SIGNAL},
+    }
     for j, nm in enumerate(names):
-        x = assets[nm]
+        x = xs[j]
         b = x.bars
         m = len(b)
         ts = b["ts"].to_numpy(np.int64)
@@ -1736,10 +1749,12 @@ def run(
         sig = np.asarray(x.signal, dtype=np.int8)
         if sig.shape != (m,):
             raise ValueError(f"simulate: signal has shape {sig.shape}, expected ({m},)")
-        ex = np.zeros(m, np.bool_) if x.exit_signal is None else np.asarray(x.exit_signal, dtype=np.bool_)
-        if x.weight is None:
-            w = np.full(m, math.nan)
-        else:
+        part = {"ts": ts, "asset": np.full(m, j, np.int64), "o": o, "h": h, "l": l, "c": c, "sig": sig}
+        if used["atr"]:
+            part["atr"] = b["atr"].to_numpy(np.float64) if "atr" in b else np.full(m, math.nan)
+        if used["ex"]:
+            part["ex"] = np.zeros(m, np.bool_) if x.exit_signal is None else np.asarray(x.exit_signal, dtype=np.bool_)
+        if x.weight is not None:
             w = np.asarray(x.weight, dtype=np.float64)
             if w.shape != (m,):
                 raise ValueError(f"run: {nm}'s weight has shape {w.shape}, expected ({m},)")
@@ -1747,37 +1762,25 @@ def run(
                 raise ValueError(f"run: {nm}'s target weights must be >= 0 (long only)")
             if np.count_nonzero(sig):
                 raise ValueError(f"run: {nm} has both signals and target weights; an asset uses one order source")
-            any_w = True
-        if x.group is None:
-            g = np.full(m, -1, np.int64)
-        else:
+            part["tw"] = w
+        elif used["tw"]:
+            part["tw"] = np.full(m, math.nan)
+        if x.group is not None:
             g = np.asarray(x.group, dtype=np.int64)
             if g.shape != (m,):
                 raise ValueError(f"run: {nm}'s group has shape {g.shape}, expected ({m},)")
-            any_g = True
-        part = {
-            "ts": ts,
-            "asset": np.full(m, j, np.int64),
-            "o": o,
-            "h": h,
-            "l": l,
-            "c": c,
-            "atr": b["atr"].to_numpy(np.float64) if "atr" in b else np.full(m, math.nan),
-            "sig": sig,
-            "ex": ex,
-            "tw": w,
-            "grp": g,
-        }
+            part["grp"] = g
+        elif used["grp"]:
+            part["grp"] = np.full(m, -1, np.int64)
         for k in _PER_SIGNAL:
             v = getattr(x, k)
-            if v is None:
-                part[k] = np.full(m, math.nan)
-            else:
+            if v is not None:
                 a = np.asarray(v, dtype=np.float64)
                 if a.shape != (m,):
                     raise ValueError(f"simulate: per-signal array has shape {a.shape}, expected ({m},)")
                 part[k] = a
-                any_ps[k] = True
+            elif used[k]:
+                part[k] = np.full(m, math.nan)
         if x.fine is not None and len(x.fine):
             if x.step_ms is None:
                 raise ValueError("simulate: step_ms is required with fine candles")
@@ -1786,21 +1789,11 @@ def run(
             fine_h.append(x.fine["high"].to_numpy(np.float64))
             fine_l.append(x.fine["low"].to_numpy(np.float64))
             fine_off += len(x.fine)
-        else:
+        elif used["fine"]:
             part["fs"] = part["fe"] = np.zeros(m, np.int64)
         parts.append(part)
     if not parts or sum(len(p["ts"]) for p in parts) == 0:
         return _empty_result(state, names)
-    # inputs nobody gave are passed as length-0 arrays (the kernel reads them as absent)
-    used = {
-        "atr": any("atr" in assets[k].bars for k in names),
-        "ex": any(assets[k].exit_signal is not None for k in names),
-    }
-    used |= {"fs": bool(fine_h), "fe": bool(fine_h), "tw": any_w, "grp": any_g, **any_ps}
-    for p in parts:
-        for k, on in used.items():
-            if not on:
-                p.pop(k)
     t0 = parts[0]["ts"]
     if n > 1 and all(len(p["ts"]) == len(t0) and np.array_equal(p["ts"], t0) for p in parts[1:]):
         # every asset has a bar at every time (a (T, N) panel): interleave, no sort needed
@@ -1850,12 +1843,17 @@ def _execute(f, names, plist, lot, sym, fh, fl, state, limits, record_bars, reco
     R = len(f["ts"])
     P = np.stack([p.as_array() for p in plist])
     nnz = int(np.count_nonzero(f["sig"]))
-    n_w = int(np.count_nonzero(~np.isnan(f["tw"]))) if "tw" in f else 0
+    n_w = R - int(np.count_nonzero(np.isnan(f["tw"]))) if "tw" in f else 0
     trades = np.empty((nnz + 4 * n + 1 + n_w, _NR))
     olog = np.empty((n_w + n + 1, len(ORDER_LOG_COLUMNS)))
     m_rows = R if record_bars else 0
     pos, eq = np.empty(m_rows), np.empty(m_rows)
-    n_ts = int(np.count_nonzero(np.diff(f["ts"]))) + 1 if record_bars else 0
+    if not record_bars:
+        n_ts = 0
+    elif n == 1:  # one asset: its ts are strictly increasing (checked), one timestamp per row
+        n_ts = R
+    else:
+        n_ts = int(np.count_nonzero(np.diff(f["ts"]))) + 1
     g_ts, g_eq, g_pv, g_gross = np.empty(n_ts, np.int64), np.empty(n_ts), np.empty(n_ts), np.empty(n_ts)
     g_npos = np.empty(n_ts, np.int64)
     g_state, g_scale, g_gopen, g_eopen = np.empty(n_ts), np.empty(n_ts), np.empty(n_ts), np.empty(n_ts)
@@ -1913,7 +1911,13 @@ def _execute(f, names, plist, lot, sym, fh, fl, state, limits, record_bars, reco
         "gopen": g_gopen,
         "eopen": g_eopen,
     }
-    return EngineResult(trades[:nt].copy(), asset_bars, book, state, names, olog[:no].copy())
+    return EngineResult(_trim(trades, nt), asset_bars, book, state, names, _trim(olog, no))
+
+
+def _trim(buf: np.ndarray, n: int) -> np.ndarray:
+    """The first ``n`` rows of an output buffer: a view when they fill at least half of it (copying tens of MB of
+    order log costs more than the kernel that wrote it), else a copy that frees the oversized buffer."""
+    return buf[:n] if 2 * n >= buf.shape[0] else buf[:n].copy()
 
 
 def run_panel(
@@ -1972,7 +1976,11 @@ def run_panel(
     present = ~np.isnan(c)
     full = bool(present.all())
     o, h, l_ = (mat(x, np.float64, k) for x, k in ((open, "open"), (high, "high"), (low, "low")))
-    if (np.isnan(o) | np.isnan(h) | np.isnan(l_))[present].any():
+    if (
+        (np.isnan(o).any() or np.isnan(h).any() or np.isnan(l_).any())
+        if full
+        else (np.isnan(o) | np.isnan(h) | np.isnan(l_))[present].any()
+    ):
         raise ValueError("run_panel: NaN in open/high/low on a bar with a close")
     plist, state = _start(names, params, init_cash, account, state)
     if T == 0 or not present.any():
