@@ -78,8 +78,8 @@ class OptionsModelsConfig(ModelConfig):
     call_threshold: float = Field(0.5, ge=0, le=1, description="signal_option_call = p_long >= this.")
     put_threshold: float = Field(0.5, ge=0, le=1, description="signal_option_put = p_short >= this.")
     retrain: RetrainPolicy = Field(
-        default_factory=lambda: RetrainPolicy(min_new_labels=7),
-        description="7 = one week of days whose 30-day label resolved.",
+        default_factory=lambda: RetrainPolicy(min_new_labels=1),
+        description="1 = every newly labelled day: a new day is scored only by the walk-forward (docs/decisions.md).",
     )
 
 

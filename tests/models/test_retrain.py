@@ -54,7 +54,7 @@ def test_config_hash_and_policy_outside_it():
     assert len(config_hash("x")) == 16
     # defaults: about a week of new labels per family (trader.yaml documents them)
     s = settings()
-    assert (s.research.baseline.retrain.min_new_labels, s.options_desk.models.retrain.min_new_labels) == (336, 7)
+    assert (s.research.baseline.retrain.min_new_labels, s.options_desk.models.retrain.min_new_labels) == (336, 1)
     assert s.setup_scanner.meta.retrain.min_new_labels == 300
 
 
@@ -67,39 +67,50 @@ def test_live_job_trains_nothing_and_retrain_forces_every_training_step():
     assert not any(n.startswith("ml__") for n in live), live
 
 
-def _baseline_runs(trk) -> int:
-    exp = trk.client().get_experiment_by_name("baseline_direction")
+def _runs(trk, experiment: str) -> int:
+    exp = trk.client().get_experiment_by_name(experiment)
     return 0 if exp is None else len(trk.client().search_runs([exp.experiment_id]))
 
 
-def _append_1h(data_dir, hours: int) -> None:
-    """``hours`` more real 1h candles of each symbol after the slice's end."""
-    from tests.conftest import SHARED
+HELD = ("market.onchain_daily", "features.onchain")
 
-    for sym in ("BTC_USDT", "ETH_USDT"):
-        f = data_dir / "ohlcv" / "binance" / f"{sym}-1h.csv.gz"
-        have, real = pd.read_csv(f), pd.read_csv(SHARED / "ohlcv" / "binance" / f.name)
-        last = int(have["timestamp"].max())
-        more = real[(real["timestamp"] > last) & (real["timestamp"] <= last + hours * 3_600_000)]
-        pd.concat([have, more]).to_csv(f, index=False)
+
+def _hold_back(con, days: int) -> None:
+    """Keep the last ``days`` days of the on-chain tables aside (as if not published yet)."""
+    cut = con.execute("SELECT max(date) FROM market.onchain_daily").fetchone()[0] - pd.Timedelta(days=days)
+    for t in HELD:
+        con.execute(f"CREATE TABLE {t}_held AS SELECT * FROM {t} WHERE date > ?", [cut])
+        con.execute(f"DELETE FROM {t} WHERE date > ?", [cut])
+        con.execute("UPDATE ops.asset_inputs SET fingerprint = 'held' WHERE asset = ?", [t])
+
+
+def _publish(con, days: int) -> None:
+    """The next ``days`` held-back days arrive, as the on-chain ingest and features would write them."""
+    for t in HELD:
+        nxt = con.execute(f"SELECT max(date) FROM {t}").fetchone()[0] + pd.Timedelta(days=days)
+        con.execute(f"INSERT INTO {t} SELECT * FROM {t}_held WHERE date <= ?", [nxt])
+        con.execute(f"DELETE FROM {t}_held WHERE date <= ?", [nxt])
+        con.execute("UPDATE ops.asset_inputs SET fingerprint = fingerprint || '+' WHERE asset = ?", [t])
 
 
 @pytest.mark.integration
-def test_new_candles_do_not_retrain_but_force_and_config_do(
-    resources, instance, data_dir, built_warehouse, monkeypatch
-):
-    import assets.research.model as ml_assets
-    from assets.keys import BASELINE
+def test_new_days_do_not_retrain_but_force_and_config_do(resources, instance, built_warehouse, monkeypatch):
+    """The options desk's p_long/p_short (the model the small warehouse trains fastest): a cold run trains, a few new
+    days do not (no MLflow run, no version), ``force`` (``trader run --retrain``) and a model parameter do."""
+    import assets.options_desk.models as om
+    from assets.keys import OPTIONS_MODELS
     from pipeline.config import settings
     from pipeline.definitions import ALL_ASSETS
-    from pipeline.partitions import full_range_tags
 
-    trk = resources["mlflow"]
+    trk, wh = resources["mlflow"], resources["warehouse"].path
+    cfg = settings().model_copy(deep=True)
+    cfg.options_desk.models.retrain.min_new_labels = 7  # a week of newly labelled days
+    monkeypatch.setattr(om, "settings", lambda: cfg)
 
     def train(run_config=None):
         r = dg.materialize(
             ALL_ASSETS,
-            selection=dg.AssetSelection.keys(BASELINE),
+            selection=dg.AssetSelection.keys(OPTIONS_MODELS),
             resources=resources,
             instance=instance,
             run_config=run_config or {},
@@ -107,31 +118,30 @@ def test_new_candles_do_not_retrain_but_force_and_config_do(
         assert r.success
         return r.get_asset_materialization_events()[-1].materialization.metadata["retrain"].value
 
-    assert train().startswith("no_model") and _baseline_runs(trk) == 1  # a cold run trains
-    with duckdb.connect(resources["warehouse"].path, read_only=True) as con:
-        first = con.execute("SELECT n_rows, config_hash FROM ml.model_runs").fetchall()
-    assert len(first) == 1 and first[0][1] is not None
+    with duckdb.connect(wh) as con:
+        _hold_back(con, 40)
+    assert train().startswith("no_model") and _runs(trk, "options_desk") == 2  # a cold run trains both models
+    with duckdb.connect(wh, read_only=True) as con:
+        first = con.execute("SELECT n_rows, config_hash FROM ml.model_runs ORDER BY model_name").fetchall()
+    assert len(first) == 2 and first[0][1] is not None and first[0] == first[1]
 
-    _append_1h(data_dir, 12)  # half a day of new candles: 2 x 12 new labelled bars
-    candles = dg.AssetSelection.keys(
-        ["raw", "ingested_ohlcv"], ["market", "ohlcv"], ["features", "technical"], ["regimes", "market"]
-    )
-    assert dg.materialize(
-        ALL_ASSETS, resources=resources, instance=instance, tags=full_range_tags(), selection=candles
-    ).success
-    assert train() == "skipped: 24 new labelled rows < 336"
-    assert _baseline_runs(trk) == 1  # no new MLflow run, no new version
-    with duckdb.connect(resources["warehouse"].path, read_only=True) as con:
-        assert con.execute("SELECT count(*) FROM ml.model_runs").fetchone()[0] == 1
+    with duckdb.connect(wh) as con:
+        _publish(con, 3)  # three new days: three 30-day labels resolve
+    assert train() == "skipped: 3 new labelled rows < 7"
+    assert _runs(trk, "options_desk") == 2  # no new MLflow run, no new version
+    with duckdb.connect(wh, read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM ml.model_runs").fetchone()[0] == 2
+    # counted against the last TRAINING (its inputs stay recorded), not the last run: the same answer again
+    assert train() == "skipped: 3 new labelled rows < 7"
+
+    with duckdb.connect(wh) as con:
+        _publish(con, 5)  # 8 new labels since the training
+    assert train() == "new_labels: 8 new labelled rows >= 7" and _runs(trk, "options_desk") == 4
 
     # `trader run --retrain` sets force on every training step (pipeline.cli.common.TRAINING_OPS)
-    assert train({"ops": {"ml__baseline_direction": {"config": {"force": True}}}}).startswith("forced")
-    assert _baseline_runs(trk) == 2
+    assert train({"ops": {"ml__options_direction": {"config": {"force": True}}}}).startswith("forced")
+    assert _runs(trk, "options_desk") == 6
 
-    # a model parameter changed: retrained; the retrain policy alone is not part of the configuration
-    cfg = settings().model_copy(deep=True)
-    cfg.research.baseline.retrain.min_new_labels = 1
-    monkeypatch.setattr(ml_assets, "settings", lambda: cfg)
-    assert train().startswith("skipped: inputs unchanged") and _baseline_runs(trk) == 2
-    cfg.research.baseline.params = {**cfg.research.baseline.params, "n_estimators": 30}
-    assert train().startswith("config_changed") and _baseline_runs(trk) == 3
+    # a model parameter changed: retrained
+    cfg.options_desk.models.params = {**cfg.options_desk.models.params, "n_estimators": 15}
+    assert train().startswith("config_changed") and _runs(trk, "options_desk") == 8
