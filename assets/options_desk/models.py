@@ -251,6 +251,11 @@ RETRAIN_SKIPPED = (
 )
 
 
+def training_state(data: pd.DataFrame, m) -> TrainingState:
+    """What a training of ``options_desk.models`` (``m``) on ``data`` would record (:mod:`models.retrain`)."""
+    return TrainingState(CODE_VERSION, config_hash(m.model_dump_json(exclude={"retrain"})), labelled_rows(data))
+
+
 @dg.asset(
     key=OPTIONS_MODELS,
     group_name=GROUP_OPTIONS,
@@ -277,7 +282,6 @@ def ml_options_direction(
 ):
     cfg = settings()
     m = cfg.options_desk.models
-    chash = config_hash(m.model_dump_json(exclude={"retrain"}))
     with warehouse.connect() as con:
         fp = io.inputs_fingerprint(
             con,
@@ -288,13 +292,13 @@ def ml_options_direction(
             yield from _unchanged_results(context, con, m, extra={"retrain": UNCHANGED})
             return
         data = load_dataset(con, cfg)
-        now = TrainingState(CODE_VERSION, chash, labelled_rows(data))
+        now = training_state(data, m)
         retrain, why = retrain_decision(con, list(m.names.values()), now, m.retrain, config.force)
         if not retrain:  # new days but too few new labels: the versions in force stay (models.retrain)
             yield from _unchanged_results(context, con, m, RETRAIN_SKIPPED, {"retrain": why})
             return
     fits = fit_all(data, cfg)
-    out = {t: train_and_record(t, fit, data, m, mlflow, warehouse, context, chash) for t, fit in fits.items()}
+    out = {t: train_and_record(t, fit, data, m, mlflow, warehouse, context, now.config_hash) for t, fit in fits.items()}
     with warehouse.connect() as con:
         io.record_inputs(con, "ml.options_direction", fp)
     last = {t: float(f.daily["p_cal"].iloc[-1]) if len(f.daily) else None for t, f in fits.items()}
