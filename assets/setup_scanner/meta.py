@@ -65,7 +65,7 @@ def labelled_candidates(con) -> int:
     return int(
         con.execute(
             "SELECT count(*) FROM signals.setup_candidates WHERE reject_reason IS NULL AND win IS NOT NULL"
-        ).fetchone()[0]
+        ).fetchall()[0][0]  # fetchall: no unfinished result left on the connection
     )
 
 
