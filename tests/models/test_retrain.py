@@ -159,3 +159,15 @@ def test_new_days_do_not_retrain_but_force_and_config_do(resources, instance, bu
     assert decision(other) == (False, "skipped: 8 new labelled rows < 9")
     other.options_desk.models.params = {**m.params, "n_estimators": 6}
     assert decision(other)[1].startswith("config_changed")
+
+
+def test_trader_run_retrain_sets_force_on_the_training_steps(monkeypatch):
+    import pipeline.cli.common as common
+
+    seen = []
+    monkeypatch.setattr(common, "_execute_in_process", lambda job, rc, tags, inst, progress: seen.append(rc) or rc)
+    common.execute("main_job", inst=object(), retrain=True)
+    common.execute("main_job", inst=object(), full_refresh=True)
+    forced = {k for k, v in seen[0]["ops"].items() if v == {"config": {"force": True}}}
+    assert forced == TRAINING_OPS
+    assert not any("force" in v.get("config", {}) for v in seen[1].get("ops", {}).values())
