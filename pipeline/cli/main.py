@@ -133,7 +133,7 @@ def run(
     models, daily signals and trades, evaluation) -> the setup scanner (candidates, meta-model, calibration gate,
     thresholds, gated signals, backtest) -> the serving snapshot and Parquet exports; with every asset check.
     A model retrains only when none exists, when its code or configuration changed, when enough new labelled rows
-    arrived since its last training (``retrain`` of its section in trader.yaml), or with ``--retrain``; otherwise
+    arrived since its last training (retrain in its section of trader.yaml), or with --retrain; otherwise
     it keeps its version and the champion scores the new rows.
     Shows one line per step and a summary; the full log is written to warehouse/data/logs/RUN_ID.log.
     """
