@@ -7,8 +7,9 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
+from models.retrain import RetrainPolicy, TrainingState, should_retrain
 from pipeline.partitions import parse_key
-from warehouse import io
+from warehouse import io, readers
 
 POOL = "duckdb_warehouse"
 SINGLE_RUN = dg.BackfillPolicy.single_run()
@@ -23,9 +24,34 @@ class IncrementalConfig(dg.Config):
 
 
 class TrainConfig(dg.Config):
-    """Launchpad options of a model-training asset."""
+    """Launchpad options of a model-training asset (``trader run --retrain`` sets ``force`` on every one)."""
 
-    force: bool = Field(False, description="Retrain even if the inputs and the configuration are unchanged.")
+    force: bool = Field(
+        False,
+        description="Retrain even if the code, the configuration and the labelled data did not change enough "
+        "(models.retrain.should_retrain).",
+    )
+
+
+#: the ``retrain`` metadata of a training asset whose inputs did not change at all (no decision needed)
+UNCHANGED = "skipped: inputs unchanged since the last training"
+
+
+def last_training(con, model_name: str) -> TrainingState | None:
+    """What the latest recorded version of ``model_name`` was trained on (``ml.model_runs``: ``code_version``,
+    ``config_hash``, ``n_rows`` = labelled rows), or None without one."""
+    r = readers.latest_run(con, model_name)
+    if r is None:
+        return None
+    h = r.get("config_hash")
+    return TrainingState(str(r["code_version"]), None if pd.isna(h) else str(h), int(r["n_rows"]))
+
+
+def retrain_decision(con, names: list[str], now: TrainingState, policy: RetrainPolicy, force: bool) -> tuple[bool, str]:
+    """:func:`models.retrain.should_retrain` against the latest version of each of ``names`` (the models one asset
+    trains together): retrain when any of them must (its reason), else the first one's ``skipped`` reason."""
+    decisions = [should_retrain(last_training(con, n), now, policy, force) for n in names]
+    return next((d for d in decisions if d[0]), decisions[0])
 
 
 def run_slices(context: dg.AssetExecutionContext) -> list[tuple[str, str]]:

@@ -40,6 +40,18 @@ def labelled_frame(series: pd.DataFrame, cfg: BaselineModelConfig) -> pd.DataFra
     return x
 
 
+def labelled_rows(series_by_symbol: dict[str, pd.DataFrame], cfg: BaselineModelConfig) -> int:
+    """The number of rows :func:`train_baseline` would train on: labelled bars (``win`` known, ``label_end_ts >= 0``)
+    of the training symbols present in ``series_by_symbol`` (the count :func:`models.retrain.should_retrain` compares)."""
+    n = 0
+    for sym in cfg.train_symbols:
+        s = series_by_symbol.get(sym)
+        if s is not None and len(s):
+            x = labelled_frame(s, cfg)
+            n += int((x["win"].notna() & (x["label_end_ts"] >= 0)).sum())
+    return n
+
+
 @dataclass
 class BaselineRun:
     """Training data (pooled training symbols, labelled rows), folds, the walk-forward result and its windows."""

@@ -30,6 +30,7 @@ from pydantic import Field
 
 from models.evaluation import PromotionCriteria
 from models.labels import forward_returns
+from models.retrain import RetrainPolicy
 from models.splits import Fold, WalkForwardConfig
 from models.trainers import Calibration, ModelConfig, ModelSpec
 from models.walkforward import CalibratedModel, WalkForwardResult, fit_point_in_time
@@ -76,6 +77,10 @@ class OptionsModelsConfig(ModelConfig):
     )
     call_threshold: float = Field(0.5, ge=0, le=1, description="signal_option_call = p_long >= this.")
     put_threshold: float = Field(0.5, ge=0, le=1, description="signal_option_put = p_short >= this.")
+    retrain: RetrainPolicy = Field(
+        default_factory=lambda: RetrainPolicy(min_new_labels=1),
+        description="1 = every newly labelled day: a new day is scored only by the walk-forward (docs/decisions.md).",
+    )
 
 
 #: level columns of ``features.onchain`` that trend with time (USD, BTC, address counts); a tree model would
@@ -208,6 +213,13 @@ class DirectionFit:
     daily: pd.DataFrame
     served: CalibratedModel
     labelled_rows: int
+
+
+def labelled_rows(data: pd.DataFrame) -> int:
+    """Days of :func:`direction_dataset` rows whose label is known (``fwd_ret`` known, ``label_end_ts >= 0``): the
+    rows each target trains on (``DirectionFit.labelled_rows``), the count :func:`models.retrain.should_retrain`
+    compares."""
+    return int((data["fwd_ret"].notna() & (data["label_end_ts"] >= 0)).sum())
 
 
 def fit_direction(

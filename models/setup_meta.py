@@ -28,6 +28,7 @@ from pydantic import Field
 
 from models.datasets import MODEL_FEATURES, REGIME_INPUTS, model_features
 from models.evaluation import PromotionCriteria
+from models.retrain import RetrainPolicy
 from models.splits import WalkForwardConfig
 from models.trainers import Kind, ModelConfig, ModelSpec
 from models.walkforward import PointInTimeFit, fit_point_in_time
@@ -57,6 +58,10 @@ class SetupMetaConfig(ModelConfig):
         "isotonic",
         description="isotonic or sigmoid (Platt), fit on earlier out-of-fold predictions only; none = the seed's "
         "calibration.enabled: false: p(win) is the classifier's raw probability (p_cal = p_raw from the first fold).",
+    )
+    retrain: RetrainPolicy = Field(
+        default_factory=lambda: RetrainPolicy(min_new_labels=300),
+        description="300 = about one week of resolved candidates (10 pairs, 15m + 1h: ~330 a week since 2018).",
     )
 
 

@@ -15,6 +15,7 @@ from pydantic import Field
 
 from models.evaluation import PromotionCriteria
 from models.labels import LabelConfig
+from models.retrain import RetrainPolicy
 from models.splits import WalkForwardConfig
 from pipeline.core.params import Params
 
@@ -76,6 +77,10 @@ class ModelConfig(Params):
     promotion: PromotionCriteria = Field(
         default_factory=PromotionCriteria, description="Criteria on out-of-sample calibrated scores for @champion."
     )
+    retrain: RetrainPolicy = Field(
+        default_factory=RetrainPolicy,
+        description="When new labelled data retrain the model (models.retrain; not part of the configuration hash).",
+    )
 
     def spec(self) -> ModelSpec:
         """The estimator to train (:class:`ModelSpec` with this section's ``kind``, ``params`` and ``seed``)."""
@@ -91,6 +96,10 @@ class BaselineModelConfig(ModelConfig):
     )
     timeframe: str = Field("1h", description="Candle timeframe of the model and its backtest.")
     label: LabelConfig = Field(default_factory=LabelConfig)
+    retrain: RetrainPolicy = Field(
+        default_factory=lambda: RetrainPolicy(min_new_labels=336),
+        description="336 = one week of 1h bars of the two training symbols.",
+    )
 
 
 def make_estimator(spec: ModelSpec):

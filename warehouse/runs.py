@@ -50,8 +50,12 @@ def model_run_row(
     code_version: str,
     promotion_passed: bool | None = None,
     promotion_reasons: list[str] | None = None,
+    config_hash: str | None = None,
 ) -> dict:
-    """One ``ml.model_runs`` row (``metrics`` = ``{"raw": …, "cal": …}`` out-of-sample scores, JSON-safe)."""
+    """One ``ml.model_runs`` row (``metrics`` = ``{"raw": …, "cal": …}`` out-of-sample scores, JSON-safe).
+
+    ``n_rows``: the labelled rows trained on; with ``code_version`` and ``config_hash``
+    (:func:`models.retrain.config_hash`) what :func:`models.retrain.should_retrain` compares a later run with."""
     return {
         "mlflow_run_id": mlflow_run_id,
         "model_name": model_name,
@@ -67,6 +71,7 @@ def model_run_row(
         "promoted": False,
         "dagster_run_id": dagster_run_id,
         "code_version": code_version,
+        "config_hash": config_hash,
     }
 
 

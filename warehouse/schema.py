@@ -157,6 +157,8 @@ DDL = [
         exit_reason VARCHAR, mae DOUBLE, mfe DOUBLE, r_multiple DOUBLE, tp1_hit BOOLEAN, sl_initial DOUBLE, tp_initial DOUBLE,
         bars_held BIGINT, instrument VARCHAR, underlying_entry_price DOUBLE, underlying_exit_price DOUBLE)""",
     # columns added after the first release: a warehouse created by older code gets them (NULL in its old rows)
+    # issue 16: the configuration hash a version was trained with (models.retrain; NULL in rows of older code)
+    "ALTER TABLE ml.model_runs ADD COLUMN IF NOT EXISTS config_hash VARCHAR",
     "ALTER TABLE backtest.trades ADD COLUMN IF NOT EXISTS instrument VARCHAR",
     "ALTER TABLE backtest.trades ADD COLUMN IF NOT EXISTS underlying_entry_price DOUBLE",
     "ALTER TABLE backtest.trades ADD COLUMN IF NOT EXISTS underlying_exit_price DOUBLE",

@@ -17,12 +17,19 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from assets.common import POOL, TrainConfig, carried_forward, md_table, png_md, rounded
+from assets.common import POOL, UNCHANGED, TrainConfig, carried_forward, md_table, png_md, retrain_decision, rounded
 from assets.keys import GROUP_OPTIONS, ONCHAIN_DAILY, ONCHAIN_FEATURES, OPTIONS_CHAMPION, OPTIONS_MODELS, model_gate
 from assets.promotion import reconcile_champion
 from models.calibration import reliability_plot, reliability_table
 from models.evaluation import decide
-from models.options_direction import OPTIONS_MODEL_FEATURES, TARGETS, direction_dataset, fit_direction
+from models.options_direction import (
+    OPTIONS_MODEL_FEATURES,
+    TARGETS,
+    direction_dataset,
+    fit_direction,
+    labelled_rows,
+)
+from models.retrain import TrainingState, config_hash
 from pipeline.config import settings
 from resources.mlflow_tracking import MlflowTracking, TrainingRecord
 from resources.warehouse import WarehouseResource
@@ -67,16 +74,17 @@ def fit_all(data: pd.DataFrame, cfg) -> dict:
     }
 
 
-def _unchanged_results(context, con, m):
-    """Metadata and checks of the versions already trained on these inputs (shown when the asset skips; the figures
-    of the training run are carried forward)."""
+def _unchanged_results(context, con, m, status: str = "inputs unchanged; models not retrained", extra=None):
+    """Metadata and checks of the versions already trained (shown when the asset skips; the figures of the training
+    run are carried forward). ``status`` / ``extra``: why it skipped (e.g. the retrain decision)."""
     latest = readers.latest_runs(con, list(m.names.values()))
     yield dg.MaterializeResult(
         metadata=rounded(
             carried_forward(
                 context,
                 {
-                    "status": "inputs unchanged; models not retrained",
+                    "status": status,
+                    **(extra or {}),
                     "versions": md_table(latest[["model_name", "model_version", "promotion_passed"]]),
                 },
             )
@@ -99,7 +107,7 @@ def _unchanged_results(context, con, m):
 
 
 def _record(
-    t: str, fit, data: pd.DataFrame, m, name: str, passed: bool, reasons: list[str], png: bytes, context
+    t: str, fit, data: pd.DataFrame, m, name: str, passed: bool, reasons: list[str], png: bytes, context, chash: str
 ) -> TrainingRecord:
     res = fit.result
     return TrainingRecord(
@@ -109,6 +117,8 @@ def _record(
             "dagster_run_id": context.run_id,
             "dagster_asset_key": OPTIONS_MODELS.to_user_string(),
             "code_version": CODE_VERSION,
+            "config_hash": chash,
+            "labelled_rows": str(fit.labelled_rows),
             "data_start": str(data["date"].min().date()),
             "data_end": str(data["date"].max().date()),
             "promotion_passed": str(passed),
@@ -177,7 +187,9 @@ def daily_scores(fit, name: str, version: str, run_id: str) -> pd.DataFrame:
     )
 
 
-def train_and_record(t: str, fit, data: pd.DataFrame, m, mlflow: MlflowTracking, warehouse: WarehouseResource, context):
+def train_and_record(
+    t: str, fit, data: pd.DataFrame, m, mlflow: MlflowTracking, warehouse: WarehouseResource, context, chash: str
+):
     """Gate, log, register and record one target's version: ``(summary row, check result, reliability table)``."""
     name, res = m.names[t], fit.result
     passed, reasons = decide(res.scores_cal, m.promotion, mlflow.champion_scores(name))
@@ -186,7 +198,7 @@ def train_and_record(t: str, fit, data: pd.DataFrame, m, mlflow: MlflowTracking,
     png = reliability_plot(
         {"raw": reliability_table(oof["p_raw"], oof["y"]), "calibrated": rel}, f"{name}: out-of-sample reliability"
     )
-    logged = mlflow.log_training(_record(t, fit, data, m, name, passed, reasons, png, context))
+    logged = mlflow.log_training(_record(t, fit, data, m, name, passed, reasons, png, context, chash))
     mlflow.set_verdict(name, logged.version, logged.run_id, passed, reasons)
     row = runs.model_run_row(
         mlflow_run_id=logged.run_id,
@@ -202,6 +214,7 @@ def train_and_record(t: str, fit, data: pd.DataFrame, m, mlflow: MlflowTracking,
         code_version=CODE_VERSION,
         promotion_passed=passed,
         promotion_reasons=reasons,
+        config_hash=chash,
     )
     with warehouse.connect() as con:
         runs.record_model_run(
@@ -231,6 +244,16 @@ def train_and_record(t: str, fit, data: pd.DataFrame, m, mlflow: MlflowTracking,
         ),
     )
     return summary, check, rel
+
+
+RETRAIN_SKIPPED = (
+    "too few newly labelled days since the last training; models not retrained (options_desk.models.retrain)"
+)
+
+
+def training_state(data: pd.DataFrame, m) -> TrainingState:
+    """What a training of ``options_desk.models`` (``m``) on ``data`` would record (:mod:`models.retrain`)."""
+    return TrainingState(CODE_VERSION, config_hash(m.model_dump_json(exclude={"retrain"})), labelled_rows(data))
 
 
 @dg.asset(
@@ -263,20 +286,26 @@ def ml_options_direction(
         fp = io.inputs_fingerprint(
             con,
             readers.asset_fingerprints(["features.onchain", "market.onchain_daily"]),
-            extra=m.model_dump_json() + CODE_VERSION,
+            extra=m.model_dump_json(exclude={"retrain"}) + CODE_VERSION,
         )
         if not config.force and io.inputs_unchanged(con, "ml.options_direction", fp):
-            yield from _unchanged_results(context, con, m)
+            yield from _unchanged_results(context, con, m, extra={"retrain": UNCHANGED})
             return
         data = load_dataset(con, cfg)
+        now = training_state(data, m)
+        retrain, why = retrain_decision(con, list(m.names.values()), now, m.retrain, config.force)
+        if not retrain:  # new days but too few new labels: the versions in force stay (models.retrain)
+            yield from _unchanged_results(context, con, m, RETRAIN_SKIPPED, {"retrain": why})
+            return
     fits = fit_all(data, cfg)
-    out = {t: train_and_record(t, fit, data, m, mlflow, warehouse, context) for t, fit in fits.items()}
+    out = {t: train_and_record(t, fit, data, m, mlflow, warehouse, context, now.config_hash) for t, fit in fits.items()}
     with warehouse.connect() as con:
         io.record_inputs(con, "ml.options_direction", fp)
     last = {t: float(f.daily["p_cal"].iloc[-1]) if len(f.daily) else None for t, f in fits.items()}
     yield dg.MaterializeResult(
         metadata=rounded(
             {
+                "retrain": why,
                 "models": md_table(pd.DataFrame([o[0] for o in out.values()])),
                 "rows": len(data),
                 "refits": len(fits["p_long"].folds),

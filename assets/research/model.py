@@ -13,13 +13,25 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from assets.common import POOL, TrainConfig, if_unchanged, md_table, png_md, rounded, version_metadata
+from assets.common import (
+    POOL,
+    UNCHANGED,
+    TrainConfig,
+    carried_forward,
+    if_unchanged,
+    md_table,
+    png_md,
+    retrain_decision,
+    rounded,
+    version_metadata,
+)
 from assets.keys import BASELINE, BASELINE_CHAMPION, BASELINE_EVALUATION, FEATURES, GROUP_RESEARCH, REGIMES
 from assets.promotion import promotion_assets
-from models.baseline import oof_by_regime, predictions_for, train_baseline
+from models.baseline import labelled_rows, oof_by_regime, predictions_for, train_baseline
 from models.calibration import reliability_plot, reliability_table
 from models.datasets import MODEL_FEATURES
 from models.evaluation import scores_by
+from models.retrain import TrainingState, config_hash
 from pipeline.config import settings
 from pipeline.core.timeframes import timeframe_ms
 from resources.mlflow_tracking import MlflowTracking, TrainingRecord
@@ -27,6 +39,11 @@ from resources.warehouse import WarehouseResource
 from warehouse import io, readers, runs
 
 CODE_VERSION = "2"
+
+
+def _config(cfg) -> str:
+    """The configuration the baseline is trained with: its section without the retrain policy, and the universe."""
+    return cfg.research.baseline.model_dump_json(exclude={"retrain"}) + json.dumps(cfg.universe.symbols)
 
 
 def _fingerprint(con, cfg) -> str:
@@ -37,7 +54,7 @@ def _fingerprint(con, cfg) -> str:
         f"""SELECT symbol, max(ts)::VARCHAR, count(*) FROM features.technical WHERE timeframe = '{b.timeframe}' GROUP BY ALL
                  UNION ALL SELECT asset, fingerprint, epoch_ms(updated_at) FROM ops.asset_inputs
                  WHERE asset LIKE 'code:%:{b.timeframe}' ORDER BY ALL""",
-        extra=b.model_dump_json() + json.dumps(cfg.universe.symbols) + CODE_VERSION,
+        extra=_config(cfg) + CODE_VERSION,
     )
 
 
@@ -66,7 +83,7 @@ def _model_description(b) -> str:
     )
 
 
-def _record(run, b, context, png: bytes, by_regime: pd.DataFrame) -> TrainingRecord:
+def _record(run, b, context, png: bytes, by_regime: pd.DataFrame, now: TrainingState) -> TrainingRecord:
     """The MLflow training record of one baseline version."""
     res = run.result
     data_start, data_end = (
@@ -81,6 +98,8 @@ def _record(run, b, context, png: bytes, by_regime: pd.DataFrame) -> TrainingRec
             "dagster_asset_key": BASELINE.to_user_string(),
             "partition": "",
             "code_version": CODE_VERSION,
+            "config_hash": now.config_hash,
+            "labelled_rows": str(now.labelled_rows),
             "data_start": data_start.isoformat(),
             "data_end": data_end.isoformat(),
         },
@@ -130,21 +149,34 @@ def ml_baseline_direction(
         # skip only while a trained version is stored (a deleted ml.model_runs row retrains)
         if stored and (
             skip := if_unchanged(
-                context, con, "ml.baseline_direction", fp, SKIPPED, metadata=stored, force=config.force
+                context,
+                con,
+                "ml.baseline_direction",
+                fp,
+                SKIPPED,
+                metadata={"retrain": UNCHANGED, **stored},
+                force=config.force,
             )
         ):
             return skip
-        series = {s: readers.series(con, ex, s, b.timeframe) for s in dict.fromkeys([*b.train_symbols, *symbols])}
+        series = {s: readers.series(con, ex, s, b.timeframe) for s in b.train_symbols}
+        now = TrainingState(CODE_VERSION, config_hash(_config(cfg)), labelled_rows(series, b))
+        retrain, why = retrain_decision(con, [b.name], now, b.retrain, config.force)
+        if not retrain:  # the inputs changed but not enough: the version in force stays (models.retrain)
+            meta = {"status": RETRAIN_SKIPPED, "retrain": why, **stored}
+            return dg.MaterializeResult(metadata=rounded(carried_forward(context, meta)))
+        series |= {s: readers.series(con, ex, s, b.timeframe) for s in symbols if s not in series}
     run = train_baseline(series, b, b.walk_forward.to_ms(timeframe_ms(b.timeframe)))
     report = _report(run, b)
-    logged = mlflow.log_training(_record(run, b, context, report["png"], report["by_regime"]))
+    logged = mlflow.log_training(_record(run, b, context, report["png"], report["by_regime"], now))
     preds = predictions_for(series, symbols, b, run)
     with warehouse.connect() as con:
-        row = _record_version(con, run, preds, logged, b, ex, context.run_id, fp)
-    return dg.MaterializeResult(metadata=rounded(_metadata(run, preds, logged, row, report, b)))
+        row = _record_version(con, run, preds, logged, b, ex, context.run_id, fp, now)
+    return dg.MaterializeResult(metadata=rounded({"retrain": why, **_metadata(run, preds, logged, row, report, b)}))
 
 
 SKIPPED = "features and configuration unchanged; model not retrained"
+RETRAIN_SKIPPED = "too few new labelled rows since the last training; model not retrained (research.baseline.retrain)"
 
 
 def _report(run, b) -> dict:
@@ -158,7 +190,9 @@ def _report(run, b) -> dict:
     }
 
 
-def _record_version(con, run, preds: pd.DataFrame, logged, b, ex: str, dagster_run_id: str, fp: str) -> dict:
+def _record_version(
+    con, run, preds: pd.DataFrame, logged, b, ex: str, dagster_run_id: str, fp: str, now: TrainingState
+) -> dict:
     """Record the version: its ``ml.model_runs`` row, folds and every symbol's OOS predictions (one transaction)."""
     res = run.result
     row = runs.model_run_row(
@@ -173,6 +207,7 @@ def _record_version(con, run, preds: pd.DataFrame, logged, b, ex: str, dagster_r
         scores_cal=res.scores_cal,
         dagster_run_id=dagster_run_id,
         code_version=CODE_VERSION,
+        config_hash=now.config_hash,
     )
     scores = preds.assign(
         model_name=b.name,

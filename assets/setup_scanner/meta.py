@@ -11,12 +11,24 @@ Dagster priority so that, inside one run, the gate and the promotion happen befo
 import dagster as dg
 import pandas as pd
 
-from assets.common import POOL, TrainConfig, if_unchanged, md_table, png_md, rounded, version_metadata
+from assets.common import (
+    POOL,
+    UNCHANGED,
+    TrainConfig,
+    carried_forward,
+    if_unchanged,
+    md_table,
+    png_md,
+    retrain_decision,
+    rounded,
+    version_metadata,
+)
 from assets.keys import GROUP_SETUPS, SETUP_CANDIDATES, SETUP_META, SETUP_META_CHAMPION, SETUP_META_EVALUATION
 from assets.promotion import promotion_assets
 from assets.setup_scanner.common import series_by_key
 from models.calibration import reliability_plot, reliability_table
 from models.evaluation import scores_by
+from models.retrain import TrainingState, config_hash
 from models.setup_meta import META_FEATURES, fit_configured, meta_dataset, scored_rows, signal_bar_features
 from models.trainers import feature_importance
 from pipeline.config import settings
@@ -43,7 +55,17 @@ def _fingerprint(con, m) -> str:
     return io.inputs_fingerprint(
         con,
         readers.asset_fingerprints(["signals.setup_candidates"]),
-        extra=m.model_dump_json() + CODE_VERSION,
+        extra=m.model_dump_json(exclude={"retrain"}) + CODE_VERSION,
+    )
+
+
+def labelled_candidates(con) -> int:
+    """Valid candidates whose outcome is known (``win`` set): the rows the meta-model trains on
+    (``PointInTimeFit.labelled_rows``), the count :func:`models.retrain.should_retrain` compares."""
+    return int(
+        con.execute(
+            "SELECT count(*) FROM signals.setup_candidates WHERE reject_reason IS NULL AND win IS NOT NULL"
+        ).fetchall()[0][0]  # fetchall: no unfinished result left on the connection
     )
 
 
@@ -57,7 +79,7 @@ MODEL_DESCRIPTION = (
 )
 
 
-def _record(fit, data, m, timeframes, context, png: bytes, rel_cal: pd.DataFrame) -> TrainingRecord:
+def _record(fit, data, m, timeframes, context, png: bytes, rel_cal: pd.DataFrame, now: TrainingState) -> TrainingRecord:
     res = fit.result
     return TrainingRecord(
         experiment="setup_scanner",
@@ -66,6 +88,8 @@ def _record(fit, data, m, timeframes, context, png: bytes, rel_cal: pd.DataFrame
             "dagster_run_id": context.run_id,
             "dagster_asset_key": SETUP_META.to_user_string(),
             "code_version": CODE_VERSION,
+            "config_hash": now.config_hash,
+            "labelled_rows": str(fit.labelled_rows),
             "data_start": pd.Timestamp(int(data["ts"].min()), unit="ms").isoformat(),
             "data_end": pd.Timestamp(int(data["ts"].max()), unit="ms").isoformat(),
         },
@@ -113,21 +137,32 @@ def ml_setup_meta(
     m, ex = cfg.setup_scanner.meta, cfg.exchange.id
     with warehouse.connect() as con:
         fp = _fingerprint(con, m)
-        if skip := if_unchanged(context, con, "ml.setup_meta", fp, SKIPPED, force=config.force):
+        if skip := if_unchanged(
+            context, con, "ml.setup_meta", fp, SKIPPED, metadata={"retrain": UNCHANGED}, force=config.force
+        ):
             return skip
+        now = TrainingState(CODE_VERSION, config_hash(m.model_dump_json(exclude={"retrain"})), labelled_candidates(con))
+        retrain, why = retrain_decision(con, [m.name], now, m.retrain, config.force)
+        if not retrain:  # new candidates but too few new outcomes: the champion scores them live (common.py)
+            return dg.MaterializeResult(
+                metadata=rounded(carried_forward(context, {"status": RETRAIN_SKIPPED, "retrain": why}))
+            )
         data = load_dataset(con, ex)
     fit = fit_configured(data, m)
     scored = scored_rows(data, fit)
     report = _report(scored, m)
     logged = mlflow.log_training(
-        _record(fit, data, m, cfg.setup_scanner.timeframes, context, report["png"], report["rel"])
+        _record(fit, data, m, cfg.setup_scanner.timeframes, context, report["png"], report["rel"], now)
     )
     with warehouse.connect() as con:
-        row = _record_version(con, fit, data, scored, logged, m, context.run_id, fp)
-    return dg.MaterializeResult(metadata=rounded(_metadata(fit, scored, logged, row, report, m)))
+        row = _record_version(con, fit, data, scored, logged, m, context.run_id, fp, now)
+    return dg.MaterializeResult(metadata=rounded({"retrain": why, **_metadata(fit, scored, logged, row, report, m)}))
 
 
 SKIPPED = "candidates and configuration unchanged; model not retrained"
+RETRAIN_SKIPPED = (
+    "too few newly resolved candidates since the last training; not retrained (setup_scanner.meta.retrain)"
+)
 
 
 def _report(scored: pd.DataFrame, m) -> dict:
@@ -142,7 +177,7 @@ def _report(scored: pd.DataFrame, m) -> dict:
 
 
 def _record_version(
-    con, fit, data: pd.DataFrame, scored: pd.DataFrame, logged, m, dagster_run_id: str, fp: str
+    con, fit, data: pd.DataFrame, scored: pd.DataFrame, logged, m, dagster_run_id: str, fp: str, now: TrainingState
 ) -> dict:
     """Record the version: its ``ml.model_runs`` row, folds and every candidate's point-in-time score."""
     res = fit.result
@@ -158,6 +193,7 @@ def _record_version(
         scores_cal=res.scores_cal,
         dagster_run_id=dagster_run_id,
         code_version=CODE_VERSION,
+        config_hash=now.config_hash,
     )
     scores = scored.assign(model_name=m.name, model_version=logged.version, mlflow_run_id=logged.run_id)
     runs.record_model_run(

@@ -197,6 +197,10 @@ class RunProgress:
         return ", ".join(f"{k} ({n} partitions)" if n > 1 else k for k, n in self.assets.get(step, {}).items())
 
 
+#: the model-training steps (assets.common.TrainConfig): ``trader run --retrain`` forces each one in the job
+TRAINING_OPS = frozenset({"ml__baseline_direction", "ml__options_direction", "ml__setup_meta"})
+
+
 def execute(
     job_name: str,
     symbols: list[str] | None = None,
@@ -204,6 +208,7 @@ def execute(
     full_refresh: bool = False,
     inst=None,
     verbose: bool = False,
+    retrain: bool = False,
 ) -> list:
     """Run the partitioned job ``job_name`` over ``symbols × timeframes`` (default: the configured universe).
 
@@ -211,6 +216,8 @@ def execute(
     definition order); otherwise one run for the whole universe. Returns the ``ExecuteInProcessResult`` s.
     A progress display follows the steps (:class:`RunProgress`); with ``verbose`` Dagster's own event stream is
     printed instead (console logger at ``DEBUG``). Either way the full log goes to :func:`run_log_path`.
+    ``retrain``: every training step of the job (:data:`TRAINING_OPS`) retrains (``force``) whatever
+    :func:`models.retrain.should_retrain` would decide.
     """
     from pipeline.definitions import defs
     from pipeline.partitions import full_range_tags
@@ -222,6 +229,10 @@ def execute(
         run_config = {
             "ops": {k: {"config": {"full_refresh": True}} for k in ops if k in {n.name for n in job.graph.node_defs}}
         }
+    if retrain:
+        ops = run_config.setdefault("ops", {})
+        for k in TRAINING_OPS & {n.name for n in job.graph.node_defs}:
+            ops[k] = {"config": {"force": True}}
     inst = inst or instance()
     groups = [[s] for s in symbols] if symbols else [None]
     run_config = quiet_run_config(run_config, "DEBUG" if verbose else None)

@@ -122,6 +122,11 @@ def run(
     symbol: list[str] = typer.Option(None, "--symbol", "-s", help="Limit to these symbols (BASE/QUOTE)."),
     timeframe: list[str] = typer.Option(None, "--timeframe", "-t", help="Limit to these timeframes."),
     full_refresh: bool = typer.Option(False, help="Recompute the selected candle partitions from scratch."),
+    retrain: bool = typer.Option(
+        False,
+        "--retrain",
+        help="Retrain every model (by default only new code, configuration or enough new labels do).",
+    ),
     verbose: bool = VERBOSE,
 ) -> None:
     """Run main_job: everything the project computes, for every desk.
@@ -130,11 +135,14 @@ def run(
     the research baseline (model, promotion gate, backtest) -> the options desk (on-chain features, p_long/p_short
     models, daily signals and trades, evaluation) -> the setup scanner (candidates, meta-model, calibration gate,
     thresholds, gated signals, backtest) -> the serving snapshot and Parquet exports; with every asset check.
+    A model retrains only when none exists, when its code or configuration changed, when enough new labelled rows
+    arrived since its last training (retrain in its section of trader.yaml), or with --retrain; otherwise
+    it keeps its version and the champion scores the new rows.
     Shows one line per step and a summary; the full log is written to warehouse/data/logs/RUN_ID.log.
     """
     t0 = time.time()
     inst = common.instance()
-    results = common.execute("main_job", symbol, timeframe, full_refresh, inst=inst, verbose=verbose)
+    results = common.execute("main_job", symbol, timeframe, full_refresh, inst=inst, verbose=verbose, retrain=retrain)
     ok = all(r.success for r in results)
     checks_ok = common.print_checks(results)
     if ok:
