@@ -1837,9 +1837,18 @@ def _start(names, params, init_cash, account, state):
     return plist, state
 
 
+def _plain(a: np.ndarray) -> np.ndarray:
+    """``a`` itself when writable and C-contiguous, else a C-contiguous copy."""
+    return a if a.flags.c_contiguous and a.flags.writeable else np.array(a, order="C")
+
+
 def _execute(f, names, plist, lot, sym, fh, fl, state, limits, record_bars, record_skipped) -> EngineResult:
     """Run the kernel over the flat rows ``f`` (sorted by ts, then asset; absent inputs left out)."""
     n = len(names)
+    # one array type per argument (writable, C-contiguous), so numba compiles the kernel once, not once per
+    # caller's layout (a read-only pandas view, a strided panel column: each a new signature of ~30 s)
+    f = {k: _plain(v) for k, v in f.items()}
+    fh, fl, lot, sym = _plain(fh), _plain(fl), _plain(lot), _plain(sym)
     R = len(f["ts"])
     P = np.stack([p.as_array() for p in plist])
     nnz = int(np.count_nonzero(f["sig"]))
