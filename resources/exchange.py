@@ -139,6 +139,19 @@ class ExchangeSource(dg.ConfigurableResource):
             with attempt:
                 return fn(*args, **kwargs)
 
+    def _listed(self, symbol: str) -> str:
+        """The ccxt market of ``symbol`` (markets loaded); raises ccxt.BadSymbol naming the market type when the
+        exchange does not list it."""
+        ex = self.client()
+        market = self.market_symbol(symbol)
+        if ex.markets is not None and market not in ex.markets:
+            some = ", ".join(sorted(ex.markets)[:5])
+            raise ccxt.BadSymbol(
+                f"{self.exchange_id} {self.market_type} has no market {market} (universe symbol {symbol!r}, "
+                f"exchange.market_type {self.market_type!r}); it lists {len(ex.markets)} markets, e.g. {some}"
+            )
+        return market
+
     def newest_candles(self, symbol: str, timeframe: str, since_ms: int | None, limit: int = 50) -> list[int]:
         """Open times (epoch ms) of the newest candles of ``symbol`` (the forming one included): from ``since_ms``
         when given (at most ``limit``), else the last ``limit``. One ``fetch_ohlcv`` request (after the markets are
@@ -151,9 +164,7 @@ class ExchangeSource(dg.ConfigurableResource):
         report = SyncReport()
         if not ex.markets:
             self._call(ex.load_markets, report)
-        market = self.market_symbol(symbol)
-        if ex.markets is not None and market not in ex.markets:
-            raise ccxt.BadSymbol(f"{self.exchange_id} {self.market_type} has no market {market} ({symbol!r})")
+        market = self._listed(symbol)
         rows = self._call(ex.fetch_ohlcv, report, market, timeframe, since=since_ms, limit=limit)
         return [int(r[0]) for r in rows]
 
@@ -181,13 +192,7 @@ class ExchangeSource(dg.ConfigurableResource):
         ex = self.client()
         report = SyncReport()
         self._call(ex.load_markets, report)
-        step, limit, market = timeframe_ms(timeframe), self.candle_limit(), self.market_symbol(symbol)
-        if ex.markets is not None and market not in ex.markets:
-            some = ", ".join(sorted(ex.markets)[:5])
-            raise ccxt.BadSymbol(
-                f"{self.exchange_id} {self.market_type} has no market {market} (universe symbol {symbol!r}, "
-                f"exchange.market_type {self.market_type!r}); it lists {len(ex.markets)} markets, e.g. {some}"
-            )
+        step, limit, market = timeframe_ms(timeframe), self.candle_limit(), self._listed(symbol)
         cursor, now = since_ms, self.now_ms()
         while True:
             if cursor + step > now or (until_ms is not None and cursor >= until_ms):

@@ -459,13 +459,6 @@ class Limits:
     def as_array(self) -> np.ndarray:
         return np.array([float(getattr(self, f.name)) for f in fields(self)], dtype=np.float64)
 
-    @property
-    def has_risk_state(self) -> bool:
-        """Whether an account-level risk rule (halts, scaling) is on."""
-        return any(
-            v > 0 for v in (self.daily_loss, self.max_drawdown, self.dd_soft, self.dd_hard, self.vol_target_daily)
-        )
-
 
 (
     L_MAXPOS,
