@@ -205,15 +205,17 @@ def late_ids(con: duckdb.DuckDBPyConnection, desk: str) -> list[str]:
     ]
 
 
-def sent_ids(con: duckdb.DuckDBPyConnection, desk: str, assets: list[str], min_signal_ts: int) -> pd.DataFrame:
-    """``asset, signal_ts, signal_id`` of the signals the book sent to the engine from ``min_signal_ts`` on."""
+def sent_ids(con: duckdb.DuckDBPyConnection, desk: str, assets: list[str], min_bar_ts: int) -> pd.DataFrame:
+    """``asset, signal_ts, signal_id, bar_ts`` of the signals the book sent to the engine on a bar at or after
+    ``min_bar_ts`` (``bar_ts``: the bar the signal was sent on, the ``ts`` of its ``sent`` order row; the engine's
+    ``signal_ts`` of its trades)."""
     if not assets:
-        return pd.DataFrame(columns=["asset", "signal_ts", "signal_id"])
+        return pd.DataFrame(columns=["asset", "signal_ts", "signal_id", "bar_ts"])
     return io.read_df(
         con,
-        f"""SELECT asset, signal_ts, signal_id FROM paper.orders WHERE desk = ? AND status = 'sent'
-            AND signal_ts >= ? AND asset IN ({", ".join("?" * len(assets))})""",
-        [desk, min_signal_ts, *assets],
+        f"""SELECT asset, signal_ts, signal_id, ts AS bar_ts FROM paper.orders WHERE desk = ? AND status = 'sent'
+            AND ts >= ? AND asset IN ({", ".join("?" * len(assets))})""",
+        [desk, min_bar_ts, *assets],
     )
 
 

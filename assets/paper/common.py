@@ -12,7 +12,7 @@ import pandas as pd
 
 from pipeline.core import paper
 from pipeline.core.engine import EngineState
-from pipeline.core.setup_signals import execution_params
+from pipeline.core.setup_signals import execution_params, restore_signal_ts
 from pipeline.core.setups import with_atr
 from pipeline.core.timeframes import timeframe_ms
 from warehouse import io, readers
@@ -40,7 +40,9 @@ def _params(cfg):
 
 def book_hash(cfg) -> str:
     """The paper book's identity: its series, paper settings and execution parameters (changed → reset needed)."""
-    return paper.config_hash(_names(cfg), cfg.paper, _params(cfg).to_dict(), cfg.setup_scanner.signals.atr_period)
+    names = _names(cfg)
+    grid = {"grid": paper.grid(names, cfg.paper)}  # a shared book walks the base candles (changed: reset needed)
+    return paper.config_hash(names, cfg.paper, _params(cfg).to_dict(), cfg.setup_scanner.signals.atr_period, grid)
 
 
 def log_new_signals(con, cfg) -> dict:
@@ -76,9 +78,12 @@ def log_new_signals(con, cfg) -> dict:
 
 def _read_bars(con, cfg, names: list[str], after: int, upto: int) -> dict[str, pd.DataFrame]:
     """The series' bars with ``after < ts <= upto`` in one query (the backtest's bars: candles with a feature row,
-    ATR(``signals.atr_period``))."""
-    got = store.new_bars(con, cfg.exchange.id, [tuple(n.split("|")) for n in names], after, upto)
-    return {f"{s}|{tf}": with_atr(b, cfg.setup_scanner.signals.atr_period) for (s, tf), b in got.items()}
+    ATR(``signals.atr_period``)); on a shared book each on its symbol's base candles
+    (:func:`pipeline.core.paper.book_bars`)."""
+    pc = cfg.paper
+    got = store.new_bars(con, cfg.exchange.id, paper.needed_series(names, pc), paper.read_from(after, names), upto)
+    got = {k: with_atr(b, cfg.setup_scanner.signals.atr_period) for k, b in got.items()}
+    return paper.book_bars(names, pc, got, after)
 
 
 def step_book(con, cfg, dagster_run_id: str | None = None) -> dict:
@@ -107,7 +112,9 @@ def step_book(con, cfg, dagster_run_id: str | None = None) -> dict:
             int(prev["start_ts"]),
         )
     marks = io.watermarks(con, "features.technical", cfg.exchange.id)
-    upto = paper.watermark({n: marks[tuple(n.split("|"))] for n in names if tuple(n.split("|")) in marks})
+    upto = paper.watermark(
+        {n: marks[tuple(n.split("|"))] for n in names if tuple(n.split("|")) in marks}, paper.grid(names, pc)
+    )
     if upto is None or upto <= after:
         return {"status": "no new closed bar", "version": version, "last_ts": after}
     bars = _read_bars(con, cfg, names, after, upto)
@@ -140,19 +147,24 @@ def step_book(con, cfg, dagster_run_id: str | None = None) -> dict:
 
 def _step_frames(con, step: paper.StepResult, late: pd.DataFrame):
     """``(orders, closed trades, equity, open positions)`` rows of one step, signal ids attached."""
-    trades, outcomes, open_ = paper.history(step.result)
+    raw = paper.history(step.result)
     now = io.now_utc()
+    stored = store.sent_ids(
+        con,
+        DESK,
+        sorted(set().union(*(f["asset"] for f in raw))),
+        min((int(f["signal_ts"].min()) for f in raw if len(f)), default=0),
+    )
     sent = step.sent.rename(columns={"candidate_id": "signal_id"}).assign(signal_ts=lambda d: d["ts"])
-    ids = pd.concat(
+    sent_map = pd.concat(
         [
-            sent.loc[sent["status"] == paper.SENT, ["asset", "signal_ts", "signal_id"]],
-            store.sent_ids(
-                con,
-                DESK,
-                sorted(set(trades["asset"]) | set(outcomes["asset"]) | set(open_["asset"])),
-                int(min([*trades["signal_ts"], *outcomes["signal_ts"], *open_["signal_ts"], 0])),
-            ),
+            sent[sent["status"] == paper.SENT][["asset", "bar_ts", "ts"]],
+            stored[["asset", "bar_ts", "signal_ts"]].rename(columns={"signal_ts": "ts"}),
         ]
+    )
+    trades, outcomes, open_ = (restore_signal_ts(f, sent_map) for f in raw)
+    ids = pd.concat(
+        [sent.loc[sent["status"] == paper.SENT, ["asset", "signal_ts", "signal_id"]], stored.drop(columns="bar_ts")]
     )
     ids = ids.drop_duplicates(["asset", "signal_ts"])
 
@@ -162,7 +174,7 @@ def _step_frames(con, step: paper.StepResult, late: pd.DataFrame):
 
     orders = pd.concat(
         [
-            sent[["signal_id", "asset", "signal_ts", "status", "ts"]],
+            sent[["signal_id", "asset", "signal_ts", "status", "bar_ts"]].rename(columns={"bar_ts": "ts"}),
             late.rename(columns={"ts": "signal_ts"}).assign(status=paper.LATE, ts=lambda d: d["signal_ts"]),
             with_ids(outcomes)[["signal_id", "asset", "signal_ts", "status", "ts"]],
         ],
@@ -239,6 +251,6 @@ def resimulate(con, cfg) -> dict | None:
     sig = paper.plans(store.logged(con, DESK, start, upto))
     sig = sig[~sig["candidate_id"].isin(store.late_ids(con, DESK))]
     res = paper.advance(paper.new_state(names, pc), _read_bars(con, cfg, names, start - 1, upto), sig, _params(cfg), pc)
-    sim_trades = paper.history(res.result)[0]
+    sim_trades = paper.history(res.result, res.sent)[0]
     paper_trades, paper_eq = store.book_frames(con, DESK)
     return paper.compare_books(paper_trades, sim_trades, paper_eq, paper.equity_rows(res.result), TOLERANCE)

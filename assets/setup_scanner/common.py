@@ -20,7 +20,13 @@ import pandas as pd
 from assets.promotion import reconcile_champion
 from models.setup_meta import META_FEATURES, meta_dataset, signal_bar_features, with_stored_scores
 from pipeline.core.setup_gating import expected_value_pct
-from pipeline.core.setup_signals import execution_params, gate_scored, simulate_book, simulate_signals
+from pipeline.core.setup_signals import (
+    base_timeframe,
+    execution_params,
+    gate_scored,
+    simulate_book,
+    simulate_signals,
+)
 from pipeline.core.setups import with_atr
 from resources.mlflow_tracking import MlflowTracking
 from warehouse import io, readers
@@ -119,9 +125,13 @@ def execute(
     return simulate_signals(cache, signals, score, params, start_ts)
 
 
-def _bars(con, sc, exchange: str, signals: pd.DataFrame, bars_cache: dict | None) -> dict:
+def _bars(con, sc, exchange: str, signals: pd.DataFrame, bars_cache: dict | None, base_tf: str | None = None) -> dict:
+    """The signals' series' bars (and, with ``base_tf``, every traded symbol's ``base_tf`` bars) into the cache."""
     cache = {} if bars_cache is None else bars_cache
-    for s, tf in signals[["symbol", "timeframe"]].drop_duplicates().itertuples(index=False):
+    keys = set(signals[["symbol", "timeframe"]].drop_duplicates().itertuples(index=False, name=None))
+    if base_tf is not None:
+        keys |= {(s, base_tf) for s, _ in keys}
+    for s, tf in sorted(keys):
         if (s, tf) not in cache:
             cache[(s, tf)] = with_atr(readers.bars(con, exchange, s, tf), sc.signals.atr_period)
     return cache
@@ -133,9 +143,10 @@ def execute_book(
     """:func:`pipeline.core.setup_signals.simulate_book` (one shared-cash book of ``sc.init_cash``, at most
     ``sc.max_positions`` open) on the stored bars: ``(book per bar time, trades, {symbol: closes})``, closes from
     ``start_ts`` preferring the 1h series (the buy-and-hold benchmark's)."""
-    cache = _bars(con, sc, exchange, signals, bars_cache)
+    base_tf = base_timeframe(sc.timeframes)
+    cache = _bars(con, sc, exchange, signals, bars_cache, base_tf)
     params = execution_params(sc.signals, sc.risk, sc.execution, sc.costs, sc.init_cash)
-    port, trades, _ = simulate_book(cache, signals, score, params, sc.init_cash, sc.max_positions, start_ts)
+    port, trades, _ = simulate_book(cache, signals, score, params, sc.init_cash, sc.max_positions, start_ts, base_tf)
     traded = set(signals[["symbol", "timeframe"]].itertuples(index=False, name=None))
     closes = {}
     for (sym, tf), b in sorted(cache.items()):

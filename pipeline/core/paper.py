@@ -6,12 +6,14 @@ stored :class:`~pipeline.core.engine.EngineState`; its inputs are built by the b
 with the backtest's :func:`pipeline.core.setup_signals.execution_params`, so a paper book and a backtest over the same
 candles and signals are the same run cut into steps (the engine's resume property: same trades, same per-bar equity).
 
-Time order. One engine run walks every series' bars sorted by open time ``ts``; a 1h bar opening at ``T`` is run
-before the 15m bars opening after ``T``. A paper step therefore advances the whole book to one **watermark** ``W`` =
-the oldest of the series' newest closed bars (:func:`watermark`), running every bar with ``after < ts <= W``: a later
-step never runs a bar older than one already run, which is the condition for ``steps == one run``. The 15m series'
-fills are computed when the hour's 1h bar has closed (at most one 1h bar after their own close); their signals are
-logged as soon as they fire.
+Time order. A shared book walks one time grid: the finest of its series' timeframes (:func:`grid`, 15m). A coarser
+series (1h) runs on its symbol's 15m candles (:func:`pipeline.core.setup_signals.on_base_bars`; its plans sent on the
+15m candle that closes with their 1h candle), so every fill, stop and sizing decision is taken at a 15m close on what
+is known then. A paper step advances the whole book to one **watermark** ``W`` (:func:`watermark`): the newest base
+candle every series has closed, a 1h series counting as closed up to the 15m candle that closes with its newest 1h
+candle (its plans are scanned by then). A 15m series' fills are computed at most 45 minutes after their own close
+(while the hour's 1h candle is open), and a later step never runs a bar older than one already run, which is the
+condition for ``steps == one run``. A sleeves book runs each series on its own candles.
 
 Signal ids are the setup scanner's ``candidate_id``; the engine's trade and order rows are mapped back to them by
 ``(asset, signal_ts)`` (one signal is sent per series and bar).
@@ -30,7 +32,8 @@ from pydantic import Field
 
 from pipeline.core.engine import EngineResult, EngineState, Limits, SimParams, run, split_rows
 from pipeline.core.params import Params
-from pipeline.core.setup_signals import series_input
+from pipeline.core.setup_signals import book_params, on_base_bars, restore_signal_ts, series_input
+from pipeline.core.timeframes import timeframe_ms
 
 #: columns of a plan in the payload of ``signals.log`` (the setup scanner's ``signals.setups`` row)
 PLAN_FIELDS = (
@@ -109,9 +112,58 @@ def limits(names: list[str], p: PaperParams) -> Limits:
     return Limits(max_positions=(p.max_positions or max(1, len(names))) if p.book == "shared" else 0)
 
 
-def watermark(latest: dict[str, int]) -> int | None:
-    """Newest bar time every series has closed (epoch ms): the min over series with data of their newest ``ts``."""
-    return min(latest.values()) if latest else None
+def grid(names: list[str], p: PaperParams) -> str | None:
+    """The base timeframe a shared book walks (the finest of its series'), None for a sleeves book (each series on
+    its own candles)."""
+    if p.book != "shared" or not names:
+        return None
+    return min((n.split("|")[1] for n in names), key=timeframe_ms)
+
+
+def _shift(name: str, base: str | None) -> int:
+    """ms from a series' candle open to the open of the base candle that closes with it (0 on its own candles)."""
+    return 0 if base is None else timeframe_ms(name.split("|")[1]) - timeframe_ms(base)
+
+
+def needed_series(names: list[str], p: PaperParams) -> list[tuple[str, str]]:
+    """``(symbol, timeframe)`` whose candles a step reads: every series, and on a shared book each symbol's base."""
+    base = grid(names, p)
+    keys = {tuple(n.split("|")) for n in names}
+    if base is not None:
+        keys |= {(s, base) for s, _ in keys}
+    return sorted(keys)
+
+
+def read_from(after: int, names: list[str]) -> int:
+    """Oldest candle time a step after ``after`` reads (a coarser series' ATR comes from its last closed candle)."""
+    return after - max((timeframe_ms(n.split("|")[1]) for n in names), default=0)
+
+
+def book_bars(
+    names: list[str], p: PaperParams, got: dict[tuple[str, str], pd.DataFrame], after: int
+) -> dict[str, pd.DataFrame]:
+    """Each series' bars of a step (``ts > after``) from the candles read (:func:`needed_series` from
+    :func:`read_from`): its own, or on a shared book its symbol's base candles with its own ATR
+    (:func:`pipeline.core.setup_signals.on_base_bars`)."""
+    base = grid(names, p)
+    out = {}
+    for n in names:
+        sym, tf = n.split("|")
+        own = got.get((sym, tf))
+        if base is None or tf == base:
+            b = own
+        else:
+            b = got.get((sym, base))
+            b = None if b is None else on_base_bars(b, own, timeframe_ms(tf), timeframe_ms(base))
+        if b is not None:
+            out[n] = b[b["ts"] > after].reset_index(drop=True)
+    return out
+
+
+def watermark(latest: dict[str, int], base: str | None = None) -> int | None:
+    """Newest bar time every series has closed (epoch ms): the min over series ``"SYM|tf"`` with data of their
+    newest candle ``ts``, on a ``base`` grid that of the base candle closing with it (``ts + tf - base``)."""
+    return min(v + _shift(n, base) for n, v in latest.items()) if latest else None
 
 
 def plans(log: pd.DataFrame) -> pd.DataFrame:
@@ -146,42 +198,62 @@ def advance(
 
     Args:
         state: the book after its last step (:func:`new_state` for the first); not modified.
-        bars: ``"SYM|tf"`` → the series' bars after the state's watermark (``ts, open, high, low, close, atr``,
-            sorted); every series of ``state.names`` may be absent or empty.
+        bars: ``"SYM|tf"`` → the series' bars after the state's watermark (:func:`book_bars`: ``ts, open, high, low,
+            close, atr``, sorted); every series of ``state.names`` may be absent or empty.
         signals: :func:`plans` rows whose candle is one of those bars.
         params: :func:`pipeline.core.setup_signals.execution_params` (its ``init_cash`` is ignored: the state's).
 
     Returns:
-        :class:`StepResult`; ``result.state`` is the book after the step.
+        :class:`StepResult`; ``result.state`` is the book after the step; ``sent`` rows carry ``bar_ts``, the bar
+        the signal was sent on (its own candle, or on a shared book the base candle closing with it).
     """
     from pipeline.core.engine import AssetInput
 
-    inputs, sent = {}, []
+    inputs, plist, sent = {}, [], []
+    base = grid(state.names, p)
     key = signals["symbol"] + "|" + signals["timeframe"] if len(signals) else pd.Series(dtype=object)
     for name in state.names:
+        shift = _shift(name, base)
+        plist.append(book_params(params, shift + timeframe_ms(base), timeframe_ms(base)) if base else params)
         b = bars.get(name)
         if b is None or b.empty:
             b = pd.DataFrame({k: pd.Series(dtype=np.float64) for k in ("open", "high", "low", "close", "atr")})
             b.insert(0, "ts", pd.Series(dtype=np.int64))
             inputs[name] = AssetInput(b, np.zeros(0, np.int8))
             continue
-        g, one, x = series_input(b.reset_index(drop=True), signals[key == name], "score")
+        g, one, x = series_input(b.reset_index(drop=True), signals[key == name], "score", shift)
         inputs[name] = x
         if len(g):
             st = np.where(g["candidate_id"].isin(one["candidate_id"]), SENT, SAME_BAR)
-            sent.append(pd.DataFrame({"candidate_id": g["candidate_id"], "asset": name, "ts": g["ts"], "status": st}))
-    res = run(inputs, params, state=state, limits=limits(state.names, p), record_skipped=True)
-    cols = ["candidate_id", "asset", "ts", "status"]
+            sent.append(
+                pd.DataFrame(
+                    {
+                        "candidate_id": g["candidate_id"],
+                        "asset": name,
+                        "ts": g["ts"],
+                        "bar_ts": g["bar_ts"],
+                        "status": st,
+                    }
+                )
+            )
+    res = run(inputs, plist, state=state, limits=limits(state.names, p), record_skipped=True)
+    cols = ["candidate_id", "asset", "ts", "bar_ts", "status"]
     return StepResult(res, pd.concat(sent, ignore_index=True) if sent else pd.DataFrame(columns=cols))
 
 
-def history(res: EngineResult) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+def history(res: EngineResult, sent: pd.DataFrame | None = None) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """``(closed trades, non-filled order outcomes, open positions)`` of a step: the first two are events (appended
-    to the paper log), the last the end-of-step snapshot (replaced each step; pending orders are in the state)."""
+    to the paper log), the last the end-of-step snapshot (replaced each step; pending orders are in the state).
+    With ``sent`` (``asset, bar_ts, ts`` of the signals sent, this step's and earlier ones'), ``signal_ts`` is each
+    plan's own candle time (:func:`pipeline.core.setup_signals.restore_signal_ts`); without, the bar it was sent on."""
     hist, snap = split_rows(res.rows)
     h = dataclasses.replace(res, rows=hist)
     s = dataclasses.replace(res, rows=snap)
-    return h.trades(), h.orders(), s.trades()
+    out = (h.trades(), h.orders(), s.trades())
+    if sent is None:
+        return out
+    sent = sent[sent["status"] == SENT] if "status" in sent else sent
+    return tuple(restore_signal_ts(f, sent) for f in out)
 
 
 def equity_rows(res: EngineResult) -> pd.DataFrame:

@@ -34,6 +34,7 @@ from pipeline.core.setups import (
     signal_arrays,
 )
 from pipeline.core.simulator import SimParams, SimResult
+from pipeline.core.timeframes import timeframe_ms
 
 #: execution statuses of a closed trade (:func:`pipeline.core.setups.execution_status`)
 CLOSED_STATUSES = ["TP", "SL", "TP1_TRAIL", "TIMEOUT"]
@@ -119,15 +120,89 @@ def _series_inputs(bars_by_series, signals: pd.DataFrame, score: str, start_ts: 
     return out
 
 
-def series_input(b: pd.DataFrame, g: pd.DataFrame, score: str) -> tuple[pd.DataFrame, pd.DataFrame, AssetInput]:
+def series_input(
+    b: pd.DataFrame, g: pd.DataFrame, score: str, shift_ms: int = 0
+) -> tuple[pd.DataFrame, pd.DataFrame, AssetInput]:
     """One series' engine input from its bars ``b`` (sorted ``ts``) and plan rows ``g``: ``(g with its bar index
-    (signals after the last bar dropped), the one signal sent per bar (best ``score``), engine input)``. The backtest
-    and paper trading build their inputs with this one function (:mod:`pipeline.core.paper`)."""
-    g = g.assign(bar=np.searchsorted(b["ts"].to_numpy(np.int64), g["ts"].to_numpy(np.int64)))
+    and that bar's ``bar_ts`` (signals after the last bar dropped), the one signal sent per bar (best ``score``),
+    engine input)``. The backtest and paper trading build their inputs with this one function
+    (:mod:`pipeline.core.paper`).
+
+    ``shift_ms``: a plan of candle ``ts`` is sent on the first bar of ``b`` with ``ts >= plan ts + shift_ms``: 0 for
+    the series' own bars; ``tf - base`` on a shared book's base grid (:func:`on_base_bars`), the base bar that closes
+    with the plan's candle."""
+    bt = b["ts"].to_numpy(np.int64)
+    g = g.assign(bar=np.searchsorted(bt, g["ts"].to_numpy(np.int64) + shift_ms))
     g = g[(g["bar"] < len(b))]
+    g = g.assign(bar_ts=bt[g["bar"].to_numpy(np.int64)])
     one = one_signal_per_bar(g, score)
     arr = signal_arrays(len(b), one)
     return g, one, AssetInput(b, arr.pop("signal"), **arr)
+
+
+def base_timeframe(timeframes) -> str:
+    """The finest of ``timeframes``: the grid a shared multi-timeframe book walks (:func:`on_base_bars`)."""
+    return min(timeframes, key=timeframe_ms)
+
+
+def on_base_bars(base: pd.DataFrame, coarse: pd.DataFrame | None, tf_ms: int, base_ms: int) -> pd.DataFrame:
+    """A coarser series on its symbol's base bars, for a shared book over several timeframes.
+
+    One engine run walks one time grid. A series of a coarser timeframe (1h) in a book with a finer one (15m) is run
+    on the symbol's **base** candles: its position is managed, and its stops and targets are checked, on every 15m
+    candle, and its plans are sent on the 15m candle that closes with their 1h candle (:func:`series_input` with
+    ``shift_ms = tf_ms - base_ms``), so they fill at the next 1h open as on the 1h bars. Every account decision is
+    then taken at a 15m close on what is known at that close: with 1h bars in the same run, a 1h bar opening at ``T``
+    was processed whole (its stops inside the hour, its close as the mark) before the 15m bars opening at
+    ``T+15 … T+45`` were sized (look-ahead). The bar-count parameters scale with the timeframes (:func:`book_params`).
+
+    Args:
+        base: the symbol's base candles ``ts, open, high, low, close`` (sorted, epoch ms open time).
+        coarse: the series' own candles ``ts, atr`` (sorted), or None when ``tf_ms == base_ms``.
+        tf_ms, base_ms: candle lengths, ms.
+
+    Returns:
+        ``base``'s ``ts, open, high, low, close`` with ``atr`` = the ATR of the latest coarse candle closed by each base
+        candle's close (point in time; NaN before the first). ``base`` itself when ``tf_ms == base_ms``.
+    """
+    if tf_ms == base_ms or coarse is None:
+        return base
+    out = base[["ts", "open", "high", "low", "close"]].reset_index(drop=True)
+    j = np.searchsorted(coarse["ts"].to_numpy(np.int64) + tf_ms, out["ts"].to_numpy(np.int64) + base_ms, "right") - 1
+    atr = coarse["atr"].to_numpy(np.float64)
+    out["atr"] = np.where(j >= 0, atr[np.clip(j, 0, None)], np.nan) if len(atr) else np.nan
+    return out
+
+
+def book_params(params: SimParams, tf_ms: int, base_ms: int) -> SimParams:
+    """``params`` of a ``tf_ms`` series on ``base_ms`` bars: the time stop, a limit's validity and the latency keep
+    their length in time (bar counts × ``tf_ms / base_ms``)."""
+    k = tf_ms // base_ms
+    if k == 1:
+        return params
+    return dataclasses.replace(
+        params,
+        max_bars=params.max_bars * k,
+        limit_validity_bars=params.limit_validity_bars * k,
+        latency_bars=params.latency_bars * k,
+    )
+
+
+def restore_signal_ts(frame: pd.DataFrame, sent: pd.DataFrame) -> pd.DataFrame:
+    """Engine trade / order rows (``asset``, ``signal_ts`` = the bar the signal was sent on) with ``signal_ts`` set to
+    the plan's own candle ``ts``, from ``sent`` rows ``asset, bar_ts, ts`` (:func:`series_input`'s ``one``); rows of
+    signals not in ``sent`` keep theirs. A no-op on a series' own bars (``bar_ts == ts``)."""
+    if frame.empty or sent.empty:
+        return frame
+    m = (
+        sent[["asset", "bar_ts", "ts"]]
+        .drop_duplicates(["asset", "bar_ts"])
+        .rename(columns={"bar_ts": "signal_ts", "ts": "_plan_ts"})
+    )
+    out = frame.merge(m.astype({"signal_ts": np.int64}), on=["asset", "signal_ts"], how="left")
+    out["signal_ts"] = out.pop("_plan_ts").fillna(out["signal_ts"]).astype(np.int64)
+    out.index = frame.index
+    return out
 
 
 def _sleeve(res: EngineResult, t: pd.DataFrame, o: pd.DataFrame, j: int, name: str, b: pd.DataFrame) -> SimResult:
@@ -197,22 +272,43 @@ def simulate_book(
     init_cash: float,
     max_positions: int | None = None,
     start_ts: int | None = None,
+    base_tf: str | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """The signals of every symbol × timeframe as **one shared-cash book** (the setup scanner's backtest).
 
     Each plan is risk-sized on the book's equity (``params.risk_per_trade``), its margin capped by the free margin,
     and at most ``max_positions`` positions are open at once (null = one per series; an entry beyond it is denied,
-    order row ``denied_max_positions``). Same bars and signal arrays as :func:`simulate_signals`.
+    order row ``denied_max_positions``). Every series runs on its symbol's ``base_tf`` candles (null = the finest
+    timeframe of ``signals``; :func:`on_base_bars`), so ``bars_by_series`` must hold ``(symbol, base_tf)`` for every
+    symbol traded on a coarser timeframe. Same signal arrays as :func:`simulate_signals`.
 
     Returns:
-        ``(book per bar time, trades with symbol and timeframe, orders with symbol and timeframe)``; the book as
-        :attr:`pipeline.core.engine.EngineResult.book`.
+        ``(book per base bar time, trades with symbol and timeframe, orders with symbol and timeframe)``; the book as
+        :attr:`pipeline.core.engine.EngineResult.book`, ``signal_ts`` the plan's own candle time.
+
+    Raises:
+        KeyError: a coarser series' symbol has no ``base_tf`` bars.
     """
-    series = _series_inputs(bars_by_series, signals, score, start_ts)
-    k = max_positions or max(1, len(series))
-    p = dataclasses.replace(params, init_cash=init_cash)
-    res = run({n: v[5] for n, v in series.items()}, p, limits=Limits(max_positions=k), record_skipped=True)
-    trades, orders = res.trades(), res.orders()
+    if base_tf is None and len(signals):
+        base_tf = base_timeframe(signals["timeframe"].unique())
+    inputs, plist, sent = {}, [], []
+    for (sym, tf), g in signals.groupby(["symbol", "timeframe"], sort=True):
+        tf_ms, base_ms = timeframe_ms(tf), timeframe_ms(base_tf)
+        coarse = bars_by_series[(sym, tf)]
+        b = on_base_bars(bars_by_series[(sym, base_tf)] if tf_ms != base_ms else coarse, coarse, tf_ms, base_ms)
+        if start_ts is not None:
+            b = b[b["ts"] >= start_ts].reset_index(drop=True)
+        if b.empty:
+            continue
+        name = f"{sym}|{tf}"
+        _, one, inputs[name] = series_input(b, g, score, tf_ms - base_ms)
+        plist.append(book_params(params, tf_ms, base_ms))
+        sent.append(one[["bar_ts", "ts"]].assign(asset=name))
+    k = max_positions or max(1, len(inputs))
+    plist = [dataclasses.replace(p, init_cash=init_cash) for p in plist]
+    res = run(inputs, plist, init_cash=init_cash, limits=Limits(max_positions=k), record_skipped=True)
+    sent = pd.concat(sent, ignore_index=True) if sent else pd.DataFrame(columns=["asset", "bar_ts", "ts"])
+    trades, orders = (restore_signal_ts(f, sent) for f in (res.trades(), res.orders()))
     for f in (trades, orders):
         name = f.pop("asset").astype(str)
         f.insert(0, "symbol", name.str.split("|").str[0])

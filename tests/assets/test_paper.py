@@ -25,6 +25,7 @@ from assets.paper import common as pa
 from pipeline.config import settings
 from pipeline.core import paper
 from pipeline.core.setup_signals import execution_params, simulate_book
+from pipeline.core.timeframes import timeframe_ms
 from tests.conftest import real_ohlcv
 from warehouse import io
 from warehouse import paper as store
@@ -104,9 +105,9 @@ def cfg(tmp_path):
 
 
 def _release(con, candles: dict, upto: int, exchange: str) -> None:
-    """The candles with ``ts < upto`` (closed bars) in market.ohlcv and features.technical."""
+    """The candles closed by ``upto`` (``ts + timeframe <= upto``) in market.ohlcv and features.technical."""
     for (sym, tf), b in candles.items():
-        part = b[b["ts"] < upto].assign(exchange=exchange, symbol=sym, timeframe=tf)
+        part = b[b["ts"] + timeframe_ms(tf) <= upto].assign(exchange=exchange, symbol=sym, timeframe=tf)
         io.upsert(
             con,
             "market.ohlcv",
@@ -118,7 +119,8 @@ def _release(con, candles: dict, upto: int, exchange: str) -> None:
 
 
 def _scan(con, setups: pd.DataFrame, upto: int) -> None:
-    io.replace_table(con, "signals.setups", setups[setups["ts"] < upto].reset_index(drop=True))
+    closed = setups["ts"] + setups["timeframe"].map(timeframe_ms) <= upto  # the scan runs on closed candles
+    io.replace_table(con, "signals.setups", setups[closed].reset_index(drop=True))
 
 
 def _live(cfg, candles, setups, cuts) -> list[dict]:
@@ -150,8 +152,11 @@ def test_paper_steps_equal_one_backtest_run_and_the_check_passes(cfg, candles, s
     steps = _live(cfg, candles, setups, CUTS)
     assert [s["version"] for s in steps] == [1, 2, 3, 4]
     assert steps[1]["bars"] < steps[0]["bars"]  # each step reads only the bars after the previous one's
-    # the watermark: every series has closed the bar (the 1h bar opening at 12:00 closed at 13:00 = CUTS[1])
-    assert steps[1]["last_ts"] == _ms("2023-03-06 12:00")
+    # the watermark on the 15m grid: every series has closed the bar (the 1h candle opening at 12:00 closed at 13:00
+    # = CUTS[1], with the 15m candle opening at 12:45); at CUTS[2] = 07:15 the hour's 1h candle is still open, so
+    # the 15m candle of 07:00 waits for it
+    assert steps[1]["last_ts"] == _ms("2023-03-06 12:45")
+    assert steps[2]["last_ts"] == _ms("2023-03-09 06:45")
     with io.connect(cfg.warehouse.path) as con:
         assert pa.step_book(con, cfg)["status"] == "no new closed bar"  # nothing new: nothing written
         assert io.fetch_one(con.execute("SELECT max(version) FROM paper.state"))[0] == 4
@@ -172,6 +177,34 @@ def test_paper_steps_equal_one_backtest_run_and_the_check_passes(cfg, candles, s
     cmp = paper.compare_books(book["trades"], bt, book["equity"], port, 1e-9)
     assert cmp["differing_trades"] == 0 and cmp["sim_trades"] == len(bt), cmp
     assert cmp["equity_max_abs_diff"] <= 1e-9
+
+
+def test_the_shared_book_decides_at_each_15m_close_on_what_is_known_then(cfg, candles, setups):
+    """No look-ahead across timeframes: the shared 15m + 1h book run on the candles closed by a cut inside an hour
+    equals the whole run up to that cut (same equity at every bar, same trades). With the 1h candles in the same run
+    as 15m ones, a 1h candle opening at T was processed whole (stops, close mark) before the 15m candles of T+15…T+45
+    were sized, so the truncated run differed."""
+    sc = cfg.setup_scanner
+    params = execution_params(sc.signals, sc.risk, sc.execution, sc.costs, cfg.paper.initial_cash)
+    sig = setups.assign(score=setups["ev_pct"])
+    full, full_trades, _ = simulate_book(candles, sig, "score", params, cfg.paper.initial_cash, None, START)
+    assert full["ts"].diff().dropna().eq(900_000).mean() > 0.99  # one 15m grid, the 1h series on their 15m candles
+    assert set(full_trades["timeframe"]) == {"15m", "1h"} and len(full_trades) > 40
+    one_h = full_trades[full_trades["timeframe"] == "1h"]
+    assert ((one_h["signal_ts"] % 3_600_000) == 0).all()  # a 1h trade keeps its plan's own candle time
+    assert (one_h["entry_ts"] % 3_600_000 != 0).any() or (one_h["exit_ts"] % 3_600_000 != 0).any()  # 15m exits
+    for cut in (_ms("2023-03-04 10:30"), _ms("2023-03-07 05:15"), _ms("2023-03-10 19:45")):
+        bars = {k: b[b["ts"] + timeframe_ms(k[1]) <= cut] for k, b in candles.items()}
+        s = sig[sig["ts"] + sig["timeframe"].map(timeframe_ms) <= cut]
+        port, trades, _ = simulate_book(bars, s, "score", params, cfg.paper.initial_cash, None, START)
+        f = full[full["ts"] <= port["ts"].max()]
+        assert port["ts"].tolist() == f["ts"].tolist()
+        np.testing.assert_allclose(port["equity"], f["equity"], rtol=0, atol=1e-9)
+        closed = trades[trades["exit_reason"] != "open"]
+        key = ["symbol", "timeframe", "signal_ts", "entry_ts", "exit_ts", "exit_reason"]
+        m = closed.merge(full_trades, on=key, how="left", suffixes=("", "_full"), indicator=True)
+        assert (m["_merge"] == "both").all(), m[m["_merge"] != "both"][key]
+        np.testing.assert_allclose(m["pnl"], m["pnl_full"], rtol=1e-12, atol=1e-9)
 
 
 def test_the_signal_log_is_append_only(cfg, candles, setups):
