@@ -156,19 +156,50 @@ def on_base_bars(base: pd.DataFrame, coarse: pd.DataFrame | None, tf_ms: int, ba
     was processed whole (its stops inside the hour, its close as the mark) before the 15m bars opening at
     ``T+15 … T+45`` were sized (look-ahead). The bar-count parameters scale with the timeframes (:func:`book_params`).
 
+    A coarse candle with no base candle inside it (before the symbol's 15m history begins: the real 15m files start in
+    2023, the 1h ones in 2017-2020) becomes ``tf_ms / base_ms`` base rows that reveal nothing before its close: the
+    first ones flat at its open, the last with its high, low and close. The book then learns the hour's range when the
+    hour closes, as with the 1h candle itself, and every fill and exit of such an hour is at its open or inside its
+    range.
+
     Args:
-        base: the symbol's base candles ``ts, open, high, low, close`` (sorted, epoch ms open time).
-        coarse: the series' own candles ``ts, atr`` (sorted), or None when ``tf_ms == base_ms``.
-        tf_ms, base_ms: candle lengths, ms.
+        base: the symbol's base candles ``ts, open, high, low, close`` (sorted, epoch ms open time; may be empty).
+        coarse: the series' own candles ``ts, open, high, low, close, atr`` (sorted), or None when ``tf_ms == base_ms``.
+        tf_ms, base_ms: candle lengths, ms (``tf_ms`` a multiple of ``base_ms``).
 
     Returns:
-        ``base``'s ``ts, open, high, low, close`` with ``atr`` = the ATR of the latest coarse candle closed by each base
-        candle's close (point in time; NaN before the first). ``base`` itself when ``tf_ms == base_ms``.
+        Rows ``ts, open, high, low, close, atr`` sorted by ``ts``: ``base``'s candles and the rows of the uncovered
+        coarse candles, ``atr`` = the ATR of the latest coarse candle closed by each row's close (point in time; NaN
+        before the first). ``base`` itself when ``tf_ms == base_ms``.
     """
     if tf_ms == base_ms or coarse is None:
         return base
-    out = base[["ts", "open", "high", "low", "close"]].reset_index(drop=True)
-    j = np.searchsorted(coarse["ts"].to_numpy(np.int64) + tf_ms, out["ts"].to_numpy(np.int64) + base_ms, "right") - 1
+    cols = ["ts", "open", "high", "low", "close"]
+    bts = base["ts"].to_numpy(np.int64)
+    cts = coarse["ts"].to_numpy(np.int64)
+    covered = np.zeros(len(cts), bool)
+    if len(bts):  # a base candle opens inside [T, T + tf)
+        first = np.searchsorted(bts, cts)
+        covered = (first < len(bts)) & (bts[np.minimum(first, len(bts) - 1)] < cts + tf_ms)
+    u = coarse.loc[~covered, cols]
+    k = tf_ms // base_ms
+    if len(u):
+        o = np.repeat(u["open"].to_numpy(np.float64), k).reshape(-1, k)
+        h, lo, c = o.copy(), o.copy(), o.copy()
+        h[:, -1], lo[:, -1], c[:, -1] = (u[x].to_numpy(np.float64) for x in ("high", "low", "close"))
+        rows = pd.DataFrame(
+            {
+                "ts": (u["ts"].to_numpy(np.int64)[:, None] + np.arange(k, dtype=np.int64) * base_ms).ravel(),
+                "open": o.ravel(),
+                "high": h.ravel(),
+                "low": lo.ravel(),
+                "close": c.ravel(),
+            }
+        )
+        out = pd.concat([base[cols], rows], ignore_index=True).sort_values("ts", kind="stable").reset_index(drop=True)
+    else:
+        out = base[cols].reset_index(drop=True)
+    j = np.searchsorted(cts + tf_ms, out["ts"].to_numpy(np.int64) + base_ms, "right") - 1
     atr = coarse["atr"].to_numpy(np.float64)
     out["atr"] = np.where(j >= 0, atr[np.clip(j, 0, None)], np.nan) if len(atr) else np.nan
     return out

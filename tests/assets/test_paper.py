@@ -53,13 +53,12 @@ def candles() -> dict:
     return out
 
 
-@pytest.fixture(scope="module")
-def setups(candles) -> pd.DataFrame:
-    """Gated plans on ~6 % of the bars of every series (both sides, some on the same bar)."""
-    rng = np.random.default_rng(16)
+def _plans(candles: dict, seed: int, rate: float) -> pd.DataFrame:
+    """Gated plans on ``rate`` of the bars of every series (both sides, some on the same bar)."""
+    rng = np.random.default_rng(seed)
     rows = []
     for (sym, tf), b in candles.items():
-        for i in np.flatnonzero(rng.random(len(b)) < 0.06):
+        for i in np.flatnonzero(rng.random(len(b)) < rate):
             c, a = float(b["close"][i]), float(b["atr"][i])
             for side in (1, -1) if rng.random() < 0.1 else (int(rng.choice([1, -1])),):
                 e = c - side * 0.2 * a
@@ -91,6 +90,12 @@ def setups(candles) -> pd.DataFrame:
                     }
                 )
     return pd.DataFrame(rows)
+
+
+@pytest.fixture(scope="module")
+def setups(candles) -> pd.DataFrame:
+    """Gated plans on ~6 % of the bars of every series (both sides, some on the same bar)."""
+    return _plans(candles, 16, 0.06)
 
 
 @pytest.fixture
@@ -205,6 +210,58 @@ def test_the_shared_book_decides_at_each_15m_close_on_what_is_known_then(cfg, ca
         m = closed.merge(full_trades, on=key, how="left", suffixes=("", "_full"), indicator=True)
         assert (m["_merge"] == "both").all(), m[m["_merge"] != "both"][key]
         np.testing.assert_allclose(m["pnl"], m["pnl_full"], rtol=1e-12, atol=1e-9)
+
+
+def test_a_1h_candle_without_15m_candles_reveals_its_range_only_at_its_close():
+    """Hand case: before a symbol's 15m history, a 1h candle is four 15m rows, three flat at its open and the last with
+    its range; the ATR is the last closed 1h candle's; covered hours keep their real 15m candles."""
+    from pipeline.core.setup_signals import on_base_bars
+
+    h, q = 3_600_000, 900_000
+    coarse = pd.DataFrame(
+        {"ts": [0, h, 2 * h], "open": [10.0, 20, 30], "high": [15.0, 25, 35], "low": [5.0, 15, 25]}
+        | {"close": [12.0, 22, 32], "atr": [1.0, 2, 3]}
+    )
+    base = pd.DataFrame(
+        {"ts": [2 * h + q * i for i in range(4)], "open": [30.0, 31, 32, 33], "high": [31.0, 32, 33, 35]}
+        | {"low": [29.0, 30, 31, 25], "close": [31.0, 32, 33, 32]}
+    )
+    got = on_base_bars(base, coarse, h, q)
+    assert got["ts"].tolist() == [q * i for i in range(12)]
+    assert got["open"].tolist()[:8] == [10.0] * 4 + [20.0] * 4
+    assert got["high"].tolist()[:8] == [10.0, 10, 10, 15, 20, 20, 20, 25]
+    assert got["low"].tolist()[:8] == [10.0, 10, 10, 5, 20, 20, 20, 15]
+    assert got["close"].tolist()[:8] == [10.0, 10, 10, 12, 20, 20, 20, 22]
+    assert got.iloc[8:][["open", "high", "low", "close"]].to_numpy().tolist() == base.iloc[:, 1:].to_numpy().tolist()
+    np.testing.assert_array_equal(got["atr"], [np.nan] * 3 + [1.0] * 4 + [2.0] * 4 + [3.0])
+
+
+def test_1h_plans_on_synthetic_15m_rows_trade_as_on_their_1h_candles(cfg, candles, setups):
+    """Where a symbol has no 15m candles, its 1h series in a 15m-grid book trades exactly as on its own 1h candles
+    (same fills, exits, PnL and equity at each hour's close): the rows add no information."""
+    sc = cfg.setup_scanner
+    params = execution_params(sc.signals, sc.risk, sc.execution, sc.costs, cfg.paper.initial_cash)
+    own = {}
+    for sym in ("BTC/USDT", "ETH/USDT", "SOL/USDT"):  # 2021: before the 15m files begin
+        b = real_ohlcv(sym, "1h")
+        b = b[(b["ts"] >= _ms("2021-01-01")) & (b["ts"] < _ms("2021-04-01"))].reset_index(drop=True)
+        own[(sym, "1h")] = b.assign(atr=talib.ATR(b["high"], b["low"], b["close"], timeperiod=14).to_numpy())
+    sig = _plans(own, 7, 0.05).assign(score=lambda d: d["ev_pct"])
+    empty = {(s, "15m"): b.iloc[:0] for (s, _), b in own.items()}
+    a_port, a, _ = simulate_book(own, sig, "score", params, cfg.paper.initial_cash, 2, None, "1h")
+    b_port, b, _ = simulate_book(own | empty, sig, "score", params, cfg.paper.initial_cash, 2, None, "15m")
+    assert len(a) > 40 and len(a) == len(b)
+    key = ["symbol", "timeframe", "signal_ts", "exit_reason", "direction"]
+    a, b = a.sort_values(key).reset_index(drop=True), b.sort_values(key).reset_index(drop=True)
+    pd.testing.assert_frame_equal(a[key], b[key])
+    for c in ("entry_ts", "exit_ts"):  # inside the same hour (a limit fill or a stop: in the row with its range)
+        assert ((b[c] - b[c] % 3_600_000) == a[c]).all()
+    for c in ("entry_price", "exit_price", "units", "fees", "pnl"):
+        np.testing.assert_allclose(b[c], a[c], rtol=1e-12, atol=1e-9)
+    hourly = b_port[(b_port["ts"] + 900_000) % 3_600_000 == 0].assign(ts=lambda d: d["ts"] - 2_700_000)
+    m = a_port.merge(hourly, on="ts", suffixes=("_1h", "_15m"))
+    assert len(m) == len(a_port)
+    np.testing.assert_allclose(m["equity_15m"], m["equity_1h"], rtol=1e-12)
 
 
 def test_the_signal_log_is_append_only(cfg, candles, setups):
