@@ -98,12 +98,12 @@ def age_text(hours: float | None) -> str:
         return f"{hours * 60:.0f} min"
     if hours < 48:
         return f"{hours:.1f} h"
-    return f"{hours / 24:.1f} days"
+    return f"{hours / 24:,.0f} days"
 
 
 def table(df: pd.DataFrame, name: str, key: str | None = None, height: int | None = None) -> None:
     """``df`` as an interactive table with a "Download CSV" button (file ``<name>.csv``, every row and column)."""
-    st.dataframe(df, hide_index=True, height=height or "auto")
+    st.dataframe(df, hide_index=True, **({"height": height} if height else {}))
     st.download_button(
         "Download CSV",
         df.to_csv(index=False).encode(),

@@ -36,7 +36,7 @@ def health_panel() -> None:
         a = ages.get(name)
         hours = None if a is None else (a.stalest_age_hours if a.stalest_age_hours is not None else a.age_hours)
         c.metric(
-            f"{name} age" + (" (stalest series)" if name == "candles" else ""),
+            f"{name} age" + (" (stalest)" if name == "candles" else ""),
             common.age_text(hours),
             delta="stale" if a is not None and a.stale else None,
             delta_color="inverse",

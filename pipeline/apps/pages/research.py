@@ -33,14 +33,14 @@ else:
     model = st.sidebar.selectbox(
         "Model", names, index=names.index("baseline_direction") if "baseline_direction" in names else 0
     )
-    champ = statuses[model].champion
+    champions = {s.champion.mlflow_run_id for s in statuses.values() if s.champion}
 
     def oos(r, part, k):
         m = common.parse_json(r["metrics"]) or {}
         return (m.get(part) or {}).get(k)
 
     show = runs.assign(
-        champion=[bool(champ and r["mlflow_run_id"] == champ.mlflow_run_id) for _, r in runs.iterrows()],
+        champion=runs["mlflow_run_id"].isin(champions),
         **{
             f"oos_{k}_cal": [oos(r, "cal", k) for _, r in runs.iterrows()]
             for k in ("auc", "brier", "brier_base", "ece")
