@@ -130,27 +130,39 @@ def parse_json(v) -> Any:
     return json.loads(v) if isinstance(v, str) else v
 
 
-def pick_series(series: pd.DataFrame, key: str, timeframes: list[str] | None = None) -> tuple[str, str] | None:
+def pick_series(
+    series: pd.DataFrame, key: str, timeframes: list[str] | None = None, default: tuple[str, str] | None = None
+) -> tuple[str, str] | None:
     """Sidebar filters symbol and timeframe over the candle series of ``series`` (:func:`warehouse.serving.series_frame`),
-    limited to ``timeframes`` when given; None when no series qualifies."""
+    limited to ``timeframes`` when given, preselecting ``default`` (else BTC/USDT, else the first); None when no series
+    qualifies."""
     s = series if timeframes is None else series[series["timeframe"].isin(timeframes)]
     if s.empty:
         return None
     symbols = sorted(s["symbol"].unique())
-    sym = st.sidebar.selectbox("Symbol", symbols, key=f"{key}-symbol")
+    want_sym = default[0] if default and default[0] in symbols else "BTC/USDT"
+    sym = st.sidebar.selectbox(
+        "Symbol", symbols, index=symbols.index(want_sym) if want_sym in symbols else 0, key=f"{key}-symbol"
+    )
     tfs = [t for t in (timeframes or s["timeframe"].unique()) if t in set(s.loc[s["symbol"] == sym, "timeframe"])]
-    tf = st.sidebar.selectbox("Timeframe", tfs, key=f"{key}-timeframe")
+    want_tf = default[1] if default and default[1] in tfs else tfs[0]
+    tf = st.sidebar.selectbox("Timeframe", tfs, index=tfs.index(want_tf), key=f"{key}-timeframe")
     return sym, tf
 
 
-def pick_dates(first, last, key: str, default_days: int) -> tuple[pd.Timestamp, pd.Timestamp]:
-    """Sidebar date range filter between ``first`` and ``last`` (inclusive days, UTC); default the last
-    ``default_days`` days. Returns ``[start, end)`` as naive UTC timestamps (end = the day after the last one chosen)."""
+def pick_dates(first, last, key: str, default: tuple) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """Sidebar date range filter between ``first`` and ``last`` (inclusive UTC days), preset to ``default`` (two
+    dates, clipped to the span). Returns ``[start, end)`` as naive UTC timestamps (end = the day after the last one)."""
     lo, hi = pd.Timestamp(first).date(), pd.Timestamp(last).date()
-    start = max(lo, hi - dt.timedelta(days=default_days))
-    got = st.sidebar.date_input("Date range (UTC)", (start, hi), min_value=lo, max_value=hi, key=f"{key}-dates")
-    a, b = (got[0], got[-1]) if isinstance(got, (tuple, list)) and got else (start, hi)
+    a0, b0 = (min(max(pd.Timestamp(d).date(), lo), hi) for d in default)
+    got = st.sidebar.date_input("Date range (UTC)", (a0, b0), min_value=lo, max_value=hi, key=f"{key}-dates")
+    a, b = (got[0], got[-1]) if isinstance(got, (tuple, list)) and got else (a0, b0)
     return pd.Timestamp(a), pd.Timestamp(b) + pd.Timedelta(days=1)
+
+
+def last_days(last, days: int) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """The ``days`` days ending at ``last`` (a default of :func:`pick_dates`)."""
+    return pd.Timestamp(last) - pd.Timedelta(days=days), pd.Timestamp(last)
 
 
 def pct(v, digits: int = 1) -> str:
@@ -184,13 +196,17 @@ def metrics_table(runs: dict[str, dict | None]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def metric_cards(m: dict, keys: tuple[str, ...] = ("total_return", "annual_return", "sharpe", "max_drawdown")) -> None:
-    """One ``st.metric`` per key of :data:`CORE_METRICS` in ``keys``, formatted from the stored value."""
+def metric_cards(
+    m: dict, keys: tuple[str, ...] = ("total_return", "annual_return", "sharpe", "max_drawdown"), per_row: int = 4
+) -> None:
+    """One ``st.metric`` per key of :data:`CORE_METRICS` in ``keys``, formatted from the stored value, ``per_row`` to
+    a row."""
     spec = {k: (label, f) for k, label, f in CORE_METRICS}
-    cols = st.columns(len(keys))
-    for c, k in zip(cols, keys):
-        label, f = spec[k]
-        c.metric(label, f(m.get(k)))
+    for i in range(0, len(keys), per_row):
+        cols = st.columns(per_row)
+        for c, k in zip(cols, keys[i : i + per_row]):
+            label, f = spec[k]
+            c.metric(label, f(m.get(k)))
 
 
 def benchmark_of(bench: dict | None) -> dict | None:

@@ -145,7 +145,7 @@ def test_options_desk_page_shows_todays_decision_states_and_trades(snapshots, mo
 def test_research_page_shows_versions_champion_folds_and_backtest(snapshots, monkeypatch):
     _, full, a, _ = snapshots
     at = page(full, monkeypatch, "pages/research.py")
-    assert metric(at, "baseline_direction") == "@champion v1" and metric(at, "setup_meta") == "@champion v1"
+    assert metric(at, "baseline_direction @champion") == "v1" and metric(at, "setup_meta @champion") == "v1"
     versions = next(f for f in frames(at) if "champion" in f and "model_version" in f)
     champions = versions[versions["champion"]]
     assert set(zip(champions["model_name"], champions["model_version"])) == {

@@ -47,7 +47,9 @@ def today() -> None:
 
 today()
 
-start, end = common.pick_dates(daily["date"].min(), daily["date"].max(), "options", 3 * 365)
+start, end = common.pick_dates(
+    daily["date"].min(), daily["date"].max(), "options", common.last_days(daily["date"].max(), 3 * 365)
+)
 view = daily[(daily["date"] >= start) & (daily["date"] < end)]
 
 st.subheader("State and score over BTC's price")
@@ -55,7 +57,7 @@ fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.7, 0.3], v
 fig.add_trace(
     go.Scatter(x=view["date"], y=view["spot_usd"], mode="lines", name="BTC (USD)", line={"color": "#888"}), row=1, col=1
 )
-for state, g in view.groupby("state"):
+for state, g in view[view["state"] != "no_trade"].groupby("state"):  # no_trade days: the price line alone
     fig.add_trace(
         go.Scatter(x=g["date"], y=g["spot_usd"], mode="markers", name=str(state), marker={"size": 5}), row=1, col=1
     )

@@ -67,7 +67,8 @@ def signals_panel() -> None:
             common.no_data("options signals (signals.options_daily)")
         else:
             r = d.iloc[-1]
-            st.metric(f"{pd.Timestamp(r['date']).date()}", str(r["state"]), delta=str(r["trade_type"] or "no trade"))
+            trade = r["trade_type"] if pd.notna(r["trade_type"]) else "no trade"
+            st.metric(f"{pd.Timestamp(r['date']).date()}", str(r["state"]), delta=str(trade), delta_color="off")
             t = common.read(serving.options_trades_frame)
             day = t[t["date"] == r["date"]] if t is not None else pd.DataFrame()
             if not day.empty:

@@ -24,8 +24,8 @@ else:
     cols = st.columns(min(len(statuses), 4))
     for i, (name, s) in enumerate(statuses.items()):
         cols[i % len(cols)].metric(
-            name,
-            f"@champion v{s.champion.model_version}" if s.champion else "no champion",
+            f"{name} @champion",
+            f"v{s.champion.model_version}" if s.champion else "none",
             delta=f"latest v{s.latest.model_version}" + ("" if s.status == "latest_is_champion" else f" ({s.status})"),
             delta_color="off",
         )

@@ -19,13 +19,28 @@ from warehouse import serving
 st.title("Setup scanner")
 cfg = common.config().setup_scanner
 series = common.read(serving.series_frame)
-pick = None if series is None else common.pick_series(series, "setups", cfg.timeframes)
+all_signals = common.read(serving.setups_frame)
+newest = None if all_signals is None or all_signals.empty else all_signals.iloc[0]
+pick = (
+    None
+    if series is None
+    else common.pick_series(
+        series, "setups", cfg.timeframes, None if newest is None else (newest["symbol"], newest["timeframe"])
+    )
+)
 if pick is None:
     common.no_data("candles of the scanner's timeframes (market.ohlcv)", "Run `trader run`.")
     st.stop()
 symbol, timeframe = pick
 row = series[(series["symbol"] == symbol) & (series["timeframe"] == timeframe)].iloc[0]
-start, end = common.pick_dates(common.ms(row["first_ts"]), common.ms(row["last_ts"]), "setups", 14)
+first, last = common.ms(row["first_ts"]), common.ms(row["last_ts"])
+default = common.last_days(last, 14)
+if all_signals is not None:  # no signal of this series in its last 14 days: the days around its newest one instead
+    own = all_signals[(all_signals["symbol"] == symbol) & (all_signals["timeframe"] == timeframe)]
+    if not own.empty and own["open_time"].iloc[0] < default[0]:
+        t = own["open_time"].iloc[0]
+        default = (t - pd.Timedelta(days=5), t + pd.Timedelta(days=2))
+start, end = common.pick_dates(first, last, "setups", default)
 MAX_CANDLES = 5000
 
 
@@ -84,7 +99,7 @@ def candles_panel(sig: pd.DataFrame) -> None:
             fig.add_hline(
                 y=float(chosen[level]),
                 line={"color": color, "dash": dash, "width": 1},
-                annotation_text=f"{level.upper()} {chosen[level]:,.4g}",
+                annotation_text=f"{level.upper()} {chosen[level]:,.6g}",
             )
     fig.update_layout(
         height=520, xaxis_rangeslider_visible=False, margin={"t": 30, "b": 10}, legend={"orientation": "h"}
