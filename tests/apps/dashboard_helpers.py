@@ -33,14 +33,20 @@ VERSION = "v20261201T120000000000Z-1"
 PAPER_EQUITY = [100_000.0, 100_500.0, 101_000.0]
 
 
-def publish_copy(src: Path, root: Path) -> Path:
-    """``src`` copied to ``root/exports/<VERSION>/serving.duckdb`` with ``root/exports/current`` pointing at it;
-    returns ``root/exports/current/serving.duckdb`` (what ``TRADER_SERVING`` names)."""
+def current(root: Path) -> Path:
+    """``root/exports/current/serving.duckdb``: what ``TRADER_SERVING`` names for a copy made by :func:`publish_copy`."""
+    return root / "exports" / "current" / "serving.duckdb"
+
+
+def publish_copy(src: Path, root: Path, prepare=None) -> Path:
+    """``src`` copied to ``root/exports/<VERSION>/serving.duckdb``, then ``prepare(that file)`` when given, and only
+    then ``root/exports/current`` pointed at it (a reader never sees it half-made); returns :func:`current`."""
     folder = root / "exports" / VERSION
     folder.mkdir(parents=True)
     shutil.copyfile(src, folder / "serving.duckdb")
+    got = None if prepare is None else prepare(folder / "serving.duckdb")
     os.symlink(VERSION, root / "exports" / "current")
-    return root / "exports" / "current" / "serving.duckdb"
+    return got if prepare is not None else current(root)
 
 
 def _curve(con, symbol: str, timeframe: str) -> pd.DataFrame:

@@ -23,7 +23,15 @@ from models.calibration import reliability_table
 from pipeline.apps.common import SERVING_ENV, pct
 from pipeline.config import settings
 from pipeline.core.setup_gating import tune_threshold
-from tests.apps.dashboard_helpers import PAPER_EQUITY, add_desk_tables, free_port, publish_copy, start_app, stop_app
+from tests.apps.dashboard_helpers import (
+    PAPER_EQUITY,
+    add_desk_tables,
+    current,
+    free_port,
+    publish_copy,
+    start_app,
+    stop_app,
+)
 from warehouse.publish import resolve_snapshot
 
 APP = Path(__file__).resolve().parents[2] / "pipeline" / "apps" / "dashboard.py"
@@ -39,35 +47,48 @@ CHROMIUM_ARGS = [
 
 
 @pytest.fixture(scope="module")
-def snapshots(data_chain_build, tmp_path_factory):
+def browser(tmp_path_factory):
+    """The real-browser run (:class:`BrowserRun`) over the snapshot that :func:`snapshots` will publish at
+    ``<root>/full``, started first: its server, Chromium and the app's first page (~10 s of imports:
+    ``pipeline.config`` pulls scikit-learn, LightGBM and XGBoost) overlap the snapshot's build and the AppTests. A list
+    of what is missing instead when Chromium or Playwright is not installed."""
+    root = tmp_path_factory.mktemp("dashboard")
+    missing = _browser_missing()
+    run = missing or BrowserRun(current(root / "full"))
+    if not missing:
+        run.start()
+    yield root, run
+    if not missing:
+        run.ready.set()
+        run.join(120)
+
+
+@pytest.fixture(scope="module")
+def snapshots(browser, data_chain_build):
     """``(bare, full, answers, browser)``: the data chain's published snapshot as it is (``bare``), and with the
-    desks' tables of :func:`add_desk_tables` (``full``, whose known answers are ``answers``); ``browser`` is the
-    real-browser run over ``full`` (:class:`BrowserRun`), started here so that it runs beside the AppTests (the app's
-    first page pays ~10 s of imports), or the reason it could not start."""
+    desks' tables of :func:`add_desk_tables` (``full``, whose known answers are ``answers``); ``browser`` from
+    :func:`browser`, told the pages to check once ``full`` is published."""
+    root, run = browser
     wh, _ = data_chain_build
     src = resolve_snapshot(wh / "serving.duckdb")
-    root = tmp_path_factory.mktemp("dashboard")
     bare = publish_copy(src, root / "bare")
-    full = publish_copy(src, root / "full")
-    answers = add_desk_tables(resolve_snapshot(full))
+    answers = publish_copy(src, root / "full", add_desk_tables)
+    full = current(root / "full")
     with duckdb.connect(str(full), read_only=True) as con:
         answers["daily"] = con.execute("SELECT * FROM signals.options_daily ORDER BY date").df()
         answers["trades"] = con.execute("SELECT * FROM signals.options_trades").df()
-    missing = _browser_missing()
-    browser = missing or BrowserRun(full, _pages(answers))
-    if not missing:
-        browser.start()
-    yield bare, full, answers, browser
-    if not missing:
-        browser.join(120)
+    if not isinstance(run, list):
+        run.pages = _pages(answers)
+        run.ready.set()
+    return bare, full, answers, run
 
 
 def page(serving: Path, monkeypatch, path: str | None = None) -> AppTest:
     monkeypatch.setenv(SERVING_ENV, str(serving))
     at = AppTest.from_file(str(APP), default_timeout=60)
-    at.run()
     if path:
-        at.switch_page(path).run()
+        at.switch_page(path)  # before the first run: the page is found by its file name
+    at.run()
     assert not at.exception, [e.value for e in at.exception]
     assert not at.error, [e.value for e in at.error]
     return at
@@ -160,10 +181,10 @@ def test_research_page_shows_versions_champion_folds_and_backtest(snapshots, mon
 def test_pages_of_a_snapshot_without_the_desks_tables_say_no_data_yet(snapshots, monkeypatch):
     bare, _, _, _ = snapshots
     said = []
-    for path in (None, "pages/setup_scanner.py", "pages/research.py"):
+    for path in ("pages/setup_scanner.py", "pages/research.py"):
         said += [i.value for i in page(bare, monkeypatch, path).info]
     for what in (
-        "paper books",
+        "scored, closed setup candidates",
         "gated setup signals",
         "setup scanner's backtest",
         "model trainings",
@@ -200,13 +221,15 @@ def _pages(a: dict) -> dict[str, tuple[str, str]]:
 
 class BrowserRun(threading.Thread):
     """``streamlit run`` of the dashboard on ``serving`` (``trader dashboard``'s command line, headless, a free port),
-    then every page of ``pages`` in headless Chromium: per page the metric values shown, the count of exception and
+    a first page while ``serving`` is still being made, then, once ``ready`` is set, every page of ``pages`` in
+    headless Chromium: per page the metric values shown, the count of exception and
     error boxes and a screenshot (``TRADER_TEST_ARTEFACTS``/dashboard/<page>.png); the server is stopped (its process
     group) at the end. ``result`` holds that per page, ``error`` what went wrong, ``stopped`` the server's exit."""
 
-    def __init__(self, serving: Path, pages: dict[str, tuple[str, str]]):
+    def __init__(self, serving: Path):
         super().__init__(daemon=True)
-        self.serving, self.pages = serving, pages
+        self.serving, self.pages = serving, {}
+        self.ready = threading.Event()  # set once ``serving`` is published and ``pages`` filled
         root = os.environ.get("TRADER_TEST_ARTEFACTS") or Path(__file__).resolve().parents[1] / "artefacts"
         self.out = Path(root) / "dashboard"
         self.result: dict[str, dict] = {}
@@ -226,6 +249,9 @@ class BrowserRun(threading.Thread):
             with sync_playwright() as p:
                 browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
                 tab = browser.new_page(viewport={"width": 1280, "height": 900})
+                tab.goto(f"http://127.0.0.1:{port}/", wait_until="domcontentloaded")  # warm-up: the app's imports
+                tab.get_by_role("heading", name="Overview", exact=True).wait_for(timeout=60_000)
+                self.ready.wait(600)
                 for path, (title, number) in self.pages.items():
                     tab.goto(f"http://127.0.0.1:{port}/{path}", wait_until="domcontentloaded")
                     tab.get_by_role("heading", name=title, exact=True).wait_for(timeout=60_000)
