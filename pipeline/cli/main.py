@@ -1,7 +1,7 @@
 """trader run | ingest | status | ui | live | dashboard | sql: the pipeline itself. run and ingest run main_job / ingest_job in-process
 against the project's Dagster instance (DAGSTER_HOME, default <repo>/.dagster_home) as runs of the code location's
 jobs, so every CLI run shows up in the Dagster UI (job page, timeline, asset views) with lineage, checks and metadata.
-status and sql only read the warehouse (or its serving snapshot).
+status and sql only read the warehouse (or its serving snapshot); dashboard serves the snapshot with Streamlit.
 """
 
 from __future__ import annotations

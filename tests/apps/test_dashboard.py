@@ -10,6 +10,7 @@ screenshots go to ``TRADER_TEST_ARTEFACTS`` (default ``tests/artefacts/dashboard
 from __future__ import annotations
 
 import os
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -121,6 +122,25 @@ def test_overview_shows_the_snapshots_latest_signals_paper_book_and_health(snaps
     got = dict(zip(backtests["strategy"], backtests["Total return"]))
     assert got == pytest.approx({k: v["total_return"] for k, v in a["runs"].items()})
     assert len(at.get("download_button")) == len(at.dataframe)  # every table has its CSV
+    assert any("2026-12-01 12:00 UTC" in c.value for c in at.caption)  # the snapshot's publish time (its version)
+
+
+def test_a_new_publish_shows_at_the_next_rerun_whatever_the_cache_ttl(snapshots, monkeypatch, tmp_path):
+    _, full, _, _ = snapshots
+    live = publish_copy(resolve_snapshot(full), tmp_path)
+    at = page(live, monkeypatch)
+    assert metric(at, "Equity") == f"{PAPER_EQUITY[-1]:,.2f}"
+    newer = tmp_path / "exports" / "v20261201T130000000000Z-1"  # the next publish: one more paper step
+    newer.mkdir()
+    shutil.copyfile(resolve_snapshot(live), newer / "serving.duckdb")
+    with duckdb.connect(str(newer / "serving.duckdb")) as con:
+        con.execute("UPDATE paper.equity SET equity = 102000 WHERE ts = (SELECT max(ts) FROM paper.equity)")
+    os.symlink(newer.name, tmp_path / "exports" / "next")
+    os.replace(tmp_path / "exports" / "next", tmp_path / "exports" / "current")  # as publish_snapshot switches
+    at.run()
+    assert metric(at, "Equity") == "102,000.00"
+    # (AppTest drops the sidebar's fragment on a rerun; a new session shows the new version's publish time)
+    assert any("2026-12-01 13:00 UTC" in c.value for c in page(live, monkeypatch).caption)
 
 
 def test_setup_scanner_page_shows_the_stored_metrics_signals_and_meta_model_tables(snapshots, monkeypatch):
@@ -238,6 +258,7 @@ class BrowserRun(threading.Thread):
         self.seconds = 0.0
 
     def run(self) -> None:
+        from playwright.sync_api import TimeoutError as PlaywrightTimeout
         from playwright.sync_api import sync_playwright
 
         t0 = time.time()
@@ -261,6 +282,12 @@ class BrowserRun(threading.Thread):
                         arg=number,
                         timeout=60_000,
                     )
+                    try:  # a finished page for the screenshot (not a condition of the test)
+                        tab.wait_for_function(
+                            "() => !document.querySelector('[data-testid=stSkeleton]')", timeout=10_000
+                        )
+                    except PlaywrightTimeout:
+                        pass
                     shot = self.out / f"{path or 'overview'}.png"
                     tab.screenshot(path=str(shot))
                     self.result[path] = {
