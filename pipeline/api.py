@@ -40,7 +40,6 @@ from pathlib import Path
 from typing import Annotated, Any, Generic, Literal, TypeVar
 from urllib.parse import urlencode
 
-import duckdb
 import pandas as pd
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, Security
 from fastapi import Path as PathParam
@@ -54,7 +53,7 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue
 from pipeline.config import TraderConfig
 from pipeline.core.timeframes import TIMEFRAME_MS
 from warehouse import serving
-from warehouse.publish import resolve_snapshot
+from warehouse.serving import CACHE_ENTRIES, Snapshot, SnapshotUnavailable  # noqa: F401 (re-exported)
 
 _TOKENS_DDL = """CREATE TABLE IF NOT EXISTS api_tokens (id INTEGER PRIMARY KEY, username TEXT NOT NULL,
     token_sha256 TEXT NOT NULL UNIQUE, created_at TEXT NOT NULL, revoked_at TEXT)"""
@@ -111,8 +110,6 @@ MAX_PAGE = 1_000_000
 """Largest ``page`` accepted (with ``page_size`` ≤ 500 the offset stays far inside DuckDB's BIGINT)."""
 MAX_HEADER_BYTES = 16 * 1024
 """Largest request head (request line + headers) uvicorn accepts (``h11_max_incomplete_event_size``)."""
-CACHE_ENTRIES = 4096
-"""Answers memoised per snapshot version (the snapshot is immutable; a new publish empties the cache)."""
 MAX_INPUT_ERRORS = 50
 """Input failures listed by health (the count is always complete)."""
 DOCS_STATIC = "/static/docs"
@@ -121,10 +118,6 @@ _UNAVAILABLE = "serving snapshot not available (nothing published yet, or it is 
 _ABS_PATH = re.compile(r"(?:[A-Za-z]:)?(?:[\\/][^\\/\s'\"`:,;()]+)+[\\/]")
 _NAME = r"^[A-Za-z0-9_.-]{1,100}$"
 _JSON_COLUMNS = ("universe", "params", "costs", "metrics", "benchmark", "per_symbol", "promotion_reasons")
-
-
-class SnapshotUnavailable(Exception):
-    """No published snapshot (or it lacks the signal tables)."""
 
 
 class Error(BaseModel):
@@ -487,85 +480,6 @@ def input_ages(fresh: dict[str, dict], now: dt.datetime, cfg: TraderConfig) -> l
     return out
 
 
-class Snapshot:
-    """One read-only DuckDB connection per published version of ``serving_path``; :meth:`cursor` hands out a
-    per-request cursor and reopens when the pointer (or an old-layout file's inode) changes.
-
-    Raises :class:`SnapshotUnavailable` when nothing is published.
-    """
-
-    def __init__(self, serving_path: str):
-        self.path = serving_path
-        self._lock = threading.RLock()
-        self._key: tuple | None = None
-        self._con: duckdb.DuckDBPyConnection | None = None
-        self._cache: dict[tuple, bytes] = {}
-        self._memo: dict[str, Any] = {}
-        self._cache_version: tuple | None = None
-
-    def version(self) -> tuple:
-        real = resolve_snapshot(self.path)
-        try:
-            st = os.stat(real)
-        except OSError:
-            raise SnapshotUnavailable from None
-        return (str(real), st.st_ino, st.st_mtime_ns)
-
-    def cursor(self) -> tuple[duckdb.DuckDBPyConnection, tuple]:
-        key = self.version()
-        con = self._con
-        if key != self._key or con is None:
-            with self._lock:
-                if key != self._key or self._con is None:
-                    try:
-                        self._con = duckdb.connect(key[0], read_only=True)
-                    except duckdb.Error:
-                        raise SnapshotUnavailable from None
-                    self._key = key  # the previous connection closes when its last cursor is dropped
-                con = self._con
-        return con.cursor(), key
-
-    def _fresh(self, version: tuple) -> None:
-        if self._cache_version != version:
-            self._cache, self._memo, self._cache_version = {}, {}, version
-
-    def cached(self, key: tuple, fn) -> bytes:
-        """``fn()`` (a pydantic model, or ``None``) JSON-encoded, memoised per published version (a version never
-        changes, so this is exact); at most :data:`CACHE_ENTRIES` answers are kept, oldest dropped first."""
-        version = self.version()
-        with self._lock:
-            self._fresh(version)
-            hit = self._cache.get(key)
-        if hit is None:
-            v = fn()
-            hit = b"null" if v is None else v.model_dump_json().encode()
-            with self._lock:
-                if self._cache_version == version:
-                    if len(self._cache) >= CACHE_ENTRIES:
-                        self._cache.pop(next(iter(self._cache)))
-                    self._cache[key] = hit
-        return hit
-
-    def memo(self, key: str, fn):
-        """``fn(cursor)`` computed once per published version (the small tables loaded whole). Raises
-        :class:`SnapshotUnavailable` when ``fn`` returns ``None`` (its table is not in the snapshot)."""
-        version = self.version()
-        with self._lock:
-            self._fresh(version)
-            if key not in self._memo:
-                cur, _ = self.cursor()
-                try:
-                    got = fn(cur)
-                except duckdb.CatalogException:
-                    raise SnapshotUnavailable from None
-                finally:
-                    cur.close()
-                if got is None:
-                    raise SnapshotUnavailable
-                self._memo[key] = got
-            return self._memo[key]
-
-
 class _HeadAsGet:
     """ASGI middleware: a ``HEAD`` request is routed as ``GET`` (uvicorn drops the body for ``HEAD`` itself)."""
 
@@ -578,7 +492,7 @@ class _HeadAsGet:
         await self.app(scope, receive, send)
 
 
-def _health(snap: Snapshot, cfg: TraderConfig, now: dt.datetime) -> Health:
+def compute_health(snap: Snapshot, cfg: TraderConfig, now: dt.datetime) -> Health:
     def load(cur):
         n_err, errs = serving.input_errors(cur, MAX_INPUT_ERRORS)
         return serving.freshness(cur), n_err, errs
@@ -660,7 +574,7 @@ def _model_version(r: dict) -> ModelVersion:
     )
 
 
-def _model_statuses(runs: list[dict]) -> list[ModelStatus]:
+def model_statuses(runs: list[dict]) -> list[ModelStatus]:
     """One :class:`ModelStatus` per model of ``runs`` (newest training first within a model)."""
     by: dict[str, list[dict]] = {}
     for r in runs:
@@ -811,7 +725,7 @@ def create_app(serving_path: str, tokens_path: str, cfg: TraderConfig | None = N
             with health_lock:
                 hit = health_cache.get("v")
                 if hit is None or hit[0] != key or now - hit[1] > HEALTH_TTL_S:
-                    body = _health(snap, cfg, dt.datetime.now(dt.UTC)).model_dump_json().encode()
+                    body = compute_health(snap, cfg, dt.datetime.now(dt.UTC)).model_dump_json().encode()
                     hit = health_cache["v"] = (key, now, body)
         return Response(hit[2], media_type="application/json")
 
@@ -921,7 +835,7 @@ def create_app(serving_path: str, tokens_path: str, cfg: TraderConfig | None = N
         return snap.memo("backtests", lambda cur: _opt(serving.latest_backtests(cur), _backtest))
 
     def models() -> list[ModelStatus]:
-        return snap.memo("models", lambda cur: _opt(serving.model_runs(cur), None, _model_statuses))
+        return snap.memo("models", lambda cur: _opt(serving.model_runs(cur), None, model_statuses))
 
     @app.get(
         "/api/v1/backtests/",

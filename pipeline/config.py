@@ -151,6 +151,22 @@ class ApiConfig(Params):
     health: ApiHealthConfig = Field(default_factory=ApiHealthConfig)
 
 
+class DashboardConfig(Params):
+    """``dashboard``: the Streamlit app over the serving snapshot (``trader dashboard``, :mod:`pipeline.apps`)."""
+
+    port: int = Field(8501, ge=1, le=65535, description="HTTP port of `trader dashboard` (Streamlit's default).")
+    host: str = Field("127.0.0.1", description="Address the dashboard listens on (0.0.0.0 = every interface).")
+    cache_ttl_s: float = Field(
+        30.0, gt=0, description="Seconds a read of one snapshot version is reused (st.cache_data ttl)."
+    )
+    refresh_s: float = Field(
+        15.0,
+        gt=0,
+        description="Seconds between refreshes of the live panels (st.fragment run_every): a new "
+        "publish of `trader live` shows without a reload.",
+    )
+
+
 class ResampleConfig(Params):
     base_timeframe: str | None = Field(
         None,
@@ -404,6 +420,7 @@ class TraderConfig(Params):
     setup_scanner: SetupScannerConfig = Field(default_factory=SetupScannerConfig)
     paper: PaperParams = Field(default_factory=PaperParams)
     api: ApiConfig = Field(default_factory=ApiConfig)
+    dashboard: DashboardConfig = Field(default_factory=DashboardConfig)
     live: LiveConfig = Field(default_factory=LiveConfig)
     health: HealthConfig = Field(default_factory=HealthConfig)
     maintenance: MaintenanceConfig = Field(default_factory=MaintenanceConfig)

@@ -54,6 +54,9 @@ RULES = {
     6: "no module imports another module's _private name",
     7: "no import cycle among the project's modules",
     8: f"an asset function body is at most {ASSET_BODY_MAX} lines",
+    9: "the REST API and dashboard read only the serving snapshot: no resources, CLI, jobs or definitions, no warehouse "
+    "module but warehouse.{serving,publish,readers}, no duckdb.connect of their own (warehouse.serving.Snapshot holds "
+    "the one read-only connection) and never the writer's warehouse.path",
 }
 
 
@@ -420,6 +423,39 @@ def check_asset_size(root: Path) -> list[str]:
     return _by_place(out)
 
 
+# --------------------------------------------------------------------------- rule 9: serving reads the snapshot only
+
+SNAPSHOT_BANNED = ("resources", "pipeline.cli", "pipeline.jobs", "pipeline.definitions", "pipeline.sensors")
+SNAPSHOT_WAREHOUSE = ("warehouse.serving", "warehouse.publish", "warehouse.readers")
+
+
+def check_snapshot_only(root: Path) -> list[str]:
+    modules = project_modules(root)
+    out = []
+    for m in modules.values():
+        if not _in_room(m, SERVING_ROOM):
+            continue
+        connect_names = set()
+        for imp in imports(m, modules):
+            hit = is_under(imp.target, SNAPSHOT_BANNED)
+            if hit is None and is_under(imp.target, ("warehouse",)) and not is_under(imp.target, SNAPSHOT_WAREHOUSE):
+                hit = "warehouse (only " + ", ".join(SNAPSHOT_WAREHOUSE) + ")"
+            if hit:
+                out.append(f"{m.rel}:{imp.line}: [rule 9] imports {_what(imp)} (banned: {hit}) -- {RULES[9]}")
+            if imp.target == "duckdb" and "connect" in imp.names:
+                connect_names.add("connect")
+        for node in ast.walk(m.tree):
+            if isinstance(node, ast.Call):
+                f = _dotted(node.func)
+                if f == ["duckdb", "connect"] or (isinstance(node.func, ast.Name) and node.func.id in connect_names):
+                    out.append(f"{m.rel}:{node.lineno}: [rule 9] opens its own DuckDB connection -- {RULES[9]}")
+            elif isinstance(node, ast.Attribute) and node.attr == "path":
+                v = node.value
+                if isinstance(v, ast.Attribute) and v.attr == "warehouse":
+                    out.append(f"{m.rel}:{node.lineno}: [rule 9] reads the writer's warehouse.path -- {RULES[9]}")
+    return _by_place(out)
+
+
 # --------------------------------------------------------------------------- the real tree
 
 CHECKERS = {
@@ -431,6 +467,7 @@ CHECKERS = {
     6: check_private_imports,
     7: check_no_cycles,
     8: check_asset_size,
+    9: check_snapshot_only,
 }
 
 
@@ -559,6 +596,41 @@ def test_rule4_catches_planted_violations(tmp_path):
         },
     )
     assert where(check_serving(tmp_path)) == {"pipeline/api.py:3 rule 4", "pipeline/apps/dash.py:3 rule 4"}
+
+
+def test_rule9_catches_planted_violations(tmp_path):
+    plant(
+        tmp_path,
+        {
+            "pipeline/__init__.py": "",
+            "pipeline/api.py": "from warehouse import serving\nfrom warehouse.io import connect\nimport duckdb\n"
+            "con = duckdb.connect('x.duckdb', read_only=True)\n",
+            "pipeline/apps/__init__.py": "",
+            "pipeline/apps/common.py": (
+                "from warehouse.serving import Snapshot\nfrom warehouse import readers, publish\n"
+                "from resources.warehouse import WarehouseResource\nfrom duckdb import connect\n"
+                "def f(cfg):\n    return connect(cfg.warehouse.path)\n"
+                "from pipeline.cli.common import read\nok = cfg.warehouse.serving_path\n"
+            ),
+            "pipeline/jobs.py": "import duckdb\nduckdb.connect('w.duckdb')\n",  # not a serving module
+            "pipeline/cli/__init__.py": "",
+            "pipeline/cli/common.py": "",
+            "resources/__init__.py": "",
+            "resources/warehouse.py": "",
+            "warehouse/__init__.py": "",
+            "warehouse/io.py": "",
+            "warehouse/serving.py": "",
+            "warehouse/readers.py": "",
+            "warehouse/publish.py": "",
+        },
+    )
+    assert where(check_snapshot_only(tmp_path)) == {
+        "pipeline/api.py:2 rule 9",
+        "pipeline/api.py:4 rule 9",
+        "pipeline/apps/common.py:3 rule 9",
+        "pipeline/apps/common.py:6 rule 9",
+        "pipeline/apps/common.py:7 rule 9",
+    }
 
 
 def test_rule5_catches_planted_violations(tmp_path):

@@ -77,6 +77,20 @@ def resolve_snapshot(serving_path: str | Path) -> Path:
     return Path(os.path.realpath(serving_path))
 
 
+def published_at(snapshot: str | Path) -> dt.datetime | None:
+    """UTC time a snapshot was published, read from its version folder's name (``v<YYYYmmddTHHMMSSffffff>Z-<pid>``,
+    written by :func:`publish_snapshot`): ``snapshot`` is a resolved ``serving.duckdb`` (:func:`resolve_snapshot`)
+    or its folder. Falls back to the file's modification time for an old-layout plain file; None when missing."""
+    p = Path(snapshot)
+    folder = p if p.is_dir() else p.parent
+    if _VERSION.match(folder.name):
+        return dt.datetime.strptime(folder.name[1:22], "%Y%m%dT%H%M%S%f").replace(tzinfo=dt.UTC)
+    try:
+        return dt.datetime.fromtimestamp(p.stat().st_mtime, dt.UTC)
+    except OSError:
+        return None
+
+
 def _atomic_symlink(target: str, link: Path) -> None:
     tmp = link.with_name(f".{link.name}.tmp{os.getpid()}")
     tmp.unlink(missing_ok=True)

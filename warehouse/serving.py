@@ -1,5 +1,6 @@
-"""Reads of the published serving snapshot for the REST API (:mod:`pipeline.api`): plain SQL over one read-only
-cursor, rows as ``dict`` of Python values.
+"""Reads of the published serving snapshot for the REST API (:mod:`pipeline.api`) and the dashboard
+(:mod:`pipeline.apps`): :class:`Snapshot` (one read-only connection per published version) and plain SQL over one of
+its cursors, rows as ``dict`` of Python values (the API) or DataFrames (the dashboard's ``*_frame`` readers).
 
 Every function takes a cursor of the snapshot (``serving.duckdb``) and returns ``None`` when its table is not in that
 snapshot (a snapshot published before the table existed), so the caller decides what a missing table means. Values are
@@ -12,9 +13,100 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import os
+import threading
 from typing import Any
 
 import duckdb
+
+from warehouse.publish import resolve_snapshot
+
+CACHE_ENTRIES = 4096
+"""Answers memoised per snapshot version by :meth:`Snapshot.cached` (the snapshot is immutable; a new publish empties
+the cache)."""
+
+
+class SnapshotUnavailable(Exception):
+    """No published snapshot (or it lacks the tables asked for)."""
+
+
+class Snapshot:
+    """One read-only DuckDB connection per published version of ``serving_path``; :meth:`cursor` hands out a
+    per-request cursor and reopens when the pointer (or an old-layout file's inode) changes.
+
+    Raises :class:`SnapshotUnavailable` when nothing is published.
+    """
+
+    def __init__(self, serving_path: str):
+        self.path = serving_path
+        self._lock = threading.RLock()
+        self._key: tuple | None = None
+        self._con: duckdb.DuckDBPyConnection | None = None
+        self._cache: dict[tuple, bytes] = {}
+        self._memo: dict[str, Any] = {}
+        self._cache_version: tuple | None = None
+
+    def version(self) -> tuple:
+        real = resolve_snapshot(self.path)
+        try:
+            st = os.stat(real)
+        except OSError:
+            raise SnapshotUnavailable from None
+        return (str(real), st.st_ino, st.st_mtime_ns)
+
+    def cursor(self) -> tuple[duckdb.DuckDBPyConnection, tuple]:
+        key = self.version()
+        con = self._con
+        if key != self._key or con is None:
+            with self._lock:
+                if key != self._key or self._con is None:
+                    try:
+                        self._con = duckdb.connect(key[0], read_only=True)
+                    except duckdb.Error:
+                        raise SnapshotUnavailable from None
+                    self._key = key  # the previous connection closes when its last cursor is dropped
+                con = self._con
+        return con.cursor(), key
+
+    def _fresh(self, version: tuple) -> None:
+        if self._cache_version != version:
+            self._cache, self._memo, self._cache_version = {}, {}, version
+
+    def cached(self, key: tuple, fn) -> bytes:
+        """``fn()`` (a pydantic model, or ``None``) JSON-encoded, memoised per published version (a version never
+        changes, so this is exact); at most :data:`CACHE_ENTRIES` answers are kept, oldest dropped first."""
+        version = self.version()
+        with self._lock:
+            self._fresh(version)
+            hit = self._cache.get(key)
+        if hit is None:
+            v = fn()
+            hit = b"null" if v is None else v.model_dump_json().encode()
+            with self._lock:
+                if self._cache_version == version:
+                    if len(self._cache) >= CACHE_ENTRIES:
+                        self._cache.pop(next(iter(self._cache)))
+                    self._cache[key] = hit
+        return hit
+
+    def memo(self, key: str, fn):
+        """``fn(cursor)`` computed once per published version (the small tables loaded whole). Raises
+        :class:`SnapshotUnavailable` when ``fn`` returns ``None`` (its table is not in the snapshot)."""
+        version = self.version()
+        with self._lock:
+            self._fresh(version)
+            if key not in self._memo:
+                cur, _ = self.cursor()
+                try:
+                    got = fn(cur)
+                except duckdb.CatalogException:
+                    raise SnapshotUnavailable from None
+                finally:
+                    cur.close()
+                if got is None:
+                    raise SnapshotUnavailable
+                self._memo[key] = got
+            return self._memo[key]
 
 
 def clean(v: Any) -> Any:
@@ -124,3 +216,169 @@ def model_runs(cur: duckdb.DuckDBPyConnection) -> list[dict] | None:
     if "ml.model_runs" not in tables(cur):
         return None
     return rows(cur, "SELECT * FROM ml.model_runs ORDER BY model_name, trained_at DESC NULLS LAST, mlflow_run_id")
+
+
+# --------------------------------------------------------------------------- the dashboard's reads (DataFrames)
+
+
+def frame(cur: duckdb.DuckDBPyConnection, sql: str, params: list | None = None):
+    """``sql`` on ``cur`` as a pandas DataFrame (DuckDB's own types: TIMESTAMP naive UTC, DATE as datetime64)."""
+    return cur.execute(sql, params or []).df()
+
+
+def _has(cur: duckdb.DuckDBPyConnection, *names: str) -> bool:
+    have = tables(cur)
+    return all(n in have for n in names)
+
+
+def series_frame(cur: duckdb.DuckDBPyConnection):
+    """Candle series of ``market.ohlcv``: ``symbol, timeframe, first_ts, last_ts, candles`` (epoch ms open times),
+    by symbol and timeframe; None without the table."""
+    if not _has(cur, "market.ohlcv"):
+        return None
+    return frame(
+        cur,
+        "SELECT symbol, timeframe, min(ts) AS first_ts, max(ts) AS last_ts, count(*) AS candles FROM market.ohlcv "
+        "GROUP BY ALL ORDER BY symbol, timeframe",
+    )
+
+
+def candles_frame(cur: duckdb.DuckDBPyConnection, symbol: str, timeframe: str, start_ms: int, end_ms: int):
+    """Candles of one series with ``start_ms <= ts < end_ms`` (epoch ms open time): ``ts, open_time, open, high, low,
+    close, volume`` by ``ts``; None without the table."""
+    if not _has(cur, "market.ohlcv"):
+        return None
+    return frame(
+        cur,
+        "SELECT ts, make_timestamp(ts * 1000) AS open_time, open, high, low, close, volume FROM market.ohlcv "
+        "WHERE symbol = ? AND timeframe = ? AND ts >= ? AND ts < ? ORDER BY ts",
+        [symbol, timeframe, int(start_ms), int(end_ms)],
+    )
+
+
+def setups_frame(cur: duckdb.DuckDBPyConnection):
+    """``signals.setups`` newest first with ``open_time`` (the signal candle's open, UTC); None without the table."""
+    if not _has(cur, "signals.setups"):
+        return None
+    return frame(
+        cur, "SELECT make_timestamp(ts * 1000) AS open_time, * FROM signals.setups ORDER BY ts DESC, candidate_id"
+    )
+
+
+def backtests_frame(cur: duckdb.DuckDBPyConnection):
+    """:func:`latest_backtests` as a DataFrame (JSON columns as text); None without ``backtest.runs``."""
+    got = latest_backtests(cur)
+    if got is None:
+        return None
+    import pandas as pd
+
+    return pd.DataFrame(got)
+
+
+def equity_daily_frame(cur: duckdb.DuckDBPyConnection, run_ids: list[str]):
+    """Daily closes of ``backtest.equity`` for ``run_ids``: the last row of each UTC day per run, ``run_id, day,
+    equity, benchmark_equity, drawdown`` by run and day (the basis ``metrics()`` uses; a 1h curve of 7 years is
+    60,000 rows, its daily closes 2,500); None without the table."""
+    if not _has(cur, "backtest.equity"):
+        return None
+    return frame(
+        cur,
+        "SELECT run_id, date_trunc('day', make_timestamp(ts * 1000)) AS day, arg_max(equity, ts) AS equity, "
+        "arg_max(benchmark_equity, ts) AS benchmark_equity, arg_max(drawdown, ts) AS drawdown FROM backtest.equity "
+        "WHERE run_id IN (SELECT unnest(?::VARCHAR[])) GROUP BY ALL ORDER BY run_id, day",
+        [list(run_ids)],
+    )
+
+
+def trades_frame(cur: duckdb.DuckDBPyConnection, run_id: str):
+    """``backtest.trades`` of one run by entry time; None without the table."""
+    if not _has(cur, "backtest.trades"):
+        return None
+    return frame(cur, "SELECT * FROM backtest.trades WHERE run_id = ? ORDER BY entry_ts, trade_id", [run_id])
+
+
+def meta_scores_frame(cur: duckdb.DuckDBPyConnection, model_name: str = "setup_meta"):
+    """Closed, calibrated point-in-time scores of ``model_name`` (``ml.setup_meta_scores``) of its champion version
+    (``ml.model_runs.promoted``), else of its newest training: ``mlflow_run_id, model_version, symbol, timeframe, ts,
+    p_cal, win, net_pct``; None without the tables."""
+    if not _has(cur, "ml.setup_meta_scores", "ml.model_runs"):
+        return None
+    return frame(
+        cur,
+        """WITH v AS (SELECT mlflow_run_id FROM ml.model_runs WHERE model_name = ?
+                      ORDER BY coalesce(promoted, false) DESC, trained_at DESC NULLS LAST LIMIT 1)
+           SELECT mlflow_run_id, model_version, symbol, timeframe, ts, p_cal, win, net_pct FROM ml.setup_meta_scores
+           WHERE mlflow_run_id IN (SELECT mlflow_run_id FROM v) AND p_cal IS NOT NULL AND win IS NOT NULL
+           ORDER BY ts, candidate_id""",
+        [model_name],
+    )
+
+
+def model_runs_frame(cur: duckdb.DuckDBPyConnection):
+    """:func:`model_runs` as a DataFrame; None without ``ml.model_runs``."""
+    got = model_runs(cur)
+    if got is None:
+        return None
+    import pandas as pd
+
+    return pd.DataFrame(got)
+
+
+def folds_frame(cur: duckdb.DuckDBPyConnection):
+    """``ml.folds`` (per-fold OOS scores of every training) by model, run and fold; None without the table."""
+    if not _has(cur, "ml.folds"):
+        return None
+    return frame(cur, "SELECT * FROM ml.folds ORDER BY model_name, mlflow_run_id, fold")
+
+
+def latest_predictions_frame(cur: duckdb.DuckDBPyConnection, model_name: str = "baseline_direction"):
+    """The newest out-of-sample prediction of ``model_name`` per symbol × timeframe (``ml.predictions``): ``symbol,
+    timeframe, ts, open_time, p_cal, p_raw, fold``; None without the table."""
+    if not _has(cur, "ml.predictions"):
+        return None
+    return frame(
+        cur,
+        "SELECT symbol, timeframe, ts, open_time, p_cal, p_raw, fold FROM ml.predictions WHERE model_name = ? "
+        "QUALIFY row_number() OVER (PARTITION BY symbol, timeframe ORDER BY ts DESC) = 1 ORDER BY symbol, timeframe",
+        [model_name],
+    )
+
+
+def options_daily_frame(cur: duckdb.DuckDBPyConnection):
+    """``signals.options_daily`` by date (state, score, spot and the rest); None without the table."""
+    if not _has(cur, "signals.options_daily"):
+        return None
+    return frame(cur, "SELECT * FROM signals.options_daily ORDER BY date")
+
+
+def options_trades_frame(cur: duckdb.DuckDBPyConnection):
+    """``signals.options_trades`` by date and trade type; None without the table."""
+    if not _has(cur, "signals.options_trades"):
+        return None
+    return frame(cur, "SELECT * FROM signals.options_trades ORDER BY date, trade_type")
+
+
+PAPER_TABLES = ("paper.state", "paper.equity", "paper.positions", "paper.trades", "paper.orders")
+
+
+def paper_frames(cur: duckdb.DuckDBPyConnection) -> dict | None:
+    """Every desk's current paper book (the rows of its newest ``version`` in each ``paper.*`` table): ``{"state",
+    "equity", "positions", "trades", "orders"}`` DataFrames (``state``: ``desk, version, start_ts, last_ts, bars,
+    state, created_at``); None when the snapshot has no paper tables."""
+    if not _has(cur, *PAPER_TABLES):
+        return None
+    cur_version = "(desk, version) IN (SELECT (desk, max(version)) FROM paper.state GROUP BY desk)"
+    return {
+        "state": frame(
+            cur,
+            f"SELECT desk, version, start_ts, last_ts, bars, created_at FROM paper.state WHERE {cur_version} "
+            "ORDER BY desk",
+        ),
+        "equity": frame(
+            cur,
+            f"SELECT * EXCLUDE (open_time), make_timestamp(ts * 1000) AS open_time FROM paper.equity WHERE {cur_version} ORDER BY desk, ts",
+        ),
+        "positions": frame(cur, f"SELECT * FROM paper.positions WHERE {cur_version} ORDER BY desk, entry_ts"),
+        "trades": frame(cur, f"SELECT * FROM paper.trades WHERE {cur_version} ORDER BY desk, exit_ts DESC"),
+        "orders": frame(cur, f"SELECT * FROM paper.orders WHERE {cur_version} ORDER BY desk, ts DESC"),
+    }

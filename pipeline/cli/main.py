@@ -1,7 +1,7 @@
-"""trader run | ingest | status | ui | sql: the pipeline itself. run and ingest run main_job / ingest_job in-process
+"""trader run | ingest | status | ui | live | dashboard | sql: the pipeline itself. run and ingest run main_job / ingest_job in-process
 against the project's Dagster instance (DAGSTER_HOME, default <repo>/.dagster_home) as runs of the code location's
 jobs, so every CLI run shows up in the Dagster UI (job page, timeline, asset views) with lineage, checks and metadata.
-status and sql only read the warehouse (or its serving snapshot).
+status and sql only read the warehouse (or its serving snapshot); dashboard serves the snapshot with Streamlit.
 """
 
 from __future__ import annotations
@@ -292,11 +292,12 @@ def _stop_group(proc: subprocess.Popen, grace: float = 20.0) -> None:
     proc.wait()
 
 
-def _dagster_dev(port: int, workspace: str, env: dict, on_start=None) -> int:
-    """Run ``dagster dev -w workspace -p port`` in its own process group until it ends or Ctrl-C / SIGTERM, then stop
-    it and every process it started; the exit code (0 after Ctrl-C). ``on_start()`` runs once it is launched."""
+def _run_group(cmd: list[str], env: dict, name: str, on_start=None) -> int:
+    """Run ``cmd`` in its own process group until it ends or Ctrl-C / SIGTERM, then stop it and every process it
+    started (:func:`_stop_group`); the exit code (0 after Ctrl-C). ``on_start()`` runs once it is launched; ``name``
+    is what the stop message calls it."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "dagster", "dev", "-w", workspace, "-p", str(port)],
+        cmd,
         cwd=REPO_ROOT,
         env=env,
         start_new_session=True,  # its own process group, stopped as a whole below
@@ -307,14 +308,46 @@ def _dagster_dev(port: int, workspace: str, env: dict, on_start=None) -> int:
             on_start()
         code = proc.wait()
     except KeyboardInterrupt:
-        console.print("[yellow]stopping dagster dev and its processes…[/]")
+        console.print(f"[yellow]stopping {name} and its processes…[/]")
         _stop_group(proc)
         code = 0
     finally:
         signal.signal(signal.SIGTERM, old)
-        if common.process_group_alive(proc.pid):  # dagster dev ended on its own but left children
+        if common.process_group_alive(proc.pid):  # it ended on its own but left children
             _stop_group(proc, grace=5.0)
     return code
+
+
+def _dagster_dev(port: int, workspace: str, env: dict, on_start=None) -> int:
+    """Run ``dagster dev -w workspace -p port`` (:func:`_run_group`): Ctrl-C / SIGTERM stops its webserver, daemon and
+    code servers."""
+    cmd = [sys.executable, "-m", "dagster", "dev", "-w", workspace, "-p", str(port)]
+    return _run_group(cmd, env, "dagster dev", on_start)
+
+
+DASHBOARD_APP = REPO_ROOT / "pipeline" / "apps" / "dashboard.py"
+
+
+def dashboard_command(port: int, host: str) -> list[str]:
+    """The ``streamlit run`` command line of the dashboard (headless: it prints its address and opens no browser;
+    no usage statistics are sent; the toolbar shows only what a viewer needs, no "Deploy" button)."""
+    return [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(DASHBOARD_APP),
+        "--server.port",
+        str(port),
+        "--server.address",
+        host,
+        "--server.headless",
+        "true",
+        "--browser.gatherUsageStats",
+        "false",
+        "--client.toolbarMode",
+        "viewer",
+    ]
 
 
 @app.command()
@@ -396,6 +429,29 @@ def live(
         if handle is not None:
             handle.stop()
     raise typer.Exit(code)
+
+
+@app.command()
+def dashboard(
+    port: int = typer.Option(None, help="HTTP port (default dashboard.port of trader.yaml, 8501)."),
+    host: str = typer.Option(None, help="Listen address (default dashboard.host, 127.0.0.1)."),
+    serving: str = typer.Option(
+        None, "--serving", help="Snapshot to read (a serving.duckdb or its link; default warehouse.serving_path)."
+    ),
+) -> None:
+    """Open the desks' dashboard (Streamlit) on the read-only serving snapshot: Overview, Setup scanner, Options desk,
+    Research baseline. Live panels refresh every dashboard.refresh_s seconds, so a running trader live shows up
+    without a reload; Ctrl-C (or SIGTERM) stops it."""
+    cfg = common.settings().dashboard
+    port, host = port or cfg.port, host or cfg.host
+    env = os.environ.copy()
+    if serving:
+        env["TRADER_SERVING"] = str(Path(serving).resolve())
+
+    def started():
+        console.print(f"Dashboard http://{host}:{port} (read-only snapshot); Ctrl-C stops")
+
+    raise typer.Exit(_run_group(dashboard_command(port, host), env, "the dashboard", on_start=started))
 
 
 @app.command()

@@ -1,0 +1,2 @@
+"""The dashboard's pages: one Streamlit script per desk, listed in ``PAGES`` of :mod:`pipeline.apps.dashboard`
+(run by ``st.navigation``, never imported)."""
