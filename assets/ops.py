@@ -26,10 +26,11 @@ from assets.keys import (
     SETUPS,
     SNAPSHOT,
 )
+from pipeline.status import check_keys, check_results, last_runs
 from resources.warehouse import WarehouseResource
 from warehouse import io
 from warehouse.publish import fingerprint, publish_snapshot, resolve_version
-from warehouse.schema import SERVING_TABLES
+from warehouse.schema import SERVING_TABLES, STATUS_TABLES
 
 
 @dg.asset(
@@ -69,7 +70,10 @@ def serving_snapshot(context: dg.AssetExecutionContext, warehouse: WarehouseReso
             context, con, "ops.serving_snapshot", fp, "tables unchanged; snapshot kept", metadata=meta
         ):
             return skip
-        rows = publish_snapshot(con, SERVING_TABLES, warehouse.serving_path, warehouse.exports_dir)
+        # the pipeline's own status goes along (read by the dashboard's health; not part of the fingerprint)
+        io.replace_table(con, "ops.run_status", last_runs(context.instance))
+        io.replace_table(con, "ops.check_status", check_results(context.instance, check_keys(context)))
+        rows = publish_snapshot(con, SERVING_TABLES + STATUS_TABLES, warehouse.serving_path, warehouse.exports_dir)
         version = str(resolve_version(warehouse.exports_dir))
         io.record_inputs(con, "ops.serving_snapshot", fp)
         io.upsert(

@@ -232,6 +232,9 @@ DDL = [
 ]
 
 #: tables copied into the read-only serving snapshot and exported to Parquet
+#: the pipeline's status at the last publish (``pipeline.status``), published with the snapshot but left out of its
+#: fingerprint (a new run alone does not republish)
+STATUS_TABLES = ["ops.run_status", "ops.check_status"]
 SERVING_TABLES = [
     "market.ohlcv",
     "market.onchain_daily",

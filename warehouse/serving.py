@@ -231,6 +231,22 @@ def _has(cur: duckdb.DuckDBPyConnection, *names: str) -> bool:
     return all(n in have for n in names)
 
 
+def run_status_frame(cur: duckdb.DuckDBPyConnection):
+    """``ops.run_status`` (the newest run of each job at the last publish: ``job_name, run_id, status, start_time,
+    end_time``, naive UTC), newest first; None without the table (a snapshot published before it existed)."""
+    if not _has(cur, "ops.run_status"):
+        return None
+    return frame(cur, "SELECT * FROM ops.run_status ORDER BY start_time DESC NULLS LAST, job_name")
+
+
+def check_status_frame(cur: duckdb.DuckDBPyConnection):
+    """``ops.check_status`` (the newest completed evaluation of each asset check at the last publish: ``asset_key,
+    check_name, passed, severity, run_id, evaluated_at, description``), failed first; None without the table."""
+    if not _has(cur, "ops.check_status"):
+        return None
+    return frame(cur, "SELECT * FROM ops.check_status ORDER BY passed::INT, asset_key, check_name")
+
+
 def series_frame(cur: duckdb.DuckDBPyConnection):
     """Candle series of ``market.ohlcv``: ``symbol, timeframe, first_ts, last_ts, candles`` (epoch ms open times),
     by symbol and timeframe; None without the table."""

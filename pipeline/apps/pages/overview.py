@@ -1,6 +1,7 @@
 """Overview: every desk's latest signals, the paper books (engine state, equity, open positions), the newest backtest
 of each desk and the health of the inputs (the REST API's health: ages of candles / on-chain / sentiment / signals,
-inputs failing validation). Refreshed every ``dashboard.refresh_s`` seconds."""
+inputs failing validation) and of the pipeline (the newest run of each job and every check's newest result, as of the
+last publish: ``ops.run_status`` / ``ops.check_status``). Refreshed every ``dashboard.refresh_s`` seconds."""
 
 from __future__ import annotations
 
@@ -46,6 +47,26 @@ def health_panel() -> None:
     st.caption(f"Inputs failing validation now (ops.input_errors): **{h.input_errors}**")
     if h.failed_inputs:
         common.table(pd.DataFrame([e.model_dump() for e in h.failed_inputs]), "failed_inputs")
+    runs, checks = common.read(serving.run_status_frame), common.read(serving.check_status_frame)
+    if runs is None or checks is None:
+        common.no_data("runs and checks (published from this release on)", "Run `trader run`.")
+        return
+    left, right = st.columns(2)
+    with left:
+        last = runs.iloc[0] if len(runs) else None
+        st.metric("last run", "none" if last is None else f"{last['job_name']}: {last['status']}")
+        st.caption("The newest run of each job, as of the last publish.")
+        common.table(runs, "run_status")
+    with right:
+        failed = checks[~checks["passed"].astype(bool)]
+        st.metric(
+            "failed checks",
+            f"{len(failed)} of {len(checks)}",
+            delta="failing" if len(failed) else None,
+            delta_color="inverse",
+        )
+        st.caption("The newest result of each asset check, failed first, as of the last publish.")
+        common.table(checks, "check_status")
 
 
 def signals_panel() -> None:
