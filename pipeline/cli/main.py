@@ -441,7 +441,7 @@ def dashboard(
 ) -> None:
     """Open the desks' dashboard (Streamlit) on the read-only serving snapshot: Overview, Setup scanner, Options desk,
     Research baseline. Live panels refresh every dashboard.refresh_s seconds, so a running trader live shows up
-    without a reload; Ctrl-C (or SIGTERM) stops it."""
+    without a reload; Ctrl-C (or SIGTERM) stops it. Runs no job."""
     cfg = common.settings().dashboard
     port, host = port or cfg.port, host or cfg.host
     env = os.environ.copy()

@@ -84,6 +84,7 @@ def test_commands_and_jobs():
         "walk-forward",
         "ui",
         "live",
+        "dashboard",
         "sql",
         "options",
         "setups",
