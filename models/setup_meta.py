@@ -46,6 +46,12 @@ class SetupMetaConfig(ModelConfig):
         True, description="false = no p(win) gate: every valid candidate becomes a signal (rules only)."
     )
     name: str = Field("setup_meta", description="Registered MLflow model name; gating uses its @champion.")
+    score_in_sample: bool = Field(
+        False,
+        description="When the warehouse holds none of the champion's stored out-of-sample scores (a replay's own "
+        "warehouse), score every candidate live with the served model, also inside its training period (in sample). "
+        "trader live --replay sets it; false = candidates before the champion's data end stay unscored.",
+    )
     kind: Kind = Field("xgboost", description="Estimator: lightgbm, xgboost or logreg.")
     params: dict = Field(default_factory=dict, description="Over models/trainers.py DEFAULTS['xgboost'].")
     walk_forward: WalkForwardConfig = Field(

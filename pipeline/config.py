@@ -533,8 +533,9 @@ def write_replay_config(cfg: TraderConfig, base_url: str, start_ms: int, out_dir
     ``cfg`` (resolved) with: candles from the exchange at ``base_url`` (the replay server), fetched from the replay
     start minus ``features.warmup_bars`` bars of the longest live timeframe (the features' warm-up), a warehouse of
     its own under ``out_dir`` (the replayed days are not mixed into the files-built warehouse), the live sensors
-    on, and the same MLflow store as ``cfg`` (so the champions trained by ``trader run`` gate the replayed signals;
-    they were trained on data that may include the replayed days: docs/decisions.md)."""
+    on, and the same MLflow store as ``cfg`` (so the champions trained by ``trader run`` gate the replayed signals,
+    scored live: ``setup_scanner.meta.score_in_sample``; they were trained on data that may include the replayed days:
+    docs/decisions.md)."""
     tfs = cfg.live.timeframes or cfg.setup_scanner.timeframes
     warm = cfg.features.warmup_bars * max(TIMEFRAME_MS[t] for t in tfs)
     since = datetime.fromtimestamp((start_ms - warm) / 1000, tz=timezone.utc).strftime("%Y-%m-%d")
@@ -547,6 +548,7 @@ def write_replay_config(cfg: TraderConfig, base_url: str, start_ms: int, out_dir
         "exports_dir": str(out_dir / "exports"),
     }
     raw["live"]["enabled"] = True
+    raw["setup_scanner"]["meta"]["score_in_sample"] = True  # the registry's champion scores the replayed candles
     out_dir.mkdir(parents=True, exist_ok=True)
     p = out_dir / "trader.yaml"
     head = f"# written by trader live --replay (replay exchange {base_url}); edit trader.yaml instead\n"

@@ -405,6 +405,25 @@ class MlflowTracking(dg.ConfigurableResource):
         except mlflow.exceptions.MlflowException:
             return None
 
+    def champion_record(self, name: str) -> dict | None:
+        """``name@champion`` as the fields of an ``ml.model_runs`` row the scorers read (``mlflow_run_id``,
+        ``model_name``, ``model_version``, ``data_start`` / ``data_end`` from the training run's tags, ``trained_at``,
+        ``promoted``), or None without the alias: the model in force for a warehouse that does not hold its training's
+        row (``trader live --replay``'s own warehouse)."""
+        v = self.champion(name)
+        if v is None:
+            return None
+        tags = self.client().get_run(v.run_id).data.tags
+        return {
+            "mlflow_run_id": v.run_id,
+            "model_name": name,
+            "model_version": str(v.version),
+            "data_start": pd.Timestamp(tags["data_start"]) if tags.get("data_start") else pd.NaT,
+            "data_end": pd.Timestamp(tags["data_end"]) if tags.get("data_end") else pd.NaT,
+            "trained_at": pd.Timestamp(v.creation_timestamp, unit="ms"),
+            "promoted": True,
+        }
+
     def champion_scores(self, name: str, unless_version: str | None = None) -> dict[str, float] | None:
         """The champion's logged OOS calibrated Brier as ``{"brier": ...}`` (the input of
         :func:`models.evaluation.decide`), or None without a champion or when it is ``unless_version`` itself."""

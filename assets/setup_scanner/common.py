@@ -39,12 +39,20 @@ def model_in_force(con, sc, mlflow: MlflowTracking | None = None) -> pd.Series |
 
     With ``mlflow``, ``ml.model_runs.promoted`` is first made to agree with the registry's ``@champion`` alias
     (:func:`assets.promotion.reconcile_champion`, issue 13 item 2), so a champion step that crashed between moving
-    the alias and writing the flag never silently turns the gate into rules-only."""
+    the alias and writing the flag never silently turns the gate into rules-only. A warehouse that holds no row of
+    the champion's training (``trader live --replay`` builds its own and shares ``trader run``'s MLflow store) gets the
+    registry's champion (:meth:`MlflowTracking.champion_record`), scoring live the candidates after its data end (all
+    of them with ``meta.score_in_sample``)."""
     if not sc.meta.enabled:
         return None
     if mlflow is not None:
         reconcile_champion(con, mlflow, sc.meta.name)
-    return readers.champion_run(con, sc.meta.name)
+    champ = readers.champion_run(con, sc.meta.name)
+    if champ is None and mlflow is not None and (rec := mlflow.champion_record(sc.meta.name)) is not None:
+        # a warehouse without the champion's training row holds none of its stored out-of-sample scores either: only
+        # candidates after its data end are scored (live), unless score_in_sample (a replay) scores them all
+        champ = pd.Series(rec | ({"data_end": pd.Timestamp(0)} if sc.meta.score_in_sample else {}))
+    return champ
 
 
 def chain_fingerprint(con, sc, champ: pd.Series | None) -> str:

@@ -125,3 +125,27 @@ def test_sync_promoted_hand_computed(tmp_path):
         assert runs.sync_promoted(con, "m", "1") == 2  # alias moved back to v1: v2 and v3 cleared
         assert readers.champion_run(con, "m").model_version == "1"
         assert runs.sync_promoted(con, "other", None) == 0
+
+
+def test_a_warehouse_without_the_champions_training_row_serves_the_registrys_champion(resources, tmp_path):
+    """``trader live --replay`` builds its own warehouse and shares ``trader run``'s MLflow store: the gate's model is
+    the registry's ``@champion`` (not rules only), scoring live only after its data end unless ``score_in_sample``."""
+    sc = settings().setup_scanner.model_copy(deep=True)
+    name, wh, mlflow = sc.meta.name, resources["warehouse"], resources["mlflow"]
+    with wh.connect() as con:
+        assert model_in_force(con, sc, mlflow) is None  # no alias: rules only
+    client = mlflow.client()
+    exp = client.create_experiment("setup_scanner_test")
+    run = client.create_run(exp, tags={"data_start": "2019-01-01T00:00:00", "data_end": "2026-04-30T03:00:00"})
+    client.create_registered_model(name)
+    (tmp_path / "m").mkdir()
+    client.create_model_version(name, source=(tmp_path / "m").as_uri(), run_id=run.info.run_id)
+    mlflow.promote(name, "1")
+    with wh.connect() as con:
+        assert readers.champion_run(con, name) is None  # the warehouse has no row of it
+        champ = model_in_force(con, sc, mlflow)
+        assert champ.mlflow_run_id == run.info.run_id and champ.model_version == "1"
+        assert champ.data_end == pd.Timestamp("2026-04-30 03:00")  # older candidates stay unscored (in sample)
+        sc.meta.score_in_sample = True  # what the replay's configuration says
+        assert model_in_force(con, sc, mlflow).data_end == pd.Timestamp(0)
+        assert model_in_force(con, sc) is None  # without the registry there is nothing to serve
