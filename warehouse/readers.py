@@ -55,6 +55,38 @@ def bars(
     )
 
 
+def bars_tail(con: duckdb.DuckDBPyConnection, exchange: str, symbol: str, timeframe: str, n: int) -> pd.DataFrame:
+    """The newest ``n`` rows of :func:`bars` (fewer when the series is shorter), sorted by ``ts``."""
+    return io.read_df(
+        con,
+        """SELECT * FROM (SELECT o.ts, o.open, o.high, o.low, o.close, o.volume, f.atr_14 AS atr, r.trend_regime,
+               r.volatility_level FROM market.ohlcv o JOIN features.technical f USING (exchange, symbol, timeframe, ts)
+               LEFT JOIN regimes.market r USING (exchange, symbol, timeframe, ts)
+               WHERE o.exchange = ? AND o.symbol = ? AND o.timeframe = ? ORDER BY o.ts DESC LIMIT ?) ORDER BY ts""",
+        [exchange, symbol, timeframe, int(n)],
+    )
+
+
+def bar_count(con: duckdb.DuckDBPyConnection, exchange: str, symbol: str, timeframe: str, upto_ts: int) -> int:
+    """Rows of one series' :func:`bars` with ``ts <= upto_ts`` (a scan mark's check that history was not rewritten)."""
+    return int(
+        con.execute(
+            """SELECT count(*) FROM market.ohlcv o JOIN features.technical f USING (exchange, symbol, timeframe, ts)
+               WHERE o.exchange = ? AND o.symbol = ? AND o.timeframe = ? AND o.ts <= ?""",
+            [exchange, symbol, timeframe, int(upto_ts)],
+        ).fetchone()[0]
+    )
+
+
+def scan_marks(con: duckdb.DuckDBPyConnection, asset: str, exchange: str) -> pd.DataFrame:
+    """``ops.scan_marks`` of ``asset``: ``symbol, timeframe, last_ts, bars, fingerprint`` per scanned series."""
+    return io.read_df(
+        con,
+        "SELECT symbol, timeframe, last_ts, bars, fingerprint FROM ops.scan_marks WHERE asset = ? AND exchange = ?",
+        [asset, exchange],
+    )
+
+
 def high_low(
     con: duckdb.DuckDBPyConnection, exchange: str, symbol: str, timeframe: str, start_ts: int, end_ts: int
 ) -> pd.DataFrame:
