@@ -56,15 +56,15 @@ def bars(
 
 
 def bars_tail(con: duckdb.DuckDBPyConnection, exchange: str, symbol: str, timeframe: str, n: int) -> pd.DataFrame:
-    """The newest ``n`` rows of :func:`bars` (fewer when the series is shorter), sorted by ``ts``."""
-    return io.read_df(
-        con,
-        """SELECT * FROM (SELECT o.ts, o.open, o.high, o.low, o.close, o.volume, f.atr_14 AS atr, r.trend_regime,
-               r.volatility_level FROM market.ohlcv o JOIN features.technical f USING (exchange, symbol, timeframe, ts)
-               LEFT JOIN regimes.market r USING (exchange, symbol, timeframe, ts)
-               WHERE o.exchange = ? AND o.symbol = ? AND o.timeframe = ? ORDER BY o.ts DESC LIMIT ?) ORDER BY ts""",
+    """The newest ``n`` rows of :func:`bars` (fewer when the series is shorter), sorted by ``ts``: the ``n``-th newest
+    feature row's ``ts`` first (one top-n over ``features.technical``), then :func:`bars` from it, so the join reads
+    only those bars."""
+    (first,) = con.execute(
+        """SELECT min(ts) FROM (SELECT ts FROM features.technical WHERE exchange = ? AND symbol = ? AND timeframe = ?
+           ORDER BY ts DESC LIMIT ?)""",
         [exchange, symbol, timeframe, int(n)],
-    )
+    ).fetchone()
+    return bars(con, exchange, symbol, timeframe, start_ts=-(2**62) if first is None else int(first))
 
 
 def bar_count(con: duckdb.DuckDBPyConnection, exchange: str, symbol: str, timeframe: str, upto_ts: int) -> int:
