@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from assets.setup_scanner.candidates import _labelled, rescan_series, scan_series, signals_setup_candidates
+from assets.setup_scanner.candidates import rescan_series, scan_series, signals_setup_candidates
 from pipeline.config import settings
 from pipeline.core.setups import pivots_settled
 from pipeline.definitions import ALL_ASSETS
@@ -115,8 +115,3 @@ def test_live_config_scans_incrementally_and_matches_the_full_table(built_wareho
         _same(got[(got["symbol"] == sym) & (got["timeframe"] == tf)][g.columns], g)
     assert not got.duplicated(key).any()
     assert Path(path).exists()
-
-
-def test_labelled_ids():
-    c = pd.DataFrame({"bar": [0], "ts": [5], "side": [-1]})
-    assert _labelled(c, "binance", "BTC/USDT", "1h")["candidate_id"].tolist() == ["BTC/USDT|1h|5|-1"]

@@ -78,6 +78,16 @@ def bar_count(con: duckdb.DuckDBPyConnection, exchange: str, symbol: str, timefr
     )
 
 
+def oldest_open_candidate(con: duckdb.DuckDBPyConnection, exchange: str, symbol: str, timeframe: str) -> int | None:
+    """``ts`` of the series' oldest ``signals.setup_candidates`` row whose outcome is still ``OPEN`` (None: none)."""
+    (ts,) = con.execute(
+        "SELECT min(ts) FROM signals.setup_candidates WHERE exchange = ? AND symbol = ? AND timeframe = ? "
+        "AND status = 'OPEN'",
+        [exchange, symbol, timeframe],
+    ).fetchone()
+    return None if ts is None else int(ts)
+
+
 def scan_marks(con: duckdb.DuckDBPyConnection, asset: str, exchange: str) -> pd.DataFrame:
     """``ops.scan_marks`` of ``asset``: ``symbol, timeframe, last_ts, bars, fingerprint`` per scanned series."""
     return io.read_df(

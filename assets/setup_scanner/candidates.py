@@ -166,10 +166,7 @@ def scan_incremental(con, sc, ex: str, symbols: list[str], tfs: list[str], stati
         for tf in tfs:
             m = marks.loc[(sym, tf)]
             key = {"exchange": ex, "symbol": sym, "timeframe": tf}
-            open_ts = con.execute(
-                f"SELECT min(ts) FROM {TABLE} WHERE exchange = ? AND symbol = ? AND timeframe = ? AND status = 'OPEN'",
-                [ex, sym, tf],
-            ).fetchone()[0]
+            open_ts = readers.oldest_open_candidate(con, ex, sym, tf)
             s, ts_from, last, _ = rescan_series(
                 lambda n, sym=sym, tf=tf: readers.bars_tail(con, ex, sym, tf, n),
                 int(m["last_ts"]),
@@ -190,7 +187,27 @@ def scan_incremental(con, sc, ex: str, symbols: list[str], tfs: list[str], stati
     return {"series": len(parts), "new": new}
 
 
-def _write_marks(con, ex: str, marks: list, static_fp: str) -> None:
+def _incremental_result(con, inc: dict, max_leverage: float) -> dg.MaterializeResult:
+    """The incremental scan's metadata (the rescanned rows; the plans check on them: older rows were checked when
+    written)."""
+    new = inc["new"]
+    bad = inconsistent_plans(new[new["reject_reason"].isna()], max_leverage) if len(new) else 0
+    total = io.fetch_one(con.execute(f"SELECT count(*) FROM {TABLE}"))[0]
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": int(total),
+            "mode": "incremental",
+            "series_rescanned": inc["series"],
+            "rows_rescanned": len(new),
+        },
+        check_results=[count_result(PLANS_CONSISTENT, bad, "inconsistent_plans")],
+    )
+
+
+def _write_marks(con, ex: str, marks: list, static_fp: str, replace: bool = False) -> None:
+    """Upsert scan marks ``(symbol, timeframe, last_ts, bars)``; ``replace`` first drops every mark of the scan."""
+    if replace:
+        con.execute("DELETE FROM ops.scan_marks WHERE asset = ? AND exchange = ?", [TABLE, ex])
     df = pd.DataFrame(marks, columns=["symbol", "timeframe", "last_ts", "bars"])
     io.upsert(
         con,
@@ -258,18 +275,7 @@ def signals_setup_candidates(
         )
         if inc is not None:
             io.record_inputs(con, TABLE, fp)
-            new = inc["new"]
-            bad = inconsistent_plans(new[new["reject_reason"].isna()], sc.risk.max_leverage) if len(new) else 0
-            total = io.fetch_one(con.execute(f"SELECT count(*) FROM {TABLE}"))[0]
-            return dg.MaterializeResult(
-                metadata={
-                    "dagster/row_count": int(total),
-                    "mode": "incremental",
-                    "series_rescanned": inc["series"],
-                    "rows_rescanned": len(new),
-                },
-                check_results=[count_result(PLANS_CONSISTENT, bad, "inconsistent_plans")],
-            )
+            return _incremental_result(con, inc, sc.risk.max_leverage)
         marks: list = []
         out = scan(con, sc, ex, symbols, tfs, marks)
         if out.empty:
@@ -277,8 +283,7 @@ def signals_setup_candidates(
         with io.transaction(con):
             io.replace_table(con, TABLE, out)
             io.record_inputs(con, TABLE, fp)
-            con.execute("DELETE FROM ops.scan_marks WHERE asset = ? AND exchange = ?", [TABLE, ex])
-            _write_marks(con, ex, marks, static)
+            _write_marks(con, ex, marks, static, replace=True)
     bad = inconsistent_plans(out[out["reject_reason"].isna()], sc.risk.max_leverage)
     return dg.MaterializeResult(
         metadata=rounded({**_report(out), "mode": "full"}),
