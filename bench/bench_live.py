@@ -29,6 +29,7 @@ Per signal the table also shows close → ``first_seen`` (the log row's wall tim
 from __future__ import annotations
 
 import argparse
+import bisect
 import datetime as dt
 import json
 import os
@@ -107,29 +108,43 @@ def _runs(home: Path) -> tuple[pd.DataFrame, dict]:
     return pd.DataFrame(rows, columns=cols).sort_values("created").reset_index(drop=True), steps
 
 
-class PausedWall:
-    """The replay's wall clock, standing still until :meth:`resume` (then real time minus the pause)."""
+class SteppedWall:
+    """The replay's wall clock: it stands still while paused (at start, and with ``--pause-during-runs`` while a live
+    run is queued or running) and otherwise advances with real time. :meth:`real` maps a reading back to the real
+    wall time at which the clock showed it."""
 
     def __init__(self) -> None:
-        self.paused_at: float | None = time.time()
-        self.resumed_at = float("nan")
-        self.offset = 0.0
+        self.v = time.time()
+        self.since: float | None = None  # real time of the last resume; None = paused
+        self.segments: list[tuple[float, float]] = []  # (real time, reading) of each resume
 
     def __call__(self) -> float:
-        return self.paused_at if self.paused_at is not None else time.time() - self.offset
+        return self.v if self.since is None else self.v + (time.time() - self.since)
 
     def resume(self) -> None:
-        self.resumed_at = time.time()
-        self.offset = self.resumed_at - self.paused_at
-        self.paused_at = None
+        if self.since is None:
+            self.since = time.time()
+            self.segments.append((self.since, self.v))
+
+    def pause(self) -> None:
+        if self.since is not None:
+            self.v, self.since = self(), None
+
+    def real(self, reading: float) -> float:
+        if not self.segments:
+            return float("nan")
+        i = max(bisect.bisect_left([v for _, v in self.segments], reading) - 1, 0)
+        r, v = self.segments[i]
+        return r + (reading - v)
 
 
-def _wall(sim_ms: float, start_ms: int, wall0: float, speed: float) -> float:
-    """The real wall time at which the replay clock showed ``sim_ms`` (``wall0``: when it started running)."""
-    return wall0 + (sim_ms - start_ms) / 1000.0 / speed
+def _close_wall(wall: SteppedWall, start_ms: int, speed: float):
+    """Real wall time (s) at which the replay clock (started at ``start_ms``, ``speed``) passed ``sim_ms``."""
+    v0 = wall.segments[0][1] if wall.segments else 0.0
+    return lambda sim_ms: wall.real(v0 + (sim_ms - start_ms) / 1000.0 / speed)
 
 
-def candles(out: Path, start_ms: int, wall0: float, speed: float) -> dict:
+def candles(out: Path, start_ms: int, close_wall) -> dict:
     """Per-candle stage latencies (seconds) of the live runs recorded in the Dagster instance under ``out`` (never
     opens the warehouse: a reader's lock would make a live run wait)."""
     runs, steps = _runs(out / ".dagster_home")
@@ -148,7 +163,7 @@ def candles(out: Path, start_ms: int, wall0: float, speed: float) -> dict:
             for ts in range(int(prev_newest) + step, int(r.candle_ts) + step, step):
                 if ts + step <= start_ms:  # closed before the clock started: the cold run's
                     continue
-                close = _wall(ts + step, start_ms, wall0, speed)
+                close = close_wall(ts + step)
                 cand.append(
                     {
                         "tf": tf,
@@ -166,12 +181,12 @@ def candles(out: Path, start_ms: int, wall0: float, speed: float) -> dict:
     return {"candles": pd.DataFrame(cand), "steps": pd.DataFrame(per_step), "runs": runs}
 
 
-def measure(out: Path, fake: FakeTelegram, start_ms: int, wall0: float, speed: float) -> dict:
+def measure(out: Path, fake: FakeTelegram, start_ms: int, close_wall) -> dict:
     """:func:`candles` plus the per-signal latencies (``signals.log`` and ``ops.notifications`` read after the
     live process stopped)."""
     import duckdb
 
-    res = candles(out, start_ms, wall0, speed)
+    res = candles(out, start_ms, close_wall)
     cand = res["candles"]
     with duckdb.connect(str(out / "warehouse.duckdb"), read_only=True) as con:
         log = con.execute("SELECT signal_id, timeframe, ts, first_seen FROM signals.log").df()
@@ -182,7 +197,7 @@ def measure(out: Path, fake: FakeTelegram, start_ms: int, wall0: float, speed: f
     sig = []
     for r in log.itertuples():
         step = timeframe_ms(r.timeframe)
-        close = _wall(r.ts + step, start_ms, wall0, speed)
+        close = close_wall(r.ts + step)
         m = notes[notes["dedup_key"].str.contains(r.signal_id, regex=False)]
         at = min((got.get(t, np.inf) for t in list(m["text"]) + list(m["plain_text"])), default=np.inf)
         ok = cand[(cand["tf"] == r.timeframe) & (cand["ts"] == r.ts)]
@@ -230,6 +245,24 @@ def report(res: dict) -> str:
     return "\n".join(out)
 
 
+def _follow_runs(wall: SteppedWall, home: Path, seconds: float) -> None:
+    """For ``seconds``: pause the replay clock while a live run is queued or running, run it otherwise."""
+    import dagster as dg
+
+    active = [
+        dg.DagsterRunStatus.QUEUED,
+        dg.DagsterRunStatus.NOT_STARTED,
+        dg.DagsterRunStatus.STARTING,
+        dg.DagsterRunStatus.STARTED,
+    ]
+    end = time.time() + seconds
+    with dg.DagsterInstance.from_config(str(home)) as inst:
+        while time.time() < end:
+            busy = inst.get_runs(filters=dg.RunsFilter(job_name="live_candle_job", statuses=active), limit=1)
+            wall.pause() if busy else wall.resume()
+            time.sleep(0.5)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--start", default="2026-04-20T06:00", help="replay start, UTC")
@@ -238,6 +271,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--log-recent", type=int, default=32, help="paper.log_recent_candles of the bench config")
     ap.add_argument("--out", default="/tmp/bench_live", help="warehouse and Dagster home of the bench (wiped)")
     ap.add_argument("--timeout", type=float, default=1800.0, help="give up after this many wall seconds")
+    ap.add_argument(
+        "--pause-during-runs",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="stop the replay clock while a live run is queued or running: each candle meets an idle pipeline, as "
+        "in real time where a 15m candle outlasts a run (--no-pause-during-runs: candles coalesce, a stress test)",
+    )
     ap.add_argument("--json", help="also write the per-candle / per-signal rows here")
     a = ap.parse_args(argv)
     out = Path(a.out)
@@ -246,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = load_config()
     start_ms = parse_utc(a.start)
     fake = FakeTelegram()
-    wall = PausedWall()
+    wall = SteppedWall()
     handle = start_replay(cfg.data_dir, start_ms, a.speed, wall=wall)
     p = _config(out, handle.base_url, start_ms, fake.url, a.log_recent)
     home = out / ".dagster_home"
@@ -268,19 +308,22 @@ def main(argv: list[str] | None = None) -> int:
     tfs = set(load_config(p).live.timeframes or load_config(p).setup_scanner.timeframes)
     try:
         while time.time() - t0 < a.timeout and proc.poll() is None:
-            time.sleep(5)
+            if not (a.pause_during_runs and wall.segments):
+                time.sleep(5)
             if not (home / "storage").exists():
                 continue
             try:
-                res = candles(out, start_ms, wall.resumed_at, a.speed)
+                res = candles(out, start_ms, _close_wall(wall, start_ms, a.speed))
             except Exception as e:  # the instance is being created: try again
                 print(f"  ({type(e).__name__}: {str(e)[:80]})")
                 continue
-            if wall.paused_at is not None:
+            if not wall.segments:
                 if tfs <= set(res["runs"]["tf"]):
                     wall.resume()
                     print(f"  {time.time() - t0:5.0f} s: cold runs done; replay clock running at {a.speed:g}x")
                 continue
+            if a.pause_during_runs:
+                _follow_runs(wall, home, 10.0)
             n = int((res["candles"]["tf"] == "15m").sum()) if len(res["candles"]) else 0
             print(f"  {time.time() - t0:5.0f} s: {n} steady-state 15m candles measured, {len(res['runs'])} runs")
             if n >= a.candles:
@@ -294,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
         handle.stop()
         fake.stop()
         log.close()
-    res = measure(out, fake, start_ms, wall.resumed_at, a.speed)
+    res = measure(out, fake, start_ms, _close_wall(wall, start_ms, a.speed))
     print(report(res))
     if a.json:
         Path(a.json).write_text(

@@ -162,9 +162,12 @@ def scan_incremental(con, sc, ex: str, symbols: list[str], tfs: list[str], stati
             if m["last_ts"] >= 0 and readers.bar_count(con, ex, sym, tf, int(m["last_ts"])) != int(m["bars"]):
                 return None
     parts, rows = [], 0
+    newest = io.watermarks(con, "features.technical", ex)
     for sym in symbols:
         for tf in tfs:
             m = marks.loc[(sym, tf)]
+            if newest.get((sym, tf), -1) <= m["last_ts"]:  # no new bar: nothing moved (OPEN outcomes neither)
+                continue
             key = {"exchange": ex, "symbol": sym, "timeframe": tf}
             open_ts = readers.oldest_open_candidate(con, ex, sym, tf)
             s, ts_from, last, _ = rescan_series(
