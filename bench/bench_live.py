@@ -1,7 +1,8 @@
 """Live latency benchmark (issue 16, speed; run by hand): candle close → row in ``signals.log`` → request received by a
 fake Telegram Bot API, in replay, p50 / p95 split by stage.
 
-    python bench/bench_live.py [--start 2026-04-20T06:00] [--speed 90] [--candles 50] [--out /tmp/bench_live]
+    python bench/bench_live.py [--start 2026-04-20T06:00] [--speed 600] [--candles 50] [--out /tmp/bench_live]
+                               [--no-pause-during-runs]
 
 What runs: the replay exchange (:func:`resources.replay_exchange.start_replay`, in this process, so the bench knows
 its simulated clock) and the fake Bot API of the tests (``tests/resources/fake_telegram.py``) on 127.0.0.1, then the
@@ -13,6 +14,11 @@ replay speed where one run spans several candles, the default 4 would leave the 
 run unlogged, and so unmeasured). The replay clock stands still at ``--start`` until the first live run of each
 timeframe (the cold one: it loads the features' warm-up history through ccxt) has succeeded, then runs at
 ``--speed``: every candle closing after that is measured (the steady state), until ``--candles`` 15m candles are.
+By default the clock then advances one 15m candle at a time: it stops just after a close (plus the close lag) until
+live runs of every timeframe closing then have covered it and none is left, so each candle meets an idle pipeline
+and no later candle closes meanwhile, as in real time (a 15m candle lasts 900 s, a run under a minute);
+``--no-pause-during-runs`` keeps it running: at ``--speed 90`` a candle closes every 10 s, runs coalesce several
+candles and the figures are those of a saturated pipeline (a stress test, not the latency a user sees).
 
 Stages of a candle of timeframe tf (wall clock; the close is the simulated close mapped back to the wall clock):
 
@@ -245,28 +251,45 @@ def report(res: dict) -> str:
     return "\n".join(out)
 
 
-def _follow_runs(wall: SteppedWall, home: Path, seconds: float) -> None:
-    """For ``seconds``: pause the replay clock while a live run is queued or running, run it otherwise."""
+def _step_candle(wall: SteppedWall, home: Path, sim, target: int, tfs: dict[str, int], lag_ms: int) -> int:
+    """Run the replay clock until candle close ``target`` (sim ms) plus the close lag has passed, stop it there until
+    a live run of every timeframe closing at ``target`` has covered it and no live run is left, then return the next
+    15m close: each candle meets an idle pipeline and no later candle closes meanwhile, as in real time."""
     import dagster as dg
 
+    wall.resume()
+    time.sleep(max(0.0, (target + lag_ms + 200 - sim()) / 1000.0 / SPEED[0]))
+    wall.pause()
     active = [
         dg.DagsterRunStatus.QUEUED,
         dg.DagsterRunStatus.NOT_STARTED,
         dg.DagsterRunStatus.STARTING,
         dg.DagsterRunStatus.STARTED,
     ]
-    end = time.time() + seconds
+    due = {tf for tf, step in tfs.items() if target % step == 0}
     with dg.DagsterInstance.from_config(str(home)) as inst:
-        while time.time() < end:
-            busy = inst.get_runs(filters=dg.RunsFilter(job_name="live_candle_job", statuses=active), limit=1)
-            wall.pause() if busy else wall.resume()
+        while True:
+            runs = inst.get_runs(filters=dg.RunsFilter(job_name="live_candle_job"), limit=20)
+            busy = any(r.status in active for r in runs)
+            done = {
+                r.tags.get("trader/timeframe")
+                for r in runs
+                if r.status == dg.DagsterRunStatus.SUCCESS
+                and int(r.tags.get("trader/candle_ts", -1)) + tfs.get(r.tags.get("trader/timeframe"), 0) >= target
+            }
+            if not busy and due <= done:
+                return target + tfs["15m"]
             time.sleep(0.5)
+
+
+#: the replay speed (set by main; the clock helpers read it)
+SPEED = [600.0]
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--start", default="2026-04-20T06:00", help="replay start, UTC")
-    ap.add_argument("--speed", type=float, default=90.0, help="simulated seconds per wall second")
+    ap.add_argument("--speed", type=float, default=600.0, help="simulated seconds per wall second")
     ap.add_argument("--candles", type=int, default=50, help="steady-state 15m candles to measure")
     ap.add_argument("--log-recent", type=int, default=32, help="paper.log_recent_candles of the bench config")
     ap.add_argument("--out", default="/tmp/bench_live", help="warehouse and Dagster home of the bench (wiped)")
@@ -305,7 +328,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"replay {handle.base_url} from {a.start} at {a.speed:g}x; fake Telegram {fake.url}; logs {out}/live.log")
     t0 = time.time()
-    tfs = set(load_config(p).live.timeframes or load_config(p).setup_scanner.timeframes)
+    live_cfg = load_config(p)
+    tfs = set(live_cfg.live.timeframes or live_cfg.setup_scanner.timeframes)
+    steps = {tf: timeframe_ms(tf) for tf in tfs}
+    lag_ms = int(live_cfg.live.close_lag_s * 1000)
+    SPEED[0] = a.speed
+    target = start_ms + steps["15m"]  # the first candle closing after the start
+
+    def sim() -> float:
+        return handle.exchange.clock.now_ms()
+
     try:
         while time.time() - t0 < a.timeout and proc.poll() is None:
             if not (a.pause_during_runs and wall.segments):
@@ -320,10 +352,12 @@ def main(argv: list[str] | None = None) -> int:
             if not wall.segments:
                 if tfs <= set(res["runs"]["tf"]):
                     wall.resume()
+                    if a.pause_during_runs:  # one candle at a time from here (_step_candle)
+                        wall.pause()
                     print(f"  {time.time() - t0:5.0f} s: cold runs done; replay clock running at {a.speed:g}x")
                 continue
             if a.pause_during_runs:
-                _follow_runs(wall, home, 10.0)
+                target = _step_candle(wall, home, sim, target, steps, lag_ms)
             n = int((res["candles"]["tf"] == "15m").sum()) if len(res["candles"]) else 0
             print(f"  {time.time() - t0:5.0f} s: {n} steady-state 15m candles measured, {len(res['runs'])} runs")
             if n >= a.candles:
