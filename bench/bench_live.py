@@ -9,9 +9,8 @@ its simulated clock) and the fake Bot API of the tests (``tests/resources/fake_t
 real ``trader live`` (``python -m pipeline.cli live``: dagster dev, daemon, the ``closed_candles_<tf>`` sensors at
 the configured ``live.sensor_interval_s``) on the configuration ``trader live --replay`` writes
 (:func:`pipeline.config.write_replay_config`: all symbols, the live timeframes, its own warehouse under ``--out``)
-with Telegram enabled towards the fake server and ``paper.log_recent_candles`` raised to ``--log-recent`` (at a
-replay speed where one run spans several candles, the default 4 would leave the signals of the older candles of a
-run unlogged, and so unmeasured). The replay clock stands still at ``--start`` until the first live run of each
+with Telegram enabled towards the fake server and ``paper.log_recent_candles`` set to ``--log-recent`` (raise it
+when one run spans several candles, else the signals of a run's older candles are not logged, and not measured). The replay clock stands still at ``--start`` until the first live run of each
 timeframe (the cold one: it loads the features' warm-up history through ccxt) has succeeded, then runs at
 ``--speed``: every candle closing after that is measured (the steady state), until ``--candles`` 15m candles are.
 By default the clock then advances one 15m candle at a time: it stops just after a close (plus the close lag) until
@@ -251,7 +250,7 @@ def report(res: dict) -> str:
     return "\n".join(out)
 
 
-def _step_candle(wall: SteppedWall, home: Path, sim, target: int, tfs: dict[str, int], lag_ms: int) -> int:
+def _step_candle(wall: SteppedWall, home: Path, sim, target: int, tfs: dict[str, int], lag_ms: int, proc) -> int:
     """Run the replay clock until candle close ``target`` (sim ms) plus the close lag has passed, stop it there until
     a live run of every timeframe closing at ``target`` has covered it and no live run is left, then return the next
     15m close: each candle meets an idle pipeline and no later candle closes meanwhile, as in real time."""
@@ -277,7 +276,7 @@ def _step_candle(wall: SteppedWall, home: Path, sim, target: int, tfs: dict[str,
                 if r.status == dg.DagsterRunStatus.SUCCESS
                 and int(r.tags.get("trader/candle_ts", -1)) + tfs.get(r.tags.get("trader/timeframe"), 0) >= target
             }
-            if not busy and due <= done:
+            if (not busy and due <= done) or proc.poll() is not None:  # covered, or trader live has ended
                 return target + tfs["15m"]
             time.sleep(0.5)
 
@@ -291,15 +290,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--start", default="2026-04-20T06:00", help="replay start, UTC")
     ap.add_argument("--speed", type=float, default=600.0, help="simulated seconds per wall second")
     ap.add_argument("--candles", type=int, default=50, help="steady-state 15m candles to measure")
-    ap.add_argument("--log-recent", type=int, default=32, help="paper.log_recent_candles of the bench config")
+    ap.add_argument(
+        "--log-recent",
+        type=int,
+        default=4,
+        help="paper.log_recent_candles of the bench config (the default 4; with --no-pause-during-runs use 32: a run "
+        "then spans several candles)",
+    )
     ap.add_argument("--out", default="/tmp/bench_live", help="warehouse and Dagster home of the bench (wiped)")
     ap.add_argument("--timeout", type=float, default=1800.0, help="give up after this many wall seconds")
     ap.add_argument(
         "--pause-during-runs",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help="stop the replay clock while a live run is queued or running: each candle meets an idle pipeline, as "
-        "in real time where a 15m candle outlasts a run (--no-pause-during-runs: candles coalesce, a stress test)",
+        help="advance the replay clock one 15m candle at a time, stopped until the live runs covering it are done: "
+        "each candle meets an idle pipeline, as in real time (--no-pause-during-runs: candles coalesce, a stress test)",
     )
     ap.add_argument("--json", help="also write the per-candle / per-signal rows here")
     a = ap.parse_args(argv)
@@ -357,7 +362,7 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"  {time.time() - t0:5.0f} s: cold runs done; replay clock running at {a.speed:g}x")
                 continue
             if a.pause_during_runs:
-                target = _step_candle(wall, home, sim, target, steps, lag_ms)
+                target = _step_candle(wall, home, sim, target, steps, lag_ms, proc)
             n = int((res["candles"]["tf"] == "15m").sum()) if len(res["candles"]) else 0
             print(f"  {time.time() - t0:5.0f} s: {n} steady-state 15m candles measured, {len(res['runs'])} runs")
             if n >= a.candles:
