@@ -17,13 +17,16 @@ from assets.keys import (
     OPTIONS_DAILY,
     OPTIONS_MODELS,
     OPTIONS_TRADES,
+    PAPER_SETUPS,
     REGIMES,
     SENTIMENT_DAILY,
     SETUP_BACKTEST,
     SETUP_CANDIDATES,
     SETUP_META,
+    SETUP_NOTICES,
     SETUP_THRESHOLDS,
     SETUPS,
+    SIGNALS_LOG,
     SNAPSHOT,
 )
 from pipeline.status import check_keys, check_results, last_runs
@@ -57,6 +60,11 @@ from warehouse.schema import SERVING_TABLES, STATUS_TABLES
         SETUP_THRESHOLDS,
         SETUPS,
         SETUP_BACKTEST,
+        # the live job publishes last: its notifications do not wait for the publish, and the snapshot has this
+        # step's signal log and paper book (not the previous step's)
+        SIGNALS_LOG,
+        PAPER_SETUPS,
+        SETUP_NOTICES,
     ],
     description="Copies the curated tables into a new version exports/<version>/ (serving.duckdb + one Parquet file "
     "per table) and switches the exports/current pointer to it atomically (serving.duckdb links to "

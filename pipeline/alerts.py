@@ -1,6 +1,11 @@
 """Health alerts (issue 16): ``run_failure_alert`` (a run-failure sensor: one ``run_failure`` message per failed run)
 and ``closed_candle_lag`` (a closed-candle sensor's cursor more than ``health.sensor_lag_factor`` x timeframe behind
-the exchange clock: one ``data_stale`` message per symbol and episode), listed by :func:`pipeline.sensors.sensors`.
+the exchange clock: one ``data_stale`` message per symbol and lag episode), listed by :func:`pipeline.sensors.sensors`.
+
+A lag episode lasts from the first tick that finds a symbol lagging to the first tick that finds it caught up: the
+sensor's cursor holds the lagging keys already alerted, so a cursor that keeps advancing while staying behind (a
+replay faster than the live job, a slow machine) raises one message, not one per tick and symbol (each message is a
+``notify_alert_job`` run: a flood of them used to queue ahead of the live runs and starve them).
 
 Both build the message (pure, :mod:`pipeline.core.messages`) and request one run of ``notify_alert_job`` with it (run
 key = the message's dedup key), which enqueues and delivers it in the warehouse pool: a sensor runs in the daemon and
@@ -89,9 +94,21 @@ def cursor_lag_alerts(
             continue
         step_h = timeframe_ms(tf) / 3.6e6
         for sym, close, lag_h in lagging(json.loads(data.cursor), tf, now_ms, factor):
-            msg = data_stale(f"sensor {st.instigator_name} {sym}", utc(close), lag_h, factor * step_h)
-            out.append(dg.RunRequest(run_key=msg.dedup_key, run_config=alert_run_config(msg)))
+            src = f"sensor {st.instigator_name} {sym}"
+            msg = data_stale(src, utc(close), lag_h, factor * step_h)
+            out.append(dg.RunRequest(run_key=msg.dedup_key, run_config=alert_run_config(msg), tags={LAG_KEY: src}))
     return out
+
+
+#: run-request tag naming the lagging sensor and symbol (the lag-episode key of :func:`new_lag_episodes`)
+LAG_KEY = "trader/lag_key"
+
+
+def new_lag_episodes(reqs: list[dg.RunRequest], alerted: set[str]) -> tuple[list[dg.RunRequest], list[str]]:
+    """``(requests of keys not alerted yet, every key lagging now)`` for :func:`cursor_lag_alerts`' requests: a key
+    stays in the sensor's cursor while it lags, so it is alerted once per episode; a key that caught up leaves it."""
+    now = sorted({r.tags[LAG_KEY] for r in reqs})
+    return [r for r in reqs if r.tags[LAG_KEY] not in alerted], now
 
 
 def closed_candle_lag_sensor(cfg: TraderConfig) -> dg.SensorDefinition:
@@ -107,15 +124,23 @@ def closed_candle_lag_sensor(cfg: TraderConfig) -> dg.SensorDefinition:
         description=f"Every {h.sensor_lag_interval_s} s (health.sensor_lag_interval_s): reads the cursors of the "
         f"closed_candles_{{{','.join(tfs)}}} sensors and sends a data_stale notification for each symbol whose newest "
         f"requested candle closed more than {h.sensor_lag_factor:g} x its timeframe before the exchange clock "
-        f"(health.sensor_lag_factor; once per symbol and stuck cursor). {_state(cfg)}",
+        f"(health.sensor_lag_factor; once per symbol and lag episode: not again until it has caught up). {_state(cfg)}",
     )
     def _sensor(context: dg.SensorEvaluationContext, exchange: ExchangeSource):
         try:
             now = exchange.now_ms()
         except ccxt.BaseError as e:
             return dg.SkipReason(f"exchange clock unavailable: {type(e).__name__}: {str(e)[:200]}")
-        reqs = cursor_lag_alerts(context.instance, tfs, now, h.sensor_lag_factor)
-        return reqs or dg.SkipReason(f"no closed-candle sensor lags (exchange clock {now})")
+        alerted = set(json.loads(context.cursor)) if context.cursor else set()
+        reqs, lagging_now = new_lag_episodes(
+            cursor_lag_alerts(context.instance, tfs, now, h.sensor_lag_factor), alerted
+        )
+        context.update_cursor(json.dumps(lagging_now))
+        if reqs:
+            return reqs
+        if lagging_now:
+            return dg.SkipReason(f"{len(lagging_now)} lagging symbol(s) already alerted in this episode")
+        return dg.SkipReason(f"no closed-candle sensor lags (exchange clock {now})")
 
     return _sensor
 

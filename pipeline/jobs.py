@@ -172,9 +172,11 @@ live_candle_job = dg.define_asset_job(
     | dg.AssetSelection.keys(SETUP_NOTICES)
     | PUBLISH,
     partitions_def=SYMBOL_TIMEFRAME,
+    # the scan rescans only the bars after its marks (assets/setup_scanner/candidates.py, issue 16 speed)
+    config={"ops": {"signals__setup_candidates": {"config": {"incremental": True}}}},
     description="Newly closed candles (run key timeframe:ts, launched by the closed_candles_<tf> sensors over the "
-    "symbols with new candles): ingest those partitions, rebuild their market candles, features and regimes, scan and "
-    "gate the setups with the current champion and thresholds (no training), log the new signals, step the paper "
+    "symbols with new candles): ingest those partitions, rebuild their market candles, features and regimes, scan the "
+    "new bars (incremental) and gate the setups with the current champion and thresholds (no training), log the new signals, step the paper "
     "book, notify (new signals, closed trades), republish the serving snapshot.",
 )
 

@@ -13,6 +13,9 @@ nothing and leaves the cursor where it was; the next run then ingests every cand
 from each partition's checkpoint, so its work is the new candles only). A replay at ``--speed 600`` (a 15m candle
 every 1.5 s) therefore runs as fast as the machine can, one run at a time, instead of piling up a queue.
 
+Live runs carry ``dagster/priority`` :data:`LIVE_PRIORITY`: when several runs wait in the queue (the warehouse pool
+admits one step at a time), a new candle's run is launched before waiting notification or maintenance runs.
+
 The cursor is JSON ``{symbol: open ts of the newest candle requested}``. An exchange error on one symbol is logged
 and leaves that symbol's cursor where it was (its candles are requested on a later tick); the others go on.
 """
@@ -39,6 +42,10 @@ ACTIVE = [
     dg.DagsterRunStatus.STARTING,
     dg.DagsterRunStatus.STARTED,
 ]
+
+
+#: run priority of the live runs: the queue launches them before any waiting run of priority 0 (alerts, maintenance)
+LIVE_PRIORITY = "10"
 
 
 def closed_candle_sensor(timeframe: str, cfg: TraderConfig) -> dg.SensorDefinition:
@@ -94,6 +101,7 @@ def closed_candle_sensor(timeframe: str, cfg: TraderConfig) -> dg.SensorDefiniti
             "trader/candle_ts": str(newest),
             "trader/timeframe": timeframe,
             "trader/symbols": ",".join(sorted(new)),
+            "dagster/priority": LIVE_PRIORITY,
         }
         return dg.RunRequest(run_key=key, tags=tags)
 

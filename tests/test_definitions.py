@@ -161,6 +161,12 @@ def test_every_job_that_changes_signals_or_models_republishes_the_snapshot():
     notice, health = dg.AssetKey(["ops", "options_notice"]), dg.AssetKey(["ops", "health"])
     for job in ("main_job", "options_desk_job", "live_candle_job"):
         assert not {notice, health} & set(defs.resolve_job_def(job).asset_layer.selected_asset_keys), job
+    # the live job notifies before it publishes (issue 16, speed: Telegram does not wait for the snapshot, and the
+    # snapshot holds this step's signal log and paper book)
+    live = defs.resolve_asset_graph()
+    assert {dg.AssetKey(["ops", "setup_notices"]), dg.AssetKey(["paper", "setup_book"])} <= live.get(
+        snapshot
+    ).parent_keys
     daily = defs.resolve_job_def("options_daily_job").asset_layer.selected_asset_keys
     assert notice in daily and dg.AssetKey(["ml", "options_direction"]) not in daily  # the daily path never trains
 

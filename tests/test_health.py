@@ -20,6 +20,7 @@ from pipeline.maintenance import db_maintenance_job, delete_old_runs
 from pipeline.notify import notify_alert_job
 from pipeline.schedules import live_schedules
 from pipeline.sensors import sensors
+from resources.exchange import ExchangeSource
 from resources.notifier import MemoryNotifier
 from resources.warehouse import WarehouseResource
 from warehouse import io
@@ -226,6 +227,45 @@ def test_sensor_lag_from_the_stored_cursor():
     assert lagging(cursor, "15m", now, 2.0) == [("ETH/USDT", now - 3 * M15, 0.75)]
     with dg.instance_for_test() as instance:  # sensor state needs schedule storage (not in the ephemeral instance)
         _lag_alerts(instance, cursor, now)
+        _one_alert_per_lag_episode(instance, cursor, now)
+
+
+class _ClockOnly(ExchangeSource):
+    now: int = 0
+
+    def now_ms(self) -> int:
+        return self.now
+
+
+def _one_alert_per_lag_episode(instance, cursor, now):
+    """A cursor that advances but stays behind (a fast replay) is alerted once, not once per tick: every alert is a
+    notify_alert_job run, and at --speed 600 a flood of them queued ahead of the live runs (issue 16, speed)."""
+    sensor = next(s for s in sensors(settings()) if s.name == "closed_candle_lag")
+    ctx = dg.build_sensor_context(instance=instance, cursor=None, resources={"exchange": _ClockOnly(now=now)})
+    first = list(sensor(ctx))
+    assert [r.tags["trader/lag_key"] for r in first] == ["sensor closed_candles_15m ETH/USDT"]
+    _set_cursor(instance, {**cursor, "ETH/USDT": now})  # 4 bars later ETH has advanced but lags again
+    ctx = dg.build_sensor_context(
+        instance=instance, cursor=ctx.cursor, resources={"exchange": _ClockOnly(now=now + 4 * M15)}
+    )
+    again = list(sensor(ctx))  # both lag now: BTC is a new episode, ETH is not
+    assert [r.tags["trader/lag_key"] for r in again] == ["sensor closed_candles_15m BTC/USDT"]
+    assert json.loads(ctx.cursor) == ["sensor closed_candles_15m BTC/USDT", "sensor closed_candles_15m ETH/USDT"]
+    _set_cursor(instance, {**cursor, "ETH/USDT": now + 3 * M15})  # ETH caught up: its episode ends
+    ctx = dg.build_sensor_context(
+        instance=instance, cursor=ctx.cursor, resources={"exchange": _ClockOnly(now=now + 4 * M15)}
+    )
+    left = sensor(ctx)
+    assert isinstance(left, dg.SkipReason) and "already alerted" in left.skip_message
+    assert json.loads(ctx.cursor) == ["sensor closed_candles_15m BTC/USDT"]
+
+
+def _set_cursor(instance, cursor: dict) -> None:
+    from dagster._core.scheduler.instigation import InstigatorType, SensorInstigatorData
+
+    for st in instance.all_instigator_state(instigator_type=InstigatorType.SENSOR):
+        if st.instigator_name == "closed_candles_15m":
+            instance.update_instigator_state(st.with_data(SensorInstigatorData(cursor=json.dumps(cursor))))
 
 
 def _lag_alerts(instance, cursor, now):
@@ -254,6 +294,7 @@ def _lag_alerts(instance, cursor, now):
             )
         )
     reqs = cursor_lag_alerts(instance, ["15m", "1h"], now, 2.0)  # the stopped 1h sensor is not judged
+    assert reqs[0].tags == {"trader/lag_key": "sensor closed_candles_15m ETH/USDT"}
     assert [r.run_key for r in reqs] == ["data_stale:sensor closed_candles_15m ETH/USDT:2026-04-20 09:45 UTC"]
     cfg = reqs[0].run_config["ops"]["enqueue_alert"]["config"]
     assert cfg["kind"] == "data_stale" and "0.8 h (limit 0.5 h)" in cfg["plain"]

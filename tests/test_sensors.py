@@ -72,6 +72,7 @@ def test_sensor_requests_one_run_per_closed_candle_through_ccxt(replay):
     assert tags["dagster/asset_partition_range_start"] == "BTC-USDT|15m"
     assert tags["dagster/asset_partition_range_end"] == "ETH-USDT|15m"
     assert tags["trader/timeframe"] == "15m" and tags["trader/symbols"] == both
+    assert tags["dagster/priority"] == "10"  # launched before waiting alert / maintenance runs
     assert json.loads(r1.cursor) == {"BTC/USDT": T1030 - 2 * M15, "ETH/USDT": T1030 - 2 * M15}
     assert tick(r1.cursor).skip_message  # the clock has not moved: nothing new
     replay.wall.t += 0.01  # +6 simulated seconds: 10:15 is settled

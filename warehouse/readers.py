@@ -55,6 +55,48 @@ def bars(
     )
 
 
+def bars_tail(con: duckdb.DuckDBPyConnection, exchange: str, symbol: str, timeframe: str, n: int) -> pd.DataFrame:
+    """The newest ``n`` rows of :func:`bars` (fewer when the series is shorter), sorted by ``ts``: the ``n``-th newest
+    feature row's ``ts`` first (one top-n over ``features.technical``), then :func:`bars` from it, so the join reads
+    only those bars."""
+    (first,) = con.execute(
+        """SELECT min(ts) FROM (SELECT ts FROM features.technical WHERE exchange = ? AND symbol = ? AND timeframe = ?
+           ORDER BY ts DESC LIMIT ?)""",
+        [exchange, symbol, timeframe, int(n)],
+    ).fetchone()
+    return bars(con, exchange, symbol, timeframe, start_ts=-(2**62) if first is None else int(first))
+
+
+def bar_count(con: duckdb.DuckDBPyConnection, exchange: str, symbol: str, timeframe: str, upto_ts: int) -> int:
+    """Rows of one series' :func:`bars` with ``ts <= upto_ts`` (a scan mark's check that history was not rewritten)."""
+    return int(
+        con.execute(
+            """SELECT count(*) FROM market.ohlcv o JOIN features.technical f USING (exchange, symbol, timeframe, ts)
+               WHERE o.exchange = ? AND o.symbol = ? AND o.timeframe = ? AND o.ts <= ?""",
+            [exchange, symbol, timeframe, int(upto_ts)],
+        ).fetchone()[0]
+    )
+
+
+def oldest_open_candidate(con: duckdb.DuckDBPyConnection, exchange: str, symbol: str, timeframe: str) -> int | None:
+    """``ts`` of the series' oldest ``signals.setup_candidates`` row whose outcome is still ``OPEN`` (None: none)."""
+    (ts,) = con.execute(
+        "SELECT min(ts) FROM signals.setup_candidates WHERE exchange = ? AND symbol = ? AND timeframe = ? "
+        "AND status = 'OPEN'",
+        [exchange, symbol, timeframe],
+    ).fetchone()
+    return None if ts is None else int(ts)
+
+
+def scan_marks(con: duckdb.DuckDBPyConnection, asset: str, exchange: str) -> pd.DataFrame:
+    """``ops.scan_marks`` of ``asset``: ``symbol, timeframe, last_ts, bars, fingerprint`` per scanned series."""
+    return io.read_df(
+        con,
+        "SELECT symbol, timeframe, last_ts, bars, fingerprint FROM ops.scan_marks WHERE asset = ? AND exchange = ?",
+        [asset, exchange],
+    )
+
+
 def high_low(
     con: duckdb.DuckDBPyConnection, exchange: str, symbol: str, timeframe: str, start_ts: int, end_ts: int
 ) -> pd.DataFrame:

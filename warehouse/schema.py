@@ -30,6 +30,7 @@ PRIMARY_KEYS: dict[str, list[str]] = {
     "regimes.market": ["exchange", "symbol", "timeframe", "ts"],
     "ops.publish_log": ["published_at"],
     "ops.asset_inputs": ["asset"],
+    "ops.scan_marks": ["asset", "exchange", "symbol", "timeframe"],
     "ops.input_errors": ["input", "partition_key", "locator"],
     "ops.notifications": ["dedup_key"],
     "ops.notification_attempts": ["attempt_id"],
@@ -132,6 +133,11 @@ DDL = [
     """CREATE TABLE IF NOT EXISTS ops.gaps (tbl VARCHAR, exchange VARCHAR, symbol VARCHAR, timeframe VARCHAR,
         before TIMESTAMP, after TIMESTAMP, missing_bars BIGINT)""",
     "CREATE TABLE IF NOT EXISTS ops.asset_inputs (asset VARCHAR, fingerprint VARCHAR, updated_at TIMESTAMP)",
+    # issue 16 (speed): per series, the last bar a scan saw, how many bars it had up to it and the scan's configuration
+    # fingerprint, so the live job rescans only the bars after it (assets/setup_scanner/candidates.py). A new table
+    # only: a warehouse created before gets it on its next read-write open, and without marks the scan is full.
+    """CREATE TABLE IF NOT EXISTS ops.scan_marks (asset VARCHAR, exchange VARCHAR, symbol VARCHAR, timeframe VARCHAR,
+        last_ts BIGINT, bars BIGINT, fingerprint VARCHAR, updated_at TIMESTAMP)""",
     f"""CREATE TABLE IF NOT EXISTS ml.predictions (model_name VARCHAR NOT NULL, mlflow_run_id VARCHAR, {_CANDLE_KEY},
         fold INTEGER, p_raw DOUBLE, p_cal DOUBLE, win DOUBLE, label_end_ts BIGINT, in_training_universe BOOLEAN, {_OPEN_TIME})""",
     """CREATE TABLE IF NOT EXISTS ml.folds (model_name VARCHAR NOT NULL, mlflow_run_id VARCHAR NOT NULL, fold INTEGER NOT NULL,

@@ -187,6 +187,25 @@ def swing_pivots(high: np.ndarray, low: np.ndarray, k: int) -> tuple[np.ndarray,
     return ph & ~eq_h, pl & ~eq_l
 
 
+def pivots_settled(high: np.ndarray, low: np.ndarray, k: int, anchors: int, upto: int) -> bool:
+    """Whether a window of bars (the newest bars of a longer series) yields, at every bar ``t >= upto``, the same
+    legs as the whole series: at ``upto`` (and so at every later bar, pivots only accumulate) at least ``anchors``
+    pivot highs and ``anchors`` pivot lows are confirmed (index ``<= upto - k``) at indices ``>= k``.
+
+    A pivot at index ``i`` needs bars ``i - k .. i + k``: the window finds exactly the series' pivots from index
+    ``k`` on (none before), so when the ``anchors`` most recent pivots of each kind lie there, every leg of
+    :func:`candidates` at ``t >= upto`` (its end pivot: the latest; its start: one of the ``anchors`` latest) is the
+    series' own. ``upto`` is the row index in the window of the first bar to be recomputed, minus one (the AVWAP
+    slope reads the bar before)."""
+    if upto < 0:
+        return False
+    ph, pl = swing_pivots(high, low, k)
+    lo, hi = k, upto - k
+    if hi < lo:
+        return False
+    return bool(ph[lo : hi + 1].sum() >= anchors and pl[lo : hi + 1].sum() >= anchors)
+
+
 def _nth_last_known(mask: np.ndarray, values: np.ndarray, k: int, j: int) -> tuple[np.ndarray, np.ndarray]:
     """At each bar t: index and value of the ``j``-th most recent pivot (j = 1: the latest) confirmed by t (pivot
     index ≤ t − k); -1 / NaN if fewer than ``j`` are confirmed."""
