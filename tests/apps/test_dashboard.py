@@ -123,7 +123,9 @@ def test_overview_shows_the_snapshots_latest_signals_paper_book_and_health(snaps
     assert got == pytest.approx({k: v["total_return"] for k, v in a["runs"].items()})
     assert len(at.get("download_button")) == len(at.dataframe)  # every table has its CSV
     assert any("2026-12-01 12:00 UTC" in c.value for c in at.caption)  # the snapshot's publish time (its version)
-    with duckdb.connect(str(resolve_snapshot(full)), read_only=True) as con:  # the pipeline status it was published with
+    with duckdb.connect(
+        str(resolve_snapshot(full)), read_only=True
+    ) as con:  # the pipeline status it was published with
         n, failed = con.execute("SELECT count(*), count(*) FILTER (NOT passed) FROM ops.check_status").fetchone()
         job, status = con.execute("SELECT job_name, status FROM ops.run_status ORDER BY start_time DESC").fetchone()
     assert n > 5 and metric(at, "failed checks") == f"{failed} of {n}"
