@@ -296,6 +296,10 @@ def _run_group(cmd: list[str], env: dict, name: str, on_start=None) -> int:
     """Run ``cmd`` in its own process group until it ends or Ctrl-C / SIGTERM, then stop it and every process it
     started (:func:`_stop_group`); the exit code (0 after Ctrl-C). ``on_start()`` runs once it is launched; ``name``
     is what the stop message calls it."""
+    # Ctrl-C stops it even when this process was started with SIGINT ignored (a shell's background job, nohup): an
+    # ignored disposition is inherited across exec (Python then installs no KeyboardInterrupt handler, and the child
+    # would ignore the group's SIGINT too); a handler is not inherited, so the child starts with the default
+    old_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     proc = subprocess.Popen(
         cmd,
         cwd=REPO_ROOT,
@@ -313,6 +317,7 @@ def _run_group(cmd: list[str], env: dict, name: str, on_start=None) -> int:
         code = 0
     finally:
         signal.signal(signal.SIGTERM, old)
+        signal.signal(signal.SIGINT, old_int)
         if common.process_group_alive(proc.pid):  # it ended on its own but left children
             _stop_group(proc, grace=5.0)
     return code

@@ -309,6 +309,9 @@ def test_ui_ctrl_c_stops_dagster_dev_and_all_its_processes(tmp_path):
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
+        # started with SIGINT ignored, as a shell's background job or nohup starts it (inherited across exec): Ctrl-C
+        # must still stop it (it used to wait forever when the test suite itself ran in the background)
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
     )
     started: set[int] = set()
     try:
