@@ -427,14 +427,25 @@ def test_train_gate_promote_backtest_then_refuse_a_failing_model(resources, monk
         assert "data:image/png;base64" in _meta(r2, ["ml", "setup_meta"])["reliability"].value
         assert "data:image/png;base64" in _meta(r2, ["backtest", "setup_scanner"])["equity"].value
 
-        # a retrained model that fails the criteria is registered but never promoted; the rest still runs
+        # one run retrains the three models with criteria none can meet (one run, not three: each full-graph run costs
+        # a minute of the suite). A retrained model that fails the criteria is registered but never promoted, and
+        # the rest still runs.
+        import assets.options_desk.models as om
+        import assets.promotion as promotion
+        import assets.setup_scanner.meta as sm
+
         strict = settings().model_copy(deep=True)
         strict.research.baseline.promotion.min_auc = 0.99
-        import assets.promotion as promotion
-
-        monkeypatch.setattr(ml_assets, "settings", lambda: strict)
-        monkeypatch.setattr(promotion, "settings", lambda: strict)  # the gate reads the section at the top of its body
-        r3 = _run(resources, instance, {"ops": {"ml__baseline_direction": {"config": {"force": True}}}})
+        strict.options_desk.models.promotion.min_auc = 0.99
+        strict.setup_scanner.meta.promotion.min_auc = 0.99
+        for mod in (ml_assets, promotion, om, sm):  # the gates read their section at the top of their body
+            monkeypatch.setattr(mod, "settings", lambda: strict)
+        forced = {"config": {"force": True}}
+        r3 = _run(
+            resources,
+            instance,
+            {"ops": {"ml__baseline_direction": forced, "ml__options_direction": forced, "ml__setup_meta": forced}},
+        )
         gate = _check(r3, "promotion_gate")
         assert not gate.passed and "FAIL auc" in gate.metadata["reasons"].value
         assert not r3.success  # the failed blocking check is visible as a failed step
@@ -449,15 +460,9 @@ def test_train_gate_promote_backtest_then_refuse_a_failing_model(resources, monk
         assert runs.model_version.tolist() == ["1", "2"] and runs.promotion_passed.tolist() == [True, False]
         assert runs.promoted.tolist() == [True, False]
 
-        # an options model that fails its (non-blocking) gate: registered as v2, champion and daily scores stay on v1
-        import assets.options_desk.models as om
-
-        strict_o = settings().model_copy(deep=True)
-        strict_o.options_desk.models.promotion.min_auc = 0.99
-        monkeypatch.setattr(om, "settings", lambda: strict_o)
-        r4 = _run(resources, instance, {"ops": {"ml__options_direction": {"config": {"force": True}}}})
-        assert not _check(r4, "p_long_gate").passed and _check(r4, "p_long_gate").severity == dg.AssetCheckSeverity.WARN
-        assert "v2 failed its gate" in _meta(r4, ["ml", "options_champion"])["champions"].value
+        # the options model failed its (non-blocking) gate: registered as v2, champion and daily scores stay on v1
+        assert not _check(r3, "p_long_gate").passed and _check(r3, "p_long_gate").severity == dg.AssetCheckSeverity.WARN
+        assert "v2 failed its gate" in _meta(r3, ["ml", "options_champion"])["champions"].value
         assert str(trk.champion("options_p_long").version) == "1"
         assert (
             _q(resources, "SELECT p_long_version FROM signals.options_daily ORDER BY date DESC LIMIT 1")[
@@ -473,19 +478,12 @@ def test_train_gate_promote_backtest_then_refuse_a_failing_model(resources, monk
         refused = trk.client().get_model_version("options_p_long", "2")
         assert refused.tags["promotion_verdict"] == "FAIL" and "FAIL auc" in refused.tags["promotion_reasons"]
 
-        # a setup meta-model retrain that fails its blocking gate: v2 registered, champion stays v1, and the gated
+        # the setup meta-model retrain failed its blocking gate: v2 registered, champion stays v1, and the gated
         # signals are still refreshed (they do not depend on the champion step) with v1's scores
-        import assets.setup_scanner.meta as sm
-
-        strict_s = strict.model_copy(deep=True)  # the baseline stays strict too
-        strict_s.setup_scanner.meta.promotion.min_auc = 0.99
-        monkeypatch.setattr(sm, "settings", lambda: strict_s)
-        monkeypatch.setattr(promotion, "settings", lambda: strict_s)
-        r5 = _run(resources, instance, {"ops": {"ml__setup_meta": {"config": {"force": True}}}})
-        gate_s = _check(r5, "promotion_gate", ("ml", "setup_meta_gate"))
+        gate_s = _check(r3, "promotion_gate", ("ml", "setup_meta_gate"))
         assert not gate_s.passed and "FAIL auc" in gate_s.metadata["reasons"].value
-        assert _meta(r5, ["ml", "setup_champion"]) is None and str(trk.champion("setup_meta").version) == "1"
-        assert _meta(r5, ["signals", "setups"]) is not None
+        assert _meta(r3, ["ml", "setup_champion"]) is None and str(trk.champion("setup_meta").version) == "1"
+        assert _meta(r3, ["signals", "setups"]) is not None
         after = _q(resources, "SELECT DISTINCT model_version FROM signals.setups")
         assert after["model_version"].tolist() == ["setup_meta v1"]
         kept = _q(resources, "SELECT DISTINCT model_version FROM ml.setup_meta_scores ORDER BY 1")
