@@ -37,6 +37,7 @@ import pandas as pd
 from pydantic import Field
 
 from pipeline.core.costs import Costs, spot_costs
+from pipeline.core.engine import EngineResult, Limits, SimParams, run_panel
 from pipeline.core.params import Params
 
 #: reason codes of ``signals.alpha_targets.reason`` (index = code); ``capped_risk`` is the 1.75 % max-loss cap
@@ -437,4 +438,148 @@ def target_weights(
     )
     return pd.Series(w, index=idx, name="target_weight"), pd.Series(
         np.asarray(REASONS, dtype=object)[code], index=idx, name="reason"
+    )
+
+
+# ---- risk and execution on the engine ---------------------------------------------------------------------------------
+
+
+def engine_params(book: AlphaBook, init_cash: float | None = None) -> SimParams:
+    """The engine's fill parameters of the book: ``init_cash`` (default ``backtest.init_cash``), the ATR stop at entry −
+    ``stop_atr`` x ATR(14) of the decision bar, the trail ``trail_atr`` x ATR armed after a ``trail_activation_atr``
+    favourable move, and the cost model's fees and slippage (target-weight orders fill at the next open as taker
+    orders: taker fee + slippage; :class:`pipeline.core.costs.Costs`)."""
+    r = book.risk
+    return SimParams(
+        init_cash=float(book.backtest.init_cash if init_cash is None else init_cash),
+        sl_atr=r.stop_atr,
+        trail_atr=r.trail_atr,
+        trail_activation_atr=r.trail_activation_atr,
+        **book.execution.costs.sim_kwargs(),
+    )
+
+
+def engine_limits(
+    book: AlphaBook, *, drawdown_scaling: bool | None = None, min_notional: float | None = None
+) -> Limits:
+    """The engine's rules of the book (:class:`pipeline.core.engine.Limits`): the same bands as
+    :func:`apply_bands` on the actual (drifted, scaled) weights, the exchange's minimum order (one value for the
+    book: the largest of the symbols'), the drawdown scaling on equity with open PnL (soft 5 % → x 0.5, hard 10 % →
+    x 0.2, recovery band; ``drawdown_scaling=False`` turns it off) and the re-entry cooldown after a stop."""
+    p, r = book.portfolio, book.risk
+    dd = r.drawdown_scaling if drawdown_scaling is None else drawdown_scaling
+    return Limits(
+        band_weight=p.band_weight,
+        band_notional=p.band_notional,
+        min_notional=float(book.execution.min_notional if min_notional is None else min_notional),
+        dd_soft=r.dd_soft if dd else 0.0,
+        dd_soft_scale=r.dd_soft_scale if dd else 1.0,
+        dd_hard=r.dd_hard if dd else 0.0,
+        dd_hard_scale=r.dd_hard_scale if dd else 1.0,
+        dd_recovery=r.dd_recovery if dd else 0.0,
+        reentry_cooldown_bars=r.reentry_cooldown_bars,
+    )
+
+
+@dataclass
+class Plan:
+    """Targets of every rebalance hour of a ``(T, N)`` panel (:func:`plan_targets`): ``weight`` float64 ``(T, N)``
+    (NaN = no decision that hour), ``reason`` int64 ``(T, N)`` (:data:`REASONS`, -1 = no decision), ``rank`` int64
+    ``(T, N)`` (0 = not eligible), ``current`` float64 ``(T, N)`` the weights held before the decision (the previous
+    targets drifted with the closes), ``equity`` float64 ``(T,)`` the cost-free equity estimate used for the notional
+    bands."""
+
+    weight: np.ndarray
+    reason: np.ndarray
+    rank: np.ndarray
+    current: np.ndarray
+    equity: np.ndarray
+
+
+def plan_targets(
+    score: np.ndarray,
+    vol: np.ndarray,
+    atr_pct: np.ndarray,
+    close: np.ndarray,
+    regime: np.ndarray,
+    symbols: list[str],
+    book: AlphaBook,
+    *,
+    min_notional=None,
+    init_cash: float | None = None,
+) -> Plan:
+    """The hourly rebalance loop, point in time: hour ``t``'s targets use rows ``<= t`` only.
+
+    The weights held before hour ``t``'s decision are hour ``t − 1``'s targets drifted by the closes
+    (``w · c_t / c_{t−1}``, renormalised with the cash), i.e. the book as planned, before costs, stops and the
+    engine's drawdown scaling; the equity for the notional bands grows the same way from ``init_cash``. An hour
+    whose regime is not one of :data:`REGIMES` or without any score is no decision (NaN; holdings drift).
+
+    Args:
+        score, vol, atr_pct, close: float64 ``(T, N)`` ``exp_ret_net``, 24 h volatility, ATR(14)/close and the closes
+            (NaN = missing). regime: ``(T,)`` str. symbols: the N names. book: :class:`AlphaBook`.
+        min_notional: the exchange's minimum order per symbol ``(N,)`` or one value (None = ``execution``'s).
+    """
+    T, n = score.shape
+    arrays = BookArrays.of(list(symbols), book, min_notional)
+    px = pd.DataFrame(close).ffill().to_numpy(np.float64)
+    out_w, out_cur = np.full((T, n), np.nan), np.zeros((T, n))
+    out_r, out_k = np.full((T, n), -1, np.int64), np.zeros((T, n), np.int64)
+    eqs = np.zeros(T)
+    cur, eq = np.zeros(n), float(book.backtest.init_cash if init_cash is None else init_cash)
+    decided = np.isfinite(score).any(axis=1)
+    for t in range(T):
+        if t > 0 and cur.any():
+            with np.errstate(invalid="ignore", divide="ignore"):
+                g = px[t] / px[t - 1]
+            inv = cur * np.where(np.isfinite(g), g, 1.0)
+            tot = 1.0 - cur.sum() + inv.sum()
+            cur, eq = inv / tot, eq * tot
+        out_cur[t], eqs[t] = cur, eq
+        if not decided[t] or regime[t] not in REGIMES:
+            continue
+        w, code, rank = plan_hour(score[t], cur, vol[t], atr_pct[t], str(regime[t]), book, arrays, eq)
+        out_w[t], out_r[t], out_k[t] = w, code, rank
+        cur = w
+    return Plan(out_w, out_r, out_k, out_cur, eqs)
+
+
+def run_book(
+    ts: np.ndarray,
+    ohlc: dict[str, np.ndarray],
+    atr: np.ndarray,
+    weight: np.ndarray,
+    symbols: list[str],
+    book: AlphaBook,
+    *,
+    drawdown_scaling: bool | None = None,
+    lot_step=None,
+    min_notional: float | None = None,
+    init_cash: float | None = None,
+) -> EngineResult:
+    """The targets through the one engine: one shared cash account, next-open fills with the taker fee and slippage,
+    ATR stop and trail per position, drawdown scaling on equity with open PnL (:func:`engine_params`,
+    :func:`engine_limits`).
+
+    Args:
+        ts: int64 ``(T,)`` bar open times (epoch ms UTC). ohlc: ``open, high, low, close`` float64 ``(T, N)``.
+        atr: float64 ``(T, N)`` ATR(14) in price units (the stop distance of a buy decided on that bar).
+        weight: float64 ``(T, N)`` targets decided on each bar's close (NaN = no decision). lot_step: ``(N,)`` base
+            units (None = ``execution.lot_step``, 0 = none).
+    """
+    lot = np.array([book.execution.lot_step.get(s, 0.0) for s in symbols]) if lot_step is None else np.asarray(lot_step)
+    present = np.isfinite(ohlc["close"])
+    return run_panel(
+        np.asarray(ts, np.int64),
+        ohlc["open"],
+        ohlc["high"],
+        ohlc["low"],
+        ohlc["close"],
+        engine_params(book, init_cash),
+        names=list(symbols),
+        atr=np.where(present, atr, np.nan),
+        weight=np.where(present, weight, np.nan),
+        lot_step=lot,
+        limits=engine_limits(book, drawdown_scaling=drawdown_scaling, min_notional=min_notional),
+        record_bars=True,
     )
