@@ -36,8 +36,10 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
+from pipeline.core.backtest import buy_and_hold
 from pipeline.core.costs import Costs, spot_costs
 from pipeline.core.engine import EngineResult, Limits, SimParams, run_panel
+from pipeline.core.metrics import metrics
 from pipeline.core.params import Params
 
 #: reason codes of ``signals.alpha_targets.reason`` (index = code); ``capped_risk`` is the 1.75 % max-loss cap
@@ -583,3 +585,151 @@ def run_book(
         limits=engine_limits(book, drawdown_scaling=drawdown_scaling, min_notional=min_notional),
         record_bars=True,
     )
+
+
+# ---- the backtest ------------------------------------------------------------------------------------------------------
+
+#: the books of the backtest: name → (scores used, drawdown scaling)
+VARIANTS = {
+    "alpha_book": ("scores", True),
+    "alpha_book_no_dd": ("scores", False),
+    "alpha_book_fallback": ("fallback", True),
+}
+TARGET_COLUMNS = ["ts", "symbol", "target_weight", "current_weight", "rank", "exp_ret_net", "regime", "reason"]
+
+
+@dataclass
+class Panel:
+    """Scores and 1 h candles on one hourly grid: ``ts`` int64 ``(T,)`` bar open times (epoch ms UTC), float64
+    ``(T, N)`` ``open, high, low, close`` (NaN = no bar), ``score`` (``exp_ret_net``), ``vol`` (``rvol_24h``),
+    ``atr`` (``atr_14``, price units), ``regime`` ``(T,)`` object (``""`` = none), ``symbols`` (N names)."""
+
+    ts: np.ndarray
+    ohlc: dict[str, np.ndarray]
+    score: np.ndarray
+    vol: np.ndarray
+    atr: np.ndarray
+    regime: np.ndarray
+    symbols: list[str]
+
+    @property
+    def atr_pct(self) -> np.ndarray:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return self.atr / self.ohlc["close"]
+
+
+def panel_of(scores: pd.DataFrame, candles: pd.DataFrame, symbols: list[str]) -> Panel:
+    """The ``(T, N)`` panel of ``signals.alpha_scores`` rows (``symbol, ts, regime, exp_ret_net, rvol_24h, atr_14``)
+    on the grid of the 1 h ``candles`` (``symbol, ts, open, high, low, close``) from the first score hour on."""
+    start = int(scores["ts"].min()) if len(scores) else 0
+    c = candles[candles["ts"] >= start]
+    grid = np.unique(c["ts"].to_numpy(np.int64))
+
+    def wide(df: pd.DataFrame, col: str) -> np.ndarray:
+        return (
+            df.pivot_table(index="ts", columns="symbol", values=col, aggfunc="last")
+            .reindex(index=grid, columns=symbols)
+            .to_numpy(np.float64)
+        )
+
+    reg = scores.groupby("ts")["regime"].first().reindex(grid).fillna("").to_numpy(object)
+    return Panel(
+        grid,
+        {k: wide(c, k) for k in ("open", "high", "low", "close")},
+        wide(scores, "exp_ret_net"),
+        wide(scores, "rvol_24h"),
+        wide(scores, "atr_14"),
+        reg,
+        list(symbols),
+    )
+
+
+def targets_frame(panel: Panel, plan: Plan) -> pd.DataFrame:
+    """``signals.alpha_targets`` rows (:data:`TARGET_COLUMNS`): one per asset per decided hour."""
+    t_idx, a_idx = np.nonzero(plan.reason >= 0)
+    return pd.DataFrame(
+        {
+            "ts": panel.ts[t_idx],
+            "symbol": np.asarray(panel.symbols, dtype=object)[a_idx],
+            "target_weight": plan.weight[t_idx, a_idx],
+            "current_weight": plan.current[t_idx, a_idx],
+            "rank": plan.rank[t_idx, a_idx],
+            "exp_ret_net": panel.score[t_idx, a_idx],
+            "regime": panel.regime[t_idx],
+            "reason": np.asarray(REASONS, dtype=object)[plan.reason[t_idx, a_idx]],
+        }
+    )
+
+
+def exposure_by_regime(book_frame: pd.DataFrame, panel: Panel) -> pd.DataFrame:
+    """Per regime: ``hours``, mean ``gross_exposure`` (Σ|position| / equity at the close), mean ``exposure_scale``
+    (drawdown scaling in force) and the book's mean hourly ``return`` in that regime."""
+    reg = pd.Series(panel.regime, index=panel.ts).reindex(book_frame["ts"].to_numpy()).to_numpy()
+    f = book_frame.assign(regime=reg, ret=book_frame["equity"].pct_change())
+    g = f[f["regime"] != ""].groupby("regime")
+    return pd.DataFrame(
+        {
+            "hours": g.size(),
+            "gross_exposure": g["gross_exposure"].mean(),
+            "exposure_scale": g["exposure_scale"].mean(),
+            "mean_hourly_return": g["ret"].mean(),
+        }
+    ).reset_index()
+
+
+def plan_panel(panel: Panel, book: AlphaBook, score: np.ndarray | None = None, min_notional=None) -> Plan:
+    """:func:`plan_targets` over a :class:`Panel` (``score`` default: the panel's ``exp_ret_net``)."""
+    s = panel.score if score is None else score
+    return plan_targets(
+        s, panel.vol, panel.atr_pct, panel.ohlc["close"], panel.regime, panel.symbols, book, min_notional=min_notional
+    )
+
+
+def weights_of(targets: pd.DataFrame, panel: Panel) -> np.ndarray:
+    """float64 ``(T, N)`` target weights of stored ``signals.alpha_targets`` rows on the panel's grid (NaN = none)."""
+    return (
+        targets.pivot_table(index="ts", columns="symbol", values="target_weight", aggfunc="last")
+        .reindex(index=panel.ts, columns=panel.symbols)
+        .to_numpy(np.float64)
+    )
+
+
+def run_variant(panel: Panel, book: AlphaBook, score: np.ndarray, drawdown_scaling: bool, *, lot_step=None):
+    """``(plan, engine result)`` of one book: :func:`plan_targets` on ``score`` then :func:`run_book`."""
+    plan = plan_panel(panel, book, score)
+    res = run_book(
+        panel.ts, panel.ohlc, panel.atr, plan.weight, panel.symbols, book, drawdown_scaling=drawdown_scaling,
+        lot_step=lot_step,
+    )  # fmt: skip
+    return plan, res
+
+
+def book_metrics(res: EngineResult, n_trials: int = 1) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """``(per-bar book, closed trades, metrics)`` of an engine run, with the project's one
+    :func:`pipeline.core.metrics.metrics` (daily UTC closes; the equity of a bar is known at its close)."""
+    b = res.book
+    trades = res.trades()
+    closed = trades[trades["exit_reason"] != "open"]
+    m = metrics(
+        b["ts"].to_numpy(),
+        b["equity"].to_numpy(),
+        closed,
+        b["gross_exposure"].to_numpy(),
+        known_after_ms=HOUR_MS,
+        n_trials=n_trials,
+    )
+    return b, trades, m
+
+
+def benchmarks(panel: Panel, init_cash: float) -> dict[str, pd.DataFrame]:
+    """Buy-and-hold curves over the panel (no costs, no rebalancing; :func:`pipeline.core.backtest.buy_and_hold`):
+    ``buy_and_hold_universe`` (equal weight of the N symbols) and ``buy_and_hold_btc`` (``BTC/USDT`` when listed)."""
+    closes = {
+        s: pd.DataFrame({"ts": panel.ts, "close": panel.ohlc["close"][:, j]}).dropna()
+        for j, s in enumerate(panel.symbols)
+    }
+    a, z = int(panel.ts[0]), int(panel.ts[-1])
+    out = {"buy_and_hold_universe": buy_and_hold(closes, a, z, init_cash)}
+    if "BTC/USDT" in closes:
+        out["buy_and_hold_btc"] = buy_and_hold({"BTC/USDT": closes["BTC/USDT"]}, a, z, init_cash)
+    return out

@@ -2,9 +2,22 @@
 drawdown scaling with its recovery band, by hand; the hourly rebalance backtest on real 1h candles."""
 
 import numpy as np
+import pandas as pd
 import pytest
 
-from pipeline.core.alpha_portfolio import AlphaBook, engine_limits, engine_params, run_book
+from pipeline.core.alpha_portfolio import (
+    REASONS,
+    AlphaBook,
+    engine_limits,
+    engine_params,
+    panel_of,
+    plan_panel,
+    plan_targets,
+    risk_cap,
+    run_book,
+    targets_frame,
+)
+from tests.conftest import real_ohlcv
 
 H = 3_600_000
 FREE = {"costs": {"maker_fee_bps": 0, "taker_fee_bps": 0, "slippage_bps": 0}, "min_notional": 0}
@@ -74,3 +87,86 @@ def test_drawdown_scaling_with_the_recovery_band_by_hand():
         drawdown_scaling=False,
     )
     assert (off.book["exposure_scale"] == 1).all()
+
+
+# ---- the hourly rebalance on real 1h candles, with a STAND-IN score (not the models) ---------------------------------
+
+SYMS = [f"{b}/USDT" for b in ["BTC", "ETH", "SOL", "BNB", "XRP", "ADA", "DOGE", "AVAX", "LINK", "DOT"]]
+A, Z = 1_704_067_200_000, 1_711_929_600_000  # 2024-01-01 .. 2024-04-01 UTC (2 184 hours)
+
+
+def standin_scores(c: pd.DataFrame) -> pd.DataFrame:
+    """A stand-in for signals.alpha_scores (the models are the other helper's): 24 h momentum x 0.25 minus the
+    round-trip taker cost as ``exp_ret_net``, 24 h volatility of 1 h log returns, Wilder ATR(14), and a regime from
+    BTC against its 168 h EMA and the breadth of positive scores. Causal: row t uses bars <= t only."""
+    rows = []
+    for s, d in c.groupby("symbol"):
+        d = d.sort_values("ts")
+        lr = np.log(d["close"]).diff()
+        prev = d["close"].shift()
+        tr = pd.concat([d["high"] - d["low"], (d["high"] - prev).abs(), (d["low"] - prev).abs()], axis=1).max(axis=1)
+        exp = 0.25 * (d["close"] / d["close"].shift(24) - 1) - 2 * (10 + 2) / 1e4
+        rows.append(
+            pd.DataFrame(
+                {
+                    "symbol": s,
+                    "ts": d["ts"],
+                    "exp_ret_net": exp,
+                    "rvol_24h": lr.rolling(24).std(),
+                    "atr_14": tr.ewm(alpha=1 / 14, adjust=False).mean(),
+                    "close": d["close"],
+                }
+            )
+        )
+    sc = pd.concat(rows, ignore_index=True).dropna()
+    btc = c[c["symbol"] == "BTC/USDT"].set_index("ts")["close"]
+    up = (btc > btc.ewm(span=168, adjust=False).mean()).astype(float)
+    breadth = (sc.pivot_table(index="ts", columns="symbol", values="exp_ret_net") > 0).mean(axis=1)
+    u = up.reindex(breadth.index).fillna(0.5).to_numpy()
+    reg = np.where((u == 1) & (breadth >= 0.5), "trend", np.where((u == 0) & (breadth < 0.5), "down", "chop"))
+    return sc.assign(regime=sc["ts"].map(pd.Series(reg, index=breadth.index)))
+
+
+@pytest.fixture(scope="module")
+def real_book():
+    c = pd.concat(
+        [real_ohlcv(s, "1h").assign(symbol=s)[["symbol", "ts", "open", "high", "low", "close"]] for s in SYMS]
+    )
+    c = c[(c["ts"] >= A - 200 * H) & (c["ts"] < Z)]
+    sc = standin_scores(c)
+    sc = sc[sc["ts"] >= A]
+    panel = panel_of(sc, c, SYMS)
+    return panel, plan_panel(panel, AlphaBook())
+
+
+def test_real_hourly_targets_never_break_a_cap_and_cash_never_goes_negative(real_book):
+    panel, plan = real_book
+    book = AlphaBook()
+    decided = (plan.reason >= 0).all(axis=1)
+    assert decided.mean() > 0.99 and (plan.reason[~decided] == -1).all()
+    w = plan.weight[decided]
+    cap = np.minimum(book.tiers.cap_of(book.tiers.tier_of(SYMS)), risk_cap(panel.atr_pct[decided], 1.3, 0.0175))
+    budget = 1 - np.array([book.portfolio.cash_buffer[r] for r in panel.regime[decided]])
+    assert (w >= 0).all() and (w <= cap + 1e-9).all() and (w.sum(axis=1) <= budget + 1e-9).all()
+    assert (w[:, SYMS.index("DOGE/USDT")] <= 0.05 + 1e-12).all()
+    reasons = targets_frame(panel, plan)["reason"]
+    assert set(reasons) <= set(REASONS) and {"added", "kept", "band_hold", "dropped_rank"} <= set(reasons)
+    res = run_book(panel.ts, panel.ohlc, panel.atr, plan.weight, SYMS, book)
+    b = res.book
+    assert (b["cash"] >= -1e-9).all() and (b["gross_exposure"] <= 1.0).all()
+    assert res.trades()["exit_reason"].isin(["sl", "trail", "rebalance", "open"]).all()
+    final, trades = float(b["equity"].iloc[-1]), res.trades()
+    assert abs(final - 10_000 - trades["pnl"].sum()) < 1e-6 * 10_000  # the books reconcile
+
+
+def test_the_hourly_rebalance_loop_is_point_in_time(real_book):
+    """Planning on the history truncated at hour k gives the same targets, reasons and ranks up to k."""
+    panel, plan = real_book
+    book = AlphaBook()
+    for k in (300, 1_111):
+        cut = plan_targets(
+            panel.score[:k], panel.vol[:k], panel.atr_pct[:k], panel.ohlc["close"][:k], panel.regime[:k], SYMS, book
+        )
+        np.testing.assert_array_equal(cut.weight, plan.weight[:k])
+        np.testing.assert_array_equal(cut.reason, plan.reason[:k])
+        np.testing.assert_array_equal(cut.rank, plan.rank[:k])
