@@ -145,7 +145,8 @@ def test_real_hourly_targets_never_break_a_cap_and_cash_never_goes_negative(real
     decided = (plan.reason >= 0).all(axis=1)
     assert decided.mean() > 0.99 and (plan.reason[~decided] == -1).all()
     w = plan.weight[decided]
-    cap = np.minimum(book.tiers.cap_of(book.tiers.tier_of(SYMS)), risk_cap(panel.atr_pct[decided], 1.3, 0.0175))
+    a = panel.atr_pct[decided]
+    cap = np.minimum(book.tiers.cap_of(book.tiers.tier_of(SYMS)), risk_cap(a.ravel(), 1.3, 0.0175).reshape(a.shape))
     budget = 1 - np.array([book.portfolio.cash_buffer[r] for r in panel.regime[decided]])
     assert (w >= 0).all() and (w <= cap + 1e-9).all() and (w.sum(axis=1) <= budget + 1e-9).all()
     assert (w[:, SYMS.index("DOGE/USDT")] <= 0.05 + 1e-12).all()
