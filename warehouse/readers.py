@@ -7,6 +7,8 @@ sorted as documented and empty (with their columns) when there is nothing to rea
 
 from __future__ import annotations
 
+import json
+
 import duckdb
 import pandas as pd
 
@@ -420,3 +422,11 @@ def candles_long(con: duckdb.DuckDBPyConnection, exchange: str, symbols: list[st
 def alpha_targets(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     """Every ``signals.alpha_targets`` row sorted by ``ts, symbol``."""
     return io.read_df(con, "SELECT * EXCLUDE (open_time) FROM signals.alpha_targets ORDER BY ts, symbol")
+
+
+def latest_backtest(con: duckdb.DuckDBPyConnection, desk: str) -> tuple[str, dict] | None:
+    """``(run_id, metrics)`` of ``desk``'s newest ``backtest.runs`` row (e.g. the research baseline), or None."""
+    r = io.fetch_one(
+        con.execute("SELECT run_id, metrics FROM backtest.runs WHERE desk = ? ORDER BY created_at DESC LIMIT 1", [desk])
+    )
+    return None if r is None else (str(r[0]), json.loads(r[1] or "{}"))

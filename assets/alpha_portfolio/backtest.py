@@ -55,9 +55,10 @@ COMPARE = (
 )
 
 
-def run_books(scores: pd.DataFrame, candles: pd.DataFrame, targets: pd.DataFrame, cfg) -> dict:
+def run_books(scores: pd.DataFrame, candles: pd.DataFrame, targets: pd.DataFrame, cfg, baseline=None) -> dict:
     """Every book and benchmark: ``{"books": {name: (book, trades, metrics)}, "bench": {name: (curve, metrics)},
-    "exposure": per regime of the main book, "panel": the panel}``."""
+    "exposure": per regime of the main book, "panel": the panel}``; ``baseline`` (``(run_id, metrics)`` of the
+    research baseline's newest run, its own period) is added to ``bench`` as ``research_baseline``."""
     ap = cfg.alpha_portfolio
     panel = panel_of(scores, candles, list(cfg.universe.symbols))
     w = weights_of(targets, panel)
@@ -70,6 +71,8 @@ def run_books(scores: pd.DataFrame, candles: pd.DataFrame, targets: pd.DataFrame
         k: (v, metrics(v["ts"].to_numpy(), v["equity"].to_numpy(), known_after_ms=HOUR_MS))
         for k, v in benchmarks(panel, ap.backtest.init_cash).items()
     }
+    if baseline is not None:
+        bench["research_baseline"] = (None, {"run_id": baseline[0], **baseline[1]})
     return {
         "books": books,
         "bench": bench,
@@ -160,10 +163,11 @@ def backtest_alpha_portfolio(context: dg.AssetExecutionContext, warehouse: Wareh
     cfg = settings()
     ap = cfg.alpha_portfolio
     with warehouse.connect() as con:
+        baseline = readers.latest_backtest(con, "research")
         fp = io.inputs_fingerprint(
             con,
             readers.asset_fingerprints(["signals.alpha_targets"]),
-            CODE_VERSION + METRICS_VERSION + ap.model_dump_json(),
+            CODE_VERSION + METRICS_VERSION + ap.model_dump_json() + str(baseline and baseline[0]),
         )
         if skip := if_unchanged(context, con, "backtest.alpha_portfolio", fp, SKIPPED, checks=(ACCOUNTING_RECONCILES,)):
             return skip
@@ -177,7 +181,7 @@ def backtest_alpha_portfolio(context: dg.AssetExecutionContext, warehouse: Wareh
         candles = readers.candles_long(
             con, cfg.exchange.id, list(cfg.universe.symbols), TIMEFRAME, int(scores["ts"].min())
         )
-        out = run_books(scores, candles, targets, cfg)
+        out = run_books(scores, candles, targets, cfg, baseline)
         suffix = write_books(con, out, scores, cfg, fp, context.run_id)
     finals = {k: (float(b[0]["equity"].iloc[-1]), b[1]) for k, b in out["books"].items()}
     return dg.MaterializeResult(
