@@ -569,6 +569,10 @@ def plan_targets(
     eqs = np.zeros(T)
     cur, eq = np.zeros(n), float(book.backtest.init_cash if init_cash is None else init_cash)
     decided = np.isfinite(score).any(axis=1)
+    rules = _rule_args(book, arrays)
+    regime_rules = {r: book.portfolio.regime_rules(r) for r in REGIMES}
+    f64 = lambda x: np.ascontiguousarray(x, dtype=np.float64)  # noqa: E731
+    score, vol, atr_pct = f64(score), f64(vol), f64(atr_pct)
     for t in range(T):
         if t > 0 and cur.any():
             with np.errstate(invalid="ignore", divide="ignore"):
@@ -579,7 +583,8 @@ def plan_targets(
         out_cur[t], eqs[t] = cur, eq
         if not decided[t] or regime[t] not in REGIMES:
             continue
-        w, code, rank = plan_hour(score[t], cur, vol[t], atr_pct[t], str(regime[t]), book, arrays, eq)
+        n_max, cash = regime_rules[regime[t]]
+        w, code, rank = _plan_core(score[t], cur, vol[t], atr_pct[t], n_max, 1.0 - cash, eq, *rules)
         out_w[t], out_r[t], out_k[t] = w, code, rank
         cur = w
     return Plan(out_w, out_r, out_k, out_cur, eqs)
