@@ -32,7 +32,6 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
-import numba
 import numpy as np
 import pandas as pd
 from pydantic import Field
@@ -186,26 +185,21 @@ class AlphaBook(Params):
 # ---- the rules, one per function, (N,) arrays -------------------------------------------------------------------------
 
 
-@numba.njit(cache=True)
 def eligible(score: np.ndarray, vol: np.ndarray) -> np.ndarray:
-    """bool ``(N,)``: a finite, positive ``score`` (cost-adjusted expected return) and a finite volatility > 0."""
-    return np.isfinite(score) & (score > 0) & np.isfinite(vol) & (vol > 0)
+    """bool ``(..., N)`` (any leading shape, e.g. ``(T, N)`` hours x assets): a finite, positive ``score`` (cost-adjusted expected return) and a finite volatility > 0."""
+    s, v = np.asarray(score, np.float64), np.asarray(vol, np.float64)
+    return np.isfinite(s) & (s > 0) & np.isfinite(v) & (v > 0)
 
 
-@numba.njit(cache=True)
 def rank_scores(score: np.ndarray, ok: np.ndarray) -> np.ndarray:
-    """int64 ``(N,)``: 1 = the best ``score`` among the ``ok`` assets, 2 the next ...; 0 for the others.
-    Ties keep the universe's order (stable sort)."""
-    s = np.where(ok, score, -np.inf)
-    order = np.argsort(-s, kind="mergesort")
-    rank = np.zeros(len(s), np.int64)
-    for k in range(len(s)):
-        if ok[order[k]]:
-            rank[order[k]] = k + 1
-    return rank
+    """int64 ``(..., N)``: 1 = the best ``score`` among the ``ok`` assets (along the last axis), 2 the next ...; 0 for
+    the others. Ties keep the universe's order (stable sort)."""
+    s = np.where(ok, np.asarray(score, np.float64), -np.inf)
+    order = np.argsort(-s, axis=-1, kind="stable")
+    rank = np.argsort(order, axis=-1, kind="stable") + 1  # the inverse permutation: each asset's place
+    return np.where(ok, rank, 0)
 
 
-@numba.njit(cache=True)
 def select_positions(rank: np.ndarray, held: np.ndarray, n_max: int, buffer: int) -> np.ndarray:
     """bool ``(N,)``: the positions of the book, at most ``n_max``.
 
@@ -224,32 +218,26 @@ def select_positions(rank: np.ndarray, held: np.ndarray, n_max: int, buffer: int
     return keep | add
 
 
-@numba.njit(cache=True)
 def tilted_inverse_vol(score: np.ndarray, vol: np.ndarray, selected: np.ndarray, tilt: float) -> np.ndarray:
     """float64 ``(N,)`` summing to 1 over ``selected`` (0 elsewhere; all 0 when none):
     ``raw_i ∝ (1/σ_i) · (s_i / mean(s_selected))^tilt`` (docs/decisions.md, issue 18 "tilt")."""
     raw = np.zeros(len(selected))
     if not selected.any():
         return raw
-    s = score[selected]
-    raw[selected] = (1.0 / vol[selected]) * (s / s.mean()) ** tilt
+    s = np.asarray(score, np.float64)[selected]
+    raw[selected] = (1.0 / np.asarray(vol, np.float64)[selected]) * (s / s.mean()) ** tilt
     return raw / raw.sum()
 
 
-@numba.njit(cache=True)
 def risk_cap(atr_pct: np.ndarray, stop_atr: float, max_loss: float) -> np.ndarray:
-    """float64 ``(N,)``: the largest weight whose initial stop (``stop_atr`` x ATR below the entry) loses at most
+    """float64 ``(..., N)``: the largest weight whose initial stop (``stop_atr`` x ATR below the entry) loses at most
     ``max_loss`` of equity: ``max_loss / (stop_atr · ATR/close)`` (seed 004 "max position loss 1.75 %"; a gap
     through the stop is not modelled). ``atr_pct`` = ATR(14) / close, a fraction; NaN or <= 0 → no cap (inf)."""
-    out = np.full(len(atr_pct), np.inf)
-    for k in range(len(atr_pct)):
-        a = atr_pct[k]
-        if np.isfinite(a) and a > 0:
-            out[k] = max_loss / (stop_atr * a)
-    return out
+    a = np.asarray(atr_pct, np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(np.isfinite(a) & (a > 0), max_loss / (stop_atr * a), np.inf)
 
 
-@numba.njit(cache=True)
 def position_caps(tier_cap: np.ndarray, risk: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``(cap, by_risk)``: float64 ``(N,)`` the lesser of the tier cap and the risk cap, and bool ``(N,)`` where the
     risk cap is the binding one."""
@@ -257,7 +245,6 @@ def position_caps(tier_cap: np.ndarray, risk: np.ndarray) -> tuple[np.ndarray, n
     return cap, risk < tier_cap
 
 
-@numba.njit(cache=True)
 def cap_and_redistribute(
     raw: np.ndarray, cap: np.ndarray, sleeve: np.ndarray, sleeve_cap: float, budget: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -279,9 +266,9 @@ def cap_and_redistribute(
     n = len(raw)
     active = raw > 0
     w = np.zeros(n)
-    fixed = np.zeros(n, np.bool_)
-    capped = np.zeros(n, np.bool_)
-    sleeved = np.zeros(n, np.bool_)
+    fixed = np.zeros(n, bool)
+    capped = np.zeros(n, bool)
+    sleeved = np.zeros(n, bool)
     for _ in range(n + 2):
         free = active & ~fixed
         room = budget - w[fixed].sum()
@@ -305,7 +292,6 @@ def cap_and_redistribute(
     return w, capped, sleeved
 
 
-@numba.njit(cache=True)
 def apply_bands(
     target: np.ndarray,
     current: np.ndarray,
@@ -331,7 +317,7 @@ def apply_bands(
     """
     d = np.abs(target - current)
     change = d > _EPS
-    notional = d * equity if (equity == equity and equity > 0) else np.full(len(d), np.inf)  # NaN equity: off
+    notional = d * equity if (equity == equity and equity > 0) else np.full(len(d), np.inf)
     band = change & ((d < band_weight) | (notional < band_notional))
     below = change & ~band & (notional < min_notional)
     hold = band | below
@@ -383,54 +369,33 @@ def plan_hour(
     currency (NaN = notional bands off). Raises ValueError for an unknown ``regime``.
     """
     n_max, buffer_cash = book.portfolio.regime_rules(regime)
-    f = lambda x: np.ascontiguousarray(x, dtype=np.float64)  # noqa: E731
-    return _plan_core(
-        f(score), np.nan_to_num(f(current), nan=0.0), f(vol), f(atr_pct), n_max, 1.0 - buffer_cash, float(equity),
-        *_rule_args(book, arrays),
-    )  # fmt: skip
-
-
-def _rule_args(book: AlphaBook, arrays: BookArrays) -> tuple:
-    """The book's rule constants in :func:`_plan_core`'s order (after ``equity``)."""
-    p, t, r = book.portfolio, book.tiers, book.risk
-    return (
-        int(p.rank_buffer), float(p.score_tilt), float(p.band_weight), float(p.band_notional),
-        np.ascontiguousarray(arrays.tier_cap, np.float64), np.ascontiguousarray(arrays.sleeve, np.bool_),
-        float(t.sleeve_cap_tier3), np.ascontiguousarray(arrays.min_notional, np.float64), float(r.stop_atr),
-        float(r.max_loss_per_position),
-    )  # fmt: skip
-
-
-@numba.njit(cache=True)
-def _plan_core(
-    score, cur, vol, atr_pct, n_max, budget, equity, buffer, tilt, band_w, band_n, tier_cap, sleeve, sleeve_cap,
-    min_notional, stop_atr, max_loss,
-):  # fmt: skip  # pragma: no cover - compiled
-    """The rules 1-6 in order on one hour (:func:`plan_hour`); reasons by precedence (docs/decisions.md)."""
     ok = eligible(score, vol)
-    rank = rank_scores(score, ok)
-    sel = select_positions(rank, cur > _EPS, n_max, buffer)
-    raw = tilted_inverse_vol(score, vol, sel, tilt)
-    cap, by_risk = position_caps(tier_cap, risk_cap(atr_pct, stop_atr, max_loss))
-    tw, capped, sleeved = cap_and_redistribute(raw, cap, sleeve, sleeve_cap, budget)
-    w, band, below = apply_bands(tw, cur, equity, band_w, band_n, min_notional, cap, sleeve, sleeve_cap, budget)
-    reason = np.zeros(len(score), np.int64)
-    for k in range(len(score)):
-        c = R_KEPT if cur[k] > _EPS else R_ADDED
-        if capped[k]:
-            c = R_CAP_RISK if by_risk[k] else R_CAP_TIER
-        if sleeved[k]:
-            c = R_CAP_SLEEVE
-        if not sel[k]:
-            c = R_DROPPED
-        if not ok[k]:
-            c = R_NO_SCORE
-        if band[k]:
-            c = R_BAND
-        elif below[k]:
-            c = R_MIN_ORDER
-        reason[k] = c
-    return w, reason, rank
+    cap, by_risk = position_caps(
+        arrays.tier_cap, risk_cap(atr_pct, book.risk.stop_atr, book.risk.max_loss_per_position)
+    )
+    cur = np.nan_to_num(np.asarray(current, np.float64), nan=0.0)
+    return _decide(score, cur, vol, ok, rank_scores(score, ok), cap, by_risk, n_max, 1.0 - buffer_cash, equity, book,
+                   arrays)  # fmt: skip
+
+
+def _decide(score, cur, vol, ok, rank, cap, by_risk, n_max, budget, equity, book, arrays):
+    """Rules 2, 3, 5 and 6 and the reasons, given the hour's eligibility, ranks and caps (the path-dependent part,
+    which needs the weights held; :func:`plan_targets` computes the rest for all hours at once)."""
+    p, t = book.portfolio, book.tiers
+    sel = select_positions(rank, cur > _EPS, n_max, p.rank_buffer)
+    raw = tilted_inverse_vol(score, vol, sel, p.score_tilt)
+    tw, capped, sleeved = cap_and_redistribute(raw, cap, arrays.sleeve, t.sleeve_cap_tier3, budget)
+    w, band, below = apply_bands(
+        tw, cur, equity, p.band_weight, p.band_notional, arrays.min_notional, cap, arrays.sleeve,
+        t.sleeve_cap_tier3, budget,
+    )  # fmt: skip
+    reason = np.where(cur > _EPS, R_KEPT, R_ADDED)
+    reason = np.where(capped, np.where(by_risk, R_CAP_RISK, R_CAP_TIER), reason)
+    reason = np.where(sleeved, R_CAP_SLEEVE, reason)
+    reason = np.where(~sel, R_DROPPED, reason)
+    reason = np.where(~ok, R_NO_SCORE, reason)
+    reason = np.where(band, R_BAND, np.where(below, R_MIN_ORDER, reason))
+    return w, reason.astype(np.int64), rank
 
 
 def target_weights(
@@ -569,10 +534,13 @@ def plan_targets(
     eqs = np.zeros(T)
     cur, eq = np.zeros(n), float(book.backtest.init_cash if init_cash is None else init_cash)
     decided = np.isfinite(score).any(axis=1)
-    rules = _rule_args(book, arrays)
-    regime_rules = {r: book.portfolio.regime_rules(r) for r in REGIMES}
-    f64 = lambda x: np.ascontiguousarray(x, dtype=np.float64)  # noqa: E731
-    score, vol, atr_pct = f64(score), f64(vol), f64(atr_pct)
+    # rules 1 and 4 do not depend on the weights held: all hours at once
+    ok = eligible(score, vol)
+    rank = rank_scores(score, ok)
+    cap, by_risk = position_caps(
+        arrays.tier_cap, risk_cap(atr_pct, book.risk.stop_atr, book.risk.max_loss_per_position)
+    )
+    rules = {r: book.portfolio.regime_rules(r) for r in REGIMES}
     for t in range(T):
         if t > 0 and cur.any():
             with np.errstate(invalid="ignore", divide="ignore"):
@@ -583,9 +551,14 @@ def plan_targets(
         out_cur[t], eqs[t] = cur, eq
         if not decided[t] or regime[t] not in REGIMES:
             continue
-        n_max, cash = regime_rules[regime[t]]
-        w, code, rank = _plan_core(score[t], cur, vol[t], atr_pct[t], n_max, 1.0 - cash, eq, *rules)
-        out_w[t], out_r[t], out_k[t] = w, code, rank
+        n_max, cash = rules[regime[t]]
+        if not ok[t].any() and not cur.any():  # flat and nothing to buy: every name no_positive_score, stay flat
+            out_w[t], out_r[t], out_k[t] = 0.0, R_NO_SCORE, 0
+            continue
+        w, code, k = _decide(
+            score[t], cur, vol[t], ok[t], rank[t], cap[t], by_risk[t], n_max, 1.0 - cash, eq, book, arrays
+        )
+        out_w[t], out_r[t], out_k[t] = w, code, k
         cur = w
     return Plan(out_w, out_r, out_k, out_cur, eqs)
 

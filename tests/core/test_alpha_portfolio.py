@@ -166,7 +166,7 @@ def test_unknown_regime_raises():
 SLEEVE_BOOK = AlphaBook(tiers={"tier2": ["ADA/USDT"], "tier3": ["DOGE/USDT", "AVAX/USDT", "LINK/USDT", "DOT/USDT"]})
 
 
-@settings(max_examples=60, deadline=None, derandomize=True)
+@settings(max_examples=150, deadline=None, derandomize=True)
 @given(
     score=st.lists(st.one_of(st.floats(-0.05, 0.1), st.just(float("nan"))), min_size=10, max_size=10),
     vol=st.lists(st.floats(1e-4, 0.1), min_size=10, max_size=10),
