@@ -63,6 +63,11 @@ SIGNALS_LOG = table_key("signals.log")
 PAPER_SETUPS = dg.AssetKey(["paper", "setup_book"])  # tables paper.* (rows of desk setup_scanner)
 SETUP_NOTICES = dg.AssetKey(["ops", "setup_notices"])  # rows of ops.notifications (setup signals, closed trades)
 
+# alpha portfolio (seed 004, issue 18)
+ALPHA_SCORES = table_key("signals.alpha_scores")
+ALPHA_TARGETS = table_key("signals.alpha_targets")
+ALPHA_BACKTEST = table_key("backtest.alpha_portfolio")  # rows of backtest.* with desk alpha_portfolio
+
 # asset-check names (the same name on several assets is disambiguated by the asset key)
 CANDLE_INTEGRITY = "candle_integrity"
 GAPS_WITHIN_BUDGET = "gaps_within_budget"
@@ -89,4 +94,5 @@ def model_gate(target: str) -> str:
 # Dagster groups = owners: a shared layer or one desk (docs/decisions.md "Groups")
 GROUP_INGEST, GROUP_MARKET, GROUP_FEATURES, GROUP_REGIMES, GROUP_OPS = "ingest", "market", "features", "regimes", "ops"
 GROUP_RESEARCH, GROUP_OPTIONS, GROUP_SETUPS = "research", "options_desk", "setup_scanner"
+GROUP_ALPHA = "alpha_portfolio"  # seed 004 (issue 18)
 GROUP_PAPER = "paper"  # the signal log and the paper books of every desk (issue 16)

@@ -28,6 +28,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from models.options_direction import OptionsModelsConfig
 from models.setup_meta import SetupMetaConfig
 from models.trainers import BaselineModelConfig
+from pipeline.core.alpha_portfolio import AlphaBook
 from pipeline.core.backtest import BacktestConfig
 from pipeline.core.costs import Costs, futures_costs
 from pipeline.core.messages import NotifyKinds
@@ -300,6 +301,11 @@ class SetupScannerConfig(Params):
     )
 
 
+class AlphaPortfolioConfig(AlphaBook):
+    """``alpha_portfolio`` (seed 004, issue 18): the tiered multi-asset book. Portfolio part (alphapf): ``tiers``,
+    ``portfolio``, ``risk``, ``execution``, ``backtest`` (:class:`pipeline.core.alpha_portfolio.AlphaBook`)."""
+
+
 class LiveConfig(Params):
     """``live``: the sensors that turn each newly closed candle into one run of ``live_candle_job``."""
 
@@ -426,6 +432,7 @@ class TraderConfig(Params):
     maintenance: MaintenanceConfig = Field(default_factory=MaintenanceConfig)
 
     notify: NotifyConfig = Field(default_factory=NotifyConfig)
+    alpha_portfolio: AlphaPortfolioConfig = Field(default_factory=AlphaPortfolioConfig)
 
     @model_validator(mode="after")
     def _base_timeframe(self) -> "TraderConfig":

@@ -152,6 +152,34 @@ class ExchangeSource(dg.ConfigurableResource):
             )
         return market
 
+    def order_limits(self, symbols: list[str]) -> pd.DataFrame:
+        """The exchange's order limits of ``symbols`` (``BASE/QUOTE``) from its market data through ccxt
+        (``load_markets``): one row per symbol with ``min_notional`` (quote currency, ccxt ``limits.cost.min``; 0 when
+        the exchange states none), ``lot_step`` (base units, ccxt ``precision.amount``: Binance's ``LOT_SIZE``
+        stepSize, ccxt's TICK_SIZE precision mode) and ``min_qty`` (``limits.amount.min``). Used by the alpha
+        portfolio to round orders and skip those below the minimum (seed 004 "minimum order size", "precision").
+
+        Raises:
+            ccxt.BadSymbol: a symbol the market type does not list; ccxt.OperationFailed after the retries.
+        """
+        ex = self.client()
+        report = SyncReport()
+        if not ex.markets:
+            self._call(ex.load_markets, report)
+        rows = []
+        for s in symbols:
+            m = ex.markets[self._listed(s)]
+            lim = m.get("limits") or {}
+            rows.append(
+                {
+                    "symbol": s,
+                    "min_notional": float((lim.get("cost") or {}).get("min") or 0.0),
+                    "lot_step": float((m.get("precision") or {}).get("amount") or 0.0),
+                    "min_qty": float((lim.get("amount") or {}).get("min") or 0.0),
+                }
+            )
+        return pd.DataFrame(rows, columns=["symbol", "min_notional", "lot_step", "min_qty"])
+
     def newest_candles(self, symbol: str, timeframe: str, since_ms: int | None, limit: int = 50) -> list[int]:
         """Open times (epoch ms) of the newest candles of ``symbol`` (the forming one included): from ``since_ms``
         when given (at most ``limit``), else the last ``limit``. One ``fetch_ohlcv`` request (after the markets are

@@ -28,7 +28,9 @@ so it equals what ``market.ohlcv`` builds. Gaps stay gaps (Binance answers an ou
 time (inclusive); without ``startTime`` the newest ``limit`` candles up to ``endTime`` are sent; ``limit`` defaults to
 500, at most 1000 on spot and 1500 on fapi; errors are Binance's JSON ``{"code", "msg"}`` with HTTP 400 (``-1121``
 invalid symbol, ``-1120`` invalid interval, ``-1100`` bad parameter), which ccxt maps to its own exceptions. Fields the
-files lack (taker volumes of 15m/1m candles, the market filters) are placeholders: market data only, no trading.
+files lack (taker volumes of 15m/1m candles) are placeholders: market data only, no trading. The market filters are
+Binance spot's: ``LOT_SIZE`` steps of :data:`LOT_STEPS` (1e-8 for other bases) and a 5 USDT ``NOTIONAL`` minimum
+(``MIN_NOTIONAL`` on fapi), so order rounding and the minimum order arrive through ccxt as on the exchange.
 
 Start it with :func:`start_replay` (background thread; returns the base URL and a stop handle) or
 ``python -m resources.replay_exchange --start 2026-04-20 --speed 600``.
@@ -57,6 +59,20 @@ from resources.files import FilesSource
 
 SPOT_MAX_LIMIT, FAPI_MAX_LIMIT, DEFAULT_LIMIT = 1000, 1500, 500
 PERPETUAL_DELIVERY_MS = 4133404800000  # Binance's deliveryDate of a perpetual (2100-12-25)
+#: Binance spot LOT_SIZE stepSize of the universe's bases (base units), served by exchangeInfo
+LOT_STEPS = {
+    "BTC": "0.00001",
+    "ETH": "0.0001",
+    "SOL": "0.001",
+    "BNB": "0.001",
+    "XRP": "0.1",
+    "ADA": "0.1",
+    "DOGE": "1",
+    "AVAX": "0.01",
+    "LINK": "0.01",
+    "DOT": "0.01",
+}
+MIN_NOTIONAL = "5"  # Binance spot NOTIONAL.minNotional of USDT pairs (quote currency)
 _STEM = re.compile(r"^([A-Z0-9]+)_([A-Z0-9]+)-(\w+?)\.(csv\.gz|csv|parquet)$")
 
 
@@ -232,13 +248,22 @@ class ReplayExchange:
         return 404, {"code": -1, "msg": f"replay exchange: {path} is not served (market data only)"}
 
     def _exchange_info(self, now: int, fapi: bool) -> dict:
-        flt = [
-            {"filterType": "PRICE_FILTER", "minPrice": "0.00000001", "maxPrice": "10000000", "tickSize": "0.00000001"},
-            {"filterType": "LOT_SIZE", "minQty": "0.00000001", "maxQty": "90000000", "stepSize": "0.00000001"},
-        ]
+        price = {
+            "filterType": "PRICE_FILTER",
+            "minPrice": "0.00000001",
+            "maxPrice": "10000000",
+            "tickSize": "0.00000001",
+        }
+        if fapi:
+            notional = {"filterType": "MIN_NOTIONAL", "notional": MIN_NOTIONAL}
+        else:
+            notional = {"filterType": "NOTIONAL", "minNotional": MIN_NOTIONAL, "applyMinToMarket": True}
+            notional |= {"maxNotional": "9000000", "applyMaxToMarket": False, "avgPriceMins": 5}
         out = []
         for s in self.listed(now):
             b, q = self.data.pair(s)
+            step = LOT_STEPS.get(b, "0.00000001")
+            flt = [price, {"filterType": "LOT_SIZE", "minQty": step, "maxQty": "90000000", "stepSize": step}, notional]
             m = {"symbol": b + q, "status": "TRADING", "baseAsset": b, "quoteAsset": q, "filters": flt}
             m |= {"baseAssetPrecision": 8, "quotePrecision": 8, "orderTypes": ["LIMIT", "MARKET"]}
             if fapi:

@@ -7,6 +7,8 @@ sorted as documented and empty (with their columns) when there is nothing to rea
 
 from __future__ import annotations
 
+import json
+
 import duckdb
 import pandas as pd
 
@@ -388,3 +390,43 @@ def computed_at_ms(con: duckdb.DuckDBPyConnection, asset: str) -> int | None:
     naive UTC), or None."""
     r = io.fetch_one(con.execute("SELECT updated_at FROM ops.asset_inputs WHERE asset = ?", [asset]))
     return None if r is None or r[0] is None else int(pd.Timestamp(r[0]).value // 10**6)
+
+
+# ---- alpha portfolio (issue 18) ----------------------------------------------------------------------------------------
+
+
+def alpha_scores(con: duckdb.DuckDBPyConnection, exchange: str) -> pd.DataFrame:
+    """``signals.alpha_scores`` of ``exchange`` (``symbol, ts, regime, exp_ret_net, rvol_24h, atr_14, close, tier,
+    source, model_version``) sorted by ``ts, symbol``; empty when the table does not exist yet."""
+    if not io.table_exists(con, "signals.alpha_scores"):
+        return pd.DataFrame(columns=["symbol", "ts", "regime", "exp_ret_net", "rvol_24h", "atr_14", "close", "source"])
+    return io.read_df(
+        con,
+        """SELECT symbol, ts, regime, exp_ret_net, rvol_24h, atr_14, close, tier, source, model_version
+        FROM signals.alpha_scores WHERE exchange = ? ORDER BY ts, symbol""",
+        [exchange],
+    )
+
+
+def candles_long(con: duckdb.DuckDBPyConnection, exchange: str, symbols: list[str], timeframe: str, start_ts: int):
+    """``market.ohlcv`` candles ``symbol, ts, open, high, low, close`` of ``symbols`` × ``timeframe`` from
+    ``start_ts`` (epoch ms) on, sorted by ``ts, symbol``."""
+    return io.read_df(
+        con,
+        """SELECT symbol, ts, open, high, low, close FROM market.ohlcv
+        WHERE exchange = ? AND timeframe = ? AND ts >= ? AND list_contains(?, symbol) ORDER BY ts, symbol""",
+        [exchange, timeframe, int(start_ts), list(symbols)],
+    )
+
+
+def alpha_targets(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """Every ``signals.alpha_targets`` row sorted by ``ts, symbol``."""
+    return io.read_df(con, "SELECT * EXCLUDE (open_time) FROM signals.alpha_targets ORDER BY ts, symbol")
+
+
+def latest_backtest(con: duckdb.DuckDBPyConnection, desk: str) -> tuple[str, dict] | None:
+    """``(run_id, metrics)`` of ``desk``'s newest ``backtest.runs`` row (e.g. the research baseline), or None."""
+    r = io.fetch_one(
+        con.execute("SELECT run_id, metrics FROM backtest.runs WHERE desk = ? ORDER BY created_at DESC LIMIT 1", [desk])
+    )
+    return None if r is None else (str(r[0]), json.loads(r[1] or "{}"))

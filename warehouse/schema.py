@@ -43,6 +43,7 @@ PRIMARY_KEYS: dict[str, list[str]] = {
     "backtest.trades": ["run_id", "trade_id"],
     "backtest.equity": ["run_id", "ts"],
     "signals.log": ["desk", "signal_id"],
+    "signals.alpha_targets": ["ts", "symbol"],
     "paper.state": ["desk", "version"],
     "paper.orders": ["desk", "signal_id", "status"],
     "paper.trades": ["desk", "asset", "entry_ts"],
@@ -218,6 +219,11 @@ DDL = [
     """CREATE TABLE IF NOT EXISTS signals.log (desk VARCHAR NOT NULL, signal_id VARCHAR NOT NULL, symbol VARCHAR,
         timeframe VARCHAR, ts BIGINT, first_seen TIMESTAMP, payload JSON, model_version VARCHAR, config_hash VARCHAR,
         open_time TIMESTAMP GENERATED ALWAYS AS (make_timestamp(ts * 1000)) VIRTUAL)""",
+    # issue 18: the alpha portfolio's targets, one row per asset per rebalance hour with the reason of its weight
+    # (pipeline.core.alpha_portfolio.REASONS). A new table: a warehouse created before gets it on its next open.
+    """CREATE TABLE IF NOT EXISTS signals.alpha_targets (ts BIGINT NOT NULL, symbol VARCHAR NOT NULL,
+        target_weight DOUBLE, current_weight DOUBLE, rank INTEGER, exp_ret_net DOUBLE, regime VARCHAR, reason VARCHAR,
+        open_time TIMESTAMP GENERATED ALWAYS AS (make_timestamp(ts * 1000)) VIRTUAL)""",
     """CREATE TABLE IF NOT EXISTS paper.state (desk VARCHAR NOT NULL, version BIGINT NOT NULL, start_ts BIGINT,
         last_ts BIGINT, bars BIGINT, state JSON, config_hash VARCHAR, dagster_run_id VARCHAR, created_at TIMESTAMP)""",
     """CREATE TABLE IF NOT EXISTS paper.orders (desk VARCHAR NOT NULL, version BIGINT, signal_id VARCHAR NOT NULL,
@@ -266,6 +272,7 @@ SERVING_TABLES = [
     "signals.setup_thresholds",
     "signals.setups",
     "signals.log",
+    "signals.alpha_targets",
     "paper.state",
     "paper.orders",
     "paper.trades",

@@ -298,3 +298,14 @@ def test_trader_yaml_settings_reach_the_exchange_source():
     assert (src.market_type, src.api_base_url, src.locator) == ("swap", "http://127.0.0.1:9", "ccxt:swap")
     with pytest.raises(ValueError, match="Input should be 'spot' or 'swap'"):
         ExchangeConfig(market_type="futures")
+
+
+@pytest.mark.parametrize("market_type", ["spot", "swap"])
+def test_order_limits_arrive_through_ccxt(replay, market_type):
+    """Seed 004's minimum order and lot step come from the exchange's market data: the replay's Binance filters
+    (LOT_SIZE stepSize, NOTIONAL / MIN_NOTIONAL) parsed by ccxt into ``precision.amount`` and ``limits.cost.min``."""
+    lim = _src(replay.base_url, market_type=market_type).order_limits(["BTC/USDT", "XRP/USDT", "DOGE/USDT"])
+    assert lim["lot_step"].tolist() == [0.00001, 0.1, 1.0]
+    assert lim["min_notional"].tolist() == [5.0, 5.0, 5.0] and lim["min_qty"].tolist() == [0.00001, 0.1, 1.0]
+    with pytest.raises(ccxt.BadSymbol):
+        _src(replay.base_url, market_type=market_type).order_limits(["NOPE/USDT"])
