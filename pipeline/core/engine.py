@@ -1830,18 +1830,21 @@ def _start(names, params, init_cash, account, state):
     return plist, state
 
 
-def _plain(a: np.ndarray) -> np.ndarray:
-    """``a`` itself when writable and C-contiguous, else a C-contiguous copy."""
-    return a if a.flags.c_contiguous and a.flags.writeable else np.array(a, order="C")
+def _ro(a: np.ndarray) -> np.ndarray:
+    """A read-only C-contiguous view of ``a`` (a copy only when ``a`` is not C-contiguous): every kernel input has
+    one array type whatever the caller's array (a read-only pandas view, a writable panel column), with no copy."""
+    v = (a if a.flags.c_contiguous else np.ascontiguousarray(a)).view()
+    v.flags.writeable = False
+    return v
 
 
 def _execute(f, names, plist, lot, sym, fh, fl, state, limits, record_bars, record_skipped) -> EngineResult:
     """Run the kernel over the flat rows ``f`` (sorted by ts, then asset; absent inputs left out)."""
     n = len(names)
-    # one array type per argument (writable, C-contiguous), so numba compiles the kernel once, not once per
-    # caller's layout (a read-only pandas view, a strided panel column: each a new signature of ~30 s)
-    f = {k: _plain(v) for k, v in f.items()}
-    fh, fl, lot, sym = _plain(fh), _plain(fl), _plain(lot), _plain(sym)
+    # one array type per input (read-only, C-contiguous), so numba compiles the kernel once, not once per caller's
+    # layout (a read-only pandas view, a strided panel column: each a new signature of ~30 s), without copying
+    f = {k: _ro(v) for k, v in f.items()}
+    fh, fl, lot, sym = _ro(fh), _ro(fl), _ro(lot), _ro(sym)
     R = len(f["ts"])
     P = np.stack([p.as_array() for p in plist])
     nnz = int(np.count_nonzero(f["sig"]))
@@ -1859,7 +1862,7 @@ def _execute(f, names, plist, lot, sym, fh, fl, state, limits, record_bars, reco
     g_ts, g_eq, g_pv, g_gross = np.empty(n_ts, np.int64), np.empty(n_ts), np.empty(n_ts), np.empty(n_ts)
     g_npos = np.empty(n_ts, np.int64)
     g_state, g_scale, g_gopen, g_eopen = np.empty(n_ts), np.empty(n_ts), np.empty(n_ts), np.empty(n_ts)
-    e0 = np.empty(0)
+    e0, eb, ei = _ro(np.empty(0)), _ro(np.empty(0, np.bool_)), _ro(np.empty(0, np.int64))
     nt, no, _ = _engine_kernel(
         f["ts"],
         f["asset"],
@@ -1869,19 +1872,19 @@ def _execute(f, names, plist, lot, sym, fh, fl, state, limits, record_bars, reco
         f["c"],
         f.get("atr", e0),
         f["sig"],
-        f.get("ex", np.empty(0, np.bool_)),
+        f.get("ex", eb),
         *(f.get(k, e0) for k in _PER_SIGNAL),
-        f.get("fs", np.empty(0, np.int64)),
-        f.get("fe", np.empty(0, np.int64)),
+        f.get("fs", ei),
+        f.get("fe", ei),
         fh,
         fl,
         f.get("tw", e0),
-        f.get("grp", np.empty(0, np.int64)),
+        f.get("grp", ei),
         lot,
         sym,
-        P,
-        state.account,
-        (limits or Limits()).as_array(),
+        _ro(P),
+        _ro(state.account),
+        _ro((limits or Limits()).as_array()),
         state.assets,
         state.cash,
         state.book,
