@@ -870,6 +870,61 @@ def _engine_kernel(
     ng = 0
     r0 = 0
     while r0 < R:
+        if not risk:
+            # event skipping: while every asset is flat with nothing pending (no entry, exit or target weight due),
+            # no timestamp before the next one with an input (a signal, a target weight) can fill, stop or size
+            # anything, and without risk limits no account state evolves: walk those timestamps recording the
+            # constant book (each row exactly what the full pass below would write), then resume the full pass at
+            # the timestamp with the input
+            flat = True
+            for b in range(N):
+                if S[S_D, b] != 0 or S[S_PE_BAR, b] >= 0 or S[S_PX_BAR, b] >= 0 or S[S_TW_BAR, b] >= 0:
+                    flat = False
+                    break
+            if flat:
+                eo = 0.0
+                for k in range(n_acc):
+                    eo += cash[k]
+                gopen0 = 0.0 / eo if eo > 0 else math.nan
+                st = 0.0
+                sc = 1.0
+                for k in range(n_acc):
+                    st = max(st, Bk[B_STATE, k])
+                    sc = min(sc, Bk[B_SCALE, k])
+                while r0 < R:
+                    r1 = r0 + 1
+                    while r1 < R and ts[r1] == ts[r0]:
+                        r1 += 1
+                    ev = False
+                    for r in range(r0, r1):
+                        if sig[r] != 0 or (has_w and not math.isnan(tw[r])):
+                            ev = True
+                    if ev:
+                        break
+                    for r in range(r0, r1):
+                        a = asset[r]
+                        if has_g:
+                            S[S_GROUP, a] = grp[r]
+                        S[S_BARS, a] = S[S_BARS, a] + 1
+                        S[S_MARK, a] = c[r]
+                        S[S_LAST_TS, a] = ts[r]
+                        if record:
+                            pos_out[r] = S[S_D, a] * S[S_UNITS, a]
+                            eq_out[r] = cash[acct[a]]
+                    if grec:
+                        g_ts[ng] = ts[r0]
+                        g_eq[ng] = eo
+                        g_pv[ng] = 0.0
+                        g_gross[ng] = 0.0
+                        g_npos[ng] = 0
+                        g_state[ng] = st
+                        g_scale[ng] = sc
+                        g_gopen[ng] = gopen0
+                        g_eopen[ng] = eo
+                    ng += 1
+                    r0 = r1
+                if r0 >= R:
+                    break
         r1 = r0 + 1
         while r1 < R and ts[r1] == ts[r0]:
             r1 += 1
