@@ -682,7 +682,9 @@ def _risk_eval(Bk, k, t, eq, lim):  # pragma: no cover - compiled
 
 @numba.njit(cache=True, inline="always")
 def _olog_row(o_, n, a, bar, t, status, w, units, price, fee):  # pragma: no cover - compiled
-    """Write order-log row ``n`` (indexed, no row view per fill)."""
+    """Write order-log row ``n`` (indexed, no row view per fill); nothing when the log is off (length 0)."""
+    if o_.shape[0] == 0:
+        return
     o_[n, 0] = a
     o_[n, 1] = bar
     o_[n, 2] = t
@@ -1358,7 +1360,18 @@ def _engine_kernel(
             slip = P[a, P_SLIP] * 1e-4
             d = S[S_D, a]
             entry = S[S_ENTRY, a]
-            if d != 0 and (i > S[S_ENTRY_BAR, a] or P[a, P_ENTRYBAR] > 0):
+            if (
+                d != 0
+                and (i > S[S_ENTRY_BAR, a] or P[a, P_ENTRYBAR] > 0)
+                and not (  # a position without any level (no stop, target, break-even, trail or liquidation)
+                    math.isnan(S[S_SL, a])
+                    and math.isnan(S[S_TP, a])
+                    and math.isnan(S[S_LIQ, a])
+                    and S[S_BE_ON, a] == 0
+                    and S[S_TRAIL_ON, a] == 0
+                    and (S[S_TP1_DONE, a] > 0 or math.isnan(S[S_TP1, a]))
+                )
+            ):
                 stop = S[S_SL, a]
                 reason = _R_SL
                 if S[S_BE_ON, a] > 0 and (math.isnan(stop) or (entry - stop) * d > 0):
@@ -1748,6 +1761,7 @@ def run(
     state: EngineState | None = None,
     record_bars: bool = True,
     record_skipped: bool = False,
+    record_orders: bool = True,
 ) -> EngineResult:
     """Run (or, with ``state``, resume) the engine over N assets' bars in time order.
 
@@ -1762,6 +1776,8 @@ def run(
             asset's last bar run.
         record_bars: per asset-bar and per-timestamp outputs (off for sweeps).
         record_skipped: order rows for ignored signals and waiting orders (see ``simulate``).
+        record_orders: the order log of order source 2 (:meth:`EngineResult.order_log`, one row per due target:
+            ~64 bytes an asset-bar when weights change every bar); off, ``olog`` has 0 rows and nothing else changes.
 
     Raises:
         ValueError: wrong lengths, unsorted or NaN bars, a resume over bars not after the state, mismatched assets.
@@ -1856,7 +1872,7 @@ def run(
     sym = _symbol_ids([assets[k].symbol or k for k in names])
     fh = np.concatenate(fine_h) if fine_h else np.zeros(0)
     fl = np.concatenate(fine_l) if fine_l else np.zeros(0)
-    return _execute(f, names, plist, lot, sym, fh, fl, state, limits, record_bars, record_skipped)
+    return _execute(f, names, plist, lot, sym, fh, fl, state, limits, record_bars, record_skipped, record_orders)
 
 
 def _symbol_ids(symbols: list[str]) -> np.ndarray:
@@ -1893,7 +1909,9 @@ def _ro(a: np.ndarray) -> np.ndarray:
     return v
 
 
-def _execute(f, names, plist, lot, sym, fh, fl, state, limits, record_bars, record_skipped) -> EngineResult:
+def _execute(
+    f, names, plist, lot, sym, fh, fl, state, limits, record_bars, record_skipped, record_orders=True
+) -> EngineResult:
     """Run the kernel over the flat rows ``f`` (sorted by ts, then asset; absent inputs left out)."""
     n = len(names)
     # one array type per input (read-only, C-contiguous), so numba compiles the kernel once, not once per caller's
@@ -1905,7 +1923,7 @@ def _execute(f, names, plist, lot, sym, fh, fl, state, limits, record_bars, reco
     nnz = int(np.count_nonzero(f["sig"]))
     n_w = R - int(np.count_nonzero(np.isnan(f["tw"]))) if "tw" in f else 0
     trades = np.empty((nnz + 4 * n + 1 + n_w, _NR))
-    olog = np.empty((n_w + n + 1, len(ORDER_LOG_COLUMNS)))
+    olog = np.empty((n_w + n + 1 if record_orders else 0, len(ORDER_LOG_COLUMNS)))
     m_rows = R if record_bars else 0
     pos, eq = np.empty(m_rows), np.empty(m_rows)
     if not record_bars:
@@ -1971,7 +1989,7 @@ def _execute(f, names, plist, lot, sym, fh, fl, state, limits, record_bars, reco
         "gopen": g_gopen,
         "eopen": g_eopen,
     }
-    return EngineResult(_trim(trades, nt), asset_bars, book, state, names, _trim(olog, no))
+    return EngineResult(_trim(trades, nt), asset_bars, book, state, names, _trim(olog, no if record_orders else 0))
 
 
 def _trim(buf: np.ndarray, n: int) -> np.ndarray:
@@ -2003,6 +2021,7 @@ def run_panel(
     state: EngineState | None = None,
     record_bars: bool = True,
     record_skipped: bool = False,
+    record_orders: bool = True,
 ) -> EngineResult:
     """:func:`run` on a ``(T, N)`` panel, without building per-asset frames (the fast path for many assets and for
     paper trading's one-bar steps); same kernel, same results as :func:`run` on the same bars.
@@ -2083,7 +2102,9 @@ def run_panel(
         f[k] = flat(mat(v, np.float64, k))
     lot = np.broadcast_to(np.asarray(0.0 if lot_step is None else lot_step, np.float64), (n,)).copy()
     sym = _symbol_ids(list(symbols) if symbols is not None else list(names))
-    return _execute(f, names, plist, lot, sym, np.zeros(0), np.zeros(0), state, limits, record_bars, record_skipped)
+    return _execute(
+        f, names, plist, lot, sym, np.zeros(0), np.zeros(0), state, limits, record_bars, record_skipped, record_orders
+    )
 
 
 def step(
@@ -2100,8 +2121,8 @@ def step(
 
     ``open``..``close`` float ``(N,)`` (NaN close = no bar for that asset); ``inputs``: :func:`run_panel`'s
     keyword inputs as ``(N,)`` arrays (``weight``, ``signal``, ``atr``, ``group``, ...) and its options
-    (``limits``, ``record_bars``, ``record_skipped``, ``lot_step``, ``symbols``)."""
-    opts = {"limits", "record_bars", "record_skipped", "lot_step", "symbols", "per_signal"}
+    (``limits``, ``record_bars``, ``record_skipped``, ``record_orders``, ``lot_step``, ``symbols``)."""
+    opts = {"limits", "record_bars", "record_skipped", "record_orders", "lot_step", "symbols", "per_signal"}
     rows = {k: (np.asarray(v)[None, :] if k not in opts else v) for k, v in inputs.items()}
     if rows.get("per_signal"):
         rows["per_signal"] = {k: np.asarray(v)[None, :] for k, v in rows["per_signal"].items()}
