@@ -1910,9 +1910,10 @@ def _ro(a: np.ndarray) -> np.ndarray:
 
 
 def _execute(
-    f, names, plist, lot, sym, fh, fl, state, limits, record_bars, record_skipped, record_orders=True
+    f, names, plist, lot, sym, fh, fl, state, limits, record_bars, record_skipped, record_orders=True, n_ts=None
 ) -> EngineResult:
-    """Run the kernel over the flat rows ``f`` (sorted by ts, then asset; absent inputs left out)."""
+    """Run the kernel over the flat rows ``f`` (sorted by ts, then asset; absent inputs left out); ``n_ts``: the
+    number of distinct times when the caller knows it."""
     n = len(names)
     # one array type per input (read-only, C-contiguous), so numba compiles the kernel once, not once per caller's
     # layout (a read-only pandas view, a strided panel column: each a new signature of ~30 s), without copying
@@ -1928,6 +1929,8 @@ def _execute(
     pos, eq = np.empty(m_rows), np.empty(m_rows)
     if not record_bars:
         n_ts = 0
+    elif n_ts is not None:
+        pass
     elif n == 1:  # one asset: its ts are strictly increasing (checked), one timestamp per row
         n_ts = R
     else:
@@ -2088,11 +2091,12 @@ def run_panel(
         f["ex"] = flat(mat(exit_signal, np.bool_, "exit_signal"))
     if weight is not None:
         w = mat(weight, np.float64, "weight")
-        if (w[present] < 0).any():
+        if (w < 0).any() if full else (w[present] < 0).any():
             raise ValueError("run_panel: target weights must be >= 0 (long only)")
-        both = ((~np.isnan(w)) & present).any(axis=0) & (sig != 0).any(axis=0)
-        if both.any():
-            raise ValueError(f"run_panel: {names[int(np.argmax(both))]} has both signals and target weights")
+        if signal is not None:
+            both = ((~np.isnan(w)) & present).any(axis=0) & (sig != 0).any(axis=0)
+            if both.any():
+                raise ValueError(f"run_panel: {names[int(np.argmax(both))]} has both signals and target weights")
         f["tw"] = flat(w)
     if group is not None:
         f["grp"] = flat(mat(group, np.int64, "group"))
@@ -2102,9 +2106,11 @@ def run_panel(
         f[k] = flat(mat(v, np.float64, k))
     lot = np.broadcast_to(np.asarray(0.0 if lot_step is None else lot_step, np.float64), (n,)).copy()
     sym = _symbol_ids(list(symbols) if symbols is not None else list(names))
+    n_ts = T if full else int(np.count_nonzero(present.any(axis=1)))
     return _execute(
-        f, names, plist, lot, sym, np.zeros(0), np.zeros(0), state, limits, record_bars, record_skipped, record_orders
-    )
+        f, names, plist, lot, sym, np.zeros(0), np.zeros(0), state, limits, record_bars, record_skipped, record_orders,
+        n_ts,
+    )  # fmt: skip
 
 
 def step(
