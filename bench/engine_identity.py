@@ -309,9 +309,6 @@ def check(d: Path) -> int:
     missing = saved - set(arr)
     for k in sorted(missing):
         print("MISSING", k)
-    from pipeline.core.engine import _engine_kernel
-
-    print(f"kernel signatures compiled in this process: {len(_engine_kernel.signatures)} (1 expected)")
     cs = len({k.split(".")[0] for k in arr})
     print(f"{len(arr)} arrays of {cs} cases: " + ("all bit-identical" if not (bad or missing) else f"{bad} differ"))
     return int(bool(bad or missing))
