@@ -8,7 +8,9 @@
 * 20 assets (the 10 pairs' hourly bars and the same bars at half price, common hours), a target-weight change every
   bar: the engine's order source 2 against ``Portfolio.from_orders(size_type="targetpercent", group_by=True,
   cash_sharing=True, call_seq="auto")``;
-* resuming one new bar for the 20 assets from the engine's state (the paper-trading step).
+* resuming one new bar for the 20 assets from the engine's state (the paper-trading step);
+* the memory floor of each case: a numba loop that only reads the same inputs and writes the same full outputs
+  (freshly allocated, as the engine does), the least time any engine returning those outputs needs here.
 
 Times are the best of several warm runs (compilation excluded).
 """
@@ -20,6 +22,7 @@ import sys
 import time
 from pathlib import Path
 
+import numba
 import numpy as np
 import pandas as pd
 
@@ -52,6 +55,47 @@ def atr(df: pd.DataFrame, n: int = 14) -> np.ndarray:
     return tr.rolling(n, min_periods=1).mean().to_numpy()
 
 
+@numba.njit(cache=True)
+def _floor_kernel(ts, asset, o, h, l, c, x, sig, olog, pos, eq, g):  # pragma: no cover - compiled
+    """The memory floor of one engine run: read every input row once, write every output the engine writes (per
+    row position and equity, the 9 per-timestamp book arrays, an order-log row per row when ``olog`` has rows),
+    with one add per row as the only arithmetic."""
+    R = ts.shape[0]
+    s = 0.0
+    ng = 0
+    r0 = 0
+    while r0 < R:
+        r1 = r0 + 1
+        while r1 < R and ts[r1] == ts[r0]:
+            r1 += 1
+        for r in range(r0, r1):
+            v = o[r] + h[r] + l[r] + c[r] + x[r] + sig[r] + asset[r]
+            if olog.shape[0] > 0:
+                olog[r, 0] = asset[r]
+                olog[r, 1] = r
+                olog[r, 2] = ts[r]
+                olog[r, 3] = 0.0
+                olog[r, 4] = x[r]
+                olog[r, 5] = v
+                olog[r, 6] = o[r]
+                olog[r, 7] = s
+            pos[r] = v
+            eq[r] = s
+            s += v
+        for j in range(9):
+            g[j, ng] = s
+        ng += 1
+        r0 = r1
+    return s
+
+
+def floor(ts, asset, o, h, l, c, x, sig, n_ts, olog_rows):
+    """One call of :func:`_floor_kernel` with freshly allocated outputs, as :func:`pipeline.core.engine.run`."""
+    R = len(ts)
+    out = np.empty((olog_rows, 8)), np.empty(R), np.empty(R), np.empty((9, n_ts))
+    return _floor_kernel(ts, asset, o, h, l, c, x, sig, *out)
+
+
 def main() -> None:
     import vectorbt as vbt
 
@@ -79,6 +123,10 @@ def main() -> None:
     res = run(x, p)
     t_eng = best(lambda: run(x, p))
     t_eng_nr = best(lambda: run(x, p, record_bars=False))
+    f1 = [b[k].to_numpy() for k in ("ts", "open", "high", "low", "close", "atr")]
+    fl1 = (f1[0], np.zeros(n, np.int64), *f1[1:], sig, n, 0)
+    floor(*fl1)
+    t_floor1 = best(lambda: floor(*fl1), repeat=20)
     close = b["close"]
     stop = pd.Series(2.0 * b["atr"].to_numpy() / close.to_numpy())
 
@@ -156,6 +204,31 @@ def main() -> None:
     panel()
     t_p = best(panel, repeat=3)
     rows.append(("same, (T, N) panel input (`run_panel`)", t_p, t_vb2, T * 20, ""))
+
+    def lean():
+        return run_panel(
+            tsv, *(mats[k] for k in ("open", "high", "low", "close")), pw, names=names, weight=w,
+            record_bars=False, record_orders=False,
+        )  # fmt: skip
+
+    lean()
+    t_lean = best(lean, repeat=3)
+    rows.append(
+        (
+            "same, `run_panel`, trades and state only (`record_bars=False, record_orders=False`)",
+            t_lean,
+            t_vb2,
+            T * 20,
+            "",
+        )
+    )
+    R2 = T * len(names)
+    fl2 = (
+        np.repeat(tsv, len(names)), np.tile(np.arange(len(names), dtype=np.int64), T),
+        *(mats[k].ravel() for k in ("open", "high", "low", "close")), w.ravel(), np.zeros(R2, np.int8), T, R2,
+    )  # fmt: skip
+    floor(*fl2)
+    t_floor2 = best(lambda: floor(*fl2), repeat=5)
     # 3. resume one new bar for 20 assets
     head = {s: AssetInput(v.bars.iloc[:-1], v.signal[:-1], weight=v.weight[:-1]) for s, v in xs.items()}
     tail = {s: AssetInput(v.bars.iloc[-1:], v.signal[-1:], weight=v.weight[-1:]) for s, v in xs.items()}
@@ -171,6 +244,11 @@ def main() -> None:
     for name, te, tv, ab, extra in rows:
         print(f"| {name} | {te * 1e3:.1f} ms | {tv * 1e3:.1f} ms | {tv / te:.1f}x | {ab / te / 1e6:.1f}M {extra} |")
     print(f"| resume one new bar, 20 assets (state → run) | {t_res * 1e3:.2f} ms | | | |")
+    for what, tf, tv in (
+        ("1 asset (read the inputs, write the full outputs; ratio = the most any engine could reach)", t_floor1, t_vb1),
+        ("20 assets (same, with the order log)", t_floor2, t_vb2),
+    ):
+        print(f"| memory floor, {what} | {tf * 1e3:.2f} ms | {tv * 1e3:.1f} ms | {tv / tf:.1f}x | |")
     print(f"| resume one new bar, 20 assets (`step`) | {t_step * 1e3:.3f} ms | | | |")
 
 

@@ -682,7 +682,9 @@ def _risk_eval(Bk, k, t, eq, lim):  # pragma: no cover - compiled
 
 @numba.njit(cache=True, inline="always")
 def _olog_row(o_, n, a, bar, t, status, w, units, price, fee):  # pragma: no cover - compiled
-    """Write order-log row ``n`` (indexed, no row view per fill)."""
+    """Write order-log row ``n`` (indexed, no row view per fill); nothing when the log is off (length 0)."""
+    if o_.shape[0] == 0:
+        return
     o_[n, 0] = a
     o_[n, 1] = bar
     o_[n, 2] = t
@@ -870,6 +872,61 @@ def _engine_kernel(
     ng = 0
     r0 = 0
     while r0 < R:
+        if not risk:
+            # event skipping: while every asset is flat with nothing pending (no entry, exit or target weight due),
+            # no timestamp before the next one with an input (a signal, a target weight) can fill, stop or size
+            # anything, and without risk limits no account state evolves: walk those timestamps recording the
+            # constant book (each row exactly what the full pass below would write), then resume the full pass at
+            # the timestamp with the input
+            flat = True
+            for b in range(N):
+                if S[S_D, b] != 0 or S[S_PE_BAR, b] >= 0 or S[S_PX_BAR, b] >= 0 or S[S_TW_BAR, b] >= 0:
+                    flat = False
+                    break
+            if flat:
+                eo = 0.0
+                for k in range(n_acc):
+                    eo += cash[k]
+                gopen0 = 0.0 / eo if eo > 0 else math.nan
+                st = 0.0
+                sc = 1.0
+                for k in range(n_acc):
+                    st = max(st, Bk[B_STATE, k])
+                    sc = min(sc, Bk[B_SCALE, k])
+                while r0 < R:
+                    r1 = r0 + 1
+                    while r1 < R and ts[r1] == ts[r0]:
+                        r1 += 1
+                    ev = False
+                    for r in range(r0, r1):
+                        if sig[r] != 0 or (has_w and not math.isnan(tw[r])):
+                            ev = True
+                    if ev:
+                        break
+                    for r in range(r0, r1):
+                        a = asset[r]
+                        if has_g:
+                            S[S_GROUP, a] = grp[r]
+                        S[S_BARS, a] = S[S_BARS, a] + 1
+                        S[S_MARK, a] = c[r]
+                        S[S_LAST_TS, a] = ts[r]
+                        if record:
+                            pos_out[r] = S[S_D, a] * S[S_UNITS, a]
+                            eq_out[r] = cash[acct[a]]
+                    if grec:
+                        g_ts[ng] = ts[r0]
+                        g_eq[ng] = eo
+                        g_pv[ng] = 0.0
+                        g_gross[ng] = 0.0
+                        g_npos[ng] = 0
+                        g_state[ng] = st
+                        g_scale[ng] = sc
+                        g_gopen[ng] = gopen0
+                        g_eopen[ng] = eo
+                    ng += 1
+                    r0 = r1
+                if r0 >= R:
+                    break
         r1 = r0 + 1
         while r1 < R and ts[r1] == ts[r0]:
             r1 += 1
@@ -1303,7 +1360,18 @@ def _engine_kernel(
             slip = P[a, P_SLIP] * 1e-4
             d = S[S_D, a]
             entry = S[S_ENTRY, a]
-            if d != 0 and (i > S[S_ENTRY_BAR, a] or P[a, P_ENTRYBAR] > 0):
+            if (
+                d != 0
+                and (i > S[S_ENTRY_BAR, a] or P[a, P_ENTRYBAR] > 0)
+                and not (  # a position without any level (no stop, target, break-even, trail or liquidation)
+                    math.isnan(S[S_SL, a])
+                    and math.isnan(S[S_TP, a])
+                    and math.isnan(S[S_LIQ, a])
+                    and S[S_BE_ON, a] == 0
+                    and S[S_TRAIL_ON, a] == 0
+                    and (S[S_TP1_DONE, a] > 0 or math.isnan(S[S_TP1, a]))
+                )
+            ):
                 stop = S[S_SL, a]
                 reason = _R_SL
                 if S[S_BE_ON, a] > 0 and (math.isnan(stop) or (entry - stop) * d > 0):
@@ -1693,6 +1761,7 @@ def run(
     state: EngineState | None = None,
     record_bars: bool = True,
     record_skipped: bool = False,
+    record_orders: bool = True,
 ) -> EngineResult:
     """Run (or, with ``state``, resume) the engine over N assets' bars in time order.
 
@@ -1707,6 +1776,8 @@ def run(
             asset's last bar run.
         record_bars: per asset-bar and per-timestamp outputs (off for sweeps).
         record_skipped: order rows for ignored signals and waiting orders (see ``simulate``).
+        record_orders: the order log of order source 2 (:meth:`EngineResult.order_log`, one row per due target:
+            ~64 bytes an asset-bar when weights change every bar); off, ``olog`` has 0 rows and nothing else changes.
 
     Raises:
         ValueError: wrong lengths, unsorted or NaN bars, a resume over bars not after the state, mismatched assets.
@@ -1801,7 +1872,7 @@ def run(
     sym = _symbol_ids([assets[k].symbol or k for k in names])
     fh = np.concatenate(fine_h) if fine_h else np.zeros(0)
     fl = np.concatenate(fine_l) if fine_l else np.zeros(0)
-    return _execute(f, names, plist, lot, sym, fh, fl, state, limits, record_bars, record_skipped)
+    return _execute(f, names, plist, lot, sym, fh, fl, state, limits, record_bars, record_skipped, record_orders)
 
 
 def _symbol_ids(symbols: list[str]) -> np.ndarray:
@@ -1830,28 +1901,36 @@ def _start(names, params, init_cash, account, state):
     return plist, state
 
 
-def _plain(a: np.ndarray) -> np.ndarray:
-    """``a`` itself when writable and C-contiguous, else a C-contiguous copy."""
-    return a if a.flags.c_contiguous and a.flags.writeable else np.array(a, order="C")
+def _ro(a: np.ndarray) -> np.ndarray:
+    """A read-only C-contiguous view of ``a`` (a copy only when ``a`` is not C-contiguous): every kernel input has
+    one array type whatever the caller's array (a read-only pandas view, a writable panel column), with no copy."""
+    v = (a if a.flags.c_contiguous else np.ascontiguousarray(a)).view()
+    v.flags.writeable = False
+    return v
 
 
-def _execute(f, names, plist, lot, sym, fh, fl, state, limits, record_bars, record_skipped) -> EngineResult:
-    """Run the kernel over the flat rows ``f`` (sorted by ts, then asset; absent inputs left out)."""
+def _execute(
+    f, names, plist, lot, sym, fh, fl, state, limits, record_bars, record_skipped, record_orders=True, n_ts=None
+) -> EngineResult:
+    """Run the kernel over the flat rows ``f`` (sorted by ts, then asset; absent inputs left out); ``n_ts``: the
+    number of distinct times when the caller knows it."""
     n = len(names)
-    # one array type per argument (writable, C-contiguous), so numba compiles the kernel once, not once per
-    # caller's layout (a read-only pandas view, a strided panel column: each a new signature of ~30 s)
-    f = {k: _plain(v) for k, v in f.items()}
-    fh, fl, lot, sym = _plain(fh), _plain(fl), _plain(lot), _plain(sym)
+    # one array type per input (read-only, C-contiguous), so numba compiles the kernel once, not once per caller's
+    # layout (a read-only pandas view, a strided panel column: each a new signature of ~30 s), without copying
+    f = {k: _ro(v) for k, v in f.items()}
+    fh, fl, lot, sym = _ro(fh), _ro(fl), _ro(lot), _ro(sym)
     R = len(f["ts"])
     P = np.stack([p.as_array() for p in plist])
     nnz = int(np.count_nonzero(f["sig"]))
     n_w = R - int(np.count_nonzero(np.isnan(f["tw"]))) if "tw" in f else 0
     trades = np.empty((nnz + 4 * n + 1 + n_w, _NR))
-    olog = np.empty((n_w + n + 1, len(ORDER_LOG_COLUMNS)))
+    olog = np.empty((n_w + n + 1 if record_orders else 0, len(ORDER_LOG_COLUMNS)))
     m_rows = R if record_bars else 0
     pos, eq = np.empty(m_rows), np.empty(m_rows)
     if not record_bars:
         n_ts = 0
+    elif n_ts is not None:
+        pass
     elif n == 1:  # one asset: its ts are strictly increasing (checked), one timestamp per row
         n_ts = R
     else:
@@ -1859,7 +1938,7 @@ def _execute(f, names, plist, lot, sym, fh, fl, state, limits, record_bars, reco
     g_ts, g_eq, g_pv, g_gross = np.empty(n_ts, np.int64), np.empty(n_ts), np.empty(n_ts), np.empty(n_ts)
     g_npos = np.empty(n_ts, np.int64)
     g_state, g_scale, g_gopen, g_eopen = np.empty(n_ts), np.empty(n_ts), np.empty(n_ts), np.empty(n_ts)
-    e0 = np.empty(0)
+    e0, eb, ei = _ro(np.empty(0)), _ro(np.empty(0, np.bool_)), _ro(np.empty(0, np.int64))
     nt, no, _ = _engine_kernel(
         f["ts"],
         f["asset"],
@@ -1869,19 +1948,19 @@ def _execute(f, names, plist, lot, sym, fh, fl, state, limits, record_bars, reco
         f["c"],
         f.get("atr", e0),
         f["sig"],
-        f.get("ex", np.empty(0, np.bool_)),
+        f.get("ex", eb),
         *(f.get(k, e0) for k in _PER_SIGNAL),
-        f.get("fs", np.empty(0, np.int64)),
-        f.get("fe", np.empty(0, np.int64)),
+        f.get("fs", ei),
+        f.get("fe", ei),
         fh,
         fl,
         f.get("tw", e0),
-        f.get("grp", np.empty(0, np.int64)),
+        f.get("grp", ei),
         lot,
         sym,
-        P,
-        state.account,
-        (limits or Limits()).as_array(),
+        _ro(P),
+        _ro(state.account),
+        _ro((limits or Limits()).as_array()),
         state.assets,
         state.cash,
         state.book,
@@ -1913,7 +1992,7 @@ def _execute(f, names, plist, lot, sym, fh, fl, state, limits, record_bars, reco
         "gopen": g_gopen,
         "eopen": g_eopen,
     }
-    return EngineResult(_trim(trades, nt), asset_bars, book, state, names, _trim(olog, no))
+    return EngineResult(_trim(trades, nt), asset_bars, book, state, names, _trim(olog, no if record_orders else 0))
 
 
 def _trim(buf: np.ndarray, n: int) -> np.ndarray:
@@ -1945,6 +2024,7 @@ def run_panel(
     state: EngineState | None = None,
     record_bars: bool = True,
     record_skipped: bool = False,
+    record_orders: bool = True,
 ) -> EngineResult:
     """:func:`run` on a ``(T, N)`` panel, without building per-asset frames (the fast path for many assets and for
     paper trading's one-bar steps); same kernel, same results as :func:`run` on the same bars.
@@ -2011,11 +2091,12 @@ def run_panel(
         f["ex"] = flat(mat(exit_signal, np.bool_, "exit_signal"))
     if weight is not None:
         w = mat(weight, np.float64, "weight")
-        if (w[present] < 0).any():
+        if (w < 0).any() if full else (w[present] < 0).any():
             raise ValueError("run_panel: target weights must be >= 0 (long only)")
-        both = ((~np.isnan(w)) & present).any(axis=0) & (sig != 0).any(axis=0)
-        if both.any():
-            raise ValueError(f"run_panel: {names[int(np.argmax(both))]} has both signals and target weights")
+        if signal is not None:
+            both = ((~np.isnan(w)) & present).any(axis=0) & (sig != 0).any(axis=0)
+            if both.any():
+                raise ValueError(f"run_panel: {names[int(np.argmax(both))]} has both signals and target weights")
         f["tw"] = flat(w)
     if group is not None:
         f["grp"] = flat(mat(group, np.int64, "group"))
@@ -2025,7 +2106,11 @@ def run_panel(
         f[k] = flat(mat(v, np.float64, k))
     lot = np.broadcast_to(np.asarray(0.0 if lot_step is None else lot_step, np.float64), (n,)).copy()
     sym = _symbol_ids(list(symbols) if symbols is not None else list(names))
-    return _execute(f, names, plist, lot, sym, np.zeros(0), np.zeros(0), state, limits, record_bars, record_skipped)
+    n_ts = T if full else int(np.count_nonzero(present.any(axis=1)))
+    return _execute(
+        f, names, plist, lot, sym, np.zeros(0), np.zeros(0), state, limits, record_bars, record_skipped, record_orders,
+        n_ts,
+    )  # fmt: skip
 
 
 def step(
@@ -2042,8 +2127,8 @@ def step(
 
     ``open``..``close`` float ``(N,)`` (NaN close = no bar for that asset); ``inputs``: :func:`run_panel`'s
     keyword inputs as ``(N,)`` arrays (``weight``, ``signal``, ``atr``, ``group``, ...) and its options
-    (``limits``, ``record_bars``, ``record_skipped``, ``lot_step``, ``symbols``)."""
-    opts = {"limits", "record_bars", "record_skipped", "lot_step", "symbols", "per_signal"}
+    (``limits``, ``record_bars``, ``record_skipped``, ``record_orders``, ``lot_step``, ``symbols``)."""
+    opts = {"limits", "record_bars", "record_skipped", "record_orders", "lot_step", "symbols", "per_signal"}
     rows = {k: (np.asarray(v)[None, :] if k not in opts else v) for k, v in inputs.items()}
     if rows.get("per_signal"):
         rows["per_signal"] = {k: np.asarray(v)[None, :] for k, v in rows["per_signal"].items()}
