@@ -1792,7 +1792,7 @@ def run(
     used = {
         "atr": any("atr" in x.bars for x in xs),
         "ex": any(x.exit_signal is not None for x in xs),
-        "tw": any(x.weight is not None for x in xs),
+        "tw": any(x.weight is not None for x in xs) or _weights_pending(state),
         "grp": any(x.group is not None for x in xs),
         "fine": any(x.fine is not None and len(x.fine) for x in xs),
         **{k: any(getattr(x, k) is not None for x in xs) for k in _PER_SIGNAL},
@@ -1878,6 +1878,12 @@ def run(
 def _symbol_ids(symbols: list[str]) -> np.ndarray:
     ids = {v: i for i, v in enumerate(dict.fromkeys(symbols))}
     return np.array([ids[v] for v in symbols], np.int64)
+
+
+def _weights_pending(state: EngineState) -> bool:
+    """Whether some asset of ``state`` has a target weight decided but not yet executed (due at its next open): the
+    kernel's rebalance pass must then run even when the call brings no weights, or a resume would drop it."""
+    return bool(state.assets.shape[1] and (state.assets[S_TW_BAR] >= 0).any())
 
 
 def _start(names, params, init_cash, account, state):
@@ -2098,6 +2104,8 @@ def run_panel(
             if both.any():
                 raise ValueError(f"run_panel: {names[int(np.argmax(both))]} has both signals and target weights")
         f["tw"] = flat(w)
+    elif _weights_pending(state):  # a resume without new decisions still executes the pending ones
+        f["tw"] = np.full(len(f["ts"]), math.nan)
     if group is not None:
         f["grp"] = flat(mat(group, np.int64, "group"))
     for k, v in (per_signal or {}).items():

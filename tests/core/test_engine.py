@@ -406,3 +406,28 @@ def test_run_panel_and_step_equal_run(real_book):
     np.testing.assert_array_equal(state.assets, ref.state.assets)
     with pytest.raises(ValueError, match="before the state"):
         step(state, int(ts[-1]), *(m[c][-1] for c in ("open", "high", "low", "close")), BRACKETS)
+
+
+def test_a_resume_without_new_weights_still_executes_the_pending_ones(ten_pairs):
+    """A target weight decided on the last bar before a cut fills at the next open even when the resume brings no
+    ``weight`` input (paper trading resumes on new bars that may carry no decision): same book as one run. On the old
+    code the pending rebalance was dropped (the kernel's rebalance pass only ran when the call had weights)."""
+    a, b = ten_pairs["BTC"].iloc[:60], ten_pairs["ETH"].iloc[:60]
+    ts = a["ts"].to_numpy()
+    assert (b["ts"].to_numpy() == ts).all()
+    m = {c: np.column_stack([a[c].to_numpy(), b[c].to_numpy()]) for c in ("open", "high", "low", "close")}
+    w = np.full((60, 2), np.nan)
+    w[5] = (0.4, 0.3)
+    w[39] = (0.1, 0.6)  # decided on the close of bar 39: due at bar 40's open, the first bar after the cut
+    p = SimParams(init_cash=10_000, fee_taker_bps=10, slippage_bps=5)
+    cols = ("open", "high", "low", "close")
+    one = run_panel(ts, *(m[c] for c in cols), p, names=["A", "B"], weight=w)
+    head = run_panel(ts[:40], *(m[c][:40] for c in cols), p, names=["A", "B"], weight=w[:40])
+    tail = run_panel(ts[40:], *(m[c][40:] for c in cols), p, names=["A", "B"], state=head.state)
+    book = pd.concat([head.book, tail.book], ignore_index=True)
+    pd.testing.assert_frame_equal(book, one.book)
+    assert (one.olog[:, 1] == 40).sum() == 2  # both assets traded at bar 40 in the one run
+    stepped = head.state
+    for i in range(40, 60):
+        stepped = step(stepped, int(ts[i]), m["open"][i], m["high"][i], m["low"][i], m["close"][i], p).state
+    np.testing.assert_array_equal(stepped.cash, one.state.cash)
