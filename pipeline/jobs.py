@@ -173,7 +173,13 @@ live_candle_job = dg.define_asset_job(
     | PUBLISH,
     partitions_def=SYMBOL_TIMEFRAME,
     # the scan rescans only the bars after its marks (assets/setup_scanner/candidates.py, issue 16 speed)
-    config={"ops": {"signals__setup_candidates": {"config": {"incremental": True}}}},
+    # signals/setups gates the new candidates only and resumes the execution from its stored state (issue 16, speed)
+    config={
+        "ops": {
+            "signals__setup_candidates": {"config": {"incremental": True}},
+            "signals__setups": {"config": {"incremental": True}},
+        }
+    },
     description="Newly closed candles (run key timeframe:ts, launched by the closed_candles_<tf> sensors over the "
     "symbols with new candles): ingest those partitions, rebuild their market candles, features and regimes, scan the "
     "new bars (incremental) and gate the setups with the current champion and thresholds (no training), log the new signals, step the paper "
