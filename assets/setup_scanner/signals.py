@@ -248,12 +248,14 @@ def _series_bars(con, sc, exchange: str, sym: str, tf: str, start_ts: int | None
 
 
 def _checkpoint_state(
-    con, sc, exchange: str, passed: pd.DataFrame, mode: str, start: int | None, cash_each: float, static: str
+    con, sc, exchange: str, gated: pd.DataFrame, mode: str, start: int | None, cash_each: float, static: str
 ) -> pd.DataFrame:
     """The one-row execution state the next live run resumes from: the book of every series run up to its
     checkpoint (:func:`pipeline.core.setup_signals.checkpoint_ts`) from a fresh sleeves book, with the signatures of
-    the bars and candidates up to it."""
+    the bars and candidates up to it, and the gated series (their number sizes every sleeve)."""
     score = "p_win" if mode == "p_win" else "ev_pct"
+    passed = gated[gated["passed"]]
+    sleeves = sorted(f"{s}|{tf}" for s, tf in gated[["symbol", "timeframe"]].drop_duplicates().itertuples(index=False))
     overlap = settings().exchange.overlap_candles
     inputs, ck, before, bsig, csig = {}, {}, {}, {}, {}
     for (sym, tf), g in passed.groupby(["symbol", "timeframe"], sort=True):
@@ -280,6 +282,7 @@ def _checkpoint_state(
                 "mode": mode,
                 "start_ts": -1 if start is None else int(start),
                 "cash_each": float(cash_each),
+                "sleeves": json.dumps(sleeves),
                 "checkpoints": json.dumps(ck),
                 "bars_before": json.dumps(before),
                 "bars_signature": json.dumps(bsig),
@@ -319,15 +322,14 @@ def _incremental(con, mlflow, sc, exchange: str, champ, static: str, overlap: in
     lo = min(ck.values()) + 1 if ck else None
     c = readers.valid_candidates(con, start_ts=lo)
     key = c["symbol"] + "|" + c["timeframe"]
-    if not key.isin(names).all():
-        return None  # a new series: its sleeve changes every sleeve's cash
-    c = c[c["ts"].to_numpy(np.int64) > key.map(ck).to_numpy(np.int64)]
+    c = c[c["ts"].to_numpy(np.int64) > key.map(ck).fillna(-(2**62)).to_numpy(np.int64)]
     scored = scored_candidates(con, mlflow, champ, sc, exchange, candidates=c)
     gated, gmode = gate_scored(
         scored, readers.tuned_thresholds(con) if champ is not None else None, sc.gating, champ is not None
     )
-    if gmode != mode:
-        return None
+    gkey = gated["symbol"] + "|" + gated["timeframe"]
+    if gmode != mode or not gkey.isin(json.loads(row["sleeves"])).all() or not gkey[gated["passed"]].isin(names).all():
+        return None  # a new gated series changes every sleeve's cash; a new traded one has no state
     score = "p_win" if mode == "p_win" else "ev_pct"
     passed = gated[gated["passed"]]
     stored = readers.table(con, "signals.setups")
@@ -343,7 +345,7 @@ def _incremental(con, mlflow, sc, exchange: str, champ, static: str, overlap: in
     st, moved, new_state = resume_signals(
         segments, passed, carried[["symbol", "timeframe", "ts"]], score, params, state
     )
-    sig = executed_signals(gated, st, mode, stored["model_version"].iloc[0] if len(stored) else None)
+    sig = executed_signals(gated, st, mode, None if champ is None else f"{sc.meta.name} v{champ.model_version}")
     upd = carried.loc[moved.index].copy()
     for col in STATUS_COLUMNS:
         upd[col] = moved[col].to_numpy()
@@ -469,7 +471,7 @@ def signals_setups(
         )
         sig = executed_signals(c, st, mode, None if champ is None else f"{sc.meta.name} v{champ.model_version}")
         state = (
-            _checkpoint_state(con, sc, cfg.exchange.id, c[c["passed"]], mode, start, sc.init_cash / n_sleeves, static)
+            _checkpoint_state(con, sc, cfg.exchange.id, c, mode, start, sc.init_cash / n_sleeves, static)
             if config.incremental
             else None
         )
