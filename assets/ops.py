@@ -67,7 +67,7 @@ from warehouse.schema import SERVING_TABLES, STATUS_TABLES
         SETUP_NOTICES,
     ],
     description="Copies the curated tables into a new version exports/<version>/ (serving.duckdb + one Parquet file "
-    "per table; incremental: unchanged tables are kept and their Parquet hard-linked, changed ones copied by 30-day "
+    "per table; incremental: unchanged tables are kept and their Parquet hard-linked, changed ones copied by 7-day "
     "blocks) and switches the exports/current pointer to it atomically (serving.duckdb links to "
     "exports/current/serving.duckdb). Skipped when no table changed since the last publish.",
 )

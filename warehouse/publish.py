@@ -141,8 +141,8 @@ def clean_debris(serving_path: str | Path, exports_dir: str | Path, keep: int = 
 
 
 #: time blocks of the incremental publish: a table with an epoch-ms ``ts`` is compared and copied in blocks of
-#: (its partition columns, ``ts // BLOCK_MS``); 30 days = 2,880 15m candles of one series
-BLOCK_MS = 30 * 86_400_000
+#: (its partition columns, ``ts // BLOCK_MS``); 7 days = 672 15m candles of one series
+BLOCK_MS = 7 * 86_400_000
 #: columns that split a table into independent series for the block comparison (those present are used)
 PARTITION_COLUMNS = ("desk", "model_name", "run_id", "exchange", "symbol", "timeframe")
 #: a full rebuild after this many incremental publishes in a row (rows deleted in place leave free blocks behind)
@@ -213,7 +213,7 @@ def publish_snapshot(
     file copy of the current version's; a table whose content signature (rows and the sum of the row hashes,
     :func:`_signature`, per block for a table with ``ts``) and columns equal the snapshot's is kept, and its Parquet file is a hard link to the
     current version's (Parquet files are written once, never modified); a changed table with an epoch-ms ``ts``
-    column has only its changed blocks (partition columns × 30 days, :data:`BLOCK_MS`) deleted and re-inserted, and
+    column has only its changed blocks (partition columns × 7 days, :data:`BLOCK_MS`) deleted and re-inserted, and
     its Parquet rewritten; any other changed table is copied whole. The result has the same rows as a full publish
     (row order inside a table is not part of the contract: every reader orders). A full rebuild happens without a
     current version written by this code (its ``manifest.json``), after :data:`MAX_CHAIN` incremental publishes in

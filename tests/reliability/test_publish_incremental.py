@@ -1,5 +1,5 @@
 """Issue 16 (speed), item 2: a publish costs what changed. After a change to one table only that table is copied (by
-30-day blocks for a table with ``ts``: an appended candle copies its block only), every other table and its Parquet
+7-day blocks for a table with ``ts``: an appended candle copies its block only), every other table and its Parquet
 file is kept (hard link), and the published set equals a full publish row for row."""
 
 import json
