@@ -126,11 +126,13 @@ def bar_count(con: duckdb.DuckDBPyConnection, exchange: str, symbol: str, timefr
 
 def oldest_open_candidate(con: duckdb.DuckDBPyConnection, exchange: str, symbol: str, timeframe: str) -> int | None:
     """``ts`` of the series' oldest ``signals.setup_candidates`` row whose outcome is still ``OPEN`` (None: none)."""
-    (ts,) = con.execute(
-        "SELECT min(ts) FROM signals.setup_candidates WHERE exchange = ? AND symbol = ? AND timeframe = ? "
-        "AND status = 'OPEN'",
-        [exchange, symbol, timeframe],
-    ).fetchone()
+    (ts,) = io.fetch_one(
+        con.execute(
+            "SELECT min(ts) FROM signals.setup_candidates WHERE exchange = ? AND symbol = ? AND timeframe = ? "
+            "AND status = 'OPEN'",
+            [exchange, symbol, timeframe],
+        )
+    )
     return None if ts is None else int(ts)
 
 

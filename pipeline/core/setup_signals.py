@@ -436,41 +436,48 @@ def resume_signals(
         cut[name] = k
         first[name] = (b.iloc[:k], g[g["ts"] <= edge])
         second[name] = (b.iloc[k:].reset_index(drop=True), g[g["ts"] > edge])
-    inputs_a = {n: series_input(bb, gg, score)[2] for n, (bb, gg) in first.items()}
-    res_a = run(inputs_a, params, state=state, record_skipped=True)
+    prep_a = {n: series_input(bb, gg, score) for n, (bb, gg) in first.items()}
+    res_a = run({n: v[2] for n, v in prep_a.items()}, params, state=state, record_skipped=True)
     hist_a, _ = split_rows(res_a.rows)
-    prepared = {n: series_input(bb, gg, score) for n, (bb, gg) in second.items()}
-    res_b = run({n: v[2] for n, v in prepared.items()}, params, state=res_a.state, record_skipped=True)
+    prep_b = {n: series_input(bb, gg, score) for n, (bb, gg) in second.items()}
+    res_b = run({n: v[2] for n, v in prep_b.items()}, params, state=res_a.state, record_skipped=True)
     res = dataclasses.replace(res_b, rows=np.vstack([hist_a, res_b.rows]) if len(hist_a) else res_b.rows)
     t_all, o_all = res.trades(), res.orders()
-    parts, moved = [], []
+    # one status call for every series: a signal bar made unique across series (series code x 2^40 + bar index)
+    code = {n: i for i, n in enumerate(state.names)}
+    big = np.int64(1) << 40
+
+    def keyed(f: pd.DataFrame) -> pd.DataFrame:
+        a = f["asset"].map(code).to_numpy(np.int64)
+        return f.assign(signal_bar=a * big + f["signal_bar"].to_numpy(np.int64))
+
+    t_k, o_k = keyed(t_all), keyed(o_all)
+    bars, index, chosen = [np.zeros(0, np.int64)], [], [np.zeros(0, bool)]
     for name in state.names:
-        _, before, _ = segments[name]
-        t, o = t_all[t_all["asset"] == name], o_all[o_all["asset"] == name]
-        for j, (bb, gg) in enumerate((first[name], second[name])):
-            g, one, _ = series_input(bb.reset_index(drop=True), gg, score)
-            offset = before + (cut[name] if j else 0)
-            st = execution_status(g["bar"].to_numpy() + offset, t, o)
-            st.index = g.index
-            chosen = g["candidate_id"].isin(one["candidate_id"]).to_numpy()
-            st.loc[~chosen, ["status", "status_reason", "entry_ts", "exit_ts"]] = [
-                "SKIPPED",
-                f"a better-{score} signal on the same bar was sent",
-                -1,
-                -1,
-            ]
-            parts.append(st)
-        # carried signals: own-grid series, so a signal's bar time is its candle ts; a row sent before the cut
-        rows_ts = pd.concat([t[["signal_ts", "signal_bar"]], o[["signal_ts", "signal_bar"]]])
-        rows_ts = rows_ts[rows_ts["signal_bar"] < before]
-        c = carried[ckey == name]
-        c = c[c["ts"].isin(rows_ts["signal_ts"])]
-        if len(c):
-            bar = c["ts"].map(dict(zip(rows_ts["signal_ts"], rows_ts["signal_bar"], strict=True)))
-            st = execution_status(bar.to_numpy(np.int64), t, o)
-            st.index = c.index
-            moved.append(st)
-    cols = ["status", "status_reason", "entry_ts", "exit_ts"]
-    out = pd.concat(parts) if parts else pd.DataFrame(columns=cols)
-    mv = pd.concat(moved) if moved else pd.DataFrame(columns=out.columns)
-    return out.reindex(signals.index), mv, res_a.state
+        before = segments[name][1]
+        for j, (g, one, _) in enumerate((prep_a[name], prep_b[name])):
+            bars.append(code[name] * big + g["bar"].to_numpy(np.int64) + before + (cut[name] if j else 0))
+            index.append(g.index)
+            chosen.append(g["candidate_id"].isin(one["candidate_id"]).to_numpy())
+    out = execution_status(np.concatenate(bars), t_k, o_k)
+    out.index = index[0].append(index[1:]) if index else pd.Index([])
+    lost = ~np.concatenate(chosen)
+    out.loc[lost, ["status", "status_reason", "entry_ts", "exit_ts"]] = [
+        "SKIPPED",
+        f"a better-{score} signal on the same bar was sent",
+        -1,
+        -1,
+    ]
+    # carried signals: own-grid series, so a signal's bar time is its candle ts; their rows were sent before the cut
+    sent = pd.concat([t_all[["asset", "signal_ts", "signal_bar"]], o_all[["asset", "signal_ts", "signal_bar"]]])
+    first_bar = sent["asset"].map({n: segments[n][1] for n in state.names}).to_numpy(np.int64)
+    sent = sent[sent["signal_bar"].to_numpy(np.int64) < first_bar].rename(columns={"signal_ts": "ts"})
+    m = pd.DataFrame(
+        {"asset": ckey.to_numpy(dtype=object), "ts": carried["ts"].to_numpy(np.int64), "_i": carried.index}
+    )
+    m = m.merge(sent.astype({"ts": np.int64}), on=["asset", "ts"], how="inner")
+    moved = execution_status(
+        m["asset"].map(code).to_numpy(np.int64) * big + m["signal_bar"].to_numpy(np.int64), t_k, o_k
+    )
+    moved.index = pd.Index(m["_i"].to_numpy())
+    return out.reindex(signals.index), moved, res_a.state
