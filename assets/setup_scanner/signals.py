@@ -410,6 +410,28 @@ def _incremental(con, mlflow, sc, exchange: str, champ, static: str, overlap: in
     )
 
 
+def _full_recompute(con, mlflow, sc, exchange: str, fp: str, static: str | None):
+    """Score, gate and execute every candidate and write ``signals.setups`` (with ``static``: and the execution state
+    the next live run resumes from): ``(signals, gated candidates, mode)``."""
+    c, mode, champ = gated_candidates(con, mlflow, sc, exchange)
+    start = int(c["ts"].min()) if champ is not None and len(c) else None
+    n_sleeves = max(1, c.groupby(["symbol", "timeframe"]).ngroups)  # same capital base as backtest/setup_scanner
+    score = "p_win" if mode == "p_win" else "ev_pct"
+    st, _, _ = execute(con, sc, exchange, c[c["passed"]].copy(), score, sc.init_cash / n_sleeves, start)
+    sig = executed_signals(c, st, mode, None if champ is None else f"{sc.meta.name} v{champ.model_version}")
+    state = (
+        None
+        if static is None
+        else _checkpoint_state(con, sc, exchange, c, mode, start, sc.init_cash / n_sleeves, static)
+    )
+    with io.transaction(con):
+        io.replace_table(con, "signals.setups", sig.reset_index(drop=True))
+        io.record_inputs(con, "signals.setups", fp)
+        if state is not None:
+            io.replace_table(con, STATE_TABLE, state)
+    return sig, c, mode
+
+
 @dg.asset(
     key=SETUPS,
     group_name=GROUP_SETUPS,
@@ -457,29 +479,7 @@ def signals_setups(
                 return inc
         elif io.table_exists(con, STATE_TABLE):  # a full recompute outside the live job: the live resume starts over
             con.execute(f"DELETE FROM {STATE_TABLE}")
-        c, mode, champ = gated_candidates(con, mlflow, sc, cfg.exchange.id)
-        start = int(c["ts"].min()) if champ is not None and len(c) else None
-        n_sleeves = max(1, c.groupby(["symbol", "timeframe"]).ngroups)  # same capital base as backtest/setup_scanner
-        st, _, _ = execute(
-            con,
-            sc,
-            cfg.exchange.id,
-            c[c["passed"]].copy(),
-            "p_win" if mode == "p_win" else "ev_pct",
-            sc.init_cash / n_sleeves,
-            start,
-        )
-        sig = executed_signals(c, st, mode, None if champ is None else f"{sc.meta.name} v{champ.model_version}")
-        state = (
-            _checkpoint_state(con, sc, cfg.exchange.id, c, mode, start, sc.init_cash / n_sleeves, static)
-            if config.incremental
-            else None
-        )
-        with io.transaction(con):
-            io.replace_table(con, "signals.setups", sig.reset_index(drop=True))
-            io.record_inputs(con, "signals.setups", fp)
-            if state is not None:
-                io.replace_table(con, STATE_TABLE, state)
+        sig, c, mode = _full_recompute(con, mlflow, sc, cfg.exchange.id, fp, static if config.incremental else None)
     return dg.MaterializeResult(
         metadata=rounded({**_signals_report(sig, c, mode), "mode": "full"}),
         check_results=[count_result(STATUSES_VALID, invalid_signals(sig))],
