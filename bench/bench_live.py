@@ -307,6 +307,7 @@ def main(argv: list[str] | None = None) -> int:
         "each candle meets an idle pipeline, as in real time (--no-pause-during-runs: candles coalesce, a stress test)",
     )
     ap.add_argument("--json", help="also write the per-candle / per-signal rows here")
+    ap.add_argument("--port", type=int, default=0, help="Dagster UI port (0: a free one)")
     a = ap.parse_args(argv)
     out = Path(a.out)
     shutil.rmtree(out, ignore_errors=True)
@@ -324,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
     env |= {"TRADER_CONFIG": str(p), "DAGSTER_HOME": str(home), "PYTHONPATH": str(REPO), "TELEGRAM_BOT_TOKEN": "b"}
     log = (out / "live.log").open("w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pipeline.cli", "live", "--port", str(_port())],
+        [sys.executable, "-m", "pipeline.cli", "live", "--port", str(a.port or _port())],
         cwd=REPO,
         env=env,
         stdout=log,

@@ -163,6 +163,17 @@ def paper_reset_job():
     paper_reset()
 
 
+#: run config of every live run: the scan rescans only the bars after its marks (assets/setup_scanner/candidates.py)
+#: and signals/setups gates the new candidates only and resumes the execution from its stored state (issue 16, speed).
+#: The sensors pass it with each run request: a run over a partition *range* (their tags) does not get the job's
+#: partitioned config, only its defaults (incremental off).
+LIVE_RUN_CONFIG = {
+    "ops": {
+        "signals__setup_candidates": {"config": {"incremental": True}},
+        "signals__setups": {"config": {"incremental": True}},
+    }
+}
+
 # live: one run per timeframe per newly closed candle (pipeline/sensors.py) over the symbols with new candles; it
 # never trains, and leaves the paper check (a re-simulation of the whole paper window) to paper_job
 live_candle_job = dg.define_asset_job(
@@ -172,8 +183,7 @@ live_candle_job = dg.define_asset_job(
     | dg.AssetSelection.keys(SETUP_NOTICES)
     | PUBLISH,
     partitions_def=SYMBOL_TIMEFRAME,
-    # the scan rescans only the bars after its marks (assets/setup_scanner/candidates.py, issue 16 speed)
-    config={"ops": {"signals__setup_candidates": {"config": {"incremental": True}}}},
+    config=LIVE_RUN_CONFIG,
     description="Newly closed candles (run key timeframe:ts, launched by the closed_candles_<tf> sensors over the "
     "symbols with new candles): ingest those partitions, rebuild their market candles, features and regimes, scan the "
     "new bars (incremental) and gate the setups with the current champion and thresholds (no training), log the new signals, step the paper "

@@ -31,7 +31,7 @@ from pipeline.alerts import alert_sensors
 from pipeline.config import TraderConfig
 from pipeline.core.live import due_candles
 from pipeline.core.timeframes import timeframe_ms
-from pipeline.jobs import live_candle_job
+from pipeline.jobs import LIVE_RUN_CONFIG, live_candle_job
 from pipeline.partitions import full_range_tags
 from resources.exchange import ExchangeSource
 
@@ -103,7 +103,7 @@ def closed_candle_sensor(timeframe: str, cfg: TraderConfig) -> dg.SensorDefiniti
             "trader/symbols": ",".join(sorted(new)),
             "dagster/priority": LIVE_PRIORITY,
         }
-        return dg.RunRequest(run_key=key, tags=tags)
+        return dg.RunRequest(run_key=key, tags=tags, run_config=LIVE_RUN_CONFIG)
 
     return _sensor
 

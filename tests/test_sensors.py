@@ -73,6 +73,9 @@ def test_sensor_requests_one_run_per_closed_candle_through_ccxt(replay):
     assert tags["dagster/asset_partition_range_end"] == "ETH-USDT|15m"
     assert tags["trader/timeframe"] == "15m" and tags["trader/symbols"] == both
     assert tags["dagster/priority"] == "10"  # launched before waiting alert / maintenance runs
+    # a partition-range run gets only the job's config defaults: the live run config goes with the request
+    ops = r1.run_requests[0].run_config["ops"]
+    assert ops["signals__setup_candidates"]["config"]["incremental"] and ops["signals__setups"]["config"]["incremental"]
     assert json.loads(r1.cursor) == {"BTC/USDT": T1030 - 2 * M15, "ETH/USDT": T1030 - 2 * M15}
     assert tick(r1.cursor).skip_message  # the clock has not moved: nothing new
     replay.wall.t += 0.01  # +6 simulated seconds: 10:15 is settled

@@ -15,8 +15,10 @@ import pandas as pd
 from warehouse import io
 
 
-def series(con: duckdb.DuckDBPyConnection, exchange: str, symbol: str, timeframe: str) -> pd.DataFrame:
-    """Candles ⋈ technical features ⋈ regimes of one series, sorted by ``ts``.
+def series(
+    con: duckdb.DuckDBPyConnection, exchange: str, symbol: str, timeframe: str, start_ts: int | None = None
+) -> pd.DataFrame:
+    """Candles ⋈ technical features ⋈ regimes of one series, sorted by ``ts`` (optionally ``ts >= start_ts``).
 
     Columns: ``ts, open, high, low, close``, every ``features.technical`` column but the key, ``open_time`` and
     ``close``, then ``trend_regime, volatility_level, natr_pct_rank, regime_confidence`` (NULL where no regime row).
@@ -30,9 +32,53 @@ def series(con: duckdb.DuckDBPyConnection, exchange: str, symbol: str, timeframe
         FROM market.ohlcv o
         JOIN features.technical f USING (exchange, symbol, timeframe, ts)
         LEFT JOIN regimes.market r USING (exchange, symbol, timeframe, ts)
-        WHERE o.exchange = ? AND o.symbol = ? AND o.timeframe = ? ORDER BY o.ts""",
-        [exchange, symbol, timeframe],
+        WHERE o.exchange = ? AND o.symbol = ? AND o.timeframe = ? AND o.ts >= ? ORDER BY o.ts""",
+        [exchange, symbol, timeframe, -(2**62) if start_ts is None else int(start_ts)],
     )
+
+
+def nth_bar_before(con: duckdb.DuckDBPyConnection, exchange: str, symbol: str, timeframe: str, ts: int, n: int) -> int:
+    """``ts`` of the ``n``-th feature row before ``ts`` of one series (its first row when it has fewer): where a
+    :func:`series` read must start for ``n`` rows of look-back before ``ts``."""
+    (got,) = io.fetch_one(
+        con.execute(
+            """SELECT min(ts) FROM (SELECT ts FROM features.technical WHERE exchange = ? AND symbol = ? AND timeframe = ?
+           AND ts < ? ORDER BY ts DESC LIMIT ?)""",
+            [exchange, symbol, timeframe, int(ts), int(n)],
+        )
+    )
+    return int(ts) if got is None else int(got)
+
+
+def bars_signature(
+    con: duckdb.DuckDBPyConnection, exchange: str, symbol: str, timeframe: str, start_ts: int | None, upto_ts: int
+) -> list:
+    """``[rows, hash sum]`` of one series' :func:`bars` (``ts``, OHLC, ATR) with ``start_ts <= ts <= upto_ts``: the
+    check that the bars a stored engine state was run on are still the same."""
+    lo = -(2**62) if start_ts is None else int(start_ts)
+    n, h = io.fetch_one(
+        con.execute(
+            """SELECT count(*), sum(hash(o.ts, o.open, o.high, o.low, o.close, f.atr_14))::VARCHAR
+           FROM market.ohlcv o JOIN features.technical f USING (exchange, symbol, timeframe, ts)
+           WHERE o.exchange = ? AND o.symbol = ? AND o.timeframe = ? AND o.ts BETWEEN ? AND ?""",
+            [exchange, symbol, timeframe, lo, int(upto_ts)],
+        )
+    )
+    return [int(n), h]
+
+
+def candidates_signature(
+    con: duckdb.DuckDBPyConnection, exchange: str, symbol: str, timeframe: str, upto_ts: int
+) -> list:
+    """``[rows, hash sum]`` of one series' ``signals.setup_candidates`` rows (every column) with ``ts <= upto_ts``."""
+    n, h = io.fetch_one(
+        con.execute(
+            """SELECT count(*), sum(hash(*columns(*)))::VARCHAR FROM signals.setup_candidates
+           WHERE exchange = ? AND symbol = ? AND timeframe = ? AND ts <= ?""",
+            [exchange, symbol, timeframe, int(upto_ts)],
+        )
+    )
+    return [int(n), h]
 
 
 def bars(
@@ -82,11 +128,13 @@ def bar_count(con: duckdb.DuckDBPyConnection, exchange: str, symbol: str, timefr
 
 def oldest_open_candidate(con: duckdb.DuckDBPyConnection, exchange: str, symbol: str, timeframe: str) -> int | None:
     """``ts`` of the series' oldest ``signals.setup_candidates`` row whose outcome is still ``OPEN`` (None: none)."""
-    (ts,) = con.execute(
-        "SELECT min(ts) FROM signals.setup_candidates WHERE exchange = ? AND symbol = ? AND timeframe = ? "
-        "AND status = 'OPEN'",
-        [exchange, symbol, timeframe],
-    ).fetchone()
+    (ts,) = io.fetch_one(
+        con.execute(
+            "SELECT min(ts) FROM signals.setup_candidates WHERE exchange = ? AND symbol = ? AND timeframe = ? "
+            "AND status = 'OPEN'",
+            [exchange, symbol, timeframe],
+        )
+    )
     return None if ts is None else int(ts)
 
 

@@ -65,23 +65,41 @@ def chain_fingerprint(con, sc, champ: pd.Series | None) -> str:
     )
 
 
-def series_by_key(con, exchange: str, keys: pd.DataFrame) -> dict[tuple[str, str], pd.DataFrame]:
-    """``readers.series`` per distinct ``(symbol, timeframe)`` of ``keys``."""
-    pairs = keys[["symbol", "timeframe"]].drop_duplicates().itertuples(index=False)
-    return {(s, tf): readers.series(con, exchange, s, tf) for s, tf in pairs}
+#: rows of look-back the meta features of a signal bar need (``models.datasets.model_features``: ``ret_24``)
+FEATURE_LOOKBACK = 24
 
 
-def scored_candidates(con, mlflow: MlflowTracking, champ: pd.Series | None, sc, exchange: str) -> pd.DataFrame:
+def series_by_key(
+    con, exchange: str, keys: pd.DataFrame, tail_only: bool = False
+) -> dict[tuple[str, str], pd.DataFrame]:
+    """``readers.series`` per distinct ``(symbol, timeframe)`` of ``keys``; ``tail_only``: from
+    :data:`FEATURE_LOOKBACK` rows before the series' oldest ``ts`` in ``keys`` (same features at those bars)."""
+    out = {}
+    for (s, tf), g in keys.groupby(["symbol", "timeframe"], sort=True):
+        start = (
+            readers.nth_bar_before(con, exchange, s, tf, int(g["ts"].min()), FEATURE_LOOKBACK) if tail_only else None
+        )
+        out[(s, tf)] = readers.series(con, exchange, s, tf, start)
+    return out
+
+
+def scored_candidates(
+    con, mlflow: MlflowTracking, champ: pd.Series | None, sc, exchange: str, candidates: pd.DataFrame | None = None
+) -> pd.DataFrame:
     """Valid candidates with ``p_win`` (calibrated; NaN in rules-only mode or before the first calibrated fold),
-    ``ev_pct`` (percent of notional, after ``sc.costs``) and ``scored_by`` (``stored`` / ``live`` / None)."""
-    c = readers.valid_candidates(con)
+    ``ev_pct`` (percent of notional, after ``sc.costs``) and ``scored_by`` (``stored`` / ``live`` / None).
+
+    ``candidates``: score only these valid candidates (the live run's new ones; every score is row-wise, so a row
+    scores the same alone as among all), their series read from just before them."""
+    c = readers.valid_candidates(con) if candidates is None else candidates.copy()
     c["p_win"], c["scored_by"] = np.nan, None
     if champ is not None:
         c, new = with_stored_scores(
             c, readers.setup_meta_scores(con, champ.mlflow_run_id), pd.Timestamp(champ.data_end).value // 1_000_000
         )
         if new.any():  # candidates newer than the champion's data: score them live with the served model
-            x = meta_dataset(c[new], signal_bar_features(series_by_key(con, exchange, c[new]), c[new]))
+            series = series_by_key(con, exchange, c[new], tail_only=candidates is not None)
+            x = meta_dataset(c[new], signal_bar_features(series, c[new]))
             p = pd.Series(
                 mlflow.load_champion(sc.meta.name).predict(x[META_FEATURES]), index=x["candidate_id"].to_numpy()
             )

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.core.costs import Costs
-from pipeline.core.engine import AssetInput, EngineResult, Limits, run
+from pipeline.core.engine import AssetInput, EngineResult, Limits, run, split_rows
 from pipeline.core.setup_gating import (
     UNKNOWN_REGIME,
     GatingParams,
@@ -368,3 +368,116 @@ def executed_by_series(signals: pd.DataFrame) -> pd.DataFrame:
         .agg(trades=("win", "size"), win_rate=("win", "mean"), avg_net_pct=("net_pct", "mean"))
         .reset_index()
     )
+
+
+#: columns of a passed signal the engine reads (:func:`series_input`): equal on both sides = same engine input
+ENGINE_INPUTS = ["candidate_id", "ts", "side", "entry", "sl", "tp1", "tp2", "leverage", "liq_price"]
+
+
+def checkpoint_ts(ts: np.ndarray, overlap: int, oldest_open: int | None) -> int | None:
+    """The newest bar a live resume can checkpoint a series' book at (epoch ms), None when none.
+
+    The next incremental scan rescans from ``min(first new bar - overlap bars, oldest OPEN candidate)``
+    (``assets/setup_scanner/candidates.py``), so every engine input up to the bar before ``min(ts[-1 - overlap],
+    oldest_open)`` stays as it is now: the book's state after that bar can be resumed next time.
+
+    Args:
+        ts: the series' bar times (sorted, epoch ms); overlap: ``exchange.overlap_candles``;
+        oldest_open: ``ts`` of its oldest candidate whose outcome is ``OPEN`` (None: none).
+    """
+    if len(ts) <= overlap + 1:
+        return None
+    bound = int(ts[-1 - overlap])
+    if oldest_open is not None:
+        bound = min(bound, int(oldest_open))
+    i = int(np.searchsorted(ts, bound)) - 1
+    return int(ts[i]) if i >= 0 else None
+
+
+def resume_signals(
+    segments: dict[str, tuple[pd.DataFrame, int, int]],
+    signals: pd.DataFrame,
+    carried: pd.DataFrame,
+    score: str,
+    params: SimParams,
+    state,
+) -> tuple[pd.DataFrame, pd.DataFrame, object]:
+    """:func:`simulate_signals` resumed from a stored book state on the new bars only (live; work ∝ new bars).
+
+    The engine's resume property (``run(bars[:t])`` then ``run(bars[t:], state)`` = ``run(bars)``) makes the
+    statuses equal those of one :func:`simulate_signals` run over the whole history of every series, given the same
+    bars and signals up to each series' stored checkpoint. The run is cut once more at each series' next checkpoint
+    and the state there is returned.
+
+    Args:
+        segments: ``"SYM|tf"`` → ``(bars after the stored checkpoint, sorted, ``ts, open, high, low, close, atr``;
+            the number of the series' bars run before them (bar indices continue); the next checkpoint ts, bars up to
+            it form the first cut)``, every name of ``state.names`` present.
+        signals: passed plan rows (``candidate_id, symbol, timeframe, ts``, the plan columns and ``score``) newer than
+            their series' stored checkpoint.
+        carried: passed signals at or before it: ``symbol, timeframe, ts`` (index = the caller's row id); those
+            whose trade or order was still open or waiting at the checkpoint get their status from this run.
+        state: :class:`pipeline.core.engine.EngineState` after each series' checkpoint (``account="sleeves"``).
+
+    Returns:
+        ``(statuses of signals (aligned with its index), statuses of the carried signals that moved (index ⊆
+        carried's), the state at the next checkpoints)``; statuses as :func:`simulate_signals`'.
+    """
+    key = signals["symbol"] + "|" + signals["timeframe"] if len(signals) else pd.Series(dtype=object)
+    ckey = carried["symbol"] + "|" + carried["timeframe"] if len(carried) else pd.Series(dtype=object)
+    cut, first, second = {}, {}, {}
+    for name in state.names:
+        b, _, nxt = segments[name]
+        b = b.reset_index(drop=True)
+        bts = b["ts"].to_numpy(np.int64)
+        k = int(np.searchsorted(bts, nxt, "right")) if nxt is not None else 0
+        edge = int(bts[k - 1]) if k else -(2**62)
+        g = signals[key == name]
+        cut[name] = k
+        first[name] = (b.iloc[:k], g[g["ts"] <= edge])
+        second[name] = (b.iloc[k:].reset_index(drop=True), g[g["ts"] > edge])
+    prep_a = {n: series_input(bb, gg, score) for n, (bb, gg) in first.items()}
+    res_a = run({n: v[2] for n, v in prep_a.items()}, params, state=state, record_skipped=True)
+    hist_a, _ = split_rows(res_a.rows)
+    prep_b = {n: series_input(bb, gg, score) for n, (bb, gg) in second.items()}
+    res_b = run({n: v[2] for n, v in prep_b.items()}, params, state=res_a.state, record_skipped=True)
+    res = dataclasses.replace(res_b, rows=np.vstack([hist_a, res_b.rows]) if len(hist_a) else res_b.rows)
+    t_all, o_all = res.trades(), res.orders()
+    # one status call for every series: a signal bar made unique across series (series code x 2^40 + bar index)
+    code = {n: i for i, n in enumerate(state.names)}
+    big = np.int64(1) << 40
+
+    def keyed(f: pd.DataFrame) -> pd.DataFrame:
+        a = f["asset"].map(code).to_numpy(np.int64)
+        return f.assign(signal_bar=a * big + f["signal_bar"].to_numpy(np.int64))
+
+    t_k, o_k = keyed(t_all), keyed(o_all)
+    bars, index, chosen = [np.zeros(0, np.int64)], [], [np.zeros(0, bool)]
+    for name in state.names:
+        before = segments[name][1]
+        for j, (g, one, _) in enumerate((prep_a[name], prep_b[name])):
+            bars.append(code[name] * big + g["bar"].to_numpy(np.int64) + before + (cut[name] if j else 0))
+            index.append(g.index)
+            chosen.append(g["candidate_id"].isin(one["candidate_id"]).to_numpy())
+    out = execution_status(np.concatenate(bars), t_k, o_k)
+    out.index = index[0].append(index[1:]) if index else pd.Index([])
+    lost = ~np.concatenate(chosen)
+    out.loc[lost, ["status", "status_reason", "entry_ts", "exit_ts"]] = [
+        "SKIPPED",
+        f"a better-{score} signal on the same bar was sent",
+        -1,
+        -1,
+    ]
+    # carried signals: own-grid series, so a signal's bar time is its candle ts; their rows were sent before the cut
+    sent = pd.concat([t_all[["asset", "signal_ts", "signal_bar"]], o_all[["asset", "signal_ts", "signal_bar"]]])
+    first_bar = sent["asset"].map({n: segments[n][1] for n in state.names}).to_numpy(np.int64)
+    sent = sent[sent["signal_bar"].to_numpy(np.int64) < first_bar].rename(columns={"signal_ts": "ts"})
+    m = pd.DataFrame(
+        {"asset": ckey.to_numpy(dtype=object), "ts": carried["ts"].to_numpy(np.int64), "_i": carried.index}
+    )
+    m = m.merge(sent.astype({"ts": np.int64}), on=["asset", "ts"], how="inner")
+    moved = execution_status(
+        m["asset"].map(code).to_numpy(np.int64) * big + m["signal_bar"].to_numpy(np.int64), t_k, o_k
+    )
+    moved.index = pd.Index(m["_i"].to_numpy())
+    return out.reindex(signals.index), moved, res_a.state
