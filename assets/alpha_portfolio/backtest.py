@@ -55,15 +55,18 @@ COMPARE = (
 )
 
 
-def run_books(scores: pd.DataFrame, candles: pd.DataFrame, targets: pd.DataFrame, cfg, baseline=None) -> dict:
-    """Every book and benchmark: ``{"books": {name: (book, trades, metrics)}, "bench": {name: (curve, metrics)},
-    "exposure": per regime of the main book, "panel": the panel}``; ``baseline`` (``(run_id, metrics)`` of the
-    research baseline's newest run, its own period) is added to ``bench`` as ``research_baseline``."""
+def run_books(
+    scores: pd.DataFrame, candles: pd.DataFrame, targets: pd.DataFrame, cfg, baseline=None, variant: str = ""
+) -> dict:
+    """Every book and benchmark: ``{"books": {name + variant: (book, trades, metrics)}, "bench": {name: (curve,
+    metrics)}, "exposure": per regime of the main book, "panel": the panel}``; ``baseline`` (``(run_id, metrics)`` of
+    the research baseline's newest run, its own period) is added to ``bench`` as ``research_baseline``; ``variant``
+    (e.g. ``@fee12bps_slip5bps``, :func:`with_costs`) names books run at other costs than the configuration's."""
     ap = cfg.alpha_portfolio
     panel = panel_of(scores, candles, list(cfg.universe.symbols))
     w = weights_of(targets, panel)
     books = {
-        name: book_metrics(run_book(panel.ts, panel.ohlc, panel.atr, w, panel.symbols, ap, drawdown_scaling=dd),
+        name + variant: book_metrics(run_book(panel.ts, panel.ohlc, panel.atr, w, panel.symbols, ap, drawdown_scaling=dd),
                            ap.backtest.n_trials)
         for name, dd in BOOKS.items()
     }  # fmt: skip
@@ -76,7 +79,7 @@ def run_books(scores: pd.DataFrame, candles: pd.DataFrame, targets: pd.DataFrame
     return {
         "books": books,
         "bench": bench,
-        "exposure": exposure_by_regime(books["alpha_book"][0], panel),
+        "exposure": exposure_by_regime(books["alpha_book" + variant][0], panel),
         "panel": panel,
     }
 
@@ -103,9 +106,9 @@ def _rows(name: str, book: tuple, out: dict, scores: pd.DataFrame, cfg, run_id_s
         universe=list(panel.symbols),
         params={
             "sources": sources,
-            "drawdown_scaling": BOOKS[name],
+            "drawdown_scaling": BOOKS[name.split("@")[0]],
             "engine": engine_params(ap).to_dict(),
-            "limits": dataclasses.asdict(engine_limits(ap, drawdown_scaling=BOOKS[name])),
+            "limits": dataclasses.asdict(engine_limits(ap, drawdown_scaling=BOOKS[name.split("@")[0]])),
             "book": json.loads(ap.model_dump_json()),
         },
         costs=ap.execution.costs.percent(),
@@ -126,17 +129,43 @@ def _rows(name: str, book: tuple, out: dict, scores: pd.DataFrame, cfg, run_id_s
     return row, t, with_benchmark(port[cols], bh, ap.backtest.init_cash)
 
 
-def write_books(con, out: dict, scores: pd.DataFrame, cfg, fp: str, dagster_run_id: str) -> str:
-    """Every book's ``backtest.*`` rows (replacing the desk's earlier runs of each strategy) and the input fingerprint,
-    in one transaction; returns the run-id suffix (a hash of the inputs and the configuration)."""
+def write_books(con, out: dict, scores: pd.DataFrame, cfg, fp: str, dagster_run_id: str, record: bool = True) -> str:
+    """Every book's ``backtest.*`` rows (replacing the desk's earlier runs of each strategy) and, with ``record``, the
+    input fingerprint, in one transaction; returns the run-id suffix (a hash of the inputs and the configuration)."""
     suffix = hashlib.sha256((fp + cfg.alpha_portfolio.model_dump_json()).encode()).hexdigest()[:12]
     with io.transaction(con):
         for name, book in out["books"].items():
             runs.write_backtest(
                 con, *_rows(name, book, out, scores, cfg, suffix, dagster_run_id), replace_strategy=True
             )
-        io.record_inputs(con, "backtest.alpha_portfolio", fp)
+        if record:
+            io.record_inputs(con, "backtest.alpha_portfolio", fp)
     return suffix
+
+
+class AlphaBacktestConfig(dg.Config):
+    """Run configuration of ``backtest/alpha_portfolio`` (``trader alpha backtest --fee-bps … --slippage-bps …``):
+    costs other than ``alpha_portfolio.execution.costs``, bps per side. The books are then run at those costs and
+    stored as their own strategies (``alpha_book@fee12bps_slip5bps``) beside the configuration's, whose skip
+    fingerprint they leave alone. The targets are not re-planned: their cost-adjusted scores keep the configured
+    costs, so this measures what the same decisions would have earned at other costs."""
+
+    fee_bps: float | None = None
+    slippage_bps: float | None = None
+
+
+def with_costs(cfg, run: AlphaBacktestConfig):
+    """``(cfg, variant)``: ``cfg`` with ``run``'s costs in ``alpha_portfolio.execution.costs`` (a copy) and the
+    strategy-name suffix naming them, or ``(cfg, "")`` when ``run`` sets none."""
+    if run.fee_bps is None and run.slippage_bps is None:
+        return cfg, ""
+    out = cfg.model_copy(deep=True)
+    c = out.alpha_portfolio.execution.costs
+    if run.fee_bps is not None:
+        c.taker_fee_bps = c.maker_fee_bps = float(run.fee_bps)
+    if run.slippage_bps is not None:
+        c.slippage_bps = float(run.slippage_bps)
+    return out, f"@fee{c.taker_fee_bps:g}bps_slip{c.slippage_bps:g}bps"
 
 
 @dg.asset(
@@ -159,17 +188,22 @@ def write_books(con, out: dict, scores: pd.DataFrame, cfg, fp: str, dagster_run_
     "0.8 ATR, drawdown scaling 5 %/10 %), the same targets without drawdown scaling, equal-weight buy-and-hold of the "
     "universe and buy-and-hold BTC; exposure by regime. Rows in backtest.* with desk 'alpha_portfolio'.",
 )
-def backtest_alpha_portfolio(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
-    cfg = settings()
+def backtest_alpha_portfolio(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource, config: AlphaBacktestConfig
+) -> dg.MaterializeResult:
+    cfg, variant = with_costs(settings(), config)
     ap = cfg.alpha_portfolio
     with warehouse.connect() as con:
         baseline = readers.latest_backtest(con, "research")
         fp = io.inputs_fingerprint(
             con,
             readers.asset_fingerprints(["signals.alpha_targets"]),
-            CODE_VERSION + METRICS_VERSION + ap.model_dump_json() + str(baseline and baseline[0]),
+            CODE_VERSION + METRICS_VERSION + ap.model_dump_json() + str(baseline and baseline[0]) + variant,
         )
-        if skip := if_unchanged(context, con, "backtest.alpha_portfolio", fp, SKIPPED, checks=(ACCOUNTING_RECONCILES,)):
+        skip = not variant and if_unchanged(
+            context, con, "backtest.alpha_portfolio", fp, SKIPPED, checks=(ACCOUNTING_RECONCILES,)
+        )
+        if skip:
             return skip
         targets = readers.alpha_targets(con)
         if targets.empty:
@@ -181,8 +215,8 @@ def backtest_alpha_portfolio(context: dg.AssetExecutionContext, warehouse: Wareh
         candles = readers.candles_long(
             con, cfg.exchange.id, list(cfg.universe.symbols), TIMEFRAME, int(scores["ts"].min())
         )
-        out = run_books(scores, candles, targets, cfg, baseline)
-        suffix = write_books(con, out, scores, cfg, fp, context.run_id)
+        out = run_books(scores, candles, targets, cfg, baseline, variant)
+        suffix = write_books(con, out, scores, cfg, fp, context.run_id, record=not variant)
     finals = {k: (float(b[0]["equity"].iloc[-1]), b[1]) for k, b in out["books"].items()}
     return dg.MaterializeResult(
         metadata=rounded(

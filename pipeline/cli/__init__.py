@@ -8,7 +8,7 @@ import warnings
 
 import typer
 
-from pipeline.cli import api, common, main, notify, options, paper, research, setups
+from pipeline.cli import alpha, api, common, main, notify, options, paper, research, setups
 from pipeline.config import ConfigError
 
 # Library warnings (Dagster's BetaWarning / PreviewWarning on every start, deprecations of its dependencies) are
@@ -39,6 +39,7 @@ app.add_typer(main.app)
 app.add_typer(research.app)
 app.add_typer(options.app, name="options")
 app.add_typer(setups.app, name="setups")
+app.add_typer(alpha.app, name="alpha")
 app.add_typer(api.app, name="api")
 app.add_typer(notify.app, name="notify")
 
