@@ -25,6 +25,7 @@ from typing import Literal
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
+from models.alpha import AlphaSignals
 from models.options_direction import OptionsModelsConfig
 from models.setup_meta import SetupMetaConfig
 from models.trainers import BaselineModelConfig
@@ -300,6 +301,11 @@ class SetupScannerConfig(Params):
     )
 
 
+class AlphaPortfolioConfig(AlphaSignals):
+    """``alpha_portfolio`` (seed 004, issue 18): the tiered multi-asset book. Signal part (alphaml): ``features``,
+    ``regime``, ``model``, ``score`` (:class:`models.alpha.AlphaSignals`)."""
+
+
 class LiveConfig(Params):
     """``live``: the sensors that turn each newly closed candle into one run of ``live_candle_job``."""
 
@@ -418,6 +424,7 @@ class TraderConfig(Params):
     research: ResearchConfig = Field(default_factory=ResearchConfig)
     options_desk: OptionsDeskConfig = Field(default_factory=OptionsDeskConfig)
     setup_scanner: SetupScannerConfig = Field(default_factory=SetupScannerConfig)
+    alpha_portfolio: AlphaPortfolioConfig = Field(default_factory=AlphaPortfolioConfig)
     paper: PaperParams = Field(default_factory=PaperParams)
     api: ApiConfig = Field(default_factory=ApiConfig)
     dashboard: DashboardConfig = Field(default_factory=DashboardConfig)
