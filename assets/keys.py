@@ -63,6 +63,17 @@ SIGNALS_LOG = table_key("signals.log")
 PAPER_SETUPS = dg.AssetKey(["paper", "setup_book"])  # tables paper.* (rows of desk setup_scanner)
 SETUP_NOTICES = dg.AssetKey(["ops", "setup_notices"])  # rows of ops.notifications (setup signals, closed trades)
 
+# alpha portfolio (issue 18, seed 004)
+ALPHA_FEATURES = table_key("features.alpha")
+ALPHA_REGIME = table_key("regimes.alpha_market")
+ALPHA_6H = table_key("ml.alpha_6h")  # predictions in ml.predictions (model_name alpha_6h)
+ALPHA_6H_GATE = table_key("ml.alpha_6h_gate")  # no table: the promotion gate of the latest version
+ALPHA_6H_CHAMPION = table_key("ml.alpha_6h_champion")  # no table: the @champion alias
+ALPHA_24H = table_key("ml.alpha_24h")
+ALPHA_24H_GATE = table_key("ml.alpha_24h_gate")
+ALPHA_24H_CHAMPION = table_key("ml.alpha_24h_champion")
+ALPHA_SCORES = table_key("signals.alpha_scores")
+
 # asset-check names (the same name on several assets is disambiguated by the asset key)
 CANDLE_INTEGRITY = "candle_integrity"
 GAPS_WITHIN_BUDGET = "gaps_within_budget"
@@ -89,4 +100,5 @@ def model_gate(target: str) -> str:
 # Dagster groups = owners: a shared layer or one desk (docs/decisions.md "Groups")
 GROUP_INGEST, GROUP_MARKET, GROUP_FEATURES, GROUP_REGIMES, GROUP_OPS = "ingest", "market", "features", "regimes", "ops"
 GROUP_RESEARCH, GROUP_OPTIONS, GROUP_SETUPS = "research", "options_desk", "setup_scanner"
+GROUP_ALPHA = "alpha_portfolio"  # seed 004 (issue 18)
 GROUP_PAPER = "paper"  # the signal log and the paper books of every desk (issue 16)

@@ -55,7 +55,7 @@ class AlphaModelConfig(ModelConfig):
     name: str = Field("alpha_24h", description="Registered MLflow model name.")
     horizon_bars: int = Field(24, ge=1, description="Label horizon h in 1h bars.")
     label_clip: float = Field(5.0, gt=0, description="Labels are clipped to +-this (units of rvol_24h * sqrt(h)).")
-    min_assets: int = Field(5, ge=3, description="Hours with fewer assets have no rank IC.")
+    min_assets: int = Field(5, ge=2, description="Hours with fewer assets have no rank IC.")
     train_stride: int = Field(
         4, ge=1, description="Train on every n-th hour of the clock (labels overlap; every hour is still scored)."
     )
@@ -89,12 +89,14 @@ def add_labels(features: pd.DataFrame, horizon: int, step_ms: int, clip: float) 
     ``label_end_ts`` = ``ts + horizon · step_ms`` when that bar exists in the symbol's rows, else -1 and ``y`` NaN.
     """
     f = features.sort_values(["symbol", "ts"], kind="stable").reset_index(drop=True)
-    g = f.groupby("symbol", sort=False)
-    fut_ts, fut_c = g["ts"].shift(-horizon), g["close"].shift(-horizon)
-    ok = (fut_ts - f["ts"]) == horizon * step_ms
+    fut = f[["symbol", "ts", "close"]].rename(columns={"close": "fut_close"})
+    fut["ts"] = fut["ts"] - horizon * step_ms
+    fut_c = f[["symbol", "ts"]].merge(fut, on=["symbol", "ts"], how="left")["fut_close"]
+    ok = fut_c.notna()
     with np.errstate(divide="ignore", invalid="ignore"):
         y = np.log(fut_c / f["close"]) / (f["rvol_24h"] * math.sqrt(horizon))
     y = y.where(ok & np.isfinite(y)).clip(-clip, clip)
+    fut_ts = f["ts"] + horizon * step_ms
     return f.assign(y=y, label_end_ts=np.where(ok & y.notna(), fut_ts.fillna(-1), -1).astype(np.int64))
 
 
@@ -235,8 +237,8 @@ def gate(summary: dict, c: AlphaPromotion, champion: dict | None = None) -> tupl
     g = lambda k: summary.get(k) if summary.get(k) is not None else float("nan")  # noqa: E731
     rules = [
         (g("n_hours") >= c.min_oos_hours, f"oos hours {int(summary.get('n_hours') or 0)} >= {c.min_oos_hours}"),
-        (g("ic_mean") > c.min_ic, f"rank IC {g('ic_mean'):.4f} > {c.min_ic}"),
-        (g("ic_t") > c.min_ic_t, f"IC t-stat {g('ic_t'):.2f} > {c.min_ic_t}"),
+        (g("ic_mean") > c.min_ic, f"rank IC {g('ic_mean'):.4f} > {c.min_ic:g}"),
+        (g("ic_t") > c.min_ic_t, f"IC t-stat {g('ic_t'):.2f} > {c.min_ic_t:g}"),
     ]
     return all(ok for ok, _ in rules), [("PASS " if ok else "FAIL ") + text for ok, text in rules]
 

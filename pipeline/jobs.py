@@ -10,7 +10,9 @@ from __future__ import annotations
 import dagster as dg
 
 from assets.keys import (
+    ALPHA_SCORES,
     FEATURES,
+    GROUP_ALPHA,
     GROUP_OPTIONS,
     GROUP_RESEARCH,
     HEALTH_REPORT,
@@ -68,6 +70,15 @@ ingest_job = dg.define_asset_job(
     "ingest_job",
     selection=dg.AssetSelection.keys(RAW_OHLCV, RAW_ONCHAIN_METRICS, SENTIMENT_DAILY),
     description="Sources only.",
+)
+
+# alpha portfolio (issue 18): the two models' training, gates and @champion, then the scores
+alpha_train_job = dg.define_asset_job(
+    "alpha_train_job",
+    selection=(dg.AssetSelection.groups(GROUP_ALPHA) & dg.AssetSelection.key_prefixes("ml"))
+    | dg.AssetSelection.keys(ALPHA_SCORES)
+    | PUBLISH,
+    description="Retrain the 6h / 24h alpha models, gate and promote them, and rescore (signals/alpha_scores).",
 )
 
 # research baseline
@@ -185,6 +196,7 @@ JOBS = [
     main_job,
     ingest_job,
     train_job,
+    alpha_train_job,
     backtest_job,
     options_desk_job,
     options_models_job,

@@ -102,6 +102,16 @@ def test_asset_keys_snapshot():
         "ops/serving_snapshot",
         "ops/options_notice",
         "ops/health",
+        # alpha portfolio (issue 18): signal part
+        "features/alpha",
+        "regimes/alpha_market",
+        "ml/alpha_6h",
+        "ml/alpha_6h_gate",
+        "ml/alpha_6h_champion",
+        "ml/alpha_24h",
+        "ml/alpha_24h_gate",
+        "ml/alpha_24h_champion",
+        "signals/alpha_scores",
     }
     graph = defs.resolve_asset_graph()
     # groups are owners (a shared layer or one desk), key prefixes are layers (docs/decisions.md "Groups")

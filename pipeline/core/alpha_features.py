@@ -303,3 +303,51 @@ def combine_scores(
     exp_ret = np.where(w6 > 0, w6 * r6, 0.0) + (1.0 - w6) * r24
     cost = np.full(len(exp_ret), float(cost))
     return pd.DataFrame({"exp_ret": exp_ret, "cost": cost, "exp_ret_net": exp_ret - cost})
+
+
+SCORE_COLUMNS = [
+    "exchange", "symbol", "ts", "regime", "pred_6h", "pred_24h", "exp_ret", "cost", "exp_ret_net", "rvol_24h",
+    "atr_14", "close", "tier", "source", "model_version",
+]  # fmt: skip
+
+
+def score_rows(
+    features: pd.DataFrame,
+    regime: np.ndarray,
+    pred_6h: np.ndarray | None,
+    pred_24h: np.ndarray | None,
+    cost: float,
+    params: AlphaScoreParams = AlphaScoreParams(),
+    model_version: str | None = None,
+) -> pd.DataFrame:
+    """The ``signals.alpha_scores`` rows of ``features`` (``symbol, ts`` + :data:`FEATURE_TABLE_COLUMNS`).
+
+    A row is ``source = 'model'`` where both predictions are finite (``pred_*`` None = no champion), else
+    ``'fallback'`` (:func:`fallback_predictions`; ``pred_6h`` / ``pred_24h`` NaN and ``model_version`` None).
+    Returns :data:`SCORE_COLUMNS` except ``exchange``, one row per input row.
+    """
+    n = len(features)
+    p6 = np.full(n, np.nan) if pred_6h is None else np.asarray(pred_6h, np.float64)
+    p24 = np.full(n, np.nan) if pred_24h is None else np.asarray(pred_24h, np.float64)
+    ok = np.isfinite(p6) & np.isfinite(p24)
+    vol = features["rvol_24h"].to_numpy(np.float64)
+    model = combine_scores(p6, p24, vol, regime, cost, params, "model")
+    fb = combine_scores(
+        np.full(n, np.nan), fallback_predictions(features, params), vol, regime, cost, params, "fallback"
+    )
+    return pd.DataFrame(
+        {
+            "symbol": features["symbol"].to_numpy(),
+            "ts": features["ts"].to_numpy(np.int64),
+            "regime": regime,
+            "pred_6h": np.where(ok, p6, np.nan),
+            "pred_24h": np.where(ok, p24, np.nan),
+            **{k: np.where(ok, model[k].to_numpy(), fb[k].to_numpy()) for k in ("exp_ret", "cost", "exp_ret_net")},
+            "rvol_24h": vol,
+            "atr_14": features["atr_14"].to_numpy(np.float64),
+            "close": features["close"].to_numpy(np.float64),
+            "tier": features["tier"].to_numpy(np.int64),
+            "source": np.where(ok, "model", "fallback"),
+            "model_version": np.where(ok, model_version, None),
+        }
+    )

@@ -17,6 +17,7 @@ from pipeline.core.alpha_features import (
     market_regime,
     regime_summary,
     round_trip_cost,
+    score_rows,
 )
 from pipeline.core.costs import spot_costs
 from tests.conftest import real_ohlcv
@@ -128,3 +129,24 @@ def test_fallback_and_score_combination_hand_case():
     assert s["exp_ret_net"].tolist() == pytest.approx((s["exp_ret"] - cost).tolist())
     fb = combine_scores(np.array([np.nan]), np.array([0.5]), np.array([0.01]), ["down"], cost, source="fallback")
     assert fb["exp_ret"].iloc[0] == pytest.approx(r24)
+
+
+def test_score_rows_label_the_source_and_are_point_in_time(real_1h):
+    f = alpha_features(real_1h["BTC/USDT"], 1).assign(symbol="BTC/USDT").iloc[30:].reset_index(drop=True)
+    closes = _closes(real_1h)
+    reg = market_regime(closes).set_index("ts")["regime"].reindex(f["ts"]).to_numpy(dtype=object)
+    rng = np.random.default_rng(0)
+    p6, p24 = rng.normal(0, 0.1, len(f)), rng.normal(0, 0.1, len(f))
+    p6[:100] = np.nan  # e.g. before the first walk-forward test window
+    cost = round_trip_cost(spot_costs(), "taker")
+    full = score_rows(f, reg, p6, p24, cost, model_version="alpha_6h:1,alpha_24h:1")
+    assert (full["source"].iloc[:100] == "fallback").all() and (full["source"].iloc[100:] == "model").all()
+    assert full["model_version"].iloc[:100].isna().all() and full["pred_6h"].iloc[:100].isna().all()
+    assert (full["exp_ret_net"] == full["exp_ret"] - cost).all()
+    fb = fallback_predictions(f.iloc[:100])
+    np.testing.assert_allclose(full["exp_ret"].iloc[:100], fb * f["rvol_24h"].iloc[:100] * np.sqrt(24))
+    none = score_rows(f, reg, None, None, cost)
+    assert (none["source"] == "fallback").all()
+    n = len(f) // 2
+    part = score_rows(f.iloc[:n], reg[:n], p6[:n], p24[:n], cost, model_version="alpha_6h:1,alpha_24h:1")
+    pd.testing.assert_frame_equal(part, full.iloc[:n].reset_index(drop=True))
