@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from models.calibration import Calibrator
 from models.splits import WalkForwardConfig
@@ -73,7 +73,18 @@ class AlphaModelConfig(ModelConfig):
 
 
 class AlphaModelsConfig(Params):
-    """``alpha_portfolio.model``: the 6h and the 24h model."""
+    """``alpha_portfolio.model``: the 6h and the 24h model (a section given without ``name`` / ``horizon_bars`` gets
+    its horizon's: ``h6`` alpha_6h / 6, ``h24`` alpha_24h / 24)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _horizon_defaults(cls, v):
+        if isinstance(v, dict):
+            v = dict(v)
+            for k, (name, h) in {"h6": ("alpha_6h", 6), "h24": ("alpha_24h", 24)}.items():
+                if isinstance(v.get(k), dict):
+                    v[k] = {"name": name, "horizon_bars": h, **v[k]}
+        return v
 
     h6: AlphaModelConfig = Field(default_factory=lambda: AlphaModelConfig(name="alpha_6h", horizon_bars=6))
     h24: AlphaModelConfig = Field(default_factory=lambda: AlphaModelConfig(name="alpha_24h", horizon_bars=24))

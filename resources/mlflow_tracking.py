@@ -401,6 +401,15 @@ class MlflowTracking(dg.ConfigurableResource):
         mlflow = self._mlflow()
         return mlflow.sklearn.load_model(f"models:/{name}@{CHAMPION}")
 
+    def load_version(self, name: str, version: str):
+        """The model behind ``models:/<name>/<version>`` in THIS store.
+
+        Raises:
+            mlflow.exceptions.MlflowException: no such version.
+        """
+        mlflow = self._mlflow()
+        return mlflow.sklearn.load_model(f"models:/{name}/{version}")
+
     def set_tag(self, run_id: str, key: str, value: str) -> None:
         """Set one tag on an existing run."""
         self.client().set_tag(run_id, key, value)

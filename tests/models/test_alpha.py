@@ -117,3 +117,11 @@ def test_walk_forward_fit_is_point_in_time_on_real_bars(five_pairs):
     assert len(merged) == len(part)
     np.testing.assert_allclose(merged["pred_part"], merged["pred"], rtol=1e-12, equal_nan=True)
     np.testing.assert_allclose(merged["pred_cal_part"], merged["pred_cal"], rtol=1e-12, equal_nan=True)
+
+
+def test_a_partial_horizon_section_keeps_its_horizon():
+    from models.alpha import AlphaModelsConfig
+
+    m = AlphaModelsConfig(h6={"min_assets": 2}, h24={"label_clip": 4.0})
+    assert (m.h6.name, m.h6.horizon_bars, m.h6.min_assets) == ("alpha_6h", 6, 2)
+    assert (m.h24.name, m.h24.horizon_bars, m.h24.label_clip) == ("alpha_24h", 24, 4.0)
