@@ -63,7 +63,15 @@ SIGNALS_LOG = table_key("signals.log")
 PAPER_SETUPS = dg.AssetKey(["paper", "setup_book"])  # tables paper.* (rows of desk setup_scanner)
 SETUP_NOTICES = dg.AssetKey(["ops", "setup_notices"])  # rows of ops.notifications (setup signals, closed trades)
 
-# alpha portfolio (seed 004, issue 18)
+# alpha portfolio (issue 18, seed 004)
+ALPHA_FEATURES = table_key("features.alpha")
+ALPHA_REGIME = table_key("regimes.alpha_market")
+ALPHA_6H = table_key("ml.alpha_6h")  # predictions in ml.predictions (model_name alpha_6h)
+ALPHA_6H_GATE = table_key("ml.alpha_6h_gate")  # no table: the promotion gate of the latest version
+ALPHA_6H_CHAMPION = table_key("ml.alpha_6h_champion")  # no table: the @champion alias
+ALPHA_24H = table_key("ml.alpha_24h")
+ALPHA_24H_GATE = table_key("ml.alpha_24h_gate")
+ALPHA_24H_CHAMPION = table_key("ml.alpha_24h_champion")
 ALPHA_SCORES = table_key("signals.alpha_scores")
 ALPHA_TARGETS = table_key("signals.alpha_targets")
 ALPHA_BACKTEST = table_key("backtest.alpha_portfolio")  # rows of backtest.* with desk alpha_portfolio

@@ -36,6 +36,21 @@ def _latest_run(con, name: str) -> pd.Series:
     return r
 
 
+def _check_metadata(scores: dict, reasons: list[str], version, classifier: bool) -> dict:
+    """The gate check's metadata: the reasons, the version and its figures (AUC / ECE / Brier of a classifier's
+    calibrated scores, else every numeric figure the rule read)."""
+    if classifier:
+        figures = {
+            "auc_cal": scores.get("auc"),
+            "ece_cal": scores.get("ece"),
+            "brier_cal": scores.get("brier"),
+            "brier_base": scores.get("brier_base"),
+        }
+    else:
+        figures = {k: v for k, v in scores.items() if isinstance(v, (int, float))}
+    return rounded({"reasons": "\n".join(reasons), "model_version": str(version), **figures})
+
+
 def promotion_assets(
     train_key: dg.AssetKey,
     evaluation_key: dg.AssetKey,
@@ -45,6 +60,8 @@ def promotion_assets(
     what: str,
     code_version: str,
     priority: int = 0,
+    rule: Callable[[dict, object, dict | None], tuple[bool, list[str]]] | None = None,
+    gate_description: str | None = None,
 ) -> tuple[dg.AssetsDefinition, dg.AssetsDefinition]:
     """The evaluation asset (blocking ``promotion_gate`` check) and the ``@champion`` asset of one registered model.
 
@@ -53,7 +70,12 @@ def promotion_assets(
     body. The evaluation applies the criteria (``models.evaluation.decide``) to the latest version's out-of-sample calibrated
     scores and compares its Brier with the current champion's; the champion asset runs only when that blocking
     check passed (Dagster skips it otherwise), so a worse model is logged and registered but never served.
+
+    ``rule``: another verdict ``rule(scores, section.promotion, champion_scores) -> (passed, reasons)`` on the same
+    stored ``cal`` figures (the alpha models' rank-IC gate, :func:`models.alpha.gate`); the check then shows every
+    numeric figure of ``scores``. ``gate_description``: the check's description with such a rule.
     """
+    verdict_rule = rule or decide
 
     @dg.asset(
         key=evaluation_key,
@@ -68,7 +90,8 @@ def promotion_assets(
                 PROMOTION_GATE,
                 asset=evaluation_key,
                 blocking=True,
-                description="OOS calibrated AUC / ECE / rows and Brier below the base rate meet the "
+                description=gate_description
+                or "OOS calibrated AUC / ECE / rows and Brier below the base rate meet the "
                 "promotion criteria, and Brier is not worse than the current @champion.",
             )
         ],
@@ -86,7 +109,7 @@ def promotion_assets(
             r = _latest_run(con, name)
             scores = json.loads(r.metrics)["cal"]
             champ_metrics = mlflow.champion_scores(name, unless_version=r.model_version)
-            passed, reasons = decide(
+            passed, reasons = verdict_rule(
                 {k: (float("nan") if v is None else v) for k, v in scores.items()}, m.promotion, champ_metrics
             )
             runs.set_promotion_verdict(con, r.mlflow_run_id, passed, reasons)
@@ -105,16 +128,7 @@ def promotion_assets(
                     check_name=PROMOTION_GATE,
                     passed=passed,
                     severity=dg.AssetCheckSeverity.ERROR,
-                    metadata=rounded(
-                        {
-                            "reasons": "\n".join(reasons),
-                            "model_version": str(r.model_version),
-                            "auc_cal": scores.get("auc"),
-                            "ece_cal": scores.get("ece"),
-                            "brier_cal": scores.get("brier"),
-                            "brier_base": scores.get("brier_base"),
-                        }
-                    ),
+                    metadata=_check_metadata(scores, reasons, r.model_version, rule is None),
                 )
             ],
         )

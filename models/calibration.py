@@ -25,7 +25,9 @@ _EPS = 1e-6
 
 @dataclass
 class Calibrator:
-    """A fitted map from raw probability to calibrated probability. ``method``: isotonic | sigmoid | identity."""
+    """A fitted map from raw probability to calibrated probability. ``method``: isotonic | sigmoid | identity, or
+    ``scale`` (a regressor's prediction times ``model``, a float: the alpha models' expected-return scale,
+    :func:`models.alpha.fit_alpha`)."""
 
     method: str
     model: object | None = None
@@ -36,6 +38,8 @@ class Calibrator:
             return p
         if self.method == "isotonic":
             return self.model.predict(p)
+        if self.method == "scale":
+            return p * float(self.model)
         z = np.log(np.clip(p, _EPS, 1 - _EPS) / (1 - np.clip(p, _EPS, 1 - _EPS)))
         return self.model.predict_proba(z.reshape(-1, 1))[:, 1]
 

@@ -25,6 +25,7 @@ from typing import Literal
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
+from models.alpha import AlphaSignals
 from models.options_direction import OptionsModelsConfig
 from models.setup_meta import SetupMetaConfig
 from models.trainers import BaselineModelConfig
@@ -301,9 +302,16 @@ class SetupScannerConfig(Params):
     )
 
 
-class AlphaPortfolioConfig(AlphaBook):
-    """``alpha_portfolio`` (seed 004, issue 18): the tiered multi-asset book. Portfolio part (alphapf): ``tiers``,
-    ``portfolio``, ``risk``, ``execution``, ``backtest`` (:class:`pipeline.core.alpha_portfolio.AlphaBook`)."""
+class AlphaPortfolioConfig(AlphaSignals, AlphaBook):
+    """``alpha_portfolio`` (seed 004, issue 18): the tiered multi-asset book. Signal part: ``features``, ``regime``,
+    ``model``, ``score`` (:class:`models.alpha.AlphaSignals`); portfolio part: ``tiers``, ``portfolio``, ``risk``,
+    ``execution``, ``backtest`` (:class:`pipeline.core.alpha_portfolio.AlphaBook`)."""
+
+    train_cron: str = Field(
+        "0 4 * * 0",
+        description="When alpha_train_job retrains the 6h / 24h models (cron in app.timezone; RUNNING under "
+        "trader live, like the other live schedules). The live hourly path never trains.",
+    )
 
 
 class LiveConfig(Params):
@@ -424,6 +432,7 @@ class TraderConfig(Params):
     research: ResearchConfig = Field(default_factory=ResearchConfig)
     options_desk: OptionsDeskConfig = Field(default_factory=OptionsDeskConfig)
     setup_scanner: SetupScannerConfig = Field(default_factory=SetupScannerConfig)
+    alpha_portfolio: AlphaPortfolioConfig = Field(default_factory=AlphaPortfolioConfig)
     paper: PaperParams = Field(default_factory=PaperParams)
     api: ApiConfig = Field(default_factory=ApiConfig)
     dashboard: DashboardConfig = Field(default_factory=DashboardConfig)

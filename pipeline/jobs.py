@@ -10,7 +10,9 @@ from __future__ import annotations
 import dagster as dg
 
 from assets.keys import (
+    ALPHA_SCORES,
     FEATURES,
+    GROUP_ALPHA,
     GROUP_OPTIONS,
     GROUP_RESEARCH,
     HEALTH_REPORT,
@@ -68,6 +70,21 @@ ingest_job = dg.define_asset_job(
     "ingest_job",
     selection=dg.AssetSelection.keys(RAW_OHLCV, RAW_ONCHAIN_METRICS, SENTIMENT_DAILY),
     description="Sources only.",
+)
+
+# alpha portfolio (issue 18): the two models' training, gates and @champion, then the scores
+alpha_train_job = dg.define_asset_job(
+    "alpha_train_job",
+    selection=(dg.AssetSelection.groups(GROUP_ALPHA) & dg.AssetSelection.key_prefixes("ml"))
+    | dg.AssetSelection.keys(ALPHA_SCORES)
+    | PUBLISH,
+    description="Retrain the 6h / 24h alpha models, gate and promote them, and rescore (signals/alpha_scores).",
+)
+alpha_portfolio_job = dg.define_asset_job(
+    "alpha_portfolio_job",
+    selection=dg.AssetSelection.groups(GROUP_ALPHA) | PUBLISH,
+    description="The alpha portfolio (seed 004): features, regime, the 6h / 24h models (retrained only when their "
+    "inputs changed), scores, hourly targets and the backtest of the book; republishes the serving snapshot.",
 )
 
 # research baseline
@@ -195,6 +212,8 @@ JOBS = [
     main_job,
     ingest_job,
     train_job,
+    alpha_train_job,
+    alpha_portfolio_job,
     backtest_job,
     options_desk_job,
     options_models_job,

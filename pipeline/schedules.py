@@ -13,6 +13,7 @@ from dagster._utils.schedules import cron_string_iterator
 
 from pipeline.config import TraderConfig
 from pipeline.jobs import (
+    alpha_train_job,
     db_maintenance_job,
     health_job,
     options_daily_job,
@@ -33,6 +34,8 @@ _WHAT = {
     "options_decision notification",
     health_job.name: "checks the age of candles, on-chain, sentiment and the signal tables against the clock now "
     "(ops/health and its checks) and sends a data_stale notification per stale input",
+    alpha_train_job.name: "retrains the alpha portfolio's 6h / 24h LightGBM models (purged walk-forward, new MLflow "
+    "versions), gates them on out-of-sample rank IC, promotes the passing ones to @champion and rescores",
     db_maintenance_job.name: "prunes the ops logs older than maintenance.retention_days (never a business table) and "
     "CHECKPOINTs the warehouse (seed db_checkpoint)",
 }
@@ -120,6 +123,7 @@ def live_schedules(cfg: TraderConfig) -> list[dg.ScheduleDefinition]:
             ),
             ("health", health_job, cfg.health.cron, "health.cron", ""),
             ("db_maintenance", db_maintenance_job, cfg.maintenance.cron, "maintenance.cron", ""),
+            ("alpha_train_weekly", alpha_train_job, cfg.alpha_portfolio.train_cron, "alpha_portfolio.train_cron", ""),
         )
     ]
 

@@ -95,6 +95,15 @@ EXPERIMENTS: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
         TRAINING_COLUMNS,
         ("promotion_passed",),
     ),
+    "alpha_portfolio": (
+        "Alpha portfolio models (seed 004; assets ml/alpha_6h, ml/alpha_24h): LightGBM regressors of the forward 6h / "
+        "24h vol-normalised return on the 13 seed features, pooled over the universe's 1h bars, purged walk-forward. "
+        "Figures: out-of-sample rank IC (Spearman across assets per hour) `oos_ic_mean_cal`, its t-statistic "
+        "`oos_ic_t_cal` over `oos_n_hours_cal` hours, IC per regime (`oos_ic_<regime>_cal`) and the expected-return "
+        "scale `oos_calibration_slope_cal`; artifacts `ic_by_regime.csv`, `calibration_deciles.json`, `folds.csv`.",
+        ("oos_ic_mean_cal", "oos_ic_t_cal", "oos_n_hours_cal", "oos_calibration_slope_cal"),
+        ("promotion_passed",),
+    ),
     "backtests": (
         "Every desk's backtest, one run per stored backtest.runs row (tag `desk`, run name = run_id): the baseline "
         "long/flat strategy (backtest/baseline), the setup scanner's gated and ungated books (backtest/setup_scanner) "
@@ -391,6 +400,15 @@ class MlflowTracking(dg.ConfigurableResource):
         """
         mlflow = self._mlflow()
         return mlflow.sklearn.load_model(f"models:/{name}@{CHAMPION}")
+
+    def load_version(self, name: str, version: str):
+        """The model behind ``models:/<name>/<version>`` in THIS store.
+
+        Raises:
+            mlflow.exceptions.MlflowException: no such version.
+        """
+        mlflow = self._mlflow()
+        return mlflow.sklearn.load_model(f"models:/{name}/{version}")
 
     def set_tag(self, run_id: str, key: str, value: str) -> None:
         """Set one tag on an existing run."""

@@ -90,6 +90,18 @@ setup_scanner:
     walk_forward: {{train_window: 30d, test_window: 30d, purge: "0", embargo: "0", min_calibration_rows: 100}}
     promotion: {{min_auc: 0.3, max_ece: 0.5, require_brier_below_base: false, min_oos_rows: 50}}
   gating: {{min_closed_samples: 10, window_days: 60, target_winrate_pct: 30}}
+alpha_portfolio:  # two symbols only: a 2-asset "rank IC" and a gate that passes, so the chain runs through @champion
+  model:
+    h6:
+      min_assets: 2
+      params: {{n_estimators: 10, num_leaves: 7, min_child_samples: 50}}
+      walk_forward: {{train_window: 30d, test_window: 30d, purge: "0", embargo: "6", min_calibration_rows: 100}}
+      promotion: {{min_ic: -1.0, min_ic_t: -100.0, min_oos_hours: 1}}
+    h24:
+      min_assets: 2
+      params: {{n_estimators: 10, num_leaves: 7, min_child_samples: 50}}
+      walk_forward: {{train_window: 30d, test_window: 30d, purge: "0", embargo: "24", min_calibration_rows: 100}}
+      promotion: {{min_ic: -1.0, min_ic_t: -100.0, min_oos_hours: 1}}
 """)
 os.environ["TRADER_CONFIG"] = str(_CONFIG)
 

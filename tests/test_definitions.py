@@ -102,7 +102,16 @@ def test_asset_keys_snapshot():
         "ops/serving_snapshot",
         "ops/options_notice",
         "ops/health",
-        "signals/alpha_scores",  # issue 18: the scores asset (alphaml); a placeholder spec until it is merged
+        # alpha portfolio (issue 18): signal part
+        "features/alpha",
+        "regimes/alpha_market",
+        "ml/alpha_6h",
+        "ml/alpha_6h_gate",
+        "ml/alpha_6h_champion",
+        "ml/alpha_24h",
+        "ml/alpha_24h_gate",
+        "ml/alpha_24h_champion",
+        "signals/alpha_scores",
         "signals/alpha_targets",
         "backtest/alpha_portfolio",
     }

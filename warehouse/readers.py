@@ -478,3 +478,40 @@ def latest_backtest(con: duckdb.DuckDBPyConnection, desk: str) -> tuple[str, dic
         con.execute("SELECT run_id, metrics FROM backtest.runs WHERE desk = ? ORDER BY created_at DESC LIMIT 1", [desk])
     )
     return None if r is None else (str(r[0]), json.loads(r[1] or "{}"))
+
+
+def candles(con: duckdb.DuckDBPyConnection, exchange: str, symbol: str, timeframe: str) -> pd.DataFrame:
+    """``ts, open, high, low, close, volume`` of one ``market.ohlcv`` series, sorted by ``ts``."""
+    return io.read_df(
+        con,
+        "SELECT ts, open, high, low, close, volume FROM market.ohlcv WHERE exchange = ? AND symbol = ? AND timeframe = ? "
+        "ORDER BY ts",
+        [exchange, symbol, timeframe],
+    )
+
+
+def alpha_features(con: duckdb.DuckDBPyConnection, exchange: str, timeframe: str = "1h") -> pd.DataFrame:
+    """Every ``features.alpha`` row of ``exchange`` / ``timeframe`` without the key's constant columns
+    (``symbol, ts`` + features + ``close``), sorted by ``symbol, ts``."""
+    return io.read_df(
+        con,
+        "SELECT * EXCLUDE (exchange, timeframe, open_time) FROM features.alpha WHERE exchange = ? AND timeframe = ? "
+        "ORDER BY symbol, ts",
+        [exchange, timeframe],
+    )
+
+
+def alpha_regime(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """``regimes.alpha_market`` (``ts, regime`` and the rule's inputs), sorted by ``ts``."""
+    return io.read_df(con, "SELECT * EXCLUDE (open_time) FROM regimes.alpha_market ORDER BY ts")
+
+
+def alpha_predictions(con: duckdb.DuckDBPyConnection, model_name: str, mlflow_run_id: str) -> pd.DataFrame:
+    """One run's point-in-time predictions in ``ml.predictions``: ``symbol, ts, fold, pred`` (= ``p_raw``) and
+    ``pred_cal`` (= ``p_cal``, the scaled expected vol-normalised return), sorted by ``symbol, ts``."""
+    return io.read_df(
+        con,
+        "SELECT symbol, ts, fold, p_raw AS pred, p_cal AS pred_cal FROM ml.predictions WHERE model_name = ? "
+        "AND mlflow_run_id = ? ORDER BY symbol, ts",
+        [model_name, mlflow_run_id],
+    )

@@ -8,6 +8,7 @@ the same instant as a naive UTC TIMESTAMP (virtual column) for people writing SQ
 
 from __future__ import annotations
 
+from pipeline.core.alpha_features import FEATURES as ALPHA_FEATURES
 from pipeline.core.indicators import FEATURE_COLUMNS
 
 _CANDLE_KEY = "exchange VARCHAR NOT NULL, symbol VARCHAR NOT NULL, timeframe VARCHAR NOT NULL, ts BIGINT NOT NULL"
@@ -35,6 +36,9 @@ PRIMARY_KEYS: dict[str, list[str]] = {
     "ops.notifications": ["dedup_key"],
     "ops.notification_attempts": ["attempt_id"],
     "ml.predictions": ["model_name", "exchange", "symbol", "timeframe", "ts"],
+    "features.alpha": ["exchange", "symbol", "timeframe", "ts"],
+    "regimes.alpha_market": ["ts"],
+    "signals.alpha_scores": ["exchange", "symbol", "ts"],
     "ml.folds": ["model_name", "mlflow_run_id", "fold"],
     "ml.model_runs": ["mlflow_run_id"],
     "ml.options_scores": ["model_name", "mlflow_run_id", "date"],
@@ -129,6 +133,20 @@ DDL = [
     f"""CREATE TABLE IF NOT EXISTS regimes.market ({_CANDLE_KEY}, trend_regime VARCHAR, trend_strength VARCHAR,
         volatility_level VARCHAR, natr_pct_rank DOUBLE, regime_confidence DOUBLE, regime_stability DOUBLE,
         regime_age_bars BIGINT, regime VARCHAR, {_OPEN_TIME})""",
+    # issue 18 (seed 004, alpha portfolio): new tables only, created on the next read-write open of an older warehouse.
+    # features.alpha: the 13 seed features per asset and hour (pipeline.core.alpha_features); tier is an integer
+    f"""CREATE TABLE IF NOT EXISTS features.alpha ({_CANDLE_KEY},
+        {", ".join(c + (" BIGINT" if c == "tier" else " DOUBLE") for c in ALPHA_FEATURES)}, close DOUBLE, {_OPEN_TIME})""",
+    # regimes.alpha_market: the market regime per hour (trend | chop | down) and the rule's inputs
+    f"""CREATE TABLE IF NOT EXISTS regimes.alpha_market (ts BIGINT NOT NULL, regime VARCHAR, raw_regime VARCHAR,
+        btc_close DOUBLE, btc_ema_fast DOUBLE, btc_ema_slow DOUBLE, breadth DOUBLE, n_assets BIGINT,
+        regime_age_bars BIGINT, {_OPEN_TIME})""",
+    # signals.alpha_scores: per asset and hour the cost-adjusted expected return the portfolio ranks (source model |
+    # fallback; pred_* are forward vol-normalised returns, exp_ret / cost / exp_ret_net fractions)
+    f"""CREATE TABLE IF NOT EXISTS signals.alpha_scores (exchange VARCHAR NOT NULL, symbol VARCHAR NOT NULL,
+        ts BIGINT NOT NULL, regime VARCHAR, pred_6h DOUBLE, pred_24h DOUBLE, exp_ret DOUBLE, cost DOUBLE,
+        exp_ret_net DOUBLE, rvol_24h DOUBLE, atr_14 DOUBLE, close DOUBLE, tier BIGINT, source VARCHAR,
+        model_version VARCHAR, {_OPEN_TIME})""",
     """CREATE TABLE IF NOT EXISTS ops.slice_quality (tbl VARCHAR, exchange VARCHAR, symbol VARCHAR, timeframe VARCHAR,
         stats JSON, checked_at TIMESTAMP)""",
     """CREATE TABLE IF NOT EXISTS ops.gaps (tbl VARCHAR, exchange VARCHAR, symbol VARCHAR, timeframe VARCHAR,
@@ -254,6 +272,9 @@ SERVING_TABLES = [
     "market.sentiment_daily",
     "features.technical",
     "regimes.market",
+    "features.alpha",
+    "regimes.alpha_market",
+    "signals.alpha_scores",
     "raw.ingest_checkpoints",
     "ops.input_errors",  # current input failures (issue 13 item 9); read by the API's health
     "ml.predictions",

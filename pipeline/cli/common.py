@@ -198,7 +198,9 @@ class RunProgress:
 
 
 #: the model-training steps (assets.common.TrainConfig): ``trader run --retrain`` forces each one in the job
-TRAINING_OPS = frozenset({"ml__baseline_direction", "ml__options_direction", "ml__setup_meta"})
+TRAINING_OPS = frozenset(
+    {"ml__baseline_direction", "ml__options_direction", "ml__setup_meta", "ml__alpha_6h", "ml__alpha_24h"}
+)
 
 
 def execute(

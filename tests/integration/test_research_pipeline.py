@@ -412,7 +412,8 @@ def test_train_gate_promote_backtest_then_refuse_a_failing_model(resources, monk
         assert "not retrained" in _meta(r2, ["ml", "setup_meta"])["status"].value
         for k in (["signals", "setup_thresholds"], ["signals", "setups"], ["backtest", "setup_scanner"]):
             assert "unchanged" in _meta(r2, k)["status"].value
-        assert len(_q(resources, "SELECT * FROM ml.model_runs")) == 4  # baseline + p_long + p_short + setup_meta
+        # baseline + p_long + p_short + setup_meta + alpha_6h + alpha_24h
+        assert len(_q(resources, "SELECT * FROM ml.model_runs")) == 6
         # ... and the latest materialisation of every skipped asset still shows the figures, tables and plots of the
         # run that computed them (issue 14 item 1), pointing at that run
         for k in CARRIED:
