@@ -31,7 +31,8 @@ def _warehouse(resources) -> pd.DataFrame:
         cols = ["exchange", "symbol", "timeframe", "ts", "open", "high", "low", "close", "volume"]
         io.upsert(con, "market.ohlcv", c.assign(exchange="binance", timeframe="1h")[cols], cols[:4])
         con.register("sc", sc)
-        con.execute("CREATE TABLE signals.alpha_scores AS SELECT * FROM sc")
+        con.execute("DELETE FROM signals.alpha_scores")
+        con.execute("INSERT INTO signals.alpha_scores BY NAME SELECT * FROM sc")
         base = {k: None for k in ("period_start", "period_end", "timeframe", "universe", "params", "costs")}
         row = runs.backtest_run_row(
             run_id="baseline-x", desk="research", strategy="baseline_long_flat", sample="oos", **base,
@@ -68,3 +69,25 @@ def test_targets_and_backtest_assets_write_their_rows(resources, instance):
     r2 = dg.materialize([alpha_targets, backtest_alpha_portfolio], resources=resources, instance=instance)
     meta = r2.asset_materializations_for_node("signals__alpha_targets")[0].metadata
     assert "unchanged" in meta["status"].value
+
+
+def test_backtest_at_other_costs_is_stored_beside_the_configured_books(resources, instance):
+    """``trader alpha backtest --fee-bps 25 --slippage-bps 5``: the books at those costs are their own strategies,
+    cost more than the configured ones on the same targets, and leave the configured books' skip fingerprint alone."""
+    _warehouse(resources)
+    sel = [alpha_targets, backtest_alpha_portfolio]
+    assert dg.materialize(sel, resources=resources, instance=instance).success
+    cfg = {"ops": {"backtest__alpha_portfolio": {"config": {"fee_bps": 25.0, "slippage_bps": 5.0}}}}
+    assert dg.materialize(sel, resources=resources, instance=instance, run_config=cfg).success
+    with resources["warehouse"].connect() as con:
+        out = io.read_df(con, "SELECT strategy, metrics, costs FROM backtest.runs WHERE desk = 'alpha_portfolio'")
+    m = {r.strategy: json.loads(r.metrics) for r in out.itertuples()}
+    assert sorted(m) == [
+        "alpha_book",
+        "alpha_book@fee25bps_slip5bps",
+        "alpha_book_no_dd",
+        "alpha_book_no_dd@fee25bps_slip5bps",
+    ]
+    assert m["alpha_book@fee25bps_slip5bps"]["total_return"] < m["alpha_book"]["total_return"]
+    again = dg.materialize(sel, resources=resources, instance=instance)  # the configured books are still up to date
+    assert "unchanged" in again.asset_materializations_for_node("backtest__alpha_portfolio")[0].metadata["status"].value

@@ -145,6 +145,39 @@ def _assert_mlflow_ui_records(trk, resources):
     assert {r.info.run_id for r in bts} <= stored  # backtest.runs.mlflow_run_id points at each run
 
 
+def _assert_alpha_cli(resources):
+    """``trader alpha targets | report | status`` (issue 18) print what the alpha tables hold after a cold run."""
+    from typer.testing import CliRunner
+
+    from pipeline import cli
+
+    last = _q(resources, "SELECT * FROM signals.alpha_targets WHERE ts = (SELECT max(ts) FROM signals.alpha_targets)")
+    assert len(last) == 2 and set(last["reason"]) <= {
+        "kept", "added", "dropped_rank", "capped_tier", "capped_risk", "capped_sleeve", "band_hold", "below_min_order",
+        "no_positive_score",
+    }  # fmt: skip
+    out = CliRunner().invoke(cli.app, ["alpha", "targets"], env={"COLUMNS": "250"})
+    assert out.exit_code == 0, out.output
+    when = pd.Timestamp(int(last["ts"].iloc[0]), unit="ms")
+    assert f"{when:%Y-%m-%d %H:%M} UTC bar (regime {last['regime'].iloc[0]})" in out.output, out.output
+    for r in last.itertuples():
+        assert r.symbol in out.output and r.reason in out.output, out.output
+    early = _q(resources, "SELECT min(ts) AS ts FROM signals.alpha_targets")["ts"][0]
+    out = CliRunner().invoke(cli.app, ["alpha", "targets", "--at", str(pd.Timestamp(int(early), unit="ms"))])
+    assert out.exit_code == 0 and f"{pd.Timestamp(int(early), unit='ms'):%Y-%m-%d %H:%M} UTC bar" in out.output
+    out = CliRunner().invoke(cli.app, ["alpha", "targets", "--at", "not a time"])
+    assert out.exit_code != 0 and "is not a time" in out.output
+    runs = _q(resources, "SELECT strategy, metrics FROM backtest.runs WHERE desk = 'alpha_portfolio' ORDER BY 1")
+    assert runs["strategy"].tolist() == ["alpha_book", "alpha_book_no_dd"]
+    out = CliRunner().invoke(cli.app, ["alpha", "report"], env={"COLUMNS": "250"})
+    assert out.exit_code == 0 and "buy_and_hold_btc" in out.output and "alpha_book_no_dd" in out.output, out.output
+    from pipeline.cli.common import pct
+
+    assert pct(json.loads(runs["metrics"][0])["total_return"]) in out.output
+    out = CliRunner().invoke(cli.app, ["alpha", "status"], env={"COLUMNS": "250"})
+    assert out.exit_code == 0 and "regime now:" in out.output and "signals.alpha_scores by source" in out.output
+
+
 def test_train_gate_promote_backtest_then_refuse_a_failing_model(resources, monkeypatch, built_warehouse):
     # the data chain is the session's (copied into `resources`): r1 trains, gates, promotes and backtests on it
     with contextlib.nullcontext(dg.DagsterInstance.ephemeral()) as instance:  # in memory: see conftest `instance`
@@ -401,6 +434,7 @@ def test_train_gate_promote_backtest_then_refuse_a_failing_model(resources, monk
         out = CliRunner().invoke(cli.app, ["setups", "analyze-results", "--equity-csv", eq_csv], env={"COLUMNS": "250"})
         assert out.exit_code == 0 and "setup_gated" in out.output and "buy_and_hold" in out.output, out.output
         assert len(pd.read_csv(eq_csv)) > 100
+        _assert_alpha_cli(resources)
 
         # no new data: nothing retrained, no new backtest run
         r2 = _run(resources, instance)
