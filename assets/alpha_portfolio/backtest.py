@@ -200,10 +200,7 @@ def backtest_alpha_portfolio(
             readers.asset_fingerprints(["signals.alpha_targets"]),
             CODE_VERSION + METRICS_VERSION + ap.model_dump_json() + str(baseline and baseline[0]) + variant,
         )
-        skip = not variant and if_unchanged(
-            context, con, "backtest.alpha_portfolio", fp, SKIPPED, checks=(ACCOUNTING_RECONCILES,)
-        )
-        if skip:
+        if not variant and (skip := if_unchanged(context, con, TABLE, fp, SKIPPED, checks=(ACCOUNTING_RECONCILES,))):
             return skip
         targets = readers.alpha_targets(con)
         if targets.empty:
@@ -235,3 +232,4 @@ def backtest_alpha_portfolio(
 
 
 SKIPPED = "targets unchanged; not re-run (see backtest.runs)"
+TABLE = "backtest.alpha_portfolio"  # its input fingerprint's name in ops.asset_inputs
