@@ -208,10 +208,10 @@ def test_every_schedule_says_what_it_runs_and_when():
         cfg = settings().model_copy(deep=True)
         cfg.setup_scanner.auto.enabled, cfg.app.timezone = on, tz
         everything = {s.job_name: s.description or "" for s in schedules(cfg)}
-        assert len(everything) == 6
+        assert len(everything) == 7
         weekly = ("setup_train_job", "setup_calibrate_job", "setup_tune_job")
         descriptions = {j: everything[j] for j in weekly}
-        for job in ("options_daily_job", "health_job", "db_maintenance_job"):  # issue 16, on with live.enabled
+        for job in ("options_daily_job", "health_job", "db_maintenance_job", "alpha_train_job"):  # on with live.enabled
             d = everything[job]
             assert d.startswith(f"Runs {job} every ") and f"{tz}" in d and "live.enabled" in d, d
         for job, d in descriptions.items():

@@ -50,6 +50,7 @@ def test_schedules_and_sensors_defaults():
         "options_daily": ("options_daily_job", "0 2 * * *"),
         "health": ("health_job", "*/15 * * * *"),
         "db_maintenance": ("db_maintenance_job", "30 0 * * *"),
+        "alpha_train_weekly": ("alpha_train_job", "0 4 * * 0"),  # issue 18: the alpha models' weekly retrain
     }
     assert all(s.default_status == dg.DefaultScheduleStatus.STOPPED for s in sched.values())
     assert all(s.default_status == dg.DefaultScheduleStatus.RUNNING for s in live_schedules(on))

@@ -19,8 +19,11 @@ from warehouse.schema import PRIMARY_KEYS
 CODE_VERSION = "1"
 TIMEFRAME = "1h"
 #: the scores' content, the input fingerprint of the targets (alphaml's asset need not record its own)
+#: the scores' content, order-independent and exact: a floating-point ``sum`` (parallel aggregation) and an unordered
+#: ``string_agg`` differ between two reads of the same rows, and the targets were re-planned on every run
 SCORES_FINGERPRINT = (
-    "SELECT count(*), min(ts), max(ts), sum(exp_ret_net), string_agg(DISTINCT coalesce(model_version, source), ',') "
+    "SELECT count(*), min(ts), max(ts), bit_xor(hash(symbol, ts, exp_ret_net, rvol_24h, atr_14, regime)), "
+    "string_agg(DISTINCT coalesce(model_version, source), ',' ORDER BY coalesce(model_version, source)) "
     "FROM signals.alpha_scores"
 )
 

@@ -17,7 +17,7 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-#: the figures ``report`` shows per book and benchmark (keys of :func:`pipeline.core.metrics.metrics`)
+#: the figures report shows per book and benchmark (keys of pipeline.core.metrics.metrics)
 REPORT = ("total_return", "annual_return", "volatility", "sharpe", "sortino", "max_drawdown", "turnover", "cost_drag")
 PCT = {"total_return", "annual_return", "volatility", "max_drawdown", "cost_drag", "exposure"}
 
@@ -51,8 +51,8 @@ def backtest(
     slippage_bps: float = typer.Option(None, "--slippage-bps", help="Slippage in bps per side (default: trader.yaml)."),
 ) -> None:
     """Run alpha_portfolio_job: features, regime, scores, the hourly targets and the backtest of the book on the
-    engine, next to equal-weight and BTC buy-and-hold and the research baseline. With ``--fee-bps`` / ``--slippage-bps``
-    the books are also run at those costs and stored as separate strategies (``alpha_book@fee…``)."""
+    engine, next to equal-weight and BTC buy-and-hold and the research baseline. With --fee-bps / --slippage-bps
+    the books are also run at those costs and stored as separate strategies (alpha_book@fee…)."""
     cfg = {k: v for k, v in {"fee_bps": fee_bps, "slippage_bps": slippage_bps}.items() if v is not None}
     t0 = time.time()
     r = run_job("alpha_portfolio_job", {"ops": {"backtest__alpha_portfolio": {"config": cfg}}} if cfg else None)
@@ -83,7 +83,8 @@ def targets(
     at: str = typer.Option(None, "--at", help="UTC time: the rebalance at or before it (default: the latest)."),
 ) -> None:
     """The target weights of one hourly rebalance with the reason per asset (kept, added, dropped_rank, capped_tier,
-    capped_risk, capped_sleeve, band_hold, below_min_order, no_positive_score) — "why wasn't X bought?"."""
+    capped_risk, capped_sleeve, band_hold, below_min_order, no_positive_score) — "why wasn't X bought?". Runs no job:
+    reads signals.alpha_targets."""
     at_ms = _at_ms(at)
     last = read(
         "SELECT max(ts) AS ts FROM signals.alpha_targets" + ("" if at_ms is None else " WHERE ts <= ?"),
@@ -126,7 +127,7 @@ def _figures(name: str, m: dict) -> dict:
 def report() -> None:
     """The newest backtest of every alpha book (with and without drawdown scaling, and any cost variants) next to its
     benchmarks (equal-weight and BTC buy-and-hold of the same hours, the research baseline): return, volatility,
-    Sharpe, Sortino, max drawdown, turnover, cost drag, deflated Sharpe."""
+    Sharpe, Sortino, max drawdown, turnover, cost drag, deflated Sharpe. Runs no job: reads backtest.runs."""
     runs = _latest_runs()
     if runs.empty:
         console.print("[red]no alpha backtest stored yet; run `trader alpha backtest`[/]")
@@ -142,7 +143,8 @@ def report() -> None:
 @app.command()
 def status() -> None:
     """The book at a glance: the market regime now and its share of hours, where the scores come from (model versions
-    or the labelled fallback), the latest targets' invested weight and the newest backtest's return and drawdown."""
+    or the labelled fallback), the latest targets' invested weight and the newest backtest's return and drawdown. Runs
+    no job: reads the alpha tables."""
     reg = read(
         """SELECT regime, count(*) AS hours, max(ts) AS last_ts FROM regimes.alpha_market GROUP BY regime
         ORDER BY hours DESC"""

@@ -35,7 +35,16 @@ def _under(module: str, prefix: str) -> bool:
 
 
 def test_command_modules_import_only_common_from_the_cli_and_nothing_under_assets():
-    assert {p.stem for p in COMMAND_MODULES} == {"main", "research", "options", "setups", "api", "notify", "paper"}
+    assert {p.stem for p in COMMAND_MODULES} == {
+        "main",
+        "research",
+        "options",
+        "setups",
+        "alpha",
+        "api",
+        "notify",
+        "paper",
+    }
     bad = {}
     for path in COMMAND_MODULES:
         for module, names in _imports(path):
@@ -91,8 +100,10 @@ def test_commands_and_jobs():
         "api",
         "notify",
         "paper",
+        "alpha",
     }
     assert set(top.commands["notify"].commands) == {"test", "status"}
+    assert set(top.commands["alpha"].commands) == {"train", "backtest", "targets", "status", "report"}
     assert set(top.commands["setups"].commands) == {
         "retro-scan",
         "scan",

@@ -94,6 +94,7 @@ def test_walk_forward_fit_is_point_in_time_on_real_bars(five_pairs):
     cfg = AlphaModelConfig(
         name="t",
         horizon_bars=6,
+        train_stride=4,  # labels of 6 bars overlap at a stride of 4: purging has work to do
         params={"n_estimators": 15, "num_leaves": 7, "min_child_samples": 100},
         walk_forward=WalkForwardConfig(
             train_window="45d", test_window="20d", purge="0", embargo="6", min_calibration_rows=500
