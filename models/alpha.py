@@ -32,6 +32,7 @@ import pandas as pd
 from pydantic import Field, model_validator
 
 from models.calibration import Calibrator
+from models.retrain import RetrainPolicy
 from models.splits import WalkForwardConfig
 from models.trainers import ModelConfig
 from models.walkforward import CalibratedModel, PointInTimeFit, fit_point_in_time
@@ -53,6 +54,11 @@ class AlphaModelConfig(ModelConfig):
     """One alpha horizon: a LightGBM regressor of the forward vol-normalised return over ``horizon_bars`` 1h bars."""
 
     name: str = Field("alpha_24h", description="Registered MLflow model name.")
+    retrain: RetrainPolicy = Field(
+        default_factory=lambda: RetrainPolicy(min_new_labels=210),
+        description="210 = one week of training rows (10 pairs x 168 h / train_stride 8): trader run retrains at most "
+        "about weekly; the weekly schedule finds that much new data.",
+    )
     horizon_bars: int = Field(24, ge=1, description="Label horizon h in 1h bars.")
     label_clip: float = Field(5.0, gt=0, description="Labels are clipped to +-this (units of rvol_24h * sqrt(h)).")
     min_assets: int = Field(5, ge=2, description="Hours with fewer assets have no rank IC.")
@@ -113,6 +119,23 @@ def add_labels(features: pd.DataFrame, horizon: int, step_ms: int, clip: float) 
     return f.assign(y=y, label_end_ts=np.where(ok & y.notna(), fut_ts.fillna(-1), -1).astype(np.int64))
 
 
+def training_labels(features: pd.DataFrame, cfg: AlphaModelConfig, step_ms: int) -> pd.DataFrame:
+    """:func:`add_labels` plus the training columns: ``y_train`` / ``t1_train`` = ``y`` / ``label_end_ts`` on the
+    hours of the ``train_stride`` (NaN / -1 elsewhere; every hour is still scored)."""
+    data = add_labels(features, cfg.horizon_bars, step_ms, cfg.label_clip)
+    on_stride = (data["ts"] // step_ms) % cfg.train_stride == 0
+    return data.assign(
+        y_train=data["y"].where(on_stride), t1_train=np.where(on_stride, data["label_end_ts"], -1).astype(np.int64)
+    )
+
+
+def labelled_rows(features: pd.DataFrame, cfg: AlphaModelConfig, step_ms: int) -> int:
+    """The rows a training on ``features`` would fit (``PointInTimeFit.labelled_rows``: a label and on the stride),
+    without fitting: what :func:`models.retrain.should_retrain` compares with the last training's count."""
+    d = training_labels(features, cfg, step_ms)
+    return int((d["y_train"].notna() & (d["t1_train"] >= 0)).sum())
+
+
 @dataclass
 class AlphaFit:
     """One horizon's fit: ``scores`` = every input row (``symbol, ts, fold, pred, y, label_end_ts``); ``oof`` = the
@@ -135,13 +158,9 @@ def fit_alpha(features: pd.DataFrame, cfg: AlphaModelConfig, step_ms: int) -> Al
     Raises:
         ValueError: no labelled rows or history shorter than the training window.
     """
-    data = add_labels(features, cfg.horizon_bars, step_ms, cfg.label_clip)
+    data = training_labels(features, cfg, step_ms)
     w = cfg.walk_forward.to_ms(step_ms)
     spec = cfg.spec().model_copy(update={"task": "regressor"})
-    on_stride = (data["ts"] // step_ms) % cfg.train_stride == 0
-    data = data.assign(
-        y_train=data["y"].where(on_stride), t1_train=np.where(on_stride, data["label_end_ts"], -1).astype(np.int64)
-    )
     pit = fit_point_in_time(
         data,
         FEATURES,

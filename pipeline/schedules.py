@@ -92,6 +92,12 @@ def setup_schedules(cfg: TraderConfig) -> list[dg.ScheduleDefinition]:
     ]
 
 
+#: run configuration per schedule name: the weekly alpha retrain forces both trainings (the retrain policy only spares
+#: `trader run` a retrain on every new candle)
+_FORCED = {"config": {"force": True}}
+_RUN_CONFIG = {"alpha_train_weekly": {"ops": {"ml__alpha_6h": _FORCED, "ml__alpha_24h": _FORCED}}}
+
+
 def live_schedules(cfg: TraderConfig) -> list[dg.ScheduleDefinition]:
     """The daily options decision, the health checks and the warehouse maintenance (issue 16): RUNNING when
     ``live.enabled`` (``trader live``), like the sensors; cron in ``app.timezone``."""
@@ -112,6 +118,7 @@ def live_schedules(cfg: TraderConfig) -> list[dg.ScheduleDefinition]:
             default_status=dg.DefaultScheduleStatus.RUNNING if on else dg.DefaultScheduleStatus.STOPPED,
             description=f"Runs {job.name} {cron_in_words(cron, tz)} (cron '{cron}', {field}): {_WHAT[job.name]}."
             f"{extra} {state}",
+            run_config=_RUN_CONFIG.get(name),
         )
         for name, job, cron, field, extra in (
             (
@@ -123,7 +130,13 @@ def live_schedules(cfg: TraderConfig) -> list[dg.ScheduleDefinition]:
             ),
             ("health", health_job, cfg.health.cron, "health.cron", ""),
             ("db_maintenance", db_maintenance_job, cfg.maintenance.cron, "maintenance.cron", ""),
-            ("alpha_train_weekly", alpha_train_job, cfg.alpha_portfolio.train_cron, "alpha_portfolio.train_cron", ""),
+            (
+                "alpha_train_weekly",
+                alpha_train_job,
+                cfg.alpha_portfolio.train_cron,
+                "alpha_portfolio.train_cron",
+                " It retrains whatever the retrain policy says (run config force: true).",
+            ),
         )
     ]
 

@@ -11,7 +11,17 @@ import numpy as np
 import pandas as pd
 
 from assets.alpha_portfolio.common import TIMEFRAME
-from assets.common import POOL, TrainConfig, if_unchanged, md_table, rounded, version_metadata
+from assets.common import (
+    POOL,
+    UNCHANGED,
+    TrainConfig,
+    carried_forward,
+    if_unchanged,
+    md_table,
+    retrain_decision,
+    rounded,
+    version_metadata,
+)
 from assets.keys import (
     ALPHA_6H,
     ALPHA_6H_CHAMPION,
@@ -24,8 +34,8 @@ from assets.keys import (
     GROUP_ALPHA,
 )
 from assets.promotion import promotion_assets
-from models.alpha import AlphaFit, fit_alpha, gate, ic_by
-from models.retrain import config_hash
+from models.alpha import AlphaFit, fit_alpha, gate, ic_by, labelled_rows
+from models.retrain import TrainingState, config_hash
 from pipeline.config import settings
 from pipeline.core.alpha_features import FEATURES
 from pipeline.core.timeframes import timeframe_ms
@@ -36,6 +46,9 @@ from warehouse import io, readers, runs
 CODE_VERSION = "1"
 EXPERIMENT = "alpha_portfolio"
 SKIPPED = "features, regime and configuration unchanged; model not retrained"
+RETRAIN_SKIPPED = (
+    "too few newly labelled hours since the last training; model not retrained (alpha_portfolio.model.h*.retrain)"
+)
 
 
 def _section(cfg, horizon: str):
@@ -220,17 +233,25 @@ def _training_asset(horizon: str, key: dg.AssetKey):
         with warehouse.connect() as con:
             fp = _fingerprint(con, extra)
             if readers.latest_run(con, m.name) is not None and (
-                skip := if_unchanged(context, con, asset, fp, SKIPPED, force=config.force)
+                skip := if_unchanged(
+                    context, con, asset, fp, SKIPPED, metadata={"retrain": UNCHANGED}, force=config.force
+                )
             ):
                 return skip
             feats, regimes = readers.alpha_features(con, ex, TIMEFRAME), readers.alpha_regime(con)
+            now = TrainingState(CODE_VERSION, config_hash(extra), labelled_rows(feats, m, timeframe_ms(TIMEFRAME)))
+            retrain, why = retrain_decision(con, [m.name], now, m.retrain, config.force)
+            if not retrain:  # new hours but too few new labels: the version in force stays (models.retrain)
+                return dg.MaterializeResult(
+                    metadata=rounded(carried_forward(context, {"status": RETRAIN_SKIPPED, "retrain": why}))
+                )
         fit = fit_alpha(feats, m, timeframe_ms(TIMEFRAME))
         rep = _report(fit, regimes, m)
         scores, chash = _scores(fit, rep["by_regime"]), config_hash(extra)
         logged = mlflow.log_training(_record(context, key, m, fit, feats, rep, scores, chash))
         with warehouse.connect() as con:
             row = _store(con, fit, m, logged, feats, scores, context, chash, ex, (asset, fp))
-        return dg.MaterializeResult(metadata=_metadata(fit, m, logged, scores, rep, row))
+        return dg.MaterializeResult(metadata={**_metadata(fit, m, logged, scores, rep, row), "retrain": why})
 
     return _train
 

@@ -16,6 +16,7 @@ from models.alpha import (
     fold_scales,
     gate,
     ic_stats,
+    labelled_rows,
     rank_ic,
 )
 from models.splits import WalkForwardConfig
@@ -101,6 +102,8 @@ def test_walk_forward_fit_is_point_in_time_on_real_bars(five_pairs):
         ),
     )
     fit = fit_alpha(five_pairs, cfg, H)
+    # the count the retrain policy compares, without a fit, is the fit's own
+    assert labelled_rows(five_pairs, cfg, H) == fit.fit.labelled_rows > 0
     folds = fit.fit.folds
     assert len(folds) >= 5
     s = fit.scores
