@@ -41,7 +41,9 @@ def train(force: bool = typer.Option(False, help="Retrain even if the data and c
         md = asset_metadata(r, ["ml", f"alpha_{h}"])
         if md.get("status"):
             console.print(f"alpha_{h}: {md['status']}")
-        print_md(f"alpha_{h}: out-of-sample rank IC", md.get("oos_ic") or md.get("ic_by_regime"))
+        if "ic_mean" in md:
+            console.print(f"alpha_{h}: out-of-sample rank IC {md['ic_mean']:.4f} (t {md['ic_t']:.2f})")
+        print_md(f"alpha_{h}: rank IC per regime", md.get("ic_by_regime"))
     _done("alpha train", r, t0, checks_ok)
 
 
